@@ -1,0 +1,1 @@
+//! converge: make every server provably match its role.
