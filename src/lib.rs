@@ -1,1 +1,5 @@
 //! converge: make every server provably match its role.
+
+pub mod diagnostics;
+pub mod render;
+pub mod role;

@@ -1,0 +1,179 @@
+//! Errors that point at a place in a role or template: `file:line:col: message` plus an excerpt.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A position in a source file, 1-based.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file, as the user would type it (relative to the source tree when possible).
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub col: usize,
+}
+
+impl Location {
+    /// Locates a byte offset inside `text`, the contents of `file`.
+    pub fn at_offset(file: &Path, text: &str, offset: usize) -> Location {
+        let offset = offset.min(text.len());
+        let before = &text[..floor_char_boundary(text, offset)];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
+        Location {
+            file: file.to_path_buf(),
+            line,
+            col,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
+
+fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+/// One error with an optional location and the offending source line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Where the error is, when it has a place.
+    pub location: Option<Location>,
+    /// What is wrong and, where useful, what was expected.
+    pub message: String,
+    /// The source line at `location`, shown with a caret under the column.
+    pub excerpt: Option<String>,
+}
+
+impl Diagnostic {
+    /// An error without a place in a file.
+    pub fn new(message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            location: None,
+            message: message.into(),
+            excerpt: None,
+        }
+    }
+
+    /// An error at a byte offset of `text` (the contents of `file`).
+    pub fn at_offset(file: &Path, text: &str, offset: usize, message: impl Into<String>) -> Self {
+        let location = Location::at_offset(file, text, offset);
+        Self::at(location, text, message)
+    }
+
+    /// An error at a known line and column of `text`.
+    pub fn at(location: Location, text: &str, message: impl Into<String>) -> Diagnostic {
+        let excerpt = text
+            .lines()
+            .nth(location.line.saturating_sub(1))
+            .map(str::to_owned);
+        Diagnostic {
+            location: Some(location),
+            message: message.into(),
+            excerpt,
+        }
+    }
+
+    /// The first line alone: `file:line:col: message`.
+    pub fn headline(&self) -> String {
+        match &self.location {
+            Some(loc) => format!("{loc}: {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.headline())?;
+        if let (Some(loc), Some(line)) = (&self.location, &self.excerpt) {
+            let number = loc.line.to_string();
+            let pad = " ".repeat(number.len());
+            // Tabs would shift the caret; show them as single spaces.
+            let shown = line.replace('\t', " ");
+            let caret_pad = " ".repeat(loc.col.saturating_sub(1));
+            write!(f, "\n{pad} |\n{number} | {shown}\n{pad} | {caret_pad}^")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+/// Every error found by one pass (a `validate` run reports them all, not just the first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    /// Adds one error.
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+
+    /// True when nothing went wrong.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Ok(value) when empty, else the collected errors.
+    pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl From<Diagnostic> for Diagnostics {
+    fn from(d: Diagnostic) -> Self {
+        Diagnostics(vec![d])
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locates_offsets_by_line_and_column() {
+        let text = "a = 1\nbé = 2\n";
+        let loc = Location::at_offset(Path::new("r.toml"), text, text.find('=').unwrap());
+        assert_eq!((loc.line, loc.col), (1, 3));
+        let loc = Location::at_offset(Path::new("r.toml"), text, text.rfind('=').unwrap());
+        assert_eq!((loc.line, loc.col), (2, 4));
+    }
+
+    #[test]
+    fn renders_excerpt_with_caret() {
+        let text = "[[file]]\nmdoe = 1\n";
+        let d = Diagnostic::at_offset(Path::new("roles/x.toml"), text, 9, "unknown key");
+        assert_eq!(
+            d.to_string(),
+            "roles/x.toml:2:1: unknown key\n  |\n2 | mdoe = 1\n  | ^"
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! Template rendering: Handlebars in strict mode, partials, and the helpers users expect.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, JsonRender, RenderContext, RenderError,
+    RenderErrorReason, ScopedJson,
+};
+use serde_json::Value;
+
+use crate::diagnostics::{Diagnostic, Diagnostics, Location};
+
+/// Renders the templates of one source tree; each template is compiled once.
+pub struct Renderer {
+    hb: Handlebars<'static>,
+    dir: PathBuf,
+    registered: BTreeSet<String>,
+}
+
+impl Renderer {
+    /// Prepares a renderer over `templates_dir`, registering every partial in `partials/`.
+    pub fn new(templates_dir: &Path) -> Result<Renderer, Diagnostics> {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(true);
+        // These are config files, not HTML: `&` and `<` must come out as written.
+        hb.register_escape_fn(handlebars::no_escape);
+        register_helpers(&mut hb);
+        let mut renderer = Renderer {
+            hb,
+            dir: templates_dir.to_path_buf(),
+            registered: BTreeSet::new(),
+        };
+        let mut errors = Diagnostics::default();
+        let partials_dir = templates_dir.join("partials");
+        let mut partials = Vec::new();
+        collect_files(&partials_dir, &mut partials);
+        partials.sort();
+        for path in partials {
+            let rel = path.strip_prefix(&partials_dir).unwrap_or(&path);
+            let name = rel.with_extension("").to_string_lossy().into_owned();
+            let display = display_path(templates_dir, &path);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    if let Err(e) = renderer.hb.register_partial(&name, &text) {
+                        errors.push(template_error(&display, &text, &e));
+                    }
+                }
+                Err(e) => errors.push(Diagnostic::new(format!(
+                    "cannot read {}: {e}",
+                    display.display()
+                ))),
+            }
+        }
+        errors.into_result(renderer)
+    }
+
+    /// Whether `name` (relative to `templates/`) exists.
+    pub fn exists(&self, name: &str) -> bool {
+        safe_relative(name) && self.dir.join(name).is_file()
+    }
+
+    /// Renders `name` (relative to `templates/`) with `context` (`{facts, vars}`).
+    pub fn render(&mut self, name: &str, context: &Value) -> Result<String, Diagnostic> {
+        let path = self.dir.join(name);
+        let display = display_path(&self.dir, &path);
+        if !self.registered.contains(name) {
+            if !safe_relative(name) {
+                return Err(Diagnostic::new(format!(
+                    "template '{name}' must be a relative path inside templates/"
+                )));
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Diagnostic::new(format!("cannot read template {}: {e}", display.display()))
+            })?;
+            self.hb
+                .register_template_string(name, &text)
+                .map_err(|e| template_error(&display, &text, &e))?;
+            self.registered.insert(name.to_owned());
+        }
+        self.hb.render(name, context).map_err(|e| {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            render_error(&self.dir, &display, &text, &e)
+        })
+    }
+}
+
+/// `templates/NAME` as shown in messages.
+fn display_path(templates_dir: &Path, path: &Path) -> PathBuf {
+    let rel = path.strip_prefix(templates_dir).unwrap_or(path);
+    Path::new("templates").join(rel)
+}
+
+fn safe_relative(name: &str) -> bool {
+    let p = Path::new(name);
+    !name.is_empty()
+        && p.components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+fn template_error(display: &Path, text: &str, e: &handlebars::TemplateError) -> Diagnostic {
+    let message = format!("template syntax: {}", e.reason());
+    match e.pos() {
+        Some((line, col)) => Diagnostic::at(
+            Location {
+                file: display.to_path_buf(),
+                line,
+                col,
+            },
+            text,
+            message,
+        ),
+        None => Diagnostic::new(format!("{}: {message}", display.display())),
+    }
+}
+
+fn render_error(dir: &Path, display: &Path, text: &str, e: &RenderError) -> Diagnostic {
+    let message = match e.reason() {
+        RenderErrorReason::MissingVariable(Some(path)) => format!("missing variable '{path}'"),
+        RenderErrorReason::MissingVariable(None) => "missing variable".to_owned(),
+        RenderErrorReason::PartialNotFound(name) => format!(
+            "partial '{name}' not found (expected templates/partials/{name}.hbs)"
+        ),
+        RenderErrorReason::HelperNotFound(name) => format!("unknown helper '{name}'"),
+        other => other.to_string(),
+    };
+    // An error inside a partial names the partial; point at its own file then.
+    let (display, text) = match &e.template_name {
+        Some(name) if Path::new(display) != display_path(dir, &dir.join(name)) => {
+            let partial = dir.join("partials").join(format!("{name}.hbs"));
+            match std::fs::read_to_string(&partial) {
+                Ok(t) => (display_path(dir, &partial), t),
+                Err(_) => (display.to_path_buf(), text.to_owned()),
+            }
+        }
+        _ => (display.to_path_buf(), text.to_owned()),
+    };
+    match (e.line_no, e.column_no) {
+        (Some(line), Some(col)) => Diagnostic::at(
+            Location {
+                file: display,
+                line,
+                col,
+            },
+            &text,
+            message,
+        ),
+        _ => Diagnostic::new(format!("{}: {message}", display.display())),
+    }
+}
+
+/// A value helper whose parameters must all exist (strict mode reaches into helpers too).
+struct Strict {
+    arity: std::ops::RangeInclusive<usize>,
+    compute: fn(&[&Value]) -> Result<Value, String>,
+}
+
+impl HelperDef for Strict {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let params = h.params();
+        if !self.arity.contains(&params.len()) {
+            let (lo, hi) = (self.arity.start(), self.arity.end());
+            let expected = if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo} to {hi}")
+            };
+            return Err(RenderErrorReason::Other(format!(
+                "helper '{}' takes {expected} parameters, got {}",
+                h.name(),
+                params.len()
+            ))
+            .into());
+        }
+        if let Some(missing) = params.iter().find(|p| p.is_value_missing()) {
+            return Err(RenderErrorReason::MissingVariable(missing.relative_path().cloned()).into());
+        }
+        let values: Vec<&Value> = params.iter().map(|p| p.value()).collect();
+        (self.compute)(&values)
+            .map(ScopedJson::Derived)
+            .map_err(|m| RenderErrorReason::Other(format!("helper '{}': {m}", h.name())).into())
+    }
+}
+
+/// `default`: the first parameter unless it is missing or null, then the second.
+struct DefaultHelper;
+
+impl HelperDef for DefaultHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let (Some(value), Some(fallback)) = (h.param(0), h.param(1)) else {
+            return Err(RenderErrorReason::Other(
+                "helper 'default' takes 2 parameters: value and fallback".to_owned(),
+            )
+            .into());
+        };
+        let chosen = if value.is_value_missing() || value.value().is_null() {
+            fallback.value()
+        } else {
+            value.value()
+        };
+        Ok(ScopedJson::Derived(chosen.clone()))
+    }
+}
+
+fn register_helpers(hb: &mut Handlebars<'static>) {
+    hb.register_helper("default", Box::new(DefaultHelper));
+    let helpers: [(&str, std::ops::RangeInclusive<usize>, fn(&[&Value]) -> Result<Value, String>); 5] = [
+        ("join", 1..=2, join),
+        ("upper", 1..=1, |v| Ok(Value::String(v[0].render().to_uppercase()))),
+        ("lower", 1..=1, |v| Ok(Value::String(v[0].render().to_lowercase()))),
+        ("json", 1..=1, |v| Ok(Value::String(v[0].to_string()))),
+        ("indent", 2..=2, indent),
+    ];
+    for (name, arity, compute) in helpers {
+        hb.register_helper(name, Box::new(Strict { arity, compute }));
+    }
+}
+
+fn join(v: &[&Value]) -> Result<Value, String> {
+    let sep = v.get(1).map_or(", ".to_owned(), |s| s.render());
+    let items = v[0]
+        .as_array()
+        .ok_or_else(|| format!("expected a list, got {}", v[0]))?;
+    let parts: Vec<String> = items.iter().map(|i| i.render()).collect();
+    Ok(Value::String(parts.join(&sep)))
+}
+
+fn indent(v: &[&Value]) -> Result<Value, String> {
+    let width = v[1]
+        .as_u64()
+        .ok_or_else(|| format!("expected a number of spaces, got {}", v[1]))?;
+    let pad = " ".repeat(width as usize);
+    let text = v[0].render();
+    let out: Vec<String> = text
+        .split('\n')
+        .map(|line| {
+            if line.is_empty() {
+                String::new()
+            } else {
+                format!("{pad}{line}")
+            }
+        })
+        .collect();
+    Ok(Value::String(out.join("\n")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn setup(files: &[(&str, &str)]) -> (tempfile::TempDir, Renderer) {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, t) in files {
+            let path = dir.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, t).unwrap();
+        }
+        let r = Renderer::new(dir.path()).unwrap();
+        (dir, r)
+    }
+
+    #[test]
+    fn helpers_render_as_documented() {
+        let (_d, mut r) = setup(&[
+            ("partials/head.hbs", "# {{upper facts.hostname}}\n"),
+            (
+                "t.hbs",
+                "{{> head}}\n{{default vars.missing 7}} {{join vars.l \"-\"}} {{lower \"AB\"}} {{json vars.l}}\n{{indent vars.text 2}}\n{{#if (gt vars.n 3)}}big{{/if}} {{#if (eq vars.s \"x\")}}x{{/if}} & <",
+            ),
+        ]);
+        let ctx = json!({"facts": {"hostname": "web1"}, "vars": {"l": ["a", "b"], "n": 4, "s": "x", "text": "a\nb"}});
+        assert_eq!(
+            r.render("t.hbs", &ctx).unwrap(),
+            "# WEB1\n7 a-b ab [\"a\",\"b\"]\n  a\n  b\nbig x & <"
+        );
+    }
+
+    #[test]
+    fn missing_variable_names_template_line_and_column() {
+        let (_d, mut r) = setup(&[("app/x.hbs", "a\nport = {{vars.port}}\n")]);
+        let e = r.render("app/x.hbs", &json!({"vars": {}, "facts": {}})).unwrap_err();
+        assert_eq!(
+            e.headline(),
+            "templates/app/x.hbs:2:8: missing variable 'vars.port'"
+        );
+    }
+
+    #[test]
+    fn missing_variable_inside_a_helper_is_an_error_too() {
+        let (_d, mut r) = setup(&[("x.hbs", "{{upper vars.nope}}")]);
+        let e = r.render("x.hbs", &json!({"vars": {}})).unwrap_err();
+        assert_eq!(e.headline(), "templates/x.hbs:1:1: missing variable 'vars.nope'");
+    }
+
+    #[test]
+    fn syntax_error_has_a_location() {
+        let (_d, mut r) = setup(&[("x.hbs", "ok\n{{#if a}}\n")]);
+        let e = r.render("x.hbs", &json!({})).unwrap_err();
+        assert!(e.headline().starts_with("templates/x.hbs:"), "{}", e.headline());
+    }
+}

@@ -1,0 +1,7 @@
+//! Roles: the TOML format, loading with includes, and variables.
+
+pub mod load;
+pub mod model;
+pub mod vars;
+
+pub use load::{load, Role, RoleSet, SourceTree};

@@ -1,0 +1,95 @@
+//! The role file format: plain serde types, unknown keys rejected.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// One role file, `roles/NAME.toml`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleFile {
+    /// Roles whose resources and vars this role builds on.
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    /// Variables for templates; overridden by including roles and host overrides.
+    #[serde(default)]
+    pub vars: toml::Table,
+    /// Managed regular files.
+    #[serde(default)]
+    pub file: Vec<Spanned<FileSpec>>,
+    /// Managed directories.
+    #[serde(default)]
+    pub directory: Vec<Spanned<DirectorySpec>>,
+    /// Managed symbolic links.
+    #[serde(default)]
+    pub symlink: Vec<Spanned<SymlinkSpec>>,
+    /// Paths that must not exist.
+    #[serde(default)]
+    pub absent: Vec<Spanned<AbsentSpec>>,
+}
+
+/// `[[file]]`: a regular file with content from exactly one of content, template or source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Absolute path on the host.
+    pub path: Spanned<String>,
+    /// Literal content.
+    pub content: Option<String>,
+    /// Handlebars template, relative to the bundle's `templates/`.
+    pub template: Option<Spanned<String>>,
+    /// File copied verbatim, relative to the bundle's `files/`.
+    pub source: Option<Spanned<String>>,
+    /// Owner: user name or numeric uid.
+    pub owner: Option<Spanned<String>>,
+    /// Group: group name or numeric gid.
+    pub group: Option<Spanned<String>>,
+    /// Permission bits, an octal string such as "0644".
+    pub mode: Option<Spanned<String>>,
+    /// Hide content from diffs, logs and reports.
+    #[serde(default)]
+    pub sensitive: bool,
+    /// Template variables for this file only, merged over the role vars.
+    #[serde(default)]
+    pub vars: toml::Table,
+}
+
+/// `[[directory]]`: a directory; its entries are left alone unless `purge` is set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySpec {
+    /// Absolute path on the host.
+    pub path: Spanned<String>,
+    /// Owner: user name or numeric uid.
+    pub owner: Option<Spanned<String>>,
+    /// Group: group name or numeric gid.
+    pub group: Option<Spanned<String>>,
+    /// Permission bits, an octal string such as "0755".
+    pub mode: Option<Spanned<String>>,
+    /// Remove entries that no resource of this run manages.
+    #[serde(default)]
+    pub purge: bool,
+}
+
+/// `[[symlink]]`: a symbolic link pointing at `target`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymlinkSpec {
+    /// Absolute path of the link on the host.
+    pub path: Spanned<String>,
+    /// What the link points at, stored as written (relative targets stay relative).
+    pub target: String,
+    /// Replace a directory found at `path` (files and links are always replaced).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `[[absent]]`: a path that must not exist.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbsentSpec {
+    /// Absolute path on the host.
+    pub path: Spanned<String>,
+    /// Also remove a non-empty directory and everything in it.
+    #[serde(default)]
+    pub force: bool,
+}
