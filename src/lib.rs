@@ -3,3 +3,6 @@
 pub mod diagnostics;
 pub mod render;
 pub mod role;
+pub mod facts;
+pub mod system;
+pub mod resource;

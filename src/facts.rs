@@ -1,0 +1,200 @@
+//! Host facts: what templates and classification know about the machine.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything converge knows about a host before it renders anything.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Facts {
+    /// Short host name.
+    pub hostname: String,
+    /// Fully qualified name (from /etc/hosts when it knows one, else the host name).
+    pub fqdn: String,
+    /// The distribution, from os-release.
+    pub os: OsFacts,
+    /// The running kernel.
+    pub kernel: KernelFacts,
+    /// Machine architecture, e.g. `x86_64`.
+    pub arch: String,
+    /// Online CPUs.
+    pub cpus: usize,
+    /// Memory totals.
+    pub memory: MemoryFacts,
+    /// Addresses by interface name.
+    pub interfaces: BTreeMap<String, InterfaceFacts>,
+}
+
+/// Distribution identity from os-release.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OsFacts {
+    /// `ID`, e.g. `debian`.
+    pub id: String,
+    /// `VERSION_ID`, e.g. `12`.
+    pub version_id: String,
+    /// `VERSION_CODENAME`, e.g. `bookworm`.
+    pub codename: String,
+    /// `PRETTY_NAME`.
+    pub pretty_name: String,
+}
+
+/// Kernel identity.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KernelFacts {
+    /// `uname -r`.
+    pub release: String,
+}
+
+/// Memory totals.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MemoryFacts {
+    /// MemTotal in bytes.
+    pub total_bytes: u64,
+    /// MemTotal in MiB, handy for tuning formulas in templates.
+    pub total_mb: u64,
+}
+
+/// Addresses of one interface.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct InterfaceFacts {
+    /// IPv4 addresses.
+    pub ipv4: Vec<String>,
+    /// IPv6 addresses.
+    pub ipv6: Vec<String>,
+}
+
+impl Facts {
+    /// Gathers facts from the running kernel; os-release comes from `root` (the tree being
+    /// converged), since an image built under `--root` is what the templates are for.
+    pub fn gather(root: &Path) -> Facts {
+        let uts = nix::sys::utsname::uname().ok();
+        let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
+            uts.as_ref()
+                .map(|u| f(u).to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let hostname = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| field(|u| u.nodename()));
+        let hosts = std::fs::read_to_string(root.join("etc/hosts")).unwrap_or_default();
+        let fqdn = fqdn_from_hosts(&hosts, &hostname).unwrap_or_else(|| hostname.clone());
+        let os_release = std::fs::read_to_string(root.join("etc/os-release"))
+            .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
+            .unwrap_or_default();
+        let total_bytes = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| mem_total_bytes(&m))
+            .unwrap_or(0);
+        Facts {
+            fqdn,
+            hostname,
+            os: parse_os_release(&os_release),
+            kernel: KernelFacts {
+                release: field(|u| u.release()),
+            },
+            arch: field(|u| u.machine()),
+            cpus: online_cpus(),
+            memory: MemoryFacts {
+                total_bytes,
+                total_mb: total_bytes / (1024 * 1024),
+            },
+            interfaces: interfaces(),
+        }
+    }
+}
+
+fn online_cpus() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+        .ok()
+        .flatten()
+        .map_or(1, |n| n.max(1) as usize)
+}
+
+/// The first name with a dot on a /etc/hosts line that also names `hostname`.
+fn fqdn_from_hosts(hosts: &str, hostname: &str) -> Option<String> {
+    hosts
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>())
+        .filter(|names| names.contains(&hostname))
+        .find_map(|names| {
+            names
+                .iter()
+                .find(|n| n.contains('.') && n.starts_with(&format!("{hostname}.")))
+                .map(|n| n.to_string())
+        })
+}
+
+fn parse_os_release(text: &str) -> OsFacts {
+    let mut os = OsFacts::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"').trim_matches('\'').to_owned();
+        match key.trim() {
+            "ID" => os.id = value,
+            "VERSION_ID" => os.version_id = value,
+            "VERSION_CODENAME" => os.codename = value,
+            "PRETTY_NAME" => os.pretty_name = value,
+            _ => {}
+        }
+    }
+    os
+}
+
+fn mem_total_bytes(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn interfaces() -> BTreeMap<String, InterfaceFacts> {
+    let mut out: BTreeMap<String, InterfaceFacts> = BTreeMap::new();
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return out;
+    };
+    for ifa in addrs {
+        let entry = out.entry(ifa.interface_name.clone()).or_default();
+        let Some(addr) = ifa.address else { continue };
+        if let Some(v4) = addr.as_sockaddr_in() {
+            entry.ipv4.push(v4.ip().to_string());
+        } else if let Some(v6) = addr.as_sockaddr_in6() {
+            entry.ipv6.push(v6.ip().to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_os_release() {
+        let os = parse_os_release(
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n",
+        );
+        assert_eq!(os.id, "debian");
+        assert_eq!(os.version_id, "12");
+        assert_eq!(os.codename, "bookworm");
+        assert_eq!(os.pretty_name, "Debian GNU/Linux 12 (bookworm)");
+    }
+
+    #[test]
+    fn fqdn_comes_from_hosts() {
+        let hosts = "127.0.0.1 localhost\n10.0.0.5 web1.example.com web1 # app\n";
+        assert_eq!(fqdn_from_hosts(hosts, "web1").as_deref(), Some("web1.example.com"));
+        assert_eq!(fqdn_from_hosts(hosts, "db1"), None);
+    }
+
+    #[test]
+    fn gathers_this_host() {
+        let f = Facts::gather(Path::new("/"));
+        assert!(f.cpus >= 1);
+        assert!(f.memory.total_mb > 0);
+        assert!(f.interfaces.contains_key("lo"));
+        assert_eq!(f.interfaces["lo"].ipv4, ["127.0.0.1"]);
+    }
+}

@@ -1,0 +1,134 @@
+//! Owner, group and mode: the attributes files and directories share.
+
+use std::sync::Arc;
+
+use super::{FieldChange, ResourceError};
+use crate::system::fs::{Attrs, Meta};
+use crate::system::Accounts;
+
+/// Desired ownership and permissions as written in a role (`None`: leave as is).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ownership {
+    /// User name or uid.
+    pub owner: Option<String>,
+    /// Group name or gid.
+    pub group: Option<String>,
+    /// Permission bits.
+    pub mode: Option<u32>,
+}
+
+/// Parses an octal mode string such as `0644` or `2775`.
+pub fn parse_mode(text: &str) -> Option<u32> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    if digits.is_empty() || digits.len() > 4 {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok()
+}
+
+/// Formats permission bits the way roles write them.
+pub fn format_mode(mode: u32) -> String {
+    format!("{mode:04o}")
+}
+
+/// Ownership resolved against the tree's account databases, plus those for display.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Ids to set.
+    pub attrs: Attrs,
+    /// For naming live ids in diffs.
+    pub accounts: Arc<Accounts>,
+}
+
+impl Ownership {
+    /// Resolves names to ids in the tree's /etc/passwd and /etc/group.
+    pub fn resolve(&self, accounts: Arc<Accounts>) -> Result<Resolved, ResourceError> {
+        let uid = match &self.owner {
+            Some(o) => Some(
+                accounts
+                    .uid(o)
+                    .ok_or_else(|| ResourceError::UnknownUser(o.clone()))?,
+            ),
+            None => None,
+        };
+        let gid = match &self.group {
+            Some(g) => Some(
+                accounts
+                    .gid(g)
+                    .ok_or_else(|| ResourceError::UnknownGroup(g.clone()))?,
+            ),
+            None => None,
+        };
+        Ok(Resolved {
+            attrs: Attrs {
+                uid,
+                gid,
+                mode: self.mode,
+            },
+            accounts,
+        })
+    }
+}
+
+impl Resolved {
+    /// The attributes that differ from `live` (all requested ones when nothing exists yet).
+    pub fn diff(&self, live: Option<&Meta>) -> Vec<FieldChange> {
+        let a = &self.accounts;
+        let mut out = Vec::new();
+        if let Some(uid) = self.attrs.uid {
+            if live.map(|m| m.uid) != Some(uid) {
+                out.push(FieldChange::new(
+                    "owner",
+                    live.map(|m| a.user_name(m.uid)),
+                    Some(a.user_name(uid)),
+                ));
+            }
+        }
+        if let Some(gid) = self.attrs.gid {
+            if live.map(|m| m.gid) != Some(gid) {
+                out.push(FieldChange::new(
+                    "group",
+                    live.map(|m| a.group_name(m.gid)),
+                    Some(a.group_name(gid)),
+                ));
+            }
+        }
+        if let Some(mode) = self.attrs.mode {
+            if live.map(|m| m.mode) != Some(mode) {
+                out.push(FieldChange::new(
+                    "mode",
+                    live.map(|m| format_mode(m.mode)),
+                    Some(format_mode(mode)),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Only the attributes named in `fields`, so apply touches nothing check did not report.
+    pub fn restricted_to(&self, fields: &[FieldChange]) -> Attrs {
+        let has = |name: &str| fields.iter().any(|f| f.field == name);
+        Attrs {
+            uid: self.attrs.uid.filter(|_| has("owner")),
+            gid: self.attrs.gid.filter(|_| has("group")),
+            mode: self.attrs.mode.filter(|_| has("mode")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_as_octal() {
+        assert_eq!(parse_mode("0644"), Some(0o644));
+        assert_eq!(parse_mode("2775"), Some(0o2775));
+        assert_eq!(parse_mode("600"), Some(0o600));
+        assert_eq!(parse_mode("0o640"), Some(0o640));
+        assert_eq!(parse_mode("0999"), None);
+        assert_eq!(parse_mode("rw-r--r--"), None);
+        assert_eq!(parse_mode("07777"), None);
+        assert_eq!(format_mode(0o644), "0644");
+    }
+}

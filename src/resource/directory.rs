@@ -1,0 +1,111 @@
+//! `directory`: a directory's own owner, group and mode; its entries only with `purge`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use super::attrs::{Ownership, Resolved};
+use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
+use crate::system::fs::Entry;
+use crate::system::{Host, System};
+
+/// A managed directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryResource {
+    /// Absolute path on the host.
+    pub path: PathBuf,
+    /// Owner, group and mode of the directory itself.
+    pub ownership: Ownership,
+    /// Remove entries that are not in `keep`.
+    pub purge: bool,
+    /// Names of entries other resources of this run manage (filled in by the plan).
+    pub keep: BTreeSet<String>,
+}
+
+/// What a directory resource finds.
+#[derive(Debug)]
+pub struct DirectoryLive {
+    entry: Entry,
+    unmanaged: Vec<(String, &'static str)>,
+    want: Resolved,
+}
+
+impl Resource for DirectoryResource {
+    type Live = DirectoryLive;
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new("directory", self.path.to_string_lossy())
+    }
+
+    fn observe(&self, sys: &System) -> Result<DirectoryLive, ResourceError> {
+        let want = self.ownership.resolve(sys.accounts())?;
+        let entry = sys.entry(&self.path)?;
+        let mut unmanaged = Vec::new();
+        match &entry {
+            Entry::Directory(_) => {
+                if self.purge {
+                    for name in sys.list_dir(&self.path)? {
+                        if !self.keep.contains(&name) {
+                            let kind = sys.entry(&self.path.join(&name))?.kind();
+                            unmanaged.push((name, kind));
+                        }
+                    }
+                }
+            }
+            Entry::Missing => {}
+            other => {
+                return Err(ResourceError::WrongKind {
+                    path: self.path.clone(),
+                    found: other.kind(),
+                    wanted: "directory",
+                    hint: "",
+                })
+            }
+        }
+        Ok(DirectoryLive {
+            entry,
+            unmanaged,
+            want,
+        })
+    }
+
+    fn diff(&self, live: &DirectoryLive) -> Option<Change> {
+        let (action, meta) = match &live.entry {
+            Entry::Directory(meta) => (Action::Update, Some(meta)),
+            _ => (Action::Create, None),
+        };
+        let mut fields = live.want.diff(meta);
+        if action == Action::Create && self.ownership.mode.is_none() {
+            fields.push(FieldChange::new("mode", None, Some("0755".into())));
+        }
+        for (name, kind) in &live.unmanaged {
+            let field = format!("entry {name}");
+            fields.push(FieldChange::new(&field, Some((*kind).to_owned()), None));
+        }
+        (action == Action::Create || !fields.is_empty()).then(|| Change::fields(action, fields))
+    }
+
+    fn apply(&self, host: &Host, live: &DirectoryLive, change: &Change) -> Result<(), ResourceError> {
+        if change.action == Action::Create {
+            return host
+                .create_dir(&self.path, live.want.attrs)
+                .map_err(|e| match &e {
+                    crate::system::SystemError::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        ResourceError::MissingParent(self.path.clone())
+                    }
+                    _ => e.into(),
+                });
+        }
+        for field in &change.fields {
+            if let Some(name) = field.field.strip_prefix("entry ") {
+                host.remove(&self.path.join(name), true)?;
+            }
+        }
+        let attrs = live.want.restricted_to(&change.fields);
+        if attrs != Default::default() {
+            host.set_attrs(&self.path, attrs)?;
+        }
+        Ok(())
+    }
+}

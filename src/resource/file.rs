@@ -1,0 +1,125 @@
+//! `file`: a regular file with exact content, owner, group and mode.
+
+use std::path::PathBuf;
+
+use super::attrs::{Ownership, Resolved};
+use super::{Action, Change, ContentChange, FieldChange, Resource, ResourceError, ResourceId};
+use crate::system::fs::Entry;
+use crate::system::{Host, System};
+
+/// Mode of a new file when the role does not say.
+const DEFAULT_MODE: u32 = 0o644;
+
+/// A managed regular file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileResource {
+    /// Absolute path on the host.
+    pub path: PathBuf,
+    /// The exact bytes it must hold (already rendered).
+    pub content: Vec<u8>,
+    /// Owner, group and mode.
+    pub ownership: Ownership,
+    /// Keep the content out of diffs, logs and reports.
+    pub sensitive: bool,
+}
+
+/// What a file resource finds.
+#[derive(Debug)]
+pub struct FileLive {
+    entry: Entry,
+    content: Option<Vec<u8>>,
+    want: Resolved,
+}
+
+impl Resource for FileResource {
+    type Live = FileLive;
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new("file", self.path.to_string_lossy())
+    }
+
+    fn observe(&self, sys: &System) -> Result<FileLive, ResourceError> {
+        let want = self.ownership.resolve(sys.accounts())?;
+        let entry = sys.entry(&self.path)?;
+        let content = match &entry {
+            Entry::File(_) => Some(sys.read_file(&self.path)?),
+            Entry::Directory(_) => {
+                return Err(ResourceError::WrongKind {
+                    path: self.path.clone(),
+                    found: "directory",
+                    wanted: "file",
+                    hint: "",
+                })
+            }
+            _ => None,
+        };
+        Ok(FileLive {
+            entry,
+            content,
+            want,
+        })
+    }
+
+    fn diff(&self, live: &FileLive) -> Option<Change> {
+        let label = self.path.to_string_lossy();
+        let (action, mut fields, content) = match &live.entry {
+            Entry::File(meta) => {
+                let same = live.content.as_deref() == Some(&self.content[..]);
+                let content = (!same).then(|| {
+                    ContentChange::between(
+                        &label,
+                        live.content.as_deref(),
+                        &self.content,
+                        self.sensitive,
+                    )
+                });
+                (Action::Update, live.want.diff(Some(meta)), content)
+            }
+            other => {
+                let mut fields = Vec::new();
+                let action = if let Entry::Missing = other {
+                    Action::Create
+                } else {
+                    let before = match other {
+                        Entry::Symlink(t) => format!("symlink to {}", t.display()),
+                        o => o.kind().to_owned(),
+                    };
+                    fields.push(FieldChange::new("type", Some(before), Some("file".into())));
+                    Action::Replace
+                };
+                let content =
+                    ContentChange::between(&label, None, &self.content, self.sensitive);
+                (action, fields, Some(content))
+            }
+        };
+        if action != Action::Update {
+            fields.extend(live.want.diff(None));
+        }
+        if fields.is_empty() && content.is_none() {
+            return None;
+        }
+        Some(Change {
+            action,
+            fields,
+            content,
+        })
+    }
+
+    fn apply(&self, host: &Host, live: &FileLive, change: &Change) -> Result<(), ResourceError> {
+        if change.content.is_some() || change.action != Action::Update {
+            // New content goes in whole, with the attributes already set, in one rename.
+            host.write_file(&self.path, &self.content, live.want.attrs, DEFAULT_MODE)
+                .map_err(|e| match &e {
+                    crate::system::SystemError::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        ResourceError::MissingParent(self.path.clone())
+                    }
+                    _ => e.into(),
+                })?;
+        } else {
+            host.set_attrs(&self.path, live.want.restricted_to(&change.fields))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+//! Resources: desired state as plain data, with one code path for check and apply.
+//!
+//! Each type answers four questions (identity, live state, difference, how to converge); the
+//! engine drives them through [`Managed::converge`], which only gets a writing [`Host`] in
+//! apply mode. That is what keeps `check` honest: it runs the same code minus the writes.
+
+pub mod absent;
+pub mod attrs;
+pub mod change;
+pub mod directory;
+pub mod file;
+pub mod symlink;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use change::{Action, Change, ContentChange, Digest, FieldChange};
+
+use crate::system::{Host, System, SystemError};
+
+/// Stable identity such as `file:/etc/nginx/nginx.conf`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceId {
+    /// The resource type, e.g. `file`.
+    pub kind: &'static str,
+    /// Its name within the type, e.g. the path.
+    pub name: String,
+}
+
+impl ResourceId {
+    /// Builds an id.
+    pub fn new(kind: &'static str, name: impl Into<String>) -> ResourceId {
+        ResourceId {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind, self.name)
+    }
+}
+
+impl serde::Serialize for ResourceId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Why a resource could not be observed or converged.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    /// The host refused an operation.
+    #[error(transparent)]
+    System(#[from] SystemError),
+    /// An owner that the tree's /etc/passwd does not know.
+    #[error("owner '{0}' does not exist (not in /etc/passwd)")]
+    UnknownUser(String),
+    /// A group that the tree's /etc/group does not know.
+    #[error("group '{0}' does not exist (not in /etc/group)")]
+    UnknownGroup(String),
+    /// Something of another kind stands where the resource wants to be.
+    #[error("{path}: is a {found}; converge does not replace a {found} with a {wanted}{hint}")]
+    WrongKind {
+        /// The managed path.
+        path: PathBuf,
+        /// What is there.
+        found: &'static str,
+        /// What the resource wants.
+        wanted: &'static str,
+        /// How to allow it, when it can be allowed.
+        hint: &'static str,
+    },
+    /// Removing a non-empty directory needs `force = true`.
+    #[error("{0}: is a non-empty directory; set force = true to remove it and everything in it")]
+    NonEmptyDirectory(PathBuf),
+    /// The parent directory of a managed path is missing.
+    #[error("{0}: parent directory does not exist (manage it with a [[directory]] resource)")]
+    MissingParent(PathBuf),
+}
+
+/// The contract every resource type implements.
+pub trait Resource: fmt::Debug + Send + Sync {
+    /// What [`Resource::observe`] finds on the host.
+    type Live;
+    /// Stable identity, e.g. `file:/etc/nginx/nginx.conf`.
+    fn id(&self) -> ResourceId;
+    /// Reads the live state. Never changes the host.
+    fn observe(&self, sys: &System) -> Result<Self::Live, ResourceError>;
+    /// What would change; `None` when in sync. Pure.
+    fn diff(&self, live: &Self::Live) -> Option<Change>;
+    /// Makes exactly `change` happen.
+    fn apply(&self, host: &Host, live: &Self::Live, change: &Change) -> Result<(), ResourceError>;
+}
+
+/// The type-erased face of a resource that the engine drives.
+pub trait Managed: fmt::Debug + Send + Sync {
+    /// Stable identity.
+    fn id(&self) -> ResourceId;
+    /// Observe and diff, then apply the change when given a host to write to.
+    fn converge(&self, sys: &System, host: Option<&Host>) -> Result<Option<Change>, ResourceError>;
+}
+
+impl<R: Resource> Managed for R {
+    fn id(&self) -> ResourceId {
+        Resource::id(self)
+    }
+
+    fn converge(&self, sys: &System, host: Option<&Host>) -> Result<Option<Change>, ResourceError> {
+        let live = self.observe(sys)?;
+        let Some(change) = self.diff(&live) else {
+            return Ok(None);
+        };
+        if let Some(host) = host {
+            self.apply(host, &live, &change)?;
+        }
+        Ok(Some(change))
+    }
+}

@@ -1,0 +1,68 @@
+//! User and group lookups in the tree's own /etc/passwd and /etc/group.
+
+use std::path::Path;
+
+/// Name ↔ id lookups for one root.
+#[derive(Debug, Clone, Default)]
+pub struct Accounts {
+    users: Vec<(String, u32)>,
+    groups: Vec<(String, u32)>,
+}
+
+impl Accounts {
+    /// Reads the account databases under `root`. Only files are consulted, not NSS, so a
+    /// tree and the live host answer the same way.
+    pub fn new(root: &Path) -> Accounts {
+        Accounts {
+            users: parse(&root.join("etc/passwd")),
+            groups: parse(&root.join("etc/group")),
+        }
+    }
+
+    /// The uid for a user name or a numeric string.
+    pub fn uid(&self, user: &str) -> Option<u32> {
+        lookup_id(&self.users, user)
+    }
+
+    /// The gid for a group name or a numeric string.
+    pub fn gid(&self, group: &str) -> Option<u32> {
+        lookup_id(&self.groups, group)
+    }
+
+    /// The name of a uid, or the number itself when it has none.
+    pub fn user_name(&self, uid: u32) -> String {
+        lookup_name(&self.users, uid)
+    }
+
+    /// The name of a gid, or the number itself when it has none.
+    pub fn group_name(&self, gid: u32) -> String {
+        lookup_name(&self.groups, gid)
+    }
+}
+
+fn parse(path: &Path) -> Vec<(String, u32)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let id = fields.nth(1)?.parse().ok()?;
+            Some((name.to_owned(), id))
+        })
+        .collect()
+}
+
+fn lookup_id(table: &[(String, u32)], key: &str) -> Option<u32> {
+    if let Ok(id) = key.parse() {
+        return Some(id);
+    }
+    table.iter().find(|(n, _)| n == key).map(|(_, id)| *id)
+}
+
+fn lookup_name(table: &[(String, u32)], id: u32) -> String {
+    table
+        .iter()
+        .find(|(_, i)| *i == id)
+        .map_or_else(|| id.to_string(), |(n, _)| n.clone())
+}

@@ -1,0 +1,300 @@
+//! Files on the host: observing entries and changing them atomically.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{System, SystemError};
+
+/// What is at a path, without following a final symbolic link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// Nothing.
+    Missing,
+    /// A regular file.
+    File(Meta),
+    /// A directory.
+    Directory(Meta),
+    /// A symbolic link and its target as stored.
+    Symlink(PathBuf),
+    /// A device, socket or fifo.
+    Other,
+}
+
+impl Entry {
+    /// A short noun for messages and diffs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Entry::Missing => "absent",
+            Entry::File(_) => "file",
+            Entry::Directory(_) => "directory",
+            Entry::Symlink(_) => "symlink",
+            Entry::Other => "special file",
+        }
+    }
+}
+
+/// Ownership and permission bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Owner uid.
+    pub uid: u32,
+    /// Group gid.
+    pub gid: u32,
+    /// Permission bits (including setuid/setgid/sticky).
+    pub mode: u32,
+}
+
+impl System {
+    /// What is at the managed `path`.
+    pub fn entry(&self, path: &Path) -> Result<Entry, SystemError> {
+        let real = self.host_path(path)?;
+        let md = match std::fs::symlink_metadata(&real) {
+            Ok(md) => md,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Entry::Missing),
+            Err(e) => return Err(SystemError::io(path, e)),
+        };
+        let meta = Meta {
+            uid: md.uid(),
+            gid: md.gid(),
+            mode: md.mode() & 0o7777,
+        };
+        let ft = md.file_type();
+        Ok(if ft.is_file() {
+            Entry::File(meta)
+        } else if ft.is_dir() {
+            Entry::Directory(meta)
+        } else if ft.is_symlink() {
+            Entry::Symlink(std::fs::read_link(&real).map_err(|e| SystemError::io(path, e))?)
+        } else {
+            Entry::Other
+        })
+    }
+
+    /// The contents of the regular file at `path`, refusing to follow a link planted there.
+    pub fn read_file(&self, path: &Path) -> Result<Vec<u8>, SystemError> {
+        let real = self.host_path(path)?;
+        let mut f = open_nofollow(&real, false).map_err(|e| SystemError::io(path, e))?;
+        let mut buf = Vec::new();
+        io::Read::read_to_end(&mut f, &mut buf).map_err(|e| SystemError::io(path, e))?;
+        Ok(buf)
+    }
+
+    /// Names of the entries in the directory at `path`, sorted.
+    pub fn list_dir(&self, path: &Path) -> Result<Vec<String>, SystemError> {
+        let real = self.host_path(path)?;
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&real).map_err(|e| SystemError::io(path, e))? {
+            let entry = entry.map_err(|e| SystemError::io(path, e))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+fn open_nofollow(real: &Path, dir: bool) -> io::Result<File> {
+    let mut flags = nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK;
+    if dir {
+        flags |= nix::libc::O_DIRECTORY;
+    }
+    OpenOptions::new().read(true).custom_flags(flags).open(real)
+}
+
+/// The writing handle: every change to the host goes through here.
+#[derive(Debug)]
+pub struct Host<'a> {
+    sys: &'a System,
+}
+
+/// Ownership and mode to give a new or changed entry; `None` keeps what is there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attrs {
+    /// Owner uid.
+    pub uid: Option<u32>,
+    /// Group gid.
+    pub gid: Option<u32>,
+    /// Permission bits.
+    pub mode: Option<u32>,
+}
+
+/// Prefix of converge's temporary files, so stale ones are recognisable.
+pub const TEMP_PREFIX: &str = ".converge-tmp-";
+
+impl<'a> Host<'a> {
+    pub(super) fn new(sys: &'a System) -> Host<'a> {
+        Host { sys }
+    }
+
+    /// Replaces the file at `path` atomically: a temp file in the same directory gets the
+    /// content, owner, group and mode, is synced, then renamed over the path (which replaces a
+    /// link planted there instead of following it), and the directory is synced.
+    /// `default_mode` applies when neither `attrs` nor an existing file says otherwise.
+    pub fn write_file(
+        &self,
+        path: &Path,
+        content: &[u8],
+        attrs: Attrs,
+        default_mode: u32,
+    ) -> Result<(), SystemError> {
+        let real = self.sys.host_path(path)?;
+        let err = |e: io::Error| SystemError::io(path, e);
+        let dir = real.parent().ok_or_else(|| SystemError::BadPath(path.to_path_buf()))?;
+        let existing = match std::fs::symlink_metadata(&real) {
+            Ok(md) if md.is_file() => Some(md),
+            _ => None,
+        };
+        let mode = attrs
+            .mode
+            .or(existing.as_ref().map(|m| m.mode() & 0o7777))
+            .unwrap_or(default_mode);
+        let uid = attrs.uid.or(existing.as_ref().map(|m| m.uid()));
+        let gid = attrs.gid.or(existing.as_ref().map(|m| m.gid()));
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(dir)
+            .map_err(err)?;
+        tmp.write_all(content).map_err(err)?;
+        let file = tmp.as_file();
+        if uid.is_some() || gid.is_some() {
+            nix::unistd::fchown(
+                std::os::fd::AsRawFd::as_raw_fd(file),
+                uid.map(nix::unistd::Uid::from_raw),
+                gid.map(nix::unistd::Gid::from_raw),
+            )
+            .map_err(|e| err(e.into()))?;
+        }
+        // After chown: chown clears setuid/setgid bits.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(err)?;
+        file.sync_all().map_err(err)?;
+        tmp.persist(&real).map_err(|e| err(e.error))?;
+        sync_dir(dir).map_err(err)
+    }
+
+    /// Sets owner, group and mode of the file or directory at `path` without following a link.
+    pub fn set_attrs(&self, path: &Path, attrs: Attrs) -> Result<(), SystemError> {
+        let real = self.sys.host_path(path)?;
+        let err = |e: io::Error| SystemError::io(path, e);
+        let is_dir = std::fs::symlink_metadata(&real).map_err(err)?.is_dir();
+        let f = open_nofollow(&real, is_dir).map_err(err)?;
+        if attrs.uid.is_some() || attrs.gid.is_some() {
+            nix::unistd::fchown(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                attrs.uid.map(nix::unistd::Uid::from_raw),
+                attrs.gid.map(nix::unistd::Gid::from_raw),
+            )
+            .map_err(|e| err(e.into()))?;
+        }
+        if let Some(mode) = attrs.mode {
+            f.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the directory at `path` (its parent must exist) with the given attributes.
+    pub fn create_dir(&self, path: &Path, attrs: Attrs) -> Result<(), SystemError> {
+        let real = self.sys.host_path(path)?;
+        std::fs::create_dir(&real).map_err(|e| SystemError::io(path, e))?;
+        self.set_attrs(path, Attrs {
+            mode: Some(attrs.mode.unwrap_or(0o755)),
+            ..attrs
+        })?;
+        sync_dir(real.parent().unwrap_or(&real)).map_err(|e| SystemError::io(path, e))
+    }
+
+    /// Points the link at `path` to `target`, atomically replacing a file or link there.
+    pub fn symlink(&self, path: &Path, target: &Path) -> Result<(), SystemError> {
+        let real = self.sys.host_path(path)?;
+        let err = |e: io::Error| SystemError::io(path, e);
+        let dir = real.parent().ok_or_else(|| SystemError::BadPath(path.to_path_buf()))?;
+        // A unique name next to the link, created by symlink(2) itself (it fails if taken).
+        let mut attempt = 0u32;
+        let tmp = loop {
+            let name = format!("{TEMP_PREFIX}{}-{attempt}", std::process::id());
+            let tmp = dir.join(name);
+            match std::os::unix::fs::symlink(target, &tmp) {
+                Ok(()) => break tmp,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => {
+                    attempt += 1
+                }
+                Err(e) => return Err(err(e)),
+            }
+        };
+        if let Err(e) = std::fs::rename(&tmp, &real) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err(e));
+        }
+        sync_dir(dir).map_err(err)
+    }
+
+    /// Removes whatever is at `path`; a directory only when empty unless `recursive`.
+    pub fn remove(&self, path: &Path, recursive: bool) -> Result<(), SystemError> {
+        let real = self.sys.host_path(path)?;
+        let err = |e: io::Error| SystemError::io(path, e);
+        let md = match std::fs::symlink_metadata(&real) {
+            Ok(md) => md,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(err(e)),
+        };
+        if md.is_dir() {
+            if recursive {
+                // remove_dir_all does not follow links inside the tree.
+                std::fs::remove_dir_all(&real).map_err(err)?;
+            } else {
+                std::fs::remove_dir(&real).map_err(err)?;
+            }
+        } else {
+            std::fs::remove_file(&real).map_err(err)?;
+        }
+        sync_dir(real.parent().unwrap_or(&real)).map_err(err)
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_replaces_a_planted_link_and_leaves_its_target_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let sys = System::new(dir.path()).unwrap();
+        let root = sys.root().to_path_buf();
+        std::fs::write(root.join("victim"), "keep").unwrap();
+        std::os::unix::fs::symlink(root.join("victim"), root.join("managed")).unwrap();
+        let attrs = Attrs {
+            mode: Some(0o640),
+            ..Attrs::default()
+        };
+        sys.host()
+            .write_file(Path::new("/managed"), b"new", attrs, 0o644)
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("victim")).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(root.join("managed")).unwrap(), "new");
+        match sys.entry(Path::new("/managed")).unwrap() {
+            Entry::File(m) => assert_eq!(m.mode, 0o640),
+            other => panic!("expected a file, got {other:?}"),
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn read_refuses_to_follow_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let sys = System::new(dir.path()).unwrap();
+        std::fs::write(sys.root().join("t"), "x").unwrap();
+        std::os::unix::fs::symlink("t", sys.root().join("l")).unwrap();
+        assert!(sys.read_file(Path::new("/l")).is_err());
+    }
+}
