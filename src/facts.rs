@@ -185,7 +185,10 @@ mod tests {
     #[test]
     fn fqdn_comes_from_hosts() {
         let hosts = "127.0.0.1 localhost\n10.0.0.5 web1.example.com web1 # app\n";
-        assert_eq!(fqdn_from_hosts(hosts, "web1").as_deref(), Some("web1.example.com"));
+        assert_eq!(
+            fqdn_from_hosts(hosts, "web1").as_deref(),
+            Some("web1.example.com")
+        );
         assert_eq!(fqdn_from_hosts(hosts, "db1"), None);
     }
 

@@ -1,8 +1,11 @@
 //! converge: make every server provably match its role.
 
 pub mod diagnostics;
-pub mod render;
-pub mod role;
+pub mod engine;
 pub mod facts;
-pub mod system;
+pub mod plan;
+pub mod render;
+pub mod report;
 pub mod resource;
+pub mod role;
+pub mod system;

@@ -1,1 +1,80 @@
-fn main() {}
+//! The `converge` binary: parse, set up logging, dispatch, map the outcome to an exit code.
+
+mod cli;
+mod commands;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+use converge::diagnostics::Diagnostics;
+use converge::report::Mode;
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let result = match &cli.command {
+        Command::Check(args) => commands::run::run(args, Mode::Check, cli.color),
+        Command::Apply(args) => commands::run::run(args, Mode::Apply, cli.color),
+        Command::Facts(args) => commands::facts::run(args),
+        Command::Validate(args) => commands::validate::run(args),
+        Command::Render(args) => commands::render::run(args),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            report_error(&e);
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Located errors print in full (each headed `file:line:col: message`); others as one line.
+fn report_error(e: &anyhow::Error) {
+    let diagnostics = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<Diagnostics>().cloned())
+        .or_else(|| {
+            e.chain()
+                .find_map(|c| {
+                    c.downcast_ref::<converge::diagnostics::Diagnostic>()
+                        .cloned()
+                })
+                .map(Diagnostics::from)
+        });
+    match diagnostics {
+        Some(ds) => {
+            for d in &ds.0 {
+                eprintln!("error: {d}");
+            }
+            let n = ds.0.len();
+            let context = e.to_string();
+            if context.starts_with("validate:") {
+                eprintln!("{context}");
+            } else {
+                eprintln!(
+                    "converge: {n} error{}; nothing was changed",
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+        }
+        None => eprintln!("converge: error: {e:#}"),
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

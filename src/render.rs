@@ -132,9 +132,9 @@ fn render_error(dir: &Path, display: &Path, text: &str, e: &RenderError) -> Diag
     let message = match e.reason() {
         RenderErrorReason::MissingVariable(Some(path)) => format!("missing variable '{path}'"),
         RenderErrorReason::MissingVariable(None) => "missing variable".to_owned(),
-        RenderErrorReason::PartialNotFound(name) => format!(
-            "partial '{name}' not found (expected templates/partials/{name}.hbs)"
-        ),
+        RenderErrorReason::PartialNotFound(name) => {
+            format!("partial '{name}' not found (expected templates/partials/{name}.hbs)")
+        }
         RenderErrorReason::HelperNotFound(name) => format!("unknown helper '{name}'"),
         other => other.to_string(),
     };
@@ -163,10 +163,13 @@ fn render_error(dir: &Path, display: &Path, text: &str, e: &RenderError) -> Diag
     }
 }
 
+/// What a value helper computes from its parameters.
+type Compute = fn(&[&Value]) -> Result<Value, String>;
+
 /// A value helper whose parameters must all exist (strict mode reaches into helpers too).
 struct Strict {
     arity: std::ops::RangeInclusive<usize>,
-    compute: fn(&[&Value]) -> Result<Value, String>,
+    compute: Compute,
 }
 
 impl HelperDef for Strict {
@@ -193,7 +196,9 @@ impl HelperDef for Strict {
             .into());
         }
         if let Some(missing) = params.iter().find(|p| p.is_value_missing()) {
-            return Err(RenderErrorReason::MissingVariable(missing.relative_path().cloned()).into());
+            return Err(
+                RenderErrorReason::MissingVariable(missing.relative_path().cloned()).into(),
+            );
         }
         let values: Vec<&Value> = params.iter().map(|p| p.value()).collect();
         (self.compute)(&values)
@@ -230,10 +235,14 @@ impl HelperDef for DefaultHelper {
 
 fn register_helpers(hb: &mut Handlebars<'static>) {
     hb.register_helper("default", Box::new(DefaultHelper));
-    let helpers: [(&str, std::ops::RangeInclusive<usize>, fn(&[&Value]) -> Result<Value, String>); 5] = [
+    let helpers: [(&str, std::ops::RangeInclusive<usize>, Compute); 5] = [
         ("join", 1..=2, join),
-        ("upper", 1..=1, |v| Ok(Value::String(v[0].render().to_uppercase()))),
-        ("lower", 1..=1, |v| Ok(Value::String(v[0].render().to_lowercase()))),
+        ("upper", 1..=1, |v| {
+            Ok(Value::String(v[0].render().to_uppercase()))
+        }),
+        ("lower", 1..=1, |v| {
+            Ok(Value::String(v[0].render().to_lowercase()))
+        }),
         ("json", 1..=1, |v| Ok(Value::String(v[0].to_string()))),
         ("indent", 2..=2, indent),
     ];
@@ -305,7 +314,9 @@ mod tests {
     #[test]
     fn missing_variable_names_template_line_and_column() {
         let (_d, mut r) = setup(&[("app/x.hbs", "a\nport = {{vars.port}}\n")]);
-        let e = r.render("app/x.hbs", &json!({"vars": {}, "facts": {}})).unwrap_err();
+        let e = r
+            .render("app/x.hbs", &json!({"vars": {}, "facts": {}}))
+            .unwrap_err();
         assert_eq!(
             e.headline(),
             "templates/app/x.hbs:2:8: missing variable 'vars.port'"
@@ -316,13 +327,20 @@ mod tests {
     fn missing_variable_inside_a_helper_is_an_error_too() {
         let (_d, mut r) = setup(&[("x.hbs", "{{upper vars.nope}}")]);
         let e = r.render("x.hbs", &json!({"vars": {}})).unwrap_err();
-        assert_eq!(e.headline(), "templates/x.hbs:1:1: missing variable 'vars.nope'");
+        assert_eq!(
+            e.headline(),
+            "templates/x.hbs:1:1: missing variable 'vars.nope'"
+        );
     }
 
     #[test]
     fn syntax_error_has_a_location() {
         let (_d, mut r) = setup(&[("x.hbs", "ok\n{{#if a}}\n")]);
         let e = r.render("x.hbs", &json!({})).unwrap_err();
-        assert!(e.headline().starts_with("templates/x.hbs:"), "{}", e.headline());
+        assert!(
+            e.headline().starts_with("templates/x.hbs:"),
+            "{}",
+            e.headline()
+        );
     }
 }

@@ -91,7 +91,10 @@ impl ContentChange {
         let diff = if sensitive {
             None
         } else {
-            match (std::str::from_utf8(before.unwrap_or(b"")), std::str::from_utf8(after)) {
+            match (
+                std::str::from_utf8(before.unwrap_or(b"")),
+                std::str::from_utf8(after),
+            ) {
                 (Ok(b), Ok(a)) if !b.contains('\0') && !a.contains('\0') => Some(
                     similar::TextDiff::from_lines(b, a)
                         .unified_diff()

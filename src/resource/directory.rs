@@ -84,7 +84,12 @@ impl Resource for DirectoryResource {
         (action == Action::Create || !fields.is_empty()).then(|| Change::fields(action, fields))
     }
 
-    fn apply(&self, host: &Host, live: &DirectoryLive, change: &Change) -> Result<(), ResourceError> {
+    fn apply(
+        &self,
+        host: &Host,
+        live: &DirectoryLive,
+        change: &Change,
+    ) -> Result<(), ResourceError> {
         if change.action == Action::Create {
             return host
                 .create_dir(&self.path, live.want.attrs)

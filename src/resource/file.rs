@@ -87,8 +87,7 @@ impl Resource for FileResource {
                     fields.push(FieldChange::new("type", Some(before), Some("file".into())));
                     Action::Replace
                 };
-                let content =
-                    ContentChange::between(&label, None, &self.content, self.sensitive);
+                let content = ContentChange::between(&label, None, &self.content, self.sensitive);
                 (action, fields, Some(content))
             }
         };

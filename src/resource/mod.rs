@@ -101,9 +101,15 @@ pub trait Managed: fmt::Debug + Send + Sync {
     fn id(&self) -> ResourceId;
     /// Observe and diff, then apply the change when given a host to write to.
     fn converge(&self, sys: &System, host: Option<&Host>) -> Result<Option<Change>, ResourceError>;
+    /// The concrete resource, for planning steps that refine one type.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
-impl<R: Resource> Managed for R {
+impl<R: Resource + 'static> Managed for R {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn id(&self) -> ResourceId {
         Resource::id(self)
     }

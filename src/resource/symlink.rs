@@ -43,7 +43,11 @@ impl Resource for SymlinkResource {
             Entry::Symlink(t) if *t == self.target => None,
             Entry::Symlink(t) => Some(Change::fields(
                 Action::Update,
-                vec![FieldChange::new("target", Some(t.display().to_string()), target)],
+                vec![FieldChange::new(
+                    "target",
+                    Some(t.display().to_string()),
+                    target,
+                )],
             )),
             Entry::Missing => Some(Change::fields(
                 Action::Create,

@@ -234,8 +234,14 @@ mod tests {
     #[test]
     fn includes_load_first_and_vars_follow_precedence() {
         let (_d, t) = tree(&[
-            ("roles/base.toml", "[vars]\na = 1\nb = 1\n[vars.t]\nx = 1\ny = 1\n"),
-            ("roles/web.toml", "include = [\"base\"]\n[vars]\nb = 2\n[vars.t]\ny = 2\n"),
+            (
+                "roles/base.toml",
+                "[vars]\na = 1\nb = 1\n[vars.t]\nx = 1\ny = 1\n",
+            ),
+            (
+                "roles/web.toml",
+                "include = [\"base\"]\n[vars]\nb = 2\n[vars.t]\ny = 2\n",
+            ),
         ]);
         let over = json!({"t": {"x": 3}});
         let set = load(&t, &["web".into()], over.as_object().unwrap()).unwrap();
@@ -263,12 +269,16 @@ mod tests {
 
     #[test]
     fn unknown_key_and_missing_role_are_both_reported() {
-        let (_d, t) = tree(&[
-            ("roles/a.toml", "include = [\"nope\"]\n[[file]]\npath = \"/x\"\nmdoe = \"0644\"\n"),
-        ]);
+        let (_d, t) = tree(&[(
+            "roles/a.toml",
+            "include = [\"nope\"]\n[[file]]\npath = \"/x\"\nmdoe = \"0644\"\n",
+        )]);
         let err = load(&t, &["a".into()], &Map::new()).unwrap_err();
         let heads: Vec<_> = err.0.iter().map(|d| d.headline()).collect();
         assert_eq!(heads.len(), 1, "{heads:?}");
-        assert!(heads[0].starts_with("roles/a.toml:4:1: unknown field `mdoe`"), "{heads:?}");
+        assert!(
+            heads[0].starts_with("roles/a.toml:4:1: unknown field `mdoe`"),
+            "{heads:?}"
+        );
     }
 }

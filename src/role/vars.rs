@@ -17,10 +17,7 @@ pub fn to_json(value: &toml::Value) -> Value {
 
 /// Converts a TOML table to a JSON object.
 pub fn table_to_json(table: &toml::Table) -> Map<String, Value> {
-    table
-        .iter()
-        .map(|(k, v)| (k.clone(), to_json(v)))
-        .collect()
+    table.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()
 }
 
 /// Merges `over` into `base`: tables merge key by key, anything else is replaced.
@@ -98,10 +95,7 @@ mod tests {
     fn merge_is_deep_for_tables_and_replaces_the_rest() {
         let mut base = json!({"a": {"x": 1, "y": 2}, "b": [1]});
         let over = json!({"a": {"y": 3}, "b": [2]});
-        merge(
-            base.as_object_mut().unwrap(),
-            over.as_object().unwrap(),
-        );
+        merge(base.as_object_mut().unwrap(), over.as_object().unwrap());
         assert_eq!(base, json!({"a": {"x": 1, "y": 3}, "b": [2]}));
     }
 }

@@ -140,7 +140,9 @@ impl<'a> Host<'a> {
     ) -> Result<(), SystemError> {
         let real = self.sys.host_path(path)?;
         let err = |e: io::Error| SystemError::io(path, e);
-        let dir = real.parent().ok_or_else(|| SystemError::BadPath(path.to_path_buf()))?;
+        let dir = real
+            .parent()
+            .ok_or_else(|| SystemError::BadPath(path.to_path_buf()))?;
         let existing = match std::fs::symlink_metadata(&real) {
             Ok(md) if md.is_file() => Some(md),
             _ => None,
@@ -198,10 +200,13 @@ impl<'a> Host<'a> {
     pub fn create_dir(&self, path: &Path, attrs: Attrs) -> Result<(), SystemError> {
         let real = self.sys.host_path(path)?;
         std::fs::create_dir(&real).map_err(|e| SystemError::io(path, e))?;
-        self.set_attrs(path, Attrs {
-            mode: Some(attrs.mode.unwrap_or(0o755)),
-            ..attrs
-        })?;
+        self.set_attrs(
+            path,
+            Attrs {
+                mode: Some(attrs.mode.unwrap_or(0o755)),
+                ..attrs
+            },
+        )?;
         sync_dir(real.parent().unwrap_or(&real)).map_err(|e| SystemError::io(path, e))
     }
 
@@ -209,7 +214,9 @@ impl<'a> Host<'a> {
     pub fn symlink(&self, path: &Path, target: &Path) -> Result<(), SystemError> {
         let real = self.sys.host_path(path)?;
         let err = |e: io::Error| SystemError::io(path, e);
-        let dir = real.parent().ok_or_else(|| SystemError::BadPath(path.to_path_buf()))?;
+        let dir = real
+            .parent()
+            .ok_or_else(|| SystemError::BadPath(path.to_path_buf()))?;
         // A unique name next to the link, created by symlink(2) itself (it fails if taken).
         let mut attempt = 0u32;
         let tmp = loop {
@@ -217,9 +224,7 @@ impl<'a> Host<'a> {
             let tmp = dir.join(name);
             match std::os::unix::fs::symlink(target, &tmp) {
                 Ok(()) => break tmp,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => {
-                    attempt += 1
-                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
                 Err(e) => return Err(err(e)),
             }
         };
@@ -275,8 +280,14 @@ mod tests {
         sys.host()
             .write_file(Path::new("/managed"), b"new", attrs, 0o644)
             .unwrap();
-        assert_eq!(std::fs::read_to_string(root.join("victim")).unwrap(), "keep");
-        assert_eq!(std::fs::read_to_string(root.join("managed")).unwrap(), "new");
+        assert_eq!(
+            std::fs::read_to_string(root.join("victim")).unwrap(),
+            "keep"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("managed")).unwrap(),
+            "new"
+        );
         match sys.entry(Path::new("/managed")).unwrap() {
             Entry::File(m) => assert_eq!(m.mode, 0o640),
             other => panic!("expected a file, got {other:?}"),

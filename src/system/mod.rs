@@ -192,11 +192,17 @@ mod tests {
             sys.host_path(Path::new("/var-run/x.pid")).unwrap(),
             root.join("run/x.pid")
         );
-        assert_eq!(sys.host_path(Path::new("/up/etc/passwd")).unwrap(), root.join("etc/passwd"));
+        assert_eq!(
+            sys.host_path(Path::new("/up/etc/passwd")).unwrap(),
+            root.join("etc/passwd")
+        );
         assert!(matches!(
             sys.host_path(Path::new("/a/../b")),
             Err(SystemError::BadPath(_))
         ));
-        assert!(matches!(sys.host_path(Path::new("rel")), Err(SystemError::BadPath(_))));
+        assert!(matches!(
+            sys.host_path(Path::new("rel")),
+            Err(SystemError::BadPath(_))
+        ));
     }
 }

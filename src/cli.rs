@@ -1,0 +1,130 @@
+//! Command-line definitions. Parsing only; `commands/` does the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// converge: make every server provably match its role.
+#[derive(Debug, Parser)]
+#[command(name = "converge", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors in the log output.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// When to colour output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Colour choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stdout is a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what apply would change, with exact diffs; change nothing.
+    /// Exit 0 in sync, 2 changes pending, 4 failures, 6 both, 1 could not run.
+    Check(RunArgs),
+    /// Converge: make exactly the changes check shows.
+    /// Exit 0 in sync, 2 changes made, 4 failures, 6 both, 1 could not run.
+    Apply(RunArgs),
+    /// Print this host's facts.
+    Facts(FactsArgs),
+    /// Parse every role and render every template; report all errors. Changes nothing.
+    Validate(ValidateArgs),
+    /// Print the rendered files of roles.
+    Render(RenderArgs),
+}
+
+/// Where roles come from and which apply.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Source tree (a directory with roles/, templates/, files/). Default: the agent config's.
+    #[arg(long, short = 's', value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// Role to apply (repeatable). Default: the agent config's roles.
+    #[arg(long = "role", short = 'r', value_name = "NAME")]
+    pub roles: Vec<String>,
+    /// Override a variable, highest precedence (repeatable), e.g. --var worker_connections=8192.
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Read facts from a JSON file instead of gathering them.
+    #[arg(long, value_name = "FILE")]
+    pub facts: Option<PathBuf>,
+    /// Agent config used when --source or --role is not given.
+    #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
+    pub config: PathBuf,
+}
+
+/// Output format of a run report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Diffs and a summary line for people.
+    Human,
+    /// The whole report as JSON.
+    Json,
+}
+
+/// Arguments of check and apply.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Roles and their source.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Converge this directory tree instead of the running system.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+/// Arguments of facts.
+#[derive(Debug, Args)]
+pub struct FactsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Read os-release and /etc/hosts from this tree.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+/// Arguments of validate.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Source tree to validate.
+    #[arg(long, short = 's', value_name = "DIR", default_value = ".")]
+    pub source: PathBuf,
+    /// Validate only these roles (default: every role in roles/).
+    #[arg(long = "role", short = 'r', value_name = "NAME")]
+    pub roles: Vec<String>,
+    /// Render against facts from this JSON file instead of this host's.
+    #[arg(long, value_name = "FILE")]
+    pub facts: Option<PathBuf>,
+    /// Override a variable (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+}
+
+/// Arguments of render.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Roles and their source.
+    #[command(flatten)]
+    pub source: SourceArgs,
+}

@@ -1,0 +1,31 @@
+//! `converge render`: show what the templates produce, without touching anything.
+
+use crate::cli::RenderArgs;
+use converge::plan::PlanOptions;
+
+/// Prints every file of the roles with a header naming path, origin and role.
+pub fn run(args: &RenderArgs) -> anyhow::Result<i32> {
+    let inputs = super::inputs(&args.source)?;
+    let facts = super::facts(args.source.facts.as_deref(), std::path::Path::new("/"))?;
+    let plan = super::plan(
+        &inputs,
+        &facts,
+        PlanOptions {
+            keep_rendered: true,
+        },
+    )?;
+    for item in &plan.items {
+        let Some(r) = &item.rendered else { continue };
+        println!("==> {} ({}, role {}) <==", item.id.name, r.from, item.role);
+        if r.sensitive {
+            println!("(sensitive: {} bytes, not shown)", r.content.len());
+        } else {
+            let text = String::from_utf8_lossy(&r.content);
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,73 @@
+//! `converge validate`: every role parsed, every template rendered, every error reported.
+
+use std::collections::BTreeSet;
+
+use anyhow::bail;
+
+use crate::cli::ValidateArgs;
+use converge::diagnostics::Diagnostics;
+use converge::plan::{self, PlanOptions};
+use converge::render::Renderer;
+use converge::role::{self, SourceTree};
+
+/// Validates each role on its own (with its includes), so unrelated roles never conflict.
+pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
+    let tree = SourceTree::open(&args.source)?;
+    let facts = super::facts(args.facts.as_deref(), std::path::Path::new("/"))?;
+    let overrides = super::overrides(&args.vars)?;
+    let names = if args.roles.is_empty() {
+        tree.role_names()
+    } else {
+        args.roles.clone()
+    };
+    if names.is_empty() {
+        bail!("{}: roles/ holds no roles", args.source.display());
+    }
+    let mut seen = BTreeSet::new();
+    let mut errors = Diagnostics::default();
+    let mut keep = |d: converge::diagnostics::Diagnostic, errors: &mut Diagnostics| {
+        if seen.insert(d.to_string()) {
+            errors.push(d);
+        }
+    };
+    let mut renderer = match Renderer::new(&tree.templates_dir()) {
+        Ok(r) => Some(r),
+        Err(ds) => {
+            ds.0.into_iter().for_each(|d| keep(d, &mut errors));
+            None
+        }
+    };
+    let mut resources = 0;
+    for name in &names {
+        let set = match role::load(&tree, std::slice::from_ref(name), &overrides) {
+            Ok(set) => set,
+            Err(ds) => {
+                ds.0.into_iter().for_each(|d| keep(d, &mut errors));
+                continue;
+            }
+        };
+        let Some(renderer) = renderer.as_mut() else {
+            continue;
+        };
+        match plan::build(&tree, &set, &facts, renderer, PlanOptions::default()) {
+            Ok(p) => resources += p.items.len(),
+            Err(ds) => ds.0.into_iter().for_each(|d| keep(d, &mut errors)),
+        }
+    }
+    if !errors.is_empty() {
+        let n = errors.0.len();
+        return Err(anyhow::Error::new(errors).context(format!(
+            "validate: {n} error{} in {} role{}",
+            if n == 1 { "" } else { "s" },
+            names.len(),
+            if names.len() == 1 { "" } else { "s" }
+        )));
+    }
+    println!(
+        "validate: {} role{} ok ({} resources rendered)",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        resources
+    );
+    Ok(0)
+}

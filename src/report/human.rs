@@ -1,0 +1,147 @@
+//! The report for people: one block per change with a coloured unified diff, then a summary.
+
+use std::fmt::Write;
+
+use super::{Mode, Outcome, Report, Status};
+use crate::resource::{Action, Change, ContentChange};
+
+/// ANSI styling, or none.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    color: bool,
+}
+
+impl Style {
+    /// Styled output when `color` is true, plain otherwise.
+    pub fn new(color: bool) -> Style {
+        Style { color }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// Renders every change and failure, then the summary line.
+pub fn render(report: &Report, style: Style) -> String {
+    let mut out = String::new();
+    for outcome in &report.resources {
+        match outcome.status {
+            Status::InSync => {}
+            Status::Pending | Status::Changed => change_block(&mut out, outcome, style),
+            Status::Failed | Status::Skipped => {
+                let head = format!("! {}", outcome.id);
+                let _ = writeln!(
+                    out,
+                    "{}  (role {})\n    {}",
+                    style.paint("1;31", &head),
+                    outcome.role,
+                    style.paint("31", outcome.error.as_deref().unwrap_or("failed"))
+                );
+            }
+        }
+    }
+    out.push_str(&summary_line(report, style));
+    out.push('\n');
+    out
+}
+
+/// `check: N resources: X in sync, Y would change, Z failed`.
+pub fn summary_line(report: &Report, style: Style) -> String {
+    let s = &report.summary;
+    let (mode, verb) = match report.mode {
+        Mode::Check => ("check", "would change"),
+        Mode::Apply => ("apply", "changed"),
+    };
+    let mut line = format!(
+        "{mode}: {} resource{}: {} in sync, {} {verb}, {} failed",
+        s.total,
+        if s.total == 1 { "" } else { "s" },
+        s.in_sync,
+        s.changed,
+        s.failed
+    );
+    if s.skipped > 0 {
+        let _ = write!(line, ", {} skipped", s.skipped);
+    }
+    let code = if s.failed + s.skipped > 0 {
+        "1;31"
+    } else if s.changed > 0 {
+        "1;33"
+    } else {
+        "1;32"
+    };
+    style.paint(code, &line)
+}
+
+fn change_block(out: &mut String, outcome: &Outcome, style: Style) {
+    let Some(change) = &outcome.change else {
+        return;
+    };
+    let (sigil, code) = match change.action {
+        Action::Create => ("+", "1;32"),
+        Action::Update => ("~", "1;33"),
+        Action::Replace => ("±", "1;33"),
+        Action::Remove => ("-", "1;31"),
+    };
+    let head = format!("{sigil} {} {}", change.action.verb(), outcome.id);
+    let _ = writeln!(out, "{}  (role {})", style.paint(code, &head), outcome.role);
+    fields(out, change);
+    if let Some(content) = &change.content {
+        content_block(out, content, style);
+    }
+}
+
+fn fields(out: &mut String, change: &Change) {
+    for f in &change.fields {
+        let line = match (&f.before, &f.after) {
+            (Some(b), Some(a)) => format!("{}: {b} → {a}", f.field),
+            (None, Some(a)) => format!("{}: {a}", f.field),
+            (Some(b), None) => format!("{}: {b} → (remove)", f.field),
+            (None, None) => f.field.clone(),
+        };
+        let _ = writeln!(out, "    {line}");
+    }
+}
+
+fn content_block(out: &mut String, content: &ContentChange, style: Style) {
+    let digest = |d: &Option<crate::resource::Digest>| match d {
+        Some(d) => format!("{} bytes, sha256 {}", d.size, &d.sha256[..12]),
+        None => "none".to_owned(),
+    };
+    match &content.diff {
+        Some(diff) => {
+            for line in diff.lines() {
+                let painted = if line.starts_with("+++") || line.starts_with("---") {
+                    style.paint("1", line)
+                } else if line.starts_with('+') {
+                    style.paint("32", line)
+                } else if line.starts_with('-') {
+                    style.paint("31", line)
+                } else if line.starts_with("@@") {
+                    style.paint("36", line)
+                } else {
+                    line.to_owned()
+                };
+                let _ = writeln!(out, "    {painted}");
+            }
+        }
+        None => {
+            let why = if content.redacted {
+                "sensitive"
+            } else {
+                "binary"
+            };
+            let _ = writeln!(
+                out,
+                "    content ({why}, not shown): {} → {}",
+                digest(&content.before),
+                digest(&content.after)
+            );
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The result of a run as one value; printers in `human` and `json` render it.
+
+pub mod human;
+pub mod json;
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::resource::{Change, ResourceId};
+
+/// Whether a run only looked or also changed things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Observe and diff only.
+    Check,
+    /// Converge.
+    Apply,
+}
+
+/// How one resource ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Nothing to do.
+    InSync,
+    /// Check mode: it would change.
+    Pending,
+    /// Apply mode: it changed.
+    Changed,
+    /// It could not be observed or converged.
+    Failed,
+    /// Not attempted because something it depends on failed.
+    Skipped,
+}
+
+/// One resource's line in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The resource.
+    pub id: ResourceId,
+    /// The role that declared it.
+    pub role: String,
+    /// Where it was declared.
+    pub origin: String,
+    /// How it ended.
+    pub status: Status,
+    /// What changed or would change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
+    /// Why it failed or was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Counts by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// All resources.
+    pub total: usize,
+    /// In sync.
+    pub in_sync: usize,
+    /// Changed (apply) or pending (check).
+    pub changed: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Skipped after a failed dependency.
+    pub skipped: usize,
+}
+
+/// Everything one run did or would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Check or apply.
+    pub mode: Mode,
+    /// When the run started (RFC 3339, UTC).
+    pub started: String,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Counts by status.
+    pub summary: Summary,
+    /// Every resource, in the order it converged.
+    pub resources: Vec<Outcome>,
+}
+
+impl Report {
+    /// Assembles a report and its summary.
+    pub fn new(mode: Mode, started: SystemTime, took: Duration, resources: Vec<Outcome>) -> Self {
+        let mut summary = Summary {
+            total: resources.len(),
+            ..Summary::default()
+        };
+        for r in &resources {
+            match r.status {
+                Status::InSync => summary.in_sync += 1,
+                Status::Pending | Status::Changed => summary.changed += 1,
+                Status::Failed => summary.failed += 1,
+                Status::Skipped => summary.skipped += 1,
+            }
+        }
+        Report {
+            mode,
+            started: humantime::format_rfc3339_seconds(started).to_string(),
+            duration_ms: took.as_millis() as u64,
+            summary,
+            resources,
+        }
+    }
+
+    /// Puppet's detailed exit codes: 0 in sync, 2 changes, 4 failures, 6 both.
+    pub fn exit_code(&self) -> i32 {
+        let mut code = 0;
+        if self.summary.changed > 0 {
+            code |= 2;
+        }
+        if self.summary.failed + self.summary.skipped > 0 {
+            code |= 4;
+        }
+        code
+    }
+}
