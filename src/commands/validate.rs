@@ -37,14 +37,15 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
             None
         }
     };
+    // One pass over all roles reports each parse error and include cycle once.
+    if let Err(ds) = role::load(&tree, &names, &overrides) {
+        ds.0.into_iter().for_each(|d| keep(d, &mut errors));
+    }
     let mut resources = 0;
     for name in &names {
-        let set = match role::load(&tree, std::slice::from_ref(name), &overrides) {
-            Ok(set) => set,
-            Err(ds) => {
-                ds.0.into_iter().for_each(|d| keep(d, &mut errors));
-                continue;
-            }
+        // Roles that failed to load were reported above.
+        let Ok(set) = role::load(&tree, std::slice::from_ref(name), &overrides) else {
+            continue;
         };
         let Some(renderer) = renderer.as_mut() else {
             continue;
