@@ -41,6 +41,18 @@ pub struct Resolved {
 }
 
 impl Ownership {
+    /// The user and group resources this ownership refers to (they must exist first).
+    pub fn account_ids(&self) -> Vec<super::ResourceId> {
+        let mut ids = Vec::new();
+        if let Some(o) = &self.owner {
+            ids.push(super::ResourceId::new("user", o.clone()));
+        }
+        if let Some(g) = &self.group {
+            ids.push(super::ResourceId::new("group", g.clone()));
+        }
+        ids
+    }
+
     /// Resolves names to ids in the tree's /etc/passwd and /etc/group.
     pub fn resolve(&self, accounts: Arc<Accounts>) -> Result<Resolved, ResourceError> {
         let uid = match &self.owner {

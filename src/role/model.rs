@@ -51,6 +51,9 @@ pub struct FileSpec {
     /// Template variables for this file only, merged over the role vars.
     #[serde(default)]
     pub vars: toml::Table,
+    /// Resources to converge before this one, e.g. `["user:app", "file:/etc/app.conf"]`.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
 }
 
 /// `[[directory]]`: a directory; its entries are left alone unless `purge` is set.
@@ -68,6 +71,9 @@ pub struct DirectorySpec {
     /// Remove entries that no resource of this run manages.
     #[serde(default)]
     pub purge: bool,
+    /// Resources to converge before this one, e.g. `["user:app", "file:/etc/app.conf"]`.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
 }
 
 /// `[[symlink]]`: a symbolic link pointing at `target`.
@@ -81,6 +87,9 @@ pub struct SymlinkSpec {
     /// Replace a directory found at `path` (files and links are always replaced).
     #[serde(default)]
     pub force: bool,
+    /// Resources to converge before this one, e.g. `["user:app", "file:/etc/app.conf"]`.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
 }
 
 /// `[[absent]]`: a path that must not exist.
@@ -92,4 +101,7 @@ pub struct AbsentSpec {
     /// Also remove a non-empty directory and everything in it.
     #[serde(default)]
     pub force: bool,
+    /// Resources to converge before this one, e.g. `["user:app", "file:/etc/app.conf"]`.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
 }

@@ -1,0 +1,332 @@
+//! Turning one role's declarations into resources: paths, modes, content and edges checked,
+//! templates rendered. Every error is collected with its location.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::Value;
+use toml::Spanned;
+
+use super::{After, PlanOptions, Planned, Rendered};
+use crate::diagnostics::{Diagnostics, Location};
+use crate::render::Renderer;
+use crate::resource::absent::AbsentResource;
+use crate::resource::attrs::{parse_mode, Ownership};
+use crate::resource::directory::DirectoryResource;
+use crate::resource::file::FileResource;
+use crate::resource::symlink::SymlinkResource;
+use crate::resource::{Managed, ResourceId};
+use crate::role::model::FileSpec;
+use crate::role::{vars, Role, SourceTree};
+
+/// Resource kinds that `after = [...]` may name.
+const KINDS: &[&str] = &["file", "directory", "symlink", "absent"];
+
+pub(super) struct Builder<'a> {
+    tree: &'a SourceTree,
+    renderer: &'a mut Renderer,
+    options: PlanOptions,
+    context: Value,
+    items: Vec<Planned>,
+    errors: Diagnostics,
+}
+
+/// What every declaration carries besides its own fields.
+struct Common<'s> {
+    offset: usize,
+    path: Option<PathBuf>,
+    after: &'s [Spanned<String>],
+    implicit_after: Vec<ResourceId>,
+    rendered: Option<Rendered>,
+}
+
+impl<'a> Builder<'a> {
+    pub(super) fn new(
+        tree: &'a SourceTree,
+        renderer: &'a mut Renderer,
+        options: PlanOptions,
+        context: Value,
+    ) -> Builder<'a> {
+        Builder {
+            tree,
+            renderer,
+            options,
+            context,
+            items: Vec::new(),
+            errors: Diagnostics::default(),
+        }
+    }
+
+    pub(super) fn finish(self) -> (Vec<Planned>, Diagnostics) {
+        (self.items, self.errors)
+    }
+
+    pub(super) fn role(&mut self, role: &Role) {
+        for spec in &role.spec.file {
+            let s = spec.get_ref();
+            let Some(path) = self.path(role, &s.path) else {
+                continue;
+            };
+            let Some(ownership) = self.ownership(role, &s.owner, &s.group, &s.mode) else {
+                continue;
+            };
+            let Some((from, content)) = self.content(role, spec) else {
+                continue;
+            };
+            let rendered = self.options.keep_rendered.then(|| Rendered {
+                from,
+                content: content.clone(),
+                sensitive: s.sensitive,
+            });
+            let implicit_after = ownership.account_ids();
+            let r = FileResource {
+                path: path.clone(),
+                content,
+                ownership,
+                sensitive: s.sensitive,
+            };
+            let common = Common {
+                offset: spec.span().start,
+                path: Some(path),
+                after: &s.after,
+                implicit_after,
+                rendered,
+            };
+            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+        }
+        for spec in &role.spec.directory {
+            let s = spec.get_ref();
+            let Some(path) = self.path(role, &s.path) else {
+                continue;
+            };
+            let Some(ownership) = self.ownership(role, &s.owner, &s.group, &s.mode) else {
+                continue;
+            };
+            let implicit_after = ownership.account_ids();
+            let r = DirectoryResource {
+                path: path.clone(),
+                ownership,
+                purge: s.purge,
+                keep: BTreeSet::new(),
+            };
+            let common = Common {
+                offset: spec.span().start,
+                path: Some(path),
+                after: &s.after,
+                implicit_after,
+                rendered: None,
+            };
+            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+        }
+        for spec in &role.spec.symlink {
+            let s = spec.get_ref();
+            let Some(path) = self.path(role, &s.path) else {
+                continue;
+            };
+            let r = SymlinkResource {
+                path: path.clone(),
+                target: PathBuf::from(&s.target),
+                force: s.force,
+            };
+            let common = Common {
+                offset: spec.span().start,
+                path: Some(path),
+                after: &s.after,
+                implicit_after: Vec::new(),
+                rendered: None,
+            };
+            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+        }
+        for spec in &role.spec.absent {
+            let s = spec.get_ref();
+            let Some(path) = self.path(role, &s.path) else {
+                continue;
+            };
+            let r = AbsentResource {
+                path: path.clone(),
+                force: s.force,
+            };
+            let common = Common {
+                offset: spec.span().start,
+                path: Some(path),
+                after: &s.after,
+                implicit_after: Vec::new(),
+                rendered: None,
+            };
+            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+        }
+    }
+
+    fn push(
+        &mut self,
+        role: &Role,
+        common: Common,
+        resource: Box<dyn Managed>,
+        fingerprint: String,
+    ) {
+        let mut after = Vec::new();
+        for edge in common.after {
+            match parse_id(edge.get_ref()) {
+                Some(id) => after.push(After {
+                    id,
+                    origin: Location::at_offset(&role.file, &role.text, edge.span().start)
+                        .to_string(),
+                }),
+                None => self.errors.push(role.error_at(
+                    edge.span().start,
+                    format!(
+                        "invalid resource '{}' in after: expected KIND:NAME with KIND one of {}",
+                        edge.get_ref(),
+                        KINDS.join(", ")
+                    ),
+                )),
+            }
+        }
+        let origin = Location::at_offset(&role.file, &role.text, common.offset).to_string();
+        self.items.push(Planned {
+            id: resource.id(),
+            resource,
+            role: role.name.clone(),
+            origin,
+            rendered: common.rendered,
+            path: common.path,
+            after,
+            implicit_after: common.implicit_after,
+            requires: Vec::new(),
+            fingerprint,
+        });
+    }
+
+    fn path(&mut self, role: &Role, path: &Spanned<String>) -> Option<PathBuf> {
+        let p = Path::new(path.get_ref());
+        let ok = p.is_absolute()
+            && p.components().count() > 1
+            && p.components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if ok && !path.get_ref().ends_with('/') {
+            Some(p.to_path_buf())
+        } else {
+            self.errors.push(role.error_at(
+                path.span().start,
+                format!(
+                    "invalid path '{}': expected an absolute path without '.', '..' or a trailing '/'",
+                    path.get_ref()
+                ),
+            ));
+            None
+        }
+    }
+
+    fn ownership(
+        &mut self,
+        role: &Role,
+        owner: &Option<Spanned<String>>,
+        group: &Option<Spanned<String>>,
+        mode: &Option<Spanned<String>>,
+    ) -> Option<Ownership> {
+        let mode = match mode {
+            None => None,
+            Some(m) => match parse_mode(m.get_ref()) {
+                Some(bits) => Some(bits),
+                None => {
+                    self.errors.push(role.error_at(
+                        m.span().start,
+                        format!(
+                            "invalid mode '{}': expected an octal string such as \"0644\"",
+                            m.get_ref()
+                        ),
+                    ));
+                    return None;
+                }
+            },
+        };
+        let name = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
+        Some(Ownership {
+            owner: name(owner),
+            group: name(group),
+            mode,
+        })
+    }
+
+    /// The file's bytes from exactly one of content, template or source.
+    fn content(&mut self, role: &Role, spec: &Spanned<FileSpec>) -> Option<(String, Vec<u8>)> {
+        let s = spec.get_ref();
+        let given = [
+            s.content.is_some(),
+            s.template.is_some(),
+            s.source.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            self.errors.push(role.error_at(
+                spec.span().start,
+                format!(
+                    "file '{}' needs exactly one of content, template or source",
+                    s.path.get_ref()
+                ),
+            ));
+            return None;
+        }
+        if let Some(text) = &s.content {
+            return Some(("content".into(), text.clone().into_bytes()));
+        }
+        if let Some(source) = &s.source {
+            let rel = source.get_ref();
+            let safe = Path::new(rel)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)));
+            let read = if safe {
+                std::fs::read(self.tree.files_dir().join(rel)).ok()
+            } else {
+                None
+            };
+            return match read {
+                Some(bytes) => Some((format!("files/{rel}"), bytes)),
+                None => {
+                    self.errors.push(role.error_at(
+                        source.span().start,
+                        format!("source file 'files/{rel}' not found in the bundle"),
+                    ));
+                    None
+                }
+            };
+        }
+        let template = s.template.as_ref().expect("one of the three is set");
+        let name = template.get_ref();
+        if !self.renderer.exists(name) {
+            self.errors.push(role.error_at(
+                template.span().start,
+                format!("template 'templates/{name}' not found"),
+            ));
+            return None;
+        }
+        let rendered = if s.vars.is_empty() {
+            self.renderer.render(name, &self.context)
+        } else {
+            let mut ctx = self.context.clone();
+            if let Some(Value::Object(v)) = ctx.get_mut("vars") {
+                vars::merge(v, &vars::table_to_json(&s.vars));
+            }
+            self.renderer.render(name, &ctx)
+        };
+        match rendered {
+            Ok(text) => Some((format!("templates/{name}"), text.into_bytes())),
+            Err(mut d) => {
+                d.message = format!(
+                    "{} (rendering {} for role '{}')",
+                    d.message,
+                    s.path.get_ref(),
+                    role.name
+                );
+                self.errors.push(d);
+                None
+            }
+        }
+    }
+}
+
+/// `file:/etc/x` → the id, when the kind is known.
+fn parse_id(text: &str) -> Option<ResourceId> {
+    let (kind, name) = text.split_once(':')?;
+    let kind = KINDS.iter().find(|k| **k == kind)?;
+    (!name.is_empty()).then(|| ResourceId::new(kind, name))
+}

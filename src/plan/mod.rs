@@ -1,0 +1,170 @@
+//! From roles to an ordered list of desired resources: rendering, validation, conflicts, order.
+
+mod from_role;
+mod order;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Component, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::render::Renderer;
+use crate::resource::directory::DirectoryResource;
+use crate::resource::{Managed, ResourceId};
+use crate::role::{RoleSet, SourceTree};
+
+/// One desired resource and where it came from.
+#[derive(Debug)]
+pub struct Planned {
+    /// The resource itself.
+    pub resource: Box<dyn Managed>,
+    /// Its identity.
+    pub id: ResourceId,
+    /// The role that declared it.
+    pub role: String,
+    /// `roles/web.toml:12:1`, where it was declared.
+    pub origin: String,
+    /// Rendered content, kept only when the plan was built for `converge render`.
+    pub rendered: Option<Rendered>,
+    /// The host path it manages, when it manages one (two resources may not share a path).
+    pub path: Option<PathBuf>,
+    /// Resources named in `after = [...]`; each must exist in the plan.
+    pub after: Vec<After>,
+    /// Resources it goes after when the plan has them (its owner's user, its parent directory).
+    pub implicit_after: Vec<ResourceId>,
+    /// Indexes (into the plan) of resources that must converge first.
+    pub requires: Vec<usize>,
+    /// The desired state in comparable form: identical declarations in two roles are one.
+    fingerprint: String,
+}
+
+/// An explicit ordering edge and where it was written.
+#[derive(Debug, Clone)]
+pub struct After {
+    /// The resource to converge first.
+    pub id: ResourceId,
+    /// `roles/web.toml:12:9`, for errors.
+    pub origin: String,
+}
+
+/// A file's content as rendered, for `converge render`.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// Where the content came from: a template, a bundle file, or inline.
+    pub from: String,
+    /// The bytes.
+    pub content: Vec<u8>,
+    /// Whether it must not be shown.
+    pub sensitive: bool,
+}
+
+/// The resources of a run in the order they converge.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Resources, dependencies first.
+    pub items: Vec<Planned>,
+}
+
+/// Options for building a plan.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PlanOptions {
+    /// Keep rendered file content in [`Planned::rendered`].
+    pub keep_rendered: bool,
+}
+
+/// Builds the plan for `set`, rendering templates with `facts`. Reports every error found.
+pub fn build(
+    tree: &SourceTree,
+    set: &RoleSet,
+    facts: &Value,
+    renderer: &mut Renderer,
+    options: PlanOptions,
+) -> Result<Plan, Diagnostics> {
+    let mut b = from_role::Builder::new(tree, renderer, options, base_context(facts, &set.vars));
+    for role in &set.roles {
+        b.role(role);
+    }
+    let (items, mut errors) = b.finish();
+    let mut items = dedupe_and_detect_conflicts(items, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    fill_purge_keep(&mut items);
+    let items = order::order(items)?;
+    Ok(Plan { items })
+}
+
+fn base_context(facts: &Value, vars: &Map<String, Value>) -> Value {
+    let mut ctx = Map::new();
+    ctx.insert("facts".into(), facts.clone());
+    ctx.insert("vars".into(), Value::Object(vars.clone()));
+    Value::Object(ctx)
+}
+
+/// Two declarations of one path (or one id): identical ones collapse into the first,
+/// different ones are a conflict naming both roles.
+fn dedupe_and_detect_conflicts(items: Vec<Planned>, errors: &mut Diagnostics) -> Vec<Planned> {
+    let mut kept: Vec<Planned> = Vec::with_capacity(items.len());
+    let mut first: HashMap<String, usize> = HashMap::new();
+    for item in items {
+        let key = match &item.path {
+            Some(p) => format!("path {}", p.display()),
+            None => item.id.to_string(),
+        };
+        let Some(&j) = first.get(&key) else {
+            first.insert(key, kept.len());
+            kept.push(item);
+            continue;
+        };
+        let a = &kept[j];
+        if a.id == item.id && a.fingerprint == item.fingerprint {
+            continue;
+        }
+        let what = match &item.path {
+            Some(p) => p.display().to_string(),
+            None => item.id.to_string(),
+        };
+        errors.push(Diagnostic::new(format!(
+            "{}: conflict: {what} is managed by role '{}' ({}) and by role '{}' ({}) with different desired state",
+            item.origin, a.role, a.origin, item.role, item.origin
+        )));
+    }
+    kept
+}
+
+/// A purging directory keeps the entries that other resources of the run manage.
+fn fill_purge_keep(items: &mut [Planned]) {
+    for d in 0..items.len() {
+        let Some(dir) = items[d]
+            .resource
+            .as_any()
+            .downcast_ref::<DirectoryResource>()
+        else {
+            continue;
+        };
+        if !dir.purge {
+            continue;
+        }
+        let mut keep = BTreeSet::new();
+        for (i, other) in items.iter().enumerate() {
+            if i == d || other.id.kind == "absent" {
+                continue;
+            }
+            let Some(rest) = other
+                .path
+                .as_ref()
+                .and_then(|p| p.strip_prefix(&dir.path).ok())
+            else {
+                continue;
+            };
+            if let Some(Component::Normal(first)) = rest.components().next() {
+                keep.insert(first.to_string_lossy().into_owned());
+            }
+        }
+        // Which entries are managed is known only once every role is planned.
+        let mut dir = dir.clone();
+        dir.keep = keep;
+        items[d].resource = Box::new(dir);
+    }
+}

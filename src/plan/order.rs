@@ -1,0 +1,113 @@
+//! Ordering: explicit `after` edges and implicit ones, then a stable topological sort.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use super::Planned;
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::resource::ResourceId;
+
+/// Orders resources so each comes after what it requires; declaration order otherwise.
+/// Implicit edges: a managed path after the directory resources above it, and after every
+/// `implicit_after` resource that the plan has.
+pub(super) fn order(mut items: Vec<Planned>) -> Result<Vec<Planned>, Diagnostics> {
+    let by_id: HashMap<&ResourceId, usize> =
+        items.iter().enumerate().map(|(i, p)| (&p.id, i)).collect();
+    let dirs: HashMap<&Path, usize> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.id.kind == "directory")
+        .filter_map(|(i, p)| p.path.as_deref().map(|path| (path, i)))
+        .collect();
+    let n = items.len();
+    let mut errors = Diagnostics::default();
+    let mut requires: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
+    for (i, item) in items.iter().enumerate() {
+        if let Some(path) = &item.path {
+            for ancestor in path.ancestors().skip(1) {
+                if let Some(&d) = dirs.get(ancestor) {
+                    requires[i].insert(d);
+                }
+            }
+        }
+        for id in &item.implicit_after {
+            if let Some(&j) = by_id.get(id) {
+                if j != i {
+                    requires[i].insert(j);
+                }
+            }
+        }
+        for edge in &item.after {
+            match by_id.get(&edge.id) {
+                Some(&j) => {
+                    requires[i].insert(j);
+                }
+                None => errors.push(Diagnostic::new(format!(
+                    "{}: after: no resource '{}' in this run",
+                    edge.origin, edge.id
+                ))),
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut indegree: Vec<usize> = requires.iter().map(BTreeSet::len).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, reqs) in requires.iter().enumerate() {
+        for &r in reqs {
+            dependents[r].push(i);
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut sequence = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        sequence.push(i);
+        for &d in &dependents[i] {
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                ready.insert(d);
+            }
+        }
+    }
+    if sequence.len() != n {
+        return Err(cycle_error(&items, &requires, &indegree).into());
+    }
+    let mut position = vec![0; n];
+    for (pos, &i) in sequence.iter().enumerate() {
+        position[i] = pos;
+    }
+    for (i, reqs) in requires.into_iter().enumerate() {
+        items[i].requires = reqs.into_iter().map(|r| position[r]).collect();
+    }
+    let mut slots: Vec<Option<Planned>> = items.into_iter().map(Some).collect();
+    Ok(sequence
+        .into_iter()
+        .map(|i| slots[i].take().expect("each index once"))
+        .collect())
+}
+
+/// Names one cycle: follow unfinished requirements until a resource repeats.
+fn cycle_error(items: &[Planned], requires: &[BTreeSet<usize>], indegree: &[usize]) -> Diagnostic {
+    let start = (0..items.len()).find(|&i| indegree[i] > 0).unwrap_or(0);
+    let mut path = vec![start];
+    let mut current = start;
+    loop {
+        let Some(&next) = requires[current].iter().find(|&&r| indegree[r] > 0) else {
+            break;
+        };
+        if let Some(pos) = path.iter().position(|&p| p == next) {
+            path.drain(..pos);
+            path.push(next);
+            break;
+        }
+        path.push(next);
+        current = next;
+    }
+    let names: Vec<String> = path.iter().map(|&i| items[i].id.to_string()).collect();
+    Diagnostic::new(format!(
+        "{}: ordering cycle: {}",
+        items[path[0]].origin,
+        names.join(" after ")
+    ))
+}
