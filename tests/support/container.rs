@@ -13,6 +13,7 @@ use nix::unistd::Pid;
 
 use super::overlay::Overlay;
 use super::rootfs::debian_rootfs;
+use super::stale::CGROUP_PREFIX;
 use super::tools::{output_text, require_root, require_tool};
 
 /// How long boot may take before we give up; a healthy boot takes ~1 s.
@@ -59,7 +60,7 @@ impl Container {
         // one it may own, and it lets Drop find and kill every process.
         let cgroups: Vec<PathBuf> = cgroup_roots()
             .into_iter()
-            .map(|root| root.join(format!("ct-{name}")))
+            .map(|root| root.join(format!("{CGROUP_PREFIX}{name}")))
             .collect();
         for cg in &cgroups {
             fs::create_dir(cg)
@@ -325,7 +326,7 @@ fn unique_name(hint: &str) -> String {
 
 /// Hybrid hosts need a cgroup in the unified and the named systemd
 /// hierarchy; a pure v2 host has just the root.
-fn cgroup_roots() -> Vec<PathBuf> {
+pub(crate) fn cgroup_roots() -> Vec<PathBuf> {
     let hybrid: Vec<PathBuf> = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"]
         .iter()
         .map(PathBuf::from)
@@ -337,7 +338,7 @@ fn cgroup_roots() -> Vec<PathBuf> {
     vec![PathBuf::from("/sys/fs/cgroup")]
 }
 
-fn cgroup_pids(cg: &Path) -> Vec<i32> {
+pub(crate) fn cgroup_pids(cg: &Path) -> Vec<i32> {
     let mut pids = Vec::new();
     for dir in subdirs_deepest_first(cg) {
         if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
@@ -365,7 +366,7 @@ fn subdirs_deepest_first(root: &Path) -> Vec<PathBuf> {
 }
 
 /// Removes a cgroup tree; retries because exiting processes linger briefly.
-fn remove_cgroup(cg: &Path) -> Result<(), String> {
+pub(crate) fn remove_cgroup(cg: &Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if !cg.exists() {

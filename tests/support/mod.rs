@@ -13,6 +13,7 @@ pub mod nginx;
 pub mod overlay;
 pub mod rootfs;
 pub mod sandbox;
+pub mod stale;
 pub mod tools;
 
 pub use apt_repo::{AptRepo, Deb};

@@ -11,6 +11,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
+use super::stale::{reap_once, NGINX_PREFIX};
 use super::tools::{require_root, require_tool, run_ok};
 
 const START_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,9 +39,10 @@ impl Nginx {
 
     fn start(root: &Path, tls: bool) -> Nginx {
         require_root();
+        reap_once();
         let nginx = require_tool("nginx");
         let dir = tempfile::Builder::new()
-            .prefix("converge-nginx-")
+            .prefix(&format!("{NGINX_PREFIX}{}-", std::process::id()))
             .tempdir()
             .expect("create nginx dir");
         for d in ["logs", "tmp"] {

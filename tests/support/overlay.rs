@@ -7,6 +7,7 @@ use std::process::Command;
 use tempfile::TempDir;
 
 use super::rootfs::mounts_below;
+use super::stale::{reap_once, OVERLAY_PREFIX};
 use super::tools::{output_text, require_root};
 
 /// An overlay mount whose upper/work dirs live in a private TempDir.
@@ -20,8 +21,9 @@ impl Overlay {
     /// Mounts a fresh overlay over `lower`; writes never reach `lower`.
     pub fn mount(lower: &Path) -> Overlay {
         require_root();
+        reap_once();
         let scratch = tempfile::Builder::new()
-            .prefix("converge-ovl-")
+            .prefix(&format!("{OVERLAY_PREFIX}{}-", std::process::id()))
             .tempdir()
             .expect("create overlay scratch dir");
         let base = scratch.path();

@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -156,7 +157,17 @@ fn build_into(tmp: &Path, log_path: &Path) {
         "support: building Debian {SUITE} rootfs from {mirror} into {} (one-time, ~1-2 min)",
         tmp.display()
     );
-    let status = Command::new(debootstrap)
+    let mut cmd = Command::new(debootstrap);
+    // If the test process dies mid-build, stop debootstrap too instead of
+    // letting it write into a tree the next run deletes.
+    // SAFETY: prctl is async-signal-safe and touches no parent state.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let status = cmd
         .arg("--variant=minbase")
         .arg(format!("--include={}", PACKAGES.join(",")))
         .arg(SUITE)
