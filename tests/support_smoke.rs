@@ -240,3 +240,19 @@ fn netns_sysctl_write_stays_inside() {
         output_text(&lo)
     );
 }
+
+#[test]
+fn two_containers_boot_side_by_side() {
+    let t = Instant::now();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Container::boot("pair"));
+        let b = s.spawn(|| Container::boot("pair"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    eprintln!("two parallel boots took {:.2} s", t.elapsed().as_secs_f64());
+    assert_ne!(a.name(), b.name());
+    assert_ne!(a.leader(), b.leader());
+    // Separate overlays: a write in one is invisible in the other.
+    a.exec_ok(&["touch", "/etc/only-in-a"]);
+    assert!(b.exec(&["test", "-e", "/etc/only-in-a"]).status.code() == Some(1));
+}
