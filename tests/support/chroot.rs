@@ -27,22 +27,28 @@ impl Chroot {
         self.overlay.merged()
     }
 
-    /// Runs `cmd` inside the chroot with a clean, non-interactive environment.
-    pub fn run(&self, cmd: &[&str]) -> Output {
-        assert!(!cmd.is_empty(), "Chroot::run needs a command");
+    /// A Command that runs `cmd` inside the chroot with a clean,
+    /// non-interactive environment; add env, stdin etc. before spawning.
+    pub fn command(&self, cmd: &[&str]) -> Command {
+        assert!(!cmd.is_empty(), "Chroot needs a command");
+        let mut c = Command::new("chroot");
+        c.arg(self.path()).args(cmd);
         // The host environment (cargo's vars, odd PATHs, locales missing in
         // minbase) would leak in and make apt/dpkg behave differently.
-        Command::new("chroot")
-            .arg(self.path())
-            .args(cmd)
-            .env_clear()
+        c.env_clear()
             .env(
                 "PATH",
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             )
             .env("HOME", "/root")
             .env("LC_ALL", "C")
-            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    }
+
+    /// Runs `cmd` inside the chroot and collects its output.
+    pub fn run(&self, cmd: &[&str]) -> Output {
+        self.command(cmd)
             .output()
             .unwrap_or_else(|e| panic!("failed to spawn chroot {cmd:?}: {e}"))
     }

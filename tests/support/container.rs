@@ -158,20 +158,24 @@ impl Container {
         }
     }
 
-    /// Runs `cmd` inside the container (all namespaces of its PID 1).
-    pub fn exec(&self, cmd: &[&str]) -> Output {
-        assert!(!cmd.is_empty(), "Container::exec needs a command");
+    /// A Command that runs `cmd` inside the container (all namespaces of
+    /// its PID 1); add env, stdin etc. before spawning.
+    pub fn command(&self, cmd: &[&str]) -> Command {
+        assert!(!cmd.is_empty(), "Container needs a command");
+        let mut c = Command::new("nsenter");
+        c.arg("-t").arg(self.leader.to_string()).arg("-a").args(cmd);
         // The host environment would otherwise leak into the container.
-        Command::new("nsenter")
-            .arg("-t")
-            .arg(self.leader.to_string())
-            .arg("-a")
-            .args(cmd)
-            .env_clear()
+        c.env_clear()
             .env("PATH", PATH)
             .env("HOME", "/root")
             .env("LC_ALL", "C")
-            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    }
+
+    /// Runs `cmd` inside the container and collects its output.
+    pub fn exec(&self, cmd: &[&str]) -> Output {
+        self.command(cmd)
             .output()
             .unwrap_or_else(|e| panic!("failed to spawn nsenter {cmd:?}: {e}"))
     }

@@ -3,6 +3,20 @@
 //! repository, a throwaway nginx and network namespaces.
 //!
 //! Everything here needs root and the host tools from `scripts/test-deps`.
+//!
+//! ```ignore
+//! mod support;
+//! use support::*;
+//!
+//! let ch = Chroot::new(); // overlay of the cached bookworm rootfs
+//! let repo = AptRepo::build(&tmp.join("repo"), &[("cfgtest", "1.0-1")]);
+//! repo.add_to(&ch);
+//! ch.run_ok(&["apt-get", "install", "-y", "cfgtest=1.0-1"]);
+//!
+//! let ct = Container::boot("svc"); // real systemd, ~0.4 s
+//! let bin = ct.share(Path::new(env!("CARGO_BIN_EXE_converge")));
+//! ct.exec_ok(&[&bin, "apply"]);
+//! ```
 #![allow(dead_code, unused_imports)]
 
 pub mod apt_repo;
