@@ -92,10 +92,7 @@ fn cycle_error(items: &[Planned], requires: &[BTreeSet<usize>], indegree: &[usiz
     let start = (0..items.len()).find(|&i| indegree[i] > 0).unwrap_or(0);
     let mut path = vec![start];
     let mut current = start;
-    loop {
-        let Some(&next) = requires[current].iter().find(|&&r| indegree[r] > 0) else {
-            break;
-        };
+    while let Some(&next) = requires[current].iter().find(|&&r| indegree[r] > 0) {
         if let Some(pos) = path.iter().position(|&p| p == next) {
             path.drain(..pos);
             path.push(next);
