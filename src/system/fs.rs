@@ -105,7 +105,7 @@ fn open_nofollow(real: &Path, dir: bool) -> io::Result<File> {
 /// The writing handle: every change to the host goes through here.
 #[derive(Debug)]
 pub struct Host<'a> {
-    sys: &'a System,
+    pub(super) sys: &'a System,
 }
 
 /// Ownership and mode to give a new or changed entry; `None` keeps what is there.

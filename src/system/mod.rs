@@ -4,7 +4,9 @@
 //! a check run has no way to change anything.
 
 pub mod accounts;
+pub mod command;
 pub mod fs;
+pub mod systemd;
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -37,6 +39,27 @@ pub enum SystemError {
         /// The underlying error.
         source: io::Error,
     },
+    /// A host tool could not be started.
+    #[error("cannot run {command}: {source}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// Why it did not start.
+        source: io::Error,
+    },
+    /// A host tool ran and failed.
+    #[error("{command} failed ({status}): {output}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// The last lines it printed.
+        output: String,
+    },
+    /// An operation that needs the running system was asked of a tree (`--root`).
+    #[error("{0} needs the running system; not possible under --root")]
+    NotLive(String),
 }
 
 impl SystemError {

@@ -1,0 +1,56 @@
+//! Running host tools (systemctl, dpkg-query, apt-get) with a fixed environment.
+
+use std::process::{Command, Output};
+
+use super::SystemError;
+
+/// A command line as text, for errors and logs.
+pub fn describe(cmd: &Command) -> String {
+    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}
+
+/// A command whose output we parse: the C locale keeps messages and formats stable.
+pub fn tool(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env("LC_ALL", "C").env("LANG", "C");
+    cmd
+}
+
+/// Runs `cmd` and collects its output; failing to start it at all is an error.
+pub fn output(cmd: &mut Command) -> Result<Output, SystemError> {
+    tracing::debug!(command = %describe(cmd), "running");
+    cmd.output().map_err(|source| SystemError::Spawn {
+        command: describe(cmd),
+        source,
+    })
+}
+
+/// Runs `cmd`; a non-zero exit is an error carrying the tail of what it printed.
+pub fn run(cmd: &mut Command) -> Result<String, SystemError> {
+    let out = output(cmd)?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    Err(failed(cmd, &out))
+}
+
+/// The error for a command that ran and failed.
+pub fn failed(cmd: &Command, out: &Output) -> SystemError {
+    let mut text = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    if text.is_empty() {
+        text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    }
+    // The last lines say why; apt and systemctl print progress before them.
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(6)..].join("\n");
+    SystemError::Command {
+        command: describe(cmd),
+        status: out
+            .status
+            .code()
+            .map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit {c}")),
+        output: tail,
+    }
+}

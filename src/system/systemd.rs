@@ -1,0 +1,231 @@
+//! systemd through `systemctl`: unit state, enable/disable/mask, start/stop/restart/reload.
+//!
+//! `systemctl` rather than a D-Bus client: it is the interface systemd documents for scripts,
+//! it adds no dependency, and `systemctl --root=DIR` edits a tree offline with the very same
+//! install logic (symlinks in `*.wants/`, masks to /dev/null) that the running manager uses.
+//! `show` is refused together with `--root`, so offline the unit file state comes from
+//! `is-enabled` and the runtime state is unknown.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::command::{self, tool};
+use super::{Host, System, SystemError};
+
+/// Directories whose unit files systemd only rereads on `daemon-reload`.
+const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+];
+
+/// Whether a file at `path` is a unit file or drop-in that needs a `daemon-reload`.
+pub fn is_unit_path(path: &Path) -> bool {
+    let Some(parent) = path.parent() else {
+        return false;
+    };
+    let in_unit_dir = |dir: &Path| UNIT_DIRS.iter().any(|d| dir == Path::new(d));
+    if in_unit_dir(parent) {
+        return true;
+    }
+    // Drop-ins: /etc/systemd/system/nginx.service.d/override.conf
+    let is_dropin_dir = parent
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with(".d"));
+    is_dropin_dir && parent.parent().is_some_and(in_unit_dir)
+}
+
+/// What systemd says about one unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitStatus {
+    /// `loaded`, `not-found`, `masked`, `bad-setting`...; offline only `loaded` or `not-found`.
+    pub load: String,
+    /// `active`, `inactive`, `failed`, `activating`...; `None` offline, where nothing runs.
+    pub active: Option<String>,
+    /// `enabled`, `disabled`, `masked`, `static`...; empty when there is no unit file.
+    pub file_state: String,
+    /// The main process, when one runs.
+    pub main_pid: Option<u32>,
+}
+
+impl UnitStatus {
+    /// Whether systemd knows no unit file of this name.
+    pub fn not_found(&self) -> bool {
+        self.load == "not-found"
+    }
+}
+
+impl System {
+    fn systemctl(&self) -> Command {
+        let mut cmd = tool("systemctl");
+        if !self.is_live() {
+            cmd.arg(format!("--root={}", self.root().display()));
+        }
+        cmd.arg("--no-ask-password");
+        cmd
+    }
+
+    /// The state of `unit` (a full name such as `nginx.service`). Never changes anything.
+    pub fn unit_status(&self, unit: &str) -> Result<UnitStatus, SystemError> {
+        if self.is_live() {
+            let mut cmd = self.systemctl();
+            cmd.args([
+                "show",
+                "-p",
+                "LoadState,ActiveState,UnitFileState,MainPID",
+                "--",
+                unit,
+            ]);
+            return Ok(parse_show(&command::run(&mut cmd)?));
+        }
+        let mut cmd = self.systemctl();
+        cmd.args(["is-enabled", "--", unit]);
+        let out = command::output(&mut cmd)?;
+        // is-enabled exits non-zero for disabled and masked units too; only the text counts.
+        let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if state == "not-found" || (state.is_empty() && stderr.contains("No such file")) {
+            return Ok(UnitStatus {
+                load: "not-found".into(),
+                active: None,
+                file_state: String::new(),
+                main_pid: None,
+            });
+        }
+        if state.is_empty() {
+            return Err(command::failed(&cmd, &out));
+        }
+        Ok(UnitStatus {
+            load: "loaded".into(),
+            active: None,
+            file_state: state,
+            main_pid: None,
+        })
+    }
+}
+
+fn parse_show(text: &str) -> UnitStatus {
+    let mut status = UnitStatus {
+        load: String::new(),
+        active: Some(String::new()),
+        file_state: String::new(),
+        main_pid: None,
+    };
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        match key {
+            "LoadState" => status.load = value.to_owned(),
+            "ActiveState" => status.active = Some(value.to_owned()),
+            "UnitFileState" => status.file_state = value.to_owned(),
+            "MainPID" => status.main_pid = value.parse().ok().filter(|p| *p != 0),
+            _ => {}
+        }
+    }
+    status
+}
+
+/// What can be asked of systemd about one unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitVerb {
+    /// Start it now.
+    Start,
+    /// Stop it now.
+    Stop,
+    /// Restart it if it runs (never starts a stopped unit).
+    TryRestart,
+    /// Reload its configuration.
+    Reload,
+    /// Start it at boot.
+    Enable,
+    /// Do not start it at boot.
+    Disable,
+    /// Make it impossible to start.
+    Mask,
+    /// Undo a mask.
+    Unmask,
+}
+
+impl UnitVerb {
+    /// The systemctl verb.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitVerb::Start => "start",
+            UnitVerb::Stop => "stop",
+            UnitVerb::TryRestart => "try-restart",
+            UnitVerb::Reload => "reload",
+            UnitVerb::Enable => "enable",
+            UnitVerb::Disable => "disable",
+            UnitVerb::Mask => "mask",
+            UnitVerb::Unmask => "unmask",
+        }
+    }
+
+    /// Whether it acts on the running manager rather than on unit files.
+    pub fn needs_running_system(self) -> bool {
+        matches!(
+            self,
+            UnitVerb::Start | UnitVerb::Stop | UnitVerb::TryRestart | UnitVerb::Reload
+        )
+    }
+}
+
+impl Host<'_> {
+    /// Runs `systemctl VERB UNIT` (offline verbs under `--root` use `systemctl --root`).
+    pub fn systemctl(&self, verb: UnitVerb, unit: &str) -> Result<(), SystemError> {
+        if verb.needs_running_system() && !self.sys.is_live() {
+            return Err(SystemError::NotLive(format!(
+                "systemctl {} {unit}",
+                verb.as_str()
+            )));
+        }
+        let mut cmd = self.sys.systemctl();
+        cmd.args([verb.as_str(), "--", unit]);
+        tracing::info!(unit, verb = verb.as_str(), "systemctl");
+        command::run(&mut cmd).map(drop)
+    }
+
+    /// Makes the running manager reread unit files; nothing to do for a tree.
+    pub fn daemon_reload(&self) -> Result<(), SystemError> {
+        if !self.sys.is_live() {
+            return Ok(());
+        }
+        let mut cmd = self.sys.systemctl();
+        cmd.arg("daemon-reload");
+        tracing::info!("systemctl daemon-reload");
+        command::run(&mut cmd).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_files_and_dropins_need_a_reload() {
+        assert!(is_unit_path(Path::new("/etc/systemd/system/x.service")));
+        assert!(is_unit_path(Path::new(
+            "/etc/systemd/system/nginx.service.d/override.conf"
+        )));
+        assert!(is_unit_path(Path::new("/usr/lib/systemd/system/x.timer")));
+        assert!(!is_unit_path(Path::new("/etc/nginx/nginx.conf")));
+        assert!(!is_unit_path(Path::new(
+            "/etc/systemd/journald.conf.d/x.conf"
+        )));
+    }
+
+    #[test]
+    fn show_output_parses_and_zero_pid_means_none() {
+        let s =
+            parse_show("MainPID=0\nLoadState=not-found\nActiveState=inactive\nUnitFileState=\n");
+        assert!(s.not_found());
+        assert_eq!(s.main_pid, None);
+        assert_eq!(s.active.as_deref(), Some("inactive"));
+        let s =
+            parse_show("MainPID=35\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n");
+        assert_eq!(s.main_pid, Some(35));
+        assert_eq!(s.file_state, "enabled");
+    }
+}
