@@ -1,4 +1,7 @@
-//! One run: observe → diff → (apply) for every planned resource, in order, into a [`Report`].
+//! One run: observe → diff → (apply) for every planned resource, in order, into a [`Report`],
+//! then the restarts and reloads that changed resources asked for.
+
+mod notify;
 
 use std::time::{Instant, SystemTime};
 
@@ -14,6 +17,7 @@ pub fn run(plan: &Plan, sys: &System, mode: Mode) -> Report {
         Mode::Apply => Some(sys.host()),
         Mode::Check => None,
     };
+    let mut notifier = notify::Notifier::default();
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(plan.items.len());
     for item in &plan.items {
         let blocked = item
@@ -27,13 +31,18 @@ pub fn run(plan: &Plan, sys: &System, mode: Mode) -> Report {
             status: Status::InSync,
             change: None,
             error: None,
+            notes: item.resource.notes(sys),
         };
         if let Some(&r) = blocked {
             outcome.status = Status::Skipped;
             outcome.error = Some(format!("skipped: {} did not converge", outcomes[r].id));
             tracing::warn!(resource = %item.id, "skipped: a dependency failed");
         } else {
-            match item.resource.converge(sys, host.as_ref()) {
+            let converged = notifier
+                .before(item, host.as_ref())
+                .map_err(Into::into)
+                .and_then(|()| item.resource.converge(sys, host.as_ref()));
+            match converged {
                 Ok(None) => tracing::debug!(resource = %item.id, "in sync"),
                 Ok(Some(change)) => {
                     outcome.status = match mode {
@@ -44,6 +53,7 @@ pub fn run(plan: &Plan, sys: &System, mode: Mode) -> Report {
                         Mode::Apply => "changed",
                         Mode::Check => "would change",
                     });
+                    notifier.changed(item);
                     outcome.change = Some(change);
                 }
                 Err(e) => {
@@ -55,5 +65,6 @@ pub fn run(plan: &Plan, sys: &System, mode: Mode) -> Report {
         }
         outcomes.push(outcome);
     }
-    Report::new(mode, started, clock.elapsed(), outcomes)
+    let notifications = notifier.finish(plan, &outcomes, sys, host.as_ref());
+    Report::new(mode, started, clock.elapsed(), outcomes).with_notifications(notifications)
 }

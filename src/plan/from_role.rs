@@ -7,6 +7,8 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::Value;
 use toml::Spanned;
 
+mod services;
+
 use super::{After, PlanOptions, Planned, Rendered};
 use crate::diagnostics::{Diagnostics, Location};
 use crate::render::Renderer;
@@ -20,7 +22,7 @@ use crate::role::model::FileSpec;
 use crate::role::{vars, Role, SourceTree};
 
 /// Resource kinds that `after = [...]` may name.
-const KINDS: &[&str] = &["file", "directory", "symlink", "absent"];
+const KINDS: &[&str] = &["file", "directory", "symlink", "absent", "service"];
 
 pub(super) struct Builder<'a> {
     tree: &'a SourceTree,
@@ -38,6 +40,8 @@ struct Common<'s> {
     after: &'s [Spanned<String>],
     implicit_after: Vec<ResourceId>,
     rendered: Option<Rendered>,
+    /// `notify = [...]` as written.
+    notify: &'s [Spanned<String>],
 }
 
 impl<'a> Builder<'a> {
@@ -91,6 +95,7 @@ impl<'a> Builder<'a> {
                 after: &s.after,
                 implicit_after,
                 rendered,
+                notify: &s.notify,
             };
             self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
         }
@@ -115,6 +120,7 @@ impl<'a> Builder<'a> {
                 after: &s.after,
                 implicit_after,
                 rendered: None,
+                notify: &s.notify,
             };
             self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
         }
@@ -134,6 +140,7 @@ impl<'a> Builder<'a> {
                 after: &s.after,
                 implicit_after: Vec::new(),
                 rendered: None,
+                notify: &s.notify,
             };
             self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
         }
@@ -152,9 +159,11 @@ impl<'a> Builder<'a> {
                 after: &s.after,
                 implicit_after: Vec::new(),
                 rendered: None,
+                notify: &s.notify,
             };
             self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
         }
+        self.services(role);
     }
 
     fn push(
@@ -182,6 +191,7 @@ impl<'a> Builder<'a> {
                 )),
             }
         }
+        let notify = self.notify_edges(role, common.notify);
         let origin = Location::at_offset(&role.file, &role.text, common.offset).to_string();
         self.items.push(Planned {
             id: resource.id(),
@@ -192,6 +202,7 @@ impl<'a> Builder<'a> {
             path: common.path,
             after,
             implicit_after: common.implicit_after,
+            notify,
             requires: Vec::new(),
             fingerprint,
         });
@@ -251,6 +262,20 @@ impl<'a> Builder<'a> {
     /// The file's bytes from exactly one of content, template or source.
     fn content(&mut self, role: &Role, spec: &Spanned<FileSpec>) -> Option<(String, Vec<u8>)> {
         let s = spec.get_ref();
+        let from = ContentFrom {
+            offset: spec.span().start,
+            what: format!("file '{}'", s.path.get_ref()),
+            path: s.path.get_ref(),
+            content: &s.content,
+            template: &s.template,
+            source: &s.source,
+            vars: &s.vars,
+        };
+        self.content_from(role, from)
+    }
+
+    /// Bytes from exactly one of content, template or source, for a file or a unit.
+    fn content_from(&mut self, role: &Role, s: ContentFrom) -> Option<(String, Vec<u8>)> {
         let given = [
             s.content.is_some(),
             s.template.is_some(),
@@ -258,10 +283,10 @@ impl<'a> Builder<'a> {
         ];
         if given.iter().filter(|g| **g).count() != 1 {
             self.errors.push(role.error_at(
-                spec.span().start,
+                s.offset,
                 format!(
-                    "file '{}' needs exactly one of content, template or source",
-                    s.path.get_ref()
+                    "{} needs exactly one of content, template or source",
+                    s.what
                 ),
             ));
             return None;
@@ -304,7 +329,7 @@ impl<'a> Builder<'a> {
         } else {
             let mut ctx = self.context.clone();
             if let Some(Value::Object(v)) = ctx.get_mut("vars") {
-                vars::merge(v, &vars::table_to_json(&s.vars));
+                vars::merge(v, &vars::table_to_json(s.vars));
             }
             self.renderer.render(name, &ctx)
         };
@@ -313,15 +338,24 @@ impl<'a> Builder<'a> {
             Err(mut d) => {
                 d.message = format!(
                     "{} (rendering {} for role '{}')",
-                    d.message,
-                    s.path.get_ref(),
-                    role.name
+                    d.message, s.path, role.name
                 );
                 self.errors.push(d);
                 None
             }
         }
     }
+}
+
+/// Where content comes from: the content/template/source keys of a file or a unit.
+struct ContentFrom<'s> {
+    offset: usize,
+    what: String,
+    path: &'s str,
+    content: &'s Option<String>,
+    template: &'s Option<Spanned<String>>,
+    source: &'s Option<Spanned<String>>,
+    vars: &'s toml::Table,
 }
 
 /// `file:/etc/x` → the id, when the kind is known.

@@ -33,13 +33,16 @@ pub struct Planned {
     pub after: Vec<After>,
     /// Resources it goes after when the plan has them (its owner's user, its parent directory).
     pub implicit_after: Vec<ResourceId>,
+    /// Services to restart or reload at the end of the run when this resource changed; each
+    /// must be in the plan, and converges after this resource.
+    pub notify: Vec<After>,
     /// Indexes (into the plan) of resources that must converge first.
     pub requires: Vec<usize>,
     /// The desired state in comparable form: identical declarations in two roles are one.
     fingerprint: String,
 }
 
-/// An explicit ordering edge and where it was written.
+/// An explicit edge to another resource (`after` or `notify`) and where it was written.
 #[derive(Debug, Clone)]
 pub struct After {
     /// The resource to converge first.

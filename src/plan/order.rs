@@ -48,6 +48,19 @@ pub(super) fn order(mut items: Vec<Planned>) -> Result<Vec<Planned>, Diagnostics
                 ))),
             }
         }
+        // A notified service converges after what notifies it, or it could start with the
+        // old configuration, and a service started in this run is not restarted again.
+        for edge in &item.notify {
+            match by_id.get(&edge.id) {
+                Some(&j) => {
+                    requires[j].insert(i);
+                }
+                None => errors.push(Diagnostic::new(format!(
+                    "{}: notify: no resource '{}' in this run",
+                    edge.origin, edge.id
+                ))),
+            }
+        }
     }
     if !errors.is_empty() {
         return Err(errors);

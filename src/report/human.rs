@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Mode, Outcome, Report, Status};
+use super::{Mode, Notification, NotifyStatus, Outcome, Report, Status};
 use crate::resource::{Action, Change, ContentChange};
 
 /// ANSI styling, or none.
@@ -44,6 +44,16 @@ pub fn render(report: &Report, style: Style) -> String {
                 );
             }
         }
+        for note in &outcome.notes {
+            let _ = writeln!(
+                out,
+                "{}",
+                style.paint("2", &format!("note: {}: {note}", outcome.id))
+            );
+        }
+    }
+    for n in &report.notifications {
+        notification_line(&mut out, n, style);
     }
     out.push_str(&summary_line(report, style));
     out.push('\n');
@@ -76,6 +86,30 @@ pub fn summary_line(report: &Report, style: Style) -> String {
         "1;32"
     };
     style.paint(code, &line)
+}
+
+/// `would restart service:nginx (notified by file:/etc/nginx/nginx.conf)`.
+fn notification_line(out: &mut String, n: &Notification, style: Style) {
+    let by: Vec<String> = n.notified_by.iter().map(ToString::to_string).collect();
+    let by = format!("(notified by {})", by.join(", "));
+    let verb = n.action.verb();
+    let (code, text) = match n.status {
+        NotifyStatus::Pending => ("1;33", format!("↻ would {verb} {} {by}", n.service)),
+        NotifyStatus::Done => ("1;33", format!("↻ {verb}ed {} {by}", n.service)),
+        NotifyStatus::NotNeeded | NotifyStatus::Skipped => (
+            "2",
+            format!(
+                "  no {verb} of {}: {} {by}",
+                n.service,
+                n.note.as_deref().unwrap_or("not needed")
+            ),
+        ),
+        NotifyStatus::Failed => ("1;31", format!("! {verb} {} failed {by}", n.service)),
+    };
+    let _ = writeln!(out, "{}", style.paint(code, &text));
+    if let Some(e) = &n.error {
+        let _ = writeln!(out, "    {}", style.paint("31", e));
+    }
 }
 
 fn change_block(out: &mut String, outcome: &Outcome, style: Style) {

@@ -52,6 +52,64 @@ pub struct Outcome {
     /// Why it failed or was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Remarks that hold whether or not it changed (e.g. what `--root` cannot manage).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// What a notified service gets at the end of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyAction {
+    /// `systemctl try-restart`.
+    Restart,
+    /// `systemctl reload` (the service asked for `reload_on_notify`).
+    Reload,
+}
+
+impl NotifyAction {
+    /// The verb for human output.
+    pub fn verb(self) -> &'static str {
+        match self {
+            NotifyAction::Restart => "restart",
+            NotifyAction::Reload => "reload",
+        }
+    }
+}
+
+/// How a notification ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyStatus {
+    /// Check mode: it would happen.
+    Pending,
+    /// Apply mode: it happened.
+    Done,
+    /// Not needed; the note says why (started in this run, not running, `--root`).
+    NotNeeded,
+    /// The service itself did not converge, so it was left alone.
+    Skipped,
+    /// The restart or reload failed.
+    Failed,
+}
+
+/// One restart or reload, requested by resources that changed, done once at the end of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    /// The service.
+    pub service: ResourceId,
+    /// Restart or reload.
+    pub action: NotifyAction,
+    /// The changed resources that asked for it, in run order.
+    pub notified_by: Vec<ResourceId>,
+    /// How it ended.
+    pub status: NotifyStatus,
+    /// Why it was not needed or skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Counts by status.
@@ -82,6 +140,9 @@ pub struct Report {
     pub summary: Summary,
     /// Every resource, in the order it converged.
     pub resources: Vec<Outcome>,
+    /// Restarts and reloads at the end of the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<Notification>,
 }
 
 impl Report {
@@ -105,7 +166,18 @@ impl Report {
             duration_ms: took.as_millis() as u64,
             summary,
             resources,
+            notifications: Vec::new(),
         }
+    }
+
+    /// Adds the end-of-run notifications; a failed restart or reload counts as a failure.
+    pub fn with_notifications(mut self, notifications: Vec<Notification>) -> Self {
+        self.summary.failed += notifications
+            .iter()
+            .filter(|n| n.status == NotifyStatus::Failed)
+            .count();
+        self.notifications = notifications;
+        self
     }
 
     /// Puppet's detailed exit codes: 0 in sync, 2 changes, 4 failures, 6 both.

@@ -9,6 +9,7 @@ pub mod attrs;
 pub mod change;
 pub mod directory;
 pub mod file;
+pub mod service;
 pub mod symlink;
 
 use std::fmt;
@@ -79,6 +80,11 @@ pub enum ResourceError {
     /// The parent directory of a managed path is missing.
     #[error("{0}: parent directory does not exist (manage it with a [[directory]] resource)")]
     MissingParent(PathBuf),
+    /// systemd has no unit file of this name.
+    #[error(
+        "unit {0} not found: no unit file (give the service a unit, or install its package first)"
+    )]
+    UnitNotFound(String),
 }
 
 /// The contract every resource type implements.
@@ -93,6 +99,10 @@ pub trait Resource: fmt::Debug + Send + Sync {
     fn diff(&self, live: &Self::Live) -> Option<Change>;
     /// Makes exactly `change` happen.
     fn apply(&self, host: &Host, live: &Self::Live, change: &Change) -> Result<(), ResourceError>;
+    /// What the report should say even when nothing changes (e.g. what `--root` cannot manage).
+    fn notes(&self, _sys: &System) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The type-erased face of a resource that the engine drives.
@@ -103,6 +113,8 @@ pub trait Managed: fmt::Debug + Send + Sync {
     fn converge(&self, sys: &System, host: Option<&Host>) -> Result<Option<Change>, ResourceError>;
     /// The concrete resource, for planning steps that refine one type.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// Remarks for the report, independent of any change.
+    fn notes(&self, sys: &System) -> Vec<String>;
 }
 
 impl<R: Resource + 'static> Managed for R {
@@ -112,6 +124,10 @@ impl<R: Resource + 'static> Managed for R {
 
     fn id(&self) -> ResourceId {
         Resource::id(self)
+    }
+
+    fn notes(&self, sys: &System) -> Vec<String> {
+        Resource::notes(self, sys)
     }
 
     fn converge(&self, sys: &System, host: Option<&Host>) -> Result<Option<Change>, ResourceError> {

@@ -25,6 +25,9 @@ pub struct RoleFile {
     /// Paths that must not exist.
     #[serde(default)]
     pub absent: Vec<Spanned<AbsentSpec>>,
+    /// systemd services.
+    #[serde(default)]
+    pub service: Vec<Spanned<ServiceSpec>>,
 }
 
 /// `[[file]]`: a regular file with content from exactly one of content, template or source.
@@ -54,6 +57,9 @@ pub struct FileSpec {
     /// Resources to converge before this one, e.g. `["user:app", "file:/etc/app.conf"]`.
     #[serde(default)]
     pub after: Vec<Spanned<String>>,
+    /// Services to restart (or reload) at the end of the run when this changes.
+    #[serde(default)]
+    pub notify: Vec<Spanned<String>>,
 }
 
 /// `[[directory]]`: a directory; its entries are left alone unless `purge` is set.
@@ -74,6 +80,9 @@ pub struct DirectorySpec {
     /// Resources to converge before this one, e.g. `["user:app", "file:/etc/app.conf"]`.
     #[serde(default)]
     pub after: Vec<Spanned<String>>,
+    /// Services to restart (or reload) at the end of the run when this changes.
+    #[serde(default)]
+    pub notify: Vec<Spanned<String>>,
 }
 
 /// `[[symlink]]`: a symbolic link pointing at `target`.
@@ -90,6 +99,9 @@ pub struct SymlinkSpec {
     /// Resources to converge before this one, e.g. `["user:app", "file:/etc/app.conf"]`.
     #[serde(default)]
     pub after: Vec<Spanned<String>>,
+    /// Services to restart (or reload) at the end of the run when this changes.
+    #[serde(default)]
+    pub notify: Vec<Spanned<String>>,
 }
 
 /// `[[absent]]`: a path that must not exist.
@@ -104,4 +116,54 @@ pub struct AbsentSpec {
     /// Resources to converge before this one, e.g. `["user:app", "file:/etc/app.conf"]`.
     #[serde(default)]
     pub after: Vec<Spanned<String>>,
+    /// Services to restart (or reload) at the end of the run when this changes.
+    #[serde(default)]
+    pub notify: Vec<Spanned<String>>,
+}
+
+/// `[[service]]`: a systemd service; every setting left out is left alone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Unit name without `.service`, e.g. `nginx`.
+    pub name: Spanned<String>,
+    /// Start at boot (`systemctl enable`) or not.
+    pub enabled: Option<bool>,
+    /// Masked (linked to /dev/null, cannot start) or not.
+    pub masked: Option<bool>,
+    /// Running or stopped now.
+    pub state: Option<ServiceState>,
+    /// A unit file written to /etc/systemd/system/NAME.service.
+    pub unit: Option<Spanned<UnitSpec>>,
+    /// Reload instead of restart when notified.
+    #[serde(default)]
+    pub reload_on_notify: bool,
+    /// Resources to converge before this one, e.g. `["user:app", "file:/etc/app.conf"]`.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
+}
+
+/// Whether a service runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    /// Started.
+    Running,
+    /// Stopped.
+    Stopped,
+}
+
+/// `unit = { ... }`: a service's unit file from exactly one of content, template or source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitSpec {
+    /// Literal unit file text.
+    pub content: Option<String>,
+    /// Handlebars template, relative to the bundle's `templates/`.
+    pub template: Option<Spanned<String>>,
+    /// File copied verbatim, relative to the bundle's `files/`.
+    pub source: Option<Spanned<String>>,
+    /// Template variables for this unit only, merged over the role vars.
+    #[serde(default)]
+    pub vars: toml::Table,
 }

@@ -1,0 +1,186 @@
+//! Notifications: restart/reload requests collected during a run and carried out once per
+//! service at its end, after every file is in place; plus the `daemon-reload` that changed
+//! unit files need before systemd acts on them.
+
+use crate::plan::{Plan, Planned};
+use crate::report::{Notification, NotifyAction, NotifyStatus, Outcome, Status};
+use crate::resource::service::{RunState, ServiceResource};
+use crate::resource::ResourceId;
+use crate::system::systemd::{is_unit_path, UnitVerb};
+use crate::system::{Host, System, SystemError};
+
+/// Requests so far, in the order they were first made.
+#[derive(Debug, Default)]
+pub(super) struct Notifier {
+    requests: Vec<Request>,
+    /// A unit file changed since the last `daemon-reload`.
+    units_changed: bool,
+}
+
+#[derive(Debug)]
+struct Request {
+    service: ResourceId,
+    by: Vec<ResourceId>,
+    /// A unit file or drop-in of the service changed: a reload would not apply it.
+    restart: bool,
+}
+
+impl Notifier {
+    /// Before a service is observed: systemd must see unit files written earlier in this run,
+    /// or it would report (and act on) the old definition. One reload covers every change.
+    pub(super) fn before(
+        &mut self,
+        item: &Planned,
+        host: Option<&Host>,
+    ) -> Result<(), SystemError> {
+        if item.id.kind != "service" || !self.units_changed {
+            return Ok(());
+        }
+        self.reload_units(host)
+    }
+
+    fn reload_units(&mut self, host: Option<&Host>) -> Result<(), SystemError> {
+        if let (true, Some(host)) = (self.units_changed, host) {
+            host.daemon_reload()?;
+        }
+        self.units_changed = false;
+        Ok(())
+    }
+
+    /// Records what `item` asks for now that it changed (apply) or would change (check).
+    pub(super) fn changed(&mut self, item: &Planned) {
+        let is_unit = item.path.as_deref().is_some_and(is_unit_path);
+        self.units_changed |= is_unit;
+        for edge in &item.notify {
+            let i = match self.requests.iter().position(|r| r.service == edge.id) {
+                Some(i) => i,
+                None => {
+                    self.requests.push(Request {
+                        service: edge.id.clone(),
+                        by: Vec::new(),
+                        restart: false,
+                    });
+                    self.requests.len() - 1
+                }
+            };
+            self.requests[i].by.push(item.id.clone());
+            self.requests[i].restart |= is_unit;
+        }
+    }
+
+    /// Carries out (apply) or reports (check) at most one action per notified service.
+    pub(super) fn finish(
+        mut self,
+        plan: &Plan,
+        outcomes: &[Outcome],
+        sys: &System,
+        host: Option<&Host>,
+    ) -> Vec<Notification> {
+        let reloaded = self.reload_units(host);
+        let mut out = Vec::new();
+        for req in self.requests {
+            let Some(index) = plan.items.iter().position(|p| p.id == req.service) else {
+                continue; // the plan refuses notify edges to missing services
+            };
+            let Some(service) = plan.items[index]
+                .resource
+                .as_any()
+                .downcast_ref::<ServiceResource>()
+            else {
+                continue;
+            };
+            // Restart beats reload: one action covers every request.
+            let action = if req.restart || !service.reload_on_notify {
+                NotifyAction::Restart
+            } else {
+                NotifyAction::Reload
+            };
+            let mut n = Notification {
+                service: req.service,
+                action,
+                notified_by: req.by,
+                status: NotifyStatus::NotNeeded,
+                note: None,
+                error: None,
+            };
+            match decide(service, &outcomes[index], sys, &reloaded) {
+                Decision::Skip(status, note) => {
+                    n.status = status;
+                    n.note = Some(note);
+                }
+                Decision::Fail(e) => {
+                    n.status = NotifyStatus::Failed;
+                    n.error = Some(e);
+                }
+                Decision::Act => match host {
+                    None => n.status = NotifyStatus::Pending,
+                    Some(host) => {
+                        let verb = match action {
+                            NotifyAction::Restart => UnitVerb::TryRestart,
+                            NotifyAction::Reload => UnitVerb::Reload,
+                        };
+                        match host.systemctl(verb, &service.unit()) {
+                            Ok(()) => n.status = NotifyStatus::Done,
+                            Err(e) => {
+                                n.status = NotifyStatus::Failed;
+                                n.error = Some(e.to_string());
+                            }
+                        }
+                    }
+                },
+            }
+            tracing::info!(service = %n.service, action = action.verb(), status = ?n.status, "notified");
+            out.push(n);
+        }
+        out
+    }
+}
+
+enum Decision {
+    Act,
+    Skip(NotifyStatus, String),
+    Fail(String),
+}
+
+/// Whether a notified service needs its restart or reload, given how it converged.
+fn decide(
+    service: &ServiceResource,
+    outcome: &Outcome,
+    sys: &System,
+    reloaded: &Result<(), SystemError>,
+) -> Decision {
+    if matches!(outcome.status, Status::Failed | Status::Skipped) {
+        return Decision::Skip(
+            NotifyStatus::Skipped,
+            format!("{} did not converge", outcome.id),
+        );
+    }
+    if outcome.change.as_ref().is_some_and(ServiceResource::starts) {
+        return Decision::Skip(
+            NotifyStatus::NotNeeded,
+            "started in this run, already with the new configuration".into(),
+        );
+    }
+    if service.state == Some(RunState::Stopped) {
+        return Decision::Skip(NotifyStatus::NotNeeded, "state = \"stopped\"".into());
+    }
+    if !sys.is_live() {
+        return Decision::Skip(
+            NotifyStatus::NotNeeded,
+            "not under --root: nothing runs in a tree".into(),
+        );
+    }
+    if let Err(e) = reloaded {
+        return Decision::Fail(format!("daemon-reload: {e}"));
+    }
+    match sys.unit_status(&service.unit()) {
+        Err(e) => Decision::Fail(e.to_string()),
+        Ok(st) => match st.active.as_deref() {
+            Some("active" | "reloading" | "activating") => Decision::Act,
+            other => Decision::Skip(
+                NotifyStatus::NotNeeded,
+                format!("not running ({})", other.unwrap_or("unknown")),
+            ),
+        },
+    }
+}

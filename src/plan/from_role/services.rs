@@ -1,0 +1,197 @@
+//! Service declarations, and the `notify` edges every resource may carry.
+
+use std::path::PathBuf;
+
+use toml::Spanned;
+
+use super::{Builder, Common, ContentFrom};
+use crate::diagnostics::Location;
+use crate::plan::{After, Rendered};
+use crate::resource::attrs::Ownership;
+use crate::resource::file::FileResource;
+use crate::resource::service::{RunState, ServiceResource};
+use crate::resource::ResourceId;
+use crate::role::model::ServiceState;
+use crate::role::Role;
+
+/// Where a service's `unit` is written: the admin's directory, which wins over packaged units.
+const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// Unit types a `[[service]]` name must not carry: it manages `.service` units only.
+const OTHER_UNIT_SUFFIXES: &[&str] = &[
+    ".socket",
+    ".timer",
+    ".target",
+    ".mount",
+    ".automount",
+    ".path",
+    ".slice",
+    ".scope",
+    ".device",
+    ".swap",
+];
+
+impl Builder<'_> {
+    pub(super) fn services(&mut self, role: &Role) {
+        for spec in &role.spec.service {
+            let s = spec.get_ref();
+            let Some(name) = self.service_name(role, &s.name) else {
+                continue;
+            };
+            let offset = spec.span().start;
+            let wants_up = s.enabled == Some(true) || s.state == Some(ServiceState::Running);
+            if s.masked == Some(true) && wants_up {
+                self.errors.push(role.error_at(
+                    offset,
+                    format!(
+                        "service '{name}': masked = true contradicts enabled = true or state = \"running\""
+                    ),
+                ));
+                continue;
+            }
+            if s.masked == Some(true) && s.unit.is_some() {
+                self.errors.push(role.error_at(
+                    offset,
+                    format!(
+                        "service '{name}': masked = true cannot go with a unit: the mask is a link at {UNIT_DIR}/{name}.service, where the unit file would be"
+                    ),
+                ));
+                continue;
+            }
+            let service = ServiceResource {
+                name: name.clone(),
+                enabled: s.enabled,
+                masked: s.masked,
+                state: s.state.map(|st| match st {
+                    ServiceState::Running => RunState::Running,
+                    ServiceState::Stopped => RunState::Stopped,
+                }),
+                reload_on_notify: s.reload_on_notify,
+            };
+            let unit_path = PathBuf::from(format!("{UNIT_DIR}/{name}.service"));
+            if let Some(unit) = &s.unit {
+                self.unit_file(role, unit, &unit_path, &service);
+            }
+            let common = Common {
+                offset,
+                path: None,
+                after: &s.after,
+                // Its package ships the unit, its unit file defines it: both come first.
+                implicit_after: vec![
+                    ResourceId::new("package", name.clone()),
+                    ResourceId::new("file", unit_path.to_string_lossy()),
+                ],
+                rendered: None,
+                notify: &[],
+            };
+            let fingerprint = format!("{service:?} unit={}", s.unit.is_some());
+            self.push(role, common, Box::new(service), fingerprint);
+        }
+    }
+
+    /// The unit file of a service: a plain file resource that notifies its service, with a
+    /// restart (a reload would not apply a changed unit).
+    fn unit_file(
+        &mut self,
+        role: &Role,
+        unit: &Spanned<crate::role::model::UnitSpec>,
+        path: &std::path::Path,
+        service: &ServiceResource,
+    ) {
+        let u = unit.get_ref();
+        let path_text = path.to_string_lossy().into_owned();
+        let from = ContentFrom {
+            offset: unit.span().start,
+            what: format!("unit of service '{}'", service.name),
+            path: &path_text,
+            content: &u.content,
+            template: &u.template,
+            source: &u.source,
+            vars: &u.vars,
+        };
+        let Some((from, content)) = self.content_from(role, from) else {
+            return;
+        };
+        let rendered = self.options.keep_rendered.then(|| Rendered {
+            from,
+            content: content.clone(),
+            sensitive: false,
+        });
+        let file = FileResource {
+            path: path.to_path_buf(),
+            content,
+            ownership: Ownership {
+                mode: Some(0o644),
+                ..Ownership::default()
+            },
+            sensitive: false,
+        };
+        let common = Common {
+            offset: unit.span().start,
+            path: Some(path.to_path_buf()),
+            after: &[],
+            implicit_after: Vec::new(),
+            rendered,
+            notify: &[],
+        };
+        let fingerprint = format!("{file:?}");
+        self.push(role, common, Box::new(file), fingerprint);
+        let origin = Location::at_offset(&role.file, &role.text, unit.span().start).to_string();
+        if let Some(item) = self.items.last_mut() {
+            item.notify.push(After {
+                id: ResourceId::new("service", service.name.clone()),
+                origin,
+            });
+        }
+    }
+
+    /// `notify = ["service:nginx"]` → edges; only services can be notified.
+    pub(super) fn notify_edges(&mut self, role: &Role, notify: &[Spanned<String>]) -> Vec<After> {
+        let mut edges = Vec::new();
+        for n in notify {
+            let text = n.get_ref();
+            let name = text.strip_prefix("service:").filter(|n| !n.is_empty());
+            match name {
+                Some(name) => edges.push(After {
+                    id: ResourceId::new(
+                        "service",
+                        name.strip_suffix(".service").unwrap_or(name),
+                    ),
+                    origin: Location::at_offset(&role.file, &role.text, n.span().start)
+                        .to_string(),
+                }),
+                None => self.errors.push(role.error_at(
+                    n.span().start,
+                    format!(
+                        "invalid notify '{text}': expected service:NAME (only services can be notified)"
+                    ),
+                )),
+            }
+        }
+        edges
+    }
+
+    /// A unit name without `.service`, checked so it can never be read as a systemctl option.
+    fn service_name(&mut self, role: &Role, name: &Spanned<String>) -> Option<String> {
+        let raw = name.get_ref();
+        let bare = raw.strip_suffix(".service").unwrap_or(raw);
+        let chars_ok = !bare.is_empty()
+            && !bare.starts_with(['-', '.'])
+            && bare
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ":_.@-\\".contains(c));
+        let other_type = OTHER_UNIT_SUFFIXES.iter().find(|s| bare.ends_with(*s));
+        let problem = if let Some(suffix) = other_type {
+            format!(
+                "'{raw}' is a {} unit; [[service]] manages .service units",
+                &suffix[1..]
+            )
+        } else if !chars_ok {
+            format!("invalid service name '{raw}': expected a systemd unit name such as \"nginx\"")
+        } else {
+            return Some(bare.to_owned());
+        };
+        self.errors.push(role.error_at(name.span().start, problem));
+        None
+    }
+}

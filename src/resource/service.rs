@@ -1,0 +1,232 @@
+//! `service`: a systemd service unit, enabled or not, masked or not, running or stopped.
+
+use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
+use crate::system::systemd::{UnitStatus, UnitVerb};
+use crate::system::{Host, System};
+
+/// Whether a service should run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Started.
+    Running,
+    /// Stopped.
+    Stopped,
+}
+
+impl RunState {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Stopped => "stopped",
+        }
+    }
+}
+
+/// A managed systemd service; `None` settings are left as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceResource {
+    /// Unit name without the `.service` suffix.
+    pub name: String,
+    /// Start at boot.
+    pub enabled: Option<bool>,
+    /// Masked.
+    pub masked: Option<bool>,
+    /// Running or stopped now (only on the running system).
+    pub state: Option<RunState>,
+    /// Reload rather than restart when notified.
+    pub reload_on_notify: bool,
+}
+
+/// What a service resource finds.
+#[derive(Debug)]
+pub struct ServiceLive {
+    status: UnitStatus,
+}
+
+impl ServiceResource {
+    /// The full unit name, e.g. `nginx.service`.
+    pub fn unit(&self) -> String {
+        format!("{}.service", self.name)
+    }
+
+    /// Masked as asked; enabling or starting a unit implies unmasking it, as `enable` cannot
+    /// work on a masked unit and a role that says "running" means it.
+    fn want_masked(&self) -> Option<bool> {
+        self.masked.or_else(|| {
+            (self.enabled == Some(true) || self.state == Some(RunState::Running)).then_some(false)
+        })
+    }
+
+    /// Whether `change` (this resource's own) starts the unit, so a notified restart is moot.
+    pub fn starts(change: &Change) -> bool {
+        change
+            .fields
+            .iter()
+            .any(|f| f.field == "state" && f.after.as_deref() == Some("running"))
+    }
+}
+
+/// Enabled at boot: `Some(true/false)`, or `None` for states that enable/disable cannot change
+/// (static units without an [Install] section, generated and transient units), which would
+/// otherwise show as drift on every run.
+fn is_enabled(file_state: &str) -> Option<bool> {
+    match file_state {
+        "enabled" | "enabled-runtime" | "alias" => Some(true),
+        "static" | "indirect" | "generated" | "transient" => None,
+        _ => Some(false),
+    }
+}
+
+fn is_masked(status: &UnitStatus) -> bool {
+    status.load == "masked" || status.file_state.starts_with("masked")
+}
+
+impl Resource for ServiceResource {
+    type Live = ServiceLive;
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new("service", self.name.clone())
+    }
+
+    fn observe(&self, sys: &System) -> Result<ServiceLive, ResourceError> {
+        Ok(ServiceLive {
+            status: sys.unit_status(&self.unit())?,
+        })
+    }
+
+    fn diff(&self, live: &ServiceLive) -> Option<Change> {
+        let st = &live.status;
+        let file_state = if st.not_found() {
+            "not-found"
+        } else {
+            st.file_state.as_str()
+        };
+        let mut fields = Vec::new();
+        let masked = is_masked(st);
+        if let Some(want) = self.want_masked() {
+            if want != masked {
+                fields.push(FieldChange::new(
+                    "masked",
+                    Some(masked.to_string()),
+                    Some(want.to_string()),
+                ));
+            }
+        }
+        if let Some(want) = self.enabled {
+            let now = if masked {
+                Some(false)
+            } else {
+                is_enabled(file_state)
+            };
+            if now.is_some_and(|now| now != want) {
+                fields.push(FieldChange::new(
+                    "enabled",
+                    Some(file_state.to_owned()),
+                    Some(if want { "enabled" } else { "disabled" }.to_owned()),
+                ));
+            }
+        }
+        // Offline (--root) nothing runs, so the state is not managed; see `notes`.
+        if let (Some(want), Some(active)) = (self.state, &st.active) {
+            let in_sync = match want {
+                RunState::Running => matches!(active.as_str(), "active" | "reloading"),
+                RunState::Stopped => matches!(active.as_str(), "inactive" | "failed"),
+            };
+            if !in_sync {
+                fields.push(FieldChange::new(
+                    "state",
+                    Some(active.clone()),
+                    Some(want.as_str().to_owned()),
+                ));
+            }
+        }
+        (!fields.is_empty()).then(|| Change::fields(Action::Update, fields))
+    }
+
+    fn apply(&self, host: &Host, live: &ServiceLive, change: &Change) -> Result<(), ResourceError> {
+        let needs_unit = self.enabled == Some(true) || Self::starts(change);
+        if live.status.not_found() && needs_unit {
+            return Err(ResourceError::UnitNotFound(self.unit()));
+        }
+        let unit = self.unit();
+        // Unmask before enable/start can work; mask last, after disable/stop.
+        if change.touches("masked") && self.want_masked() == Some(false) {
+            host.systemctl(UnitVerb::Unmask, &unit)?;
+        }
+        if change.touches("enabled") {
+            let verb = if self.enabled == Some(true) {
+                UnitVerb::Enable
+            } else {
+                UnitVerb::Disable
+            };
+            host.systemctl(verb, &unit)?;
+        }
+        if change.touches("state") {
+            let verb = match self.state {
+                Some(RunState::Running) => UnitVerb::Start,
+                _ => UnitVerb::Stop,
+            };
+            host.systemctl(verb, &unit)?;
+        }
+        if change.touches("masked") && self.want_masked() == Some(true) {
+            host.systemctl(UnitVerb::Mask, &unit)?;
+        }
+        Ok(())
+    }
+
+    fn notes(&self, sys: &System) -> Vec<String> {
+        match self.state {
+            Some(state) if !sys.is_live() => vec![format!(
+                "state = \"{}\" is not managed under --root (nothing runs in a tree)",
+                state.as_str()
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(load: &str, active: Option<&str>, file_state: &str) -> ServiceLive {
+        ServiceLive {
+            status: UnitStatus {
+                load: load.into(),
+                active: active.map(Into::into),
+                file_state: file_state.into(),
+                main_pid: None,
+            },
+        }
+    }
+
+    fn svc() -> ServiceResource {
+        ServiceResource {
+            name: "web".into(),
+            enabled: Some(true),
+            masked: None,
+            state: Some(RunState::Running),
+            reload_on_notify: false,
+        }
+    }
+
+    #[test]
+    fn running_enabled_unit_is_in_sync() {
+        assert_eq!(svc().diff(&live("loaded", Some("active"), "enabled")), None);
+    }
+
+    #[test]
+    fn masked_unit_is_unmasked_enabled_and_started() {
+        let change = svc()
+            .diff(&live("masked", Some("inactive"), "masked"))
+            .unwrap();
+        let names: Vec<&str> = change.fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(names, ["masked", "enabled", "state"]);
+        assert!(ServiceResource::starts(&change));
+    }
+
+    #[test]
+    fn static_units_never_flap_and_offline_state_is_ignored() {
+        assert_eq!(svc().diff(&live("loaded", None, "static")), None);
+    }
+}

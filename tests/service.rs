@@ -1,0 +1,396 @@
+//! `service` and `notify` against a real systemd: the converge binary runs inside booted
+//! containers, and offline with `--root` against a chroot tree.
+//! Needs root and `scripts/test-deps`.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_converge");
+
+/// Writes a source tree (roles/, templates/, files/) under `dir`, replacing what was there.
+fn write_source(dir: &Path, files: &[(&str, &str)]) {
+    let _ = fs::remove_dir_all(dir);
+    for (rel, text) in files {
+        let path = dir.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+}
+
+/// `converge MODE --source /mnt/share/src --role svc EXTRA...` inside the container.
+fn converge_in(ct: &Container, bin: &str, mode: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        bin,
+        mode,
+        "--color",
+        "never",
+        "--source",
+        "/mnt/share/src",
+        "--role",
+        "svc",
+    ];
+    args.extend_from_slice(extra);
+    ct.exec(&args)
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts the exit code; returns stdout (also echoed, for `--nocapture` readers).
+fn expect(out: &Output, want: i32) -> String {
+    assert_eq!(
+        code(out),
+        want,
+        "unexpected exit code\n{}",
+        output_text(out)
+    );
+    let text = stdout(out);
+    eprintln!("{text}");
+    text
+}
+
+fn main_pid(ct: &Container, unit: &str) -> String {
+    ct.exec_ok(&["systemctl", "show", "-p", "MainPID", "--value", unit])
+        .trim()
+        .to_owned()
+}
+
+fn active(ct: &Container, unit: &str) -> String {
+    let out = ct.exec(&["systemctl", "is-active", unit]);
+    stdout(&out).trim().to_owned()
+}
+
+fn enabled(ct: &Container, unit: &str) -> String {
+    let out = ct.exec(&["systemctl", "is-enabled", unit]);
+    stdout(&out).trim().to_owned()
+}
+
+const HELLO_UNIT: &str = "\
+[Unit]
+Description={{vars.description}}
+
+[Service]
+ExecStart=/bin/sh -c 'cp /etc/hello.conf /run/hello.seen; exec sleep infinity'
+
+[Install]
+WantedBy=multi-user.target
+";
+
+const HELLO_ROLE: &str = r#"
+[vars]
+description = "converge test service"
+greeting = "hello"
+
+[[file]]
+path = "/etc/hello.conf"
+template = "hello.conf.hbs"
+notify = ["service:hello"]
+
+[[service]]
+name = "hello"
+enabled = true
+state = "running"
+unit = { template = "hello.service.hbs" }
+"#;
+
+#[test]
+fn service_from_template_starts_and_restarts_only_when_its_config_changes() {
+    let ct = Container::boot("svc");
+    let bin = ct.share(Path::new(BIN));
+    let src = ct.share_dir().join("src");
+    write_source(
+        &src,
+        &[
+            ("roles/svc.toml", HELLO_ROLE),
+            ("templates/hello.service.hbs", HELLO_UNIT),
+            ("templates/hello.conf.hbs", "greeting={{vars.greeting}}\n"),
+        ],
+    );
+
+    // First apply: unit written, daemon-reload, enabled, started; no restart on top.
+    let out = expect(&converge_in(&ct, &bin, "apply", &[]), 2);
+    assert!(
+        out.contains("no restart of service:hello: started in this run"),
+        "{out}"
+    );
+    assert_eq!(active(&ct, "hello"), "active");
+    assert_eq!(enabled(&ct, "hello"), "enabled");
+    assert_eq!(
+        ct.exec_ok(&["systemctl", "show", "-p", "Description", "--value", "hello"])
+            .trim(),
+        "converge test service"
+    );
+    assert_eq!(ct.exec_ok(&["cat", "/run/hello.seen"]), "greeting=hello\n");
+    let first = main_pid(&ct, "hello");
+    assert_ne!(first, "0");
+
+    // In sync: check reports nothing, apply changes nothing and restarts nothing.
+    let out = expect(&converge_in(&ct, &bin, "check", &[]), 0);
+    assert!(out.contains("0 would change, 0 failed"), "{out}");
+    let out = expect(&converge_in(&ct, &bin, "apply", &[]), 0);
+    assert!(!out.contains("restart"), "{out}");
+    assert_eq!(main_pid(&ct, "hello"), first);
+
+    // The config changes: check announces the restart and does not do it.
+    let bye = ["--var", "greeting=bye"];
+    let out = expect(&converge_in(&ct, &bin, "check", &bye), 2);
+    assert!(
+        out.contains("would restart service:hello (notified by file:/etc/hello.conf)"),
+        "{out}"
+    );
+    assert_eq!(main_pid(&ct, "hello"), first);
+
+    let out = expect(&converge_in(&ct, &bin, "apply", &bye), 2);
+    assert!(
+        out.contains("restarted service:hello (notified by file:/etc/hello.conf)"),
+        "{out}"
+    );
+    let second = main_pid(&ct, "hello");
+    assert_ne!(second, first, "the notified service was not restarted");
+    assert_eq!(ct.exec_ok(&["cat", "/run/hello.seen"]), "greeting=bye\n");
+
+    let out = expect(&converge_in(&ct, &bin, "apply", &bye), 0);
+    assert!(!out.contains("restart"), "{out}");
+    assert_eq!(main_pid(&ct, "hello"), second, "a no-op run restarted");
+
+    // Stop and disable.
+    write_source(
+        &src,
+        &[(
+            "roles/svc.toml",
+            "[[service]]\nname = \"hello\"\nenabled = false\nstate = \"stopped\"\n",
+        )],
+    );
+    let out = expect(&converge_in(&ct, &bin, "apply", &[]), 2);
+    assert!(out.contains("state: active → stopped"), "{out}");
+    assert_eq!(active(&ct, "hello"), "inactive");
+    assert_eq!(enabled(&ct, "hello"), "disabled");
+    expect(&converge_in(&ct, &bin, "check", &[]), 0);
+
+    // Mask a packaged unit: stopped, and its name linked to /dev/null.
+    write_source(
+        &src,
+        &[(
+            "roles/svc.toml",
+            "[[service]]\nname = \"nginx\"\nmasked = true\nstate = \"stopped\"\n",
+        )],
+    );
+    assert_eq!(active(&ct, "nginx"), "active");
+    let out = expect(&converge_in(&ct, &bin, "apply", &[]), 2);
+    assert!(out.contains("masked: false → true"), "{out}");
+    assert_eq!(active(&ct, "nginx"), "inactive");
+    assert_eq!(enabled(&ct, "nginx"), "masked");
+    assert_eq!(
+        fs::read_link(ct.root().join("etc/systemd/system/nginx.service")).unwrap(),
+        Path::new("/dev/null")
+    );
+    expect(&converge_in(&ct, &bin, "check", &[]), 0);
+}
+
+const PROBE_ROLE: &str = r#"
+[vars]
+body = "one"
+
+[[file]]
+path = "/etc/nginx/conf.d/probe.conf"
+template = "probe.conf.hbs"
+notify = ["service:nginx"]
+
+[[service]]
+name = "nginx"
+enabled = true
+state = "running"
+reload_on_notify = true
+"#;
+
+const DROPIN: &str = r#"
+[[directory]]
+path = "/etc/systemd/system/nginx.service.d"
+
+[[file]]
+path = "/etc/systemd/system/nginx.service.d/converge.conf"
+content = "[Service]\nEnvironment=CONVERGE_PROBE=1\n"
+notify = ["service:nginx"]
+"#;
+
+#[test]
+fn reload_on_notify_keeps_the_main_pid_and_a_unit_change_forces_a_restart() {
+    let ct = Container::boot("reload");
+    let bin = ct.share(Path::new(BIN));
+    let src = ct.share_dir().join("src");
+    let probe = "server {\n  listen 127.0.0.1:8081;\n  location / { return 200 \"{{vars.body}}\\n\"; }\n}\n";
+    write_source(
+        &src,
+        &[
+            ("roles/svc.toml", PROBE_ROLE),
+            ("templates/probe.conf.hbs", probe),
+        ],
+    );
+    // nginx reloads asynchronously: old workers answer until the new ones take over.
+    let curl_until = |want: &str| {
+        let mut got = String::new();
+        for _ in 0..40 {
+            got = stdout(&ct.exec(&["curl", "-sS", "http://127.0.0.1:8081/"]));
+            if got == want {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("nginx serves {got:?}, expected {want:?}");
+    };
+    let before = main_pid(&ct, "nginx");
+
+    let out = expect(&converge_in(&ct, &bin, "apply", &[]), 2);
+    assert!(
+        out.contains("reloaded service:nginx (notified by file:/etc/nginx/conf.d/probe.conf)"),
+        "{out}"
+    );
+    curl_until("one\n");
+    assert_eq!(main_pid(&ct, "nginx"), before, "reload must not restart");
+
+    let two = ["--var", "body=two"];
+    let out = expect(&converge_in(&ct, &bin, "check", &two), 2);
+    assert!(out.contains("would reload service:nginx"), "{out}");
+    curl_until("one\n");
+    expect(&converge_in(&ct, &bin, "apply", &two), 2);
+    curl_until("two\n");
+    assert_eq!(main_pid(&ct, "nginx"), before, "reload must not restart");
+    expect(&converge_in(&ct, &bin, "apply", &two), 0);
+
+    // A drop-in changes too: it needs daemon-reload and a restart, which beats the reload.
+    write_source(
+        &src,
+        &[
+            ("roles/svc.toml", &format!("{PROBE_ROLE}{DROPIN}")),
+            ("templates/probe.conf.hbs", probe),
+        ],
+    );
+    let three = ["--var", "body=three"];
+    let out = expect(&converge_in(&ct, &bin, "apply", &three), 2);
+    assert!(
+        out.contains("restarted service:nginx (notified by "),
+        "{out}"
+    );
+    assert!(!out.contains("reloaded"), "{out}");
+    assert_ne!(main_pid(&ct, "nginx"), before, "unit change must restart");
+    curl_until("three\n");
+    let env = ct.exec_ok(&["systemctl", "show", "-p", "Environment", "--value", "nginx"]);
+    assert!(
+        env.contains("CONVERGE_PROBE=1"),
+        "daemon-reload missing: {env}"
+    );
+    expect(&converge_in(&ct, &bin, "check", &three), 0);
+}
+
+#[test]
+fn offline_root_enables_and_masks_with_symlinks_and_leaves_state_alone() {
+    let ch = Chroot::new();
+    let src = tempfile::tempdir().unwrap();
+    write_source(
+        src.path(),
+        &[(
+            "roles/svc.toml",
+            r#"
+[[file]]
+path = "/etc/hello.conf"
+content = "x\n"
+notify = ["service:hello"]
+
+[[service]]
+name = "hello"
+enabled = true
+state = "running"
+unit = { content = "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n" }
+
+[[service]]
+name = "nginx"
+masked = true
+"#,
+        )],
+    );
+    let run = |mode: &str| {
+        Command::new(BIN)
+            .args([mode, "--color", "never", "--role", "svc", "--source"])
+            .arg(src.path())
+            .arg("--root")
+            .arg(ch.path())
+            .output()
+            .unwrap()
+    };
+    let out = expect(&run("check"), 2);
+    assert!(out.contains("enabled: not-found → enabled"), "{out}");
+    assert!(!ch.path().join("etc/systemd/system/hello.service").exists());
+
+    let out = expect(&run("apply"), 2);
+    assert!(
+        out.contains(r#"note: service:hello: state = "running" is not managed under --root"#),
+        "{out}"
+    );
+    assert!(
+        out.contains("no restart of service:hello: not under --root"),
+        "{out}"
+    );
+    let etc = ch.path().join("etc/systemd/system");
+    assert_eq!(
+        fs::read_link(etc.join("multi-user.target.wants/hello.service")).unwrap(),
+        Path::new("/etc/systemd/system/hello.service")
+    );
+    assert_eq!(
+        fs::read_link(etc.join("nginx.service")).unwrap(),
+        Path::new("/dev/null")
+    );
+
+    let out = expect(&run("check"), 0);
+    assert!(out.contains("0 would change, 0 failed"), "{out}");
+}
+
+#[test]
+fn notify_naming_a_missing_service_is_a_located_plan_error() {
+    let src = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    write_source(
+        src.path(),
+        &[(
+            "roles/svc.toml",
+            "[[file]]\npath = \"/etc/x.conf\"\ncontent = \"x\"\nnotify = [\"service:nope\"]\n\n[[service]]\nname = \"web\"\nenabeld = true\n",
+        )],
+    );
+    let run = |role: &str| {
+        Command::new(BIN)
+            .args(["check", "--role", role, "--source"])
+            .arg(src.path())
+            .arg("--root")
+            .arg(root.path())
+            .output()
+            .unwrap()
+    };
+    let out = run("svc");
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("roles/svc.toml:8:1"), "{err}");
+    assert!(err.contains("enabeld"), "{err}");
+
+    fs::write(
+        src.path().join("roles/svc.toml"),
+        "[[file]]\npath = \"/etc/x.conf\"\ncontent = \"x\"\nnotify = [\"service:nope\"]\n",
+    )
+    .unwrap();
+    let out = run("svc");
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("roles/svc.toml:4:11: notify: no resource 'service:nope' in this run"),
+        "{err}"
+    );
+    assert!(!root.path().join("etc/x.conf").exists());
+}
