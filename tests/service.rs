@@ -337,7 +337,7 @@ masked = true
         "{out}"
     );
     assert!(
-        out.contains("no restart of service:hello: not under --root"),
+        out.contains("no restart of service:hello: converging a tree (--root)"),
         "{out}"
     );
     let etc = ch.path().join("etc/systemd/system");
@@ -393,4 +393,53 @@ fn notify_naming_a_missing_service_is_a_located_plan_error() {
         "{err}"
     );
     assert!(!root.path().join("etc/x.conf").exists());
+}
+
+#[test]
+fn a_service_goes_after_its_package_its_unit_and_whatever_notifies_it() {
+    let src = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    // Declared in the worst order on purpose.
+    write_source(
+        src.path(),
+        &[(
+            "roles/svc.toml",
+            r#"
+[[service]]
+name = "web"
+enabled = true
+unit = { content = "[Service]\nExecStart=/bin/true\n" }
+
+[[file]]
+path = "/etc/web.conf"
+content = "x\n"
+notify = ["service:web"]
+
+[[package]]
+name = "web"
+"#,
+        )],
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--format", "json", "--role", "svc", "--source"])
+        .arg(src.path())
+        .arg("--root")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}\n{}", output_text(&out)));
+    let order: Vec<&str> = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let pos = |id: &str| order.iter().position(|o| *o == id).unwrap();
+    assert!(pos("package:web") < pos("service:web"), "{order:?}");
+    assert!(
+        pos("file:/etc/systemd/system/web.service") < pos("service:web"),
+        "{order:?}"
+    );
+    assert!(pos("file:/etc/web.conf") < pos("service:web"), "{order:?}");
 }

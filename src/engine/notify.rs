@@ -167,7 +167,7 @@ fn decide(
     if !sys.is_live() {
         return Decision::Skip(
             NotifyStatus::NotNeeded,
-            "not under --root: nothing runs in a tree".into(),
+            "converging a tree (--root): nothing runs there".into(),
         );
     }
     if let Err(e) = reloaded {

@@ -7,6 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::Value;
 use toml::Spanned;
 
+mod packages;
 mod services;
 
 use super::{After, PlanOptions, Planned, Rendered};
@@ -22,7 +23,14 @@ use crate::role::model::FileSpec;
 use crate::role::{vars, Role, SourceTree};
 
 /// Resource kinds that `after = [...]` may name.
-const KINDS: &[&str] = &["file", "directory", "symlink", "absent", "service"];
+const KINDS: &[&str] = &[
+    "file",
+    "directory",
+    "symlink",
+    "absent",
+    "service",
+    "package",
+];
 
 pub(super) struct Builder<'a> {
     tree: &'a SourceTree,
@@ -164,6 +172,7 @@ impl<'a> Builder<'a> {
             self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
         }
         self.services(role);
+        self.packages(role);
     }
 
     fn push(

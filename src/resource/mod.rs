@@ -9,6 +9,7 @@ pub mod attrs;
 pub mod change;
 pub mod directory;
 pub mod file;
+pub mod package;
 pub mod service;
 pub mod symlink;
 
@@ -85,6 +86,22 @@ pub enum ResourceError {
         "unit {0} not found: no unit file (give the service a unit, or install its package first)"
     )]
     UnitNotFound(String),
+    /// A pinned version that no configured archive offers.
+    #[error("package {name}: version {version} not found in the archives (available: {available}); nothing was changed")]
+    PackageVersionNotFound {
+        /// The package.
+        name: String,
+        /// The version asked for.
+        version: String,
+        /// What the archives offer.
+        available: String,
+    },
+    /// A package no configured archive offers.
+    #[error("package {0}: not found in the archives (is its source configured and `apt-get update` done?)")]
+    PackageNotFound(String),
+    /// `ensure = "latest"` on a package someone held.
+    #[error("package {0} is held (apt-mark showhold); ensure = \"latest\" would move it: unhold it or pin a version")]
+    PackageHeld(String),
 }
 
 /// The contract every resource type implements.

@@ -28,6 +28,9 @@ pub struct RoleFile {
     /// systemd services.
     #[serde(default)]
     pub service: Vec<Spanned<ServiceSpec>>,
+    /// Debian packages.
+    #[serde(default)]
+    pub package: Vec<Spanned<PackageSpec>>,
 }
 
 /// `[[file]]`: a regular file with content from exactly one of content, template or source.
@@ -166,4 +169,36 @@ pub struct UnitSpec {
     /// Template variables for this unit only, merged over the role vars.
     #[serde(default)]
     pub vars: toml::Table,
+}
+
+/// `[[package]]`: a Debian package, optionally pinned (and then held) at one version.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageSpec {
+    /// Package name, e.g. `nginx`.
+    pub name: Spanned<String>,
+    /// Exact version, e.g. "1.22.1-9"; the package is then held there.
+    pub version: Option<Spanned<String>>,
+    /// Installed (default), absent, or latest.
+    #[serde(default)]
+    pub ensure: PackageEnsure,
+    /// Resources to converge before this one, e.g. `["user:app", "file:/etc/app.conf"]`.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
+    /// Services to restart (or reload) at the end of the run when this changes.
+    #[serde(default)]
+    pub notify: Vec<Spanned<String>>,
+}
+
+/// What a package declaration wants.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageEnsure {
+    /// Installed at any version (or exactly `version`).
+    #[default]
+    Installed,
+    /// Not installed.
+    Absent,
+    /// Installed at the archive's candidate version.
+    Latest,
 }

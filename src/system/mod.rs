@@ -4,6 +4,7 @@
 //! a check run has no way to change anything.
 
 pub mod accounts;
+pub mod apt;
 pub mod command;
 pub mod fs;
 pub mod systemd;

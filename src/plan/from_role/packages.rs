@@ -1,0 +1,108 @@
+//! Package declarations: names and versions checked against Debian policy.
+
+use super::{Builder, Common};
+use crate::resource::package::{Ensure, PackageResource};
+use crate::role::model::PackageEnsure;
+use crate::role::Role;
+
+impl Builder<'_> {
+    pub(super) fn packages(&mut self, role: &Role) {
+        for spec in &role.spec.package {
+            let s = spec.get_ref();
+            let name = s.name.get_ref();
+            if !valid_package_name(name) {
+                self.errors.push(role.error_at(
+                    s.name.span().start,
+                    format!(
+                        "invalid package name '{name}': expected lowercase letters, digits and + - . (optionally :ARCH)"
+                    ),
+                ));
+                continue;
+            }
+            let ensure = match (s.ensure, &s.version) {
+                (PackageEnsure::Installed, version) => {
+                    if let Some(v) = version {
+                        if !valid_version(v.get_ref()) {
+                            self.errors.push(role.error_at(
+                                v.span().start,
+                                format!(
+                                    "invalid version '{}' for package '{name}': expected a Debian version such as \"1.22.1-9\"",
+                                    v.get_ref()
+                                ),
+                            ));
+                            continue;
+                        }
+                    }
+                    Ensure::Installed(version.as_ref().map(|v| v.get_ref().clone()))
+                }
+                (PackageEnsure::Absent, None) => Ensure::Absent,
+                (PackageEnsure::Latest, None) => Ensure::Latest,
+                (other, Some(v)) => {
+                    self.errors.push(role.error_at(
+                        v.span().start,
+                        format!(
+                            "package '{name}': version only goes with ensure = \"installed\", not \"{}\"",
+                            if other == PackageEnsure::Absent { "absent" } else { "latest" }
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            let r = PackageResource {
+                name: name.clone(),
+                ensure,
+            };
+            let common = Common {
+                offset: spec.span().start,
+                path: None,
+                after: &s.after,
+                implicit_after: Vec::new(),
+                rendered: None,
+                notify: &s.notify,
+            };
+            let fingerprint = format!("{r:?}");
+            self.push(role, common, Box::new(r), fingerprint);
+        }
+    }
+}
+
+/// Debian policy: lowercase letters, digits, `+ - .`, at least two characters, starting
+/// alphanumeric; apt also accepts an `:arch` qualifier.
+fn valid_package_name(name: &str) -> bool {
+    let (pkg, arch) = match name.split_once(':') {
+        Some((p, a)) => (p, Some(a)),
+        None => (name, None),
+    };
+    let pkg_ok = pkg.len() >= 2
+        && pkg.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && pkg
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+    let arch_ok = arch
+        .is_none_or(|a| !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    pkg_ok && arch_ok
+}
+
+/// Debian version characters: `[epoch:]upstream[-revision]`.
+fn valid_version(v: &str) -> bool {
+    v.starts_with(|c: char| c.is_ascii_digit())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_names_and_versions_follow_debian_policy() {
+        assert!(valid_package_name("nginx-common"));
+        assert!(valid_package_name("libc6:amd64"));
+        assert!(valid_package_name("g++"));
+        assert!(!valid_package_name("-oops"));
+        assert!(!valid_package_name("Nginx"));
+        assert!(valid_version("1:1.22.1-9+deb12u1"));
+        assert!(!valid_version("latest"));
+        assert!(!valid_version("1.0 -1"));
+    }
+}

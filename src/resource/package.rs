@@ -1,0 +1,188 @@
+//! `package`: a Debian package installed (optionally pinned and held), absent, or latest.
+
+use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
+use crate::system::apt::PackageStatus;
+use crate::system::{Host, System};
+
+/// What a package declaration wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ensure {
+    /// Installed; at exactly this version (and held there) when one is given.
+    Installed(Option<String>),
+    /// Not installed.
+    Absent,
+    /// At the candidate version of the configured archives.
+    Latest,
+}
+
+/// A managed package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageResource {
+    /// Package name.
+    pub name: String,
+    /// Desired state.
+    pub ensure: Ensure,
+}
+
+/// What a package resource finds.
+#[derive(Debug)]
+pub struct PackageLive {
+    status: PackageStatus,
+    /// The version apply installs, resolved at observe time so apply installs what check showed.
+    target: Option<String>,
+}
+
+impl Resource for PackageResource {
+    type Live = PackageLive;
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new("package", self.name.clone())
+    }
+
+    fn observe(&self, sys: &System) -> Result<PackageLive, ResourceError> {
+        let status = sys.package_status(&self.name)?;
+        let target = match &self.ensure {
+            Ensure::Absent => None,
+            Ensure::Installed(Some(version)) => {
+                // Checked before anything changes, so a typo fails the run cleanly.
+                if status.installed.as_ref() != Some(version) {
+                    let available = sys.archive_versions(&self.name)?;
+                    if !available.contains(version) {
+                        return Err(ResourceError::PackageVersionNotFound {
+                            name: self.name.clone(),
+                            version: version.clone(),
+                            available: if available.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                available.join(", ")
+                            },
+                        });
+                    }
+                }
+                Some(version.clone())
+            }
+            Ensure::Installed(None) if status.installed.is_some() => status.installed.clone(),
+            Ensure::Installed(None) | Ensure::Latest => match sys.candidate_version(&self.name)? {
+                Some(candidate) => {
+                    if self.ensure == Ensure::Latest
+                        && status.held
+                        && status.installed.as_ref() != Some(&candidate)
+                    {
+                        return Err(ResourceError::PackageHeld(self.name.clone()));
+                    }
+                    Some(candidate)
+                }
+                None if status.installed.is_some() => status.installed.clone(),
+                None => return Err(ResourceError::PackageNotFound(self.name.clone())),
+            },
+        };
+        Ok(PackageLive { status, target })
+    }
+
+    fn diff(&self, live: &PackageLive) -> Option<Change> {
+        let installed = &live.status.installed;
+        let mut fields = Vec::new();
+        if installed != &live.target {
+            fields.push(FieldChange::new(
+                "version",
+                installed.clone(),
+                live.target.clone(),
+            ));
+        }
+        let pinned = matches!(self.ensure, Ensure::Installed(Some(_)));
+        if pinned && !live.status.held {
+            fields.push(FieldChange::new(
+                "hold",
+                Some("not held".into()),
+                Some("held".into()),
+            ));
+        }
+        if fields.is_empty() {
+            return None;
+        }
+        let action = match (installed, &live.target) {
+            (None, _) => Action::Create,
+            (Some(_), None) => Action::Remove,
+            _ => Action::Update,
+        };
+        Some(Change::fields(action, fields))
+    }
+
+    fn apply(&self, host: &Host, live: &PackageLive, change: &Change) -> Result<(), ResourceError> {
+        let held = live.status.held;
+        if change.touches("version") {
+            // apt refuses to move a held package; lift our hold for exactly this one change.
+            if held {
+                host.apt_mark_hold(&self.name, false)?;
+            }
+            let result = match &live.target {
+                Some(version) => host.apt_install(&self.name, Some(version)),
+                None => host.apt_remove(&self.name),
+            };
+            if let Err(e) = result {
+                if held {
+                    // Best effort: leave the package as it was, held.
+                    let _ = host.apt_mark_hold(&self.name, true);
+                }
+                return Err(e.into());
+            }
+        }
+        let pinned = matches!(self.ensure, Ensure::Installed(Some(_)));
+        if pinned && (change.touches("hold") || held) {
+            host.apt_mark_hold(&self.name, true)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(installed: Option<&str>, held: bool, target: Option<&str>) -> PackageLive {
+        PackageLive {
+            status: PackageStatus {
+                installed: installed.map(Into::into),
+                held,
+            },
+            target: target.map(Into::into),
+        }
+    }
+
+    fn pinned(v: &str) -> PackageResource {
+        PackageResource {
+            name: "cfgtest".into(),
+            ensure: Ensure::Installed(Some(v.into())),
+        }
+    }
+
+    #[test]
+    fn pinned_and_held_is_in_sync() {
+        assert_eq!(
+            pinned("1.0-1").diff(&live(Some("1.0-1"), true, Some("1.0-1"))),
+            None
+        );
+    }
+
+    #[test]
+    fn drifted_version_and_missing_hold_both_show() {
+        let c = pinned("1.0-1")
+            .diff(&live(Some("2.0-1"), false, Some("1.0-1")))
+            .unwrap();
+        assert_eq!(c.action, Action::Update);
+        assert!(c.touches("version") && c.touches("hold"));
+    }
+
+    #[test]
+    fn absent_removes() {
+        let p = PackageResource {
+            name: "cfgtest".into(),
+            ensure: Ensure::Absent,
+        };
+        assert_eq!(
+            p.diff(&live(Some("1.0-1"), false, None)).unwrap().action,
+            Action::Remove
+        );
+        assert_eq!(p.diff(&live(None, false, None)), None);
+    }
+}

@@ -1,0 +1,171 @@
+//! Debian packages through dpkg-query, apt-cache, apt-get and apt-mark.
+//!
+//! Under `--root` every tool runs inside `chroot ROOT`, so the tree's own dpkg database, apt
+//! sources and maintainer scripts are used, as they would be on a booted copy of it.
+
+use std::process::Command;
+
+use super::command::{self, tool};
+use super::{Host, System, SystemError};
+
+/// What dpkg knows about one package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageStatus {
+    /// The installed version; `None` when not installed (or only its conffiles remain).
+    pub installed: Option<String>,
+    /// Whether the dpkg selection is `hold`, which keeps apt from moving it.
+    pub held: bool,
+}
+
+impl System {
+    /// `program` run against this root: directly on the live host, else inside `chroot ROOT`.
+    fn package_tool(&self, program: &str) -> Command {
+        let mut cmd = if self.is_live() {
+            tool(program)
+        } else {
+            let mut c = tool("chroot");
+            c.arg(self.root()).arg(program);
+            c
+        };
+        // Never a debconf prompt or a pager: nobody is there to answer.
+        cmd.env("DEBIAN_FRONTEND", "noninteractive")
+            .env("APT_LISTCHANGES_FRONTEND", "none");
+        cmd
+    }
+
+    /// The installed version and hold state of `name`. Never changes anything.
+    pub fn package_status(&self, name: &str) -> Result<PackageStatus, SystemError> {
+        let mut cmd = self.package_tool("dpkg-query");
+        cmd.args(["-W", "-f=${Status}\t${Version}", "--", name]);
+        let out = command::output(&mut cmd)?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if stderr.contains("no packages found") {
+                return Ok(PackageStatus {
+                    installed: None,
+                    held: false,
+                });
+            }
+            return Err(command::failed(&cmd, &out));
+        }
+        Ok(parse_status(&stdout))
+    }
+
+    /// Every version of `name` that the configured archives offer (`apt-cache madison`).
+    pub fn archive_versions(&self, name: &str) -> Result<Vec<String>, SystemError> {
+        let mut cmd = self.package_tool("apt-cache");
+        cmd.args(["madison", "--", name]);
+        let out = command::output(&mut cmd)?;
+        // madison exits non-zero for a name no archive has; that is an empty list, not a failure.
+        Ok(parse_madison(&String::from_utf8_lossy(&out.stdout), name))
+    }
+
+    /// The version `apt-get install NAME` would pick, if any archive has the package.
+    pub fn candidate_version(&self, name: &str) -> Result<Option<String>, SystemError> {
+        let mut cmd = self.package_tool("apt-cache");
+        cmd.args(["policy", "--", name]);
+        let text = command::run(&mut cmd)?;
+        Ok(text.lines().find_map(|l| {
+            let v = l.trim().strip_prefix("Candidate:")?.trim();
+            (v != "(none)").then(|| v.to_owned())
+        }))
+    }
+}
+
+fn parse_status(text: &str) -> PackageStatus {
+    let (status, version) = text.split_once('\t').unwrap_or((text, ""));
+    let words: Vec<&str> = status.split_whitespace().collect();
+    // Status is "want error state": e.g. "hold ok installed", "deinstall ok config-files".
+    let installed = words.get(2) == Some(&"installed") && !version.is_empty();
+    PackageStatus {
+        installed: installed.then(|| version.trim().to_owned()),
+        held: words.first() == Some(&"hold"),
+    }
+}
+
+fn parse_madison(text: &str, name: &str) -> Vec<String> {
+    let mut versions: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cols.len() >= 3 && cols[0] == name && !versions.iter().any(|v| v == cols[1]) {
+            versions.push(cols[1].to_owned());
+        }
+    }
+    versions
+}
+
+impl Host<'_> {
+    fn apt_get(&self) -> Command {
+        let mut cmd = self.sys.package_tool("apt-get");
+        cmd.args([
+            "-y",
+            "-q",
+            // Wait for unattended-upgrades instead of failing on its lock.
+            "-o",
+            "DPkg::Lock::Timeout=120",
+            // Keep locally changed conffiles; converge manages the ones it cares about.
+            "-o",
+            "Dpkg::Options::=--force-confdef",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+        ]);
+        cmd
+    }
+
+    /// Installs `name`, at `version` when given (downgrading if needed).
+    pub fn apt_install(&self, name: &str, version: Option<&str>) -> Result<(), SystemError> {
+        let mut cmd = self.apt_get();
+        cmd.args(["install", "--allow-downgrades", "--"]);
+        match version {
+            Some(v) => cmd.arg(format!("{name}={v}")),
+            None => cmd.arg(name),
+        };
+        tracing::info!(package = name, version, "apt-get install");
+        command::run(&mut cmd).map(drop)
+    }
+
+    /// Removes `name`, keeping its conffiles as `apt-get remove` does.
+    pub fn apt_remove(&self, name: &str) -> Result<(), SystemError> {
+        let mut cmd = self.apt_get();
+        cmd.args(["remove", "--", name]);
+        tracing::info!(package = name, "apt-get remove");
+        command::run(&mut cmd).map(drop)
+    }
+
+    /// `apt-mark hold` or `apt-mark unhold`.
+    pub fn apt_mark_hold(&self, name: &str, hold: bool) -> Result<(), SystemError> {
+        let mut cmd = self.sys.package_tool("apt-mark");
+        cmd.args([if hold { "hold" } else { "unhold" }, "--", name]);
+        command::run(&mut cmd).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dpkg_status_parses_hold_and_leftover_conffiles() {
+        assert_eq!(
+            parse_status("hold ok installed\t1.0-1"),
+            PackageStatus {
+                installed: Some("1.0-1".into()),
+                held: true
+            }
+        );
+        assert_eq!(
+            parse_status("deinstall ok config-files\t1.0-1"),
+            PackageStatus {
+                installed: None,
+                held: false
+            }
+        );
+    }
+
+    #[test]
+    fn madison_lists_each_version_once() {
+        let text = "   cfgtest |      2.0-1 | file:/srv/r ./ Packages\n   cfgtest |      1.0-1 | file:/srv/r ./ Packages\n   cfgtest |      1.0-1 | http://x bookworm/main amd64 Packages\n";
+        assert_eq!(parse_madison(text, "cfgtest"), vec!["2.0-1", "1.0-1"]);
+    }
+}

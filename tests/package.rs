@@ -1,0 +1,195 @@
+//! `package` against a real dpkg/apt in a chroot tree (`--root`), with a local repository of
+//! tiny packages so versions are exact and nothing leaves the machine.
+//! Needs root and `scripts/test-deps`.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_converge");
+
+/// A chroot with cfgtest 1.0-1 and 2.0-1 available, and a source dir for role `pkg`.
+struct Scene {
+    ch: Chroot,
+    src: tempfile::TempDir,
+    _repo: tempfile::TempDir,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        let repo_dir = tempfile::tempdir().unwrap();
+        let repo = AptRepo::build(
+            &repo_dir.path().join("cfgrepo"),
+            &[("cfgtest", "1.0-1"), ("cfgtest", "2.0-1")],
+        );
+        let ch = Chroot::new();
+        repo.add_to(&ch);
+        let src = tempfile::tempdir().unwrap();
+        fs::create_dir_all(src.path().join("roles")).unwrap();
+        Scene {
+            ch,
+            src,
+            _repo: repo_dir,
+        }
+    }
+
+    fn role(&self, text: &str) {
+        fs::write(self.src.path().join("roles/pkg.toml"), text).unwrap();
+    }
+
+    fn converge(&self, mode: &str) -> Output {
+        Command::new(BIN)
+            .args([mode, "--color", "never", "--role", "pkg", "--source"])
+            .arg(self.src.path())
+            .arg("--root")
+            .arg(self.ch.path())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs converge, asserts the exit code, returns stdout (echoed for `--nocapture`).
+    fn expect(&self, mode: &str, code: i32) -> String {
+        let out = self.converge(mode);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "converge {mode}\n{}",
+            output_text(&out)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!("{text}");
+        text
+    }
+
+    fn installed(&self) -> Option<String> {
+        let out = self
+            .ch
+            .run(&["dpkg-query", "-W", "-f=${Status} ${Version}", "cfgtest"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.strip_prefix("install ok installed ")
+            .or_else(|| text.strip_prefix("hold ok installed "))
+            .map(str::to_owned)
+    }
+
+    fn held(&self) -> bool {
+        self.ch
+            .run_ok(&["apt-mark", "showhold"])
+            .lines()
+            .any(|l| l == "cfgtest")
+    }
+}
+
+const PINNED: &str = "[[package]]\nname = \"cfgtest\"\nversion = \"1.0-1\"\n";
+
+#[test]
+fn pinned_package_is_installed_held_and_pulled_back_after_drift() {
+    let s = Scene::new();
+    s.role(PINNED);
+    let out = s.expect("check", 2);
+    assert!(out.contains("+ create package:cfgtest"), "{out}");
+    assert!(out.contains("version: 1.0-1"), "{out}");
+    assert!(out.contains("hold: not held → held"), "{out}");
+    assert_eq!(s.installed(), None, "check installed something");
+
+    s.expect("apply", 2);
+    assert_eq!(s.installed().as_deref(), Some("1.0-1"));
+    assert!(s.held(), "a pinned package must be held");
+    let out = s.expect("check", 0);
+    assert!(out.contains("0 would change, 0 failed"), "{out}");
+
+    // Someone moves it out of band, past the hold.
+    s.ch.run_ok(&[
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "--allow-change-held-packages",
+        "cfgtest=2.0-1",
+    ]);
+    assert_eq!(s.installed().as_deref(), Some("2.0-1"));
+    let out = s.expect("check", 2);
+    assert!(out.contains("version: 2.0-1 → 1.0-1"), "{out}");
+    // apt drops the hold of a package it was told to move.
+    assert!(out.contains("hold: not held → held"), "{out}");
+    assert_eq!(s.installed().as_deref(), Some("2.0-1"));
+
+    s.expect("apply", 2);
+    assert_eq!(s.installed().as_deref(), Some("1.0-1"));
+    assert!(s.held());
+    s.expect("check", 0);
+}
+
+#[test]
+fn a_version_missing_from_the_archive_fails_before_anything_changes() {
+    let s = Scene::new();
+    s.role("[[package]]\nname = \"cfgtest\"\nversion = \"9.9-9\"\n");
+    let out = s.expect("apply", 4);
+    assert!(
+        out.contains(
+            "package cfgtest: version 9.9-9 not found in the archives (available: 2.0-1, 1.0-1); nothing was changed"
+        ),
+        "{out}"
+    );
+    assert_eq!(s.installed(), None);
+
+    // Installed and held at a good version: a typo in the role moves nothing.
+    s.role(PINNED);
+    s.expect("apply", 2);
+    s.role("[[package]]\nname = \"cfgtest\"\nversion = \"9.9-9\"\n");
+    s.expect("check", 4);
+    s.expect("apply", 4);
+    assert_eq!(s.installed().as_deref(), Some("1.0-1"));
+    assert!(s.held());
+}
+
+#[test]
+fn latest_upgrades_and_absent_removes() {
+    let s = Scene::new();
+    s.ch.run_ok(&["apt-get", "install", "-y", "-q", "cfgtest=1.0-1"]);
+    s.role("[[package]]\nname = \"cfgtest\"\nensure = \"latest\"\n");
+    let out = s.expect("apply", 2);
+    assert!(out.contains("version: 1.0-1 → 2.0-1"), "{out}");
+    assert_eq!(s.installed().as_deref(), Some("2.0-1"));
+    assert!(!s.held(), "only pinned packages are held");
+    s.expect("check", 0);
+
+    s.role("[[package]]\nname = \"cfgtest\"\nensure = \"absent\"\n");
+    let out = s.expect("apply", 2);
+    assert!(out.contains("- remove package:cfgtest"), "{out}");
+    assert_eq!(s.installed(), None);
+    assert!(!Path::new(&s.ch.path().join("usr/share/cfgtest/version")).exists());
+    s.expect("check", 0);
+}
+
+#[test]
+fn package_declarations_are_checked_with_locations() {
+    let s = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir_all(s.path().join("roles")).unwrap();
+    fs::write(
+        s.path().join("roles/pkg.toml"),
+        "[[package]]\nname = \"cfgtest\"\nensure = \"latest\"\nversion = \"1.0-1\"\n\n[[package]]\nname = \"-x\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--role", "pkg", "--source"])
+        .arg(s.path())
+        .arg("--root")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("roles/pkg.toml:4:11: package 'cfgtest': version only goes with ensure = \"installed\", not \"latest\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("roles/pkg.toml:7:8: invalid package name '-x'"),
+        "{err}"
+    );
+}
