@@ -179,3 +179,43 @@ fn content_block(out: &mut String, content: &ContentChange, style: Style) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Notification, NotifyAction, NotifyStatus};
+    use crate::resource::ResourceId;
+
+    fn notification(status: NotifyStatus, note: Option<&str>) -> Notification {
+        Notification {
+            service: ResourceId::new("service", "nginx"),
+            action: NotifyAction::Restart,
+            notified_by: vec![
+                ResourceId::new("file", "/etc/nginx/nginx.conf"),
+                ResourceId::new("package", "nginx"),
+            ],
+            status,
+            note: note.map(Into::into),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn notifications_name_the_service_and_who_asked() {
+        let mut out = String::new();
+        let plain = Style::new(false);
+        notification_line(&mut out, &notification(NotifyStatus::Pending, None), plain);
+        notification_line(&mut out, &notification(NotifyStatus::Done, None), plain);
+        notification_line(
+            &mut out,
+            &notification(NotifyStatus::NotNeeded, Some("state = \"stopped\"")),
+            plain,
+        );
+        assert_eq!(
+            out,
+            "↻ would restart service:nginx (notified by file:/etc/nginx/nginx.conf, package:nginx)\n\
+             ↻ restarted service:nginx (notified by file:/etc/nginx/nginx.conf, package:nginx)\n  \
+             no restart of service:nginx: state = \"stopped\" (notified by file:/etc/nginx/nginx.conf, package:nginx)\n"
+        );
+    }
+}
