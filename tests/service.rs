@@ -117,6 +117,17 @@ fn service_from_template_starts_and_restarts_only_when_its_config_changes() {
         ],
     );
 
+    // Check on a fresh host: everything pending, nothing touched.
+    let out = expect(&converge_in(&ct, &bin, "check", &[]), 2);
+    assert!(out.contains("enabled: not-found → enabled"), "{out}");
+    assert!(out.contains("state: inactive → running"), "{out}");
+    assert!(
+        out.contains("no restart of service:hello: would be started in this run"),
+        "{out}"
+    );
+    assert!(!ct.root().join("etc/systemd/system/hello.service").exists());
+    assert_eq!(active(&ct, "hello"), "inactive");
+
     // First apply: unit written, daemon-reload, enabled, started; no restart on top.
     let out = expect(&converge_in(&ct, &bin, "apply", &[]), 2);
     assert!(
@@ -195,6 +206,21 @@ fn service_from_template_starts_and_restarts_only_when_its_config_changes() {
         Path::new("/dev/null")
     );
     expect(&converge_in(&ct, &bin, "check", &[]), 0);
+
+    // A unit that cannot start: a located failure with systemd's words, exit 4.
+    write_source(
+        &src,
+        &[(
+            "roles/svc.toml",
+            "[[service]]\nname = \"broken\"\nstate = \"running\"\nunit = { content = \"[Service]\\nType=oneshot\\nExecStart=/bin/false\\n\" }\n",
+        )],
+    );
+    let out = expect(&converge_in(&ct, &bin, "apply", &[]), 6);
+    assert!(out.contains("! service:broken"), "{out}");
+    assert!(
+        out.contains("start -- broken.service failed (exit 1)"),
+        "{out}"
+    );
 }
 
 const PROBE_ROLE: &str = r#"

@@ -156,9 +156,14 @@ fn decide(
         );
     }
     if outcome.change.as_ref().is_some_and(ServiceResource::starts) {
+        let when = if outcome.status == Status::Pending {
+            "would be started in this run, then"
+        } else {
+            "started in this run,"
+        };
         return Decision::Skip(
             NotifyStatus::NotNeeded,
-            "started in this run, already with the new configuration".into(),
+            format!("{when} already with the new configuration"),
         );
     }
     if service.state == Some(RunState::Stopped) {

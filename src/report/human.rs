@@ -40,7 +40,15 @@ pub fn render(report: &Report, style: Style) -> String {
                     "{}  (role {})\n    {}",
                     style.paint("1;31", &head),
                     outcome.role,
-                    style.paint("31", outcome.error.as_deref().unwrap_or("failed"))
+                    // Tools explain over several lines; keep them inside the block.
+                    style.paint(
+                        "31",
+                        &outcome
+                            .error
+                            .as_deref()
+                            .unwrap_or("failed")
+                            .replace('\n', "\n    ")
+                    )
                 );
             }
         }
@@ -108,7 +116,7 @@ fn notification_line(out: &mut String, n: &Notification, style: Style) {
     };
     let _ = writeln!(out, "{}", style.paint(code, &text));
     if let Some(e) = &n.error {
-        let _ = writeln!(out, "    {}", style.paint("31", e));
+        let _ = writeln!(out, "    {}", style.paint("31", &e.replace('\n', "\n    ")));
     }
 }
 
