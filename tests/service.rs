@@ -469,3 +469,36 @@ name = "web"
     );
     assert!(pos("file:/etc/web.conf") < pos("service:web"), "{order:?}");
 }
+
+#[test]
+fn a_file_declared_in_two_roles_keeps_the_notify_of_either() {
+    let src = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.path().join("etc")).unwrap();
+    let file = "[[file]]\npath = \"/etc/x.conf\"\ncontent = \"x\\n\"\n";
+    write_source(
+        src.path(),
+        &[
+            ("roles/base.toml", file),
+            (
+                "roles/svc.toml",
+                &format!(
+                    "include = [\"base\"]\n{file}notify = [\"service:web\"]\n\n[[service]]\nname = \"web\"\nstate = \"running\"\n"
+                ),
+            ),
+        ],
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--format", "json", "--role", "svc", "--source"])
+        .arg(src.path())
+        .arg("--root")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", output_text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = &report["notifications"][0];
+    assert_eq!(n["service"], "service:web", "{report:#}");
+    assert_eq!(n["notified_by"][0], "file:/etc/x.conf", "{report:#}");
+    assert_eq!(n["status"], "not_needed", "{report:#}");
+}

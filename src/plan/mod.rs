@@ -120,10 +120,17 @@ fn dedupe_and_detect_conflicts(items: Vec<Planned>, errors: &mut Diagnostics) ->
             kept.push(item);
             continue;
         };
-        let a = &kept[j];
+        let a = &mut kept[j];
         if a.id == item.id && a.fingerprint == item.fingerprint {
+            // One resource, declared twice: every role's notify requests still count.
+            for n in item.notify {
+                if !a.notify.iter().any(|m| m.id == n.id) {
+                    a.notify.push(n);
+                }
+            }
             continue;
         }
+        let a = &kept[j];
         let what = match &item.path {
             Some(p) => p.display().to_string(),
             None => item.id.to_string(),
