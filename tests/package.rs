@@ -193,3 +193,87 @@ fn package_declarations_are_checked_with_locations() {
         "{err}"
     );
 }
+
+#[test]
+fn on_a_booted_host_a_package_upgrade_restarts_the_service_it_notifies() {
+    let ct = Container::boot("pkg");
+    let repo_dir = tempfile::tempdir().unwrap();
+    AptRepo::build(
+        &repo_dir.path().join("ctrepo"),
+        &[("cfgtest", "1.0-1"), ("cfgtest", "2.0-1")],
+    )
+    .add_to(&ct);
+    let bin = ct.share(Path::new(BIN));
+    let role = |version: &str| {
+        let dir = ct.share_dir().join("src/roles");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("pkg.toml"),
+            format!(
+                r#"
+[[package]]
+name = "cfgtest"
+version = "{version}"
+notify = ["service:pkgsvc"]
+
+[[service]]
+name = "pkgsvc"
+state = "running"
+unit = {{ content = "[Service]\nExecStart=/bin/sleep infinity\n" }}
+"#
+            ),
+        )
+        .unwrap();
+    };
+    let apply = |want: i32| {
+        let out = ct.exec(&[
+            &bin,
+            "apply",
+            "--color",
+            "never",
+            "--source",
+            "/mnt/share/src",
+            "--role",
+            "pkg",
+        ]);
+        assert_eq!(out.status.code(), Some(want), "{}", output_text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let pid = || {
+        ct.exec_ok(&["systemctl", "show", "-p", "MainPID", "--value", "pkgsvc"])
+            .trim()
+            .to_owned()
+    };
+
+    role("1.0-1");
+    let out = apply(2);
+    assert!(
+        out.contains("no restart of service:pkgsvc: started in this run"),
+        "{out}"
+    );
+    assert_eq!(
+        ct.exec_ok(&["cat", "/usr/share/cfgtest/version"]),
+        "1.0-1\n"
+    );
+    assert!(ct.exec_ok(&["apt-mark", "showhold"]).contains("cfgtest"));
+    let first = pid();
+    apply(0);
+    assert_eq!(pid(), first);
+
+    role("2.0-1");
+    let out = apply(2);
+    assert!(
+        out.contains("restarted service:pkgsvc (notified by package:cfgtest)"),
+        "{out}"
+    );
+    assert_eq!(
+        ct.exec_ok(&["cat", "/usr/share/cfgtest/version"]),
+        "2.0-1\n"
+    );
+    assert_ne!(
+        pid(),
+        first,
+        "the package change did not restart its service"
+    );
+    assert!(ct.exec_ok(&["apt-mark", "showhold"]).contains("cfgtest"));
+}
