@@ -180,7 +180,8 @@ impl Loader<'_> {
             Ok(spec) => spec,
             Err(e) => {
                 let offset = e.span().map_or(0, |s| s.start);
-                let message = e.message().trim_end().to_owned();
+                // toml puts "expected ..." on a second line; keep the headline one line.
+                let message = e.message().trim_end().replace('\n', ", ");
                 self.errors
                     .push(Diagnostic::at_offset(&file, &text, offset, message));
                 self.done.insert(name.to_owned());
