@@ -8,7 +8,7 @@ use serde_json::Value;
 use toml::Spanned;
 
 use super::{After, PlanOptions, Planned, Rendered};
-use crate::diagnostics::{Diagnostics, Location};
+use crate::diagnostics::Diagnostics;
 use crate::render::Renderer;
 use crate::resource::absent::AbsentResource;
 use crate::resource::attrs::{parse_mode, Ownership};
@@ -92,7 +92,7 @@ impl<'a> Builder<'a> {
                 implicit_after,
                 rendered,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
         for spec in &role.spec.directory {
             let s = spec.get_ref();
@@ -116,7 +116,7 @@ impl<'a> Builder<'a> {
                 implicit_after,
                 rendered: None,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
         for spec in &role.spec.symlink {
             let s = spec.get_ref();
@@ -135,7 +135,7 @@ impl<'a> Builder<'a> {
                 implicit_after: Vec::new(),
                 rendered: None,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
         for spec in &role.spec.absent {
             let s = spec.get_ref();
@@ -153,7 +153,7 @@ impl<'a> Builder<'a> {
                 implicit_after: Vec::new(),
                 rendered: None,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
     }
 
@@ -162,15 +162,13 @@ impl<'a> Builder<'a> {
         role: &Role,
         common: Common,
         resource: Box<dyn Managed>,
-        fingerprint: String,
     ) {
         let mut after = Vec::new();
         for edge in common.after {
             match parse_id(edge.get_ref()) {
                 Some(id) => after.push(After {
                     id,
-                    origin: Location::at_offset(&role.file, &role.text, edge.span().start)
-                        .to_string(),
+                    origin: role.location(edge.span().start).to_string(),
                 }),
                 None => self.errors.push(role.error_at(
                     edge.span().start,
@@ -182,7 +180,7 @@ impl<'a> Builder<'a> {
                 )),
             }
         }
-        let origin = Location::at_offset(&role.file, &role.text, common.offset).to_string();
+        let origin = role.location(common.offset).to_string();
         self.items.push(Planned {
             id: resource.id(),
             resource,
@@ -193,7 +191,6 @@ impl<'a> Builder<'a> {
             after,
             implicit_after: common.implicit_after,
             requires: Vec::new(),
-            fingerprint,
         });
     }
 

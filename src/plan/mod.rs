@@ -35,8 +35,6 @@ pub struct Planned {
     pub implicit_after: Vec<ResourceId>,
     /// Indexes (into the plan) of resources that must converge first.
     pub requires: Vec<usize>,
-    /// The desired state in comparable form: identical declarations in two roles are one.
-    fingerprint: String,
 }
 
 /// An explicit ordering edge and where it was written.
@@ -118,7 +116,7 @@ fn dedupe_and_detect_conflicts(items: Vec<Planned>, errors: &mut Diagnostics) ->
             continue;
         };
         let a = &kept[j];
-        if a.id == item.id && a.fingerprint == item.fingerprint {
+        if a.id == item.id && a.resource.same_as(item.resource.as_ref()) {
             continue;
         }
         let what = match &item.path {

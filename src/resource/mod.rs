@@ -103,9 +103,15 @@ pub trait Managed: fmt::Debug + Send + Sync {
     fn converge(&self, sys: &System, host: Option<&Host>) -> Result<Option<Change>, ResourceError>;
     /// The concrete resource, for planning steps that refine one type.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// Same type and same desired state (two roles may declare one resource identically).
+    fn same_as(&self, other: &dyn Managed) -> bool;
 }
 
-impl<R: Resource + 'static> Managed for R {
+impl<R: Resource + PartialEq + 'static> Managed for R {
+    fn same_as(&self, other: &dyn Managed) -> bool {
+        other.as_any().downcast_ref::<R>() == Some(self)
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
