@@ -202,7 +202,10 @@ mod tests {
         for offset in 0..=text.len() {
             if text.is_char_boundary(offset) {
                 let f = Path::new("f");
-                assert_eq!(index.locate(f, text, offset), Location::at_offset(f, text, offset));
+                assert_eq!(
+                    index.locate(f, text, offset),
+                    Location::at_offset(f, text, offset)
+                );
             }
         }
     }

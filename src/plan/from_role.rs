@@ -157,12 +157,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn push(
-        &mut self,
-        role: &Role,
-        common: Common,
-        resource: Box<dyn Managed>,
-    ) {
+    fn push(&mut self, role: &Role, common: Common, resource: Box<dyn Managed>) {
         let mut after = Vec::new();
         for edge in common.after {
             match parse_id(edge.get_ref()) {
