@@ -356,3 +356,36 @@ fn var_overrides_win_over_role_vars() {
         "hi from web1.example.com\n"
     );
 }
+
+#[test]
+fn a_missing_parent_is_a_clear_failure_in_check_and_apply_alike() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        r#"
+[[file]]
+path = "/srv/app/conf/app.conf"
+content = "x\n"
+
+[[directory]]
+path = "/etc/managed"
+
+[[file]]
+path = "/etc/managed/inner.conf"
+content = "y\n"
+"#,
+    );
+    for cmd in ["check", "apply"] {
+        let r = p.converge(cmd, &["r"], &[]);
+        assert_eq!(r.code, 6, "{cmd}: {}", r.stdout);
+        assert!(r.stdout.contains(
+            "/srv/app/conf/app.conf: parent directory /srv does not exist (manage it with a [[directory]] resource)"
+        ), "{cmd}: {}", r.stdout);
+    }
+    // The managed parent was created by apply, so its file could be written.
+    assert_eq!(
+        std::fs::read_to_string(p.at("/etc/managed/inner.conf")).unwrap(),
+        "y\n"
+    );
+    assert!(!p.at("/srv").exists());
+}

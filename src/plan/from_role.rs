@@ -84,6 +84,7 @@ impl<'a> Builder<'a> {
                 content,
                 ownership,
                 sensitive: s.sensitive,
+                managed_ancestor: None,
             };
             let common = Common {
                 offset: spec.span().start,
@@ -108,6 +109,7 @@ impl<'a> Builder<'a> {
                 ownership,
                 purge: s.purge,
                 keep: BTreeSet::new(),
+                managed_ancestor: None,
             };
             let common = Common {
                 offset: spec.span().start,

@@ -9,6 +9,7 @@ pub mod attrs;
 pub mod change;
 pub mod directory;
 pub mod file;
+pub mod parents;
 pub mod symlink;
 
 use std::fmt;
@@ -76,9 +77,14 @@ pub enum ResourceError {
     /// Removing a non-empty directory needs `force = true`.
     #[error("{0}: is a non-empty directory; set force = true to remove it and everything in it")]
     NonEmptyDirectory(PathBuf),
-    /// The parent directory of a managed path is missing.
-    #[error("{0}: parent directory does not exist (manage it with a [[directory]] resource)")]
-    MissingParent(PathBuf),
+    /// A parent directory of a managed path is missing and no resource manages it.
+    #[error("{path}: parent directory {missing} does not exist (manage it with a [[directory]] resource)")]
+    MissingParent {
+        /// The managed path.
+        path: PathBuf,
+        /// The outermost missing ancestor.
+        missing: PathBuf,
+    },
 }
 
 /// The contract every resource type implements.
@@ -103,6 +109,9 @@ pub trait Managed: fmt::Debug + Send + Sync {
     fn converge(&self, sys: &System, host: Option<&Host>) -> Result<Option<Change>, ResourceError>;
     /// The concrete resource, for planning steps that refine one type.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// The concrete resource, mutable, for planning steps that fill in what only the whole
+    /// plan knows.
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
     /// Same type and same desired state (two roles may declare one resource identically).
     fn same_as(&self, other: &dyn Managed) -> bool;
 }
@@ -113,6 +122,10 @@ impl<R: Resource + PartialEq + 'static> Managed for R {
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
 
