@@ -1,1 +1,3 @@
 //! converge: make every server provably match its role.
+
+pub mod bundle;
