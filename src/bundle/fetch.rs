@@ -77,7 +77,7 @@ impl<'a> Fetcher<'a> {
         match self {
             Fetcher::Dir(dir) => {
                 let path = dir.join(MANIFEST_FILE);
-                let bytes = read_local(&path, MAX_MANIFEST_BYTES, true)?.ok_or_else(|| {
+                let bytes = read_local(&path, MAX_MANIFEST_BYTES)?.ok_or_else(|| {
                     unreachable_local(&path, "no manifest.json (not a published bundle dir?)")
                 })?;
                 Ok(ManifestFetch::Body { bytes, etag: None })
@@ -112,7 +112,7 @@ impl<'a> Fetcher<'a> {
     /// Fetch `manifest.json.minisig`; `None` when the source has none (404/410 or no file).
     pub fn signature(&self) -> Result<Option<Vec<u8>>, BundleError> {
         match self {
-            Fetcher::Dir(dir) => read_local(&dir.join(SIGNATURE_FILE), MAX_SIGNATURE_BYTES, false),
+            Fetcher::Dir(dir) => read_local(&dir.join(SIGNATURE_FILE), MAX_SIGNATURE_BYTES),
             Fetcher::Http { .. } => {
                 let url = self.url(SIGNATURE_FILE);
                 self.retrying(&url, || {
@@ -305,11 +305,11 @@ fn body_error(url: &str, e: &io::Error) -> BundleError {
     }
 }
 
-/// Read a local file, `None` if missing (when `must_exist` is false), bounded by `limit`.
-fn read_local(path: &Path, limit: u64, must_exist: bool) -> Result<Option<Vec<u8>>, BundleError> {
+/// Read a local file, `None` if missing, bounded by `limit`.
+fn read_local(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, BundleError> {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !must_exist => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(unreachable_local(path, &e.to_string())),
     };
     let mut bytes = Vec::new();

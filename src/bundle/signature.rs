@@ -5,6 +5,8 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use minisign::{KeyPair, PublicKey, SecretKey, SignatureBox};
 
 use super::error::{BundleError, IoContext};
@@ -19,6 +21,8 @@ pub const SECRET_KEY_FILE: &str = "converge.key";
 
 /// Offset of the KDF algorithm inside a decoded minisign secret key.
 const KDF_ALG_RANGE: std::ops::Range<usize> = 2..4;
+/// Decoded size of a minisign secret key (algorithms, KDF parameters, keynum, key, checksum).
+const SECRET_KEY_LEN: usize = 158;
 
 /// A loaded minisign secret key, ready to sign manifests.
 pub struct SecretKeyFile {
@@ -54,27 +58,49 @@ impl SecretKeyFile {
             path: path.to_path_buf(),
             reason,
         };
-        // An empty password never prompts and never decrypts: it accepts exactly the
-        // unencrypted keys (`minisign -G -W`); the crate would prompt on a tty with None.
-        let key = match SecretKey::from_box(text.clone().into(), Some(String::new())) {
-            Ok(key) => key,
-            Err(_) => match password {
+        let encoded = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
+            .ok_or_else(|| err("no key line after the comment".into()))?;
+        let raw = BASE64
+            .decode(encoded)
+            .map_err(|e| err(format!("key line is not base64: {e}")))?;
+        if raw.len() != SECRET_KEY_LEN {
+            return Err(err(format!(
+                "{} bytes, expected a {SECRET_KEY_LEN}-byte minisign secret key",
+                raw.len()
+            )));
+        }
+        let key = match &raw[KDF_ALG_RANGE] {
+            // `minisign -G -W` writes KDF "none" with an all-zero checksum, which the
+            // crate's loader rejects; read the bytes directly, as stock minisign does.
+            [0, 0] => SecretKey::from_bytes(&raw).map_err(|e| err(e.to_string()))?,
+            b"Sc" => match password {
+                // Never pass None to the crate: it would prompt on the terminal.
                 None | Some("") => {
-                    return Err(err(format!(
-                        "secret key is encrypted (or corrupt): set {PASSWORD_ENV}"
-                    )))
+                    return Err(err(format!("secret key is encrypted: set {PASSWORD_ENV}")))
                 }
                 Some(pw) => SecretKey::from_box(text.into(), Some(pw.to_string()))
                     .map_err(|e| err(format!("cannot decrypt secret key: {e}")))?,
             },
+            other => {
+                return Err(err(format!(
+                    "unsupported key encryption {other:?}, expected none or scrypt"
+                )))
+            }
         };
         let public = PublicKey::from_secret_key(&key)
             .map_err(|e| err(format!("cannot derive public key: {e}")))?;
-        Ok(SecretKeyFile {
+        let loaded = SecretKeyFile {
             path: path.to_path_buf(),
             key,
             public,
-        })
+        };
+        // A corrupt unencrypted key has no checksum to catch it; a signature that fails
+        // to verify with its own public half does.
+        loaded.sign(b"converge key self-test", "self-test")?;
+        Ok(loaded)
     }
 
     /// The key id as minisign prints it (16 uppercase hex digits).
