@@ -1,5 +1,6 @@
 //! converge: make every server provably match its role.
 
+pub mod bundle;
 pub mod diagnostics;
 pub mod engine;
 pub mod facts;
