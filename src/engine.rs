@@ -36,7 +36,7 @@ pub fn run(plan: &Plan, sys: &System, mode: Mode) -> Report {
         if let Some(&r) = blocked {
             outcome.status = Status::Skipped;
             outcome.error = Some(format!("skipped: {} did not converge", outcomes[r].id));
-            tracing::warn!(resource = %item.id, "skipped: a dependency failed");
+            tracing::info!(resource = %item.id, "skipped: a dependency failed");
         } else {
             let converged = notifier
                 .before(item, host.as_ref())
@@ -57,7 +57,8 @@ pub fn run(plan: &Plan, sys: &System, mode: Mode) -> Report {
                     outcome.change = Some(change);
                 }
                 Err(e) => {
-                    tracing::warn!(resource = %item.id, error = %e, "failed");
+                    // The report carries the error; the log line is for -v and the journal.
+                    tracing::info!(resource = %item.id, error = %e, "failed");
                     outcome.status = Status::Failed;
                     outcome.error = Some(e.to_string());
                 }

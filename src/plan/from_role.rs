@@ -11,7 +11,7 @@ mod packages;
 mod services;
 
 use super::{After, PlanOptions, Planned, Rendered};
-use crate::diagnostics::{Diagnostics, Location};
+use crate::diagnostics::Diagnostics;
 use crate::render::Renderer;
 use crate::resource::absent::AbsentResource;
 use crate::resource::attrs::{parse_mode, Ownership};
@@ -96,6 +96,7 @@ impl<'a> Builder<'a> {
                 content,
                 ownership,
                 sensitive: s.sensitive,
+                managed_ancestor: None,
             };
             let common = Common {
                 offset: spec.span().start,
@@ -105,7 +106,7 @@ impl<'a> Builder<'a> {
                 rendered,
                 notify: &s.notify,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
         for spec in &role.spec.directory {
             let s = spec.get_ref();
@@ -121,6 +122,7 @@ impl<'a> Builder<'a> {
                 ownership,
                 purge: s.purge,
                 keep: BTreeSet::new(),
+                managed_ancestor: None,
             };
             let common = Common {
                 offset: spec.span().start,
@@ -130,7 +132,7 @@ impl<'a> Builder<'a> {
                 rendered: None,
                 notify: &s.notify,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
         for spec in &role.spec.symlink {
             let s = spec.get_ref();
@@ -150,7 +152,7 @@ impl<'a> Builder<'a> {
                 rendered: None,
                 notify: &s.notify,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
         for spec in &role.spec.absent {
             let s = spec.get_ref();
@@ -169,26 +171,19 @@ impl<'a> Builder<'a> {
                 rendered: None,
                 notify: &s.notify,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
         self.services(role);
         self.packages(role);
     }
 
-    fn push(
-        &mut self,
-        role: &Role,
-        common: Common,
-        resource: Box<dyn Managed>,
-        fingerprint: String,
-    ) {
+    fn push(&mut self, role: &Role, common: Common, resource: Box<dyn Managed>) {
         let mut after = Vec::new();
         for edge in common.after {
             match parse_id(edge.get_ref()) {
                 Some(id) => after.push(After {
                     id,
-                    origin: Location::at_offset(&role.file, &role.text, edge.span().start)
-                        .to_string(),
+                    origin: role.location(edge.span().start).to_string(),
                 }),
                 None => self.errors.push(role.error_at(
                     edge.span().start,
@@ -201,7 +196,7 @@ impl<'a> Builder<'a> {
             }
         }
         let notify = self.notify_edges(role, common.notify);
-        let origin = Location::at_offset(&role.file, &role.text, common.offset).to_string();
+        let origin = role.location(common.offset).to_string();
         self.items.push(Planned {
             id: resource.id(),
             resource,
@@ -213,7 +208,6 @@ impl<'a> Builder<'a> {
             implicit_after: common.implicit_after,
             notify,
             requires: Vec::new(),
-            fingerprint,
         });
     }
 

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::render::Renderer;
 use crate::resource::directory::DirectoryResource;
+use crate::resource::file::FileResource;
 use crate::resource::{Managed, ResourceId};
 use crate::role::{RoleSet, SourceTree};
 
@@ -38,8 +39,6 @@ pub struct Planned {
     pub notify: Vec<After>,
     /// Indexes (into the plan) of resources that must converge first.
     pub requires: Vec<usize>,
-    /// The desired state in comparable form: identical declarations in two roles are one.
-    fingerprint: String,
 }
 
 /// An explicit edge to another resource (`after` or `notify`) and where it was written.
@@ -94,6 +93,7 @@ pub fn build(
         return Err(errors);
     }
     fill_purge_keep(&mut items);
+    fill_managed_ancestors(&mut items);
     let items = order::order(items)?;
     Ok(Plan { items })
 }
@@ -121,7 +121,7 @@ fn dedupe_and_detect_conflicts(items: Vec<Planned>, errors: &mut Diagnostics) ->
             continue;
         };
         let a = &mut kept[j];
-        if a.id == item.id && a.fingerprint == item.fingerprint {
+        if a.id == item.id && a.resource.same_as(item.resource.as_ref()) {
             // One resource, declared twice: every role's notify requests still count.
             for n in item.notify {
                 if !a.notify.iter().any(|m| m.id == n.id) {
@@ -141,6 +141,28 @@ fn dedupe_and_detect_conflicts(items: Vec<Planned>, errors: &mut Diagnostics) ->
         )));
     }
     kept
+}
+
+/// Files and directories leave a missing parent to the directory resource that manages it.
+fn fill_managed_ancestors(items: &mut [Planned]) {
+    let dirs: BTreeSet<PathBuf> = items
+        .iter()
+        .filter(|p| p.id.kind == "directory")
+        .filter_map(|p| p.path.clone())
+        .collect();
+    for item in items.iter_mut() {
+        let Some(path) = &item.path else { continue };
+        let Some(nearest) = path.ancestors().skip(1).find(|a| dirs.contains(*a)) else {
+            continue;
+        };
+        let nearest = Some(nearest.to_path_buf());
+        let any = item.resource.as_any_mut();
+        if let Some(f) = any.downcast_mut::<FileResource>() {
+            f.managed_ancestor = nearest;
+        } else if let Some(d) = any.downcast_mut::<DirectoryResource>() {
+            d.managed_ancestor = nearest;
+        }
+    }
 }
 
 /// A purging directory keeps the entries that other resources of the run manage.
@@ -173,8 +195,12 @@ fn fill_purge_keep(items: &mut [Planned]) {
             }
         }
         // Which entries are managed is known only once every role is planned.
-        let mut dir = dir.clone();
-        dir.keep = keep;
-        items[d].resource = Box::new(dir);
+        if let Some(dir) = items[d]
+            .resource
+            .as_any_mut()
+            .downcast_mut::<DirectoryResource>()
+        {
+            dir.keep = keep;
+        }
     }
 }

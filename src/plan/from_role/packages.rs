@@ -60,8 +60,7 @@ impl Builder<'_> {
                 rendered: None,
                 notify: &s.notify,
             };
-            let fingerprint = format!("{r:?}");
-            self.push(role, common, Box::new(r), fingerprint);
+            self.push(role, common, Box::new(r));
         }
     }
 }

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::{Builder, Common, ContentFrom};
-use crate::diagnostics::Location;
 use crate::plan::{After, Rendered};
 use crate::resource::attrs::Ownership;
 use crate::resource::file::FileResource;
@@ -84,8 +83,7 @@ impl Builder<'_> {
                 rendered: None,
                 notify: &[],
             };
-            let fingerprint = format!("{service:?} unit={}", s.unit.is_some());
-            self.push(role, common, Box::new(service), fingerprint);
+            self.push(role, common, Box::new(service));
         }
     }
 
@@ -125,6 +123,7 @@ impl Builder<'_> {
                 ..Ownership::default()
             },
             sensitive: false,
+            managed_ancestor: None,
         };
         let common = Common {
             offset: unit.span().start,
@@ -134,9 +133,8 @@ impl Builder<'_> {
             rendered,
             notify: &[],
         };
-        let fingerprint = format!("{file:?}");
-        self.push(role, common, Box::new(file), fingerprint);
-        let origin = Location::at_offset(&role.file, &role.text, unit.span().start).to_string();
+        self.push(role, common, Box::new(file));
+        let origin = role.location(unit.span().start).to_string();
         if let Some(item) = self.items.last_mut() {
             item.notify.push(After {
                 id: ResourceId::new("service", service.name.clone()),
@@ -157,8 +155,7 @@ impl Builder<'_> {
                         "service",
                         name.strip_suffix(".service").unwrap_or(name),
                     ),
-                    origin: Location::at_offset(&role.file, &role.text, n.span().start)
-                        .to_string(),
+                    origin: role.location(n.span().start).to_string(),
                 }),
                 None => self.errors.push(role.error_at(
                     n.span().start,

@@ -1,0 +1,142 @@
+//! One error type for the whole bundle layer, split into the three kinds a caller acts on.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while publishing or syncing a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// The source string is not a usable `file://`, `http(s)://` URL or path.
+    #[error("invalid source {source_str:?}: {reason}")]
+    InvalidSource {
+        /// The string as given.
+        source_str: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A local filesystem operation failed (state dir, publish output, key file).
+    #[error("{path}: {source}")]
+    Io {
+        /// The path that was being read or written.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The source tree contains something `publish` refuses to ship.
+    #[error("source tree {path}: {reason}")]
+    SourceTree {
+        /// The offending entry.
+        path: PathBuf,
+        /// What is wrong and what was expected instead.
+        reason: String,
+    },
+    /// The server could not be reached or the connection broke before a full answer.
+    #[error("{url}: {reason}")]
+    Unreachable {
+        /// The URL requested.
+        url: String,
+        /// Connect refused, timeout, reset, ...
+        reason: String,
+    },
+    /// The server answered with a status other than 200 (or 304 for the manifest).
+    #[error("{url}: HTTP status {status}, expected 200")]
+    HttpStatus {
+        /// The URL requested.
+        url: String,
+        /// The status received.
+        status: u16,
+    },
+    /// The body ended before the announced or expected length.
+    #[error("{url}: body truncated: {reason}")]
+    Truncated {
+        /// The URL requested.
+        url: String,
+        /// What was expected and what arrived.
+        reason: String,
+    },
+    /// `manifest.json` is not a valid format-1 manifest.
+    #[error("{url}: malformed manifest: {reason}")]
+    ManifestMalformed {
+        /// Where the manifest came from.
+        url: String,
+        /// The first problem found.
+        reason: String,
+    },
+    /// An object's bytes do not match the manifest.
+    #[error("{url} ({path}): content mismatch: expected {expected}, got {actual}")]
+    ObjectMismatch {
+        /// The object URL.
+        url: String,
+        /// The bundle path the object was meant for.
+        path: String,
+        /// sha256/size the manifest promised.
+        expected: String,
+        /// sha256/size that arrived.
+        actual: String,
+    },
+    /// Keys are configured but the source has no `manifest.json.minisig`.
+    #[error("{url}: signature required (trusted keys are configured) but none is published")]
+    SignatureMissing {
+        /// The signature URL.
+        url: String,
+    },
+    /// The signature exists but does not verify with any trusted key.
+    #[error("{url}: signature rejected: {reason}")]
+    SignatureInvalid {
+        /// The signature URL.
+        url: String,
+        /// Unknown key id, bad signature, unparsable file, ...
+        reason: String,
+    },
+    /// A minisign key file could not be loaded or written.
+    #[error("key {path}: {reason}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What went wrong and what was expected.
+        reason: String,
+    },
+    /// The local state dir is inconsistent (e.g. an object on disk no longer matches its name).
+    #[error("state {path}: {reason}")]
+    LocalState {
+        /// The file or dir concerned.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
+}
+
+impl BundleError {
+    /// True when the source answered but what it served cannot be trusted.
+    ///
+    /// Callers alert differently on this: an unreachable source is an outage,
+    /// bad content is a broken publish or tampering.
+    pub fn is_bad_content(&self) -> bool {
+        matches!(
+            self,
+            BundleError::ManifestMalformed { .. }
+                | BundleError::ObjectMismatch { .. }
+                | BundleError::SignatureMissing { .. }
+                | BundleError::SignatureInvalid { .. }
+        )
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        BundleError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Attach a path to an `io::Result`, so every local error names the file concerned.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, BundleError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, BundleError> {
+        self.map_err(|e| BundleError::io(path, e))
+    }
+}
