@@ -119,7 +119,7 @@ fn service_from_template_starts_and_restarts_only_when_its_config_changes() {
 
     // Check on a fresh host: everything pending, nothing touched.
     let out = expect(&converge_in(&ct, &bin, "check", &[]), 2);
-    assert!(out.contains("enabled: not-found → enabled"), "{out}");
+    assert!(out.contains("enabled: disabled → enabled"), "{out}");
     assert!(out.contains("state: inactive → running"), "{out}");
     assert!(
         out.contains("no restart of service:hello: would be started in this run"),
@@ -344,26 +344,40 @@ masked = true
 "#,
         )],
     );
-    let run = |mode: &str| {
+    let run = |mode: &str, format: &str| {
         Command::new(BIN)
-            .args([mode, "--color", "never", "--role", "svc", "--source"])
+            .args([
+                mode, "--color", "never", "--role", "svc", "--format", format,
+            ])
+            .arg("--source")
             .arg(src.path())
             .arg("--root")
             .arg(ch.path())
             .output()
             .unwrap()
     };
-    let out = expect(&run("check"), 2);
-    assert!(out.contains("enabled: not-found → enabled"), "{out}");
+    let json = |out: Output, want: i32| -> serde_json::Value {
+        serde_json::from_str(&expect(&out, want)).unwrap()
+    };
+    let check = json(run("check", "json"), 2);
     assert!(!ch.path().join("etc/systemd/system/hello.service").exists());
+    let apply = json(run("apply", "json"), 2);
+    // The promise: apply makes exactly the changes check printed, record for record.
+    let changes = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+        r["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| serde_json::json!([o["id"], o["change"]]))
+            .collect()
+    };
+    assert_eq!(changes(&check), changes(&apply));
+    assert_eq!(apply["notifications"][0]["status"], "not_needed");
 
-    let out = expect(&run("apply"), 2);
+    let out = expect(&run("check", "human"), 0);
+    assert!(out.contains("0 would change, 0 failed"), "{out}");
     assert!(
         out.contains(r#"note: service:hello: state = "running" is not managed under --root"#),
-        "{out}"
-    );
-    assert!(
-        out.contains("no restart of service:hello: converging a tree (--root)"),
         "{out}"
     );
     let etc = ch.path().join("etc/systemd/system");
@@ -375,9 +389,6 @@ masked = true
         fs::read_link(etc.join("nginx.service")).unwrap(),
         Path::new("/dev/null")
     );
-
-    let out = expect(&run("check"), 0);
-    assert!(out.contains("0 would change, 0 failed"), "{out}");
 }
 
 #[test]
@@ -501,4 +512,39 @@ fn a_file_declared_in_two_roles_keeps_the_notify_of_either() {
     assert_eq!(n["service"], "service:web", "{report:#}");
     assert_eq!(n["notified_by"][0], "file:/etc/x.conf", "{report:#}");
     assert_eq!(n["status"], "not_needed", "{report:#}");
+}
+
+#[test]
+fn a_unit_nothing_provides_fails_in_check_as_in_apply() {
+    let src = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    write_source(
+        src.path(),
+        &[(
+            "roles/svc.toml",
+            "[[service]]\nname = \"nope\"\nenabled = true\n\n[[service]]\nname = \"premasked\"\nmasked = true\n",
+        )],
+    );
+    for mode in ["check", "apply"] {
+        let out = Command::new(BIN)
+            .args([mode, "--color", "never", "--role", "svc", "--source"])
+            .arg(src.path())
+            .arg("--root")
+            .arg(root.path())
+            .output()
+            .unwrap();
+        let text = expect(&out, 6);
+        assert!(
+            text.contains(
+                "unit nope.service not found: no unit file, and nothing in this run provides one"
+            ),
+            "{text}"
+        );
+        // Masking a unit before its package arrives is fine: nothing needs it to exist.
+        assert!(text.contains("masked: false → true"), "{text}");
+    }
+    assert_eq!(
+        fs::read_link(root.path().join("etc/systemd/system/premasked.service")).unwrap(),
+        Path::new("/dev/null")
+    );
 }

@@ -2,6 +2,7 @@
 
 mod from_role;
 mod order;
+mod units;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Component, PathBuf};
@@ -94,6 +95,7 @@ pub fn build(
     }
     fill_purge_keep(&mut items);
     fill_managed_ancestors(&mut items);
+    units::fill_unit_providers(&mut items);
     let items = order::order(items)?;
     Ok(Plan { items })
 }

@@ -88,10 +88,13 @@ pub enum ResourceError {
         missing: PathBuf,
     },
     /// systemd has no unit file of this name.
-    #[error(
-        "unit {0} not found: no unit file (give the service a unit, or install its package first)"
-    )]
-    UnitNotFound(String),
+    #[error("unit {unit} not found: {hint}")]
+    UnitNotFound {
+        /// The unit, e.g. `app.service`.
+        unit: String,
+        /// Where it was expected to come from, or how to provide it.
+        hint: String,
+    },
     /// A pinned version that no configured archive offers.
     #[error("package {name}: version {version} not found in the archives (available: {available}); nothing was changed")]
     PackageVersionNotFound {

@@ -35,6 +35,8 @@ pub struct ServiceResource {
     pub state: Option<RunState>,
     /// Reload rather than restart when notified.
     pub reload_on_notify: bool,
+    /// The resource of this run that provides the unit file (filled in by the plan).
+    pub unit_provider: Option<ResourceId>,
 }
 
 /// What a service resource finds.
@@ -55,6 +57,11 @@ impl ServiceResource {
         self.masked.or_else(|| {
             (self.enabled == Some(true) || self.state == Some(RunState::Running)).then_some(false)
         })
+    }
+
+    /// Whether the role needs the unit to exist: enabling or starting it.
+    fn needs_unit(&self, live: bool) -> bool {
+        self.enabled == Some(true) || (live && self.state == Some(RunState::Running))
     }
 
     /// Whether `change` (this resource's own) starts the unit, so a notified restart is moot.
@@ -89,18 +96,22 @@ impl Resource for ServiceResource {
     }
 
     fn observe(&self, sys: &System) -> Result<ServiceLive, ResourceError> {
-        Ok(ServiceLive {
-            status: sys.unit_status(&self.unit())?,
-        })
+        let status = sys.unit_status(&self.unit())?;
+        // A unit nothing in this run will create fails now, so check does not promise an
+        // enable or start that apply cannot do.
+        if status.not_found() && self.needs_unit(sys.is_live()) && self.unit_provider.is_none() {
+            return Err(ResourceError::UnitNotFound {
+                unit: self.unit(),
+                hint: "no unit file, and nothing in this run provides one (give the service a \
+                       `unit`, or declare the package that ships it and name it in `after`)"
+                    .into(),
+            });
+        }
+        Ok(ServiceLive { status })
     }
 
     fn diff(&self, live: &ServiceLive) -> Option<Change> {
         let st = &live.status;
-        let file_state = if st.not_found() {
-            "not-found"
-        } else {
-            st.file_state.as_str()
-        };
         let mut fields = Vec::new();
         let masked = is_masked(st);
         if let Some(want) = self.want_masked() {
@@ -113,16 +124,19 @@ impl Resource for ServiceResource {
             }
         }
         if let Some(want) = self.enabled {
-            let now = if masked {
+            // A unit this run has yet to create counts as disabled, which is what apply will
+            // find once it exists, so check and apply print the same record.
+            let now = if masked || st.not_found() {
                 Some(false)
             } else {
-                is_enabled(file_state)
+                is_enabled(&st.file_state)
             };
-            if now.is_some_and(|now| now != want) {
+            if let Some(now) = now.filter(|now| *now != want) {
+                let name = |on: bool| if on { "enabled" } else { "disabled" }.to_owned();
                 fields.push(FieldChange::new(
                     "enabled",
-                    Some(file_state.to_owned()),
-                    Some(if want { "enabled" } else { "disabled" }.to_owned()),
+                    Some(name(now)),
+                    Some(name(want)),
                 ));
             }
         }
@@ -146,7 +160,14 @@ impl Resource for ServiceResource {
     fn apply(&self, host: &Host, live: &ServiceLive, change: &Change) -> Result<(), ResourceError> {
         let needs_unit = self.enabled == Some(true) || Self::starts(change);
         if live.status.not_found() && needs_unit {
-            return Err(ResourceError::UnitNotFound(self.unit()));
+            let from = self.unit_provider.as_ref();
+            return Err(ResourceError::UnitNotFound {
+                unit: self.unit(),
+                hint: match from {
+                    Some(id) => format!("{id} converged but did not provide it"),
+                    None => "no unit file".into(),
+                },
+            });
         }
         let unit = self.unit();
         // Unmask before enable/start can work; mask last, after disable/stop.
@@ -207,6 +228,7 @@ mod tests {
             masked: None,
             state: Some(RunState::Running),
             reload_on_notify: false,
+            unit_provider: None,
         }
     }
 

@@ -13,7 +13,7 @@ use super::command::{self, tool};
 use super::{Host, System, SystemError};
 
 /// Directories whose unit files systemd only rereads on `daemon-reload`.
-const UNIT_DIRS: &[&str] = &[
+pub const UNIT_DIRS: &[&str] = &[
     "/etc/systemd/system",
     "/run/systemd/system",
     "/lib/systemd/system",

@@ -66,6 +66,7 @@ impl Builder<'_> {
                     ServiceState::Stopped => RunState::Stopped,
                 }),
                 reload_on_notify: s.reload_on_notify,
+                unit_provider: None,
             };
             let unit_path = PathBuf::from(format!("{UNIT_DIR}/{name}.service"));
             if let Some(unit) = &s.unit {
