@@ -218,7 +218,7 @@ fn service_from_template_starts_and_restarts_only_when_its_config_changes() {
     let out = expect(&converge_in(&ct, &bin, "apply", &[]), 6);
     assert!(out.contains("! service:broken"), "{out}");
     assert!(
-        out.contains("start -- broken.service failed (exit 1)"),
+        out.contains("start -- broken.service: exit status: 1: Job for broken.service failed"),
         "{out}"
     );
 }

@@ -38,19 +38,16 @@ pub fn run(cmd: &mut Command) -> Result<String, SystemError> {
 
 /// The error for a command that ran and failed.
 pub fn failed(cmd: &Command, out: &Output) -> SystemError {
+    // apt and systemctl explain on stderr; a few tools only on stdout.
     let mut text = String::from_utf8_lossy(&out.stderr).trim().to_owned();
     if text.is_empty() {
         text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     }
-    // The last lines say why; apt and systemctl print progress before them.
+    // The last lines say why; apt prints progress before them.
     let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(6)..].join("\n");
     SystemError::Command {
         command: describe(cmd),
-        status: out
-            .status
-            .code()
-            .map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit {c}")),
-        output: tail,
+        status: out.status.to_string(),
+        stderr: lines[lines.len().saturating_sub(6)..].join("\n"),
     }
 }
