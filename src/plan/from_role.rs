@@ -48,8 +48,6 @@ struct Common<'s> {
     after: &'s [Spanned<String>],
     implicit_after: Vec<ResourceId>,
     rendered: Option<Rendered>,
-    /// `notify = [...]` as written.
-    notify: &'s [Spanned<String>],
 }
 
 impl<'a> Builder<'a> {
@@ -104,9 +102,9 @@ impl<'a> Builder<'a> {
                 after: &s.after,
                 implicit_after,
                 rendered,
-                notify: &s.notify,
             };
             self.push(role, common, Box::new(r));
+            self.notify_last(role, &s.notify);
         }
         for spec in &role.spec.directory {
             let s = spec.get_ref();
@@ -130,9 +128,9 @@ impl<'a> Builder<'a> {
                 after: &s.after,
                 implicit_after,
                 rendered: None,
-                notify: &s.notify,
             };
             self.push(role, common, Box::new(r));
+            self.notify_last(role, &s.notify);
         }
         for spec in &role.spec.symlink {
             let s = spec.get_ref();
@@ -150,9 +148,9 @@ impl<'a> Builder<'a> {
                 after: &s.after,
                 implicit_after: Vec::new(),
                 rendered: None,
-                notify: &s.notify,
             };
             self.push(role, common, Box::new(r));
+            self.notify_last(role, &s.notify);
         }
         for spec in &role.spec.absent {
             let s = spec.get_ref();
@@ -169,9 +167,9 @@ impl<'a> Builder<'a> {
                 after: &s.after,
                 implicit_after: Vec::new(),
                 rendered: None,
-                notify: &s.notify,
             };
             self.push(role, common, Box::new(r));
+            self.notify_last(role, &s.notify);
         }
         self.services(role);
         self.packages(role);
@@ -195,7 +193,6 @@ impl<'a> Builder<'a> {
                 )),
             }
         }
-        let notify = self.notify_edges(role, common.notify);
         let origin = role.location(common.offset).to_string();
         self.items.push(Planned {
             id: resource.id(),
@@ -206,7 +203,7 @@ impl<'a> Builder<'a> {
             path: common.path,
             after,
             implicit_after: common.implicit_after,
-            notify,
+            notify: Vec::new(),
             requires: Vec::new(),
         });
     }

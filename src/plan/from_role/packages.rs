@@ -58,9 +58,9 @@ impl Builder<'_> {
                 after: &s.after,
                 implicit_after: Vec::new(),
                 rendered: None,
-                notify: &s.notify,
             };
             self.push(role, common, Box::new(r));
+            self.notify_last(role, &s.notify);
         }
     }
 }

@@ -82,7 +82,6 @@ impl Builder<'_> {
                     ResourceId::new("file", unit_path.to_string_lossy()),
                 ],
                 rendered: None,
-                notify: &[],
             };
             self.push(role, common, Box::new(service));
         }
@@ -132,7 +131,6 @@ impl Builder<'_> {
             after: &[],
             implicit_after: Vec::new(),
             rendered,
-            notify: &[],
         };
         self.push(role, common, Box::new(file));
         let origin = role.location(unit.span().start).to_string();
@@ -144,18 +142,15 @@ impl Builder<'_> {
         }
     }
 
-    /// `notify = ["service:nginx"]` → edges; only services can be notified.
-    pub(super) fn notify_edges(&mut self, role: &Role, notify: &[Spanned<String>]) -> Vec<After> {
+    /// `notify = ["service:nginx"]` on the resource just pushed; only services can be notified.
+    pub(super) fn notify_last(&mut self, role: &Role, notify: &[Spanned<String>]) {
         let mut edges = Vec::new();
         for n in notify {
             let text = n.get_ref();
             let name = text.strip_prefix("service:").filter(|n| !n.is_empty());
             match name {
                 Some(name) => edges.push(After {
-                    id: ResourceId::new(
-                        "service",
-                        name.strip_suffix(".service").unwrap_or(name),
-                    ),
+                    id: ResourceId::new("service", name.strip_suffix(".service").unwrap_or(name)),
                     origin: role.location(n.span().start).to_string(),
                 }),
                 None => self.errors.push(role.error_at(
@@ -166,7 +161,9 @@ impl Builder<'_> {
                 )),
             }
         }
-        edges
+        if let Some(item) = self.items.last_mut() {
+            item.notify.extend(edges);
+        }
     }
 
     /// A unit name without `.service`, checked so it can never be read as a systemctl option.
