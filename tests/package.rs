@@ -112,6 +112,7 @@ fn pinned_package_is_installed_held_and_pulled_back_after_drift() {
     ]);
     assert_eq!(s.installed().as_deref(), Some("2.0-1"));
     let out = s.expect("check", 2);
+    insta::assert_snapshot!("drift_check", out);
     assert!(out.contains("version: 2.0-1 → 1.0-1"), "{out}");
     // apt drops the hold of a package it was told to move.
     assert!(out.contains("hold: not held → held"), "{out}");

@@ -159,6 +159,7 @@ fn service_from_template_starts_and_restarts_only_when_its_config_changes() {
         out.contains("would restart service:hello (notified by file:/etc/hello.conf)"),
         "{out}"
     );
+    insta::assert_snapshot!("restart_pending_check", out);
     assert_eq!(main_pid(&ct, "hello"), first);
 
     let out = expect(&converge_in(&ct, &bin, "apply", &bye), 2);
@@ -359,6 +360,7 @@ masked = true
     let json = |out: Output, want: i32| -> serde_json::Value {
         serde_json::from_str(&expect(&out, want)).unwrap()
     };
+    insta::assert_snapshot!("offline_fresh_check", expect(&run("check", "human"), 2));
     let check = json(run("check", "json"), 2);
     assert!(!ch.path().join("etc/systemd/system/hello.service").exists());
     let apply = json(run("apply", "json"), 2);
