@@ -64,13 +64,18 @@ impl Resource for PackageResource {
             Ensure::Installed(None) if status.installed.is_some() => status.installed.clone(),
             Ensure::Installed(None) | Ensure::Latest => match sys.candidate_version(&self.name)? {
                 Some(candidate) => {
-                    if self.ensure == Ensure::Latest
-                        && status.held
-                        && status.installed.as_ref() != Some(&candidate)
-                    {
+                    // "latest" only ever upgrades: a newer local build stays.
+                    let upgrade = match &status.installed {
+                        Some(installed) => sys.version_is_newer(&candidate, installed)?,
+                        None => true,
+                    };
+                    if !upgrade {
+                        status.installed.clone()
+                    } else if self.ensure == Ensure::Latest && status.held {
                         return Err(ResourceError::PackageHeld(self.name.clone()));
+                    } else {
+                        Some(candidate)
                     }
-                    Some(candidate)
                 }
                 None if status.installed.is_some() => status.installed.clone(),
                 None => return Err(ResourceError::PackageNotFound(self.name.clone())),

@@ -61,6 +61,18 @@ impl System {
         Ok(parse_madison(&String::from_utf8_lossy(&out.stdout), name))
     }
 
+    /// Whether Debian version `a` sorts after `b` (`dpkg --compare-versions a gt b`).
+    pub fn version_is_newer(&self, a: &str, b: &str) -> Result<bool, SystemError> {
+        let mut cmd = self.package_tool("dpkg");
+        cmd.args(["--compare-versions", a, "gt", b]);
+        let out = command::output(&mut cmd)?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(command::failed(&cmd, &out)),
+        }
+    }
+
     /// The version `apt-get install NAME` would pick, if any archive has the package.
     pub fn candidate_version(&self, name: &str) -> Result<Option<String>, SystemError> {
         let mut cmd = self.package_tool("apt-cache");
