@@ -88,7 +88,22 @@ pub fn publish(
         None => {}
     }
     if !unchanged {
-        fsutil::write_atomic(&manifest_path, &bytes, 0o644)?;
+        // Static servers derive ETags from mtime (in seconds) and size, as nginx does: a
+        // second publish within the same second could keep the old ETag, and hosts would get
+        // 304 for a manifest they do not have. Manifest mtimes therefore strictly increase.
+        let now = std::time::SystemTime::now();
+        let mtime = fs::metadata(&manifest_path)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(|old| {
+                let next = old + std::time::Duration::from_secs(1);
+                if now >= next {
+                    now
+                } else {
+                    next
+                }
+            });
+        fsutil::write_atomic_at(&manifest_path, &bytes, 0o644, mtime)?;
     }
     let id = hex::encode(Sha256::digest(&bytes));
     tracing::info!(
