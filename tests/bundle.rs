@@ -286,6 +286,20 @@ fn an_oversized_object_is_refused_without_reading_it_all() {
 }
 
 #[test]
+fn an_endless_manifest_is_refused_at_the_size_limit() {
+    let s = Scenario::new();
+    let server = TestServer::serve(&s.out());
+    let (good, files) = synced_then_republished(&s, &server);
+    server.fault("/manifest.json", Fault::Body(vec![b' '; 17 << 20]));
+    let o = sync(&http(&server), &s.state(), &fast_opts(vec![])).unwrap();
+    assert!(
+        refused_reason(&o).contains("larger than the 16777216-byte limit"),
+        "{o:?}"
+    );
+    assert_kept_last_known_good(&s, &good, &files, &o);
+}
+
+#[test]
 fn a_missing_object_is_stale() {
     let s = Scenario::new();
     let server = TestServer::serve(&s.out());
@@ -409,6 +423,13 @@ fn publish_refuses_what_it_cannot_ship_safely() {
         "unexpected top-level entry",
     );
     check(&|s| s.write("README.md", ""), "unexpected top-level entry");
+    check(
+        &|s| {
+            fs::rename(s.src().join("files"), s.tmp.path().join("elsewhere")).unwrap();
+            std::os::unix::fs::symlink("../elsewhere", s.src().join("files")).unwrap()
+        },
+        "must be a real directory",
+    );
     check(
         &|s| std::os::unix::fs::symlink("/etc/passwd", s.src().join("files/passwd")).unwrap(),
         "symlink to absolute path /etc/passwd",

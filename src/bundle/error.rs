@@ -63,6 +63,14 @@ pub enum BundleError {
         /// The first problem found.
         reason: String,
     },
+    /// A manifest or signature is larger than any real one could be.
+    #[error("{url}: larger than the {limit}-byte limit")]
+    TooLarge {
+        /// The URL or path read.
+        url: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// An object's bytes do not match the manifest.
     #[error("{url} ({path}): content mismatch: expected {expected}, got {actual}")]
     ObjectMismatch {
@@ -116,6 +124,7 @@ impl BundleError {
         matches!(
             self,
             BundleError::ManifestMalformed { .. }
+                | BundleError::TooLarge { .. }
                 | BundleError::ObjectMismatch { .. }
                 | BundleError::SignatureMissing { .. }
                 | BundleError::SignatureInvalid { .. }

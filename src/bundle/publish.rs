@@ -120,7 +120,13 @@ fn collect_tree(src: &Path) -> Result<BTreeMap<String, PathBuf>, BundleError> {
             continue;
         }
         let meta = fs::symlink_metadata(&entry).at(&entry)?;
-        if TOP_LEVEL_DIRS.contains(&name.as_str()) && meta.is_dir() {
+        if TOP_LEVEL_DIRS.contains(&name.as_str()) {
+            if !meta.is_dir() {
+                return Err(BundleError::SourceTree {
+                    path: entry,
+                    reason: "must be a real directory (not a file or a symlink)".into(),
+                });
+            }
             walk(&root, &entry, &name, &mut out)?;
         } else if TOP_LEVEL_FILES.contains(&name.as_str()) {
             add_file(&root, &entry, name, &mut out)?;

@@ -44,7 +44,7 @@ pub struct Request {
 
 struct Shared {
     root: PathBuf,
-    faults: Mutex<Vec<(String, Fault)>>,
+    faults: Mutex<Vec<(String, Fault, Option<usize>)>>,
     log: Mutex<Vec<Request>>,
     served: AtomicUsize,
     stop: AtomicBool,
@@ -96,11 +96,20 @@ impl TestServer {
     /// Apply `fault` to requests for `path` (e.g. `/manifest.json`, or `/objects/*` for a
     /// prefix) until cleared.
     pub fn fault(&self, path: &str, fault: Fault) {
+        self.add_fault(path, fault, None);
+    }
+
+    /// Apply `fault` to the next `times` requests for `path` only.
+    pub fn fault_times(&self, path: &str, fault: Fault, times: usize) {
+        self.add_fault(path, fault, Some(times));
+    }
+
+    fn add_fault(&self, path: &str, fault: Fault, times: Option<usize>) {
         self.shared
             .faults
             .lock()
             .unwrap()
-            .push((path.to_string(), fault));
+            .push((path.to_string(), fault, times));
     }
 
     /// Remove all faults.
@@ -166,22 +175,32 @@ fn handle(conn: TcpStream, s: &Shared) {
             return;
         }
         s.served.fetch_add(1, Ordering::SeqCst);
-        let fault = s
-            .faults
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(p, _)| match p.strip_suffix('*') {
-                Some(prefix) => path.starts_with(prefix),
-                None => *p == path,
-            })
-            .map(|(_, f)| f.clone());
+        let fault = take_fault(s, &path);
         let keep_going = respond(&mut out, s, &path, if_none_match, fault);
         if !keep_going {
             let _ = out.shutdown(Shutdown::Both);
             return;
         }
     }
+}
+
+/// The fault for `path`, if any, using up one of a counted fault's requests.
+fn take_fault(s: &Shared, path: &str) -> Option<Fault> {
+    let mut faults = s.faults.lock().unwrap();
+    let i = faults
+        .iter()
+        .position(|(p, _, _)| match p.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => p == path,
+        })?;
+    let fault = faults[i].1.clone();
+    if let Some(n) = &mut faults[i].2 {
+        *n -= 1;
+        if *n == 0 {
+            faults.remove(i);
+        }
+    }
+    Some(fault)
 }
 
 /// Write one response; false when the connection must be closed.

@@ -63,12 +63,24 @@ fn signatures_are_required_and_verified_when_keys_are_configured() {
     let mut tampered = fs::read(s.out().join("manifest.json")).unwrap();
     tampered.extend_from_slice(b" ");
     server.fault("/manifest.json", Fault::Body(tampered));
+    server.take_requests();
     let r = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
     assert!(
         refused_reason(&r).contains("Signature verification failed"),
         "{r:?}"
     );
     assert_kept_last_known_good(&s, &o, &good_files, &r);
+    let paths: Vec<String> = server.take_requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/manifest.json",
+            "/manifest.json.minisig",
+            "/manifest.json",
+            "/manifest.json.minisig"
+        ],
+        "one re-read before refusing"
+    );
 
     // Garbage in the signature file.
     server.clear_faults();
@@ -231,5 +243,34 @@ fn generated_keys_use_the_stock_file_formats_and_are_never_overwritten() {
         err.to_string()
             .contains("already exists; refusing to overwrite"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_poll_racing_a_publish_rereads_instead_of_refusing() {
+    let s = Scenario::new();
+    let keys = generate_keypair(s.tmp.path()).unwrap();
+    let signer = SecretKeyFile::load_with_password(&keys.secret, None).unwrap();
+    let trusted = vec![TrustedKey::from_file(&keys.public).unwrap()];
+    publish(&s.src(), &s.out(), Some(&signer)).unwrap();
+    let server = TestServer::serve(&s.out());
+    sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
+    let old_manifest = fs::read(s.out().join("manifest.json")).unwrap();
+
+    s.write("files/motd", "v2\n");
+    publish(&s.src(), &s.out(), Some(&signer)).unwrap();
+    // The first read sees the old manifest next to the new signature, as a poll landing
+    // between publish's two renames would. A host with no ETag state asks unconditionally.
+    fs::remove_file(s.state().join("sync.json")).unwrap();
+    server.take_requests();
+    server.fault_times("/manifest.json", Fault::Body(old_manifest), 1);
+    let o = sync(&http(&server), &s.state(), &fast_opts(trusted)).unwrap();
+    assert_eq!(o.freshness, Freshness::Fresh { fetched_objects: 1 });
+    expect_source_tree(&s, &o);
+    let paths: Vec<String> = server.take_requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths.len(),
+        5,
+        "manifest, sig, manifest, sig, one object: {paths:?}"
     );
 }
