@@ -42,6 +42,9 @@ pub fn publish(
     let files = collect_tree(src)?;
     let objects_dir = out.join(OBJECTS_DIR);
     fsutil::ensure_dir(&objects_dir, 0o755)?;
+    // Temp files of a publish that was killed; never referenced, so safe to drop.
+    fsutil::sweep_temps(out)?;
+    fsutil::sweep_temps(&objects_dir)?;
 
     let mut entries = BTreeMap::new();
     let mut new_objects = 0;

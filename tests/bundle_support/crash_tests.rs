@@ -17,7 +17,7 @@ use converge::bundle::{publish, sync, Freshness, Manifest, Source};
 const URL_ENV: &str = "CONVERGE_CRASH_TEST_URL";
 const STATE_ENV: &str = "CONVERGE_CRASH_TEST_STATE";
 const FILES: usize = 40;
-const KILLS: u64 = 24;
+const KILLS: u64 = 16;
 
 /// Not a test on its own: the child process of `kill_9_during_sync_never_breaks_current`.
 #[test]
@@ -65,7 +65,7 @@ fn kill_9_during_sync_never_breaks_current() {
         // The last round waits long enough to finish even on a slow machine, so the
         // "some sync completed" guard below cannot flake.
         let delay = if round + 1 == KILLS {
-            Duration::from_secs(3)
+            Duration::from_secs(2)
         } else {
             Duration::from_millis(10 + (round * 53) % 400)
         };
