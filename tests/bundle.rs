@@ -113,6 +113,13 @@ fn first_sync_fetches_everything_and_an_unchanged_poll_is_one_304() {
     assert_eq!(reqs[0].path, "/manifest.json");
     assert!(reqs.iter().all(|r| r.status == 200));
     assert!(reqs.iter().skip(1).all(|r| r.path.starts_with("/objects/")));
+    // One kept-alive connection for the whole sync, and an agent that says who it is.
+    assert!(
+        reqs.iter().all(|r| r.connection == reqs[0].connection),
+        "{reqs:?}"
+    );
+    let ua = reqs[0].user_agent.as_deref().unwrap();
+    assert!(ua.starts_with("converge/"), "{ua}");
 
     let second = sync(&http(&server), &s.state(), &fast_opts(vec![])).unwrap();
     assert_eq!(second.freshness, Freshness::Unchanged);

@@ -39,6 +39,9 @@ pub enum Fault {
 pub struct Request {
     pub path: String,
     pub if_none_match: Option<String>,
+    pub user_agent: Option<String>,
+    /// Which TCP connection carried it (numbered in accept order), to check keep-alive.
+    pub connection: usize,
     pub status: u16,
 }
 
@@ -71,14 +74,14 @@ impl TestServer {
         });
         let s = shared.clone();
         let accept = thread::spawn(move || {
-            for conn in listener.incoming() {
+            for (n, conn) in listener.incoming().enumerate() {
                 if s.stop.load(Ordering::SeqCst) || s.served.load(Ordering::SeqCst) >= MAX_REQUESTS
                 {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
                 let s = s.clone();
-                thread::spawn(move || handle(conn, &s));
+                thread::spawn(move || handle(conn, n, &s));
             }
         });
         TestServer {
@@ -142,7 +145,7 @@ pub fn closed_port_url() -> String {
     format!("http://{addr}/")
 }
 
-fn handle(conn: TcpStream, s: &Shared) {
+fn handle(conn: TcpStream, connection: usize, s: &Shared) {
     conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
     // Head and body go out in separate writes; without this, Nagle plus the client's
     // delayed ACK adds 40 ms to every response.
@@ -154,8 +157,13 @@ fn handle(conn: TcpStream, s: &Shared) {
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
-        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let mut if_none_match = None;
+        let mut req = Request {
+            path: line.split_whitespace().nth(1).unwrap_or("/").to_string(),
+            if_none_match: None,
+            user_agent: None,
+            connection,
+            status: 0,
+        };
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 {
@@ -167,7 +175,9 @@ fn handle(conn: TcpStream, s: &Shared) {
             }
             if let Some((k, v)) = h.split_once(':') {
                 if k.eq_ignore_ascii_case("if-none-match") {
-                    if_none_match = Some(v.trim().to_string());
+                    req.if_none_match = Some(v.trim().to_string());
+                } else if k.eq_ignore_ascii_case("user-agent") {
+                    req.user_agent = Some(v.trim().to_string());
                 }
             }
         }
@@ -175,8 +185,8 @@ fn handle(conn: TcpStream, s: &Shared) {
             return;
         }
         s.served.fetch_add(1, Ordering::SeqCst);
-        let fault = take_fault(s, &path);
-        let keep_going = respond(&mut out, s, &path, if_none_match, fault);
+        let fault = take_fault(s, &req.path);
+        let keep_going = respond(&mut out, s, req, fault);
         if !keep_going {
             let _ = out.shutdown(Shutdown::Both);
             return;
@@ -204,18 +214,13 @@ fn take_fault(s: &Shared, path: &str) -> Option<Fault> {
 }
 
 /// Write one response; false when the connection must be closed.
-fn respond(
-    out: &mut TcpStream,
-    s: &Shared,
-    path: &str,
-    if_none_match: Option<String>,
-    fault: Option<Fault>,
-) -> bool {
+fn respond(out: &mut TcpStream, s: &Shared, req: Request, fault: Option<Fault>) -> bool {
+    let path = req.path.as_str();
+    let if_none_match = req.if_none_match.clone();
     let log = |status: u16| {
         s.log.lock().unwrap().push(Request {
-            path: path.to_string(),
-            if_none_match: if_none_match.clone(),
             status,
+            ..req.clone()
         })
     };
     if let Some(Fault::Delay(d)) = &fault {
