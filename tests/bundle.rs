@@ -474,3 +474,33 @@ fn publish_follows_inner_relative_symlinks_and_skips_hidden_top_level_entries() 
     assert_eq!(files["files/skel/.bashrc"], b"alias ll='ls -l'\n");
     assert!(!files.keys().any(|k| k.starts_with(".git")));
 }
+
+#[test]
+fn concurrent_syncs_of_one_state_dir_serialise_on_the_lock() {
+    let s = Scenario::new();
+    let published = publish(&s.src(), &s.out(), None).unwrap();
+    let server = TestServer::serve(&s.out());
+    let source = http(&server);
+    let outcomes: Vec<SyncOutcome> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| sync(&source, &s.state(), &fast_opts(vec![])).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(outcomes.iter().all(|o| o.id == published.id));
+    let fresh = outcomes
+        .iter()
+        .filter(|o| matches!(o.freshness, Freshness::Fresh { .. }))
+        .count();
+    assert_eq!(fresh, 1, "{outcomes:?}");
+    assert_eq!(
+        server
+            .take_requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/objects/"))
+            .count(),
+        SAMPLE_OBJECTS,
+        "each object downloaded once"
+    );
+    expect_source_tree(&s, &outcomes[0]);
+}
