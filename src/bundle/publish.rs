@@ -42,6 +42,9 @@ pub fn publish(
     let files = collect_tree(src)?;
     let objects_dir = out.join(OBJECTS_DIR);
     fsutil::ensure_dir(&objects_dir, 0o755)?;
+    // Temp files of a publish that was killed; never referenced, so safe to drop.
+    fsutil::sweep_temps(out)?;
+    fsutil::sweep_temps(&objects_dir)?;
 
     let mut entries = BTreeMap::new();
     let mut new_objects = 0;
@@ -135,7 +138,13 @@ fn collect_tree(src: &Path) -> Result<BTreeMap<String, PathBuf>, BundleError> {
             continue;
         }
         let meta = fs::symlink_metadata(&entry).at(&entry)?;
-        if TOP_LEVEL_DIRS.contains(&name.as_str()) && meta.is_dir() {
+        if TOP_LEVEL_DIRS.contains(&name.as_str()) {
+            if !meta.is_dir() {
+                return Err(BundleError::SourceTree {
+                    path: entry,
+                    reason: "must be a real directory (not a file or a symlink)".into(),
+                });
+            }
             walk(&root, &entry, &name, &mut out)?;
         } else if TOP_LEVEL_FILES.contains(&name.as_str()) {
             add_file(&root, &entry, name, &mut out)?;
