@@ -416,6 +416,20 @@ fn leftovers_of_a_killed_sync_are_swept_and_current_stays_complete() {
 }
 
 #[test]
+fn publish_leaves_out_what_is_not_part_of_a_bundle() {
+    let s = Scenario::new();
+    s.write("README.md", "# config repo\n");
+    s.write("ci/pipeline.yml", "steps: []\n");
+    publish(&s.src(), &s.out(), None).unwrap();
+    let manifest = fs::read_to_string(s.out().join("manifest.json")).unwrap();
+    assert!(manifest.contains("roles/web.toml"), "{manifest}");
+    assert!(
+        !manifest.contains("README") && !manifest.contains("ci/"),
+        "{manifest}"
+    );
+}
+
+#[test]
 fn publish_refuses_what_it_cannot_ship_safely() {
     let check = |setup: &dyn Fn(&Scenario), why: &str| {
         let s = Scenario::new();
@@ -426,10 +440,9 @@ fn publish_refuses_what_it_cannot_ship_safely() {
         assert!(!s.out().join("manifest.json").exists());
     };
     check(
-        &|s| s.write("role/typo.toml", ""),
-        "unexpected top-level entry",
+        &|s| fs::rename(s.src().join("roles"), s.src().join("role")).unwrap(),
+        "has no roles/ directory",
     );
-    check(&|s| s.write("README.md", ""), "unexpected top-level entry");
     check(
         &|s| {
             fs::rename(s.src().join("files"), s.tmp.path().join("elsewhere")).unwrap();

@@ -173,10 +173,10 @@ mod tests {
             ),
             (
                 BundleError::SourceTree {
-                    path: "/src/README.md".into(),
-                    reason: "unexpected top-level entry".into(),
+                    path: "/src".into(),
+                    reason: "has no roles/ directory".into(),
                 },
-                "source tree /src/README.md: unexpected top-level entry",
+                "source tree /src: has no roles/ directory",
                 false,
             ),
             (

@@ -130,6 +130,12 @@ pub fn publish(
 /// Bundle path → file to read, sorted, after applying the strictness rules.
 fn collect_tree(src: &Path) -> Result<BTreeMap<String, PathBuf>, BundleError> {
     let root = src.canonicalize().at(src)?;
+    if !root.join("roles").is_dir() {
+        return Err(BundleError::SourceTree {
+            path: root,
+            reason: "has no roles/ directory".into(),
+        });
+    }
     let mut out = BTreeMap::new();
     for entry in sorted_entries(&root)? {
         let name = file_name(&entry)?;
@@ -149,15 +155,9 @@ fn collect_tree(src: &Path) -> Result<BTreeMap<String, PathBuf>, BundleError> {
         } else if TOP_LEVEL_FILES.contains(&name.as_str()) {
             add_file(&root, &entry, name, &mut out)?;
         } else {
-            return Err(BundleError::SourceTree {
-                path: entry,
-                reason: format!(
-                    "unexpected top-level entry; expected directories {} and files {} \
-                     (hidden entries such as .git are skipped)",
-                    TOP_LEVEL_DIRS.join(", "),
-                    TOP_LEVEL_FILES.join(", ")
-                ),
-            });
+            // A config repository also holds a README, CI files and the like; they are not
+            // part of the bundle. (A missing roles/ is refused before publishing.)
+            tracing::info!(entry = %entry.display(), "not published: not part of a bundle");
         }
     }
     Ok(out)
