@@ -323,3 +323,70 @@ fn nodes_toml_in_the_bundle_picks_the_roles() {
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert_eq!(s.record()["roles"], serde_json::json!(["web"]));
 }
+
+#[test]
+fn the_agent_loop_runs_on_its_interval_and_posts_reports() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let s = Served::new();
+    // A report receiver: answers every POST with 200 and hands the bodies back.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        for _ in 0..2 {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let mut stream = reader.into_inner();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            bodies.push(String::from_utf8(body).unwrap());
+        }
+        bodies
+    });
+    let config = s.state.parent().unwrap().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "source = \"{}/\"\nroles = [\"web\"]\nstate_dir = \"{}\"\ninterval = \"1s\"\nsplay = \"0s\"\nreport_url = \"http://127.0.0.1:{port}/reports\"\n",
+            s.nginx.url(),
+            s.state.display()
+        ),
+    )
+    .unwrap();
+    // The agent converges the live root: give it a role that only touches the state dir's
+    // neighbourhood, so the machine running the tests is never changed.
+    let marker = s.state.parent().unwrap().join("agent-marker");
+    s.p.file(
+        "roles/web.toml",
+        &format!(
+            "[[file]]\npath = \"{}\"\ncontent = \"by the agent\\n\"\n",
+            marker.display()
+        ),
+    );
+    publish(&s.p.src(), &s.out, None);
+    let started = std::time::Instant::now();
+    let r =
+        s.p.run(&["agent", "--config", config.to_str().unwrap(), "--runs", "2"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "by the agent\n");
+    let bodies = receiver.join().unwrap();
+    let first: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&bodies[1]).unwrap();
+    assert_eq!(first["exit_code"], 2);
+    assert_eq!(first["report"]["mode"], "apply");
+    assert_eq!(second["exit_code"], 0);
+    assert_eq!(second["source"]["freshness"], "unchanged");
+    assert_eq!(s.record()["exit_code"], 0);
+}
