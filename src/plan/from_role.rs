@@ -15,12 +15,14 @@ use crate::resource::attrs::{parse_mode, Ownership};
 use crate::resource::directory::DirectoryResource;
 use crate::resource::file::FileResource;
 use crate::resource::symlink::SymlinkResource;
+use crate::resource::sysctl::{self, SysctlResource};
+use crate::resource::sysctl_conf::SysctlConfResource;
 use crate::resource::{Managed, ResourceId};
 use crate::role::model::FileSpec;
 use crate::role::{vars, Role, SourceTree};
 
 /// Resource kinds that `after = [...]` may name.
-const KINDS: &[&str] = &["file", "directory", "symlink", "absent"];
+const KINDS: &[&str] = &["file", "directory", "symlink", "absent", "sysctl"];
 
 pub(super) struct Builder<'a> {
     tree: &'a SourceTree,
@@ -29,6 +31,16 @@ pub(super) struct Builder<'a> {
     context: Value,
     items: Vec<Planned>,
     errors: Diagnostics,
+    /// Every `[sysctl]` key of the run, for the one drop-in that persists them.
+    sysctl: SysctlKeys,
+}
+
+/// The `[sysctl]` keys seen so far and where the first of them was declared.
+#[derive(Default)]
+struct SysctlKeys {
+    entries: std::collections::BTreeMap<String, String>,
+    roles: Vec<String>,
+    origin: Option<String>,
 }
 
 /// What every declaration carries besides its own fields.
@@ -54,11 +66,39 @@ impl<'a> Builder<'a> {
             context,
             items: Vec::new(),
             errors: Diagnostics::default(),
+            sysctl: SysctlKeys::default(),
         }
     }
 
-    pub(super) fn finish(self) -> (Vec<Planned>, Diagnostics) {
+    pub(super) fn finish(mut self) -> (Vec<Planned>, Diagnostics) {
+        self.sysctl_drop_in();
         (self.items, self.errors)
+    }
+
+    /// The drop-in goes after every live key, so a value the kernel refuses is not persisted.
+    fn sysctl_drop_in(&mut self) {
+        let keys = std::mem::take(&mut self.sysctl);
+        let Some(origin) = keys.origin else {
+            return;
+        };
+        let implicit_after = keys
+            .entries
+            .keys()
+            .map(|k| ResourceId::new("sysctl", k.clone()))
+            .collect();
+        let r = SysctlConfResource::new(keys.entries);
+        self.items.push(Planned {
+            id: crate::resource::Resource::id(&r),
+            path: Some(r.path().to_path_buf()),
+            fingerprint: format!("{r:?}"),
+            resource: Box::new(r),
+            role: keys.roles.join(", "),
+            origin,
+            rendered: None,
+            after: Vec::new(),
+            implicit_after,
+            requires: Vec::new(),
+        });
     }
 
     pub(super) fn role(&mut self, role: &Role) {
@@ -150,6 +190,40 @@ impl<'a> Builder<'a> {
                 offset: spec.span().start,
                 path: Some(path),
                 after: &s.after,
+                implicit_after: Vec::new(),
+                rendered: None,
+            };
+            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+        }
+        self.sysctl(role);
+    }
+
+    fn sysctl(&mut self, role: &Role) {
+        for (key, value) in &role.spec.sysctl {
+            let (k, v) = (key.get_ref(), &value.get_ref().0);
+            if let Err(e) = sysctl::check_key(k) {
+                self.errors.push(role.error_at(key.span().start, e));
+                continue;
+            }
+            if let Err(e) = sysctl::check_value(k, v) {
+                self.errors.push(role.error_at(value.span().start, e));
+                continue;
+            }
+            let origin = Location::at_offset(&role.file, &role.text, key.span().start);
+            self.sysctl.origin.get_or_insert_with(|| origin.to_string());
+            if !self.sysctl.roles.contains(&role.name) {
+                self.sysctl.roles.push(role.name.clone());
+            }
+            // A different value in another role is reported as a conflict by the planner.
+            self.sysctl.entries.entry(k.clone()).or_insert(v.clone());
+            let r = SysctlResource {
+                key: k.clone(),
+                value: v.clone(),
+            };
+            let common = Common {
+                offset: key.span().start,
+                path: None,
+                after: &[],
                 implicit_after: Vec::new(),
                 rendered: None,
             };

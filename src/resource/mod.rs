@@ -10,6 +10,8 @@ pub mod change;
 pub mod directory;
 pub mod file;
 pub mod symlink;
+pub mod sysctl;
+pub mod sysctl_conf;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -79,6 +81,36 @@ pub enum ResourceError {
     /// The parent directory of a managed path is missing.
     #[error("{0}: parent directory does not exist (manage it with a [[directory]] resource)")]
     MissingParent(PathBuf),
+    /// A sysctl key this kernel (or namespace) does not have.
+    #[error("sysctl key '{key}' does not exist in this kernel or namespace (no {path})")]
+    SysctlUnknownKey {
+        /// The key as written.
+        key: String,
+        /// The /proc/sys file that is missing.
+        path: PathBuf,
+    },
+    /// The kernel refused a sysctl write.
+    #[error("sysctl key '{key}': cannot set '{value}': {reason}")]
+    SysctlRejected {
+        /// The key as written.
+        key: String,
+        /// The value that was refused.
+        value: String,
+        /// Why, in words.
+        reason: &'static str,
+    },
+    /// The kernel accepted a sysctl write but reads back something else.
+    #[error(
+        "sysctl key '{key}': wrote '{wanted}' but the kernel keeps '{got}' (clamped or rounded?)"
+    )]
+    SysctlNotKept {
+        /// The key as written.
+        key: String,
+        /// The value written.
+        wanted: String,
+        /// The value read back.
+        got: String,
+    },
 }
 
 /// The contract every resource type implements.

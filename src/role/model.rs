@@ -25,6 +25,9 @@ pub struct RoleFile {
     /// Paths that must not exist.
     #[serde(default)]
     pub absent: Vec<Spanned<AbsentSpec>>,
+    /// Kernel parameters, `"net.core.somaxconn" = 4096`.
+    #[serde(default)]
+    pub sysctl: std::collections::BTreeMap<Spanned<String>, Spanned<SysctlValue>>,
 }
 
 /// `[[file]]`: a regular file with content from exactly one of content, template or source.
@@ -104,4 +107,30 @@ pub struct AbsentSpec {
     /// Resources to converge before this one, e.g. `["user:app", "file:/etc/app.conf"]`.
     #[serde(default)]
     pub after: Vec<Spanned<String>>,
+}
+
+/// A `[sysctl]` value: an integer or a string (multi-value keys such as "1024 65000").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlValue(pub String);
+
+impl<'de> Deserialize<'de> for SysctlValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = SysctlValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }

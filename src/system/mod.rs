@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod fs;
+pub mod procfs;
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -29,6 +30,9 @@ pub enum SystemError {
     /// A path resolved outside the root (through symbolic links).
     #[error("{0}: resolves outside the root through symbolic links")]
     Escapes(PathBuf),
+    /// Live kernel state belongs to the running machine, not to a tree under `--root`.
+    #[error("{0}: live state is not managed under --root (only files in the tree are)")]
+    NotLive(String),
     /// An I/O error on a managed path.
     #[error("{path}: {source}")]
     Io {
