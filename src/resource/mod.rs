@@ -9,9 +9,11 @@ pub mod attrs;
 pub mod change;
 pub mod directory;
 pub mod file;
+pub mod group;
 pub mod symlink;
 pub mod sysctl;
 pub mod sysctl_conf;
+pub mod user;
 
 use std::fmt;
 use std::path::PathBuf;

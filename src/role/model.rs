@@ -25,6 +25,12 @@ pub struct RoleFile {
     /// Paths that must not exist.
     #[serde(default)]
     pub absent: Vec<Spanned<AbsentSpec>>,
+    /// Groups.
+    #[serde(default)]
+    pub group: Vec<Spanned<GroupSpec>>,
+    /// Users.
+    #[serde(default)]
+    pub user: Vec<Spanned<UserSpec>>,
     /// Kernel parameters, `"net.core.somaxconn" = 4096`.
     #[serde(default)]
     pub sysctl: std::collections::BTreeMap<Spanned<String>, Spanned<SysctlValue>>,
@@ -133,4 +139,67 @@ impl<'de> Deserialize<'de> for SysctlValue {
         }
         d.deserialize_any(V)
     }
+}
+
+/// Whether an account should exist.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ensure {
+    /// Create or keep it.
+    #[default]
+    Present,
+    /// Remove it (the only way converge deletes an account).
+    Absent,
+}
+
+/// `[[user]]`: a login account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    /// Login name.
+    pub name: Spanned<String>,
+    /// `present` (default) or `absent`.
+    #[serde(default)]
+    pub ensure: Ensure,
+    /// User id.
+    pub uid: Option<u32>,
+    /// Primary group by id (or use `group`).
+    pub gid: Option<Spanned<u32>>,
+    /// Primary group by name.
+    pub group: Option<Spanned<String>>,
+    /// Supplementary groups, the exact list.
+    pub groups: Option<Vec<Spanned<String>>>,
+    /// Home directory.
+    pub home: Option<Spanned<String>>,
+    /// Login shell.
+    pub shell: Option<Spanned<String>>,
+    /// The GECOS comment.
+    pub comment: Option<Spanned<String>>,
+    /// Create as a system account.
+    #[serde(default)]
+    pub system: bool,
+    /// Create, move and remove the home directory with the account.
+    pub manage_home: Option<bool>,
+    /// Resources to converge before this one.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
+}
+
+/// `[[group]]`: a group account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// Group name.
+    pub name: Spanned<String>,
+    /// `present` (default) or `absent`.
+    #[serde(default)]
+    pub ensure: Ensure,
+    /// Group id.
+    pub gid: Option<u32>,
+    /// Create as a system group.
+    #[serde(default)]
+    pub system: bool,
+    /// Resources to converge before this one.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
 }
