@@ -8,6 +8,7 @@ pub mod absent;
 pub mod attrs;
 pub mod change;
 pub mod directory;
+pub mod exec;
 pub mod file;
 pub mod group;
 pub mod symlink;
@@ -83,6 +84,14 @@ pub enum ResourceError {
     /// The parent directory of a managed path is missing.
     #[error("{0}: parent directory does not exist (manage it with a [[directory]] resource)")]
     MissingParent(PathBuf),
+    /// An `exec` command ran and failed.
+    #[error("command {status}{}", if output.is_empty() { String::new() } else { format!(": {output}") })]
+    ExecFailed {
+        /// How it exited, e.g. `exited with status 3`.
+        status: String,
+        /// The end of its stderr, or why it is not shown.
+        output: String,
+    },
     /// A sysctl key this kernel (or namespace) does not have.
     #[error("sysctl key '{key}' does not exist in this kernel or namespace (no {path})")]
     SysctlUnknownKey {

@@ -31,6 +31,9 @@ pub struct RoleFile {
     /// Users.
     #[serde(default)]
     pub user: Vec<Spanned<UserSpec>>,
+    /// Guarded commands.
+    #[serde(default)]
+    pub exec: Vec<Spanned<ExecSpec>>,
     /// Kernel parameters, `"net.core.somaxconn" = 4096`.
     #[serde(default)]
     pub sysctl: std::collections::BTreeMap<Spanned<String>, Spanned<SysctlValue>>,
@@ -199,6 +202,37 @@ pub struct GroupSpec {
     /// Create as a system group.
     #[serde(default)]
     pub system: bool,
+    /// Resources to converge before this one.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
+}
+
+/// `[[exec]]`: a guarded shell command.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSpec {
+    /// Identity in reports and `after` (default: the command itself).
+    pub name: Option<Spanned<String>>,
+    /// Run with `sh -c`.
+    pub command: Spanned<String>,
+    /// Run only when this guard exits non-zero.
+    pub unless: Option<String>,
+    /// Run only when this guard exits zero.
+    pub onlyif: Option<String>,
+    /// Run only when this path does not exist.
+    pub creates: Option<Spanned<String>>,
+    /// Working directory.
+    pub cwd: Option<Spanned<String>>,
+    /// Run as this user.
+    pub user: Option<Spanned<String>>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub environment: std::collections::BTreeMap<String, String>,
+    /// Time limit with a unit, e.g. "30s", "5m".
+    pub timeout: Option<Spanned<String>>,
+    /// Keep the command and its output out of reports and logs.
+    #[serde(default)]
+    pub sensitive: bool,
     /// Resources to converge before this one.
     #[serde(default)]
     pub after: Vec<Spanned<String>>,
