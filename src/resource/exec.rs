@@ -82,7 +82,7 @@ impl ExecResource {
         let entry = passwd
             .iter()
             .find(|u| u.name == *name)
-            .ok_or_else(|| ResourceError::UnknownUser(name.clone()))?;
+            .ok_or_else(|| ResourceError::NoSuchUser(name.clone()))?;
         let groups = sys
             .groups()?
             .into_iter()

@@ -63,6 +63,9 @@ pub enum ResourceError {
     /// An owner that the tree's /etc/passwd does not know.
     #[error("owner '{0}' does not exist (not in /etc/passwd)")]
     UnknownUser(String),
+    /// A user to run as that the tree's /etc/passwd does not know.
+    #[error("user '{0}' does not exist (not in /etc/passwd)")]
+    NoSuchUser(String),
     /// A group that the tree's /etc/group does not know.
     #[error("group '{0}' does not exist (not in /etc/group)")]
     UnknownGroup(String),

@@ -132,8 +132,13 @@ impl UserResource {
     }
 }
 
+/// For reports: an empty list must still be visible.
 fn join(set: &BTreeSet<String>) -> String {
-    join_with(set, ", ")
+    if set.is_empty() {
+        "(none)".into()
+    } else {
+        join_with(set, ", ")
+    }
 }
 
 fn join_with(set: &BTreeSet<String>, sep: &str) -> String {
