@@ -231,3 +231,27 @@ fn bad_declarations_are_located_errors() {
         "{out}"
     );
 }
+
+#[test]
+fn other_resources_can_go_after_an_exec() {
+    let (ch, src) = setup(
+        r#"
+[[file]]
+path = "/opt/made-by-exec/app.conf"
+content = "x\n"
+after = ["exec:mkdir"]
+
+[[exec]]
+name = "mkdir"
+command = "mkdir -p /opt/made-by-exec"
+creates = "/opt/made-by-exec"
+"#,
+    );
+    let (rc, out) = converge("apply", src.path(), ch.path(), &[]);
+    assert_eq!(rc, 2, "{out}");
+    assert!(out.find("» run exec:mkdir").unwrap() < out.find("+ create file:").unwrap());
+    assert_eq!(
+        read(&ch, "opt/made-by-exec/app.conf").as_deref(),
+        Some("x\n")
+    );
+}

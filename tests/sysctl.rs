@@ -291,3 +291,52 @@ fn under_a_root_only_the_drop_in_is_managed_and_check_says_so() {
         .unwrap()
         .ends_with("\nnet.core.somaxconn = 1024\n"));
 }
+
+#[test]
+fn two_roles_may_agree_on_a_key_but_not_disagree() {
+    let src = source("include = [\"a\", \"b\"]\n");
+    let roles = src.path().join("roles");
+    std::fs::write(
+        roles.join("a.toml"),
+        "[sysctl]\n\"net.core.somaxconn\" = 1024\n",
+    )
+    .unwrap();
+    std::fs::write(
+        roles.join("b.toml"),
+        "[sysctl]\n\"net.core.somaxconn\" = 1024\n",
+    )
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc/sysctl.d")).unwrap();
+    let run = || {
+        Command::new(BIN)
+            .args(["check", "--color", "never", "--role", "k", "--source"])
+            .arg(src.path())
+            .arg("--root")
+            .arg(root.path())
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(role a, b)"), "{text}");
+    assert_eq!(
+        text.matches("+net.core.somaxconn = 1024").count(),
+        1,
+        "{text}"
+    );
+
+    std::fs::write(
+        roles.join("b.toml"),
+        "[sysctl]\n\"net.core.somaxconn\" = 2048\n",
+    )
+    .unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("roles/b.toml:2:1: conflict: sysctl:net.core.somaxconn is managed by role 'a' (roles/a.toml:2:1) and by role 'b'"),
+        "{err}"
+    );
+}
