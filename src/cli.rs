@@ -48,15 +48,23 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the rendered files of roles.
     Render(RenderArgs),
+    /// Run as a long-lived agent: apply every interval, at a splay offset fixed per host.
+    Agent(AgentArgs),
+    /// Build a bundle from a source tree: content-addressed files and a (signed) manifest,
+    /// ready for any static web server.
+    Publish(PublishArgs),
+    /// Create a minisign key pair for signing bundles.
+    Keygen(KeygenArgs),
 }
 
 /// Where roles come from and which apply.
 #[derive(Debug, Args)]
 pub struct SourceArgs {
-    /// Source tree (a directory with roles/, templates/, files/). Default: the agent config's.
-    #[arg(long, short = 's', value_name = "DIR")]
-    pub source: Option<PathBuf>,
-    /// Role to apply (repeatable). Default: the agent config's roles.
+    /// A source tree (directory with roles/), a published bundle (directory or file://), or
+    /// an http(s):// URL of one. Default: the agent config's source.
+    #[arg(long, short = 's', value_name = "DIR|URL")]
+    pub source: Option<String>,
+    /// Role to apply (repeatable). Default: the agent config's roles, else nodes.toml.
     #[arg(long = "role", short = 'r', value_name = "NAME")]
     pub roles: Vec<String>,
     /// Override a variable, highest precedence (repeatable), e.g. --var worker_connections=8192.
@@ -91,6 +99,43 @@ pub struct RunArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    /// State dir for bundles, the lock and run records (default: the agent config's, else
+    /// /var/lib/converge). Used when the source is a bundle or comes from the config.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Arguments of agent.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Agent config.
+    #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
+    pub config: PathBuf,
+    /// Run once now, then exit with the run's exit code.
+    #[arg(long)]
+    pub once: bool,
+    /// Stop after this many runs (default: run forever).
+    #[arg(long, value_name = "N")]
+    pub runs: Option<u64>,
+}
+
+/// Arguments of publish.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The source tree (roles/, templates/, files/, nodes.toml).
+    pub src: PathBuf,
+    /// The bundle directory to write (serve it as is).
+    pub out: PathBuf,
+    /// minisign secret key to sign the manifest with (password from CONVERGE_SIGNING_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+}
+
+/// Arguments of keygen.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Directory to write converge.key (secret, 0600) and converge.pub into.
+    pub dir: PathBuf,
 }
 
 /// Arguments of facts.

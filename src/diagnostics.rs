@@ -36,6 +36,34 @@ impl fmt::Display for Location {
     }
 }
 
+/// Line starts of a text, so many offsets can be located without rescanning it.
+#[derive(Debug, Clone, Default)]
+pub struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    /// Indexes `text`.
+    pub fn new(text: &str) -> LineIndex {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { starts }
+    }
+
+    /// Locates a byte offset of the indexed `text` (the contents of `file`).
+    pub fn locate(&self, file: &Path, text: &str, offset: usize) -> Location {
+        let offset = floor_char_boundary(text, offset.min(text.len()));
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        Location {
+            file: file.to_path_buf(),
+            line,
+            col: text[start..offset].chars().count() + 1,
+        }
+    }
+}
+
 fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
     while !text.is_char_boundary(offset) {
         offset -= 1;
@@ -165,6 +193,21 @@ mod tests {
         assert_eq!((loc.line, loc.col), (1, 3));
         let loc = Location::at_offset(Path::new("r.toml"), text, text.rfind('=').unwrap());
         assert_eq!((loc.line, loc.col), (2, 4));
+    }
+
+    #[test]
+    fn line_index_agrees_with_scanning() {
+        let text = "a = 1\nbé = 2\n\nc";
+        let index = LineIndex::new(text);
+        for offset in 0..=text.len() {
+            if text.is_char_boundary(offset) {
+                let f = Path::new("f");
+                assert_eq!(
+                    index.locate(f, text, offset),
+                    Location::at_offset(f, text, offset)
+                );
+            }
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub fn run(plan: &Plan, sys: &System, mode: Mode) -> Report {
         if let Some(&r) = blocked {
             outcome.status = Status::Skipped;
             outcome.error = Some(format!("skipped: {} did not converge", outcomes[r].id));
-            tracing::warn!(resource = %item.id, "skipped: a dependency failed");
+            tracing::info!(resource = %item.id, "skipped: a dependency failed");
         } else {
             match item.resource.converge(sys, host.as_ref()) {
                 Ok(None) => tracing::debug!(resource = %item.id, "in sync"),
@@ -47,7 +47,8 @@ pub fn run(plan: &Plan, sys: &System, mode: Mode) -> Report {
                     outcome.change = Some(change);
                 }
                 Err(e) => {
-                    tracing::warn!(resource = %item.id, error = %e, "failed");
+                    // The report carries the error; the log line is for -v and the journal.
+                    tracing::info!(resource = %item.id, error = %e, "failed");
                     outcome.status = Status::Failed;
                     outcome.error = Some(e.to_string());
                 }

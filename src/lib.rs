@@ -1,5 +1,7 @@
 //! converge: make every server provably match its role.
 
+pub mod agent;
+pub mod bundle;
 pub mod diagnostics;
 pub mod engine;
 pub mod facts;

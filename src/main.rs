@@ -3,7 +3,9 @@
 mod cli;
 mod commands;
 
-use clap::Parser;
+use std::io::IsTerminal;
+
+use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command};
@@ -11,7 +13,14 @@ use converge::diagnostics::Diagnostics;
 use converge::report::Mode;
 
 fn main() {
-    let cli = Cli::parse();
+    // clap exits 2 on a usage error, which here would read as "changes made": use 1.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     init_logging(&cli);
     let result = match &cli.command {
         Command::Check(args) => commands::run::run(args, Mode::Check, cli.color),
@@ -19,6 +28,9 @@ fn main() {
         Command::Facts(args) => commands::facts::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Render(args) => commands::render::run(args),
+        Command::Agent(args) => commands::agent::run(args),
+        Command::Publish(args) => commands::publish::run(args),
+        Command::Keygen(args) => commands::keys::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -71,9 +83,23 @@ fn init_logging(cli: &Cli) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Under systemd (a unit's stdout/stderr is the journal) log natively to journald, with
+    // fields and priorities intact.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        if let Ok(journald) = tracing_journald::layer() {
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(journald.with_syslog_identifier("converge".into()))
+                .init();
+            return;
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(false)
         .without_time()
         .init();

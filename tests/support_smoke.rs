@@ -112,7 +112,8 @@ fn container_boots_runs_commands_and_cleans_up() {
     fs::write(ct.share_dir().join("hello"), "from host\n").unwrap();
     assert_eq!(ct.exec_ok(&["cat", "/mnt/share/hello"]), "from host\n");
     let bin = ct.share(Path::new(env!("CARGO_BIN_EXE_converge")));
-    ct.exec_ok(&[&bin]);
+    let version = ct.exec_ok(&[&bin, "--version"]);
+    assert!(version.starts_with("converge "), "{version}");
     ct.exec_ok(&["sh", "-c", "echo inside > /root/out"]);
     assert_eq!(
         fs::read_to_string(ct.root().join("root/out")).unwrap(),

@@ -1,16 +1,21 @@
-//! One module per subcommand, plus what they share: reading inputs and building a plan.
+//! One module per subcommand, plus what they share: where roles come from, facts, overrides.
 
+pub mod agent;
 pub mod facts;
+pub mod keys;
+pub mod publish;
 pub mod render;
 pub mod run;
 pub mod validate;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde_json::{Map, Value};
 
 use crate::cli::SourceArgs;
+use converge::agent::classify;
+use converge::agent::config::AgentConfig;
 use converge::facts::Facts;
 use converge::plan::{self, Plan, PlanOptions};
 use converge::render::Renderer;
@@ -42,44 +47,77 @@ pub fn facts(file: Option<&Path>, root: &Path) -> anyhow::Result<Value> {
     }
 }
 
-/// The source tree, roles and overrides of a run.
-pub struct Inputs {
-    /// The source tree.
-    pub tree: SourceTree,
-    /// Roles to apply.
-    pub roles: Vec<String>,
-    /// `--var` overrides.
-    pub overrides: Map<String, Value>,
+/// Where a run's roles come from.
+pub enum Origin {
+    /// A source tree on disk, read in place (an admin's checkout).
+    Tree(SourceTree),
+    /// A bundle source (URL or published directory) or the agent config: the agent path,
+    /// with lock, verification, last known good and run records.
+    Agent(Box<AgentConfig>),
 }
 
-/// Resolves `--source`/`--role`.
-pub fn inputs(args: &SourceArgs) -> anyhow::Result<Inputs> {
-    let Some(source) = &args.source else {
-        bail!(
-            "no source: pass --source DIR (reading sources from {} is not supported yet)",
-            args.config.display()
-        );
+/// Resolves `--source` (a source tree, a published bundle or a URL) or the agent config.
+pub fn origin(args: &SourceArgs, state_dir: Option<&PathBuf>) -> anyhow::Result<Origin> {
+    let mut config = match &args.source {
+        Some(s) if !s.contains("://") && Path::new(s).join("roles").is_dir() => {
+            return Ok(Origin::Tree(SourceTree::open(Path::new(s))?));
+        }
+        Some(s) => AgentConfig::for_source(s),
+        None => AgentConfig::load(&args.config)?,
     };
-    if args.roles.is_empty() {
-        bail!("no roles: pass --role NAME (repeatable)");
+    if let Some(dir) = state_dir {
+        config.state_dir = dir.clone();
     }
-    let tree = SourceTree::open(source)?;
-    Ok(Inputs {
-        tree,
-        roles: args.roles.clone(),
-        overrides: overrides(&args.vars)?,
-    })
+    Ok(Origin::Agent(Box::new(config)))
+}
+
+/// A source tree to read without fetching: the tree itself, or the agent's last verified
+/// bundle (`<state_dir>/current`) for render and validate.
+pub fn local_tree(args: &SourceArgs) -> anyhow::Result<SourceTree> {
+    match origin(args, None)? {
+        Origin::Tree(tree) => Ok(tree),
+        Origin::Agent(config) => {
+            let current = config.state_dir.join("current");
+            SourceTree::open(&current).with_context(|| {
+                format!(
+                    "{} is not a source tree and no verified bundle is in {} yet (run `converge apply` once)",
+                    config.source,
+                    current.display()
+                )
+            })
+        }
+    }
+}
+
+/// The roles to apply from a tree: `--role`s, else the tree's `nodes.toml`.
+pub fn tree_roles(
+    tree: &SourceTree,
+    roles: &[String],
+    facts: &Value,
+) -> anyhow::Result<Vec<String>> {
+    if !roles.is_empty() {
+        return Ok(roles.to_vec());
+    }
+    let nodes = tree.root().join(classify::NODES_FILE);
+    match std::fs::read_to_string(&nodes) {
+        Ok(text) => Ok(classify::roles_for(
+            Path::new(classify::NODES_FILE),
+            &text,
+            facts,
+        )?),
+        Err(_) => bail!("no roles: pass --role NAME (repeatable) or add nodes.toml to the source"),
+    }
 }
 
 /// Loads roles, renders and plans.
-pub fn plan(inputs: &Inputs, facts: &Value, options: PlanOptions) -> anyhow::Result<Plan> {
-    let set = role::load(&inputs.tree, &inputs.roles, &inputs.overrides)?;
-    let mut renderer = Renderer::new(&inputs.tree.templates_dir())?;
-    Ok(plan::build(
-        &inputs.tree,
-        &set,
-        facts,
-        &mut renderer,
-        options,
-    )?)
+pub fn plan(
+    tree: &SourceTree,
+    roles: &[String],
+    overrides: &Map<String, Value>,
+    facts: &Value,
+    options: PlanOptions,
+) -> anyhow::Result<Plan> {
+    let set = role::load(tree, roles, overrides)?;
+    let mut renderer = Renderer::new(&tree.templates_dir())?;
+    Ok(plan::build(tree, &set, facts, &mut renderer, options)?)
 }

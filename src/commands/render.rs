@@ -5,15 +5,14 @@ use converge::plan::PlanOptions;
 
 /// Prints every file of the roles with a header naming path, origin and role.
 pub fn run(args: &RenderArgs) -> anyhow::Result<i32> {
-    let inputs = super::inputs(&args.source)?;
+    let tree = super::local_tree(&args.source)?;
     let facts = super::facts(args.source.facts.as_deref(), std::path::Path::new("/"))?;
-    let plan = super::plan(
-        &inputs,
-        &facts,
-        PlanOptions {
-            keep_rendered: true,
-        },
-    )?;
+    let roles = super::tree_roles(&tree, &args.source.roles, &facts)?;
+    let overrides = super::overrides(&args.source.vars)?;
+    let options = PlanOptions {
+        keep_rendered: true,
+    };
+    let plan = super::plan(&tree, &roles, &overrides, &facts, options)?;
     for item in &plan.items {
         let Some(r) = &item.rendered else { continue };
         println!("==> {} ({}, role {}) <==", item.id.name, r.from, item.role);

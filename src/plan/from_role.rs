@@ -8,7 +8,7 @@ use serde_json::Value;
 use toml::Spanned;
 
 use super::{After, PlanOptions, Planned, Rendered};
-use crate::diagnostics::{Diagnostics, Location};
+use crate::diagnostics::Diagnostics;
 use crate::render::Renderer;
 use crate::resource::absent::AbsentResource;
 use crate::resource::attrs::{parse_mode, Ownership};
@@ -101,6 +101,7 @@ impl<'a> Builder<'a> {
                 content,
                 ownership,
                 sensitive: s.sensitive,
+                managed_ancestor: None,
             };
             let common = Common {
                 offset: spec.span().start,
@@ -109,7 +110,7 @@ impl<'a> Builder<'a> {
                 implicit_after,
                 rendered,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
         for spec in &role.spec.directory {
             let s = spec.get_ref();
@@ -125,6 +126,7 @@ impl<'a> Builder<'a> {
                 ownership,
                 purge: s.purge,
                 keep: BTreeSet::new(),
+                managed_ancestor: None,
             };
             let common = Common {
                 offset: spec.span().start,
@@ -133,7 +135,7 @@ impl<'a> Builder<'a> {
                 implicit_after,
                 rendered: None,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
         for spec in &role.spec.symlink {
             let s = spec.get_ref();
@@ -152,7 +154,7 @@ impl<'a> Builder<'a> {
                 implicit_after: Vec::new(),
                 rendered: None,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
         for spec in &role.spec.absent {
             let s = spec.get_ref();
@@ -170,27 +172,20 @@ impl<'a> Builder<'a> {
                 implicit_after: Vec::new(),
                 rendered: None,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
         self.sysctl(role);
         self.accounts(role);
         self.execs(role);
     }
 
-    fn push(
-        &mut self,
-        role: &Role,
-        common: Common,
-        resource: Box<dyn Managed>,
-        fingerprint: String,
-    ) {
+    fn push(&mut self, role: &Role, common: Common, resource: Box<dyn Managed>) {
         let mut after = Vec::new();
         for edge in common.after {
             match parse_id(edge.get_ref()) {
                 Some(id) => after.push(After {
                     id,
-                    origin: Location::at_offset(&role.file, &role.text, edge.span().start)
-                        .to_string(),
+                    origin: role.location(edge.span().start).to_string(),
                 }),
                 None => self.errors.push(role.error_at(
                     edge.span().start,
@@ -202,7 +197,7 @@ impl<'a> Builder<'a> {
                 )),
             }
         }
-        let origin = Location::at_offset(&role.file, &role.text, common.offset).to_string();
+        let origin = role.location(common.offset).to_string();
         self.items.push(Planned {
             id: resource.id(),
             resource,
@@ -213,7 +208,6 @@ impl<'a> Builder<'a> {
             after,
             implicit_after: common.implicit_after,
             requires: Vec::new(),
-            fingerprint,
         });
     }
 

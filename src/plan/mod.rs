@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::render::Renderer;
 use crate::resource::directory::DirectoryResource;
+use crate::resource::file::FileResource;
+use crate::resource::sysctl_conf::SysctlConfResource;
 use crate::resource::{Managed, ResourceId};
 use crate::role::{RoleSet, SourceTree};
 
@@ -35,8 +37,6 @@ pub struct Planned {
     pub implicit_after: Vec<ResourceId>,
     /// Indexes (into the plan) of resources that must converge first.
     pub requires: Vec<usize>,
-    /// The desired state in comparable form: identical declarations in two roles are one.
-    fingerprint: String,
 }
 
 /// An explicit ordering edge and where it was written.
@@ -91,6 +91,7 @@ pub fn build(
         return Err(errors);
     }
     fill_purge_keep(&mut items);
+    fill_managed_ancestors(&mut items);
     let items = order::order(items)?;
     Ok(Plan { items })
 }
@@ -118,7 +119,7 @@ fn dedupe_and_detect_conflicts(items: Vec<Planned>, errors: &mut Diagnostics) ->
             continue;
         };
         let a = &kept[j];
-        if a.id == item.id && a.fingerprint == item.fingerprint {
+        if a.id == item.id && a.resource.same_as(item.resource.as_ref()) {
             continue;
         }
         let what = match &item.path {
@@ -131,6 +132,30 @@ fn dedupe_and_detect_conflicts(items: Vec<Planned>, errors: &mut Diagnostics) ->
         )));
     }
     kept
+}
+
+/// Files and directories leave a missing parent to the directory resource that manages it.
+fn fill_managed_ancestors(items: &mut [Planned]) {
+    let dirs: BTreeSet<PathBuf> = items
+        .iter()
+        .filter(|p| p.id.kind == "directory")
+        .filter_map(|p| p.path.clone())
+        .collect();
+    for item in items.iter_mut() {
+        let Some(path) = &item.path else { continue };
+        let Some(nearest) = path.ancestors().skip(1).find(|a| dirs.contains(*a)) else {
+            continue;
+        };
+        let nearest = Some(nearest.to_path_buf());
+        let any = item.resource.as_any_mut();
+        if let Some(f) = any.downcast_mut::<FileResource>() {
+            f.managed_ancestor = nearest;
+        } else if let Some(d) = any.downcast_mut::<DirectoryResource>() {
+            d.managed_ancestor = nearest;
+        } else if let Some(s) = any.downcast_mut::<SysctlConfResource>() {
+            s.set_managed_ancestor(nearest);
+        }
+    }
 }
 
 /// A purging directory keeps the entries that other resources of the run manage.
@@ -163,8 +188,12 @@ fn fill_purge_keep(items: &mut [Planned]) {
             }
         }
         // Which entries are managed is known only once every role is planned.
-        let mut dir = dir.clone();
-        dir.keep = keep;
-        items[d].resource = Box::new(dir);
+        if let Some(dir) = items[d]
+            .resource
+            .as_any_mut()
+            .downcast_mut::<DirectoryResource>()
+        {
+            dir.keep = keep;
+        }
     }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::attrs::{Ownership, Resolved};
+use super::parents;
 use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
 use crate::system::fs::Entry;
 use crate::system::{Host, System};
@@ -19,6 +20,8 @@ pub struct DirectoryResource {
     pub purge: bool,
     /// Names of entries other resources of this run manage (filled in by the plan).
     pub keep: BTreeSet<String>,
+    /// The nearest ancestor another directory resource manages (filled in by the plan).
+    pub managed_ancestor: Option<PathBuf>,
 }
 
 /// What a directory resource finds.
@@ -51,7 +54,7 @@ impl Resource for DirectoryResource {
                     }
                 }
             }
-            Entry::Missing => {}
+            Entry::Missing => parents::ensure(sys, &self.path, self.managed_ancestor.as_deref())?,
             other => {
                 return Err(ResourceError::WrongKind {
                     path: self.path.clone(),
@@ -93,14 +96,7 @@ impl Resource for DirectoryResource {
         if change.action == Action::Create {
             return host
                 .create_dir(&self.path, live.want.attrs)
-                .map_err(|e| match &e {
-                    crate::system::SystemError::Io { source, .. }
-                        if source.kind() == std::io::ErrorKind::NotFound =>
-                    {
-                        ResourceError::MissingParent(self.path.clone())
-                    }
-                    _ => e.into(),
-                });
+                .map_err(Into::into);
         }
         for field in &change.fields {
             if let Some(name) = field.field.strip_prefix("entry ") {

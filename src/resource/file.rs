@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::attrs::{Ownership, Resolved};
+use super::parents;
 use super::{Action, Change, ContentChange, FieldChange, Resource, ResourceError, ResourceId};
 use crate::system::fs::Entry;
 use crate::system::{Host, System};
@@ -21,6 +22,8 @@ pub struct FileResource {
     pub ownership: Ownership,
     /// Keep the content out of diffs, logs and reports.
     pub sensitive: bool,
+    /// The nearest ancestor a directory resource manages (filled in by the plan).
+    pub managed_ancestor: Option<PathBuf>,
 }
 
 /// What a file resource finds.
@@ -53,6 +56,9 @@ impl Resource for FileResource {
             }
             _ => None,
         };
+        if entry == Entry::Missing {
+            parents::ensure(sys, &self.path, self.managed_ancestor.as_deref())?;
+        }
         Ok(FileLive {
             entry,
             content,
@@ -107,15 +113,7 @@ impl Resource for FileResource {
     fn apply(&self, host: &Host, live: &FileLive, change: &Change) -> Result<(), ResourceError> {
         if change.content.is_some() || change.action != Action::Update {
             // New content goes in whole, with the attributes already set, in one rename.
-            host.write_file(&self.path, &self.content, live.want.attrs, DEFAULT_MODE)
-                .map_err(|e| match &e {
-                    crate::system::SystemError::Io { source, .. }
-                        if source.kind() == std::io::ErrorKind::NotFound =>
-                    {
-                        ResourceError::MissingParent(self.path.clone())
-                    }
-                    _ => e.into(),
-                })?;
+            host.write_file(&self.path, &self.content, live.want.attrs, DEFAULT_MODE)?;
         } else {
             host.set_attrs(&self.path, live.want.restricted_to(&change.fields))?;
         }

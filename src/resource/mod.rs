@@ -11,6 +11,7 @@ pub mod directory;
 pub mod exec;
 pub mod file;
 pub mod group;
+pub mod parents;
 pub mod symlink;
 pub mod sysctl;
 pub mod sysctl_conf;
@@ -84,9 +85,14 @@ pub enum ResourceError {
     /// Removing a non-empty directory needs `force = true`.
     #[error("{0}: is a non-empty directory; set force = true to remove it and everything in it")]
     NonEmptyDirectory(PathBuf),
-    /// The parent directory of a managed path is missing.
-    #[error("{0}: parent directory does not exist (manage it with a [[directory]] resource)")]
-    MissingParent(PathBuf),
+    /// A parent directory of a managed path is missing and no resource manages it.
+    #[error("{path}: parent directory {missing} does not exist (manage it with a [[directory]] resource)")]
+    MissingParent {
+        /// The managed path.
+        path: PathBuf,
+        /// The outermost missing ancestor.
+        missing: PathBuf,
+    },
     /// An `exec` command ran and failed.
     #[error("command {status}{}", if output.is_empty() { String::new() } else { format!(": {output}") })]
     ExecFailed {
@@ -149,10 +155,23 @@ pub trait Managed: fmt::Debug + Send + Sync {
     fn converge(&self, sys: &System, host: Option<&Host>) -> Result<Option<Change>, ResourceError>;
     /// The concrete resource, for planning steps that refine one type.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// The concrete resource, mutable, for planning steps that fill in what only the whole
+    /// plan knows.
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+    /// Same type and same desired state (two roles may declare one resource identically).
+    fn same_as(&self, other: &dyn Managed) -> bool;
 }
 
-impl<R: Resource + 'static> Managed for R {
+impl<R: Resource + PartialEq + 'static> Managed for R {
+    fn same_as(&self, other: &dyn Managed) -> bool {
+        other.as_any().downcast_ref::<R>() == Some(self)
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
 

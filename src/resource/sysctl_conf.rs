@@ -55,6 +55,7 @@ impl SysctlConfResource {
                 mode: Some(0o644),
             },
             sensitive: false,
+            managed_ancestor: None,
         };
         SysctlConfResource { entries, file }
     }
@@ -62,6 +63,12 @@ impl SysctlConfResource {
     /// The drop-in's path.
     pub fn path(&self) -> &Path {
         &self.file.path
+    }
+
+    /// The nearest ancestor directory that a resource of this run manages (see
+    /// [`FileResource::managed_ancestor`]).
+    pub fn set_managed_ancestor(&mut self, dir: Option<PathBuf>) {
+        self.file.managed_ancestor = dir;
     }
 }
 

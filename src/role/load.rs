@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::model::RoleFile;
 use super::vars;
-use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::diagnostics::{Diagnostic, Diagnostics, LineIndex, Location};
 
 /// A source tree as admins edit it: `roles/`, `templates/`, `files/`, optional `nodes.toml`.
 #[derive(Debug, Clone)]
@@ -84,12 +84,19 @@ pub struct Role {
     pub text: String,
     /// The parsed contents.
     pub spec: RoleFile,
+    /// Line starts of `text`: a role with thousands of resources is located in O(log n) each.
+    lines: LineIndex,
 }
 
 impl Role {
     /// An error at a byte offset of this role file.
     pub fn error_at(&self, offset: usize, message: impl Into<String>) -> Diagnostic {
-        Diagnostic::at_offset(&self.file, &self.text, offset, message)
+        Diagnostic::at(self.location(offset), &self.text, message)
+    }
+
+    /// `roles/web.toml:LINE:COL` of a byte offset.
+    pub fn location(&self, offset: usize) -> Location {
+        self.lines.locate(&self.file, &self.text, offset)
     }
 }
 
@@ -180,7 +187,8 @@ impl Loader<'_> {
             Ok(spec) => spec,
             Err(e) => {
                 let offset = e.span().map_or(0, |s| s.start);
-                let message = e.message().trim_end().to_owned();
+                // toml puts "expected ..." on a second line; keep the headline one line.
+                let message = e.message().trim_end().replace('\n', ", ");
                 self.errors
                     .push(Diagnostic::at_offset(&file, &text, offset, message));
                 self.done.insert(name.to_owned());
@@ -190,6 +198,7 @@ impl Loader<'_> {
         let role = Role {
             name: name.to_owned(),
             file,
+            lines: LineIndex::new(&text),
             text,
             spec,
         };

@@ -57,12 +57,15 @@ fn lookup_id(table: &[(String, u32)], key: &str) -> Option<u32> {
     if let Ok(id) = key.parse() {
         return Some(id);
     }
-    table.iter().find(|(n, _)| n == key).map(|(_, id)| *id)
+    let found = table.iter().find(|(n, _)| n == key).map(|(_, id)| *id);
+    // root is 0 on every Linux system, even in a tree that has no /etc/passwd yet.
+    found.or_else(|| (key == "root").then_some(0))
 }
 
 fn lookup_name(table: &[(String, u32)], id: u32) -> String {
-    table
-        .iter()
-        .find(|(_, i)| *i == id)
-        .map_or_else(|| id.to_string(), |(n, _)| n.clone())
+    match table.iter().find(|(_, i)| *i == id) {
+        Some((n, _)) => n.clone(),
+        None if id == 0 => "root".to_owned(),
+        None => id.to_string(),
+    }
 }

@@ -143,6 +143,7 @@ impl<'a> Host<'a> {
         attrs: Attrs,
         default_mode: u32,
     ) -> Result<(), SystemError> {
+        self.sys.forget_paths();
         let real = self.sys.host_path(path)?;
         let err = |e: io::Error| SystemError::io(path, e);
         let dir = real
@@ -203,6 +204,7 @@ impl<'a> Host<'a> {
 
     /// Creates the directory at `path` (its parent must exist) with the given attributes.
     pub fn create_dir(&self, path: &Path, attrs: Attrs) -> Result<(), SystemError> {
+        self.sys.forget_paths();
         let real = self.sys.host_path(path)?;
         std::fs::create_dir(&real).map_err(|e| SystemError::io(path, e))?;
         self.set_attrs(
@@ -217,6 +219,7 @@ impl<'a> Host<'a> {
 
     /// Points the link at `path` to `target`, atomically replacing a file or link there.
     pub fn symlink(&self, path: &Path, target: &Path) -> Result<(), SystemError> {
+        self.sys.forget_paths();
         let real = self.sys.host_path(path)?;
         let err = |e: io::Error| SystemError::io(path, e);
         let dir = real
@@ -242,6 +245,7 @@ impl<'a> Host<'a> {
 
     /// Removes whatever is at `path`; a directory only when empty unless `recursive`.
     pub fn remove(&self, path: &Path, recursive: bool) -> Result<(), SystemError> {
+        self.sys.forget_paths();
         let real = self.sys.host_path(path)?;
         let err = |e: io::Error| SystemError::io(path, e);
         let md = match std::fs::symlink_metadata(&real) {

@@ -87,6 +87,9 @@ pub struct System {
     root: PathBuf,
     // Read once per run; user and group resources forget it when they change the databases.
     accounts: std::sync::RwLock<Option<std::sync::Arc<Accounts>>>,
+    // Resolved parent directories under a non-live root. Any write through `Host` clears it,
+    // since a write may replace a link; a no-op run resolves each directory once.
+    parents: std::sync::Mutex<std::collections::HashMap<PathBuf, PathBuf>>,
 }
 
 impl System {
@@ -105,6 +108,7 @@ impl System {
         Ok(System {
             root,
             accounts: Default::default(),
+            parents: Default::default(),
         })
     }
 
@@ -130,6 +134,15 @@ impl System {
         let Some((last, parents)) = rel.split_last() else {
             return Ok(self.root.clone());
         };
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        if let Some(hit) = self
+            .parents
+            .lock()
+            .ok()
+            .and_then(|c| c.get(parent).cloned())
+        {
+            return Ok(hit.join(last));
+        }
         let mut resolved = self.root.clone();
         let mut pending: Vec<std::ffi::OsString> = parents.iter().rev().cloned().collect();
         let mut hops = 0;
@@ -164,7 +177,17 @@ impl System {
         if !resolved.starts_with(&self.root) {
             return Err(SystemError::Escapes(path.to_path_buf()));
         }
+        if let Ok(mut cache) = self.parents.lock() {
+            cache.insert(parent.to_path_buf(), resolved.clone());
+        }
         Ok(resolved.join(last))
+    }
+
+    /// Forgets resolved parents after the tree changed.
+    pub(crate) fn forget_paths(&self) {
+        if let Ok(mut cache) = self.parents.lock() {
+            cache.clear();
+        }
     }
 
     /// User and group names of this tree (read once, until [`System::forget_accounts`]).

@@ -104,7 +104,11 @@ impl System {
 impl Host<'_> {
     /// Runs a command that may change the host.
     pub fn run_shell(&self, shell: &Shell) -> Result<Finished, SystemError> {
-        run(self.system(), shell)
+        let done = run(self.system(), shell);
+        // The command may have created, moved or linked anything in the tree.
+        self.system().forget_paths();
+        self.system().forget_accounts();
+        done
     }
 }
 

@@ -145,8 +145,10 @@ impl Host<'_> {
         let shown = super::process::describe(&cmd);
         tracing::debug!(command = %shown, "changing accounts");
         let out = cmd.output();
-        // Even a failed tool may have changed something; never trust the cache after it ran.
+        // Even a failed tool may have changed something (home directories too); never trust
+        // the caches after it ran.
         sys.forget_accounts();
+        sys.forget_paths();
         let out = out.map_err(|e| SystemError::Spawn {
             command: shown.clone(),
             source: e,

@@ -29,7 +29,7 @@ impl Builder<'_> {
                 implicit_after: Vec::new(),
                 rendered: None,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
         for spec in &role.spec.user {
             let s = spec.get_ref();
@@ -110,7 +110,7 @@ impl Builder<'_> {
                 implicit_after,
                 rendered: None,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
     }
 

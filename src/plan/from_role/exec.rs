@@ -86,7 +86,7 @@ impl Builder<'_> {
                     .collect(),
                 rendered: None,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
     }
 }

@@ -1,7 +1,6 @@
 //! `[sysctl]` tables: one resource per key for the live value, one drop-in for all of them.
 
 use super::{Builder, Common};
-use crate::diagnostics::Location;
 use crate::plan::Planned;
 use crate::resource::sysctl::{self, SysctlResource};
 use crate::resource::sysctl_conf::SysctlConfResource;
@@ -32,7 +31,6 @@ impl Builder<'_> {
         self.items.push(Planned {
             id: crate::resource::Resource::id(&r),
             path: Some(r.path().to_path_buf()),
-            fingerprint: format!("{r:?}"),
             resource: Box::new(r),
             role: keys.roles.join(", "),
             origin,
@@ -54,7 +52,7 @@ impl Builder<'_> {
                 self.errors.push(role.error_at(value.span().start, e));
                 continue;
             }
-            let origin = Location::at_offset(&role.file, &role.text, key.span().start);
+            let origin = role.location(key.span().start);
             self.sysctl.origin.get_or_insert_with(|| origin.to_string());
             if !self.sysctl.roles.contains(&role.name) {
                 self.sysctl.roles.push(role.name.clone());
@@ -72,7 +70,7 @@ impl Builder<'_> {
                 implicit_after: Vec::new(),
                 rendered: None,
             };
-            self.push(role, common, Box::new(r.clone()), format!("{r:?}"));
+            self.push(role, common, Box::new(r));
         }
     }
 }

@@ -1,0 +1,173 @@
+//! `nodes.toml`: which roles a host gets, by host name globs and fact matches.
+//!
+//! ```toml
+//! [[node]]
+//! hostname = "web-*"            # glob, matched against the host name and the fqdn
+//! roles = ["web"]
+//!
+//! [[node]]
+//! facts = { "os.id" = "debian", "cpus" = 8 }   # dotted fact paths; strings may be globs
+//! roles = ["base"]
+//! ```
+//! Every matching entry contributes its roles, in file order, each role once.
+
+use std::path::Path;
+
+use globset::Glob;
+use serde::Deserialize;
+use serde_json::Value;
+use toml::Spanned;
+
+use crate::diagnostics::{Diagnostic, Diagnostics};
+
+/// The file name in a bundle.
+pub const NODES_FILE: &str = "nodes.toml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodesFile {
+    #[serde(default)]
+    node: Vec<Spanned<NodeSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeSpec {
+    hostname: Option<Spanned<String>>,
+    #[serde(default)]
+    facts: toml::Table,
+    roles: Vec<String>,
+}
+
+/// The roles that `nodes.toml` (text `text`, shown as `file`) gives a host with `facts`.
+pub fn roles_for(file: &Path, text: &str, facts: &Value) -> Result<Vec<String>, Diagnostics> {
+    let nodes: NodesFile = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        Diagnostic::at_offset(
+            file,
+            text,
+            offset,
+            e.message().trim_end().replace('\n', ", "),
+        )
+    })?;
+    let names: Vec<&str> = ["hostname", "fqdn"]
+        .iter()
+        .filter_map(|k| facts.get(k).and_then(Value::as_str))
+        .collect();
+    let mut roles: Vec<String> = Vec::new();
+    let mut errors = Diagnostics::default();
+    for node in &nodes.node {
+        let spec = node.get_ref();
+        let mut matched = true;
+        if let Some(pattern) = &spec.hostname {
+            match Glob::new(pattern.get_ref()) {
+                Ok(g) => {
+                    let m = g.compile_matcher();
+                    matched &= names.iter().any(|n| m.is_match(n));
+                }
+                Err(e) => {
+                    errors.push(Diagnostic::at_offset(
+                        file,
+                        text,
+                        pattern.span().start,
+                        format!("invalid hostname glob: {e}"),
+                    ));
+                    continue;
+                }
+            }
+        }
+        for (path, want) in &spec.facts {
+            let live = path.split('.').try_fold(facts, |v, k| v.get(k));
+            matched &= live.is_some_and(|live| fact_matches(live, want));
+        }
+        if matched {
+            for r in &spec.roles {
+                if !roles.contains(r) {
+                    roles.push(r.clone());
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    if roles.is_empty() {
+        return Err(Diagnostic::new(format!(
+            "{}: no [[node]] entry matches this host ({})",
+            file.display(),
+            names.join(", ")
+        ))
+        .into());
+    }
+    Ok(roles)
+}
+
+/// Strings compare as globs against the fact's text; other values compare exactly.
+fn fact_matches(live: &Value, want: &toml::Value) -> bool {
+    let live_text = match live {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match want {
+        toml::Value::String(pattern) => Glob::new(pattern)
+            .map(|g| g.compile_matcher().is_match(&live_text))
+            .unwrap_or(false),
+        toml::Value::Integer(i) => live.as_i64() == Some(*i),
+        toml::Value::Boolean(b) => live.as_bool() == Some(*b),
+        toml::Value::Float(f) => live.as_f64() == Some(*f),
+        other => live_text == other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NODES: &str = r#"
+[[node]]
+hostname = "web-*"
+roles = ["web"]
+
+[[node]]
+facts = { "os.id" = "debian", cpus = 4 }
+roles = ["base", "tuned"]
+
+[[node]]
+hostname = "*.example.com"
+roles = ["base"]
+"#;
+
+    #[test]
+    fn every_matching_entry_contributes_roles_once() {
+        let facts = json!({"hostname": "web-3", "fqdn": "web-3.example.com", "os": {"id": "debian"}, "cpus": 4});
+        let roles = roles_for(Path::new("nodes.toml"), NODES, &facts).unwrap();
+        assert_eq!(roles, ["web", "base", "tuned"]);
+    }
+
+    #[test]
+    fn no_match_is_an_error_naming_the_host() {
+        let facts = json!({"hostname": "db-1", "fqdn": "db-1", "os": {"id": "rhel"}, "cpus": 4});
+        let e = roles_for(Path::new("nodes.toml"), NODES, &facts).unwrap_err();
+        assert_eq!(
+            e.0[0].headline(),
+            "nodes.toml: no [[node]] entry matches this host (db-1, db-1)"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_located() {
+        let e = roles_for(
+            Path::new("nodes.toml"),
+            "[[node]]\nhost = \"x\"\nroles = []\n",
+            &json!({}),
+        )
+        .unwrap_err();
+        assert!(
+            e.0[0]
+                .headline()
+                .starts_with("nodes.toml:2:1: unknown field `host`"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! The agent config, `/etc/converge/agent.toml`: where roles come from and how runs go.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::diagnostics::Diagnostic;
+
+/// Default place of the agent config.
+pub const DEFAULT_PATH: &str = "/etc/converge/agent.toml";
+
+/// The agent config as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// `https://...`, `http://...`, `file:///...` (a published bundle) or a source tree path.
+    pub source: String,
+    /// Roles for this host; when empty, `nodes.toml` in the bundle decides.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Host variable overrides (above every role's vars).
+    #[serde(default)]
+    pub vars: toml::Table,
+    /// Where bundles, the lock and run reports live.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// minisign public key files; when any is set, bundles must be signed by one of them.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
+    /// Time between runs of `converge agent`, e.g. "30m".
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Window over which hosts spread their runs; each host's offset is fixed by its identity.
+    #[serde(default = "default_splay", with = "humantime_serde")]
+    pub splay: Duration,
+    /// Prometheus textfile to write after each run (default: `<state_dir>/converge.prom`).
+    pub metrics_file: Option<PathBuf>,
+    /// URL to POST each run's JSON report to.
+    pub report_url: Option<String>,
+    /// How long a second run waits for the lock before giving up.
+    #[serde(default = "default_lock_wait", with = "humantime_serde")]
+    pub lock_wait: Duration,
+    /// Fetch limits.
+    #[serde(default)]
+    pub fetch: FetchConfig,
+}
+
+/// Network limits for fetching bundles.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchConfig {
+    /// Limit for establishing a connection.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Limit for one whole request.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Extra attempts after a transient failure.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            connect_timeout: default_connect_timeout(),
+            timeout: default_request_timeout(),
+            retries: default_retries(),
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/converge")
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_splay() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+fn default_lock_wait() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_retries() -> u32 {
+    3
+}
+
+/// Why the agent config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file does not exist.
+    #[error("{0}: no agent config (pass --source DIR|URL and --role NAME, or create it)")]
+    Missing(PathBuf),
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The config path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a valid config.
+    #[error(transparent)]
+    Invalid(#[from] Diagnostic),
+}
+
+impl AgentConfig {
+    /// A config for a source given on the command line, with every default.
+    pub fn for_source(source: &str) -> AgentConfig {
+        let text = format!("source = {}", toml::Value::String(source.to_owned()));
+        toml::from_str(&text).expect("a lone source is a valid config")
+    }
+
+    /// Reads and checks the config at `path`.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Missing(path.to_path_buf()))
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        Self::parse(path, &text)
+    }
+
+    /// Parses config text; errors carry `path:line:col`.
+    pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigError> {
+        let config: AgentConfig = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            Diagnostic::at_offset(
+                path,
+                text,
+                offset,
+                e.message().trim_end().replace('\n', ", "),
+            )
+        })?;
+        if config.interval.is_zero() {
+            return Err(Diagnostic::new(format!(
+                "{}: interval must be more than 0",
+                path.display()
+            ))
+            .into());
+        }
+        Ok(config)
+    }
+
+    /// Where the Prometheus textfile goes.
+    pub fn metrics_path(&self) -> PathBuf {
+        self.metrics_file
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("converge.prom"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = AgentConfig::parse(Path::new("a.toml"), "source = \"https://cfg/b\"\n").unwrap();
+        assert_eq!(c.state_dir, Path::new("/var/lib/converge"));
+        assert_eq!(c.interval, Duration::from_secs(1800));
+        assert_eq!(c.splay, Duration::from_secs(300));
+        assert_eq!(
+            c.metrics_path(),
+            Path::new("/var/lib/converge/converge.prom")
+        );
+    }
+
+    #[test]
+    fn durations_carry_units_and_unknown_keys_are_located() {
+        let c = AgentConfig::parse(
+            Path::new("a.toml"),
+            "source = \"x\"\ninterval = \"15m\"\nsplay = \"90s\"\n[fetch]\nretries = 1\n",
+        )
+        .unwrap();
+        assert_eq!(c.interval, Duration::from_secs(900));
+        assert_eq!(c.splay, Duration::from_secs(90));
+        assert_eq!(c.fetch.retries, 1);
+        let e = AgentConfig::parse(Path::new("a.toml"), "source = \"x\"\nintervall = \"1m\"\n")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("a.toml:2:1: unknown field `intervall`"),
+            "{e}"
+        );
+        let e =
+            AgentConfig::parse(Path::new("a.toml"), "source = \"x\"\ninterval = 30\n").unwrap_err();
+        assert!(e.to_string().starts_with("a.toml:2:12:"), "{e}");
+    }
+}

@@ -1,0 +1,267 @@
+//! The pull agent: lock, fetch and verify the bundle (or fall back to the last known good),
+//! classify, converge, and leave a report and metrics behind.
+
+pub mod classify;
+pub mod config;
+pub mod lock;
+pub mod record;
+pub mod schedule;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value};
+
+use crate::bundle::{self, Freshness, SyncOptions, TrustedKey};
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::engine;
+use crate::plan::{self, PlanOptions};
+use crate::render::Renderer;
+use crate::report::metrics::{self, SourceMetrics};
+use crate::report::{Mode, Report};
+use crate::role::{self, vars, SourceTree};
+use crate::system::System;
+use config::AgentConfig;
+use lock::{LockError, RunLock};
+use record::{RunRecord, SourceStatus};
+
+/// Name of the run lock in the state dir.
+pub const LOCK_FILE: &str = "run.lock";
+/// Name of the last run's record in the state dir.
+pub const LAST_RUN_FILE: &str = "last-run.json";
+
+/// What a run was asked to do beyond the config.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Check or apply.
+    pub mode: Mode,
+    /// Roles from the command line; empty: the config's, else `nodes.toml`.
+    pub roles: Vec<String>,
+    /// `--var` overrides, above the config's `[vars]`.
+    pub overrides: Map<String, Value>,
+    /// Facts for rendering and classification.
+    pub facts: Value,
+}
+
+/// Why a run could not run at all (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Another run holds the lock.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The state dir is unusable.
+    #[error("state dir {path}: {source}")]
+    StateDir {
+        /// The state dir.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No verified bundle could be had: none fetched and no last known good.
+    #[error(transparent)]
+    Bundle(#[from] bundle::BundleError),
+    /// A trusted key file is unusable.
+    #[error("trusted key {path}: {reason}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Roles, templates or nodes.toml are invalid.
+    #[error(transparent)]
+    Input(#[from] Diagnostics),
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Finished {
+    /// The report of the run.
+    pub report: Report,
+    /// The record written to `last-run.json`.
+    pub record: RunRecord,
+}
+
+/// One run: lock, sync, classify, converge, record. Errors that stop the run before it
+/// converges are recorded too, so monitoring sees a host that cannot run.
+pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Finished, AgentError> {
+    let started = SystemTime::now();
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| AgentError::StateDir {
+        path: config.state_dir.clone(),
+        source,
+    })?;
+    let _lock = RunLock::acquire(&config.state_dir.join(LOCK_FILE), config.lock_wait)?;
+    let host = req
+        .facts
+        .get("hostname")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let mut record = RunRecord {
+        version: env!("CARGO_PKG_VERSION"),
+        host,
+        started: humantime::format_rfc3339_seconds(started).to_string(),
+        finished: String::new(),
+        source: None,
+        roles: Vec::new(),
+        exit_code: 1,
+        error: None,
+        report: None,
+    };
+    let result = converge(config, sys, req, &mut record);
+    record.finished = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    match result {
+        Ok(report) => {
+            record.exit_code = report.exit_code();
+            record.report = Some(report.clone());
+            publish(config, &record, Some(&report));
+            Ok(Finished { report, record })
+        }
+        Err(e) => {
+            record.error = Some(e.to_string());
+            publish(config, &record, None);
+            Err(e)
+        }
+    }
+}
+
+fn converge(
+    config: &AgentConfig,
+    sys: &System,
+    req: &Request,
+    record: &mut RunRecord,
+) -> Result<Report, AgentError> {
+    let (tree_dir, status) = fetch(config)?;
+    if status.freshness == "stale" || status.freshness == "refused" {
+        tracing::warn!(
+            source = %config.source,
+            reason = status.reason.as_deref().unwrap_or(""),
+            "using the last known good bundle"
+        );
+    }
+    record.source = Some(status);
+    let tree = SourceTree::open(&tree_dir).map_err(Diagnostics::from)?;
+    let roles = if !req.roles.is_empty() {
+        req.roles.clone()
+    } else if !config.roles.is_empty() {
+        config.roles.clone()
+    } else {
+        let nodes = tree.root().join(classify::NODES_FILE);
+        let text = std::fs::read_to_string(&nodes).map_err(|e| {
+            Diagnostics::from(Diagnostic::new(format!(
+                "no roles configured and the bundle has no {} ({e})",
+                classify::NODES_FILE
+            )))
+        })?;
+        classify::roles_for(Path::new(classify::NODES_FILE), &text, &req.facts)?
+    };
+    record.roles = roles.clone();
+    let mut overrides = vars::table_to_json(&config.vars);
+    vars::merge(&mut overrides, &req.overrides);
+    let set = role::load(&tree, &roles, &overrides)?;
+    let mut renderer = Renderer::new(&tree.templates_dir())?;
+    let plan = plan::build(
+        &tree,
+        &set,
+        &req.facts,
+        &mut renderer,
+        PlanOptions::default(),
+    )?;
+    Ok(engine::run(&plan, sys, req.mode))
+}
+
+/// The verified source tree for this run and how it was obtained.
+fn fetch(config: &AgentConfig) -> Result<(PathBuf, SourceStatus), AgentError> {
+    let local = Path::new(&config.source);
+    if local.join("roles").is_dir() {
+        // An admin's own source tree: read in place, nothing to verify against.
+        let status = SourceStatus {
+            url: config.source.clone(),
+            bundle_id: String::new(),
+            freshness: "local".into(),
+            reason: None,
+            fetched_objects: 0,
+            bundle_age_seconds: 0,
+        };
+        return Ok((local.to_path_buf(), status));
+    }
+    let source = bundle::Source::parse(&config.source)?;
+    let mut trusted_keys = Vec::new();
+    for path in &config.trusted_keys {
+        let key = TrustedKey::from_file(path).map_err(|e| AgentError::Key {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        trusted_keys.push(key);
+    }
+    let opts = SyncOptions {
+        trusted_keys,
+        connect_timeout: config.fetch.connect_timeout,
+        request_timeout: config.fetch.timeout,
+        retries: config.fetch.retries,
+        ..SyncOptions::default()
+    };
+    let outcome = bundle::sync(&source, &config.state_dir, &opts)?;
+    let (freshness, reason, fetched_objects) = match &outcome.freshness {
+        Freshness::Fresh { fetched_objects } => ("fresh", None, *fetched_objects),
+        Freshness::Unchanged => ("unchanged", None, 0),
+        Freshness::Stale { reason } => ("stale", Some(reason.clone()), 0),
+        Freshness::Refused { reason } => ("refused", Some(reason.clone()), 0),
+    };
+    let age = SystemTime::now()
+        .duration_since(outcome.fetched_at)
+        .unwrap_or(Duration::ZERO);
+    let status = SourceStatus {
+        url: config.source.clone(),
+        bundle_id: outcome.id.clone(),
+        freshness: freshness.into(),
+        reason,
+        fetched_objects,
+        bundle_age_seconds: age.as_secs(),
+    };
+    Ok((outcome.bundle_dir, status))
+}
+
+/// Writes `last-run.json` and the metrics textfile, and POSTs the record when configured.
+/// Failures here are logged, never fatal: the run itself already happened.
+fn publish(config: &AgentConfig, record: &RunRecord, report: Option<&Report>) {
+    let json = serde_json::to_vec_pretty(record).expect("records serialize");
+    let last_run = config.state_dir.join(LAST_RUN_FILE);
+    if let Err(e) = record::write_atomic(&last_run, &json, 0o600) {
+        tracing::warn!(path = %last_run.display(), error = %e, "cannot write the run record");
+    }
+    if let Some(report) = report {
+        let source = record.source.as_ref();
+        let metrics = SourceMetrics {
+            bundle_age_seconds: source.map_or(0.0, |s| s.bundle_age_seconds as f64),
+            stale: source.is_some_and(|s| s.freshness == "stale" || s.freshness == "refused"),
+        };
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64();
+        let text = metrics::render(report, &metrics, now.floor());
+        let path = config.metrics_path();
+        // node_exporter reads it as its own, unprivileged user.
+        if let Err(e) = record::write_atomic(&path, text.as_bytes(), 0o644) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics textfile");
+        }
+    }
+    if let Some(url) = &config.report_url {
+        let sent = reqwest::blocking::Client::builder()
+            .timeout(config.fetch.timeout)
+            .connect_timeout(config.fetch.connect_timeout)
+            .build()
+            .and_then(|c| {
+                c.post(url)
+                    .header("content-type", "application/json")
+                    .body(json)
+                    .send()
+            })
+            .and_then(|r| r.error_for_status());
+        match sent {
+            Ok(_) => tracing::debug!(%url, "report sent"),
+            Err(e) => tracing::warn!(%url, error = %e, "cannot send the report"),
+        }
+    }
+}

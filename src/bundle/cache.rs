@@ -1,0 +1,281 @@
+//! The host's state dir: object store, materialised bundles, `current`/`previous` links.
+//!
+//! Layout (every name appears only once complete; see `fsutil`):
+//! ```text
+//! state_dir/lock                     flock held for the whole sync
+//! state_dir/objects/<sha256>         verified content, shared by all bundles
+//! state_dir/bundles/<id>/            a materialised bundle (+ .manifest.json)
+//! state_dir/current -> bundles/<id>  what the engine reads
+//! state_dir/previous -> bundles/<id> last known good before current, kept for rollback
+//! state_dir/sync.json                ETag, signer and fetch time of `current`
+//! ```
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tempfile::NamedTempFile;
+
+use super::error::{BundleError, IoContext};
+use super::fsutil::{self, TEMP_PREFIX};
+use super::manifest::{is_sha256_hex, Manifest};
+use super::OBJECTS_DIR;
+
+const BUNDLES_DIR: &str = "bundles";
+const CURRENT: &str = "current";
+const PREVIOUS: &str = "previous";
+const SYNC_STATE: &str = "sync.json";
+const LOCK: &str = "lock";
+/// Copy of the verified manifest inside each materialised bundle; hidden and outside the
+/// allowed top-level names, so it can never collide with bundle content.
+pub const BUNDLE_MANIFEST: &str = ".manifest.json";
+
+/// What we remember about the bundle `current` points at.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SyncState {
+    /// The source it came from; an ETag from another source means nothing.
+    pub source: String,
+    /// The bundle id this state describes.
+    pub id: String,
+    /// ETag of the manifest, for the next conditional GET.
+    pub etag: Option<String>,
+    /// Key id that signed it, if a signature was verified.
+    pub signer: Option<String>,
+    /// Unix seconds when this bundle was first fetched.
+    pub fetched_at: u64,
+}
+
+/// An open, locked state dir.
+pub struct StateDir {
+    root: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl StateDir {
+    /// Create the layout if needed, take the lock, and sweep leftovers of killed runs.
+    pub fn open(root: &Path) -> Result<StateDir, BundleError> {
+        // 0700: bundles may carry secrets under files/.
+        fsutil::ensure_dir(root, 0o700)?;
+        let lock_path = root.join(LOCK);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| BundleError::io(&lock_path, io::Error::from(errno)))?;
+        let dir = StateDir {
+            root: root.to_path_buf(),
+            _lock: lock,
+        };
+        fsutil::ensure_dir(&dir.objects(), 0o700)?;
+        fsutil::ensure_dir(&dir.bundles(), 0o700)?;
+        // Holding the lock, any temp entry belongs to a run that died.
+        for d in [dir.root.clone(), dir.objects(), dir.bundles()] {
+            fsutil::sweep_temps(&d)?;
+        }
+        Ok(dir)
+    }
+
+    fn objects(&self) -> PathBuf {
+        self.root.join(OBJECTS_DIR)
+    }
+
+    fn bundles(&self) -> PathBuf {
+        self.root.join(BUNDLES_DIR)
+    }
+
+    /// Where bundle `id` is (or would be) materialised.
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.bundles().join(id)
+    }
+
+    /// Id of the bundle `current` points at, if it points at a complete one.
+    pub fn current(&self) -> Option<String> {
+        self.link_target(CURRENT)
+    }
+
+    fn link_target(&self, link: &str) -> Option<String> {
+        let target = fs::read_link(self.root.join(link)).ok()?;
+        let id = target.strip_prefix(BUNDLES_DIR).ok()?.to_str()?.to_string();
+        (is_sha256_hex(&id) && self.bundle_dir(&id).is_dir()).then_some(id)
+    }
+
+    /// True if a verified object with this name and size is in the store.
+    pub fn has_object(&self, sha256: &str, size: u64) -> bool {
+        fs::metadata(self.objects().join(sha256)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// A temp file inside the object store, so the final rename stays on one filesystem.
+    pub fn object_temp(&self) -> Result<NamedTempFile, BundleError> {
+        tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(self.objects())
+            .at(self.objects())
+    }
+
+    /// Give a verified temp file its final content-addressed name.
+    pub fn commit_object(&self, tmp: NamedTempFile, sha256: &str) -> Result<(), BundleError> {
+        tmp.as_file().sync_all().at(tmp.path())?;
+        let dest = self.objects().join(sha256);
+        tmp.persist(&dest)
+            .map_err(|e| BundleError::io(&dest, e.error))?;
+        Ok(())
+    }
+
+    /// Make object renames durable before anything refers to them.
+    pub fn sync_objects(&self) -> Result<(), BundleError> {
+        fsutil::fsync_dir(&self.objects())
+    }
+
+    /// Build `bundles/<id>/` from the object store (in a temp dir, renamed when complete).
+    ///
+    /// Each copy is re-hashed: a store object damaged on disk is deleted (so the next sync
+    /// fetches it again) instead of being materialised.
+    pub fn materialise(
+        &self,
+        id: &str,
+        manifest: &Manifest,
+        manifest_bytes: &[u8],
+    ) -> Result<PathBuf, BundleError> {
+        let final_dir = self.bundle_dir(id);
+        if final_dir.is_dir() {
+            // Only ever renamed into place complete, so it is reusable as is.
+            return Ok(final_dir);
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempdir_in(self.bundles())
+            .at(self.bundles())?;
+        let mut dirs = BTreeSet::new();
+        for (rel, entry) in &manifest.files {
+            let dest = fsutil::join_rel(tmp.path(), rel);
+            let parent = dest.parent().expect("bundle paths have a parent");
+            if dirs.insert(parent.to_path_buf()) {
+                fs::create_dir_all(parent).at(parent)?;
+            }
+            let object = self.objects().join(&entry.sha256);
+            let actual = copy_hashing(&object, &dest)?;
+            if actual != entry.sha256 {
+                let _ = fs::remove_file(&object);
+                return Err(BundleError::LocalState {
+                    path: object,
+                    reason: format!(
+                        "object content changed on disk (sha256 {actual}); removed, will be fetched again"
+                    ),
+                });
+            }
+        }
+        let mpath = tmp.path().join(BUNDLE_MANIFEST);
+        fs::write(&mpath, manifest_bytes).at(&mpath)?;
+        File::open(&mpath).and_then(|f| f.sync_all()).at(&mpath)?;
+        for d in dirs.iter().rev() {
+            fsutil::fsync_dir(d)?;
+        }
+        fsutil::fsync_dir(tmp.path())?;
+        let built = tmp.keep();
+        fs::rename(&built, &final_dir).at(&final_dir)?;
+        fsutil::fsync_dir(&self.bundles())?;
+        Ok(final_dir)
+    }
+
+    /// Point `current` at `id`, moving the old current to `previous`.
+    ///
+    /// `previous` is swapped first: a crash in between leaves both on the old bundle,
+    /// which is still a complete, verified state.
+    pub fn switch(&self, id: &str) -> Result<(), BundleError> {
+        let old = self.current();
+        if old.as_deref() == Some(id) {
+            return Ok(());
+        }
+        if let Some(old) = old {
+            fsutil::swap_symlink(&self.root.join(PREVIOUS), &Path::new(BUNDLES_DIR).join(old))?;
+        }
+        fsutil::swap_symlink(&self.root.join(CURRENT), &Path::new(BUNDLES_DIR).join(id))
+    }
+
+    /// Delete bundles other than current and previous, and objects neither of them uses.
+    pub fn gc(&self) -> Result<(), BundleError> {
+        let keep: Vec<String> = [self.current(), self.link_target(PREVIOUS)]
+            .into_iter()
+            .flatten()
+            .collect();
+        for entry in fs::read_dir(self.bundles()).at(self.bundles())? {
+            let entry = entry.at(self.bundles())?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&name) && !name.starts_with(TEMP_PREFIX) {
+                tracing::debug!("removing old bundle {name}");
+                fsutil::remove_tree_atomically(&entry.path())?;
+            }
+        }
+        let mut used = BTreeSet::new();
+        for id in &keep {
+            let path = self.bundle_dir(id).join(BUNDLE_MANIFEST);
+            let parsed = fs::read(&path)
+                .ok()
+                .and_then(|b| Manifest::parse(&b, &path.display().to_string()).ok());
+            // Without a readable manifest we cannot tell what is in use: keep everything.
+            let Some(m) = parsed else { return Ok(()) };
+            used.extend(m.files.into_values().map(|e| e.sha256));
+        }
+        for entry in fs::read_dir(self.objects()).at(self.objects())? {
+            let entry = entry.at(self.objects())?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_sha256_hex(&name) && !used.contains(&name) {
+                fs::remove_file(entry.path()).at(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The saved sync state, if present and readable.
+    pub fn load_state(&self) -> Option<SyncState> {
+        let bytes = fs::read(self.root.join(SYNC_STATE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Persist the sync state atomically.
+    pub fn save_state(&self, state: &SyncState) -> Result<(), BundleError> {
+        let mut bytes = serde_json::to_vec_pretty(state).expect("state serialises");
+        bytes.write_all(b"\n").expect("vec write");
+        fsutil::write_atomic(&self.root.join(SYNC_STATE), &bytes, 0o600)
+    }
+
+    /// When bundle `id` was fetched: from the state file, else the bundle dir's mtime.
+    pub fn fetched_at(&self, id: &str) -> SystemTime {
+        match self.load_state() {
+            Some(s) if s.id == id => UNIX_EPOCH + Duration::from_secs(s.fetched_at),
+            _ => fs::metadata(self.bundle_dir(id))
+                .and_then(|m| m.modified())
+                .unwrap_or(UNIX_EPOCH),
+        }
+    }
+}
+
+/// Copy `src` to a new file `dest`, fsync it, and return the sha256 of what was copied.
+fn copy_hashing(src: &Path, dest: &Path) -> Result<String, BundleError> {
+    let mut input = File::open(src).at(src)?;
+    let mut output = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .at(dest)?;
+    let mut hasher = Sha256::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = input.read(&mut buf).at(src)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n]).at(dest)?;
+    }
+    output.sync_all().at(dest)?;
+    Ok(hex::encode(hasher.finalize()))
+}

@@ -1,0 +1,266 @@
+//! One error type for the whole bundle layer, split into the three kinds a caller acts on.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while publishing or syncing a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// The source string is not a usable `file://`, `http(s)://` URL or path.
+    #[error("invalid source {source_str:?}: {reason}")]
+    InvalidSource {
+        /// The string as given.
+        source_str: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A local filesystem operation failed (state dir, publish output, key file).
+    #[error("{path}: {source}")]
+    Io {
+        /// The path that was being read or written.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The source tree contains something `publish` refuses to ship.
+    #[error("source tree {path}: {reason}")]
+    SourceTree {
+        /// The offending entry.
+        path: PathBuf,
+        /// What is wrong and what was expected instead.
+        reason: String,
+    },
+    /// The server could not be reached or the connection broke before a full answer.
+    #[error("{url}: {reason}")]
+    Unreachable {
+        /// The URL requested.
+        url: String,
+        /// Connect refused, timeout, reset, ...
+        reason: String,
+    },
+    /// The server answered with a status other than 200 (or 304 for the manifest).
+    #[error("{url}: HTTP status {status}, expected 200")]
+    HttpStatus {
+        /// The URL requested.
+        url: String,
+        /// The status received.
+        status: u16,
+    },
+    /// The body ended before the announced or expected length.
+    #[error("{url}: body truncated: {reason}")]
+    Truncated {
+        /// The URL requested.
+        url: String,
+        /// What was expected and what arrived.
+        reason: String,
+    },
+    /// `manifest.json` is not a valid format-1 manifest.
+    #[error("{url}: malformed manifest: {reason}")]
+    ManifestMalformed {
+        /// Where the manifest came from.
+        url: String,
+        /// The first problem found.
+        reason: String,
+    },
+    /// A manifest or signature is larger than any real one could be.
+    #[error("{url}: larger than the {limit}-byte limit")]
+    TooLarge {
+        /// The URL or path read.
+        url: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// An object's bytes do not match the manifest.
+    #[error("{url} ({path}): content mismatch: expected {expected}, got {actual}")]
+    ObjectMismatch {
+        /// The object URL.
+        url: String,
+        /// The bundle path the object was meant for.
+        path: String,
+        /// sha256/size the manifest promised.
+        expected: String,
+        /// sha256/size that arrived.
+        actual: String,
+    },
+    /// Keys are configured but the source has no `manifest.json.minisig`.
+    #[error("{url}: signature required (trusted keys are configured) but none is published")]
+    SignatureMissing {
+        /// The signature URL.
+        url: String,
+    },
+    /// The signature exists but does not verify with any trusted key.
+    #[error("{url}: signature rejected: {reason}")]
+    SignatureInvalid {
+        /// The signature URL.
+        url: String,
+        /// Unknown key id, bad signature, unparsable file, ...
+        reason: String,
+    },
+    /// A minisign key file could not be loaded or written.
+    #[error("key {path}: {reason}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What went wrong and what was expected.
+        reason: String,
+    },
+    /// The local state dir is inconsistent (e.g. an object on disk no longer matches its name).
+    #[error("state {path}: {reason}")]
+    LocalState {
+        /// The file or dir concerned.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
+}
+
+impl BundleError {
+    /// True when the source answered but what it served cannot be trusted.
+    ///
+    /// Callers alert differently on this: an unreachable source is an outage,
+    /// bad content is a broken publish or tampering.
+    pub fn is_bad_content(&self) -> bool {
+        matches!(
+            self,
+            BundleError::ManifestMalformed { .. }
+                | BundleError::TooLarge { .. }
+                | BundleError::ObjectMismatch { .. }
+                | BundleError::SignatureMissing { .. }
+                | BundleError::SignatureInvalid { .. }
+        )
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        BundleError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Attach a path to an `io::Result`, so every local error names the file concerned.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, BundleError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, BundleError> {
+        self.map_err(|e| BundleError::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_names_the_place_and_the_expectation() {
+        let u = || "http://h/b/manifest.json".to_string();
+        let cases: Vec<(BundleError, &str, bool)> = vec![
+            (
+                BundleError::InvalidSource {
+                    source_str: "ftp://x".into(),
+                    reason: "unsupported scheme".into(),
+                },
+                "invalid source \"ftp://x\": unsupported scheme",
+                false,
+            ),
+            (
+                BundleError::io("/var/lib/converge", io::Error::from(io::ErrorKind::NotFound)),
+                "/var/lib/converge: entity not found",
+                false,
+            ),
+            (
+                BundleError::SourceTree {
+                    path: "/src/README.md".into(),
+                    reason: "unexpected top-level entry".into(),
+                },
+                "source tree /src/README.md: unexpected top-level entry",
+                false,
+            ),
+            (
+                BundleError::Unreachable {
+                    url: u(),
+                    reason: "connection refused".into(),
+                },
+                "http://h/b/manifest.json: connection refused",
+                false,
+            ),
+            (
+                BundleError::HttpStatus {
+                    url: u(),
+                    status: 503,
+                },
+                "http://h/b/manifest.json: HTTP status 503, expected 200",
+                false,
+            ),
+            (
+                BundleError::Truncated {
+                    url: u(),
+                    reason: "Content-Length 10, received 5".into(),
+                },
+                "http://h/b/manifest.json: body truncated: Content-Length 10, received 5",
+                false,
+            ),
+            (
+                BundleError::ManifestMalformed {
+                    url: u(),
+                    reason: "not JSON".into(),
+                },
+                "http://h/b/manifest.json: malformed manifest: not JSON",
+                true,
+            ),
+            (
+                BundleError::TooLarge { url: u(), limit: 5 },
+                "http://h/b/manifest.json: larger than the 5-byte limit",
+                true,
+            ),
+            (
+                BundleError::ObjectMismatch {
+                    url: "http://h/b/objects/ab".into(),
+                    path: "roles/web.toml".into(),
+                    expected: "sha256 ab size 1".into(),
+                    actual: "sha256 cd size 1".into(),
+                },
+                "http://h/b/objects/ab (roles/web.toml): content mismatch: expected sha256 ab size 1, got sha256 cd size 1",
+                true,
+            ),
+            (
+                BundleError::SignatureMissing {
+                    url: "http://h/b/manifest.json.minisig".into(),
+                },
+                "http://h/b/manifest.json.minisig: signature required (trusted keys are configured) but none is published",
+                true,
+            ),
+            (
+                BundleError::SignatureInvalid {
+                    url: "s".into(),
+                    reason: "bad".into(),
+                },
+                "s: signature rejected: bad",
+                true,
+            ),
+            (
+                BundleError::Key {
+                    path: "/k".into(),
+                    reason: "secret key is encrypted".into(),
+                },
+                "key /k: secret key is encrypted",
+                false,
+            ),
+            (
+                BundleError::LocalState {
+                    path: "/s/objects/ab".into(),
+                    reason: "changed".into(),
+                },
+                "state /s/objects/ab: changed",
+                false,
+            ),
+        ];
+        for (err, msg, bad) in cases {
+            assert_eq!(err.to_string(), msg);
+            assert_eq!(err.is_bad_content(), bad, "{msg}");
+        }
+    }
+}

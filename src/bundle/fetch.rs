@@ -1,0 +1,363 @@
+//! Reading manifest, signature and objects from a source, with bounded retries for HTTP.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{ETAG, IF_NONE_MATCH};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+
+use super::error::BundleError;
+use super::manifest::MAX_MANIFEST_BYTES;
+use super::source::Source;
+use super::sync::SyncOptions;
+use super::{MANIFEST_FILE, OBJECTS_DIR, SIGNATURE_FILE};
+
+/// Largest signature file accepted; real ones are ~300 bytes.
+const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
+/// Upper bound on one backoff sleep, whatever the attempt number.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Result of asking for the manifest.
+pub enum ManifestFetch {
+    /// 304: the ETag we sent still matches.
+    NotModified,
+    /// The manifest bytes, and the ETag to send next time.
+    Body {
+        bytes: Vec<u8>,
+        etag: Option<String>,
+    },
+}
+
+/// What arrived for one object: its real hash and length (at most `size + 1`).
+pub struct Received {
+    pub sha256: String,
+    pub len: u64,
+}
+
+/// One sync's access to a source; HTTP shares one kept-alive client across requests.
+pub enum Fetcher<'a> {
+    Dir(&'a Path),
+    Http {
+        client: Client,
+        source: &'a Source,
+        opts: &'a SyncOptions,
+    },
+}
+
+impl<'a> Fetcher<'a> {
+    /// Build the fetcher (and, for HTTP, the one client) for a sync.
+    pub fn new(source: &'a Source, opts: &'a SyncOptions) -> Result<Fetcher<'a>, BundleError> {
+        match source {
+            Source::Dir(dir) => Ok(Fetcher::Dir(dir)),
+            Source::Http(_) => {
+                let client = Client::builder()
+                    .connect_timeout(opts.connect_timeout)
+                    .timeout(opts.request_timeout)
+                    .user_agent(opts.user_agent.clone())
+                    .build()
+                    .map_err(|e| BundleError::InvalidSource {
+                        source_str: source.to_string(),
+                        reason: format!("cannot build HTTP client: {}", chain(&e)),
+                    })?;
+                Ok(Fetcher::Http {
+                    client,
+                    source,
+                    opts,
+                })
+            }
+        }
+    }
+
+    /// Fetch `manifest.json`, conditionally when `etag` is given.
+    pub fn manifest(&self, etag: Option<&str>) -> Result<ManifestFetch, BundleError> {
+        match self {
+            Fetcher::Dir(dir) => {
+                let path = dir.join(MANIFEST_FILE);
+                let bytes = read_local(&path, MAX_MANIFEST_BYTES)?.ok_or_else(|| {
+                    unreachable_local(&path, "no manifest.json (not a published bundle dir?)")
+                })?;
+                Ok(ManifestFetch::Body { bytes, etag: None })
+            }
+            Fetcher::Http { .. } => {
+                let url = self.url(MANIFEST_FILE);
+                self.retrying(&url, || {
+                    let mut req = self.client().get(&url);
+                    if let Some(etag) = etag {
+                        req = req.header(IF_NONE_MATCH, etag);
+                    }
+                    let resp = send(req, &url)?;
+                    if resp.status() == StatusCode::NOT_MODIFIED && etag.is_some() {
+                        return Ok(ManifestFetch::NotModified);
+                    }
+                    let resp = expect_ok(resp, &url)?;
+                    let new_etag = resp
+                        .headers()
+                        .get(ETAG)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    let bytes = read_body(resp, &url, MAX_MANIFEST_BYTES)?;
+                    Ok(ManifestFetch::Body {
+                        bytes,
+                        etag: new_etag,
+                    })
+                })
+            }
+        }
+    }
+
+    /// Fetch `manifest.json.minisig`; `None` when the source has none (404/410 or no file).
+    pub fn signature(&self) -> Result<Option<Vec<u8>>, BundleError> {
+        match self {
+            Fetcher::Dir(dir) => read_local(&dir.join(SIGNATURE_FILE), MAX_SIGNATURE_BYTES),
+            Fetcher::Http { .. } => {
+                let url = self.url(SIGNATURE_FILE);
+                self.retrying(&url, || {
+                    let resp = send(self.client().get(&url), &url)?;
+                    if matches!(resp.status(), StatusCode::NOT_FOUND | StatusCode::GONE) {
+                        return Ok(None);
+                    }
+                    let resp = expect_ok(resp, &url)?;
+                    read_body(resp, &url, MAX_SIGNATURE_BYTES).map(Some)
+                })
+            }
+        }
+    }
+
+    /// Stream object `sha256` into `dest` (rewound on each attempt), hashing as it goes.
+    ///
+    /// At most `size + 1` bytes are read, so a lying server cannot fill the disk and an
+    /// oversized object is still detected.
+    pub fn object(
+        &self,
+        sha256: &str,
+        size: u64,
+        dest: &mut File,
+    ) -> Result<Received, BundleError> {
+        let name = format!("{OBJECTS_DIR}/{sha256}");
+        let url = self.url(&name);
+        let attempt = |dest: &mut File, reader: &mut dyn Read| -> Result<Received, io::Error> {
+            dest.set_len(0)?;
+            dest.rewind()?;
+            let mut hasher = Sha256::new();
+            let mut buf = [0u8; 64 * 1024];
+            let mut len = 0u64;
+            let mut limited = reader.take(size + 1);
+            loop {
+                let n = limited.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                dest.write_all(&buf[..n])?;
+                len += n as u64;
+            }
+            Ok(Received {
+                sha256: hex::encode(hasher.finalize()),
+                len,
+            })
+        };
+        match self {
+            Fetcher::Dir(dir) => {
+                let path = dir.join(OBJECTS_DIR).join(sha256);
+                let mut file =
+                    File::open(&path).map_err(|e| unreachable_local(&path, &e.to_string()))?;
+                attempt(dest, &mut file).map_err(|e| unreachable_local(&path, &e.to_string()))
+            }
+            Fetcher::Http { .. } => self.retrying(&url, || {
+                let mut resp = expect_ok(send(self.client().get(&url), &url)?, &url)?;
+                let announced = resp.content_length();
+                let got = attempt(dest, &mut resp).map_err(|e| body_error(&url, &e))?;
+                match announced {
+                    Some(n) if got.len < n && got.len <= size => Err(BundleError::Truncated {
+                        url: url.clone(),
+                        reason: format!("Content-Length {n}, received {}", got.len),
+                    }),
+                    _ => Ok(got),
+                }
+            }),
+        }
+    }
+
+    /// Location of `name` for messages and requests.
+    pub fn url(&self, name: &str) -> String {
+        match self {
+            Fetcher::Dir(dir) => dir.join(name).display().to_string(),
+            Fetcher::Http { source, .. } => source.locate(name),
+        }
+    }
+
+    fn client(&self) -> &Client {
+        match self {
+            Fetcher::Http { client, .. } => client,
+            Fetcher::Dir(_) => unreachable!("HTTP request on a directory source"),
+        }
+    }
+
+    /// Run `op`, retrying transport failures with exponential backoff and jitter.
+    fn retrying<T>(
+        &self,
+        url: &str,
+        mut op: impl FnMut() -> Result<T, BundleError>,
+    ) -> Result<T, BundleError> {
+        let Fetcher::Http { opts, .. } = self else {
+            return op();
+        };
+        let mut attempt = 0u32;
+        loop {
+            tracing::debug!(url, attempt, "GET");
+            match op() {
+                Err(e) if attempt < opts.retries && is_transient(&e) => {
+                    let delay = backoff(opts.backoff, attempt);
+                    tracing::debug!(url, error = %e, ?delay, "retrying");
+                    std::thread::sleep(delay);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Failures worth another try: the network or an overloaded server, never bad content.
+fn is_transient(e: &BundleError) -> bool {
+    match e {
+        BundleError::Unreachable { .. } | BundleError::Truncated { .. } => true,
+        BundleError::HttpStatus { status, .. } => {
+            *status >= 500 || *status == 429 || *status == 408
+        }
+        _ => false,
+    }
+}
+
+/// `base * 2^attempt`, capped, plus up to 25% jitter so a fleet does not retry in lockstep.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(MAX_BACKOFF);
+    // Sub-second clock noise is plenty of randomness for spreading retries.
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let jitter = exp.mul_f64(f64::from(nanos % 1000) / 4000.0);
+    exp + jitter
+}
+
+fn send(req: reqwest::blocking::RequestBuilder, url: &str) -> Result<Response, BundleError> {
+    req.send().map_err(|e| BundleError::Unreachable {
+        url: url.to_string(),
+        reason: if e.is_timeout() {
+            format!("timed out: {}", chain(&e))
+        } else {
+            chain(&e)
+        },
+    })
+}
+
+fn expect_ok(resp: Response, url: &str) -> Result<Response, BundleError> {
+    if resp.status() == StatusCode::OK {
+        Ok(resp)
+    } else {
+        Err(BundleError::HttpStatus {
+            url: url.to_string(),
+            status: resp.status().as_u16(),
+        })
+    }
+}
+
+fn read_body(resp: Response, url: &str, limit: u64) -> Result<Vec<u8>, BundleError> {
+    let announced = resp.content_length();
+    let mut bytes = Vec::new();
+    resp.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| body_error(url, &e))?;
+    if bytes.len() as u64 > limit {
+        return Err(BundleError::TooLarge {
+            url: url.to_string(),
+            limit,
+        });
+    }
+    if let Some(n) = announced {
+        if (bytes.len() as u64) < n {
+            return Err(BundleError::Truncated {
+                url: url.to_string(),
+                reason: format!("Content-Length {n}, received {}", bytes.len()),
+            });
+        }
+    }
+    Ok(bytes)
+}
+
+fn body_error(url: &str, e: &io::Error) -> BundleError {
+    if e.kind() == io::ErrorKind::TimedOut || chain(e).contains("timed out") {
+        BundleError::Unreachable {
+            url: url.to_string(),
+            reason: format!("timed out reading body: {}", chain(e)),
+        }
+    } else {
+        BundleError::Truncated {
+            url: url.to_string(),
+            reason: chain(e),
+        }
+    }
+}
+
+/// Read a local file, `None` if missing, bounded by `limit`.
+fn read_local(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, BundleError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unreachable_local(path, &e.to_string())),
+    };
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| unreachable_local(path, &e.to_string()))?;
+    if bytes.len() as u64 > limit {
+        return Err(BundleError::TooLarge {
+            url: path.display().to_string(),
+            limit,
+        });
+    }
+    Ok(Some(bytes))
+}
+
+fn unreachable_local(path: &Path, reason: &str) -> BundleError {
+    BundleError::Unreachable {
+        url: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// An error and its causes on one line; reqwest's top-level message alone hides the cause.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered_within_a_quarter() {
+        let base = Duration::from_millis(100);
+        for attempt in 0..20 {
+            let d = backoff(base, attempt);
+            let exp = base.saturating_mul(1 << attempt.min(16)).min(MAX_BACKOFF);
+            assert!(d >= exp && d <= exp + exp / 4, "attempt {attempt}: {d:?}");
+        }
+    }
+}

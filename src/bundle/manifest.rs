@@ -1,0 +1,368 @@
+//! `manifest.json`: the list of files in a bundle with their sha256 and size.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::BundleError;
+
+/// The only manifest format this code reads and writes.
+pub const FORMAT: u32 = 1;
+
+/// Top-level entries a bundle may contain; everything the core reads lives under these.
+pub const TOP_LEVEL_DIRS: [&str; 3] = ["roles", "templates", "files"];
+/// Top-level regular files a bundle may contain.
+pub const TOP_LEVEL_FILES: [&str; 1] = ["nodes.toml"];
+
+/// Hard cap on a manifest body: far above any real bundle, low enough to bound memory.
+pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A parsed, validated manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: u32,
+    /// RFC 3339 UTC time of publication (informational).
+    pub created: String,
+    /// Bundle-relative path (with `/`) → content.
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+/// What one file in the bundle must contain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    /// Lowercase hex sha256 of the content; also the object's name.
+    pub sha256: String,
+    /// Content length in bytes.
+    pub size: u64,
+}
+
+impl Manifest {
+    /// Parse and validate manifest bytes; `origin` names where they came from in errors.
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<Manifest, BundleError> {
+        let bad = |reason: String| BundleError::ManifestMalformed {
+            url: origin.to_string(),
+            reason,
+        };
+        // Duplicate keys would silently collapse in a map; reject them so what was
+        // signed is exactly what gets materialised.
+        let raw: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+        check_no_duplicate_file_keys(bytes).map_err(bad)?;
+        let manifest: Manifest =
+            serde_json::from_value(raw).map_err(|e| bad(format!("unexpected shape: {e}")))?;
+        manifest.validate().map_err(bad)?;
+        Ok(manifest)
+    }
+
+    /// A manifest for `files`, stamped with the current time.
+    pub fn new(files: BTreeMap<String, FileEntry>) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            created: rfc3339(SystemTime::now()),
+            files,
+        }
+    }
+
+    /// The bytes published as `manifest.json` (pretty, so admins can read and diff them).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.format != FORMAT {
+            return Err(format!(
+                "format {} is not supported, expected {FORMAT}",
+                self.format
+            ));
+        }
+        for (path, entry) in &self.files {
+            validate_path(path).map_err(|e| format!("file {path:?}: {e}"))?;
+            if !is_sha256_hex(&entry.sha256) {
+                return Err(format!(
+                    "file {path:?}: sha256 {:?} is not 64 lowercase hex digits",
+                    entry.sha256
+                ));
+            }
+        }
+        // A path that is also a directory of another path cannot be materialised.
+        for path in self.files.keys() {
+            for (i, _) in path.match_indices('/') {
+                let dir = &path[..i];
+                if self.files.contains_key(dir) {
+                    return Err(format!("file {dir:?} is also a directory of {path:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sum of all file sizes.
+    pub fn total_size(&self) -> u64 {
+        self.files.values().map(|e| e.size).sum()
+    }
+}
+
+/// Check that a bundle path is relative, normalised and under a known top-level entry.
+///
+/// The same rule guards `publish` (what we write) and `sync` (what a server may make us
+/// write), so a manifest can never direct a file outside the bundle dir.
+pub fn validate_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("empty path".into());
+    }
+    if path.starts_with('/') {
+        return Err("absolute path".into());
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return Err("control character in path".into());
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    for part in &parts {
+        match *part {
+            "" => return Err("empty path component (double or trailing '/')".into()),
+            "." | ".." => return Err(format!("{part:?} component")),
+            _ => {}
+        }
+    }
+    let top = parts[0];
+    let ok = if parts.len() == 1 {
+        TOP_LEVEL_FILES.contains(&top)
+    } else {
+        TOP_LEVEL_DIRS.contains(&top)
+    };
+    if !ok {
+        return Err(format!(
+            "not under a known top-level entry (expected {}/..., or {})",
+            TOP_LEVEL_DIRS.join("/..., "),
+            TOP_LEVEL_FILES.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// True for exactly 64 lowercase hex digits.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Find a key repeated inside the `"files"` object by re-reading it with a
+/// visitor that keeps every key.
+fn check_no_duplicate_file_keys(bytes: &[u8]) -> Result<(), String> {
+    use serde::de::{IgnoredAny, MapAccess, Visitor};
+    use std::fmt;
+
+    struct Files;
+    impl<'de> Visitor<'de> for Files {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                if !seen.insert(key.clone()) {
+                    return Err(serde::de::Error::custom(format!("duplicate file {key:?}")));
+                }
+            }
+            Ok(())
+        }
+    }
+    struct FilesField;
+    impl<'de> serde::Deserialize<'de> for FilesField {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_map(Files).map(|_| FilesField)
+        }
+    }
+    struct Top;
+    impl<'de> Visitor<'de> for Top {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "files" {
+                    map.next_value::<FilesField>()?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde::Deserializer::deserialize_map(&mut de, Top).map_err(|e| e.to_string())
+}
+
+/// Format a time as RFC 3339 UTC with second precision, without a date crate.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day); Howard Hinnant's `civil_from_days`.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const H: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn parse(s: &str) -> Result<Manifest, String> {
+        Manifest::parse(s.as_bytes(), "test://m").map_err(|e| e.to_string())
+    }
+
+    fn with_files(files: &str) -> String {
+        format!(r#"{{"format":1,"created":"2026-01-01T00:00:00Z","files":{{{files}}}}}"#)
+    }
+
+    #[test]
+    fn parses_a_valid_manifest() {
+        let m = parse(&with_files(&format!(
+            r#""roles/web.toml":{{"sha256":"{H}","size":0}},"nodes.toml":{{"sha256":"{H}","size":0}}"#
+        )))
+        .unwrap();
+        assert_eq!(m.files.len(), 2);
+        assert_eq!(m.files["roles/web.toml"].sha256, H);
+    }
+
+    #[test]
+    fn round_trips_through_bytes() {
+        let mut files = BTreeMap::new();
+        files.insert(
+            "templates/a/b.hbs".to_string(),
+            FileEntry {
+                sha256: H.into(),
+                size: 0,
+            },
+        );
+        let m = Manifest::new(files);
+        assert_eq!(Manifest::parse(&m.to_bytes(), "x").unwrap(), m);
+    }
+
+    #[test]
+    fn rejects_non_json() {
+        let e = parse("{not json").unwrap_err();
+        assert!(
+            e.starts_with("test://m: malformed manifest: not JSON"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_format() {
+        let e = parse(r#"{"format":2,"created":"x","files":{}}"#).unwrap_err();
+        assert_eq!(
+            e,
+            "test://m: malformed manifest: format 2 is not supported, expected 1"
+        );
+    }
+
+    #[test]
+    fn rejects_missing_and_unknown_fields() {
+        let e = parse(r#"{"format":1,"files":{}}"#).unwrap_err();
+        assert!(e.contains("missing field `created`"), "{e}");
+        let e = parse(r#"{"format":1,"created":"x","files":{},"extra":1}"#).unwrap_err();
+        assert!(e.contains("unknown field `extra`"), "{e}");
+    }
+
+    #[test]
+    fn rejects_bad_hashes() {
+        for bad in ["abc", &H.to_uppercase(), &format!("{}g", &H[..63])] {
+            let e = parse(&with_files(&format!(
+                r#""roles/a.toml":{{"sha256":"{bad}","size":1}}"#
+            )))
+            .unwrap_err();
+            assert!(e.contains("is not 64 lowercase hex digits"), "{e}");
+        }
+    }
+
+    #[test]
+    fn rejects_negative_or_non_integer_sizes() {
+        let e = parse(&with_files(&format!(
+            r#""roles/a.toml":{{"sha256":"{H}","size":-1}}"#
+        )))
+        .unwrap_err();
+        assert!(e.contains("unexpected shape"), "{e}");
+    }
+
+    #[test]
+    fn rejects_escaping_and_unknown_paths() {
+        for (path, why) in [
+            ("../etc/passwd", "\"..\" component"),
+            ("roles/../../x", "\"..\" component"),
+            ("/etc/passwd", "absolute path"),
+            ("roles//a", "empty path component"),
+            ("roles/./a", "\".\" component"),
+            ("roles", "not under a known top-level entry"),
+            ("README.md", "not under a known top-level entry"),
+            ("roles/a\nb", "control character"),
+            ("", "empty path"),
+        ] {
+            let json = with_files(&format!(
+                r#"{}:{{"sha256":"{H}","size":0}}"#,
+                serde_json::to_string(path).unwrap()
+            ));
+            let e = parse(&json).unwrap_err();
+            assert!(e.contains(why), "{path:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn rejects_duplicate_files() {
+        let e = parse(&with_files(&format!(
+            r#""roles/a.toml":{{"sha256":"{H}","size":0}},"roles/a.toml":{{"sha256":"{H}","size":0}}"#
+        )))
+        .unwrap_err();
+        assert!(e.contains("duplicate file \"roles/a.toml\""), "{e}");
+    }
+
+    #[test]
+    fn rejects_file_that_is_also_a_directory() {
+        let e = parse(&with_files(&format!(
+            r#""files/a":{{"sha256":"{H}","size":0}},"files/a-b":{{"sha256":"{H}","size":0}},"files/a/b":{{"sha256":"{H}","size":0}}"#
+        )))
+        .unwrap_err();
+        assert!(
+            e.contains("file \"files/a\" is also a directory of \"files/a/b\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn formats_rfc3339() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_764_075_600);
+        assert_eq!(rfc3339(t), "2025-11-25T13:00:00Z");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,246 @@
+//! `publish`: turn a source tree into a static, content-addressed bundle directory.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::error::{BundleError, IoContext};
+use super::fsutil;
+use super::manifest::{self, FileEntry, Manifest, TOP_LEVEL_DIRS, TOP_LEVEL_FILES};
+use super::signature::SecretKeyFile;
+use super::{MANIFEST_FILE, OBJECTS_DIR, SIGNATURE_FILE};
+
+/// What one `publish` produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// sha256 of the manifest bytes: the bundle id hosts will report.
+    pub id: String,
+    /// Number of files in the bundle.
+    pub files: usize,
+    /// Objects that were not in `out/objects/` before.
+    pub new_objects: usize,
+    /// Whether `manifest.json.minisig` was written.
+    pub signed: bool,
+    /// The tree matched the existing manifest, which was kept byte for byte (same id, same ETag).
+    pub unchanged: bool,
+}
+
+/// Publish `src` into `out`: objects first, then the signature, then `manifest.json` last.
+///
+/// The source tree is read strictly: only `roles/`, `templates/`, `files/` and
+/// `nodes.toml` at the top (hidden entries such as `.git` are skipped, anything else is
+/// an error so that a typo like `role/` cannot silently publish an empty role set);
+/// symlinks are followed only when relative, inside the tree, and pointing at a
+/// regular file; everything else (fifos, devices, dir symlinks) is refused.
+pub fn publish(
+    src: &Path,
+    out: &Path,
+    signer: Option<&SecretKeyFile>,
+) -> Result<Published, BundleError> {
+    let files = collect_tree(src)?;
+    let objects_dir = out.join(OBJECTS_DIR);
+    fsutil::ensure_dir(&objects_dir, 0o755)?;
+    // Temp files of a publish that was killed; never referenced, so safe to drop.
+    fsutil::sweep_temps(out)?;
+    fsutil::sweep_temps(&objects_dir)?;
+
+    let mut entries = BTreeMap::new();
+    let mut new_objects = 0;
+    for (rel, abs) in &files {
+        let bytes = fs::read(abs).at(abs)?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let object = objects_dir.join(&sha256);
+        let present = fs::metadata(&object).is_ok_and(|m| m.len() == bytes.len() as u64);
+        if !present {
+            fsutil::write_atomic(&object, &bytes, 0o644)?;
+            new_objects += 1;
+        }
+        entries.insert(
+            rel.clone(),
+            FileEntry {
+                sha256,
+                size: bytes.len() as u64,
+            },
+        );
+    }
+
+    let manifest_path = out.join(MANIFEST_FILE);
+    let sig_path = out.join(SIGNATURE_FILE);
+    // Keeping the old bytes when nothing changed keeps the id and the ETag, so the
+    // whole fleet keeps getting 304s after a no-op publish.
+    let existing = fs::read(&manifest_path)
+        .ok()
+        .filter(|b| Manifest::parse(b, "").is_ok_and(|m| m.files == entries));
+    let unchanged = existing.is_some();
+    let bytes = existing.unwrap_or_else(|| Manifest::new(entries).to_bytes());
+
+    // The signature goes first: once a client can see the new manifest, its signature
+    // is already there.
+    match signer {
+        Some(key) => {
+            let sig = key.sign(&bytes, MANIFEST_FILE)?;
+            fsutil::write_atomic(&sig_path, sig.as_bytes(), 0o644)?;
+        }
+        None if !unchanged => match fs::remove_file(&sig_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(BundleError::io(&sig_path, e)),
+        },
+        None => {}
+    }
+    if !unchanged {
+        // Static servers derive ETags from mtime (in seconds) and size, as nginx does: a
+        // second publish within the same second could keep the old ETag, and hosts would get
+        // 304 for a manifest they do not have. Manifest mtimes therefore strictly increase.
+        let now = std::time::SystemTime::now();
+        let mtime = fs::metadata(&manifest_path)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(|old| {
+                let next = old + std::time::Duration::from_secs(1);
+                if now >= next {
+                    now
+                } else {
+                    next
+                }
+            });
+        fsutil::write_atomic_at(&manifest_path, &bytes, 0o644, mtime)?;
+    }
+    let id = hex::encode(Sha256::digest(&bytes));
+    tracing::info!(
+        id = %id,
+        files = files.len(),
+        new_objects,
+        signed = signer.is_some(),
+        unchanged,
+        "published bundle to {}",
+        out.display()
+    );
+    Ok(Published {
+        id,
+        files: files.len(),
+        new_objects,
+        signed: signer.is_some(),
+        unchanged,
+    })
+}
+
+/// Bundle path → file to read, sorted, after applying the strictness rules.
+fn collect_tree(src: &Path) -> Result<BTreeMap<String, PathBuf>, BundleError> {
+    let root = src.canonicalize().at(src)?;
+    let mut out = BTreeMap::new();
+    for entry in sorted_entries(&root)? {
+        let name = file_name(&entry)?;
+        if name.starts_with('.') {
+            tracing::debug!("skipping hidden {}", entry.display());
+            continue;
+        }
+        let meta = fs::symlink_metadata(&entry).at(&entry)?;
+        if TOP_LEVEL_DIRS.contains(&name.as_str()) {
+            if !meta.is_dir() {
+                return Err(BundleError::SourceTree {
+                    path: entry,
+                    reason: "must be a real directory (not a file or a symlink)".into(),
+                });
+            }
+            walk(&root, &entry, &name, &mut out)?;
+        } else if TOP_LEVEL_FILES.contains(&name.as_str()) {
+            add_file(&root, &entry, name, &mut out)?;
+        } else {
+            return Err(BundleError::SourceTree {
+                path: entry,
+                reason: format!(
+                    "unexpected top-level entry; expected directories {} and files {} \
+                     (hidden entries such as .git are skipped)",
+                    TOP_LEVEL_DIRS.join(", "),
+                    TOP_LEVEL_FILES.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn walk(
+    root: &Path,
+    dir: &Path,
+    rel: &str,
+    out: &mut BTreeMap<String, PathBuf>,
+) -> Result<(), BundleError> {
+    for entry in sorted_entries(dir)? {
+        let child = format!("{rel}/{}", file_name(&entry)?);
+        let meta = fs::symlink_metadata(&entry).at(&entry)?;
+        if meta.is_dir() {
+            walk(root, &entry, &child, out)?;
+        } else {
+            add_file(root, &entry, child, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn add_file(
+    root: &Path,
+    path: &Path,
+    rel: String,
+    out: &mut BTreeMap<String, PathBuf>,
+) -> Result<(), BundleError> {
+    let refuse = |reason: String| BundleError::SourceTree {
+        path: path.to_path_buf(),
+        reason,
+    };
+    manifest::validate_path(&rel).map_err(&refuse)?;
+    let meta = fs::symlink_metadata(path).at(path)?;
+    let target = if meta.file_type().is_symlink() {
+        let link = fs::read_link(path).at(path)?;
+        if link.is_absolute() {
+            return Err(refuse(format!(
+                "symlink to absolute path {}; only relative links inside the tree are allowed",
+                link.display()
+            )));
+        }
+        let resolved = path.canonicalize().at(path)?;
+        if !resolved.starts_with(root) {
+            return Err(refuse(format!(
+                "symlink escapes the source tree (resolves to {})",
+                resolved.display()
+            )));
+        }
+        if !fs::metadata(&resolved).at(&resolved)?.is_file() {
+            return Err(refuse(
+                "symlink to something other than a regular file".into(),
+            ));
+        }
+        resolved
+    } else if meta.is_file() {
+        path.to_path_buf()
+    } else {
+        return Err(refuse(
+            "not a regular file, directory or symlink to a file".into(),
+        ));
+    };
+    out.insert(rel, target);
+    Ok(())
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, BundleError> {
+    let mut entries = fs::read_dir(dir)
+        .at(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .at(dir)?;
+    entries.sort();
+    Ok(entries)
+}
+
+fn file_name(path: &Path) -> Result<String, BundleError> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| BundleError::SourceTree {
+            path: path.to_path_buf(),
+            reason: "file name is not valid UTF-8".into(),
+        })
+}

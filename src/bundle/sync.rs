@@ -1,0 +1,303 @@
+//! `sync`: bring the host's state dir to the source's bundle, or keep the last known good.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use super::cache::{StateDir, SyncState};
+use super::error::BundleError;
+use super::fetch::{Fetcher, ManifestFetch};
+use super::manifest::{FileEntry, Manifest};
+use super::signature::{self, TrustedKey};
+use super::source::Source;
+use super::{MANIFEST_FILE, SIGNATURE_FILE};
+
+/// How a sync talks to its source and what it trusts.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Empty: signatures are not checked. Non-empty: a signature by one of these is required.
+    pub trusted_keys: Vec<TrustedKey>,
+    /// Limit for establishing a TCP/TLS connection.
+    pub connect_timeout: Duration,
+    /// Limit for one whole request, body included.
+    pub request_timeout: Duration,
+    /// Extra attempts after a transient failure (connect, timeout, 5xx, truncated body).
+    pub retries: u32,
+    /// First backoff delay; doubled on each retry, with up to 25% jitter.
+    pub backoff: Duration,
+    /// `User-Agent` header, so server logs show which agent version polls.
+    pub user_agent: String,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            trusted_keys: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            retries: 3,
+            backoff: Duration::from_millis(500),
+            user_agent: concat!("converge/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// How fresh the returned bundle is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// A new bundle was verified and is now current.
+    Fresh {
+        /// Objects downloaded (the rest were already in the local store).
+        fetched_objects: usize,
+    },
+    /// The source still serves the current bundle.
+    Unchanged,
+    /// The source could not be read; this is the last known good.
+    Stale {
+        /// What failed, naming the URL or path.
+        reason: String,
+    },
+    /// The source served content that failed verification; this is the last known good.
+    Refused {
+        /// What failed verification.
+        reason: String,
+    },
+}
+
+/// The verified bundle to use for this run, and how it was obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOutcome {
+    /// Directory holding `roles/`, `templates/`, `files/`, `nodes.toml`.
+    pub bundle_dir: PathBuf,
+    /// Bundle id (sha256 of its manifest).
+    pub id: String,
+    /// Whether this is new, unchanged, or a fallback.
+    pub freshness: Freshness,
+    /// When this bundle was first fetched onto this host.
+    pub fetched_at: SystemTime,
+}
+
+impl SyncOutcome {
+    /// Time since this bundle was fetched (the "bundle age" metric).
+    pub fn bundle_age(&self) -> Duration {
+        SystemTime::now()
+            .duration_since(self.fetched_at)
+            .unwrap_or_default()
+    }
+}
+
+/// Sync `state_dir` from `source`; on failure fall back to the last known good bundle.
+///
+/// Errors only when nothing usable exists: the state dir cannot be opened, or the
+/// first sync on this host fails.
+pub fn sync(
+    source: &Source,
+    state_dir: &Path,
+    opts: &SyncOptions,
+) -> Result<SyncOutcome, BundleError> {
+    let state = StateDir::open(state_dir)?;
+    let current = state.current();
+    match try_sync(source, &state, opts, current.as_deref()) {
+        Ok(outcome) => Ok(outcome),
+        Err(err) => {
+            let Some(id) = current else {
+                tracing::warn!(source = %source, "no bundle available: {err}");
+                return Err(err);
+            };
+            let reason = err.to_string();
+            let freshness = if err.is_bad_content() {
+                tracing::warn!(source = %source, current = %id, "refused bundle: {reason}");
+                Freshness::Refused { reason }
+            } else {
+                tracing::warn!(source = %source, current = %id, "using last known good bundle: {reason}");
+                Freshness::Stale { reason }
+            };
+            Ok(SyncOutcome {
+                bundle_dir: state.bundle_dir(&id),
+                fetched_at: state.fetched_at(&id),
+                id,
+                freshness,
+            })
+        }
+    }
+}
+
+fn try_sync(
+    source: &Source,
+    state: &StateDir,
+    opts: &SyncOptions,
+    current: Option<&str>,
+) -> Result<SyncOutcome, BundleError> {
+    let source_name = source.to_string();
+    let saved = state.load_state().filter(|s| {
+        Some(s.id.as_str()) == current && s.source == source_name && signer_ok(s, opts)
+    });
+    let fetcher = Fetcher::new(source, opts)?;
+    let etag = saved.as_ref().and_then(|s| s.etag.as_deref());
+    let fetched = match fetch_verified(&fetcher, etag, opts) {
+        // Publish writes the signature just before the manifest, so a poll landing in
+        // between reads the old manifest with the new signature. Read both once more
+        // before calling it tampering.
+        Err(BundleError::SignatureInvalid { reason, .. })
+            if reason.contains("verification failed") =>
+        {
+            tracing::debug!(
+                "signature mismatch ({reason}); re-reading in case a publish was in progress"
+            );
+            fetch_verified(&fetcher, None, opts)?
+        }
+        other => other?,
+    };
+    let Some(Verified {
+        bytes,
+        manifest,
+        etag,
+        signer,
+    }) = fetched
+    else {
+        let s = saved.expect("a conditional request needs saved state");
+        tracing::debug!(id = %s.id, "manifest not modified");
+        return Ok(outcome(state, &s, Freshness::Unchanged));
+    };
+    let id = hex::encode(Sha256::digest(&bytes));
+
+    if current == Some(id.as_str()) {
+        // Same bundle (a server without ETags, a local dir, or state lost in a crash):
+        // just remember the new validator.
+        let fetched_at = saved.map_or_else(|| secs(state.fetched_at(&id)), |s| s.fetched_at);
+        let s = SyncState {
+            source: source_name,
+            id,
+            etag,
+            signer,
+            fetched_at,
+        };
+        state.save_state(&s)?;
+        return Ok(outcome(state, &s, Freshness::Unchanged));
+    }
+
+    let fetched_objects = fetch_missing(&fetcher, state, &manifest)?;
+    state.materialise(&id, &manifest, &bytes)?;
+    state.switch(&id)?;
+    let s = SyncState {
+        source: source_name,
+        id,
+        etag,
+        signer,
+        fetched_at: secs(SystemTime::now()),
+    };
+    // Written after the switch: a crash before this line leaves state naming the old
+    // bundle, so the next sync sends no ETag and re-reads the manifest. Safe, one GET.
+    state.save_state(&s)?;
+    if let Err(e) = state.gc() {
+        tracing::warn!("garbage collection of old bundles failed: {e}");
+    }
+    tracing::info!(id = %s.id, fetched_objects, files = manifest.files.len(), "fetched {fetched_objects} objects, bundle is current");
+    Ok(outcome(state, &s, Freshness::Fresh { fetched_objects }))
+}
+
+/// A manifest that parsed and, when keys are configured, carries a trusted signature.
+struct Verified {
+    bytes: Vec<u8>,
+    manifest: Manifest,
+    etag: Option<String>,
+    signer: Option<String>,
+}
+
+/// Read the manifest (conditionally when `etag` is given) and check its signature;
+/// `None` when the server says it has not changed.
+fn fetch_verified(
+    fetcher: &Fetcher,
+    etag: Option<&str>,
+    opts: &SyncOptions,
+) -> Result<Option<Verified>, BundleError> {
+    let (bytes, etag) = match fetcher.manifest(etag)? {
+        ManifestFetch::NotModified => return Ok(None),
+        ManifestFetch::Body { bytes, etag } => (bytes, etag),
+    };
+    let manifest = Manifest::parse(&bytes, &fetcher.url(MANIFEST_FILE))?;
+    if opts.trusted_keys.is_empty() {
+        return Ok(Some(Verified {
+            bytes,
+            manifest,
+            etag,
+            signer: None,
+        }));
+    }
+    let sig_url = fetcher.url(SIGNATURE_FILE);
+    let sig = fetcher
+        .signature()?
+        .ok_or_else(|| BundleError::SignatureMissing {
+            url: sig_url.clone(),
+        })?;
+    let text = String::from_utf8(sig).map_err(|_| BundleError::SignatureInvalid {
+        url: sig_url.clone(),
+        reason: "not UTF-8 text".into(),
+    })?;
+    let signer = signature::verify(&bytes, &text, &opts.trusted_keys, &sig_url)?;
+    Ok(Some(Verified {
+        bytes,
+        manifest,
+        etag,
+        signer: Some(signer),
+    }))
+}
+
+/// Download every object the store lacks, verifying each before it gets its name.
+fn fetch_missing(
+    fetcher: &Fetcher,
+    state: &StateDir,
+    manifest: &Manifest,
+) -> Result<usize, BundleError> {
+    // Several paths may share one object; fetch it once.
+    let mut wanted: BTreeMap<&str, (&str, &FileEntry)> = BTreeMap::new();
+    for (path, entry) in &manifest.files {
+        if !state.has_object(&entry.sha256, entry.size) {
+            wanted.entry(entry.sha256.as_str()).or_insert((path, entry));
+        }
+    }
+    for (sha, (path, entry)) in &wanted {
+        let mut tmp = state.object_temp()?;
+        let got = fetcher.object(sha, entry.size, tmp.as_file_mut())?;
+        if got.sha256 != entry.sha256 || got.len != entry.size {
+            return Err(BundleError::ObjectMismatch {
+                url: fetcher.url(&format!("{}/{sha}", super::OBJECTS_DIR)),
+                path: (*path).to_string(),
+                expected: format!("sha256 {} size {}", entry.sha256, entry.size),
+                actual: if got.len > entry.size {
+                    format!("more than {} bytes", entry.size)
+                } else {
+                    format!("sha256 {} size {}", got.sha256, got.len)
+                },
+            });
+        }
+        state.commit_object(tmp, sha)?;
+    }
+    if !wanted.is_empty() {
+        state.sync_objects()?;
+    }
+    Ok(wanted.len())
+}
+
+/// A saved signer only counts if that key is still trusted; otherwise re-verify.
+fn signer_ok(s: &SyncState, opts: &SyncOptions) -> bool {
+    opts.trusted_keys.is_empty()
+        || s.signer
+            .as_ref()
+            .is_some_and(|id| opts.trusted_keys.iter().any(|k| &k.key_id() == id))
+}
+
+fn outcome(state: &StateDir, s: &SyncState, freshness: Freshness) -> SyncOutcome {
+    SyncOutcome {
+        bundle_dir: state.bundle_dir(&s.id),
+        id: s.id.clone(),
+        freshness,
+        fetched_at: UNIX_EPOCH + Duration::from_secs(s.fetched_at),
+    }
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,78 @@
+//! `converge agent`: the long-running loop for hosts without a systemd timer.
+
+use std::time::SystemTime;
+
+use crate::cli::AgentArgs;
+use converge::agent::config::AgentConfig;
+use converge::agent::{self, schedule, Request};
+use converge::facts::Facts;
+use converge::report::Mode;
+use converge::system::System;
+
+/// Applies every interval at this host's splay offset; each run is independent (nothing is
+/// carried from one run to the next, so memory stays flat over thousands of runs).
+pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
+    let config = AgentConfig::load(&args.config)?;
+    let sys = System::new(std::path::Path::new("/"))?;
+    let hostname = Facts::gather(sys.root()).hostname;
+    let offset = schedule::offset(
+        &schedule::identity(&hostname),
+        config.interval,
+        config.splay,
+    );
+    tracing::info!(
+        interval = %humantime::format_duration(config.interval),
+        offset = %humantime::format_duration(offset),
+        "agent started"
+    );
+    let mut runs = 0u64;
+    loop {
+        let code = once(&config, &sys);
+        runs += 1;
+        if args.once || args.runs.is_some_and(|n| runs >= n) {
+            return Ok(code);
+        }
+        let next = schedule::next_run(SystemTime::now(), config.interval, offset);
+        let wait = next.duration_since(SystemTime::now()).unwrap_or_default();
+        tracing::info!(next = %humantime::format_rfc3339_seconds(next), "sleeping until the next run");
+        std::thread::sleep(wait);
+    }
+}
+
+fn once(config: &AgentConfig, sys: &System) -> i32 {
+    let facts = match serde_json::to_value(Facts::gather(sys.root())) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot gather facts");
+            return 1;
+        }
+    };
+    let request = Request {
+        mode: Mode::Apply,
+        roles: Vec::new(),
+        overrides: Default::default(),
+        facts,
+    };
+    match agent::run_once(config, sys, &request) {
+        Ok(finished) => {
+            let s = &finished.report.summary;
+            let failed: Vec<String> = finished
+                .report
+                .resources
+                .iter()
+                .filter(|r| r.error.is_some())
+                .map(|r| format!("{}: {}", r.id, r.error.as_deref().unwrap_or("")))
+                .collect();
+            if failed.is_empty() {
+                tracing::info!(total = s.total, changed = s.changed, "run finished");
+            } else {
+                tracing::warn!(total = s.total, changed = s.changed, failures = %failed.join("; "), "run finished with failures");
+            }
+            finished.report.exit_code()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "run could not start");
+            1
+        }
+    }
+}

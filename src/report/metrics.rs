@@ -1,0 +1,130 @@
+//! The Prometheus textfile (node_exporter's textfile collector) written after each run.
+
+use std::fmt::Write;
+
+use super::{Mode, Report};
+
+/// What the metrics say about where the roles came from.
+#[derive(Debug, Clone, Default)]
+pub struct SourceMetrics {
+    /// Seconds since the bundle in use was fetched (0 for a local source tree).
+    pub bundle_age_seconds: f64,
+    /// The source could not be read or served bad content; the last known good was used.
+    pub stale: bool,
+}
+
+/// Renders the textfile for a finished run that ended at `finished_unix` (seconds).
+pub fn render(report: &Report, source: &SourceMetrics, finished_unix: f64) -> String {
+    let s = &report.summary;
+    let mode = match report.mode {
+        Mode::Check => "check",
+        Mode::Apply => "apply",
+    };
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, samples: &[(&str, f64)]| {
+        let _ = writeln!(out, "# HELP converge_{name} {help}");
+        let _ = writeln!(out, "# TYPE converge_{name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "converge_{name}{labels} {value}");
+        }
+    };
+    let m = format!("{{mode=\"{mode}\"}}");
+    metric(
+        "last_run_timestamp_seconds",
+        "When the last run finished (unix time).",
+        "gauge",
+        &[(&m, finished_unix)],
+    );
+    metric(
+        "last_run_duration_seconds",
+        "How long the last run took.",
+        "gauge",
+        &[(&m, report.duration_ms as f64 / 1000.0)],
+    );
+    let labels: Vec<String> = ["total", "in_sync", "changed", "failed", "skipped"]
+        .iter()
+        .map(|state| format!("{{mode=\"{mode}\",state=\"{state}\"}}"))
+        .collect();
+    let counts = [s.total, s.in_sync, s.changed, s.failed, s.skipped];
+    let samples: Vec<(&str, f64)> = labels
+        .iter()
+        .zip(counts)
+        .map(|(l, c)| (l.as_str(), c as f64))
+        .collect();
+    metric(
+        "resources",
+        "Resources of the last run by outcome (changed: made in apply, pending in check).",
+        "gauge",
+        &samples,
+    );
+    metric(
+        "drift_detected",
+        "1 when the last run found the host out of sync with its roles.",
+        "gauge",
+        &[(&m, f64::from(u8::from(s.changed > 0)))],
+    );
+    metric(
+        "bundle_age_seconds",
+        "Age of the bundle the last run used, since it was fetched.",
+        "gauge",
+        &[("", source.bundle_age_seconds)],
+    );
+    metric(
+        "source_stale",
+        "1 when the source was unreachable or refused and the last known good bundle was used.",
+        "gauge",
+        &[("", f64::from(u8::from(source.stale)))],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Outcome, Status};
+    use crate::resource::ResourceId;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn textfile_has_help_type_and_samples() {
+        let outcome = |status| Outcome {
+            id: ResourceId::new("file", "/x"),
+            role: "r".into(),
+            origin: "roles/r.toml:1:1".into(),
+            status,
+            change: None,
+            error: None,
+        };
+        let report = Report::new(
+            Mode::Apply,
+            UNIX_EPOCH,
+            Duration::from_millis(1500),
+            vec![
+                outcome(Status::InSync),
+                outcome(Status::Changed),
+                outcome(Status::Failed),
+            ],
+        );
+        let text = render(
+            &report,
+            &SourceMetrics {
+                bundle_age_seconds: 60.0,
+                stale: true,
+            },
+            1000.0,
+        );
+        for line in [
+            "# TYPE converge_last_run_timestamp_seconds gauge",
+            "converge_last_run_timestamp_seconds{mode=\"apply\"} 1000",
+            "converge_last_run_duration_seconds{mode=\"apply\"} 1.5",
+            "converge_resources{mode=\"apply\",state=\"total\"} 3",
+            "converge_resources{mode=\"apply\",state=\"changed\"} 1",
+            "converge_resources{mode=\"apply\",state=\"failed\"} 1",
+            "converge_drift_detected{mode=\"apply\"} 1",
+            "converge_bundle_age_seconds 60",
+            "converge_source_stale 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Bad input: a clear error with its location, exit 1, and nothing under the root changes.
+
+mod fixture;
+
+use fixture::Project;
+
+/// Runs check and apply on `role`; both must fail with exit 1 and leave the root as it was.
+fn refused(p: &Project, role: &str) -> String {
+    let before = p.tree();
+    let check = p.check(&[role]);
+    assert_eq!(check.code, 1, "check: {}{}", check.stdout, check.stderr);
+    assert_eq!(check.stdout, "");
+    let apply = p.apply(&[role]);
+    assert_eq!(apply.code, 1, "apply: {}{}", apply.stdout, apply.stderr);
+    assert_eq!(apply.stderr, check.stderr);
+    assert_eq!(p.tree(), before, "the root changed");
+    apply.stderr
+}
+
+fn project_with_existing_state() -> Project {
+    let p = Project::new();
+    p.root_file("/etc/motd", "untouched\n");
+    p.file(
+        "roles/ok.toml",
+        "[[file]]\npath = \"/etc/motd\"\ncontent = \"new\\n\"\n",
+    );
+    p
+}
+
+#[test]
+fn malformed_toml() {
+    let p = project_with_existing_state();
+    p.file(
+        "roles/r.toml",
+        "include = [\"ok\"]\n[[file]\npath = \"/etc/x\"\n",
+    );
+    insta::assert_snapshot!(refused(&p, "r"));
+}
+
+#[test]
+fn unknown_key_names_the_expected_keys() {
+    let p = project_with_existing_state();
+    p.file(
+        "roles/r.toml",
+        "include = [\"ok\"]\n\n[[file]]\npath = \"/etc/x\"\ncontent = \"x\"\nmdoe = \"0644\"\n",
+    );
+    insta::assert_snapshot!(refused(&p, "r"));
+}
+
+#[test]
+fn missing_template() {
+    let p = project_with_existing_state();
+    p.file(
+        "roles/r.toml",
+        "include = [\"ok\"]\n[[file]]\npath = \"/etc/x\"\ntemplate = \"nginx/missing.hbs\"\n",
+    );
+    insta::assert_snapshot!(refused(&p, "r"));
+}
+
+#[test]
+fn missing_variable_names_template_line_and_variable() {
+    let p = project_with_existing_state();
+    p.file(
+        "roles/r.toml",
+        "include = [\"ok\"]\n[[file]]\npath = \"/etc/app.conf\"\ntemplate = \"app.conf.hbs\"\n",
+    )
+    .file(
+        "templates/app.conf.hbs",
+        "# {{facts.hostname}}\nlisten = {{vars.address}}:{{vars.port}}\n",
+    );
+    let err = refused(&p, "r");
+    assert!(err.starts_with(
+        "error: templates/app.conf.hbs:2:10: missing variable 'vars.address' (rendering /etc/app.conf for role 'r')\n"
+    ), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn include_cycle_names_the_cycle() {
+    let p = project_with_existing_state();
+    p.file("roles/a.toml", "include = [\"ok\", \"b\"]\n")
+        .file("roles/b.toml", "# b needs a\ninclude = [\"a\"]\n");
+    insta::assert_snapshot!(refused(&p, "a"));
+}
+
+#[test]
+fn conflict_names_both_roles() {
+    let p = project_with_existing_state();
+    p.file(
+        "roles/web.toml",
+        "include = [\"ok\"]\n\n[[file]]\npath = \"/etc/motd\"\ncontent = \"web\\n\"\n",
+    );
+    insta::assert_snapshot!(refused(&p, "web"));
+}
+
+#[test]
+fn identical_declarations_in_two_roles_are_not_a_conflict() {
+    let p = project_with_existing_state();
+    p.file(
+        "roles/web.toml",
+        "include = [\"ok\"]\n\n[[file]]\npath = \"/etc/motd\"\ncontent = \"new\\n\"\n",
+    );
+    let r = p.apply(&["web"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.lines().last(),
+        Some("apply: 1 resource: 0 in sync, 1 changed, 0 failed")
+    );
+}
+
+#[test]
+fn unknown_role_is_located_at_the_include() {
+    let p = project_with_existing_state();
+    p.file(
+        "roles/r.toml",
+        "include = [\"ok\", \"nope\"]\n[[file]]\npath = \"/etc/x\"\ncontent = \"\"\nmode = \"rw-r--r--\"\n",
+    );
+    insta::assert_snapshot!(refused(&p, "r"));
+}
+
+#[test]
+fn no_source_is_a_one_line_reason() {
+    let p = Project::new();
+    let r = p.run(&[
+        "check",
+        "--role",
+        "web",
+        "--config",
+        "/nonexistent/agent.toml",
+    ]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.starts_with("converge: error: "), "{}", r.stderr);
+}
+
+#[test]
+fn validate_reports_every_error_not_just_the_first() {
+    let p = Project::new();
+    p.file(
+        "roles/a.toml",
+        "[[file]]\npath = \"relative\"\ncontent = \"\"\n",
+    )
+    .file(
+        "roles/b.toml",
+        "[[file]]\npath = \"/x\"\ntemplate = \"t.hbs\"\n",
+    )
+    .file("roles/c.toml", "[vars\n")
+    .file(
+        "roles/good.toml",
+        "[[file]]\npath = \"/y\"\ncontent = \"y\"\n",
+    )
+    .file("templates/t.hbs", "{{vars.nope}}\n");
+    let src = p.src();
+    let r = p.run(&["validate", "--source", src.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    insta::assert_snapshot!(r.stderr);
+}
+
+#[test]
+fn validate_passes_on_the_shipped_roles() {
+    let p = Project::new();
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let r = p.run(&["validate", "--source", repo]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("validate: "), "{}", r.stdout);
+}

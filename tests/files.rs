@@ -1,0 +1,391 @@
+//! Files, directories, symlinks and absent paths, converged in a temp root by the real binary.
+
+mod fixture;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use fixture::Project;
+
+fn web_project() -> Project {
+    let p = Project::new();
+    p.file(
+        "roles/base.toml",
+        r#"
+[vars]
+greeting = "hello"
+workers = 1
+
+[[file]]
+path = "/etc/motd"
+template = "motd.hbs"
+mode = "0644"
+"#,
+    )
+    .file(
+        "roles/web.toml",
+        r#"
+include = ["base"]
+
+[vars]
+workers = 8
+
+[[directory]]
+path = "/etc/app"
+mode = "0750"
+
+[[file]]
+path = "/etc/app/app.conf"
+template = "app.conf.hbs"
+owner = "root"
+group = "root"
+mode = "0640"
+[file.vars]
+port = 8080
+
+[[symlink]]
+path = "/etc/app/current"
+target = "/opt/app/1.2"
+
+[[absent]]
+path = "/etc/legacy.conf"
+"#,
+    )
+    .file("templates/motd.hbs", "{{vars.greeting}} from {{facts.fqdn}}\n")
+    .file(
+        "templates/app.conf.hbs",
+        "# {{facts.hostname}}\nworkers = {{vars.workers}}\ncpus = {{facts.cpus}}\nport = {{vars.port}}\n",
+    )
+    .root_file("/etc/legacy.conf", "old\n")
+    .root_file("/etc/motd", "hello from web1.example.com\nstale line\n");
+    p
+}
+
+#[test]
+fn check_reports_then_apply_makes_exactly_those_changes_then_nothing() {
+    let p = web_project();
+    let before = p.tree();
+    let check = p.converge("check", &["web"], &["--format", "json"]);
+    assert_eq!(check.code, 2, "{}", check.stderr);
+    assert_eq!(p.tree(), before, "check must not touch the root");
+    let check: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+    assert_eq!(check["mode"], "check");
+    assert_eq!(check["summary"]["changed"], 5);
+    assert_eq!(check["summary"]["in_sync"], 0);
+
+    let apply = p.converge("apply", &["web"], &["--format", "json"]);
+    assert_eq!(apply.code, 2, "{}", apply.stderr);
+    let apply: serde_json::Value = serde_json::from_str(&apply.stdout).unwrap();
+    assert_eq!(apply["mode"], "apply");
+    // The very changes check printed, resource by resource.
+    let changes = |r: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+        r["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["id"].as_str().unwrap().to_owned(), o["change"].clone()))
+            .collect()
+    };
+    assert_eq!(changes(&check), changes(&apply));
+
+    assert_eq!(
+        std::fs::read_to_string(p.at("/etc/app/app.conf")).unwrap(),
+        "# web1\nworkers = 8\ncpus = 4\nport = 8080\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.at("/etc/motd")).unwrap(),
+        "hello from web1.example.com\n"
+    );
+    let md = std::fs::metadata(p.at("/etc/app/app.conf")).unwrap();
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (0, 0, 0o640));
+    assert_eq!(
+        std::fs::metadata(p.at("/etc/app")).unwrap().mode() & 0o7777,
+        0o750
+    );
+    assert_eq!(
+        std::fs::read_link(p.at("/etc/app/current"))
+            .unwrap()
+            .to_str(),
+        Some("/opt/app/1.2")
+    );
+    assert!(!p.at("/etc/legacy.conf").exists());
+
+    let again = p.apply(&["web"]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert_eq!(
+        again.stdout,
+        "apply: 5 resources: 5 in sync, 0 changed, 0 failed\n"
+    );
+    let check = p.check(&["web"]);
+    assert_eq!(check.code, 0);
+}
+
+#[test]
+fn out_of_band_edits_are_detected_and_repaired() {
+    let p = web_project();
+    assert_eq!(p.apply(&["web"]).code, 2);
+    let conf = p.at("/etc/app/app.conf");
+    std::fs::write(&conf, "edited by hand\n").unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::os::unix::fs::chown(&conf, Some(1234), Some(4321)).unwrap();
+    std::fs::set_permissions(p.at("/etc/app"), std::fs::Permissions::from_mode(0o777)).unwrap();
+
+    let check = p.check(&["web"]);
+    assert_eq!(check.code, 2);
+    insta::assert_snapshot!("drift_check", check.stdout);
+
+    assert_eq!(p.apply(&["web"]).code, 2);
+    let md = std::fs::metadata(&conf).unwrap();
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (0, 0, 0o640));
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        "# web1\nworkers = 8\ncpus = 4\nport = 8080\n"
+    );
+    assert_eq!(p.apply(&["web"]).code, 0);
+}
+
+#[test]
+fn human_check_output_for_a_fresh_root() {
+    let p = web_project();
+    let check = p.check(&["web"]);
+    assert_eq!(check.code, 2);
+    insta::assert_snapshot!("fresh_check", check.stdout);
+}
+
+#[test]
+fn a_symlink_planted_at_a_managed_path_is_replaced_not_followed() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/app.conf\"\ncontent = \"managed\\n\"\nmode = \"0600\"\n",
+    );
+    let victim = p.at("/victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&victim, p.at("/etc/app.conf")).unwrap();
+
+    let check = p.check(&["r"]);
+    assert_eq!(check.code, 2);
+    assert!(
+        check
+            .stdout
+            .contains(&format!("type: symlink to {} → file", victim.display())),
+        "{}",
+        check.stdout
+    );
+    assert_eq!(p.apply(&["r"]).code, 2);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert_eq!(std::fs::metadata(&victim).unwrap().mode() & 0o7777, 0o644);
+    let md = std::fs::symlink_metadata(p.at("/etc/app.conf")).unwrap();
+    assert!(md.is_file());
+    assert_eq!(md.mode() & 0o7777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(p.at("/etc/app.conf")).unwrap(),
+        "managed\n"
+    );
+}
+
+#[test]
+fn a_link_in_a_parent_directory_cannot_lead_outside_the_root() {
+    let p = Project::new();
+    let outside = tempfile::tempdir().unwrap();
+    // Inside the tree, /conf points at an absolute path: resolved as in a chroot.
+    std::os::unix::fs::symlink(outside.path(), p.at("/conf")).unwrap();
+    let target = outside.path().strip_prefix("/").unwrap();
+    std::fs::create_dir_all(p.root().join(target)).unwrap();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/conf/x\"\ncontent = \"inside\\n\"\n",
+    );
+    assert_eq!(p.apply(&["r"]).code, 2);
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_to_string(p.root().join(target).join("x")).unwrap(),
+        "inside\n"
+    );
+}
+
+#[test]
+fn purge_removes_only_unmanaged_entries() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        r#"
+[[directory]]
+path = "/etc/conf.d"
+purge = true
+
+[[file]]
+path = "/etc/conf.d/keep.conf"
+content = "k\n"
+"#,
+    )
+    .root_file("/etc/conf.d/keep.conf", "k\n")
+    .root_file("/etc/conf.d/stray.conf", "s\n")
+    .root_file("/etc/conf.d/sub/deep", "d\n");
+    let check = p.check(&["r"]);
+    assert_eq!(check.code, 2);
+    assert!(
+        check.stdout.contains("entry stray.conf: file → (remove)"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stdout.contains("entry sub: directory → (remove)"),
+        "{}",
+        check.stdout
+    );
+    assert_eq!(p.apply(&["r"]).code, 2);
+    let names: Vec<_> = std::fs::read_dir(p.at("/etc/conf.d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["keep.conf"]);
+    assert_eq!(p.apply(&["r"]).code, 0);
+}
+
+#[test]
+fn sensitive_content_never_appears_in_any_output() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/secret\"\ncontent = \"password=hunter2\\n\"\nsensitive = true\nmode = \"0600\"\n",
+    )
+    .root_file("/etc/secret", "password=old-secret\n");
+    for format in ["human", "json"] {
+        let r = p.converge("check", &["r"], &["--format", format, "-vvv"]);
+        assert_eq!(r.code, 2);
+        for secret in ["hunter2", "old-secret"] {
+            assert!(
+                !r.stdout.contains(secret),
+                "{format} stdout leaks: {}",
+                r.stdout
+            );
+            assert!(
+                !r.stderr.contains(secret),
+                "{format} stderr leaks: {}",
+                r.stderr
+            );
+        }
+    }
+    let r = p.converge("apply", &["r"], &["-vvv"]);
+    assert_eq!(r.code, 2);
+    assert!(!r.stdout.contains("hunter2") && !r.stderr.contains("hunter2"));
+    assert!(
+        r.stdout
+            .contains("content (sensitive, not shown): 20 bytes"),
+        "{}",
+        r.stdout
+    );
+    let r = p.converge("render", &["r"], &[]);
+    assert!(
+        r.stdout.contains("(sensitive: 17 bytes, not shown)"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("hunter2"));
+}
+
+#[test]
+fn failures_and_changes_give_exit_6_and_dependents_are_skipped() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        r#"
+[[file]]
+path = "/etc/ok"
+content = "ok\n"
+
+[[absent]]
+path = "/etc/full"
+
+[[directory]]
+path = "/etc/nouser"
+owner = "no-such-user"
+
+[[file]]
+path = "/etc/nouser/x"
+content = "x\n"
+"#,
+    )
+    .root_file("/etc/full/a", "a\n");
+    let r = p.apply(&["r"]);
+    assert_eq!(r.code, 6, "{}", r.stdout);
+    assert!(r.stdout.contains(
+        "/etc/full: is a non-empty directory; set force = true to remove it and everything in it"
+    ), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("owner 'no-such-user' does not exist"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("skipped: directory:/etc/nouser did not converge"),
+        "{}",
+        r.stdout
+    );
+    assert!(r
+        .stdout
+        .ends_with("apply: 4 resources: 0 in sync, 1 changed, 2 failed, 1 skipped\n"));
+    assert!(p.at("/etc/full/a").exists());
+    assert!(!p.at("/etc/nouser").exists());
+}
+
+#[test]
+fn render_prints_the_files_with_their_origin() {
+    let p = web_project();
+    let r = p.converge("render", &["web"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    insta::assert_snapshot!("render_web", r.stdout);
+}
+
+#[test]
+fn var_overrides_win_over_role_vars() {
+    let p = web_project();
+    let r = p.converge(
+        "apply",
+        &["web"],
+        &["--var", "workers=32", "--var", "greeting=hi"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(std::fs::read_to_string(p.at("/etc/app/app.conf"))
+        .unwrap()
+        .contains("workers = 32\n"));
+    assert_eq!(
+        std::fs::read_to_string(p.at("/etc/motd")).unwrap(),
+        "hi from web1.example.com\n"
+    );
+}
+
+#[test]
+fn a_missing_parent_is_a_clear_failure_in_check_and_apply_alike() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        r#"
+[[file]]
+path = "/srv/app/conf/app.conf"
+content = "x\n"
+
+[[directory]]
+path = "/etc/managed"
+
+[[file]]
+path = "/etc/managed/inner.conf"
+content = "y\n"
+"#,
+    );
+    for cmd in ["check", "apply"] {
+        let r = p.converge(cmd, &["r"], &[]);
+        assert_eq!(r.code, 6, "{cmd}: {}", r.stdout);
+        assert!(r.stdout.contains(
+            "/srv/app/conf/app.conf: parent directory /srv does not exist (manage it with a [[directory]] resource)"
+        ), "{cmd}: {}", r.stdout);
+    }
+    // The managed parent was created by apply, so its file could be written.
+    assert_eq!(
+        std::fs::read_to_string(p.at("/etc/managed/inner.conf")).unwrap(),
+        "y\n"
+    );
+    assert!(!p.at("/srv").exists());
+}
