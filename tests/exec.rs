@@ -89,6 +89,7 @@ onlyif = "echo guard >> /var/tmp/guards; test -e /var/tmp/flag"
     );
     let (rc, out) = converge("check", src.path(), ch.path(), &[]);
     assert_eq!(rc, 2, "{out}");
+    insta::assert_snapshot!("guards_check", out);
     assert!(
         out.contains("because: unless 'test -e /var/tmp/flag' failed\n"),
         "{out}"
@@ -129,6 +130,7 @@ command = "echo doing; echo 'boom: disk on fire' >&2; exit 3"
     );
     let (rc, out) = converge("apply", src.path(), ch.path(), &[]);
     assert_eq!(rc, 4, "{out}");
+    insta::assert_snapshot!("failure_apply", out);
     assert!(
         out.contains(
             "! exec:fail  (role e)\n    command exited with status 3: boom: disk on fire\n"

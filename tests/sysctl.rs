@@ -90,6 +90,10 @@ fn check_reports_apply_sets_and_persists_then_nothing_changes() {
     );
     let check = &steps[1];
     assert_eq!(check.rc, 2, "{check:?}");
+    insta::assert_snapshot!(
+        "fresh_check",
+        check.out.replace(&format!(": {before} →"), ": DEFAULT →")
+    );
     assert!(
         check.out.contains(&format!(
             "~ update sysctl:net.core.somaxconn  (role k)\n    value: {before} → 1024\n"
@@ -140,12 +144,18 @@ fn a_later_file_setting_a_managed_key_is_warned_about() {
         "echo 'net.core.somaxconn = 77' > /etc/sysctl.d/99-local.conf; \
          echo 'net.core.somaxconn = 5' > /etc/sysctl.d/10-early.conf",
         &[
-            &format!("\"$B\" check {RUN}"),
+            &format!("echo \"default=$(cat /proc/sys/net/core/somaxconn)\"; \"$B\" check {RUN}"),
             &format!("\"$B\" apply {RUN} -q"),
             &format!("\"$B\" apply {RUN}"),
         ],
     );
     assert_eq!(steps[0].rc, 2, "{:?}", steps[0]);
+    let (default, check) = steps[0].out.split_once('\n').unwrap();
+    let default = default.trim_start_matches("default=");
+    insta::assert_snapshot!(
+        "override_check",
+        check.replace(&format!(": {default} →"), ": DEFAULT →")
+    );
     assert!(
         steps[0].out.contains(
             "    warning: /etc/sysctl.d/99-local.conf sets net.core.somaxconn = 77 later at boot, overriding this file\n"
@@ -242,6 +252,7 @@ fn write_only_trigger_keys_are_refused_with_their_location() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
+    insta::assert_snapshot!("trigger_refused", err);
     assert!(
         err.contains(
             "roles/k.toml:4:1: sysctl key 'vm.drop_caches' is a write-only trigger, not a setting"

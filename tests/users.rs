@@ -80,6 +80,7 @@ after = ["user:cvgapp"]
 
     let (rc, out) = converge("check", src.path(), "accounts", ch.path());
     assert_eq!(rc, 2, "{out}");
+    insta::assert_snapshot!("accounts_fresh_check", out);
     assert!(
         out.contains("+ create group:cvgapp  (role accounts)\n    gid: 1600\n"),
         "{out}"
@@ -143,6 +144,7 @@ fn changes_and_out_of_band_drift_show_field_by_field() {
     ch.run_ok(&["usermod", "-s", "/bin/false", "-G", "adm", "cvgapp"]);
     let (rc, out) = converge("check", src.path(), "v2", ch.path());
     assert_eq!(rc, 2, "{out}");
+    insta::assert_snapshot!("accounts_drift_check", out);
     assert!(
         out.contains("    groups: adm → adm, www-data\n    shell: /bin/false → /bin/bash\n"),
         "{out}"
@@ -170,6 +172,7 @@ after = ["user:cvgapp"]
 
     let (rc, out) = converge("check", src.path(), "gone", ch.path());
     assert_eq!(rc, 2, "{out}");
+    insta::assert_snapshot!("accounts_absent_check", out);
     let user = out.find("- remove user:cvgapp").expect(&out);
     let group = out.find("- remove group:cvgapp").expect(&out);
     assert!(user < group, "the user goes first: {out}");
