@@ -244,3 +244,41 @@ fn unknown_keys_and_bad_names_are_located_errors() {
         "{out}"
     );
 }
+
+#[test]
+fn a_user_goes_after_its_groups_even_when_declared_first() {
+    let ch = Chroot::new();
+    // Roles load in the order given, so without the implicit edge the user would come first.
+    let src = source(&[
+        (
+            "people",
+            "[[user]]\nname = \"cvgapp\"\ngroup = \"cvgapp\"\ngroups = [\"cvgextra\"]\n",
+        ),
+        (
+            "groups",
+            "[[group]]\nname = \"cvgextra\"\n\n[[group]]\nname = \"cvgapp\"\n",
+        ),
+    ]);
+    let out = Command::new(BIN)
+        .args([
+            "apply", "--color", "never", "--role", "people", "--role", "groups",
+        ])
+        .arg("--source")
+        .arg(src.path())
+        .arg("--root")
+        .arg(ch.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    let user = text.find("+ create user:cvgapp").expect(&text);
+    assert!(text.find("+ create group:cvgapp").unwrap() < user, "{text}");
+    assert!(
+        text.find("+ create group:cvgextra").unwrap() < user,
+        "{text}"
+    );
+    assert_eq!(
+        ch.run_ok(&["id", "-Gn", "cvgapp"]).trim(),
+        "cvgapp cvgextra"
+    );
+}
