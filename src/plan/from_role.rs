@@ -19,8 +19,21 @@ use crate::resource::{Managed, ResourceId};
 use crate::role::model::FileSpec;
 use crate::role::{vars, Role, SourceTree};
 
+mod accounts;
+mod exec;
+mod sysctl;
+
 /// Resource kinds that `after = [...]` may name.
-const KINDS: &[&str] = &["file", "directory", "symlink", "absent"];
+const KINDS: &[&str] = &[
+    "file",
+    "directory",
+    "symlink",
+    "absent",
+    "sysctl",
+    "user",
+    "group",
+    "exec",
+];
 
 pub(super) struct Builder<'a> {
     tree: &'a SourceTree,
@@ -29,6 +42,8 @@ pub(super) struct Builder<'a> {
     context: Value,
     items: Vec<Planned>,
     errors: Diagnostics,
+    /// Every `[sysctl]` key of the run, for the one drop-in that persists them.
+    sysctl: sysctl::SysctlKeys,
 }
 
 /// What every declaration carries besides its own fields.
@@ -54,10 +69,12 @@ impl<'a> Builder<'a> {
             context,
             items: Vec::new(),
             errors: Diagnostics::default(),
+            sysctl: sysctl::SysctlKeys::default(),
         }
     }
 
-    pub(super) fn finish(self) -> (Vec<Planned>, Diagnostics) {
+    pub(super) fn finish(mut self) -> (Vec<Planned>, Diagnostics) {
+        self.sysctl_drop_in();
         (self.items, self.errors)
     }
 
@@ -157,6 +174,9 @@ impl<'a> Builder<'a> {
             };
             self.push(role, common, Box::new(r));
         }
+        self.sysctl(role);
+        self.accounts(role);
+        self.execs(role);
     }
 
     fn push(&mut self, role: &Role, common: Common, resource: Box<dyn Managed>) {

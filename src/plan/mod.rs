@@ -12,6 +12,7 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::render::Renderer;
 use crate::resource::directory::DirectoryResource;
 use crate::resource::file::FileResource;
+use crate::resource::sysctl_conf::SysctlConfResource;
 use crate::resource::{Managed, ResourceId};
 use crate::role::{RoleSet, SourceTree};
 
@@ -151,6 +152,8 @@ fn fill_managed_ancestors(items: &mut [Planned]) {
             f.managed_ancestor = nearest;
         } else if let Some(d) = any.downcast_mut::<DirectoryResource>() {
             d.managed_ancestor = nearest;
+        } else if let Some(s) = any.downcast_mut::<SysctlConfResource>() {
+            s.set_managed_ancestor(nearest);
         }
     }
 }

@@ -5,6 +5,9 @@
 
 pub mod accounts;
 pub mod fs;
+pub mod process;
+pub mod procfs;
+pub mod users;
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -29,6 +32,35 @@ pub enum SystemError {
     /// A path resolved outside the root (through symbolic links).
     #[error("{0}: resolves outside the root through symbolic links")]
     Escapes(PathBuf),
+    /// Live kernel state belongs to the running machine, not to a tree under `--root`.
+    #[error("{0}: live state is not managed under --root (only files in the tree are)")]
+    NotLive(String),
+    /// A program could not be started.
+    #[error("{command}: cannot run: {source}")]
+    Spawn {
+        /// The program and arguments.
+        command: String,
+        /// Why it could not start.
+        source: io::Error,
+    },
+    /// A program ran and failed.
+    #[error("{command}: {status}{}", if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
+    Command {
+        /// The program and arguments.
+        command: String,
+        /// How it exited.
+        status: String,
+        /// The end of what it wrote to stderr.
+        stderr: String,
+    },
+    /// A program ran past its time limit and was killed.
+    #[error("{command}: timed out after {after} and was killed")]
+    Timeout {
+        /// What ran.
+        command: String,
+        /// The limit.
+        after: String,
+    },
     /// An I/O error on a managed path.
     #[error("{path}: {source}")]
     Io {
