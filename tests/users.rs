@@ -94,6 +94,15 @@ after = ["user:cvgapp"]
     );
     assert_eq!(passwd_line(&ch, "cvgapp"), None, "check must not create");
 
+    // The file's owner and parent (the user's home) come from the same run: check reports
+    // the change instead of failing on an owner that does not exist yet.
+    let (rc, out) = converge("check", src.path(), "files", ch.path());
+    assert_eq!(rc, 2, "{out}");
+    assert!(
+        out.contains("+ create file:/srv/cvgapp/app.conf  (role files)\n    owner: cvgapp\n    group: cvgapp\n    mode: 0640\n"),
+        "{out}"
+    );
+
     let (rc, out) = converge("apply", src.path(), "files", ch.path());
     assert_eq!(rc, 2, "{out}");
     assert_eq!(

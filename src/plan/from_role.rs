@@ -259,6 +259,7 @@ impl<'a> Builder<'a> {
             owner: name(owner),
             group: name(group),
             mode,
+            ..Ownership::default()
         })
     }
 

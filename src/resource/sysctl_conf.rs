@@ -53,6 +53,7 @@ impl SysctlConfResource {
                 owner: Some("0".into()),
                 group: Some("0".into()),
                 mode: Some(0o644),
+                ..Ownership::default()
             },
             sensitive: false,
             managed_ancestor: None,
