@@ -360,3 +360,57 @@ fn the_agent_loop_runs_on_its_interval_and_posts_reports() {
     assert_eq!(second["source"]["freshness"], "unchanged");
     assert_eq!(s.record()["exit_code"], 0);
 }
+
+#[test]
+fn two_concurrent_runs_one_converges_the_other_exits_naming_it() {
+    let s = Served::new();
+    // A run that takes a while on the live root, without changing anything: an exec whose
+    // command only sleeps.
+    let marker = s.state.parent().unwrap().join("slow-ran");
+    s.p.file(
+        "roles/web.toml",
+        &format!(
+            "[[exec]]\nname = \"slow\"\ncommand = \"sleep 2 && touch {}\"\n",
+            marker.display()
+        ),
+    );
+    publish(&s.p.src(), &s.out, None);
+    let config = s.config("lock_wait = \"300ms\"\n");
+    let bin = env!("CARGO_BIN_EXE_converge");
+    let first = Command::new(bin)
+        .args(["apply", "--config", &config, "--color", "never"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = s.state.join("run.lock");
+    // Wait until the first run holds the lock (its pid is in the file).
+    let pid = first.id().to_string();
+    for _ in 0..100 {
+        if std::fs::read_to_string(&lock).unwrap_or_default().trim() == pid {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = s.p.run(&["apply", "--config", &config]);
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(marker.exists());
+    assert_eq!(second.code, 1, "{}{}", second.stdout, second.stderr);
+    assert_eq!(second.stdout, "");
+    assert!(
+        second.stderr.starts_with(&format!(
+            "converge: error: another converge run holds {} (pid {pid})",
+            lock.display()
+        )),
+        "{}",
+        second.stderr
+    );
+    // The first run's record is intact, not overwritten by the refused second one.
+    assert_eq!(s.record()["exit_code"], 2);
+}
