@@ -5,7 +5,7 @@ mod commands;
 
 use std::io::IsTerminal;
 
-use clap::Parser;
+use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command};
@@ -13,7 +13,14 @@ use converge::diagnostics::Diagnostics;
 use converge::report::Mode;
 
 fn main() {
-    let cli = Cli::parse();
+    // clap exits 2 on a usage error, which here would read as "changes made": use 1.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     init_logging(&cli);
     let result = match &cli.command {
         Command::Check(args) => commands::run::run(args, Mode::Check, cli.color),

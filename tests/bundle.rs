@@ -2,16 +2,20 @@
 //! disk, sync a state dir, and check exactly what was fetched and what is current.
 
 mod bundle_support;
+#[path = "bundle_support/crash_tests.rs"]
+mod crash_tests;
+#[path = "bundle_support/signing_tests.rs"]
+mod signing_tests;
 
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
 use bundle_support::fixture::{fast_opts, sample_files, tree, Scenario};
-use bundle_support::{closed_port_url, Fault, Request, TestServer};
+use bundle_support::{closed_port_url, Fault, TestServer};
 use converge::bundle::{
-    generate_keypair, publish, sync, verify_signature, BundleError, Freshness, SecretKeyFile,
-    Source, SyncOutcome, TrustedKey,
+    generate_keypair, publish, sync, BundleError, Freshness, SecretKeyFile, Source, SyncOutcome,
+    TrustedKey,
 };
 
 /// Distinct objects in the sample tree (motd and issue share one).
@@ -109,6 +113,13 @@ fn first_sync_fetches_everything_and_an_unchanged_poll_is_one_304() {
     assert_eq!(reqs[0].path, "/manifest.json");
     assert!(reqs.iter().all(|r| r.status == 200));
     assert!(reqs.iter().skip(1).all(|r| r.path.starts_with("/objects/")));
+    // One kept-alive connection for the whole sync, and an agent that says who it is.
+    assert!(
+        reqs.iter().all(|r| r.connection == reqs[0].connection),
+        "{reqs:?}"
+    );
+    let ua = reqs[0].user_agent.as_deref().unwrap();
+    assert!(ua.starts_with("converge/"), "{ua}");
 
     let second = sync(&http(&server), &s.state(), &fast_opts(vec![])).unwrap();
     assert_eq!(second.freshness, Freshness::Unchanged);
@@ -160,6 +171,27 @@ fn republishing_a_changed_file_downloads_only_that_object() {
     assert!(!s.bundle_ids().contains(&first_pub.id));
     let prev = fs::read_link(s.state().join("previous")).unwrap();
     assert_eq!(prev, Path::new("bundles").join(&second_pub.id));
+    // Objects only the evicted bundle used are gone; the rest are exactly what the two
+    // kept bundles reference.
+    let referenced: std::collections::BTreeSet<String> = s
+        .bundle_ids()
+        .iter()
+        .flat_map(|id| {
+            let m = fs::read(s.state().join("bundles").join(id).join(".manifest.json")).unwrap();
+            converge::bundle::Manifest::parse(&m, "t")
+                .unwrap()
+                .files
+                .into_values()
+                .map(|e| e.sha256)
+        })
+        .collect();
+    let stored: std::collections::BTreeSet<String> = fs::read_dir(s.state().join("objects"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(stored, referenced);
+    // Old web.toml is gone; the new motd is added (issue keeps the old shared content).
+    assert_eq!(stored.len(), SAMPLE_OBJECTS + 1);
 }
 
 #[test]
@@ -261,6 +293,20 @@ fn an_oversized_object_is_refused_without_reading_it_all() {
 }
 
 #[test]
+fn an_endless_manifest_is_refused_at_the_size_limit() {
+    let s = Scenario::new();
+    let server = TestServer::serve(&s.out());
+    let (good, files) = synced_then_republished(&s, &server);
+    server.fault("/manifest.json", Fault::Body(vec![b' '; 17 << 20]));
+    let o = sync(&http(&server), &s.state(), &fast_opts(vec![])).unwrap();
+    assert!(
+        refused_reason(&o).contains("larger than the 16777216-byte limit"),
+        "{o:?}"
+    );
+    assert_kept_last_known_good(&s, &good, &files, &o);
+}
+
+#[test]
 fn a_missing_object_is_stale() {
     let s = Scenario::new();
     let server = TestServer::serve(&s.out());
@@ -301,123 +347,6 @@ fn a_source_that_is_down_is_stale_and_without_last_known_good_an_error() {
     let err = sync(&down, &fresh.state(), &fast_opts(vec![])).unwrap_err();
     assert!(matches!(err, BundleError::Unreachable { .. }), "{err:?}");
     assert!(!err.is_bad_content());
-}
-
-#[test]
-fn signatures_are_required_and_verified_when_keys_are_configured() {
-    let s = Scenario::new();
-    let keys = generate_keypair(s.tmp.path()).unwrap();
-    let signer = SecretKeyFile::load_with_password(&keys.secret, None).unwrap();
-    let trusted = vec![TrustedKey::from_file(&keys.public).unwrap()];
-    let published = publish(&s.src(), &s.out(), Some(&signer)).unwrap();
-    assert!(published.signed);
-    let server = TestServer::serve(&s.out());
-
-    let o = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
-    assert_eq!(
-        o.freshness,
-        Freshness::Fresh {
-            fetched_objects: SAMPLE_OBJECTS
-        }
-    );
-    let paths: Vec<String> = server.take_requests().into_iter().map(|r| r.path).collect();
-    assert_eq!(paths[..2], ["/manifest.json", "/manifest.json.minisig"]);
-    let good_files = tree(&o.bundle_dir);
-
-    // Republished without a signature: refused, stale signature file removed by publish.
-    s.write("files/motd", "unsigned change\n");
-    publish(&s.src(), &s.out(), None).unwrap();
-    assert!(!s.out().join("manifest.json.minisig").exists());
-    let r = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
-    assert!(refused_reason(&r).contains("signature required"), "{r:?}");
-    assert_kept_last_known_good(&s, &o, &good_files, &r);
-
-    // Signed by a key nobody trusts: refused, naming the key id.
-    let other_dir = tempfile::tempdir().unwrap();
-    let other = generate_keypair(other_dir.path()).unwrap();
-    let other_signer = SecretKeyFile::load_with_password(&other.secret, None).unwrap();
-    publish(&s.src(), &s.out(), Some(&other_signer)).unwrap();
-    let r = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
-    let reason = refused_reason(&r);
-    assert!(
-        reason.contains(&format!(
-            "signed by key {}, which is not trusted",
-            other.key_id
-        )),
-        "{reason}"
-    );
-    assert_kept_last_known_good(&s, &o, &good_files, &r);
-
-    // Properly signed manifest, but the server alters it: the signature no longer matches.
-    publish(&s.src(), &s.out(), Some(&signer)).unwrap();
-    let mut tampered = fs::read(s.out().join("manifest.json")).unwrap();
-    tampered.extend_from_slice(b" ");
-    server.fault("/manifest.json", Fault::Body(tampered));
-    let r = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
-    assert!(
-        refused_reason(&r).contains("Signature verification failed"),
-        "{r:?}"
-    );
-    assert_kept_last_known_good(&s, &o, &good_files, &r);
-
-    // Garbage in the signature file.
-    server.clear_faults();
-    server.fault("/manifest.json.minisig", Fault::Body(b"hello".to_vec()));
-    let r = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
-    assert!(
-        refused_reason(&r).contains("not a minisign signature"),
-        "{r:?}"
-    );
-
-    // With the real signature, the change goes through.
-    server.clear_faults();
-    let r = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
-    assert_eq!(r.freshness, Freshness::Fresh { fetched_objects: 1 });
-    expect_source_tree(&s, &r);
-}
-
-#[test]
-fn first_sync_with_a_bad_signature_is_an_error() {
-    let s = Scenario::new();
-    let keys = generate_keypair(s.tmp.path()).unwrap();
-    let trusted = vec![TrustedKey::from_file(&keys.public).unwrap()];
-    publish(&s.src(), &s.out(), None).unwrap();
-    let server = TestServer::serve(&s.out());
-    let err = sync(&http(&server), &s.state(), &fast_opts(trusted)).unwrap_err();
-    assert!(
-        matches!(err, BundleError::SignatureMissing { .. }),
-        "{err:?}"
-    );
-    assert!(err.is_bad_content());
-    assert!(s.current_id().is_none());
-    assert!(s.bundle_ids().is_empty());
-}
-
-#[test]
-fn keys_added_later_force_a_verified_refetch_instead_of_a_304() {
-    let s = Scenario::new();
-    let keys = generate_keypair(s.tmp.path()).unwrap();
-    let signer = SecretKeyFile::load_with_password(&keys.secret, None).unwrap();
-    publish(&s.src(), &s.out(), Some(&signer)).unwrap();
-    let server = TestServer::serve(&s.out());
-    sync(&http(&server), &s.state(), &fast_opts(vec![])).unwrap();
-    server.take_requests();
-
-    let trusted = vec![TrustedKey::from_file(&keys.public).unwrap()];
-    let o = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
-    assert_eq!(o.freshness, Freshness::Unchanged);
-    let reqs = server.take_requests();
-    assert_eq!(
-        reqs.iter()
-            .map(|r| (r.path.as_str(), r.status))
-            .collect::<Vec<_>>(),
-        [("/manifest.json", 200), ("/manifest.json.minisig", 200)]
-    );
-    // Verified once, later polls are a single 304 again.
-    sync(&http(&server), &s.state(), &fast_opts(trusted)).unwrap();
-    let reqs: Vec<Request> = server.take_requests();
-    assert_eq!(reqs.len(), 1);
-    assert_eq!(reqs[0].status, 304);
 }
 
 #[test]
@@ -487,6 +416,20 @@ fn leftovers_of_a_killed_sync_are_swept_and_current_stays_complete() {
 }
 
 #[test]
+fn publish_leaves_out_what_is_not_part_of_a_bundle() {
+    let s = Scenario::new();
+    s.write("README.md", "# config repo\n");
+    s.write("ci/pipeline.yml", "steps: []\n");
+    publish(&s.src(), &s.out(), None).unwrap();
+    let manifest = fs::read_to_string(s.out().join("manifest.json")).unwrap();
+    assert!(manifest.contains("roles/web.toml"), "{manifest}");
+    assert!(
+        !manifest.contains("README") && !manifest.contains("ci/"),
+        "{manifest}"
+    );
+}
+
+#[test]
 fn publish_refuses_what_it_cannot_ship_safely() {
     let check = |setup: &dyn Fn(&Scenario), why: &str| {
         let s = Scenario::new();
@@ -497,10 +440,16 @@ fn publish_refuses_what_it_cannot_ship_safely() {
         assert!(!s.out().join("manifest.json").exists());
     };
     check(
-        &|s| s.write("role/typo.toml", ""),
-        "unexpected top-level entry",
+        &|s| fs::rename(s.src().join("roles"), s.src().join("role")).unwrap(),
+        "has no roles/ directory",
     );
-    check(&|s| s.write("README.md", ""), "unexpected top-level entry");
+    check(
+        &|s| {
+            fs::rename(s.src().join("files"), s.tmp.path().join("elsewhere")).unwrap();
+            std::os::unix::fs::symlink("../elsewhere", s.src().join("files")).unwrap()
+        },
+        "must be a real directory",
+    );
     check(
         &|s| std::os::unix::fs::symlink("/etc/passwd", s.src().join("files/passwd")).unwrap(),
         "symlink to absolute path /etc/passwd",
@@ -539,106 +488,32 @@ fn publish_follows_inner_relative_symlinks_and_skips_hidden_top_level_entries() 
     assert!(!files.keys().any(|k| k.starts_with(".git")));
 }
 
-// Interoperability with the stock minisign tool. The files in bundle_support/stock were
-// made by minisign 0.11: `minisign -G -W` (stock.*), `minisign -G` with password
-// "stockpass" (stock-enc.*), and `minisign -S -s stock.key -m manifest.json`.
-
-const STOCK_KEY_ID: &str = "4B656126B1F9BB00";
-
-fn stock(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/bundle_support/stock")
-        .join(name)
-}
-
 #[test]
-fn a_stock_minisign_signature_verifies_with_the_stock_public_key_file_text() {
-    let key = TrustedKey::from_text(&fs::read_to_string(stock("stock.pub")).unwrap()).unwrap();
-    assert_eq!(key.key_id(), STOCK_KEY_ID);
-    let manifest = fs::read(stock("manifest.json")).unwrap();
-    let sig = fs::read_to_string(stock("manifest.json.minisig")).unwrap();
-    let signer = verify_signature(&manifest, &sig, std::slice::from_ref(&key), "stock").unwrap();
-    assert_eq!(signer, STOCK_KEY_ID);
-    // The bare key line, as passed to `minisign -P`, works too.
-    let line = fs::read_to_string(stock("stock.pub")).unwrap();
-    let bare = TrustedKey::from_text(line.lines().nth(1).unwrap()).unwrap();
-    assert_eq!(bare.key_id(), STOCK_KEY_ID);
-    let mut altered = manifest.clone();
-    altered.push(b'\n');
-    let err = verify_signature(&altered, &sig, &[key], "stock").unwrap_err();
-    assert!(
-        err.to_string().contains("Signature verification failed"),
-        "{err}"
-    );
-}
-
-#[test]
-fn bundles_signed_with_a_stock_key_verify_with_the_minisign_crate_and_stock_public_key() {
+fn concurrent_syncs_of_one_state_dir_serialise_on_the_lock() {
     let s = Scenario::new();
-    let signer = SecretKeyFile::load_with_password(&stock("stock.key"), None).unwrap();
-    assert_eq!(signer.key_id(), STOCK_KEY_ID);
-    publish(&s.src(), &s.out(), Some(&signer)).unwrap();
-
-    // Exactly what `minisign -Vm manifest.json -p stock.pub` does, through the crate's API.
-    let pk_text = fs::read_to_string(stock("stock.pub")).unwrap();
-    let pk = minisign::PublicKeyBox::from_string(&pk_text)
-        .unwrap()
-        .into_public_key()
-        .unwrap();
-    let sig = minisign::SignatureBox::from_file(s.out().join("manifest.json.minisig")).unwrap();
-    assert!(sig.is_prehashed(), "stock minisign >= 0.8 signs prehashed");
-    assert!(sig
-        .trusted_comment()
-        .unwrap()
-        .contains("file:manifest.json"));
-    let manifest = fs::File::open(s.out().join("manifest.json")).unwrap();
-    minisign::verify(&pk, &sig, manifest, true, false, false).unwrap();
-}
-
-#[test]
-fn an_encrypted_stock_key_needs_its_password() {
-    let err = SecretKeyFile::load_with_password(&stock("stock-enc.key"), None).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("secret key is encrypted: set CONVERGE_SIGNING_PASSWORD"),
-        "{err}"
-    );
-    let err = SecretKeyFile::load_with_password(&stock("stock-enc.key"), Some("nope")).unwrap_err();
-    assert!(
-        err.to_string().contains("cannot decrypt secret key"),
-        "{err}"
-    );
-    let key =
-        SecretKeyFile::load_with_password(&stock("stock-enc.key"), Some("stockpass")).unwrap();
-    let pk = TrustedKey::from_file(&stock("stock-enc.pub")).unwrap();
-    assert_eq!(key.key_id(), pk.key_id());
-    let sig = key.sign(b"data", "x").unwrap();
+    let published = publish(&s.src(), &s.out(), None).unwrap();
+    let server = TestServer::serve(&s.out());
+    let source = http(&server);
+    let outcomes: Vec<SyncOutcome> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| sync(&source, &s.state(), &fast_opts(vec![])).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(outcomes.iter().all(|o| o.id == published.id));
+    let fresh = outcomes
+        .iter()
+        .filter(|o| matches!(o.freshness, Freshness::Fresh { .. }))
+        .count();
+    assert_eq!(fresh, 1, "{outcomes:?}");
     assert_eq!(
-        verify_signature(b"data", &sig, &[pk], "x").unwrap(),
-        key.key_id()
+        server
+            .take_requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/objects/"))
+            .count(),
+        SAMPLE_OBJECTS,
+        "each object downloaded once"
     );
-}
-
-#[test]
-fn generated_keys_use_the_stock_file_formats_and_are_never_overwritten() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = generate_keypair(dir.path()).unwrap();
-    let pk_text = fs::read_to_string(&keys.public).unwrap();
-    assert_eq!(
-        pk_text.lines().next().unwrap(),
-        format!("untrusted comment: minisign public key {}", keys.key_id)
-    );
-    minisign::PublicKeyBox::from_string(&pk_text)
-        .unwrap()
-        .into_public_key()
-        .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(&keys.secret).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
-    let err = generate_keypair(dir.path()).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("already exists; refusing to overwrite"),
-        "{err}"
-    );
+    expect_source_tree(&s, &outcomes[0]);
 }

@@ -389,3 +389,36 @@ content = "y\n"
     );
     assert!(!p.at("/srv").exists());
 }
+
+#[test]
+fn facts_print_as_template_paths_and_as_json() {
+    let p = Project::new();
+    let json = p.run(&["facts", "--json"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let facts: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    for key in [
+        "hostname",
+        "fqdn",
+        "os",
+        "kernel",
+        "arch",
+        "cpus",
+        "memory",
+        "interfaces",
+    ] {
+        assert!(facts.get(key).is_some(), "missing {key}: {facts}");
+    }
+    assert_eq!(
+        facts["interfaces"]["lo"]["ipv4"],
+        serde_json::json!(["127.0.0.1"])
+    );
+    let text = p.run(&["facts"]);
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l == "facts.interfaces.lo.ipv4 = [\"127.0.0.1\"]"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.lines().any(|l| l.starts_with("facts.cpus = ")));
+}

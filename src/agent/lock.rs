@@ -34,7 +34,14 @@ pub enum LockError {
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct RunLock {
-    _flock: Flock<File>,
+    flock: Flock<File>,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // A later waiter must not name this (finished) run as the holder.
+        let _ = self.flock.set_len(0);
+    }
 }
 
 impl RunLock {
@@ -61,7 +68,7 @@ impl RunLock {
                     let _ = flock.set_len(0);
                     let _ = flock.rewind();
                     let _ = writeln!(flock, "{}", std::process::id());
-                    return Ok(RunLock { _flock: flock });
+                    return Ok(RunLock { flock });
                 }
                 Err((f, _)) => {
                     if started.elapsed() >= wait {

@@ -63,6 +63,14 @@ pub enum BundleError {
         /// The first problem found.
         reason: String,
     },
+    /// A manifest or signature is larger than any real one could be.
+    #[error("{url}: larger than the {limit}-byte limit")]
+    TooLarge {
+        /// The URL or path read.
+        url: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// An object's bytes do not match the manifest.
     #[error("{url} ({path}): content mismatch: expected {expected}, got {actual}")]
     ObjectMismatch {
@@ -116,6 +124,7 @@ impl BundleError {
         matches!(
             self,
             BundleError::ManifestMalformed { .. }
+                | BundleError::TooLarge { .. }
                 | BundleError::ObjectMismatch { .. }
                 | BundleError::SignatureMissing { .. }
                 | BundleError::SignatureInvalid { .. }
@@ -138,5 +147,120 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T, BundleError> {
         self.map_err(|e| BundleError::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_names_the_place_and_the_expectation() {
+        let u = || "http://h/b/manifest.json".to_string();
+        let cases: Vec<(BundleError, &str, bool)> = vec![
+            (
+                BundleError::InvalidSource {
+                    source_str: "ftp://x".into(),
+                    reason: "unsupported scheme".into(),
+                },
+                "invalid source \"ftp://x\": unsupported scheme",
+                false,
+            ),
+            (
+                BundleError::io("/var/lib/converge", io::Error::from(io::ErrorKind::NotFound)),
+                "/var/lib/converge: entity not found",
+                false,
+            ),
+            (
+                BundleError::SourceTree {
+                    path: "/src".into(),
+                    reason: "has no roles/ directory".into(),
+                },
+                "source tree /src: has no roles/ directory",
+                false,
+            ),
+            (
+                BundleError::Unreachable {
+                    url: u(),
+                    reason: "connection refused".into(),
+                },
+                "http://h/b/manifest.json: connection refused",
+                false,
+            ),
+            (
+                BundleError::HttpStatus {
+                    url: u(),
+                    status: 503,
+                },
+                "http://h/b/manifest.json: HTTP status 503, expected 200",
+                false,
+            ),
+            (
+                BundleError::Truncated {
+                    url: u(),
+                    reason: "Content-Length 10, received 5".into(),
+                },
+                "http://h/b/manifest.json: body truncated: Content-Length 10, received 5",
+                false,
+            ),
+            (
+                BundleError::ManifestMalformed {
+                    url: u(),
+                    reason: "not JSON".into(),
+                },
+                "http://h/b/manifest.json: malformed manifest: not JSON",
+                true,
+            ),
+            (
+                BundleError::TooLarge { url: u(), limit: 5 },
+                "http://h/b/manifest.json: larger than the 5-byte limit",
+                true,
+            ),
+            (
+                BundleError::ObjectMismatch {
+                    url: "http://h/b/objects/ab".into(),
+                    path: "roles/web.toml".into(),
+                    expected: "sha256 ab size 1".into(),
+                    actual: "sha256 cd size 1".into(),
+                },
+                "http://h/b/objects/ab (roles/web.toml): content mismatch: expected sha256 ab size 1, got sha256 cd size 1",
+                true,
+            ),
+            (
+                BundleError::SignatureMissing {
+                    url: "http://h/b/manifest.json.minisig".into(),
+                },
+                "http://h/b/manifest.json.minisig: signature required (trusted keys are configured) but none is published",
+                true,
+            ),
+            (
+                BundleError::SignatureInvalid {
+                    url: "s".into(),
+                    reason: "bad".into(),
+                },
+                "s: signature rejected: bad",
+                true,
+            ),
+            (
+                BundleError::Key {
+                    path: "/k".into(),
+                    reason: "secret key is encrypted".into(),
+                },
+                "key /k: secret key is encrypted",
+                false,
+            ),
+            (
+                BundleError::LocalState {
+                    path: "/s/objects/ab".into(),
+                    reason: "changed".into(),
+                },
+                "state /s/objects/ab: changed",
+                false,
+            ),
+        ];
+        for (err, msg, bad) in cases {
+            assert_eq!(err.to_string(), msg);
+            assert_eq!(err.is_bad_content(), bad, "{msg}");
+        }
     }
 }

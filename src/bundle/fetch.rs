@@ -275,9 +275,9 @@ fn read_body(resp: Response, url: &str, limit: u64) -> Result<Vec<u8>, BundleErr
         .read_to_end(&mut bytes)
         .map_err(|e| body_error(url, &e))?;
     if bytes.len() as u64 > limit {
-        return Err(BundleError::ManifestMalformed {
+        return Err(BundleError::TooLarge {
             url: url.to_string(),
-            reason: format!("larger than the {limit}-byte limit"),
+            limit,
         });
     }
     if let Some(n) = announced {
@@ -317,9 +317,9 @@ fn read_local(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, BundleError> {
         .read_to_end(&mut bytes)
         .map_err(|e| unreachable_local(path, &e.to_string()))?;
     if bytes.len() as u64 > limit {
-        return Err(BundleError::ManifestMalformed {
+        return Err(BundleError::TooLarge {
             url: path.display().to_string(),
-            reason: format!("larger than the {limit}-byte limit"),
+            limit,
         });
     }
     Ok(Some(bytes))

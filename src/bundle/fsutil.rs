@@ -12,6 +12,16 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 
 /// Write `bytes` to `path` via temp file + fsync + rename + fsync(dir).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BundleError> {
+    write_atomic_at(path, bytes, mode, None)
+}
+
+/// Like [`write_atomic`], with the file's modification time set before the rename.
+pub fn write_atomic_at(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    mtime: Option<std::time::SystemTime>,
+) -> Result<(), BundleError> {
     let dir = parent(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
@@ -20,6 +30,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BundleEr
     tmp.write_all(bytes).at(tmp.path())?;
     // Mode before rename: the final name must never exist with wider permissions.
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode)).at(tmp.path())?;
+    if let Some(t) = mtime {
+        tmp.as_file().set_modified(t).at(tmp.path())?;
+    }
     tmp.as_file().sync_all().at(tmp.path())?;
     tmp.persist(path)
         .map_err(|e| BundleError::io(path, e.error))?;

@@ -1,5 +1,16 @@
 //! The bundle layer: publishing a source tree as static, content-addressed files, and
 //! syncing a host to it with verification, signatures and a last known good fallback.
+//!
+//! A published bundle is a directory any static web server, object store or CDN can serve:
+//! ```text
+//! objects/<sha256>        file contents; unchanged files keep their name and URL
+//! manifest.json.minisig   optional minisign signature of manifest.json (written first)
+//! manifest.json           {"format":1,"created":..,"files":{path:{sha256,size}}} (written last)
+//! ```
+//! The bundle id is the sha256 of the manifest bytes. A host polls with `If-None-Match`, so
+//! an unchanged poll is one 304; otherwise it fetches only objects it lacks, verifies every
+//! byte (and the signature, when keys are configured) before anything gets a final name,
+//! and switches `state_dir/current` with one rename. See `cache` for the state dir layout.
 
 mod cache;
 mod error;

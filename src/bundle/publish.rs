@@ -42,6 +42,9 @@ pub fn publish(
     let files = collect_tree(src)?;
     let objects_dir = out.join(OBJECTS_DIR);
     fsutil::ensure_dir(&objects_dir, 0o755)?;
+    // Temp files of a publish that was killed; never referenced, so safe to drop.
+    fsutil::sweep_temps(out)?;
+    fsutil::sweep_temps(&objects_dir)?;
 
     let mut entries = BTreeMap::new();
     let mut new_objects = 0;
@@ -88,7 +91,22 @@ pub fn publish(
         None => {}
     }
     if !unchanged {
-        fsutil::write_atomic(&manifest_path, &bytes, 0o644)?;
+        // Static servers derive ETags from mtime (in seconds) and size, as nginx does: a
+        // second publish within the same second could keep the old ETag, and hosts would get
+        // 304 for a manifest they do not have. Manifest mtimes therefore strictly increase.
+        let now = std::time::SystemTime::now();
+        let mtime = fs::metadata(&manifest_path)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(|old| {
+                let next = old + std::time::Duration::from_secs(1);
+                if now >= next {
+                    now
+                } else {
+                    next
+                }
+            });
+        fsutil::write_atomic_at(&manifest_path, &bytes, 0o644, mtime)?;
     }
     let id = hex::encode(Sha256::digest(&bytes));
     tracing::info!(
@@ -112,6 +130,12 @@ pub fn publish(
 /// Bundle path → file to read, sorted, after applying the strictness rules.
 fn collect_tree(src: &Path) -> Result<BTreeMap<String, PathBuf>, BundleError> {
     let root = src.canonicalize().at(src)?;
+    if !root.join("roles").is_dir() {
+        return Err(BundleError::SourceTree {
+            path: root,
+            reason: "has no roles/ directory".into(),
+        });
+    }
     let mut out = BTreeMap::new();
     for entry in sorted_entries(&root)? {
         let name = file_name(&entry)?;
@@ -120,20 +144,20 @@ fn collect_tree(src: &Path) -> Result<BTreeMap<String, PathBuf>, BundleError> {
             continue;
         }
         let meta = fs::symlink_metadata(&entry).at(&entry)?;
-        if TOP_LEVEL_DIRS.contains(&name.as_str()) && meta.is_dir() {
+        if TOP_LEVEL_DIRS.contains(&name.as_str()) {
+            if !meta.is_dir() {
+                return Err(BundleError::SourceTree {
+                    path: entry,
+                    reason: "must be a real directory (not a file or a symlink)".into(),
+                });
+            }
             walk(&root, &entry, &name, &mut out)?;
         } else if TOP_LEVEL_FILES.contains(&name.as_str()) {
             add_file(&root, &entry, name, &mut out)?;
         } else {
-            return Err(BundleError::SourceTree {
-                path: entry,
-                reason: format!(
-                    "unexpected top-level entry; expected directories {} and files {} \
-                     (hidden entries such as .git are skipped)",
-                    TOP_LEVEL_DIRS.join(", "),
-                    TOP_LEVEL_FILES.join(", ")
-                ),
-            });
+            // A config repository also holds a README, CI files and the like; they are not
+            // part of the bundle. (A missing roles/ is refused before publishing.)
+            tracing::info!(entry = %entry.display(), "not published: not part of a bundle");
         }
     }
     Ok(out)

@@ -135,38 +135,33 @@ fn try_sync(
         Some(s.id.as_str()) == current && s.source == source_name && signer_ok(s, opts)
     });
     let fetcher = Fetcher::new(source, opts)?;
-    let manifest_url = fetcher.url(MANIFEST_FILE);
-
-    let (bytes, etag) = match fetcher.manifest(saved.as_ref().and_then(|s| s.etag.as_deref()))? {
-        ManifestFetch::NotModified => {
-            let s = saved.expect("a conditional request needs saved state");
-            tracing::debug!(id = %s.id, "manifest not modified");
-            return Ok(outcome(state, &s, Freshness::Unchanged));
+    let etag = saved.as_ref().and_then(|s| s.etag.as_deref());
+    let fetched = match fetch_verified(&fetcher, etag, opts) {
+        // Publish writes the signature just before the manifest, so a poll landing in
+        // between reads the old manifest with the new signature. Read both once more
+        // before calling it tampering.
+        Err(BundleError::SignatureInvalid { reason, .. })
+            if reason.contains("verification failed") =>
+        {
+            tracing::debug!(
+                "signature mismatch ({reason}); re-reading in case a publish was in progress"
+            );
+            fetch_verified(&fetcher, None, opts)?
         }
-        ManifestFetch::Body { bytes, etag } => (bytes, etag),
+        other => other?,
+    };
+    let Some(Verified {
+        bytes,
+        manifest,
+        etag,
+        signer,
+    }) = fetched
+    else {
+        let s = saved.expect("a conditional request needs saved state");
+        tracing::debug!(id = %s.id, "manifest not modified");
+        return Ok(outcome(state, &s, Freshness::Unchanged));
     };
     let id = hex::encode(Sha256::digest(&bytes));
-    let manifest = Manifest::parse(&bytes, &manifest_url)?;
-    let signer = if opts.trusted_keys.is_empty() {
-        None
-    } else {
-        let sig_url = fetcher.url(SIGNATURE_FILE);
-        let sig = fetcher
-            .signature()?
-            .ok_or_else(|| BundleError::SignatureMissing {
-                url: sig_url.clone(),
-            })?;
-        let text = String::from_utf8(sig).map_err(|_| BundleError::SignatureInvalid {
-            url: sig_url.clone(),
-            reason: "not UTF-8 text".into(),
-        })?;
-        Some(signature::verify(
-            &bytes,
-            &text,
-            &opts.trusted_keys,
-            &sig_url,
-        )?)
-    };
 
     if current == Some(id.as_str()) {
         // Same bundle (a server without ETags, a local dir, or state lost in a crash):
@@ -201,6 +196,53 @@ fn try_sync(
     }
     tracing::info!(id = %s.id, fetched_objects, files = manifest.files.len(), "fetched {fetched_objects} objects, bundle is current");
     Ok(outcome(state, &s, Freshness::Fresh { fetched_objects }))
+}
+
+/// A manifest that parsed and, when keys are configured, carries a trusted signature.
+struct Verified {
+    bytes: Vec<u8>,
+    manifest: Manifest,
+    etag: Option<String>,
+    signer: Option<String>,
+}
+
+/// Read the manifest (conditionally when `etag` is given) and check its signature;
+/// `None` when the server says it has not changed.
+fn fetch_verified(
+    fetcher: &Fetcher,
+    etag: Option<&str>,
+    opts: &SyncOptions,
+) -> Result<Option<Verified>, BundleError> {
+    let (bytes, etag) = match fetcher.manifest(etag)? {
+        ManifestFetch::NotModified => return Ok(None),
+        ManifestFetch::Body { bytes, etag } => (bytes, etag),
+    };
+    let manifest = Manifest::parse(&bytes, &fetcher.url(MANIFEST_FILE))?;
+    if opts.trusted_keys.is_empty() {
+        return Ok(Some(Verified {
+            bytes,
+            manifest,
+            etag,
+            signer: None,
+        }));
+    }
+    let sig_url = fetcher.url(SIGNATURE_FILE);
+    let sig = fetcher
+        .signature()?
+        .ok_or_else(|| BundleError::SignatureMissing {
+            url: sig_url.clone(),
+        })?;
+    let text = String::from_utf8(sig).map_err(|_| BundleError::SignatureInvalid {
+        url: sig_url.clone(),
+        reason: "not UTF-8 text".into(),
+    })?;
+    let signer = signature::verify(&bytes, &text, &opts.trusted_keys, &sig_url)?;
+    Ok(Some(Verified {
+        bytes,
+        manifest,
+        etag,
+        signer: Some(signer),
+    }))
 }
 
 /// Download every object the store lacks, verifying each before it gets its name.

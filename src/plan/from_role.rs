@@ -22,12 +22,20 @@ use crate::resource::{Managed, ResourceId};
 use crate::role::model::FileSpec;
 use crate::role::{vars, Role, SourceTree};
 
+mod accounts;
+mod exec;
+mod sysctl;
+
 /// Resource kinds that `after = [...]` may name.
 const KINDS: &[&str] = &[
     "file",
     "directory",
     "symlink",
     "absent",
+    "sysctl",
+    "user",
+    "group",
+    "exec",
     "service",
     "package",
 ];
@@ -39,6 +47,8 @@ pub(super) struct Builder<'a> {
     context: Value,
     items: Vec<Planned>,
     errors: Diagnostics,
+    /// Every `[sysctl]` key of the run, for the one drop-in that persists them.
+    sysctl: sysctl::SysctlKeys,
 }
 
 /// What every declaration carries besides its own fields.
@@ -64,10 +74,12 @@ impl<'a> Builder<'a> {
             context,
             items: Vec::new(),
             errors: Diagnostics::default(),
+            sysctl: sysctl::SysctlKeys::default(),
         }
     }
 
-    pub(super) fn finish(self) -> (Vec<Planned>, Diagnostics) {
+    pub(super) fn finish(mut self) -> (Vec<Planned>, Diagnostics) {
+        self.sysctl_drop_in();
         (self.items, self.errors)
     }
 
@@ -171,6 +183,9 @@ impl<'a> Builder<'a> {
             self.push(role, common, Box::new(r));
             self.notify_last(role, &s.notify);
         }
+        self.sysctl(role);
+        self.accounts(role);
+        self.execs(role);
         self.services(role);
         self.packages(role);
     }
@@ -256,6 +271,7 @@ impl<'a> Builder<'a> {
             owner: name(owner),
             group: name(group),
             mode,
+            ..Ownership::default()
         })
     }
 

@@ -13,6 +13,9 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::render::Renderer;
 use crate::resource::directory::DirectoryResource;
 use crate::resource::file::FileResource;
+use crate::resource::group::GroupResource;
+use crate::resource::sysctl_conf::SysctlConfResource;
+use crate::resource::user::UserResource;
 use crate::resource::{Managed, ResourceId};
 use crate::role::{RoleSet, SourceTree};
 
@@ -95,6 +98,7 @@ pub fn build(
     }
     fill_purge_keep(&mut items);
     fill_managed_ancestors(&mut items);
+    fill_planned_accounts(&mut items);
     units::fill_unit_providers(&mut items);
     let items = order::order(items)?;
     Ok(Plan { items })
@@ -146,11 +150,17 @@ fn dedupe_and_detect_conflicts(items: Vec<Planned>, errors: &mut Diagnostics) ->
 }
 
 /// Files and directories leave a missing parent to the directory resource that manages it.
+/// A user created with its home counts as managing that directory.
 fn fill_managed_ancestors(items: &mut [Planned]) {
+    let homes = items.iter().filter_map(|p| {
+        let u = p.resource.as_any().downcast_ref::<UserResource>()?;
+        (u.present && u.manage_home).then(|| u.home.as_ref().map(PathBuf::from))?
+    });
     let dirs: BTreeSet<PathBuf> = items
         .iter()
         .filter(|p| p.id.kind == "directory")
         .filter_map(|p| p.path.clone())
+        .chain(homes)
         .collect();
     for item in items.iter_mut() {
         let Some(path) = &item.path else { continue };
@@ -163,7 +173,44 @@ fn fill_managed_ancestors(items: &mut [Planned]) {
             f.managed_ancestor = nearest;
         } else if let Some(d) = any.downcast_mut::<DirectoryResource>() {
             d.managed_ancestor = nearest;
+        } else if let Some(s) = any.downcast_mut::<SysctlConfResource>() {
+            s.set_managed_ancestor(nearest);
         }
+    }
+}
+
+/// Owners and groups that a user or group resource of this run creates.
+fn fill_planned_accounts(items: &mut [Planned]) {
+    let created = |kind: &str| -> BTreeSet<String> {
+        items
+            .iter()
+            .filter(|p| p.id.kind == kind)
+            .filter(|p| {
+                let any = p.resource.as_any();
+                any.downcast_ref::<UserResource>()
+                    .is_some_and(|u| u.present)
+                    || any
+                        .downcast_ref::<GroupResource>()
+                        .is_some_and(|g| g.present)
+            })
+            .map(|p| p.id.name.clone())
+            .collect()
+    };
+    let (users, groups) = (created("user"), created("group"));
+    if users.is_empty() && groups.is_empty() {
+        return;
+    }
+    for item in items.iter_mut() {
+        let any = item.resource.as_any_mut();
+        let ownership = if let Some(f) = any.downcast_mut::<FileResource>() {
+            &mut f.ownership
+        } else if let Some(d) = any.downcast_mut::<DirectoryResource>() {
+            &mut d.ownership
+        } else {
+            continue;
+        };
+        ownership.owner_planned = ownership.owner.as_ref().is_some_and(|o| users.contains(o));
+        ownership.group_planned = ownership.group.as_ref().is_some_and(|g| groups.contains(g));
     }
 }
 

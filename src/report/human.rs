@@ -129,6 +129,7 @@ fn change_block(out: &mut String, outcome: &Outcome, style: Style) {
         Action::Update => ("~", "1;33"),
         Action::Replace => ("±", "1;33"),
         Action::Remove => ("-", "1;31"),
+        Action::Run => ("»", "1;35"),
     };
     let head = format!("{sigil} {} {}", change.action.verb(), outcome.id);
     let _ = writeln!(out, "{}  (role {})", style.paint(code, &head), outcome.role);

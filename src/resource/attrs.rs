@@ -15,6 +15,10 @@ pub struct Ownership {
     pub group: Option<String>,
     /// Permission bits.
     pub mode: Option<u32>,
+    /// The owner is a user that a resource of this run creates (filled in by the plan).
+    pub owner_planned: bool,
+    /// The group is one that a resource of this run creates (filled in by the plan).
+    pub group_planned: bool,
 }
 
 /// Parses an octal mode string such as `0644` or `2775`.
@@ -38,6 +42,10 @@ pub struct Resolved {
     pub attrs: Attrs,
     /// For naming live ids in diffs.
     pub accounts: Arc<Accounts>,
+    /// An owner created earlier in this run, not in the account database yet (check mode).
+    pub pending_owner: Option<String>,
+    /// A group created earlier in this run, not in the account database yet (check mode).
+    pub pending_group: Option<String>,
 }
 
 impl Ownership {
@@ -54,21 +62,32 @@ impl Ownership {
     }
 
     /// Resolves names to ids in the tree's /etc/passwd and /etc/group.
+    ///
+    /// A name that does not exist yet but is created earlier in this run is pending: check
+    /// reports the ownership change (apply resolves it once the account exists).
     pub fn resolve(&self, accounts: Arc<Accounts>) -> Result<Resolved, ResourceError> {
+        let mut pending_owner = None;
         let uid = match &self.owner {
-            Some(o) => Some(
-                accounts
-                    .uid(o)
-                    .ok_or_else(|| ResourceError::UnknownUser(o.clone()))?,
-            ),
+            Some(o) => match accounts.uid(o) {
+                Some(uid) => Some(uid),
+                None if self.owner_planned => {
+                    pending_owner = Some(o.clone());
+                    None
+                }
+                None => return Err(ResourceError::UnknownUser(o.clone())),
+            },
             None => None,
         };
+        let mut pending_group = None;
         let gid = match &self.group {
-            Some(g) => Some(
-                accounts
-                    .gid(g)
-                    .ok_or_else(|| ResourceError::UnknownGroup(g.clone()))?,
-            ),
+            Some(g) => match accounts.gid(g) {
+                Some(gid) => Some(gid),
+                None if self.group_planned => {
+                    pending_group = Some(g.clone());
+                    None
+                }
+                None => return Err(ResourceError::UnknownGroup(g.clone())),
+            },
             None => None,
         };
         Ok(Resolved {
@@ -78,6 +97,8 @@ impl Ownership {
                 mode: self.mode,
             },
             accounts,
+            pending_owner,
+            pending_group,
         })
     }
 }
@@ -87,6 +108,20 @@ impl Resolved {
     pub fn diff(&self, live: Option<&Meta>) -> Vec<FieldChange> {
         let a = &self.accounts;
         let mut out = Vec::new();
+        if let Some(name) = &self.pending_owner {
+            out.push(FieldChange::new(
+                "owner",
+                live.map(|m| a.user_name(m.uid)),
+                Some(name.clone()),
+            ));
+        }
+        if let Some(name) = &self.pending_group {
+            out.push(FieldChange::new(
+                "group",
+                live.map(|m| a.group_name(m.gid)),
+                Some(name.clone()),
+            ));
+        }
         if let Some(uid) = self.attrs.uid {
             if live.map(|m| m.uid) != Some(uid) {
                 out.push(FieldChange::new(

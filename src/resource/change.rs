@@ -15,6 +15,8 @@ pub enum Action {
     Replace,
     /// It is removed.
     Remove,
+    /// A command runs (`exec`).
+    Run,
 }
 
 impl Action {
@@ -25,6 +27,7 @@ impl Action {
             Action::Update => "update",
             Action::Replace => "replace",
             Action::Remove => "remove",
+            Action::Run => "run",
         }
     }
 }

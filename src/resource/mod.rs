@@ -8,11 +8,16 @@ pub mod absent;
 pub mod attrs;
 pub mod change;
 pub mod directory;
+pub mod exec;
 pub mod file;
+pub mod group;
 pub mod package;
 pub mod parents;
 pub mod service;
 pub mod symlink;
+pub mod sysctl;
+pub mod sysctl_conf;
+pub mod user;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -61,6 +66,9 @@ pub enum ResourceError {
     /// An owner that the tree's /etc/passwd does not know.
     #[error("owner '{0}' does not exist (not in /etc/passwd)")]
     UnknownUser(String),
+    /// A user to run as that the tree's /etc/passwd does not know.
+    #[error("user '{0}' does not exist (not in /etc/passwd)")]
+    NoSuchUser(String),
     /// A group that the tree's /etc/group does not know.
     #[error("group '{0}' does not exist (not in /etc/group)")]
     UnknownGroup(String),
@@ -86,6 +94,44 @@ pub enum ResourceError {
         path: PathBuf,
         /// The outermost missing ancestor.
         missing: PathBuf,
+    },
+    /// An `exec` command ran and failed.
+    #[error("command {status}{}", if output.is_empty() { String::new() } else { format!(": {output}") })]
+    ExecFailed {
+        /// How it exited, e.g. `exited with status 3`.
+        status: String,
+        /// The end of its stderr, or why it is not shown.
+        output: String,
+    },
+    /// A sysctl key this kernel (or namespace) does not have.
+    #[error("sysctl key '{key}' does not exist in this kernel or namespace (no {path})")]
+    SysctlUnknownKey {
+        /// The key as written.
+        key: String,
+        /// The /proc/sys file that is missing.
+        path: PathBuf,
+    },
+    /// The kernel refused a sysctl write.
+    #[error("sysctl key '{key}': cannot set '{value}': {reason}")]
+    SysctlRejected {
+        /// The key as written.
+        key: String,
+        /// The value that was refused.
+        value: String,
+        /// Why, in words.
+        reason: &'static str,
+    },
+    /// The kernel accepted a sysctl write but reads back something else.
+    #[error(
+        "sysctl key '{key}': wrote '{wanted}' but the kernel keeps '{got}' (clamped or rounded?)"
+    )]
+    SysctlNotKept {
+        /// The key as written.
+        key: String,
+        /// The value written.
+        wanted: String,
+        /// The value read back.
+        got: String,
     },
     /// systemd has no unit file of this name.
     #[error("unit {unit} not found: {hint}")]

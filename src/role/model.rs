@@ -25,6 +25,18 @@ pub struct RoleFile {
     /// Paths that must not exist.
     #[serde(default)]
     pub absent: Vec<Spanned<AbsentSpec>>,
+    /// Groups.
+    #[serde(default)]
+    pub group: Vec<Spanned<GroupSpec>>,
+    /// Users.
+    #[serde(default)]
+    pub user: Vec<Spanned<UserSpec>>,
+    /// Guarded commands.
+    #[serde(default)]
+    pub exec: Vec<Spanned<ExecSpec>>,
+    /// Kernel parameters, `"net.core.somaxconn" = 4096`.
+    #[serde(default)]
+    pub sysctl: std::collections::BTreeMap<Spanned<String>, Spanned<SysctlValue>>,
     /// systemd services.
     #[serde(default)]
     pub service: Vec<Spanned<ServiceSpec>>,
@@ -201,4 +213,127 @@ pub enum PackageEnsure {
     Absent,
     /// Installed at the archive's candidate version.
     Latest,
+}
+
+/// A `[sysctl]` value: an integer or a string (multi-value keys such as "1024 65000").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlValue(pub String);
+
+impl<'de> Deserialize<'de> for SysctlValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = SysctlValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Whether an account should exist.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ensure {
+    /// Create or keep it.
+    #[default]
+    Present,
+    /// Remove it (the only way converge deletes an account).
+    Absent,
+}
+
+/// `[[user]]`: a login account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    /// Login name.
+    pub name: Spanned<String>,
+    /// `present` (default) or `absent`.
+    #[serde(default)]
+    pub ensure: Ensure,
+    /// User id.
+    pub uid: Option<u32>,
+    /// Primary group by id (or use `group`).
+    pub gid: Option<Spanned<u32>>,
+    /// Primary group by name.
+    pub group: Option<Spanned<String>>,
+    /// Supplementary groups, the exact list.
+    pub groups: Option<Vec<Spanned<String>>>,
+    /// Home directory.
+    pub home: Option<Spanned<String>>,
+    /// Login shell.
+    pub shell: Option<Spanned<String>>,
+    /// The GECOS comment.
+    pub comment: Option<Spanned<String>>,
+    /// Create as a system account.
+    #[serde(default)]
+    pub system: bool,
+    /// Create, move and remove the home directory with the account.
+    pub manage_home: Option<bool>,
+    /// Resources to converge before this one.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
+}
+
+/// `[[group]]`: a group account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// Group name.
+    pub name: Spanned<String>,
+    /// `present` (default) or `absent`.
+    #[serde(default)]
+    pub ensure: Ensure,
+    /// Group id.
+    pub gid: Option<u32>,
+    /// Create as a system group.
+    #[serde(default)]
+    pub system: bool,
+    /// Resources to converge before this one.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
+}
+
+/// `[[exec]]`: a guarded shell command.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSpec {
+    /// Identity in reports and `after` (default: the command itself).
+    pub name: Option<Spanned<String>>,
+    /// Run with `sh -c`.
+    pub command: Spanned<String>,
+    /// Run only when this guard exits non-zero.
+    pub unless: Option<String>,
+    /// Run only when this guard exits zero.
+    pub onlyif: Option<String>,
+    /// Run only when this path does not exist.
+    pub creates: Option<Spanned<String>>,
+    /// Working directory.
+    pub cwd: Option<Spanned<String>>,
+    /// Run as this user.
+    pub user: Option<Spanned<String>>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub environment: std::collections::BTreeMap<String, String>,
+    /// Time limit with a unit, e.g. "30s", "5m".
+    pub timeout: Option<Spanned<String>>,
+    /// Keep the command and its output out of reports and logs.
+    #[serde(default)]
+    pub sensitive: bool,
+    /// Resources to converge before this one.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
+    /// Services to restart (or reload) at the end of the run when the command ran.
+    #[serde(default)]
+    pub notify: Vec<Spanned<String>>,
 }

@@ -127,6 +127,11 @@ impl<'a> Host<'a> {
         Host { sys }
     }
 
+    /// The read side of this host.
+    pub fn system(&self) -> &'a System {
+        self.sys
+    }
+
     /// Replaces the file at `path` atomically: a temp file in the same directory gets the
     /// content, owner, group and mode, is synced, then renamed over the path (which replaces a
     /// link planted there instead of following it), and the directory is synced.

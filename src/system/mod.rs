@@ -7,7 +7,10 @@ pub mod accounts;
 pub mod apt;
 pub mod command;
 pub mod fs;
+pub mod process;
+pub mod procfs;
 pub mod systemd;
+pub mod users;
 
 use std::io;
 use std::path::{Component, Path, PathBuf};

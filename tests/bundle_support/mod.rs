@@ -19,7 +19,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 /// Requests served before the server stops by itself, so a runaway client cannot hang a test.
-const MAX_REQUESTS: usize = 500;
+const MAX_REQUESTS: usize = 5000;
 
 /// A misbehaviour to apply to one path.
 #[derive(Clone, Debug)]
@@ -39,12 +39,15 @@ pub enum Fault {
 pub struct Request {
     pub path: String,
     pub if_none_match: Option<String>,
+    pub user_agent: Option<String>,
+    /// Which TCP connection carried it (numbered in accept order), to check keep-alive.
+    pub connection: usize,
     pub status: u16,
 }
 
 struct Shared {
     root: PathBuf,
-    faults: Mutex<Vec<(String, Fault)>>,
+    faults: Mutex<Vec<(String, Fault, Option<usize>)>>,
     log: Mutex<Vec<Request>>,
     served: AtomicUsize,
     stop: AtomicBool,
@@ -71,14 +74,14 @@ impl TestServer {
         });
         let s = shared.clone();
         let accept = thread::spawn(move || {
-            for conn in listener.incoming() {
+            for (n, conn) in listener.incoming().enumerate() {
                 if s.stop.load(Ordering::SeqCst) || s.served.load(Ordering::SeqCst) >= MAX_REQUESTS
                 {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
                 let s = s.clone();
-                thread::spawn(move || handle(conn, &s));
+                thread::spawn(move || handle(conn, n, &s));
             }
         });
         TestServer {
@@ -93,13 +96,23 @@ impl TestServer {
         format!("http://{}/", self.addr)
     }
 
-    /// Apply `fault` to requests for `path` (e.g. `/manifest.json`) until cleared.
+    /// Apply `fault` to requests for `path` (e.g. `/manifest.json`, or `/objects/*` for a
+    /// prefix) until cleared.
     pub fn fault(&self, path: &str, fault: Fault) {
+        self.add_fault(path, fault, None);
+    }
+
+    /// Apply `fault` to the next `times` requests for `path` only.
+    pub fn fault_times(&self, path: &str, fault: Fault, times: usize) {
+        self.add_fault(path, fault, Some(times));
+    }
+
+    fn add_fault(&self, path: &str, fault: Fault, times: Option<usize>) {
         self.shared
             .faults
             .lock()
             .unwrap()
-            .push((path.to_string(), fault));
+            .push((path.to_string(), fault, times));
     }
 
     /// Remove all faults.
@@ -132,8 +145,11 @@ pub fn closed_port_url() -> String {
     format!("http://{addr}/")
 }
 
-fn handle(conn: TcpStream, s: &Shared) {
+fn handle(conn: TcpStream, connection: usize, s: &Shared) {
     conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    // Head and body go out in separate writes; without this, Nagle plus the client's
+    // delayed ACK adds 40 ms to every response.
+    conn.set_nodelay(true).ok();
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut out = conn;
     loop {
@@ -141,8 +157,13 @@ fn handle(conn: TcpStream, s: &Shared) {
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
-        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let mut if_none_match = None;
+        let mut req = Request {
+            path: line.split_whitespace().nth(1).unwrap_or("/").to_string(),
+            if_none_match: None,
+            user_agent: None,
+            connection,
+            status: 0,
+        };
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 {
@@ -154,7 +175,9 @@ fn handle(conn: TcpStream, s: &Shared) {
             }
             if let Some((k, v)) = h.split_once(':') {
                 if k.eq_ignore_ascii_case("if-none-match") {
-                    if_none_match = Some(v.trim().to_string());
+                    req.if_none_match = Some(v.trim().to_string());
+                } else if k.eq_ignore_ascii_case("user-agent") {
+                    req.user_agent = Some(v.trim().to_string());
                 }
             }
         }
@@ -162,14 +185,8 @@ fn handle(conn: TcpStream, s: &Shared) {
             return;
         }
         s.served.fetch_add(1, Ordering::SeqCst);
-        let fault = s
-            .faults
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(p, _)| *p == path)
-            .map(|(_, f)| f.clone());
-        let keep_going = respond(&mut out, s, &path, if_none_match, fault);
+        let fault = take_fault(s, &req.path);
+        let keep_going = respond(&mut out, s, req, fault);
         if !keep_going {
             let _ = out.shutdown(Shutdown::Both);
             return;
@@ -177,19 +194,33 @@ fn handle(conn: TcpStream, s: &Shared) {
     }
 }
 
+/// The fault for `path`, if any, using up one of a counted fault's requests.
+fn take_fault(s: &Shared, path: &str) -> Option<Fault> {
+    let mut faults = s.faults.lock().unwrap();
+    let i = faults
+        .iter()
+        .position(|(p, _, _)| match p.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => p == path,
+        })?;
+    let fault = faults[i].1.clone();
+    if let Some(n) = &mut faults[i].2 {
+        *n -= 1;
+        if *n == 0 {
+            faults.remove(i);
+        }
+    }
+    Some(fault)
+}
+
 /// Write one response; false when the connection must be closed.
-fn respond(
-    out: &mut TcpStream,
-    s: &Shared,
-    path: &str,
-    if_none_match: Option<String>,
-    fault: Option<Fault>,
-) -> bool {
+fn respond(out: &mut TcpStream, s: &Shared, req: Request, fault: Option<Fault>) -> bool {
+    let path = req.path.as_str();
+    let if_none_match = req.if_none_match.clone();
     let log = |status: u16| {
         s.log.lock().unwrap().push(Request {
-            path: path.to_string(),
-            if_none_match: if_none_match.clone(),
             status,
+            ..req.clone()
         })
     };
     if let Some(Fault::Delay(d)) = &fault {

@@ -1,0 +1,77 @@
+//! `[sysctl]` tables: one resource per key for the live value, one drop-in for all of them.
+
+use super::{Builder, Common};
+use crate::plan::Planned;
+use crate::resource::sysctl::{self, SysctlResource};
+use crate::resource::sysctl_conf::SysctlConfResource;
+use crate::resource::ResourceId;
+use crate::role::Role;
+
+/// The `[sysctl]` keys seen so far and where the first of them was declared.
+#[derive(Default)]
+pub(super) struct SysctlKeys {
+    entries: std::collections::BTreeMap<String, String>,
+    roles: Vec<String>,
+    origin: Option<String>,
+}
+
+impl Builder<'_> {
+    /// The drop-in goes after every live key, so a value the kernel refuses is not persisted.
+    pub(super) fn sysctl_drop_in(&mut self) {
+        let keys = std::mem::take(&mut self.sysctl);
+        let Some(origin) = keys.origin else {
+            return;
+        };
+        let implicit_after = keys
+            .entries
+            .keys()
+            .map(|k| ResourceId::new("sysctl", k.clone()))
+            .collect();
+        let r = SysctlConfResource::new(keys.entries);
+        self.items.push(Planned {
+            id: crate::resource::Resource::id(&r),
+            path: Some(r.path().to_path_buf()),
+            resource: Box::new(r),
+            role: keys.roles.join(", "),
+            origin,
+            rendered: None,
+            after: Vec::new(),
+            implicit_after,
+            notify: Vec::new(),
+            requires: Vec::new(),
+        });
+    }
+
+    pub(super) fn sysctl(&mut self, role: &Role) {
+        for (key, value) in &role.spec.sysctl {
+            let (k, v) = (key.get_ref(), &value.get_ref().0);
+            if let Err(e) = sysctl::check_key(k) {
+                self.errors.push(role.error_at(key.span().start, e));
+                continue;
+            }
+            if let Err(e) = sysctl::check_value(k, v) {
+                self.errors.push(role.error_at(value.span().start, e));
+                continue;
+            }
+            let origin = role.location(key.span().start);
+            self.sysctl.origin.get_or_insert_with(|| origin.to_string());
+            if !self.sysctl.roles.contains(&role.name) {
+                self.sysctl.roles.push(role.name.clone());
+            }
+            // A different value in another role is reported as a conflict by the planner.
+            self.sysctl.entries.entry(k.clone()).or_insert(v.clone());
+            let r = SysctlResource {
+                key: k.clone(),
+                value: v.clone(),
+            };
+            let common = Common {
+                offset: key.span().start,
+                path: None,
+                after: &[],
+                implicit_after: Vec::new(),
+                rendered: None,
+            };
+            self.push(role, common, Box::new(r));
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Running programs on the host or in the tree: shell commands with a timeout, as a given
+//! user, chrooted into the root when it is not `/`.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Host, System, SystemError};
+
+/// PATH for every program converge runs: the agent's own environment is not the admin's.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// How much of a failed program's output errors carry.
+const TAIL_LINES: usize = 20;
+const TAIL_BYTES: usize = 2000;
+
+/// The program and arguments of `cmd`, for logs and errors.
+pub fn describe(cmd: &Command) -> String {
+    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
+    for a in cmd.get_args() {
+        let a = a.to_string_lossy();
+        if a.is_empty() || a.contains(char::is_whitespace) {
+            parts.push(format!("'{a}'"));
+        } else {
+            parts.push(a.into_owned());
+        }
+    }
+    parts.join(" ")
+}
+
+/// The last lines of some output, enough to see why a program failed.
+pub fn tail(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim_end();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
+    if out.len() > TAIL_BYTES {
+        let mut cut = out.len() - TAIL_BYTES;
+        while !out.is_char_boundary(cut) {
+            cut += 1;
+        }
+        out = format!("...{}", &out[cut..]);
+    }
+    out
+}
+
+/// Who a command runs as, already resolved in the tree's account databases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    /// Login name, for USER and LOGNAME.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary group ids.
+    pub groups: Vec<u32>,
+    /// Home directory, for HOME.
+    pub home: String,
+}
+
+/// A shell command: `sh -c SCRIPT`, as if run with `chroot ROOT sh -c SCRIPT` under a root.
+#[derive(Debug, Clone)]
+pub struct Shell<'a> {
+    /// What logs and errors call it (the command itself, or a stand-in when it is sensitive).
+    pub label: &'a str,
+    /// The script given to `sh -c`.
+    pub script: &'a str,
+    /// Working directory inside the tree (default `/`).
+    pub cwd: Option<&'a Path>,
+    /// Run as this user instead of root.
+    pub user: Option<&'a RunAs>,
+    /// Extra environment on top of PATH, HOME, USER and LOGNAME.
+    pub env: &'a BTreeMap<String, String>,
+    /// Killed (with everything it started in its process group) after this long.
+    pub timeout: Duration,
+}
+
+/// How a command ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// What it wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// What it wrote to stderr.
+    pub stderr: Vec<u8>,
+}
+
+impl System {
+    /// Runs a guard command (`unless`, `onlyif`). Guards run in check mode too, so they must
+    /// not change anything: that is the role author's contract, converge cannot enforce it.
+    pub fn run_guard(&self, shell: &Shell) -> Result<Finished, SystemError> {
+        run(self, shell)
+    }
+}
+
+impl Host<'_> {
+    /// Runs a command that may change the host.
+    pub fn run_shell(&self, shell: &Shell) -> Result<Finished, SystemError> {
+        let done = run(self.system(), shell);
+        // The command may have created, moved or linked anything in the tree.
+        self.system().forget_paths();
+        self.system().forget_accounts();
+        done
+    }
+}
+
+fn run(sys: &System, shell: &Shell) -> Result<Finished, SystemError> {
+    let spawn_err = |source: std::io::Error| SystemError::Spawn {
+        command: shell.label.to_owned(),
+        source,
+    };
+    let cstring = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|e| spawn_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))
+    };
+    // Everything the child needs is prepared here: between fork and exec only raw syscalls.
+    let chroot = if sys.is_live() {
+        None
+    } else {
+        Some(cstring(sys.root())?)
+    };
+    let cwd = cstring(shell.cwd.unwrap_or(Path::new("/")))?;
+    let ids = shell.user.map(|u| {
+        (
+            u.uid,
+            u.gid,
+            u.groups
+                .iter()
+                .map(|g| *g as nix::libc::gid_t)
+                .collect::<Vec<_>>(),
+        )
+    });
+
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(shell.script)
+        .env_clear()
+        .env("PATH", DEFAULT_PATH)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    match shell.user {
+        Some(u) => cmd
+            .env("HOME", &u.home)
+            .env("USER", &u.name)
+            .env("LOGNAME", &u.name),
+        None => cmd
+            .env("HOME", "/root")
+            .env("USER", "root")
+            .env("LOGNAME", "root"),
+    };
+    cmd.envs(shell.env);
+    // SAFETY: the closure only makes async-signal-safe syscalls on data prepared before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::libc;
+            let check = |rc: libc::c_int| {
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            if let Some(root) = &chroot {
+                check(libc::chroot(root.as_ptr()))?;
+            }
+            check(libc::chdir(cwd.as_ptr()))?;
+            if let Some((uid, gid, groups)) = &ids {
+                // Groups first: after setuid there is no permission left to change them.
+                check(libc::setgroups(groups.len() as _, groups.as_ptr()))?;
+                check(libc::setgid(*gid))?;
+                check(libc::setuid(*uid))?;
+            }
+            Ok(())
+        });
+    }
+    tracing::debug!(command = shell.label, "running");
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    let (done_tx, done_rx) = mpsc::channel();
+    let stdout = collect(child.stdout.take(), done_tx.clone());
+    let stderr = collect(child.stderr.take(), done_tx);
+    let mut pause = Duration::from_millis(2);
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(spawn_err)? {
+            break status;
+        }
+        if started.elapsed() >= shell.timeout {
+            // The whole process group: a shell's children would otherwise live on.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait();
+            return Err(SystemError::Timeout {
+                command: shell.label.to_owned(),
+                after: humantime::format_duration(shell.timeout).to_string(),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    };
+    // A daemon started in the background may hold the pipes open for ever; do not wait for it.
+    for _ in 0..2 {
+        if done_rx.recv_timeout(Duration::from_secs(1)).is_err() {
+            break;
+        }
+    }
+    let take = |b: Arc<Mutex<Vec<u8>>>| {
+        b.lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    };
+    Ok(Finished {
+        status,
+        stdout: take(stdout),
+        stderr: take(stderr),
+    })
+}
+
+/// Reads a pipe to its end on a thread, into a buffer that can be taken at any time.
+fn collect<R: Read + Send + 'static>(
+    pipe: Option<R>,
+    done: mpsc::Sender<()>,
+) -> Arc<Mutex<Vec<u8>>> {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let Some(mut pipe) = pipe else {
+        let _ = done.send(());
+        return buf;
+    };
+    let out = buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut v) = out.lock() {
+                v.extend_from_slice(&chunk[..n]);
+            }
+        }
+        let _ = done.send(());
+    });
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tails_keep_the_last_lines() {
+        let text: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+        let t = tail(text.as_bytes());
+        assert!(t.starts_with("line 11\n"), "{t}");
+        assert!(t.ends_with("line 30"), "{t}");
+        let long = "x".repeat(5000);
+        assert_eq!(tail(long.as_bytes()).len(), TAIL_BYTES + 3);
+    }
+
+    #[test]
+    fn commands_are_described_with_quotes_where_needed() {
+        let mut c = Command::new("usermod");
+        c.args(["-c", "Web App", "app"]);
+        assert_eq!(describe(&c), "usermod -c 'Web App' app");
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sys = System::new(Path::new("/")).unwrap();
+        let marker = dir.path().join("late");
+        let script = format!("sleep 5; touch {}", marker.display());
+        let env = BTreeMap::new();
+        let shell = Shell {
+            label: "slow",
+            script: &script,
+            cwd: None,
+            user: None,
+            env: &env,
+            timeout: Duration::from_millis(200),
+        };
+        let t = Instant::now();
+        let err = sys.run_guard(&shell).unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(3));
+        assert_eq!(
+            err.to_string(),
+            "slow: timed out after 200ms and was killed"
+        );
+        assert!(!marker.exists());
+    }
+}

@@ -1,0 +1,184 @@
+//! Kernel parameters: live values under /proc/sys, and the sysctl.d files of the tree.
+//!
+//! Live values always belong to the running kernel, never to a tree under `--root`, so the
+//! live accessors refuse to work unless the root is `/`.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Host, System, SystemError};
+
+/// Where the kernel exposes its parameters.
+const PROC_SYS: &str = "/proc/sys";
+
+/// Directories systemd-sysctl and `sysctl --system` read, in precedence order: a file name in
+/// an earlier directory hides the same name in later ones.
+pub const SYSCTL_DIRS: &[&str] = &[
+    "/etc/sysctl.d",
+    "/run/sysctl.d",
+    "/usr/local/lib/sysctl.d",
+    "/usr/lib/sysctl.d",
+    "/lib/sysctl.d",
+];
+
+/// Read last by `sysctl --system` (Debian also links it in as /etc/sysctl.d/99-sysctl.conf).
+pub const SYSCTL_CONF: &str = "/etc/sysctl.conf";
+
+/// The /proc/sys file of `key`. As in sysctl.d(5): when the first separator is a '/', the key
+/// is a path already (so interface names with dots survive); otherwise dots separate.
+pub fn sysctl_path(key: &str) -> PathBuf {
+    let first_sep = key.find(['.', '/']);
+    let rel = match first_sep {
+        Some(i) if key.as_bytes()[i] == b'/' => key.to_owned(),
+        _ => key.replace('.', "/"),
+    };
+    Path::new(PROC_SYS).join(rel)
+}
+
+/// The dotted spelling of `key`, how sysctl.d files are compared.
+pub fn dotted_key(key: &str) -> String {
+    match key.find(['.', '/']) {
+        Some(i) if key.as_bytes()[i] == b'/' => key.replace('/', "."),
+        _ => key.to_owned(),
+    }
+}
+
+/// A sysctl.d file of the tree, with the path it is known by and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlFile {
+    /// Path inside the tree, e.g. `/etc/sysctl.d/99-local.conf`.
+    pub path: PathBuf,
+    /// The file's contents.
+    pub text: String,
+}
+
+impl System {
+    /// The live value of `key`, `None` when this kernel (or namespace) has no such key.
+    pub fn read_sysctl(&self, key: &str) -> Result<Option<String>, SystemError> {
+        self.require_live(key)?;
+        let path = sysctl_path(key);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(SystemError::io(&path, e)),
+        }
+    }
+
+    /// Every sysctl configuration file of the tree in the order they are applied at boot:
+    /// `*.conf` collated by file name across [`SYSCTL_DIRS`], then [`SYSCTL_CONF`].
+    pub fn sysctl_files(&self) -> Result<Vec<SysctlFile>, SystemError> {
+        let mut by_name: std::collections::BTreeMap<String, PathBuf> = Default::default();
+        for dir in SYSCTL_DIRS {
+            let names = match self.list_dir(Path::new(dir)) {
+                Ok(names) => names,
+                Err(SystemError::Io { source, .. })
+                    if matches!(
+                        source.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
+            for name in names.into_iter().filter(|n| n.ends_with(".conf")) {
+                let path = Path::new(dir).join(&name);
+                by_name.entry(name).or_insert(path);
+            }
+        }
+        let mut paths: Vec<PathBuf> = by_name.into_values().collect();
+        paths.push(PathBuf::from(SYSCTL_CONF));
+        let mut files = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for path in paths {
+            let Ok(real) = self.host_path(&path) else {
+                continue;
+            };
+            // Debian links /etc/sysctl.d/99-sysctl.conf to ../sysctl.conf: read it once.
+            if let Ok(canonical) = real.canonicalize() {
+                if !seen.insert(canonical) {
+                    continue;
+                }
+            }
+            match std::fs::read_to_string(&real) {
+                Ok(text) => files.push(SysctlFile { path, text }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SystemError::io(&path, e)),
+            }
+        }
+        Ok(files)
+    }
+
+    fn require_live(&self, key: &str) -> Result<(), SystemError> {
+        if self.is_live() {
+            Ok(())
+        } else {
+            Err(SystemError::NotLive(format!("sysctl {key}")))
+        }
+    }
+}
+
+impl Host<'_> {
+    /// Sets the live value of `key` with one write, as sysctl(8) does.
+    pub fn write_sysctl(&self, key: &str, value: &str) -> Result<(), SystemError> {
+        self.system().require_live(key)?;
+        let path = sysctl_path(key);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| SystemError::io(&path, e))?;
+        // The kernel parses the whole buffer at once; the newline is what sysctl(8) sends too.
+        f.write_all(format!("{value}\n").as_bytes())
+            .map_err(|e| SystemError::io(&path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_proc_sys_paths() {
+        assert_eq!(
+            sysctl_path("net.core.somaxconn"),
+            Path::new("/proc/sys/net/core/somaxconn")
+        );
+        assert_eq!(
+            sysctl_path("net/ipv4/conf/eth0.100/rp_filter"),
+            Path::new("/proc/sys/net/ipv4/conf/eth0.100/rp_filter")
+        );
+        assert_eq!(
+            dotted_key("net/ipv4/tcp_syncookies"),
+            "net.ipv4.tcp_syncookies"
+        );
+        assert_eq!(dotted_key("vm.swappiness"), "vm.swappiness");
+    }
+
+    #[test]
+    fn config_files_collate_by_name_and_end_with_sysctl_conf() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["etc/sysctl.d", "usr/lib/sysctl.d"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("etc/sysctl.d/10-a.conf"), "a").unwrap();
+        std::fs::write(root.join("usr/lib/sysctl.d/10-a.conf"), "hidden").unwrap();
+        std::fs::write(root.join("usr/lib/sysctl.d/05-b.conf"), "b").unwrap();
+        std::fs::write(root.join("etc/sysctl.d/README"), "not a conf").unwrap();
+        std::fs::write(root.join("etc/sysctl.conf"), "c").unwrap();
+        let sys = System::new(root).unwrap();
+        let files = sys.sysctl_files().unwrap();
+        let got: Vec<_> = files
+            .iter()
+            .map(|f| (f.path.to_string_lossy().into_owned(), f.text.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/usr/lib/sysctl.d/05-b.conf".to_owned(), "b"),
+                ("/etc/sysctl.d/10-a.conf".to_owned(), "a"),
+                ("/etc/sysctl.conf".to_owned(), "c"),
+            ]
+        );
+    }
+}

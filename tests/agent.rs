@@ -1,0 +1,416 @@
+//! The pull agent end to end: a published bundle served by a real nginx, conditional polls,
+//! last known good under faults, signatures, the run lock, records and metrics.
+
+mod fixture;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fixture::Project;
+use support::Nginx;
+
+/// A project whose source tree is published into `out/` and served by nginx.
+struct Served {
+    p: Project,
+    out: PathBuf,
+    state: PathBuf,
+    nginx: Nginx,
+}
+
+impl Served {
+    fn new() -> Served {
+        let p = Project::new();
+        p.file(
+            "roles/web.toml",
+            "[[file]]\npath = \"/etc/app.conf\"\ntemplate = \"app.conf.hbs\"\nmode = \"0640\"\n\n[[file]]\npath = \"/etc/motd\"\ncontent = \"hello\\n\"\n",
+        )
+        .file("templates/app.conf.hbs", "version = 1\nhost = {{facts.hostname}}\n");
+        let out = p.src().parent().unwrap().join("out");
+        let state = p.src().parent().unwrap().join("state");
+        publish(&p.src(), &out, None);
+        let nginx = Nginx::serve(&out);
+        Served {
+            p,
+            out,
+            state,
+            nginx,
+        }
+    }
+
+    fn apply(&self, extra: &[&str]) -> fixture::Run {
+        let url = format!("{}/", self.nginx.url());
+        let state = self.state.display().to_string();
+        let mut args = vec!["--state-dir", &state];
+        args.extend_from_slice(extra);
+        self.p.converge_from(&url, "apply", &["web"], &args)
+    }
+
+    /// Writes `agent.toml` for this source and state dir, plus `extra` lines.
+    fn config(&self, extra: &str) -> String {
+        let path = self.state.parent().unwrap().join("agent.toml");
+        let text = format!(
+            "source = \"{}/\"\nroles = [\"web\"]\nstate_dir = \"{}\"\n{extra}",
+            self.nginx.url(),
+            self.state.display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    /// `converge CMD --config CONFIG` into the project's root, with its facts.
+    fn run_config(&self, cmd: &str, config: &str) -> fixture::Run {
+        let root = self.p.root().display().to_string();
+        let facts = self.p.facts_path().display().to_string();
+        self.p
+            .run(&[cmd, "--config", config, "--root", &root, "--facts", &facts])
+    }
+
+    fn record(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.state.join("last-run.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// `(path, status)` of every request nginx logged, oldest first.
+    fn requests(&self) -> Vec<(String, u16)> {
+        self.nginx
+            .access_log()
+            .lines()
+            .filter_map(|l| {
+                let mut quoted = l.split('"');
+                let request = quoted.nth(1)?;
+                let status = quoted.next()?.split_whitespace().next()?.parse().ok()?;
+                Some((request.split_whitespace().nth(1)?.to_owned(), status))
+            })
+            .collect()
+    }
+}
+
+fn publish(src: &Path, out: &Path, key: Option<&Path>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_converge"));
+    cmd.arg("publish").arg(src).arg(out);
+    if let Some(k) = key {
+        cmd.arg("--key").arg(k);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn first_run_fetches_then_an_unchanged_poll_is_one_304_then_a_change_is_applied() {
+    let s = Served::new();
+    let r = s.apply(&[]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(s.p.at("/etc/app.conf")).unwrap(),
+        "version = 1\nhost = web1\n"
+    );
+    s.nginx.wait_for_requests(4);
+    let first = s.requests();
+    assert_eq!(first[0], ("/manifest.json".to_owned(), 200), "{first:?}");
+    let objects = first
+        .iter()
+        .filter(|(p, st)| p.starts_with("/objects/") && *st == 200)
+        .count();
+    assert_eq!(objects, 2, "{first:?}");
+    assert_eq!(s.record()["source"]["freshness"], "fresh");
+
+    let r = s.apply(&[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    s.nginx.wait_for_requests(first.len() + 1);
+    let poll = &s.requests()[first.len()..];
+    assert_eq!(poll, [("/manifest.json".to_owned(), 304)]);
+    assert_eq!(s.record()["source"]["freshness"], "unchanged");
+
+    s.p.file(
+        "templates/app.conf.hbs",
+        "version = 2\nhost = {{facts.hostname}}\n",
+    );
+    publish(&s.p.src(), &s.out, None);
+    let before = s.requests().len();
+    let r = s.apply(&[]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("+version = 2"), "{}", r.stdout);
+    assert_eq!(
+        std::fs::read_to_string(s.p.at("/etc/app.conf")).unwrap(),
+        "version = 2\nhost = web1\n"
+    );
+    s.nginx.wait_for_requests(before + 2);
+    let fetched: Vec<_> = s.requests()[before..]
+        .iter()
+        .filter(|(p, _)| p.starts_with("/objects/"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        fetched.len(),
+        1,
+        "only the changed template is downloaded: {fetched:?}"
+    );
+    let record = s.record();
+    assert_eq!(record["source"]["freshness"], "fresh");
+    assert_eq!(record["source"]["fetched_objects"], 1);
+    assert_eq!(record["exit_code"], 2);
+    assert_eq!(record["report"]["summary"]["changed"], 1);
+}
+
+#[test]
+fn source_down_converges_from_the_last_known_good_and_says_stale() {
+    let s = Served::new();
+    assert_eq!(s.apply(&[]).code, 2);
+    std::fs::write(s.p.at("/etc/app.conf"), "drifted\n").unwrap();
+    let Served {
+        p, state, nginx, ..
+    } = s;
+    let url = format!("{}/", nginx.url());
+    drop(nginx);
+    let st = state.display().to_string();
+    let r = p.converge_from(&url, "apply", &["web"], &["--state-dir", &st]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(p.at("/etc/app.conf")).unwrap(),
+        "version = 1\nhost = web1\n"
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("converge: source {url} is stale:")),
+        "{}",
+        r.stderr
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("last-run.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["source"]["freshness"], "stale");
+    let metrics = std::fs::read_to_string(state.join("converge.prom")).unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "converge_source_stale 1"),
+        "{metrics}"
+    );
+    assert!(metrics
+        .lines()
+        .any(|l| l == "converge_drift_detected{mode=\"apply\"} 1"));
+}
+
+#[test]
+fn tampered_content_is_refused_and_nothing_from_it_is_applied() {
+    let s = Served::new();
+    assert_eq!(s.apply(&[]).code, 2);
+    s.p.file("templates/app.conf.hbs", "version = 2 (evil)\n");
+    publish(&s.p.src(), &s.out, None);
+    // Corrupt the new object in place: its bytes no longer match the manifest.
+    let evil = std::fs::read_dir(s.out.join("objects"))
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .contains("evil")
+        })
+        .unwrap()
+        .path();
+    std::fs::write(&evil, "version = 3 (tampered in transit)\n").unwrap();
+    let r = s.apply(&[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(s.p.at("/etc/app.conf")).unwrap(),
+        "version = 1\nhost = web1\n"
+    );
+    assert!(r.stderr.contains("is refused:"), "{}", r.stderr);
+    assert_eq!(s.record()["source"]["freshness"], "refused");
+    let current = std::fs::read_link(s.state.join("current")).unwrap();
+    let current_text =
+        std::fs::read_to_string(s.state.join(current).join("templates/app.conf.hbs")).unwrap();
+    assert_eq!(current_text, "version = 1\nhost = {{facts.hostname}}\n");
+}
+
+#[test]
+fn signed_bundles_are_required_when_keys_are_configured() {
+    let s = Served::new();
+    let keys = s.state.parent().unwrap().join("keys");
+    let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+        .arg("keygen")
+        .arg(&keys)
+        .env_remove("CONVERGE_SIGNING_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    publish(&s.p.src(), &s.out, Some(&keys.join("converge.key")));
+    let pubkey = keys.join("converge.pub");
+    let config = s.config(&format!(
+        "trusted_keys = [\"{}\"]\n[vars]\nunused = 1\n",
+        pubkey.display()
+    ));
+    let run = || s.run_config("apply", &config);
+    let r = run();
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+
+    // An unsigned (or differently signed) bundle is refused; the signed one stays current.
+    s.p.file("templates/app.conf.hbs", "version = unsigned\n");
+    std::fs::remove_file(s.out.join("manifest.json.minisig")).unwrap();
+    publish(&s.p.src(), &s.out, None);
+    let r = run();
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(s.record()["source"]["freshness"], "refused");
+    assert_eq!(
+        std::fs::read_to_string(s.p.at("/etc/app.conf")).unwrap(),
+        "version = 1\nhost = web1\n"
+    );
+}
+
+#[test]
+fn a_second_run_waits_for_the_lock_then_gives_up_naming_it() {
+    let s = Served::new();
+    assert_eq!(s.apply(&[]).code, 2);
+    let lock = s.state.join("run.lock");
+    // Hold the lock from another process for a while.
+    // -o: the lock belongs to flock itself, so killing it releases the lock.
+    let mut holder = Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let config = s.config("lock_wait = \"500ms\"\n");
+    let r = s.run_config("check", &config);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "");
+    assert!(
+        r.stderr.starts_with(&format!(
+            "converge: error: another converge run holds {} (pid unknown)",
+            lock.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    let r = s.run_config("check", &config);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+}
+
+#[test]
+fn nodes_toml_in_the_bundle_picks_the_roles() {
+    let s = Served::new();
+    s.p.file("nodes.toml", "[[node]]\nhostname = \"db-*\"\nroles = [\"db\"]\n\n[[node]]\nhostname = \"web*\"\nroles = [\"web\"]\n");
+    publish(&s.p.src(), &s.out, None);
+    let url = format!("{}/", s.nginx.url());
+    let st = s.state.display().to_string();
+    let r = s.p.converge_from(&url, "apply", &[], &["--state-dir", &st]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert_eq!(s.record()["roles"], serde_json::json!(["web"]));
+}
+
+#[test]
+fn the_agent_loop_runs_on_its_interval_and_posts_reports() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let s = Served::new();
+    // A report receiver: answers every POST with 200 and hands the bodies back.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        for _ in 0..2 {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let mut stream = reader.into_inner();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            bodies.push(String::from_utf8(body).unwrap());
+        }
+        bodies
+    });
+    let config = s.config(&format!(
+        "interval = \"1s\"\nsplay = \"0s\"\nreport_url = \"http://127.0.0.1:{port}/reports\"\n"
+    ));
+    // The agent converges the live root: give it a role that only touches the state dir's
+    // neighbourhood, so the machine running the tests is never changed.
+    let marker = s.state.parent().unwrap().join("agent-marker");
+    s.p.file(
+        "roles/web.toml",
+        &format!(
+            "[[file]]\npath = \"{}\"\ncontent = \"by the agent\\n\"\n",
+            marker.display()
+        ),
+    );
+    publish(&s.p.src(), &s.out, None);
+    let r = s.p.run(&["agent", "--config", &config, "--runs", "2"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "by the agent\n");
+    let bodies = receiver.join().unwrap();
+    let first: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&bodies[1]).unwrap();
+    assert_eq!(first["exit_code"], 2);
+    assert_eq!(first["report"]["mode"], "apply");
+    assert_eq!(second["exit_code"], 0);
+    assert_eq!(second["source"]["freshness"], "unchanged");
+    assert_eq!(s.record()["exit_code"], 0);
+}
+
+#[test]
+fn two_concurrent_runs_one_converges_the_other_exits_naming_it() {
+    let s = Served::new();
+    // A run that takes a while on the live root, without changing anything: an exec whose
+    // command only sleeps.
+    let marker = s.state.parent().unwrap().join("slow-ran");
+    s.p.file(
+        "roles/web.toml",
+        &format!(
+            "[[exec]]\nname = \"slow\"\ncommand = \"sleep 2 && touch {}\"\n",
+            marker.display()
+        ),
+    );
+    publish(&s.p.src(), &s.out, None);
+    let config = s.config("lock_wait = \"300ms\"\n");
+    let bin = env!("CARGO_BIN_EXE_converge");
+    let first = Command::new(bin)
+        .args(["apply", "--config", &config, "--color", "never"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = s.state.join("run.lock");
+    // Wait until the first run holds the lock (its pid is in the file).
+    let pid = first.id().to_string();
+    for _ in 0..100 {
+        if std::fs::read_to_string(&lock).unwrap_or_default().trim() == pid {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = s.p.run(&["apply", "--config", &config]);
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(marker.exists());
+    assert_eq!(second.code, 1, "{}{}", second.stdout, second.stderr);
+    assert_eq!(second.stdout, "");
+    assert!(
+        second.stderr.starts_with(&format!(
+            "converge: error: another converge run holds {} (pid {pid})",
+            lock.display()
+        )),
+        "{}",
+        second.stderr
+    );
+    // The first run's record is intact, not overwritten by the refused second one.
+    assert_eq!(s.record()["exit_code"], 2);
+}
