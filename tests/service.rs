@@ -550,3 +550,40 @@ fn a_unit_nothing_provides_fails_in_check_as_in_apply() {
         Path::new("/dev/null")
     );
 }
+
+#[test]
+fn an_exec_that_runs_notifies_like_any_change() {
+    let ch = Chroot::new();
+    let src = tempfile::tempdir().unwrap();
+    write_source(
+        src.path(),
+        &[(
+            "roles/svc.toml",
+            "[[exec]]\nname = \"mark\"\ncommand = \"touch /root/marked\"\ncreates = \"/root/marked\"\nnotify = [\"service:web\"]\n\n[[service]]\nname = \"web\"\nstate = \"running\"\n",
+        )],
+    );
+    let run = |mode: &str| -> serde_json::Value {
+        let out = Command::new(BIN)
+            .args([mode, "--format", "json", "--role", "svc", "--source"])
+            .arg(src.path())
+            .arg("--root")
+            .arg(ch.path())
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", output_text(&out)))
+    };
+    let check = run("check");
+    assert_eq!(
+        check["notifications"][0]["notified_by"][0], "exec:mark",
+        "{check:#}"
+    );
+    let apply = run("apply");
+    assert_eq!(
+        apply["notifications"][0]["notified_by"][0], "exec:mark",
+        "{apply:#}"
+    );
+    assert!(ch.path().join("root/marked").exists());
+    // The guard holds now: nothing runs, nothing is notified.
+    let again = run("apply");
+    assert!(again.get("notifications").is_none(), "{again:#}");
+}
