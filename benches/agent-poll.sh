@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The agent's steady state, in one session:
 #  1. an unchanged poll (one conditional GET answered 304 by nginx) plus a no-op converge of
-#     the shipped roles into a scratch root: median wall time and peak RSS over RUNS runs;
+#     the shipped base role into a scratch root: median wall time and peak RSS over RUNS runs;
 #  2. memory over a long-running `converge agent`: peak RSS after 10 runs vs after LONG runs.
 # Usage: benches/agent-poll.sh [RUNS] [LONG]   (defaults 21, 1000). Needs nginx (scripts/test-deps).
 set -euo pipefail
@@ -15,7 +15,7 @@ nginx_pid=
 cleanup() { [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-mkdir -p "$work/src" "$work/root/etc" "$work/root/var" "$work/ng/logs"
+mkdir -p "$work/src" "$work/root/etc" "$work/ng/logs"
 cp -r roles templates files "$work/src/"
 "$bin" publish "$work/src" "$work/out" >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -34,7 +34,7 @@ nginx -c "$work/ng/nginx.conf" -p "$work/ng" -e "$work/ng/logs/error.log" &
 nginx_pid=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/manifest.json" >/dev/null && break; sleep 0.05; done
 
-args=(apply --source "http://127.0.0.1:$port/" --role web --root "$work/root" --state-dir "$work/state" --color never -q)
+args=(apply --source "http://127.0.0.1:$port/" --role base --root "$work/root" --state-dir "$work/state" --color never -q)
 "$bin" "${args[@]}" >/dev/null || [ $? -eq 2 ]
 : > "$work/ng/logs/access.log"
 times=(); rss=()
@@ -47,7 +47,7 @@ done
 statuses=$(awk '{print $9}' "$work/ng/logs/access.log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 mt=$(median "${times[@]}"); mr=$(median "${rss[@]}")
-echo "unchanged poll + no-op apply of the shipped roles (web+base), $runs runs:"
+echo "unchanged poll + no-op apply of the shipped base role, $runs runs:"
 echo "  wall: median $((mt / 1000)).$(( (mt % 1000) / 100 )) ms; peak RSS: median $((mr / 1024)).$(( (mr % 1024) * 10 / 1024 )) MiB"
 echo "  nginx saw (count status):$statuses"
 

@@ -4,12 +4,7 @@ use std::process::{Command, Output};
 
 use super::SystemError;
 
-/// A command line as text, for errors and logs.
-pub fn describe(cmd: &Command) -> String {
-    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
-    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
-    parts.join(" ")
-}
+pub use super::process::describe;
 
 /// A command whose output we parse: the C locale keeps messages and formats stable.
 pub fn tool(program: &str) -> Command {

@@ -69,6 +69,10 @@ impl System {
     /// The state of `unit` (a full name such as `nginx.service`). Never changes anything.
     pub fn unit_status(&self, unit: &str) -> Result<UnitStatus, SystemError> {
         if self.is_live() {
+            // sd_booted(3): without this directory systemctl can only say "Host is down".
+            if !Path::new("/run/systemd/system").is_dir() {
+                return Err(SystemError::NoSystemd(unit.to_owned()));
+            }
             let mut cmd = self.systemctl();
             cmd.args([
                 "show",
