@@ -39,7 +39,9 @@ pub enum SystemError {
     #[error("{0}: live state is not managed under --root (only files in the tree are)")]
     NotLive(String),
     /// The live host does not run systemd, so units cannot be observed or started.
-    #[error("{0}: systemd is not running on this host (PID 1 is not systemd; no /run/systemd/system)")]
+    #[error(
+        "{0}: systemd is not running on this host (PID 1 is not systemd; no /run/systemd/system)"
+    )]
     NoSystemd(String),
     /// A program could not be started.
     #[error("{command}: cannot run: {source}")]
