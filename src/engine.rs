@@ -3,6 +3,7 @@
 
 mod notify;
 
+use std::path::Path;
 use std::time::{Instant, SystemTime};
 
 use crate::plan::Plan;
@@ -11,13 +12,28 @@ use crate::system::System;
 
 /// Converges `plan` on `sys`. In [`Mode::Check`] no writing handle exists, so nothing changes.
 pub fn run(plan: &Plan, sys: &System, mode: Mode) -> Report {
+    converge(plan, sys, mode, notify::Notifier::default())
+}
+
+/// Like [`run`], keeping restart and reload requests in `journal` until they are carried
+/// out: when a run dies after changing a file but before restarting its service, the next
+/// run still restarts it (its files are in sync by then, so nothing else would).
+pub fn run_with_journal(plan: &Plan, sys: &System, mode: Mode, journal: &Path) -> Report {
+    converge(
+        plan,
+        sys,
+        mode,
+        notify::Notifier::resume(journal, plan, mode),
+    )
+}
+
+fn converge(plan: &Plan, sys: &System, mode: Mode, mut notifier: notify::Notifier) -> Report {
     let started = SystemTime::now();
     let clock = Instant::now();
     let host = match mode {
         Mode::Apply => Some(sys.host()),
         Mode::Check => None,
     };
-    let mut notifier = notify::Notifier::default();
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(plan.items.len());
     for item in &plan.items {
         let blocked = item

@@ -587,3 +587,102 @@ fn an_exec_that_runs_notifies_like_any_change() {
     let again = run("apply");
     assert!(again.get("notifications").is_none(), "{again:#}");
 }
+
+#[test]
+fn a_restart_left_open_by_a_killed_run_is_done_by_the_next_run() {
+    let ct = Container::boot("resume");
+    let bin = ct.share(Path::new(BIN));
+    let src = ct.share_dir().join("src");
+    // After the config file, a slow command: the run can be killed between the file change
+    // and the restart at the end of the run.
+    let role = format!(
+        "{HELLO_ROLE}\n[[exec]]\nname = \"slow\"\ncommand = \"touch /run/slow-started; sleep 60\"\nunless = \"test -e /run/no-slow\"\nafter = [\"file:/etc/hello.conf\"]\n"
+    );
+    write_source(
+        &src,
+        &[
+            ("roles/svc.toml", &role),
+            ("templates/hello.service.hbs", HELLO_UNIT),
+            ("templates/hello.conf.hbs", "greeting={{vars.greeting}}\n"),
+        ],
+    );
+    let publish = Command::new(BIN)
+        .arg("publish")
+        .arg(&src)
+        .arg(ct.share_dir().join("out"))
+        .output()
+        .unwrap();
+    assert!(publish.status.success(), "{}", output_text(&publish));
+    let apply = |extra: &[&str]| {
+        let mut args = vec![
+            bin.as_str(),
+            "apply",
+            "--color",
+            "never",
+            "--source",
+            "file:///mnt/share/out",
+            "--role",
+            "svc",
+        ];
+        args.extend_from_slice(extra);
+        ct.exec(&args)
+    };
+    ct.exec_ok(&["touch", "/run/no-slow"]);
+    expect(&apply(&[]), 2);
+    let first = main_pid(&ct, "hello");
+
+    // The config changes; the run is killed while the slow command runs.
+    ct.exec_ok(&["rm", "/run/no-slow"]);
+    let mut killed = ct
+        .command(&[
+            &bin,
+            "apply",
+            "--source",
+            "file:///mnt/share/out",
+            "--role",
+            "svc",
+            "--var",
+            "greeting=bye",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if ct.root().join("run/slow-started").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    ct.exec_ok(&["pkill", "-KILL", "-f", "mnt/share/converge apply"]);
+    let _ = killed.wait();
+    assert_eq!(ct.exec_ok(&["cat", "/etc/hello.conf"]), "greeting=bye\n");
+    assert_eq!(
+        main_pid(&ct, "hello"),
+        first,
+        "the killed run never restarted"
+    );
+    let journal = ct.exec_ok(&["cat", "/var/lib/converge/pending-notify.json"]);
+    assert!(
+        journal.contains("\"service\": \"service:hello\""),
+        "{journal}"
+    );
+
+    // Next run: every resource is in sync, and the open restart is carried out.
+    ct.exec_ok(&["touch", "/run/no-slow"]);
+    let out = expect(&apply(&["--var", "greeting=bye"]), 2);
+    assert!(
+        out.contains("restarted service:hello (notified by pending:earlier-run)"),
+        "{out}"
+    );
+    assert!(out.contains("0 changed, 0 failed"), "{out}");
+    assert_ne!(main_pid(&ct, "hello"), first);
+    assert_eq!(ct.exec_ok(&["cat", "/run/hello.seen"]), "greeting=bye\n");
+    assert!(!ct
+        .root()
+        .join("var/lib/converge/pending-notify.json")
+        .exists());
+    // And then nothing is left to do.
+    let out = expect(&apply(&["--var", "greeting=bye"]), 0);
+    assert!(!out.contains("restart"), "{out}");
+}

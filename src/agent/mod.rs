@@ -27,6 +27,8 @@ use record::{RunRecord, SourceStatus};
 
 /// Name of the run lock in the state dir.
 pub const LOCK_FILE: &str = "run.lock";
+/// Restart and reload requests not carried out yet, in the state dir.
+pub const NOTIFY_JOURNAL_FILE: &str = "pending-notify.json";
 /// Name of the last run's record in the state dir.
 pub const LAST_RUN_FILE: &str = "last-run.json";
 
@@ -167,7 +169,8 @@ fn converge(
         &mut renderer,
         PlanOptions::default(),
     )?;
-    Ok(engine::run(&plan, sys, req.mode))
+    let journal = config.state_dir.join(NOTIFY_JOURNAL_FILE);
+    Ok(engine::run_with_journal(&plan, sys, req.mode, &journal))
 }
 
 /// The verified source tree for this run and how it was obtained.

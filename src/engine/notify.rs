@@ -2,7 +2,13 @@
 //! service at its end, after every file is in place; plus the `daemon-reload` that changed
 //! unit files need before systemd acts on them.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
 use crate::plan::{Plan, Planned};
+use crate::report::Mode;
 use crate::report::{Notification, NotifyAction, NotifyStatus, Outcome, Status};
 use crate::resource::service::{RunState, ServiceResource};
 use crate::resource::ResourceId;
@@ -15,7 +21,20 @@ pub(super) struct Notifier {
     requests: Vec<Request>,
     /// A unit file changed since the last `daemon-reload`.
     units_changed: bool,
+    /// Where open requests are kept across runs (apply with a state dir only).
+    journal: Option<PathBuf>,
 }
+
+/// An open request as kept in the journal.
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    service: String,
+    restart: bool,
+    by: Vec<String>,
+}
+
+/// What a request carried over from an earlier run is shown as having been notified by.
+const EARLIER_RUN: &str = "earlier-run";
 
 #[derive(Debug)]
 struct Request {
@@ -26,6 +45,59 @@ struct Request {
 }
 
 impl Notifier {
+    /// Starts with the requests an earlier run left open in `journal` (for services still in
+    /// the plan). Check mode shows them but never writes the journal.
+    pub(super) fn resume(journal: &Path, plan: &Plan, mode: Mode) -> Notifier {
+        let saved: Vec<Saved> = std::fs::read(journal)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let mut requests = Vec::new();
+        for s in saved {
+            let Some(item) = plan.items.iter().find(|p| p.id.to_string() == s.service) else {
+                continue;
+            };
+            tracing::info!(service = %item.id, "an earlier run left this notification open");
+            requests.push(Request {
+                service: item.id.clone(),
+                by: vec![ResourceId::new("pending", EARLIER_RUN)],
+                restart: s.restart,
+            });
+        }
+        Notifier {
+            requests,
+            units_changed: false,
+            journal: (mode == Mode::Apply).then(|| journal.to_path_buf()),
+        }
+    }
+
+    /// Writes the open requests (or removes the journal when there are none).
+    fn save(&self, open: &[&Request]) {
+        let Some(journal) = &self.journal else { return };
+        let result = if open.is_empty() {
+            match std::fs::remove_file(journal) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        } else {
+            let saved: Vec<Saved> = open
+                .iter()
+                .map(|r| Saved {
+                    service: r.service.to_string(),
+                    restart: r.restart,
+                    by: r.by.iter().map(ToString::to_string).collect(),
+                })
+                .collect();
+            write_atomic(
+                journal,
+                &serde_json::to_vec_pretty(&saved).expect("serializes"),
+            )
+        };
+        if let Err(e) = result {
+            tracing::warn!(path = %journal.display(), error = %e, "cannot keep pending notifications");
+        }
+    }
+
     /// Before a service is observed: systemd must see unit files written earlier in this run,
     /// or it would report (and act on) the old definition. One reload covers every change.
     pub(super) fn before(
@@ -66,6 +138,11 @@ impl Notifier {
             self.requests[i].by.push(item.id.clone());
             self.requests[i].restart |= is_unit;
         }
+        if !item.notify.is_empty() {
+            // Kept right after the change: a run killed before its restarts leaves them here.
+            let open: Vec<&Request> = self.requests.iter().collect();
+            self.save(&open);
+        }
     }
 
     /// Carries out (apply) or reports (check) at most one action per notified service.
@@ -78,7 +155,8 @@ impl Notifier {
     ) -> Vec<Notification> {
         let reloaded = self.reload_units(host);
         let mut out = Vec::new();
-        for req in self.requests {
+        let mut still_open = Vec::new();
+        for req in &self.requests {
             let Some(index) = plan.items.iter().position(|p| p.id == req.service) else {
                 continue; // the plan refuses notify edges to missing services
             };
@@ -96,9 +174,9 @@ impl Notifier {
                 NotifyAction::Reload
             };
             let mut n = Notification {
-                service: req.service,
+                service: req.service.clone(),
                 action,
-                notified_by: req.by,
+                notified_by: req.by.clone(),
                 status: NotifyStatus::NotNeeded,
                 note: None,
                 error: None,
@@ -130,8 +208,13 @@ impl Notifier {
                 },
             }
             tracing::info!(service = %n.service, action = action.verb(), status = ?n.status, "notified");
+            // A failed restart, or a service that did not converge, is tried again next run.
+            if matches!(n.status, NotifyStatus::Failed | NotifyStatus::Skipped) {
+                still_open.push(req);
+            }
             out.push(n);
         }
+        self.save(&still_open);
         out
     }
 }
@@ -188,4 +271,16 @@ fn decide(
             ),
         },
     }
+}
+
+/// Temp file in the same directory, fsync, rename: the journal is whole or absent.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".converge-tmp-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
 }

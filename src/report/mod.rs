@@ -181,10 +181,16 @@ impl Report {
         self
     }
 
-    /// Puppet's detailed exit codes: 0 in sync, 2 changes, 4 failures, 6 both.
+    /// Puppet's detailed exit codes: 0 in sync, 2 changes, 4 failures, 6 both. A restart or
+    /// reload done (or pending in check) is a change even when every resource was in sync,
+    /// as when it was left open by an earlier, interrupted run.
     pub fn exit_code(&self) -> i32 {
         let mut code = 0;
-        if self.summary.changed > 0 {
+        let acted = self
+            .notifications
+            .iter()
+            .any(|n| matches!(n.status, NotifyStatus::Done | NotifyStatus::Pending));
+        if self.summary.changed > 0 || acted {
             code |= 2;
         }
         if self.summary.failed + self.summary.skipped > 0 {
