@@ -1,0 +1,113 @@
+//! The shipped systemd service and timer on a real systemd: the one-shot run succeeds (exit 2
+//! "changes made" included), logs go to the journal with their fields, the timer is scheduled.
+//! Needs root and `scripts/test-deps`.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use support::tools::assert_success;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_converge");
+
+#[test]
+fn the_shipped_service_and_timer_run_converge_and_log_to_the_journal() {
+    let ct = Container::boot("units");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = ct.share(Path::new(BIN));
+    ct.exec_ok(&["install", "-m", "0755", &bin, "/usr/bin/converge"]);
+    for unit in ["converge.service", "converge.timer"] {
+        let shared = ct.share(&repo.join("packaging/systemd").join(unit));
+        ct.exec_ok(&["cp", &shared, &format!("/etc/systemd/system/{unit}")]);
+    }
+    let verify = ct.exec(&[
+        "systemd-analyze",
+        "verify",
+        "--man=no",
+        "/etc/systemd/system/converge.service",
+        "/etc/systemd/system/converge.timer",
+    ]);
+    assert_success("systemd-analyze verify", &verify);
+
+    // A bundle with one file, published on the host and read through the share.
+    let src = ct.share_dir().join("src");
+    fs::create_dir_all(src.join("roles")).unwrap();
+    fs::write(
+        src.join("roles/marker.toml"),
+        "[[file]]\npath = \"/etc/converge-marker\"\ncontent = \"from the timer unit\\n\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("publish")
+        .arg(&src)
+        .arg(ct.share_dir().join("out"))
+        .output()
+        .unwrap();
+    assert_success("publish", &out);
+    fs::create_dir_all(ct.root().join("etc/converge")).unwrap();
+    fs::write(
+        ct.root().join("etc/converge/agent.toml"),
+        "source = \"file:///mnt/share/out\"\nroles = [\"marker\"]\n",
+    )
+    .unwrap();
+
+    ct.exec_ok(&["systemctl", "daemon-reload"]);
+    // Type=oneshot: start returns when the run is over; exit 2 (changes made) is a success.
+    ct.exec_ok(&["systemctl", "start", "converge.service"]);
+    assert_eq!(
+        ct.exec_ok(&[
+            "systemctl",
+            "show",
+            "-p",
+            "Result",
+            "--value",
+            "converge.service"
+        ])
+        .trim(),
+        "success"
+    );
+    assert_eq!(
+        fs::read_to_string(ct.root().join("etc/converge-marker")).unwrap(),
+        "from the timer unit\n"
+    );
+    let record = fs::read_to_string(ct.root().join("var/lib/converge/last-run.json")).unwrap();
+    assert!(record.contains("\"exit_code\": 2"), "{record}");
+
+    // Logs reached the journal natively, with converge's own identifier and fields.
+    ct.exec_ok(&["journalctl", "--sync"]);
+    let journal = ct.exec_ok(&["journalctl", "-t", "converge", "-o", "json", "--no-pager"]);
+    assert!(
+        !journal.trim().is_empty(),
+        "no journal entries from converge"
+    );
+    // With RUST_LOG=info, each changed resource is a structured entry (tracing-journald
+    // prefixes custom fields with F_).
+    let dropin = ct.root().join("etc/systemd/system/converge.service.d");
+    fs::create_dir_all(&dropin).unwrap();
+    fs::write(
+        dropin.join("verbose.conf"),
+        "[Service]\nEnvironment=RUST_LOG=info\n",
+    )
+    .unwrap();
+    ct.exec_ok(&["systemctl", "daemon-reload"]);
+    fs::write(ct.root().join("etc/converge-marker"), "drifted\n").unwrap();
+    ct.exec_ok(&["systemctl", "start", "converge.service"]);
+    ct.exec_ok(&["journalctl", "--sync"]);
+    let journal = ct.exec_ok(&["journalctl", "-t", "converge", "-o", "json", "--no-pager"]);
+    let changed = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["F_RESOURCE"] == "file:/etc/converge-marker" && e["MESSAGE"] == "changed");
+    assert!(
+        changed.is_some(),
+        "no structured 'changed' entry:\n{journal}"
+    );
+
+    // The timer is scheduled.
+    ct.exec_ok(&["systemctl", "enable", "--now", "converge.timer"]);
+    let timers = ct.exec_ok(&["systemctl", "list-timers", "--all", "--no-pager"]);
+    assert!(timers.contains("converge.timer"), "{timers}");
+}
