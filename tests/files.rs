@@ -422,3 +422,43 @@ fn facts_print_as_template_paths_and_as_json() {
     );
     assert!(text.stdout.lines().any(|l| l.starts_with("facts.cpus = ")));
 }
+
+#[test]
+fn a_package_goes_before_the_files_in_its_config_dir() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        r#"
+[[file]]
+path = "/etc/app/app.conf"
+content = "x\n"
+
+[[file]]
+path = "/etc/other.conf"
+content = "y\n"
+
+[[package]]
+name = "app"
+"#,
+    );
+    let r = p.converge("check", &["r"], &["--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let order: Vec<&str> = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "file:/etc/other.conf",
+            "package:app",
+            "file:/etc/app/app.conf"
+        ]
+    );
+    // This scratch tree has no dpkg: the package fails, and its config file waits for it.
+    assert_eq!(report["resources"][1]["status"], "failed");
+    assert_eq!(report["resources"][2]["status"], "skipped");
+    assert_eq!(r.code, 6);
+}

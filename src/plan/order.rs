@@ -8,8 +8,10 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::resource::ResourceId;
 
 /// Orders resources so each comes after what it requires; declaration order otherwise.
-/// Implicit edges: a managed path after the directory resources above it, and after every
-/// `implicit_after` resource that the plan has.
+/// Implicit edges: a managed path after the directory resources above it, a path under
+/// `/etc/NAME` after `package:NAME` (the package creates and owns that directory; an explicit
+/// `after` on the package naming the path wins), and after every `implicit_after` resource
+/// that the plan has.
 pub(super) fn order(mut items: Vec<Planned>) -> Result<Vec<Planned>, Diagnostics> {
     let by_id: HashMap<&ResourceId, usize> =
         items.iter().enumerate().map(|(i, p)| (&p.id, i)).collect();
@@ -19,6 +21,12 @@ pub(super) fn order(mut items: Vec<Planned>) -> Result<Vec<Planned>, Diagnostics
         .filter(|(_, p)| p.id.kind == "directory")
         .filter_map(|(i, p)| p.path.as_deref().map(|path| (path, i)))
         .collect();
+    let packages: HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.id.kind == "package")
+        .map(|(i, p)| (p.id.name.as_str(), i))
+        .collect();
     let n = items.len();
     let mut errors = Diagnostics::default();
     let mut requires: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
@@ -27,6 +35,16 @@ pub(super) fn order(mut items: Vec<Planned>) -> Result<Vec<Planned>, Diagnostics
             for ancestor in path.ancestors().skip(1) {
                 if let Some(&d) = dirs.get(ancestor) {
                     requires[i].insert(d);
+                }
+            }
+            let config_dir_of = path
+                .strip_prefix("/etc")
+                .ok()
+                .and_then(|rest| rest.iter().next())
+                .and_then(|name| packages.get(name.to_str()?));
+            if let Some(&p) = config_dir_of {
+                if !items[p].after.iter().any(|a| a.id == item.id) {
+                    requires[i].insert(p);
                 }
             }
         }
