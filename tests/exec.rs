@@ -4,12 +4,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::Chroot;
-
-const BIN: &str = env!("CARGO_BIN_EXE_converge");
 
 /// A chroot and a source tree whose role `e` is `role`.
 fn setup(role: &str) -> (Chroot, tempfile::TempDir) {
@@ -19,22 +16,9 @@ fn setup(role: &str) -> (Chroot, tempfile::TempDir) {
     (Chroot::new(), src)
 }
 
-/// `converge MODE` on the chroot: (exit code, stdout + stderr).
+/// `converge MODE` of role `e` on the chroot: (exit code, stdout + stderr).
 fn converge(mode: &str, src: &Path, root: &Path, extra: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN)
-        .args([mode, "--color", "never", "--role", "e", "--source"])
-        .arg(src)
-        .arg("--root")
-        .arg(root)
-        .args(extra)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    support::tools::converge_tree(mode, "e", src, root, extra)
 }
 
 fn read(ch: &Chroot, path: &str) -> Option<String> {

@@ -6,7 +6,7 @@ mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use support::Chroot;
 
@@ -24,19 +24,7 @@ fn source(roles: &[(&str, &str)]) -> tempfile::TempDir {
 
 /// Runs `converge MODE --role ROLE --root ROOT` and returns (exit code, stdout + stderr).
 fn converge(mode: &str, src: &Path, role: &str, root: &Path) -> (i32, String) {
-    let out: Output = Command::new(BIN)
-        .args([mode, "--color", "never", "--role", role, "--source"])
-        .arg(src)
-        .arg("--root")
-        .arg(root)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    support::tools::converge_tree(mode, role, src, root, &[])
 }
 
 fn passwd_line(ch: &Chroot, user: &str) -> Option<String> {

@@ -61,3 +61,28 @@ pub fn run_ok(cmd: &mut Command) -> String {
 pub fn assert_success(what: &str, out: &Output) {
     assert!(out.status.success(), "{what} failed\n{}", output_text(out));
 }
+
+/// `converge MODE --color never --role ROLE --source SRC --root ROOT EXTRA...` with the
+/// binary under test: (exit code, stdout followed by stderr).
+pub fn converge_tree(
+    mode: &str,
+    role: &str,
+    src: &Path,
+    root: &Path,
+    extra: &[&str],
+) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+        .args([mode, "--color", "never", "--role", role, "--source"])
+        .arg(src)
+        .arg("--root")
+        .arg(root)
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
