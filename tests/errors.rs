@@ -164,3 +164,31 @@ fn validate_passes_on_the_shipped_roles() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.starts_with("validate: "), "{}", r.stdout);
 }
+
+#[test]
+fn a_source_that_is_neither_tree_nor_bundle_is_refused_before_anything() {
+    let p = Project::new();
+    let empty = p.root(); // exists, but has no roles/ and no manifest.json
+    let state = p.src().parent().unwrap().join("state");
+    let r = p.run(&[
+        "check",
+        "--source",
+        empty.to_str().unwrap(),
+        "--role",
+        "web",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "converge: error: {}: neither a source tree (no roles/ directory) nor a published bundle (no manifest.json)\n",
+            empty.display()
+        )
+    );
+    assert!(
+        !state.exists(),
+        "nothing may be created for a source that cannot work"
+    );
+}

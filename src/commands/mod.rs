@@ -59,8 +59,18 @@ pub enum Origin {
 /// Resolves `--source` (a source tree, a published bundle or a URL) or the agent config.
 pub fn origin(args: &SourceArgs, state_dir: Option<&PathBuf>) -> anyhow::Result<Origin> {
     let mut config = match &args.source {
-        Some(s) if !s.contains("://") && Path::new(s).join("roles").is_dir() => {
-            return Ok(Origin::Tree(SourceTree::open(Path::new(s))?));
+        Some(s) if !s.contains("://") => {
+            let dir = Path::new(s);
+            if dir.join("roles").is_dir() {
+                return Ok(Origin::Tree(SourceTree::open(dir)?));
+            }
+            if !dir.join(converge::bundle::MANIFEST_FILE).is_file() {
+                bail!(
+                    "{s}: neither a source tree (no roles/ directory) nor a published bundle (no {})",
+                    converge::bundle::MANIFEST_FILE
+                );
+            }
+            AgentConfig::for_source(s)
         }
         Some(s) => AgentConfig::for_source(s),
         None => AgentConfig::load(&args.config)?,
