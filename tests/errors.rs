@@ -192,3 +192,35 @@ fn a_source_that_is_neither_tree_nor_bundle_is_refused_before_anything() {
         "nothing may be created for a source that cannot work"
     );
 }
+
+#[test]
+fn validate_and_publish_check_nodes_toml_against_the_roles() {
+    let p = Project::new();
+    p.file(
+        "roles/web.toml",
+        "[[file]]\npath = \"/x\"\ncontent = \"x\"\n",
+    )
+    .file(
+        "nodes.toml",
+        "[[node]]\nhostname = \"web-*\"\nroles = [\"web\", \"wbe\"]\n",
+    );
+    let src = p.src().display().to_string();
+    let r = p.run(&["validate", "--source", &src]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.starts_with(
+            "error: nodes.toml:3:17: role 'wbe' not found: there is no roles/wbe.toml\n"
+        ),
+        "{}",
+        r.stderr
+    );
+    let out = p.src().parent().unwrap().join("out");
+    let r = p.run(&["publish", &src, out.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("nodes.toml:3:17: role 'wbe' not found"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.join("manifest.json").exists(), "nothing published");
+}

@@ -36,20 +36,50 @@ struct NodeSpec {
     hostname: Option<Spanned<String>>,
     #[serde(default)]
     facts: toml::Table,
-    roles: Vec<String>,
+    roles: Vec<Spanned<String>>,
+}
+
+fn parse(file: &Path, text: &str) -> Result<NodesFile, Diagnostics> {
+    toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        let message = e.message().trim_end().replace('\n', ", ");
+        Diagnostic::at_offset(file, text, offset, message).into()
+    })
+}
+
+/// Every problem in `nodes.toml` that needs no host to find: syntax, unknown keys, bad
+/// globs, and roles that `known` (the source's roles) does not have.
+pub fn check(file: &Path, text: &str, known: &[String]) -> Diagnostics {
+    let nodes = match parse(file, text) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    let mut errors = Diagnostics::default();
+    for node in &nodes.node {
+        let spec = node.get_ref();
+        if let Some(pattern) = &spec.hostname {
+            if let Err(e) = Glob::new(pattern.get_ref()) {
+                let msg = format!("invalid hostname glob: {e}");
+                errors.push(Diagnostic::at_offset(file, text, pattern.span().start, msg));
+            }
+        }
+        for role in &spec.roles {
+            if !known.iter().any(|k| k == role.get_ref()) {
+                let msg = format!(
+                    "role '{}' not found: there is no roles/{}.toml",
+                    role.get_ref(),
+                    role.get_ref()
+                );
+                errors.push(Diagnostic::at_offset(file, text, role.span().start, msg));
+            }
+        }
+    }
+    errors
 }
 
 /// The roles that `nodes.toml` (text `text`, shown as `file`) gives a host with `facts`.
 pub fn roles_for(file: &Path, text: &str, facts: &Value) -> Result<Vec<String>, Diagnostics> {
-    let nodes: NodesFile = toml::from_str(text).map_err(|e| {
-        let offset = e.span().map_or(0, |s| s.start);
-        Diagnostic::at_offset(
-            file,
-            text,
-            offset,
-            e.message().trim_end().replace('\n', ", "),
-        )
-    })?;
+    let nodes = parse(file, text)?;
     let names: Vec<&str> = ["hostname", "fqdn"]
         .iter()
         .filter_map(|k| facts.get(k).and_then(Value::as_str))
@@ -82,8 +112,8 @@ pub fn roles_for(file: &Path, text: &str, facts: &Value) -> Result<Vec<String>, 
         }
         if matched {
             for r in &spec.roles {
-                if !roles.contains(r) {
-                    roles.push(r.clone());
+                if !roles.contains(r.get_ref()) {
+                    roles.push(r.get_ref().clone());
                 }
             }
         }
@@ -152,6 +182,22 @@ roles = ["base"]
         assert_eq!(
             e.0[0].headline(),
             "nodes.toml: no [[node]] entry matches this host (db-1, db-1)"
+        );
+    }
+
+    #[test]
+    fn check_finds_unknown_roles_and_bad_globs_with_their_place() {
+        let text = "[[node]]\nhostname = \"web-[\"\nroles = [\"web\", \"nope\"]\n";
+        let e = check(Path::new("nodes.toml"), text, &["web".to_owned()]);
+        let heads: Vec<String> = e.0.iter().map(|d| d.headline()).collect();
+        assert_eq!(heads.len(), 2, "{heads:?}");
+        assert!(
+            heads[0].starts_with("nodes.toml:2:12: invalid hostname glob"),
+            "{heads:?}"
+        );
+        assert_eq!(
+            heads[1],
+            "nodes.toml:3:17: role 'nope' not found: there is no roles/nope.toml"
         );
     }
 

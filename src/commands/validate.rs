@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use anyhow::bail;
 
 use crate::cli::ValidateArgs;
+use converge::agent::classify;
 use converge::diagnostics::Diagnostics;
 use converge::plan::{self, PlanOptions};
 use converge::render::Renderer;
@@ -40,6 +41,12 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
     // One pass over all roles reports each parse error and include cycle once.
     if let Err(ds) = role::load(&tree, &names, &overrides) {
         ds.0.into_iter().for_each(|d| keep(d, &mut errors));
+    }
+    let nodes = tree.root().join(classify::NODES_FILE);
+    if let Ok(text) = std::fs::read_to_string(&nodes) {
+        let file = std::path::Path::new(classify::NODES_FILE);
+        let found = classify::check(file, &text, &tree.role_names());
+        found.0.into_iter().for_each(|d| keep(d, &mut errors));
     }
     let mut resources = 0;
     for name in &names {
