@@ -295,6 +295,10 @@ fn a_second_run_waits_for_the_lock_then_gives_up_naming_it() {
 #[test]
 fn nodes_toml_in_the_bundle_picks_the_roles() {
     let s = Served::new();
+    s.p.file(
+        "roles/db.toml",
+        "[[file]]\npath = \"/etc/db.conf\"\ncontent = \"db\\n\"\n",
+    );
     s.p.file("nodes.toml", "[[node]]\nhostname = \"db-*\"\nroles = [\"db\"]\n\n[[node]]\nhostname = \"web*\"\nroles = [\"web\"]\n");
     publish(&s.p.src(), &s.out, None);
     let url = format!("{}/", s.nginx.url());
