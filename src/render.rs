@@ -263,7 +263,8 @@ fn join(v: &[&Value]) -> Result<Value, String> {
 fn indent(v: &[&Value]) -> Result<Value, String> {
     let width = v[1]
         .as_u64()
-        .ok_or_else(|| format!("expected a number of spaces, got {}", v[1]))?;
+        .filter(|w| *w <= 1000)
+        .ok_or_else(|| format!("expected a number of spaces from 0 to 1000, got {}", v[1]))?;
     let pad = " ".repeat(width as usize);
     let text = v[0].render();
     let out: Vec<String> = text

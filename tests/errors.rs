@@ -224,3 +224,32 @@ fn validate_and_publish_check_nodes_toml_against_the_roles() {
     );
     assert!(!out.join("manifest.json").exists(), "nothing published");
 }
+
+#[test]
+fn a_path_has_one_spelling_only() {
+    let p = project_with_existing_state();
+    p.file(
+        "roles/r.toml",
+        "include = [\"ok\"]\n[[file]]\npath = \"/etc//motd\"\ncontent = \"x\"\n",
+    );
+    let err = refused(&p, "r");
+    assert!(err.starts_with(
+        "error: roles/r.toml:3:8: invalid path '/etc//motd': expected an absolute path without '.', '..', '//' or a trailing '/'\n"
+    ), "{err}");
+}
+
+#[test]
+fn a_sensitive_template_error_shows_no_template_line() {
+    let p = project_with_existing_state();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/db.conf\"\ntemplate = \"db.hbs\"\nsensitive = true\n",
+    )
+    .file("templates/db.hbs", "password = \"S3cret\" {{vars.port}}\n");
+    let err = refused(&p, "r");
+    assert!(!err.contains("S3cret"), "{err}");
+    assert!(
+        err.starts_with("error: templates/db.hbs:1:21: missing variable 'vars.port'"),
+        "{err}"
+    );
+}

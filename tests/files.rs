@@ -462,3 +462,94 @@ name = "app"
     assert_eq!(report["resources"][2]["status"], "skipped");
     assert_eq!(r.code, 6);
 }
+
+#[test]
+fn changing_the_owner_keeps_setuid_bits_and_the_second_apply_is_a_no_op() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/usr/local/bin/tool\"\ncontent = \"#!/bin/sh\\n\"\nowner = \"1234\"\nmode = \"4755\"\n",
+    )
+    .root_file("/usr/local/bin/tool", "#!/bin/sh\n");
+    let tool = p.at("/usr/local/bin/tool");
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let check = p.check(&["r"]);
+    assert_eq!(check.code, 2);
+    assert!(
+        check.stdout.contains("    owner: root → 1234\n"),
+        "{}",
+        check.stdout
+    );
+    assert!(!check.stdout.contains("mode:"), "{}", check.stdout);
+    assert_eq!(p.apply(&["r"]).code, 2);
+    let md = std::fs::metadata(&tool).unwrap();
+    assert_eq!((md.uid(), md.mode() & 0o7777), (1234, 0o4755));
+    assert_eq!(p.apply(&["r"]).code, 0);
+}
+
+#[test]
+fn sensitive_files_are_created_private_unless_a_mode_is_given() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/token\"\ncontent = \"t\\n\"\nsensitive = true\n",
+    );
+    assert_eq!(p.apply(&["r"]).code, 2);
+    assert_eq!(
+        std::fs::metadata(p.at("/etc/token")).unwrap().mode() & 0o7777,
+        0o600
+    );
+}
+
+#[test]
+fn a_symlink_whose_parent_is_missing_fails_in_check_as_in_apply() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[symlink]]\npath = \"/etc/nodir/link\"\ntarget = \"/x\"\n",
+    );
+    for cmd in ["check", "apply"] {
+        let r = p.converge(cmd, &["r"], &[]);
+        assert_eq!(r.code, 4, "{cmd}: {}", r.stdout);
+        assert!(
+            r.stdout
+                .contains("/etc/nodir/link: parent directory /etc/nodir does not exist"),
+            "{cmd}: {}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn purge_keeps_what_a_user_or_an_exec_of_the_run_owns() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        r#"
+[[directory]]
+path = "/srv"
+purge = true
+
+[[exec]]
+name = "initdb"
+command = "false"
+creates = "/srv/db"
+"#,
+    )
+    .root_file("/srv/db/data", "precious\n")
+    .root_file("/srv/stray", "s\n");
+    let r = p.check(&["r"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("entry stray: file → (remove)"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("entry db"), "{}", r.stdout);
+    assert_eq!(p.apply(&["r"]).code, 2);
+    assert_eq!(
+        std::fs::read_to_string(p.at("/srv/db/data")).unwrap(),
+        "precious\n"
+    );
+    assert_eq!(p.apply(&["r"]).code, 0);
+}

@@ -7,6 +7,7 @@ pub mod lock;
 pub mod record;
 pub mod schedule;
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -88,10 +89,15 @@ pub struct Finished {
 /// converges are recorded too, so monitoring sees a host that cannot run.
 pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Finished, AgentError> {
     let started = SystemTime::now();
-    std::fs::create_dir_all(&config.state_dir).map_err(|source| AgentError::StateDir {
-        path: config.state_dir.clone(),
-        source,
-    })?;
+    // 0700: bundles may carry secrets, and run records show diffs.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.state_dir)
+        .map_err(|source| AgentError::StateDir {
+            path: config.state_dir.clone(),
+            source,
+        })?;
     let _lock = RunLock::acquire(&config.state_dir.join(LOCK_FILE), config.lock_wait)?;
     let host = req
         .facts
@@ -169,6 +175,11 @@ fn converge(
         &mut renderer,
         PlanOptions::default(),
     )?;
+    if !sys.is_live() {
+        // The journal holds the live host's open restarts; a run on a tree has none of its
+        // own and must not consume (or clear) them.
+        return Ok(engine::run(&plan, sys, req.mode));
+    }
     let journal = config.state_dir.join(NOTIFY_JOURNAL_FILE);
     Ok(engine::run_with_journal(&plan, sys, req.mode, &journal))
 }
@@ -176,7 +187,8 @@ fn converge(
 /// The verified source tree for this run and how it was obtained.
 fn fetch(config: &AgentConfig) -> Result<(PathBuf, SourceStatus), AgentError> {
     let local = Path::new(&config.source);
-    if local.join("roles").is_dir() {
+    // A source tree cannot be verified: with trusted keys set, only signed bundles count.
+    if config.trusted_keys.is_empty() && local.join("roles").is_dir() {
         // An admin's own source tree: read in place, nothing to verify against.
         let status = SourceStatus {
             url: config.source.clone(),

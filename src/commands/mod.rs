@@ -70,15 +70,30 @@ pub fn origin(args: &SourceArgs, state_dir: Option<&PathBuf>) -> anyhow::Result<
                     converge::bundle::MANIFEST_FILE
                 );
             }
-            AgentConfig::for_source(s)
+            with_source(&args.config, s)?
         }
-        Some(s) => AgentConfig::for_source(s),
+        Some(s) => with_source(&args.config, s)?,
         None => AgentConfig::load(&args.config)?,
     };
     if let Some(dir) = state_dir {
         config.state_dir = dir.clone();
     }
     Ok(Origin::Agent(Box::new(config)))
+}
+
+/// The agent config with another source: its vars, trusted keys, state dir and limits still
+/// hold (a one-off `--source` must not bypass signature checks or host overrides).
+fn with_source(config: &Path, source: &str) -> anyhow::Result<AgentConfig> {
+    match AgentConfig::load(config) {
+        Ok(mut c) => {
+            c.source = source.to_owned();
+            Ok(c)
+        }
+        Err(converge::agent::config::ConfigError::Missing(_)) => {
+            Ok(AgentConfig::for_source(source))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A source tree to read without fetching: the tree itself, or the agent's last verified

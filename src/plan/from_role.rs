@@ -153,6 +153,7 @@ impl<'a> Builder<'a> {
                 path: path.clone(),
                 target: PathBuf::from(&s.target),
                 force: s.force,
+                managed_ancestor: None,
             };
             let common = Common {
                 offset: spec.span().start,
@@ -229,13 +230,16 @@ impl<'a> Builder<'a> {
             && p.components().count() > 1
             && p.components()
                 .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-        if ok && !path.get_ref().ends_with('/') {
-            Some(p.to_path_buf())
+        // Only the canonical spelling: `/etc//x` or `/etc/./x` would otherwise be a second
+        // resource for the same file, and the two would undo each other on every run.
+        let canonical: PathBuf = p.components().collect();
+        if ok && canonical.as_os_str() == p.as_os_str() {
+            Some(canonical)
         } else {
             self.errors.push(role.error_at(
                 path.span().start,
                 format!(
-                    "invalid path '{}': expected an absolute path without '.', '..' or a trailing '/'",
+                    "invalid path '{}': expected an absolute path without '.', '..', '//' or a trailing '/'",
                     path.get_ref()
                 ),
             ));
@@ -286,6 +290,7 @@ impl<'a> Builder<'a> {
             template: &s.template,
             source: &s.source,
             vars: &s.vars,
+            sensitive: s.sensitive,
         };
         self.content_from(role, from)
     }
@@ -356,6 +361,9 @@ impl<'a> Builder<'a> {
                     "{} (rendering {} for role '{}')",
                     d.message, s.path, role.name
                 );
+                if s.sensitive {
+                    d.excerpt = None;
+                }
                 self.errors.push(d);
                 None
             }
@@ -372,6 +380,8 @@ struct ContentFrom<'s> {
     template: &'s Option<Spanned<String>>,
     source: &'s Option<Spanned<String>>,
     vars: &'s toml::Table,
+    /// Keep template lines out of errors: they may hold the secret itself.
+    sensitive: bool,
 }
 
 /// `file:/etc/x` → the id, when the kind is known.

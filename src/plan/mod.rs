@@ -5,15 +5,17 @@ mod order;
 mod units;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Component, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value};
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::render::Renderer;
 use crate::resource::directory::DirectoryResource;
+use crate::resource::exec::ExecResource;
 use crate::resource::file::FileResource;
 use crate::resource::group::GroupResource;
+use crate::resource::symlink::SymlinkResource;
 use crate::resource::sysctl_conf::SysctlConfResource;
 use crate::resource::user::UserResource;
 use crate::resource::{Managed, ResourceId};
@@ -173,6 +175,8 @@ fn fill_managed_ancestors(items: &mut [Planned]) {
             f.managed_ancestor = nearest;
         } else if let Some(d) = any.downcast_mut::<DirectoryResource>() {
             d.managed_ancestor = nearest;
+        } else if let Some(l) = any.downcast_mut::<SymlinkResource>() {
+            l.managed_ancestor = nearest;
         } else if let Some(s) = any.downcast_mut::<SysctlConfResource>() {
             s.set_managed_ancestor(nearest);
         }
@@ -214,6 +218,26 @@ fn fill_planned_accounts(items: &mut [Planned]) {
     }
 }
 
+/// Paths a resource owns on disk: its own, a created user's home, what an exec creates.
+fn claimed_paths(item: &Planned) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = item.path.iter().cloned().collect();
+    let any = item.resource.as_any();
+    if let Some(u) = any.downcast_ref::<UserResource>() {
+        if u.present {
+            // Without `home`, useradd's default on Debian is /home/NAME.
+            let home = u
+                .home
+                .as_ref()
+                .map_or_else(|| Path::new("/home").join(&u.name), PathBuf::from);
+            out.push(home);
+        }
+    }
+    if let Some(e) = any.downcast_ref::<ExecResource>() {
+        out.extend(e.creates.clone());
+    }
+    out
+}
+
 /// A purging directory keeps the entries that other resources of the run manage.
 fn fill_purge_keep(items: &mut [Planned]) {
     for d in 0..items.len() {
@@ -232,15 +256,13 @@ fn fill_purge_keep(items: &mut [Planned]) {
             if i == d || other.id.kind == "absent" {
                 continue;
             }
-            let Some(rest) = other
-                .path
-                .as_ref()
-                .and_then(|p| p.strip_prefix(&dir.path).ok())
-            else {
-                continue;
-            };
-            if let Some(Component::Normal(first)) = rest.components().next() {
-                keep.insert(first.to_string_lossy().into_owned());
+            for claimed in claimed_paths(other) {
+                let Ok(rest) = claimed.strip_prefix(&dir.path) else {
+                    continue;
+                };
+                if let Some(Component::Normal(first)) = rest.components().next() {
+                    keep.insert(first.to_string_lossy().into_owned());
+                }
             }
         }
         // Which entries are managed is known only once every role is planned.

@@ -139,6 +139,24 @@ fn change_block(out: &mut String, outcome: &Outcome, style: Style) {
     }
 }
 
+/// Control characters in content or values (an escape sequence in a live file, say) would
+/// act on the terminal or CI log and could hide lines from the reviewer: show them escaped.
+fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 fn fields(out: &mut String, change: &Change) {
     for f in &change.fields {
         let line = match (&f.before, &f.after) {
@@ -147,7 +165,7 @@ fn fields(out: &mut String, change: &Change) {
             (Some(b), None) => format!("{}: {b} → (remove)", f.field),
             (None, None) => f.field.clone(),
         };
-        let _ = writeln!(out, "    {line}");
+        let _ = writeln!(out, "    {}", visible(&line));
     }
 }
 
@@ -159,6 +177,7 @@ fn content_block(out: &mut String, content: &ContentChange, style: Style) {
     match &content.diff {
         Some(diff) => {
             for line in diff.lines() {
+                let line = &*visible(line);
                 let painted = if line.starts_with("+++") || line.starts_with("---") {
                     style.paint("1", line)
                 } else if line.starts_with('+') {
@@ -192,6 +211,15 @@ fn content_block(out: &mut String, content: &ContentChange, style: Style) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(visible("a\tb"), "a\tb");
+        assert_eq!(
+            visible("yes\u{1b}[1A\u{1b}[2K\r"),
+            "yes\\u{1b}[1A\\u{1b}[2K\\r"
+        );
+    }
     use crate::report::{Notification, NotifyAction, NotifyStatus};
     use crate::resource::ResourceId;
 

@@ -10,6 +10,8 @@ use crate::system::{Host, System};
 
 /// Mode of a new file when the role does not say.
 const DEFAULT_MODE: u32 = 0o644;
+/// Mode of a new sensitive file when the role does not say: readable by its owner only.
+const SENSITIVE_DEFAULT_MODE: u32 = 0o600;
 
 /// A managed regular file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +115,12 @@ impl Resource for FileResource {
     fn apply(&self, host: &Host, live: &FileLive, change: &Change) -> Result<(), ResourceError> {
         if change.content.is_some() || change.action != Action::Update {
             // New content goes in whole, with the attributes already set, in one rename.
-            host.write_file(&self.path, &self.content, live.want.attrs, DEFAULT_MODE)?;
+            let default_mode = if self.sensitive {
+                SENSITIVE_DEFAULT_MODE
+            } else {
+                DEFAULT_MODE
+            };
+            host.write_file(&self.path, &self.content, live.want.attrs, default_mode)?;
         } else {
             host.set_attrs(&self.path, live.want.restricted_to(&change.fields))?;
         }

@@ -15,6 +15,8 @@ pub struct SymlinkResource {
     pub target: PathBuf,
     /// Replace a directory standing at `path`.
     pub force: bool,
+    /// The nearest ancestor a directory resource manages (filled in by the plan).
+    pub managed_ancestor: Option<PathBuf>,
 }
 
 impl Resource for SymlinkResource {
@@ -26,6 +28,9 @@ impl Resource for SymlinkResource {
 
     fn observe(&self, sys: &System) -> Result<Entry, ResourceError> {
         let entry = sys.entry(&self.path)?;
+        if entry == Entry::Missing {
+            super::parents::ensure(sys, &self.path, self.managed_ancestor.as_deref())?;
+        }
         if matches!(entry, Entry::Directory(_)) && !self.force {
             return Err(ResourceError::WrongKind {
                 path: self.path.clone(),

@@ -54,8 +54,9 @@ fn parse(path: &Path) -> Vec<(String, u32)> {
 }
 
 fn lookup_id(table: &[(String, u32)], key: &str) -> Option<u32> {
-    if let Ok(id) = key.parse() {
-        return Some(id);
+    if let Ok(id) = key.parse::<u32>() {
+        // (uid_t)-1 means "leave unchanged" to chown(2): it can never be an owner.
+        return (id != u32::MAX).then_some(id);
     }
     let found = table.iter().find(|(n, _)| n == key).map(|(_, id)| *id);
     // root is 0 on every Linux system, even in a tree that has no /etc/passwd yet.

@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{System, SystemError};
@@ -187,7 +187,12 @@ impl<'a> Host<'a> {
         let err = |e: io::Error| SystemError::io(path, e);
         let is_dir = std::fs::symlink_metadata(&real).map_err(err)?.is_dir();
         let f = open_nofollow(&real, is_dir).map_err(err)?;
+        let mut mode = attrs.mode;
         if attrs.uid.is_some() || attrs.gid.is_some() {
+            // chown(2) clears setuid/setgid: put back the bits the file had (or is to have),
+            // or the next run would find a mode change that check never reported.
+            let before = f.metadata().map_err(err)?.mode() & 0o7777;
+            mode = mode.or(Some(before));
             nix::unistd::fchown(
                 std::os::fd::AsRawFd::as_raw_fd(&f),
                 attrs.uid.map(nix::unistd::Uid::from_raw),
@@ -195,7 +200,7 @@ impl<'a> Host<'a> {
             )
             .map_err(|e| err(e.into()))?;
         }
-        if let Some(mode) = attrs.mode {
+        if let Some(mode) = mode {
             f.set_permissions(std::fs::Permissions::from_mode(mode))
                 .map_err(err)?;
         }
@@ -206,7 +211,11 @@ impl<'a> Host<'a> {
     pub fn create_dir(&self, path: &Path, attrs: Attrs) -> Result<(), SystemError> {
         self.sys.forget_paths();
         let real = self.sys.host_path(path)?;
-        std::fs::create_dir(&real).map_err(|e| SystemError::io(path, e))?;
+        // Created closed (0700), then given its owner and mode: never briefly wider.
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&real)
+            .map_err(|e| SystemError::io(path, e))?;
         self.set_attrs(
             path,
             Attrs {

@@ -106,6 +106,7 @@ impl Builder<'_> {
             template: &u.template,
             source: &u.source,
             vars: &u.vars,
+            sensitive: false,
         };
         let Some((from, content)) = self.content_from(role, from) else {
             return;
