@@ -553,3 +553,28 @@ creates = "/srv/db"
     );
     assert_eq!(p.apply(&["r"]).code, 0);
 }
+
+#[test]
+fn a_link_that_another_user_controls_is_never_followed() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/home/alice/.config/app.conf\"\ncontent = \"x\\n\"\nowner = \"1000\"\n",
+    );
+    std::fs::create_dir_all(p.at("/etc/cron.d")).unwrap();
+    std::fs::create_dir_all(p.at("/home/alice")).unwrap();
+    std::os::unix::fs::chown(p.at("/home/alice"), Some(1000), Some(1000)).unwrap();
+    // alice points her ~/.config at /etc/cron.d, hoping for a root-written, alice-owned file.
+    std::os::unix::fs::symlink("/etc/cron.d", p.at("/home/alice/.config")).unwrap();
+    std::os::unix::fs::lchown(p.at("/home/alice/.config"), Some(1000), Some(1000)).unwrap();
+    for cmd in ["check", "apply"] {
+        let r = p.converge(cmd, &["r"], &[]);
+        assert_eq!(r.code, 4, "{cmd}: {}", r.stdout);
+        assert!(
+            r.stdout.contains("refusing to follow") && r.stdout.contains("belongs to uid 1000"),
+            "{cmd}: {}",
+            r.stdout
+        );
+    }
+    assert_eq!(std::fs::read_dir(p.at("/etc/cron.d")).unwrap().count(), 0);
+}

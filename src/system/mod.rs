@@ -13,6 +13,7 @@ pub mod systemd;
 pub mod users;
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 pub use accounts::Accounts;
@@ -32,6 +33,16 @@ pub enum SystemError {
     /// A managed path must be absolute and free of `..`.
     #[error("{0}: managed paths must be absolute and must not contain '..'")]
     BadPath(PathBuf),
+    /// A parent of a managed path is a link that a non-root user controls.
+    #[error("{path}: refusing to follow {link}: the link or its directory belongs to uid {uid}, who could point it anywhere")]
+    UnsafeLink {
+        /// The managed path.
+        path: PathBuf,
+        /// The link on the way (as seen on this machine).
+        link: PathBuf,
+        /// Who controls it.
+        uid: u32,
+    },
     /// A path resolved outside the root (through symbolic links).
     #[error("{0}: resolves outside the root through symbolic links")]
     Escapes(PathBuf),
@@ -136,9 +147,6 @@ impl System {
     /// converge manages the path itself, whatever is there.
     pub fn host_path(&self, path: &Path) -> Result<PathBuf, SystemError> {
         let rel = relative_components(path)?;
-        if self.is_live() {
-            return Ok(path.to_path_buf());
-        }
         let Some((last, parents)) = rel.split_last() else {
             return Ok(self.root.clone());
         };
@@ -162,8 +170,11 @@ impl System {
                 continue;
             }
             let next = resolved.join(&part);
-            match std::fs::read_link(&next) {
-                Ok(target) => {
+            let is_link =
+                std::fs::symlink_metadata(&next).is_ok_and(|m| m.file_type().is_symlink());
+            match std::fs::read_link(&next).ok().filter(|_| is_link) {
+                Some(target) => {
+                    unsafe_transition(path, &resolved, &next)?;
                     hops += 1;
                     if hops > 40 {
                         return Err(SystemError::Escapes(path.to_path_buf()));
@@ -179,7 +190,7 @@ impl System {
                         }
                     }
                 }
-                Err(_) => resolved = next,
+                None => resolved = next,
             }
         }
         if !resolved.starts_with(&self.root) {
@@ -221,6 +232,26 @@ impl System {
     pub fn host(&self) -> Host<'_> {
         Host::new(self)
     }
+}
+
+/// A link in a parent path is followed only when root owns both the link and the directory
+/// holding it. Otherwise another user could point it anywhere (their `~/.config` at
+/// `/etc/cron.d`, their `~/.ssh` at `/root/.ssh`), and the write would land there, owned by them.
+fn unsafe_transition(path: &Path, dir: &Path, link: &Path) -> Result<(), SystemError> {
+    let owner = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX)
+    };
+    let (dir_uid, link_uid) = (owner(dir), owner(link));
+    if dir_uid == 0 && link_uid == 0 {
+        return Ok(());
+    }
+    Err(SystemError::UnsafeLink {
+        path: path.to_path_buf(),
+        link: link.to_path_buf(),
+        uid: if link_uid != 0 { link_uid } else { dir_uid },
+    })
 }
 
 /// The normal components of an absolute managed path; anything else is refused.
