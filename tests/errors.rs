@@ -253,3 +253,18 @@ fn a_sensitive_template_error_shows_no_template_line() {
         "{err}"
     );
 }
+
+#[test]
+fn two_spellings_of_one_sysctl_key_are_one_setting() {
+    let p = project_with_existing_state();
+    p.file("roles/a.toml", "[sysctl]\n\"net.core.somaxconn\" = 4096\n")
+        .file(
+            "roles/b.toml",
+            "include = [\"a\"]\n[sysctl]\n\"net/core/somaxconn\" = 128\n",
+        );
+    let err = refused(&p, "b");
+    assert!(
+        err.contains("conflict: sysctl:net.core.somaxconn is managed by role 'a'"),
+        "{err}"
+    );
+}

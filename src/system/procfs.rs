@@ -27,20 +27,31 @@ pub const SYSCTL_CONF: &str = "/etc/sysctl.conf";
 /// The /proc/sys file of `key`. As in sysctl.d(5): when the first separator is a '/', the key
 /// is a path already (so interface names with dots survive); otherwise dots separate.
 pub fn sysctl_path(key: &str) -> PathBuf {
-    let first_sep = key.find(['.', '/']);
-    let rel = match first_sep {
+    let rel = match key.find(['.', '/']) {
         Some(i) if key.as_bytes()[i] == b'/' => key.to_owned(),
-        _ => key.replace('.', "/"),
+        _ => swap_separators(key),
     };
     Path::new(PROC_SYS).join(rel)
 }
 
-/// The dotted spelling of `key`, how sysctl.d files are compared.
+/// The dotted spelling of `key`, the one ids, conflicts and the drop-in use. As in
+/// sysctl.d(5), a dot inside a name (`eth0.100`) is written `/` in the dotted form, so the
+/// two spellings convert into each other without loss.
 pub fn dotted_key(key: &str) -> String {
     match key.find(['.', '/']) {
-        Some(i) if key.as_bytes()[i] == b'/' => key.replace('/', "."),
+        Some(i) if key.as_bytes()[i] == b'/' => swap_separators(key),
         _ => key.to_owned(),
     }
+}
+
+fn swap_separators(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '.' => '/',
+            '/' => '.',
+            c => c,
+        })
+        .collect()
 }
 
 /// A sysctl.d file of the tree, with the path it is known by and its text.
@@ -152,6 +163,14 @@ mod tests {
             "net.ipv4.tcp_syncookies"
         );
         assert_eq!(dotted_key("vm.swappiness"), "vm.swappiness");
+        // A dot inside a name survives both ways.
+        let slashed = "net/ipv4/conf/eth0.100/rp_filter";
+        assert_eq!(dotted_key(slashed), "net.ipv4.conf.eth0/100.rp_filter");
+        assert_eq!(sysctl_path(&dotted_key(slashed)), sysctl_path(slashed));
+        assert_eq!(
+            sysctl_path(slashed),
+            Path::new("/proc/sys/net/ipv4/conf/eth0.100/rp_filter")
+        );
     }
 
     #[test]

@@ -44,7 +44,9 @@ impl Builder<'_> {
 
     pub(super) fn sysctl(&mut self, role: &Role) {
         for (key, value) in &role.spec.sysctl {
-            let (k, v) = (key.get_ref(), &value.get_ref().0);
+            // One spelling per key: `net/core/x` and `net.core.x` are the same setting.
+            let dotted = crate::system::procfs::dotted_key(key.get_ref());
+            let (k, v) = (&dotted, &value.get_ref().0);
             if let Err(e) = sysctl::check_key(k) {
                 self.errors.push(role.error_at(key.span().start, e));
                 continue;
