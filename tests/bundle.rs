@@ -14,9 +14,10 @@ use std::time::Duration;
 use bundle_support::fixture::{fast_opts, sample_files, tree, Scenario};
 use bundle_support::{closed_port_url, Fault, TestServer};
 use converge::bundle::{
-    generate_keypair, publish, sync, BundleError, Freshness, SecretKeyFile, Source, SyncOutcome,
-    TrustedKey,
+    generate_keypair, publish, sync, BundleError, Freshness, Manifest, SecretKeyFile, Source,
+    SyncOutcome, TrustedKey,
 };
+use sha2::{Digest, Sha256};
 
 /// Distinct objects in the sample tree (motd and issue share one).
 const SAMPLE_OBJECTS: usize = 5;
@@ -516,4 +517,177 @@ fn concurrent_syncs_of_one_state_dir_serialise_on_the_lock() {
         "each object downloaded once"
     );
     expect_source_tree(&s, &outcomes[0]);
+}
+
+/// Rewrite the published manifest through `edit` and sign it again, as a publish at
+/// another time would have; returns the new bundle id.
+fn resign(s: &Scenario, signer: &SecretKeyFile, edit: impl FnOnce(&mut Manifest)) -> String {
+    let path = s.out().join("manifest.json");
+    let mut m = Manifest::parse(&fs::read(&path).unwrap(), "out").unwrap();
+    edit(&mut m);
+    let bytes = m.to_bytes();
+    let sig = signer.sign(&bytes, "manifest.json").unwrap();
+    fs::write(s.out().join("manifest.json.minisig"), sig).unwrap();
+    fs::write(&path, &bytes).unwrap();
+    hex::encode(Sha256::digest(&bytes))
+}
+
+fn published_created(s: &Scenario) -> String {
+    Manifest::parse(&fs::read(s.out().join("manifest.json")).unwrap(), "out")
+        .unwrap()
+        .created
+}
+
+#[test]
+fn with_keys_configured_a_fallback_only_uses_a_bundle_signed_by_a_trusted_key() {
+    let s = Scenario::new();
+    let keys = generate_keypair(s.tmp.path()).unwrap();
+    let key_id = keys.key_id.clone();
+    let signer = SecretKeyFile::load_with_password(&keys.secret, None).unwrap();
+    let trusted = vec![TrustedKey::from_file(&keys.public).unwrap()];
+
+    // Before keys are configured, an unsigned bundle becomes current.
+    let unsigned = publish(&s.src(), &s.out(), None).unwrap();
+    let server = TestServer::serve(&s.out());
+    sync(&http(&server), &s.state(), &fast_opts(vec![])).unwrap();
+
+    // Keys configured while the source still serves it unsigned: that bundle is not a last
+    // known good, so there is nothing to apply.
+    let err = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap_err();
+    assert!(
+        matches!(err, BundleError::NoTrustedBundle { .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "no bundle signed by a trusted key is available (current bundle {} is unsigned); sync failed: ",
+            unsigned.id
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("signature required"), "{msg}");
+    assert_eq!(s.current_id(), Some(unsigned.id.clone()), "state untouched");
+    // The same when the source is down rather than serving bad content.
+    let down = Source::parse(&closed_port_url()).unwrap();
+    let err = sync(&down, &s.state(), &fast_opts(trusted.clone())).unwrap_err();
+    assert!(
+        matches!(err, BundleError::NoTrustedBundle { .. }),
+        "{err:?}"
+    );
+
+    // A signed publish is accepted, its signer recorded, and it is a valid fallback.
+    s.write("files/motd", "signed\n");
+    let signed = publish(&s.src(), &s.out(), Some(&signer)).unwrap();
+    let good = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
+    assert!(
+        matches!(good.freshness, Freshness::Fresh { .. }),
+        "{good:?}"
+    );
+    assert_eq!(good.id, signed.id);
+    let good_files = tree(&good.bundle_dir);
+    server.fault("/manifest.json", Fault::Status(500));
+    let o = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
+    assert!(stale_reason(&o).contains("HTTP status 500"), "{o:?}");
+    assert_eq!(o.id, signed.id);
+    server.clear_faults();
+
+    // An unsigned bundle synced without keys (say, a config rollout that dropped them)
+    // becomes current; the signed one moves to previous with its signer.
+    s.write("files/motd", "unsigned again\n");
+    let unsigned2 = publish(&s.src(), &s.out(), None).unwrap();
+    let o = sync(&http(&server), &s.state(), &fast_opts(vec![])).unwrap();
+    assert_eq!(o.id, unsigned2.id);
+    let state: serde_json::Value =
+        serde_json::from_slice(&fs::read(s.state().join("sync.json")).unwrap()).unwrap();
+    assert_eq!(state["signer"], serde_json::Value::Null);
+    assert_eq!(state["previous"]["id"], signed.id.as_str());
+    assert_eq!(state["previous"]["signer"], key_id.as_str());
+
+    // Keys back while the source serves the unsigned bundle: the signed previous bundle is
+    // used, never the unsigned current, and the reason says so.
+    let r = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
+    let reason = refused_reason(&r);
+    assert!(reason.contains("signature required"), "{reason}");
+    assert!(
+        reason.contains(&format!(
+            "; using previous bundle {} signed by {key_id}: current bundle {} is unsigned",
+            signed.id, unsigned2.id
+        )),
+        "{reason}"
+    );
+    assert_eq!(r.id, signed.id);
+    assert_eq!(r.bundle_dir, good.bundle_dir);
+    assert_eq!(r.fetched_at, good.fetched_at);
+    assert_eq!(tree(&r.bundle_dir), good_files);
+    assert_eq!(s.current_id(), Some(unsigned2.id.clone()));
+
+    // After a key rotation that drops that key, neither kept bundle qualifies.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = generate_keypair(other_dir.path()).unwrap();
+    let rotated = vec![TrustedKey::from_file(&other.public).unwrap()];
+    let err = sync(&down, &s.state(), &fast_opts(rotated)).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "(current bundle {} is unsigned; previous bundle {} is signed by {key_id}, which is not trusted)",
+            unsigned2.id, signed.id
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_replayed_older_signed_manifest_is_refused_and_a_republish_rolls_back() {
+    let s = Scenario::new();
+    let keys = generate_keypair(s.tmp.path()).unwrap();
+    let signer = SecretKeyFile::load_with_password(&keys.secret, None).unwrap();
+    let trusted = vec![TrustedKey::from_file(&keys.public).unwrap()];
+    s.write("files/motd", "v1\n");
+    publish(&s.src(), &s.out(), Some(&signer)).unwrap();
+    // Dated in the past, so v2 is strictly newer without sleeping across a second.
+    let v1_created = "2026-01-01T00:00:00Z";
+    let v1 = resign(&s, &signer, |m| m.created = v1_created.into());
+    let server = TestServer::serve(&s.out());
+    let o = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
+    assert_eq!(o.id, v1);
+    let v1_manifest = fs::read(s.out().join("manifest.json")).unwrap();
+    let v1_sig = fs::read(s.out().join("manifest.json.minisig")).unwrap();
+
+    s.write("files/motd", "v2\n");
+    let v2 = publish(&s.src(), &s.out(), Some(&signer)).unwrap();
+    let v2_created = published_created(&s);
+    let good = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
+    assert_eq!(good.id, v2.id);
+    let good_files = tree(&good.bundle_dir);
+
+    // The attacker (or a stale mirror) serves the old, validly signed v1 again.
+    fs::write(s.out().join("manifest.json.minisig"), &v1_sig).unwrap();
+    fs::write(s.out().join("manifest.json"), &v1_manifest).unwrap();
+    let r = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
+    let reason = refused_reason(&r);
+    assert!(
+        reason.contains(&format!(
+            "manifest created {v1_created} is older than the current bundle (created {v2_created}): possible replay or rollback"
+        )),
+        "{reason}"
+    );
+    assert_eq!(r.id, v2.id);
+    assert_eq!(r.fetched_at, good.fetched_at);
+    assert_eq!(s.current_id(), Some(v2.id.clone()));
+    assert_eq!(tree(&r.bundle_dir), good_files);
+
+    // Same `created`, different content (two publishes within one second): accepted.
+    s.write("files/motd", "v3\n");
+    publish(&s.src(), &s.out(), Some(&signer)).unwrap();
+    let v3 = resign(&s, &signer, |m| m.created = v2_created.clone());
+    let o = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
+    assert_eq!(o.freshness, Freshness::Fresh { fetched_objects: 1 });
+    assert_eq!(o.id, v3);
+
+    // A deliberate rollback republishes the old content, which gets a new `created`.
+    s.write("files/motd", "v1\n");
+    publish(&s.src(), &s.out(), Some(&signer)).unwrap();
+    let o = sync(&http(&server), &s.state(), &fast_opts(trusted)).unwrap();
+    assert!(matches!(o.freshness, Freshness::Fresh { .. }), "{o:?}");
+    assert_eq!(tree(&o.bundle_dir)["files/motd"], b"v1\n");
 }

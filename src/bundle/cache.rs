@@ -7,7 +7,8 @@
 //! state_dir/bundles/<id>/            a materialised bundle (+ .manifest.json)
 //! state_dir/current -> bundles/<id>  what the engine reads
 //! state_dir/previous -> bundles/<id> last known good before current, kept for rollback
-//! state_dir/sync.json                ETag, signer and fetch time of `current`
+//! state_dir/sync.json                ETag, signer and fetch time of `current`, and the
+//!                                    signer and fetch time of `previous`
 //! ```
 
 use std::collections::BTreeSet;
@@ -48,6 +49,37 @@ pub struct SyncState {
     pub signer: Option<String>,
     /// Unix seconds when this bundle was first fetched.
     pub fetched_at: u64,
+    /// The bundle `current` replaced. Recorded so a fallback can tell whether `previous`
+    /// was signed by a key trusted now; absent in state files written before this field.
+    #[serde(default)]
+    pub previous: Option<BundleRecord>,
+}
+
+/// What we remember about a kept bundle other than the one `sync.json` is about.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BundleRecord {
+    /// The bundle id.
+    pub id: String,
+    /// Key id that signed it, if a signature was verified.
+    pub signer: Option<String>,
+    /// Unix seconds when this bundle was first fetched.
+    pub fetched_at: u64,
+}
+
+impl SyncState {
+    /// What this state records about bundle `id`, whether it is the one described at the
+    /// top level or `previous`. Looking at both matters after a crash between the switch
+    /// and the state write, when the top level still describes what is now `previous`.
+    pub fn record(&self, id: &str) -> Option<BundleRecord> {
+        if self.id == id {
+            return Some(BundleRecord {
+                id: self.id.clone(),
+                signer: self.signer.clone(),
+                fetched_at: self.fetched_at,
+            });
+        }
+        self.previous.clone().filter(|p| p.id == id)
+    }
 }
 
 /// An open, locked state dir.
@@ -99,6 +131,18 @@ impl StateDir {
     /// Id of the bundle `current` points at, if it points at a complete one.
     pub fn current(&self) -> Option<String> {
         self.link_target(CURRENT)
+    }
+
+    /// Id of the bundle `previous` points at, if it points at a complete one.
+    pub fn previous(&self) -> Option<String> {
+        self.link_target(PREVIOUS)
+    }
+
+    /// The verified manifest kept inside materialised bundle `id`, if readable.
+    pub fn manifest(&self, id: &str) -> Option<Manifest> {
+        let path = self.bundle_dir(id).join(BUNDLE_MANIFEST);
+        let bytes = fs::read(&path).ok()?;
+        Manifest::parse(&bytes, &path.display().to_string()).ok()
     }
 
     fn link_target(&self, link: &str) -> Option<String> {
@@ -202,7 +246,7 @@ impl StateDir {
 
     /// Delete bundles other than current and previous, and objects neither of them uses.
     pub fn gc(&self) -> Result<(), BundleError> {
-        let keep: Vec<String> = [self.current(), self.link_target(PREVIOUS)]
+        let keep: Vec<String> = [self.current(), self.previous()]
             .into_iter()
             .flatten()
             .collect();
@@ -216,12 +260,10 @@ impl StateDir {
         }
         let mut used = BTreeSet::new();
         for id in &keep {
-            let path = self.bundle_dir(id).join(BUNDLE_MANIFEST);
-            let parsed = fs::read(&path)
-                .ok()
-                .and_then(|b| Manifest::parse(&b, &path.display().to_string()).ok());
             // Without a readable manifest we cannot tell what is in use: keep everything.
-            let Some(m) = parsed else { return Ok(()) };
+            let Some(m) = self.manifest(id) else {
+                return Ok(());
+            };
             used.extend(m.files.into_values().map(|e| e.sha256));
         }
         for entry in fs::read_dir(self.objects()).at(self.objects())? {

@@ -97,6 +97,27 @@ pub enum BundleError {
         /// Unknown key id, bad signature, unparsable file, ...
         reason: String,
     },
+    /// The manifest was published before the bundle this host already has. Its signature
+    /// may be valid: an old signed manifest stays valid forever, which is exactly what a
+    /// replay or a stale mirror relies on.
+    #[error("{url}: manifest created {created} is older than the current bundle (created {current_created}): possible replay or rollback; republish to roll back on purpose")]
+    OlderThanCurrent {
+        /// The manifest URL.
+        url: String,
+        /// `created` of the manifest served.
+        created: String,
+        /// `created` of the current bundle's manifest.
+        current_created: String,
+    },
+    /// The source failed and, with keys configured, no kept bundle is known to be signed by
+    /// one of them, so there is nothing safe to fall back to.
+    #[error("no bundle signed by a trusted key is available ({kept}); sync failed: {reason}")]
+    NoTrustedBundle {
+        /// Why each kept bundle does not qualify.
+        kept: String,
+        /// The error of the sync itself.
+        reason: String,
+    },
     /// A minisign key file could not be loaded or written.
     #[error("key {path}: {reason}")]
     Key {
@@ -128,6 +149,7 @@ impl BundleError {
                 | BundleError::ObjectMismatch { .. }
                 | BundleError::SignatureMissing { .. }
                 | BundleError::SignatureInvalid { .. }
+                | BundleError::OlderThanCurrent { .. }
         )
     }
 
@@ -240,6 +262,23 @@ mod tests {
                 },
                 "s: signature rejected: bad",
                 true,
+            ),
+            (
+                BundleError::OlderThanCurrent {
+                    url: u(),
+                    created: "2026-01-01T00:00:00Z".into(),
+                    current_created: "2026-02-01T00:00:00Z".into(),
+                },
+                "http://h/b/manifest.json: manifest created 2026-01-01T00:00:00Z is older than the current bundle (created 2026-02-01T00:00:00Z): possible replay or rollback; republish to roll back on purpose",
+                true,
+            ),
+            (
+                BundleError::NoTrustedBundle {
+                    kept: "current bundle ab is unsigned".into(),
+                    reason: "s: signature rejected: bad".into(),
+                },
+                "no bundle signed by a trusted key is available (current bundle ab is unsigned); sync failed: s: signature rejected: bad",
+                false,
             ),
             (
                 BundleError::Key {

@@ -24,7 +24,8 @@ pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 pub struct Manifest {
     /// Always [`FORMAT`].
     pub format: u32,
-    /// RFC 3339 UTC time of publication (informational).
+    /// RFC 3339 UTC time of publication. Covered by the signature, so `sync` uses it to
+    /// refuse a manifest older than the bundle it already has (replay or rollback).
     pub created: String,
     /// Bundle-relative path (with `/`) → content.
     pub files: BTreeMap<String, FileEntry>,
@@ -99,7 +100,20 @@ impl Manifest {
                 }
             }
         }
+        // Checked last so the messages above stay the first problem reported. A time that
+        // does not parse could not be ordered against the current bundle's.
+        self.created_at()?;
         Ok(())
+    }
+
+    /// `created` as a time.
+    pub fn created_at(&self) -> Result<SystemTime, String> {
+        humantime::parse_rfc3339(&self.created).map_err(|e| {
+            format!(
+                "created {:?} is not an RFC 3339 UTC time: {e}",
+                self.created
+            )
+        })
     }
 
     /// Sum of all file sizes.
@@ -343,6 +357,30 @@ mod tests {
         )))
         .unwrap_err();
         assert!(e.contains("duplicate file \"roles/a.toml\""), "{e}");
+    }
+
+    #[test]
+    fn created_must_be_an_rfc3339_utc_time() {
+        let m = parse(&with_files("")).unwrap();
+        assert_eq!(
+            m.created_at().unwrap(),
+            UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+        );
+        for bad in ["x", "2026-01-01", "2026-01-01T00:00:00+02:00"] {
+            let e =
+                parse(&format!(r#"{{"format":1,"created":"{bad}","files":{{}}}}"#)).unwrap_err();
+            assert!(
+                e.contains(&format!("created {bad:?} is not an RFC 3339 UTC time")),
+                "{e}"
+            );
+        }
+        // What publish writes round-trips.
+        let now = UNIX_EPOCH + Duration::from_secs(1_764_075_600);
+        let m = Manifest {
+            created: rfc3339(now),
+            ..m
+        };
+        assert_eq!(m.created_at().unwrap(), now);
     }
 
     #[test]

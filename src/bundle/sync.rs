@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use super::cache::{StateDir, SyncState};
+use super::cache::{BundleRecord, StateDir, SyncState};
 use super::error::BundleError;
 use super::fetch::{Fetcher, ManifestFetch};
 use super::manifest::{FileEntry, Manifest};
@@ -90,8 +90,9 @@ impl SyncOutcome {
 
 /// Sync `state_dir` from `source`; on failure fall back to the last known good bundle.
 ///
-/// Errors only when nothing usable exists: the state dir cannot be opened, or the
-/// first sync on this host fails.
+/// Errors only when nothing usable exists: the state dir cannot be opened, the first
+/// sync on this host fails, or keys are configured and no kept bundle is known to be
+/// signed by one of them.
 pub fn sync(
     source: &Source,
     state_dir: &Path,
@@ -102,26 +103,95 @@ pub fn sync(
     match try_sync(source, &state, opts, current.as_deref()) {
         Ok(outcome) => Ok(outcome),
         Err(err) => {
-            let Some(id) = current else {
+            let Some(current) = current else {
                 tracing::warn!(source = %source, "no bundle available: {err}");
                 return Err(err);
             };
-            let reason = err.to_string();
+            let mut reason = err.to_string();
+            let kept = match last_known_good(&state, &current, opts) {
+                Ok(kept) => kept,
+                Err(why) => {
+                    let err = BundleError::NoTrustedBundle { kept: why, reason };
+                    tracing::error!(source = %source, current = %current, "{err}");
+                    return Err(err);
+                }
+            };
+            if let Some(note) = &kept.note {
+                reason = format!("{reason}; {note}");
+            }
             let freshness = if err.is_bad_content() {
-                tracing::warn!(source = %source, current = %id, "refused bundle: {reason}");
+                tracing::warn!(source = %source, using = %kept.id, "refused bundle: {reason}");
                 Freshness::Refused { reason }
             } else {
-                tracing::warn!(source = %source, current = %id, "using last known good bundle: {reason}");
+                tracing::warn!(source = %source, using = %kept.id, "using last known good bundle: {reason}");
                 Freshness::Stale { reason }
             };
             Ok(SyncOutcome {
-                bundle_dir: state.bundle_dir(&id),
-                fetched_at: state.fetched_at(&id),
-                id,
+                bundle_dir: state.bundle_dir(&kept.id),
+                fetched_at: kept.fetched_at,
+                id: kept.id,
                 freshness,
             })
         }
     }
+}
+
+/// A kept bundle a failed sync may fall back to.
+struct Kept {
+    id: String,
+    fetched_at: SystemTime,
+    /// Set when this is not `current`, saying why.
+    note: Option<String>,
+}
+
+/// The bundle to use when the source fails: `current`, unless keys are configured, in
+/// which case the first of `current` and `previous` whose recorded signer is trusted now.
+///
+/// Without this, a bundle synced before keys were configured (unsigned), or signed by a
+/// key since removed, would keep being applied as "last known good" for as long as the
+/// source serves something bad. `Err` says why no kept bundle qualifies.
+fn last_known_good(state: &StateDir, current: &str, opts: &SyncOptions) -> Result<Kept, String> {
+    if opts.trusted_keys.is_empty() {
+        return Ok(Kept {
+            id: current.to_string(),
+            fetched_at: state.fetched_at(current),
+            note: None,
+        });
+    }
+    let saved = state.load_state();
+    let mut candidates = vec![("current", current.to_string())];
+    candidates.extend(
+        state
+            .previous()
+            .filter(|p| p != current)
+            .map(|p| ("previous", p)),
+    );
+    let mut why = Vec::new();
+    for (link, id) in candidates {
+        let record = saved.as_ref().and_then(|s| s.record(&id));
+        match record.as_ref().and_then(|r| r.signer.as_deref()) {
+            Some(key) if is_trusted(opts, key) => {
+                let record = record.as_ref().expect("a signer comes from a record");
+                let note = (link != "current").then(|| {
+                    format!(
+                        "using previous bundle {id} signed by {key}: {}",
+                        why.join("; ")
+                    )
+                });
+                return Ok(Kept {
+                    fetched_at: UNIX_EPOCH + Duration::from_secs(record.fetched_at),
+                    id,
+                    note,
+                });
+            }
+            Some(key) => why.push(format!(
+                "{link} bundle {id} is signed by {key}, which is not trusted"
+            )),
+            None if record.is_some() => why.push(format!("{link} bundle {id} is unsigned")),
+            None => why.push(format!("{link} bundle {id} has no recorded signer")),
+        }
+    }
+    Err(why.join("; "))
 }
 
 fn try_sync(
@@ -131,7 +201,9 @@ fn try_sync(
     current: Option<&str>,
 ) -> Result<SyncOutcome, BundleError> {
     let source_name = source.to_string();
-    let saved = state.load_state().filter(|s| {
+    // Signer records stay valid whatever the source; the ETag only for the same source.
+    let recorded = state.load_state();
+    let saved = recorded.clone().filter(|s| {
         Some(s.id.as_str()) == current && s.source == source_name && signer_ok(s, opts)
     });
     let fetcher = Fetcher::new(source, opts)?;
@@ -173,20 +245,48 @@ fn try_sync(
             etag,
             signer,
             fetched_at,
+            // Looked up by the `previous` link rather than copied: after a crash between the
+            // switch and the state write, the old top level is what describes `previous`.
+            previous: state
+                .previous()
+                .and_then(|p| recorded.as_ref().and_then(|r| r.record(&p))),
         };
         state.save_state(&s)?;
         return Ok(outcome(state, &s, Freshness::Unchanged));
     }
 
+    if let Some(current) = current {
+        check_not_older(
+            state,
+            current,
+            recorded.as_ref(),
+            &manifest,
+            opts,
+            &fetcher.url(MANIFEST_FILE),
+        )?;
+    }
+
     let fetched_objects = fetch_missing(&fetcher, state, &manifest)?;
     state.materialise(&id, &manifest, &bytes)?;
     state.switch(&id)?;
+    // The old current is now `previous`; carry over what we know of its signer.
+    let previous = current.map(|old| {
+        recorded
+            .as_ref()
+            .and_then(|r| r.record(old))
+            .unwrap_or_else(|| BundleRecord {
+                id: old.to_string(),
+                signer: None,
+                fetched_at: secs(state.fetched_at(old)),
+            })
+    });
     let s = SyncState {
         source: source_name,
         id,
         etag,
         signer,
         fetched_at: secs(SystemTime::now()),
+        previous,
     };
     // Written after the switch: a crash before this line leaves state naming the old
     // bundle, so the next sync sends no ETag and re-reads the manifest. Safe, one GET.
@@ -281,12 +381,61 @@ fn fetch_missing(
     Ok(wanted.len())
 }
 
+/// Refuse a manifest whose `created` is older than the current bundle's.
+///
+/// The signature covers `created`, so whoever serves an old signed manifest (an attacker
+/// replaying one, a stale mirror or cache) cannot make it look newer; without this check
+/// it verifies and would be applied as fresh, rolling the host back. A deliberate rollback
+/// is done by republishing the old content, which gets a new `created`. Equal times are
+/// accepted: two publishes within one second are both legitimate.
+fn check_not_older(
+    state: &StateDir,
+    current: &str,
+    recorded: Option<&SyncState>,
+    manifest: &Manifest,
+    opts: &SyncOptions,
+    url: &str,
+) -> Result<(), BundleError> {
+    // With keys configured, a current recorded as unsigned (or signed by a key no longer
+    // trusted) has a `created` nobody vouches for; one far in the future would lock out
+    // every genuine update. Without a record (crash right after a switch, lost sync.json)
+    // the check still runs: wrongly refusing is recoverable, a rollback may not be.
+    let untrusted_current = recorded
+        .and_then(|r| r.record(current))
+        .is_some_and(|r| !r.signer.is_some_and(|k| is_trusted(opts, &k)));
+    if !opts.trusted_keys.is_empty() && untrusted_current {
+        return Ok(());
+    }
+    let Some(current_manifest) = state.manifest(current) else {
+        // Damaged local state: refusing here would block updates until someone repairs it
+        // by hand, while the new manifest is verified on its own merits anyway.
+        tracing::warn!(
+            current,
+            "cannot read the current bundle's manifest; skipping the replay check"
+        );
+        return Ok(());
+    };
+    let (Ok(new), Ok(old)) = (manifest.created_at(), current_manifest.created_at()) else {
+        // parse() already checked both; only a hand-made Manifest gets here.
+        return Ok(());
+    };
+    if new < old {
+        return Err(BundleError::OlderThanCurrent {
+            url: url.to_string(),
+            created: manifest.created.clone(),
+            current_created: current_manifest.created,
+        });
+    }
+    Ok(())
+}
+
 /// A saved signer only counts if that key is still trusted; otherwise re-verify.
 fn signer_ok(s: &SyncState, opts: &SyncOptions) -> bool {
-    opts.trusted_keys.is_empty()
-        || s.signer
-            .as_ref()
-            .is_some_and(|id| opts.trusted_keys.iter().any(|k| &k.key_id() == id))
+    opts.trusted_keys.is_empty() || s.signer.as_deref().is_some_and(|k| is_trusted(opts, k))
+}
+
+fn is_trusted(opts: &SyncOptions, key_id: &str) -> bool {
+    opts.trusted_keys.iter().any(|k| k.key_id() == key_id)
 }
 
 fn outcome(state: &StateDir, s: &SyncState, freshness: Freshness) -> SyncOutcome {
