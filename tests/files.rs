@@ -4,6 +4,8 @@ mod fixture;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
+use std::process::Command;
+
 use fixture::Project;
 
 fn web_project() -> Project {
@@ -577,4 +579,36 @@ fn a_link_that_another_user_controls_is_never_followed() {
         );
     }
     assert_eq!(std::fs::read_dir(p.at("/etc/cron.d")).unwrap().count(), 0);
+}
+
+#[test]
+fn other_sysctl_files_are_read_inside_the_tree_and_never_block() {
+    let p = Project::new();
+    p.file("roles/r.toml", "[sysctl]\n\"net.core.somaxconn\" = 4096\n");
+    std::fs::create_dir_all(p.at("/etc/sysctl.d")).unwrap();
+    let outside = p.src().parent().unwrap().join("host-only.conf");
+    std::fs::write(&outside, "net.core.somaxconn = 1\n").unwrap();
+    std::os::unix::fs::symlink(&outside, p.at("/etc/sysctl.d/99-local.conf")).unwrap();
+    nix::unistd::mkfifo(
+        &p.at("/etc/sysctl.d/98-fifo.conf"),
+        nix::sys::stat::Mode::S_IRWXU,
+    )
+    .unwrap();
+    let r = Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_converge"))
+        .args(["check", "--color", "never", "--role", "r", "--source"])
+        .arg(p.src())
+        .arg("--root")
+        .arg(p.root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(
+        r.status.code(),
+        Some(2),
+        "{stdout}{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(!stdout.contains("sets net.core.somaxconn = 1"), "{stdout}");
 }

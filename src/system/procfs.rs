@@ -6,6 +6,7 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use super::fs::Entry;
 use super::{Host, System, SystemError};
 
 /// Where the kernel exposes its parameters.
@@ -52,6 +53,21 @@ fn swap_separators(key: &str) -> String {
             c => c,
         })
         .collect()
+}
+
+/// `..` resolved lexically, stopping at the root, as a chroot would.
+fn normalize_in_root(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A sysctl.d file of the tree, with the path it is known by and its text.
@@ -102,19 +118,26 @@ impl System {
         let mut files = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for path in paths {
-            let Ok(real) = self.host_path(&path) else {
-                continue;
-            };
-            // Debian links /etc/sysctl.d/99-sysctl.conf to ../sysctl.conf: read it once.
-            if let Ok(canonical) = real.canonicalize() {
-                if !seen.insert(canonical) {
-                    continue;
+            // One link hop, resolved inside the tree (Debian's 99-sysctl.conf points at
+            // ../sysctl.conf); a link out of the tree or a fifo must not be read or block.
+            let target = match self.entry(&path) {
+                Ok(Entry::Symlink(t)) => {
+                    let dir = path.parent().unwrap_or(Path::new("/"));
+                    let joined: PathBuf = dir.join(t).components().collect();
+                    normalize_in_root(&joined)
                 }
+                Ok(Entry::File(_)) => path.clone(),
+                _ => continue,
+            };
+            if !seen.insert(target.clone()) || !matches!(self.entry(&target), Ok(Entry::File(_))) {
+                continue;
             }
-            match std::fs::read_to_string(&real) {
-                Ok(text) => files.push(SysctlFile { path, text }),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(SystemError::io(&path, e)),
+            match self.read_file(&target) {
+                Ok(bytes) => files.push(SysctlFile {
+                    path,
+                    text: String::from_utf8_lossy(&bytes).into_owned(),
+                }),
+                Err(e) => return Err(e),
             }
         }
         Ok(files)
