@@ -99,6 +99,7 @@ pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Fin
             source,
         })?;
     let _lock = RunLock::acquire(&config.state_dir.join(LOCK_FILE), config.lock_wait)?;
+    crate::system::fs::sweep_stale_temps(&config.state_dir);
     let host = req
         .facts
         .get("hostname")

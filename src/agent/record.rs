@@ -56,7 +56,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
-        .prefix(".converge-tmp-")
+        .prefix(&crate::system::fs::temp_prefix())
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file()

@@ -122,6 +122,32 @@ pub struct Attrs {
 /// Prefix of converge's temporary files, so stale ones are recognisable.
 pub const TEMP_PREFIX: &str = ".converge-tmp-";
 
+/// The temp-file prefix of this process: `.converge-tmp-PID-`.
+pub fn temp_prefix() -> String {
+    format!("{TEMP_PREFIX}{}-", std::process::id())
+}
+
+/// Removes converge temp files in `dir` left by processes that no longer exist (a run killed
+/// mid-write); a live run's temp files are left alone.
+pub fn sweep_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            tracing::debug!(path = %entry.path().display(), "removing a stale temp file");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 impl<'a> Host<'a> {
     pub(super) fn new(sys: &'a System) -> Host<'a> {
         Host { sys }
@@ -159,8 +185,9 @@ impl<'a> Host<'a> {
             .unwrap_or(default_mode);
         let uid = attrs.uid.or(existing.as_ref().map(|m| m.uid()));
         let gid = attrs.gid.or(existing.as_ref().map(|m| m.gid()));
+        sweep_stale_temps(dir);
         let mut tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
+            .prefix(&temp_prefix())
             .tempfile_in(dir)
             .map_err(err)?;
         tmp.write_all(content).map_err(err)?;
@@ -234,6 +261,7 @@ impl<'a> Host<'a> {
         let dir = real
             .parent()
             .ok_or_else(|| SystemError::BadPath(path.to_path_buf()))?;
+        sweep_stale_temps(dir);
         // A unique name next to the link, created by symlink(2) itself (it fails if taken).
         let mut attempt = 0u32;
         let tmp = loop {
@@ -316,6 +344,21 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn stale_temps_of_dead_runs_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // Above pid_max: no such process can exist.
+        let dead = dir.path().join(format!("{TEMP_PREFIX}999999999-abc"));
+        let live = dir.path().join(format!("{}x", temp_prefix()));
+        let other = dir.path().join("app.conf");
+        for f in [&dead, &live, &other] {
+            std::fs::write(f, "x").unwrap();
+        }
+        sweep_stale_temps(dir.path());
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists());
     }
 
     #[test]
