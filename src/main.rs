@@ -70,7 +70,18 @@ fn report_error(e: &anyhow::Error) {
                 );
             }
         }
-        None => eprintln!("converge: error: {e:#}"),
+        None => {
+            // Library errors already spell out their cause; print a cause only when the
+            // message above it does not contain it yet.
+            let mut line = e.to_string();
+            for cause in e.chain().skip(1) {
+                let text = cause.to_string();
+                if !line.contains(&text) {
+                    line = format!("{line}: {text}");
+                }
+            }
+            eprintln!("converge: error: {line}");
+        }
     }
 }
 

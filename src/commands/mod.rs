@@ -36,8 +36,17 @@ pub fn facts(file: Option<&Path>, root: &Path) -> anyhow::Result<Value> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read facts file {}", path.display()))?;
-            let value: Value = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not valid JSON facts", path.display()))?;
+            let value: Value = serde_json::from_str(&text).map_err(|e| {
+                // serde_json says "at line L column C"; point at it the way every error does.
+                let what = e.to_string();
+                let what = what.split(" at line ").next().unwrap_or(&what).to_owned();
+                anyhow::anyhow!(
+                    "{}:{}:{}: not valid JSON facts: {what}",
+                    path.display(),
+                    e.line(),
+                    e.column()
+                )
+            })?;
             if !value.is_object() {
                 bail!("{}: facts must be a JSON object", path.display());
             }
