@@ -612,3 +612,28 @@ fn other_sysctl_files_are_read_inside_the_tree_and_never_block() {
     );
     assert!(!stdout.contains("sets net.core.somaxconn = 1"), "{stdout}");
 }
+
+#[test]
+fn purge_removes_entries_whose_names_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[directory]]\npath = \"/etc/conf.d\"\npurge = true\n",
+    );
+    std::fs::create_dir_all(p.at("/etc/conf.d")).unwrap();
+    let odd = p
+        .at("/etc/conf.d")
+        .join(std::ffi::OsStr::from_bytes(b"bad\xffname"));
+    std::fs::write(&odd, "x").unwrap();
+    let r = p.check(&["r"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stdout.contains("entry bad\u{fffd}name: file → (remove)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(p.apply(&["r"]).code, 2);
+    assert!(!odd.exists());
+    assert_eq!(p.apply(&["r"]).code, 0);
+}

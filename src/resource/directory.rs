@@ -28,7 +28,7 @@ pub struct DirectoryResource {
 #[derive(Debug)]
 pub struct DirectoryLive {
     entry: Entry,
-    unmanaged: Vec<(String, &'static str)>,
+    unmanaged: Vec<(std::ffi::OsString, &'static str)>,
     want: Resolved,
 }
 
@@ -47,7 +47,7 @@ impl Resource for DirectoryResource {
             Entry::Directory(_) => {
                 if self.purge {
                     for name in sys.list_dir(&self.path)? {
-                        if !self.keep.contains(&name) {
+                        if !name.to_str().is_some_and(|n| self.keep.contains(n)) {
                             let kind = sys.entry(&self.path.join(&name))?.kind();
                             unmanaged.push((name, kind));
                         }
@@ -81,7 +81,7 @@ impl Resource for DirectoryResource {
             fields.push(FieldChange::new("mode", None, Some("0755".into())));
         }
         for (name, kind) in &live.unmanaged {
-            let field = format!("entry {name}");
+            let field = format!("entry {}", name.to_string_lossy());
             fields.push(FieldChange::new(&field, Some((*kind).to_owned()), None));
         }
         (action == Action::Create || !fields.is_empty()).then(|| Change::fields(action, fields))
@@ -98,10 +98,10 @@ impl Resource for DirectoryResource {
                 .create_dir(&self.path, live.want.attrs)
                 .map_err(Into::into);
         }
-        for field in &change.fields {
-            if let Some(name) = field.field.strip_prefix("entry ") {
-                host.remove(&self.path.join(name), true)?;
-            }
+        // The entries observed for this change (their names as the OS spells them; the
+        // change shows them readable).
+        for (name, _) in &live.unmanaged {
+            host.remove(&self.path.join(name), true)?;
         }
         let attrs = live.want.restricted_to(&change.fields);
         if attrs != Default::default() {

@@ -82,12 +82,13 @@ impl System {
     }
 
     /// Names of the entries in the directory at `path`, sorted.
-    pub fn list_dir(&self, path: &Path) -> Result<Vec<String>, SystemError> {
+    /// Names are kept as the OS gives them: a name that is not UTF-8 must still be removable.
+    pub fn list_dir(&self, path: &Path) -> Result<Vec<std::ffi::OsString>, SystemError> {
         let real = self.host_path(path)?;
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&real).map_err(|e| SystemError::io(path, e))? {
             let entry = entry.map_err(|e| SystemError::io(path, e))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
+            names.push(entry.file_name());
         }
         names.sort();
         Ok(names)

@@ -108,7 +108,8 @@ impl System {
                 }
                 Err(e) => return Err(e),
             };
-            for name in names.into_iter().filter(|n| n.ends_with(".conf")) {
+            let names = names.into_iter().filter_map(|n| n.into_string().ok());
+            for name in names.filter(|n| n.ends_with(".conf")) {
                 let path = Path::new(dir).join(&name);
                 by_name.entry(name).or_insert(path);
             }
