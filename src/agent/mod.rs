@@ -162,7 +162,12 @@ fn converge(
                 classify::NODES_FILE
             )))
         })?;
-        classify::roles_for(Path::new(classify::NODES_FILE), &text, &req.facts)?
+        let file = Path::new(classify::NODES_FILE);
+        let errors = classify::check(file, &text, &tree.role_names());
+        if !errors.is_empty() {
+            return Err(errors.into());
+        }
+        classify::roles_for(file, &text, &req.facts)?
     };
     record.roles = roles.clone();
     let mut overrides = vars::table_to_json(&config.vars);
