@@ -77,6 +77,21 @@ pub fn check(file: &Path, text: &str, known: &[String]) -> Diagnostics {
     errors
 }
 
+/// [`check`] against the source's roles, then [`roles_for`]: every problem located, then
+/// this host's roles.
+pub fn roles_for_checked(
+    file: &Path,
+    text: &str,
+    facts: &Value,
+    known: &[String],
+) -> Result<Vec<String>, Diagnostics> {
+    let errors = check(file, text, known);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    roles_for(file, text, facts)
+}
+
 /// The roles that `nodes.toml` (text `text`, shown as `file`) gives a host with `facts`.
 pub fn roles_for(file: &Path, text: &str, facts: &Value) -> Result<Vec<String>, Diagnostics> {
     let nodes = parse(file, text)?;

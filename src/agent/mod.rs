@@ -163,11 +163,7 @@ fn converge(
             )))
         })?;
         let file = Path::new(classify::NODES_FILE);
-        let errors = classify::check(file, &text, &tree.role_names());
-        if !errors.is_empty() {
-            return Err(errors.into());
-        }
-        classify::roles_for(file, &text, &req.facts)?
+        classify::roles_for_checked(file, &text, &req.facts, &tree.role_names())?
     };
     record.roles = roles.clone();
     let mut overrides = vars::table_to_json(&config.vars);

@@ -134,10 +134,11 @@ pub fn tree_roles(
     }
     let nodes = tree.root().join(classify::NODES_FILE);
     match std::fs::read_to_string(&nodes) {
-        Ok(text) => Ok(classify::roles_for(
+        Ok(text) => Ok(classify::roles_for_checked(
             Path::new(classify::NODES_FILE),
             &text,
             facts,
+            &tree.role_names(),
         )?),
         Err(_) => bail!("no roles: pass --role NAME (repeatable) or add nodes.toml to the source"),
     }
