@@ -61,7 +61,19 @@ impl Renderer {
     }
 
     /// Renders `name` (relative to `templates/`) with `context` (`{facts, vars}`).
-    pub fn render(&mut self, name: &str, context: &Value) -> Result<String, Diagnostic> {
+    pub fn render<T: serde::Serialize>(
+        &mut self,
+        name: &str,
+        context: &T,
+    ) -> Result<String, Diagnostic> {
+        let context = Context::wraps(context)
+            .map_err(|e| Diagnostic::new(format!("template context for '{name}': {e}")))?;
+        self.render_context(name, &context)
+    }
+
+    /// Renders `name` with a context built once: a role's files that share it (no per-file
+    /// vars) do not pay for converting the facts again each time.
+    pub fn render_context(&mut self, name: &str, context: &Context) -> Result<String, Diagnostic> {
         let path = self.dir.join(name);
         let display = display_path(&self.dir, &path);
         if !self.registered.contains(name) {
@@ -78,7 +90,7 @@ impl Renderer {
                 .map_err(|e| template_error(&display, &text, &e))?;
             self.registered.insert(name.to_owned());
         }
-        self.hb.render(name, context).map_err(|e| {
+        self.hb.render_with_context(name, context).map_err(|e| {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             render_error(&self.dir, &display, &text, &e)
         })

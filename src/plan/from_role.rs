@@ -45,6 +45,8 @@ pub(super) struct Builder<'a> {
     renderer: &'a mut Renderer,
     options: PlanOptions,
     context: Value,
+    /// `context` converted for Handlebars once, for every file without its own vars.
+    shared_context: Option<handlebars::Context>,
     items: Vec<Planned>,
     errors: Diagnostics,
     /// Every `[sysctl]` key of the run, for the one drop-in that persists them.
@@ -72,6 +74,7 @@ impl<'a> Builder<'a> {
             renderer,
             options,
             context,
+            shared_context: None,
             items: Vec::new(),
             errors: Diagnostics::default(),
             sysctl: sysctl::SysctlKeys::default(),
@@ -346,12 +349,26 @@ impl<'a> Builder<'a> {
             return None;
         }
         let rendered = if s.vars.is_empty() {
-            self.renderer.render(name, &self.context)
+            let shared = self
+                .shared_context
+                .get_or_insert_with(|| handlebars::Context::wraps(&self.context).expect("JSON"));
+            self.renderer.render_context(name, shared)
         } else {
-            let mut ctx = self.context.clone();
-            if let Some(Value::Object(v)) = ctx.get_mut("vars") {
-                vars::merge(v, &vars::table_to_json(s.vars));
+            // Only the vars are copied and merged; the facts are borrowed.
+            #[derive(serde::Serialize)]
+            struct PerFile<'a> {
+                facts: &'a Value,
+                vars: serde_json::Map<String, Value>,
             }
+            let mut own = self.context["vars"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            vars::merge(&mut own, &vars::table_to_json(s.vars));
+            let ctx = PerFile {
+                facts: &self.context["facts"],
+                vars: own,
+            };
             self.renderer.render(name, &ctx)
         };
         match rendered {
