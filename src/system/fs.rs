@@ -50,32 +50,57 @@ impl System {
     /// What is at the managed `path`.
     pub fn entry(&self, path: &Path) -> Result<Entry, SystemError> {
         let real = self.host_path(path)?;
-        let md = match std::fs::symlink_metadata(&real) {
-            Ok(md) => md,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Entry::Missing),
-            Err(e) => return Err(SystemError::io(path, e)),
+        let err = |e: nix::errno::Errno| SystemError::io(path, e.into());
+        let Some((dir, name)) = real.at() else {
+            // A parent is missing: so is the path.
+            return match std::fs::symlink_metadata(&*real) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Entry::Missing),
+                Err(e) => Err(SystemError::io(path, e)),
+                Ok(_) => Ok(Entry::Other),
+            };
+        };
+        let st = match nix::sys::stat::fstatat(
+            Some(dir),
+            name,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) => st,
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => {
+                return Ok(Entry::Missing)
+            }
+            Err(e) => return Err(err(e)),
         };
         let meta = Meta {
-            uid: md.uid(),
-            gid: md.gid(),
-            mode: md.mode() & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mode: st.st_mode & 0o7777,
         };
-        let ft = md.file_type();
-        Ok(if ft.is_file() {
-            Entry::File(meta)
-        } else if ft.is_dir() {
-            Entry::Directory(meta)
-        } else if ft.is_symlink() {
-            Entry::Symlink(std::fs::read_link(&real).map_err(|e| SystemError::io(path, e))?)
-        } else {
-            Entry::Other
+        Ok(match st.st_mode & nix::libc::S_IFMT {
+            nix::libc::S_IFREG => Entry::File(meta),
+            nix::libc::S_IFDIR => Entry::Directory(meta),
+            nix::libc::S_IFLNK => {
+                Entry::Symlink(nix::fcntl::readlinkat(Some(dir), name).map_err(err)?.into())
+            }
+            _ => Entry::Other,
         })
     }
 
     /// The contents of the regular file at `path`, refusing to follow a link planted there.
     pub fn read_file(&self, path: &Path) -> Result<Vec<u8>, SystemError> {
         let real = self.host_path(path)?;
-        let mut f = open_nofollow(&real, false).map_err(|e| SystemError::io(path, e))?;
+        let mut f = match real.at() {
+            Some((dir, name)) => {
+                let flags = nix::fcntl::OFlag::O_RDONLY
+                    | nix::fcntl::OFlag::O_NOFOLLOW
+                    | nix::fcntl::OFlag::O_NONBLOCK
+                    | nix::fcntl::OFlag::O_CLOEXEC;
+                let fd = nix::fcntl::openat(Some(dir), name, flags, nix::sys::stat::Mode::empty())
+                    .map_err(|e| SystemError::io(path, e.into()))?;
+                // SAFETY: `openat` returned a new descriptor that nothing else owns.
+                unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+            }
+            None => open_nofollow(&real, false).map_err(|e| SystemError::io(path, e))?,
+        };
         let mut buf = Vec::new();
         io::Read::read_to_end(&mut f, &mut buf).map_err(|e| SystemError::io(path, e))?;
         Ok(buf)
