@@ -99,7 +99,14 @@ impl Diagnostic {
     }
 
     /// An error at a known line and column of `text`.
-    pub fn at(location: Location, text: &str, message: impl Into<String>) -> Diagnostic {
+    pub fn at(mut location: Location, text: &str, message: impl Into<String>) -> Diagnostic {
+        let lines = text.lines().count();
+        if lines > 0 && location.line > lines {
+            // Parsers report "end of input" one line past the last: point at the end instead.
+            let last = text.lines().last().unwrap_or("");
+            location.line = lines;
+            location.col = last.chars().count() + 1;
+        }
         let excerpt = text
             .lines()
             .nth(location.line.saturating_sub(1))
@@ -208,6 +215,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_position_past_the_end_points_at_the_end() {
+        let loc = Location {
+            file: PathBuf::from("t.hbs"),
+            line: 3,
+            col: 1,
+        };
+        let d = Diagnostic::at(loc, "ok\n{{#if a}}\n", "unclosed block");
+        assert_eq!(d.headline(), "t.hbs:2:10: unclosed block");
+        assert_eq!(d.excerpt.as_deref(), Some("{{#if a}}"));
     }
 
     #[test]
