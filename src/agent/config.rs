@@ -148,11 +148,17 @@ impl AgentConfig {
             )
         })?;
         if config.interval.is_zero() {
-            return Err(Diagnostic::new(format!(
-                "{}: interval must be more than 0",
-                path.display()
-            ))
-            .into());
+            // The parsed config has the value but not its place; a second look finds it.
+            #[derive(Deserialize)]
+            struct IntervalAt {
+                interval: Option<toml::Spanned<toml::Value>>,
+            }
+            let offset = toml::from_str::<IntervalAt>(text)
+                .ok()
+                .and_then(|a| a.interval)
+                .map_or(0, |v| v.span().start);
+            let message = "interval must be more than 0";
+            return Err(Diagnostic::at_offset(path, text, offset, message).into());
         }
         Ok(config)
     }
@@ -168,6 +174,17 @@ impl AgentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_interval_is_located() {
+        let e = AgentConfig::parse(Path::new("a.toml"), "source = \"x\"\ninterval = \"0s\"\n")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("a.toml:2:12: interval must be more than 0"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn minimal_config_gets_defaults() {
