@@ -244,7 +244,7 @@ fn fetch(config: &AgentConfig) -> Result<(PathBuf, SourceStatus), AgentError> {
 fn publish(config: &AgentConfig, record: &RunRecord, report: Option<&Report>) {
     let json = serde_json::to_vec_pretty(record).expect("records serialize");
     let last_run = config.state_dir.join(LAST_RUN_FILE);
-    if let Err(e) = record::write_atomic(&last_run, &json, 0o600) {
+    if let Err(e) = crate::system::fs::write_state_file(&last_run, &json, 0o600) {
         tracing::warn!(path = %last_run.display(), error = %e, "cannot write the run record");
     }
     if let Some(report) = report {
@@ -260,7 +260,7 @@ fn publish(config: &AgentConfig, record: &RunRecord, report: Option<&Report>) {
         let text = metrics::render(report, &metrics, now.floor());
         let path = config.metrics_path();
         // node_exporter reads it as its own, unprivileged user.
-        if let Err(e) = record::write_atomic(&path, text.as_bytes(), 0o644) {
+        if let Err(e) = crate::system::fs::write_state_file(&path, text.as_bytes(), 0o644) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics textfile");
         }
     }

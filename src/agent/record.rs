@@ -1,8 +1,5 @@
 //! `last-run.json`: what the last run did, for people, monitoring and `converge` itself.
 
-use std::io::Write;
-use std::path::Path;
-
 use serde::Serialize;
 
 use crate::report::Report;
@@ -49,19 +46,4 @@ pub struct RunRecord {
     /// The run report: mode, summary, every resource.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<Report>,
-}
-
-/// Writes `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&crate::system::fs::temp_prefix())
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
 }

@@ -2,7 +2,6 @@
 //! service at its end, after every file is in place; plus the `daemon-reload` that changed
 //! unit files need before systemd acts on them.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -88,9 +87,10 @@ impl Notifier {
                     by: r.by.iter().map(ToString::to_string).collect(),
                 })
                 .collect();
-            write_atomic(
+            crate::system::fs::write_state_file(
                 journal,
                 &serde_json::to_vec_pretty(&saved).expect("serializes"),
+                0o600,
             )
         };
         if let Err(e) = result {
@@ -271,16 +271,4 @@ fn decide(
             ),
         },
     }
-}
-
-/// Temp file in the same directory, fsync, rename: the journal is whole or absent.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&crate::system::fs::temp_prefix())
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
 }

@@ -330,6 +330,22 @@ impl<'a> Host<'a> {
     }
 }
 
+/// Writes one of converge's own state files (run record, metrics, notify journal) whole:
+/// temp file in the same directory with its final mode, fsync, rename, fsync of the directory.
+/// Managed files go through [`Host::write_file`] instead.
+pub fn write_state_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&temp_prefix())
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
