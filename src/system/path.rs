@@ -1,0 +1,303 @@
+//! Resolving managed paths: every parent walked from an open descriptor of the root, links
+//! followed as a chroot would and only when root controls them, the parent kept open.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use super::{System, SystemError};
+
+impl System {
+    /// Where the managed absolute `path` is on this machine. Parent directories are resolved
+    /// one component at a time from an open descriptor of the root, as a chroot would (an
+    /// absolute link target restarts at the root, `..` stops at it), and the parent stays
+    /// pinned by its descriptor: the returned path goes through `/proc/self/fd`, so swapping
+    /// a directory on the way for a link after this check changes nothing. The last component
+    /// is not followed: converge manages the path itself, whatever is there.
+    pub fn host_path(&self, path: &Path) -> Result<HostPath, SystemError> {
+        let rel = relative_components(path)?;
+        let Some((last, parents)) = rel.split_last() else {
+            return Err(SystemError::BadPath(path.to_path_buf()));
+        };
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let cached = self
+            .parents
+            .lock()
+            .ok()
+            .and_then(|c| c.get(parent).cloned());
+        let dir = match cached {
+            Some(dir) => dir,
+            None => {
+                let dir = self.resolve_dir(path, parents)?;
+                if let (Ok(mut cache), Walked::Pinned(d)) = (self.parents.lock(), &dir) {
+                    cache.insert(parent.to_path_buf(), d.clone());
+                }
+                match dir {
+                    Walked::Pinned(d) => d,
+                    // A missing (or non-directory) component: nothing below it exists, so
+                    // the lexical path is as good as any; operations fail as they should.
+                    Walked::Missing(d, rest) => {
+                        return Ok(HostPath {
+                            path: d.proc_path().join(&rest).join(last),
+                            shown: d.shown.join(&rest).join(last),
+                            _dir: Some(d),
+                            at: None,
+                        })
+                    }
+                }
+            }
+        };
+        Ok(HostPath {
+            path: dir.proc_path().join(last),
+            shown: dir.shown.join(last),
+            _dir: Some(dir),
+            at: Some(last.clone()),
+        })
+    }
+
+    fn resolve_dir(
+        &self,
+        path: &Path,
+        parents: &[std::ffi::OsString],
+    ) -> Result<Walked, SystemError> {
+        let err = |e: nix::errno::Errno| SystemError::io(path, e.into());
+        let root = PinnedDir::open_root(&self.root).map_err(|e| SystemError::io(path, e))?;
+        let mut stack = vec![root];
+        let mut pending: Vec<std::ffi::OsString> = parents.iter().rev().cloned().collect();
+        let mut hops = 0;
+        while let Some(part) = pending.pop() {
+            if part == ".." {
+                if stack.len() > 1 {
+                    stack.pop();
+                }
+                continue;
+            }
+            let cur = stack.last().expect("the root stays").clone();
+            let st = match nix::sys::stat::fstatat(
+                Some(cur.raw()),
+                part.as_os_str(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            ) {
+                Ok(st) => st,
+                Err(nix::errno::Errno::ENOENT) => {
+                    let rest: PathBuf = std::iter::once(part)
+                        .chain(pending.into_iter().rev())
+                        .collect();
+                    return Ok(Walked::Missing(cur, rest));
+                }
+                Err(e) => return Err(err(e)),
+            };
+            let kind = st.st_mode & nix::libc::S_IFMT;
+            if kind == nix::libc::S_IFLNK {
+                let dir_uid = nix::sys::stat::fstat(cur.raw()).map_err(err)?.st_uid;
+                unsafe_transition(path, &cur.shown.join(&part), st.st_uid, dir_uid)?;
+                hops += 1;
+                if hops > 40 {
+                    return Err(SystemError::Escapes(path.to_path_buf()));
+                }
+                let target =
+                    nix::fcntl::readlinkat(Some(cur.raw()), part.as_os_str()).map_err(err)?;
+                let target = PathBuf::from(target);
+                if target.is_absolute() {
+                    stack.truncate(1);
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(p) => pending.push(p.to_os_string()),
+                        Component::ParentDir => pending.push("..".into()),
+                        _ => {}
+                    }
+                }
+            } else if kind == nix::libc::S_IFDIR {
+                let next = cur.open_child(&part).map_err(err)?;
+                stack.push(next);
+            } else {
+                let rest: PathBuf = std::iter::once(part)
+                    .chain(pending.into_iter().rev())
+                    .collect();
+                return Ok(Walked::Missing(cur, rest));
+            }
+        }
+        Ok(Walked::Pinned(stack.pop().expect("the root stays")))
+    }
+}
+
+/// A link in a parent path is followed only when root owns both the link and the directory
+/// holding it. Otherwise another user could point it anywhere (their `~/.config` at
+/// `/etc/cron.d`, their `~/.ssh` at `/root/.ssh`), and the write would land there, owned by them.
+fn unsafe_transition(
+    path: &Path,
+    link: &Path,
+    link_uid: u32,
+    dir_uid: u32,
+) -> Result<(), SystemError> {
+    if dir_uid == 0 && link_uid == 0 {
+        return Ok(());
+    }
+    Err(SystemError::UnsafeLink {
+        path: path.to_path_buf(),
+        link: link.to_path_buf(),
+        uid: if link_uid != 0 { link_uid } else { dir_uid },
+    })
+}
+
+/// A directory held open: the path through `/proc/self/fd` names this very directory for as
+/// long as the descriptor lives, whatever happens to its name.
+#[derive(Debug, Clone)]
+pub struct PinnedDir {
+    fd: std::sync::Arc<std::os::fd::OwnedFd>,
+    /// Where it was found, for messages.
+    shown: PathBuf,
+}
+
+impl PinnedDir {
+    fn open_root(root: &Path) -> io::Result<PinnedDir> {
+        Ok(Self::open_at(None, root, root.to_path_buf(), false)?)
+    }
+
+    /// The subdirectory `name`; refuses a link swapped in since it was looked at.
+    fn open_child(&self, name: &std::ffi::OsStr) -> nix::Result<PinnedDir> {
+        Self::open_at(Some(self.raw()), name, self.shown.join(name), true)
+    }
+
+    fn open_at<P: ?Sized + nix::NixPath>(
+        dir: Option<std::os::fd::RawFd>,
+        name: &P,
+        shown: PathBuf,
+        nofollow: bool,
+    ) -> nix::Result<PinnedDir> {
+        use nix::fcntl::OFlag;
+        let mut flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        if nofollow {
+            flags |= OFlag::O_NOFOLLOW;
+        }
+        let fd = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty())?;
+        // SAFETY: `openat` returned a new descriptor that nothing else owns.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(PinnedDir {
+            fd: std::sync::Arc::new(fd),
+            shown,
+        })
+    }
+
+    fn raw(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&*self.fd)
+    }
+
+    fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.raw()))
+    }
+}
+
+/// How far the walk to a parent directory got.
+enum Walked {
+    /// Every parent exists and the last one is held open.
+    Pinned(PinnedDir),
+    /// The deepest existing directory, and the rest of the parent path below it.
+    Missing(PinnedDir, PathBuf),
+}
+
+/// A managed path as this machine reaches it, with its parent directory held open for as
+/// long as this value lives. Use it as a `Path`.
+#[derive(Debug)]
+pub struct HostPath {
+    path: PathBuf,
+    shown: PathBuf,
+    _dir: Option<PinnedDir>,
+    /// The open parent and the last component, when every parent exists.
+    at: Option<std::ffi::OsString>,
+}
+
+impl HostPath {
+    /// The open parent directory and the name in it, for `*at` system calls (cheaper than a
+    /// walk through `/proc/self/fd` on every call).
+    pub fn at(&self) -> Option<(std::os::fd::RawFd, &std::ffi::OsStr)> {
+        match (&self._dir, &self.at) {
+            (Some(dir), Some(name)) => Some((dir.raw(), name.as_os_str())),
+            _ => None,
+        }
+    }
+
+    /// Where the path is, spelled from the root (for messages and tests).
+    pub fn shown(&self) -> &Path {
+        &self.shown
+    }
+}
+
+impl std::ops::Deref for HostPath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for HostPath {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The normal components of an absolute managed path; anything else is refused.
+fn relative_components(path: &Path) -> Result<Vec<std::ffi::OsString>, SystemError> {
+    if !path.is_absolute() {
+        return Err(SystemError::BadPath(path.to_path_buf()));
+    }
+    let mut parts = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(p) => parts.push(p.to_os_string()),
+            _ => return Err(SystemError::BadPath(path.to_path_buf())),
+        }
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resolved_parent_stays_the_same_directory_when_its_name_is_swapped_for_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("d")).unwrap();
+        let sys = System::new(&root).unwrap();
+        let hp = sys.host_path(Path::new("/d/f")).unwrap();
+        // The race: after the check, the directory is moved away and a link takes its name.
+        std::fs::rename(root.join("d"), root.join("d-moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("d")).unwrap();
+        std::fs::write(&*hp, "pinned").unwrap();
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_to_string(root.join("d-moved/f")).unwrap(),
+            "pinned"
+        );
+    }
+
+    #[test]
+    fn absolute_links_in_parents_stay_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        std::os::unix::fs::symlink("/run", root.join("var-run")).unwrap();
+        std::os::unix::fs::symlink("../../..", root.join("up")).unwrap();
+        let sys = System::new(&root).unwrap();
+        assert_eq!(
+            sys.host_path(Path::new("/var-run/x.pid")).unwrap().shown(),
+            root.join("run/x.pid")
+        );
+        assert_eq!(
+            sys.host_path(Path::new("/up/etc/passwd")).unwrap().shown(),
+            root.join("etc/passwd")
+        );
+        assert!(matches!(
+            sys.host_path(Path::new("/a/../b")),
+            Err(SystemError::BadPath(_))
+        ));
+        assert!(matches!(
+            sys.host_path(Path::new("rel")),
+            Err(SystemError::BadPath(_))
+        ));
+    }
+}
