@@ -62,6 +62,19 @@ struct Common<'s> {
     rendered: Option<Rendered>,
 }
 
+impl<'s> Common<'s> {
+    /// A declaration at `offset` with its `after` edges, and nothing else yet.
+    fn new(offset: usize, after: &'s [Spanned<String>]) -> Common<'s> {
+        Common {
+            offset,
+            path: None,
+            after,
+            implicit_after: Vec::new(),
+            rendered: None,
+        }
+    }
+}
+
 impl<'a> Builder<'a> {
     pub(super) fn new(
         tree: &'a SourceTree,
@@ -112,11 +125,10 @@ impl<'a> Builder<'a> {
                 managed_ancestor: None,
             };
             let common = Common {
-                offset: spec.span().start,
                 path: Some(path),
-                after: &s.after,
                 implicit_after,
                 rendered,
+                ..Common::new(spec.span().start, &s.after)
             };
             self.push(role, common, Box::new(r));
             self.notify_last(role, &s.notify);
@@ -138,11 +150,9 @@ impl<'a> Builder<'a> {
                 managed_ancestor: None,
             };
             let common = Common {
-                offset: spec.span().start,
                 path: Some(path),
-                after: &s.after,
                 implicit_after,
-                rendered: None,
+                ..Common::new(spec.span().start, &s.after)
             };
             self.push(role, common, Box::new(r));
             self.notify_last(role, &s.notify);
@@ -159,11 +169,8 @@ impl<'a> Builder<'a> {
                 managed_ancestor: None,
             };
             let common = Common {
-                offset: spec.span().start,
                 path: Some(path),
-                after: &s.after,
-                implicit_after: Vec::new(),
-                rendered: None,
+                ..Common::new(spec.span().start, &s.after)
             };
             self.push(role, common, Box::new(r));
             self.notify_last(role, &s.notify);
@@ -178,11 +185,8 @@ impl<'a> Builder<'a> {
                 force: s.force,
             };
             let common = Common {
-                offset: spec.span().start,
                 path: Some(path),
-                after: &s.after,
-                implicit_after: Vec::new(),
-                rendered: None,
+                ..Common::new(spec.span().start, &s.after)
             };
             self.push(role, common, Box::new(r));
             self.notify_last(role, &s.notify);

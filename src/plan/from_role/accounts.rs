@@ -22,13 +22,7 @@ impl Builder<'_> {
                 gid: s.gid,
                 system: s.system,
             };
-            let common = Common {
-                offset: spec.span().start,
-                path: None,
-                after: &s.after,
-                implicit_after: Vec::new(),
-                rendered: None,
-            };
+            let common = Common::new(spec.span().start, &s.after);
             self.push(role, common, Box::new(r));
         }
         for spec in &role.spec.user {
@@ -104,11 +98,8 @@ impl Builder<'_> {
                 manage_home: s.manage_home.unwrap_or(!s.system),
             };
             let common = Common {
-                offset: spec.span().start,
-                path: None,
-                after: &s.after,
                 implicit_after,
-                rendered: None,
+                ..Common::new(spec.span().start, &s.after)
             };
             self.push(role, common, Box::new(r));
         }

@@ -77,14 +77,11 @@ impl Builder<'_> {
                 sensitive: s.sensitive,
             };
             let common = Common {
-                offset: spec.span().start,
-                path: None,
-                after: &s.after,
                 implicit_after: user
                     .map(|u| ResourceId::new("user", u))
                     .into_iter()
                     .collect(),
-                rendered: None,
+                ..Common::new(spec.span().start, &s.after)
             };
             self.push(role, common, Box::new(r));
             self.notify_last(role, &s.notify);

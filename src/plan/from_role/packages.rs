@@ -52,13 +52,7 @@ impl Builder<'_> {
                 name: name.clone(),
                 ensure,
             };
-            let common = Common {
-                offset: spec.span().start,
-                path: None,
-                after: &s.after,
-                implicit_after: Vec::new(),
-                rendered: None,
-            };
+            let common = Common::new(spec.span().start, &s.after);
             self.push(role, common, Box::new(r));
             self.notify_last(role, &s.notify);
         }

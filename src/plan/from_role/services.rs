@@ -73,15 +73,12 @@ impl Builder<'_> {
                 self.unit_file(role, unit, &unit_path, &service);
             }
             let common = Common {
-                offset,
-                path: None,
-                after: &s.after,
                 // Its package ships the unit, its unit file defines it: both come first.
                 implicit_after: vec![
                     ResourceId::new("package", name.clone()),
                     ResourceId::new("file", unit_path.to_string_lossy()),
                 ],
-                rendered: None,
+                ..Common::new(offset, &s.after)
             };
             self.push(role, common, Box::new(service));
         }
@@ -127,11 +124,9 @@ impl Builder<'_> {
             managed_ancestor: None,
         };
         let common = Common {
-            offset: unit.span().start,
             path: Some(path.to_path_buf()),
-            after: &[],
-            implicit_after: Vec::new(),
             rendered,
+            ..Common::new(unit.span().start, &[])
         };
         self.push(role, common, Box::new(file));
         let origin = role.location(unit.span().start).to_string();

@@ -66,13 +66,7 @@ impl Builder<'_> {
                 key: k.clone(),
                 value: v.clone(),
             };
-            let common = Common {
-                offset: key.span().start,
-                path: None,
-                after: &[],
-                implicit_after: Vec::new(),
-                rendered: None,
-            };
+            let common = Common::new(key.span().start, &[]);
             self.push(role, common, Box::new(r));
         }
     }
