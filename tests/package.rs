@@ -176,15 +176,9 @@ fn package_declarations_are_checked_with_locations() {
         "[[package]]\nname = \"cfgtest\"\nensure = \"latest\"\nversion = \"1.0-1\"\n\n[[package]]\nname = \"-x\"\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "--role", "pkg", "--source"])
-        .arg(s.path())
-        .arg("--root")
-        .arg(root.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    // Exit 1 prints nothing on stdout: the text is stderr alone.
+    let (code, err) = support::tools::converge_tree("check", "pkg", s.path(), root.path(), &[]);
+    assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("roles/pkg.toml:4:11: package 'cfgtest': version only goes with ensure = \"installed\", not \"latest\""),
         "{err}"

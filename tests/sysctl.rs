@@ -243,15 +243,9 @@ fn write_only_trigger_keys_are_refused_with_their_location() {
     // A tree root as well: even if the refusal regressed, nothing live could be written.
     let src = source("# tuning\n[sysctl]\n\"net.core.somaxconn\" = 1024\n\"vm.drop_caches\" = 3\n");
     let root = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "--color", "never", "--role", "k", "--source"])
-        .arg(src.path())
-        .arg("--root")
-        .arg(root.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    // Exit 1 prints nothing on stdout: the text is stderr alone.
+    let (code, err) = support::tools::converge_tree("check", "k", src.path(), root.path(), &[]);
+    assert_eq!(code, 1, "{err}");
     insta::assert_snapshot!("trigger_refused", err);
     assert!(
         err.contains(
