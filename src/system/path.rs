@@ -39,7 +39,7 @@ impl System {
                         return Ok(HostPath {
                             path: d.proc_path().join(&rest).join(last),
                             shown: d.shown.join(&rest).join(last),
-                            _dir: Some(d),
+                            dir: d,
                             at: None,
                         })
                     }
@@ -49,7 +49,7 @@ impl System {
         Ok(HostPath {
             path: dir.proc_path().join(last),
             shown: dir.shown.join(last),
-            _dir: Some(dir),
+            dir,
             at: Some(last.clone()),
         })
     }
@@ -202,7 +202,8 @@ enum Walked {
 pub struct HostPath {
     path: PathBuf,
     shown: PathBuf,
-    _dir: Option<PinnedDir>,
+    /// Held open so the parent cannot be swapped while the path is in use.
+    dir: PinnedDir,
     /// The open parent and the last component, when every parent exists.
     at: Option<std::ffi::OsString>,
 }
@@ -211,10 +212,9 @@ impl HostPath {
     /// The open parent directory and the name in it, for `*at` system calls (cheaper than a
     /// walk through `/proc/self/fd` on every call).
     pub fn at(&self) -> Option<(std::os::fd::RawFd, &std::ffi::OsStr)> {
-        match (&self._dir, &self.at) {
-            (Some(dir), Some(name)) => Some((dir.raw(), name.as_os_str())),
-            _ => None,
-        }
+        self.at
+            .as_ref()
+            .map(|name| (self.dir.raw(), name.as_os_str()))
     }
 
     /// Where the path is, spelled from the root (for messages and tests).
