@@ -100,7 +100,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
     /// State dir for bundles, the lock and run records (default: the agent config's, else
-    /// /var/lib/converge). Used when the source is a bundle or comes from the config.
+    /// /var/lib/converge). Used when the source is a bundle or comes from the config, and for
+    /// the lock and notify journal of runs on the running machine.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 }

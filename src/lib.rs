@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod diagnostics;
 pub mod engine;
 pub mod facts;
+pub mod pipeline;
 pub mod plan;
 pub mod render;
 pub mod report;

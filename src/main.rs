@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command};
 use converge::diagnostics::Diagnostics;
+use converge::pipeline::RunError;
 use converge::report::Mode;
 
 fn main() {
@@ -46,6 +47,12 @@ fn report_error(e: &anyhow::Error) {
     let diagnostics = e
         .chain()
         .find_map(|c| c.downcast_ref::<Diagnostics>().cloned())
+        .or_else(|| {
+            e.chain().find_map(|c| match c.downcast_ref::<RunError>() {
+                Some(RunError::Input(ds)) => Some(ds.clone()),
+                _ => None,
+            })
+        })
         .or_else(|| {
             e.chain()
                 .find_map(|c| {

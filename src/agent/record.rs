@@ -1,8 +1,16 @@
 //! `last-run.json`: what the last run did, for people, monitoring and `converge` itself.
 
-use serde::Serialize;
+use std::time::{Duration, SystemTime};
 
+use serde::Serialize;
+use serde_json::Value;
+
+use super::config::AgentConfig;
+use crate::report::metrics::{self, SourceMetrics};
 use crate::report::Report;
+
+/// Name of the last run's record in the state dir.
+pub const LAST_RUN_FILE: &str = "last-run.json";
 
 /// Where the roles of a run came from.
 #[derive(Debug, Clone, Serialize)]
@@ -46,4 +54,83 @@ pub struct RunRecord {
     /// The run report: mode, summary, every resource.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<Report>,
+}
+
+impl RunRecord {
+    /// A record of a run on the host named in `facts`, started at `started`, that has not
+    /// finished yet (exit code 1 until it does).
+    pub fn start(facts: &Value, started: SystemTime) -> RunRecord {
+        let host = facts
+            .get("hostname")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        RunRecord {
+            version: env!("CARGO_PKG_VERSION"),
+            host,
+            started: humantime::format_rfc3339_seconds(started).to_string(),
+            finished: String::new(),
+            source: None,
+            roles: Vec::new(),
+            exit_code: 1,
+            error: None,
+            report: None,
+        }
+    }
+
+    /// Completes the record with the run's report, or with why it could not run.
+    pub fn finish<E: std::fmt::Display>(&mut self, result: &Result<Report, E>) {
+        self.finished = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        match result {
+            Ok(report) => {
+                self.exit_code = report.exit_code();
+                self.report = Some(report.clone());
+            }
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+}
+
+/// Writes `last-run.json` and the metrics textfile, and POSTs the record when configured.
+/// Failures here are logged, never fatal: the run itself already happened.
+pub fn keep(config: &AgentConfig, record: &RunRecord, report: Option<&Report>) {
+    let json = serde_json::to_vec_pretty(record).expect("records serialize");
+    let last_run = config.state_dir.join(LAST_RUN_FILE);
+    if let Err(e) = crate::system::fs::write_state_file(&last_run, &json, 0o600) {
+        tracing::warn!(path = %last_run.display(), error = %e, "cannot write the run record");
+    }
+    if let Some(report) = report {
+        let source = record.source.as_ref();
+        let metrics = SourceMetrics {
+            bundle_age_seconds: source.map_or(0.0, |s| s.bundle_age_seconds as f64),
+            stale: source.is_some_and(|s| s.freshness == "stale" || s.freshness == "refused"),
+        };
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64();
+        let text = metrics::render(report, &metrics, now.floor());
+        let path = config.metrics_path();
+        // node_exporter reads it as its own, unprivileged user.
+        if let Err(e) = crate::system::fs::write_state_file(&path, text.as_bytes(), 0o644) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics textfile");
+        }
+    }
+    if let Some(url) = &config.report_url {
+        let sent = reqwest::blocking::Client::builder()
+            .timeout(config.fetch.timeout)
+            .connect_timeout(config.fetch.connect_timeout)
+            .build()
+            .and_then(|c| {
+                c.post(url)
+                    .header("content-type", "application/json")
+                    .body(json)
+                    .send()
+            })
+            .and_then(|r| r.error_for_status());
+        match sent {
+            Ok(_) => tracing::debug!(%url, "report sent"),
+            Err(e) => tracing::warn!(%url, error = %e, "cannot send the report"),
+        }
+    }
 }

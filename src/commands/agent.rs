@@ -4,17 +4,17 @@ use std::time::SystemTime;
 
 use crate::cli::AgentArgs;
 use converge::agent::config::AgentConfig;
-use converge::agent::{self, schedule, Request};
+use converge::agent::schedule;
 use converge::facts::Facts;
+use converge::pipeline::{self, Request, Source};
 use converge::report::Mode;
-use converge::system::System;
 
 /// Applies every interval at this host's splay offset; each run is independent (nothing is
 /// carried from one run to the next, so memory stays flat over thousands of runs).
 pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
     let config = AgentConfig::load(&args.config)?;
-    let sys = System::new(std::path::Path::new("/"))?;
-    let hostname = Facts::gather(sys.root()).hostname;
+    let root = std::path::Path::new("/");
+    let hostname = Facts::gather(root).hostname;
     let offset = schedule::offset(
         &schedule::identity(&hostname),
         config.interval,
@@ -27,7 +27,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
     );
     let mut runs = 0u64;
     loop {
-        let code = once(&config, &sys);
+        let code = once(&config);
         runs += 1;
         if args.once || args.runs.is_some_and(|n| runs >= n) {
             return Ok(code);
@@ -39,8 +39,9 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
     }
 }
 
-fn once(config: &AgentConfig, sys: &System) -> i32 {
-    let facts = match serde_json::to_value(Facts::gather(sys.root())) {
+fn once(config: &AgentConfig) -> i32 {
+    let root = std::path::Path::new("/");
+    let facts = match serde_json::to_value(Facts::gather(root)) {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(error = %e, "cannot gather facts");
@@ -49,11 +50,15 @@ fn once(config: &AgentConfig, sys: &System) -> i32 {
     };
     let request = Request {
         mode: Mode::Apply,
+        root: root.to_path_buf(),
+        source: Source::detect(&config.source, !config.trusted_keys.is_empty()),
         roles: Vec::new(),
-        overrides: Default::default(),
+        vars: Default::default(),
         facts,
+        settings: config.clone(),
+        record: true,
     };
-    match agent::run_once(config, sys, &request) {
+    match pipeline::run(&request) {
         Ok(finished) => {
             let s = &finished.report.summary;
             let failed: Vec<String> = finished

@@ -14,12 +14,11 @@ use anyhow::{bail, Context};
 use serde_json::{Map, Value};
 
 use crate::cli::SourceArgs;
-use converge::agent::classify;
-use converge::agent::config::AgentConfig;
+use converge::agent::config::{AgentConfig, ConfigError};
 use converge::facts::Facts;
-use converge::plan::{self, Plan, PlanOptions};
-use converge::render::Renderer;
-use converge::role::{self, vars, SourceTree};
+use converge::pipeline::{Request, Source};
+use converge::report::Mode;
+use converge::role::{vars, SourceTree};
 
 /// Host variable overrides from `--var` flags.
 pub fn overrides(assignments: &[String]) -> anyhow::Result<Map<String, Value>> {
@@ -56,38 +55,52 @@ pub fn facts(file: Option<&Path>, root: &Path) -> anyhow::Result<Value> {
     }
 }
 
-/// Where a run's roles come from.
-pub enum Origin {
-    /// A source tree on disk, read in place (an admin's checkout).
-    Tree(SourceTree),
-    /// A bundle source (URL or published directory) or the agent config: the agent path,
-    /// with lock, verification, last known good and run records.
-    Agent(Box<AgentConfig>),
-}
-
-/// Resolves `--source` (a source tree, a published bundle or a URL) or the agent config.
-pub fn origin(args: &SourceArgs, state_dir: Option<&PathBuf>) -> anyhow::Result<Origin> {
-    let mut config = match &args.source {
-        Some(s) if !s.contains("://") => {
-            let dir = Path::new(s);
-            if dir.join("roles").is_dir() {
-                return Ok(Origin::Tree(SourceTree::open(dir)?));
+/// The request for a check or apply run: facts, overrides, and the source with its settings.
+pub fn request(
+    args: &SourceArgs,
+    mode: Mode,
+    root: &Path,
+    state_dir: Option<&PathBuf>,
+) -> anyhow::Result<Request> {
+    let (source, mut settings, record) = match &args.source {
+        Some(s) => match Source::detect(s, false) {
+            // An admin's checkout named on the command line: read in place; the agent
+            // config only lends its state dir (lock and notify journal of the live host).
+            Source::Tree(dir) => {
+                let mut settings = AgentConfig::for_source(s);
+                match AgentConfig::load(&args.config) {
+                    Ok(c) => settings.state_dir = c.state_dir,
+                    Err(ConfigError::Missing(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                (Source::Tree(dir), settings, false)
             }
-            if !dir.join(converge::bundle::MANIFEST_FILE).is_file() {
-                bail!(
-                    "{s}: neither a source tree (no roles/ directory) nor a published bundle (no {})",
-                    converge::bundle::MANIFEST_FILE
-                );
+            bundle => {
+                if let Some(reason) = bundle.not_a_source() {
+                    bail!("{reason}");
+                }
+                (bundle, with_source(&args.config, s)?, true)
             }
-            with_source(&args.config, s)?
+        },
+        None => {
+            let config = AgentConfig::load(&args.config)?;
+            let source = Source::detect(&config.source, !config.trusted_keys.is_empty());
+            (source, config, true)
         }
-        Some(s) => with_source(&args.config, s)?,
-        None => AgentConfig::load(&args.config)?,
     };
     if let Some(dir) = state_dir {
-        config.state_dir = dir.clone();
+        settings.state_dir = dir.clone();
     }
-    Ok(Origin::Agent(Box::new(config)))
+    Ok(Request {
+        mode,
+        root: root.to_path_buf(),
+        source,
+        roles: args.roles.clone(),
+        vars: overrides(&args.vars)?,
+        facts: facts(args.facts.as_deref(), root)?,
+        settings,
+        record,
+    })
 }
 
 /// The agent config with another source: its vars, trusted keys, state dir and limits still
@@ -98,61 +111,35 @@ fn with_source(config: &Path, source: &str) -> anyhow::Result<AgentConfig> {
             c.source = source.to_owned();
             Ok(c)
         }
-        Err(converge::agent::config::ConfigError::Missing(_)) => {
-            Ok(AgentConfig::for_source(source))
-        }
+        Err(ConfigError::Missing(_)) => Ok(AgentConfig::for_source(source)),
         Err(e) => Err(e.into()),
     }
 }
 
-/// A source tree to read without fetching: the tree itself, or the agent's last verified
-/// bundle (`<state_dir>/current`) for render and validate.
-pub fn local_tree(args: &SourceArgs) -> anyhow::Result<SourceTree> {
-    match origin(args, None)? {
-        Origin::Tree(tree) => Ok(tree),
-        Origin::Agent(config) => {
-            let current = config.state_dir.join("current");
-            SourceTree::open(&current).with_context(|| {
-                format!(
-                    "{} is not a source tree and no verified bundle is in {} yet (run `converge apply` once)",
-                    config.source,
-                    current.display()
-                )
-            })
-        }
-    }
-}
-
-/// The roles to apply from a tree: `--role`s, else the tree's `nodes.toml`.
-pub fn tree_roles(
-    tree: &SourceTree,
-    roles: &[String],
-    facts: &Value,
-) -> anyhow::Result<Vec<String>> {
-    if !roles.is_empty() {
-        return Ok(roles.to_vec());
-    }
-    let nodes = tree.root().join(classify::NODES_FILE);
-    match std::fs::read_to_string(&nodes) {
-        Ok(text) => Ok(classify::roles_for_checked(
-            Path::new(classify::NODES_FILE),
-            &text,
-            facts,
-            &tree.role_names(),
-        )?),
-        Err(_) => bail!("no roles: pass --role NAME (repeatable) or add nodes.toml to the source"),
-    }
-}
-
-/// Loads roles, renders and plans.
-pub fn plan(
-    tree: &SourceTree,
-    roles: &[String],
-    overrides: &Map<String, Value>,
-    facts: &Value,
-    options: PlanOptions,
-) -> anyhow::Result<Plan> {
-    let set = role::load(tree, roles, overrides)?;
-    let mut renderer = Renderer::new(&tree.templates_dir())?;
-    Ok(plan::build(tree, &set, facts, &mut renderer, options)?)
+/// A source tree to read without fetching, with the settings' roles and vars: the tree
+/// itself, or the agent's last verified bundle (`<state_dir>/current`), for render.
+pub fn local_tree(args: &SourceArgs) -> anyhow::Result<(SourceTree, AgentConfig)> {
+    let config = match &args.source {
+        Some(s) => match Source::detect(s, false) {
+            Source::Tree(dir) => {
+                return Ok((SourceTree::open(&dir)?, AgentConfig::for_source(s)));
+            }
+            bundle => {
+                if let Some(reason) = bundle.not_a_source() {
+                    bail!("{reason}");
+                }
+                with_source(&args.config, s)?
+            }
+        },
+        None => AgentConfig::load(&args.config)?,
+    };
+    let current = config.state_dir.join("current");
+    let tree = SourceTree::open(&current).with_context(|| {
+        format!(
+            "{} is not a source tree and no verified bundle is in {} yet (run `converge apply` once)",
+            config.source,
+            current.display()
+        )
+    })?;
+    Ok((tree, config))
 }

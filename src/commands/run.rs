@@ -2,46 +2,24 @@
 
 use std::io::IsTerminal;
 
-use super::Origin;
 use crate::cli::{ColorChoice, Format, RunArgs};
-use converge::agent::{self, Request};
-use converge::engine;
-use converge::plan::PlanOptions;
+use converge::pipeline;
 use converge::report::{human, json, Mode, Report};
-use converge::system::System;
 
 /// Runs check or apply; returns the detailed exit code.
 pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32> {
-    let sys = System::new(&args.root)?;
-    let facts = super::facts(args.source.facts.as_deref(), sys.root())?;
-    let overrides = super::overrides(&args.source.vars)?;
-    let report = match super::origin(&args.source, args.state_dir.as_ref())? {
-        Origin::Tree(tree) => {
-            let roles = super::tree_roles(&tree, &args.source.roles, &facts)?;
-            let plan = super::plan(&tree, &roles, &overrides, &facts, PlanOptions::default())?;
-            engine::run(&plan, &sys, mode)
+    let request = super::request(&args.source, mode, &args.root, args.state_dir.as_ref())?;
+    let finished = pipeline::run(&request)?;
+    if let Some(source) = &finished.record.source {
+        if let Some(reason) = &source.reason {
+            eprintln!(
+                "converge: source {} is {}: {reason}; used the last known good bundle {}",
+                source.url, source.freshness, source.bundle_id
+            );
         }
-        Origin::Agent(config) => {
-            let request = Request {
-                mode,
-                roles: args.source.roles.clone(),
-                overrides,
-                facts,
-            };
-            let finished = agent::run_once(&config, &sys, &request)?;
-            if let Some(source) = &finished.record.source {
-                if let Some(reason) = &source.reason {
-                    eprintln!(
-                        "converge: source {} is {}: {reason}; used the last known good bundle {}",
-                        source.url, source.freshness, source.bundle_id
-                    );
-                }
-            }
-            finished.report
-        }
-    };
-    print_report(&report, args.format, color);
-    Ok(report.exit_code())
+    }
+    print_report(&finished.report, args.format, color);
+    Ok(finished.report.exit_code())
 }
 
 /// Prints a report in the chosen format.

@@ -1,15 +1,10 @@
 //! `converge validate`: every role parsed, every template rendered, every error reported.
 
-use std::collections::BTreeSet;
-
 use anyhow::bail;
 
 use crate::cli::ValidateArgs;
-use converge::agent::classify;
-use converge::diagnostics::Diagnostics;
-use converge::plan::{self, PlanOptions};
-use converge::render::Renderer;
-use converge::role::{self, SourceTree};
+use converge::pipeline;
+use converge::role::SourceTree;
 
 /// Validates each role on its own (with its includes), so unrelated roles never conflict.
 pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
@@ -24,53 +19,18 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
     if names.is_empty() {
         bail!("{}: roles/ holds no roles", args.source.display());
     }
-    let mut seen = BTreeSet::new();
-    let mut errors = Diagnostics::default();
-    let mut keep = |d: converge::diagnostics::Diagnostic, errors: &mut Diagnostics| {
-        if seen.insert(d.to_string()) {
-            errors.push(d);
+    let resources = match pipeline::validate(&tree, &names, &overrides, &facts) {
+        Ok(n) => n,
+        Err(errors) => {
+            let n = errors.0.len();
+            return Err(anyhow::Error::new(errors).context(format!(
+                "validate: {n} error{} in {} role{}",
+                if n == 1 { "" } else { "s" },
+                names.len(),
+                if names.len() == 1 { "" } else { "s" }
+            )));
         }
     };
-    let mut renderer = match Renderer::new(&tree.templates_dir()) {
-        Ok(r) => Some(r),
-        Err(ds) => {
-            ds.0.into_iter().for_each(|d| keep(d, &mut errors));
-            None
-        }
-    };
-    // One pass over all roles reports each parse error and include cycle once.
-    if let Err(ds) = role::load(&tree, &names, &overrides) {
-        ds.0.into_iter().for_each(|d| keep(d, &mut errors));
-    }
-    let nodes = tree.root().join(classify::NODES_FILE);
-    if let Ok(text) = std::fs::read_to_string(&nodes) {
-        let file = std::path::Path::new(classify::NODES_FILE);
-        let found = classify::check(file, &text, &tree.role_names());
-        found.0.into_iter().for_each(|d| keep(d, &mut errors));
-    }
-    let mut resources = 0;
-    for name in &names {
-        // Roles that failed to load were reported above.
-        let Ok(set) = role::load(&tree, std::slice::from_ref(name), &overrides) else {
-            continue;
-        };
-        let Some(renderer) = renderer.as_mut() else {
-            continue;
-        };
-        match plan::build(&tree, &set, &facts, renderer, PlanOptions::default()) {
-            Ok(p) => resources += p.items.len(),
-            Err(ds) => ds.0.into_iter().for_each(|d| keep(d, &mut errors)),
-        }
-    }
-    if !errors.is_empty() {
-        let n = errors.0.len();
-        return Err(anyhow::Error::new(errors).context(format!(
-            "validate: {n} error{} in {} role{}",
-            if n == 1 { "" } else { "s" },
-            names.len(),
-            if names.len() == 1 { "" } else { "s" }
-        )));
-    }
     println!(
         "validate: {} role{} ok ({} resources rendered)",
         names.len(),

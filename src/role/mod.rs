@@ -1,5 +1,6 @@
-//! Roles: the TOML format, loading with includes, and variables.
+//! Roles: the TOML format, loading with includes, variables, and which roles a host gets.
 
+pub mod classify;
 pub mod load;
 pub mod model;
 pub mod vars;

@@ -10,6 +10,9 @@
 //! roles = ["base"]
 //! ```
 //! Every matching entry contributes its roles, in file order, each role once.
+//!
+//! This is the one place that reads `nodes.toml`: runs, `render`, `validate` and `publish`
+//! all come here.
 
 use std::path::Path;
 
@@ -18,6 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
 
+use super::SourceTree;
 use crate::diagnostics::{Diagnostic, Diagnostics};
 
 /// The file name in a bundle.
@@ -37,6 +41,42 @@ struct NodeSpec {
     #[serde(default)]
     facts: toml::Table,
     roles: Vec<Spanned<String>>,
+}
+
+/// The tree's `nodes.toml`, when it has one.
+fn read(tree: &SourceTree) -> Option<String> {
+    std::fs::read_to_string(tree.root().join(NODES_FILE)).ok()
+}
+
+/// Every problem in the tree's `nodes.toml` (none when it has none), as [`check`] finds them.
+pub fn check_tree(tree: &SourceTree) -> Diagnostics {
+    match read(tree) {
+        Some(text) => check(Path::new(NODES_FILE), &text, &tree.role_names()),
+        None => Diagnostics::default(),
+    }
+}
+
+/// The roles of a run: `requested` (the command line) when given, else `configured` (the
+/// agent config), else what the tree's `nodes.toml` gives a host with `facts`.
+pub fn roles(
+    tree: &SourceTree,
+    requested: &[String],
+    configured: &[String],
+    facts: &Value,
+) -> Result<Vec<String>, Diagnostics> {
+    if !requested.is_empty() {
+        return Ok(requested.to_vec());
+    }
+    if !configured.is_empty() {
+        return Ok(configured.to_vec());
+    }
+    let Some(text) = read(tree) else {
+        return Err(Diagnostic::new(format!(
+            "no roles: pass --role NAME (repeatable), set roles in the agent config, or add {NODES_FILE} to the source"
+        ))
+        .into());
+    };
+    roles_for_checked(Path::new(NODES_FILE), &text, facts, &tree.role_names())
 }
 
 fn parse(file: &Path, text: &str) -> Result<NodesFile, Diagnostics> {
@@ -79,7 +119,7 @@ pub fn check(file: &Path, text: &str, known: &[String]) -> Diagnostics {
 
 /// [`check`] against the source's roles, then [`roles_for`]: every problem located, then
 /// this host's roles.
-pub fn roles_for_checked(
+fn roles_for_checked(
     file: &Path,
     text: &str,
     facts: &Value,

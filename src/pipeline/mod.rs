@@ -1,0 +1,239 @@
+//! One run, whoever asks for it: a [`Request`] (source, roles, vars, facts, mode, root)
+//! becomes a [`Report`]. `check`, `apply` and the agent call [`run`]; `render` calls
+//! [`plan`], `validate` and `publish` call [`validate`] and [`check_source`], so every
+//! command turns a source into a plan the same way.
+//!
+//! The stages: take the run lock when the run writes (apply on the live host, or any run
+//! that keeps state), obtain a source tree (read in place or fetched and verified), pick the
+//! roles (`role::classify`), load, render and plan them, converge the plan (with the notify
+//! journal on the live host), and record the run when it comes from the agent's settings.
+
+pub mod source;
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+
+use crate::agent::config::AgentConfig;
+use crate::agent::lock::{LockError, RunLock};
+use crate::agent::record::{self, RunRecord};
+use crate::bundle;
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::engine;
+use crate::plan::{self, Plan, PlanOptions};
+use crate::render::Renderer;
+use crate::report::{Mode, Report};
+use crate::role::{self, classify, vars, SourceTree};
+use crate::system::{System, SystemError};
+pub use source::Source;
+
+/// Name of the run lock in the state dir.
+pub const LOCK_FILE: &str = "run.lock";
+/// Restart and reload requests not carried out yet, in the state dir.
+pub const NOTIFY_JOURNAL_FILE: &str = "pending-notify.json";
+
+/// Everything one run needs to know.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Check or apply.
+    pub mode: Mode,
+    /// The tree to converge; `/` is the running machine.
+    pub root: PathBuf,
+    /// Where the roles come from, as [`Source::detect`] found it.
+    pub source: Source,
+    /// Roles asked for; empty: the settings' roles, else `nodes.toml`.
+    pub roles: Vec<String>,
+    /// Variable overrides (`--var`), above the settings' `[vars]`.
+    pub vars: Map<String, Value>,
+    /// Facts for rendering and classification.
+    pub facts: Value,
+    /// The agent settings: state dir, lock wait, trusted keys, fetch limits, record
+    /// targets, and the host's roles and vars. A source tree named on the command line gets
+    /// the defaults with only the state dir set, so neither roles nor vars of the agent
+    /// config apply to it.
+    pub settings: AgentConfig,
+    /// Write `last-run.json`, the metrics textfile and the report POST (runs from the
+    /// agent's settings; an admin's run of a checkout leaves the agent's record alone).
+    pub record: bool,
+}
+
+/// Why a run could not run at all (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The root to converge is unusable.
+    #[error(transparent)]
+    Root(#[from] SystemError),
+    /// Another run holds the lock.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The state dir is unusable.
+    #[error("state dir {path}: {source}")]
+    StateDir {
+        /// The state dir.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No verified bundle could be had: none fetched and no last known good.
+    #[error(transparent)]
+    Bundle(#[from] bundle::BundleError),
+    /// A trusted key file is unusable.
+    #[error("trusted key {path}: {reason}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Roles, templates or nodes.toml are invalid.
+    #[error(transparent)]
+    Input(#[from] Diagnostics),
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Finished {
+    /// The report of the run.
+    pub report: Report,
+    /// The run's record (written to `last-run.json` when the request asks for it).
+    pub record: RunRecord,
+}
+
+/// Runs one request: lock, source, roles, plan, converge, record. Errors that stop the run
+/// before it converges are recorded too, so monitoring sees a host that cannot run.
+pub fn run(req: &Request) -> Result<Finished, RunError> {
+    let started = SystemTime::now();
+    let sys = System::new(&req.root)?;
+    let live = sys.is_live();
+    // The lock guards what runs share: the state dir (bundles, journal, records) and the
+    // running machine. A run of a checkout on a private tree touches neither.
+    let keeps_state = req.record || matches!(req.source, Source::Bundle(_));
+    let writes_host = req.mode == Mode::Apply && live;
+    let _lock = if keeps_state || writes_host {
+        Some(lock(&req.settings)?)
+    } else {
+        None
+    };
+    let mut record = RunRecord::start(&req.facts, started);
+    let result = converge(req, &sys, &mut record);
+    record.finish(&result);
+    if req.record {
+        record::keep(&req.settings, &record, result.as_ref().ok());
+    }
+    let report = result?;
+    Ok(Finished { report, record })
+}
+
+/// Creates the state dir, takes the run lock and sweeps temp files a killed run left.
+fn lock(settings: &AgentConfig) -> Result<RunLock, RunError> {
+    // 0700: bundles may carry secrets, and run records show diffs.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&settings.state_dir)
+        .map_err(|source| RunError::StateDir {
+            path: settings.state_dir.clone(),
+            source,
+        })?;
+    let lock = RunLock::acquire(&settings.state_dir.join(LOCK_FILE), settings.lock_wait)?;
+    crate::system::fs::sweep_stale_temps(&settings.state_dir);
+    Ok(lock)
+}
+
+fn converge(req: &Request, sys: &System, record: &mut RunRecord) -> Result<Report, RunError> {
+    let (tree, status) = source::obtain(&req.source, &req.settings)?;
+    record.source = status;
+    let roles = classify::roles(&tree, &req.roles, &req.settings.roles, &req.facts)?;
+    record.roles = roles.clone();
+    let mut overrides = vars::table_to_json(&req.settings.vars);
+    vars::merge(&mut overrides, &req.vars);
+    let plan = plan(
+        &tree,
+        &roles,
+        &overrides,
+        &req.facts,
+        PlanOptions::default(),
+    )?;
+    if !sys.is_live() {
+        // The journal holds the live host's open restarts; a run on a tree has none of its
+        // own and must not consume (or clear) them.
+        return Ok(engine::run(&plan, sys, req.mode));
+    }
+    let journal = req.settings.state_dir.join(NOTIFY_JOURNAL_FILE);
+    Ok(engine::run_with_journal(&plan, sys, req.mode, &journal))
+}
+
+/// Loads `roles` from `tree` with `overrides` above their vars, renders with `facts`, plans.
+pub fn plan(
+    tree: &SourceTree,
+    roles: &[String],
+    overrides: &Map<String, Value>,
+    facts: &Value,
+    options: PlanOptions,
+) -> Result<Plan, Diagnostics> {
+    let set = role::load(tree, roles, overrides)?;
+    let mut renderer = Renderer::new(&tree.templates_dir())?;
+    plan::build(tree, &set, facts, &mut renderer, options)
+}
+
+/// What must hold before a tree may reach a fleet: every role parses (with its includes)
+/// and `nodes.toml` names only roles that exist.
+pub fn check_source(tree: &SourceTree) -> Result<(), Diagnostics> {
+    role::load(tree, &tree.role_names(), &Default::default())?;
+    classify::check_tree(tree).into_result(())
+}
+
+/// Plans each of `roles` on its own (with its includes, so unrelated roles never conflict)
+/// and checks `nodes.toml`; returns how many resources were planned, or every error found,
+/// each once.
+pub fn validate(
+    tree: &SourceTree,
+    roles: &[String],
+    overrides: &Map<String, Value>,
+    facts: &Value,
+) -> Result<usize, Diagnostics> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut errors = Diagnostics::default();
+    let mut keep = |found: Diagnostics, errors: &mut Diagnostics| {
+        for d in found.0 {
+            if seen.insert(d.to_string()) {
+                errors.push(d);
+            }
+        }
+    };
+    let mut renderer = match Renderer::new(&tree.templates_dir()) {
+        Ok(r) => Some(r),
+        Err(ds) => {
+            keep(ds, &mut errors);
+            None
+        }
+    };
+    // One pass over all roles reports each parse error and include cycle once.
+    if let Err(ds) = role::load(tree, roles, overrides) {
+        keep(ds, &mut errors);
+    }
+    keep(classify::check_tree(tree), &mut errors);
+    let mut resources = 0;
+    for name in roles {
+        // Roles that failed to load were reported above.
+        let Ok(set) = role::load(tree, std::slice::from_ref(name), overrides) else {
+            continue;
+        };
+        let Some(renderer) = renderer.as_mut() else {
+            continue;
+        };
+        match plan::build(tree, &set, facts, renderer, PlanOptions::default()) {
+            Ok(p) => resources += p.items.len(),
+            Err(ds) => keep(ds, &mut errors),
+        }
+    }
+    errors.into_result(resources)
+}
+
+impl From<Diagnostic> for RunError {
+    fn from(d: Diagnostic) -> Self {
+        RunError::Input(d.into())
+    }
+}

@@ -1,0 +1,156 @@
+//! Where a run's roles come from: a source tree read in place, or a bundle fetched and
+//! verified into the state dir (with the last known good as fallback).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::RunError;
+use crate::agent::config::AgentConfig;
+use crate::agent::record::SourceStatus;
+use crate::bundle::{self, Freshness, SyncOptions, TrustedKey};
+use crate::diagnostics::Diagnostics;
+use crate::role::SourceTree;
+
+/// A source as a run sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A source tree (a directory with `roles/`), read in place: nothing to verify it against.
+    Tree(PathBuf),
+    /// A published bundle (directory, `file://` or `http(s)://`), synced and verified.
+    Bundle(String),
+}
+
+impl Source {
+    /// The one place that tells a source tree from a bundle. With `verified_only` (trusted
+    /// keys are configured) a tree cannot count, since it carries no signature: it is
+    /// treated as a bundle location, which then fails verification.
+    pub fn detect(text: &str, verified_only: bool) -> Source {
+        let local = Path::new(text);
+        if !verified_only && !text.contains("://") && local.join("roles").is_dir() {
+            Source::Tree(local.to_path_buf())
+        } else {
+            Source::Bundle(text.to_owned())
+        }
+    }
+
+    /// A directory that is neither a tree nor a published bundle (a typo on the command
+    /// line): `Some(reason)`. URLs and trees are never refused here.
+    pub fn not_a_source(&self) -> Option<String> {
+        let Source::Bundle(text) = self else {
+            return None;
+        };
+        if text.contains("://") || Path::new(text).join(bundle::MANIFEST_FILE).is_file() {
+            return None;
+        }
+        Some(format!(
+            "{text}: neither a source tree (no roles/ directory) nor a published bundle (no {})",
+            bundle::MANIFEST_FILE
+        ))
+    }
+}
+
+/// The source tree for this run and, for records, how it was obtained (a tree named on the
+/// command line has no status).
+pub(super) fn obtain(
+    source: &Source,
+    settings: &AgentConfig,
+) -> Result<(SourceTree, Option<SourceStatus>), RunError> {
+    match source {
+        Source::Tree(dir) => {
+            let tree = SourceTree::open(dir).map_err(Diagnostics::from)?;
+            let status = SourceStatus {
+                url: dir.display().to_string(),
+                bundle_id: String::new(),
+                freshness: "local".into(),
+                reason: None,
+                fetched_objects: 0,
+                bundle_age_seconds: 0,
+            };
+            Ok((tree, Some(status)))
+        }
+        Source::Bundle(text) => {
+            let (dir, status) = fetch(text, settings)?;
+            if status.freshness == "stale" || status.freshness == "refused" {
+                tracing::warn!(
+                    source = %text,
+                    reason = status.reason.as_deref().unwrap_or(""),
+                    "using the last known good bundle"
+                );
+            }
+            let tree = SourceTree::open(&dir).map_err(Diagnostics::from)?;
+            Ok((tree, Some(status)))
+        }
+    }
+}
+
+/// Syncs the bundle at `text` into the state dir; the verified tree and how it was had.
+fn fetch(text: &str, settings: &AgentConfig) -> Result<(PathBuf, SourceStatus), RunError> {
+    let source = bundle::Source::parse(text)?;
+    let mut trusted_keys = Vec::new();
+    for path in &settings.trusted_keys {
+        let key = TrustedKey::from_file(path).map_err(|e| RunError::Key {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        trusted_keys.push(key);
+    }
+    let opts = SyncOptions {
+        trusted_keys,
+        connect_timeout: settings.fetch.connect_timeout,
+        request_timeout: settings.fetch.timeout,
+        retries: settings.fetch.retries,
+        ..SyncOptions::default()
+    };
+    let outcome = bundle::sync(&source, &settings.state_dir, &opts)?;
+    let (freshness, reason, fetched_objects) = match &outcome.freshness {
+        Freshness::Fresh { fetched_objects } => ("fresh", None, *fetched_objects),
+        Freshness::Unchanged => ("unchanged", None, 0),
+        Freshness::Stale { reason } => ("stale", Some(reason.clone()), 0),
+        Freshness::Refused { reason } => ("refused", Some(reason.clone()), 0),
+    };
+    let age = SystemTime::now()
+        .duration_since(outcome.fetched_at)
+        .unwrap_or(Duration::ZERO);
+    let status = SourceStatus {
+        url: text.to_owned(),
+        bundle_id: outcome.id.clone(),
+        freshness: freshness.into(),
+        reason,
+        fetched_objects,
+        bundle_age_seconds: age.as_secs(),
+    };
+    Ok((outcome.bundle_dir, status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_is_read_in_place_unless_only_verified_bundles_count() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("roles")).unwrap();
+        let text = dir.path().to_str().unwrap();
+        assert_eq!(
+            Source::detect(text, false),
+            Source::Tree(dir.path().to_path_buf())
+        );
+        assert_eq!(Source::detect(text, true), Source::Bundle(text.into()));
+        assert_eq!(Source::detect(text, false).not_a_source(), None);
+    }
+
+    #[test]
+    fn a_directory_without_roles_or_manifest_is_no_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().to_str().unwrap();
+        let reason = Source::detect(text, false).not_a_source().unwrap();
+        assert!(
+            reason.starts_with(&format!("{text}: neither a source tree")),
+            "{reason}"
+        );
+        std::fs::write(dir.path().join(bundle::MANIFEST_FILE), "{}").unwrap();
+        assert_eq!(Source::detect(text, false).not_a_source(), None);
+        let url = Source::detect("https://cfg.example.com/b/", false);
+        assert_eq!(url.not_a_source(), None);
+    }
+}
