@@ -59,6 +59,10 @@ pub struct FetchConfig {
     /// Extra attempts after a transient failure.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// Limit for the whole fetch, every request and retry included; then the run uses the
+    /// last known good bundle.
+    #[serde(default = "default_deadline", with = "humantime_serde")]
+    pub deadline: Duration,
 }
 
 impl Default for FetchConfig {
@@ -67,6 +71,7 @@ impl Default for FetchConfig {
             connect_timeout: default_connect_timeout(),
             timeout: default_request_timeout(),
             retries: default_retries(),
+            deadline: default_deadline(),
         }
     }
 }
@@ -88,6 +93,9 @@ fn default_connect_timeout() -> Duration {
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(60)
+}
+fn default_deadline() -> Duration {
+    crate::bundle::DEFAULT_DEADLINE
 }
 fn default_retries() -> u32 {
     3

@@ -223,6 +223,7 @@ fn fetch(
         connect_timeout: config.fetch.connect_timeout,
         request_timeout: config.fetch.timeout,
         retries: config.fetch.retries,
+        deadline: config.fetch.deadline,
         ..SyncOptions::default()
     };
     let (outcome, guard) = match mode {

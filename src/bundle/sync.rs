@@ -15,6 +15,10 @@ use super::signature::{self, TrustedKey};
 use super::source::Source;
 use super::{MANIFEST_FILE, SIGNATURE_FILE};
 
+/// Default limit for a whole fetch: a run against a source that never finishes answering
+/// falls back to the last known good well within a minute.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(45);
+
 /// How a sync talks to its source and what it trusts.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
@@ -24,6 +28,9 @@ pub struct SyncOptions {
     pub connect_timeout: Duration,
     /// Limit for one whole request, body included.
     pub request_timeout: Duration,
+    /// Limit for the whole fetch (every request, retry and backoff); past it the sync falls
+    /// back to the last known good.
+    pub deadline: Duration,
     /// Extra attempts after a transient failure (connect, timeout, 5xx, truncated body).
     pub retries: u32,
     /// First backoff delay; doubled on each retry, with up to 25% jitter.
@@ -38,6 +45,7 @@ impl Default for SyncOptions {
             trusted_keys: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
+            deadline: DEFAULT_DEADLINE,
             retries: 3,
             backoff: Duration::from_millis(500),
             user_agent: concat!("converge/", env!("CARGO_PKG_VERSION")).to_string(),
