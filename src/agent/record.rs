@@ -7,10 +7,13 @@ use serde_json::Value;
 
 use super::config::AgentConfig;
 use crate::report::metrics::{self, SourceMetrics};
-use crate::report::Report;
+use crate::report::{Mode, Report};
 
-/// Name of the last run's record in the state dir.
+/// Name of the last apply's record in the state dir.
 pub const LAST_RUN_FILE: &str = "last-run.json";
+/// Name of the last check's record in the state dir: a check never overwrites what the
+/// last apply recorded.
+pub const LAST_CHECK_FILE: &str = "last-check.json";
 
 /// Where the roles of a run came from.
 #[derive(Debug, Clone, Serialize)]
@@ -93,9 +96,12 @@ impl RunRecord {
 
 /// Writes `last-run.json` and the metrics textfile, and POSTs the record when configured.
 /// Failures here are logged, never fatal: the run itself already happened.
-pub fn keep(config: &AgentConfig, record: &RunRecord, report: Option<&Report>) {
+pub fn keep(config: &AgentConfig, mode: Mode, record: &RunRecord, report: Option<&Report>) {
     let json = serde_json::to_vec_pretty(record).expect("records serialize");
-    let last_run = config.state_dir.join(LAST_RUN_FILE);
+    let last_run = config.state_dir.join(match mode {
+        Mode::Apply => LAST_RUN_FILE,
+        Mode::Check => LAST_CHECK_FILE,
+    });
     if let Err(e) = crate::system::fs::write_state_file(&last_run, &json, 0o600) {
         tracing::warn!(path = %last_run.display(), error = %e, "cannot write the run record");
     }
@@ -110,7 +116,7 @@ pub fn keep(config: &AgentConfig, record: &RunRecord, report: Option<&Report>) {
             .unwrap_or(Duration::ZERO)
             .as_secs_f64();
         let text = metrics::render(report, &metrics, now.floor());
-        let path = config.metrics_path();
+        let path = config.metrics_path(mode);
         // node_exporter reads it as its own, unprivileged user.
         if let Err(e) = crate::system::fs::write_state_file(&path, text.as_bytes(), 0o644) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics textfile");

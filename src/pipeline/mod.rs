@@ -120,7 +120,7 @@ pub fn run(req: &Request) -> Result<Finished, RunError> {
     let result = converge(req, &sys, &mut record);
     record.finish(&result);
     if req.record {
-        record::keep(&req.settings, &record, result.as_ref().ok());
+        record::keep(&req.settings, req.mode, &record, result.as_ref().ok());
     }
     let report = result?;
     Ok(Finished { report, record })
@@ -143,7 +143,8 @@ fn lock(settings: &AgentConfig) -> Result<RunLock, RunError> {
 }
 
 fn converge(req: &Request, sys: &System, record: &mut RunRecord) -> Result<Report, RunError> {
-    let (tree, status) = source::obtain(&req.source, &req.settings)?;
+    // A check's freshly fetched bundle lives in a scratch dir until `_scratch` is dropped.
+    let (tree, status, _scratch) = source::obtain(&req.source, &req.settings, req.mode)?;
     record.source = status;
     let roles = classify::roles(&tree, &req.roles, &req.settings.roles, &req.facts)?;
     record.roles = roles.clone();

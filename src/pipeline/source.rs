@@ -7,8 +7,9 @@ use std::time::{Duration, SystemTime};
 use super::RunError;
 use crate::agent::config::AgentConfig;
 use crate::agent::record::SourceStatus;
-use crate::bundle::{self, Freshness, SyncOptions, TrustedKey};
+use crate::bundle::{self, Freshness, Peeked, SyncOptions, TrustedKey};
 use crate::diagnostics::Diagnostics;
+use crate::report::Mode;
 use crate::role::SourceTree;
 
 /// A source as a run sees it.
@@ -49,12 +50,13 @@ impl Source {
     }
 }
 
-/// The source tree for this run and, for records, how it was obtained (a tree named on the
-/// command line has no status).
+/// The source tree for this run and, for records, how it was obtained. A check never changes
+/// the agent's bundles: what it fetches lives in a scratch dir held by the returned guard.
 pub(super) fn obtain(
     source: &Source,
     settings: &AgentConfig,
-) -> Result<(SourceTree, Option<SourceStatus>), RunError> {
+    mode: Mode,
+) -> Result<(SourceTree, Option<SourceStatus>, Option<Peeked>), RunError> {
     match source {
         Source::Tree(dir) => {
             let tree = SourceTree::open(dir).map_err(Diagnostics::from)?;
@@ -66,10 +68,10 @@ pub(super) fn obtain(
                 fetched_objects: 0,
                 bundle_age_seconds: 0,
             };
-            Ok((tree, Some(status)))
+            Ok((tree, Some(status), None))
         }
         Source::Bundle(text) => {
-            let (dir, status) = fetch(text, settings)?;
+            let (dir, status, scratch) = fetch(text, settings, mode)?;
             if status.freshness == "stale" || status.freshness == "refused" {
                 tracing::warn!(
                     source = %text,
@@ -78,13 +80,17 @@ pub(super) fn obtain(
                 );
             }
             let tree = SourceTree::open(&dir).map_err(Diagnostics::from)?;
-            Ok((tree, Some(status)))
+            Ok((tree, Some(status), scratch))
         }
     }
 }
 
 /// Syncs the bundle at `text` into the state dir; the verified tree and how it was had.
-fn fetch(text: &str, settings: &AgentConfig) -> Result<(PathBuf, SourceStatus), RunError> {
+fn fetch(
+    text: &str,
+    settings: &AgentConfig,
+    mode: Mode,
+) -> Result<(PathBuf, SourceStatus, Option<Peeked>), RunError> {
     let source = bundle::Source::parse(text)?;
     let mut trusted_keys = Vec::new();
     for path in &settings.trusted_keys {
@@ -99,9 +105,16 @@ fn fetch(text: &str, settings: &AgentConfig) -> Result<(PathBuf, SourceStatus), 
         connect_timeout: settings.fetch.connect_timeout,
         request_timeout: settings.fetch.timeout,
         retries: settings.fetch.retries,
+        deadline: settings.fetch.deadline,
         ..SyncOptions::default()
     };
-    let outcome = bundle::sync(&source, &settings.state_dir, &opts)?;
+    let (outcome, scratch) = match mode {
+        Mode::Apply => (bundle::sync(&source, &settings.state_dir, &opts)?, None),
+        Mode::Check => {
+            let peeked = bundle::peek(&source, &settings.state_dir, &opts)?;
+            (peeked.outcome.clone(), Some(peeked))
+        }
+    };
     let (freshness, reason, fetched_objects) = match &outcome.freshness {
         Freshness::Fresh { fetched_objects } => ("fresh", None, *fetched_objects),
         Freshness::Unchanged => ("unchanged", None, 0),
@@ -119,7 +132,7 @@ fn fetch(text: &str, settings: &AgentConfig) -> Result<(PathBuf, SourceStatus), 
         fetched_objects,
         bundle_age_seconds: age.as_secs(),
     };
-    Ok((outcome.bundle_dir, status))
+    Ok((outcome.bundle_dir, status, scratch))
 }
 
 #[cfg(test)]
