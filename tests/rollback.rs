@@ -350,7 +350,9 @@ fn a_rolled_back_bundle_is_not_applied_again_until_a_new_one_arrives() {
     );
     let metrics = l.read("state/converge.prom").unwrap();
     assert!(
-        metrics.lines().any(|m| m == "converge_bundle_held 1"),
+        metrics
+            .lines()
+            .any(|m| m == "converge_bundle_held{mode=\"apply\"} 1"),
         "{metrics}"
     );
     let hist = l.run(&["history", "--state-dir", &l.s("state")]);
@@ -374,7 +376,9 @@ fn a_rolled_back_bundle_is_not_applied_again_until_a_new_one_arrives() {
     assert!(!l.p("state/rolled-back.json").exists());
     let metrics = l.read("state/converge.prom").unwrap();
     assert!(
-        metrics.lines().any(|m| m == "converge_bundle_held 0"),
+        metrics
+            .lines()
+            .any(|m| m == "converge_bundle_held{mode=\"apply\"} 0"),
         "{metrics}"
     );
     let hist = l.run(&["history", "--state-dir", &l.s("state")]);

@@ -90,7 +90,7 @@ pub fn render(report: &Report, source: &SourceMetrics, finished_unix: f64) -> St
         "bundle_held",
         "1 when the current bundle was rolled back on this host and is not applied again (the host stays on its last good state).",
         "gauge",
-        &[("", f64::from(u8::from(report.held.is_some())))],
+        &[(&m, f64::from(u8::from(report.held.is_some())))],
     );
     metric(
         "source_stale",
