@@ -57,6 +57,8 @@ fn once(config: &AgentConfig) -> i32 {
         facts,
         settings: config.clone(),
         record: true,
+        history: true,
+        force: false,
     };
     match pipeline::run(&request) {
         Ok(finished) => {

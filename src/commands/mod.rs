@@ -2,18 +2,19 @@
 
 pub mod agent;
 pub mod facts;
+pub mod history;
 pub mod keys;
 pub mod publish;
 pub mod render;
 pub mod run;
 pub mod validate;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use serde_json::{Map, Value};
 
-use crate::cli::SourceArgs;
+use crate::cli::{RunArgs, SourceArgs};
 use converge::agent::config::{AgentConfig, ConfigError};
 use converge::facts::Facts;
 use converge::pipeline::{Request, Source};
@@ -56,12 +57,8 @@ pub fn facts(file: Option<&Path>, root: &Path) -> anyhow::Result<Value> {
 }
 
 /// The request for a check or apply run: facts, overrides, and the source with its settings.
-pub fn request(
-    args: &SourceArgs,
-    mode: Mode,
-    root: &Path,
-    state_dir: Option<&PathBuf>,
-) -> anyhow::Result<Request> {
+pub fn request(run: &RunArgs, mode: Mode) -> anyhow::Result<Request> {
+    let args = &run.source;
     let (source, mut settings, record) = match &args.source {
         Some(s) => match Source::detect(s, false) {
             // An admin's checkout named on the command line: read in place; the agent
@@ -88,18 +85,22 @@ pub fn request(
             (source, config, true)
         }
     };
-    if let Some(dir) = state_dir {
+    if let Some(dir) = &run.state_dir {
         settings.state_dir = dir.clone();
     }
+    // A tree converged by hand keeps a history only where it is told to.
+    let history = record || (run.state_dir.is_some() && mode == Mode::Apply);
     Ok(Request {
         mode,
-        root: root.to_path_buf(),
+        root: run.root.clone(),
         source,
         roles: args.roles.clone(),
         vars: overrides(&args.vars)?,
-        facts: facts(args.facts.as_deref(), root)?,
+        facts: facts(args.facts.as_deref(), &run.root)?,
         settings,
         record,
+        history,
+        force: run.force,
     })
 }
 

@@ -8,7 +8,7 @@ use converge::report::{human, json, Mode, Report};
 
 /// Runs check or apply; returns the detailed exit code.
 pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32> {
-    let request = super::request(&args.source, mode, &args.root, args.state_dir.as_ref())?;
+    let request = super::request(args, mode)?;
     let finished = pipeline::run(&request)?;
     if let Some(source) = &finished.record.source {
         if let Some(reason) = &source.reason {

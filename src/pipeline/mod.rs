@@ -8,20 +8,23 @@
 //! roles (`role::classify`), load, render and plan them, converge the plan (with the notify
 //! journal on the live host), and record the run when it comes from the agent's settings.
 
+mod rollback;
 pub mod source;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
 use crate::agent::config::AgentConfig;
+use crate::agent::held;
 use crate::agent::lock::{LockError, RunLock};
 use crate::agent::record::{self, RunRecord};
 use crate::bundle;
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::engine;
+use crate::history::Recorder;
 use crate::plan::{self, Plan, PlanOptions};
 use crate::render::Renderer;
 use crate::report::{Mode, Report};
@@ -54,9 +57,14 @@ pub struct Request {
     /// the defaults with only the state dir set, so neither roles nor vars of the agent
     /// config apply to it.
     pub settings: AgentConfig,
-    /// Write `last-run.json`, the metrics textfile and the report POST (runs from the
-    /// agent's settings; an admin's run of a checkout leaves the agent's record alone).
+    /// Write `last-run.json`, the metrics textfile and the report POST, and honour a
+    /// rolled-back bundle (runs from the agent's settings; an admin's run of a checkout
+    /// leaves the agent's record alone).
     pub record: bool,
+    /// Keep the run in the run history (`<state_dir>/runs`), for `converge rollback`.
+    pub history: bool,
+    /// Apply even a bundle that was rolled back on this host (`converge apply --force`).
+    pub force: bool,
 }
 
 /// Why a run could not run at all (exit 1).
@@ -109,7 +117,7 @@ pub fn run(req: &Request) -> Result<Finished, RunError> {
     let live = sys.is_live();
     // The lock guards what runs share: the state dir (bundles, journal, records) and the
     // running machine. A run of a checkout on a private tree touches neither.
-    let keeps_state = req.record || matches!(req.source, Source::Bundle(_));
+    let keeps_state = req.record || req.history || matches!(req.source, Source::Bundle(_));
     let writes_host = req.mode == Mode::Apply && live;
     let _lock = if keeps_state || writes_host {
         Some(lock(&req.settings)?)
@@ -143,12 +151,33 @@ fn lock(settings: &AgentConfig) -> Result<RunLock, RunError> {
 }
 
 fn converge(req: &Request, sys: &System, record: &mut RunRecord) -> Result<Report, RunError> {
+    let settings = &req.settings;
     // A check's freshly fetched bundle lives in a scratch dir until `_scratch` is dropped.
-    let (tree, status, _scratch) = source::obtain(&req.source, &req.settings, req.mode)?;
+    let (tree, status, _scratch) = source::obtain(&req.source, settings, req.mode)?;
+    let bundle_id = status
+        .as_ref()
+        .map_or_else(String::new, |s| s.bundle_id.clone());
     record.source = status;
-    let roles = classify::roles(&tree, &req.roles, &req.settings.roles, &req.facts)?;
+    let mut held = None;
+    if req.record {
+        if req.mode == Mode::Apply {
+            if let Some(report) = rollback::finish_interrupted(settings, sys) {
+                return Ok(report);
+            }
+        }
+        // Remembered per bundle id; a source tree read in place has none, so nothing is held.
+        held = held::load(&settings.state_dir)
+            .filter(|h| !h.bundle.is_empty() && h.bundle == bundle_id);
+        if let (Some(h), Mode::Apply, false) = (&held, req.mode, req.force) {
+            tracing::warn!(bundle = %h.bundle, run = %h.run, "bundle was rolled back here; not applying it again");
+            let mut report = Report::new(req.mode, SystemTime::now(), Duration::ZERO, Vec::new());
+            report.held = held;
+            return Ok(report);
+        }
+    }
+    let roles = classify::roles(&tree, &req.roles, &settings.roles, &req.facts)?;
     record.roles = roles.clone();
-    let mut overrides = vars::table_to_json(&req.settings.vars);
+    let mut overrides = vars::table_to_json(&settings.vars);
     vars::merge(&mut overrides, &req.vars);
     let plan = plan(
         &tree,
@@ -157,13 +186,41 @@ fn converge(req: &Request, sys: &System, record: &mut RunRecord) -> Result<Repor
         &req.facts,
         PlanOptions::default(),
     )?;
-    if !sys.is_live() {
-        // The journal holds the live host's open restarts; a run on a tree has none of its
-        // own and must not consume (or clear) them.
-        return Ok(engine::run(&plan, sys, req.mode));
+    // The journal holds the live host's open restarts; a run on a tree has none of its own
+    // and must not consume (or clear) them.
+    let journal = sys
+        .is_live()
+        .then(|| settings.state_dir.join(NOTIFY_JOURNAL_FILE));
+    if !req.history {
+        return Ok(engine::run_with_journal(
+            &plan,
+            sys,
+            req.mode,
+            journal.as_deref(),
+        ));
     }
-    let journal = req.settings.state_dir.join(NOTIFY_JOURNAL_FILE);
-    Ok(engine::run_with_journal(&plan, sys, req.mode, &journal))
+    let recorder = Recorder::new(&settings.state_dir, settings.keep_runs.get(), &bundle_id);
+    recorder
+        .update(|s| s.root = sys.root().to_path_buf())
+        .map_err(|e| RunError::StateDir {
+            path: settings.state_dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    let mut report = engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder);
+    if req.record {
+        if req.mode == Mode::Apply {
+            match &report.rollback {
+                Some(rb) if !bundle_id.is_empty() => {
+                    rollback::remember(settings, &bundle_id, &rb.run, &rb.reason)
+                }
+                Some(_) => {}
+                None => held::clear(&settings.state_dir),
+            }
+        } else {
+            report.held = held;
+        }
+    }
+    Ok(report)
 }
 
 /// Loads `roles` from `tree` with `overrides` above their vars, renders with `facts`, plans.

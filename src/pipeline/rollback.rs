@@ -1,0 +1,58 @@
+//! What a run does about earlier rollbacks: finish one that was interrupted, and remember a
+//! rolled-back bundle so that it is not applied again until a new one arrives.
+
+use std::time::{Duration, SystemTime};
+
+use crate::agent::config::AgentConfig;
+use crate::agent::held;
+use crate::engine;
+use crate::history;
+use crate::report::{Mode, Report};
+use crate::system::System;
+
+/// Remembers that `bundle` was rolled back by `run`, and why.
+pub(super) fn remember(config: &AgentConfig, bundle: &str, run: &str, reason: &str) {
+    let h = held::HeldBundle {
+        bundle: bundle.to_owned(),
+        run: run.to_owned(),
+        reason: reason.to_owned(),
+        at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+    };
+    if let Err(e) = held::save(&config.state_dir, &h) {
+        tracing::warn!(error = %e, "cannot remember the rolled-back bundle");
+    }
+}
+
+/// A rollback killed half-way is finished before anything else: its run's changes are put
+/// back (restoring is idempotent), its services acted on again, and its bundle remembered.
+pub(super) fn finish_interrupted(config: &AgentConfig, sys: &System) -> Option<Report> {
+    let mut past = history::load(&config.state_dir, None).ok()?;
+    if past.summary.status != history::RunStatus::RollingBack || past.summary.root != sys.root() {
+        return None;
+    }
+    tracing::warn!(run = %past.summary.id, "finishing a rollback that was interrupted");
+    let host = sys.host();
+    let reason = past.summary.rollback_reason.clone().unwrap_or_default();
+    let rollback = engine::rollback::undo(
+        &host,
+        &past.summary.id,
+        reason.clone(),
+        &past.priors,
+        &past.blobs,
+        &past.summary.services,
+    );
+    past.summary.status = if rollback.complete() {
+        history::RunStatus::RolledBack
+    } else {
+        history::RunStatus::RollbackIncomplete
+    };
+    if let Err(e) = past.save() {
+        tracing::warn!(error = %e, "cannot record the finished rollback");
+    }
+    if !past.summary.bundle.is_empty() {
+        remember(config, &past.summary.bundle, &past.summary.id, &reason);
+    }
+    let mut report = Report::new(Mode::Apply, SystemTime::now(), Duration::ZERO, Vec::new());
+    report.rollback = Some(rollback);
+    Some(report)
+}
