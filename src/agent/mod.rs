@@ -3,11 +3,9 @@
 
 pub mod classify;
 pub mod config;
-pub mod lock;
 pub mod record;
 pub mod schedule;
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::bundle::{self, Freshness, SyncOptions, TrustedKey};
 use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::durable::{self, FileSpec, LockError, StateLock};
 use crate::engine;
 use crate::plan::{self, PlanOptions};
 use crate::render::Renderer;
@@ -23,11 +22,8 @@ use crate::report::{Mode, Report};
 use crate::role::{self, vars, SourceTree};
 use crate::system::System;
 use config::AgentConfig;
-use lock::{LockError, RunLock};
 use record::{RunRecord, SourceStatus};
 
-/// Name of the run lock in the state dir.
-pub const LOCK_FILE: &str = "run.lock";
 /// Restart and reload requests not carried out yet, in the state dir.
 pub const NOTIFY_JOURNAL_FILE: &str = "pending-notify.json";
 /// Name of the last run's record in the state dir.
@@ -52,14 +48,6 @@ pub enum AgentError {
     /// Another run holds the lock.
     #[error(transparent)]
     Lock(#[from] LockError),
-    /// The state dir is unusable.
-    #[error("state dir {path}: {source}")]
-    StateDir {
-        /// The state dir.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
     /// No verified bundle could be had: none fetched and no last known good.
     #[error(transparent)]
     Bundle(#[from] bundle::BundleError),
@@ -89,17 +77,7 @@ pub struct Finished {
 /// converges are recorded too, so monitoring sees a host that cannot run.
 pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Finished, AgentError> {
     let started = SystemTime::now();
-    // 0700: bundles may carry secrets, and run records show diffs.
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.state_dir)
-        .map_err(|source| AgentError::StateDir {
-            path: config.state_dir.clone(),
-            source,
-        })?;
-    let _lock = RunLock::acquire(&config.state_dir.join(LOCK_FILE), config.lock_wait)?;
-    crate::system::fs::sweep_stale_temps(&config.state_dir);
+    let lock = StateLock::acquire(&config.state_dir, Some(config.lock_wait))?;
     let host = req
         .facts
         .get("hostname")
@@ -117,7 +95,7 @@ pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Fin
         error: None,
         report: None,
     };
-    let result = converge(config, sys, req, &mut record);
+    let result = converge(config, &lock, sys, req, &mut record);
     record.finished = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     match result {
         Ok(report) => {
@@ -136,11 +114,12 @@ pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Fin
 
 fn converge(
     config: &AgentConfig,
+    lock: &StateLock,
     sys: &System,
     req: &Request,
     record: &mut RunRecord,
 ) -> Result<Report, AgentError> {
-    let (tree_dir, status) = fetch(config)?;
+    let (tree_dir, status) = fetch(config, lock)?;
     if status.freshness == "stale" || status.freshness == "refused" {
         tracing::warn!(
             source = %config.source,
@@ -187,7 +166,7 @@ fn converge(
 }
 
 /// The verified source tree for this run and how it was obtained.
-fn fetch(config: &AgentConfig) -> Result<(PathBuf, SourceStatus), AgentError> {
+fn fetch(config: &AgentConfig, lock: &StateLock) -> Result<(PathBuf, SourceStatus), AgentError> {
     let local = Path::new(&config.source);
     // A source tree cannot be verified: with trusted keys set, only signed bundles count.
     if config.trusted_keys.is_empty() && local.join("roles").is_dir() {
@@ -218,7 +197,7 @@ fn fetch(config: &AgentConfig) -> Result<(PathBuf, SourceStatus), AgentError> {
         retries: config.fetch.retries,
         ..SyncOptions::default()
     };
-    let outcome = bundle::sync(&source, &config.state_dir, &opts)?;
+    let outcome = bundle::sync_locked(&source, lock, &opts)?;
     let (freshness, reason, fetched_objects) = match &outcome.freshness {
         Freshness::Fresh { fetched_objects } => ("fresh", None, *fetched_objects),
         Freshness::Unchanged => ("unchanged", None, 0),
@@ -244,7 +223,7 @@ fn fetch(config: &AgentConfig) -> Result<(PathBuf, SourceStatus), AgentError> {
 fn publish(config: &AgentConfig, record: &RunRecord, report: Option<&Report>) {
     let json = serde_json::to_vec_pretty(record).expect("records serialize");
     let last_run = config.state_dir.join(LAST_RUN_FILE);
-    if let Err(e) = crate::system::fs::write_state_file(&last_run, &json, 0o600) {
+    if let Err(e) = durable::write_file(&last_run, &json, &FileSpec::mode(0o600)) {
         tracing::warn!(path = %last_run.display(), error = %e, "cannot write the run record");
     }
     if let Some(report) = report {
@@ -260,7 +239,7 @@ fn publish(config: &AgentConfig, record: &RunRecord, report: Option<&Report>) {
         let text = metrics::render(report, &metrics, now.floor());
         let path = config.metrics_path();
         // node_exporter reads it as its own, unprivileged user.
-        if let Err(e) = crate::system::fs::write_state_file(&path, text.as_bytes(), 0o644) {
+        if let Err(e) = durable::write_file(&path, text.as_bytes(), &FileSpec::mode(0o644)) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics textfile");
         }
     }

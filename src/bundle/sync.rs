@@ -13,6 +13,7 @@ use super::manifest::{FileEntry, Manifest};
 use super::signature::{self, TrustedKey};
 use super::source::Source;
 use super::{MANIFEST_FILE, SIGNATURE_FILE};
+use crate::durable::StateLock;
 
 /// How a sync talks to its source and what it trusts.
 #[derive(Debug, Clone)]
@@ -93,12 +94,24 @@ impl SyncOutcome {
 /// Errors only when nothing usable exists: the state dir cannot be opened, the first
 /// sync on this host fails, or keys are configured and no kept bundle is known to be
 /// signed by one of them.
+/// Takes the state dir's lock for the sync, waiting as long as another run holds it; a run
+/// that holds it already calls [`sync_locked`].
 pub fn sync(
     source: &Source,
     state_dir: &Path,
     opts: &SyncOptions,
 ) -> Result<SyncOutcome, BundleError> {
-    let state = StateDir::open(state_dir)?;
+    let lock = StateLock::acquire(state_dir, None)?;
+    sync_locked(source, &lock, opts)
+}
+
+/// [`sync`] into the state dir whose lock `lock` is.
+pub fn sync_locked(
+    source: &Source,
+    lock: &StateLock,
+    opts: &SyncOptions,
+) -> Result<SyncOutcome, BundleError> {
+    let state = StateDir::open(lock)?;
     let current = state.current();
     match try_sync(source, &state, opts, current.as_deref()) {
         Ok(outcome) => Ok(outcome),
