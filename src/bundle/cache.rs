@@ -90,7 +90,16 @@ impl<'l> StateDir<'l> {
     /// Creates the layout if needed and sweeps leftovers of killed runs (the lock itself swept
     /// the state dir's top level).
     pub fn open(lock: &'l StateLock) -> Result<StateDir<'l>, BundleError> {
-        let dir = StateDir { root: lock.dir() };
+        StateDir::at(lock.dir())
+    }
+
+    /// A store in a scratch dir this process made for itself, which no other run can see.
+    pub fn scratch(dir: &'l Path) -> Result<StateDir<'l>, BundleError> {
+        StateDir::at(dir)
+    }
+
+    fn at(root: &'l Path) -> Result<StateDir<'l>, BundleError> {
+        let dir = StateDir { root };
         // 0700: bundles may carry secrets under files/.
         for d in [dir.objects(), dir.bundles()] {
             durable::ensure_dir(&d, 0o700).at(&d)?;
@@ -143,6 +152,28 @@ impl<'l> StateDir<'l> {
     /// A temp file inside the object store, so the final rename stays on one filesystem.
     pub fn object_temp(&self) -> Result<NamedTempFile, BundleError> {
         temp::file_in(&self.objects()).at(self.objects())
+    }
+
+    /// A fresh scratch dir for a look that must not touch this state (under `bundles/`, so
+    /// a run killed while holding one leaves a temp entry the next open sweeps).
+    pub fn scratch_dir(&self) -> Result<tempfile::TempDir, BundleError> {
+        temp::dir_in(&self.bundles()).at(self.bundles())
+    }
+
+    /// Hard-link the objects `manifest` needs that `other` already holds into this store, so
+    /// a scratch sync downloads only what is new. Best effort: anything not linked is
+    /// fetched, and every copy is re-hashed when materialised.
+    pub fn link_objects_from(&self, other: &StateDir, manifest: &Manifest) {
+        for entry in manifest.files.values() {
+            if other.has_object(&entry.sha256, entry.size)
+                && !self.has_object(&entry.sha256, entry.size)
+            {
+                let _ = fs::hard_link(
+                    other.objects().join(&entry.sha256),
+                    self.objects().join(&entry.sha256),
+                );
+            }
+        }
     }
 
     /// Give a verified temp file its final content-addressed name.
