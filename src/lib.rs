@@ -6,6 +6,8 @@ pub mod diagnostics;
 pub mod durable;
 pub mod engine;
 pub mod facts;
+pub mod health;
+pub mod history;
 pub mod plan;
 pub mod render;
 pub mod report;
