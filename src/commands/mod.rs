@@ -52,7 +52,7 @@ pub fn facts(file: Option<&Path>, root: &Path) -> anyhow::Result<Value> {
             }
             Ok(value)
         }
-        None => Ok(serde_json::to_value(Facts::gather(root))?),
+        None => Ok(serde_json::to_value(Facts::gather(root)?)?),
     }
 }
 
