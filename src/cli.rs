@@ -55,6 +55,9 @@ pub enum Command {
     Publish(PublishArgs),
     /// Create a minisign key pair for signing bundles.
     Keygen(KeygenArgs),
+    /// Write the man page and shell completions (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 /// Where roles come from and which apply.
@@ -172,4 +175,11 @@ pub struct RenderArgs {
     /// Roles and their source.
     #[command(flatten)]
     pub source: SourceArgs,
+}
+
+/// Arguments of generate.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Directory to write the man pages, converge.bash, _converge (zsh) and converge.fish into.
+    pub dir: PathBuf,
 }
