@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod facts;
 pub mod generate;
+pub mod history;
 pub mod keys;
 pub mod publish;
 pub mod render;
