@@ -31,6 +31,7 @@ fn main() {
         Command::Agent(args) => commands::agent::run(args),
         Command::Publish(args) => commands::publish::run(args),
         Command::Keygen(args) => commands::keys::run(args),
+        Command::Bootstrap(args) => commands::bootstrap::run(args, cli.color),
         Command::Generate(args) => commands::generate::run(args),
     };
     match result {
