@@ -213,6 +213,7 @@ pub fn run(
         roles: Vec::new(),
         overrides: Map::new(),
         facts,
+        force: false,
     };
     let finished = run_once(&config, sys, &request)?;
     if let Some(source) = &finished.record.source {

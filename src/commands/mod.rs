@@ -4,6 +4,7 @@ pub mod agent;
 pub mod bootstrap;
 pub mod facts;
 pub mod generate;
+pub mod history;
 pub mod keys;
 pub mod publish;
 pub mod render;
