@@ -66,7 +66,7 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
             "the last run's record (roles, bundle, every change)",
         ),
         (
-            shown(&outcome.config.metrics_path()),
+            shown(&outcome.config.metrics_path(converge::report::Mode::Apply)),
             "metrics for node_exporter's textfile collector",
         ),
         (
