@@ -1,6 +1,6 @@
 //! Template rendering: Handlebars in strict mode, partials, and the helpers users expect.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use handlebars::{
@@ -11,11 +11,17 @@ use serde_json::Value;
 
 use crate::diagnostics::{Diagnostic, Diagnostics, Location};
 
+mod nesting;
+
+use nesting::{GraphError, PartialDepths, Shape, MAX_DEPTH};
+
 /// Renders the templates of one source tree; each template is compiled once.
 pub struct Renderer {
     hb: Handlebars<'static>,
     dir: PathBuf,
     registered: BTreeSet<String>,
+    /// How deep each partial nests, so a template that would go too deep is refused.
+    depths: PartialDepths,
 }
 
 impl Renderer {
@@ -30,21 +36,30 @@ impl Renderer {
             hb,
             dir: templates_dir.to_path_buf(),
             registered: BTreeSet::new(),
+            depths: PartialDepths::default(),
         };
         let mut errors = Diagnostics::default();
         let partials_dir = templates_dir.join("partials");
         let mut partials = Vec::new();
         collect_files(&partials_dir, &mut partials);
         partials.sort();
+        let mut shapes = BTreeMap::new();
+        let mut sources = BTreeMap::new();
         for path in partials {
             let rel = path.strip_prefix(&partials_dir).unwrap_or(&path);
             let name = rel.with_extension("").to_string_lossy().into_owned();
             let display = display_path(templates_dir, &path);
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
-                    if let Err(e) = renderer.hb.register_partial(&name, &text) {
+                    let shape = nesting::scan(&text);
+                    if let Err(e) = check_shape(&display, &text, &shape) {
+                        errors.push(e);
+                    } else if let Err(e) = renderer.hb.register_partial(&name, &text) {
                         errors.push(template_error(&display, &text, &e));
+                    } else {
+                        shapes.insert(name.clone(), shape);
                     }
+                    sources.insert(name, (display, text));
                 }
                 Err(e) => errors.push(Diagnostic::new(format!(
                     "cannot read {}: {e}",
@@ -52,6 +67,22 @@ impl Renderer {
                 ))),
             }
         }
+        let (depths, graph_errors) = PartialDepths::new(&shapes);
+        for (name, error) in graph_errors {
+            let (display, text) = &sources[&name];
+            errors.push(match error {
+                GraphError::Cycle { path, offset } => Diagnostic::at_offset(
+                    display,
+                    text,
+                    offset,
+                    format!("partials include each other: {}", path.join(" -> ")),
+                ),
+                GraphError::TooDeep { path, offset } => {
+                    Diagnostic::at_offset(display, text, offset, too_deep(&path))
+                }
+            });
+        }
+        renderer.depths = depths;
         errors.into_result(renderer)
     }
 
@@ -85,6 +116,16 @@ impl Renderer {
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 Diagnostic::new(format!("cannot read template {}: {e}", display.display()))
             })?;
+            let shape = nesting::scan(&text);
+            check_shape(&display, &text, &shape)?;
+            if let (depth, Some((inc, chain))) = self.depths.of(&shape) {
+                if depth > MAX_DEPTH {
+                    let mut path = vec![name.to_owned()];
+                    path.extend(chain);
+                    let message = too_deep(&path);
+                    return Err(Diagnostic::at_offset(&display, &text, inc.offset, message));
+                }
+            }
             self.hb
                 .register_template_string(name, &text)
                 .map_err(|e| template_error(&display, &text, &e))?;
@@ -95,6 +136,28 @@ impl Renderer {
             render_error(&self.dir, &display, &text, &e)
         })
     }
+}
+
+/// Refuses what the scan shows the renderer could not get through: blocks nested past the
+/// limit, and partials named by an expression (which could include themselves without end).
+fn check_shape(display: &Path, text: &str, shape: &Shape) -> Result<(), Diagnostic> {
+    if let Some(offset) = shape.too_deep_at {
+        let message = format!("blocks nest deeper than {MAX_DEPTH} levels here");
+        return Err(Diagnostic::at_offset(display, text, offset, message));
+    }
+    if let Some(inc) = shape.includes.iter().find(|i| i.name.is_none()) {
+        let message = "a partial's name must be written out, not computed: \
+                       converge checks partials for recursion before rendering";
+        return Err(Diagnostic::at_offset(display, text, inc.offset, message));
+    }
+    Ok(())
+}
+
+fn too_deep(path: &[String]) -> String {
+    format!(
+        "blocks and partials nest deeper than {MAX_DEPTH} levels: {}",
+        path.join(" -> ")
+    )
 }
 
 /// `templates/NAME` as shown in messages.
