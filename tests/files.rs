@@ -637,3 +637,35 @@ fn purge_removes_entries_whose_names_are_not_utf8() {
     assert!(!odd.exists());
     assert_eq!(p.apply(&["r"]).code, 0);
 }
+
+#[test]
+fn a_large_rewrite_is_summarised_not_diffed() {
+    let p = Project::new();
+    let old: String = (0..500_000).map(|i| format!("old {i}\n")).collect();
+    let new: String = (0..500_000).map(|i| format!("new {i}\n")).collect();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/big.txt\"\nsource = \"big.txt\"\n",
+    )
+    .file("files/big.txt", &new)
+    .root_file("/etc/big.txt", &old);
+    let check = p.check(&["r"]);
+    assert_eq!(check.code, 2, "{}", check.stderr);
+    let content = check
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("content ("))
+        .unwrap_or_else(|| panic!("{}", check.stdout));
+    let (b, n) = (old.len(), new.len());
+    assert!(
+        content.starts_with(&format!(
+            "    content ({n} bytes, more than 1048576 to diff, not shown): {b} bytes, sha256 "
+        )),
+        "{content}"
+    );
+    assert!(
+        content.ends_with(", 500000 lines removed, 500000 added"),
+        "{content}"
+    );
+    assert!(check.stdout.len() < 2000, "{}", check.stdout.len());
+}
