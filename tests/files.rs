@@ -669,3 +669,34 @@ fn a_large_rewrite_is_summarised_not_diffed() {
     );
     assert!(check.stdout.len() < 2000, "{}", check.stdout.len());
 }
+
+#[test]
+fn a_hard_link_is_replaced_and_the_other_file_keeps_its_owner_and_mode() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/app.conf\"\ncontent = \"secret\\n\"\nowner = \"1234\"\nmode = \"0644\"\n",
+    )
+    .root_file("/etc/shadow", "secret\n");
+    let shadow = p.at("/etc/shadow");
+    std::fs::set_permissions(&shadow, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::hard_link(&shadow, p.at("/etc/app.conf")).unwrap();
+    let check = p.check(&["r"]);
+    assert_eq!(check.code, 2, "{}{}", check.stdout, check.stderr);
+    assert!(
+        check
+            .stdout
+            .contains("    owner: root → 1234\n    mode: 0640 → 0644\n"),
+        "{}",
+        check.stdout
+    );
+    let apply = p.apply(&["r"]);
+    assert_eq!(apply.code, 2, "{}{}", apply.stdout, apply.stderr);
+    let md = std::fs::metadata(&shadow).unwrap();
+    assert_eq!((md.uid(), md.mode() & 0o7777, md.nlink()), (0, 0o640, 1));
+    assert_eq!(std::fs::read_to_string(&shadow).unwrap(), "secret\n");
+    let app = std::fs::metadata(p.at("/etc/app.conf")).unwrap();
+    assert_eq!((app.uid(), app.mode() & 0o7777), (1234, 0o644));
+    assert_ne!(app.ino(), md.ino());
+    assert_eq!(p.apply(&["r"]).code, 0);
+}
