@@ -76,3 +76,71 @@ fn a_chain_of_ten_thousand_role_includes_is_an_error() {
          r00000 -> r00001 -> r00002 -> ... -> r00063 -> r00064"
     );
 }
+
+#[test]
+fn control_characters_empty_names_and_reserved_ids_are_refused_where_written() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        r#"[[file]]
+path = "/etc/a\u0000b"
+content = "x"
+
+[[file]]
+path = "/etc/new\nline"
+content = "x"
+
+[[symlink]]
+path = "/etc/l"
+target = ""
+
+[[exec]]
+name = " "
+command = "true"
+
+[[user]]
+name = "svc"
+uid = 4294967295
+
+[[group]]
+name = "grp"
+gid = 4294967295
+"#,
+    );
+    let validate = p.run(&["validate", "--source", &p.src().display().to_string()]);
+    assert_eq!(validate.code, 1);
+    let heads: Vec<&str> = validate
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: roles/"))
+        .collect();
+    assert_eq!(
+        heads,
+        [
+            "error: roles/r.toml:2:8: invalid path: '/etc/a\\0b' contains the control character '\\0'",
+            "error: roles/r.toml:6:8: invalid path: '/etc/new\\nline' contains the control character '\\n'",
+            "error: roles/r.toml:11:10: empty symlink target: expected the path the link points at",
+            "error: roles/r.toml:23:7: gid 4294967295 is reserved ((uid_t)-1 means \"no change\"); expected 0 to 4294967294",
+            "error: roles/r.toml:19:7: uid 4294967295 is reserved ((uid_t)-1 means \"no change\"); expected 0 to 4294967294",
+            "error: roles/r.toml:14:8: empty exec name: expected a name for the report and for after/notify",
+        ],
+        "{}",
+        validate.stderr
+    );
+    assert_eq!(p.check(&["r"]).code, 1);
+}
+
+#[test]
+fn an_error_on_a_two_megabyte_line_prints_a_window_of_it() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        &format!(
+            "[[file]]\npath = \"/etc/x\"\ncontent = \"{}\" mdoe = 1\n",
+            "x".repeat(2 << 20)
+        ),
+    );
+    let err = refused(&p, "r");
+    assert!(err.len() < 1000, "{} bytes", err.len());
+    assert!(err.starts_with("error: roles/r.toml:3:"), "{err}");
+}
