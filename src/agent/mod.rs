@@ -30,8 +30,11 @@ use record::{RunRecord, SourceStatus};
 pub const LOCK_FILE: &str = "run.lock";
 /// Restart and reload requests not carried out yet, in the state dir.
 pub const NOTIFY_JOURNAL_FILE: &str = "pending-notify.json";
-/// Name of the last run's record in the state dir.
+/// Name of the last apply's record in the state dir.
 pub const LAST_RUN_FILE: &str = "last-run.json";
+/// Name of the last check's record in the state dir: a check never overwrites what the
+/// last apply recorded.
+pub const LAST_CHECK_FILE: &str = "last-check.json";
 
 /// What a run was asked to do beyond the config.
 #[derive(Debug, Clone)]
@@ -123,12 +126,12 @@ pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Fin
         Ok(report) => {
             record.exit_code = report.exit_code();
             record.report = Some(report.clone());
-            publish(config, &record, Some(&report));
+            publish(config, req.mode, &record, Some(&report));
             Ok(Finished { report, record })
         }
         Err(e) => {
             record.error = Some(e.to_string());
-            publish(config, &record, None);
+            publish(config, req.mode, &record, None);
             Err(e)
         }
     }
@@ -140,7 +143,7 @@ fn converge(
     req: &Request,
     record: &mut RunRecord,
 ) -> Result<Report, AgentError> {
-    let (tree_dir, status) = fetch(config)?;
+    let (tree_dir, status, _scratch) = fetch(config, req.mode)?;
     if status.freshness == "stale" || status.freshness == "refused" {
         tracing::warn!(
             source = %config.source,
@@ -186,8 +189,12 @@ fn converge(
     Ok(engine::run_with_journal(&plan, sys, req.mode, &journal))
 }
 
-/// The verified source tree for this run and how it was obtained.
-fn fetch(config: &AgentConfig) -> Result<(PathBuf, SourceStatus), AgentError> {
+/// The verified source tree for this run and how it was obtained. A check never changes the
+/// agent's bundles: what it fetches lives in a scratch dir held by the returned guard.
+fn fetch(
+    config: &AgentConfig,
+    mode: Mode,
+) -> Result<(PathBuf, SourceStatus, Option<bundle::Peeked>), AgentError> {
     let local = Path::new(&config.source);
     // A source tree cannot be verified: with trusted keys set, only signed bundles count.
     if config.trusted_keys.is_empty() && local.join("roles").is_dir() {
@@ -200,7 +207,7 @@ fn fetch(config: &AgentConfig) -> Result<(PathBuf, SourceStatus), AgentError> {
             fetched_objects: 0,
             bundle_age_seconds: 0,
         };
-        return Ok((local.to_path_buf(), status));
+        return Ok((local.to_path_buf(), status, None));
     }
     let source = bundle::Source::parse(&config.source)?;
     let mut trusted_keys = Vec::new();
@@ -216,9 +223,16 @@ fn fetch(config: &AgentConfig) -> Result<(PathBuf, SourceStatus), AgentError> {
         connect_timeout: config.fetch.connect_timeout,
         request_timeout: config.fetch.timeout,
         retries: config.fetch.retries,
+        deadline: config.fetch.deadline,
         ..SyncOptions::default()
     };
-    let outcome = bundle::sync(&source, &config.state_dir, &opts)?;
+    let (outcome, guard) = match mode {
+        Mode::Apply => (bundle::sync(&source, &config.state_dir, &opts)?, None),
+        Mode::Check => {
+            let peeked = bundle::peek(&source, &config.state_dir, &opts)?;
+            (peeked.outcome.clone(), Some(peeked))
+        }
+    };
     let (freshness, reason, fetched_objects) = match &outcome.freshness {
         Freshness::Fresh { fetched_objects } => ("fresh", None, *fetched_objects),
         Freshness::Unchanged => ("unchanged", None, 0),
@@ -236,14 +250,17 @@ fn fetch(config: &AgentConfig) -> Result<(PathBuf, SourceStatus), AgentError> {
         fetched_objects,
         bundle_age_seconds: age.as_secs(),
     };
-    Ok((outcome.bundle_dir, status))
+    Ok((outcome.bundle_dir, status, guard))
 }
 
 /// Writes `last-run.json` and the metrics textfile, and POSTs the record when configured.
 /// Failures here are logged, never fatal: the run itself already happened.
-fn publish(config: &AgentConfig, record: &RunRecord, report: Option<&Report>) {
+fn publish(config: &AgentConfig, mode: Mode, record: &RunRecord, report: Option<&Report>) {
     let json = serde_json::to_vec_pretty(record).expect("records serialize");
-    let last_run = config.state_dir.join(LAST_RUN_FILE);
+    let last_run = config.state_dir.join(match mode {
+        Mode::Apply => LAST_RUN_FILE,
+        Mode::Check => LAST_CHECK_FILE,
+    });
     if let Err(e) = crate::system::fs::write_state_file(&last_run, &json, 0o600) {
         tracing::warn!(path = %last_run.display(), error = %e, "cannot write the run record");
     }
@@ -258,7 +275,7 @@ fn publish(config: &AgentConfig, record: &RunRecord, report: Option<&Report>) {
             .unwrap_or(Duration::ZERO)
             .as_secs_f64();
         let text = metrics::render(report, &metrics, now.floor());
-        let path = config.metrics_path();
+        let path = config.metrics_path(mode);
         // node_exporter reads it as its own, unprivileged user.
         if let Err(e) = crate::system::fs::write_state_file(&path, text.as_bytes(), 0o644) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics textfile");

@@ -67,13 +67,13 @@ pub fn render(report: &Report, source: &SourceMetrics, finished_unix: f64) -> St
         "bundle_age_seconds",
         "Age of the bundle the last run used, since it was fetched.",
         "gauge",
-        &[("", source.bundle_age_seconds)],
+        &[(&m, source.bundle_age_seconds)],
     );
     metric(
         "source_stale",
         "1 when the source was unreachable or refused and the last known good bundle was used.",
         "gauge",
-        &[("", f64::from(u8::from(source.stale)))],
+        &[(&m, f64::from(u8::from(source.stale)))],
     );
     out
 }
@@ -122,8 +122,8 @@ mod tests {
             "converge_resources{mode=\"apply\",state=\"changed\"} 1",
             "converge_resources{mode=\"apply\",state=\"failed\"} 1",
             "converge_drift_detected{mode=\"apply\"} 1",
-            "converge_bundle_age_seconds 60",
-            "converge_source_stale 1",
+            "converge_bundle_age_seconds{mode=\"apply\"} 60",
+            "converge_source_stale{mode=\"apply\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }
