@@ -238,8 +238,9 @@ fn render_error(dir: &Path, display: &Path, text: &str, e: &RenderError) -> Diag
     }
 }
 
-/// What a value helper computes from its parameters.
-type Compute = fn(&[&Value]) -> Result<Value, String>;
+/// What a value helper computes from its parameters; an error names the parameter (by
+/// index) and what was expected of it, never its value (it may be a secret).
+type Compute = fn(&[&Value]) -> Result<Value, (usize, &'static str)>;
 
 /// A value helper whose parameters must all exist (strict mode reaches into helpers too).
 struct Strict {
@@ -278,7 +279,19 @@ impl HelperDef for Strict {
         let values: Vec<&Value> = params.iter().map(|p| p.value()).collect();
         (self.compute)(&values)
             .map(ScopedJson::Derived)
-            .map_err(|m| RenderErrorReason::Other(format!("helper '{}': {m}", h.name())).into())
+            .map_err(|(i, expected)| {
+                let param = &params[i];
+                let what = match param.relative_path() {
+                    Some(path) => format!("'{path}'"),
+                    None => format!("parameter {}", i + 1),
+                };
+                let message = format!(
+                    "helper '{}': {what} is {}, expected {expected}",
+                    h.name(),
+                    kind_of(param.value())
+                );
+                RenderErrorReason::Other(message).into()
+            })
     }
 }
 
@@ -326,20 +339,30 @@ fn register_helpers(hb: &mut Handlebars<'static>) {
     }
 }
 
-fn join(v: &[&Value]) -> Result<Value, String> {
+/// A value's type, for messages that must not show the value.
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a table",
+    }
+}
+
+fn join(v: &[&Value]) -> Result<Value, (usize, &'static str)> {
     let sep = v.get(1).map_or(", ".to_owned(), |s| s.render());
-    let items = v[0]
-        .as_array()
-        .ok_or_else(|| format!("expected a list, got {}", v[0]))?;
+    let items = v[0].as_array().ok_or((0, "a list"))?;
     let parts: Vec<String> = items.iter().map(|i| i.render()).collect();
     Ok(Value::String(parts.join(&sep)))
 }
 
-fn indent(v: &[&Value]) -> Result<Value, String> {
+fn indent(v: &[&Value]) -> Result<Value, (usize, &'static str)> {
     let width = v[1]
         .as_u64()
         .filter(|w| *w <= 1000)
-        .ok_or_else(|| format!("expected a number of spaces from 0 to 1000, got {}", v[1]))?;
+        .ok_or((1, "a number of spaces from 0 to 1000"))?;
     let pad = " ".repeat(width as usize);
     let text = v[0].render();
     let out: Vec<String> = text
@@ -406,6 +429,33 @@ mod tests {
         assert_eq!(
             e.headline(),
             "templates/x.hbs:1:1: missing variable 'vars.nope'"
+        );
+    }
+
+    #[test]
+    fn helper_errors_name_the_variable_never_its_value() {
+        let (_d, mut r) = setup(&[
+            ("j.hbs", "{{join vars.pw \",\"}}"),
+            ("i.hbs", "{{indent \"x\" vars.pw}}"),
+            ("n.hbs", "{{indent \"x\" 5000}}"),
+        ]);
+        let ctx = json!({"vars": {"pw": "hunter2"}});
+        let e = r.render("j.hbs", &ctx).unwrap_err();
+        assert_eq!(
+            e.headline(),
+            "templates/j.hbs:1:1: helper 'join': 'vars.pw' is a string, expected a list"
+        );
+        let e = r.render("i.hbs", &ctx).unwrap_err();
+        assert_eq!(
+            e.headline(),
+            "templates/i.hbs:1:1: helper 'indent': 'vars.pw' is a string, expected a number of spaces from 0 to 1000"
+        );
+        let e = r.render("n.hbs", &ctx).unwrap_err();
+        assert!(
+            e.headline()
+                .ends_with("parameter 2 is a number, expected a number of spaces from 0 to 1000"),
+            "{}",
+            e.headline()
         );
     }
 

@@ -700,3 +700,77 @@ fn a_hard_link_is_replaced_and_the_other_file_keeps_its_owner_and_mode() {
     assert_ne!(app.ino(), md.ino());
     assert_eq!(p.apply(&["r"]).code, 0);
 }
+
+#[test]
+fn variables_rendered_into_sensitive_files_never_reach_logs_or_errors() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/token\"\ntemplate = \"token.hbs\"\nsensitive = true\n",
+    )
+    .file(
+        "templates/token.hbs",
+        "token={{upper vars.token}}\nkey={{vars.key}}\nhosts={{join vars.hosts \",\"}}\n",
+    );
+    let config = p.src().parent().unwrap().join("agent.toml");
+    let state = p.src().parent().unwrap().join("state");
+    std::fs::write(
+        &config,
+        format!(
+            "source = \"{}\"\nstate_dir = \"{}\"\n[vars]\nkey = \"agent-config-secret\"\nhosts = [\"h1\"]\n",
+            p.src().display(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let secrets = ["cli-secret", "CLI-SECRET", "agent-config-secret"];
+    let (root, facts) = (
+        p.root().display().to_string(),
+        p.facts_path().display().to_string(),
+    );
+    // The agent path: the source and the [vars] come from the agent config.
+    let run = |cmd: &str, token: &str| {
+        let var = format!("token={token}");
+        p.run(&[
+            cmd, "--config", &config, "--root", &root, "--facts", &facts, "--role", "r", "--var",
+            &var, "-vvv",
+        ])
+    };
+    for cmd in ["check", "apply"] {
+        let r = run(cmd, "cli-secret");
+        assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+        for s in secrets {
+            assert!(
+                !r.stdout.contains(s) && !r.stderr.contains(s),
+                "{cmd} leaks {s}:\n{}{}",
+                r.stdout,
+                r.stderr
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(p.at("/etc/token")).unwrap(),
+        "token=CLI-SECRET\nkey=agent-config-secret\nhosts=h1\n"
+    );
+    // A helper error names the variable, not its value.
+    p.file(
+        "templates/token.hbs",
+        "token={{vars.token}}\nhosts={{join vars.key \",\"}}\n",
+    );
+    let r = run("apply", "cli-secret");
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("helper 'join': 'vars.key' is a string, expected a list"),
+        "{}",
+        r.stderr
+    );
+    for s in secrets {
+        assert!(
+            !r.stdout.contains(s) && !r.stderr.contains(s),
+            "leaks {s}:\n{}",
+            r.stderr
+        );
+    }
+}
