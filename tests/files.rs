@@ -774,3 +774,60 @@ fn variables_rendered_into_sensitive_files_never_reach_logs_or_errors() {
         );
     }
 }
+
+#[test]
+fn a_trees_own_links_resolve_inside_it_for_facts_and_owners() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/app.conf\"\ncontent = \"x\\n\"\nowner = \"treeuser\"\n",
+    )
+    .root_file("/usr/lib/os-release", "ID=treeos\nVERSION_ID=\"7\"\n")
+    .root_file(
+        "/etc/passwd-",
+        "root:x:0:0::/root:/bin/sh\ntreeuser:x:4321:4321::/:/bin/sh\n",
+    );
+    // Absolute links, as a Debian tree has them: followed on the host they would give the
+    // host's os-release and the host's users.
+    std::os::unix::fs::symlink("/usr/lib/os-release", p.at("/etc/os-release")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd-", p.at("/etc/passwd")).unwrap();
+    let root = p.root().display().to_string();
+    let facts = p.run(&["facts", "--root", &root, "--json"]);
+    assert_eq!(facts.code, 0, "{}", facts.stderr);
+    let facts: serde_json::Value = serde_json::from_str(&facts.stdout).unwrap();
+    assert_eq!(facts["os"]["id"], "treeos");
+    assert_eq!(facts["os"]["version_id"], "7");
+    let apply = p.apply(&["r"]);
+    assert_eq!(apply.code, 2, "{}{}", apply.stdout, apply.stderr);
+    assert_eq!(
+        std::fs::metadata(p.at("/etc/app.conf")).unwrap().uid(),
+        4321
+    );
+}
+
+#[test]
+fn a_fifo_at_the_trees_passwd_is_refused_not_waited_on() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/app.conf\"\ncontent = \"x\\n\"\nowner = \"root\"\n\n[[user]]\nname = \"svc\"\n",
+    );
+    let fifo = p.at("/etc/passwd");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let check = p.check(&["r"]);
+    assert!(
+        check
+            .stderr
+            .contains("/etc/passwd is a fifo, not a regular file: not read"),
+        "{}{}",
+        check.stdout,
+        check.stderr
+    );
+    assert!(check.stdout.contains("! user:svc"), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("+ create file:/etc/app.conf"),
+        "{}",
+        check.stdout
+    );
+}
