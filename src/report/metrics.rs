@@ -70,6 +70,29 @@ pub fn render(report: &Report, source: &SourceMetrics, finished_unix: f64) -> St
         &[(&m, source.bundle_age_seconds)],
     );
     metric(
+        "health_checks_failed",
+        "Health checks that failed in the last run (before any rollback).",
+        "gauge",
+        &[(&m, report.failed_health().count() as f64)],
+    );
+    metric(
+        "rolled_back",
+        "1 when the last run's changes were rolled back after a failing health check.",
+        "gauge",
+        &[(
+            &m,
+            f64::from(u8::from(
+                report.rollback.as_ref().is_some_and(|r| !r.preview),
+            )),
+        )],
+    );
+    metric(
+        "bundle_held",
+        "1 when the current bundle was rolled back on this host and is not applied again (the host stays on its last good state).",
+        "gauge",
+        &[(&m, f64::from(u8::from(report.held.is_some())))],
+    );
+    metric(
         "source_stale",
         "1 when the source was unreachable or refused and the last known good bundle was used.",
         "gauge",
