@@ -60,6 +60,9 @@ pub enum Command {
     /// Undo a past run's changes (files, directories, links, sysctls, packages, services),
     /// then restart or reload what it had. Exit 0 nothing to undo, 2 undone, 4 failures.
     Rollback(RollbackArgs),
+    /// Write the man page and shell completions (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 /// Where roles come from and which apply.
@@ -210,4 +213,11 @@ pub struct RenderArgs {
     /// Roles and their source.
     #[command(flatten)]
     pub source: SourceArgs,
+}
+
+/// Arguments of generate.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Directory to write the man pages, converge.bash, _converge (zsh) and converge.fish into.
+    pub dir: PathBuf,
 }

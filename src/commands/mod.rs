@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod facts;
+pub mod generate;
 pub mod history;
 pub mod keys;
 pub mod publish;
@@ -53,7 +54,7 @@ pub fn facts(file: Option<&Path>, root: &Path) -> anyhow::Result<Value> {
             }
             Ok(value)
         }
-        None => Ok(serde_json::to_value(Facts::gather(root))?),
+        None => Ok(serde_json::to_value(Facts::gather(root)?)?),
     }
 }
 
