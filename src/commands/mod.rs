@@ -1,6 +1,7 @@
 //! One module per subcommand, plus what they share: where roles come from, facts, overrides.
 
 pub mod agent;
+pub mod bootstrap;
 pub mod facts;
 pub mod generate;
 pub mod history;
