@@ -55,6 +55,27 @@ pub enum Command {
     Publish(PublishArgs),
     /// Create a minisign key pair for signing bundles.
     Keygen(KeygenArgs),
+    /// Record this host's observable state (kernel settings, packages, units, accounts,
+    /// files) as versioned JSON. Changes nothing.
+    Snapshot(SnapshotArgs),
+}
+
+/// Arguments of snapshot.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Observe this directory tree instead of the running system (kernel settings still come
+    /// from the running kernel: a tree has none).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Where to write the snapshot; `-` is stdout (created 0600: it holds config text).
+    #[arg(long, short = 'o', value_name = "FILE|-", default_value = "-")]
+    pub output: String,
+    /// Record files under this path (repeatable; default /etc).
+    #[arg(long = "path", value_name = "DIR")]
+    pub paths: Vec<PathBuf>,
+    /// Also treat files matching this glob as secrets, recorded by hash only (repeatable).
+    #[arg(long = "secret", value_name = "GLOB")]
+    pub secrets: Vec<String>,
 }
 
 /// Where roles come from and which apply.

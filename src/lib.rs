@@ -10,4 +10,5 @@ pub mod render;
 pub mod report;
 pub mod resource;
 pub mod role;
+pub mod snapshot;
 pub mod system;

@@ -31,6 +31,7 @@ fn main() {
         Command::Agent(args) => commands::agent::run(args),
         Command::Publish(args) => commands::publish::run(args),
         Command::Keygen(args) => commands::keys::run(args),
+        Command::Snapshot(args) => commands::snapshot::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

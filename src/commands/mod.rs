@@ -6,6 +6,7 @@ pub mod keys;
 pub mod publish;
 pub mod render;
 pub mod run;
+pub mod snapshot;
 pub mod validate;
 
 use std::path::{Path, PathBuf};

@@ -258,6 +258,12 @@ fn decide(
             "converging a tree (--root): nothing runs there".into(),
         );
     }
+    if !sys.systemd_running() {
+        return Decision::Skip(
+            NotifyStatus::NotNeeded,
+            "systemd is not running here: nothing runs as a unit".into(),
+        );
+    }
     if let Err(e) = reloaded {
         return Decision::Fail(format!("daemon-reload: {e}"));
     }

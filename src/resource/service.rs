@@ -99,7 +99,10 @@ impl Resource for ServiceResource {
         let status = sys.unit_status(&self.unit())?;
         // A unit nothing in this run will create fails now, so check does not promise an
         // enable or start that apply cannot do.
-        if status.not_found() && self.needs_unit(sys.is_live()) && self.unit_provider.is_none() {
+        if status.not_found()
+            && self.needs_unit(sys.systemd_running())
+            && self.unit_provider.is_none()
+        {
             return Err(ResourceError::UnitNotFound {
                 unit: self.unit(),
                 hint: "no unit file, and nothing in this run provides one (give the service a \
@@ -199,6 +202,11 @@ impl Resource for ServiceResource {
         match self.state {
             Some(state) if !sys.is_live() => vec![format!(
                 "state = \"{}\" is not managed under --root (nothing runs in a tree)",
+                state.as_str()
+            )],
+            Some(state) if !sys.systemd_running() => vec![format!(
+                "state = \"{}\" is not managed: systemd is not running here (no \
+                 /run/systemd/system); enablement is managed in the unit files",
                 state.as_str()
             )],
             _ => Vec::new(),

@@ -19,7 +19,7 @@ pub struct PackageStatus {
 
 impl System {
     /// `program` run against this root: directly on the live host, else inside `chroot ROOT`.
-    fn package_tool(&self, program: &str) -> Command {
+    pub(super) fn package_tool(&self, program: &str) -> Command {
         let mut cmd = if self.is_live() {
             tool(program)
         } else {

@@ -7,11 +7,13 @@ pub mod accounts;
 pub mod apt;
 pub mod command;
 pub mod fs;
+pub mod installed;
 pub mod path;
 pub mod process;
 pub mod procfs;
 pub mod systemd;
 pub mod users;
+pub mod walk;
 
 use std::io;
 use std::path::{Path, PathBuf};

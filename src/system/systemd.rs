@@ -4,7 +4,9 @@
 //! it adds no dependency, and `systemctl --root=DIR` edits a tree offline with the very same
 //! install logic (symlinks in `*.wants/`, masks to /dev/null) that the running manager uses.
 //! `show` is refused together with `--root`, so offline the unit file state comes from
-//! `is-enabled` and the runtime state is unknown.
+//! `is-enabled` and the runtime state is unknown. "Offline" is also the live host when no
+//! systemd runs it (a chroot while baking an image, a plain container): enablement is
+//! managed in its unit files as under `--root`, and nothing can be started or stopped.
 
 use std::path::Path;
 use std::process::Command;
@@ -59,7 +61,7 @@ impl UnitStatus {
 impl System {
     fn systemctl(&self) -> Command {
         let mut cmd = tool("systemctl");
-        if !self.is_live() {
+        if !self.systemd_running() {
             cmd.arg(format!("--root={}", self.root().display()));
         }
         cmd.arg("--no-ask-password");
@@ -68,11 +70,7 @@ impl System {
 
     /// The state of `unit` (a full name such as `nginx.service`). Never changes anything.
     pub fn unit_status(&self, unit: &str) -> Result<UnitStatus, SystemError> {
-        if self.is_live() {
-            // sd_booted(3): without this directory systemctl can only say "Host is down".
-            if !Path::new("/run/systemd/system").is_dir() {
-                return Err(SystemError::NoSystemd(unit.to_owned()));
-            }
+        if self.systemd_running() {
             let mut cmd = self.systemctl();
             cmd.args([
                 "show",
@@ -107,6 +105,87 @@ impl System {
             main_pid: None,
         })
     }
+}
+
+/// One unit file as `systemctl list-unit-files` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitFile {
+    /// Full unit name, e.g. `ssh.service`.
+    pub name: String,
+    /// `enabled`, `disabled`, `masked`, `static`, `alias`...
+    pub state: String,
+    /// What the distribution's presets say (`enabled`/`disabled`), when they say anything.
+    pub preset: Option<String>,
+    /// `active`, `inactive`, `failed`...; only when systemd runs this root.
+    pub active: Option<String>,
+}
+
+impl System {
+    /// Whether a systemd manager runs this root: the live host booted with systemd. A tree,
+    /// a chroot or a plain container is handled offline, the way `systemctl --root` does.
+    pub fn systemd_running(&self) -> bool {
+        // sd_booted(3).
+        self.is_live() && Path::new("/run/systemd/system").is_dir()
+    }
+
+    /// Every unit file with its enablement and preset, plus the active state of each unit
+    /// when systemd runs. Offline (a tree, or no running systemd) read with `--root`.
+    pub fn unit_files(&self) -> Result<Vec<UnitFile>, SystemError> {
+        let mut cmd = self.systemctl();
+        cmd.args(["list-unit-files", "--no-legend", "--no-pager", "--full"]);
+        let mut files = parse_unit_files(&command::run(&mut cmd)?);
+        if self.systemd_running() {
+            let mut cmd = self.systemctl();
+            cmd.args([
+                "list-units",
+                "--all",
+                "--no-legend",
+                "--no-pager",
+                "--plain",
+                "--full",
+            ]);
+            let active = parse_list_units(&command::run(&mut cmd)?);
+            for f in &mut files {
+                f.active = Some(
+                    active
+                        .get(&f.name)
+                        .cloned()
+                        .unwrap_or_else(|| "inactive".into()),
+                );
+            }
+        }
+        Ok(files)
+    }
+}
+
+fn parse_unit_files(text: &str) -> Vec<UnitFile> {
+    let mut out: Vec<UnitFile> = text
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let (name, state) = (words.next()?, words.next()?);
+            let preset = words.next().filter(|p| *p != "-").map(str::to_owned);
+            Some(UnitFile {
+                name: name.to_owned(),
+                state: state.to_owned(),
+                preset,
+                active: None,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn parse_list_units(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next()?;
+            let _load = words.next()?;
+            Some((name.to_owned(), words.next()?.to_owned()))
+        })
+        .collect()
 }
 
 fn parse_show(text: &str) -> UnitStatus {
@@ -179,11 +258,13 @@ impl UnitVerb {
 impl Host<'_> {
     /// Runs `systemctl VERB UNIT` (offline verbs under `--root` use `systemctl --root`).
     pub fn systemctl(&self, verb: UnitVerb, unit: &str) -> Result<(), SystemError> {
-        if verb.needs_running_system() && !self.sys.is_live() {
-            return Err(SystemError::NotLive(format!(
-                "systemctl {} {unit}",
-                verb.as_str()
-            )));
+        if verb.needs_running_system() && !self.sys.systemd_running() {
+            let what = format!("systemctl {} {unit}", verb.as_str());
+            return Err(if self.sys.is_live() {
+                SystemError::NoSystemd(what)
+            } else {
+                SystemError::NotLive(what)
+            });
         }
         let mut cmd = self.sys.systemctl();
         cmd.args([verb.as_str(), "--", unit]);
@@ -193,7 +274,7 @@ impl Host<'_> {
 
     /// Makes the running manager reread unit files; nothing to do for a tree.
     pub fn daemon_reload(&self) -> Result<(), SystemError> {
-        if !self.sys.is_live() {
+        if !self.sys.systemd_running() {
             return Ok(());
         }
         let mut cmd = self.sys.systemctl();
@@ -218,6 +299,19 @@ mod tests {
         assert!(!is_unit_path(Path::new(
             "/etc/systemd/journald.conf.d/x.conf"
         )));
+    }
+
+    #[test]
+    fn unit_file_lists_parse_with_and_without_presets() {
+        let files = parse_unit_files(
+            "ssh.service enabled enabled\nsshd.service alias -\nx.timer disabled\n",
+        );
+        assert_eq!(files[0].name, "ssh.service");
+        assert_eq!(files[0].preset.as_deref(), Some("enabled"));
+        assert_eq!(files[1].preset, None);
+        assert_eq!(files[2].state, "disabled");
+        let active = parse_list_units("ssh.service loaded active running OpenBSD Secure Shell\n");
+        assert_eq!(active["ssh.service"], "active");
     }
 
     #[test]
