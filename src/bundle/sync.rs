@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::cache::{BundleRecord, StateDir, SyncState};
 use super::error::BundleError;
 use super::fetch::{Fetcher, ManifestFetch};
-use super::manifest::{FileEntry, Manifest};
+use super::manifest::{rfc3339_micros, FileEntry, Manifest, MAX_CLOCK_SKEW};
 use super::signature::{self, TrustedKey};
 use super::source::Source;
 use super::{MANIFEST_FILE, SIGNATURE_FILE};
@@ -255,6 +255,7 @@ fn try_sync(
         return Ok(outcome(state, &s, Freshness::Unchanged));
     }
 
+    check_not_in_future(&manifest, &fetcher.url(MANIFEST_FILE))?;
     if let Some(current) = current {
         check_not_older(
             state,
@@ -419,14 +420,52 @@ fn check_not_older(
         // parse() already checked both; only a hand-made Manifest gets here.
         return Ok(());
     };
-    if new < old {
+    // A current bundle dated far beyond the moment this host fetched it came from a wrong
+    // clock (or from before hosts refused such manifests): as a floor it would refuse every
+    // genuine publish until that date. Bounded by the host's clock, it blocks at most
+    // MAX_CLOCK_SKEW after the fetch.
+    let fetched = recorded.and_then(|r| r.record(current)).map_or_else(
+        || state.fetched_at(current),
+        |r| UNIX_EPOCH + Duration::from_secs(r.fetched_at),
+    );
+    let bound = fetched + MAX_CLOCK_SKEW;
+    let (floor, current_created) = if old > bound {
+        (
+            bound,
+            format!(
+                "{}, counted as {} since it was fetched at {}",
+                current_manifest.created,
+                rfc3339_micros(bound),
+                rfc3339_micros(fetched)
+            ),
+        )
+    } else {
+        (old, current_manifest.created)
+    };
+    // Strictly newer: publish dates every manifest after the one it replaces, so an equal
+    // date is the same publish or a replay of one made within the same instant.
+    if new <= floor {
         return Err(BundleError::OlderThanCurrent {
             url: url.to_string(),
             created: manifest.created.clone(),
-            current_created: current_manifest.created,
+            current_created,
         });
     }
     Ok(())
+}
+
+/// Refuses a manifest dated more than [`MAX_CLOCK_SKEW`] ahead of this host's clock: accepted,
+/// it would become the floor that every later (correctly dated) publish fails against.
+fn check_not_in_future(manifest: &Manifest, url: &str) -> Result<(), BundleError> {
+    let now = SystemTime::now();
+    match manifest.created_at() {
+        Ok(created) if created > now + MAX_CLOCK_SKEW => Err(BundleError::CreatedInFuture {
+            url: url.to_string(),
+            created: manifest.created.clone(),
+            now: rfc3339_micros(now),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A saved signer only counts if that key is still trusted; otherwise re-verify.

@@ -18,6 +18,7 @@ use crate::resource::attrs::{parse_mode, Ownership};
 use crate::resource::directory::DirectoryResource;
 use crate::resource::file::FileResource;
 use crate::resource::symlink::SymlinkResource;
+use crate::resource::validate;
 use crate::resource::{Managed, ResourceId};
 use crate::role::model::FileSpec;
 use crate::role::{vars, Role, SourceTree};
@@ -111,6 +112,9 @@ impl<'a> Builder<'a> {
             let Some((from, content)) = self.content(role, spec) else {
                 continue;
             };
+            let Some(validate) = self.validate_command(role, &s.validate) else {
+                continue;
+            };
             let rendered = self.options.keep_rendered.then(|| Rendered {
                 from,
                 content: content.clone(),
@@ -123,6 +127,7 @@ impl<'a> Builder<'a> {
                 ownership,
                 sensitive: s.sensitive,
                 managed_ancestor: None,
+                validate,
             };
             let common = Common {
                 path: Some(path),
@@ -284,6 +289,30 @@ impl<'a> Builder<'a> {
             mode,
             ..Ownership::default()
         })
+    }
+
+    /// A `validate` command, which must say where the file to check goes. `None`: invalid.
+    fn validate_command(
+        &mut self,
+        role: &Role,
+        command: &Option<Spanned<String>>,
+    ) -> Option<Option<String>> {
+        let Some(command) = command else {
+            return Some(None);
+        };
+        let text = command.get_ref();
+        if text.contains(validate::PLACEHOLDER) {
+            return Some(Some(text.clone()));
+        }
+        self.errors.push(role.error_at(
+            command.span().start,
+            format!(
+                "validate '{text}': the command must name the file to check as {}, e.g. \"nginx -t -c {}\"",
+                validate::PLACEHOLDER,
+                validate::PLACEHOLDER
+            ),
+        ));
+        None
     }
 
     /// The file's bytes from exactly one of content, template or source.

@@ -66,6 +66,9 @@ pub struct FileSpec {
     /// Hide content from diffs, logs and reports.
     #[serde(default)]
     pub sensitive: bool,
+    /// Command that must accept the new content before it replaces the old, e.g.
+    /// `nginx -t -c {path}` (`{path}`: a temp file holding the new content).
+    pub validate: Option<Spanned<String>>,
     /// Template variables for this file only, merged over the role vars.
     #[serde(default)]
     pub vars: toml::Table,
@@ -178,6 +181,9 @@ pub struct UnitSpec {
     pub template: Option<Spanned<String>>,
     /// File copied verbatim, relative to the bundle's `files/`.
     pub source: Option<Spanned<String>>,
+    /// Command that must accept the new unit file first, e.g.
+    /// `systemd-analyze verify {path}`.
+    pub validate: Option<Spanned<String>>,
     /// Template variables for this unit only, merged over the role vars.
     #[serde(default)]
     pub vars: toml::Table,
