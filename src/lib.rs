@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod bundle;
+pub mod capture;
 pub mod compare;
 pub mod diagnostics;
 pub mod engine;

@@ -17,7 +17,7 @@ use crate::diagnostics::{Diagnostic, Location};
 use crate::system::{System, SystemError};
 
 pub use accounts::{GroupEntry, UserEntry};
-pub use files::{FileEntry, FileType, DEFAULT_SECRETS};
+pub use files::{FileEntry, FileType, CONTENT_LIMIT, DEFAULT_SECRETS};
 pub use packages::PackageEntry;
 pub use sysctl::SysctlEntry;
 pub use units::UnitEntry;
