@@ -32,6 +32,8 @@ fn main() {
         Command::Publish(args) => commands::publish::run(args),
         Command::Keygen(args) => commands::keys::run(args),
         Command::Snapshot(args) => commands::snapshot::run(args),
+        Command::Compare(args) => commands::compare::run(args, cli.color),
+        Command::Capture(args) => commands::capture::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -1,6 +1,8 @@
 //! One module per subcommand, plus what they share: where roles come from, facts, overrides.
 
 pub mod agent;
+pub mod capture;
+pub mod compare;
 pub mod facts;
 pub mod keys;
 pub mod publish;
