@@ -4,6 +4,8 @@
 mod bundle_support;
 #[path = "bundle_support/crash_tests.rs"]
 mod crash_tests;
+#[path = "bundle_support/hang_tests.rs"]
+mod hang_tests;
 #[path = "bundle_support/ordering_tests.rs"]
 mod ordering_tests;
 #[path = "bundle_support/signing_tests.rs"]

@@ -164,6 +164,31 @@ impl StateDir {
             .at(self.objects())
     }
 
+    /// A fresh scratch dir for a look that must not touch this state (under `bundles/`, so
+    /// a run killed while holding one leaves a temp entry the next open sweeps).
+    pub fn scratch_dir(&self) -> Result<tempfile::TempDir, BundleError> {
+        tempfile::Builder::new()
+            .prefix(&format!("{TEMP_PREFIX}scratch-"))
+            .tempdir_in(self.bundles())
+            .at(self.bundles())
+    }
+
+    /// Hard-link the objects `manifest` needs that `other` already holds into this store, so
+    /// a scratch sync downloads only what is new. Best effort: anything not linked is
+    /// fetched, and every copy is re-hashed when materialised.
+    pub fn link_objects_from(&self, other: &StateDir, manifest: &Manifest) {
+        for entry in manifest.files.values() {
+            if other.has_object(&entry.sha256, entry.size)
+                && !self.has_object(&entry.sha256, entry.size)
+            {
+                let _ = fs::hard_link(
+                    other.objects().join(&entry.sha256),
+                    self.objects().join(&entry.sha256),
+                );
+            }
+        }
+    }
+
     /// Give a verified temp file its final content-addressed name.
     pub fn commit_object(&self, tmp: NamedTempFile, sha256: &str) -> Result<(), BundleError> {
         tmp.as_file().sync_all().at(tmp.path())?;

@@ -109,6 +109,14 @@ pub enum BundleError {
         /// `created` of the current bundle's manifest.
         current_created: String,
     },
+    /// A directory source holds something other than a regular file where a file belongs.
+    #[error("{path}: is {what}, not a regular file; refused without reading it")]
+    SpecialFile {
+        /// The path in the source.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
+    },
     /// The manifest is dated too far ahead of this host's clock to be ordered safely.
     #[error("{url}: manifest created {created} lies in the future (this host's clock says {now}; more than 5m ahead): the publisher's clock or this host's is wrong; fix it and publish again")]
     CreatedInFuture {
@@ -161,6 +169,7 @@ impl BundleError {
                 | BundleError::SignatureInvalid { .. }
                 | BundleError::OlderThanCurrent { .. }
                 | BundleError::CreatedInFuture { .. }
+                | BundleError::SpecialFile { .. }
         )
     }
 

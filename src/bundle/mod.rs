@@ -30,7 +30,7 @@ pub use signature::{
     SecretKeyFile, TrustedKey, PASSWORD_ENV, PUBLIC_KEY_FILE, SECRET_KEY_FILE,
 };
 pub use source::Source;
-pub use sync::{sync, Freshness, SyncOptions, SyncOutcome};
+pub use sync::{peek, sync, Freshness, Peeked, SyncOptions, SyncOutcome, DEFAULT_DEADLINE};
 
 /// Name of the manifest in a published bundle.
 pub const MANIFEST_FILE: &str = "manifest.json";

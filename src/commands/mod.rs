@@ -4,6 +4,7 @@ pub mod agent;
 pub mod capture;
 pub mod compare;
 pub mod facts;
+pub mod history;
 pub mod keys;
 pub mod publish;
 pub mod render;
