@@ -36,6 +36,8 @@ fn main() {
         Command::Snapshot(args) => commands::snapshot::run(args),
         Command::Compare(args) => commands::compare::run(args, cli.color),
         Command::Capture(args) => commands::capture::run(args),
+        Command::Bootstrap(args) => commands::bootstrap::run(args, cli.color),
+        Command::Generate(args) => commands::generate::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

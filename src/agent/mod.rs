@@ -1,6 +1,7 @@
 //! The pull agent: lock, fetch and verify the bundle (or fall back to the last known good),
 //! classify, converge, and leave a report and metrics behind.
 
+pub mod bootstrap;
 pub mod classify;
 pub mod config;
 pub mod held;

@@ -167,6 +167,11 @@ impl TrustedKey {
     pub fn key_id(&self) -> String {
         key_id(self.key.keynum())
     }
+
+    /// The key's base64 line, as in a `.pub` file.
+    pub fn to_base64(&self) -> String {
+        self.key.to_base64()
+    }
 }
 
 /// Check `sig_text` over `data` against `keys`; returns the id of the key that signed.
