@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod capture;
 pub mod compare;
 pub mod diagnostics;
+pub mod durable;
 pub mod engine;
 pub mod facts;
 pub mod health;

@@ -5,11 +5,9 @@ pub mod bootstrap;
 pub mod classify;
 pub mod config;
 pub mod held;
-pub mod lock;
 pub mod record;
 pub mod schedule;
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::bundle::{self, Freshness, SyncOptions, TrustedKey};
 use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::durable::{self, FileSpec, LockError, StateLock};
 use crate::engine;
 use crate::history::{self, Recorder};
 use crate::plan::{self, PlanOptions};
@@ -26,11 +25,8 @@ use crate::report::{Mode, Report};
 use crate::role::{self, vars, SourceTree};
 use crate::system::System;
 use config::AgentConfig;
-use lock::{LockError, RunLock};
 use record::{RunRecord, SourceStatus};
 
-/// Name of the run lock in the state dir.
-pub const LOCK_FILE: &str = "run.lock";
 /// Restart and reload requests not carried out yet, in the state dir.
 pub const NOTIFY_JOURNAL_FILE: &str = "pending-notify.json";
 /// Name of the last apply's record in the state dir.
@@ -97,17 +93,7 @@ pub struct Finished {
 /// converges are recorded too, so monitoring sees a host that cannot run.
 pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Finished, AgentError> {
     let started = SystemTime::now();
-    // 0700: bundles may carry secrets, and run records show diffs.
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.state_dir)
-        .map_err(|source| AgentError::StateDir {
-            path: config.state_dir.clone(),
-            source,
-        })?;
-    let _lock = RunLock::acquire(&config.state_dir.join(LOCK_FILE), config.lock_wait)?;
-    crate::system::fs::sweep_stale_temps(&config.state_dir);
+    let lock = StateLock::acquire(&config.state_dir, Some(config.lock_wait))?;
     let host = req
         .facts
         .get("hostname")
@@ -125,7 +111,7 @@ pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Fin
         error: None,
         report: None,
     };
-    let result = converge(config, sys, req, &mut record);
+    let result = converge(config, &lock, sys, req, &mut record);
     record.finished = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     match result {
         Ok(report) => {
@@ -144,11 +130,12 @@ pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Fin
 
 fn converge(
     config: &AgentConfig,
+    lock: &StateLock,
     sys: &System,
     req: &Request,
     record: &mut RunRecord,
 ) -> Result<Report, AgentError> {
-    let (tree_dir, status, _scratch) = fetch(config, req.mode)?;
+    let (tree_dir, status, _scratch) = fetch(config, lock, req.mode)?;
     if status.freshness == "stale" || status.freshness == "refused" {
         tracing::warn!(
             source = %config.source,
@@ -275,6 +262,7 @@ fn finish_interrupted_rollback(config: &AgentConfig, sys: &System) -> Option<Rep
 /// agent's bundles: what it fetches lives in a scratch dir held by the returned guard.
 fn fetch(
     config: &AgentConfig,
+    lock: &StateLock,
     mode: Mode,
 ) -> Result<(PathBuf, SourceStatus, Option<bundle::Peeked>), AgentError> {
     let local = Path::new(&config.source);
@@ -309,9 +297,9 @@ fn fetch(
         ..SyncOptions::default()
     };
     let (outcome, guard) = match mode {
-        Mode::Apply => (bundle::sync(&source, &config.state_dir, &opts)?, None),
+        Mode::Apply => (bundle::sync_locked(&source, lock, &opts)?, None),
         Mode::Check => {
-            let peeked = bundle::peek(&source, &config.state_dir, &opts)?;
+            let peeked = bundle::peek_locked(&source, lock, &opts)?;
             (peeked.outcome.clone(), Some(peeked))
         }
     };
@@ -343,7 +331,7 @@ fn publish(config: &AgentConfig, mode: Mode, record: &RunRecord, report: Option<
         Mode::Apply => LAST_RUN_FILE,
         Mode::Check => LAST_CHECK_FILE,
     });
-    if let Err(e) = crate::system::fs::write_state_file(&last_run, &json, 0o600) {
+    if let Err(e) = durable::write_file(&last_run, &json, &FileSpec::mode(0o600)) {
         tracing::warn!(path = %last_run.display(), error = %e, "cannot write the run record");
     }
     if let Some(report) = report {
@@ -359,7 +347,7 @@ fn publish(config: &AgentConfig, mode: Mode, record: &RunRecord, report: Option<
         let text = metrics::render(report, &metrics, now.floor());
         let path = config.metrics_path(mode);
         // node_exporter reads it as its own, unprivileged user.
-        if let Err(e) = crate::system::fs::write_state_file(&path, text.as_bytes(), 0o644) {
+        if let Err(e) = durable::write_file(&path, text.as_bytes(), &FileSpec::mode(0o644)) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics textfile");
         }
     }
