@@ -175,7 +175,7 @@ fn sysctl(role: &mut CapturedRole, old: &Snapshot, d: &Difference) {
 /// Writes the role to `output` (SRC/roles/NAME.toml) and each captured file's content to
 /// SRC/files/NAME/PATH: 0600 for sensitive ones, 0644 otherwise.
 pub fn write(role: &CapturedRole, output: &Path) -> Result<(), CaptureError> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use crate::durable::{write_file, FileSpec};
     let src = source_of(output, &role.name)?;
     let err = |path: &Path| {
         let path = path.to_path_buf();
@@ -186,23 +186,13 @@ pub fn write(role: &CapturedRole, output: &Path) -> Result<(), CaptureError> {
         if let Some(dir) = dest.parent() {
             std::fs::create_dir_all(dir).map_err(err(dir))?;
         }
-        // Replace, never write through: an old copy may be a link a previous run left.
-        match std::fs::remove_file(&dest) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(&dest)(e)),
-            _ => {}
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(if f.sensitive { 0o600 } else { 0o644 })
-            .open(&dest)
-            .map_err(err(&dest))?;
-        std::io::Write::write_all(&mut file, &f.content).map_err(err(&dest))?;
+        let mode = if f.sensitive { 0o600 } else { 0o644 };
+        write_file(&dest, &f.content, &FileSpec::mode(mode)).map_err(err(&dest))?;
     }
     if let Some(dir) = output.parent() {
         std::fs::create_dir_all(dir).map_err(err(dir))?;
     }
-    std::fs::write(output, role.to_toml()).map_err(err(output))
+    write_file(output, role.to_toml().as_bytes(), &FileSpec::mode(0o644)).map_err(err(output))
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Writes to stdout for `-`, else atomically to a 0600 file next to its final name.
+/// Writes to stdout for `-`, else atomically to a 0600 file.
 fn write(output: &str, snap: &Snapshot) -> anyhow::Result<()> {
     let text = snap.to_json();
     if output == "-" {
@@ -43,20 +43,12 @@ fn write(output: &str, snap: &Snapshot) -> anyhow::Result<()> {
             .context("cannot write the snapshot to stdout")?;
         return Ok(());
     }
-    let path = Path::new(output);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    // tempfile creates 0600, which is what a file holding config text should be.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&converge::system::fs::temp_prefix())
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {output}"))?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {output}"))?;
+    // 0600: a snapshot holds config text, some of it not world-readable on the host.
+    converge::durable::write_file(
+        Path::new(output),
+        text.as_bytes(),
+        &converge::durable::FileSpec::mode(0o600),
+    )
+    .with_context(|| format!("cannot write {output}"))?;
     Ok(())
 }
