@@ -12,6 +12,7 @@ pub mod path;
 pub mod process;
 pub mod procfs;
 pub mod systemd;
+pub mod tree_file;
 pub mod users;
 pub mod walk;
 

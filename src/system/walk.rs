@@ -70,6 +70,7 @@ fn visit_entry(
         uid: st.st_uid,
         gid: st.st_gid,
         mode: st.st_mode & 0o7777,
+        links: st.st_nlink,
     };
     let size = u64::try_from(st.st_size).unwrap_or(0);
     let entry = |kind| WalkEntry {
