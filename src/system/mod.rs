@@ -18,6 +18,7 @@ pub mod process;
 pub mod procfs;
 pub mod services;
 pub mod systemd;
+pub mod tree_file;
 pub mod users;
 
 use std::io;
