@@ -97,7 +97,7 @@ impl ServiceResource {
             .unit_provider
             .as_ref()
             .filter(|p| p.kind == "package")?;
-        let missing = sys.unit_status(&self.unit()).ok()?.not_found();
+        let missing = sys.services().status(sys, &self.unit()).ok()?.not_found();
         missing.then(|| {
             format!(
                 "{package} installs this unit in this run, and its install script may enable \
