@@ -37,7 +37,8 @@ pub(super) fn observe(sys: &System) -> Result<BTreeMap<String, UnitEntry>, Syste
         return Ok(BTreeMap::new());
     }
     Ok(sys
-        .unit_files()?
+        .services()
+        .unit_files(sys)?
         .into_iter()
         .filter(|u| !NOT_CONFIGURED.contains(&u.state.as_str()))
         .map(|u| {

@@ -49,7 +49,7 @@ impl System {
     /// Every package dpkg has installed (`ii` and `hi`; not removed ones whose conffiles
     /// remain), sorted by name.
     pub fn installed_packages(&self) -> Result<Vec<InstalledPackage>, SystemError> {
-        let mut cmd = self.package_tool("dpkg-query");
+        let mut cmd = super::apt::package_tool(self, "dpkg-query");
         cmd.args([
             "-W",
             "-f=${binary:Package}\t${Architecture}\t${Version}\t${Status}\n${Conffiles}\n",
@@ -62,7 +62,7 @@ impl System {
 
     /// dpkg's native architecture (`dpkg --print-architecture`).
     pub fn native_arch(&self) -> Result<String, SystemError> {
-        let mut cmd = self.package_tool("dpkg");
+        let mut cmd = super::apt::package_tool(self, "dpkg");
         cmd.arg("--print-architecture");
         Ok(command::run(&mut cmd)?.trim().to_owned())
     }

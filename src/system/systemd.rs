@@ -1,4 +1,5 @@
-//! systemd through `systemctl`: unit state, enable/disable/mask, start/stop/restart/reload.
+//! The systemd backend of [`ServiceManager`], through `systemctl`: unit state,
+//! enable/disable/mask, start/stop/restart/reload, daemon-reload.
 //!
 //! `systemctl` rather than a D-Bus client: it is the interface systemd documents for scripts,
 //! it adds no dependency, and `systemctl --root=DIR` edits a tree offline with the very same
@@ -12,6 +13,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::command::{self, tool};
+use super::services::{ServiceManager, UnitFile, UnitStatus, UnitVerb};
 use super::{Host, System, SystemError};
 
 /// Directories whose unit files systemd only rereads on `daemon-reload`.
@@ -38,40 +40,33 @@ pub fn is_unit_path(path: &Path) -> bool {
     is_dropin_dir && parent.parent().is_some_and(in_unit_dir)
 }
 
-/// What systemd says about one unit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnitStatus {
-    /// `loaded`, `not-found`, `masked`, `bad-setting`...; offline only `loaded` or `not-found`.
-    pub load: String,
-    /// `active`, `inactive`, `failed`, `activating`...; `None` offline, where nothing runs.
-    pub active: Option<String>,
-    /// `enabled`, `disabled`, `masked`, `static`...; empty when there is no unit file.
-    pub file_state: String,
-    /// The main process, when one runs.
-    pub main_pid: Option<u32>,
+/// systemd on the live host, or `systemctl --root` on a tree.
+#[derive(Debug, Default)]
+pub struct Systemd;
+
+/// Whether a systemd manager runs this root: the live host booted with systemd (sd_booted(3)).
+/// A tree, a chroot or a plain container is handled offline, the way `systemctl --root` does.
+fn running(sys: &System) -> bool {
+    sys.is_live() && Path::new("/run/systemd/system").is_dir()
 }
 
-impl UnitStatus {
-    /// Whether systemd knows no unit file of this name.
-    pub fn not_found(&self) -> bool {
-        self.load == "not-found"
+fn systemctl(sys: &System) -> Command {
+    let mut cmd = tool("systemctl");
+    if !running(sys) {
+        cmd.arg(format!("--root={}", sys.root().display()));
     }
+    cmd.arg("--no-ask-password");
+    cmd
 }
 
-impl System {
-    fn systemctl(&self) -> Command {
-        let mut cmd = tool("systemctl");
-        if !self.systemd_running() {
-            cmd.arg(format!("--root={}", self.root().display()));
-        }
-        cmd.arg("--no-ask-password");
-        cmd
+impl ServiceManager for Systemd {
+    fn runs_units(&self, sys: &System) -> bool {
+        running(sys)
     }
 
-    /// The state of `unit` (a full name such as `nginx.service`). Never changes anything.
-    pub fn unit_status(&self, unit: &str) -> Result<UnitStatus, SystemError> {
-        if self.systemd_running() {
-            let mut cmd = self.systemctl();
+    fn status(&self, sys: &System, unit: &str) -> Result<UnitStatus, SystemError> {
+        if running(sys) {
+            let mut cmd = systemctl(sys);
             cmd.args([
                 "show",
                 "-p",
@@ -81,7 +76,7 @@ impl System {
             ]);
             return Ok(parse_show(&command::run(&mut cmd)?));
         }
-        let mut cmd = self.systemctl();
+        let mut cmd = systemctl(sys);
         cmd.args(["is-enabled", "--", unit]);
         let out = command::output(&mut cmd)?;
         // is-enabled exits non-zero for disabled and masked units too; only the text counts.
@@ -105,37 +100,34 @@ impl System {
             main_pid: None,
         })
     }
-}
 
-/// One unit file as `systemctl list-unit-files` lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnitFile {
-    /// Full unit name, e.g. `ssh.service`.
-    pub name: String,
-    /// `enabled`, `disabled`, `masked`, `static`, `alias`...
-    pub state: String,
-    /// What the distribution's presets say (`enabled`/`disabled`), when they say anything.
-    pub preset: Option<String>,
-    /// `active`, `inactive`, `failed`...; only when systemd runs this root.
-    pub active: Option<String>,
-}
-
-impl System {
-    /// Whether a systemd manager runs this root: the live host booted with systemd. A tree,
-    /// a chroot or a plain container is handled offline, the way `systemctl --root` does.
-    pub fn systemd_running(&self) -> bool {
-        // sd_booted(3).
-        self.is_live() && Path::new("/run/systemd/system").is_dir()
+    fn is_definition(&self, path: &Path) -> bool {
+        is_unit_path(path)
     }
 
-    /// Every unit file with its enablement and preset, plus the active state of each unit
-    /// when systemd runs. Offline (a tree, or no running systemd) read with `--root`.
-    pub fn unit_files(&self) -> Result<Vec<UnitFile>, SystemError> {
-        let mut cmd = self.systemctl();
+    /// `systemctl VERB UNIT` (offline verbs under `--root` use `systemctl --root`).
+    fn act(&self, host: &Host, verb: UnitVerb, unit: &str) -> Result<(), SystemError> {
+        let sys = host.system();
+        if verb.needs_running_system() && !self.runs_units(sys) {
+            let what = format!("systemctl {} {unit}", verb.as_str());
+            return Err(if sys.is_live() {
+                SystemError::NoSystemd(what)
+            } else {
+                SystemError::NotLive(what)
+            });
+        }
+        let mut cmd = systemctl(sys);
+        cmd.args([verb.as_str(), "--", unit]);
+        tracing::info!(unit, verb = verb.as_str(), "systemctl");
+        command::run(&mut cmd).map(drop)
+    }
+
+    fn unit_files(&self, sys: &System) -> Result<Vec<UnitFile>, SystemError> {
+        let mut cmd = systemctl(sys);
         cmd.args(["list-unit-files", "--no-legend", "--no-pager", "--full"]);
         let mut files = parse_unit_files(&command::run(&mut cmd)?);
-        if self.systemd_running() {
-            let mut cmd = self.systemctl();
+        if running(sys) {
+            let mut cmd = systemctl(sys);
             cmd.args([
                 "list-units",
                 "--all",
@@ -146,15 +138,23 @@ impl System {
             ]);
             let active = parse_list_units(&command::run(&mut cmd)?);
             for f in &mut files {
-                f.active = Some(
-                    active
-                        .get(&f.name)
-                        .cloned()
-                        .unwrap_or_else(|| "inactive".into()),
-                );
+                let state = active.get(&f.name).cloned();
+                f.active = Some(state.unwrap_or_else(|| "inactive".into()));
             }
         }
         Ok(files)
+    }
+
+    /// Nothing to do for a tree: no manager has read its units.
+    fn reload_definitions(&self, host: &Host) -> Result<(), SystemError> {
+        let sys = host.system();
+        if !self.runs_units(sys) {
+            return Ok(());
+        }
+        let mut cmd = systemctl(sys);
+        cmd.arg("daemon-reload");
+        tracing::info!("systemctl daemon-reload");
+        command::run(&mut cmd).map(drop)
     }
 }
 
@@ -208,80 +208,6 @@ fn parse_show(text: &str) -> UnitStatus {
         }
     }
     status
-}
-
-/// What can be asked of systemd about one unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnitVerb {
-    /// Start it now.
-    Start,
-    /// Stop it now.
-    Stop,
-    /// Restart it if it runs (never starts a stopped unit).
-    TryRestart,
-    /// Reload its configuration.
-    Reload,
-    /// Start it at boot.
-    Enable,
-    /// Do not start it at boot.
-    Disable,
-    /// Make it impossible to start.
-    Mask,
-    /// Undo a mask.
-    Unmask,
-}
-
-impl UnitVerb {
-    /// The systemctl verb.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnitVerb::Start => "start",
-            UnitVerb::Stop => "stop",
-            UnitVerb::TryRestart => "try-restart",
-            UnitVerb::Reload => "reload",
-            UnitVerb::Enable => "enable",
-            UnitVerb::Disable => "disable",
-            UnitVerb::Mask => "mask",
-            UnitVerb::Unmask => "unmask",
-        }
-    }
-
-    /// Whether it acts on the running manager rather than on unit files.
-    pub fn needs_running_system(self) -> bool {
-        matches!(
-            self,
-            UnitVerb::Start | UnitVerb::Stop | UnitVerb::TryRestart | UnitVerb::Reload
-        )
-    }
-}
-
-impl Host<'_> {
-    /// Runs `systemctl VERB UNIT` (offline verbs under `--root` use `systemctl --root`).
-    pub fn systemctl(&self, verb: UnitVerb, unit: &str) -> Result<(), SystemError> {
-        if verb.needs_running_system() && !self.sys.systemd_running() {
-            let what = format!("systemctl {} {unit}", verb.as_str());
-            return Err(if self.sys.is_live() {
-                SystemError::NoSystemd(what)
-            } else {
-                SystemError::NotLive(what)
-            });
-        }
-        let mut cmd = self.sys.systemctl();
-        cmd.args([verb.as_str(), "--", unit]);
-        tracing::info!(unit, verb = verb.as_str(), "systemctl");
-        command::run(&mut cmd).map(drop)
-    }
-
-    /// Makes the running manager reread unit files; nothing to do for a tree.
-    pub fn daemon_reload(&self) -> Result<(), SystemError> {
-        if !self.sys.systemd_running() {
-            return Ok(());
-        }
-        let mut cmd = self.sys.systemctl();
-        cmd.arg("daemon-reload");
-        tracing::info!("systemctl daemon-reload");
-        command::run(&mut cmd).map(drop)
-    }
 }
 
 #[cfg(test)]
