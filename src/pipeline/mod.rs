@@ -172,7 +172,10 @@ fn converge(
         .then(|| settings.state_dir.join(NOTIFY_JOURNAL_FILE));
     // Only an apply goes into the history: a check changes nothing to roll back.
     if !req.history || req.mode == Mode::Check {
-        let mut report = engine::run_with_journal(&plan, sys, req.mode, journal.as_deref());
+        let mut report = match &journal {
+            Some(journal) => engine::run_with_journal(&plan, sys, req.mode, journal),
+            None => engine::run(&plan, sys, req.mode),
+        };
         if req.record {
             report.held = held;
         }
