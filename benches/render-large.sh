@@ -26,17 +26,20 @@ setup "$work/plain" big.txt
 sed 1d "$work/rendered" > "$work/plain/templates/big.txt"
 
 measure() { # $1: label, $2: source dir
-  local times=() rss=() t0 t1
+  local times=() cpus=() rss=() t0 t1
   for _ in $(seq "$runs"); do
     t0=$(date +%s%N)
-    /usr/bin/time -f %M -o "$work/rss" "$bin" render --source "$2" --role big > /dev/null
+    /usr/bin/time -f '%M %U %S' -o "$work/rss" "$bin" render --source "$2" --role big > /dev/null
     t1=$(date +%s%N)
-    times+=($(( (t1 - t0) / 1000000 ))); rss+=("$(cat "$work/rss")")
+    times+=($(( (t1 - t0) / 1000000 )))
+    read -r kib user sys < "$work/rss"
+    rss+=("$kib"); cpus+=("$(echo "($user + $sys) * 1000 / 1" | bc)")
   done
-  local mt mr
-  mt=$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
-  mr=$(printf '%s\n' "${rss[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
-  printf '%-34s %8d ms  peak RSS %6.1f MiB\n' "$1" "$mt" "$(echo "$mr / 1024" | bc -l)"
+  local mid=$(( (runs + 1) / 2 )) mt mc mr
+  mt=$(printf '%s\n' "${times[@]}" | sort -n | sed -n "${mid}p")
+  mc=$(printf '%s\n' "${cpus[@]}" | sort -n | sed -n "${mid}p")
+  mr=$(printf '%s\n' "${rss[@]}" | sort -n | sed -n "${mid}p")
+  printf '%-36s %7d ms wall %7d ms CPU  peak RSS %6.1f MiB\n' "$1" "$mt" "$mc" "$(echo "$mr / 1024" | bc -l)"
 }
 size=$(stat -c %s "$work/plain/templates/big.txt")
 echo "lines: $lines, output: $((size / 1024)) KiB, runs: $runs (medians)"
