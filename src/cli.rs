@@ -55,6 +55,18 @@ pub enum Command {
     Publish(PublishArgs),
     /// Create a minisign key pair for signing bundles.
     Keygen(KeygenArgs),
+    /// List the apply runs that changed something, newest last, with how they ended.
+    History(StateArgs),
+    /// Undo a past run's changes (files, directories, links, sysctls, packages, services),
+    /// then restart or reload what it had. Exit 0 nothing to undo, 2 undone, 4 failures.
+    Rollback(RollbackArgs),
+    /// Set this host up: trusted keys, agent config, the first converge, the timer.
+    /// Safe to run again: what is already in place is left alone.
+    /// Exit 0 nothing changed, 2 changes made, 4/6 the first run failed, 1 could not run.
+    Bootstrap(BootstrapArgs),
+    /// Write the man page and shell completions (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 /// Where roles come from and which apply.
@@ -99,10 +111,43 @@ pub struct RunArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
-    /// State dir for bundles, the lock and run records (default: the agent config's, else
-    /// /var/lib/converge). Used when the source is a bundle or comes from the config.
+    /// State dir for bundles, the lock, run records and the run history (default: the agent
+    /// config's, else /var/lib/converge). A source tree keeps a history only with this flag.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// apply: apply the bundle even if it was rolled back on this host before.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Where the run history lives.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Agent config naming the state dir.
+    #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
+    pub config: PathBuf,
+    /// State dir (default: the agent config's, else /var/lib/converge).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+/// Arguments of rollback.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The run to undo, as `converge history` lists it (default: the newest).
+    pub run: Option<String>,
+    /// Only show what would be restored.
+    #[arg(long)]
+    pub check: bool,
+    /// The tree the run converged (must match the run's).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Where the history lives.
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// Arguments of agent.
@@ -129,6 +174,28 @@ pub struct PublishArgs {
     /// minisign secret key to sign the manifest with (password from CONVERGE_SIGNING_PASSWORD).
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+}
+
+/// Arguments of bootstrap.
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// The published bundle to follow: https://, http://, file:// or a bundle directory.
+    #[arg(long, short = 's', value_name = "URL")]
+    pub source: String,
+    /// Role for this host (repeatable). Default: nodes.toml in the bundle decides.
+    #[arg(long = "role", short = 'r', value_name = "NAME")]
+    pub roles: Vec<String>,
+    /// Trusted public key (repeatable): a minisign .pub file, or the key's base64 line.
+    /// With a key, a bundle not signed by it is refused and nothing is applied.
+    #[arg(long = "key", short = 'k', value_name = "PUBKEY")]
+    pub keys: Vec<String>,
+    /// Host variable for the agent config's [vars] (repeatable), e.g. --var workers=8.
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Set up this directory tree (an image) instead of the running system; the timer is
+    /// enabled offline and starts when the image boots.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
 }
 
 /// Arguments of keygen.
@@ -172,4 +239,11 @@ pub struct RenderArgs {
     /// Roles and their source.
     #[command(flatten)]
     pub source: SourceArgs,
+}
+
+/// Arguments of generate.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Directory to write the man pages, converge.bash, _converge (zsh) and converge.fish into.
+    pub dir: PathBuf,
 }

@@ -3,8 +3,11 @@
 pub mod agent;
 pub mod bundle;
 pub mod diagnostics;
+pub mod durable;
 pub mod engine;
 pub mod facts;
+pub mod health;
+pub mod history;
 pub mod plan;
 pub mod render;
 pub mod report;

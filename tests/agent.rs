@@ -1,100 +1,13 @@
 //! The pull agent end to end: a published bundle served by a real nginx, conditional polls,
 //! last known good under faults, signatures, the run lock, records and metrics.
 
+mod agent_support;
 mod fixture;
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fixture::Project;
-use support::Nginx;
-
-/// A project whose source tree is published into `out/` and served by nginx.
-struct Served {
-    p: Project,
-    out: PathBuf,
-    state: PathBuf,
-    nginx: Nginx,
-}
-
-impl Served {
-    fn new() -> Served {
-        let p = Project::new();
-        p.file(
-            "roles/web.toml",
-            "[[file]]\npath = \"/etc/app.conf\"\ntemplate = \"app.conf.hbs\"\nmode = \"0640\"\n\n[[file]]\npath = \"/etc/motd\"\ncontent = \"hello\\n\"\n",
-        )
-        .file("templates/app.conf.hbs", "version = 1\nhost = {{facts.hostname}}\n");
-        let out = p.src().parent().unwrap().join("out");
-        let state = p.src().parent().unwrap().join("state");
-        publish(&p.src(), &out, None);
-        let nginx = Nginx::serve(&out);
-        Served {
-            p,
-            out,
-            state,
-            nginx,
-        }
-    }
-
-    fn apply(&self, extra: &[&str]) -> fixture::Run {
-        let url = format!("{}/", self.nginx.url());
-        let state = self.state.display().to_string();
-        let mut args = vec!["--state-dir", &state];
-        args.extend_from_slice(extra);
-        self.p.converge_from(&url, "apply", &["web"], &args)
-    }
-
-    /// Writes `agent.toml` for this source and state dir, plus `extra` lines.
-    fn config(&self, extra: &str) -> String {
-        let path = self.state.parent().unwrap().join("agent.toml");
-        let text = format!(
-            "source = \"{}/\"\nroles = [\"web\"]\nstate_dir = \"{}\"\n{extra}",
-            self.nginx.url(),
-            self.state.display()
-        );
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    }
-
-    /// `converge CMD --config CONFIG` into the project's root, with its facts.
-    fn run_config(&self, cmd: &str, config: &str) -> fixture::Run {
-        let root = self.p.root().display().to_string();
-        let facts = self.p.facts_path().display().to_string();
-        self.p
-            .run(&[cmd, "--config", config, "--root", &root, "--facts", &facts])
-    }
-
-    fn record(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.state.join("last-run.json")).unwrap();
-        serde_json::from_str(&text).unwrap()
-    }
-
-    /// `(path, status)` of every request nginx logged, oldest first.
-    fn requests(&self) -> Vec<(String, u16)> {
-        self.nginx
-            .access_log()
-            .lines()
-            .filter_map(|l| {
-                let mut quoted = l.split('"');
-                let request = quoted.nth(1)?;
-                let status = quoted.next()?.split_whitespace().next()?.parse().ok()?;
-                Some((request.split_whitespace().nth(1)?.to_owned(), status))
-            })
-            .collect()
-    }
-}
-
-fn publish(src: &Path, out: &Path, key: Option<&Path>) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_converge"));
-    cmd.arg("publish").arg(src).arg(out);
-    if let Some(k) = key {
-        cmd.arg("--key").arg(k);
-    }
-    let o = cmd.output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
+use agent_support::{publish, Served};
 
 #[test]
 fn first_run_fetches_then_an_unchanged_poll_is_one_304_then_a_change_is_applied() {
@@ -182,7 +95,9 @@ fn source_down_converges_from_the_last_known_good_and_says_stale() {
     assert_eq!(record["source"]["freshness"], "stale");
     let metrics = std::fs::read_to_string(state.join("converge.prom")).unwrap();
     assert!(
-        metrics.lines().any(|l| l == "converge_source_stale 1"),
+        metrics
+            .lines()
+            .any(|l| l == "converge_source_stale{mode=\"apply\"} 1"),
         "{metrics}"
     );
     assert!(metrics

@@ -41,6 +41,9 @@ pub struct AgentConfig {
     /// How long a second run waits for the lock before giving up.
     #[serde(default = "default_lock_wait", with = "humantime_serde")]
     pub lock_wait: Duration,
+    /// How many apply runs that changed something the history keeps (with their backups).
+    #[serde(default = "default_keep_runs")]
+    pub keep_runs: std::num::NonZeroUsize,
     /// Fetch limits.
     #[serde(default)]
     pub fetch: FetchConfig,
@@ -59,6 +62,10 @@ pub struct FetchConfig {
     /// Extra attempts after a transient failure.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// Limit for the whole fetch, every request and retry included; then the run uses the
+    /// last known good bundle.
+    #[serde(default = "default_deadline", with = "humantime_serde")]
+    pub deadline: Duration,
 }
 
 impl Default for FetchConfig {
@@ -67,6 +74,7 @@ impl Default for FetchConfig {
             connect_timeout: default_connect_timeout(),
             timeout: default_request_timeout(),
             retries: default_retries(),
+            deadline: default_deadline(),
         }
     }
 }
@@ -83,11 +91,17 @@ fn default_splay() -> Duration {
 fn default_lock_wait() -> Duration {
     Duration::from_secs(10)
 }
+fn default_keep_runs() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(crate::history::DEFAULT_KEEP_RUNS).expect("not zero")
+}
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(60)
+}
+fn default_deadline() -> Duration {
+    crate::bundle::DEFAULT_DEADLINE
 }
 fn default_retries() -> u32 {
     3
@@ -163,11 +177,24 @@ impl AgentConfig {
         Ok(config)
     }
 
-    /// Where the Prometheus textfile goes.
-    pub fn metrics_path(&self) -> PathBuf {
-        self.metrics_file
+    /// Where the Prometheus textfile of an apply (or of a check) goes. A check writes its own
+    /// file beside apply's (`converge-check.prom`), so alerts on apply's series never see a
+    /// check's numbers and neither run erases the other's series.
+    pub fn metrics_path(&self, mode: crate::report::Mode) -> PathBuf {
+        let apply = self
+            .metrics_file
             .clone()
-            .unwrap_or_else(|| self.state_dir.join("converge.prom"))
+            .unwrap_or_else(|| self.state_dir.join("converge.prom"));
+        match mode {
+            crate::report::Mode::Apply => apply,
+            crate::report::Mode::Check => {
+                let stem = apply.file_stem().map_or_else(
+                    || "converge".to_owned(),
+                    |s| s.to_string_lossy().into_owned(),
+                );
+                apply.with_file_name(format!("{stem}-check.prom"))
+            }
+        }
     }
 }
 
@@ -193,8 +220,12 @@ mod tests {
         assert_eq!(c.interval, Duration::from_secs(1800));
         assert_eq!(c.splay, Duration::from_secs(300));
         assert_eq!(
-            c.metrics_path(),
+            c.metrics_path(crate::report::Mode::Apply),
             Path::new("/var/lib/converge/converge.prom")
+        );
+        assert_eq!(
+            c.metrics_path(crate::report::Mode::Check),
+            Path::new("/var/lib/converge/converge-check.prom")
         );
     }
 

@@ -1,13 +1,13 @@
 //! The pull agent: lock, fetch and verify the bundle (or fall back to the last known good),
 //! classify, converge, and leave a report and metrics behind.
 
+pub mod bootstrap;
 pub mod classify;
 pub mod config;
-pub mod lock;
+pub mod held;
 pub mod record;
 pub mod schedule;
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -15,7 +15,9 @@ use serde_json::{Map, Value};
 
 use crate::bundle::{self, Freshness, SyncOptions, TrustedKey};
 use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::durable::{self, FileSpec, LockError, StateLock};
 use crate::engine;
+use crate::history::{self, Recorder};
 use crate::plan::{self, PlanOptions};
 use crate::render::Renderer;
 use crate::report::metrics::{self, SourceMetrics};
@@ -23,15 +25,15 @@ use crate::report::{Mode, Report};
 use crate::role::{self, vars, SourceTree};
 use crate::system::System;
 use config::AgentConfig;
-use lock::{LockError, RunLock};
 use record::{RunRecord, SourceStatus};
 
-/// Name of the run lock in the state dir.
-pub const LOCK_FILE: &str = "run.lock";
 /// Restart and reload requests not carried out yet, in the state dir.
 pub const NOTIFY_JOURNAL_FILE: &str = "pending-notify.json";
-/// Name of the last run's record in the state dir.
+/// Name of the last apply's record in the state dir.
 pub const LAST_RUN_FILE: &str = "last-run.json";
+/// Name of the last check's record in the state dir: a check never overwrites what the
+/// last apply recorded.
+pub const LAST_CHECK_FILE: &str = "last-check.json";
 
 /// What a run was asked to do beyond the config.
 #[derive(Debug, Clone)]
@@ -44,6 +46,8 @@ pub struct Request {
     pub overrides: Map<String, Value>,
     /// Facts for rendering and classification.
     pub facts: Value,
+    /// Apply even a bundle that was rolled back on this host (`converge apply --force`).
+    pub force: bool,
 }
 
 /// Why a run could not run at all (exit 1).
@@ -89,17 +93,7 @@ pub struct Finished {
 /// converges are recorded too, so monitoring sees a host that cannot run.
 pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Finished, AgentError> {
     let started = SystemTime::now();
-    // 0700: bundles may carry secrets, and run records show diffs.
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.state_dir)
-        .map_err(|source| AgentError::StateDir {
-            path: config.state_dir.clone(),
-            source,
-        })?;
-    let _lock = RunLock::acquire(&config.state_dir.join(LOCK_FILE), config.lock_wait)?;
-    crate::system::fs::sweep_stale_temps(&config.state_dir);
+    let lock = StateLock::acquire(&config.state_dir, Some(config.lock_wait))?;
     let host = req
         .facts
         .get("hostname")
@@ -117,18 +111,18 @@ pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Fin
         error: None,
         report: None,
     };
-    let result = converge(config, sys, req, &mut record);
+    let result = converge(config, &lock, sys, req, &mut record);
     record.finished = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     match result {
         Ok(report) => {
             record.exit_code = report.exit_code();
             record.report = Some(report.clone());
-            publish(config, &record, Some(&report));
+            publish(config, req.mode, &record, Some(&report));
             Ok(Finished { report, record })
         }
         Err(e) => {
             record.error = Some(e.to_string());
-            publish(config, &record, None);
+            publish(config, req.mode, &record, None);
             Err(e)
         }
     }
@@ -136,11 +130,12 @@ pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Fin
 
 fn converge(
     config: &AgentConfig,
+    lock: &StateLock,
     sys: &System,
     req: &Request,
     record: &mut RunRecord,
 ) -> Result<Report, AgentError> {
-    let (tree_dir, status) = fetch(config)?;
+    let (tree_dir, status, _scratch) = fetch(config, lock, req.mode)?;
     if status.freshness == "stale" || status.freshness == "refused" {
         tracing::warn!(
             source = %config.source,
@@ -148,7 +143,22 @@ fn converge(
             "using the last known good bundle"
         );
     }
+    let bundle_id = status.bundle_id.clone();
     record.source = Some(status);
+    if req.mode == Mode::Apply {
+        if let Some(report) = finish_interrupted_rollback(config, sys) {
+            return Ok(report);
+        }
+    }
+    // Remembered per bundle id; a source tree read in place has none, so nothing is held.
+    let held =
+        held::load(&config.state_dir).filter(|h| !h.bundle.is_empty() && h.bundle == bundle_id);
+    if let (Some(h), Mode::Apply, false) = (&held, req.mode, req.force) {
+        tracing::warn!(bundle = %h.bundle, run = %h.run, "bundle was rolled back here; not applying it again");
+        let mut report = Report::new(req.mode, SystemTime::now(), Duration::ZERO, Vec::new());
+        report.held = held;
+        return Ok(report);
+    }
     let tree = SourceTree::open(&tree_dir).map_err(Diagnostics::from)?;
     let roles = if !req.roles.is_empty() {
         req.roles.clone()
@@ -177,17 +187,84 @@ fn converge(
         &mut renderer,
         PlanOptions::default(),
     )?;
-    if !sys.is_live() {
-        // The journal holds the live host's open restarts; a run on a tree has none of its
-        // own and must not consume (or clear) them.
-        return Ok(engine::run(&plan, sys, req.mode));
+    // The journal holds the live host's open restarts; a run on a tree has none of its own
+    // and must not consume (or clear) them.
+    let journal = sys
+        .is_live()
+        .then(|| config.state_dir.join(NOTIFY_JOURNAL_FILE));
+    let recorder = Recorder::new(&config.state_dir, config.keep_runs.get(), &bundle_id);
+    recorder
+        .update(|s| s.root = sys.root().to_path_buf())
+        .map_err(|e| AgentError::StateDir {
+            path: config.state_dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    let mut report = engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder);
+    if req.mode == Mode::Apply {
+        match &report.rollback {
+            Some(rb) if !bundle_id.is_empty() => remember(config, &bundle_id, &rb.run, &rb.reason),
+            Some(_) => {}
+            None => held::clear(&config.state_dir),
+        }
+    } else {
+        report.held = held;
     }
-    let journal = config.state_dir.join(NOTIFY_JOURNAL_FILE);
-    Ok(engine::run_with_journal(&plan, sys, req.mode, &journal))
+    Ok(report)
 }
 
-/// The verified source tree for this run and how it was obtained.
-fn fetch(config: &AgentConfig) -> Result<(PathBuf, SourceStatus), AgentError> {
+fn remember(config: &AgentConfig, bundle: &str, run: &str, reason: &str) {
+    let h = held::HeldBundle {
+        bundle: bundle.to_owned(),
+        run: run.to_owned(),
+        reason: reason.to_owned(),
+        at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+    };
+    if let Err(e) = held::save(&config.state_dir, &h) {
+        tracing::warn!(error = %e, "cannot remember the rolled-back bundle");
+    }
+}
+
+/// A rollback killed half-way is finished before anything else: its run's changes are put
+/// back (restoring is idempotent), its services acted on again, and its bundle remembered.
+fn finish_interrupted_rollback(config: &AgentConfig, sys: &System) -> Option<Report> {
+    let mut past = history::load(&config.state_dir, None).ok()?;
+    if past.summary.status != history::RunStatus::RollingBack || past.summary.root != sys.root() {
+        return None;
+    }
+    tracing::warn!(run = %past.summary.id, "finishing a rollback that was interrupted");
+    let host = sys.host();
+    let reason = past.summary.rollback_reason.clone().unwrap_or_default();
+    let rollback = engine::rollback::undo(
+        &host,
+        &past.summary.id,
+        reason.clone(),
+        &past.priors,
+        &past.blobs,
+        &past.summary.services,
+    );
+    past.summary.status = if rollback.complete() {
+        history::RunStatus::RolledBack
+    } else {
+        history::RunStatus::RollbackIncomplete
+    };
+    if let Err(e) = past.save() {
+        tracing::warn!(error = %e, "cannot record the finished rollback");
+    }
+    if !past.summary.bundle.is_empty() {
+        remember(config, &past.summary.bundle, &past.summary.id, &reason);
+    }
+    let mut report = Report::new(Mode::Apply, SystemTime::now(), Duration::ZERO, Vec::new());
+    report.rollback = Some(rollback);
+    Some(report)
+}
+
+/// The verified source tree for this run and how it was obtained. A check never changes the
+/// agent's bundles: what it fetches lives in a scratch dir held by the returned guard.
+fn fetch(
+    config: &AgentConfig,
+    lock: &StateLock,
+    mode: Mode,
+) -> Result<(PathBuf, SourceStatus, Option<bundle::Peeked>), AgentError> {
     let local = Path::new(&config.source);
     // A source tree cannot be verified: with trusted keys set, only signed bundles count.
     if config.trusted_keys.is_empty() && local.join("roles").is_dir() {
@@ -200,7 +277,7 @@ fn fetch(config: &AgentConfig) -> Result<(PathBuf, SourceStatus), AgentError> {
             fetched_objects: 0,
             bundle_age_seconds: 0,
         };
-        return Ok((local.to_path_buf(), status));
+        return Ok((local.to_path_buf(), status, None));
     }
     let source = bundle::Source::parse(&config.source)?;
     let mut trusted_keys = Vec::new();
@@ -216,9 +293,16 @@ fn fetch(config: &AgentConfig) -> Result<(PathBuf, SourceStatus), AgentError> {
         connect_timeout: config.fetch.connect_timeout,
         request_timeout: config.fetch.timeout,
         retries: config.fetch.retries,
+        deadline: config.fetch.deadline,
         ..SyncOptions::default()
     };
-    let outcome = bundle::sync(&source, &config.state_dir, &opts)?;
+    let (outcome, guard) = match mode {
+        Mode::Apply => (bundle::sync_locked(&source, lock, &opts)?, None),
+        Mode::Check => {
+            let peeked = bundle::peek_locked(&source, lock, &opts)?;
+            (peeked.outcome.clone(), Some(peeked))
+        }
+    };
     let (freshness, reason, fetched_objects) = match &outcome.freshness {
         Freshness::Fresh { fetched_objects } => ("fresh", None, *fetched_objects),
         Freshness::Unchanged => ("unchanged", None, 0),
@@ -236,15 +320,18 @@ fn fetch(config: &AgentConfig) -> Result<(PathBuf, SourceStatus), AgentError> {
         fetched_objects,
         bundle_age_seconds: age.as_secs(),
     };
-    Ok((outcome.bundle_dir, status))
+    Ok((outcome.bundle_dir, status, guard))
 }
 
 /// Writes `last-run.json` and the metrics textfile, and POSTs the record when configured.
 /// Failures here are logged, never fatal: the run itself already happened.
-fn publish(config: &AgentConfig, record: &RunRecord, report: Option<&Report>) {
+fn publish(config: &AgentConfig, mode: Mode, record: &RunRecord, report: Option<&Report>) {
     let json = serde_json::to_vec_pretty(record).expect("records serialize");
-    let last_run = config.state_dir.join(LAST_RUN_FILE);
-    if let Err(e) = crate::system::fs::write_state_file(&last_run, &json, 0o600) {
+    let last_run = config.state_dir.join(match mode {
+        Mode::Apply => LAST_RUN_FILE,
+        Mode::Check => LAST_CHECK_FILE,
+    });
+    if let Err(e) = durable::write_file(&last_run, &json, &FileSpec::mode(0o600)) {
         tracing::warn!(path = %last_run.display(), error = %e, "cannot write the run record");
     }
     if let Some(report) = report {
@@ -258,9 +345,9 @@ fn publish(config: &AgentConfig, record: &RunRecord, report: Option<&Report>) {
             .unwrap_or(Duration::ZERO)
             .as_secs_f64();
         let text = metrics::render(report, &metrics, now.floor());
-        let path = config.metrics_path();
+        let path = config.metrics_path(mode);
         // node_exporter reads it as its own, unprivileged user.
-        if let Err(e) = crate::system::fs::write_state_file(&path, text.as_bytes(), 0o644) {
+        if let Err(e) = durable::write_file(&path, text.as_bytes(), &FileSpec::mode(0o644)) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics textfile");
         }
     }

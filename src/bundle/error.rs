@@ -100,7 +100,7 @@ pub enum BundleError {
     /// The manifest was published before the bundle this host already has. Its signature
     /// may be valid: an old signed manifest stays valid forever, which is exactly what a
     /// replay or a stale mirror relies on.
-    #[error("{url}: manifest created {created} is older than the current bundle (created {current_created}): possible replay or rollback; republish to roll back on purpose")]
+    #[error("{url}: manifest created {created} is not newer than the current bundle (created {current_created}): possible replay or rollback; publish again to move hosts to it (every publish is dated after the last)")]
     OlderThanCurrent {
         /// The manifest URL.
         url: String,
@@ -108,6 +108,24 @@ pub enum BundleError {
         created: String,
         /// `created` of the current bundle's manifest.
         current_created: String,
+    },
+    /// A directory source holds something other than a regular file where a file belongs.
+    #[error("{path}: is {what}, not a regular file; refused without reading it")]
+    SpecialFile {
+        /// The path in the source.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
+    },
+    /// The manifest is dated too far ahead of this host's clock to be ordered safely.
+    #[error("{url}: manifest created {created} lies in the future (this host's clock says {now}; more than 5m ahead): the publisher's clock or this host's is wrong; fix it and publish again")]
+    CreatedInFuture {
+        /// The manifest URL.
+        url: String,
+        /// `created` of the manifest served.
+        created: String,
+        /// This host's time.
+        now: String,
     },
     /// The source failed and, with keys configured, no kept bundle is known to be signed by
     /// one of them, so there is nothing safe to fall back to.
@@ -134,6 +152,9 @@ pub enum BundleError {
         /// What was found.
         reason: String,
     },
+    /// The state dir's lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] crate::durable::LockError),
 }
 
 impl BundleError {
@@ -150,6 +171,8 @@ impl BundleError {
                 | BundleError::SignatureMissing { .. }
                 | BundleError::SignatureInvalid { .. }
                 | BundleError::OlderThanCurrent { .. }
+                | BundleError::CreatedInFuture { .. }
+                | BundleError::SpecialFile { .. }
         )
     }
 
@@ -269,7 +292,7 @@ mod tests {
                     created: "2026-01-01T00:00:00Z".into(),
                     current_created: "2026-02-01T00:00:00Z".into(),
                 },
-                "http://h/b/manifest.json: manifest created 2026-01-01T00:00:00Z is older than the current bundle (created 2026-02-01T00:00:00Z): possible replay or rollback; republish to roll back on purpose",
+                "http://h/b/manifest.json: manifest created 2026-01-01T00:00:00Z is not newer than the current bundle (created 2026-02-01T00:00:00Z): possible replay or rollback; publish again to move hosts to it (every publish is dated after the last)",
                 true,
             ),
             (

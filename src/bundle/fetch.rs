@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{ETAG, IF_NONE_MATCH};
@@ -45,6 +45,9 @@ pub enum Fetcher<'a> {
         client: Client,
         source: &'a Source,
         opts: &'a SyncOptions,
+        /// When the whole sync gives up: every request, retry and backoff fits before it,
+        /// so a source that trickles its body or never answers cannot hold a run.
+        deadline: Instant,
     },
 }
 
@@ -63,10 +66,16 @@ impl<'a> Fetcher<'a> {
                         source_str: source.to_string(),
                         reason: format!("cannot build HTTP client: {}", chain(&e)),
                     })?;
+                tracing::info!(
+                    source = %source,
+                    deadline = %humantime::format_duration(opts.deadline),
+                    "fetching the bundle (falls back to the last known good after the deadline)"
+                );
                 Ok(Fetcher::Http {
                     client,
                     source,
                     opts,
+                    deadline: Instant::now() + opts.deadline,
                 })
             }
         }
@@ -85,7 +94,7 @@ impl<'a> Fetcher<'a> {
             Fetcher::Http { .. } => {
                 let url = self.url(MANIFEST_FILE);
                 self.retrying(&url, || {
-                    let mut req = self.client().get(&url);
+                    let mut req = self.get(&url)?;
                     if let Some(etag) = etag {
                         req = req.header(IF_NONE_MATCH, etag);
                     }
@@ -116,7 +125,7 @@ impl<'a> Fetcher<'a> {
             Fetcher::Http { .. } => {
                 let url = self.url(SIGNATURE_FILE);
                 self.retrying(&url, || {
-                    let resp = send(self.client().get(&url), &url)?;
+                    let resp = send(self.get(&url)?, &url)?;
                     if matches!(resp.status(), StatusCode::NOT_FOUND | StatusCode::GONE) {
                         return Ok(None);
                     }
@@ -163,12 +172,12 @@ impl<'a> Fetcher<'a> {
         match self {
             Fetcher::Dir(dir) => {
                 let path = dir.join(OBJECTS_DIR).join(sha256);
-                let mut file =
-                    File::open(&path).map_err(|e| unreachable_local(&path, &e.to_string()))?;
+                let mut file = open_regular(&path)?
+                    .ok_or_else(|| unreachable_local(&path, "No such file or directory"))?;
                 attempt(dest, &mut file).map_err(|e| unreachable_local(&path, &e.to_string()))
             }
             Fetcher::Http { .. } => self.retrying(&url, || {
-                let mut resp = expect_ok(send(self.client().get(&url), &url)?, &url)?;
+                let mut resp = expect_ok(send(self.get(&url)?, &url)?, &url)?;
                 let announced = resp.content_length();
                 let got = attempt(dest, &mut resp).map_err(|e| body_error(&url, &e))?;
                 match announced {
@@ -190,11 +199,24 @@ impl<'a> Fetcher<'a> {
         }
     }
 
-    fn client(&self) -> &Client {
-        match self {
-            Fetcher::Http { client, .. } => client,
-            Fetcher::Dir(_) => unreachable!("HTTP request on a directory source"),
+    /// A GET of `url` whose timeout ends no later than the sync's deadline.
+    fn get(&self, url: &str) -> Result<reqwest::blocking::RequestBuilder, BundleError> {
+        let Fetcher::Http {
+            client,
+            opts,
+            deadline,
+            ..
+        } = self
+        else {
+            unreachable!("HTTP request on a directory source")
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(past_deadline(url, opts.deadline));
         }
+        tracing::debug!(url, left = ?left, "waiting for");
+        // reqwest's request timeout covers connecting, the headers and the whole body.
+        Ok(client.get(url).timeout(opts.request_timeout.min(left)))
     }
 
     /// Run `op`, retrying transport failures with exponential backoff and jitter.
@@ -203,16 +225,31 @@ impl<'a> Fetcher<'a> {
         url: &str,
         mut op: impl FnMut() -> Result<T, BundleError>,
     ) -> Result<T, BundleError> {
-        let Fetcher::Http { opts, .. } = self else {
+        let Fetcher::Http { opts, deadline, .. } = self else {
             return op();
         };
         let mut attempt = 0u32;
         loop {
             tracing::debug!(url, attempt, "GET");
             match op() {
+                Err(e) if is_transient(&e) && Instant::now() >= *deadline => {
+                    return Err(past_deadline(url, opts.deadline));
+                }
                 Err(e) if attempt < opts.retries && is_transient(&e) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
                     let delay = backoff(opts.backoff, attempt);
-                    tracing::debug!(url, error = %e, ?delay, "retrying");
+                    if delay >= left {
+                        // No time for another try: say what was waited for, and why it ended.
+                        return Err(BundleError::Unreachable {
+                            url: url.to_string(),
+                            reason: format!(
+                                "{}; no time left to retry within the {} fetch deadline",
+                                error_reason(&e),
+                                humantime::format_duration(opts.deadline)
+                            ),
+                        });
+                    }
+                    tracing::info!(url, error = %e, ?delay, "retrying");
                     std::thread::sleep(delay);
                     attempt += 1;
                 }
@@ -255,6 +292,27 @@ fn send(req: reqwest::blocking::RequestBuilder, url: &str) -> Result<Response, B
             chain(&e)
         },
     })
+}
+
+/// The whole fetch ran out of time while waiting for `url`.
+fn past_deadline(url: &str, deadline: Duration) -> BundleError {
+    BundleError::Unreachable {
+        url: url.to_string(),
+        reason: format!(
+            "timed out: no complete answer within the {} fetch deadline (fetch.deadline)",
+            humantime::format_duration(deadline)
+        ),
+    }
+}
+
+/// The reason part of an error, without the URL it would repeat.
+fn error_reason(e: &BundleError) -> String {
+    match e {
+        BundleError::Unreachable { reason, .. } | BundleError::Truncated { reason, .. } => {
+            reason.clone()
+        }
+        other => other.to_string(),
+    }
 }
 
 fn expect_ok(resp: Response, url: &str) -> Result<Response, BundleError> {
@@ -307,10 +365,8 @@ fn body_error(url: &str, e: &io::Error) -> BundleError {
 
 /// Read a local file, `None` if missing, bounded by `limit`.
 fn read_local(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, BundleError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(unreachable_local(path, &e.to_string())),
+    let Some(file) = open_regular(path)? else {
+        return Ok(None);
     };
     let mut bytes = Vec::new();
     file.take(limit + 1)
@@ -323,6 +379,44 @@ fn read_local(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, BundleError> {
         });
     }
     Ok(Some(bytes))
+}
+
+/// Opens a file of a directory source, `None` if missing. Anything but a regular file (a
+/// FIFO, a device, a socket, a directory) is refused before a byte is read: opening a FIFO
+/// blocks until a writer comes, and reading a device has no end.
+fn open_regular(path: &Path) -> Result<Option<File>, BundleError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unreachable_local(path, &e.to_string())),
+    };
+    let kind = file
+        .metadata()
+        .map_err(|e| unreachable_local(path, &e.to_string()))?
+        .file_type();
+    if kind.is_file() {
+        return Ok(Some(file));
+    }
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
+    };
+    Err(BundleError::SpecialFile {
+        path: path.to_path_buf(),
+        what,
+    })
 }
 
 fn unreachable_local(path: &Path, reason: &str) -> BundleError {

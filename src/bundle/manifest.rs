@@ -1,7 +1,8 @@
 //! `manifest.json`: the list of files in a bundle with their sha256 and size.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,12 @@ pub const TOP_LEVEL_FILES: [&str; 1] = ["nodes.toml"];
 
 /// Hard cap on a manifest body: far above any real bundle, low enough to bound memory.
 pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How far a manifest's `created` may lie ahead of the reader's clock. Beyond it the
+/// publisher's clock (or the host's) is wrong: a host refuses such a manifest, since it would
+/// become a replay floor no genuine publish could pass, and `publish` does not continue the
+/// sequence from it.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,9 +68,32 @@ impl Manifest {
 
     /// A manifest for `files`, stamped with the current time.
     pub fn new(files: BTreeMap<String, FileEntry>) -> Manifest {
+        Manifest::next_after(files, None, SystemTime::now())
+    }
+
+    /// A manifest for `files` that sorts strictly after `previous` (the manifest it
+    /// replaces in the same directory): `created` is `now` with microseconds, or one
+    /// microsecond after `previous` when the clock has not moved past it. Hosts refuse a
+    /// manifest not newer than their current one, so two publishes in one second stay
+    /// ordered and republishing unchanged content still moves a host. A `previous` more than
+    /// [`MAX_CLOCK_SKEW`] ahead of `now` was stamped by a wrong clock; continuing after it
+    /// would keep every later publish in the future, where hosts refuse it.
+    pub fn next_after(
+        files: BTreeMap<String, FileEntry>,
+        previous: Option<&Manifest>,
+        now: SystemTime,
+    ) -> Manifest {
+        let after = previous
+            .and_then(|p| p.created_at().ok())
+            .filter(|prev| *prev <= now + MAX_CLOCK_SKEW)
+            .map(|prev| prev + Duration::from_micros(1));
+        let created = match after {
+            Some(after) if after > now => after,
+            _ => now,
+        };
         Manifest {
             format: FORMAT,
-            created: rfc3339(SystemTime::now()),
+            created: rfc3339_micros(created),
             files,
         }
     }
@@ -229,6 +259,16 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Like [`rfc3339`] with microseconds (`2026-01-01T00:00:00.000001Z`): the precision that
+/// orders publishes made within one second.
+pub fn rfc3339_micros(t: SystemTime) -> String {
+    let micros = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_micros());
+    let whole = rfc3339(t);
+    format!("{}.{micros:06}Z", whole.trim_end_matches('Z'))
+}
+
 /// Days since 1970-01-01 → (year, month, day); Howard Hinnant's `civil_from_days`.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -241,6 +281,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
+}
+
+/// Join a validated `/`-separated bundle path onto a directory.
+pub fn join_rel(base: &Path, rel: &str) -> PathBuf {
+    rel.split('/').fold(base.to_path_buf(), |p, c| p.join(c))
 }
 
 #[cfg(test)]
@@ -402,5 +447,29 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+        let t = t + Duration::from_micros(42);
+        assert_eq!(rfc3339_micros(t), "2025-11-25T13:00:00.000042Z");
+        assert_eq!(humantime::parse_rfc3339(&rfc3339_micros(t)).unwrap(), t);
+    }
+
+    #[test]
+    fn publishes_are_strictly_ordered_unless_the_previous_one_is_in_the_future() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_764_075_600);
+        let first = Manifest::next_after(BTreeMap::new(), None, now);
+        assert_eq!(first.created, "2025-11-25T13:00:00.000000Z");
+        // Same instant (a coarse clock, or the same content republished at once).
+        let second = Manifest::next_after(BTreeMap::new(), Some(&first), now);
+        assert_eq!(second.created, "2025-11-25T13:00:00.000001Z");
+        let later = now + Duration::from_millis(1500);
+        let third = Manifest::next_after(BTreeMap::new(), Some(&second), later);
+        assert_eq!(third.created, "2025-11-25T13:00:01.500000Z");
+        // A previous publish by a clock a day ahead: start again from the real time.
+        let future = Manifest::next_after(BTreeMap::new(), None, now + Duration::from_secs(86_400));
+        let fixed = Manifest::next_after(BTreeMap::new(), Some(&future), now);
+        assert_eq!(fixed.created, "2025-11-25T13:00:00.000000Z");
+        // Within the tolerated skew the sequence continues.
+        let ahead = Manifest::next_after(BTreeMap::new(), None, now + Duration::from_secs(60));
+        let next = Manifest::next_after(BTreeMap::new(), Some(&ahead), now);
+        assert_eq!(next.created, "2025-11-25T13:01:00.000001Z");
     }
 }

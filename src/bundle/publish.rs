@@ -3,14 +3,16 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
 use super::error::{BundleError, IoContext};
-use super::fsutil;
-use super::manifest::{self, FileEntry, Manifest, TOP_LEVEL_DIRS, TOP_LEVEL_FILES};
+use super::manifest::{self, FileEntry, Manifest, MAX_CLOCK_SKEW, TOP_LEVEL_DIRS, TOP_LEVEL_FILES};
 use super::signature::SecretKeyFile;
 use super::{MANIFEST_FILE, OBJECTS_DIR, SIGNATURE_FILE};
+use crate::durable::temp::{self, Sweep};
+use crate::durable::{self, FileSpec};
 
 /// What one `publish` produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +25,8 @@ pub struct Published {
     pub new_objects: usize,
     /// Whether `manifest.json.minisig` was written.
     pub signed: bool,
-    /// The tree matched the existing manifest, which was kept byte for byte (same id, same ETag).
+    /// The files are the ones already published; the manifest is still new (a later
+    /// `created`), so hosts sent elsewhere come back to it.
     pub unchanged: bool,
 }
 
@@ -41,10 +44,11 @@ pub fn publish(
 ) -> Result<Published, BundleError> {
     let files = collect_tree(src)?;
     let objects_dir = out.join(OBJECTS_DIR);
-    fsutil::ensure_dir(&objects_dir, 0o755)?;
+    durable::ensure_dir(&objects_dir, 0o755).at(&objects_dir)?;
     // Temp files of a publish that was killed; never referenced, so safe to drop.
-    fsutil::sweep_temps(out)?;
-    fsutil::sweep_temps(&objects_dir)?;
+    for d in [out, &objects_dir] {
+        temp::sweep(d, Sweep::Dead).at(d)?;
+    }
 
     let mut entries = BTreeMap::new();
     let mut new_objects = 0;
@@ -54,7 +58,7 @@ pub fn publish(
         let object = objects_dir.join(&sha256);
         let present = fs::metadata(&object).is_ok_and(|m| m.len() == bytes.len() as u64);
         if !present {
-            fsutil::write_atomic(&object, &bytes, 0o644)?;
+            durable::write_file(&object, &bytes, &FileSpec::mode(0o644)).at(&object)?;
             new_objects += 1;
         }
         entries.insert(
@@ -68,46 +72,59 @@ pub fn publish(
 
     let manifest_path = out.join(MANIFEST_FILE);
     let sig_path = out.join(SIGNATURE_FILE);
-    // Keeping the old bytes when nothing changed keeps the id and the ETag, so the
-    // whole fleet keeps getting 304s after a no-op publish.
-    let existing = fs::read(&manifest_path)
+    // Always a new manifest, ordered after the one it replaces: hosts refuse a manifest that
+    // is not newer than theirs, so republishing unchanged content must still move a host
+    // that was sent elsewhere back to this bundle.
+    let previous = fs::read(&manifest_path)
         .ok()
-        .filter(|b| Manifest::parse(b, "").is_ok_and(|m| m.files == entries));
-    let unchanged = existing.is_some();
-    let bytes = existing.unwrap_or_else(|| Manifest::new(entries).to_bytes());
+        .and_then(|b| Manifest::parse(&b, "").ok());
+    let unchanged = previous.as_ref().is_some_and(|m| m.files == entries);
+    if let Some(prev) = &previous {
+        if prev
+            .created_at()
+            .is_ok_and(|c| c > SystemTime::now() + MAX_CLOCK_SKEW)
+        {
+            tracing::warn!(
+                created = %prev.created,
+                "the previous manifest is dated in the future (a wrong clock at its publish); the new one is dated now"
+            );
+        }
+    }
+    let bytes = Manifest::next_after(entries, previous.as_ref(), SystemTime::now()).to_bytes();
 
     // The signature goes first: once a client can see the new manifest, its signature
     // is already there.
     match signer {
         Some(key) => {
             let sig = key.sign(&bytes, MANIFEST_FILE)?;
-            fsutil::write_atomic(&sig_path, sig.as_bytes(), 0o644)?;
+            durable::write_file(&sig_path, sig.as_bytes(), &FileSpec::mode(0o644)).at(&sig_path)?;
         }
-        None if !unchanged => match fs::remove_file(&sig_path) {
+        None => match fs::remove_file(&sig_path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(BundleError::io(&sig_path, e)),
         },
-        None => {}
     }
-    if !unchanged {
-        // Static servers derive ETags from mtime (in seconds) and size, as nginx does: a
-        // second publish within the same second could keep the old ETag, and hosts would get
-        // 304 for a manifest they do not have. Manifest mtimes therefore strictly increase.
-        let now = std::time::SystemTime::now();
-        let mtime = fs::metadata(&manifest_path)
-            .and_then(|m| m.modified())
-            .ok()
-            .map(|old| {
-                let next = old + std::time::Duration::from_secs(1);
-                if now >= next {
-                    now
-                } else {
-                    next
-                }
-            });
-        fsutil::write_atomic_at(&manifest_path, &bytes, 0o644, mtime)?;
-    }
+    // Static servers derive ETags from mtime (in seconds) and size, as nginx does: a
+    // second publish within the same second could keep the old ETag, and hosts would get
+    // 304 for a manifest they do not have. Manifest mtimes therefore strictly increase.
+    let now = SystemTime::now();
+    let mtime = fs::metadata(&manifest_path)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(|old| {
+            let next = old + std::time::Duration::from_secs(1);
+            if now >= next {
+                now
+            } else {
+                next
+            }
+        });
+    let spec = FileSpec {
+        mtime,
+        ..FileSpec::mode(0o644)
+    };
+    durable::write_file(&manifest_path, &bytes, &spec).at(&manifest_path)?;
     let id = hex::encode(Sha256::digest(&bytes));
     tracing::info!(
         id = %id,

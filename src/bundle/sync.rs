@@ -5,14 +5,20 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
+use tempfile::TempDir;
 
 use super::cache::{BundleRecord, StateDir, SyncState};
 use super::error::BundleError;
 use super::fetch::{Fetcher, ManifestFetch};
-use super::manifest::{FileEntry, Manifest};
+use super::manifest::{rfc3339_micros, FileEntry, Manifest, MAX_CLOCK_SKEW};
 use super::signature::{self, TrustedKey};
 use super::source::Source;
 use super::{MANIFEST_FILE, SIGNATURE_FILE};
+use crate::durable::StateLock;
+
+/// Default limit for a whole fetch: a run against a source that never finishes answering
+/// falls back to the last known good well within a minute.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(45);
 
 /// How a sync talks to its source and what it trusts.
 #[derive(Debug, Clone)]
@@ -23,6 +29,9 @@ pub struct SyncOptions {
     pub connect_timeout: Duration,
     /// Limit for one whole request, body included.
     pub request_timeout: Duration,
+    /// Limit for the whole fetch (every request, retry and backoff); past it the sync falls
+    /// back to the last known good.
+    pub deadline: Duration,
     /// Extra attempts after a transient failure (connect, timeout, 5xx, truncated body).
     pub retries: u32,
     /// First backoff delay; doubled on each retry, with up to 25% jitter.
@@ -37,6 +46,7 @@ impl Default for SyncOptions {
             trusted_keys: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
+            deadline: DEFAULT_DEADLINE,
             retries: 3,
             backoff: Duration::from_millis(500),
             user_agent: concat!("converge/", env!("CARGO_PKG_VERSION")).to_string(),
@@ -93,14 +103,81 @@ impl SyncOutcome {
 /// Errors only when nothing usable exists: the state dir cannot be opened, the first
 /// sync on this host fails, or keys are configured and no kept bundle is known to be
 /// signed by one of them.
+/// Takes the state dir's lock for the sync, waiting as long as another run holds it; a run
+/// that holds it already calls [`sync_locked`].
 pub fn sync(
     source: &Source,
     state_dir: &Path,
     opts: &SyncOptions,
 ) -> Result<SyncOutcome, BundleError> {
-    let state = StateDir::open(state_dir)?;
+    let lock = StateLock::acquire(state_dir, None)?;
+    sync_locked(source, &lock, opts)
+}
+
+/// [`sync`] into the state dir whose lock `lock` is.
+pub fn sync_locked(
+    source: &Source,
+    lock: &StateLock,
+    opts: &SyncOptions,
+) -> Result<SyncOutcome, BundleError> {
+    let state = StateDir::open(lock)?;
     let current = state.current();
-    match try_sync(source, &state, opts, current.as_deref()) {
+    resolve(source, &state, opts, current, None)
+}
+
+/// A bundle read for a look only (`converge check`): its own scratch space, released on drop.
+pub struct Peeked {
+    /// What a sync would have used, without making it current.
+    pub outcome: SyncOutcome,
+    /// Holds a bundle fetched for this look; `outcome.bundle_dir` is inside it.
+    _scratch: Option<TempDir>,
+}
+
+/// Like [`sync`], but leaves the state dir as it found it: a new bundle is fetched and
+/// materialised in a scratch dir that goes away with the returned value, nothing is switched
+/// and no sync state is saved. Objects already in the store are linked, not fetched again.
+///
+/// The state dir's bundles count only when they came from the same `source`: a look at
+/// another source (staging, from a prod host) has no last known good and no replay floor
+/// there, so it cannot be refused for being older than prod, nor fall back to prod.
+///
+/// Takes the state dir's lock for the look (the fallback reads its bundles), waiting as long
+/// as another run holds it; a run that holds it already calls [`peek_locked`].
+pub fn peek(source: &Source, state_dir: &Path, opts: &SyncOptions) -> Result<Peeked, BundleError> {
+    let lock = StateLock::acquire(state_dir, None)?;
+    peek_locked(source, &lock, opts)
+}
+
+/// [`peek`] at the state dir whose lock `lock` is.
+pub fn peek_locked(
+    source: &Source,
+    lock: &StateLock,
+    opts: &SyncOptions,
+) -> Result<Peeked, BundleError> {
+    let state = StateDir::open(lock)?;
+    let same_source = state
+        .load_state()
+        .is_none_or(|s| s.source == source.to_string());
+    let current = state.current().filter(|_| same_source);
+    let scratch = state.scratch_dir()?;
+    let scratch_state = StateDir::scratch(scratch.path())?;
+    let outcome = resolve(source, &state, opts, current, Some(&scratch_state))?;
+    let used_scratch = outcome.bundle_dir.starts_with(scratch.path());
+    Ok(Peeked {
+        outcome,
+        _scratch: used_scratch.then_some(scratch),
+    })
+}
+
+/// Syncs (into `scratch` when given, else into `state`), falling back to the last known good.
+fn resolve(
+    source: &Source,
+    state: &StateDir,
+    opts: &SyncOptions,
+    current: Option<String>,
+    scratch: Option<&StateDir>,
+) -> Result<SyncOutcome, BundleError> {
+    match try_sync(source, state, opts, current.as_deref(), scratch) {
         Ok(outcome) => Ok(outcome),
         Err(err) => {
             let Some(current) = current else {
@@ -108,7 +185,7 @@ pub fn sync(
                 return Err(err);
             };
             let mut reason = err.to_string();
-            let kept = match last_known_good(&state, &current, opts) {
+            let kept = match last_known_good(state, &current, opts) {
                 Ok(kept) => kept,
                 Err(why) => {
                     let err = BundleError::NoTrustedBundle { kept: why, reason };
@@ -199,6 +276,7 @@ fn try_sync(
     state: &StateDir,
     opts: &SyncOptions,
     current: Option<&str>,
+    scratch: Option<&StateDir>,
 ) -> Result<SyncOutcome, BundleError> {
     let source_name = source.to_string();
     // Signer records stay valid whatever the source; the ETag only for the same source.
@@ -235,6 +313,19 @@ fn try_sync(
     };
     let id = hex::encode(Sha256::digest(&bytes));
 
+    if current == Some(id.as_str()) && scratch.is_some() {
+        let s = recorded
+            .filter(|r| r.id == id)
+            .unwrap_or_else(|| SyncState {
+                source: source_name,
+                id: id.clone(),
+                etag,
+                signer,
+                fetched_at: secs(state.fetched_at(&id)),
+                previous: None,
+            });
+        return Ok(outcome(state, &s, Freshness::Unchanged));
+    }
     if current == Some(id.as_str()) {
         // Same bundle (a server without ETags, a local dir, or state lost in a crash):
         // just remember the new validator.
@@ -255,6 +346,7 @@ fn try_sync(
         return Ok(outcome(state, &s, Freshness::Unchanged));
     }
 
+    check_not_in_future(&manifest, &fetcher.url(MANIFEST_FILE))?;
     if let Some(current) = current {
         check_not_older(
             state,
@@ -266,6 +358,18 @@ fn try_sync(
         )?;
     }
 
+    if let Some(scratch) = scratch {
+        scratch.link_objects_from(state, &manifest);
+        let fetched_objects = fetch_missing(&fetcher, scratch, &manifest)?;
+        let bundle_dir = scratch.materialise(&id, &manifest, &bytes)?;
+        tracing::info!(%id, signer = signer.as_deref().unwrap_or("none (unsigned)"), fetched_objects, "fetched bundle {id} for this check only; the agent's current bundle is unchanged");
+        return Ok(SyncOutcome {
+            bundle_dir,
+            id,
+            freshness: Freshness::Fresh { fetched_objects },
+            fetched_at: SystemTime::now(),
+        });
+    }
     let fetched_objects = fetch_missing(&fetcher, state, &manifest)?;
     state.materialise(&id, &manifest, &bytes)?;
     state.switch(&id)?;
@@ -419,14 +523,52 @@ fn check_not_older(
         // parse() already checked both; only a hand-made Manifest gets here.
         return Ok(());
     };
-    if new < old {
+    // A current bundle dated far beyond the moment this host fetched it came from a wrong
+    // clock (or from before hosts refused such manifests): as a floor it would refuse every
+    // genuine publish until that date. Bounded by the host's clock, it blocks at most
+    // MAX_CLOCK_SKEW after the fetch.
+    let fetched = recorded.and_then(|r| r.record(current)).map_or_else(
+        || state.fetched_at(current),
+        |r| UNIX_EPOCH + Duration::from_secs(r.fetched_at),
+    );
+    let bound = fetched + MAX_CLOCK_SKEW;
+    let (floor, current_created) = if old > bound {
+        (
+            bound,
+            format!(
+                "{}, counted as {} since it was fetched at {}",
+                current_manifest.created,
+                rfc3339_micros(bound),
+                rfc3339_micros(fetched)
+            ),
+        )
+    } else {
+        (old, current_manifest.created)
+    };
+    // Strictly newer: publish dates every manifest after the one it replaces, so an equal
+    // date is the same publish or a replay of one made within the same instant.
+    if new <= floor {
         return Err(BundleError::OlderThanCurrent {
             url: url.to_string(),
             created: manifest.created.clone(),
-            current_created: current_manifest.created,
+            current_created,
         });
     }
     Ok(())
+}
+
+/// Refuses a manifest dated more than [`MAX_CLOCK_SKEW`] ahead of this host's clock: accepted,
+/// it would become the floor that every later (correctly dated) publish fails against.
+fn check_not_in_future(manifest: &Manifest, url: &str) -> Result<(), BundleError> {
+    let now = SystemTime::now();
+    match manifest.created_at() {
+        Ok(created) if created > now + MAX_CLOCK_SKEW => Err(BundleError::CreatedInFuture {
+            url: url.to_string(),
+            created: manifest.created.clone(),
+            now: rfc3339_micros(now),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A saved signer only counts if that key is still trusted; otherwise re-verify.

@@ -5,7 +5,9 @@ use std::io::IsTerminal;
 use super::Origin;
 use crate::cli::{ColorChoice, Format, RunArgs};
 use converge::agent::{self, Request};
+use converge::durable::StateLock;
 use converge::engine;
+use converge::history::{Recorder, DEFAULT_KEEP_RUNS};
 use converge::plan::PlanOptions;
 use converge::report::{human, json, Mode, Report};
 use converge::system::System;
@@ -19,7 +21,16 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
         Origin::Tree(tree) => {
             let roles = super::tree_roles(&tree, &args.source.roles, &facts)?;
             let plan = super::plan(&tree, &roles, &overrides, &facts, PlanOptions::default())?;
-            engine::run(&plan, &sys, mode)
+            match (&args.state_dir, mode) {
+                // A tree converged by hand keeps a history only where it is told to.
+                (Some(dir), Mode::Apply) => {
+                    let _lock = StateLock::acquire(dir, Some(std::time::Duration::from_secs(10)))?;
+                    let recorder = Recorder::new(dir, DEFAULT_KEEP_RUNS, "");
+                    recorder.update(|s| s.root = sys.root().to_path_buf())?;
+                    engine::run_recorded(&plan, &sys, mode, None, &recorder)
+                }
+                _ => engine::run(&plan, &sys, mode),
+            }
         }
         Origin::Agent(config) => {
             let request = Request {
@@ -27,6 +38,7 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
                 roles: args.source.roles.clone(),
                 overrides,
                 facts,
+                force: args.force,
             };
             let finished = agent::run_once(&config, &sys, &request)?;
             if let Some(source) = &finished.record.source {

@@ -18,12 +18,14 @@ use crate::resource::attrs::{parse_mode, Ownership};
 use crate::resource::directory::DirectoryResource;
 use crate::resource::file::FileResource;
 use crate::resource::symlink::SymlinkResource;
+use crate::resource::validate;
 use crate::resource::{Managed, ResourceId};
 use crate::role::model::FileSpec;
 use crate::role::{vars, Role, SourceTree};
 
 mod accounts;
 mod exec;
+mod health;
 mod sysctl;
 
 /// Resource kinds that `after = [...]` may name.
@@ -51,6 +53,8 @@ pub(super) struct Builder<'a> {
     errors: Diagnostics,
     /// Every `[sysctl]` key of the run, for the one drop-in that persists them.
     sysctl: sysctl::SysctlKeys,
+    /// `[[health]]` checks, in declaration order.
+    health: Vec<crate::health::HealthCheck>,
 }
 
 /// What every declaration carries besides its own fields.
@@ -91,12 +95,13 @@ impl<'a> Builder<'a> {
             items: Vec::new(),
             errors: Diagnostics::default(),
             sysctl: sysctl::SysctlKeys::default(),
+            health: Vec::new(),
         }
     }
 
-    pub(super) fn finish(mut self) -> (Vec<Planned>, Diagnostics) {
+    pub(super) fn finish(mut self) -> (Vec<Planned>, Vec<crate::health::HealthCheck>, Diagnostics) {
         self.sysctl_drop_in();
-        (self.items, self.errors)
+        (self.items, self.health, self.errors)
     }
 
     pub(super) fn role(&mut self, role: &Role) {
@@ -111,6 +116,9 @@ impl<'a> Builder<'a> {
             let Some((from, content)) = self.content(role, spec) else {
                 continue;
             };
+            let Some(validate) = self.validate_command(role, &s.validate) else {
+                continue;
+            };
             let rendered = self.options.keep_rendered.then(|| Rendered {
                 from,
                 content: content.clone(),
@@ -123,6 +131,7 @@ impl<'a> Builder<'a> {
                 ownership,
                 sensitive: s.sensitive,
                 managed_ancestor: None,
+                validate,
             };
             let common = Common {
                 path: Some(path),
@@ -196,6 +205,7 @@ impl<'a> Builder<'a> {
         self.execs(role);
         self.services(role);
         self.packages(role);
+        self.health(role);
     }
 
     fn push(&mut self, role: &Role, common: Common, resource: Box<dyn Managed>) {
@@ -284,6 +294,30 @@ impl<'a> Builder<'a> {
             mode,
             ..Ownership::default()
         })
+    }
+
+    /// A `validate` command, which must say where the file to check goes. `None`: invalid.
+    fn validate_command(
+        &mut self,
+        role: &Role,
+        command: &Option<Spanned<String>>,
+    ) -> Option<Option<String>> {
+        let Some(command) = command else {
+            return Some(None);
+        };
+        let text = command.get_ref();
+        if text.contains(validate::PLACEHOLDER) {
+            return Some(Some(text.clone()));
+        }
+        self.errors.push(role.error_at(
+            command.span().start,
+            format!(
+                "validate '{text}': the command must name the file to check as {}, e.g. \"nginx -t -c {}\"",
+                validate::PLACEHOLDER,
+                validate::PLACEHOLDER
+            ),
+        ));
+        None
     }
 
     /// The file's bytes from exactly one of content, template or source.

@@ -67,13 +67,36 @@ pub fn render(report: &Report, source: &SourceMetrics, finished_unix: f64) -> St
         "bundle_age_seconds",
         "Age of the bundle the last run used, since it was fetched.",
         "gauge",
-        &[("", source.bundle_age_seconds)],
+        &[(&m, source.bundle_age_seconds)],
+    );
+    metric(
+        "health_checks_failed",
+        "Health checks that failed in the last run (before any rollback).",
+        "gauge",
+        &[(&m, report.failed_health().count() as f64)],
+    );
+    metric(
+        "rolled_back",
+        "1 when the last run's changes were rolled back after a failing health check.",
+        "gauge",
+        &[(
+            &m,
+            f64::from(u8::from(
+                report.rollback.as_ref().is_some_and(|r| !r.preview),
+            )),
+        )],
+    );
+    metric(
+        "bundle_held",
+        "1 when the current bundle was rolled back on this host and is not applied again (the host stays on its last good state).",
+        "gauge",
+        &[(&m, f64::from(u8::from(report.held.is_some())))],
     );
     metric(
         "source_stale",
         "1 when the source was unreachable or refused and the last known good bundle was used.",
         "gauge",
-        &[("", f64::from(u8::from(source.stale)))],
+        &[(&m, f64::from(u8::from(source.stale)))],
     );
     out
 }
@@ -122,8 +145,8 @@ mod tests {
             "converge_resources{mode=\"apply\",state=\"changed\"} 1",
             "converge_resources{mode=\"apply\",state=\"failed\"} 1",
             "converge_drift_detected{mode=\"apply\"} 1",
-            "converge_bundle_age_seconds 60",
-            "converge_source_stale 1",
+            "converge_bundle_age_seconds{mode=\"apply\"} 60",
+            "converge_source_stale{mode=\"apply\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

@@ -26,6 +26,8 @@ pub struct FileResource {
     pub sensitive: bool,
     /// The nearest ancestor a directory resource manages (filled in by the plan).
     pub managed_ancestor: Option<PathBuf>,
+    /// Command that must accept new content before the swap (`{path}`: a temp copy).
+    pub validate: Option<String>,
 }
 
 /// What a file resource finds.
@@ -110,6 +112,24 @@ impl Resource for FileResource {
             fields,
             content,
         })
+    }
+
+    fn validate(&self, sys: &System, change: &Change, applying: bool) -> Result<(), ResourceError> {
+        let Some(command) = &self.validate else {
+            return Ok(());
+        };
+        // Only new content needs the check: owner or mode alone leave the bytes as they are.
+        if change.content.is_none() && change.action == Action::Update {
+            return Ok(());
+        }
+        super::validate::run(
+            sys,
+            command,
+            &self.path,
+            &self.content,
+            self.sensitive,
+            applying,
+        )
     }
 
     fn apply(&self, host: &Host, live: &FileLive, change: &Change) -> Result<(), ResourceError> {

@@ -57,6 +57,7 @@ impl SysctlConfResource {
             },
             sensitive: false,
             managed_ancestor: None,
+            validate: None,
         };
         SysctlConfResource { entries, file }
     }

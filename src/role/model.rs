@@ -43,6 +43,36 @@ pub struct RoleFile {
     /// Debian packages.
     #[serde(default)]
     pub package: Vec<Spanned<PackageSpec>>,
+    /// Checks that the host still works after a run (rollback when one fails).
+    #[serde(default)]
+    pub health: Vec<Spanned<HealthSpec>>,
+}
+
+/// `[[health]]`: a probe run at the end of apply, after restarts and reloads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// Its id in reports: `health:NAME`.
+    pub name: Spanned<String>,
+    /// An http:// or https:// URL to GET.
+    pub http: Option<Spanned<String>>,
+    /// The status the URL must answer (default 200).
+    pub expect_status: Option<Spanned<u16>>,
+    /// A substring the response body must contain.
+    pub expect_body: Option<String>,
+    /// `host:port` that must accept a TCP connection.
+    pub tcp: Option<Spanned<String>>,
+    /// A shell command that must exit 0.
+    pub command: Option<Spanned<String>>,
+    /// Time limit of one attempt, with a unit (default "5s").
+    pub timeout: Option<Spanned<String>>,
+    /// Attempts after a failed first one (default 3).
+    pub retries: Option<u32>,
+    /// Pause between attempts, with a unit (default "1s").
+    pub interval: Option<Spanned<String>>,
+    /// The services this check watches, e.g. `["nginx"]`.
+    #[serde(default)]
+    pub services: Vec<Spanned<String>>,
 }
 
 /// `[[file]]`: a regular file with content from exactly one of content, template or source.
@@ -66,6 +96,9 @@ pub struct FileSpec {
     /// Hide content from diffs, logs and reports.
     #[serde(default)]
     pub sensitive: bool,
+    /// Command that must accept the new content before it replaces the old, e.g.
+    /// `nginx -t -c {path}` (`{path}`: a temp file holding the new content).
+    pub validate: Option<Spanned<String>>,
     /// Template variables for this file only, merged over the role vars.
     #[serde(default)]
     pub vars: toml::Table,
@@ -178,6 +211,9 @@ pub struct UnitSpec {
     pub template: Option<Spanned<String>>,
     /// File copied verbatim, relative to the bundle's `files/`.
     pub source: Option<Spanned<String>>,
+    /// Command that must accept the new unit file first, e.g.
+    /// `systemd-analyze verify {path}`.
+    pub validate: Option<Spanned<String>>,
     /// Template variables for this unit only, merged over the role vars.
     #[serde(default)]
     pub vars: toml::Table,

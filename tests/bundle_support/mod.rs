@@ -32,6 +32,10 @@ pub enum Fault {
     Truncate,
     /// Serve these bytes instead of the file (with a matching Content-Length).
     Body(Vec<u8>),
+    /// Announce the full Content-Length, then send one byte of the body per interval.
+    Trickle(Duration),
+    /// Read the request and never answer (until the server stops, at most a minute).
+    Silent,
 }
 
 /// One request as the server saw it.
@@ -226,6 +230,16 @@ fn respond(out: &mut TcpStream, s: &Shared, req: Request, fault: Option<Fault>) 
     if let Some(Fault::Delay(d)) = &fault {
         thread::sleep(*d);
     }
+    if let Some(Fault::Silent) = fault {
+        log(0);
+        for _ in 0..600 {
+            if s.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        return false;
+    }
     if let Some(Fault::Status(code)) = fault {
         log(code);
         return write_head(out, code, 0, None).is_ok();
@@ -246,6 +260,18 @@ fn respond(out: &mut TcpStream, s: &Shared, req: Request, fault: Option<Fault>) 
     log(200);
     if write_head(out, 200, body.len(), Some(&etag)).is_err() {
         return false;
+    }
+    if let Some(Fault::Trickle(every)) = fault {
+        // Stops when the client hangs up (a write fails) or the server stops.
+        for byte in body.chunks(1) {
+            if s.stop.load(Ordering::SeqCst)
+                || out.write_all(byte).and_then(|()| out.flush()).is_err()
+            {
+                return false;
+            }
+            thread::sleep(every);
+        }
+        return true;
     }
     if let Some(Fault::Truncate) = fault {
         let _ = out.write_all(&body[..body.len() / 2]);

@@ -108,6 +108,9 @@ impl Builder<'_> {
         let Some((from, content)) = self.content_from(role, from) else {
             return;
         };
+        let Some(validate) = self.validate_command(role, &u.validate) else {
+            return;
+        };
         let rendered = self.options.keep_rendered.then(|| Rendered {
             from,
             content: content.clone(),
@@ -122,6 +125,7 @@ impl Builder<'_> {
             },
             sensitive: false,
             managed_ancestor: None,
+            validate,
         };
         let common = Common {
             path: Some(path.to_path_buf()),
