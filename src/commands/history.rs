@@ -68,7 +68,8 @@ pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Undoes a run (or previews it); exit 0 nothing to undo, 2 undone, 4 failures.
+/// Undoes a run (or previews it); exit 0 nothing to undo, 2 undone, 4 something could not
+/// be undone.
 pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> {
     let (dir, lock_wait) = state_dir(&args.state)?;
     let sys = System::new(&args.root)?;
@@ -87,12 +88,11 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
     let rb = if args.check {
         rollback::preview(&sys, &past.summary.id, &past.priors, &past.blobs)
     } else {
-        let host = sys.host();
         past.summary.status = RunStatus::RollingBack;
         past.summary.rollback_reason = Some("by hand".into());
         past.save()?;
         let rb = rollback::undo(
-            &host,
+            &sys,
             &past.summary.id,
             "by hand".into(),
             &past.priors,
@@ -131,7 +131,13 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
             print!("{out}");
         }
     }
-    let failed = !rb.complete();
+    // Something left as the run made it (a failure, or a change converge does not undo)
+    // is not "undone": the caller must look.
+    let failed = !rb.complete()
+        || rb
+            .restored
+            .iter()
+            .any(|r| r.status == RestoreStatus::NotRolledBack);
     let acted = rb
         .restored
         .iter()
