@@ -70,11 +70,11 @@ impl ServiceManager for Systemd {
                 "--",
                 unit,
             ]);
-            return Ok(parse_show(&command::run(&mut cmd)?));
+            return Ok(parse_show(&command::run(&mut cmd, sys.timeouts().query)?));
         }
         let mut cmd = systemctl(sys);
         cmd.args(["is-enabled", "--", unit]);
-        let out = command::output(&mut cmd)?;
+        let out = command::output(&mut cmd, sys.timeouts().query)?;
         // is-enabled exits non-zero for disabled and masked units too; only the text counts.
         let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -113,7 +113,7 @@ impl ServiceManager for Systemd {
         let mut cmd = systemctl(sys);
         cmd.args([verb.as_str(), "--", unit]);
         tracing::info!(unit, verb = verb.as_str(), "systemctl");
-        command::run(&mut cmd).map(drop)
+        command::run(&mut cmd, sys.timeouts().service).map(drop)
     }
 
     /// Nothing to do for a tree: no manager has read its units.
@@ -125,7 +125,7 @@ impl ServiceManager for Systemd {
         let mut cmd = systemctl(sys);
         cmd.arg("daemon-reload");
         tracing::info!("systemctl daemon-reload");
-        command::run(&mut cmd).map(drop)
+        command::run(&mut cmd, sys.timeouts().service).map(drop)
     }
 }
 
