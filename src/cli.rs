@@ -58,7 +58,9 @@ pub enum Command {
     /// List the apply runs that changed something, newest last, with how they ended.
     History(StateArgs),
     /// Undo a past run's changes (files, directories, links, sysctls, packages, services),
-    /// then restart or reload what it had. Exit 0 nothing to undo, 2 undone, 4 failures.
+    /// then restart or reload what it had. Exit 0 nothing to undo, 2 undone, 4 something
+    /// could not be undone (a failure, or a user, group, command or package version listed
+    /// as not rolled back).
     Rollback(RollbackArgs),
     /// Set this host up: trusted keys, agent config, the first converge, the timer.
     /// Safe to run again: what is already in place is left alone.
