@@ -12,6 +12,7 @@ pub mod command;
 #[cfg(test)]
 pub mod fake;
 pub mod fs;
+pub mod installed;
 pub mod packages;
 pub mod path;
 pub mod process;
@@ -21,6 +22,7 @@ pub mod systemd;
 pub mod timeouts;
 pub mod tree_file;
 pub mod users;
+pub mod walk;
 
 use std::io;
 use std::path::{Path, PathBuf};
