@@ -125,7 +125,7 @@ impl ServiceManager for Systemd {
     fn unit_files(&self, sys: &System) -> Result<Vec<UnitFile>, SystemError> {
         let mut cmd = systemctl(sys);
         cmd.args(["list-unit-files", "--no-legend", "--no-pager", "--full"]);
-        let mut files = parse_unit_files(&command::run(&mut cmd)?);
+        let mut files = parse_unit_files(&command::run(&mut cmd, sys.timeouts().query)?);
         if running(sys) {
             let mut cmd = systemctl(sys);
             cmd.args([
@@ -136,7 +136,7 @@ impl ServiceManager for Systemd {
                 "--plain",
                 "--full",
             ]);
-            let active = parse_list_units(&command::run(&mut cmd)?);
+            let active = parse_list_units(&command::run(&mut cmd, sys.timeouts().query)?);
             for f in &mut files {
                 let state = active.get(&f.name).cloned();
                 f.active = Some(state.unwrap_or_else(|| "inactive".into()));
