@@ -102,7 +102,8 @@ pub struct Finished {
 /// before it converges are recorded too, so monitoring sees a host that cannot run.
 pub fn run(req: &Request) -> Result<Finished, RunError> {
     let started = SystemTime::now();
-    let sys = System::new(&req.root)?;
+    let mut sys = System::new(&req.root)?;
+    sys.set_timeouts(req.settings.timeouts);
     let live = sys.is_live();
     // The lock guards what runs share: the state dir (bundles, journal, records) and the
     // running machine. A run of a checkout on a private tree touches neither.
