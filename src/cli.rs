@@ -55,6 +55,11 @@ pub enum Command {
     Publish(PublishArgs),
     /// Create a minisign key pair for signing bundles.
     Keygen(KeygenArgs),
+    /// List the apply runs that changed something, newest last, with how they ended.
+    History(StateArgs),
+    /// Undo a past run's changes (files, directories, links, sysctls, packages, services),
+    /// then restart or reload what it had. Exit 0 nothing to undo, 2 undone, 4 failures.
+    Rollback(RollbackArgs),
 }
 
 /// Where roles come from and which apply.
@@ -99,14 +104,47 @@ pub struct RunArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
-    /// State dir for bundles, the lock and run records (default: the agent config's, else
-    /// /var/lib/converge). Used when the source is a bundle or comes from the config.
+    /// State dir for bundles, the lock, run records and the run history (default: the agent
+    /// config's, else /var/lib/converge). A source tree keeps a history only with this flag.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// minisign public key a bundle must be signed by (repeatable), added to the agent
     /// config's trusted_keys. Without any, a bundle is used unverified, with a warning.
     #[arg(long = "trusted-key", value_name = "FILE")]
     pub trusted_keys: Vec<PathBuf>,
+    /// apply: apply the bundle even if it was rolled back on this host before.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Where the run history lives.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Agent config naming the state dir.
+    #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
+    pub config: PathBuf,
+    /// State dir (default: the agent config's, else /var/lib/converge).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+/// Arguments of rollback.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The run to undo, as `converge history` lists it (default: the newest).
+    pub run: Option<String>,
+    /// Only show what would be restored.
+    #[arg(long)]
+    pub check: bool,
+    /// The tree the run converged (must match the run's).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Where the history lives.
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// Arguments of agent.

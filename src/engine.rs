@@ -2,17 +2,34 @@
 //! then the restarts and reloads that changed resources asked for.
 
 mod notify;
+pub mod rollback;
 
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
-use crate::plan::Plan;
-use crate::report::{Mode, Outcome, Report, Status};
+use crate::history::{backup, Recorder, RunStatus, ServiceAction};
+use crate::plan::{Plan, Planned};
+use crate::report::{Mode, NotifyStatus, Outcome, Report, Status};
+use crate::resource::{Change, ResourceError};
 use crate::system::System;
 
 /// Converges `plan` on `sys`. In [`Mode::Check`] no writing handle exists, so nothing changes.
+/// An apply on the live host keeps what it changes in a temp dir for the run, so a failing
+/// health check can still roll it back.
 pub fn run(plan: &Plan, sys: &System, mode: Mode) -> Report {
-    converge(plan, sys, mode, notify::Notifier::default())
+    let recorder = (mode == Mode::Apply && sys.is_live())
+        .then(Recorder::temporary)
+        .and_then(|r| {
+            r.map_err(|e| tracing::warn!(error = %e, "no temp dir for backups; no rollback"))
+                .ok()
+        });
+    converge(
+        plan,
+        sys,
+        mode,
+        notify::Notifier::default(),
+        recorder.as_ref(),
+    )
 }
 
 /// Like [`run`], keeping restart and reload requests in `journal` until they are carried
@@ -24,10 +41,57 @@ pub fn run_with_journal(plan: &Plan, sys: &System, mode: Mode, journal: &Path) -
         sys,
         mode,
         notify::Notifier::resume(journal, plan, mode),
+        None,
     )
 }
 
-fn converge(plan: &Plan, sys: &System, mode: Mode, mut notifier: notify::Notifier) -> Report {
+/// Like [`run`], with `recorder` keeping what each change replaces in the run history, and
+/// the notify `journal` when there is one. A health check failing after changes rolls them
+/// back.
+pub fn run_recorded(
+    plan: &Plan,
+    sys: &System,
+    mode: Mode,
+    journal: Option<&Path>,
+    recorder: &Recorder,
+) -> Report {
+    let notifier = match journal {
+        Some(j) => notify::Notifier::resume(j, plan, mode),
+        None => notify::Notifier::default(),
+    };
+    converge(plan, sys, mode, notifier, Some(recorder))
+}
+
+/// Keeps what `item` is about to change, written ahead of the change.
+fn keep_prior(
+    recorder: &Recorder,
+    sys: &System,
+    item: &Planned,
+    change: &Change,
+) -> Result<(), ResourceError> {
+    recorder
+        .begin()
+        .map_err(|e| ResourceError::Backup(e.to_string()))?;
+    let prior = backup::capture(
+        sys,
+        &item.id,
+        item.path.as_deref(),
+        change,
+        &recorder.blobs(),
+    )
+    .map_err(|e| ResourceError::Backup(e.to_string()))?;
+    recorder
+        .record(&prior)
+        .map_err(|e| ResourceError::Backup(e.to_string()))
+}
+
+fn converge(
+    plan: &Plan,
+    sys: &System,
+    mode: Mode,
+    mut notifier: notify::Notifier,
+    recorder: Option<&Recorder>,
+) -> Report {
     let started = SystemTime::now();
     let clock = Instant::now();
     let host = match mode {
@@ -57,7 +121,13 @@ fn converge(plan: &Plan, sys: &System, mode: Mode, mut notifier: notify::Notifie
             let converged = notifier
                 .before(item, host.as_ref())
                 .map_err(Into::into)
-                .and_then(|()| item.resource.converge(sys, host.as_ref()));
+                .and_then(|()| {
+                    item.resource
+                        .converge(sys, host.as_ref(), &mut |change| match recorder {
+                            Some(r) => keep_prior(r, sys, item, change),
+                            None => Ok(()),
+                        })
+                });
             match converged {
                 Ok(None) => tracing::debug!(resource = %item.id, "in sync"),
                 Ok(Some(change)) => {
@@ -83,5 +153,88 @@ fn converge(plan: &Plan, sys: &System, mode: Mode, mut notifier: notify::Notifie
         outcomes.push(outcome);
     }
     let notifications = notifier.finish(plan, &outcomes, sys, host.as_ref());
-    Report::new(mode, started, clock.elapsed(), outcomes).with_notifications(notifications)
+    // After the restarts and reloads, so the checks see the services as the run left them.
+    // The probes only look, so check mode runs them too and reports the host's state.
+    let health = crate::health::run_all(&plan.health, sys);
+    let mut report = Report::new(mode, started, clock.elapsed(), outcomes)
+        .with_notifications(notifications)
+        .with_health(health);
+    if let (Some(recorder), Some(host)) = (recorder, host.as_ref()) {
+        finish_recorded(plan, host, recorder, &mut report);
+    }
+    report
+}
+
+/// Records how the run ended and, when a health check failed after changes, undoes them.
+fn finish_recorded(
+    plan: &Plan,
+    host: &crate::system::Host,
+    recorder: &Recorder,
+    report: &mut Report,
+) {
+    let services: Vec<ServiceAction> = report
+        .notifications
+        .iter()
+        .filter(|n| n.status == NotifyStatus::Done)
+        .map(|n| ServiceAction {
+            unit: format!("{}.service", n.service.name),
+            action: n.action.verb().to_owned(),
+        })
+        .collect();
+    let failing = report.failed_health().next().map(|h| {
+        format!(
+            "{} failed: {}{}",
+            h.id,
+            h.probe,
+            h.detail
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        )
+    });
+    let record = |status: RunStatus, reason: Option<String>| {
+        let summary = &report.summary;
+        let result = recorder.update(|s| {
+            s.finished = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+            s.changed = summary.changed;
+            s.failed = summary.failed;
+            s.status = status;
+            s.rollback_reason = reason;
+            s.services = services.clone();
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot record the run in the history");
+        }
+    };
+    let Some(reason) = failing.filter(|_| recorder.has_changes()) else {
+        record(RunStatus::Finished, None);
+        return;
+    };
+    tracing::warn!(%reason, "health check failed after changes: rolling back");
+    // Marked first: a rollback killed half-way is finished by the next run.
+    record(RunStatus::RollingBack, Some(reason.clone()));
+    let priors = match recorder.priors() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the run's backups; nothing rolled back");
+            record(RunStatus::RollbackIncomplete, Some(reason));
+            return;
+        }
+    };
+    let mut rollback = rollback::undo(
+        host,
+        &recorder.id(),
+        reason.clone(),
+        &priors,
+        &recorder.blobs(),
+        &services,
+    );
+    rollback.health = crate::health::run_all(&plan.health, host.system());
+    let status = if rollback.complete() {
+        RunStatus::RolledBack
+    } else {
+        RunStatus::RollbackIncomplete
+    };
+    record(status, Some(reason));
+    report.rollback = Some(rollback);
 }

@@ -5,6 +5,8 @@ pub mod bundle;
 pub mod diagnostics;
 pub mod engine;
 pub mod facts;
+pub mod health;
+pub mod history;
 pub mod plan;
 pub mod render;
 pub mod report;

@@ -31,6 +31,8 @@ fn main() {
         Command::Agent(args) => commands::agent::run(args),
         Command::Publish(args) => commands::publish::run(args),
         Command::Keygen(args) => commands::keys::run(args),
+        Command::History(args) => commands::history::history(args),
+        Command::Rollback(args) => commands::history::rollback(args, cli.color),
     };
     match result {
         Ok(code) => std::process::exit(code),

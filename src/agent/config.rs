@@ -46,6 +46,9 @@ pub struct AgentConfig {
     /// How long a second run waits for the lock before giving up.
     #[serde(default = "default_lock_wait", with = "humantime_serde")]
     pub lock_wait: Duration,
+    /// How many apply runs that changed something the history keeps (with their backups).
+    #[serde(default = "default_keep_runs")]
+    pub keep_runs: std::num::NonZeroUsize,
     /// Fetch limits.
     #[serde(default)]
     pub fetch: FetchConfig,
@@ -92,6 +95,9 @@ fn default_splay() -> Duration {
 }
 fn default_lock_wait() -> Duration {
     Duration::from_secs(10)
+}
+fn default_keep_runs() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(crate::history::DEFAULT_KEEP_RUNS).expect("not zero")
 }
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)

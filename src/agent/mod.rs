@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod config;
+pub mod held;
 pub mod lock;
 pub mod record;
 pub mod schedule;
@@ -16,6 +17,7 @@ use serde_json::{Map, Value};
 use crate::bundle::{self, Freshness, SyncOptions, TrustedKey};
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::engine;
+use crate::history::{self, Recorder};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::render::Renderer;
 use crate::report::metrics::{self, RunMetrics, SourceMetrics};
@@ -47,6 +49,8 @@ pub struct Request {
     pub overrides: Map<String, Value>,
     /// Facts for rendering and classification.
     pub facts: Value,
+    /// Apply even a bundle that was rolled back on this host (`converge apply --force`).
+    pub force: bool,
 }
 
 /// Why a run could not run at all (exit 1).
@@ -146,6 +150,22 @@ fn converge(
     record: &mut RunRecord,
 ) -> Result<Report, AgentError> {
     let (tree_dir, mut status, _scratch) = fetch(config, req.mode)?;
+    if req.mode == Mode::Apply {
+        if let Some(report) = finish_interrupted_rollback(config, sys) {
+            record.source = Some(status);
+            return Ok(report);
+        }
+    }
+    // Remembered per bundle id; a source tree read in place has none, so nothing is held.
+    let held = held::load(&config.state_dir)
+        .filter(|h| !h.bundle.is_empty() && h.bundle == status.bundle_id);
+    if let (Some(h), Mode::Apply, false) = (&held, req.mode, req.force) {
+        tracing::warn!(bundle = %h.bundle, run = %h.run, "bundle was rolled back here; not applying it again");
+        let mut report = Report::new(req.mode, SystemTime::now(), Duration::ZERO, Vec::new());
+        report.held = held;
+        record.source = Some(status);
+        return Ok(report);
+    }
     let (plan, roles) = match plan_bundle(config, req, &tree_dir) {
         Ok(planned) => planned,
         // A verified bundle that cannot be planned here (a broken template, a role missing
@@ -174,15 +194,32 @@ fn converge(
             "using the last known good bundle {}", status.bundle_id
         );
     }
+    let bundle_id = status.bundle_id.clone();
     record.source = Some(status);
     record.roles = roles;
-    if !sys.is_live() {
-        // The journal holds the live host's open restarts; a run on a tree has none of its
-        // own and must not consume (or clear) them.
-        return Ok(engine::run(&plan, sys, req.mode));
+    // The journal holds the live host's open restarts; a run on a tree has none of its own
+    // and must not consume (or clear) them.
+    let journal = sys
+        .is_live()
+        .then(|| config.state_dir.join(NOTIFY_JOURNAL_FILE));
+    let recorder = Recorder::new(&config.state_dir, config.keep_runs.get(), &bundle_id);
+    recorder
+        .update(|s| s.root = sys.root().to_path_buf())
+        .map_err(|e| AgentError::StateDir {
+            path: config.state_dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    let mut report = engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder);
+    if req.mode == Mode::Apply {
+        match &report.rollback {
+            Some(rb) if !bundle_id.is_empty() => remember(config, &bundle_id, &rb.run, &rb.reason),
+            Some(_) => {}
+            None => held::clear(&config.state_dir),
+        }
+    } else {
+        report.held = held;
     }
-    let journal = config.state_dir.join(NOTIFY_JOURNAL_FILE);
-    Ok(engine::run_with_journal(&plan, sys, req.mode, &journal))
+    Ok(report)
 }
 
 /// A plan and the roles it was made from.
@@ -260,6 +297,52 @@ fn fall_back_from_unplannable(
         bundle_age_seconds: kept.bundle_age().as_secs(),
     };
     Ok(Some((planned, kept_status)))
+}
+
+fn remember(config: &AgentConfig, bundle: &str, run: &str, reason: &str) {
+    let h = held::HeldBundle {
+        bundle: bundle.to_owned(),
+        run: run.to_owned(),
+        reason: reason.to_owned(),
+        at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+    };
+    if let Err(e) = held::save(&config.state_dir, &h) {
+        tracing::warn!(error = %e, "cannot remember the rolled-back bundle");
+    }
+}
+
+/// A rollback killed half-way is finished before anything else: its run's changes are put
+/// back (restoring is idempotent), its services acted on again, and its bundle remembered.
+fn finish_interrupted_rollback(config: &AgentConfig, sys: &System) -> Option<Report> {
+    let mut past = history::load(&config.state_dir, None).ok()?;
+    if past.summary.status != history::RunStatus::RollingBack || past.summary.root != sys.root() {
+        return None;
+    }
+    tracing::warn!(run = %past.summary.id, "finishing a rollback that was interrupted");
+    let host = sys.host();
+    let reason = past.summary.rollback_reason.clone().unwrap_or_default();
+    let rollback = engine::rollback::undo(
+        &host,
+        &past.summary.id,
+        reason.clone(),
+        &past.priors,
+        &past.blobs,
+        &past.summary.services,
+    );
+    past.summary.status = if rollback.complete() {
+        history::RunStatus::RolledBack
+    } else {
+        history::RunStatus::RollbackIncomplete
+    };
+    if let Err(e) = past.save() {
+        tracing::warn!(error = %e, "cannot record the finished rollback");
+    }
+    if !past.summary.bundle.is_empty() {
+        remember(config, &past.summary.bundle, &past.summary.id, &reason);
+    }
+    let mut report = Report::new(Mode::Apply, SystemTime::now(), Duration::ZERO, Vec::new());
+    report.rollback = Some(rollback);
+    Some(report)
 }
 
 /// The verified source tree for this run and how it was obtained. A check never changes the

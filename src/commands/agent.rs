@@ -52,6 +52,7 @@ fn once(config: &AgentConfig, sys: &System) -> i32 {
         roles: Vec::new(),
         overrides: Default::default(),
         facts,
+        force: false,
     };
     match agent::run_once(config, sys, &request) {
         Ok(finished) => {

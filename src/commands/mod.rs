@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod facts;
+pub mod history;
 pub mod keys;
 pub mod publish;
 pub mod render;

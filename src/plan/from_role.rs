@@ -25,6 +25,7 @@ use crate::role::{vars, Role, SourceTree};
 
 mod accounts;
 mod exec;
+mod health;
 mod sysctl;
 
 /// Resource kinds that `after = [...]` may name.
@@ -52,6 +53,8 @@ pub(super) struct Builder<'a> {
     errors: Diagnostics,
     /// Every `[sysctl]` key of the run, for the one drop-in that persists them.
     sysctl: sysctl::SysctlKeys,
+    /// `[[health]]` checks, in declaration order.
+    health: Vec<crate::health::HealthCheck>,
 }
 
 /// What every declaration carries besides its own fields.
@@ -92,12 +95,13 @@ impl<'a> Builder<'a> {
             items: Vec::new(),
             errors: Diagnostics::default(),
             sysctl: sysctl::SysctlKeys::default(),
+            health: Vec::new(),
         }
     }
 
-    pub(super) fn finish(mut self) -> (Vec<Planned>, Diagnostics) {
+    pub(super) fn finish(mut self) -> (Vec<Planned>, Vec<crate::health::HealthCheck>, Diagnostics) {
         self.sysctl_drop_in();
-        (self.items, self.errors)
+        (self.items, self.health, self.errors)
     }
 
     pub(super) fn role(&mut self, role: &Role) {
@@ -201,6 +205,7 @@ impl<'a> Builder<'a> {
         self.execs(role);
         self.services(role);
         self.packages(role);
+        self.health(role);
     }
 
     fn push(&mut self, role: &Role, common: Common, resource: Box<dyn Managed>) {

@@ -10,6 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::health::HealthCheck;
 use crate::render::Renderer;
 use crate::resource::directory::DirectoryResource;
 use crate::resource::exec::ExecResource;
@@ -72,6 +73,8 @@ pub struct Rendered {
 pub struct Plan {
     /// Resources, dependencies first.
     pub items: Vec<Planned>,
+    /// Health checks, run at the end in declaration order.
+    pub health: Vec<HealthCheck>,
 }
 
 /// Options for building a plan.
@@ -93,8 +96,9 @@ pub fn build(
     for role in &set.roles {
         b.role(role);
     }
-    let (items, mut errors) = b.finish();
+    let (items, health, mut errors) = b.finish();
     let mut items = dedupe_and_detect_conflicts(items, &mut errors);
+    let health = health_checks(health, &items, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -103,7 +107,44 @@ pub fn build(
     fill_planned_accounts(&mut items);
     units::fill_unit_providers(&mut items);
     let items = order::order(items)?;
-    Ok(Plan { items })
+    Ok(Plan { items, health })
+}
+
+/// One check per name (identical declarations from two roles collapse), each watching only
+/// services this run declares.
+fn health_checks(
+    checks: Vec<HealthCheck>,
+    items: &[Planned],
+    errors: &mut Diagnostics,
+) -> Vec<HealthCheck> {
+    let mut kept: Vec<HealthCheck> = Vec::with_capacity(checks.len());
+    for check in checks {
+        if let Some(first) = kept.iter().find(|k| k.name == check.name) {
+            let same = HealthCheck {
+                role: first.role.clone(),
+                origin: first.origin.clone(),
+                ..check.clone()
+            };
+            if same != *first {
+                errors.push(Diagnostic::new(format!(
+                    "{}: conflict: health:{} is declared by role '{}' ({}) and by role '{}' ({}) differently",
+                    check.origin, check.name, first.role, first.origin, check.role, check.origin
+                )));
+            }
+            continue;
+        }
+        for service in &check.services {
+            let id = ResourceId::new("service", service.clone());
+            if !items.iter().any(|p| p.id == id) {
+                errors.push(Diagnostic::new(format!(
+                    "{}: health check '{}': services: no resource 'service:{service}' in this run",
+                    check.origin, check.name
+                )));
+            }
+        }
+        kept.push(check);
+    }
+    kept
 }
 
 fn base_context(facts: &Value, vars: &Map<String, Value>) -> Value {

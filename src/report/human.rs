@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
+use super::rollback::{RestoreStatus, Rollback};
 use super::{Mode, Notification, NotifyStatus, Outcome, Report, Status};
+use crate::health::{HealthOutcome, HealthStatus};
 use crate::resource::{Action, Change, ContentChange};
 
 /// ANSI styling, or none.
@@ -63,6 +65,25 @@ pub fn render(report: &Report, style: Style) -> String {
     for n in &report.notifications {
         notification_line(&mut out, n, style);
     }
+    for h in &report.health {
+        health_line(&mut out, h, style);
+    }
+    if let Some(r) = &report.rollback {
+        rollback_block(&mut out, r, style);
+    }
+    if let Some(h) = &report.held {
+        let what = match report.mode {
+            Mode::Apply => "not applied again: the host stays on its last good state until a new bundle arrives (`converge apply --force` tries it anyway)",
+            Mode::Check => "apply will not apply it again until a new bundle arrives",
+        };
+        let line = format!(
+            "⏸ bundle {} was rolled back on this host in run {} ({}); {what}",
+            &h.bundle[..h.bundle.len().min(12)],
+            h.run,
+            h.reason
+        );
+        let _ = writeln!(out, "{}", style.paint("1;35", &visible(&line)));
+    }
     out.push_str(&summary_line(report, style));
     out.push('\n');
     out
@@ -86,7 +107,18 @@ pub fn summary_line(report: &Report, style: Style) -> String {
     if s.skipped > 0 {
         let _ = write!(line, ", {} skipped", s.skipped);
     }
-    let code = if s.failed + s.skipped > 0 {
+    let unhealthy = report.failed_health().count();
+    if unhealthy > 0 {
+        let _ = write!(
+            line,
+            ", {unhealthy} health check{} failed",
+            if unhealthy == 1 { "" } else { "s" }
+        );
+    }
+    if report.rollback.as_ref().is_some_and(|r| !r.preview) {
+        line.push_str(", rolled back");
+    }
+    let code = if s.failed + s.skipped + unhealthy > 0 {
         "1;31"
     } else if s.changed > 0 {
         "1;33"
@@ -117,6 +149,80 @@ fn notification_line(out: &mut String, n: &Notification, style: Style) {
     let _ = writeln!(out, "{}", style.paint(code, &text));
     if let Some(e) = &n.error {
         let _ = writeln!(out, "    {}", style.paint("31", &e.replace('\n', "\n    ")));
+    }
+}
+
+/// `↺ rolled back run R: health:web failed: ...`, every change undone or not, the services
+/// acted on again, and the health checks after.
+pub fn rollback_block(out: &mut String, r: &Rollback, style: Style) {
+    let head = if r.preview {
+        format!("↺ rollback of run {} would:", r.run)
+    } else if r.complete() {
+        format!("↺ rolled back run {}: {}", r.run, r.reason)
+    } else {
+        format!("↺ rollback of run {} incomplete: {}", r.run, r.reason)
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        style.paint("1;35", &visible(&head).replace('\n', "\n    "))
+    );
+    for item in &r.restored {
+        let (code, word) = match (item.status, r.preview) {
+            (RestoreStatus::Restored, false) => ("35", "restored"),
+            (RestoreStatus::Restored, true) => ("35", "restore"),
+            (RestoreStatus::Unchanged, _) => ("2", "unchanged"),
+            (RestoreStatus::NotRolledBack, _) => ("1;33", "not rolled back"),
+            (RestoreStatus::Failed, _) => ("1;31", "failed to restore"),
+        };
+        let mut line = format!("{word} {}", item.resource);
+        if let Some(note) = &item.note {
+            let _ = write!(line, ": {note}");
+        }
+        let _ = writeln!(out, "    {}", style.paint(code, &visible(&line)));
+    }
+    for s in &r.services {
+        let line = match &s.error {
+            None => format!("↻ {}ed {} (rollback)", s.action, s.unit),
+            Some(e) => format!("! {} {} failed (rollback): {e}", s.action, s.unit),
+        };
+        let code = if s.error.is_some() { "1;31" } else { "1;33" };
+        let _ = writeln!(out, "{}", style.paint(code, &line));
+    }
+    for h in &r.health {
+        health_line(out, h, style);
+    }
+}
+
+/// `♥ health:web passed: GET http://127.0.0.1/ → 200 (HTTP 200)`.
+fn health_line(out: &mut String, h: &HealthOutcome, style: Style) {
+    let detail = h.detail.as_deref().unwrap_or("");
+    let (code, head) = match h.status {
+        HealthStatus::Passed => ("1;32", format!("♥ {} passed: {}", h.id, h.probe)),
+        HealthStatus::Failed => (
+            "1;31",
+            format!(
+                "! {} failed after {} attempt{}: {}",
+                h.id,
+                h.attempts,
+                if h.attempts == 1 { "" } else { "s" },
+                h.probe
+            ),
+        ),
+        HealthStatus::NotRun => ("2", format!("  {} {detail}", h.id)),
+    };
+    let _ = writeln!(out, "{}", style.paint(code, &head));
+    if h.status != HealthStatus::NotRun && !detail.is_empty() {
+        let code = if h.status == HealthStatus::Failed {
+            "31"
+        } else {
+            "2"
+        };
+        let _ = writeln!(
+            out,
+            "    {}",
+            style.paint(code, &visible(detail).replace('\n', "\n    "))
+        );
     }
 }
 

@@ -88,6 +88,29 @@ pub fn render(run: &RunMetrics) -> String {
             "gauge",
             &[(&m, f64::from(u8::from(s.changed > 0)))],
         );
+        metric(
+            "health_checks_failed",
+            "Health checks that failed in the last run (before any rollback).",
+            "gauge",
+            &[(&m, report.failed_health().count() as f64)],
+        );
+        metric(
+            "rolled_back",
+            "1 when the last run's changes were rolled back after a failing health check.",
+            "gauge",
+            &[(
+                &m,
+                f64::from(u8::from(
+                    report.rollback.as_ref().is_some_and(|r| !r.preview),
+                )),
+            )],
+        );
+        metric(
+            "bundle_held",
+            "1 when the current bundle was rolled back on this host and is not applied again (the host stays on its last good state).",
+            "gauge",
+            &[(&m, f64::from(u8::from(report.held.is_some())))],
+        );
     }
     metric(
         "bundle_age_seconds",

@@ -3,11 +3,13 @@
 pub mod human;
 pub mod json;
 pub mod metrics;
+pub mod rollback;
 
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::health::{HealthOutcome, HealthStatus};
 use crate::resource::{Change, ResourceId};
 
 /// Whether a run only looked or also changed things.
@@ -144,6 +146,16 @@ pub struct Report {
     /// Restarts and reloads at the end of the run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notifications: Vec<Notification>,
+    /// Health checks, after the restarts and reloads.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub health: Vec<HealthOutcome>,
+    /// The rollback that a failing health check started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<rollback::Rollback>,
+    /// The bundle in use was rolled back on this host earlier; apply leaves the host on its
+    /// last good state (check still shows the difference).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<rollback::HeldBundle>,
 }
 
 impl Report {
@@ -168,7 +180,23 @@ impl Report {
             summary,
             resources,
             notifications: Vec::new(),
+            health: Vec::new(),
+            rollback: None,
+            held: None,
         }
+    }
+
+    /// Adds the health checks' outcomes.
+    pub fn with_health(mut self, health: Vec<HealthOutcome>) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// The health checks that failed.
+    pub fn failed_health(&self) -> impl Iterator<Item = &HealthOutcome> {
+        self.health
+            .iter()
+            .filter(|h| h.status == HealthStatus::Failed)
     }
 
     /// Adds the end-of-run notifications; a failed restart or reload counts as a failure.
@@ -185,6 +213,12 @@ impl Report {
     /// reload done (or pending in check) is a change even when every resource was in sync,
     /// as when it was left open by an earlier, interrupted run.
     pub fn exit_code(&self) -> i32 {
+        if self.rollback.as_ref().is_some_and(|r| !r.preview)
+            || (self.held.is_some() && self.mode == Mode::Apply)
+        {
+            // The run's changes are undone: nothing changed, and the run failed.
+            return 4;
+        }
         let mut code = 0;
         let acted = self
             .notifications
@@ -193,7 +227,7 @@ impl Report {
         if self.summary.changed > 0 || acted {
             code |= 2;
         }
-        if self.summary.failed + self.summary.skipped > 0 {
+        if self.summary.failed + self.summary.skipped > 0 || self.failed_health().next().is_some() {
             code |= 4;
         }
         code

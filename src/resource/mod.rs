@@ -142,6 +142,9 @@ pub enum ResourceError {
         /// Where it was expected to come from, or how to provide it.
         hint: String,
     },
+    /// What is there could not be kept, so it was not changed.
+    #[error("cannot keep a backup of what is there ({0}); nothing was changed")]
+    Backup(String),
     /// The role's `validate` command refused the new content.
     #[error("{} `{command}` {status}{}",
         if *applying { "validation failed (the old file was kept):" } else { "would fail validation:" },
@@ -206,8 +209,15 @@ pub trait Resource: fmt::Debug + Send + Sync {
 pub trait Managed: fmt::Debug + Send + Sync {
     /// Stable identity.
     fn id(&self) -> ResourceId;
-    /// Observe and diff, then apply the change when given a host to write to.
-    fn converge(&self, sys: &System, host: Option<&Host>) -> Result<Option<Change>, ResourceError>;
+    /// Observe and diff, then apply the change when given a host to write to. `before_change`
+    /// runs right before a change is made (apply only): it keeps what is there, and an error
+    /// from it stops the change.
+    fn converge(
+        &self,
+        sys: &System,
+        host: Option<&Host>,
+        before_change: &mut dyn FnMut(&Change) -> Result<(), ResourceError>,
+    ) -> Result<Option<Change>, ResourceError>;
     /// The concrete resource, for planning steps that refine one type.
     fn as_any(&self) -> &dyn std::any::Any;
     /// The concrete resource, mutable, for planning steps that fill in what only the whole
@@ -240,13 +250,19 @@ impl<R: Resource + PartialEq + 'static> Managed for R {
         Resource::notes(self, sys)
     }
 
-    fn converge(&self, sys: &System, host: Option<&Host>) -> Result<Option<Change>, ResourceError> {
+    fn converge(
+        &self,
+        sys: &System,
+        host: Option<&Host>,
+        before_change: &mut dyn FnMut(&Change) -> Result<(), ResourceError>,
+    ) -> Result<Option<Change>, ResourceError> {
         let live = self.observe(sys)?;
         let Some(change) = self.diff(&live) else {
             return Ok(None);
         };
         self.validate(sys, &change, host.is_some())?;
         if let Some(host) = host {
+            before_change(&change)?;
             self.apply(host, &live, &change)?;
         }
         Ok(Some(change))

@@ -43,6 +43,36 @@ pub struct RoleFile {
     /// Debian packages.
     #[serde(default)]
     pub package: Vec<Spanned<PackageSpec>>,
+    /// Checks that the host still works after a run (rollback when one fails).
+    #[serde(default)]
+    pub health: Vec<Spanned<HealthSpec>>,
+}
+
+/// `[[health]]`: a probe run at the end of apply, after restarts and reloads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// Its id in reports: `health:NAME`.
+    pub name: Spanned<String>,
+    /// An http:// or https:// URL to GET.
+    pub http: Option<Spanned<String>>,
+    /// The status the URL must answer (default 200).
+    pub expect_status: Option<Spanned<u16>>,
+    /// A substring the response body must contain.
+    pub expect_body: Option<String>,
+    /// `host:port` that must accept a TCP connection.
+    pub tcp: Option<Spanned<String>>,
+    /// A shell command that must exit 0.
+    pub command: Option<Spanned<String>>,
+    /// Time limit of one attempt, with a unit (default "5s").
+    pub timeout: Option<Spanned<String>>,
+    /// Attempts after a failed first one (default 3).
+    pub retries: Option<u32>,
+    /// Pause between attempts, with a unit (default "1s").
+    pub interval: Option<Spanned<String>>,
+    /// The services this check watches, e.g. `["nginx"]`.
+    #[serde(default)]
+    pub services: Vec<Spanned<String>>,
 }
 
 /// `[[file]]`: a regular file with content from exactly one of content, template or source.

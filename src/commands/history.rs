@@ -1,0 +1,144 @@
+//! `converge history` and `converge rollback [RUN] [--check]`.
+
+use std::fmt::Write;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::bail;
+
+use crate::cli::{ColorChoice, Format, RollbackArgs, StateArgs};
+use converge::agent::config::{AgentConfig, ConfigError};
+use converge::agent::{self, held, lock::RunLock};
+use converge::engine::rollback;
+use converge::history::{self, RunStatus};
+use converge::report::human;
+use converge::report::rollback::RestoreStatus;
+use converge::system::System;
+
+/// The state dir and lock wait: `--state-dir`, else the agent config's, else the default.
+fn state_dir(args: &StateArgs) -> anyhow::Result<(PathBuf, std::time::Duration)> {
+    let config = match AgentConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(ConfigError::Missing(_)) => AgentConfig::for_source(""),
+        Err(e) => return Err(e.into()),
+    };
+    Ok((
+        args.state_dir.clone().unwrap_or(config.state_dir),
+        config.lock_wait,
+    ))
+}
+
+/// Lists the runs; always exits 0.
+pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
+    let (dir, _) = state_dir(args)?;
+    let runs = history::list(&dir)?;
+    if args.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(0);
+    }
+    if runs.is_empty() {
+        println!("no runs in {} yet", dir.join(history::RUNS_DIR).display());
+        return Ok(0);
+    }
+    let mut out = format!(
+        "{:<26} {:<21} {:<12} {:>7} {:>6}  STATUS\n",
+        "RUN", "STARTED", "BUNDLE", "CHANGED", "FAILED"
+    );
+    for r in &runs {
+        let bundle = if r.bundle.is_empty() {
+            "-"
+        } else {
+            &r.bundle[..r.bundle.len().min(12)]
+        };
+        let mut status = r.status.word().to_owned();
+        if let Some(reason) = &r.rollback_reason {
+            let _ = write!(status, ": {}", reason.lines().next().unwrap_or(""));
+        }
+        if r.root != std::path::Path::new("/") {
+            let _ = write!(status, " (root {})", r.root.display());
+        }
+        let _ = writeln!(
+            out,
+            "{:<26} {:<21} {:<12} {:>7} {:>6}  {status}",
+            r.id, r.started, bundle, r.changed, r.failed
+        );
+    }
+    print!("{out}");
+    Ok(0)
+}
+
+/// Undoes a run (or previews it); exit 0 nothing to undo, 2 undone, 4 failures.
+pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> {
+    let (dir, lock_wait) = state_dir(&args.state)?;
+    let sys = System::new(&args.root)?;
+    // A run must not change the host while its last changes are being undone.
+    let _lock = RunLock::acquire(&dir.join(agent::LOCK_FILE), lock_wait)?;
+    let mut past = history::load(&dir, args.run.as_deref())?;
+    if past.summary.root != sys.root() {
+        bail!(
+            "run {} converged {}, not {}: pass --root {}",
+            past.summary.id,
+            past.summary.root.display(),
+            sys.root().display(),
+            past.summary.root.display()
+        );
+    }
+    let rb = if args.check {
+        rollback::preview(&sys, &past.summary.id, &past.priors, &past.blobs)
+    } else {
+        let host = sys.host();
+        past.summary.status = RunStatus::RollingBack;
+        past.summary.rollback_reason = Some("by hand".into());
+        past.save()?;
+        let rb = rollback::undo(
+            &host,
+            &past.summary.id,
+            "by hand".into(),
+            &past.priors,
+            &past.blobs,
+            &past.summary.services,
+        );
+        past.summary.status = if rb.complete() {
+            RunStatus::RolledBack
+        } else {
+            RunStatus::RollbackIncomplete
+        };
+        past.save()?;
+        // Undone on purpose: the agent must not put the same bundle back on the next tick.
+        if !past.summary.bundle.is_empty() && sys.is_live() {
+            held::save(
+                &dir,
+                &held::HeldBundle {
+                    bundle: past.summary.bundle.clone(),
+                    run: past.summary.id.clone(),
+                    reason: "rolled back by hand".into(),
+                    at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                },
+            )?;
+        }
+        rb
+    };
+    match args.state.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rb)?),
+        Format::Human => {
+            let mut out = String::new();
+            human::rollback_block(
+                &mut out,
+                &rb,
+                human::Style::new(super::run::use_color(color)),
+            );
+            print!("{out}");
+        }
+    }
+    let failed = !rb.complete();
+    let acted = rb
+        .restored
+        .iter()
+        .any(|r| r.status == RestoreStatus::Restored)
+        || !rb.services.is_empty();
+    Ok(match (failed, acted) {
+        (true, _) => 4,
+        (false, true) => 2,
+        (false, false) => 0,
+    })
+}

@@ -1,0 +1,388 @@
+//! Undoing a run: every recorded change put back, newest first, then the services it had
+//! restarted or reloaded acted on again, so they run the old configuration.
+
+use std::path::Path;
+
+use crate::history::{PathState, Prior, RunBlobs, ServiceAction};
+use crate::report::rollback::{Restore, RestoreStatus, Rollback, ServiceRestore};
+use crate::system::fs::{Attrs, Entry};
+use crate::system::systemd::UnitVerb;
+use crate::system::{Host, System, SystemError};
+
+/// Undoes `priors` (in reverse) on the host, then repeats `services`' actions.
+pub fn undo(
+    host: &Host,
+    run: &str,
+    reason: String,
+    priors: &[Prior],
+    blobs: &RunBlobs,
+    services: &[ServiceAction],
+) -> Rollback {
+    let restored: Vec<Restore> = priors
+        .iter()
+        .rev()
+        .map(|p| restore_one(host, p, blobs))
+        .collect();
+    let units_changed = priors.iter().any(|p| match p {
+        Prior::Path { path, .. } => crate::system::systemd::is_unit_path(path),
+        _ => false,
+    });
+    let mut service_results = Vec::new();
+    if host.system().is_live() {
+        if units_changed {
+            if let Err(e) = host.daemon_reload() {
+                tracing::warn!(error = %e, "daemon-reload after restoring unit files failed");
+            }
+        }
+        for s in services {
+            let verb = match s.action.as_str() {
+                "reload" => UnitVerb::Reload,
+                _ => UnitVerb::TryRestart,
+            };
+            service_results.push(ServiceRestore {
+                unit: s.unit.clone(),
+                action: s.action.clone(),
+                error: host.systemctl(verb, &s.unit).err().map(|e| e.to_string()),
+            });
+        }
+    }
+    Rollback {
+        run: run.to_owned(),
+        reason,
+        preview: false,
+        restored,
+        services: service_results,
+        health: Vec::new(),
+    }
+}
+
+/// What undoing `priors` would do, without doing it.
+pub fn preview(sys: &System, run: &str, priors: &[Prior], blobs: &RunBlobs) -> Rollback {
+    let restored = priors
+        .iter()
+        .rev()
+        .map(|p| {
+            let differs = differs(sys, p, blobs);
+            let (status, note) = match (p, differs) {
+                (Prior::NotRestorable { why, .. }, _) => {
+                    (RestoreStatus::NotRolledBack, Some(why.clone()))
+                }
+                (_, Ok(Some(what))) => (RestoreStatus::Restored, Some(what)),
+                (_, Ok(None)) => (RestoreStatus::Unchanged, None),
+                (_, Err(e)) => (RestoreStatus::Failed, Some(e.to_string())),
+            };
+            Restore {
+                resource: p.resource().to_owned(),
+                status,
+                note,
+            }
+        })
+        .collect();
+    Rollback {
+        run: run.to_owned(),
+        reason: "by hand".into(),
+        preview: true,
+        restored,
+        services: Vec::new(),
+        health: Vec::new(),
+    }
+}
+
+fn restore_one(host: &Host, prior: &Prior, blobs: &RunBlobs) -> Restore {
+    let resource = prior.resource().to_owned();
+    let done = |status, note: Option<String>| Restore {
+        resource: resource.clone(),
+        status,
+        note,
+    };
+    if let Prior::NotRestorable { why, .. } = prior {
+        return done(RestoreStatus::NotRolledBack, Some(why.clone()));
+    }
+    match differs(host.system(), prior, blobs) {
+        Ok(None) => return done(RestoreStatus::Unchanged, None),
+        Ok(Some(_)) => {}
+        Err(e) => return done(RestoreStatus::Failed, Some(e.to_string())),
+    }
+    let mut notes = Vec::new();
+    let result = match prior {
+        Prior::Path { path, was, .. } => restore_path(host, path, was, blobs, &mut notes),
+        Prior::Sysctl { key, value, .. } => {
+            if !host.system().is_live() {
+                notes.push("live values are not managed under --root".into());
+                Ok(())
+            } else {
+                host.write_sysctl(key, value)
+            }
+        }
+        Prior::Package {
+            name,
+            version,
+            held,
+            ..
+        } => restore_package(host, name, version.as_deref(), *held, &mut notes),
+        Prior::Service {
+            unit,
+            enabled,
+            masked,
+            running,
+            ..
+        } => restore_service(host, unit, *enabled, *masked, *running),
+        Prior::NotRestorable { .. } => unreachable!("handled above"),
+    };
+    match result {
+        Err(e) => done(RestoreStatus::Failed, Some(e.to_string())),
+        Ok(()) if notes.is_empty() => done(RestoreStatus::Restored, None),
+        Ok(()) => {
+            // A package version gone from the archives is "not rolled back", not a failure
+            // of the rollback machinery; other notes are partial restores.
+            let status = if notes.iter().any(|n| n.contains("no longer")) {
+                RestoreStatus::NotRolledBack
+            } else {
+                RestoreStatus::Restored
+            };
+            done(status, Some(notes.join("; ")))
+        }
+    }
+}
+
+/// `Some(what)` when the live state differs from `prior` (what would be restored).
+fn differs(sys: &System, prior: &Prior, blobs: &RunBlobs) -> Result<Option<String>, SystemError> {
+    Ok(match prior {
+        Prior::Path { path, was, .. } => path_differs(sys, path, was, blobs)?,
+        Prior::Sysctl { key, value, .. } => {
+            if !sys.is_live() {
+                return Ok(None);
+            }
+            let now = sys.read_sysctl(key)?.unwrap_or_default();
+            let now = now.split_whitespace().collect::<Vec<_>>().join(" ");
+            (now != *value).then(|| format!("value: {now} → {value}"))
+        }
+        Prior::Package {
+            name,
+            version,
+            held,
+            ..
+        } => {
+            let now = sys.package_status(name)?;
+            (now.installed != *version || now.held != *held).then(|| {
+                format!(
+                    "version: {} → {}",
+                    now.installed.as_deref().unwrap_or("not installed"),
+                    version.as_deref().unwrap_or("not installed")
+                )
+            })
+        }
+        Prior::Service {
+            unit,
+            enabled,
+            masked,
+            running,
+            ..
+        } => {
+            let now = sys.unit_status(unit)?;
+            let now_enabled = now.file_state == "enabled";
+            let now_masked = now.file_state.starts_with("masked");
+            let now_running = now.active.as_deref().map(|a| a == "active");
+            let run_differs = running.is_some() && now_running.is_some() && *running != now_running;
+            (now_enabled != *enabled || now_masked != *masked || run_differs)
+                .then(|| format!("{unit}: enabled, masked and running state as before the run"))
+        }
+        Prior::NotRestorable { .. } => None,
+    })
+}
+
+fn path_differs(
+    sys: &System,
+    path: &Path,
+    was: &PathState,
+    blobs: &RunBlobs,
+) -> Result<Option<String>, SystemError> {
+    let now = sys.entry(path)?;
+    let what = match (was, &now) {
+        (PathState::Missing, Entry::Missing) => None,
+        (PathState::Missing, other) => Some(format!("remove the {}", other.kind())),
+        (
+            PathState::File {
+                uid,
+                gid,
+                mode,
+                sha256,
+                ..
+            },
+            Entry::File(meta),
+        ) => {
+            let same_meta = meta.uid == *uid && meta.gid == *gid && meta.mode == *mode;
+            let content = sys.read_file(path)?;
+            let same = crate::resource::Digest::of(&content).sha256 == *sha256;
+            // The blob must be there for a restore to be possible at all.
+            if !same {
+                blobs
+                    .get(sha256)
+                    .map_err(|e| SystemError::io(path, std::io::Error::other(e.to_string())))?;
+            }
+            (!same || !same_meta).then(|| "content, owner, group and mode as before".to_owned())
+        }
+        (PathState::File { .. }, _) => Some("put the file back".into()),
+        (PathState::Symlink { target }, Entry::Symlink(t)) if t == target => None,
+        (PathState::Symlink { target }, _) => Some(format!("link to {}", target.display())),
+        (
+            PathState::Directory {
+                uid,
+                gid,
+                mode,
+                entries,
+            },
+            Entry::Directory(meta),
+        ) => {
+            let mut differs = meta.uid != *uid || meta.gid != *gid || meta.mode != *mode;
+            for (name, state) in entries {
+                differs |= path_differs(sys, &path.join(name), state, blobs)?.is_some();
+            }
+            differs.then(|| "directory and its removed entries as before".to_owned())
+        }
+        (PathState::Directory { .. }, _) => Some("put the directory back".into()),
+        (PathState::NotKept { .. }, _) => None,
+    };
+    Ok(what)
+}
+
+fn restore_path(
+    host: &Host,
+    path: &Path,
+    was: &PathState,
+    blobs: &RunBlobs,
+    notes: &mut Vec<String>,
+) -> Result<(), SystemError> {
+    let sys = host.system();
+    let now = sys.entry(path)?;
+    match was {
+        PathState::Missing => {
+            if now != Entry::Missing {
+                host.remove(path, true)?;
+            }
+        }
+        PathState::File {
+            uid,
+            gid,
+            mode,
+            sha256,
+            ..
+        } => {
+            let content = blobs
+                .get(sha256)
+                .map_err(|e| SystemError::io(path, std::io::Error::other(e.to_string())))?;
+            if matches!(now, Entry::Directory(_)) {
+                host.remove(path, true)?;
+            }
+            // Atomic like every write: a kill here leaves the new or the old file whole.
+            let attrs = Attrs {
+                uid: Some(*uid),
+                gid: Some(*gid),
+                mode: Some(*mode),
+            };
+            host.write_file(path, &content, attrs, *mode)?;
+        }
+        PathState::Symlink { target } => {
+            if matches!(now, Entry::Directory(_)) {
+                host.remove(path, true)?;
+            }
+            host.symlink(path, target)?;
+        }
+        PathState::Directory {
+            uid,
+            gid,
+            mode,
+            entries,
+        } => {
+            let attrs = Attrs {
+                uid: Some(*uid),
+                gid: Some(*gid),
+                mode: Some(*mode),
+            };
+            match now {
+                Entry::Directory(_) => host.set_attrs(path, attrs)?,
+                Entry::Missing => host.create_dir(path, attrs)?,
+                _ => {
+                    host.remove(path, true)?;
+                    host.create_dir(path, attrs)?;
+                }
+            }
+            for (name, state) in entries {
+                restore_path(host, &path.join(name), state, blobs, notes)?;
+            }
+        }
+        PathState::NotKept { what } => notes.push(format!("{}: not kept: {what}", path.display())),
+    }
+    Ok(())
+}
+
+fn restore_package(
+    host: &Host,
+    name: &str,
+    version: Option<&str>,
+    held: bool,
+    notes: &mut Vec<String>,
+) -> Result<(), SystemError> {
+    let sys = host.system();
+    let now = sys.package_status(name)?;
+    if now.held {
+        host.apt_mark_hold(name, false)?;
+    }
+    match version {
+        None => host.apt_remove(name)?,
+        Some(v) if now.installed.as_deref() == Some(v) => {}
+        Some(v) => {
+            if !sys.archive_versions(name)?.iter().any(|a| a == v) {
+                notes.push(format!(
+                    "version {v} is no longer in the archives; {name} stays at {}",
+                    now.installed.as_deref().unwrap_or("not installed")
+                ));
+                if now.held {
+                    host.apt_mark_hold(name, true)?;
+                }
+                return Ok(());
+            }
+            host.apt_install(name, Some(v))?;
+        }
+    }
+    if held && version.is_some() {
+        host.apt_mark_hold(name, true)?;
+    }
+    Ok(())
+}
+
+fn restore_service(
+    host: &Host,
+    unit: &str,
+    enabled: bool,
+    masked: bool,
+    running: Option<bool>,
+) -> Result<(), SystemError> {
+    let sys = host.system();
+    let now = sys.unit_status(unit)?;
+    let now_masked = now.file_state.starts_with("masked");
+    if now_masked && !masked {
+        host.systemctl(UnitVerb::Unmask, unit)?;
+    }
+    let now_enabled = now.file_state == "enabled";
+    if !masked && now_enabled != enabled {
+        let verb = if enabled {
+            UnitVerb::Enable
+        } else {
+            UnitVerb::Disable
+        };
+        host.systemctl(verb, unit)?;
+    }
+    if sys.is_live() {
+        let now_running = now.active.as_deref() == Some("active");
+        match running {
+            Some(true) if !now_running => host.systemctl(UnitVerb::Start, unit)?,
+            Some(false) if now_running => host.systemctl(UnitVerb::Stop, unit)?,
+            _ => {}
+        }
+    }
+    if masked && !now_masked {
+        host.systemctl(UnitVerb::Mask, unit)?;
+    }
+    Ok(())
+}

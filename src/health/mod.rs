@@ -1,0 +1,181 @@
+//! `[[health]]` checks: does the host still work after the run? Each probe is read-only, so
+//! check mode runs it too; a failure after a run that changed something starts a rollback.
+
+mod probe;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use probe::Probe;
+
+use crate::resource::ResourceId;
+use crate::system::System;
+
+/// Time limit of one attempt when the role does not say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts after a failed first one when the role does not say.
+pub const DEFAULT_RETRIES: u32 = 3;
+/// Pause between attempts when the role does not say.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One health check as planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Its name; the id is `health:NAME`.
+    pub name: String,
+    /// What it probes.
+    pub probe: Probe,
+    /// Limit of one attempt.
+    pub timeout: Duration,
+    /// Attempts after a failed first one.
+    pub retries: u32,
+    /// Pause between attempts.
+    pub interval: Duration,
+    /// Services it watches (names without `.service`).
+    pub services: Vec<String>,
+    /// The role that declared it.
+    pub role: String,
+    /// `roles/web.toml:30:1`.
+    pub origin: String,
+}
+
+/// How a health check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// The probe succeeded.
+    Passed,
+    /// Every attempt failed.
+    Failed,
+    /// It was not run; the note says why.
+    NotRun,
+}
+
+/// One health check's line in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthOutcome {
+    /// `health:NAME`.
+    pub id: ResourceId,
+    /// The role that declared it.
+    pub role: String,
+    /// What it probes, e.g. `GET http://127.0.0.1/healthz → 200`.
+    pub probe: String,
+    /// Services it watches.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// How it ended.
+    pub status: HealthStatus,
+    /// Attempts made.
+    pub attempts: u32,
+    /// What the last attempt saw: success, or why it failed (with the end of any output).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl HealthCheck {
+    /// `health:NAME`.
+    pub fn id(&self) -> ResourceId {
+        ResourceId::new("health", self.name.clone())
+    }
+
+    /// Probes until it passes or the retries run out. Under `--root` nothing runs: the
+    /// services of a tree are not running anywhere.
+    pub fn run(&self, sys: &System) -> HealthOutcome {
+        let mut outcome = HealthOutcome {
+            id: self.id(),
+            role: self.role.clone(),
+            probe: self.probe.to_string(),
+            services: self.services.clone(),
+            status: HealthStatus::NotRun,
+            attempts: 0,
+            detail: None,
+        };
+        if !sys.is_live() {
+            outcome.detail = Some("not run under --root (nothing runs in a tree)".into());
+            return outcome;
+        }
+        loop {
+            outcome.attempts += 1;
+            match self.probe.attempt(sys, self.timeout) {
+                Ok(seen) => {
+                    outcome.status = HealthStatus::Passed;
+                    outcome.detail = Some(seen);
+                    return outcome;
+                }
+                Err(why) => {
+                    tracing::info!(check = %self.name, attempt = outcome.attempts, %why, "health probe failed");
+                    outcome.status = HealthStatus::Failed;
+                    outcome.detail = Some(why);
+                }
+            }
+            if outcome.attempts > self.retries {
+                return outcome;
+            }
+            std::thread::sleep(self.interval);
+        }
+    }
+}
+
+/// Runs every check in order.
+pub fn run_all(checks: &[HealthCheck], sys: &System) -> Vec<HealthOutcome> {
+    checks.iter().map(|c| c.run(sys)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn check(probe: Probe, retries: u32) -> HealthCheck {
+        HealthCheck {
+            name: "t".into(),
+            probe,
+            timeout: Duration::from_secs(2),
+            retries,
+            interval: Duration::from_millis(10),
+            services: vec![],
+            role: "r".into(),
+            origin: "roles/r.toml:1:1".into(),
+        }
+    }
+
+    #[test]
+    fn a_failing_probe_is_retried_then_reported_with_its_output() {
+        let sys = System::new(Path::new("/")).unwrap();
+        let out = check(Probe::Command("echo not yet >&2; exit 1".into()), 2).run(&sys);
+        assert_eq!(out.status, HealthStatus::Failed);
+        assert_eq!(out.attempts, 3);
+        assert_eq!(out.detail.as_deref(), Some("exited with status 1: not yet"));
+        let out = check(Probe::Command("true".into()), 2).run(&sys);
+        assert_eq!((out.status, out.attempts), (HealthStatus::Passed, 1));
+    }
+
+    #[test]
+    fn nothing_runs_under_a_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let sys = System::new(dir.path()).unwrap();
+        let out = check(Probe::Command("exit 1".into()), 0).run(&sys);
+        assert_eq!(out.status, HealthStatus::NotRun);
+        assert_eq!(out.attempts, 0);
+    }
+
+    #[test]
+    fn tcp_probes_connect_or_say_why_not() {
+        let sys = System::new(Path::new("/")).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let out = check(Probe::Tcp(addr.clone()), 0).run(&sys);
+        assert_eq!(out.status, HealthStatus::Passed, "{out:?}");
+        drop(listener);
+        let out = check(Probe::Tcp(addr.clone()), 0).run(&sys);
+        assert_eq!(out.status, HealthStatus::Failed);
+        assert!(
+            out.detail
+                .as_deref()
+                .unwrap()
+                .starts_with(&format!("cannot connect to {addr}: ")),
+            "{out:?}"
+        );
+    }
+}

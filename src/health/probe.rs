@@ -1,0 +1,143 @@
+//! The three probes: an HTTP GET, a TCP connect, a command. Each only looks.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::system::process::{tail, Shell};
+use crate::system::System;
+
+/// How much of a response body is read to look for `expect_body`.
+const BODY_LIMIT: u64 = 1 << 20;
+
+/// What a health check probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// GET a URL; it must answer `status` and, when given, contain `body`.
+    Http {
+        /// http:// or https:// URL.
+        url: String,
+        /// Expected status code.
+        status: u16,
+        /// Substring the body must contain.
+        body: Option<String>,
+    },
+    /// `host:port` must accept a connection.
+    Tcp(String),
+    /// `sh -c COMMAND` must exit 0.
+    Command(String),
+}
+
+impl fmt::Display for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Probe::Http { url, status, body } => {
+                write!(f, "GET {url} → {status}")?;
+                if let Some(b) = body {
+                    write!(f, " with {b:?} in the body")?;
+                }
+                Ok(())
+            }
+            Probe::Tcp(addr) => write!(f, "connect to {addr}"),
+            Probe::Command(c) => write!(f, "`{c}` exits 0"),
+        }
+    }
+}
+
+impl Probe {
+    /// One attempt: what it saw when it passed, or why it failed.
+    pub fn attempt(&self, sys: &System, timeout: Duration) -> Result<String, String> {
+        match self {
+            Probe::Http { url, status, body } => http(url, *status, body.as_deref(), timeout),
+            Probe::Tcp(addr) => tcp(addr, timeout),
+            Probe::Command(script) => command(sys, script, timeout),
+        }
+    }
+}
+
+fn http(url: &str, want: u16, body: Option<&str>, timeout: Duration) -> Result<String, String> {
+    // A health endpoint is asked directly: no proxy from the environment, no redirects
+    // (a 301 to a login page is not "healthy").
+    let client = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let response = client.get(url).send().map_err(|e| {
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            why = format!("{why}: {s}");
+            source = s.source();
+        }
+        why
+    })?;
+    let got = response.status().as_u16();
+    let mut text = String::new();
+    let _ = response.take(BODY_LIMIT).read_to_string(&mut text);
+    if got != want {
+        let excerpt = tail(text.as_bytes());
+        return Err(if excerpt.is_empty() {
+            format!("HTTP {got}, expected {want}")
+        } else {
+            format!("HTTP {got}, expected {want}: {excerpt}")
+        });
+    }
+    if let Some(b) = body {
+        if !text.contains(b) {
+            return Err(format!("HTTP {got}, but the body does not contain {b:?}"));
+        }
+    }
+    Ok(format!("HTTP {got}"))
+}
+
+fn tcp(addr: &str, timeout: Duration) -> Result<String, String> {
+    let addrs: Vec<_> = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .collect();
+    let mut last = String::from("no address");
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(_) => return Ok(format!("connected to {a}")),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(format!("cannot connect to {addr}: {last}"))
+}
+
+fn command(sys: &System, script: &str, timeout: Duration) -> Result<String, String> {
+    let env = BTreeMap::new();
+    let shell = Shell {
+        label: script,
+        script,
+        cwd: None,
+        user: None,
+        env: &env,
+        timeout,
+    };
+    let done = sys.run_guard(&shell).map_err(|e| e.to_string())?;
+    let mut both = done.stdout;
+    both.extend_from_slice(&done.stderr);
+    let output = tail(&both);
+    if done.status.success() {
+        return Ok(if output.is_empty() {
+            "exited 0".into()
+        } else {
+            format!("exited 0: {output}")
+        });
+    }
+    let status = match done.status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => format!("was killed ({})", done.status),
+    };
+    Err(if output.is_empty() {
+        status
+    } else {
+        format!("{status}: {output}")
+    })
+}

@@ -1,0 +1,330 @@
+//! What was there before a change (content, owner, group, mode, link target, live value,
+//! package version, unit state), captured right before the change and written ahead of it.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::resource::{Change, ResourceId};
+use crate::system::fs::Entry;
+use crate::system::{System, SystemError};
+
+/// How deep a removed tree is kept; deeper entries are noted as not kept.
+const MAX_DEPTH: usize = 32;
+
+/// What one resource's target looked like before the run changed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Prior {
+    /// A path (file, directory, symlink, absent path).
+    Path {
+        /// `file:/etc/x`.
+        resource: String,
+        /// The managed path.
+        path: PathBuf,
+        /// What stood there.
+        was: PathState,
+    },
+    /// A live kernel parameter.
+    Sysctl {
+        /// `sysctl:KEY`.
+        resource: String,
+        /// The key.
+        key: String,
+        /// Its value, whitespace-separated tokens as read.
+        value: String,
+    },
+    /// A Debian package.
+    Package {
+        /// `package:NAME`.
+        resource: String,
+        /// The package.
+        name: String,
+        /// The installed version; `None`: not installed.
+        version: Option<String>,
+        /// Whether it was held.
+        held: bool,
+    },
+    /// A systemd service's enablement and run state.
+    Service {
+        /// `service:NAME`.
+        resource: String,
+        /// `nginx.service`.
+        unit: String,
+        /// Whether it was enabled.
+        enabled: bool,
+        /// Whether it was masked.
+        masked: bool,
+        /// Whether it was running (`None`: not known, e.g. offline).
+        running: Option<bool>,
+    },
+    /// Something converge does not undo (users, groups, commands).
+    NotRestorable {
+        /// The resource.
+        resource: String,
+        /// Why, for the report.
+        why: String,
+    },
+}
+
+impl Prior {
+    /// The resource it belongs to, e.g. `file:/etc/x`.
+    pub fn resource(&self) -> &str {
+        match self {
+            Prior::Path { resource, .. }
+            | Prior::Sysctl { resource, .. }
+            | Prior::Package { resource, .. }
+            | Prior::Service { resource, .. }
+            | Prior::NotRestorable { resource, .. } => resource,
+        }
+    }
+}
+
+/// What stood at a path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PathState {
+    /// Nothing.
+    Missing,
+    /// A regular file; its bytes are in the run's blob store under `sha256`.
+    File {
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+        /// Permission bits.
+        mode: u32,
+        /// Hex sha256 of the content (the blob's name).
+        sha256: String,
+        /// Length in bytes.
+        size: u64,
+    },
+    /// A directory, and the entries that the change removes (all of them when the whole
+    /// directory goes), each with what it was.
+    Directory {
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+        /// Permission bits.
+        mode: u32,
+        /// Entries kept to put back, by name.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        entries: BTreeMap<String, PathState>,
+    },
+    /// A symbolic link.
+    Symlink {
+        /// Its target as stored.
+        target: PathBuf,
+    },
+    /// A device, socket or fifo, or a tree too deep: not kept.
+    NotKept {
+        /// What it was.
+        what: String,
+    },
+}
+
+/// Where a run keeps file contents: one file per distinct content, 0600.
+pub trait Blobs {
+    /// Stores `bytes`, returning nothing on success.
+    fn put(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<()>;
+}
+
+/// Captures what `id` manages before `change` is made to it.
+pub fn capture(
+    sys: &System,
+    id: &ResourceId,
+    path: Option<&Path>,
+    change: &Change,
+    blobs: &dyn Blobs,
+) -> Result<Prior, SystemError> {
+    let resource = id.to_string();
+    let prior = match (id.kind, path) {
+        ("file" | "directory" | "symlink" | "absent", Some(path)) => {
+            // Entries a purge removes are named in the change; an absent path or a
+            // directory replaced by a link goes whole.
+            let removed: Vec<&str> = change
+                .fields
+                .iter()
+                .filter_map(|f| f.field.strip_prefix("entry "))
+                .collect();
+            let whole = matches!(id.kind, "absent" | "symlink");
+            let was = path_state(sys, path, whole, &removed, blobs, 0)?;
+            Prior::Path {
+                resource,
+                path: path.to_path_buf(),
+                was,
+            }
+        }
+        ("sysctl", _) => Prior::Sysctl {
+            resource,
+            key: id.name.clone(),
+            value: sys
+                .read_sysctl(&id.name)?
+                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_default(),
+        },
+        ("package", _) => {
+            let status = sys.package_status(&id.name)?;
+            Prior::Package {
+                resource,
+                name: id.name.clone(),
+                version: status.installed,
+                held: status.held,
+            }
+        }
+        ("service", _) => {
+            let unit = format!("{}.service", id.name);
+            let status = sys.unit_status(&unit)?;
+            Prior::Service {
+                resource,
+                enabled: matches!(
+                    status.file_state.as_str(),
+                    "enabled" | "enabled-runtime" | "alias" | "linked"
+                ),
+                masked: status.file_state.starts_with("masked") || status.load == "masked",
+                running: status
+                    .active
+                    .as_deref()
+                    .map(|a| matches!(a, "active" | "activating" | "reloading")),
+                unit,
+            }
+        }
+        (kind, _) => Prior::NotRestorable {
+            resource,
+            why: match kind {
+                "user" | "group" => format!("converge does not roll back {kind}s"),
+                "exec" => "a command that ran cannot be undone".to_owned(),
+                other => format!("converge does not roll back a {other}"),
+            },
+        },
+    };
+    Ok(prior)
+}
+
+fn path_state(
+    sys: &System,
+    path: &Path,
+    whole: bool,
+    removed: &[&str],
+    blobs: &dyn Blobs,
+    depth: usize,
+) -> Result<PathState, SystemError> {
+    Ok(match sys.entry(path)? {
+        Entry::Missing => PathState::Missing,
+        Entry::File(meta) => {
+            let content = sys.read_file(path)?;
+            let digest = crate::resource::Digest::of(&content);
+            blobs
+                .put(&digest.sha256, &content)
+                .map_err(|e| SystemError::io(path, e))?;
+            PathState::File {
+                uid: meta.uid,
+                gid: meta.gid,
+                mode: meta.mode,
+                sha256: digest.sha256,
+                size: digest.size,
+            }
+        }
+        Entry::Directory(meta) => {
+            let mut entries = BTreeMap::new();
+            if depth >= MAX_DEPTH {
+                return Ok(PathState::NotKept {
+                    what: format!("a directory more than {MAX_DEPTH} levels deep"),
+                });
+            }
+            let names = if whole {
+                sys.list_dir(path)?
+            } else {
+                removed.iter().map(|n| n.into()).collect()
+            };
+            for name in names {
+                let Some(text) = name.to_str() else {
+                    // Names that are not UTF-8 cannot be written into the record; say so.
+                    entries.insert(
+                        name.to_string_lossy().into_owned(),
+                        PathState::NotKept {
+                            what: "an entry whose name is not UTF-8".into(),
+                        },
+                    );
+                    continue;
+                };
+                let child = path.join(OsStr::new(text));
+                let state = path_state(sys, &child, true, &[], blobs, depth + 1)?;
+                entries.insert(text.to_owned(), state);
+            }
+            PathState::Directory {
+                uid: meta.uid,
+                gid: meta.gid,
+                mode: meta.mode,
+                entries,
+            }
+        }
+        Entry::Symlink(target) => PathState::Symlink { target },
+        Entry::Other => PathState::NotKept {
+            what: "a device, socket or fifo".into(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::{Action, FieldChange};
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
+    impl Blobs for Mem {
+        fn put(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
+            self.0.lock().unwrap().insert(sha256.into(), bytes.into());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_removed_tree_is_kept_whole_and_a_purge_keeps_what_it_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sys = System::new(dir.path()).unwrap();
+        let root = sys.root();
+        std::fs::create_dir_all(root.join("d/sub")).unwrap();
+        std::fs::write(root.join("d/a"), "a").unwrap();
+        std::fs::write(root.join("d/sub/b"), "b").unwrap();
+        std::os::unix::fs::symlink("a", root.join("d/l")).unwrap();
+        let blobs = Mem::default();
+        let id = ResourceId::new("absent", "/d");
+        let change = Change::fields(Action::Remove, vec![]);
+        let Prior::Path { was, .. } =
+            capture(&sys, &id, Some(Path::new("/d")), &change, &blobs).unwrap()
+        else {
+            panic!()
+        };
+        let PathState::Directory { entries, .. } = was else {
+            panic!("{was:?}")
+        };
+        assert_eq!(entries.keys().collect::<Vec<_>>(), ["a", "l", "sub"]);
+        assert_eq!(entries["l"], PathState::Symlink { target: "a".into() });
+        assert_eq!(blobs.0.lock().unwrap().len(), 2);
+
+        let id = ResourceId::new("directory", "/d");
+        let change = Change::fields(
+            Action::Update,
+            vec![FieldChange::new(
+                "entry sub",
+                Some("directory".into()),
+                None,
+            )],
+        );
+        let Prior::Path { was, .. } =
+            capture(&sys, &id, Some(Path::new("/d")), &change, &blobs).unwrap()
+        else {
+            panic!()
+        };
+        let PathState::Directory { entries, .. } = was else {
+            panic!("{was:?}")
+        };
+        assert_eq!(entries.keys().collect::<Vec<_>>(), ["sub"]);
+    }
+}

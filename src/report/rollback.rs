@@ -1,0 +1,89 @@
+//! What a rollback did: each change undone (or why not), the services acted on again, and the
+//! health checks after it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::health::HealthOutcome;
+
+/// How one change fared in a rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreStatus {
+    /// Put back as it was (or, in a preview, would be).
+    Restored,
+    /// It already was as before the run.
+    Unchanged,
+    /// converge does not undo this kind of change; the note says why.
+    NotRolledBack,
+    /// Restoring it failed.
+    Failed,
+}
+
+/// One change of the run, undone or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Restore {
+    /// The resource, e.g. `file:/etc/nginx/nginx.conf`.
+    pub resource: String,
+    /// How it went.
+    pub status: RestoreStatus,
+    /// Why it was not rolled back, what failed, or what was not kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A restart or reload done again once the old configuration is back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceRestore {
+    /// `nginx.service`.
+    pub unit: String,
+    /// `restart` or `reload`.
+    pub action: String,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Everything a rollback did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rollback {
+    /// The run whose changes were undone.
+    pub run: String,
+    /// What started it: the failing check and what it saw, or "by hand".
+    pub reason: String,
+    /// Only a preview (`converge rollback --check`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub preview: bool,
+    /// Every change of the run, newest first.
+    pub restored: Vec<Restore>,
+    /// Services restarted or reloaded afterwards.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceRestore>,
+    /// The health checks run again afterwards.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub health: Vec<HealthOutcome>,
+}
+
+impl Rollback {
+    /// Whether everything that can be undone was, and every service action succeeded.
+    pub fn complete(&self) -> bool {
+        !self
+            .restored
+            .iter()
+            .any(|r| r.status == RestoreStatus::Failed)
+            && !self.services.iter().any(|s| s.error.is_some())
+    }
+}
+
+/// A bundle that was rolled back on this host: the agent keeps the host on its last good
+/// state instead of applying it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldBundle {
+    /// The bundle id (sha256 of its manifest).
+    pub bundle: String,
+    /// The run that was rolled back.
+    pub run: String,
+    /// The failing health check and what it saw.
+    pub reason: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
