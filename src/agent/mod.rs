@@ -1,14 +1,13 @@
 //! The pull agent: lock, fetch and verify the bundle (or fall back to the last known good),
 //! classify, converge, and leave a report and metrics behind.
 
+pub mod bootstrap;
 pub mod classify;
 pub mod config;
 pub mod held;
-pub mod lock;
 pub mod record;
 pub mod schedule;
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::bundle::{self, Freshness, SyncOptions, TrustedKey};
 use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::durable::{self, FileSpec, LockError, StateLock};
 use crate::engine;
 use crate::history::{self, Recorder};
 use crate::plan::{self, Plan, PlanOptions};
@@ -25,11 +25,8 @@ use crate::report::{Mode, Report};
 use crate::role::{self, vars, SourceTree};
 use crate::system::System;
 use config::AgentConfig;
-use lock::{LockError, RunLock};
 use record::{RunRecord, SourceStatus};
 
-/// Name of the run lock in the state dir.
-pub const LOCK_FILE: &str = "run.lock";
 /// Restart and reload requests not carried out yet, in the state dir.
 pub const NOTIFY_JOURNAL_FILE: &str = "pending-notify.json";
 /// Name of the last apply's record in the state dir.
@@ -99,16 +96,13 @@ pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Fin
     // 0711: others may pass through to the world-readable metrics/ (node_exporter), but
     // not list it; bundles and objects (which may carry secrets) are 0700 and run records
     // (which show diffs) 0600.
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o711)
-        .create(&config.state_dir)
-        .map_err(|source| AgentError::StateDir {
+    crate::durable::ensure_dir(&config.state_dir, 0o711).map_err(|source| {
+        AgentError::StateDir {
             path: config.state_dir.clone(),
             source,
-        })?;
-    let _lock = RunLock::acquire(&config.state_dir.join(LOCK_FILE), config.lock_wait)?;
-    crate::system::fs::sweep_stale_temps(&config.state_dir);
+        }
+    })?;
+    let lock = StateLock::acquire(&config.state_dir, Some(config.lock_wait))?;
     let host = req
         .facts
         .get("hostname")
@@ -126,7 +120,7 @@ pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Fin
         error: None,
         report: None,
     };
-    let result = converge(config, sys, req, &mut record);
+    let result = converge(config, &lock, sys, req, &mut record);
     record.finished = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     match result {
         Ok(report) => {
@@ -145,11 +139,12 @@ pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Fin
 
 fn converge(
     config: &AgentConfig,
+    lock: &StateLock,
     sys: &System,
     req: &Request,
     record: &mut RunRecord,
 ) -> Result<Report, AgentError> {
-    let (tree_dir, mut status, _scratch) = fetch(config, req.mode)?;
+    let (tree_dir, mut status, _scratch) = fetch(config, lock, req.mode)?;
     if req.mode == Mode::Apply {
         if let Some(report) = finish_interrupted_rollback(config, sys) {
             record.source = Some(status);
@@ -171,7 +166,7 @@ fn converge(
         // A verified bundle that cannot be planned here (a broken template, a role missing
         // from nodes.toml) must not stop the host: converge the last known good and say so.
         Err(e) if matches!(status.freshness.as_str(), "fresh" | "unchanged") => {
-            match fall_back_from_unplannable(config, req, &status, &e)? {
+            match fall_back_from_unplannable(config, lock, req, &status, &e)? {
                 Some((planned, kept)) => {
                     status = kept;
                     planned
@@ -267,13 +262,14 @@ fn plan_bundle(
 /// bundle's (a `--role` typo, a bad `[vars]` in agent.toml) and the run reports the error.
 fn fall_back_from_unplannable(
     config: &AgentConfig,
+    lock: &StateLock,
     req: &Request,
     status: &SourceStatus,
     error: &AgentError,
 ) -> Result<Option<(Planned, SourceStatus)>, AgentError> {
     let source = bundle::Source::parse(&config.source)?;
     let opts = sync_options(config)?;
-    let Some(kept) = bundle::stand_in(&source, &config.state_dir, &status.bundle_id, &opts)? else {
+    let Some(kept) = bundle::stand_in(&source, lock, &status.bundle_id, &opts)? else {
         return Ok(None);
     };
     let Ok(planned) = plan_bundle(config, req, &kept.bundle_dir) else {
@@ -286,7 +282,7 @@ fn fall_back_from_unplannable(
         status.bundle_id, kept.id
     );
     if req.mode == Mode::Apply {
-        bundle::refuse(&config.state_dir, &status.bundle_id, &kept.id, &reason)?;
+        bundle::refuse(lock, &status.bundle_id, &kept.id, &reason)?;
     }
     let kept_status = SourceStatus {
         url: status.url.clone(),
@@ -349,6 +345,7 @@ fn finish_interrupted_rollback(config: &AgentConfig, sys: &System) -> Option<Rep
 /// agent's bundles: what it fetches lives in a scratch dir held by the returned guard.
 fn fetch(
     config: &AgentConfig,
+    lock: &StateLock,
     mode: Mode,
 ) -> Result<(PathBuf, SourceStatus, Option<bundle::Peeked>), AgentError> {
     let local = Path::new(&config.source);
@@ -368,9 +365,9 @@ fn fetch(
     let source = bundle::Source::parse(&config.source)?;
     let opts = sync_options(config)?;
     let (outcome, guard) = match mode {
-        Mode::Apply => (bundle::sync(&source, &config.state_dir, &opts)?, None),
+        Mode::Apply => (bundle::sync_locked(&source, lock, &opts)?, None),
         Mode::Check => {
-            let peeked = bundle::peek(&source, &config.state_dir, &opts)?;
+            let peeked = bundle::peek_locked(&source, lock, &opts)?;
             (peeked.outcome.clone(), Some(peeked))
         }
     };
@@ -436,7 +433,7 @@ fn publish(
         Mode::Apply => LAST_RUN_FILE,
         Mode::Check => LAST_CHECK_FILE,
     });
-    if let Err(e) = crate::system::fs::write_state_file(&last_run, &json, 0o600) {
+    if let Err(e) = durable::write_file(&last_run, &json, &FileSpec::mode(0o600)) {
         tracing::warn!("cannot write the run record {}: {e}", last_run.display());
     }
     let source = record.source.as_ref();
@@ -460,15 +457,11 @@ fn publish(
     });
     let path = config.metrics_path(mode);
     if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            let _ = std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir);
-        }
+        // World-readable, unlike the state dir around it: node_exporter reads it as its own,
+        // unprivileged user. A failure shows in the write below.
+        let _ = durable::ensure_dir(dir, 0o755);
     }
-    // node_exporter reads it as its own, unprivileged user.
-    if let Err(e) = crate::system::fs::write_state_file(&path, text.as_bytes(), 0o644) {
+    if let Err(e) = durable::write_file(&path, text.as_bytes(), &FileSpec::mode(0o644)) {
         tracing::warn!("cannot write the metrics textfile {}: {e}", path.display());
     }
     if let Some(url) = &config.report_url {

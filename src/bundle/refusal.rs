@@ -1,13 +1,13 @@
 //! Bundles that verified but cannot be used on this host: which kept bundle stands in for
 //! one, and remembering the refusal so the source serving it again is refused unread.
 
-use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::cache::{RefusedBundle, StateDir, SyncState};
 use super::error::BundleError;
 use super::source::Source;
 use super::sync::{is_trusted, secs, Freshness, SyncOptions, SyncOutcome};
+use crate::durable::StateLock;
 
 /// The kept bundle to converge instead of `bad`, a bundle from `source` that verified but
 /// cannot be planned on this host: `current` unless that is `bad`, else `previous`; with keys
@@ -16,11 +16,11 @@ use super::sync::{is_trusted, secs, Freshness, SyncOptions, SyncOutcome};
 /// stand-in).
 pub fn stand_in(
     source: &Source,
-    state_dir: &Path,
+    lock: &StateLock,
     bad: &str,
     opts: &SyncOptions,
 ) -> Result<Option<SyncOutcome>, BundleError> {
-    let state = StateDir::open(state_dir)?;
+    let state = StateDir::open(lock)?;
     let saved = state.load_state();
     if saved
         .as_ref()
@@ -56,8 +56,8 @@ pub fn stand_in(
 
 /// Makes the kept bundle `kept` current again and remembers `bad` as refused for `reason`, so
 /// later polls refuse it without downloading or planning it until the source serves another.
-pub fn refuse(state_dir: &Path, bad: &str, kept: &str, reason: &str) -> Result<(), BundleError> {
-    let state = StateDir::open(state_dir)?;
+pub fn refuse(lock: &StateLock, bad: &str, kept: &str, reason: &str) -> Result<(), BundleError> {
+    let state = StateDir::open(lock)?;
     let saved = state.load_state();
     let record = saved.as_ref().and_then(|s| s.record(kept));
     state.reset_to(kept)?;

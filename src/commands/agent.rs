@@ -14,7 +14,7 @@ use converge::system::System;
 pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
     let config = AgentConfig::load(&args.config)?;
     let sys = System::new(std::path::Path::new("/"))?;
-    let hostname = Facts::gather(sys.root()).hostname;
+    let hostname = Facts::gather(sys.root())?.hostname;
     let offset = schedule::offset(
         &schedule::identity(&hostname),
         config.interval,
@@ -40,7 +40,10 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
 }
 
 fn once(config: &AgentConfig, sys: &System) -> i32 {
-    let facts = match serde_json::to_value(Facts::gather(sys.root())) {
+    let gathered = Facts::gather(sys.root())
+        .map_err(anyhow::Error::from)
+        .and_then(|f| Ok(serde_json::to_value(f)?));
+    let facts = match gathered {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(error = %e, "cannot gather facts");

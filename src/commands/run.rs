@@ -1,13 +1,13 @@
 //! `converge check` and `converge apply`: one code path, apply adds the writes.
 
 use std::io::IsTerminal;
-use std::os::unix::fs::DirBuilderExt;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use super::Origin;
 use crate::cli::{ColorChoice, Format, RunArgs};
 use converge::agent::{self, Request};
+use converge::durable::StateLock;
 use converge::engine;
 use converge::history::{Recorder, DEFAULT_KEEP_RUNS};
 use converge::plan::PlanOptions;
@@ -45,15 +45,7 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
             match (&args.state_dir, mode) {
                 // A tree converged by hand keeps a history only where it is told to.
                 (Some(dir), Mode::Apply) => {
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o700)
-                        .create(dir)
-                        .with_context(|| format!("state dir {}", dir.display()))?;
-                    let _lock = agent::lock::RunLock::acquire(
-                        &dir.join(agent::LOCK_FILE),
-                        std::time::Duration::from_secs(10),
-                    )?;
+                    let _lock = StateLock::acquire(dir, Some(std::time::Duration::from_secs(10)))?;
                     let recorder = Recorder::new(dir, DEFAULT_KEEP_RUNS, "");
                     recorder.update(|s| s.root = sys.root().to_path_buf())?;
                     engine::run_recorded(&plan, &sys, mode, None, &recorder)
