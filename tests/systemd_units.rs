@@ -6,7 +6,6 @@ mod support;
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use support::tools::assert_success;
 use support::*;
@@ -29,13 +28,7 @@ fn publish_role(ct: &Container, name: &str, role: &str) {
     let src = ct.share_dir().join("src");
     fs::create_dir_all(src.join("roles")).unwrap();
     fs::write(src.join(format!("roles/{name}.toml")), role).unwrap();
-    let out = Command::new(BIN)
-        .arg("publish")
-        .arg(&src)
-        .arg(ct.share_dir().join("out"))
-        .output()
-        .unwrap();
-    assert_success("publish", &out);
+    ct.publish(&src);
     fs::create_dir_all(ct.root().join("etc/converge")).unwrap();
     fs::write(
         ct.root().join("etc/converge/agent.toml"),
