@@ -17,7 +17,7 @@ use converge::system::System;
 
 /// Runs check or apply; returns the detailed exit code.
 pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32> {
-    let sys = System::new(&args.root)?;
+    let mut sys = System::new(&args.root)?;
     let facts = super::facts(args.source.facts.as_deref(), sys.root())?;
     let overrides = super::overrides(&args.source.vars)?;
     let report = match super::origin(&args.source, args.state_dir.as_ref())? {
@@ -53,6 +53,7 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
             }
         }
         Origin::Agent(mut config) => {
+            sys.set_timeouts(config.timeouts);
             config
                 .trusted_keys
                 .extend(args.trusted_keys.iter().cloned());
