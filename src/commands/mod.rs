@@ -66,26 +66,35 @@ pub fn request(run: &RunArgs, mode: Mode) -> anyhow::Result<Request> {
     let args = &run.source;
     let (source, mut settings, record) = match &args.source {
         Some(s) => match Source::detect(s, false) {
-            // An admin's checkout named on the command line: read in place; the agent
-            // config only lends its state dir (lock and notify journal of the live host).
+            // An admin's checkout named on the command line: read in place, and unverified.
+            // The agent config's roles and [vars] hold for it as they do for a bundle:
+            // `--source DIR` swaps where roles come from, not which ones apply.
             Source::Tree(dir) => {
-                let mut settings = AgentConfig::for_source(s);
-                match AgentConfig::load(&args.config) {
-                    Ok(c) => settings.state_dir = c.state_dir,
-                    Err(ConfigError::Missing(_)) => {}
-                    Err(e) => return Err(e.into()),
+                if !run.trusted_keys.is_empty() {
+                    bail!(
+                        "--trusted-key: {} is a source tree, which carries no signature; publish it and pass the bundle as --source",
+                        dir.display()
+                    );
                 }
+                let mut settings =
+                    host_config(&args.config)?.unwrap_or_else(|| AgentConfig::for_source(s));
+                settings.source = s.clone();
                 (Source::Tree(dir), settings, false)
             }
             bundle => {
                 if let Some(reason) = bundle.not_a_source() {
                     bail!("{reason}");
                 }
-                (bundle, with_source(&args.config, s)?, true)
+                let mut settings = with_source(&args.config, s)?;
+                settings
+                    .trusted_keys
+                    .extend(run.trusted_keys.iter().cloned());
+                (bundle, settings, true)
             }
         },
         None => {
-            let config = AgentConfig::load(&args.config)?;
+            let mut config = AgentConfig::load(&args.config)?;
+            config.trusted_keys.extend(run.trusted_keys.iter().cloned());
             let source = Source::detect(&config.source, !config.trusted_keys.is_empty());
             (source, config, true)
         }
@@ -107,6 +116,16 @@ pub fn request(run: &RunArgs, mode: Mode) -> anyhow::Result<Request> {
         history,
         force: run.force,
     })
+}
+
+/// The agent config at `path`, if there is one (a workstation running `check --source DIR`
+/// has none).
+pub fn host_config(path: &Path) -> anyhow::Result<Option<AgentConfig>> {
+    match AgentConfig::load(path) {
+        Ok(c) => Ok(Some(c)),
+        Err(converge::agent::config::ConfigError::Missing(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The agent config with another source: its vars, trusted keys, state dir and limits still
