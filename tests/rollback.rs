@@ -449,7 +449,9 @@ fn a_rollback_killed_half_way_is_finished_by_the_next_agent_run() {
     assert_eq!(next.code, 4, "{}{}", next.stdout, next.stderr);
     assert!(
         next.stdout.contains("↺ rolled back run ")
-            && next.stdout.contains(": health:app failed: killed mid-way\n"),
+            && next
+                .stdout
+                .contains(": health:app failed: killed mid-way\n"),
         "{}",
         next.stdout
     );
@@ -457,7 +459,12 @@ fn a_rollback_killed_half_way_is_finished_by_the_next_agent_run() {
     assert_eq!(l.read("live/d/keep").as_deref(), Some("kept\n"));
     assert!(!l.p("live/new.conf").exists());
     let hist = l.run(&["history", "--state-dir", &l.s("state")]);
-    assert!(hist.stdout.contains("  rolled back: health:app failed: killed mid-way\n"), "{}", hist.stdout);
+    assert!(
+        hist.stdout
+            .contains("  rolled back: health:app failed: killed mid-way\n"),
+        "{}",
+        hist.stdout
+    );
     // Its bundle is held from now on.
     let tick = agent_apply(&l, &[]);
     assert_eq!(tick.code, 4);
