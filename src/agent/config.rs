@@ -48,6 +48,9 @@ pub struct AgentConfig {
     /// Fetch limits.
     #[serde(default)]
     pub fetch: FetchConfig,
+    /// How long each kind of external command may run before it is killed.
+    #[serde(default)]
+    pub timeouts: crate::system::Timeouts,
 }
 
 /// Network limits for fetching bundles.
@@ -194,6 +197,20 @@ impl AgentConfig {
         if let Some(m) = &self.metrics_file {
             absolute("metrics_file", m)?;
         }
+        if let Some(bad) = self.roles.iter().find(|r| !crate::role::valid_role_name(r)) {
+            let message = format!(
+                "invalid role name '{}' in roles: expected letters, digits, '-', '_' and '/' between names",
+                bad.escape_debug()
+            );
+            return Err(at("roles", message));
+        }
+        if let Some(url) = &self.report_url {
+            let scheme = reqwest::Url::parse(url).map(|u| u.scheme().to_owned());
+            if !matches!(scheme.as_deref(), Ok("http" | "https")) {
+                let message = format!("report_url '{url}' is not an http(s) URL");
+                return Err(at("report_url", message));
+            }
+        }
         if self.trusted_keys.iter().any(|k| k.as_os_str().is_empty()) {
             let message = "trusted_keys holds an empty path: expected key files".to_owned();
             return Err(at("trusted_keys", message));
@@ -203,6 +220,11 @@ impl AgentConfig {
             ("fetch.connect_timeout", self.fetch.connect_timeout),
             ("fetch.timeout", self.fetch.timeout),
             ("fetch.deadline", self.fetch.deadline),
+            ("timeouts.query", self.timeouts.query),
+            ("timeouts.package", self.timeouts.package),
+            ("timeouts.service", self.timeouts.service),
+            ("timeouts.account", self.timeouts.account),
+            ("timeouts.validate", self.timeouts.validate),
         ] {
             if value.is_zero() {
                 return Err(at(key, format!("{key} must be more than 0")));
@@ -237,13 +259,18 @@ impl AgentConfig {
 fn offset_of(text: &str, key: &str) -> usize {
     type Table = BTreeMap<String, toml::Spanned<toml::Value>>;
     #[derive(Deserialize)]
-    struct Fetch {
+    struct Tables {
         fetch: Option<Table>,
+        timeouts: Option<Table>,
     }
-    let found = match key.strip_prefix("fetch.") {
-        Some(name) => toml::from_str::<Fetch>(text)
+    let found = match key.split_once('.') {
+        Some((table, name)) => toml::from_str::<Tables>(text)
             .ok()
-            .and_then(|f| f.fetch)
+            .and_then(|t| match table {
+                "fetch" => t.fetch,
+                "timeouts" => t.timeouts,
+                _ => None,
+            })
             .and_then(|t| t.get(name).map(|v| v.span().start)),
         None => toml::from_str::<Table>(text)
             .ok()
@@ -288,6 +315,14 @@ mod tests {
                 "a.toml:2:16: trusted_keys holds an empty path",
             ),
             (
+                "source = \"x\"\nroles = [\"web\", \"\"]\n",
+                "a.toml:2:9: invalid role name '' in roles",
+            ),
+            (
+                "source = \"x\"\nreport_url = \"ftp://r\"\n",
+                "a.toml:2:14: report_url 'ftp://r' is not an http(s) URL",
+            ),
+            (
                 "source = \"x\"\n[fetch]\nretries = 1\ntimeout = \"0s\"\n",
                 "a.toml:4:11: fetch.timeout must be more than 0",
             ),
@@ -296,6 +331,41 @@ mod tests {
             let e = AgentConfig::parse(Path::new("a.toml"), text).unwrap_err();
             assert!(e.to_string().starts_with(want), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn command_timeouts_have_defaults_carry_units_and_zero_is_located() {
+        let c = AgentConfig::parse(Path::new("a.toml"), "source = \"x\"\n").unwrap();
+        assert_eq!(c.timeouts, crate::system::Timeouts::default());
+        assert_eq!(c.timeouts.service, Duration::from_secs(300));
+        let c = AgentConfig::parse(
+            Path::new("a.toml"),
+            "source = \"x\"\n[timeouts]\nservice = \"90s\"\npackage = \"30m\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.timeouts.service, Duration::from_secs(90));
+        assert_eq!(c.timeouts.package, Duration::from_secs(1800));
+        assert_eq!(c.timeouts.query, Duration::from_secs(60));
+        let e = AgentConfig::parse(
+            Path::new("a.toml"),
+            "source = \"x\"\n[timeouts]\nquery = \"0s\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("a.toml:3:9: timeouts.query must be more than 0"),
+            "{e}"
+        );
+        let e = AgentConfig::parse(
+            Path::new("a.toml"),
+            "source = \"x\"\n[timeouts]\nsystemctl = \"1m\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("a.toml:3:1: unknown field `systemctl`"),
+            "{e}"
+        );
     }
 
     #[test]

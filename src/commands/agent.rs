@@ -13,7 +13,8 @@ use converge::system::System;
 /// carried from one run to the next, so memory stays flat over thousands of runs).
 pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
     let config = AgentConfig::load(&args.config)?;
-    let sys = System::new(std::path::Path::new("/"))?;
+    let mut sys = System::new(std::path::Path::new("/"))?;
+    sys.set_timeouts(config.timeouts);
     let hostname = Facts::gather(sys.root())?.hostname;
     let offset = schedule::offset(
         &schedule::identity(&hostname),

@@ -14,7 +14,7 @@ use converge::system::System;
 
 /// Runs check or apply; returns the detailed exit code.
 pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32> {
-    let sys = System::new(&args.root)?;
+    let mut sys = System::new(&args.root)?;
     let facts = super::facts(args.source.facts.as_deref(), sys.root())?;
     let overrides = super::overrides(&args.source.vars)?;
     let report = match super::origin(&args.source, args.state_dir.as_ref())? {
@@ -32,6 +32,7 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
             }
         }
         Origin::Agent(config) => {
+            sys.set_timeouts(config.timeouts);
             let request = Request {
                 mode,
                 roles: args.source.roles.clone(),

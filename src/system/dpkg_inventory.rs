@@ -34,11 +34,13 @@ pub(super) fn installed(sys: &System) -> Result<Vec<InstalledPackage>, SystemErr
         "-W",
         "-f=${binary:Package}\t${Architecture}\t${Version}\t${Status}\n${Conffiles}\n",
     ]);
-    let mut out = parse_installed(&command::run(&mut cmd)?);
+    let mut out = parse_installed(&command::run(&mut cmd, sys.timeouts().query)?);
     let auto = auto_installed(sys)?;
     let mut cmd = package_tool(sys, "dpkg");
     cmd.arg("--print-architecture");
-    let native = command::run(&mut cmd)?.trim().to_owned();
+    let native = command::run(&mut cmd, sys.timeouts().query)?
+        .trim()
+        .to_owned();
     for p in &mut out {
         p.manual = !is_auto(&auto, p, &native);
     }

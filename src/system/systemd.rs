@@ -74,11 +74,11 @@ impl ServiceManager for Systemd {
                 "--",
                 unit,
             ]);
-            return Ok(parse_show(&command::run(&mut cmd)?));
+            return Ok(parse_show(&command::run(&mut cmd, sys.timeouts().query)?));
         }
         let mut cmd = systemctl(sys);
         cmd.args(["is-enabled", "--", unit]);
-        let out = command::output(&mut cmd)?;
+        let out = command::output(&mut cmd, sys.timeouts().query)?;
         // is-enabled exits non-zero for disabled and masked units too; only the text counts.
         let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -119,13 +119,13 @@ impl ServiceManager for Systemd {
         let mut cmd = systemctl(sys);
         cmd.args([verb.as_str(), "--", unit]);
         tracing::info!(unit, verb = verb.as_str(), "systemctl");
-        command::run(&mut cmd).map(drop)
+        command::run(&mut cmd, sys.timeouts().service).map(drop)
     }
 
     fn unit_files(&self, sys: &System) -> Result<Vec<UnitFile>, SystemError> {
         let mut cmd = systemctl(sys);
         cmd.args(["list-unit-files", "--no-legend", "--no-pager", "--full"]);
-        let mut files = parse_unit_files(&command::run(&mut cmd)?);
+        let mut files = parse_unit_files(&command::run(&mut cmd, sys.timeouts().query)?);
         if running(sys) {
             let mut cmd = systemctl(sys);
             cmd.args([
@@ -136,7 +136,7 @@ impl ServiceManager for Systemd {
                 "--plain",
                 "--full",
             ]);
-            let active = parse_list_units(&command::run(&mut cmd)?);
+            let active = parse_list_units(&command::run(&mut cmd, sys.timeouts().query)?);
             for f in &mut files {
                 let state = active.get(&f.name).cloned();
                 f.active = Some(state.unwrap_or_else(|| "inactive".into()));
@@ -154,7 +154,7 @@ impl ServiceManager for Systemd {
         let mut cmd = systemctl(sys);
         cmd.arg("daemon-reload");
         tracing::info!("systemctl daemon-reload");
-        command::run(&mut cmd).map(drop)
+        command::run(&mut cmd, sys.timeouts().service).map(drop)
     }
 }
 
