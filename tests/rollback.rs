@@ -348,7 +348,7 @@ fn a_rolled_back_bundle_is_not_applied_again_until_a_new_one_arrives() {
             .starts_with("health:app failed"),
         "{record}"
     );
-    let metrics = l.read("state/converge.prom").unwrap();
+    let metrics = l.read("state/metrics/converge.prom").unwrap();
     assert!(
         metrics
             .lines()
@@ -374,7 +374,7 @@ fn a_rolled_back_bundle_is_not_applied_again_until_a_new_one_arrives() {
     assert_eq!(fixed.code, 2, "{}{}", fixed.stdout, fixed.stderr);
     assert_eq!(l.read("live/app.conf").as_deref(), Some("good v3\n"));
     assert!(!l.p("state/rolled-back.json").exists());
-    let metrics = l.read("state/converge.prom").unwrap();
+    let metrics = l.read("state/metrics/converge.prom").unwrap();
     assert!(
         metrics
             .lines()

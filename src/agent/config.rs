@@ -8,6 +8,11 @@ use serde::Deserialize;
 
 use crate::diagnostics::Diagnostic;
 
+/// Directory under the state dir for the default textfiles: world-readable, so
+/// node_exporter's unprivileged user can read them (point its
+/// `--collector.textfile.directory` here), while the rest of the state dir stays private.
+pub const METRICS_DIR: &str = "metrics";
+
 /// Default place of the agent config.
 pub const DEFAULT_PATH: &str = "/etc/converge/agent.toml";
 
@@ -35,7 +40,7 @@ pub struct AgentConfig {
     /// Window over which hosts spread their runs; each host's offset is fixed by its identity.
     #[serde(default = "default_splay", with = "humantime_serde")]
     pub splay: Duration,
-    /// Prometheus textfile to write after each run (default: `<state_dir>/converge.prom`).
+    /// Prometheus textfile to write after each run (default: `<state_dir>/metrics/converge.prom`).
     pub metrics_file: Option<PathBuf>,
     /// URL to POST each run's JSON report to.
     pub report_url: Option<String>,
@@ -240,7 +245,7 @@ impl AgentConfig {
         let apply = self
             .metrics_file
             .clone()
-            .unwrap_or_else(|| self.state_dir.join("converge.prom"));
+            .unwrap_or_else(|| self.state_dir.join(METRICS_DIR).join("converge.prom"));
         match mode {
             crate::report::Mode::Apply => apply,
             crate::report::Mode::Check => {
@@ -376,11 +381,11 @@ mod tests {
         assert_eq!(c.splay, Duration::from_secs(300));
         assert_eq!(
             c.metrics_path(crate::report::Mode::Apply),
-            Path::new("/var/lib/converge/converge.prom")
+            Path::new("/var/lib/converge/metrics/converge.prom")
         );
         assert_eq!(
             c.metrics_path(crate::report::Mode::Check),
-            Path::new("/var/lib/converge/converge-check.prom")
+            Path::new("/var/lib/converge/metrics/converge-check.prom")
         );
     }
 

@@ -40,6 +40,24 @@ pub fn is_unit_path(path: &Path) -> bool {
     is_dropin_dir && parent.parent().is_some_and(in_unit_dir)
 }
 
+/// The systemd service this process runs in (`converge.service`), from its cgroup; `None`
+/// outside a service (a shell, a timer-less container).
+pub fn own_unit() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    own_unit_from(&text)
+}
+
+/// The innermost `.service` in `/proc/self/cgroup` text (cgroup v2 `0::/...` or v1
+/// `N:name=systemd:/...` lines alike).
+fn own_unit_from(cgroup: &str) -> Option<String> {
+    cgroup
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .filter_map(|path| path.split('/').rev().find(|c| c.ends_with(".service")))
+        .next()
+        .map(str::to_owned)
+}
+
 /// systemd on the live host, or `systemctl --root` on a tree.
 #[derive(Debug, Default)]
 pub struct Systemd;
@@ -251,5 +269,27 @@ mod tests {
             parse_show("MainPID=35\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n");
         assert_eq!(s.main_pid, Some(35));
         assert_eq!(s.file_state, "enabled");
+    }
+}
+
+#[cfg(test)]
+mod own_unit_tests {
+    use super::own_unit_from;
+
+    #[test]
+    fn finds_the_innermost_service_in_v1_and_v2_cgroup_files() {
+        assert_eq!(
+            own_unit_from("0::/system.slice/converge.service\n").as_deref(),
+            Some("converge.service")
+        );
+        assert_eq!(
+            own_unit_from("12:cpu:/\n1:name=systemd:/system.slice/converge-agent.service\n0::/\n")
+                .as_deref(),
+            Some("converge-agent.service")
+        );
+        assert_eq!(
+            own_unit_from("0::/user.slice/user-0.slice/session-3.scope\n"),
+            None
+        );
     }
 }
