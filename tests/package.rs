@@ -272,3 +272,47 @@ unit = {{ content = "[Service]\nExecStart=/bin/sleep infinity\n" }}
     );
     assert!(ct.exec_ok(&["apt-mark", "showhold"]).contains("cfgtest"));
 }
+
+#[test]
+fn rollback_installs_the_version_that_was_there_before_and_holds_it_again() {
+    let s = Scene::new();
+    s.role(PINNED);
+    s.expect("apply", 2);
+    assert_eq!(s.installed().as_deref(), Some("1.0-1"));
+    let state = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(["--color", "never", "--root"])
+            .arg(s.ch.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .output()
+            .unwrap()
+    };
+    s.role("[[package]]\nname = \"cfgtest\"\nversion = \"2.0-1\"\n");
+    let src = s.src.path().display().to_string();
+    let out = run(&["apply", "--role", "pkg", "--source", &src]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert_eq!(s.installed().as_deref(), Some("2.0-1"));
+
+    let out = run(&["rollback", "--check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("    restore package:cfgtest: version: 2.0-1 → 1.0-1\n"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(s.installed().as_deref(), Some("2.0-1"));
+
+    let out = run(&["rollback"]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("    restored package:cfgtest\n"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(s.installed().as_deref(), Some("1.0-1"));
+    assert!(s.held(), "the hold it had is back");
+}

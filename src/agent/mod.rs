@@ -192,14 +192,19 @@ fn converge(
     let journal = sys
         .is_live()
         .then(|| config.state_dir.join(NOTIFY_JOURNAL_FILE));
-    let recorder = Recorder::new(&config.state_dir, config.keep_runs.get(), &bundle_id);
-    recorder
-        .update(|s| s.root = sys.root().to_path_buf())
-        .map_err(|e| AgentError::StateDir {
-            path: config.state_dir.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-    let mut report = engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder);
+    let mut report = match (req.mode, &journal) {
+        (Mode::Apply, _) => {
+            let recorder = Recorder::new(
+                &config.state_dir,
+                config.keep_runs.get(),
+                &bundle_id,
+                sys.root(),
+            );
+            engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder)
+        }
+        (Mode::Check, Some(journal)) => engine::run_with_journal(&plan, sys, req.mode, journal),
+        (Mode::Check, None) => engine::run(&plan, sys, req.mode),
+    };
     if req.mode == Mode::Apply {
         match &report.rollback {
             Some(rb) if !bundle_id.is_empty() => remember(config, &bundle_id, &rb.run, &rb.reason),

@@ -25,8 +25,7 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
                 // A tree converged by hand keeps a history only where it is told to.
                 (Some(dir), Mode::Apply) => {
                     let _lock = StateLock::acquire(dir, Some(std::time::Duration::from_secs(10)))?;
-                    let recorder = Recorder::new(dir, DEFAULT_KEEP_RUNS, "");
-                    recorder.update(|s| s.root = sys.root().to_path_buf())?;
+                    let recorder = Recorder::new(dir, DEFAULT_KEEP_RUNS, "", sys.root());
                     engine::run_recorded(&plan, &sys, mode, None, &recorder)
                 }
                 _ => engine::run(&plan, &sys, mode),

@@ -256,6 +256,22 @@ impl Container {
         format!("/mnt/share/{}", file.to_string_lossy())
     }
 
+    /// Publishes the source tree `src` with the converge under test into `<share>/out`,
+    /// which the container reads as `file:///mnt/share/out`.
+    pub fn publish(&self, src: &Path) {
+        let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+            .arg("publish")
+            .arg(src)
+            .arg(self.share.join("out"))
+            .output()
+            .expect("run converge publish");
+        assert!(
+            out.status.success(),
+            "publish failed\n{}",
+            output_text(&out)
+        );
+    }
+
     /// The container's root (overlay merged dir) as seen from the host.
     pub fn root(&self) -> &Path {
         self.overlay.merged()
