@@ -101,7 +101,7 @@ pub enum BootstrapError {
     Run(#[from] AgentError),
     /// The bundle was refused (not signed by a trusted key, tampered) or the source was down,
     /// and an older kept bundle was converged instead: the host is not on what was asked for.
-    #[error("the bundle at {url} was not used ({freshness}): {reason}; the timer was not enabled")]
+    #[error("the bundle at {url} was not used ({freshness}): {reason}; the host converged its kept bundle instead, and bootstrap stopped before the timer")]
     NotCurrent {
         /// The source.
         url: String,
@@ -110,6 +110,9 @@ pub enum BootstrapError {
         /// Why.
         reason: String,
     },
+    /// The live host does not run systemd, so there is no timer to enable.
+    #[error("{TIMER}: systemd is not running on this host (PID 1 is not systemd); the first run is done, and `converge agent` under your init system keeps the host converged")]
+    NoSystemd,
     /// The timer unit is not installed in the root.
     #[error(
         "{TIMER} is not installed{where_}: install the converge package first (it ships the unit)"
@@ -428,7 +431,10 @@ fn inside(root: &Path, path: &Path) -> PathBuf {
 
 /// Enables the timer (and starts it on a live host); returns whether that changed anything.
 fn enable_timer(sys: &System) -> Result<(bool, String), BootstrapError> {
-    let status = sys.unit_status(TIMER)?;
+    let status = match sys.unit_status(TIMER) {
+        Err(SystemError::NoSystemd(_)) => return Err(BootstrapError::NoSystemd),
+        other => other?,
+    };
     if status.not_found() {
         let where_ = if sys.is_live() {
             String::new()
