@@ -3,6 +3,8 @@
 
 mod notify;
 pub mod rollback;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::time::{Instant, SystemTime};
@@ -12,6 +14,27 @@ use crate::plan::{Plan, Planned};
 use crate::report::{Mode, NotifyStatus, Outcome, Report, Status};
 use crate::resource::{Change, ResourceError};
 use crate::system::System;
+
+/// Proof that the engine is applying a plan: [`System::host`] wants one, and only this module
+/// can make one, so nothing outside an apply run can get a writing handle.
+#[derive(Debug)]
+pub struct Applying {
+    _private: (),
+}
+
+impl Applying {
+    /// For the library's few writes that are not a plan's (bootstrap putting the agent's own
+    /// config and timer in place); each such place is one search for this name away.
+    pub(crate) fn outside_a_plan() -> Applying {
+        Applying { _private: () }
+    }
+
+    /// For unit tests of the writing side of `system`.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Applying {
+        Applying { _private: () }
+    }
+}
 
 /// Converges `plan` on `sys`. In [`Mode::Check`] no writing handle exists, so nothing changes.
 /// An apply on the live host keeps what it changes in a temp dir for the run, so a failing
@@ -94,8 +117,9 @@ fn converge(
 ) -> Report {
     let started = SystemTime::now();
     let clock = Instant::now();
+    let applying = Applying { _private: () };
     let host = match mode {
-        Mode::Apply => Some(sys.host()),
+        Mode::Apply => Some(sys.host(&applying)),
         Mode::Check => None,
     };
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(plan.items.len());
@@ -139,7 +163,7 @@ fn converge(
                         Mode::Apply => "changed",
                         Mode::Check => "would change",
                     });
-                    notifier.changed(item);
+                    notifier.changed(item, sys);
                     outcome.change = Some(change);
                 }
                 Err(e) => {
@@ -222,7 +246,7 @@ fn finish_recorded(
         }
     };
     let mut rollback = rollback::undo(
-        host,
+        host.system(),
         &recorder.id(),
         reason.clone(),
         &priors,

@@ -13,10 +13,11 @@ use serde_json::{Map, Value};
 use super::config::{AgentConfig, ConfigError, DEFAULT_PATH};
 use super::{run_once, AgentError, Finished, Request};
 use crate::bundle::{self, TrustedKey};
+use crate::engine::Applying;
 use crate::report::Mode;
 use crate::role::vars::{self, AssignmentError};
 use crate::system::fs::Attrs;
-use crate::system::systemd::UnitVerb;
+use crate::system::services::UnitVerb;
 use crate::system::{System, SystemError};
 
 /// Where bootstrap installs trusted public keys, inside the root.
@@ -309,7 +310,8 @@ fn ensure_file(sys: &System, path: &Path, content: &[u8], mode: u32) -> Result<b
             return Ok(false);
         }
     }
-    let host = sys.host();
+    let applying = Applying::outside_a_plan();
+    let host = sys.host(&applying);
     let mut missing = Vec::new();
     let mut dir = path.parent();
     while let Some(d) = dir {
@@ -431,7 +433,8 @@ fn inside(root: &Path, path: &Path) -> PathBuf {
 
 /// Enables the timer (and starts it on a live host); returns whether that changed anything.
 fn enable_timer(sys: &System) -> Result<(bool, String), BootstrapError> {
-    let status = match sys.unit_status(TIMER) {
+    let services = sys.services();
+    let status = match services.status(sys, TIMER) {
         Err(SystemError::NoSystemd(_)) => return Err(BootstrapError::NoSystemd),
         other => other?,
     };
@@ -443,13 +446,14 @@ fn enable_timer(sys: &System) -> Result<(bool, String), BootstrapError> {
         };
         return Err(BootstrapError::NoTimer { where_ });
     }
-    let host = sys.host();
+    let applying = Applying::outside_a_plan();
+    let host = sys.host(&applying);
     let mut did = Vec::new();
     if status.file_state != "enabled" {
-        host.systemctl(UnitVerb::Enable, TIMER)?;
+        services.act(&host, UnitVerb::Enable, TIMER)?;
         did.push("enabled");
     }
-    if !sys.is_live() {
+    if !services.runs_units(sys) {
         let detail = if did.is_empty() {
             "already enabled (offline: it starts when the image boots)"
         } else {
@@ -458,7 +462,7 @@ fn enable_timer(sys: &System) -> Result<(bool, String), BootstrapError> {
         return Ok((!did.is_empty(), detail.to_owned()));
     }
     if status.active.as_deref() != Some("active") {
-        host.systemctl(UnitVerb::Start, TIMER)?;
+        services.act(&host, UnitVerb::Start, TIMER)?;
         did.push("started");
     }
     Ok(if did.is_empty() {

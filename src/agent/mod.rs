@@ -237,10 +237,9 @@ fn finish_interrupted_rollback(config: &AgentConfig, sys: &System) -> Option<Rep
         return None;
     }
     tracing::warn!(run = %past.summary.id, "finishing a rollback that was interrupted");
-    let host = sys.host();
     let reason = past.summary.rollback_reason.clone().unwrap_or_default();
     let rollback = engine::rollback::undo(
-        &host,
+        sys,
         &past.summary.id,
         reason.clone(),
         &past.priors,

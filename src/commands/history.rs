@@ -87,12 +87,11 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
     let rb = if args.check {
         rollback::preview(&sys, &past.summary.id, &past.priors, &past.blobs)
     } else {
-        let host = sys.host();
         past.summary.status = RunStatus::RollingBack;
         past.summary.rollback_reason = Some("by hand".into());
         past.save()?;
         let rb = rollback::undo(
-            &host,
+            &sys,
             &past.summary.id,
             "by hand".into(),
             &past.priors,

@@ -167,7 +167,7 @@ pub fn capture(
                 .unwrap_or_default(),
         },
         ("package", _) => {
-            let status = sys.package_status(&id.name)?;
+            let status = sys.packages().status(sys, &id.name)?;
             Prior::Package {
                 resource,
                 name: id.name.clone(),
@@ -177,7 +177,7 @@ pub fn capture(
         }
         ("service", _) => {
             let unit = format!("{}.service", id.name);
-            let status = sys.unit_status(&unit)?;
+            let status = sys.services().status(sys, &unit)?;
             Prior::Service {
                 resource,
                 enabled: matches!(

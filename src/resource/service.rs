@@ -1,7 +1,7 @@
 //! `service`: a systemd service unit, enabled or not, masked or not, running or stopped.
 
 use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
-use crate::system::systemd::{UnitStatus, UnitVerb};
+use crate::system::services::{UnitStatus, UnitVerb};
 use crate::system::{Host, System};
 
 /// Whether a service should run.
@@ -88,6 +88,25 @@ fn is_masked(status: &UnitStatus) -> bool {
     status.load == "masked" || status.file_state.starts_with("masked")
 }
 
+impl ServiceResource {
+    /// When the unit is still missing and a package of this run ships it: Debian packages
+    /// enable and start their services from their install scripts, so apply, which looks
+    /// at the service after the package is in, may find less to do than check shows.
+    fn installed_by_package(&self, sys: &System) -> Option<String> {
+        let package = self
+            .unit_provider
+            .as_ref()
+            .filter(|p| p.kind == "package")?;
+        let missing = sys.services().status(sys, &self.unit()).ok()?.not_found();
+        missing.then(|| {
+            format!(
+                "{package} installs this unit in this run, and its install script may enable \
+                 or start it itself: apply then shows only what is left to do"
+            )
+        })
+    }
+}
+
 impl Resource for ServiceResource {
     type Live = ServiceLive;
 
@@ -96,10 +115,13 @@ impl Resource for ServiceResource {
     }
 
     fn observe(&self, sys: &System) -> Result<ServiceLive, ResourceError> {
-        let status = sys.unit_status(&self.unit())?;
+        let status = sys.services().status(sys, &self.unit())?;
         // A unit nothing in this run will create fails now, so check does not promise an
         // enable or start that apply cannot do.
-        if status.not_found() && self.needs_unit(sys.is_live()) && self.unit_provider.is_none() {
+        if status.not_found()
+            && self.needs_unit(sys.services().runs_units(sys))
+            && self.unit_provider.is_none()
+        {
             return Err(ResourceError::UnitNotFound {
                 unit: self.unit(),
                 hint: "no unit file, and nothing in this run provides one (give the service a \
@@ -170,9 +192,11 @@ impl Resource for ServiceResource {
             });
         }
         let unit = self.unit();
+        let services = host.system().services();
+        let systemctl = |verb| services.act(host, verb, &unit);
         // Unmask before enable/start can work; mask last, after disable/stop.
         if change.touches("masked") && self.want_masked() == Some(false) {
-            host.systemctl(UnitVerb::Unmask, &unit)?;
+            systemctl(UnitVerb::Unmask)?;
         }
         if change.touches("enabled") {
             let verb = if self.enabled == Some(true) {
@@ -180,28 +204,28 @@ impl Resource for ServiceResource {
             } else {
                 UnitVerb::Disable
             };
-            host.systemctl(verb, &unit)?;
+            systemctl(verb)?;
         }
         if change.touches("state") {
             let verb = match self.state {
                 Some(RunState::Running) => UnitVerb::Start,
                 _ => UnitVerb::Stop,
             };
-            host.systemctl(verb, &unit)?;
+            systemctl(verb)?;
         }
         if change.touches("masked") && self.want_masked() == Some(true) {
-            host.systemctl(UnitVerb::Mask, &unit)?;
+            systemctl(UnitVerb::Mask)?;
         }
         Ok(())
     }
 
     fn notes(&self, sys: &System) -> Vec<String> {
         match self.state {
-            Some(state) if !sys.is_live() => vec![format!(
+            Some(state) if !sys.services().runs_units(sys) => vec![format!(
                 "state = \"{}\" is not managed under --root (nothing runs in a tree)",
                 state.as_str()
             )],
-            _ => Vec::new(),
+            _ => self.installed_by_package(sys).into_iter().collect(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! systemd through `systemctl`: unit state, enable/disable/mask, start/stop/restart/reload.
+//! The systemd backend of [`ServiceManager`], through `systemctl`: unit state,
+//! enable/disable/mask, start/stop/restart/reload, daemon-reload.
 //!
 //! `systemctl` rather than a D-Bus client: it is the interface systemd documents for scripts,
 //! it adds no dependency, and `systemctl --root=DIR` edits a tree offline with the very same
@@ -10,6 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::command::{self, tool};
+use super::services::{ServiceManager, UnitStatus, UnitVerb};
 use super::{Host, System, SystemError};
 
 /// Directories whose unit files systemd only rereads on `daemon-reload`.
@@ -36,44 +38,31 @@ pub fn is_unit_path(path: &Path) -> bool {
     is_dropin_dir && parent.parent().is_some_and(in_unit_dir)
 }
 
-/// What systemd says about one unit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnitStatus {
-    /// `loaded`, `not-found`, `masked`, `bad-setting`...; offline only `loaded` or `not-found`.
-    pub load: String,
-    /// `active`, `inactive`, `failed`, `activating`...; `None` offline, where nothing runs.
-    pub active: Option<String>,
-    /// `enabled`, `disabled`, `masked`, `static`...; empty when there is no unit file.
-    pub file_state: String,
-    /// The main process, when one runs.
-    pub main_pid: Option<u32>,
+/// systemd on the live host, or `systemctl --root` on a tree.
+#[derive(Debug, Default)]
+pub struct Systemd;
+
+fn systemctl(sys: &System) -> Command {
+    let mut cmd = tool("systemctl");
+    if !sys.is_live() {
+        cmd.arg(format!("--root={}", sys.root().display()));
+    }
+    cmd.arg("--no-ask-password");
+    cmd
 }
 
-impl UnitStatus {
-    /// Whether systemd knows no unit file of this name.
-    pub fn not_found(&self) -> bool {
-        self.load == "not-found"
-    }
-}
-
-impl System {
-    fn systemctl(&self) -> Command {
-        let mut cmd = tool("systemctl");
-        if !self.is_live() {
-            cmd.arg(format!("--root={}", self.root().display()));
-        }
-        cmd.arg("--no-ask-password");
-        cmd
+impl ServiceManager for Systemd {
+    fn runs_units(&self, sys: &System) -> bool {
+        sys.is_live()
     }
 
-    /// The state of `unit` (a full name such as `nginx.service`). Never changes anything.
-    pub fn unit_status(&self, unit: &str) -> Result<UnitStatus, SystemError> {
-        if self.is_live() {
+    fn status(&self, sys: &System, unit: &str) -> Result<UnitStatus, SystemError> {
+        if sys.is_live() {
             // sd_booted(3): without this directory systemctl can only say "Host is down".
             if !Path::new("/run/systemd/system").is_dir() {
                 return Err(SystemError::NoSystemd(unit.to_owned()));
             }
-            let mut cmd = self.systemctl();
+            let mut cmd = systemctl(sys);
             cmd.args([
                 "show",
                 "-p",
@@ -83,7 +72,7 @@ impl System {
             ]);
             return Ok(parse_show(&command::run(&mut cmd)?));
         }
-        let mut cmd = self.systemctl();
+        let mut cmd = systemctl(sys);
         cmd.args(["is-enabled", "--", unit]);
         let out = command::output(&mut cmd)?;
         // is-enabled exits non-zero for disabled and masked units too; only the text counts.
@@ -107,6 +96,37 @@ impl System {
             main_pid: None,
         })
     }
+
+    fn is_definition(&self, path: &Path) -> bool {
+        is_unit_path(path)
+    }
+
+    /// `systemctl VERB UNIT` (offline verbs under `--root` use `systemctl --root`).
+    fn act(&self, host: &Host, verb: UnitVerb, unit: &str) -> Result<(), SystemError> {
+        let sys = host.system();
+        if verb.needs_running_system() && !self.runs_units(sys) {
+            return Err(SystemError::NotLive(format!(
+                "systemctl {} {unit}",
+                verb.as_str()
+            )));
+        }
+        let mut cmd = systemctl(sys);
+        cmd.args([verb.as_str(), "--", unit]);
+        tracing::info!(unit, verb = verb.as_str(), "systemctl");
+        command::run(&mut cmd).map(drop)
+    }
+
+    /// Nothing to do for a tree: no manager has read its units.
+    fn reload_definitions(&self, host: &Host) -> Result<(), SystemError> {
+        let sys = host.system();
+        if !self.runs_units(sys) {
+            return Ok(());
+        }
+        let mut cmd = systemctl(sys);
+        cmd.arg("daemon-reload");
+        tracing::info!("systemctl daemon-reload");
+        command::run(&mut cmd).map(drop)
+    }
 }
 
 fn parse_show(text: &str) -> UnitStatus {
@@ -129,78 +149,6 @@ fn parse_show(text: &str) -> UnitStatus {
         }
     }
     status
-}
-
-/// What can be asked of systemd about one unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnitVerb {
-    /// Start it now.
-    Start,
-    /// Stop it now.
-    Stop,
-    /// Restart it if it runs (never starts a stopped unit).
-    TryRestart,
-    /// Reload its configuration.
-    Reload,
-    /// Start it at boot.
-    Enable,
-    /// Do not start it at boot.
-    Disable,
-    /// Make it impossible to start.
-    Mask,
-    /// Undo a mask.
-    Unmask,
-}
-
-impl UnitVerb {
-    /// The systemctl verb.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnitVerb::Start => "start",
-            UnitVerb::Stop => "stop",
-            UnitVerb::TryRestart => "try-restart",
-            UnitVerb::Reload => "reload",
-            UnitVerb::Enable => "enable",
-            UnitVerb::Disable => "disable",
-            UnitVerb::Mask => "mask",
-            UnitVerb::Unmask => "unmask",
-        }
-    }
-
-    /// Whether it acts on the running manager rather than on unit files.
-    pub fn needs_running_system(self) -> bool {
-        matches!(
-            self,
-            UnitVerb::Start | UnitVerb::Stop | UnitVerb::TryRestart | UnitVerb::Reload
-        )
-    }
-}
-
-impl Host<'_> {
-    /// Runs `systemctl VERB UNIT` (offline verbs under `--root` use `systemctl --root`).
-    pub fn systemctl(&self, verb: UnitVerb, unit: &str) -> Result<(), SystemError> {
-        if verb.needs_running_system() && !self.sys.is_live() {
-            return Err(SystemError::NotLive(format!(
-                "systemctl {} {unit}",
-                verb.as_str()
-            )));
-        }
-        let mut cmd = self.sys.systemctl();
-        cmd.args([verb.as_str(), "--", unit]);
-        tracing::info!(unit, verb = verb.as_str(), "systemctl");
-        command::run(&mut cmd).map(drop)
-    }
-
-    /// Makes the running manager reread unit files; nothing to do for a tree.
-    pub fn daemon_reload(&self) -> Result<(), SystemError> {
-        if !self.sys.is_live() {
-            return Ok(());
-        }
-        let mut cmd = self.sys.systemctl();
-        cmd.arg("daemon-reload");
-        tracing::info!("systemctl daemon-reload");
-        command::run(&mut cmd).map(drop)
-    }
 }
 
 #[cfg(test)]
