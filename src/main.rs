@@ -33,6 +33,9 @@ fn main() {
         Command::Keygen(args) => commands::keys::run(args),
         Command::History(args) => commands::history::history(args),
         Command::Rollback(args) => commands::history::rollback(args, cli.color),
+        Command::Snapshot(args) => commands::snapshot::run(args),
+        Command::Compare(args) => commands::compare::run(args, cli.color),
+        Command::Capture(args) => commands::capture::run(args),
         Command::Bootstrap(args) => commands::bootstrap::run(args, cli.color),
         Command::Generate(args) => commands::generate::run(args),
     };

@@ -453,6 +453,8 @@ fn enable_timer(sys: &System) -> Result<(bool, String), BootstrapError> {
         services.act(&host, UnitVerb::Enable, TIMER)?;
         did.push("enabled");
     }
+    // A tree, or a live host without a running systemd (a chroot baking an image): the
+    // timer is enabled in the unit files and starts when the system boots.
     if !services.runs_units(sys) {
         let detail = if did.is_empty() {
             "already enabled (offline: it starts when the image boots)"

@@ -68,7 +68,8 @@ pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Undoes a run (or previews it); exit 0 nothing to undo, 2 undone, 4 failures.
+/// Undoes a run (or previews it); exit 0 nothing to undo, 2 undone, 4 something could not
+/// be undone.
 pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> {
     let (dir, lock_wait) = state_dir(&args.state)?;
     let sys = System::new(&args.root)?;
@@ -130,7 +131,13 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
             print!("{out}");
         }
     }
-    let failed = !rb.complete();
+    // Something left as the run made it (a failure, or a change converge does not undo)
+    // is not "undone": the caller must look.
+    let failed = !rb.complete()
+        || rb
+            .restored
+            .iter()
+            .any(|r| r.status == RestoreStatus::NotRolledBack);
     let acted = rb
         .restored
         .iter()

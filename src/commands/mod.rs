@@ -2,6 +2,8 @@
 
 pub mod agent;
 pub mod bootstrap;
+pub mod capture;
+pub mod compare;
 pub mod facts;
 pub mod generate;
 pub mod history;
@@ -9,6 +11,7 @@ pub mod keys;
 pub mod publish;
 pub mod render;
 pub mod run;
+pub mod snapshot;
 pub mod validate;
 
 use std::path::{Path, PathBuf};

@@ -256,10 +256,12 @@ fn decide(
         return Decision::Skip(NotifyStatus::NotNeeded, "state = \"stopped\"".into());
     }
     if !sys.services().runs_units(sys) {
-        return Decision::Skip(
-            NotifyStatus::NotNeeded,
-            "converging a tree (--root): nothing runs there".into(),
-        );
+        let why = if sys.is_live() {
+            "systemd is not running here: nothing runs as a unit"
+        } else {
+            "converging a tree (--root): nothing runs there"
+        };
+        return Decision::Skip(NotifyStatus::NotNeeded, why.into());
     }
     if let Err(e) = reloaded {
         return Decision::Fail(format!("daemon-reload: {e}"));

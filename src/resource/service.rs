@@ -225,6 +225,11 @@ impl Resource for ServiceResource {
                 "state = \"{}\" is not managed under --root (nothing runs in a tree)",
                 state.as_str()
             )],
+            Some(state) if !sys.services().runs_units(sys) => vec![format!(
+                "state = \"{}\" is not managed: systemd is not running here (no \
+                 /run/systemd/system); enablement is managed in the unit files",
+                state.as_str()
+            )],
             _ => self.installed_by_package(sys).into_iter().collect(),
         }
     }

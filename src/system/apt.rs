@@ -14,7 +14,7 @@ use super::{Host, System, SystemError};
 pub struct Apt;
 
 /// `program` run against this root: directly on the live host, else inside `chroot ROOT`.
-fn package_tool(sys: &System, program: &str) -> Command {
+pub(super) fn package_tool(sys: &System, program: &str) -> Command {
     let mut cmd = if sys.is_live() {
         tool(program)
     } else {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::packages::{PackageManager, PackageStatus};
-use super::services::{ServiceManager, UnitStatus, UnitVerb};
+use super::services::{ServiceManager, UnitFile, UnitStatus, UnitVerb};
 use super::{Host, System, SystemError};
 
 /// A fake host's managers; clones share one state.
@@ -117,6 +117,21 @@ impl ServiceManager for Fake {
 
     fn reload_definitions(&self, _host: &Host) -> Result<(), SystemError> {
         self.record("daemon-reload".into())
+    }
+
+    fn unit_files(&self, _sys: &System) -> Result<Vec<UnitFile>, SystemError> {
+        Ok(self
+            .state()
+            .units
+            .iter()
+            .filter(|(_, st)| !st.not_found())
+            .map(|(name, st)| UnitFile {
+                name: name.clone(),
+                state: st.file_state.clone(),
+                preset: None,
+                active: st.active.clone(),
+            })
+            .collect())
     }
 }
 

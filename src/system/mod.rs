@@ -12,6 +12,7 @@ pub mod command;
 #[cfg(test)]
 pub mod fake;
 pub mod fs;
+pub mod installed;
 pub mod packages;
 pub mod path;
 pub mod process;
@@ -20,6 +21,7 @@ pub mod services;
 pub mod systemd;
 pub mod tree_file;
 pub mod users;
+pub mod walk;
 
 use std::io;
 use std::path::{Path, PathBuf};

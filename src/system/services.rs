@@ -87,4 +87,20 @@ pub trait ServiceManager: fmt::Debug + Send + Sync {
     fn act(&self, host: &Host, verb: UnitVerb, unit: &str) -> Result<(), SystemError>;
     /// Makes the running manager reread changed definitions.
     fn reload_definitions(&self, host: &Host) -> Result<(), SystemError>;
+    /// Every unit file with its enablement and preset, sorted by name, plus each unit's
+    /// active state when units run (see [`ServiceManager::runs_units`]).
+    fn unit_files(&self, sys: &System) -> Result<Vec<UnitFile>, SystemError>;
+}
+
+/// One unit file as a service manager lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitFile {
+    /// Full unit name, e.g. `ssh.service`.
+    pub name: String,
+    /// `enabled`, `disabled`, `masked`, `static`, `alias`...
+    pub state: String,
+    /// What the distribution's presets say (`enabled`/`disabled`), when they say anything.
+    pub preset: Option<String>,
+    /// `active`, `inactive`, `failed`...; only when units run.
+    pub active: Option<String>,
 }

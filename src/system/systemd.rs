@@ -5,13 +5,15 @@
 //! it adds no dependency, and `systemctl --root=DIR` edits a tree offline with the very same
 //! install logic (symlinks in `*.wants/`, masks to /dev/null) that the running manager uses.
 //! `show` is refused together with `--root`, so offline the unit file state comes from
-//! `is-enabled` and the runtime state is unknown.
+//! `is-enabled` and the runtime state is unknown. "Offline" is also the live host when no
+//! systemd runs it (a chroot while baking an image, a plain container): enablement is
+//! managed in its unit files as under `--root`, and nothing can be started or stopped.
 
 use std::path::Path;
 use std::process::Command;
 
 use super::command::{self, tool};
-use super::services::{ServiceManager, UnitStatus, UnitVerb};
+use super::services::{ServiceManager, UnitFile, UnitStatus, UnitVerb};
 use super::{Host, System, SystemError};
 
 /// Directories whose unit files systemd only rereads on `daemon-reload`.
@@ -42,9 +44,15 @@ pub fn is_unit_path(path: &Path) -> bool {
 #[derive(Debug, Default)]
 pub struct Systemd;
 
+/// Whether a systemd manager runs this root: the live host booted with systemd (sd_booted(3)).
+/// A tree, a chroot or a plain container is handled offline, the way `systemctl --root` does.
+fn running(sys: &System) -> bool {
+    sys.is_live() && Path::new("/run/systemd/system").is_dir()
+}
+
 fn systemctl(sys: &System) -> Command {
     let mut cmd = tool("systemctl");
-    if !sys.is_live() {
+    if !running(sys) {
         cmd.arg(format!("--root={}", sys.root().display()));
     }
     cmd.arg("--no-ask-password");
@@ -53,15 +61,11 @@ fn systemctl(sys: &System) -> Command {
 
 impl ServiceManager for Systemd {
     fn runs_units(&self, sys: &System) -> bool {
-        sys.is_live()
+        running(sys)
     }
 
     fn status(&self, sys: &System, unit: &str) -> Result<UnitStatus, SystemError> {
-        if sys.is_live() {
-            // sd_booted(3): without this directory systemctl can only say "Host is down".
-            if !Path::new("/run/systemd/system").is_dir() {
-                return Err(SystemError::NoSystemd(unit.to_owned()));
-            }
+        if running(sys) {
             let mut cmd = systemctl(sys);
             cmd.args([
                 "show",
@@ -105,15 +109,40 @@ impl ServiceManager for Systemd {
     fn act(&self, host: &Host, verb: UnitVerb, unit: &str) -> Result<(), SystemError> {
         let sys = host.system();
         if verb.needs_running_system() && !self.runs_units(sys) {
-            return Err(SystemError::NotLive(format!(
-                "systemctl {} {unit}",
-                verb.as_str()
-            )));
+            let what = format!("systemctl {} {unit}", verb.as_str());
+            return Err(if sys.is_live() {
+                SystemError::NoSystemd(what)
+            } else {
+                SystemError::NotLive(what)
+            });
         }
         let mut cmd = systemctl(sys);
         cmd.args([verb.as_str(), "--", unit]);
         tracing::info!(unit, verb = verb.as_str(), "systemctl");
         command::run(&mut cmd).map(drop)
+    }
+
+    fn unit_files(&self, sys: &System) -> Result<Vec<UnitFile>, SystemError> {
+        let mut cmd = systemctl(sys);
+        cmd.args(["list-unit-files", "--no-legend", "--no-pager", "--full"]);
+        let mut files = parse_unit_files(&command::run(&mut cmd)?);
+        if running(sys) {
+            let mut cmd = systemctl(sys);
+            cmd.args([
+                "list-units",
+                "--all",
+                "--no-legend",
+                "--no-pager",
+                "--plain",
+                "--full",
+            ]);
+            let active = parse_list_units(&command::run(&mut cmd)?);
+            for f in &mut files {
+                let state = active.get(&f.name).cloned();
+                f.active = Some(state.unwrap_or_else(|| "inactive".into()));
+            }
+        }
+        Ok(files)
     }
 
     /// Nothing to do for a tree: no manager has read its units.
@@ -127,6 +156,36 @@ impl ServiceManager for Systemd {
         tracing::info!("systemctl daemon-reload");
         command::run(&mut cmd).map(drop)
     }
+}
+
+fn parse_unit_files(text: &str) -> Vec<UnitFile> {
+    let mut out: Vec<UnitFile> = text
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let (name, state) = (words.next()?, words.next()?);
+            let preset = words.next().filter(|p| *p != "-").map(str::to_owned);
+            Some(UnitFile {
+                name: name.to_owned(),
+                state: state.to_owned(),
+                preset,
+                active: None,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn parse_list_units(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next()?;
+            let _load = words.next()?;
+            Some((name.to_owned(), words.next()?.to_owned()))
+        })
+        .collect()
 }
 
 fn parse_show(text: &str) -> UnitStatus {
@@ -166,6 +225,19 @@ mod tests {
         assert!(!is_unit_path(Path::new(
             "/etc/systemd/journald.conf.d/x.conf"
         )));
+    }
+
+    #[test]
+    fn unit_file_lists_parse_with_and_without_presets() {
+        let files = parse_unit_files(
+            "ssh.service enabled enabled\nsshd.service alias -\nx.timer disabled\n",
+        );
+        assert_eq!(files[0].name, "ssh.service");
+        assert_eq!(files[0].preset.as_deref(), Some("enabled"));
+        assert_eq!(files[1].preset, None);
+        assert_eq!(files[2].state, "disabled");
+        let active = parse_list_units("ssh.service loaded active running OpenBSD Secure Shell\n");
+        assert_eq!(active["ssh.service"], "active");
     }
 
     #[test]
