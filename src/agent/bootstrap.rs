@@ -111,9 +111,6 @@ pub enum BootstrapError {
         /// Why.
         reason: String,
     },
-    /// The live host does not run systemd, so there is no timer to enable.
-    #[error("{TIMER}: systemd is not running on this host (PID 1 is not systemd); the first run is done, and `converge agent` under your init system keeps the host converged")]
-    NoSystemd,
     /// The timer unit is not installed in the root.
     #[error(
         "{TIMER} is not installed{where_}: install the converge package first (it ships the unit)"
@@ -434,10 +431,7 @@ fn inside(root: &Path, path: &Path) -> PathBuf {
 /// Enables the timer (and starts it on a live host); returns whether that changed anything.
 fn enable_timer(sys: &System) -> Result<(bool, String), BootstrapError> {
     let services = sys.services();
-    let status = match services.status(sys, TIMER) {
-        Err(SystemError::NoSystemd(_)) => return Err(BootstrapError::NoSystemd),
-        other => other?,
-    };
+    let status = services.status(sys, TIMER)?;
     if status.not_found() {
         let where_ = if sys.is_live() {
             String::new()
