@@ -196,6 +196,20 @@ impl AgentConfig {
         if let Some(m) = &self.metrics_file {
             absolute("metrics_file", m)?;
         }
+        if let Some(bad) = self.roles.iter().find(|r| !crate::role::valid_role_name(r)) {
+            let message = format!(
+                "invalid role name '{}' in roles: expected letters, digits, '-', '_' and '/' between names",
+                bad.escape_debug()
+            );
+            return Err(at("roles", message));
+        }
+        if let Some(url) = &self.report_url {
+            let scheme = reqwest::Url::parse(url).map(|u| u.scheme().to_owned());
+            if !matches!(scheme.as_deref(), Ok("http" | "https")) {
+                let message = format!("report_url '{url}' is not an http(s) URL");
+                return Err(at("report_url", message));
+            }
+        }
         if self.trusted_keys.iter().any(|k| k.as_os_str().is_empty()) {
             let message = "trusted_keys holds an empty path: expected key files".to_owned();
             return Err(at("trusted_keys", message));
@@ -313,6 +327,14 @@ mod tests {
             (
                 "source = \"x\"\ntrusted_keys = [\"\"]\n",
                 "a.toml:2:16: trusted_keys holds an empty path",
+            ),
+            (
+                "source = \"x\"\nroles = [\"web\", \"\"]\n",
+                "a.toml:2:9: invalid role name '' in roles",
+            ),
+            (
+                "source = \"x\"\nreport_url = \"ftp://r\"\n",
+                "a.toml:2:14: report_url 'ftp://r' is not an http(s) URL",
             ),
             (
                 "source = \"x\"\n[fetch]\nretries = 1\ntimeout = \"0s\"\n",

@@ -230,7 +230,8 @@ impl Loader<'_> {
     }
 }
 
-fn valid_role_name(name: &str) -> bool {
+/// Whether `name` can name a role file: `/`-separated parts of letters, digits, `-`, `_`, `.`.
+pub fn valid_role_name(name: &str) -> bool {
     name.split('/').all(|part| {
         !part.is_empty()
             && part != "."
