@@ -195,6 +195,10 @@ pub struct RunArgs {
     /// config's, else /var/lib/converge). A source tree keeps a history only with this flag.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// minisign public key a bundle must be signed by (repeatable), added to the agent
+    /// config's trusted_keys. Without any, a bundle is used unverified, with a warning.
+    #[arg(long = "trusted-key", value_name = "FILE")]
+    pub trusted_keys: Vec<PathBuf>,
     /// apply: apply the bundle even if it was rolled back on this host before.
     #[arg(long)]
     pub force: bool,
@@ -254,6 +258,12 @@ pub struct PublishArgs {
     /// minisign secret key to sign the manifest with (password from CONVERGE_SIGNING_PASSWORD).
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// Render and plan against facts from this JSON file (default: this machine's).
+    #[arg(long, value_name = "FILE")]
+    pub facts: Option<PathBuf>,
+    /// Override a variable while validating (repeatable), as hosts' agent.toml [vars] would.
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
 }
 
 /// Arguments of bootstrap.

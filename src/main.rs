@@ -68,7 +68,7 @@ fn report_error(e: &anyhow::Error) {
             }
             let n = ds.0.len();
             let context = e.to_string();
-            if context.starts_with("validate:") {
+            if context.starts_with("validate:") || context.starts_with("publish:") {
                 eprintln!("{context}");
             } else {
                 eprintln!(
@@ -93,8 +93,14 @@ fn report_error(e: &anyhow::Error) {
 }
 
 fn init_logging(cli: &Cli) {
+    // The agent loop and runs under systemd are read in the journal afterwards: there a run's
+    // summary, new bundles and changes (info) belong in the log; interactive runs print
+    // their report instead.
+    let unattended =
+        matches!(cli.command, Command::Agent(_)) || std::env::var_os("JOURNAL_STREAM").is_some();
     let default = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
+        (false, 0) if unattended => "info",
         (false, 0) => "warn",
         (false, 1) => "info",
         (false, 2) => "debug",

@@ -150,7 +150,7 @@ fn validate_health_and_rollback_keep_a_real_nginx_serving() {
     assert_eq!(serves(&ct), "ok v1\n");
     let record = ct.exec_ok(&["cat", "/var/lib/converge/last-run.json"]);
     assert!(record.contains("\"held\""), "{record}");
-    let metrics = ct.exec_ok(&["cat", "/var/lib/converge/converge.prom"]);
+    let metrics = ct.exec_ok(&["cat", "/var/lib/converge/metrics/converge.prom"]);
     assert!(
         metrics.contains("\nconverge_bundle_held{mode=\"apply\"} 1\n"),
         "{metrics}"

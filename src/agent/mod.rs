@@ -18,9 +18,9 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::durable::{self, FileSpec, LockError, StateLock};
 use crate::engine;
 use crate::history::{self, Recorder};
-use crate::plan::{self, PlanOptions};
+use crate::plan::{self, Plan, PlanOptions};
 use crate::render::Renderer;
-use crate::report::metrics::{self, SourceMetrics};
+use crate::report::metrics::{self, RunMetrics, SourceMetrics};
 use crate::report::{Mode, Report};
 use crate::role::{self, vars, SourceTree};
 use crate::system::System;
@@ -93,6 +93,15 @@ pub struct Finished {
 /// converges are recorded too, so monitoring sees a host that cannot run.
 pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Finished, AgentError> {
     let started = SystemTime::now();
+    // 0711: others may pass through to the world-readable metrics/ (node_exporter), but
+    // not list it; bundles and objects (which may carry secrets) are 0700 and run records
+    // (which show diffs) 0600.
+    crate::durable::ensure_dir(&config.state_dir, 0o711).map_err(|source| {
+        AgentError::StateDir {
+            path: config.state_dir.clone(),
+            source,
+        }
+    })?;
     let lock = StateLock::acquire(&config.state_dir, Some(config.lock_wait))?;
     let host = req
         .facts
@@ -117,12 +126,12 @@ pub fn run_once(config: &AgentConfig, sys: &System, req: &Request) -> Result<Fin
         Ok(report) => {
             record.exit_code = report.exit_code();
             record.report = Some(report.clone());
-            publish(config, req.mode, &record, Some(&report));
+            publish(config, req.mode, started, &record, Some(&report));
             Ok(Finished { report, record })
         }
         Err(e) => {
             record.error = Some(e.to_string());
-            publish(config, req.mode, &record, None);
+            publish(config, req.mode, started, &record, None);
             Err(e)
         }
     }
@@ -135,58 +144,54 @@ fn converge(
     req: &Request,
     record: &mut RunRecord,
 ) -> Result<Report, AgentError> {
-    let (tree_dir, status, _scratch) = fetch(config, lock, req.mode)?;
-    if status.freshness == "stale" || status.freshness == "refused" {
-        tracing::warn!(
-            source = %config.source,
-            reason = status.reason.as_deref().unwrap_or(""),
-            "using the last known good bundle"
-        );
-    }
-    let bundle_id = status.bundle_id.clone();
-    record.source = Some(status);
+    let (tree_dir, mut status, _scratch) = fetch(config, lock, req.mode)?;
     if req.mode == Mode::Apply {
         if let Some(report) = finish_interrupted_rollback(config, sys) {
+            record.source = Some(status);
             return Ok(report);
         }
     }
     // Remembered per bundle id; a source tree read in place has none, so nothing is held.
-    let held =
-        held::load(&config.state_dir).filter(|h| !h.bundle.is_empty() && h.bundle == bundle_id);
+    let held = held::load(&config.state_dir)
+        .filter(|h| !h.bundle.is_empty() && h.bundle == status.bundle_id);
     if let (Some(h), Mode::Apply, false) = (&held, req.mode, req.force) {
         tracing::warn!(bundle = %h.bundle, run = %h.run, "bundle was rolled back here; not applying it again");
         let mut report = Report::new(req.mode, SystemTime::now(), Duration::ZERO, Vec::new());
         report.held = held;
+        record.source = Some(status);
         return Ok(report);
     }
-    let tree = SourceTree::open(&tree_dir).map_err(Diagnostics::from)?;
-    let roles = if !req.roles.is_empty() {
-        req.roles.clone()
-    } else if !config.roles.is_empty() {
-        config.roles.clone()
-    } else {
-        let nodes = tree.root().join(classify::NODES_FILE);
-        let text = std::fs::read_to_string(&nodes).map_err(|e| {
-            Diagnostics::from(Diagnostic::new(format!(
-                "no roles configured and the bundle has no {} ({e})",
-                classify::NODES_FILE
-            )))
-        })?;
-        let file = Path::new(classify::NODES_FILE);
-        classify::roles_for_checked(file, &text, &req.facts, &tree.role_names())?
+    let (plan, roles) = match plan_bundle(config, req, &tree_dir) {
+        Ok(planned) => planned,
+        // A verified bundle that cannot be planned here (a broken template, a role missing
+        // from nodes.toml) must not stop the host: converge the last known good and say so.
+        Err(e) if matches!(status.freshness.as_str(), "fresh" | "unchanged") => {
+            match fall_back_from_unplannable(config, lock, req, &status, &e)? {
+                Some((planned, kept)) => {
+                    status = kept;
+                    planned
+                }
+                None => {
+                    record.source = Some(status);
+                    return Err(e);
+                }
+            }
+        }
+        Err(e) => {
+            record.source = Some(status);
+            return Err(e);
+        }
     };
-    record.roles = roles.clone();
-    let mut overrides = vars::table_to_json(&config.vars);
-    vars::merge(&mut overrides, &req.overrides);
-    let set = role::load(&tree, &roles, &overrides)?;
-    let mut renderer = Renderer::new(&tree.templates_dir())?;
-    let plan = plan::build(
-        &tree,
-        &set,
-        &req.facts,
-        &mut renderer,
-        PlanOptions::default(),
-    )?;
+    if status.freshness == "stale" || status.freshness == "refused" {
+        tracing::warn!(
+            source = %config.source,
+            reason = status.reason.as_deref().unwrap_or(""),
+            "using the last known good bundle {}", status.bundle_id
+        );
+    }
+    let bundle_id = status.bundle_id.clone();
+    record.source = Some(status);
+    record.roles = roles;
     // The journal holds the live host's open restarts; a run on a tree has none of its own
     // and must not consume (or clear) them.
     let journal = sys
@@ -215,6 +220,84 @@ fn converge(
         report.held = held;
     }
     Ok(report)
+}
+
+/// A plan and the roles it was made from.
+type Planned = (Plan, Vec<String>);
+
+/// Picks the roles (`--role`, the config's, else `nodes.toml`), loads, renders and plans.
+fn plan_bundle(
+    config: &AgentConfig,
+    req: &Request,
+    tree_dir: &Path,
+) -> Result<Planned, AgentError> {
+    let tree = SourceTree::open(tree_dir).map_err(Diagnostics::from)?;
+    let roles = if !req.roles.is_empty() {
+        req.roles.clone()
+    } else if !config.roles.is_empty() {
+        config.roles.clone()
+    } else {
+        let nodes = tree.root().join(classify::NODES_FILE);
+        let text = std::fs::read_to_string(&nodes).map_err(|e| {
+            Diagnostics::from(Diagnostic::new(format!(
+                "no roles configured and the bundle has no {} ({e})",
+                classify::NODES_FILE
+            )))
+        })?;
+        let file = Path::new(classify::NODES_FILE);
+        classify::roles_for_checked(file, &text, &req.facts, &tree.role_names())?
+    };
+    let mut overrides = vars::table_to_json(&config.vars);
+    vars::merge(&mut overrides, &req.overrides);
+    let set = role::load(&tree, &roles, &overrides)?;
+    let mut renderer = Renderer::new(&tree.templates_dir())?;
+    let plan = plan::build(
+        &tree,
+        &set,
+        &req.facts,
+        &mut renderer,
+        PlanOptions::default(),
+    )?;
+    Ok((plan, roles))
+}
+
+/// When the bundle from the source cannot be planned, the kept bundle to converge instead,
+/// planned, with the status that says so. An apply also makes it current again and marks
+/// the bad bundle refused. `None` when no kept bundle plans either: then the fault is not the
+/// bundle's (a `--role` typo, a bad `[vars]` in agent.toml) and the run reports the error.
+fn fall_back_from_unplannable(
+    config: &AgentConfig,
+    lock: &StateLock,
+    req: &Request,
+    status: &SourceStatus,
+    error: &AgentError,
+) -> Result<Option<(Planned, SourceStatus)>, AgentError> {
+    let source = bundle::Source::parse(&config.source)?;
+    let opts = sync_options(config)?;
+    let Some(kept) = bundle::stand_in(&source, lock, &status.bundle_id, &opts)? else {
+        return Ok(None);
+    };
+    let Ok(planned) = plan_bundle(config, req, &kept.bundle_dir) else {
+        return Ok(None);
+    };
+    let first = error.to_string();
+    let first = first.lines().next().unwrap_or_default();
+    let reason = format!(
+        "bundle {} cannot be planned on this host: {first}; converging the last known good {}",
+        status.bundle_id, kept.id
+    );
+    if req.mode == Mode::Apply {
+        bundle::refuse(lock, &status.bundle_id, &kept.id, &reason)?;
+    }
+    let kept_status = SourceStatus {
+        url: status.url.clone(),
+        bundle_id: kept.id.clone(),
+        freshness: "refused".into(),
+        reason: Some(reason),
+        fetched_objects: status.fetched_objects,
+        bundle_age_seconds: kept.bundle_age().as_secs(),
+    };
+    Ok(Some((planned, kept_status)))
 }
 
 fn remember(config: &AgentConfig, bundle: &str, run: &str, reason: &str) {
@@ -284,22 +367,7 @@ fn fetch(
         return Ok((local.to_path_buf(), status, None));
     }
     let source = bundle::Source::parse(&config.source)?;
-    let mut trusted_keys = Vec::new();
-    for path in &config.trusted_keys {
-        let key = TrustedKey::from_file(path).map_err(|e| AgentError::Key {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        trusted_keys.push(key);
-    }
-    let opts = SyncOptions {
-        trusted_keys,
-        connect_timeout: config.fetch.connect_timeout,
-        request_timeout: config.fetch.timeout,
-        retries: config.fetch.retries,
-        deadline: config.fetch.deadline,
-        ..SyncOptions::default()
-    };
+    let opts = sync_options(config)?;
     let (outcome, guard) = match mode {
         Mode::Apply => (bundle::sync_locked(&source, lock, &opts)?, None),
         Mode::Check => {
@@ -307,6 +375,14 @@ fn fetch(
             (peeked.outcome.clone(), Some(peeked))
         }
     };
+    if opts.trusted_keys.is_empty() {
+        tracing::warn!(
+            source = %source,
+            bundle = %outcome.id,
+            "bundle {} from {source} is used UNVERIFIED: no trusted key is configured, so whoever can change the source or its traffic controls this host (set trusted_keys in agent.toml or pass --trusted-key FILE)",
+            outcome.id
+        );
+    }
     let (freshness, reason, fetched_objects) = match &outcome.freshness {
         Freshness::Fresh { fetched_objects } => ("fresh", None, *fetched_objects),
         Freshness::Unchanged => ("unchanged", None, 0),
@@ -327,33 +403,70 @@ fn fetch(
     Ok((outcome.bundle_dir, status, guard))
 }
 
+/// How this config fetches: its trusted keys (loaded) and limits.
+fn sync_options(config: &AgentConfig) -> Result<SyncOptions, AgentError> {
+    let mut trusted_keys = Vec::new();
+    for path in &config.trusted_keys {
+        let key = TrustedKey::from_file(path).map_err(|e| AgentError::Key {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        trusted_keys.push(key);
+    }
+    Ok(SyncOptions {
+        trusted_keys,
+        connect_timeout: config.fetch.connect_timeout,
+        request_timeout: config.fetch.timeout,
+        retries: config.fetch.retries,
+        deadline: config.fetch.deadline,
+        ..SyncOptions::default()
+    })
+}
+
 /// Writes `last-run.json` and the metrics textfile, and POSTs the record when configured.
 /// Failures here are logged, never fatal: the run itself already happened.
-fn publish(config: &AgentConfig, mode: Mode, record: &RunRecord, report: Option<&Report>) {
+fn publish(
+    config: &AgentConfig,
+    mode: Mode,
+    started: SystemTime,
+    record: &RunRecord,
+    report: Option<&Report>,
+) {
     let json = serde_json::to_vec_pretty(record).expect("records serialize");
     let last_run = config.state_dir.join(match mode {
         Mode::Apply => LAST_RUN_FILE,
         Mode::Check => LAST_CHECK_FILE,
     });
     if let Err(e) = durable::write_file(&last_run, &json, &FileSpec::mode(0o600)) {
-        tracing::warn!(path = %last_run.display(), error = %e, "cannot write the run record");
+        tracing::warn!("cannot write the run record {}: {e}", last_run.display());
     }
-    if let Some(report) = report {
-        let source = record.source.as_ref();
-        let metrics = SourceMetrics {
-            bundle_age_seconds: source.map_or(0.0, |s| s.bundle_age_seconds as f64),
-            stale: source.is_some_and(|s| s.freshness == "stale" || s.freshness == "refused"),
-        };
-        let now = SystemTime::now()
+    let source = record.source.as_ref();
+    let finished = SystemTime::now();
+    let text = metrics::render(&RunMetrics {
+        mode,
+        report,
+        exit_code: record.exit_code,
+        duration_seconds: finished
+            .duration_since(started)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64(),
+        finished_unix: finished
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
-            .as_secs_f64();
-        let text = metrics::render(report, &metrics, now.floor());
-        let path = config.metrics_path(mode);
-        // node_exporter reads it as its own, unprivileged user.
-        if let Err(e) = durable::write_file(&path, text.as_bytes(), &FileSpec::mode(0o644)) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics textfile");
-        }
+            .as_secs() as f64,
+        source: SourceMetrics {
+            bundle_age_seconds: source.map_or(0.0, |s| s.bundle_age_seconds as f64),
+            stale: source.is_some_and(|s| s.freshness == "stale" || s.freshness == "refused"),
+        },
+    });
+    let path = config.metrics_path(mode);
+    if let Some(dir) = path.parent() {
+        // World-readable, unlike the state dir around it: node_exporter reads it as its own,
+        // unprivileged user. A failure shows in the write below.
+        let _ = durable::ensure_dir(dir, 0o755);
+    }
+    if let Err(e) = durable::write_file(&path, text.as_bytes(), &FileSpec::mode(0o644)) {
+        tracing::warn!("cannot write the metrics textfile {}: {e}", path.display());
     }
     if let Some(url) = &config.report_url {
         let sent = reqwest::blocking::Client::builder()

@@ -52,6 +52,19 @@ pub struct SyncState {
     /// was signed by a key trusted now; absent in state files written before this field.
     #[serde(default)]
     pub previous: Option<BundleRecord>,
+    /// A bundle this host fetched and then refused because it cannot be planned here; while
+    /// the source serves it, it is refused again without being downloaded or planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<RefusedBundle>,
+}
+
+/// A verified bundle this host will not converge, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RefusedBundle {
+    /// The bundle id.
+    pub id: String,
+    /// Why it was refused (the first planning error).
+    pub reason: String,
 }
 
 /// What we remember about a kept bundle other than the one `sync.json` is about.
@@ -255,6 +268,17 @@ impl<'l> StateDir<'l> {
             swap(PREVIOUS, &old)?;
         }
         swap(CURRENT, id)
+    }
+
+    /// Point both `current` and `previous` at `id`: a return to a kept bundle, after which
+    /// the bundle that was current is no longer kept (the next gc removes it).
+    pub fn reset_to(&self, id: &str) -> Result<(), BundleError> {
+        let target = Path::new(BUNDLES_DIR).join(id);
+        for link in [PREVIOUS, CURRENT] {
+            let link = self.root.join(link);
+            durable::swap_symlink(&link, &target).at(link)?;
+        }
+        Ok(())
     }
 
     /// Delete bundles other than current and previous, and objects neither of them uses.

@@ -13,7 +13,8 @@ use converge::system::System;
 /// carried from one run to the next, so memory stays flat over thousands of runs).
 pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
     let config = AgentConfig::load(&args.config)?;
-    let sys = System::new(std::path::Path::new("/"))?;
+    let mut sys = System::new(std::path::Path::new("/"))?;
+    sys.set_timeouts(config.timeouts);
     let hostname = Facts::gather(sys.root())?.hostname;
     let offset = schedule::offset(
         &schedule::identity(&hostname),
@@ -60,6 +61,7 @@ fn once(config: &AgentConfig, sys: &System) -> i32 {
     match agent::run_once(config, sys, &request) {
         Ok(finished) => {
             let s = &finished.report.summary;
+            let code = finished.report.exit_code();
             let failed: Vec<String> = finished
                 .report
                 .resources
@@ -67,15 +69,27 @@ fn once(config: &AgentConfig, sys: &System) -> i32 {
                 .filter(|r| r.error.is_some())
                 .map(|r| format!("{}: {}", r.id, r.error.as_deref().unwrap_or("")))
                 .collect();
-            if failed.is_empty() {
-                tracing::info!(total = s.total, changed = s.changed, "run finished");
+            let (bundle, freshness) = finished
+                .record
+                .source
+                .as_ref()
+                .map_or(("", ""), |s| (s.bundle_id.as_str(), s.freshness.as_str()));
+            let line = format!(
+                "apply: {} resource{}, {} changed, {} failed; bundle {bundle} ({freshness}); exit {code}",
+                s.total,
+                if s.total == 1 { "" } else { "s" },
+                s.changed,
+                s.failed
+            );
+            if failed.is_empty() && !matches!(freshness, "stale" | "refused") {
+                tracing::info!(exit_code = code, bundle, freshness, "{line}");
             } else {
-                tracing::warn!(total = s.total, changed = s.changed, failures = %failed.join("; "), "run finished with failures");
+                tracing::warn!(exit_code = code, bundle, freshness, failures = %failed.join("; "), "{line}");
             }
-            finished.report.exit_code()
+            code
         }
         Err(e) => {
-            tracing::error!(error = %e, "run could not start");
+            tracing::error!(error = %e, "apply: could not run: {e}; exit 1");
             1
         }
     }

@@ -96,6 +96,16 @@ pub fn origin(args: &SourceArgs, state_dir: Option<&PathBuf>) -> anyhow::Result<
     Ok(Origin::Agent(Box::new(config)))
 }
 
+/// The agent config at `path`, if there is one (a workstation running `check --source DIR`
+/// has none).
+pub fn host_config(path: &Path) -> anyhow::Result<Option<AgentConfig>> {
+    match AgentConfig::load(path) {
+        Ok(c) => Ok(Some(c)),
+        Err(converge::agent::config::ConfigError::Missing(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The agent config with another source: its vars, trusted keys, state dir and limits still
 /// hold (a one-off `--source` must not bypass signature checks or host overrides).
 fn with_source(config: &Path, source: &str) -> anyhow::Result<AgentConfig> {

@@ -1,24 +1,19 @@
 //! `converge publish`: a source tree becomes a bundle any static web server can serve.
 
 use crate::cli::PublishArgs;
-use std::path::Path;
 
-use converge::agent::classify;
 use converge::bundle::{self, SecretKeyFile};
-use converge::role::{self, SourceTree};
+use converge::role::SourceTree;
 
-/// Checks that every role and `nodes.toml` parse (so a broken role or classification never
-/// reaches the fleet), then publishes.
+/// Runs every check `validate` runs (roles parse, templates render, roles plan, nodes.toml
+/// names real roles), so a bundle that no host could plan never reaches the fleet, then
+/// publishes.
 pub fn run(args: &PublishArgs) -> anyhow::Result<i32> {
     let tree = SourceTree::open(&args.src)?;
     let names = tree.role_names();
-    role::load(&tree, &names, &Default::default())?;
-    if let Ok(text) = std::fs::read_to_string(tree.root().join(classify::NODES_FILE)) {
-        let errors = classify::check(Path::new(classify::NODES_FILE), &text, &names);
-        if !errors.is_empty() {
-            return Err(errors.into());
-        }
-    }
+    let facts = super::facts(args.facts.as_deref(), std::path::Path::new("/"))?;
+    let overrides = super::overrides(&args.vars)?;
+    super::validate::check_tree("publish", &tree, &names, &facts, &overrides)?;
     let signer = args.key.as_deref().map(SecretKeyFile::load).transpose()?;
     let published = bundle::publish(&args.src, &args.out, signer.as_ref())?;
     println!(

@@ -2,6 +2,8 @@
 
 use std::io::IsTerminal;
 
+use anyhow::bail;
+
 use super::Origin;
 use crate::cli::{ColorChoice, Format, RunArgs};
 use converge::agent::{self, Request};
@@ -10,17 +12,36 @@ use converge::engine;
 use converge::history::{Recorder, DEFAULT_KEEP_RUNS};
 use converge::plan::PlanOptions;
 use converge::report::{human, json, Mode, Report};
+use converge::role::vars;
 use converge::system::System;
 
 /// Runs check or apply; returns the detailed exit code.
 pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32> {
-    let sys = System::new(&args.root)?;
+    let mut sys = System::new(&args.root)?;
     let facts = super::facts(args.source.facts.as_deref(), sys.root())?;
     let overrides = super::overrides(&args.source.vars)?;
     let report = match super::origin(&args.source, args.state_dir.as_ref())? {
         Origin::Tree(tree) => {
-            let roles = super::tree_roles(&tree, &args.source.roles, &facts)?;
-            let plan = super::plan(&tree, &roles, &overrides, &facts, PlanOptions::default())?;
+            if !args.trusted_keys.is_empty() {
+                bail!(
+                    "--trusted-key: {} is a source tree, which carries no signature; publish it and pass the bundle as --source",
+                    tree.root().display()
+                );
+            }
+            // The agent config's roles and [vars] hold for a source tree as they do for a
+            // bundle: `--source DIR` swaps where roles come from, not which ones apply.
+            let host = super::host_config(&args.source.config)?;
+            let wanted = match &host {
+                Some(c) if args.source.roles.is_empty() => c.roles.clone(),
+                _ => args.source.roles.clone(),
+            };
+            let roles = super::tree_roles(&tree, &wanted, &facts)?;
+            let mut all = host
+                .as_ref()
+                .map(|c| vars::table_to_json(&c.vars))
+                .unwrap_or_default();
+            vars::merge(&mut all, &overrides);
+            let plan = super::plan(&tree, &roles, &all, &facts, PlanOptions::default())?;
             match (&args.state_dir, mode) {
                 // A tree converged by hand keeps a history only where it is told to.
                 (Some(dir), Mode::Apply) => {
@@ -31,7 +52,11 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
                 _ => engine::run(&plan, &sys, mode),
             }
         }
-        Origin::Agent(config) => {
+        Origin::Agent(mut config) => {
+            sys.set_timeouts(config.timeouts);
+            config
+                .trusted_keys
+                .extend(args.trusted_keys.iter().cloned());
             let request = Request {
                 mode,
                 roles: args.source.roles.clone(),

@@ -21,8 +21,29 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
     } else {
         args.roles.clone()
     };
+    let resources = check_tree("validate", &tree, &names, &facts, &overrides)?;
+    println!(
+        "validate: {} role{} ok ({} resources rendered)",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        resources
+    );
+    Ok(0)
+}
+
+/// Everything validate checks, for `names` in `tree`: every role parses, every template
+/// renders, every role plans, nodes.toml names only roles that exist. All errors at once, in
+/// a `COMMAND: N errors in M roles` context; otherwise the number of resources planned.
+/// `publish` runs the same checks, so a bundle validate refuses never reaches a fleet.
+pub fn check_tree(
+    command: &str,
+    tree: &SourceTree,
+    names: &[String],
+    facts: &serde_json::Value,
+    overrides: &serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<usize> {
     if names.is_empty() {
-        bail!("{}: roles/ holds no roles", args.source.display());
+        bail!("{}: roles/ holds no roles", tree.root().display());
     }
     let mut seen = BTreeSet::new();
     let mut errors = Diagnostics::default();
@@ -39,7 +60,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
         }
     };
     // One pass over all roles reports each parse error and include cycle once.
-    if let Err(ds) = role::load(&tree, &names, &overrides) {
+    if let Err(ds) = role::load(tree, names, overrides) {
         ds.0.into_iter().for_each(|d| keep(d, &mut errors));
     }
     let nodes = tree.root().join(classify::NODES_FILE);
@@ -49,15 +70,15 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
         found.0.into_iter().for_each(|d| keep(d, &mut errors));
     }
     let mut resources = 0;
-    for name in &names {
+    for name in names {
         // Roles that failed to load were reported above.
-        let Ok(set) = role::load(&tree, std::slice::from_ref(name), &overrides) else {
+        let Ok(set) = role::load(tree, std::slice::from_ref(name), overrides) else {
             continue;
         };
         let Some(renderer) = renderer.as_mut() else {
             continue;
         };
-        match plan::build(&tree, &set, &facts, renderer, PlanOptions::default()) {
+        match plan::build(tree, &set, facts, renderer, PlanOptions::default()) {
             Ok(p) => resources += p.items.len(),
             Err(ds) => ds.0.into_iter().for_each(|d| keep(d, &mut errors)),
         }
@@ -65,17 +86,16 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
     if !errors.is_empty() {
         let n = errors.0.len();
         return Err(anyhow::Error::new(errors).context(format!(
-            "validate: {n} error{} in {} role{}",
+            "{command}: {n} error{} in {} role{}{}",
             if n == 1 { "" } else { "s" },
             names.len(),
-            if names.len() == 1 { "" } else { "s" }
+            if names.len() == 1 { "" } else { "s" },
+            if command == "publish" {
+                "; nothing was published"
+            } else {
+                ""
+            }
         )));
     }
-    println!(
-        "validate: {} role{} ok ({} resources rendered)",
-        names.len(),
-        if names.len() == 1 { "" } else { "s" },
-        resources
-    );
-    Ok(0)
+    Ok(resources)
 }

@@ -266,7 +266,17 @@ fn decide(
     if let Err(e) = reloaded {
         return Decision::Fail(format!("daemon-reload: {e}"));
     }
-    match sys.services().status(sys, &service.unit()) {
+    let unit = service.unit();
+    if crate::system::systemd::own_unit().as_deref() == Some(unit.as_str()) {
+        // Restarting the unit this run lives in kills the run midway, and the request saved
+        // for the next run would do it again on every start. converge's units pick up a
+        // changed unit file or config at their next start.
+        return Decision::Skip(
+            NotifyStatus::NotNeeded,
+            format!("deferred: {unit} runs this converge; restarting it now would kill this run, so the change takes effect at its next start"),
+        );
+    }
+    match sys.services().status(sys, &unit) {
         Err(e) => Decision::Fail(e.to_string()),
         Ok(st) => match st.active.as_deref() {
             Some("active" | "reloading" | "activating") => Decision::Act,

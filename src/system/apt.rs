@@ -50,7 +50,7 @@ impl PackageManager for Apt {
     fn status(&self, sys: &System, name: &str) -> Result<PackageStatus, SystemError> {
         let mut cmd = package_tool(sys, "dpkg-query");
         cmd.args(["-W", "-f=${Status}\t${Version}", "--", name]);
-        let out = command::output(&mut cmd)?;
+        let out = command::output(&mut cmd, sys.timeouts().query)?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -69,7 +69,7 @@ impl PackageManager for Apt {
     fn available(&self, sys: &System, name: &str) -> Result<Vec<String>, SystemError> {
         let mut cmd = package_tool(sys, "apt-cache");
         cmd.args(["madison", "--", name]);
-        let out = command::output(&mut cmd)?;
+        let out = command::output(&mut cmd, sys.timeouts().query)?;
         // madison exits non-zero for a name no archive has; that is an empty list, not a failure.
         Ok(parse_madison(&String::from_utf8_lossy(&out.stdout), name))
     }
@@ -78,7 +78,7 @@ impl PackageManager for Apt {
     fn is_newer(&self, sys: &System, a: &str, b: &str) -> Result<bool, SystemError> {
         let mut cmd = package_tool(sys, "dpkg");
         cmd.args(["--compare-versions", a, "gt", b]);
-        let out = command::output(&mut cmd)?;
+        let out = command::output(&mut cmd, sys.timeouts().query)?;
         match out.status.code() {
             Some(0) => Ok(true),
             Some(1) => Ok(false),
@@ -90,7 +90,7 @@ impl PackageManager for Apt {
     fn candidate(&self, sys: &System, name: &str) -> Result<Option<String>, SystemError> {
         let mut cmd = package_tool(sys, "apt-cache");
         cmd.args(["policy", "--", name]);
-        let text = command::run(&mut cmd)?;
+        let text = command::run(&mut cmd, sys.timeouts().query)?;
         Ok(text.lines().find_map(|l| {
             let v = l.trim().strip_prefix("Candidate:")?.trim();
             (v != "(none)").then(|| v.to_owned())
@@ -106,7 +106,7 @@ impl PackageManager for Apt {
             None => cmd.arg(name),
         };
         tracing::info!(package = name, version, "apt-get install");
-        command::run(&mut cmd).map(drop)
+        command::run(&mut cmd, host.system().timeouts().package).map(drop)
     }
 
     /// `apt-get remove`, which keeps conffiles.
@@ -114,14 +114,14 @@ impl PackageManager for Apt {
         let mut cmd = apt_get(host.system());
         cmd.args(["remove", "--", name]);
         tracing::info!(package = name, "apt-get remove");
-        command::run(&mut cmd).map(drop)
+        command::run(&mut cmd, host.system().timeouts().package).map(drop)
     }
 
     /// `apt-mark hold` or `apt-mark unhold`.
     fn hold(&self, host: &Host, name: &str, hold: bool) -> Result<(), SystemError> {
         let mut cmd = package_tool(host.system(), "apt-mark");
         cmd.args([if hold { "hold" } else { "unhold" }, "--", name]);
-        command::run(&mut cmd).map(drop)
+        command::run(&mut cmd, host.system().timeouts().package).map(drop)
     }
 }
 

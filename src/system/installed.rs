@@ -54,7 +54,7 @@ impl System {
             "-W",
             "-f=${binary:Package}\t${Architecture}\t${Version}\t${Status}\n${Conffiles}\n",
         ]);
-        let text = command::run(&mut cmd)?;
+        let text = command::run(&mut cmd, self.timeouts().query)?;
         let mut out = parse_installed(&text);
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -64,7 +64,9 @@ impl System {
     pub fn native_arch(&self) -> Result<String, SystemError> {
         let mut cmd = super::apt::package_tool(self, "dpkg");
         cmd.arg("--print-architecture");
-        Ok(command::run(&mut cmd)?.trim().to_owned())
+        Ok(command::run(&mut cmd, self.timeouts().query)?
+            .trim()
+            .to_owned())
     }
 
     /// Names (`NAME` or `NAME:ARCH` as apt writes them) of the packages apt marked as

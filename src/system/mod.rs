@@ -19,6 +19,7 @@ pub mod process;
 pub mod procfs;
 pub mod services;
 pub mod systemd;
+pub mod timeouts;
 pub mod tree_file;
 pub mod users;
 pub mod walk;
@@ -31,6 +32,7 @@ pub use fs::Host;
 pub use packages::PackageManager;
 pub use path::{HostPath, PinnedDir};
 pub use services::ServiceManager;
+pub use timeouts::Timeouts;
 
 /// Errors from the system layer.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +126,7 @@ pub struct System {
     parents: std::sync::Mutex<std::collections::HashMap<PathBuf, path::PinnedDir>>,
     packages: Box<dyn PackageManager>,
     services: Box<dyn ServiceManager>,
+    timeouts: Timeouts,
 }
 
 impl System {
@@ -144,12 +147,23 @@ impl System {
             parents: Default::default(),
             packages,
             services,
+            timeouts: Timeouts::default(),
         })
     }
 
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// How long each kind of external command may run.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// Sets the deadlines of external commands (agent.toml's `[timeouts]`).
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timeouts = timeouts;
     }
 
     /// The package manager.

@@ -40,6 +40,24 @@ pub fn is_unit_path(path: &Path) -> bool {
     is_dropin_dir && parent.parent().is_some_and(in_unit_dir)
 }
 
+/// The systemd service this process runs in (`converge.service`), from its cgroup; `None`
+/// outside a service (a shell, a timer-less container).
+pub fn own_unit() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    own_unit_from(&text)
+}
+
+/// The innermost `.service` in `/proc/self/cgroup` text (cgroup v2 `0::/...` or v1
+/// `N:name=systemd:/...` lines alike).
+fn own_unit_from(cgroup: &str) -> Option<String> {
+    cgroup
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .filter_map(|path| path.split('/').rev().find(|c| c.ends_with(".service")))
+        .next()
+        .map(str::to_owned)
+}
+
 /// systemd on the live host, or `systemctl --root` on a tree.
 #[derive(Debug, Default)]
 pub struct Systemd;
@@ -74,11 +92,11 @@ impl ServiceManager for Systemd {
                 "--",
                 unit,
             ]);
-            return Ok(parse_show(&command::run(&mut cmd)?));
+            return Ok(parse_show(&command::run(&mut cmd, sys.timeouts().query)?));
         }
         let mut cmd = systemctl(sys);
         cmd.args(["is-enabled", "--", unit]);
-        let out = command::output(&mut cmd)?;
+        let out = command::output(&mut cmd, sys.timeouts().query)?;
         // is-enabled exits non-zero for disabled and masked units too; only the text counts.
         let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -119,13 +137,13 @@ impl ServiceManager for Systemd {
         let mut cmd = systemctl(sys);
         cmd.args([verb.as_str(), "--", unit]);
         tracing::info!(unit, verb = verb.as_str(), "systemctl");
-        command::run(&mut cmd).map(drop)
+        command::run(&mut cmd, sys.timeouts().service).map(drop)
     }
 
     fn unit_files(&self, sys: &System) -> Result<Vec<UnitFile>, SystemError> {
         let mut cmd = systemctl(sys);
         cmd.args(["list-unit-files", "--no-legend", "--no-pager", "--full"]);
-        let mut files = parse_unit_files(&command::run(&mut cmd)?);
+        let mut files = parse_unit_files(&command::run(&mut cmd, sys.timeouts().query)?);
         if running(sys) {
             let mut cmd = systemctl(sys);
             cmd.args([
@@ -136,7 +154,7 @@ impl ServiceManager for Systemd {
                 "--plain",
                 "--full",
             ]);
-            let active = parse_list_units(&command::run(&mut cmd)?);
+            let active = parse_list_units(&command::run(&mut cmd, sys.timeouts().query)?);
             for f in &mut files {
                 let state = active.get(&f.name).cloned();
                 f.active = Some(state.unwrap_or_else(|| "inactive".into()));
@@ -154,7 +172,7 @@ impl ServiceManager for Systemd {
         let mut cmd = systemctl(sys);
         cmd.arg("daemon-reload");
         tracing::info!("systemctl daemon-reload");
-        command::run(&mut cmd).map(drop)
+        command::run(&mut cmd, sys.timeouts().service).map(drop)
     }
 }
 
@@ -251,5 +269,27 @@ mod tests {
             parse_show("MainPID=35\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n");
         assert_eq!(s.main_pid, Some(35));
         assert_eq!(s.file_state, "enabled");
+    }
+}
+
+#[cfg(test)]
+mod own_unit_tests {
+    use super::own_unit_from;
+
+    #[test]
+    fn finds_the_innermost_service_in_v1_and_v2_cgroup_files() {
+        assert_eq!(
+            own_unit_from("0::/system.slice/converge.service\n").as_deref(),
+            Some("converge.service")
+        );
+        assert_eq!(
+            own_unit_from("12:cpu:/\n1:name=systemd:/system.slice/converge-agent.service\n0::/\n")
+                .as_deref(),
+            Some("converge-agent.service")
+        );
+        assert_eq!(
+            own_unit_from("0::/user.slice/user-0.slice/session-3.scope\n"),
+            None
+        );
     }
 }
