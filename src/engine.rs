@@ -1,5 +1,6 @@
 //! One run: observe → diff → (apply) for every planned resource, in order, into a [`Report`],
-//! then the restarts and reloads that changed resources asked for.
+//! then the restarts and reloads that changed resources asked for, the health checks, and a
+//! rollback of the run's changes when a check fails after them.
 
 mod notify;
 pub mod rollback;

@@ -102,7 +102,7 @@ pub enum BootstrapError {
     Run(#[from] RunError),
     /// The bundle was refused (not signed by a trusted key, tampered) or the source was down,
     /// and an older kept bundle was converged instead: the host is not on what was asked for.
-    #[error("the bundle at {url} was not used ({freshness}): {reason}; the timer was not enabled")]
+    #[error("the bundle at {url} was not used ({freshness}): {reason}; the host converged its kept bundle instead, and bootstrap stopped before the timer")]
     NotCurrent {
         /// The source.
         url: String,

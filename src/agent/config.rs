@@ -163,12 +163,14 @@ impl AgentConfig {
     pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigError> {
         let config: AgentConfig = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
-            Diagnostic::at_offset(
-                path,
-                text,
-                offset,
-                e.message().trim_end().replace('\n', ", "),
-            )
+            let mut message = e.message().trim_end().replace('\n', ", ");
+            // The packaged config is all comments until a host is bootstrapped.
+            if message == "missing field `source`" {
+                message = "no `source` set: run `converge bootstrap --source URL` (or set \
+                           source = \"...\" here), or pass --source"
+                    .into();
+            }
+            Diagnostic::at_offset(path, text, offset, message)
         })?;
         config.check_values(path, text)?;
         Ok(config)
@@ -287,6 +289,31 @@ fn offset_of(text: &str, key: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PACKAGED: &str = include_str!("../../packaging/deb/agent.toml");
+
+    #[test]
+    fn the_packaged_config_asks_for_a_source_and_every_setting_it_shows_is_valid() {
+        let e = AgentConfig::parse(Path::new("agent.toml"), PACKAGED).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no `source` set: run `converge bootstrap --source URL`"),
+            "{e}"
+        );
+        // Uncommenting every setting shown gives a config converge accepts.
+        let uncommented: String = PACKAGED
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| !l.starts_with(' ') && !l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = AgentConfig::parse(Path::new("agent.toml"), &uncommented).unwrap();
+        assert_eq!(c.source, "https://config.example.com/bundle/");
+        assert_eq!(
+            c.trusted_keys,
+            [PathBuf::from("/etc/converge/keys/converge.pub")]
+        );
+    }
 
     #[test]
     fn a_zero_interval_is_located() {

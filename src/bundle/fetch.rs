@@ -1,4 +1,8 @@
 //! Reading manifest, signature and objects from a source, with bounded retries for HTTP.
+//!
+//! HTTP requests accept gzip, which every static server and CDN can send: the manifest is
+//! mostly file names and hashes and shrinks about threefold. Size limits, hashes and the
+//! bundle id all apply to the decoded bytes, so compression changes nothing verified.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};

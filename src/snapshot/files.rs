@@ -211,7 +211,7 @@ pub(super) fn mark_packaged(
 ) -> Result<(), SystemError> {
     let (files, md5s) = observed;
     for start in paths {
-        for (path, package) in sys.package_owners(start)? {
+        for (path, package) in sys.packages().file_owners(sys, start)? {
             if let Some(entry) = files.get_mut(&*path.to_string_lossy()) {
                 entry.package = Some(package);
             }

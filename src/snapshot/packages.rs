@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::system::installed::{is_auto, Conffile, DPKG_STATUS};
+use crate::system::packages::Conffile;
 use crate::system::{System, SystemError};
 
 /// One installed package.
@@ -28,29 +28,19 @@ pub(super) type Conffiles = BTreeMap<PathBuf, (String, Conffile)>;
 pub(super) fn observe(
     sys: &System,
 ) -> Result<(BTreeMap<String, PackageEntry>, Conffiles), SystemError> {
-    // A tree without a dpkg database (not Debian, or not installed yet) has no packages.
-    if !matches!(
-        sys.entry(std::path::Path::new(DPKG_STATUS)),
-        Ok(crate::system::fs::Entry::File(_))
-    ) {
-        return Ok((BTreeMap::new(), Conffiles::new()));
-    }
-    let installed = sys.installed_packages()?;
-    let auto = sys.auto_installed()?;
-    let native = sys.native_arch()?;
     let mut conffiles = Conffiles::new();
     let mut out = BTreeMap::new();
-    for p in installed {
+    for p in sys.packages().installed(sys)? {
         for c in &p.conffiles {
             if !c.obsolete {
                 conffiles.insert(c.path.clone(), (p.name.clone(), c.clone()));
             }
         }
         let entry = PackageEntry {
-            version: p.version.clone(),
-            arch: p.arch.clone(),
+            version: p.version,
+            arch: p.arch,
             held: p.held,
-            manual: !is_auto(&auto, &p, &native),
+            manual: p.manual,
         };
         out.insert(p.name, entry);
     }

@@ -3,10 +3,12 @@
 //! Under `--root` every tool runs inside `chroot ROOT`, so the tree's own dpkg database, apt
 //! sources and maintainer scripts are used, as they would be on a booted copy of it.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::command::{self, tool};
-use super::packages::{PackageManager, PackageStatus};
+use super::packages::{InstalledPackage, PackageManager, PackageStatus};
 use super::{Host, System, SystemError};
 
 /// apt and dpkg of the live host, or of a tree through `chroot`.
@@ -122,6 +124,21 @@ impl PackageManager for Apt {
         let mut cmd = package_tool(host.system(), "apt-mark");
         cmd.args([if hold { "hold" } else { "unhold" }, "--", name]);
         command::run(&mut cmd, host.system().timeouts().package).map(drop)
+    }
+
+    /// `dpkg-query` with conffiles; the manual mark from apt's `extended_states`, the file
+    /// `apt-mark showmanual` reads (apt-mark itself loads the whole cache: seconds, not ms).
+    fn installed(&self, sys: &System) -> Result<Vec<InstalledPackage>, SystemError> {
+        super::dpkg_inventory::installed(sys)
+    }
+
+    /// From dpkg's file lists in /var/lib/dpkg/info.
+    fn file_owners(
+        &self,
+        sys: &System,
+        prefix: &Path,
+    ) -> Result<BTreeMap<PathBuf, String>, SystemError> {
+        super::dpkg_inventory::file_owners(sys, prefix)
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::packages::{PackageManager, PackageStatus};
+use super::packages::{InstalledPackage, PackageManager, PackageStatus};
 use super::services::{ServiceManager, UnitFile, UnitStatus, UnitVerb};
 use super::{Host, System, SystemError};
 
@@ -184,5 +184,31 @@ impl PackageManager for Fake {
             p.held = hold;
         }
         Ok(())
+    }
+
+    fn installed(&self, _sys: &System) -> Result<Vec<InstalledPackage>, SystemError> {
+        Ok(self
+            .state()
+            .packages
+            .iter()
+            .filter_map(|(name, st)| {
+                Some(InstalledPackage {
+                    name: name.clone(),
+                    arch: "all".into(),
+                    version: st.installed.clone()?,
+                    held: st.held,
+                    manual: true,
+                    conffiles: Vec::new(),
+                })
+            })
+            .collect())
+    }
+
+    fn file_owners(
+        &self,
+        _sys: &System,
+        _prefix: &Path,
+    ) -> Result<BTreeMap<std::path::PathBuf, String>, SystemError> {
+        Ok(BTreeMap::new())
     }
 }

@@ -9,10 +9,10 @@
 pub mod accounts;
 pub mod apt;
 pub mod command;
+pub mod dpkg_inventory;
 #[cfg(test)]
 pub mod fake;
 pub mod fs;
-pub mod installed;
 pub mod packages;
 pub mod path;
 pub mod process;

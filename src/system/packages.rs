@@ -2,7 +2,9 @@
 //! the host. apt/dpkg ([`super::apt`]) is the one backend today; another (dnf, apk) is one
 //! added file implementing [`PackageManager`].
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use super::{Host, System, SystemError};
 
@@ -13,6 +15,34 @@ pub struct PackageStatus {
     pub installed: Option<String>,
     /// Whether the package is held, which keeps upgrades from moving it.
     pub held: bool,
+}
+
+/// One installed package, as an inventory lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledPackage {
+    /// The name, with `:ARCH` only for a foreign-architecture package.
+    pub name: String,
+    /// Its architecture (`amd64`, `all`...).
+    pub arch: String,
+    /// The installed version.
+    pub version: String,
+    /// Whether it is held.
+    pub held: bool,
+    /// Installed because an admin asked for it, not as a dependency.
+    pub manual: bool,
+    /// The configuration files the manager tracks for it, with what it shipped.
+    pub conffiles: Vec<Conffile>,
+}
+
+/// A configuration file as the package manager recorded it at install time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conffile {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// md5 of the content the package shipped (dpkg: `newconffile` until configured).
+    pub md5: String,
+    /// No longer shipped by the current version.
+    pub obsolete: bool,
 }
 
 /// A package manager. Reads get the [`System`] (root, limits); changes get the writing
@@ -32,4 +62,12 @@ pub trait PackageManager: fmt::Debug + Send + Sync {
     fn remove(&self, host: &Host, name: &str) -> Result<(), SystemError>;
     /// Holds `name` at its version, or releases the hold.
     fn hold(&self, host: &Host, name: &str, hold: bool) -> Result<(), SystemError>;
+    /// Every installed package, sorted by name (empty where there is no package database).
+    fn installed(&self, sys: &System) -> Result<Vec<InstalledPackage>, SystemError>;
+    /// The package that owns each path below `prefix`.
+    fn file_owners(
+        &self,
+        sys: &System,
+        prefix: &Path,
+    ) -> Result<BTreeMap<PathBuf, String>, SystemError>;
 }

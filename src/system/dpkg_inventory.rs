@@ -1,11 +1,15 @@
-//! What dpkg and apt record as installed: every package with its conffiles, which packages an
-//! admin asked for, and which package owns which file. Read-only; used by snapshots.
+//! The apt backend's inventory: what dpkg and apt record as installed (every package with its
+//! conffiles, which ones an admin asked for) and which package owns which file. Read-only;
+//! reached through [`super::packages::PackageManager`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::apt::package_tool;
 use super::command;
+use super::fs::Entry;
+use super::packages::{Conffile, InstalledPackage};
 use super::{System, SystemError};
 
 /// apt's record of automatically installed packages (`Dir::State::extended_states`), the
@@ -19,97 +23,74 @@ pub const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 /// Where dpkg lists the files of each package (`NAME.list` or `NAME:ARCH.list`).
 pub const DPKG_INFO: &str = "/var/lib/dpkg/info";
 
-/// One installed package.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstalledPackage {
-    /// The name, with `:ARCH` only for a foreign-architecture package (`${binary:Package}`).
-    pub name: String,
-    /// Its architecture (`amd64`, `all`...).
-    pub arch: String,
-    /// The installed version.
-    pub version: String,
-    /// Whether the dpkg selection is `hold`.
-    pub held: bool,
-    /// The conffiles dpkg tracks for it, with the md5 of the content it shipped.
-    pub conffiles: Vec<Conffile>,
+/// Every installed package (`ii` and `hi`; not removed ones whose conffiles remain), with
+/// its conffiles and apt's manual mark, sorted by name. Empty without a dpkg database.
+pub(super) fn installed(sys: &System) -> Result<Vec<InstalledPackage>, SystemError> {
+    if !matches!(sys.entry(Path::new(DPKG_STATUS)), Ok(Entry::File(_))) {
+        return Ok(Vec::new());
+    }
+    let mut cmd = package_tool(sys, "dpkg-query");
+    cmd.args([
+        "-W",
+        "-f=${binary:Package}\t${Architecture}\t${Version}\t${Status}\n${Conffiles}\n",
+    ]);
+    let mut out = parse_installed(&command::run(&mut cmd, sys.timeouts().query)?);
+    let auto = auto_installed(sys)?;
+    let mut cmd = package_tool(sys, "dpkg");
+    cmd.arg("--print-architecture");
+    let native = command::run(&mut cmd, sys.timeouts().query)?
+        .trim()
+        .to_owned();
+    for p in &mut out {
+        p.manual = !is_auto(&auto, p, &native);
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
-/// A configuration file as dpkg recorded it at install time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conffile {
-    /// Absolute path.
-    pub path: PathBuf,
-    /// md5 of the content the package shipped (`newconffile` until configured).
-    pub md5: String,
-    /// No longer shipped by the current version.
-    pub obsolete: bool,
-}
-
-impl System {
-    /// Every package dpkg has installed (`ii` and `hi`; not removed ones whose conffiles
-    /// remain), sorted by name.
-    pub fn installed_packages(&self) -> Result<Vec<InstalledPackage>, SystemError> {
-        let mut cmd = super::apt::package_tool(self, "dpkg-query");
-        cmd.args([
-            "-W",
-            "-f=${binary:Package}\t${Architecture}\t${Version}\t${Status}\n${Conffiles}\n",
-        ]);
-        let text = command::run(&mut cmd, self.timeouts().query)?;
-        let mut out = parse_installed(&text);
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-
-    /// dpkg's native architecture (`dpkg --print-architecture`).
-    pub fn native_arch(&self) -> Result<String, SystemError> {
-        let mut cmd = super::apt::package_tool(self, "dpkg");
-        cmd.arg("--print-architecture");
-        Ok(command::run(&mut cmd, self.timeouts().query)?
-            .trim()
-            .to_owned())
-    }
-
-    /// Names (`NAME` or `NAME:ARCH` as apt writes them) of the packages apt marked as
-    /// installed automatically, as dependencies. Empty when apt has no record.
-    pub fn auto_installed(&self) -> Result<BTreeSet<String>, SystemError> {
-        match self.read_file(Path::new(EXTENDED_STATES)) {
-            Ok(bytes) => Ok(parse_extended_states(&String::from_utf8_lossy(&bytes))),
-            Err(SystemError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                Ok(BTreeSet::new())
-            }
-            Err(e) => Err(e),
+/// Names (`NAME` or `NAME:ARCH` as apt writes them) of the packages apt marked as installed
+/// automatically, as dependencies. Empty when apt has no record.
+fn auto_installed(sys: &System) -> Result<BTreeSet<String>, SystemError> {
+    match sys.read_file(Path::new(EXTENDED_STATES)) {
+        Ok(bytes) => Ok(parse_extended_states(&String::from_utf8_lossy(&bytes))),
+        Err(SystemError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Ok(BTreeSet::new())
         }
+        Err(e) => Err(e),
     }
+}
 
-    /// The package that owns each path below `prefix`, from dpkg's file lists. A directory
-    /// several packages ship goes to the first in name order.
-    pub fn package_owners(&self, prefix: &Path) -> Result<BTreeMap<PathBuf, String>, SystemError> {
-        let info = Path::new(DPKG_INFO);
-        let names = match self.list_dir(info) {
-            Ok(names) => names,
-            Err(SystemError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Ok(BTreeMap::new())
-            }
-            Err(e) => return Err(e),
+/// The package that owns each path below `prefix`, from dpkg's file lists. A directory
+/// several packages ship goes to the first in name order.
+pub(super) fn file_owners(
+    sys: &System,
+    prefix: &Path,
+) -> Result<BTreeMap<PathBuf, String>, SystemError> {
+    let info = Path::new(DPKG_INFO);
+    let names = match sys.list_dir(info) {
+        Ok(names) => names,
+        Err(SystemError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(BTreeMap::new())
+        }
+        Err(e) => return Err(e),
+    };
+    let mut owners = BTreeMap::new();
+    for name in names {
+        let name = name.to_string_lossy();
+        let Some(package) = name.strip_suffix(".list") else {
+            continue;
         };
-        let mut owners = BTreeMap::new();
-        for name in names {
-            let name = name.to_string_lossy();
-            let Some(package) = name.strip_suffix(".list") else {
-                continue;
-            };
-            let text = self.read_file(&info.join(name.as_ref()))?;
-            for line in String::from_utf8_lossy(&text).lines() {
-                let path = Path::new(line);
-                if path.starts_with(prefix) {
-                    owners
-                        .entry(path.to_path_buf())
-                        .or_insert_with(|| package.to_owned());
-                }
+        let text = sys.read_file(&info.join(name.as_ref()))?;
+        for line in String::from_utf8_lossy(&text).lines() {
+            let path = Path::new(line);
+            if path.starts_with(prefix) {
+                owners
+                    .entry(path.to_path_buf())
+                    .or_insert_with(|| package.to_owned());
             }
         }
-        Ok(owners)
     }
+    Ok(owners)
 }
 
 fn parse_installed(text: &str) -> Vec<InstalledPackage> {
@@ -143,6 +124,7 @@ fn parse_installed(text: &str) -> Vec<InstalledPackage> {
                 arch: (*arch).to_owned(),
                 version: (*version).to_owned(),
                 held: words.first() == Some(&"hold"),
+                manual: true,
                 conffiles: Vec::new(),
             });
         }
@@ -173,7 +155,7 @@ fn parse_extended_states(text: &str) -> BTreeSet<String> {
 }
 
 /// Whether `pkg` is in apt's automatic set (which names packages with their architecture).
-pub fn is_auto(auto: &BTreeSet<String>, pkg: &InstalledPackage, native: &str) -> bool {
+fn is_auto(auto: &BTreeSet<String>, pkg: &InstalledPackage, native: &str) -> bool {
     let bare = pkg.name.split(':').next().unwrap_or(&pkg.name);
     let arch = if pkg.arch == "all" { native } else { &pkg.arch };
     auto.contains(&format!("{bare}:{arch}")) || auto.contains(bare)
