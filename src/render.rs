@@ -59,7 +59,7 @@ impl Renderer {
             let rel = path.strip_prefix(&partials_dir).unwrap_or(&path);
             let name = rel.with_extension("").to_string_lossy().into_owned();
             let display = display_path(templates_dir, &path);
-            match std::fs::read_to_string(&path) {
+            match crate::role::load::read_source_text(&path) {
                 Ok(text) => {
                     let shape = nesting::scan(&text);
                     if let Err(e) = check_shape(&display, &text, &shape) {
@@ -123,7 +123,7 @@ impl Renderer {
                     "template '{name}' must be a relative path inside templates/"
                 )));
             }
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+            let text = crate::role::load::read_source_text(&path).map_err(|e| {
                 Diagnostic::new(format!("cannot read template {}: {e}", display.display()))
             })?;
             let shape = nesting::scan(&text);
@@ -155,7 +155,7 @@ impl Renderer {
             }
         }
         self.hb.render_with_context(name, context).map_err(|e| {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let text = crate::role::load::read_source_text(&path).unwrap_or_default();
             render_error(&self.dir, &display, &text, &e)
         })
     }
@@ -290,7 +290,7 @@ fn render_error(dir: &Path, display: &Path, text: &str, e: &RenderError) -> Diag
     let (display, text) = match &e.template_name {
         Some(name) if Path::new(display) != display_path(dir, &dir.join(name)) => {
             let partial = dir.join("partials").join(format!("{name}.hbs"));
-            match std::fs::read_to_string(&partial) {
+            match crate::role::load::read_source_text(&partial) {
                 Ok(t) => (display_path(dir, &partial), t),
                 Err(_) => (display.to_path_buf(), text.to_owned()),
             }
