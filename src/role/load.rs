@@ -81,16 +81,11 @@ fn collect_role_names(dir: &Path, prefix: &str, names: &mut Vec<String>) {
 /// blocks until a writer comes, so one planted in a source would hang every run.
 pub fn read_source_text(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)?;
-    if !file.metadata()?.file_type().is_file() {
+    let Ok(mut file) = crate::system::tree_file::open_if_regular(path)? else {
         return Err(std::io::Error::other(
             "not a regular file (a FIFO, device or socket is refused, not read)",
         ));
-    }
+    };
     let mut text = String::new();
     file.read_to_string(&mut text)?;
     Ok(text)
