@@ -12,6 +12,7 @@ mod rollback;
 pub mod source;
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
@@ -254,8 +255,8 @@ pub fn plan(
     options: PlanOptions,
 ) -> Result<Plan, Diagnostics> {
     let set = role::load(tree, roles, overrides)?;
-    let mut renderer = Renderer::new(&tree.templates_dir())?;
-    plan::build(tree, &set, facts, &mut renderer, options)
+    let renderer = Arc::new(Mutex::new(Renderer::new(&tree.templates_dir())?));
+    plan::build(tree, &set, facts, &renderer, options)
 }
 
 /// What must hold before a tree may reach a fleet: every role parses (with its includes)
@@ -283,8 +284,8 @@ pub fn validate(
             }
         }
     };
-    let mut renderer = match Renderer::new(&tree.templates_dir()) {
-        Ok(r) => Some(r),
+    let renderer = match Renderer::new(&tree.templates_dir()) {
+        Ok(r) => Some(Arc::new(Mutex::new(r))),
         Err(ds) => {
             keep(ds, &mut errors);
             None
@@ -301,7 +302,7 @@ pub fn validate(
         let Ok(set) = role::load(tree, std::slice::from_ref(name), overrides) else {
             continue;
         };
-        let Some(renderer) = renderer.as_mut() else {
+        let Some(renderer) = renderer.as_ref() else {
             continue;
         };
         match plan::build(tree, &set, facts, renderer, PlanOptions::default()) {

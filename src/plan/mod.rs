@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::health::HealthCheck;
-use crate::render::Renderer;
+use crate::render::SharedRenderer;
 use crate::resource::directory::DirectoryResource;
 use crate::resource::exec::ExecResource;
 use crate::resource::file::FileResource;
@@ -89,10 +89,15 @@ pub fn build(
     tree: &SourceTree,
     set: &RoleSet,
     facts: &Value,
-    renderer: &mut Renderer,
+    renderer: &SharedRenderer,
     options: PlanOptions,
 ) -> Result<Plan, Diagnostics> {
-    let mut b = from_role::Builder::new(tree, renderer, options, base_context(facts, &set.vars));
+    let mut b = from_role::Builder::new(
+        tree,
+        renderer.clone(),
+        options,
+        base_context(facts, &set.vars),
+    );
     for role in &set.roles {
         b.role(role);
     }

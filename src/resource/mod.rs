@@ -7,6 +7,7 @@
 pub mod absent;
 pub mod attrs;
 pub mod change;
+pub mod content;
 pub mod directory;
 pub mod exec;
 pub mod file;
@@ -141,6 +142,14 @@ pub enum ResourceError {
         unit: String,
         /// Where it was expected to come from, or how to provide it.
         hint: String,
+    },
+    /// The desired content could not be had again when it was needed.
+    #[error("{}: desired content: {reason}", path.display())]
+    Desired {
+        /// The managed path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
     /// What is there could not be kept, so it was not changed.
     #[error("cannot keep a backup of what is there ({0}); nothing was changed")]
