@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::resource::{Change, ResourceId};
+use crate::resource::{Change, Kind, ResourceId};
 use crate::system::fs::Entry;
 use crate::system::{System, SystemError};
 
@@ -142,7 +142,7 @@ pub fn capture(
 ) -> Result<Prior, SystemError> {
     let resource = id.to_string();
     let prior = match (id.kind, path) {
-        ("file" | "directory" | "symlink" | "absent", Some(path)) => {
+        (Kind::File | Kind::Directory | Kind::Symlink | Kind::Absent, Some(path)) => {
             // Entries a purge removes are named in the change; an absent path or a
             // directory replaced by a link goes whole.
             let removed: Vec<&str> = change
@@ -150,7 +150,7 @@ pub fn capture(
                 .iter()
                 .filter_map(|f| f.field.strip_prefix("entry "))
                 .collect();
-            let whole = matches!(id.kind, "absent" | "symlink");
+            let whole = matches!(id.kind, Kind::Absent | Kind::Symlink);
             let was = path_state(sys, path, whole, &removed, blobs, 0)?;
             Prior::Path {
                 resource,
@@ -158,7 +158,7 @@ pub fn capture(
                 was,
             }
         }
-        ("sysctl", _) => Prior::Sysctl {
+        (Kind::Sysctl, _) => Prior::Sysctl {
             resource,
             key: id.name.clone(),
             value: sys
@@ -166,7 +166,7 @@ pub fn capture(
                 .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
                 .unwrap_or_default(),
         },
-        ("package", _) => {
+        (Kind::Package, _) => {
             let status = sys.package_status(&id.name)?;
             Prior::Package {
                 resource,
@@ -175,7 +175,7 @@ pub fn capture(
                 held: status.held,
             }
         }
-        ("service", _) => {
+        (Kind::Service, _) => {
             let unit = format!("{}.service", id.name);
             let status = sys.unit_status(&unit)?;
             Prior::Service {
@@ -195,8 +195,8 @@ pub fn capture(
         (kind, _) => Prior::NotRestorable {
             resource,
             why: match kind {
-                "user" | "group" => format!("converge does not roll back {kind}s"),
-                "exec" => "a command that ran cannot be undone".to_owned(),
+                Kind::User | Kind::Group => format!("converge does not roll back {kind}s"),
+                Kind::Exec => "a command that ran cannot be undone".to_owned(),
                 other => format!("converge does not roll back a {other}"),
             },
         },
@@ -294,7 +294,7 @@ mod tests {
         std::fs::write(root.join("d/sub/b"), "b").unwrap();
         std::os::unix::fs::symlink("a", root.join("d/l")).unwrap();
         let blobs = Mem::default();
-        let id = ResourceId::new("absent", "/d");
+        let id = ResourceId::new(Kind::Absent, "/d");
         let change = Change::fields(Action::Remove, vec![]);
         let Prior::Path { was, .. } =
             capture(&sys, &id, Some(Path::new("/d")), &change, &blobs).unwrap()
@@ -308,7 +308,7 @@ mod tests {
         assert_eq!(entries["l"], PathState::Symlink { target: "a".into() });
         assert_eq!(blobs.0.lock().unwrap().len(), 2);
 
-        let id = ResourceId::new("directory", "/d");
+        let id = ResourceId::new(Kind::Directory, "/d");
         let change = Change::fields(
             Action::Update,
             vec![FieldChange::new(

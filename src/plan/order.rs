@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::Planned;
 use crate::diagnostics::{Diagnostic, Diagnostics};
-use crate::resource::ResourceId;
+use crate::resource::{Kind, ResourceId};
 
 /// Orders resources so each comes after what it requires; declaration order otherwise.
 /// Implicit edges: a managed path after the directory resources above it, a path under
@@ -18,13 +18,13 @@ pub(super) fn order(mut items: Vec<Planned>) -> Result<Vec<Planned>, Diagnostics
     let dirs: HashMap<&Path, usize> = items
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.id.kind == "directory")
+        .filter(|(_, p)| p.id.kind == Kind::Directory)
         .filter_map(|(i, p)| p.path.as_deref().map(|path| (path, i)))
         .collect();
     let packages: HashMap<&str, usize> = items
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.id.kind == "package")
+        .filter(|(_, p)| p.id.kind == Kind::Package)
         .map(|(i, p)| (p.id.name.as_str(), i))
         .collect();
     let n = items.len();

@@ -105,13 +105,14 @@ pub fn render(report: &Report, source: &SourceMetrics, finished_unix: f64) -> St
 mod tests {
     use super::*;
     use crate::report::{Outcome, Status};
+    use crate::resource::Kind;
     use crate::resource::ResourceId;
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn textfile_has_help_type_and_samples() {
         let outcome = |status| Outcome {
-            id: ResourceId::new("file", "/x"),
+            id: ResourceId::new(Kind::File, "/x"),
             role: "r".into(),
             origin: "roles/r.toml:1:1".into(),
             status,

@@ -1,6 +1,8 @@
 //! `service`: a systemd service unit, enabled or not, masked or not, running or stopped.
 
-use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
+use std::path::PathBuf;
+
+use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use crate::system::systemd::{UnitStatus, UnitVerb};
 use crate::system::{Host, System};
 
@@ -73,6 +75,53 @@ impl ServiceResource {
     }
 }
 
+/// What converging a service takes, worked out once from its live status: `diff` reports
+/// these steps and `apply` carries out exactly them.
+#[derive(Debug, Default)]
+struct Steps {
+    /// Masked now, and wanted.
+    masked: Option<(bool, bool)>,
+    /// Enabled now, and wanted.
+    enabled: Option<(bool, bool)>,
+    /// Active state now, and wanted.
+    state: Option<(String, RunState)>,
+}
+
+impl ServiceResource {
+    fn steps(&self, st: &UnitStatus) -> Steps {
+        let mut steps = Steps::default();
+        let masked = is_masked(st);
+        if let Some(want) = self.want_masked() {
+            if want != masked {
+                steps.masked = Some((masked, want));
+            }
+        }
+        if let Some(want) = self.enabled {
+            // A unit this run has yet to create counts as disabled, which is what apply will
+            // find once it exists, so check and apply print the same record.
+            let now = if masked || st.not_found() {
+                Some(false)
+            } else {
+                is_enabled(&st.file_state)
+            };
+            if let Some(now) = now.filter(|now| *now != want) {
+                steps.enabled = Some((now, want));
+            }
+        }
+        // Offline (--root) nothing runs, so the state is not managed; see `notes`.
+        if let (Some(want), Some(active)) = (self.state, &st.active) {
+            let in_sync = match want {
+                RunState::Running => matches!(active.as_str(), "active" | "reloading"),
+                RunState::Stopped => matches!(active.as_str(), "inactive" | "failed"),
+            };
+            if !in_sync {
+                steps.state = Some((active.clone(), want));
+            }
+        }
+        steps
+    }
+}
+
 /// Enabled at boot: `Some(true/false)`, or `None` for states that enable/disable cannot change
 /// (static units without an [Install] section, generated and transient units), which would
 /// otherwise show as drift on every run.
@@ -92,7 +141,19 @@ impl Resource for ServiceResource {
     type Live = ServiceLive;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("service", self.name.clone())
+        ResourceId::new(Kind::Service, self.name.clone())
+    }
+
+    fn claims(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    fn service(&self) -> Option<&ServiceResource> {
+        Some(self)
+    }
+
+    fn service_mut(&mut self) -> Option<&mut ServiceResource> {
+        Some(self)
     }
 
     fn observe(&self, sys: &System) -> Result<ServiceLive, ResourceError> {
@@ -111,55 +172,35 @@ impl Resource for ServiceResource {
     }
 
     fn diff(&self, live: &ServiceLive) -> Option<Change> {
-        let st = &live.status;
+        let steps = self.steps(&live.status);
         let mut fields = Vec::new();
-        let masked = is_masked(st);
-        if let Some(want) = self.want_masked() {
-            if want != masked {
-                fields.push(FieldChange::new(
-                    "masked",
-                    Some(masked.to_string()),
-                    Some(want.to_string()),
-                ));
-            }
+        if let Some((now, want)) = steps.masked {
+            let text = |b: bool| Some(b.to_string());
+            fields.push(FieldChange::new("masked", text(now), text(want)));
         }
-        if let Some(want) = self.enabled {
-            // A unit this run has yet to create counts as disabled, which is what apply will
-            // find once it exists, so check and apply print the same record.
-            let now = if masked || st.not_found() {
-                Some(false)
-            } else {
-                is_enabled(&st.file_state)
-            };
-            if let Some(now) = now.filter(|now| *now != want) {
-                let name = |on: bool| if on { "enabled" } else { "disabled" }.to_owned();
-                fields.push(FieldChange::new(
-                    "enabled",
-                    Some(name(now)),
-                    Some(name(want)),
-                ));
-            }
+        if let Some((now, want)) = steps.enabled {
+            let name = |on: bool| Some(if on { "enabled" } else { "disabled" }.to_owned());
+            fields.push(FieldChange::new("enabled", name(now), name(want)));
         }
-        // Offline (--root) nothing runs, so the state is not managed; see `notes`.
-        if let (Some(want), Some(active)) = (self.state, &st.active) {
-            let in_sync = match want {
-                RunState::Running => matches!(active.as_str(), "active" | "reloading"),
-                RunState::Stopped => matches!(active.as_str(), "inactive" | "failed"),
-            };
-            if !in_sync {
-                fields.push(FieldChange::new(
-                    "state",
-                    Some(active.clone()),
-                    Some(want.as_str().to_owned()),
-                ));
-            }
+        if let Some((now, want)) = steps.state {
+            fields.push(FieldChange::new(
+                "state",
+                Some(now),
+                Some(want.as_str().to_owned()),
+            ));
         }
         (!fields.is_empty()).then(|| Change::fields(Action::Update, fields))
     }
 
-    fn apply(&self, host: &Host, live: &ServiceLive, change: &Change) -> Result<(), ResourceError> {
-        let needs_unit = self.enabled == Some(true) || Self::starts(change);
-        if live.status.not_found() && needs_unit {
+    fn apply(
+        &self,
+        host: &Host,
+        live: &ServiceLive,
+        _change: &Change,
+    ) -> Result<(), ResourceError> {
+        let steps = self.steps(&live.status);
+        let starts = matches!(steps.state, Some((_, RunState::Running)));
+        if live.status.not_found() && (self.enabled == Some(true) || starts) {
             let from = self.unit_provider.as_ref();
             return Err(ResourceError::UnitNotFound {
                 unit: self.unit(),
@@ -171,25 +212,25 @@ impl Resource for ServiceResource {
         }
         let unit = self.unit();
         // Unmask before enable/start can work; mask last, after disable/stop.
-        if change.touches("masked") && self.want_masked() == Some(false) {
+        if let Some((_, false)) = steps.masked {
             host.systemctl(UnitVerb::Unmask, &unit)?;
         }
-        if change.touches("enabled") {
-            let verb = if self.enabled == Some(true) {
+        if let Some((_, want)) = steps.enabled {
+            let verb = if want {
                 UnitVerb::Enable
             } else {
                 UnitVerb::Disable
             };
             host.systemctl(verb, &unit)?;
         }
-        if change.touches("state") {
-            let verb = match self.state {
-                Some(RunState::Running) => UnitVerb::Start,
-                _ => UnitVerb::Stop,
+        if let Some((_, want)) = steps.state {
+            let verb = match want {
+                RunState::Running => UnitVerb::Start,
+                RunState::Stopped => UnitVerb::Stop,
             };
             host.systemctl(verb, &unit)?;
         }
-        if change.touches("masked") && self.want_masked() == Some(true) {
+        if let Some((_, true)) = steps.masked {
             host.systemctl(UnitVerb::Mask, &unit)?;
         }
         Ok(())

@@ -9,7 +9,7 @@ use crate::plan::{After, Rendered};
 use crate::resource::attrs::Ownership;
 use crate::resource::file::FileResource;
 use crate::resource::service::{RunState, ServiceResource};
-use crate::resource::ResourceId;
+use crate::resource::{Kind, ResourceId};
 use crate::role::model::ServiceState;
 use crate::role::Role;
 
@@ -75,8 +75,8 @@ impl Builder<'_> {
             let common = Common {
                 // Its package ships the unit, its unit file defines it: both come first.
                 implicit_after: vec![
-                    ResourceId::new("package", name.clone()),
-                    ResourceId::new("file", unit_path.to_string_lossy()),
+                    ResourceId::new(Kind::Package, name.clone()),
+                    ResourceId::new(Kind::File, unit_path.to_string_lossy()),
                 ],
                 ..Common::new(offset, &s.after)
             };
@@ -136,7 +136,7 @@ impl Builder<'_> {
         let origin = role.location(unit.span().start).to_string();
         if let Some(item) = self.items.last_mut() {
             item.notify.push(After {
-                id: ResourceId::new("service", service.name.clone()),
+                id: ResourceId::new(Kind::Service, service.name.clone()),
                 origin,
             });
         }
@@ -150,7 +150,7 @@ impl Builder<'_> {
             let name = text.strip_prefix("service:").filter(|n| !n.is_empty());
             match name {
                 Some(name) => edges.push(After {
-                    id: ResourceId::new("service", name.strip_suffix(".service").unwrap_or(name)),
+                    id: ResourceId::new(Kind::Service, name.strip_suffix(".service").unwrap_or(name)),
                     origin: role.location(n.span().start).to_string(),
                 }),
                 None => self.errors.push(role.error_at(

@@ -4,7 +4,7 @@ use super::{Builder, Common};
 use crate::plan::Planned;
 use crate::resource::sysctl::{self, SysctlResource};
 use crate::resource::sysctl_conf::SysctlConfResource;
-use crate::resource::ResourceId;
+use crate::resource::{Kind, ResourceId};
 use crate::role::Role;
 
 /// The `[sysctl]` keys seen so far and where the first of them was declared.
@@ -25,7 +25,7 @@ impl Builder<'_> {
         let implicit_after = keys
             .entries
             .keys()
-            .map(|k| ResourceId::new("sysctl", k.clone()))
+            .map(|k| ResourceId::new(Kind::Sysctl, k.clone()))
             .collect();
         let r = SysctlConfResource::new(keys.entries);
         self.items.push(Planned {
