@@ -60,6 +60,13 @@ pub enum Command {
     /// Undo a past run's changes (files, directories, links, sysctls, packages, services),
     /// then restart or reload what it had. Exit 0 nothing to undo, 2 undone, 4 failures.
     Rollback(RollbackArgs),
+    /// Set this host up: trusted keys, agent config, the first converge, the timer.
+    /// Safe to run again: what is already in place is left alone.
+    /// Exit 0 nothing changed, 2 changes made, 4/6 the first run failed, 1 could not run.
+    Bootstrap(BootstrapArgs),
+    /// Write the man page and shell completions (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 /// Where roles come from and which apply.
@@ -171,6 +178,28 @@ pub struct PublishArgs {
     pub key: Option<PathBuf>,
 }
 
+/// Arguments of bootstrap.
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// The published bundle to follow: https://, http://, file:// or a bundle directory.
+    #[arg(long, short = 's', value_name = "URL")]
+    pub source: String,
+    /// Role for this host (repeatable). Default: nodes.toml in the bundle decides.
+    #[arg(long = "role", short = 'r', value_name = "NAME")]
+    pub roles: Vec<String>,
+    /// Trusted public key (repeatable): a minisign .pub file, or the key's base64 line.
+    /// With a key, a bundle not signed by it is refused and nothing is applied.
+    #[arg(long = "key", short = 'k', value_name = "PUBKEY")]
+    pub keys: Vec<String>,
+    /// Host variable for the agent config's [vars] (repeatable), e.g. --var workers=8.
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Set up this directory tree (an image) instead of the running system; the timer is
+    /// enabled offline and starts when the image boots.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
 /// Arguments of keygen.
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
@@ -212,4 +241,11 @@ pub struct RenderArgs {
     /// Roles and their source.
     #[command(flatten)]
     pub source: SourceArgs,
+}
+
+/// Arguments of generate.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Directory to write the man pages, converge.bash, _converge (zsh) and converge.fish into.
+    pub dir: PathBuf,
 }

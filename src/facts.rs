@@ -1,5 +1,7 @@
 //! Host facts: what templates and classification know about the machine.
 
+pub mod cloud;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -24,6 +26,9 @@ pub struct Facts {
     pub memory: MemoryFacts,
     /// Addresses by interface name.
     pub interfaces: BTreeMap<String, InterfaceFacts>,
+    /// What cloud-init knows about this instance; absent where cloud-init has not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<cloud::CloudFacts>,
 }
 
 /// Distribution identity from os-release.
@@ -65,9 +70,11 @@ pub struct InterfaceFacts {
 }
 
 impl Facts {
-    /// Gathers facts from the running kernel; os-release comes from `root` (the tree being
-    /// converged), since an image built under `--root` is what the templates are for.
-    pub fn gather(root: &Path) -> Facts {
+    /// Gathers facts from the running kernel; os-release and cloud-init's instance data come
+    /// from `root` (the tree being converged), since an image built under `--root` is what the
+    /// templates are for. Unreadable instance data is an error rather than a host silently
+    /// classified without its tags.
+    pub fn gather(root: &Path) -> Result<Facts, cloud::CloudError> {
         let uts = nix::sys::utsname::uname().ok();
         let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
             uts.as_ref()
@@ -86,7 +93,7 @@ impl Facts {
             .ok()
             .and_then(|m| mem_total_bytes(&m))
             .unwrap_or(0);
-        Facts {
+        Ok(Facts {
             fqdn,
             hostname,
             os: parse_os_release(&os_release),
@@ -100,7 +107,8 @@ impl Facts {
                 total_mb: total_bytes / (1024 * 1024),
             },
             interfaces: interfaces(),
-        }
+            cloud: cloud::read(root)?,
+        })
     }
 }
 
@@ -194,7 +202,7 @@ mod tests {
 
     #[test]
     fn gathers_this_host() {
-        let f = Facts::gather(Path::new("/"));
+        let f = Facts::gather(Path::new("/")).unwrap();
         assert!(f.cpus >= 1);
         assert!(f.memory.total_mb > 0);
         assert!(f.interfaces.contains_key("lo"));

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod bundle;
 pub mod diagnostics;
+pub mod durable;
 pub mod engine;
 pub mod facts;
 pub mod health;

@@ -34,6 +34,8 @@ fn main() {
         Command::Keygen(args) => commands::keys::run(args),
         Command::History(args) => commands::history::history(args),
         Command::Rollback(args) => commands::history::rollback(args, cli.color),
+        Command::Bootstrap(args) => commands::bootstrap::run(args, cli.color),
+        Command::Generate(args) => commands::generate::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

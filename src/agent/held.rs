@@ -25,7 +25,11 @@ pub fn load(state_dir: &Path) -> Option<HeldBundle> {
 /// Remembers `held`.
 pub fn save(state_dir: &Path, held: &HeldBundle) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(held).expect("serializes");
-    crate::system::fs::write_state_file(&state_dir.join(HELD_FILE), &json, 0o600)
+    crate::durable::write_file(
+        &state_dir.join(HELD_FILE),
+        &json,
+        &crate::durable::FileSpec::mode(0o600),
+    )
 }
 
 /// Forgets the remembered bundle (a later bundle applied cleanly).

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::config::AgentConfig;
+use crate::durable::{self, FileSpec};
 use crate::report::metrics::{self, SourceMetrics};
 use crate::report::{Mode, Report};
 
@@ -102,7 +103,7 @@ pub fn keep(config: &AgentConfig, mode: Mode, record: &RunRecord, report: Option
         Mode::Apply => LAST_RUN_FILE,
         Mode::Check => LAST_CHECK_FILE,
     });
-    if let Err(e) = crate::system::fs::write_state_file(&last_run, &json, 0o600) {
+    if let Err(e) = durable::write_file(&last_run, &json, &FileSpec::mode(0o600)) {
         tracing::warn!(path = %last_run.display(), error = %e, "cannot write the run record");
     }
     if let Some(report) = report {
@@ -118,7 +119,7 @@ pub fn keep(config: &AgentConfig, mode: Mode, record: &RunRecord, report: Option
         let text = metrics::render(report, &metrics, now.floor());
         let path = config.metrics_path(mode);
         // node_exporter reads it as its own, unprivileged user.
-        if let Err(e) = crate::system::fs::write_state_file(&path, text.as_bytes(), 0o644) {
+        if let Err(e) = durable::write_file(&path, text.as_bytes(), &FileSpec::mode(0o644)) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics textfile");
         }
     }

@@ -1,8 +1,8 @@
 //! The host's state dir: object store, materialised bundles, `current`/`previous` links.
 //!
-//! Layout (every name appears only once complete; see `fsutil`):
+//! Layout (every name appears only once complete; see `crate::durable`):
 //! ```text
-//! state_dir/lock                     flock held for the whole sync
+//! state_dir/run.lock                 the state dir's lock, held for the whole run
 //! state_dir/objects/<sha256>         verified content, shared by all bundles
 //! state_dir/bundles/<id>/            a materialised bundle (+ .manifest.json)
 //! state_dir/current -> bundles/<id>  what the engine reads
@@ -13,25 +13,24 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
 use super::error::{BundleError, IoContext};
-use super::fsutil::{self, TEMP_PREFIX};
 use super::manifest::{is_sha256_hex, Manifest};
 use super::OBJECTS_DIR;
+use crate::durable::temp::{self, Sweep};
+use crate::durable::{self, FileSpec, StateLock};
 
 const BUNDLES_DIR: &str = "bundles";
 const CURRENT: &str = "current";
 const PREVIOUS: &str = "previous";
 const SYNC_STATE: &str = "sync.json";
-const LOCK: &str = "lock";
 /// Copy of the verified manifest inside each materialised bundle; hidden and outside the
 /// allowed top-level names, so it can never collide with bundle content.
 pub const BUNDLE_MANIFEST: &str = ".manifest.json";
@@ -82,35 +81,29 @@ impl SyncState {
     }
 }
 
-/// An open, locked state dir.
-pub struct StateDir {
-    root: PathBuf,
-    _lock: Flock<File>,
+/// The bundle store of a state dir whose lock this run holds.
+pub struct StateDir<'l> {
+    root: &'l Path,
 }
 
-impl StateDir {
-    /// Create the layout if needed, take the lock, and sweep leftovers of killed runs.
-    pub fn open(root: &Path) -> Result<StateDir, BundleError> {
+impl<'l> StateDir<'l> {
+    /// Creates the layout if needed and sweeps leftovers of killed runs (the lock itself swept
+    /// the state dir's top level).
+    pub fn open(lock: &'l StateLock) -> Result<StateDir<'l>, BundleError> {
+        StateDir::at(lock.dir())
+    }
+
+    /// A store in a scratch dir this process made for itself, which no other run can see.
+    pub fn scratch(dir: &'l Path) -> Result<StateDir<'l>, BundleError> {
+        StateDir::at(dir)
+    }
+
+    fn at(root: &'l Path) -> Result<StateDir<'l>, BundleError> {
+        let dir = StateDir { root };
         // 0700: bundles may carry secrets under files/.
-        fsutil::ensure_dir(root, 0o700)?;
-        let lock_path = root.join(LOCK);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .at(&lock_path)?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| BundleError::io(&lock_path, io::Error::from(errno)))?;
-        let dir = StateDir {
-            root: root.to_path_buf(),
-            _lock: lock,
-        };
-        fsutil::ensure_dir(&dir.objects(), 0o700)?;
-        fsutil::ensure_dir(&dir.bundles(), 0o700)?;
-        // Holding the lock, any temp entry belongs to a run that died.
-        for d in [dir.root.clone(), dir.objects(), dir.bundles()] {
-            fsutil::sweep_temps(&d)?;
+        for d in [dir.objects(), dir.bundles()] {
+            durable::ensure_dir(&d, 0o700).at(&d)?;
+            temp::sweep(&d, Sweep::Locked).at(&d)?;
         }
         Ok(dir)
     }
@@ -158,19 +151,13 @@ impl StateDir {
 
     /// A temp file inside the object store, so the final rename stays on one filesystem.
     pub fn object_temp(&self) -> Result<NamedTempFile, BundleError> {
-        tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(self.objects())
-            .at(self.objects())
+        temp::file_in(&self.objects()).at(self.objects())
     }
 
     /// A fresh scratch dir for a look that must not touch this state (under `bundles/`, so
     /// a run killed while holding one leaves a temp entry the next open sweeps).
     pub fn scratch_dir(&self) -> Result<tempfile::TempDir, BundleError> {
-        tempfile::Builder::new()
-            .prefix(&format!("{TEMP_PREFIX}scratch-"))
-            .tempdir_in(self.bundles())
-            .at(self.bundles())
+        temp::dir_in(&self.bundles()).at(self.bundles())
     }
 
     /// Hard-link the objects `manifest` needs that `other` already holds into this store, so
@@ -200,7 +187,7 @@ impl StateDir {
 
     /// Make object renames durable before anything refers to them.
     pub fn sync_objects(&self) -> Result<(), BundleError> {
-        fsutil::fsync_dir(&self.objects())
+        durable::sync_dir(&self.objects()).at(self.objects())
     }
 
     /// Build `bundles/<id>/` from the object store (in a temp dir, renamed when complete).
@@ -218,13 +205,10 @@ impl StateDir {
             // Only ever renamed into place complete, so it is reusable as is.
             return Ok(final_dir);
         }
-        let tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempdir_in(self.bundles())
-            .at(self.bundles())?;
+        let tmp = temp::dir_in(&self.bundles()).at(self.bundles())?;
         let mut dirs = BTreeSet::new();
         for (rel, entry) in &manifest.files {
-            let dest = fsutil::join_rel(tmp.path(), rel);
+            let dest = super::manifest::join_rel(tmp.path(), rel);
             let parent = dest.parent().expect("bundle paths have a parent");
             if dirs.insert(parent.to_path_buf()) {
                 fs::create_dir_all(parent).at(parent)?;
@@ -245,12 +229,12 @@ impl StateDir {
         fs::write(&mpath, manifest_bytes).at(&mpath)?;
         File::open(&mpath).and_then(|f| f.sync_all()).at(&mpath)?;
         for d in dirs.iter().rev() {
-            fsutil::fsync_dir(d)?;
+            durable::sync_dir(d).at(d)?;
         }
-        fsutil::fsync_dir(tmp.path())?;
+        durable::sync_dir(tmp.path()).at(tmp.path())?;
         let built = tmp.keep();
         fs::rename(&built, &final_dir).at(&final_dir)?;
-        fsutil::fsync_dir(&self.bundles())?;
+        durable::sync_dir(&self.bundles()).at(self.bundles())?;
         Ok(final_dir)
     }
 
@@ -263,10 +247,14 @@ impl StateDir {
         if old.as_deref() == Some(id) {
             return Ok(());
         }
+        let swap = |link: &str, id: &str| {
+            let link = self.root.join(link);
+            durable::swap_symlink(&link, &Path::new(BUNDLES_DIR).join(id)).at(link)
+        };
         if let Some(old) = old {
-            fsutil::swap_symlink(&self.root.join(PREVIOUS), &Path::new(BUNDLES_DIR).join(old))?;
+            swap(PREVIOUS, &old)?;
         }
-        fsutil::swap_symlink(&self.root.join(CURRENT), &Path::new(BUNDLES_DIR).join(id))
+        swap(CURRENT, id)
     }
 
     /// Delete bundles other than current and previous, and objects neither of them uses.
@@ -278,9 +266,9 @@ impl StateDir {
         for entry in fs::read_dir(self.bundles()).at(self.bundles())? {
             let entry = entry.at(self.bundles())?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !keep.contains(&name) && !name.starts_with(TEMP_PREFIX) {
+            if !keep.contains(&name) && !name.starts_with(temp::PREFIX) {
                 tracing::debug!("removing old bundle {name}");
-                fsutil::remove_tree_atomically(&entry.path())?;
+                durable::remove_tree(&entry.path()).at(entry.path())?;
             }
         }
         let mut used = BTreeSet::new();
@@ -311,7 +299,8 @@ impl StateDir {
     pub fn save_state(&self, state: &SyncState) -> Result<(), BundleError> {
         let mut bytes = serde_json::to_vec_pretty(state).expect("state serialises");
         bytes.write_all(b"\n").expect("vec write");
-        fsutil::write_atomic(&self.root.join(SYNC_STATE), &bytes, 0o600)
+        let path = self.root.join(SYNC_STATE);
+        durable::write_file(&path, &bytes, &FileSpec::mode(0o600)).at(path)
     }
 
     /// When bundle `id` was fetched: from the state file, else the bundle dir's mtime.

@@ -152,6 +152,9 @@ pub enum BundleError {
         /// What was found.
         reason: String,
     },
+    /// The state dir's lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] crate::durable::LockError),
 }
 
 impl BundleError {

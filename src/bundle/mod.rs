@@ -15,7 +15,6 @@
 mod cache;
 mod error;
 mod fetch;
-mod fsutil;
 pub mod manifest;
 mod publish;
 mod signature;
@@ -30,7 +29,10 @@ pub use signature::{
     SecretKeyFile, TrustedKey, PASSWORD_ENV, PUBLIC_KEY_FILE, SECRET_KEY_FILE,
 };
 pub use source::Source;
-pub use sync::{peek, sync, Freshness, Peeked, SyncOptions, SyncOutcome, DEFAULT_DEADLINE};
+pub use sync::{
+    peek, peek_locked, sync, sync_locked, Freshness, Peeked, SyncOptions, SyncOutcome,
+    DEFAULT_DEADLINE,
+};
 
 /// Name of the manifest in a published bundle.
 pub const MANIFEST_FILE: &str = "manifest.json";

@@ -8,10 +8,11 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use super::error::{BundleError, IoContext};
-use super::fsutil;
 use super::manifest::{self, FileEntry, Manifest, MAX_CLOCK_SKEW, TOP_LEVEL_DIRS, TOP_LEVEL_FILES};
 use super::signature::SecretKeyFile;
 use super::{MANIFEST_FILE, OBJECTS_DIR, SIGNATURE_FILE};
+use crate::durable::temp::{self, Sweep};
+use crate::durable::{self, FileSpec};
 
 /// What one `publish` produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,10 +44,11 @@ pub fn publish(
 ) -> Result<Published, BundleError> {
     let files = collect_tree(src)?;
     let objects_dir = out.join(OBJECTS_DIR);
-    fsutil::ensure_dir(&objects_dir, 0o755)?;
+    durable::ensure_dir(&objects_dir, 0o755).at(&objects_dir)?;
     // Temp files of a publish that was killed; never referenced, so safe to drop.
-    fsutil::sweep_temps(out)?;
-    fsutil::sweep_temps(&objects_dir)?;
+    for d in [out, &objects_dir] {
+        temp::sweep(d, Sweep::Dead).at(d)?;
+    }
 
     let mut entries = BTreeMap::new();
     let mut new_objects = 0;
@@ -56,7 +58,7 @@ pub fn publish(
         let object = objects_dir.join(&sha256);
         let present = fs::metadata(&object).is_ok_and(|m| m.len() == bytes.len() as u64);
         if !present {
-            fsutil::write_atomic(&object, &bytes, 0o644)?;
+            durable::write_file(&object, &bytes, &FileSpec::mode(0o644)).at(&object)?;
             new_objects += 1;
         }
         entries.insert(
@@ -95,7 +97,7 @@ pub fn publish(
     match signer {
         Some(key) => {
             let sig = key.sign(&bytes, MANIFEST_FILE)?;
-            fsutil::write_atomic(&sig_path, sig.as_bytes(), 0o644)?;
+            durable::write_file(&sig_path, sig.as_bytes(), &FileSpec::mode(0o644)).at(&sig_path)?;
         }
         None => match fs::remove_file(&sig_path) {
             Ok(()) => {}
@@ -118,7 +120,11 @@ pub fn publish(
                 next
             }
         });
-    fsutil::write_atomic_at(&manifest_path, &bytes, 0o644, mtime)?;
+    let spec = FileSpec {
+        mtime,
+        ..FileSpec::mode(0o644)
+    };
+    durable::write_file(&manifest_path, &bytes, &spec).at(&manifest_path)?;
     let id = hex::encode(Sha256::digest(&bytes));
     tracing::info!(
         id = %id,

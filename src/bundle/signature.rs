@@ -10,7 +10,7 @@ use base64::Engine;
 use minisign::{KeyPair, PublicKey, SecretKey, SignatureBox};
 
 use super::error::{BundleError, IoContext};
-use super::fsutil;
+use crate::durable::{self, FileSpec};
 
 /// Environment variable holding the password of an encrypted secret key.
 pub const PASSWORD_ENV: &str = "CONVERGE_SIGNING_PASSWORD";
@@ -167,6 +167,11 @@ impl TrustedKey {
     pub fn key_id(&self) -> String {
         key_id(self.key.keynum())
     }
+
+    /// The key's base64 line, as in a `.pub` file.
+    pub fn to_base64(&self) -> String {
+        self.key.to_base64()
+    }
 }
 
 /// Check `sig_text` over `data` against `keys`; returns the id of the key that signed.
@@ -261,8 +266,12 @@ pub fn generate_keypair_with_password(
         "untrusted comment: minisign public key {id}\n{}\n",
         pk.to_base64()
     );
-    fsutil::write_atomic(&secret_path, sk_text.as_bytes(), 0o600)?;
-    fsutil::write_atomic(&public_path, pk_text.as_bytes(), 0o644)?;
+    for (path, text, mode) in [
+        (&secret_path, sk_text, 0o600),
+        (&public_path, pk_text, 0o644),
+    ] {
+        durable::write_file(path, text.as_bytes(), &FileSpec::mode(mode)).at(path)?;
+    }
     Ok(KeyPairFiles {
         public: public_path,
         secret: secret_path,

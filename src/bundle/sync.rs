@@ -14,6 +14,7 @@ use super::manifest::{rfc3339_micros, FileEntry, Manifest, MAX_CLOCK_SKEW};
 use super::signature::{self, TrustedKey};
 use super::source::Source;
 use super::{MANIFEST_FILE, SIGNATURE_FILE};
+use crate::durable::StateLock;
 
 /// Default limit for a whole fetch: a run against a source that never finishes answering
 /// falls back to the last known good well within a minute.
@@ -102,12 +103,24 @@ impl SyncOutcome {
 /// Errors only when nothing usable exists: the state dir cannot be opened, the first
 /// sync on this host fails, or keys are configured and no kept bundle is known to be
 /// signed by one of them.
+/// Takes the state dir's lock for the sync, waiting as long as another run holds it; a run
+/// that holds it already calls [`sync_locked`].
 pub fn sync(
     source: &Source,
     state_dir: &Path,
     opts: &SyncOptions,
 ) -> Result<SyncOutcome, BundleError> {
-    let state = StateDir::open(state_dir)?;
+    let lock = StateLock::acquire(state_dir, None)?;
+    sync_locked(source, &lock, opts)
+}
+
+/// [`sync`] into the state dir whose lock `lock` is.
+pub fn sync_locked(
+    source: &Source,
+    lock: &StateLock,
+    opts: &SyncOptions,
+) -> Result<SyncOutcome, BundleError> {
+    let state = StateDir::open(lock)?;
     let current = state.current();
     resolve(source, &state, opts, current, None)
 }
@@ -127,14 +140,27 @@ pub struct Peeked {
 /// The state dir's bundles count only when they came from the same `source`: a look at
 /// another source (staging, from a prod host) has no last known good and no replay floor
 /// there, so it cannot be refused for being older than prod, nor fall back to prod.
+///
+/// Takes the state dir's lock for the look (the fallback reads its bundles), waiting as long
+/// as another run holds it; a run that holds it already calls [`peek_locked`].
 pub fn peek(source: &Source, state_dir: &Path, opts: &SyncOptions) -> Result<Peeked, BundleError> {
-    let state = StateDir::open(state_dir)?;
+    let lock = StateLock::acquire(state_dir, None)?;
+    peek_locked(source, &lock, opts)
+}
+
+/// [`peek`] at the state dir whose lock `lock` is.
+pub fn peek_locked(
+    source: &Source,
+    lock: &StateLock,
+    opts: &SyncOptions,
+) -> Result<Peeked, BundleError> {
+    let state = StateDir::open(lock)?;
     let same_source = state
         .load_state()
         .is_none_or(|s| s.source == source.to_string());
     let current = state.current().filter(|_| same_source);
     let scratch = state.scratch_dir()?;
-    let scratch_state = StateDir::open(scratch.path())?;
+    let scratch_state = StateDir::scratch(scratch.path())?;
     let outcome = resolve(source, &state, opts, current, Some(&scratch_state))?;
     let used_scratch = outcome.bundle_dir.starts_with(scratch.path());
     Ok(Peeked {

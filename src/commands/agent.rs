@@ -14,7 +14,7 @@ use converge::report::Mode;
 pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
     let config = AgentConfig::load(&args.config)?;
     let root = std::path::Path::new("/");
-    let hostname = Facts::gather(root).hostname;
+    let hostname = Facts::gather(root)?.hostname;
     let offset = schedule::offset(
         &schedule::identity(&hostname),
         config.interval,
@@ -41,7 +41,10 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
 
 fn once(config: &AgentConfig) -> i32 {
     let root = std::path::Path::new("/");
-    let facts = match serde_json::to_value(Facts::gather(root)) {
+    let gathered = Facts::gather(root)
+        .map_err(anyhow::Error::from)
+        .and_then(|f| Ok(serde_json::to_value(f)?));
+    let facts = match gathered {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(error = %e, "cannot gather facts");

@@ -5,7 +5,7 @@ use converge::facts::Facts;
 
 /// Prints facts as `key = value` lines, or JSON.
 pub fn run(args: &FactsArgs) -> anyhow::Result<i32> {
-    let facts = serde_json::to_value(Facts::gather(&args.root))?;
+    let facts = serde_json::to_value(Facts::gather(&args.root)?)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&facts)?);
     } else {

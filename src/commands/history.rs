@@ -8,7 +8,8 @@ use anyhow::bail;
 
 use crate::cli::{ColorChoice, Format, RollbackArgs, StateArgs};
 use converge::agent::config::{AgentConfig, ConfigError};
-use converge::agent::{held, lock::RunLock};
+use converge::agent::held;
+use converge::durable::StateLock;
 use converge::engine::rollback;
 use converge::history::{self, RunStatus};
 use converge::report::human;
@@ -72,7 +73,7 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
     let (dir, lock_wait) = state_dir(&args.state)?;
     let sys = System::new(&args.root)?;
     // A run must not change the host while its last changes are being undone.
-    let _lock = RunLock::acquire(&dir.join(converge::pipeline::LOCK_FILE), lock_wait)?;
+    let _lock = StateLock::acquire(&dir, Some(lock_wait))?;
     let mut past = history::load(&dir, args.run.as_deref())?;
     if past.summary.root != sys.root() {
         bail!(

@@ -1,7 +1,9 @@
 //! One module per subcommand, plus what they share: where roles come from, facts, overrides.
 
 pub mod agent;
+pub mod bootstrap;
 pub mod facts;
+pub mod generate;
 pub mod history;
 pub mod keys;
 pub mod publish;
@@ -52,7 +54,7 @@ pub fn facts(file: Option<&Path>, root: &Path) -> anyhow::Result<Value> {
             }
             Ok(value)
         }
-        None => Ok(serde_json::to_value(Facts::gather(root))?),
+        None => Ok(serde_json::to_value(Facts::gather(root)?)?),
     }
 }
 

@@ -87,10 +87,10 @@ impl Notifier {
                     by: r.by.iter().map(ToString::to_string).collect(),
                 })
                 .collect();
-            crate::system::fs::write_state_file(
+            crate::durable::write_file(
                 journal,
                 &serde_json::to_vec_pretty(&saved).expect("serializes"),
-                0o600,
+                &crate::durable::FileSpec::mode(0o600),
             )
         };
         if let Err(e) = result {

@@ -257,7 +257,8 @@ impl Recorder {
         let summary = self.lock_summary().clone();
         let path = self.runs.join(&summary.id).join(RUN_FILE);
         let json = serde_json::to_vec_pretty(&summary).expect("summaries serialize");
-        crate::system::fs::write_state_file(&path, &json, 0o600).map_err(io_err(&path))
+        crate::durable::write_file(&path, &json, &crate::durable::FileSpec::mode(0o600))
+            .map_err(io_err(&path))
     }
 
     /// The blob store of this run.
@@ -302,7 +303,7 @@ impl backup::Blobs for RunBlobs {
             return Ok(());
         }
         // 0600 whatever the content: a sensitive file's old secret is still a secret.
-        crate::system::fs::write_state_file(&path, bytes, 0o600)
+        crate::durable::write_file(&path, bytes, &crate::durable::FileSpec::mode(0o600))
     }
 }
 
@@ -418,7 +419,8 @@ impl PastRun {
     pub fn save(&self) -> Result<(), HistoryError> {
         let path = self.dir.join(RUN_FILE);
         let json = serde_json::to_vec_pretty(&self.summary).expect("summaries serialize");
-        crate::system::fs::write_state_file(&path, &json, 0o600).map_err(io_err(&path))
+        crate::durable::write_file(&path, &json, &crate::durable::FileSpec::mode(0o600))
+            .map_err(io_err(&path))
     }
 }
 

@@ -11,7 +11,6 @@
 mod rollback;
 pub mod source;
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -19,10 +18,10 @@ use serde_json::{Map, Value};
 
 use crate::agent::config::AgentConfig;
 use crate::agent::held;
-use crate::agent::lock::{LockError, RunLock};
 use crate::agent::record::{self, RunRecord};
 use crate::bundle;
 use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::durable::{LockError, StateLock};
 use crate::engine;
 use crate::history::Recorder;
 use crate::plan::{self, Plan, PlanOptions};
@@ -32,8 +31,6 @@ use crate::role::{self, classify, vars, SourceTree};
 use crate::system::{System, SystemError};
 pub use source::Source;
 
-/// Name of the run lock in the state dir.
-pub const LOCK_FILE: &str = "run.lock";
 /// Restart and reload requests not carried out yet, in the state dir.
 pub const NOTIFY_JOURNAL_FILE: &str = "pending-notify.json";
 
@@ -73,7 +70,7 @@ pub enum RunError {
     /// The root to converge is unusable.
     #[error(transparent)]
     Root(#[from] SystemError),
-    /// Another run holds the lock.
+    /// Another run holds the lock, or the state dir is unusable.
     #[error(transparent)]
     Lock(#[from] LockError),
     /// The state dir is unusable.
@@ -119,13 +116,14 @@ pub fn run(req: &Request) -> Result<Finished, RunError> {
     // running machine. A run of a checkout on a private tree touches neither.
     let keeps_state = req.record || req.history || matches!(req.source, Source::Bundle(_));
     let writes_host = req.mode == Mode::Apply && live;
-    let _lock = if keeps_state || writes_host {
-        Some(lock(&req.settings)?)
+    let lock = if keeps_state || writes_host {
+        let wait = Some(req.settings.lock_wait);
+        Some(StateLock::acquire(&req.settings.state_dir, wait)?)
     } else {
         None
     };
     let mut record = RunRecord::start(&req.facts, started);
-    let result = converge(req, &sys, &mut record);
+    let result = converge(req, lock.as_ref(), &sys, &mut record);
     record.finish(&result);
     if req.record {
         record::keep(&req.settings, req.mode, &record, result.as_ref().ok());
@@ -134,26 +132,15 @@ pub fn run(req: &Request) -> Result<Finished, RunError> {
     Ok(Finished { report, record })
 }
 
-/// Creates the state dir, takes the run lock and sweeps temp files a killed run left.
-fn lock(settings: &AgentConfig) -> Result<RunLock, RunError> {
-    // 0700: bundles may carry secrets, and run records show diffs.
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&settings.state_dir)
-        .map_err(|source| RunError::StateDir {
-            path: settings.state_dir.clone(),
-            source,
-        })?;
-    let lock = RunLock::acquire(&settings.state_dir.join(LOCK_FILE), settings.lock_wait)?;
-    crate::system::fs::sweep_stale_temps(&settings.state_dir);
-    Ok(lock)
-}
-
-fn converge(req: &Request, sys: &System, record: &mut RunRecord) -> Result<Report, RunError> {
+fn converge(
+    req: &Request,
+    lock: Option<&StateLock>,
+    sys: &System,
+    record: &mut RunRecord,
+) -> Result<Report, RunError> {
     let settings = &req.settings;
     // A check's freshly fetched bundle lives in a scratch dir until `_scratch` is dropped.
-    let (tree, status, _scratch) = source::obtain(&req.source, settings, req.mode)?;
+    let (tree, status, _scratch) = source::obtain(&req.source, settings, lock, req.mode)?;
     let bundle_id = status
         .as_ref()
         .map_or_else(String::new, |s| s.bundle_id.clone());

@@ -9,6 +9,7 @@ use crate::agent::config::AgentConfig;
 use crate::agent::record::SourceStatus;
 use crate::bundle::{self, Freshness, Peeked, SyncOptions, TrustedKey};
 use crate::diagnostics::Diagnostics;
+use crate::durable::StateLock;
 use crate::report::Mode;
 use crate::role::SourceTree;
 
@@ -55,6 +56,7 @@ impl Source {
 pub(super) fn obtain(
     source: &Source,
     settings: &AgentConfig,
+    lock: Option<&StateLock>,
     mode: Mode,
 ) -> Result<(SourceTree, Option<SourceStatus>, Option<Peeked>), RunError> {
     match source {
@@ -71,7 +73,8 @@ pub(super) fn obtain(
             Ok((tree, Some(status), None))
         }
         Source::Bundle(text) => {
-            let (dir, status, scratch) = fetch(text, settings, mode)?;
+            let lock = lock.expect("a run from a bundle holds the state-dir lock");
+            let (dir, status, scratch) = fetch(text, settings, lock, mode)?;
             if status.freshness == "stale" || status.freshness == "refused" {
                 tracing::warn!(
                     source = %text,
@@ -89,6 +92,7 @@ pub(super) fn obtain(
 fn fetch(
     text: &str,
     settings: &AgentConfig,
+    lock: &StateLock,
     mode: Mode,
 ) -> Result<(PathBuf, SourceStatus, Option<Peeked>), RunError> {
     let source = bundle::Source::parse(text)?;
@@ -109,9 +113,9 @@ fn fetch(
         ..SyncOptions::default()
     };
     let (outcome, scratch) = match mode {
-        Mode::Apply => (bundle::sync(&source, &settings.state_dir, &opts)?, None),
+        Mode::Apply => (bundle::sync_locked(&source, lock, &opts)?, None),
         Mode::Check => {
-            let peeked = bundle::peek(&source, &settings.state_dir, &opts)?;
+            let peeked = bundle::peek_locked(&source, lock, &opts)?;
             (peeked.outcome.clone(), Some(peeked))
         }
     };

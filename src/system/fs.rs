@@ -1,11 +1,13 @@
 //! Files on the host: observing entries and changing them atomically.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{System, SystemError};
+use crate::durable::temp::{self, Sweep};
+use crate::durable::{self, FileSpec};
 
 /// What is at a path, without following a final symbolic link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,31 +147,12 @@ pub struct Attrs {
     pub mode: Option<u32>,
 }
 
-/// Prefix of converge's temporary files, so stale ones are recognisable.
-pub const TEMP_PREFIX: &str = ".converge-tmp-";
-
-/// The temp-file prefix of this process: `.converge-tmp-PID-`.
-pub fn temp_prefix() -> String {
-    format!("{TEMP_PREFIX}{}-", std::process::id())
-}
-
-/// Removes converge temp files in `dir` left by processes that no longer exist (a run killed
-/// mid-write); a live run's temp files are left alone.
-pub fn sweep_stale_temps(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !Path::new("/proc").join(pid.to_string()).exists() {
-            tracing::debug!(path = %entry.path().display(), "removing a stale temp file");
-            let _ = std::fs::remove_file(entry.path());
+impl System {
+    /// Removes the temp files dead runs left in `dir` (a real path of a managed directory)
+    /// before this run writes there. Every managed write sweeps through here.
+    fn sweep_temps(&self, dir: &Path) {
+        if let Err(e) = temp::sweep(dir, Sweep::Dead) {
+            tracing::debug!(dir = %dir.display(), error = %e, "cannot sweep temp files");
         }
     }
 }
@@ -211,27 +194,14 @@ impl<'a> Host<'a> {
             .unwrap_or(default_mode);
         let uid = attrs.uid.or(existing.as_ref().map(|m| m.uid()));
         let gid = attrs.gid.or(existing.as_ref().map(|m| m.gid()));
-        sweep_stale_temps(dir);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&temp_prefix())
-            .tempfile_in(dir)
-            .map_err(err)?;
-        tmp.write_all(content).map_err(err)?;
-        let file = tmp.as_file();
-        if uid.is_some() || gid.is_some() {
-            nix::unistd::fchown(
-                std::os::fd::AsRawFd::as_raw_fd(file),
-                uid.map(nix::unistd::Uid::from_raw),
-                gid.map(nix::unistd::Gid::from_raw),
-            )
-            .map_err(|e| err(e.into()))?;
-        }
-        // After chown: chown clears setuid/setgid bits.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(err)?;
-        file.sync_all().map_err(err)?;
-        tmp.persist(&real).map_err(|e| err(e.error))?;
-        sync_dir(dir).map_err(err)
+        self.sys.sweep_temps(dir);
+        let spec = FileSpec {
+            mode,
+            uid,
+            gid,
+            mtime: None,
+        };
+        durable::write_file(&real, content, &spec).map_err(err)
     }
 
     /// Sets owner, group and mode of the file or directory at `path` without following a link.
@@ -276,34 +246,18 @@ impl<'a> Host<'a> {
                 ..attrs
             },
         )?;
-        sync_dir(real.parent().unwrap_or(&real)).map_err(|e| SystemError::io(path, e))
+        durable::sync_dir(real.parent().unwrap_or(&real)).map_err(|e| SystemError::io(path, e))
     }
 
     /// Points the link at `path` to `target`, atomically replacing a file or link there.
     pub fn symlink(&self, path: &Path, target: &Path) -> Result<(), SystemError> {
         self.sys.forget_paths();
         let real = self.sys.host_path(path)?;
-        let err = |e: io::Error| SystemError::io(path, e);
         let dir = real
             .parent()
             .ok_or_else(|| SystemError::BadPath(path.to_path_buf()))?;
-        sweep_stale_temps(dir);
-        // A unique name next to the link, created by symlink(2) itself (it fails if taken).
-        let mut attempt = 0u32;
-        let tmp = loop {
-            let name = format!("{TEMP_PREFIX}{}-{attempt}", std::process::id());
-            let tmp = dir.join(name);
-            match std::os::unix::fs::symlink(target, &tmp) {
-                Ok(()) => break tmp,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
-                Err(e) => return Err(err(e)),
-            }
-        };
-        if let Err(e) = std::fs::rename(&tmp, &real) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(err(e));
-        }
-        sync_dir(dir).map_err(err)
+        self.sys.sweep_temps(dir);
+        durable::swap_symlink(&real, target).map_err(|e| SystemError::io(path, e))
     }
 
     /// Removes whatever is at `path`; a directory only when empty unless `recursive`.
@@ -326,28 +280,8 @@ impl<'a> Host<'a> {
         } else {
             std::fs::remove_file(&real).map_err(err)?;
         }
-        sync_dir(real.parent().unwrap_or(&real)).map_err(err)
+        durable::sync_dir(real.parent().unwrap_or(&real)).map_err(err)
     }
-}
-
-/// Writes one of converge's own state files (run record, metrics, notify journal) whole:
-/// temp file in the same directory with its final mode, fsync, rename, fsync of the directory.
-/// Managed files go through [`Host::write_file`] instead.
-pub fn write_state_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&temp_prefix())
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -383,24 +317,9 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(&root)
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+            .filter(|e| e.file_name().to_string_lossy().starts_with(temp::PREFIX))
             .collect();
         assert!(leftovers.is_empty());
-    }
-
-    #[test]
-    fn stale_temps_of_dead_runs_are_swept_and_live_ones_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        // Above pid_max: no such process can exist.
-        let dead = dir.path().join(format!("{TEMP_PREFIX}999999999-abc"));
-        let live = dir.path().join(format!("{}x", temp_prefix()));
-        let other = dir.path().join("app.conf");
-        for f in [&dead, &live, &other] {
-            std::fs::write(f, "x").unwrap();
-        }
-        sweep_stale_temps(dir.path());
-        assert!(!dead.exists());
-        assert!(live.exists() && other.exists());
     }
 
     #[test]

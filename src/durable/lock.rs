@@ -1,5 +1,6 @@
-//! One run at a time: an `flock` on a file in the state dir. The kernel releases it when the
-//! holder dies, so a killed run never leaves a stale lock behind.
+//! One writer per state dir: an `flock` on `run.lock` in it, held by a run for as long as it
+//! touches bundles, run records or the notify journal. The kernel releases it when the holder
+//! dies, so a killed run never leaves a stale lock behind.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -8,9 +9,22 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
+use super::temp::{self, Sweep};
+
+/// Name of the lock file in a state dir.
+pub const LOCK_FILE: &str = "run.lock";
+
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
+    /// The state dir does not exist and cannot be created.
+    #[error("state dir {path}: {source}")]
+    StateDir {
+        /// The state dir.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Another run holds it.
     #[error("another converge run holds {path} (pid {pid}); waited {waited:?}")]
     Held {
@@ -31,22 +45,30 @@ pub enum LockError {
     },
 }
 
-/// A held lock; dropping it releases the lock.
+/// The held lock of a state dir; dropping it releases the lock.
 #[derive(Debug)]
-pub struct RunLock {
+pub struct StateLock {
+    dir: PathBuf,
     flock: Flock<File>,
 }
 
-impl Drop for RunLock {
+impl Drop for StateLock {
     fn drop(&mut self) {
         // A later waiter must not name this (finished) run as the holder.
         let _ = self.flock.set_len(0);
     }
 }
 
-impl RunLock {
-    /// Takes the lock at `path`, waiting up to `wait` for another run to finish.
-    pub fn acquire(path: &Path, wait: Duration) -> Result<RunLock, LockError> {
+impl StateLock {
+    /// Creates the state dir `dir` if needed (0700: bundles may carry secrets, and run records
+    /// show diffs), takes its lock, waiting up to `wait` for another run to finish (`None`: as
+    /// long as it takes), and sweeps the temp entries dead runs left in it.
+    pub fn acquire(dir: &Path, wait: Option<Duration>) -> Result<StateLock, LockError> {
+        super::ensure_dir(dir, 0o700).map_err(|source| LockError::StateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = &dir.join(LOCK_FILE);
         let started = Instant::now();
         let open = || {
             OpenOptions::new()
@@ -61,17 +83,36 @@ impl RunLock {
                 })
         };
         let mut file = open()?;
+        let how = match wait {
+            Some(_) => FlockArg::LockExclusiveNonblock,
+            None => FlockArg::LockExclusive,
+        };
         loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            match Flock::lock(file, how) {
                 Ok(mut flock) => {
                     // The pid is only for the message a waiting run prints.
                     let _ = flock.set_len(0);
                     let _ = flock.rewind();
                     let _ = writeln!(flock, "{}", std::process::id());
-                    return Ok(RunLock { flock });
+                    let lock = StateLock {
+                        dir: dir.to_path_buf(),
+                        flock,
+                    };
+                    // Holding the lock, any temp entry here belongs to a run that died. A
+                    // leftover that cannot be removed hinders nothing.
+                    if let Err(e) = temp::sweep(dir, Sweep::Locked) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot sweep temp entries");
+                    }
+                    return Ok(lock);
+                }
+                Err((_, errno)) if wait.is_none() && errno != nix::errno::Errno::EINTR => {
+                    return Err(LockError::Open {
+                        path: path.clone(),
+                        source: errno.into(),
+                    });
                 }
                 Err((f, _)) => {
-                    if started.elapsed() >= wait {
+                    if wait.is_some_and(|wait| started.elapsed() >= wait) {
                         let mut pid = String::new();
                         let mut f = f;
                         let _ = f.rewind();
@@ -93,6 +134,11 @@ impl RunLock {
             }
         }
     }
+
+    /// The state dir this lock is held on.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 #[cfg(test)]
@@ -102,9 +148,9 @@ mod tests {
     #[test]
     fn second_holder_waits_then_names_the_first() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lock");
-        let first = RunLock::acquire(&path, Duration::ZERO).unwrap();
-        let e = RunLock::acquire(&path, Duration::from_millis(250)).unwrap_err();
+        let path = dir.path().join(LOCK_FILE);
+        let first = StateLock::acquire(dir.path(), Some(Duration::ZERO)).unwrap();
+        let e = StateLock::acquire(dir.path(), Some(Duration::from_millis(250))).unwrap_err();
         let msg = e.to_string();
         assert!(
             msg.starts_with(&format!(
@@ -115,6 +161,6 @@ mod tests {
             "{msg}"
         );
         drop(first);
-        RunLock::acquire(&path, Duration::ZERO).unwrap();
+        StateLock::acquire(dir.path(), Some(Duration::ZERO)).unwrap();
     }
 }

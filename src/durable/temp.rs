@@ -1,0 +1,142 @@
+//! Temp entries: one naming scheme, `.converge-tmp-PID-...`, for files, links and directories
+//! everywhere converge writes, so any later run can tell a dead run's leftovers from a live
+//! run's work in progress and sweep them.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use tempfile::{NamedTempFile, TempDir};
+
+/// Prefix of every temp entry converge creates.
+pub const PREFIX: &str = ".converge-tmp-";
+
+/// Prefix that releases before this one used in state dirs; swept there under the lock.
+const LEGACY_PREFIX: &str = ".tmp-";
+
+/// Which temp entries a sweep removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// Files and links left by processes that no longer exist: for directories another live
+    /// run may be writing in (managed directories, a publish output).
+    Dead,
+    /// Every temp entry not of this process, directories too: for a directory only the
+    /// holder of the state-dir lock writes in, where anything else is a dead run's.
+    Locked,
+}
+
+/// A temp name of this process: `.converge-tmp-PID-SUFFIX`.
+pub fn name(suffix: &str) -> String {
+    format!("{}{suffix}", own_prefix())
+}
+
+fn own_prefix() -> String {
+    format!("{PREFIX}{}-", std::process::id())
+}
+
+/// A new temp file in `dir` (mode 0600), removed on drop unless persisted.
+pub fn file_in(dir: &Path) -> io::Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(&own_prefix())
+        .tempfile_in(dir)
+}
+
+/// A new temp directory in `dir` (mode 0700), removed on drop unless kept.
+pub fn dir_in(dir: &Path) -> io::Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix(&own_prefix())
+        .tempdir_in(dir)
+}
+
+/// The pid in a temp name, when `name` is one of ours.
+fn owner(name: &str) -> Option<Option<u32>> {
+    if let Some(rest) = name.strip_prefix(PREFIX) {
+        return Some(rest.split('-').next().and_then(|p| p.parse().ok()));
+    }
+    name.starts_with(LEGACY_PREFIX).then_some(None)
+}
+
+/// Removes the temp entries of `dir` that `how` says are leftovers. A missing `dir` has none.
+pub fn sweep(dir: &Path, how: Sweep) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let me = std::process::id();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(owner) else {
+            continue;
+        };
+        let stale = match how {
+            Sweep::Locked => pid != Some(me),
+            Sweep::Dead => match pid {
+                Some(pid) => {
+                    !Path::new("/proc").join(pid.to_string()).exists()
+                        && !entry.file_type()?.is_dir()
+                }
+                None => false,
+            },
+        };
+        if stale {
+            tracing::debug!(path = %entry.path().display(), "removing a stale temp entry");
+            remove_any(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes whatever is at `path` (a directory with everything in it); nothing there is fine.
+pub(super) fn remove_any(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if meta.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_runs_temp_files_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // Above pid_max: no such process can exist.
+        let dead = dir.path().join(format!("{PREFIX}999999999-abc"));
+        let dead_dir = dir.path().join(format!("{PREFIX}999999999-d"));
+        let live = dir.path().join(name("x"));
+        let other = dir.path().join("app.conf");
+        for f in [&dead, &live, &other] {
+            fs::write(f, "x").unwrap();
+        }
+        fs::create_dir(&dead_dir).unwrap();
+        sweep(dir.path(), Sweep::Dead).unwrap();
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists() && dead_dir.exists());
+    }
+
+    #[test]
+    fn under_the_lock_everything_but_our_own_goes_legacy_names_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let init = dir.path().join(format!("{PREFIX}1-abc"));
+        let legacy = dir.path().join(".tmp-def");
+        let mine = dir.path().join(name("x"));
+        let other = dir.path().join("sync.json");
+        fs::create_dir_all(legacy.join("roles")).unwrap();
+        for f in [&init, &mine, &other] {
+            fs::write(f, "x").unwrap();
+        }
+        sweep(dir.path(), Sweep::Locked).unwrap();
+        assert!(!init.exists() && !legacy.exists());
+        assert!(mine.exists() && other.exists());
+        assert!(sweep(&dir.path().join("missing"), Sweep::Locked).is_ok());
+    }
+}
