@@ -13,7 +13,7 @@ pub mod validate;
 
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail};
 use serde_json::{Map, Value};
 
 use crate::cli::{RunArgs, SourceArgs};
@@ -37,7 +37,7 @@ pub fn facts(file: Option<&Path>, root: &Path) -> anyhow::Result<Value> {
     match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read facts file {}", path.display()))?;
+                .map_err(|e| anyhow!("cannot read facts file {}: {e}", path.display()))?;
             let value: Value = serde_json::from_str(&text).map_err(|e| {
                 // serde_json says "at line L column C"; point at it the way every error does.
                 let what = e.to_string();
@@ -137,8 +137,8 @@ pub fn local_tree(args: &SourceArgs) -> anyhow::Result<(SourceTree, AgentConfig)
         None => AgentConfig::load(&args.config)?,
     };
     let current = config.state_dir.join("current");
-    let tree = SourceTree::open(&current).with_context(|| {
-        format!(
+    let tree = SourceTree::open(&current).map_err(|_| {
+        anyhow!(
             "{} is not a source tree and no verified bundle is in {} yet (run `converge apply` once)",
             config.source,
             current.display()

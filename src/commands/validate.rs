@@ -22,13 +22,18 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
     let resources = match pipeline::validate(&tree, &names, &overrides, &facts) {
         Ok(n) => n,
         Err(errors) => {
+            // The findings are validate's output; exit 1 like any run that could not pass.
+            for d in &errors.0 {
+                eprintln!("error: {d}");
+            }
             let n = errors.0.len();
-            return Err(anyhow::Error::new(errors).context(format!(
+            eprintln!(
                 "validate: {n} error{} in {} role{}",
                 if n == 1 { "" } else { "s" },
                 names.len(),
                 if names.len() == 1 { "" } else { "s" }
-            )));
+            );
+            return Ok(1);
         }
     };
     println!(

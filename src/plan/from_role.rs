@@ -110,10 +110,14 @@ impl<'a> Builder<'a> {
         let mut after = Vec::new();
         for edge in common.after {
             match ResourceId::parse(edge.get_ref()) {
-                Some(id) => after.push(After {
-                    id,
-                    origin: role.location(edge.span().start).to_string(),
-                }),
+                Some(id) => {
+                    let at = role.location(edge.span().start);
+                    after.push(After {
+                        id,
+                        origin: at.to_string(),
+                        at,
+                    })
+                }
                 None => self.errors.push(role.error_at(
                     edge.span().start,
                     format!(
@@ -124,12 +128,14 @@ impl<'a> Builder<'a> {
                 )),
             }
         }
-        let origin = role.location(common.offset).to_string();
+        let at = role.location(common.offset);
+        let origin = at.to_string();
         self.items.push(Planned {
             id: resource.id(),
             resource,
             role: role.name.clone(),
             origin,
+            at,
             rendered: common.rendered,
             path: common.path,
             after,

@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::diagnostics::{Diagnostic, Diagnostics, Location};
 use crate::health::HealthCheck;
 use crate::render::Renderer;
 use crate::resource::{Kind, Managed, ResourceId};
@@ -26,6 +26,8 @@ pub struct Planned {
     pub role: String,
     /// `roles/web.toml:12:1`, where it was declared.
     pub origin: String,
+    /// The same place, for errors that show the line.
+    pub at: Location,
     /// Rendered content, kept only when the plan was built for `converge render`.
     pub rendered: Option<Rendered>,
     /// The host path it manages, when it manages one (two resources may not share a path).
@@ -48,6 +50,8 @@ pub struct After {
     pub id: ResourceId,
     /// `roles/web.toml:12:9`, for errors.
     pub origin: String,
+    /// The same place, for errors that show the line.
+    pub at: Location,
 }
 
 /// A file's content as rendered, for `converge render`.
@@ -90,7 +94,7 @@ pub fn build(
         b.role(role);
     }
     let (items, health, mut errors) = b.finish();
-    let mut items = dedupe_and_detect_conflicts(items, &mut errors);
+    let mut items = dedupe_and_detect_conflicts(items, set, &mut errors);
     let health = health_checks(health, &items, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
@@ -99,7 +103,7 @@ pub fn build(
     fill_managed_ancestors(&mut items);
     fill_planned_accounts(&mut items);
     units::fill_unit_providers(&mut items);
-    let items = order::order(items)?;
+    let items = order::order(items, set)?;
     Ok(Plan { items, health })
 }
 
@@ -149,7 +153,11 @@ fn base_context(facts: &Value, vars: &Map<String, Value>) -> Value {
 
 /// Two declarations of one path (or one id): identical ones collapse into the first,
 /// different ones are a conflict naming both roles.
-fn dedupe_and_detect_conflicts(items: Vec<Planned>, errors: &mut Diagnostics) -> Vec<Planned> {
+fn dedupe_and_detect_conflicts(
+    items: Vec<Planned>,
+    set: &RoleSet,
+    errors: &mut Diagnostics,
+) -> Vec<Planned> {
     let mut kept: Vec<Planned> = Vec::with_capacity(items.len());
     let mut first: HashMap<String, usize> = HashMap::new();
     for item in items {
@@ -177,12 +185,26 @@ fn dedupe_and_detect_conflicts(items: Vec<Planned>, errors: &mut Diagnostics) ->
             Some(p) => p.display().to_string(),
             None => item.id.to_string(),
         };
-        errors.push(Diagnostic::new(format!(
-            "{}: conflict: {what} is managed by role '{}' ({}) and by role '{}' ({}) with different desired state",
-            item.origin, a.role, a.origin, item.role, item.origin
-        )));
+        let message = format!(
+            "conflict: {what} is managed by role '{}' ({}) and by role '{}' ({}) with different desired state",
+            a.role, a.origin, item.role, item.origin
+        );
+        let first = locate(
+            set,
+            &a.at,
+            format!("role '{}' declares it first here", a.role),
+        );
+        errors.push(locate(set, &item.at, message).with_note(first));
     }
     kept
+}
+
+/// An error at `at` in one of the set's roles, with the line and a caret.
+pub(super) fn locate(set: &RoleSet, at: &Location, message: String) -> Diagnostic {
+    match set.roles.iter().find(|r| r.file == at.file) {
+        Some(role) => Diagnostic::at(at.clone(), &role.text, message),
+        None => Diagnostic::new(format!("{at}: {message}")),
+    }
 }
 
 /// Paths leave a missing parent to the directory the run makes above them: a

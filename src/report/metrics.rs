@@ -118,6 +118,7 @@ mod tests {
             status,
             change: None,
             error: None,
+            error_kind: None,
             notes: Vec::new(),
         };
         let report = Report::new(

@@ -55,6 +55,10 @@ pub struct Outcome {
     /// Why it failed or was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure `error` is, e.g. `missing_parent`, `command_failed`, `timeout`,
+    /// or `skipped` when a dependency failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
     /// Remarks that hold whether or not it changed (e.g. what `--root` cannot manage).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,

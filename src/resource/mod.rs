@@ -189,6 +189,32 @@ pub enum ResourceError {
     PackageHeld(String),
 }
 
+impl ResourceError {
+    /// A stable name for what went wrong, for the JSON report (`error_kind`), so that tools
+    /// can tell failures apart without parsing the text.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ResourceError::System(e) => e.kind(),
+            ResourceError::UnknownUser(_) => "unknown_owner",
+            ResourceError::NoSuchUser(_) => "unknown_user",
+            ResourceError::UnknownGroup(_) => "unknown_group",
+            ResourceError::WrongKind { .. } => "wrong_kind",
+            ResourceError::NonEmptyDirectory(_) => "non_empty_directory",
+            ResourceError::MissingParent { .. } => "missing_parent",
+            ResourceError::ExecFailed { .. } => "command_failed",
+            ResourceError::SysctlUnknownKey { .. } => "sysctl_unknown_key",
+            ResourceError::SysctlRejected { .. } => "sysctl_rejected",
+            ResourceError::SysctlNotKept { .. } => "sysctl_not_kept",
+            ResourceError::UnitNotFound { .. } => "unit_not_found",
+            ResourceError::Backup(_) => "backup_failed",
+            ResourceError::ValidationFailed { .. } => "validation_failed",
+            ResourceError::PackageVersionNotFound { .. } => "package_version_not_found",
+            ResourceError::PackageNotFound(_) => "package_not_found",
+            ResourceError::PackageHeld(_) => "package_held",
+        }
+    }
+}
+
 /// The contract every resource type implements.
 pub trait Resource: fmt::Debug + Send + Sync {
     /// What [`Resource::observe`] finds on the host.

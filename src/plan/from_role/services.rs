@@ -133,11 +133,12 @@ impl Builder<'_> {
             ..Common::new(unit.span().start, &[])
         };
         self.push(role, common, Box::new(file));
-        let origin = role.location(unit.span().start).to_string();
+        let at = role.location(unit.span().start);
         if let Some(item) = self.items.last_mut() {
             item.notify.push(After {
                 id: ResourceId::new(Kind::Service, service.name.clone()),
-                origin,
+                origin: at.to_string(),
+                at,
             });
         }
     }
@@ -149,10 +150,17 @@ impl Builder<'_> {
             let text = n.get_ref();
             let name = text.strip_prefix("service:").filter(|n| !n.is_empty());
             match name {
-                Some(name) => edges.push(After {
-                    id: ResourceId::new(Kind::Service, name.strip_suffix(".service").unwrap_or(name)),
-                    origin: role.location(n.span().start).to_string(),
-                }),
+                Some(name) => {
+                    let at = role.location(n.span().start);
+                    edges.push(After {
+                        id: ResourceId::new(
+                            Kind::Service,
+                            name.strip_suffix(".service").unwrap_or(name),
+                        ),
+                        origin: at.to_string(),
+                        at,
+                    })
+                }
                 None => self.errors.push(role.error_at(
                     n.span().start,
                     format!(

@@ -12,14 +12,14 @@ use crate::role::Role;
 pub(super) struct SysctlKeys {
     entries: std::collections::BTreeMap<String, String>,
     roles: Vec<String>,
-    origin: Option<String>,
+    at: Option<crate::diagnostics::Location>,
 }
 
 impl Builder<'_> {
     /// The drop-in goes after every live key, so a value the kernel refuses is not persisted.
     pub(super) fn sysctl_drop_in(&mut self) {
         let keys = std::mem::take(&mut self.sysctl);
-        let Some(origin) = keys.origin else {
+        let Some(at) = keys.at else {
             return;
         };
         let implicit_after = keys
@@ -33,7 +33,8 @@ impl Builder<'_> {
             path: Some(r.path().to_path_buf()),
             resource: Box::new(r),
             role: keys.roles.join(", "),
-            origin,
+            origin: at.to_string(),
+            at,
             rendered: None,
             after: Vec::new(),
             implicit_after,
@@ -55,8 +56,8 @@ impl Builder<'_> {
                 self.errors.push(role.error_at(value.span().start, e));
                 continue;
             }
-            let origin = role.location(key.span().start);
-            self.sysctl.origin.get_or_insert_with(|| origin.to_string());
+            let at = role.location(key.span().start);
+            self.sysctl.at.get_or_insert(at);
             if !self.sysctl.roles.contains(&role.name) {
                 self.sysctl.roles.push(role.name.clone());
             }
