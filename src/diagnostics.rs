@@ -78,11 +78,39 @@ pub struct Diagnostic {
     pub location: Option<Location>,
     /// What is wrong and, where useful, what was expected.
     pub message: String,
-    /// The source line at `location`, shown with a caret under the column.
+    /// The source line at `location` (a window of it around the column when the line is
+    /// long), shown with a caret under the column.
     pub excerpt: Option<String>,
     /// Other places that belong to this error (the first declaration of a conflict), each
     /// shown as `note:` with its own line and caret.
     pub notes: Vec<Diagnostic>,
+    /// The caret's 1-based column in `excerpt`.
+    pub excerpt_col: usize,
+}
+
+/// Characters an excerpt shows on each side of the caret: an error on a line of megabytes
+/// must not print megabytes.
+const EXCERPT_SIDE: usize = 60;
+
+/// A window of `line` around 1-based `col`, and the caret's column in it.
+fn excerpt_window(line: &str, col: usize) -> (String, usize) {
+    let len = line.chars().count();
+    if len <= 2 * EXCERPT_SIDE {
+        return (line.to_owned(), col);
+    }
+    let at = col.saturating_sub(1).min(len);
+    let start = at.saturating_sub(EXCERPT_SIDE);
+    let end = (at + EXCERPT_SIDE).min(len);
+    let mut shown: String = line.chars().skip(start).take(end - start).collect();
+    let mut caret = at - start + 1;
+    if start > 0 {
+        shown.insert(0, '…');
+        caret += 1;
+    }
+    if end < len {
+        shown.push('…');
+    }
+    (shown, caret)
 }
 
 impl Diagnostic {
@@ -93,6 +121,7 @@ impl Diagnostic {
             message: message.into(),
             excerpt: None,
             notes: Vec::new(),
+            excerpt_col: 0,
         }
     }
 
@@ -111,15 +140,19 @@ impl Diagnostic {
             location.line = lines;
             location.col = last.chars().count() + 1;
         }
-        let excerpt = text
-            .lines()
-            .nth(location.line.saturating_sub(1))
-            .map(str::to_owned);
+        let (excerpt, excerpt_col) = match text.lines().nth(location.line.saturating_sub(1)) {
+            Some(line) => {
+                let (shown, col) = excerpt_window(line, location.col);
+                (Some(shown), col)
+            }
+            None => (None, 0),
+        };
         Diagnostic {
             location: Some(location),
             message: message.into(),
             excerpt,
             notes: Vec::new(),
+            excerpt_col,
         }
     }
 
@@ -146,7 +179,7 @@ impl fmt::Display for Diagnostic {
             let pad = " ".repeat(number.len());
             // Tabs would shift the caret; show them as single spaces.
             let shown = line.replace('\t', " ");
-            let caret_pad = " ".repeat(loc.col.saturating_sub(1));
+            let caret_pad = " ".repeat(self.excerpt_col.saturating_sub(1));
             write!(f, "\n{pad} |\n{number} | {shown}\n{pad} | {caret_pad}^")?;
         }
         for note in &self.notes {
@@ -253,6 +286,29 @@ mod tests {
             d.to_string(),
             "roles/a.toml:1:1: conflict\n  |\n1 | [[file]]\n  | ^\n\
              note: roles/b.toml:2:1: first here\n  |\n2 | path = \"/x\"\n  | ^"
+        );
+    }
+
+    #[test]
+    fn an_error_on_a_huge_line_shows_a_window_around_the_caret() {
+        let text = format!("a = \"{}\" b{}", "x".repeat(2_000_000), "y".repeat(1000));
+        let offset = text.find(" b").unwrap() + 1;
+        let d = Diagnostic::at_offset(Path::new("r.toml"), &text, offset, "unexpected b");
+        assert_eq!(d.headline(), "r.toml:1:2000008: unexpected b");
+        let shown = d.to_string();
+        assert!(shown.len() < 400, "{}", shown.len());
+        let lines: Vec<&str> = shown.lines().collect();
+        let excerpt = lines[2].strip_prefix("1 | ").unwrap();
+        let caret = lines[3].strip_prefix("  | ").unwrap();
+        assert_eq!(excerpt.chars().nth(caret.chars().count() - 1), Some('b'));
+        assert!(
+            excerpt.starts_with('…') && excerpt.ends_with('…'),
+            "{excerpt}"
+        );
+        let short = Diagnostic::at_offset(Path::new("r.toml"), "a = 1 b", 6, "unexpected b");
+        assert_eq!(
+            short.to_string(),
+            "r.toml:1:7: unexpected b\n  |\n1 | a = 1 b\n  |       ^"
         );
     }
 

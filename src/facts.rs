@@ -7,6 +7,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::system::tree_file::read_text_or_empty;
+
 /// Everything converge knows about a host before it renders anything.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Facts {
@@ -84,11 +86,14 @@ impl Facts {
         let hostname = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| field(|u| u.nodename()));
-        let hosts = std::fs::read_to_string(root.join("etc/hosts")).unwrap_or_default();
+        // The tree's own files, read as in a chroot: its links never lead to the host's.
+        let read = |p: &str| read_text_or_empty(root, Path::new(p));
+        let hosts = read("/etc/hosts");
         let fqdn = fqdn_from_hosts(&hosts, &hostname).unwrap_or_else(|| hostname.clone());
-        let os_release = std::fs::read_to_string(root.join("etc/os-release"))
-            .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
-            .unwrap_or_default();
+        let mut os_release = read("/etc/os-release");
+        if os_release.is_empty() {
+            os_release = read("/usr/lib/os-release");
+        }
         let total_bytes = std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|m| mem_total_bytes(&m))

@@ -89,7 +89,11 @@ fn init_logging(cli: &Cli) {
         (false, 2) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(default))
+        // Handlebars logs every helper call with its parameters' values at debug: variables
+        // (passwords from --var or [vars]) must never reach a log, whatever the level.
+        .add_directive("handlebars=off".parse().expect("a valid directive"));
     // Under systemd (a unit's stdout/stderr is the journal) log natively to journald, with
     // fields and priorities intact.
     if std::env::var_os("JOURNAL_STREAM").is_some() {

@@ -1,6 +1,6 @@
 //! Template rendering: Handlebars in strict mode, partials, and the helpers users expect.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use handlebars::{
@@ -11,11 +11,17 @@ use serde_json::Value;
 
 use crate::diagnostics::{Diagnostic, Diagnostics, Location};
 
+mod nesting;
+
+use nesting::{GraphError, PartialDepths, Shape, MAX_DEPTH};
+
 /// Renders the templates of one source tree; each template is compiled once.
 pub struct Renderer {
     hb: Handlebars<'static>,
     dir: PathBuf,
     registered: BTreeSet<String>,
+    /// How deep each partial nests, so a template that would go too deep is refused.
+    depths: PartialDepths,
 }
 
 impl Renderer {
@@ -30,21 +36,30 @@ impl Renderer {
             hb,
             dir: templates_dir.to_path_buf(),
             registered: BTreeSet::new(),
+            depths: PartialDepths::default(),
         };
         let mut errors = Diagnostics::default();
         let partials_dir = templates_dir.join("partials");
         let mut partials = Vec::new();
         collect_files(&partials_dir, &mut partials);
         partials.sort();
+        let mut shapes = BTreeMap::new();
+        let mut sources = BTreeMap::new();
         for path in partials {
             let rel = path.strip_prefix(&partials_dir).unwrap_or(&path);
             let name = rel.with_extension("").to_string_lossy().into_owned();
             let display = display_path(templates_dir, &path);
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
-                    if let Err(e) = renderer.hb.register_partial(&name, &text) {
+                    let shape = nesting::scan(&text);
+                    if let Err(e) = check_shape(&display, &text, &shape) {
+                        errors.push(e);
+                    } else if let Err(e) = renderer.hb.register_partial(&name, &text) {
                         errors.push(template_error(&display, &text, &e));
+                    } else {
+                        shapes.insert(name.clone(), shape);
                     }
+                    sources.insert(name, (display, text));
                 }
                 Err(e) => errors.push(Diagnostic::new(format!(
                     "cannot read {}: {e}",
@@ -52,6 +67,22 @@ impl Renderer {
                 ))),
             }
         }
+        let (depths, graph_errors) = PartialDepths::new(&shapes);
+        for (name, error) in graph_errors {
+            let (display, text) = &sources[&name];
+            errors.push(match error {
+                GraphError::Cycle { path, offset } => Diagnostic::at_offset(
+                    display,
+                    text,
+                    offset,
+                    format!("partials include each other: {}", path.join(" -> ")),
+                ),
+                GraphError::TooDeep { path, offset } => {
+                    Diagnostic::at_offset(display, text, offset, too_deep(&path))
+                }
+            });
+        }
+        renderer.depths = depths;
         errors.into_result(renderer)
     }
 
@@ -85,6 +116,16 @@ impl Renderer {
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 Diagnostic::new(format!("cannot read template {}: {e}", display.display()))
             })?;
+            let shape = nesting::scan(&text);
+            check_shape(&display, &text, &shape)?;
+            if let (depth, Some((inc, chain))) = self.depths.of(&shape) {
+                if depth > MAX_DEPTH {
+                    let mut path = vec![name.to_owned()];
+                    path.extend(chain);
+                    let message = too_deep(&path);
+                    return Err(Diagnostic::at_offset(&display, &text, inc.offset, message));
+                }
+            }
             self.hb
                 .register_template_string(name, &text)
                 .map_err(|e| template_error(&display, &text, &e))?;
@@ -95,6 +136,28 @@ impl Renderer {
             render_error(&self.dir, &display, &text, &e)
         })
     }
+}
+
+/// Refuses what the scan shows the renderer could not get through: blocks nested past the
+/// limit, and partials named by an expression (which could include themselves without end).
+fn check_shape(display: &Path, text: &str, shape: &Shape) -> Result<(), Diagnostic> {
+    if let Some(offset) = shape.too_deep_at {
+        let message = format!("blocks nest deeper than {MAX_DEPTH} levels here");
+        return Err(Diagnostic::at_offset(display, text, offset, message));
+    }
+    if let Some(inc) = shape.includes.iter().find(|i| i.name.is_none()) {
+        let message = "a partial's name must be written out, not computed: \
+                       converge checks partials for recursion before rendering";
+        return Err(Diagnostic::at_offset(display, text, inc.offset, message));
+    }
+    Ok(())
+}
+
+fn too_deep(path: &[String]) -> String {
+    format!(
+        "blocks and partials nest deeper than {MAX_DEPTH} levels: {}",
+        path.join(" -> ")
+    )
 }
 
 /// `templates/NAME` as shown in messages.
@@ -175,8 +238,9 @@ fn render_error(dir: &Path, display: &Path, text: &str, e: &RenderError) -> Diag
     }
 }
 
-/// What a value helper computes from its parameters.
-type Compute = fn(&[&Value]) -> Result<Value, String>;
+/// What a value helper computes from its parameters; an error names the parameter (by
+/// index) and what was expected of it, never its value (it may be a secret).
+type Compute = fn(&[&Value]) -> Result<Value, (usize, &'static str)>;
 
 /// A value helper whose parameters must all exist (strict mode reaches into helpers too).
 struct Strict {
@@ -215,7 +279,19 @@ impl HelperDef for Strict {
         let values: Vec<&Value> = params.iter().map(|p| p.value()).collect();
         (self.compute)(&values)
             .map(ScopedJson::Derived)
-            .map_err(|m| RenderErrorReason::Other(format!("helper '{}': {m}", h.name())).into())
+            .map_err(|(i, expected)| {
+                let param = &params[i];
+                let what = match param.relative_path() {
+                    Some(path) => format!("'{path}'"),
+                    None => format!("parameter {}", i + 1),
+                };
+                let message = format!(
+                    "helper '{}': {what} is {}, expected {expected}",
+                    h.name(),
+                    kind_of(param.value())
+                );
+                RenderErrorReason::Other(message).into()
+            })
     }
 }
 
@@ -263,20 +339,30 @@ fn register_helpers(hb: &mut Handlebars<'static>) {
     }
 }
 
-fn join(v: &[&Value]) -> Result<Value, String> {
+/// A value's type, for messages that must not show the value.
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a table",
+    }
+}
+
+fn join(v: &[&Value]) -> Result<Value, (usize, &'static str)> {
     let sep = v.get(1).map_or(", ".to_owned(), |s| s.render());
-    let items = v[0]
-        .as_array()
-        .ok_or_else(|| format!("expected a list, got {}", v[0]))?;
+    let items = v[0].as_array().ok_or((0, "a list"))?;
     let parts: Vec<String> = items.iter().map(|i| i.render()).collect();
     Ok(Value::String(parts.join(&sep)))
 }
 
-fn indent(v: &[&Value]) -> Result<Value, String> {
+fn indent(v: &[&Value]) -> Result<Value, (usize, &'static str)> {
     let width = v[1]
         .as_u64()
         .filter(|w| *w <= 1000)
-        .ok_or_else(|| format!("expected a number of spaces from 0 to 1000, got {}", v[1]))?;
+        .ok_or((1, "a number of spaces from 0 to 1000"))?;
     let pad = " ".repeat(width as usize);
     let text = v[0].render();
     let out: Vec<String> = text
@@ -343,6 +429,33 @@ mod tests {
         assert_eq!(
             e.headline(),
             "templates/x.hbs:1:1: missing variable 'vars.nope'"
+        );
+    }
+
+    #[test]
+    fn helper_errors_name_the_variable_never_its_value() {
+        let (_d, mut r) = setup(&[
+            ("j.hbs", "{{join vars.pw \",\"}}"),
+            ("i.hbs", "{{indent \"x\" vars.pw}}"),
+            ("n.hbs", "{{indent \"x\" 5000}}"),
+        ]);
+        let ctx = json!({"vars": {"pw": "hunter2"}});
+        let e = r.render("j.hbs", &ctx).unwrap_err();
+        assert_eq!(
+            e.headline(),
+            "templates/j.hbs:1:1: helper 'join': 'vars.pw' is a string, expected a list"
+        );
+        let e = r.render("i.hbs", &ctx).unwrap_err();
+        assert_eq!(
+            e.headline(),
+            "templates/i.hbs:1:1: helper 'indent': 'vars.pw' is a string, expected a number of spaces from 0 to 1000"
+        );
+        let e = r.render("n.hbs", &ctx).unwrap_err();
+        assert!(
+            e.headline()
+                .ends_with("parameter 2 is a number, expected a number of spaces from 0 to 1000"),
+            "{}",
+            e.headline()
         );
     }
 

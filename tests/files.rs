@@ -637,3 +637,197 @@ fn purge_removes_entries_whose_names_are_not_utf8() {
     assert!(!odd.exists());
     assert_eq!(p.apply(&["r"]).code, 0);
 }
+
+#[test]
+fn a_large_rewrite_is_summarised_not_diffed() {
+    let p = Project::new();
+    let old: String = (0..500_000).map(|i| format!("old {i}\n")).collect();
+    let new: String = (0..500_000).map(|i| format!("new {i}\n")).collect();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/big.txt\"\nsource = \"big.txt\"\n",
+    )
+    .file("files/big.txt", &new)
+    .root_file("/etc/big.txt", &old);
+    let check = p.check(&["r"]);
+    assert_eq!(check.code, 2, "{}", check.stderr);
+    let content = check
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("content ("))
+        .unwrap_or_else(|| panic!("{}", check.stdout));
+    let (b, n) = (old.len(), new.len());
+    assert!(
+        content.starts_with(&format!(
+            "    content ({n} bytes, more than 1048576 to diff, not shown): {b} bytes, sha256 "
+        )),
+        "{content}"
+    );
+    assert!(
+        content.ends_with(", 500000 lines removed, 500000 added"),
+        "{content}"
+    );
+    assert!(check.stdout.len() < 2000, "{}", check.stdout.len());
+}
+
+#[test]
+fn a_hard_link_is_replaced_and_the_other_file_keeps_its_owner_and_mode() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/app.conf\"\ncontent = \"secret\\n\"\nowner = \"1234\"\nmode = \"0644\"\n",
+    )
+    .root_file("/etc/shadow", "secret\n");
+    let shadow = p.at("/etc/shadow");
+    std::fs::set_permissions(&shadow, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::hard_link(&shadow, p.at("/etc/app.conf")).unwrap();
+    let check = p.check(&["r"]);
+    assert_eq!(check.code, 2, "{}{}", check.stdout, check.stderr);
+    assert!(
+        check
+            .stdout
+            .contains("    owner: root → 1234\n    mode: 0640 → 0644\n"),
+        "{}",
+        check.stdout
+    );
+    let apply = p.apply(&["r"]);
+    assert_eq!(apply.code, 2, "{}{}", apply.stdout, apply.stderr);
+    let md = std::fs::metadata(&shadow).unwrap();
+    assert_eq!((md.uid(), md.mode() & 0o7777, md.nlink()), (0, 0o640, 1));
+    assert_eq!(std::fs::read_to_string(&shadow).unwrap(), "secret\n");
+    let app = std::fs::metadata(p.at("/etc/app.conf")).unwrap();
+    assert_eq!((app.uid(), app.mode() & 0o7777), (1234, 0o644));
+    assert_ne!(app.ino(), md.ino());
+    assert_eq!(p.apply(&["r"]).code, 0);
+}
+
+#[test]
+fn variables_rendered_into_sensitive_files_never_reach_logs_or_errors() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/token\"\ntemplate = \"token.hbs\"\nsensitive = true\n",
+    )
+    .file(
+        "templates/token.hbs",
+        "token={{upper vars.token}}\nkey={{vars.key}}\nhosts={{join vars.hosts \",\"}}\n",
+    );
+    let config = p.src().parent().unwrap().join("agent.toml");
+    let state = p.src().parent().unwrap().join("state");
+    std::fs::write(
+        &config,
+        format!(
+            "source = \"{}\"\nstate_dir = \"{}\"\n[vars]\nkey = \"agent-config-secret\"\nhosts = [\"h1\"]\n",
+            p.src().display(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let secrets = ["cli-secret", "CLI-SECRET", "agent-config-secret"];
+    let (root, facts) = (
+        p.root().display().to_string(),
+        p.facts_path().display().to_string(),
+    );
+    // The agent path: the source and the [vars] come from the agent config.
+    let run = |cmd: &str, token: &str| {
+        let var = format!("token={token}");
+        p.run(&[
+            cmd, "--config", &config, "--root", &root, "--facts", &facts, "--role", "r", "--var",
+            &var, "-vvv",
+        ])
+    };
+    for cmd in ["check", "apply"] {
+        let r = run(cmd, "cli-secret");
+        assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+        for s in secrets {
+            assert!(
+                !r.stdout.contains(s) && !r.stderr.contains(s),
+                "{cmd} leaks {s}:\n{}{}",
+                r.stdout,
+                r.stderr
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(p.at("/etc/token")).unwrap(),
+        "token=CLI-SECRET\nkey=agent-config-secret\nhosts=h1\n"
+    );
+    // A helper error names the variable, not its value.
+    p.file(
+        "templates/token.hbs",
+        "token={{vars.token}}\nhosts={{join vars.key \",\"}}\n",
+    );
+    let r = run("apply", "cli-secret");
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("helper 'join': 'vars.key' is a string, expected a list"),
+        "{}",
+        r.stderr
+    );
+    for s in secrets {
+        assert!(
+            !r.stdout.contains(s) && !r.stderr.contains(s),
+            "leaks {s}:\n{}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn a_trees_own_links_resolve_inside_it_for_facts_and_owners() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/app.conf\"\ncontent = \"x\\n\"\nowner = \"treeuser\"\n",
+    )
+    .root_file("/usr/lib/os-release", "ID=treeos\nVERSION_ID=\"7\"\n")
+    .root_file(
+        "/etc/passwd-",
+        "root:x:0:0::/root:/bin/sh\ntreeuser:x:4321:4321::/:/bin/sh\n",
+    );
+    // Absolute links, as a Debian tree has them: followed on the host they would give the
+    // host's os-release and the host's users.
+    std::os::unix::fs::symlink("/usr/lib/os-release", p.at("/etc/os-release")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd-", p.at("/etc/passwd")).unwrap();
+    let root = p.root().display().to_string();
+    let facts = p.run(&["facts", "--root", &root, "--json"]);
+    assert_eq!(facts.code, 0, "{}", facts.stderr);
+    let facts: serde_json::Value = serde_json::from_str(&facts.stdout).unwrap();
+    assert_eq!(facts["os"]["id"], "treeos");
+    assert_eq!(facts["os"]["version_id"], "7");
+    let apply = p.apply(&["r"]);
+    assert_eq!(apply.code, 2, "{}{}", apply.stdout, apply.stderr);
+    assert_eq!(
+        std::fs::metadata(p.at("/etc/app.conf")).unwrap().uid(),
+        4321
+    );
+}
+
+#[test]
+fn a_fifo_at_the_trees_passwd_is_refused_not_waited_on() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/app.conf\"\ncontent = \"x\\n\"\nowner = \"root\"\n\n[[user]]\nname = \"svc\"\n",
+    );
+    let fifo = p.at("/etc/passwd");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let check = p.check(&["r"]);
+    assert!(
+        check
+            .stderr
+            .contains("/etc/passwd is a fifo, not a regular file: not read"),
+        "{}{}",
+        check.stdout,
+        check.stderr
+    );
+    assert!(check.stdout.contains("! user:svc"), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("+ create file:/etc/app.conf"),
+        "{}",
+        check.stdout
+    );
+}

@@ -272,3 +272,107 @@ unit = {{ content = "[Service]\nExecStart=/bin/sleep infinity\n" }}
     );
     assert!(ct.exec_ok(&["apt-mark", "showhold"]).contains("cfgtest"));
 }
+
+#[test]
+fn rollback_installs_the_version_that_was_there_before_and_holds_it_again() {
+    let s = Scene::new();
+    s.role(PINNED);
+    s.expect("apply", 2);
+    assert_eq!(s.installed().as_deref(), Some("1.0-1"));
+    let state = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(["--color", "never", "--root"])
+            .arg(s.ch.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .output()
+            .unwrap()
+    };
+    s.role("[[package]]\nname = \"cfgtest\"\nversion = \"2.0-1\"\n");
+    let src = s.src.path().display().to_string();
+    let out = run(&["apply", "--role", "pkg", "--source", &src]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert_eq!(s.installed().as_deref(), Some("2.0-1"));
+
+    let out = run(&["rollback", "--check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("    restore package:cfgtest: version: 2.0-1 → 1.0-1\n"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(s.installed().as_deref(), Some("2.0-1"));
+
+    let out = run(&["rollback"]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("    restored package:cfgtest\n"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(s.installed().as_deref(), Some("1.0-1"));
+    assert!(s.held(), "the hold it had is back");
+}
+
+#[test]
+fn check_says_when_a_fresh_package_may_start_its_own_service() {
+    let ct = Container::boot("pkgscript");
+    let repo_dir = tempfile::tempdir().unwrap();
+    let unit = "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n";
+    // What Debian packages do: enable and start the service they ship.
+    let postinst = "#!/bin/sh\nset -e\nsystemctl daemon-reload\nsystemctl enable svcpkg.service\nsystemctl start svcpkg.service\n";
+    AptRepo::build_debs(
+        &repo_dir.path().join("scriptrepo"),
+        &[Deb {
+            name: "svcpkg",
+            version: "1.0-1",
+            depends: None,
+            files: &[
+                ("/lib/systemd/system/svcpkg.service", unit),
+                ("/DEBIAN/postinst", postinst),
+            ],
+        }],
+    )
+    .add_to(&ct);
+    let bin = ct.share(Path::new(BIN));
+    let dir = ct.share_dir().join("src/roles");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("pkg.toml"),
+        "[[package]]\nname = \"svcpkg\"\n\n[[service]]\nname = \"svcpkg\"\nenabled = true\nstate = \"running\"\n",
+    )
+    .unwrap();
+    let run = |mode: &str, want: i32| {
+        let out = ct.exec(&[
+            &bin,
+            mode,
+            "--color",
+            "never",
+            "--source",
+            "/mnt/share/src",
+            "--role",
+            "pkg",
+        ]);
+        assert_eq!(out.status.code(), Some(want), "{}", output_text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let note = "note: service:svcpkg: package:svcpkg installs this unit in this run, and its \
+                install script may enable or start it itself: apply then shows only what is \
+                left to do\n";
+    let check = run("check", 2);
+    assert!(check.contains("~ update service:svcpkg"), "{check}");
+    assert!(check.contains(note), "{check}");
+    let apply = run("apply", 2);
+    assert!(apply.contains("+ create package:svcpkg"), "{apply}");
+    // The install script did the enable and the start: nothing was left for the service.
+    assert!(!apply.contains("service:svcpkg  (role"), "{apply}");
+    assert!(!apply.contains("note: service:svcpkg"), "{apply}");
+    assert_eq!(
+        ct.exec_ok(&["systemctl", "is-active", "svcpkg"]).trim(),
+        "active"
+    );
+    run("apply", 0);
+}

@@ -384,3 +384,41 @@ fn a_rolled_back_bundle_is_not_applied_again_until_a_new_one_arrives() {
     let hist = l.run(&["history", "--state-dir", &l.s("state")]);
     assert_eq!(hist.stdout.lines().count(), 3, "{}", hist.stdout);
 }
+
+#[test]
+fn a_command_that_ran_is_named_as_not_rolled_back() {
+    let l = Live::new();
+    l.role(
+        r#"
+[[file]]
+path = "{L}/app.conf"
+content = "broken\n"
+
+[[exec]]
+name = "mark"
+command = "touch {L}/marked"
+creates = "{L}/marked"
+
+[[health]]
+name = "app"
+command = "grep -q good {L}/app.conf"
+retries = 0
+"#,
+    );
+    let out = l.converge("apply", &[]);
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("    not rolled back exec:mark: a command that ran cannot be undone\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("    restored file:{}/app.conf\n", l.s("live"))),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
+    assert!(l.p("live/marked").exists(), "what a command did stays");
+}

@@ -606,13 +606,7 @@ fn a_restart_left_open_by_a_killed_run_is_done_by_the_next_run() {
             ("templates/hello.conf.hbs", "greeting={{vars.greeting}}\n"),
         ],
     );
-    let publish = Command::new(BIN)
-        .arg("publish")
-        .arg(&src)
-        .arg(ct.share_dir().join("out"))
-        .output()
-        .unwrap();
-    assert!(publish.status.success(), "{}", output_text(&publish));
+    ct.publish(&src);
     let apply = |extra: &[&str]| {
         let mut args = vec![
             bin.as_str(),

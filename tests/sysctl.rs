@@ -345,3 +345,47 @@ fn two_roles_may_agree_on_a_key_but_not_disagree() {
         "{err}"
     );
 }
+
+#[test]
+fn a_failing_health_check_puts_back_live_values_and_the_drop_in() {
+    let src = source(
+        "[sysctl]\n\
+         \"net.core.somaxconn\" = 1024\n\
+         \"net.ipv4.tcp_fin_timeout\" = 15\n\n\
+         [[health]]\n\
+         name = \"backlog\"\n\
+         command = \"test $(cat /proc/sys/net/core/somaxconn) -lt 1000\"\n\
+         retries = 0\n",
+    );
+    let steps = in_namespaces(
+        src.path(),
+        // As an earlier run left it: a drop-in and the live value it set.
+        "echo 'net.core.somaxconn = 999' > /etc/sysctl.d/60-converge.conf; \
+         echo 999 > /proc/sys/net/core/somaxconn",
+        &[
+            "cat /proc/sys/net/ipv4/tcp_fin_timeout",
+            &format!("\"$B\" apply {RUN}"),
+            "cat /proc/sys/net/core/somaxconn /proc/sys/net/ipv4/tcp_fin_timeout /etc/sysctl.d/60-converge.conf",
+        ],
+    );
+    let fin_before = steps[0].out.trim();
+    assert_ne!(
+        fin_before, "15",
+        "the test needs a namespace default other than 15"
+    );
+    let apply = &steps[1];
+    assert_eq!(apply.rc, 4, "{apply:?}");
+    for line in [
+        "! health:backlog failed after 1 attempt: `test $(cat /proc/sys/net/core/somaxconn) -lt 1000` exits 0\n",
+        "    restored sysctl:net.ipv4.tcp_fin_timeout\n",
+        "    restored sysctl:net.core.somaxconn\n",
+        "    restored file:/etc/sysctl.d/60-converge.conf\n",
+        "♥ health:backlog passed: `test $(cat /proc/sys/net/core/somaxconn) -lt 1000` exits 0\n",
+    ] {
+        assert!(apply.out.contains(line), "missing {line:?} in {apply:?}");
+    }
+    assert_eq!(
+        steps[2].out,
+        format!("999\n{fin_before}\nnet.core.somaxconn = 999\n")
+    );
+}

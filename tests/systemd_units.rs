@@ -6,7 +6,6 @@ mod support;
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use support::tools::assert_success;
 use support::*;
@@ -40,13 +39,7 @@ fn the_shipped_service_and_timer_run_converge_and_log_to_the_journal() {
         "[[file]]\npath = \"/etc/converge-marker\"\ncontent = \"from the timer unit\\n\"\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .arg("publish")
-        .arg(&src)
-        .arg(ct.share_dir().join("out"))
-        .output()
-        .unwrap();
-    assert_success("publish", &out);
+    ct.publish(&src);
     fs::create_dir_all(ct.root().join("etc/converge")).unwrap();
     fs::write(
         ct.root().join("etc/converge/agent.toml"),

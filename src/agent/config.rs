@@ -1,5 +1,6 @@
 //! The agent config, `/etc/converge/agent.toml`: where roles come from and how runs go.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -161,20 +162,53 @@ impl AgentConfig {
                 e.message().trim_end().replace('\n', ", "),
             )
         })?;
-        if config.interval.is_zero() {
-            // The parsed config has the value but not its place; a second look finds it.
-            #[derive(Deserialize)]
-            struct IntervalAt {
-                interval: Option<toml::Spanned<toml::Value>>,
-            }
-            let offset = toml::from_str::<IntervalAt>(text)
-                .ok()
-                .and_then(|a| a.interval)
-                .map_or(0, |v| v.span().start);
-            let message = "interval must be more than 0";
-            return Err(Diagnostic::at_offset(path, text, offset, message).into());
-        }
+        config.check_values(path, text)?;
         Ok(config)
+    }
+
+    /// Values that parse but that no run can use, each refused at its key's place.
+    fn check_values(&self, path: &Path, text: &str) -> Result<(), Diagnostic> {
+        let at = |key: &str, message: String| {
+            Diagnostic::at_offset(path, text, offset_of(text, key), message)
+        };
+        let absolute = |key: &str, p: &Path| -> Result<(), Diagnostic> {
+            let shown = p.to_string_lossy();
+            if !p.is_absolute() || shown.chars().any(char::is_control) {
+                let what = if shown.is_empty() {
+                    "empty"
+                } else {
+                    "not absolute"
+                };
+                return Err(at(
+                    key,
+                    format!("{key} is {what}: expected an absolute path such as /var/lib/converge"),
+                ));
+            }
+            Ok(())
+        };
+        if self.source.trim().is_empty() {
+            let message = "source is empty: expected a URL or a directory".to_owned();
+            return Err(at("source", message));
+        }
+        absolute("state_dir", &self.state_dir)?;
+        if let Some(m) = &self.metrics_file {
+            absolute("metrics_file", m)?;
+        }
+        if self.trusted_keys.iter().any(|k| k.as_os_str().is_empty()) {
+            let message = "trusted_keys holds an empty path: expected key files".to_owned();
+            return Err(at("trusted_keys", message));
+        }
+        for (key, value) in [
+            ("interval", self.interval),
+            ("fetch.connect_timeout", self.fetch.connect_timeout),
+            ("fetch.timeout", self.fetch.timeout),
+            ("fetch.deadline", self.fetch.deadline),
+        ] {
+            if value.is_zero() {
+                return Err(at(key, format!("{key} must be more than 0")));
+            }
+        }
+        Ok(())
     }
 
     /// Where the Prometheus textfile of an apply (or of a check) goes. A check writes its own
@@ -198,6 +232,26 @@ impl AgentConfig {
     }
 }
 
+/// Byte offset of `key` (`name` or `fetch.name`) in config `text`; the parsed config has
+/// the values but not their places, so a second look finds them (0 when not written).
+fn offset_of(text: &str, key: &str) -> usize {
+    type Table = BTreeMap<String, toml::Spanned<toml::Value>>;
+    #[derive(Deserialize)]
+    struct Fetch {
+        fetch: Option<Table>,
+    }
+    let found = match key.strip_prefix("fetch.") {
+        Some(name) => toml::from_str::<Fetch>(text)
+            .ok()
+            .and_then(|f| f.fetch)
+            .and_then(|t| t.get(name).map(|v| v.span().start)),
+        None => toml::from_str::<Table>(text)
+            .ok()
+            .and_then(|t| t.get(key).map(|v| v.span().start)),
+    };
+    found.unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +265,37 @@ mod tests {
                 .starts_with("a.toml:2:12: interval must be more than 0"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn values_no_run_can_use_are_located() {
+        let cases = [
+            (
+                "source = \"x\"\nstate_dir = \"\"\n",
+                "a.toml:2:13: state_dir is empty",
+            ),
+            (
+                "source = \"x\"\nstate_dir = \"var/lib\"\n",
+                "a.toml:2:13: state_dir is not absolute",
+            ),
+            ("source = \" \"\n", "a.toml:1:10: source is empty"),
+            (
+                "source = \"x\"\nmetrics_file = \"m.prom\"\n",
+                "a.toml:2:16: metrics_file is not absolute",
+            ),
+            (
+                "source = \"x\"\ntrusted_keys = [\"\"]\n",
+                "a.toml:2:16: trusted_keys holds an empty path",
+            ),
+            (
+                "source = \"x\"\n[fetch]\nretries = 1\ntimeout = \"0s\"\n",
+                "a.toml:4:11: fetch.timeout must be more than 0",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = AgentConfig::parse(Path::new("a.toml"), text).unwrap_err();
+            assert!(e.to_string().starts_with(want), "{text:?}: {e}");
+        }
     }
 
     #[test]

@@ -64,8 +64,10 @@ pub enum CloudError {
 /// Reads the instance data under `root`; `None` where cloud-init has not run.
 pub fn read(root: &Path) -> Result<Option<CloudFacts>, CloudError> {
     let path = root.join(INSTANCE_DATA);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    // As in a chroot: a link in the tree stays in the tree, and a fifo is refused unread.
+    let inside = Path::new("/").join(INSTANCE_DATA);
+    let text = match crate::system::tree_file::read_in_root(root, &inside) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(CloudError::Read { path, source }),
     };

@@ -149,21 +149,38 @@ pub struct Recorder {
     keep: usize,
     summary: Mutex<RunSummary>,
     journal: Mutex<Option<File>>,
+    // Continues an interrupted run, whose journal already holds changes.
+    adopted: bool,
     // Kept alive so a temporary history lives as long as the run.
     _temp: Option<tempfile::TempDir>,
 }
 
 impl Recorder {
-    /// A recorder for a run starting now, keeping `keep` runs in `<state_dir>/runs`.
-    pub fn new(state_dir: &Path, keep: usize, bundle: &str) -> Recorder {
+    /// A recorder for a run starting now on `root`, keeping `keep` runs in `<state_dir>/runs`.
+    ///
+    /// When the newest run on the same root never finished (killed during its changes or its
+    /// rollback), this run continues it: its backups hold what was there before the job
+    /// began, so a rollback now undoes the whole job, not only what this run changes.
+    pub fn new(state_dir: &Path, keep: usize, bundle: &str, root: &Path) -> Recorder {
+        let runs = state_dir.join(RUNS_DIR);
         let started = SystemTime::now();
         let stamp = humantime::format_rfc3339_seconds(started).to_string();
-        let id = format!("{}-{}", stamp.replace(['-', ':'], ""), std::process::id());
-        Recorder {
-            runs: state_dir.join(RUNS_DIR),
-            keep: keep.max(1),
-            summary: Mutex::new(RunSummary {
-                id,
+        let interrupted = run_ids(&runs)
+            .last()
+            .and_then(|id| read_summary(&runs.join(id)).ok())
+            .filter(|s| {
+                matches!(s.status, RunStatus::Running | RunStatus::RollingBack) && s.root == root
+            });
+        let adopted = interrupted.is_some();
+        let summary = match interrupted {
+            Some(mut s) => {
+                tracing::warn!(run = %s.id, "an earlier run was interrupted; this run continues it");
+                s.status = RunStatus::Running;
+                s.bundle = bundle.to_owned();
+                s
+            }
+            None => RunSummary {
+                id: format!("{}-{}", stamp.replace(['-', ':'], ""), std::process::id()),
                 started: stamp,
                 finished: None,
                 bundle: bundle.to_owned(),
@@ -172,9 +189,15 @@ impl Recorder {
                 status: RunStatus::Running,
                 rollback_reason: None,
                 services: Vec::new(),
-                root: live_root(),
-            }),
+                root: root.to_path_buf(),
+            },
+        };
+        Recorder {
+            runs,
+            keep: keep.max(1),
+            summary: Mutex::new(summary),
             journal: Mutex::new(None),
+            adopted,
             _temp: None,
         }
     }
@@ -183,7 +206,7 @@ impl Recorder {
     /// live in a private temp dir for the run, so it can still roll itself back.
     pub fn temporary() -> io::Result<Recorder> {
         let dir = tempfile::Builder::new().prefix("converge-run-").tempdir()?;
-        let mut r = Recorder::new(dir.path(), 1, "");
+        let mut r = Recorder::new(dir.path(), 1, "", Path::new("/"));
         r._temp = Some(dir);
         Ok(r)
     }
@@ -231,17 +254,21 @@ impl Recorder {
         mkdir(&dir.join(BLOBS_DIR))?;
         self.write_summary()?;
         let path = dir.join(BACKUP_FILE);
-        OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .mode(0o600)
             .open(&path)
-            .map_err(io_err(&path))
+            .map_err(io_err(&path))?;
+        drop_torn_tail(&file).map_err(io_err(&path))?;
+        Ok(file)
     }
 
-    /// Whether anything was recorded (the run changed something).
+    /// Whether anything was recorded (this run, or the interrupted one it continues,
+    /// changed something).
     pub fn has_changes(&self) -> bool {
-        self.journal.lock().map(|j| j.is_some()).unwrap_or(false)
+        self.adopted || self.journal.lock().map(|j| j.is_some()).unwrap_or(false)
     }
 
     /// Updates the run's summary with `f` and writes it, when the run has a directory.
@@ -305,6 +332,38 @@ impl backup::Blobs for RunBlobs {
         // 0600 whatever the content: a sensitive file's old secret is still a secret.
         crate::durable::write_file(&path, bytes, &crate::durable::FileSpec::mode(0o600))
     }
+}
+
+/// Cuts a line a kill left half-written (its change never happened), so that appending
+/// continues on a line of its own.
+fn drop_torn_tail(file: &File) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut f = file;
+    let mut keep = len;
+    let mut buf = [0u8; 4096];
+    loop {
+        let start = keep.saturating_sub(buf.len() as u64);
+        let n = (keep - start) as usize;
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|b| *b == b'\n') {
+            keep = start + i as u64 + 1;
+            break;
+        }
+        keep = start;
+        if start == 0 {
+            break;
+        }
+    }
+    if keep != len {
+        file.set_len(keep)?;
+        file.sync_data()?;
+    }
+    Ok(())
 }
 
 fn mkdir(dir: &Path) -> Result<(), HistoryError> {
@@ -462,11 +521,11 @@ mod tests {
     #[test]
     fn runs_that_change_nothing_leave_no_trace_and_only_keep_runs_are_kept() {
         let state = tempfile::tempdir().unwrap();
-        let idle = Recorder::new(state.path(), 3, "b0");
+        let idle = Recorder::new(state.path(), 3, "b0", Path::new("/"));
         idle.update(|s| s.status = RunStatus::Finished).unwrap();
         assert!(list(state.path()).unwrap().is_empty());
         for n in 0..5 {
-            let mut r = Recorder::new(state.path(), 3, "b1");
+            let mut r = Recorder::new(state.path(), 3, "b1", Path::new("/"));
             // Distinct ids within one second and one pid.
             r.summary.get_mut().unwrap().id = format!("2026-run-{n}");
             r.record(&prior(n)).unwrap();
@@ -497,13 +556,40 @@ mod tests {
     }
 
     #[test]
+    fn a_run_after_an_interrupted_one_continues_it() {
+        let state = tempfile::tempdir().unwrap();
+        let killed = Recorder::new(state.path(), 3, "b1", Path::new("/"));
+        killed.record(&prior(1)).unwrap();
+        drop(killed);
+        let other_root = Recorder::new(state.path(), 3, "b2", Path::new("/srv/tree"));
+        assert!(!other_root.has_changes());
+        let next = Recorder::new(state.path(), 3, "b2", Path::new("/"));
+        assert!(next.has_changes());
+        next.record(&prior(2)).unwrap();
+        next.update(|s| s.status = RunStatus::Finished).unwrap();
+        let runs = list(state.path()).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].bundle, "b2");
+        assert_eq!(
+            load(state.path(), None).unwrap().priors,
+            vec![prior(1), prior(2)]
+        );
+        let fresh = Recorder::new(state.path(), 3, "b3", Path::new("/"));
+        assert!(!fresh.has_changes());
+    }
+
+    #[test]
     fn a_torn_last_line_is_a_change_that_never_happened() {
         let state = tempfile::tempdir().unwrap();
-        let r = Recorder::new(state.path(), 3, "");
+        let r = Recorder::new(state.path(), 3, "", Path::new("/"));
         r.record(&prior(1)).unwrap();
         let path = r.dir().join(BACKUP_FILE);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"kind\":\"sysc").unwrap();
         assert_eq!(read_priors(&r.dir()).unwrap(), vec![prior(1)]);
+        // A run continuing it appends on a line of its own.
+        let next = Recorder::new(state.path(), 3, "", Path::new("/"));
+        next.record(&prior(2)).unwrap();
+        assert_eq!(read_priors(&r.dir()).unwrap(), vec![prior(1), prior(2)]);
     }
 }

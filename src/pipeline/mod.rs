@@ -73,14 +73,6 @@ pub enum RunError {
     /// Another run holds the lock, or the state dir is unusable.
     #[error(transparent)]
     Lock(#[from] LockError),
-    /// The state dir is unusable.
-    #[error("state dir {path}: {source}")]
-    StateDir {
-        /// The state dir.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
     /// No verified bundle could be had: none fetched and no last known good.
     #[error(transparent)]
     Bundle(#[from] bundle::BundleError),
@@ -178,33 +170,28 @@ fn converge(
     let journal = sys
         .is_live()
         .then(|| settings.state_dir.join(NOTIFY_JOURNAL_FILE));
-    if !req.history {
-        return Ok(engine::run_with_journal(
-            &plan,
-            sys,
-            req.mode,
-            journal.as_deref(),
-        ));
-    }
-    let recorder = Recorder::new(&settings.state_dir, settings.keep_runs.get(), &bundle_id);
-    recorder
-        .update(|s| s.root = sys.root().to_path_buf())
-        .map_err(|e| RunError::StateDir {
-            path: settings.state_dir.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-    let mut report = engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder);
-    if req.record {
-        if req.mode == Mode::Apply {
-            match &report.rollback {
-                Some(rb) if !bundle_id.is_empty() => {
-                    rollback::remember(settings, &bundle_id, &rb.run, &rb.reason)
-                }
-                Some(_) => {}
-                None => held::clear(&settings.state_dir),
-            }
-        } else {
+    // Only an apply goes into the history: a check changes nothing to roll back.
+    if !req.history || req.mode == Mode::Check {
+        let mut report = engine::run_with_journal(&plan, sys, req.mode, journal.as_deref());
+        if req.record {
             report.held = held;
+        }
+        return Ok(report);
+    }
+    let recorder = Recorder::new(
+        &settings.state_dir,
+        settings.keep_runs.get(),
+        &bundle_id,
+        sys.root(),
+    );
+    let report = engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder);
+    if req.record {
+        match &report.rollback {
+            Some(rb) if !bundle_id.is_empty() => {
+                rollback::remember(settings, &bundle_id, &rb.run, &rb.reason)
+            }
+            Some(_) => {}
+            None => held::clear(&settings.state_dir),
         }
     }
     Ok(report)

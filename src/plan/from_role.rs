@@ -10,7 +10,7 @@ mod packages;
 mod services;
 
 use super::{After, PlanOptions, Planned, Rendered};
-use crate::diagnostics::Diagnostics;
+use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::render::Renderer;
 use crate::resource::attrs::{parse_mode, Ownership};
 use crate::resource::validate;
@@ -146,6 +146,11 @@ impl<'a> Builder<'a> {
     }
 
     fn path(&mut self, role: &Role, path: &Spanned<String>) -> Option<PathBuf> {
+        if let Some(why) = control_character(path.get_ref()) {
+            let message = format!("invalid path: {why}");
+            self.errors.push(role.error_at(path.span().start, message));
+            return None;
+        }
         let p = Path::new(path.get_ref());
         let ok = p.is_absolute()
             && p.components().count() > 1
@@ -341,4 +346,24 @@ struct ContentFrom<'s> {
     vars: &'s toml::Table,
     /// Keep template lines out of errors: they may hold the secret itself.
     sensitive: bool,
+}
+
+/// Names a NUL, newline or other control character in `text`: no tool takes one in a path
+/// or name (a NUL cuts it short at the kernel), and in logs it hides what follows.
+fn control_character(text: &str) -> Option<String> {
+    let c = text.chars().find(|c| c.is_control())?;
+    Some(format!(
+        "'{}' contains the control character {:?}",
+        text.escape_debug(),
+        c
+    ))
+}
+
+/// Refuses the id 4294967295: to chown(2) and setuid(2) it is (uid_t)-1, "leave unchanged".
+fn reserved_id(role: &Role, id: &Option<Spanned<u32>>, what: &str) -> Option<Diagnostic> {
+    let id = id.as_ref().filter(|i| *i.get_ref() == u32::MAX)?;
+    Some(role.error_at(
+        id.span().start,
+        format!("{what} 4294967295 is reserved ((uid_t)-1 means \"no change\"); expected 0 to 4294967294"),
+    ))
 }

@@ -299,14 +299,22 @@ fn content_block(out: &mut String, content: &ContentChange, style: Style) {
             }
         }
         None => {
-            let why = if content.redacted {
-                "sensitive"
-            } else {
-                "binary"
+            let (why, lines) = match &content.summary {
+                Some(s) => (
+                    s.reason.as_str(),
+                    format!(
+                        ", {} line{} removed, {} added",
+                        s.lines_removed,
+                        if s.lines_removed == 1 { "" } else { "s" },
+                        s.lines_added
+                    ),
+                ),
+                None if content.redacted => ("sensitive", String::new()),
+                None => ("binary", String::new()),
             };
             let _ = writeln!(
                 out,
-                "    content ({why}, not shown): {} → {}",
+                "    content ({why}, not shown): {} → {}{lines}",
                 digest(&content.before),
                 digest(&content.after)
             );

@@ -1,7 +1,18 @@
 //! The one typed change record that check prints, apply performs and reports carry.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
+
+/// Content larger than this (either side) is summarised, not diffed: nobody reads a
+/// megabyte of diff, and a line diff costs up to the product of the two line counts.
+pub const MAX_DIFF_INPUT: usize = 1 << 20;
+/// A diff longer than this is summarised too: it would drown the rest of the report.
+pub const MAX_DIFF_OUTPUT: usize = 256 << 10;
+/// How long one diff may take before it is summarised instead.
+pub const DIFF_DEADLINE: Duration = Duration::from_secs(2);
 
 /// What happens to a resource as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -86,34 +97,98 @@ pub struct ContentChange {
     /// True when the content is sensitive and was left out on purpose.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub redacted: bool,
+    /// Text too large or too slow to diff: why, and how many lines differ instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<DiffSummary>,
+}
+
+/// What stands in for a text diff that is too large or too slow to compute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiffSummary {
+    /// Why the diff is left out.
+    pub reason: String,
+    /// Lines of the live content that the desired content does not have.
+    pub lines_removed: u64,
+    /// Lines of the desired content that the live content does not have.
+    pub lines_added: u64,
+}
+
+impl DiffSummary {
+    /// Counts changed lines as multisets: linear, deterministic, and equal to a diff's counts
+    /// unless lines moved.
+    fn new(reason: String, before: &str, after: &str) -> DiffSummary {
+        let mut count: HashMap<&str, i64> = HashMap::new();
+        for line in before.split_inclusive('\n') {
+            *count.entry(line).or_default() += 1;
+        }
+        for line in after.split_inclusive('\n') {
+            *count.entry(line).or_default() -= 1;
+        }
+        let removed = count.values().filter(|n| **n > 0).map(|n| *n as u64).sum();
+        let added = count
+            .values()
+            .filter(|n| **n < 0)
+            .map(|n| n.unsigned_abs())
+            .sum();
+        DiffSummary {
+            reason,
+            lines_removed: removed,
+            lines_added: added,
+        }
+    }
 }
 
 impl ContentChange {
     /// Compares live and desired content for `label` (the path shown in diff headers).
     pub fn between(label: &str, before: Option<&[u8]>, after: &[u8], sensitive: bool) -> Self {
-        let diff = if sensitive {
-            None
-        } else {
-            match (
-                std::str::from_utf8(before.unwrap_or(b"")),
-                std::str::from_utf8(after),
-            ) {
-                (Ok(b), Ok(a)) if !b.contains('\0') && !a.contains('\0') => Some(
-                    similar::TextDiff::from_lines(b, a)
-                        .unified_diff()
-                        .context_radius(3)
-                        .header(&format!("{label} (live)"), &format!("{label} (desired)"))
-                        .to_string(),
-                ),
-                _ => None,
-            }
-        };
-        ContentChange {
+        let mut change = ContentChange {
             before: before.map(Digest::of),
             after: Some(Digest::of(after)),
-            diff,
+            diff: None,
             redacted: sensitive,
+            summary: None,
+        };
+        if sensitive {
+            return change;
         }
+        let (Ok(b), Ok(a)) = (
+            std::str::from_utf8(before.unwrap_or(b"")),
+            std::str::from_utf8(after),
+        ) else {
+            return change;
+        };
+        if b.contains('\0') || a.contains('\0') {
+            return change;
+        }
+        let largest = b.len().max(a.len());
+        if largest > MAX_DIFF_INPUT {
+            let reason = format!("{largest} bytes, more than {MAX_DIFF_INPUT} to diff");
+            change.summary = Some(DiffSummary::new(reason, b, a));
+            return change;
+        }
+        let started = Instant::now();
+        let diff = similar::TextDiff::configure()
+            .timeout(DIFF_DEADLINE)
+            .diff_lines(b, a);
+        if started.elapsed() >= DIFF_DEADLINE {
+            // Past the deadline similar gives up on a minimal diff; say so rather than show
+            // a diff that check and apply might compute differently.
+            let reason = format!("diff took more than {}s", DIFF_DEADLINE.as_secs());
+            change.summary = Some(DiffSummary::new(reason, b, a));
+            return change;
+        }
+        let text = diff
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("{label} (live)"), &format!("{label} (desired)"))
+            .to_string();
+        if text.len() > MAX_DIFF_OUTPUT {
+            let reason = format!("diff of {} bytes, more than {MAX_DIFF_OUTPUT}", text.len());
+            change.summary = Some(DiffSummary::new(reason, b, a));
+        } else {
+            change.diff = Some(text);
+        }
+        change
     }
 }
 
@@ -143,5 +218,50 @@ impl Change {
     /// Whether `field` is among the changed properties.
     pub fn touches(&self, field: &str) -> bool {
         self.fields.iter().any(|f| f.field == field)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_file_whose_every_line_differs_is_summarised() {
+        let before: String = (0..500_000).map(|i| format!("old {i}\n")).collect();
+        let after: String = (0..500_000).map(|i| format!("new {i}\n")).collect();
+        assert!(before.len() > 5_000_000);
+        let c = ContentChange::between("/x", Some(before.as_bytes()), after.as_bytes(), false);
+        assert_eq!(c.diff, None);
+        let s = c.summary.unwrap();
+        assert_eq!((s.lines_removed, s.lines_added), (500_000, 500_000));
+        assert_eq!(
+            s.reason,
+            format!("{} bytes, more than 1048576 to diff", after.len())
+        );
+        assert_eq!(c.after, Some(Digest::of(after.as_bytes())));
+    }
+
+    #[test]
+    fn a_diff_too_long_to_read_is_summarised() {
+        // All insertions: quick to diff, but the diff is longer than anyone reads.
+        let after: String = (0..30_000).map(|i| format!("new line {i}\n")).collect();
+        let c = ContentChange::between("/x", None, after.as_bytes(), false);
+        assert_eq!(c.diff, None);
+        let s = c.summary.unwrap();
+        assert!(s.reason.starts_with("diff of "), "{}", s.reason);
+        assert_eq!((s.lines_removed, s.lines_added), (0, 30_000));
+    }
+
+    #[test]
+    fn small_changes_keep_their_diff_and_sensitive_ones_say_nothing() {
+        let c = ContentChange::between("/x", Some(b"a\nb\n"), b"a\nc\n", false);
+        assert_eq!(
+            c.diff.as_deref(),
+            Some("--- /x (live)\n+++ /x (desired)\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n")
+        );
+        assert_eq!(c.summary, None);
+        let big = "x\n".repeat(MAX_DIFF_INPUT);
+        let c = ContentChange::between("/x", None, big.as_bytes(), true);
+        assert_eq!((c.diff, c.summary, c.redacted), (None, None, true));
     }
 }

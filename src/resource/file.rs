@@ -147,7 +147,10 @@ impl Resource for FileResource {
     }
 
     fn apply(&self, host: &Host, live: &FileLive, change: &Change) -> Result<(), ResourceError> {
-        if change.content.is_some() || change.action != Action::Update {
+        // A file with other hard links shares its inode with another path (say /etc/shadow):
+        // it gets a new inode, so the other path keeps its owner and mode.
+        let shared = matches!(live.entry, Entry::File(meta) if meta.links > 1);
+        if change.content.is_some() || change.action != Action::Update || shared {
             // New content goes in whole, with the attributes already set, in one rename.
             let default_mode = if self.sensitive {
                 SENSITIVE_DEFAULT_MODE

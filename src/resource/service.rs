@@ -137,6 +137,25 @@ fn is_masked(status: &UnitStatus) -> bool {
     status.load == "masked" || status.file_state.starts_with("masked")
 }
 
+impl ServiceResource {
+    /// When the unit is still missing and a package of this run ships it: Debian packages
+    /// enable and start their services from their install scripts, so apply, which looks
+    /// at the service after the package is in, may find less to do than check shows.
+    fn installed_by_package(&self, sys: &System) -> Option<String> {
+        let package = self
+            .unit_provider
+            .as_ref()
+            .filter(|p| p.kind == Kind::Package)?;
+        let missing = sys.unit_status(&self.unit()).ok()?.not_found();
+        missing.then(|| {
+            format!(
+                "{package} installs this unit in this run, and its install script may enable \
+                 or start it itself: apply then shows only what is left to do"
+            )
+        })
+    }
+}
+
 impl Resource for ServiceResource {
     type Live = ServiceLive;
 
@@ -242,7 +261,7 @@ impl Resource for ServiceResource {
                 "state = \"{}\" is not managed under --root (nothing runs in a tree)",
                 state.as_str()
             )],
-            _ => Vec::new(),
+            _ => self.installed_by_package(sys).into_iter().collect(),
         }
     }
 }

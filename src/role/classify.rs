@@ -14,6 +14,7 @@
 //! This is the one place that reads `nodes.toml`: runs, `render`, `validate` and `publish`
 //! all come here.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use globset::Glob;
@@ -39,7 +40,7 @@ struct NodesFile {
 struct NodeSpec {
     hostname: Option<Spanned<String>>,
     #[serde(default)]
-    facts: toml::Table,
+    facts: BTreeMap<String, Spanned<toml::Value>>,
     roles: Vec<Spanned<String>>,
 }
 
@@ -103,6 +104,9 @@ pub fn check(file: &Path, text: &str, known: &[String]) -> Diagnostics {
                 errors.push(Diagnostic::at_offset(file, text, pattern.span().start, msg));
             }
         }
+        for e in fact_glob_errors(file, text, spec) {
+            errors.push(e);
+        }
         for role in &spec.roles {
             if !known.iter().any(|k| k == role.get_ref()) {
                 let msg = format!(
@@ -161,9 +165,15 @@ pub fn roles_for(file: &Path, text: &str, facts: &Value) -> Result<Vec<String>, 
                 }
             }
         }
+        let bad_globs = fact_glob_errors(file, text, spec);
+        if !bad_globs.is_empty() {
+            // An invalid glob would match nothing and silently drop the entry's roles.
+            bad_globs.into_iter().for_each(|e| errors.push(e));
+            continue;
+        }
         for (path, want) in &spec.facts {
             let live = path.split('.').try_fold(facts, |v, k| v.get(k));
-            matched &= live.is_some_and(|live| fact_matches(live, want));
+            matched &= live.is_some_and(|live| fact_matches(live, want.get_ref()));
         }
         if matched {
             for r in &spec.roles {
@@ -185,6 +195,20 @@ pub fn roles_for(file: &Path, text: &str, facts: &Value) -> Result<Vec<String>, 
         .into());
     }
     Ok(roles)
+}
+
+/// The fact patterns of `spec` that are not valid globs, located.
+fn fact_glob_errors(file: &Path, text: &str, spec: &NodeSpec) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    for (path, want) in &spec.facts {
+        if let toml::Value::String(pattern) = want.get_ref() {
+            if let Err(e) = Glob::new(pattern) {
+                let msg = format!("invalid glob for fact '{path}': {e}");
+                errors.push(Diagnostic::at_offset(file, text, want.span().start, msg));
+            }
+        }
+    }
+    errors
 }
 
 /// Strings compare as globs against the fact's text; other values compare exactly.
@@ -254,6 +278,21 @@ roles = ["base"]
             heads[1],
             "nodes.toml:3:17: role 'nope' not found: there is no roles/nope.toml"
         );
+    }
+
+    #[test]
+    fn an_invalid_fact_glob_is_located_not_a_silent_mismatch() {
+        let text = "[[node]]\nfacts = { \"os.id\" = \"deb[ian\" }\nroles = [\"web\"]\n";
+        let e = check(Path::new("nodes.toml"), text, &["web".to_owned()]);
+        let heads: Vec<String> = e.0.iter().map(|d| d.headline()).collect();
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        assert!(
+            heads[0].starts_with("nodes.toml:2:21: invalid glob for fact 'os.id': "),
+            "{heads:?}"
+        );
+        let facts = json!({"hostname": "h", "os": {"id": "debian"}});
+        let e = roles_for(Path::new("nodes.toml"), text, &facts).unwrap_err();
+        assert_eq!(e.0[0].headline(), heads[0]);
     }
 
     #[test]

@@ -9,6 +9,9 @@ use super::model::RoleFile;
 use super::vars;
 use crate::diagnostics::{Diagnostic, Diagnostics, LineIndex, Location};
 
+/// How deep includes may nest; real role hierarchies are a few levels.
+pub const MAX_INCLUDE_DEPTH: usize = 64;
+
 /// A source tree as admins edit it: `roles/`, `templates/`, `files/`, optional `nodes.toml`.
 #[derive(Debug, Clone)]
 pub struct SourceTree {
@@ -163,6 +166,21 @@ impl Loader<'_> {
             self.errors.push(located(msg));
             return;
         }
+        if self.stack.len() >= MAX_INCLUDE_DEPTH {
+            // Loading recurses per level: a chain of thousands would overflow the stack.
+            let mut chain: Vec<&str> = self.stack.iter().map(String::as_str).collect();
+            chain.push(name);
+            let shown = if chain.len() > 6 {
+                let (head, tail) = (&chain[..3], &chain[chain.len() - 2..]);
+                format!("{} -> ... -> {}", head.join(" -> "), tail.join(" -> "))
+            } else {
+                chain.join(" -> ")
+            };
+            self.errors.push(located(format!(
+                "includes nest deeper than {MAX_INCLUDE_DEPTH} roles: {shown}"
+            )));
+            return;
+        }
         if !valid_role_name(name) {
             self.errors.push(located(format!(
                 "invalid role name '{name}': expected letters, digits, '-', '_' and '/' between names"
@@ -273,6 +291,30 @@ mod tests {
         assert_eq!(
             err.0[0].headline(),
             "roles/b.toml:2:12: include cycle: a -> b -> a"
+        );
+    }
+
+    #[test]
+    fn a_chain_of_ten_thousand_includes_is_an_error_not_a_crash() {
+        let files: Vec<(String, String)> = (0..10_000)
+            .map(|i| {
+                (
+                    format!("roles/r{i:05}.toml"),
+                    format!("include = [\"r{:05}\"]\n", i + 1),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let (_d, t) = tree(&refs);
+        let err = load(&t, &["r00000".into()], &Map::new()).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(
+            err.0[0].headline(),
+            "roles/r00063.toml:1:12: includes nest deeper than 64 roles: \
+             r00000 -> r00001 -> r00002 -> ... -> r00063 -> r00064"
         );
     }
 

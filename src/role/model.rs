@@ -140,7 +140,7 @@ pub struct SymlinkSpec {
     /// Absolute path of the link on the host.
     pub path: Spanned<String>,
     /// What the link points at, stored as written (relative targets stay relative).
-    pub target: String,
+    pub target: Spanned<String>,
     /// Replace a directory found at `path` (files and links are always replaced).
     #[serde(default)]
     pub force: bool,
@@ -298,7 +298,7 @@ pub struct UserSpec {
     #[serde(default)]
     pub ensure: Ensure,
     /// User id.
-    pub uid: Option<u32>,
+    pub uid: Option<Spanned<u32>>,
     /// Primary group by id (or use `group`).
     pub gid: Option<Spanned<u32>>,
     /// Primary group by name.
@@ -331,7 +331,7 @@ pub struct GroupSpec {
     #[serde(default)]
     pub ensure: Ensure,
     /// Group id.
-    pub gid: Option<u32>,
+    pub gid: Option<Spanned<u32>>,
     /// Create as a system group.
     #[serde(default)]
     pub system: bool,

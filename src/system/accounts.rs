@@ -14,8 +14,8 @@ impl Accounts {
     /// tree and the live host answer the same way.
     pub fn new(root: &Path) -> Accounts {
         Accounts {
-            users: parse(&root.join("etc/passwd")),
-            groups: parse(&root.join("etc/group")),
+            users: parse(root, "/etc/passwd"),
+            groups: parse(root, "/etc/group"),
         }
     }
 
@@ -40,9 +40,10 @@ impl Accounts {
     }
 }
 
-fn parse(path: &Path) -> Vec<(String, u32)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+/// Name and id of each entry, read as in a chroot (a link in the tree never leads to the
+/// host's database, and a fifo there is refused rather than waited on).
+fn parse(root: &Path, path: &str) -> Vec<(String, u32)> {
+    super::tree_file::read_text_or_empty(root, Path::new(path))
         .lines()
         .filter_map(|line| {
             let mut fields = line.split(':');

@@ -46,6 +46,8 @@ pub struct Meta {
     pub gid: u32,
     /// Permission bits (including setuid/setgid/sticky).
     pub mode: u32,
+    /// Hard links to the inode: a file with more than one is shared with another path.
+    pub links: u64,
 }
 
 impl System {
@@ -76,6 +78,7 @@ impl System {
             uid: st.st_uid,
             gid: st.st_gid,
             mode: st.st_mode & 0o7777,
+            links: st.st_nlink,
         };
         Ok(match st.st_mode & nix::libc::S_IFMT {
             nix::libc::S_IFREG => Entry::File(meta),
@@ -210,11 +213,20 @@ impl<'a> Host<'a> {
         let err = |e: io::Error| SystemError::io(path, e);
         let is_dir = std::fs::symlink_metadata(&real).map_err(err)?.is_dir();
         let f = open_nofollow(&real, is_dir).map_err(err)?;
+        let md = f.metadata().map_err(err)?;
+        if md.is_file() && md.nlink() > 1 {
+            // The inode is shared with another path (say /etc/shadow): changing it in place
+            // would change that file too. Callers replace such a file instead.
+            return Err(err(io::Error::other(format!(
+                "has {} hard links; its owner and mode are not changed in place",
+                md.nlink()
+            ))));
+        }
         let mut mode = attrs.mode;
         if attrs.uid.is_some() || attrs.gid.is_some() {
             // chown(2) clears setuid/setgid: put back the bits the file had (or is to have),
             // or the next run would find a mode change that check never reported.
-            let before = f.metadata().map_err(err)?.mode() & 0o7777;
+            let before = md.mode() & 0o7777;
             mode = mode.or(Some(before));
             nix::unistd::fchown(
                 std::os::fd::AsRawFd::as_raw_fd(&f),

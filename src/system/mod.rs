@@ -11,6 +11,7 @@ pub mod path;
 pub mod process;
 pub mod procfs;
 pub mod systemd;
+pub mod tree_file;
 pub mod users;
 
 use std::io;

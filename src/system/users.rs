@@ -119,13 +119,13 @@ impl System {
         Ok(parse_group(&self.read_account_db("/etc/group")?))
     }
 
+    /// The database at `path` read as in a chroot: `/etc/passwd -> /etc/passwd-` in a tree is
+    /// the tree's file, and a fifo there is an error, not a hang.
     fn read_account_db(&self, path: &str) -> Result<String, SystemError> {
-        match self.read_file(Path::new(path)) {
+        match super::tree_file::read_in_root(self.root(), Path::new(path)) {
             Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-            Err(SystemError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                Ok(String::new())
-            }
-            Err(e) => Err(e),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(SystemError::io(Path::new(path), e)),
         }
     }
 }

@@ -17,7 +17,8 @@ pub struct Deb<'a> {
     pub version: &'a str,
     /// Optional Depends: field.
     pub depends: Option<&'a str>,
-    /// Extra files as (absolute path in the package, contents).
+    /// Extra files as (absolute path in the package, contents); `/DEBIAN/postinst` and the
+    /// like are maintainer scripts.
     pub files: &'a [(&'a str, &'a str)],
 }
 
@@ -71,6 +72,12 @@ impl AptRepo {
                 let target = pkg.join(path.trim_start_matches('/'));
                 fs::create_dir_all(target.parent().unwrap()).expect("create pkg dir");
                 fs::write(&target, contents).expect("write pkg file");
+                if path.starts_with("/DEBIAN/") {
+                    // Maintainer scripts (postinst, ...) must be executable for dpkg-deb.
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
+                        .expect("chmod maintainer script");
+                }
             }
             let out_file = dir.join(format!("{}_{}_all.deb", deb.name, deb.version));
             run_ok(

@@ -197,6 +197,47 @@ impl Container {
         self.exec(&["sh", "-c", script])
     }
 
+    /// Serves `dir` (a path inside the container, e.g. under /mnt/share) over HTTP on
+    /// 127.0.0.1:`port` inside the container, with the container's own nginx run as a
+    /// transient unit: a --private-network container cannot reach the host's loopback.
+    /// Returns once it answers; `http://127.0.0.1:PORT/` is then its URL inside.
+    pub fn serve_http(&self, dir: &str, port: u16) -> String {
+        let conf = format!(
+            "daemon off;\nmaster_process off;\npid /run/test-http.pid;\nerror_log stderr;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path /tmp;\n  proxy_temp_path /tmp;\n\
+             fastcgi_temp_path /tmp;\n  uwsgi_temp_path /tmp;\n  scgi_temp_path /tmp;\n\
+             default_type application/octet-stream;\n\
+             server {{ listen 127.0.0.1:{port}; root {dir}; }}\n}}\n"
+        );
+        fs::write(self.share.join("test-http.conf"), conf).expect("write test-http.conf");
+        self.exec_ok(&[
+            "systemd-run",
+            "--unit=test-http",
+            "--quiet",
+            "nginx",
+            "-c",
+            "/mnt/share/test-http.conf",
+        ]);
+        let url = format!("http://127.0.0.1:{port}/");
+        for _ in 0..200 {
+            // Any answer will do (a directory without an index is a 403).
+            if self
+                .exec(&["curl", "-sS", "-o", "/dev/null", &url])
+                .status
+                .success()
+            {
+                return url;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!(
+            "nginx in container {} does not answer on {url}:\n{}",
+            self.name,
+            String::from_utf8_lossy(&self.exec(&["journalctl", "-u", "test-http"]).stdout)
+        );
+    }
+
     /// Host PID of the container's systemd (PID 1 inside).
     pub fn leader(&self) -> i32 {
         self.leader
@@ -213,6 +254,22 @@ impl Container {
         fs::copy(src, self.share.join(file))
             .unwrap_or_else(|e| panic!("cannot copy {} to share: {e}", src.display()));
         format!("/mnt/share/{}", file.to_string_lossy())
+    }
+
+    /// Publishes the source tree `src` with the converge under test into `<share>/out`,
+    /// which the container reads as `file:///mnt/share/out`.
+    pub fn publish(&self, src: &Path) {
+        let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+            .arg("publish")
+            .arg(src)
+            .arg(self.share.join("out"))
+            .output()
+            .expect("run converge publish");
+        assert!(
+            out.status.success(),
+            "publish failed\n{}",
+            output_text(&out)
+        );
     }
 
     /// The container's root (overlay merged dir) as seen from the host.

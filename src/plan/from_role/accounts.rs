@@ -17,10 +17,14 @@ impl Builder<'_> {
             if !self.account_name(role, &s.name, "group") {
                 continue;
             }
+            if let Some(e) = super::reserved_id(role, &s.gid, "gid") {
+                self.errors.push(e);
+                continue;
+            }
             let r = GroupResource {
                 name: s.name.get_ref().clone(),
                 present: s.ensure == Ensure::Present,
-                gid: s.gid,
+                gid: s.gid.as_ref().map(|g| *g.get_ref()),
                 system: s.system,
             };
             let common = Common::new(spec.span().start, &s.after);
@@ -33,6 +37,16 @@ impl Builder<'_> {
         for spec in &role.spec.user {
             let s = spec.get_ref();
             let mut ok = self.account_name(role, &s.name, "user");
+            for e in [
+                super::reserved_id(role, &s.uid, "uid"),
+                super::reserved_id(role, &s.gid, "gid"),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                self.errors.push(e);
+                ok = false;
+            }
             let group = match (&s.gid, &s.group) {
                 (Some(_), Some(g)) => {
                     self.errors.push(role.error_at(
@@ -59,12 +73,16 @@ impl Builder<'_> {
                 groups = Some(set);
             }
             for p in [&s.home, &s.shell].into_iter().flatten() {
-                if !p.get_ref().starts_with('/') || p.get_ref().contains(':') {
+                let text = p.get_ref();
+                if !text.starts_with('/')
+                    || text.contains(':')
+                    || text.chars().any(char::is_control)
+                {
                     self.errors.push(role.error_at(
                         p.span().start,
                         format!(
-                            "invalid path '{}': expected an absolute path without ':'",
-                            p.get_ref()
+                            "invalid path '{}': expected an absolute path without ':' or control characters",
+                            text.escape_debug()
                         ),
                     ));
                     ok = false;
@@ -92,7 +110,7 @@ impl Builder<'_> {
             let r = UserResource {
                 name: s.name.get_ref().clone(),
                 present: s.ensure == Ensure::Present,
-                uid: s.uid,
+                uid: s.uid.as_ref().map(|u| *u.get_ref()),
                 group,
                 groups,
                 home: s.home.as_ref().map(|h| h.get_ref().clone()),

@@ -19,6 +19,17 @@ impl Builder<'_> {
             if s.command.get_ref().trim().is_empty() {
                 fail(s.command.span().start, "empty command".into());
             }
+            if let Some(name) = &s.name {
+                if name.get_ref().trim().is_empty() {
+                    fail(
+                        name.span().start,
+                        "empty exec name: expected a name for the report and for after/notify"
+                            .into(),
+                    );
+                } else if let Some(why) = super::control_character(name.get_ref()) {
+                    fail(name.span().start, format!("invalid exec name: {why}"));
+                }
+            }
             if s.sensitive && s.name.is_none() {
                 fail(
                     spec.span().start,

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use super::{Builder, Common, Rendered};
+use super::{control_character, Builder, Common, Rendered};
 use crate::resource::absent::AbsentResource;
 use crate::resource::directory::DirectoryResource;
 use crate::resource::file::FileResource;
@@ -84,12 +84,23 @@ impl Builder<'_> {
     pub(super) fn symlinks(&mut self, role: &Role) {
         for spec in &role.spec.symlink {
             let s = spec.get_ref();
+            let target = s.target.get_ref();
+            let bad_target = if target.is_empty() {
+                Some("empty symlink target: expected the path the link points at".to_owned())
+            } else {
+                control_character(target).map(|why| format!("invalid symlink target: {why}"))
+            };
+            if let Some(message) = bad_target {
+                self.errors
+                    .push(role.error_at(s.target.span().start, message));
+                continue;
+            }
             let Some(path) = self.path(role, &s.path) else {
                 continue;
             };
             let r = SymlinkResource {
                 path: path.clone(),
-                target: PathBuf::from(&s.target),
+                target: PathBuf::from(target),
                 force: s.force,
                 managed_ancestor: None,
             };

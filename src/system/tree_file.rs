@@ -1,0 +1,107 @@
+//! Reading the tree's own files (os-release, hosts, passwd, group) the way a chroot would.
+//!
+//! Under `--root`, `/etc/os-release -> /usr/lib/os-release` or `/etc/passwd -> /etc/passwd-`
+//! must resolve inside the tree: followed by the host's kernel, they would give the facts and
+//! uids of the machine running converge. And a fifo or device planted at such a path must be
+//! refused, not opened for reading (a fifo blocks the run forever).
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::Path;
+
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+
+/// The largest tree file read for converge's own use: these are small text databases.
+pub const MAX_TREE_FILE: u64 = 64 << 20;
+
+/// Reads `path` (absolute) inside `root` chroot-style: every link, absolute or relative,
+/// resolves inside `root`. Only a regular file is read; a missing one is `NotFound`.
+pub fn read_in_root(root: &Path, path: &Path) -> io::Result<Vec<u8>> {
+    let dir = File::open(root)?;
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    // O_PATH opens nothing for I/O: a fifo does not block and a device is not touched.
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = nix::fcntl::openat2(dir.as_raw_fd(), rel, how).map_err(io::Error::from)?;
+    // SAFETY: openat2 returned a new descriptor that nothing else owns.
+    let handle = unsafe { File::from_raw_fd(fd) };
+    let kind = handle.metadata()?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if std::os::unix::fs::FileTypeExt::is_fifo(&kind) {
+            "a fifo"
+        } else {
+            "a special file"
+        };
+        return Err(io::Error::other(format!(
+            "{} is {what}, not a regular file: not read",
+            path.display()
+        )));
+    }
+    // Reopen the very inode found, now for reading.
+    let mut file = File::open(format!("/proc/self/fd/{}", handle.as_raw_fd()))?;
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(MAX_TREE_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_TREE_FILE {
+        return Err(io::Error::other(format!(
+            "{} is larger than {MAX_TREE_FILE} bytes: not read",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// [`read_in_root`] as text; a missing file is empty, and any other problem is logged and
+/// taken as empty (what these files add is optional: facts, account names).
+pub fn read_text_or_empty(root: &Path, path: &Path) -> String {
+    match read_in_root(root, path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            tracing::warn!(root = %root.display(), path = %path.display(), error = %e, "cannot read a file of the tree");
+            String::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_and_relative_links_resolve_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::write(root.join("usr/lib/os-release"), "ID=tree\n").unwrap();
+        std::os::unix::fs::symlink("/usr/lib/os-release", root.join("etc/os-release")).unwrap();
+        std::os::unix::fs::symlink("../../../../../etc/hostname", root.join("etc/up")).unwrap();
+        assert_eq!(
+            read_in_root(root, Path::new("/etc/os-release")).unwrap(),
+            b"ID=tree\n"
+        );
+        // Climbing out stops at the root, as in a chroot: the host's /etc/hostname is not read.
+        let e = read_in_root(root, Path::new("/etc/up")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        nix::unistd::mkfifo(&root.join("etc/passwd"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = read_in_root(root, Path::new("/etc/passwd")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/passwd is a fifo, not a regular file: not read"
+        );
+        assert_eq!(read_text_or_empty(root, Path::new("/etc/passwd")), "");
+    }
+}

@@ -1,0 +1,93 @@
+//! The shipped web role against a real nginx on a booted systemd: a site dropped into
+//! conf.d by hand is purged, and nginx is told, so it stops serving it.
+//! Needs root and `scripts/test-deps`.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::tools::{assert_success, output_text};
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_converge");
+
+fn code(out: &std::process::Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn a_purged_site_reloads_nginx_and_is_no_longer_served() {
+    let ct = Container::boot("webrole");
+    let bin = ct.share(Path::new(BIN));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = ct.share_dir().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for dir in ["roles", "templates", "files"] {
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg(repo.join(dir))
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert_success("cp", &out);
+    }
+    let apply = || {
+        ct.exec(&[
+            &bin,
+            "apply",
+            "--color",
+            "never",
+            "--source",
+            "/mnt/share/src",
+            "--role",
+            "web",
+        ])
+    };
+    let first = apply();
+    assert_eq!(code(&first), 2, "{}", output_text(&first));
+    let in_sync = apply();
+    assert_eq!(code(&in_sync), 0, "{}", output_text(&in_sync));
+
+    // Someone drops a site in by hand, and nginx serves it.
+    let stray =
+        "server {\n  listen 127.0.0.1:8089;\n  location / { return 200 \"stray\\n\"; }\n}\n";
+    std::fs::write(ct.root().join("etc/nginx/conf.d/stray.conf"), stray).unwrap();
+    ct.exec_ok(&["systemctl", "reload", "nginx"]);
+    let curl = || {
+        let out = ct.exec(&["curl", "-sS", "http://127.0.0.1:8089/"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut served = String::new();
+    for _ in 0..40 {
+        served = curl();
+        if served == "stray\n" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(served, "stray\n");
+
+    let purge = apply();
+    assert_eq!(code(&purge), 2, "{}", output_text(&purge));
+    let out = String::from_utf8_lossy(&purge.stdout);
+    assert!(
+        out.contains("    entry stray.conf: file → (remove)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("↻ reloaded service:nginx (notified by directory:/etc/nginx/conf.d)"),
+        "{out}"
+    );
+    // nginx reloads asynchronously: old workers answer until the new ones take over.
+    for _ in 0..40 {
+        served = curl();
+        if served.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(served, "", "nginx still serves the purged site");
+    let again = apply();
+    assert_eq!(code(&again), 0, "{}", output_text(&again));
+}
