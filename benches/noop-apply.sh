@@ -1,53 +1,68 @@
 #!/usr/bin/env bash
-# No-op apply of 1,000 templated files (~2 KiB each) against sha256sum over the same files.
-# Both run RUNS times, alternating, in one session; reports medians, their ratio and peak RSS.
-# Usage: benches/noop-apply.sh [RUNS]   (default 15)
+# No-op apply and check of N templated files (~2 KiB each, N/10 directories) against
+# sha256sum over the same files, for each N, all three interleaved run by run in one
+# session; reports medians, the ratios to sha256sum and peak RSS.
+# Usage: benches/noop-apply.sh [RUNS] [N...]   (defaults 11; 100 1000 10000).
+# BIN=path measures another converge binary (e.g. an older build) without building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=${1:-15}
-cargo build --release --quiet
-bin=$PWD/target/release/converge
+runs=${1:-11}
+shift || true
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(100 1000 10000)
+if [ -z "${BIN:-}" ]; then cargo build --release --quiet; fi
+bin=${BIN:-$PWD/target/release/converge}
 work=$(mktemp -d)
 [ -n "${KEEP:-}" ] && echo "work dir kept: $work" || trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/src/roles" "$work/src/templates" "$work/root/srv/app"
 
 # A ~2 KiB template using facts, role vars and per-file vars.
-{
+template() {
   echo '# service {{vars.name}} on {{facts.hostname}} ({{facts.cpus}} cpus)'
   echo 'listen = 127.0.0.1:{{vars.port}}'
   echo 'workers = {{facts.cpus}}'
   for i in $(seq 1 40); do echo "option_$i = {{vars.common}} value line $i of the generated config"; done
-} > "$work/src/templates/svc.conf.hbs"
-{
-  echo '[vars]'
-  echo 'common = "shared-setting"'
-  echo
-  echo '[[directory]]'
-  echo 'path = "/srv/app"'
-  for i in $(seq -w 1 1000); do
-    printf '\n[[file]]\npath = "/srv/app/svc%s.conf"\ntemplate = "svc.conf.hbs"\nmode = "0644"\n[file.vars]\nname = "svc%s"\nport = %d\n' "$i" "$i" $((20000 + 10#$i))
-  done
-} > "$work/src/roles/bench.toml"
+}
 
-args=(apply --source "$work/src" --role bench --root "$work/root" --color never -q)
-"$bin" "${args[@]}" >/dev/null || [ $? -eq 2 ]
-"$bin" "${args[@]}" >/dev/null   # must be a no-op now (exit 0)
-size=$(du -sk "$work/root/srv/app" | cut -f1)
-files=("$work"/root/srv/app/*.conf)
+setup() { # $1: N; source in $work/N/src, converged root in $work/N/root
+  local n=$1 d=$work/$1 dirs=$(( ($1 + 9) / 10 ))
+  mkdir -p "$d/src/roles" "$d/src/templates" "$d/root"
+  template > "$d/src/templates/svc.conf.hbs"
+  awk -v n="$n" -v dirs="$dirs" 'BEGIN {
+    print "[vars]\ncommon = \"shared-setting\""
+    for (j = 0; j < dirs; j++) printf "\n[[directory]]\npath = \"/srv/app/d%04d\"\n", j
+    for (i = 0; i < n; i++)
+      printf "\n[[file]]\npath = \"/srv/app/d%04d/svc%05d.conf\"\ntemplate = \"svc.conf.hbs\"\nmode = \"0644\"\n[file.vars]\nname = \"svc%05d\"\nport = %d\n", i % dirs, i, i, 20000 + i
+  }' > "$d/src/roles/bench.toml"
+  mkdir -p "$d/root/srv/app"
+  "$bin" apply "${common[@]}" --source "$d/src" --root "$d/root" >/dev/null || [ $? -eq 2 ]
+  "$bin" apply "${common[@]}" --source "$d/src" --root "$d/root" >/dev/null   # a no-op now (exit 0)
+  find "$d/root/srv/app" -name '*.conf' | sort > "$d/files"
+}
+
+common=(--role bench --color never -q)
+for n in "${sizes[@]}"; do setup "$n"; done
 
 now() { date +%s%N; }
-conv=(); sums=(); rss=()
+declare -A t_apply t_check t_sum rss_apply rss_check
 for _ in $(seq "$runs"); do
-  t0=$(now); /usr/bin/time -f %M -o "$work/rss" "$bin" "${args[@]}" >/dev/null; t1=$(now)
-  conv+=($(( (t1 - t0) / 1000 ))); rss+=("$(cat "$work/rss")")
-  t0=$(now); sha256sum "${files[@]}" >/dev/null; t1=$(now)
-  sums+=($(( (t1 - t0) / 1000 )))
+  for n in "${sizes[@]}"; do
+    d=$work/$n
+    t0=$(now); /usr/bin/time -f %M -o "$d/rss" "$bin" apply "${common[@]}" --source "$d/src" --root "$d/root" >/dev/null; t1=$(now)
+    t_apply[$n]+="$(( (t1 - t0) / 1000 )) "; rss_apply[$n]+="$(cat "$d/rss") "
+    t0=$(now); /usr/bin/time -f %M -o "$d/rss" "$bin" check "${common[@]}" --source "$d/src" --root "$d/root" >/dev/null; t1=$(now)
+    t_check[$n]+="$(( (t1 - t0) / 1000 )) "; rss_check[$n]+="$(cat "$d/rss") "
+    t0=$(now); xargs -a "$d/files" sha256sum >/dev/null; t1=$(now)
+    t_sum[$n]+="$(( (t1 - t0) / 1000 )) "
+  done
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
-mc=$(median "${conv[@]}"); ms=$(median "${sums[@]}"); mr=$(median "${rss[@]}")
-peak=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
-echo "files: ${#files[@]} (${size} KiB on disk), runs: $runs"
-echo "converge no-op apply: median $((mc / 1000)).$(( (mc % 1000) / 100 )) ms"
-echo "sha256sum same files: median $((ms / 1000)).$(( (ms % 1000) / 100 )) ms"
-awk -v c="$mc" -v s="$ms" 'BEGIN {printf "ratio converge/sha256sum: %.2f (target <= 3)\n", c / s}'
-echo "peak RSS: median $((mr / 1024)).$(( (mr % 1024) * 10 / 1024 )) MiB, max $((peak / 1024)).$(( (peak % 1024) * 10 / 1024 )) MiB (target <= 20 MiB)"
+
+median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
+maxof() { printf '%s\n' $1 | sort -n | tail -1; }
+echo "runs: $runs, interleaved; medians in ms; peak RSS is the largest of all runs"
+printf '%7s %10s %10s %10s %9s %9s %14s %14s\n' N apply check sha256sum apply/sum check/sum "RSS apply MiB" "RSS check MiB"
+for n in "${sizes[@]}"; do
+  a=$(median "${t_apply[$n]}"); c=$(median "${t_check[$n]}"); s=$(median "${t_sum[$n]}")
+  ra=$(maxof "${rss_apply[$n]}"); rc=$(maxof "${rss_check[$n]}")
+  awk -v n="$n" -v a="$a" -v c="$c" -v s="$s" -v ra="$ra" -v rc="$rc" 'BEGIN {
+    printf "%7d %10.1f %10.1f %10.1f %9.2f %9.2f %14.1f %14.1f\n", n, a/1000, c/1000, s/1000, a/s, c/s, ra/1024, rc/1024 }'
+done

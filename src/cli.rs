@@ -55,10 +55,20 @@ pub enum Command {
     Publish(PublishArgs),
     /// Create a minisign key pair for signing bundles.
     Keygen(KeygenArgs),
+    /// Record this host's observable state (kernel settings, packages, units, accounts,
+    /// files) as versioned JSON. Changes nothing.
+    Snapshot(SnapshotArgs),
+    /// Show what differs between two snapshots (or a snapshot and `live`), without noise.
+    /// Exit 0 equal, 2 different, 1 bad input.
+    Compare(CompareArgs),
+    /// Write a role that makes NEW match OLD on everything that differs.
+    Capture(CaptureArgs),
     /// List the apply runs that changed something, newest last, with how they ended.
     History(StateArgs),
     /// Undo a past run's changes (files, directories, links, sysctls, packages, services),
-    /// then restart or reload what it had. Exit 0 nothing to undo, 2 undone, 4 failures.
+    /// then restart or reload what it had. Exit 0 nothing to undo, 2 undone, 4 something
+    /// could not be undone (a failure, or a user, group, command or package version listed
+    /// as not rolled back).
     Rollback(RollbackArgs),
     /// Set this host up: trusted keys, agent config, the first converge, the timer.
     /// Safe to run again: what is already in place is left alone.
@@ -67,6 +77,76 @@ pub enum Command {
     /// Write the man page and shell completions (for packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
+}
+
+/// Arguments of compare.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The first snapshot (A): a file from `converge snapshot`, or `live` for this host.
+    #[arg(value_name = "A", required_unless_present = "print_ignore")]
+    pub a: Option<String>,
+    /// The second snapshot (B): a file, or `live`.
+    #[arg(value_name = "B", required_unless_present = "print_ignore")]
+    pub b: Option<String>,
+    /// For `live`: observe this directory tree instead of the running system.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// More noise patterns (TOML: sysctl/package/unit/user/group/file lists; with
+    /// `replace_defaults = true` instead of the built-in list).
+    #[arg(long, value_name = "FILE")]
+    pub ignore: Option<PathBuf>,
+    /// Print the built-in ignore list (as an ignore file) and exit.
+    #[arg(long)]
+    pub print_ignore: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+/// Arguments of capture.
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// OLD, the host to copy: a snapshot file, or `live` for this host.
+    #[arg(long, value_name = "OLD")]
+    pub from: String,
+    /// NEW, the host to make match: a snapshot file, or `live`. Without it: what differs
+    /// from the defaults that can be known (edited conffiles, unowned files, held and
+    /// manually installed packages, units enabled beyond their presets, added accounts).
+    #[arg(long, value_name = "NEW")]
+    pub against: Option<String>,
+    /// Name of the role to write (`web`, `db/pg`).
+    #[arg(long, value_name = "NAME")]
+    pub role: String,
+    /// The role file: SRC/roles/NAME.toml (file contents go to SRC/files/NAME/).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+    /// Also remove packages and files that NEW has and OLD lacks.
+    #[arg(long)]
+    pub remove_extra: bool,
+    /// For `live`: observe this directory tree instead of the running system.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// More noise patterns, as for compare.
+    #[arg(long, value_name = "FILE")]
+    pub ignore: Option<PathBuf>,
+}
+
+/// Arguments of snapshot.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Observe this directory tree instead of the running system (kernel settings still come
+    /// from the running kernel: a tree has none).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Where to write the snapshot; `-` is stdout (created 0600: it holds config text).
+    #[arg(long, short = 'o', value_name = "FILE|-", default_value = "-")]
+    pub output: String,
+    /// Record files under this path (repeatable; default /etc).
+    #[arg(long = "path", value_name = "DIR")]
+    pub paths: Vec<PathBuf>,
+    /// Also treat files matching this glob as secrets, recorded by hash only (repeatable).
+    #[arg(long = "secret", value_name = "GLOB")]
+    pub secrets: Vec<String>,
 }
 
 /// Where roles come from and which apply.
@@ -117,6 +197,10 @@ pub struct RunArgs {
     /// tree keeps a history only with this flag.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// minisign public key a bundle must be signed by (repeatable), added to the agent
+    /// config's trusted_keys. Without any, a bundle is used unverified, with a warning.
+    #[arg(long = "trusted-key", value_name = "FILE")]
+    pub trusted_keys: Vec<PathBuf>,
     /// apply: apply the bundle even if it was rolled back on this host before.
     #[arg(long)]
     pub force: bool,
@@ -176,6 +260,12 @@ pub struct PublishArgs {
     /// minisign secret key to sign the manifest with (password from CONVERGE_SIGNING_PASSWORD).
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// Render and plan against facts from this JSON file (default: this machine's).
+    #[arg(long, value_name = "FILE")]
+    pub facts: Option<PathBuf>,
+    /// Override a variable while validating (repeatable), as hosts' agent.toml [vars] would.
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
 }
 
 /// Arguments of bootstrap.

@@ -1,8 +1,11 @@
 //! One run: observe → diff → (apply) for every planned resource, in order, into a [`Report`],
-//! then the restarts and reloads that changed resources asked for.
+//! then the restarts and reloads that changed resources asked for, the health checks, and a
+//! rollback of the run's changes when a check fails after them.
 
 mod notify;
 pub mod rollback;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::time::{Instant, SystemTime};
@@ -13,28 +16,56 @@ use crate::report::{Mode, NotifyStatus, Outcome, Report, Status};
 use crate::resource::{Change, ResourceError};
 use crate::system::System;
 
+/// Proof that the engine is applying a plan: [`System::host`] wants one, and only this module
+/// can make one, so nothing outside an apply run can get a writing handle.
+#[derive(Debug)]
+pub struct Applying {
+    _private: (),
+}
+
+impl Applying {
+    /// For the library's few writes that are not a plan's (bootstrap putting the agent's own
+    /// config and timer in place); each such place is one search for this name away.
+    pub(crate) fn outside_a_plan() -> Applying {
+        Applying { _private: () }
+    }
+
+    /// For unit tests of the writing side of `system`.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Applying {
+        Applying { _private: () }
+    }
+}
+
 /// Converges `plan` on `sys`. In [`Mode::Check`] no writing handle exists, so nothing changes.
 /// An apply on the live host keeps what it changes in a temp dir for the run, so a failing
 /// health check can still roll it back.
 pub fn run(plan: &Plan, sys: &System, mode: Mode) -> Report {
-    run_with_journal(plan, sys, mode, None)
+    converge_unrecorded(plan, sys, mode, notify::Notifier::default())
 }
 
-/// Like [`run`], keeping restart and reload requests in `journal` (when there is one) until
-/// they are carried out: when a run dies after changing a file but before restarting its
-/// service, the next run still restarts it (its files are in sync by then, so nothing else
-/// would).
-pub fn run_with_journal(plan: &Plan, sys: &System, mode: Mode, journal: Option<&Path>) -> Report {
+/// Like [`run`], keeping restart and reload requests in `journal` until they are carried
+/// out: when a run dies after changing a file but before restarting its service, the next
+/// run still restarts it (its files are in sync by then, so nothing else would).
+pub fn run_with_journal(plan: &Plan, sys: &System, mode: Mode, journal: &Path) -> Report {
+    let notifier = notify::Notifier::resume(journal, plan, mode);
+    converge_unrecorded(plan, sys, mode, notifier)
+}
+
+/// A run outside the run history: an apply on the live host still keeps its backups in a
+/// temp dir, for a rollback within the run.
+fn converge_unrecorded(
+    plan: &Plan,
+    sys: &System,
+    mode: Mode,
+    notifier: notify::Notifier,
+) -> Report {
     let recorder = (mode == Mode::Apply && sys.is_live())
         .then(Recorder::temporary)
         .and_then(|r| {
             r.map_err(|e| tracing::warn!(error = %e, "no temp dir for backups; no rollback"))
                 .ok()
         });
-    let notifier = match journal {
-        Some(j) => notify::Notifier::resume(j, plan, mode),
-        None => notify::Notifier::default(),
-    };
     converge(plan, sys, mode, notifier, recorder.as_ref())
 }
 
@@ -87,8 +118,9 @@ fn converge(
 ) -> Report {
     let started = SystemTime::now();
     let clock = Instant::now();
+    let applying = Applying { _private: () };
     let host = match mode {
-        Mode::Apply => Some(sys.host()),
+        Mode::Apply => Some(sys.host(&applying)),
         Mode::Check => None,
     };
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(plan.items.len());
@@ -134,7 +166,7 @@ fn converge(
                         Mode::Apply => "changed",
                         Mode::Check => "would change",
                     });
-                    notifier.changed(item);
+                    notifier.changed(item, sys);
                     outcome.change = Some(change);
                 }
                 Err(e) => {
@@ -218,7 +250,7 @@ fn finish_recorded(
         }
     };
     let mut rollback = rollback::undo(
-        host,
+        host.system(),
         &recorder.id(),
         reason.clone(),
         &priors,

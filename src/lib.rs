@@ -2,6 +2,8 @@
 
 pub mod agent;
 pub mod bundle;
+pub mod capture;
+pub mod compare;
 pub mod diagnostics;
 pub mod durable;
 pub mod engine;
@@ -14,4 +16,5 @@ pub mod render;
 pub mod report;
 pub mod resource;
 pub mod role;
+pub mod snapshot;
 pub mod system;

@@ -34,6 +34,9 @@ fn main() {
         Command::Keygen(args) => commands::keys::run(args),
         Command::History(args) => commands::history::history(args),
         Command::Rollback(args) => commands::history::rollback(args, cli.color),
+        Command::Snapshot(args) => commands::snapshot::run(args),
+        Command::Compare(args) => commands::compare::run(args, cli.color),
+        Command::Capture(args) => commands::capture::run(args),
         Command::Bootstrap(args) => commands::bootstrap::run(args, cli.color),
         Command::Generate(args) => commands::generate::run(args),
     };
@@ -52,6 +55,13 @@ fn main() {
 /// the printer never walks the chain of sources: that is what keeps a cause from showing
 /// twice.
 fn report_error(e: &anyhow::Error) {
+    if let Some(findings) = e.downcast_ref::<commands::Findings>() {
+        for d in &findings.errors.0 {
+            eprintln!("error: {d}");
+        }
+        eprintln!("{}", findings.summary);
+        return;
+    }
     match located(e) {
         Some(ds) => {
             for d in &ds.0 {
@@ -82,8 +92,14 @@ fn located(e: &anyhow::Error) -> Option<Diagnostics> {
 }
 
 fn init_logging(cli: &Cli) {
+    // The agent loop and runs under systemd are read in the journal afterwards: there a run's
+    // summary, new bundles and changes (info) belong in the log; interactive runs print
+    // their report instead.
+    let unattended =
+        matches!(cli.command, Command::Agent(_)) || std::env::var_os("JOURNAL_STREAM").is_some();
     let default = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
+        (false, 0) if unattended => "info",
         (false, 0) => "warn",
         (false, 1) => "info",
         (false, 2) => "debug",

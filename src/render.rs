@@ -4,22 +4,31 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use handlebars::{
-    Context, Handlebars, Helper, HelperDef, JsonRender, RenderContext, RenderError,
-    RenderErrorReason, ScopedJson,
+    Context, Handlebars, Helper, HelperDef, JsonRender, Output, RenderContext, RenderError,
+    RenderErrorReason, Renderable, ScopedJson, Template,
 };
 use serde_json::Value;
 
 use crate::diagnostics::{Diagnostic, Diagnostics, Location};
 
 mod nesting;
+mod pieces;
 
 use nesting::{GraphError, PartialDepths, Shape, MAX_DEPTH};
 
-/// Renders the templates of one source tree; each template is compiled once.
+/// Templates from this size on are rendered piece by piece instead of compiled whole.
+const LARGE_TEMPLATE: usize = 256 * 1024;
+/// Smallest piece of a large template: big enough that per-piece overhead does not count.
+const PIECE: usize = 64 * 1024;
+
+/// Renders the templates of one source tree; each template is compiled once, except large
+/// ones, which are compiled a piece at a time on every render and never held compiled.
 pub struct Renderer {
     hb: Handlebars<'static>,
     dir: PathBuf,
     registered: BTreeSet<String>,
+    /// Source text of the large templates, by name.
+    large: BTreeMap<String, String>,
     /// How deep each partial nests, so a template that would go too deep is refused.
     depths: PartialDepths,
 }
@@ -36,6 +45,7 @@ impl Renderer {
             hb,
             dir: templates_dir.to_path_buf(),
             registered: BTreeSet::new(),
+            large: BTreeMap::new(),
             depths: PartialDepths::default(),
         };
         let mut errors = Diagnostics::default();
@@ -49,7 +59,7 @@ impl Renderer {
             let rel = path.strip_prefix(&partials_dir).unwrap_or(&path);
             let name = rel.with_extension("").to_string_lossy().into_owned();
             let display = display_path(templates_dir, &path);
-            match std::fs::read_to_string(&path) {
+            match crate::role::load::read_source_text(&path) {
                 Ok(text) => {
                     let shape = nesting::scan(&text);
                     if let Err(e) = check_shape(&display, &text, &shape) {
@@ -107,13 +117,13 @@ impl Renderer {
     pub fn render_context(&mut self, name: &str, context: &Context) -> Result<String, Diagnostic> {
         let path = self.dir.join(name);
         let display = display_path(&self.dir, &path);
-        if !self.registered.contains(name) {
+        if !self.registered.contains(name) && !self.large.contains_key(name) {
             if !safe_relative(name) {
                 return Err(Diagnostic::new(format!(
                     "template '{name}' must be a relative path inside templates/"
                 )));
             }
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+            let text = crate::role::load::read_source_text(&path).map_err(|e| {
                 Diagnostic::new(format!("cannot read template {}: {e}", display.display()))
             })?;
             let shape = nesting::scan(&text);
@@ -126,15 +136,78 @@ impl Renderer {
                     return Err(Diagnostic::at_offset(&display, &text, inc.offset, message));
                 }
             }
-            self.hb
-                .register_template_string(name, &text)
-                .map_err(|e| template_error(&display, &text, &e))?;
-            self.registered.insert(name.to_owned());
+            if text.len() >= LARGE_TEMPLATE {
+                self.large.insert(name.to_owned(), text);
+            } else {
+                self.register(name, &display, &text)?;
+            }
+        }
+        if let Some(text) = self.large.get(name) {
+            match render_pieces(&self.hb, name, text, context) {
+                Ok(Some(out)) => return Ok(out),
+                Ok(None) => {
+                    // Not cut, or a piece did not compile: the whole template decides, and
+                    // its errors carry the right positions.
+                    let text = self.large.remove(name).expect("just looked up");
+                    self.register(name, &display, &text)?;
+                }
+                Err(e) => return Err(render_error(&self.dir, &display, text, &e)),
+            }
         }
         self.hb.render_with_context(name, context).map_err(|e| {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let text = crate::role::load::read_source_text(&path).unwrap_or_default();
             render_error(&self.dir, &display, &text, &e)
         })
+    }
+
+    fn register(&mut self, name: &str, display: &Path, text: &str) -> Result<(), Diagnostic> {
+        self.hb
+            .register_template_string(name, text)
+            .map_err(|e| template_error(display, text, &e))?;
+        self.registered.insert(name.to_owned());
+        Ok(())
+    }
+}
+
+/// Renders `text` one piece at a time, each compiled, rendered and dropped in turn.
+///
+/// `Ok(None)` when the template cannot be cut or a piece does not compile on its own. A
+/// render error's line is moved from its piece to the whole template.
+fn render_pieces(
+    hb: &Handlebars<'static>,
+    name: &str,
+    text: &str,
+    context: &Context,
+) -> Result<Option<String>, RenderError> {
+    let Some(pieces) = pieces::split(text, PIECE).filter(|p| p.len() > 1) else {
+        return Ok(None);
+    };
+    let mut out = Append(String::with_capacity(text.len()));
+    for piece in pieces {
+        let Ok(template) = Template::compile_with_name(piece.text, name.to_owned()) else {
+            return Ok(None);
+        };
+        let mut rc = RenderContext::new(template.name.as_ref());
+        template
+            .render(hb, context, &mut rc, &mut out)
+            .map_err(|mut e| {
+                let in_piece = e.template_name.as_deref().is_none_or(|n| n == name);
+                if let (true, Some(line)) = (in_piece, e.line_no.as_mut()) {
+                    *line += piece.lines_before;
+                }
+                e
+            })?;
+    }
+    Ok(Some(out.0))
+}
+
+/// Rendered output appended to one growing string.
+struct Append(String);
+
+impl Output for Append {
+    fn write(&mut self, seg: &str) -> std::io::Result<()> {
+        self.0.push_str(seg);
+        Ok(())
     }
 }
 
@@ -217,7 +290,7 @@ fn render_error(dir: &Path, display: &Path, text: &str, e: &RenderError) -> Diag
     let (display, text) = match &e.template_name {
         Some(name) if Path::new(display) != display_path(dir, &dir.join(name)) => {
             let partial = dir.join("partials").join(format!("{name}.hbs"));
-            match std::fs::read_to_string(&partial) {
+            match crate::role::load::read_source_text(&partial) {
                 Ok(t) => (display_path(dir, &partial), t),
                 Err(_) => (display.to_path_buf(), text.to_owned()),
             }
@@ -429,6 +502,69 @@ mod tests {
         assert_eq!(
             e.headline(),
             "templates/x.hbs:1:1: missing variable 'vars.nope'"
+        );
+    }
+
+    /// A generated config bigger than `LARGE_TEMPLATE`, one block per line.
+    fn big_template(lines: usize) -> String {
+        (1..=lines)
+            .map(|i| {
+                format!("s{i} {{{{vars.h}}}} {{{{#if vars.f}}}}up{{{{else}}}}down{{{{/if}}}}\n")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_large_template_renders_piece_by_piece_as_if_whole() {
+        let text = big_template(6_000);
+        assert!(text.len() > LARGE_TEMPLATE);
+        assert!(pieces::split(&text, PIECE).unwrap().len() > 1);
+        let (_d, mut r) = setup(&[("big.hbs", &text)]);
+        let ctx = json!({"vars": {"h": "x", "f": true}});
+        let expected: String = (1..=6_000).map(|i| format!("s{i} x up\n")).collect();
+        assert_eq!(r.render("big.hbs", &ctx).unwrap(), expected);
+        // Rendered again (a second file from one template) from the kept source.
+        assert_eq!(r.render("big.hbs", &ctx).unwrap(), expected);
+    }
+
+    #[test]
+    fn an_error_in_a_later_piece_names_its_line_in_the_whole_template() {
+        let mut text = big_template(6_000);
+        text.push_str("tail {{vars.port}}\n");
+        let (_d, mut r) = setup(&[("big.hbs", &text)]);
+        let e = r
+            .render("big.hbs", &json!({"vars": {"h": "x", "f": true}}))
+            .unwrap_err();
+        assert_eq!(
+            e.headline(),
+            "templates/big.hbs:6001:6: missing variable 'vars.port'"
+        );
+    }
+
+    #[test]
+    fn a_large_template_that_cannot_be_cut_is_compiled_whole() {
+        let mut text = String::from("{{#*inline \"p\"}}[{{vars.h}}]{{/inline}}\n");
+        text.push_str(&"{{> p}}\n".repeat(34_000));
+        assert!(text.len() > LARGE_TEMPLATE);
+        let (_d, mut r) = setup(&[("big.hbs", &text)]);
+        let ctx = json!({"vars": {"h": "x"}});
+        let mut whole = Handlebars::new();
+        whole.register_escape_fn(handlebars::no_escape);
+        let expected = whole.render_template(&text, &ctx).unwrap();
+        assert!(expected.ends_with("[x][x]"), "{}", &expected[..20]);
+        assert_eq!(r.render("big.hbs", &ctx).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_syntax_error_in_a_large_template_is_located_in_the_whole() {
+        let mut text = big_template(6_000);
+        text.push_str("{{#if vars.f}}\nunclosed\n");
+        let (_d, mut r) = setup(&[("big.hbs", &text)]);
+        let e = r.render("big.hbs", &json!({"vars": {}})).unwrap_err();
+        assert!(
+            e.headline().starts_with("templates/big.hbs:600"),
+            "{}",
+            e.headline()
         );
     }
 

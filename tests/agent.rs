@@ -93,7 +93,7 @@ fn source_down_converges_from_the_last_known_good_and_says_stale() {
         serde_json::from_str(&std::fs::read_to_string(state.join("last-run.json")).unwrap())
             .unwrap();
     assert_eq!(record["source"]["freshness"], "stale");
-    let metrics = std::fs::read_to_string(state.join("converge.prom")).unwrap();
+    let metrics = std::fs::read_to_string(state.join("metrics/converge.prom")).unwrap();
     assert!(
         metrics
             .lines()

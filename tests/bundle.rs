@@ -305,7 +305,13 @@ fn an_endless_manifest_is_refused_at_the_size_limit() {
     let server = TestServer::serve(&s.out());
     let (good, files) = synced_then_republished(&s, &server);
     server.fault("/manifest.json", Fault::Body(vec![b' '; 17 << 20]));
-    let o = sync(&http(&server), &s.state(), &fast_opts(vec![])).unwrap();
+    // 16 MiB must arrive before the size limit can speak: a 400 ms request timeout would
+    // turn a busy machine's slow transfer into "stale".
+    let opts = converge::bundle::SyncOptions {
+        request_timeout: Duration::from_secs(30),
+        ..fast_opts(vec![])
+    };
+    let o = sync(&http(&server), &s.state(), &opts).unwrap();
     assert!(
         refused_reason(&o).contains("larger than the 16777216-byte limit"),
         "{o:?}"

@@ -144,3 +144,28 @@ fn an_error_on_a_two_megabyte_line_prints_a_window_of_it() {
     assert!(err.len() < 1000, "{} bytes", err.len());
     assert!(err.starts_with("error: roles/r.toml:3:"), "{err}");
 }
+
+#[test]
+fn a_fifo_among_a_source_trees_roles_or_partials_is_refused_not_read() {
+    let p = Project::new();
+    file_from_template(&p, "t.hbs");
+    p.file("templates/t.hbs", "plain\n");
+    // Nothing ever writes to these FIFOs: reading one would block the run forever.
+    nix::unistd::mkfifo(&p.src().join("roles/f.toml"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let err = refused(&p, "f");
+    assert!(
+        err.contains(
+            "roles/f.toml: not a regular file (a FIFO, device or socket is refused, not read)"
+        ),
+        "{err}"
+    );
+    std::fs::remove_file(p.src().join("roles/f.toml")).unwrap();
+    p.file("templates/partials/dummy.hbs", "x\n");
+    nix::unistd::mkfifo(
+        &p.src().join("templates/partials/p.hbs"),
+        nix::sys::stat::Mode::S_IRWXU,
+    )
+    .unwrap();
+    let err = refused(&p, "r");
+    assert!(err.contains("not a regular file"), "{err}");
+}

@@ -72,7 +72,8 @@ fn sweep_dead_runs() {
 }
 
 /// A signed bundle of the shipped roles (plus `extra` files), served by nginx inside the
-/// container; returns its URL and the trusted key's path, both as seen inside.
+/// container at `/bundle/` (beside whatever else is in the share dir); returns the server's
+/// base URL and the trusted key's path, both as seen inside.
 fn serve_bundle(ct: &Container, extra: &[(&str, &str)]) -> (String, String) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let src = ct.share_dir().join("src");
@@ -101,7 +102,7 @@ fn serve_bundle(ct: &Container, extra: &[(&str, &str)]) -> (String, String) {
         .output()
         .unwrap();
     assert_success("publish", &out);
-    let url = ct.serve_http("/mnt/share/bundle", 8080);
+    let url = ct.serve_http("/mnt/share", 8080);
     (url, "/mnt/share/keys/converge.pub".into())
 }
 
@@ -207,7 +208,8 @@ fn the_package_bootstraps_a_booted_host_and_upgrades_without_interrupting_a_run(
         "source /usr/share/bash-completion/completions/converge && complete -p converge",
     ]);
 
-    let (url, key) = serve_bundle(&ct, &[("roles/gate.toml", GATE_ROLE)]);
+    let (base, key) = serve_bundle(&ct, &[("roles/gate.toml", GATE_ROLE)]);
+    let url = format!("{base}bundle/");
     let bootstrap = [
         "converge",
         "bootstrap",
@@ -339,9 +341,26 @@ facts = { "cloud.tags.role" = "edge" }
 roles = ["base"]
 "#;
 
+/// The `runcmd` entries of a cloud-config, each a flow sequence on one line.
+fn runcmd(user_data: &str) -> Vec<Vec<String>> {
+    user_data
+        .split("\nruncmd:\n")
+        .nth(1)
+        .expect("a runcmd section")
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- [")?.strip_suffix(']'))
+        .map(|items| {
+            items
+                .split(", ")
+                .map(|a| a.trim().trim_matches('"').to_owned())
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
-fn a_cloud_instance_is_classified_by_its_tag_through_nodes_toml() {
-    let ct = boot_with_package("deb-cloud");
+fn the_shipped_user_data_sets_up_a_cloud_instance_classified_by_its_tag() {
+    let ct = Container::boot("deb-cloud");
     ct.exec_ok(&["mkdir", "-p", "/run/cloud-init"]);
     std::fs::write(ct.share_dir().join("instance-data.json"), INSTANCE_DATA).unwrap();
     ct.exec_ok(&[
@@ -349,9 +368,45 @@ fn a_cloud_instance_is_classified_by_its_tag_through_nodes_toml() {
         "/mnt/share/instance-data.json",
         "/run/cloud-init/instance-data.json",
     ]);
-    let (url, key) = serve_bundle(&ct, &[("nodes.toml", NODES)]);
+    let (base, _) = serve_bundle(&ct, &[("nodes.toml", NODES)]);
+    let pubkey = std::fs::read_to_string(ct.share_dir().join("keys/converge.pub")).unwrap();
 
-    let out = ct.exec(&["converge", "bootstrap", "--source", &url, "--key", &key]);
+    // packaging/cloud-init/user-data.yaml's commands, as cloud-init runs them, with the
+    // example server and key replaced by the test's.
+    let user_data = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/cloud-init/user-data.yaml"),
+    )
+    .unwrap();
+    let commands = runcmd(&user_data);
+    assert_eq!(commands.len(), 3, "{user_data}");
+    let example_key = commands[2].last().unwrap().clone();
+    let mut out = None;
+    for command in commands {
+        let command: Vec<String> = command
+            .iter()
+            .map(|a| {
+                a.replace("https://config.example.com/", &base)
+                    .replace(&example_key, pubkey.lines().nth(1).unwrap())
+            })
+            .collect();
+        // The package is served where the user data fetches it from.
+        if let Some(url) = command
+            .iter()
+            .find(|a| a.starts_with(&base) && a.ends_with(".deb"))
+        {
+            let rel = url.strip_prefix(&base).unwrap();
+            let served = ct.share_dir().join(rel);
+            std::fs::create_dir_all(served.parent().unwrap()).unwrap();
+            std::fs::copy(debs().join(format!("converge_{V1}.deb")), served).unwrap();
+        }
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let result = ct.exec(&args);
+        if args[0] != "converge" {
+            assert_success(&command.join(" "), &result);
+        }
+        out = Some(result);
+    }
+    let out = out.unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
         text(&out).contains("+ converge run: roles base: "),

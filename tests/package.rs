@@ -318,6 +318,43 @@ fn rollback_installs_the_version_that_was_there_before_and_holds_it_again() {
 }
 
 #[test]
+fn a_version_gone_from_the_archive_is_named_as_not_rolled_back() {
+    let s = Scene::new();
+    s.role(PINNED);
+    s.expect("apply", 2);
+    let state = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(["--color", "never", "--root"])
+            .arg(s.ch.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .output()
+            .unwrap()
+    };
+    s.role("[[package]]\nname = \"cfgtest\"\nversion = \"2.0-1\"\n");
+    let src = s.src.path().display().to_string();
+    let out = run(&["apply", "--role", "pkg", "--source", &src]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    // The archive moves on: 1.0-1 is no longer offered.
+    let newer = tempfile::tempdir().unwrap();
+    AptRepo::build(&newer.path().join("cfgrepo"), &[("cfgtest", "2.0-1")]).add_to(&s.ch);
+
+    let out = run(&["rollback"]);
+    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(
+            "    not rolled back package:cfgtest: version 1.0-1 is no longer in the archives; cfgtest stays at 2.0-1\n"
+        ),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(s.installed().as_deref(), Some("2.0-1"));
+    assert!(s.held(), "its hold stays");
+}
+
+#[test]
 fn check_says_when_a_fresh_package_may_start_its_own_service() {
     let ct = Container::boot("pkgscript");
     let repo_dir = tempfile::tempdir().unwrap();

@@ -348,7 +348,7 @@ fn a_rolled_back_bundle_is_not_applied_again_until_a_new_one_arrives() {
             .starts_with("health:app failed"),
         "{record}"
     );
-    let metrics = l.read("state/converge.prom").unwrap();
+    let metrics = l.read("state/metrics/converge.prom").unwrap();
     assert!(
         metrics
             .lines()
@@ -374,7 +374,7 @@ fn a_rolled_back_bundle_is_not_applied_again_until_a_new_one_arrives() {
     assert_eq!(fixed.code, 2, "{}{}", fixed.stdout, fixed.stderr);
     assert_eq!(l.read("live/app.conf").as_deref(), Some("good v3\n"));
     assert!(!l.p("state/rolled-back.json").exists());
-    let metrics = l.read("state/converge.prom").unwrap();
+    let metrics = l.read("state/metrics/converge.prom").unwrap();
     assert!(
         metrics
             .lines()
@@ -421,4 +421,53 @@ retries = 0
     );
     assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
     assert!(l.p("live/marked").exists(), "what a command did stays");
+}
+
+#[test]
+fn a_rollback_killed_half_way_is_finished_by_the_next_agent_run() {
+    let l = Live::new();
+    l.role(&CHANGES.replace("broken", "good v2"));
+    publish(&l);
+    let applied = agent_apply(&l, &[]);
+    assert_eq!(applied.code, 2, "{}{}", applied.stdout, applied.stderr);
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v2\n"));
+    // As a kill in the middle of its rollback leaves the run: marked, not finished.
+    let run_dir = std::fs::read_dir(l.p("state/runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let record = run_dir.join("run.json");
+    let mut summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    summary["status"] = "rolling_back".into();
+    summary["rollback_reason"] = "health:app failed: killed mid-way".into();
+    std::fs::write(&record, summary.to_string()).unwrap();
+
+    let next = agent_apply(&l, &[]);
+    assert_eq!(next.code, 4, "{}{}", next.stdout, next.stderr);
+    assert!(
+        next.stdout.contains("↺ rolled back run ")
+            && next
+                .stdout
+                .contains(": health:app failed: killed mid-way\n"),
+        "{}",
+        next.stdout
+    );
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
+    assert_eq!(l.read("live/d/keep").as_deref(), Some("kept\n"));
+    assert!(!l.p("live/new.conf").exists());
+    let hist = l.run(&["history", "--state-dir", &l.s("state")]);
+    assert!(
+        hist.stdout
+            .contains("  rolled back: health:app failed: killed mid-way\n"),
+        "{}",
+        hist.stdout
+    );
+    // Its bundle is held from now on.
+    let tick = agent_apply(&l, &[]);
+    assert_eq!(tick.code, 4);
+    assert!(tick.stdout.contains("not applied again"), "{}", tick.stdout);
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
 }

@@ -150,7 +150,7 @@ fn validate_health_and_rollback_keep_a_real_nginx_serving() {
     assert_eq!(serves(&ct), "ok v1\n");
     let record = ct.exec_ok(&["cat", "/var/lib/converge/last-run.json"]);
     assert!(record.contains("\"held\""), "{record}");
-    let metrics = ct.exec_ok(&["cat", "/var/lib/converge/converge.prom"]);
+    let metrics = ct.exec_ok(&["cat", "/var/lib/converge/metrics/converge.prom"]);
     assert!(
         metrics.contains("\nconverge_bundle_held{mode=\"apply\"} 1\n"),
         "{metrics}"
@@ -164,4 +164,60 @@ fn validate_health_and_rollback_keep_a_real_nginx_serving() {
     assert_eq!(code, 2, "{out}");
     assert_eq!(out.matches("↻ restarted service:nginx").count(), 1, "{out}");
     assert_eq!(serves(&ct), "ok v3\n");
+}
+
+#[test]
+fn a_rollback_stops_and_disables_a_service_the_run_started_and_removes_its_unit() {
+    let ct = Container::boot("undo-svc");
+    let bin = ct.share(Path::new(BIN));
+    let src = ct.share_dir().join("src");
+    fs::create_dir_all(src.join("roles")).unwrap();
+    fs::write(
+        src.join("roles/web.toml"),
+        r#"
+[[service]]
+name = "hello"
+enabled = true
+state = "running"
+unit = { content = "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n" }
+
+[[health]]
+name = "never"
+command = "false"
+retries = 0
+services = ["hello"]
+"#,
+    )
+    .unwrap();
+    let (code, out) = run(
+        &ct,
+        &[
+            &bin,
+            "apply",
+            "--color",
+            "never",
+            "--source",
+            "/mnt/share/src",
+            "--role",
+            "web",
+        ],
+    );
+    assert_eq!(code, 4, "{out}");
+    for line in [
+        "    restored service:hello\n",
+        "    restored file:/etc/systemd/system/hello.service\n",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    let state = |verb: &str| {
+        String::from_utf8_lossy(&ct.exec(&["systemctl", verb, "hello"]).stdout)
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(state("is-active"), "inactive");
+    assert!(!ct.root().join("etc/systemd/system/hello.service").exists());
+    assert!(!ct
+        .root()
+        .join("etc/systemd/system/multi-user.target.wants/hello.service")
+        .exists());
 }

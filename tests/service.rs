@@ -80,7 +80,8 @@ const HELLO_UNIT: &str = "\
 Description={{vars.description}}
 
 [Service]
-ExecStart=/bin/sh -c 'cp /etc/hello.conf /run/hello.seen; exec sleep infinity'
+ExecStartPre=/bin/cp /etc/hello.conf /run/hello.seen
+ExecStart=/bin/sleep infinity
 
 [Install]
 WantedBy=multi-user.target

@@ -347,6 +347,56 @@ fn two_roles_may_agree_on_a_key_but_not_disagree() {
 }
 
 #[test]
+fn persist_false_sets_the_live_value_and_leaves_it_out_of_the_drop_in() {
+    let src = source(
+        "[sysctl]\n\
+         \"net.ipv4.tcp_fin_timeout\" = { value = 17, persist = false }\n\
+         \"net.ipv4.tcp_syn_retries\" = 4\n",
+    );
+    let steps = in_namespaces(
+        src.path(),
+        "",
+        &[
+            &format!("\"$B\" apply {RUN}"),
+            "cat /proc/sys/net/ipv4/tcp_fin_timeout /proc/sys/net/ipv4/tcp_syn_retries; grep -c . /etc/sysctl.d/60-converge.conf; grep -c fin_timeout /etc/sysctl.d/60-converge.conf",
+            &format!("\"$B\" check {RUN}"),
+        ],
+    );
+    assert_eq!(steps[0].rc, 2, "{:?}", steps[0]);
+    // Two header lines and the persisted key; the live-only key is not there.
+    assert_eq!(steps[1].out, "17\n4\n3\n0\n");
+    assert_eq!(steps[2].rc, 0, "{:?}", steps[2]);
+
+    // Only live-only keys: no drop-in is planned at all.
+    let src = source("[sysctl]\n\"net.ipv4.tcp_fin_timeout\" = { value = 17, persist = false }\n");
+    let steps = in_namespaces(
+        src.path(),
+        "",
+        &[&format!("\"$B\" apply {RUN}"), "ls /etc/sysctl.d | wc -l"],
+    );
+    assert_eq!(steps[0].rc, 2, "{:?}", steps[0]);
+    assert!(
+        steps[0].out.contains("1 resources: 0 in sync, 1 changed")
+            || steps[0].out.contains("1 resource: 0 in sync, 1 changed"),
+        "{:?}",
+        steps[0]
+    );
+    assert_eq!(steps[1].out, "0\n");
+
+    let src = source("[sysctl]\n\"net.ipv4.tcp_fin_timeout\" = { value = 17, persits = false }\n");
+    let steps = in_namespaces(src.path(), "", &[&format!("\"$B\" check {RUN}")]);
+    assert_eq!(steps[0].rc, 1, "{:?}", steps[0]);
+    assert!(steps[0].out.contains("roles/k.toml:2:"), "{:?}", steps[0]);
+    assert!(
+        steps[0]
+            .out
+            .contains("unknown field `persits`, expected `value` or `persist`"),
+        "{:?}",
+        steps[0]
+    );
+}
+
+#[test]
 fn a_failing_health_check_puts_back_live_values_and_the_drop_in() {
     let src = source(
         "[sysctl]\n\

@@ -12,9 +12,8 @@ use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_converge");
 
-#[test]
-fn the_shipped_service_and_timer_run_converge_and_log_to_the_journal() {
-    let ct = Container::boot("units");
+/// The binary as /usr/bin/converge and the shipped units in /etc/systemd/system.
+fn install_shipped_units(ct: &Container) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let bin = ct.share(Path::new(BIN));
     ct.exec_ok(&["install", "-m", "0755", &bin, "/usr/bin/converge"]);
@@ -22,6 +21,26 @@ fn the_shipped_service_and_timer_run_converge_and_log_to_the_journal() {
         let shared = ct.share(&repo.join("packaging/systemd").join(unit));
         ct.exec_ok(&["cp", &shared, &format!("/etc/systemd/system/{unit}")]);
     }
+}
+
+/// Publishes a bundle holding role `name` into the share and points agent.toml at it.
+fn publish_role(ct: &Container, name: &str, role: &str) {
+    let src = ct.share_dir().join("src");
+    fs::create_dir_all(src.join("roles")).unwrap();
+    fs::write(src.join(format!("roles/{name}.toml")), role).unwrap();
+    ct.publish(&src);
+    fs::create_dir_all(ct.root().join("etc/converge")).unwrap();
+    fs::write(
+        ct.root().join("etc/converge/agent.toml"),
+        format!("source = \"file:///mnt/share/out\"\nroles = [\"{name}\"]\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_shipped_service_and_timer_run_converge_and_log_to_the_journal() {
+    let ct = Container::boot("units");
+    install_shipped_units(&ct);
     let verify = ct.exec(&[
         "systemd-analyze",
         "verify",
@@ -32,21 +51,11 @@ fn the_shipped_service_and_timer_run_converge_and_log_to_the_journal() {
     assert_success("systemd-analyze verify", &verify);
 
     // A bundle with one file, published on the host and read through the share.
-    let src = ct.share_dir().join("src");
-    fs::create_dir_all(src.join("roles")).unwrap();
-    fs::write(
-        src.join("roles/marker.toml"),
+    publish_role(
+        &ct,
+        "marker",
         "[[file]]\npath = \"/etc/converge-marker\"\ncontent = \"from the timer unit\\n\"\n",
-    )
-    .unwrap();
-    ct.publish(&src);
-    fs::create_dir_all(ct.root().join("etc/converge")).unwrap();
-    fs::write(
-        ct.root().join("etc/converge/agent.toml"),
-        "source = \"file:///mnt/share/out\"\nroles = [\"marker\"]\n",
-    )
-    .unwrap();
-
+    );
     ct.exec_ok(&["systemctl", "daemon-reload"]);
     // Type=oneshot: start returns when the run is over; exit 2 (changes made) is a success.
     ct.exec_ok(&["systemctl", "start", "converge.service"]);
@@ -103,4 +112,69 @@ fn the_shipped_service_and_timer_run_converge_and_log_to_the_journal() {
     ct.exec_ok(&["systemctl", "enable", "--now", "converge.timer"]);
     let timers = ct.exec_ok(&["systemctl", "list-timers", "--all", "--no-pager"]);
     assert!(timers.contains("converge.timer"), "{timers}");
+}
+
+#[test]
+fn converge_never_restarts_its_own_unit_and_the_shipped_unit_survives_quick_restarts() {
+    let ct = Container::boot("selfrestart");
+    install_shipped_units(&ct);
+    // A role that manages a drop-in of converge's own unit and notifies it, as a role that
+    // tunes the agent would.
+    publish_role(
+        &ct,
+        "agent",
+        "[[file]]\npath = \"/etc/systemd/system/converge.service.d/50-nice.conf\"\ncontent = \"[Service]\\nNice=5\\n\"\nnotify = [\"service:converge\"]\n\n[[directory]]\npath = \"/etc/systemd/system/converge.service.d\"\n\n[[service]]\nname = \"converge\"\n",
+    );
+    ct.exec_ok(&["systemctl", "daemon-reload"]);
+    ct.exec_ok(&["systemctl", "start", "converge.service"]);
+    let show = |prop: &str| {
+        ct.exec_ok(&[
+            "systemctl",
+            "show",
+            "-p",
+            prop,
+            "--value",
+            "converge.service",
+        ])
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(show("Result"), "success");
+    // The run that wrote the drop-in finished (it was not killed by its own restart), and
+    // says why it did not restart.
+    let record: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(ct.root().join("var/lib/converge/last-run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["exit_code"], 2, "{record}");
+    let n = &record["report"]["notifications"][0];
+    assert_eq!(n["service"], "service:converge", "{record}");
+    assert_eq!(n["status"], "not_needed", "{record}");
+    assert!(
+        n["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("deferred: converge.service runs this converge"),
+        "{record}"
+    );
+    assert!(
+        !ct.root()
+            .join("var/lib/converge/pending-notify.json")
+            .exists(),
+        "the request must not repeat at the next start"
+    );
+    assert_eq!(show("NRestarts"), "0");
+
+    // Started again and again (an operator, a timer and a package hook in a row), the
+    // shipped unit never hits a start limit.
+    for _ in 0..8 {
+        ct.exec_ok(&["systemctl", "start", "converge.service"]);
+    }
+    assert_eq!(show("Result"), "success");
+    assert_eq!(show("StartLimitIntervalUSec"), "0");
+    let record: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(ct.root().join("var/lib/converge/last-run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["exit_code"], 0, "{record}");
 }

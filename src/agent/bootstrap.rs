@@ -12,11 +12,12 @@ use serde_json::{Map, Value};
 
 use super::config::{AgentConfig, ConfigError, DEFAULT_PATH};
 use crate::bundle::{self, TrustedKey};
+use crate::engine::Applying;
 use crate::pipeline::{self, Finished, Request, RunError, Source};
 use crate::report::Mode;
 use crate::role::vars::{self, AssignmentError};
 use crate::system::fs::Attrs;
-use crate::system::systemd::UnitVerb;
+use crate::system::services::UnitVerb;
 use crate::system::{System, SystemError};
 
 /// Where bootstrap installs trusted public keys, inside the root.
@@ -101,7 +102,7 @@ pub enum BootstrapError {
     Run(#[from] RunError),
     /// The bundle was refused (not signed by a trusted key, tampered) or the source was down,
     /// and an older kept bundle was converged instead: the host is not on what was asked for.
-    #[error("the bundle at {url} was not used ({freshness}): {reason}; the timer was not enabled")]
+    #[error("the bundle at {url} was not used ({freshness}): {reason}; the host converged its kept bundle instead, and bootstrap stopped before the timer")]
     NotCurrent {
         /// The source.
         url: String,
@@ -311,7 +312,8 @@ fn ensure_file(sys: &System, path: &Path, content: &[u8], mode: u32) -> Result<b
             return Ok(false);
         }
     }
-    let host = sys.host();
+    let applying = Applying::outside_a_plan();
+    let host = sys.host(&applying);
     let mut missing = Vec::new();
     let mut dir = path.parent();
     while let Some(d) = dir {
@@ -433,7 +435,8 @@ fn inside(root: &Path, path: &Path) -> PathBuf {
 
 /// Enables the timer (and starts it on a live host); returns whether that changed anything.
 fn enable_timer(sys: &System) -> Result<(bool, String), BootstrapError> {
-    let status = sys.unit_status(TIMER)?;
+    let services = sys.services();
+    let status = services.status(sys, TIMER)?;
     if status.not_found() {
         let where_ = if sys.is_live() {
             String::new()
@@ -442,13 +445,16 @@ fn enable_timer(sys: &System) -> Result<(bool, String), BootstrapError> {
         };
         return Err(BootstrapError::NoTimer { where_ });
     }
-    let host = sys.host();
+    let applying = Applying::outside_a_plan();
+    let host = sys.host(&applying);
     let mut did = Vec::new();
     if status.file_state != "enabled" {
-        host.systemctl(UnitVerb::Enable, TIMER)?;
+        services.act(&host, UnitVerb::Enable, TIMER)?;
         did.push("enabled");
     }
-    if !sys.is_live() {
+    // A tree, or a live host without a running systemd (a chroot baking an image): the
+    // timer is enabled in the unit files and starts when the system boots.
+    if !services.runs_units(sys) {
         let detail = if did.is_empty() {
             "already enabled (offline: it starts when the image boots)"
         } else {
@@ -457,7 +463,7 @@ fn enable_timer(sys: &System) -> Result<(bool, String), BootstrapError> {
         return Ok((!did.is_empty(), detail.to_owned()));
     }
     if status.active.as_deref() != Some("active") {
-        host.systemctl(UnitVerb::Start, TIMER)?;
+        services.act(&host, UnitVerb::Start, TIMER)?;
         did.push("started");
     }
     Ok(if did.is_empty() {

@@ -8,6 +8,11 @@ use serde::Deserialize;
 
 use crate::diagnostics::Diagnostic;
 
+/// Directory under the state dir for the default textfiles: world-readable, so
+/// node_exporter's unprivileged user can read them (point its
+/// `--collector.textfile.directory` here), while the rest of the state dir stays private.
+pub const METRICS_DIR: &str = "metrics";
+
 /// Default place of the agent config.
 pub const DEFAULT_PATH: &str = "/etc/converge/agent.toml";
 
@@ -35,7 +40,7 @@ pub struct AgentConfig {
     /// Window over which hosts spread their runs; each host's offset is fixed by its identity.
     #[serde(default = "default_splay", with = "humantime_serde")]
     pub splay: Duration,
-    /// Prometheus textfile to write after each run (default: `<state_dir>/converge.prom`).
+    /// Prometheus textfile to write after each run (default: `<state_dir>/metrics/converge.prom`).
     pub metrics_file: Option<PathBuf>,
     /// URL to POST each run's JSON report to.
     pub report_url: Option<String>,
@@ -48,6 +53,9 @@ pub struct AgentConfig {
     /// Fetch limits.
     #[serde(default)]
     pub fetch: FetchConfig,
+    /// How long each kind of external command may run before it is killed.
+    #[serde(default)]
+    pub timeouts: crate::system::Timeouts,
 }
 
 /// Network limits for fetching bundles.
@@ -155,12 +163,14 @@ impl AgentConfig {
     pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigError> {
         let config: AgentConfig = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
-            Diagnostic::at_offset(
-                path,
-                text,
-                offset,
-                e.message().trim_end().replace('\n', ", "),
-            )
+            let mut message = e.message().trim_end().replace('\n', ", ");
+            // The packaged config is all comments until a host is bootstrapped.
+            if message == "missing field `source`" {
+                message = "no `source` set: run `converge bootstrap --source URL` (or set \
+                           source = \"...\" here), or pass --source"
+                    .into();
+            }
+            Diagnostic::at_offset(path, text, offset, message)
         })?;
         config.check_values(path, text)?;
         Ok(config)
@@ -194,6 +204,20 @@ impl AgentConfig {
         if let Some(m) = &self.metrics_file {
             absolute("metrics_file", m)?;
         }
+        if let Some(bad) = self.roles.iter().find(|r| !crate::role::valid_role_name(r)) {
+            let message = format!(
+                "invalid role name '{}' in roles: expected letters, digits, '-', '_' and '/' between names",
+                bad.escape_debug()
+            );
+            return Err(at("roles", message));
+        }
+        if let Some(url) = &self.report_url {
+            let scheme = reqwest::Url::parse(url).map(|u| u.scheme().to_owned());
+            if !matches!(scheme.as_deref(), Ok("http" | "https")) {
+                let message = format!("report_url '{url}' is not an http(s) URL");
+                return Err(at("report_url", message));
+            }
+        }
         if self.trusted_keys.iter().any(|k| k.as_os_str().is_empty()) {
             let message = "trusted_keys holds an empty path: expected key files".to_owned();
             return Err(at("trusted_keys", message));
@@ -203,6 +227,11 @@ impl AgentConfig {
             ("fetch.connect_timeout", self.fetch.connect_timeout),
             ("fetch.timeout", self.fetch.timeout),
             ("fetch.deadline", self.fetch.deadline),
+            ("timeouts.query", self.timeouts.query),
+            ("timeouts.package", self.timeouts.package),
+            ("timeouts.service", self.timeouts.service),
+            ("timeouts.account", self.timeouts.account),
+            ("timeouts.validate", self.timeouts.validate),
         ] {
             if value.is_zero() {
                 return Err(at(key, format!("{key} must be more than 0")));
@@ -218,7 +247,7 @@ impl AgentConfig {
         let apply = self
             .metrics_file
             .clone()
-            .unwrap_or_else(|| self.state_dir.join("converge.prom"));
+            .unwrap_or_else(|| self.state_dir.join(METRICS_DIR).join("converge.prom"));
         match mode {
             crate::report::Mode::Apply => apply,
             crate::report::Mode::Check => {
@@ -237,13 +266,18 @@ impl AgentConfig {
 fn offset_of(text: &str, key: &str) -> usize {
     type Table = BTreeMap<String, toml::Spanned<toml::Value>>;
     #[derive(Deserialize)]
-    struct Fetch {
+    struct Tables {
         fetch: Option<Table>,
+        timeouts: Option<Table>,
     }
-    let found = match key.strip_prefix("fetch.") {
-        Some(name) => toml::from_str::<Fetch>(text)
+    let found = match key.split_once('.') {
+        Some((table, name)) => toml::from_str::<Tables>(text)
             .ok()
-            .and_then(|f| f.fetch)
+            .and_then(|t| match table {
+                "fetch" => t.fetch,
+                "timeouts" => t.timeouts,
+                _ => None,
+            })
             .and_then(|t| t.get(name).map(|v| v.span().start)),
         None => toml::from_str::<Table>(text)
             .ok()
@@ -255,6 +289,31 @@ fn offset_of(text: &str, key: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PACKAGED: &str = include_str!("../../packaging/deb/agent.toml");
+
+    #[test]
+    fn the_packaged_config_asks_for_a_source_and_every_setting_it_shows_is_valid() {
+        let e = AgentConfig::parse(Path::new("agent.toml"), PACKAGED).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no `source` set: run `converge bootstrap --source URL`"),
+            "{e}"
+        );
+        // Uncommenting every setting shown gives a config converge accepts.
+        let uncommented: String = PACKAGED
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| !l.starts_with(' ') && !l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = AgentConfig::parse(Path::new("agent.toml"), &uncommented).unwrap();
+        assert_eq!(c.source, "https://config.example.com/bundle/");
+        assert_eq!(
+            c.trusted_keys,
+            [PathBuf::from("/etc/converge/keys/converge.pub")]
+        );
+    }
 
     #[test]
     fn a_zero_interval_is_located() {
@@ -288,6 +347,14 @@ mod tests {
                 "a.toml:2:16: trusted_keys holds an empty path",
             ),
             (
+                "source = \"x\"\nroles = [\"web\", \"\"]\n",
+                "a.toml:2:9: invalid role name '' in roles",
+            ),
+            (
+                "source = \"x\"\nreport_url = \"ftp://r\"\n",
+                "a.toml:2:14: report_url 'ftp://r' is not an http(s) URL",
+            ),
+            (
                 "source = \"x\"\n[fetch]\nretries = 1\ntimeout = \"0s\"\n",
                 "a.toml:4:11: fetch.timeout must be more than 0",
             ),
@@ -299,6 +366,41 @@ mod tests {
     }
 
     #[test]
+    fn command_timeouts_have_defaults_carry_units_and_zero_is_located() {
+        let c = AgentConfig::parse(Path::new("a.toml"), "source = \"x\"\n").unwrap();
+        assert_eq!(c.timeouts, crate::system::Timeouts::default());
+        assert_eq!(c.timeouts.service, Duration::from_secs(300));
+        let c = AgentConfig::parse(
+            Path::new("a.toml"),
+            "source = \"x\"\n[timeouts]\nservice = \"90s\"\npackage = \"30m\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.timeouts.service, Duration::from_secs(90));
+        assert_eq!(c.timeouts.package, Duration::from_secs(1800));
+        assert_eq!(c.timeouts.query, Duration::from_secs(60));
+        let e = AgentConfig::parse(
+            Path::new("a.toml"),
+            "source = \"x\"\n[timeouts]\nquery = \"0s\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("a.toml:3:9: timeouts.query must be more than 0"),
+            "{e}"
+        );
+        let e = AgentConfig::parse(
+            Path::new("a.toml"),
+            "source = \"x\"\n[timeouts]\nsystemctl = \"1m\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("a.toml:3:1: unknown field `systemctl`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn minimal_config_gets_defaults() {
         let c = AgentConfig::parse(Path::new("a.toml"), "source = \"https://cfg/b\"\n").unwrap();
         assert_eq!(c.state_dir, Path::new("/var/lib/converge"));
@@ -306,11 +408,11 @@ mod tests {
         assert_eq!(c.splay, Duration::from_secs(300));
         assert_eq!(
             c.metrics_path(crate::report::Mode::Apply),
-            Path::new("/var/lib/converge/converge.prom")
+            Path::new("/var/lib/converge/metrics/converge.prom")
         );
         assert_eq!(
             c.metrics_path(crate::report::Mode::Check),
-            Path::new("/var/lib/converge/converge-check.prom")
+            Path::new("/var/lib/converge/metrics/converge-check.prom")
         );
     }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::config::AgentConfig;
 use crate::durable::{self, FileSpec};
-use crate::report::metrics::{self, SourceMetrics};
+use crate::report::metrics::{self, RunMetrics, SourceMetrics};
 use crate::report::{Mode, Report};
 
 /// Name of the last apply's record in the state dir.
@@ -97,31 +97,48 @@ impl RunRecord {
 
 /// Writes `last-run.json` and the metrics textfile, and POSTs the record when configured.
 /// Failures here are logged, never fatal: the run itself already happened.
-pub fn keep(config: &AgentConfig, mode: Mode, record: &RunRecord, report: Option<&Report>) {
+pub fn keep(
+    config: &AgentConfig,
+    mode: Mode,
+    started: SystemTime,
+    record: &RunRecord,
+    report: Option<&Report>,
+) {
     let json = serde_json::to_vec_pretty(record).expect("records serialize");
     let last_run = config.state_dir.join(match mode {
         Mode::Apply => LAST_RUN_FILE,
         Mode::Check => LAST_CHECK_FILE,
     });
     if let Err(e) = durable::write_file(&last_run, &json, &FileSpec::mode(0o600)) {
-        tracing::warn!(path = %last_run.display(), error = %e, "cannot write the run record");
+        tracing::warn!("cannot write the run record {}: {e}", last_run.display());
     }
-    if let Some(report) = report {
-        let source = record.source.as_ref();
-        let metrics = SourceMetrics {
-            bundle_age_seconds: source.map_or(0.0, |s| s.bundle_age_seconds as f64),
-            stale: source.is_some_and(|s| s.freshness == "stale" || s.freshness == "refused"),
-        };
-        let now = SystemTime::now()
+    let source = record.source.as_ref();
+    let finished = SystemTime::now();
+    let text = metrics::render(&RunMetrics {
+        mode,
+        report,
+        exit_code: record.exit_code,
+        duration_seconds: finished
+            .duration_since(started)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64(),
+        finished_unix: finished
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
-            .as_secs_f64();
-        let text = metrics::render(report, &metrics, now.floor());
-        let path = config.metrics_path(mode);
-        // node_exporter reads it as its own, unprivileged user.
-        if let Err(e) = durable::write_file(&path, text.as_bytes(), &FileSpec::mode(0o644)) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics textfile");
-        }
+            .as_secs() as f64,
+        source: SourceMetrics {
+            bundle_age_seconds: source.map_or(0.0, |s| s.bundle_age_seconds as f64),
+            stale: source.is_some_and(|s| s.freshness == "stale" || s.freshness == "refused"),
+        },
+    });
+    let path = config.metrics_path(mode);
+    if let Some(dir) = path.parent() {
+        // World-readable, unlike the state dir around it: node_exporter reads it as its own,
+        // unprivileged user. A failure shows in the write below.
+        let _ = durable::ensure_dir(dir, 0o755);
+    }
+    if let Err(e) = durable::write_file(&path, text.as_bytes(), &FileSpec::mode(0o644)) {
+        tracing::warn!("cannot write the metrics textfile {}: {e}", path.display());
     }
     if let Some(url) = &config.report_url {
         let sent = reqwest::blocking::Client::builder()

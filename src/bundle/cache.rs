@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,6 +52,19 @@ pub struct SyncState {
     /// was signed by a key trusted now; absent in state files written before this field.
     #[serde(default)]
     pub previous: Option<BundleRecord>,
+    /// A bundle this host fetched and then refused because it cannot be planned here; while
+    /// the source serves it, it is refused again without being downloaded or planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<RefusedBundle>,
+}
+
+/// A verified bundle this host will not converge, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RefusedBundle {
+    /// The bundle id.
+    pub id: String,
+    /// Why it was refused (the first planning error).
+    pub reason: String,
 }
 
 /// What we remember about a kept bundle other than the one `sync.json` is about.
@@ -192,8 +205,12 @@ impl<'l> StateDir<'l> {
 
     /// Build `bundles/<id>/` from the object store (in a temp dir, renamed when complete).
     ///
-    /// Each copy is re-hashed: a store object damaged on disk is deleted (so the next sync
-    /// fetches it again) instead of being materialised.
+    /// Each file is a hard link to its object, so a bundle that differs from the last in
+    /// one file costs one object's write, not a copy of every file: the objects' content
+    /// was made durable when they were stored, and only the new directories need an fsync.
+    /// Where a link cannot be made (a filesystem without them, an object at its link limit)
+    /// the file is copied instead. Each object is re-hashed first: one damaged on disk is
+    /// deleted (so the next sync fetches it again) instead of being materialised.
     pub fn materialise(
         &self,
         id: &str,
@@ -214,7 +231,7 @@ impl<'l> StateDir<'l> {
                 fs::create_dir_all(parent).at(parent)?;
             }
             let object = self.objects().join(&entry.sha256);
-            let actual = copy_hashing(&object, &dest)?;
+            let actual = hash_file(&object)?;
             if actual != entry.sha256 {
                 let _ = fs::remove_file(&object);
                 return Err(BundleError::LocalState {
@@ -223,6 +240,10 @@ impl<'l> StateDir<'l> {
                         "object content changed on disk (sha256 {actual}); removed, will be fetched again"
                     ),
                 });
+            }
+            if let Err(e) = fs::hard_link(&object, &dest) {
+                tracing::debug!(object = %object.display(), "cannot link ({e}); copying");
+                copy_durably(&object, &dest)?;
             }
         }
         let mpath = tmp.path().join(BUNDLE_MANIFEST);
@@ -255,6 +276,17 @@ impl<'l> StateDir<'l> {
             swap(PREVIOUS, &old)?;
         }
         swap(CURRENT, id)
+    }
+
+    /// Point both `current` and `previous` at `id`: a return to a kept bundle, after which
+    /// the bundle that was current is no longer kept (the next gc removes it).
+    pub fn reset_to(&self, id: &str) -> Result<(), BundleError> {
+        let target = Path::new(BUNDLES_DIR).join(id);
+        for link in [PREVIOUS, CURRENT] {
+            let link = self.root.join(link);
+            durable::swap_symlink(&link, &target).at(link)?;
+        }
+        Ok(())
     }
 
     /// Delete bundles other than current and previous, and objects neither of them uses.
@@ -314,24 +346,22 @@ impl<'l> StateDir<'l> {
     }
 }
 
-/// Copy `src` to a new file `dest`, fsync it, and return the sha256 of what was copied.
-fn copy_hashing(src: &Path, dest: &Path) -> Result<String, BundleError> {
+/// The sha256 of the file at `path`.
+fn hash_file(path: &Path) -> Result<String, BundleError> {
+    let mut input = File::open(path).at(path)?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut input, &mut hasher).at(path)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Copy `src` to a new file `dest` and fsync it.
+fn copy_durably(src: &Path, dest: &Path) -> Result<(), BundleError> {
     let mut input = File::open(src).at(src)?;
     let mut output = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(dest)
         .at(dest)?;
-    let mut hasher = Sha256::new();
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        let n = input.read(&mut buf).at(src)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n]).at(dest)?;
-    }
-    output.sync_all().at(dest)?;
-    Ok(hex::encode(hasher.finalize()))
+    io::copy(&mut input, &mut output).at(dest)?;
+    output.sync_all().at(dest)
 }

@@ -109,6 +109,16 @@ pub enum BundleError {
         /// `created` of the current bundle's manifest.
         current_created: String,
     },
+    /// The source still serves a bundle this host refused because it cannot be planned.
+    #[error("{url}: bundle {id} was refused earlier and is still served: {reason}")]
+    RefusedEarlier {
+        /// The manifest URL.
+        url: String,
+        /// The refused bundle.
+        id: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// A directory source holds something other than a regular file where a file belongs.
     #[error("{path}: is {what}, not a regular file; refused without reading it")]
     SpecialFile {
@@ -173,6 +183,7 @@ impl BundleError {
                 | BundleError::OlderThanCurrent { .. }
                 | BundleError::CreatedInFuture { .. }
                 | BundleError::SpecialFile { .. }
+                | BundleError::RefusedEarlier { .. }
         )
     }
 

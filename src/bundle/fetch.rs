@@ -1,4 +1,8 @@
 //! Reading manifest, signature and objects from a source, with bounded retries for HTTP.
+//!
+//! HTTP requests accept gzip, which every static server and CDN can send: the manifest is
+//! mostly file names and hashes and shrinks about threefold. Size limits, hashes and the
+//! bundle id all apply to the decoded bytes, so compression changes nothing verified.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
@@ -385,38 +389,15 @@ fn read_local(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, BundleError> {
 /// FIFO, a device, a socket, a directory) is refused before a byte is read: opening a FIFO
 /// blocks until a writer comes, and reading a device has no end.
 fn open_regular(path: &Path) -> Result<Option<File>, BundleError> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(unreachable_local(path, &e.to_string())),
-    };
-    let kind = file
-        .metadata()
-        .map_err(|e| unreachable_local(path, &e.to_string()))?
-        .file_type();
-    if kind.is_file() {
-        return Ok(Some(file));
+    match crate::system::tree_file::open_if_regular(path) {
+        Ok(Ok(file)) => Ok(Some(file)),
+        Ok(Err(what)) => Err(BundleError::SpecialFile {
+            path: path.to_path_buf(),
+            what,
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(unreachable_local(path, &e.to_string())),
     }
-    let what = if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_block_device() || kind.is_char_device() {
-        "a device"
-    } else {
-        "a special file"
-    };
-    Err(BundleError::SpecialFile {
-        path: path.to_path_buf(),
-        what,
-    })
 }
 
 fn unreachable_local(path: &Path, reason: &str) -> BundleError {

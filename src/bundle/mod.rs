@@ -17,6 +17,7 @@ mod error;
 mod fetch;
 pub mod manifest;
 mod publish;
+mod refusal;
 mod signature;
 mod source;
 mod sync;
@@ -24,6 +25,7 @@ mod sync;
 pub use error::BundleError;
 pub use manifest::{FileEntry, Manifest};
 pub use publish::{publish, Published};
+pub use refusal::{refuse, stand_in};
 pub use signature::{
     generate_keypair, generate_keypair_with_password, verify as verify_signature, KeyPairFiles,
     SecretKeyFile, TrustedKey, PASSWORD_ENV, PUBLIC_KEY_FILE, SECRET_KEY_FILE,

@@ -197,10 +197,10 @@ fn resolve(
                 reason = format!("{reason}; {note}");
             }
             let freshness = if err.is_bad_content() {
-                tracing::warn!(source = %source, using = %kept.id, "refused bundle: {reason}");
+                tracing::debug!(source = %source, using = %kept.id, "refused bundle: {reason}");
                 Freshness::Refused { reason }
             } else {
-                tracing::warn!(source = %source, using = %kept.id, "using last known good bundle: {reason}");
+                tracing::debug!(source = %source, using = %kept.id, "using last known good bundle: {reason}");
                 Freshness::Stale { reason }
             };
             Ok(SyncOutcome {
@@ -313,6 +313,17 @@ fn try_sync(
     };
     let id = hex::encode(Sha256::digest(&bytes));
 
+    if let Some(refused) = recorded
+        .as_ref()
+        .and_then(|r| r.refused.as_ref())
+        .filter(|r| r.id == id)
+    {
+        return Err(BundleError::RefusedEarlier {
+            url: fetcher.url(MANIFEST_FILE),
+            id,
+            reason: refused.reason.clone(),
+        });
+    }
     if current == Some(id.as_str()) && scratch.is_some() {
         let s = recorded
             .filter(|r| r.id == id)
@@ -323,6 +334,7 @@ fn try_sync(
                 signer,
                 fetched_at: secs(state.fetched_at(&id)),
                 previous: None,
+                refused: None,
             });
         return Ok(outcome(state, &s, Freshness::Unchanged));
     }
@@ -341,6 +353,7 @@ fn try_sync(
             previous: state
                 .previous()
                 .and_then(|p| recorded.as_ref().and_then(|r| r.record(&p))),
+            refused: recorded.as_ref().and_then(|r| r.refused.clone()),
         };
         state.save_state(&s)?;
         return Ok(outcome(state, &s, Freshness::Unchanged));
@@ -391,6 +404,7 @@ fn try_sync(
         signer,
         fetched_at: secs(SystemTime::now()),
         previous,
+        refused: None,
     };
     // Written after the switch: a crash before this line leaves state naming the old
     // bundle, so the next sync sends no ETag and re-reads the manifest. Safe, one GET.
@@ -398,7 +412,16 @@ fn try_sync(
     if let Err(e) = state.gc() {
         tracing::warn!("garbage collection of old bundles failed: {e}");
     }
-    tracing::info!(id = %s.id, fetched_objects, files = manifest.files.len(), "fetched {fetched_objects} objects, bundle is current");
+    tracing::info!(
+        id = %s.id,
+        signer = s.signer.as_deref().unwrap_or("none"),
+        fetched_objects,
+        files = manifest.files.len(),
+        "new bundle {} (created {}, signed by {}): fetched {fetched_objects} objects, now current",
+        s.id,
+        manifest.created,
+        s.signer.as_deref().unwrap_or("nobody: unverified")
+    );
     Ok(outcome(state, &s, Freshness::Fresh { fetched_objects }))
 }
 
@@ -576,7 +599,7 @@ fn signer_ok(s: &SyncState, opts: &SyncOptions) -> bool {
     opts.trusted_keys.is_empty() || s.signer.as_deref().is_some_and(|k| is_trusted(opts, k))
 }
 
-fn is_trusted(opts: &SyncOptions, key_id: &str) -> bool {
+pub(super) fn is_trusted(opts: &SyncOptions, key_id: &str) -> bool {
     opts.trusted_keys.iter().any(|k| k.key_id() == key_id)
 }
 
@@ -589,6 +612,6 @@ fn outcome(state: &StateDir, s: &SyncState, freshness: Freshness) -> SyncOutcome
     }
 }
 
-fn secs(t: SystemTime) -> u64 {
+pub(super) fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

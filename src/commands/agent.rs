@@ -66,6 +66,7 @@ fn once(config: &AgentConfig) -> i32 {
     match pipeline::run(&request) {
         Ok(finished) => {
             let s = &finished.report.summary;
+            let code = finished.report.exit_code();
             let failed: Vec<String> = finished
                 .report
                 .resources
@@ -73,15 +74,27 @@ fn once(config: &AgentConfig) -> i32 {
                 .filter(|r| r.error.is_some())
                 .map(|r| format!("{}: {}", r.id, r.error.as_deref().unwrap_or("")))
                 .collect();
-            if failed.is_empty() {
-                tracing::info!(total = s.total, changed = s.changed, "run finished");
+            let (bundle, freshness) = finished
+                .record
+                .source
+                .as_ref()
+                .map_or(("", ""), |s| (s.bundle_id.as_str(), s.freshness.as_str()));
+            let line = format!(
+                "apply: {} resource{}, {} changed, {} failed; bundle {bundle} ({freshness}); exit {code}",
+                s.total,
+                if s.total == 1 { "" } else { "s" },
+                s.changed,
+                s.failed
+            );
+            if failed.is_empty() && !matches!(freshness, "stale" | "refused") {
+                tracing::info!(exit_code = code, bundle, freshness, "{line}");
             } else {
-                tracing::warn!(total = s.total, changed = s.changed, failures = %failed.join("; "), "run finished with failures");
+                tracing::warn!(exit_code = code, bundle, freshness, failures = %failed.join("; "), "{line}");
             }
-            finished.report.exit_code()
+            code
         }
         Err(e) => {
-            tracing::error!(error = %e, "run could not start");
+            tracing::error!(error = %e, "apply: could not run: {e}; exit 1");
             1
         }
     }

@@ -72,8 +72,12 @@ fn extra_sections() -> roff::Roff {
             "the record of the last run",
         ),
         (
-            "/var/lib/converge/converge.prom",
-            "the Prometheus textfile of the last run",
+            "/var/lib/converge/last-check.json",
+            "the record of the last check (a check never overwrites an apply's)",
+        ),
+        (
+            "/var/lib/converge/metrics/converge.prom",
+            "the Prometheus textfile of the last apply (converge-check.prom: of the last check)",
         ),
         (
             "converge.service, converge.timer",

@@ -14,10 +14,11 @@ use converge::engine::rollback;
 use converge::history::{self, RunStatus};
 use converge::report::human;
 use converge::report::rollback::RestoreStatus;
-use converge::system::System;
+use converge::system::{System, Timeouts};
 
-/// The state dir and lock wait: `--state-dir`, else the agent config's, else the default.
-fn state_dir(args: &StateArgs) -> anyhow::Result<(PathBuf, std::time::Duration)> {
+/// The state dir and lock wait: `--state-dir`, else the agent config's, else the default;
+/// and the config's command deadlines.
+fn state_dir(args: &StateArgs) -> anyhow::Result<(PathBuf, std::time::Duration, Timeouts)> {
     let config = match AgentConfig::load(&args.config) {
         Ok(c) => c,
         Err(ConfigError::Missing(_)) => AgentConfig::for_source(""),
@@ -26,12 +27,13 @@ fn state_dir(args: &StateArgs) -> anyhow::Result<(PathBuf, std::time::Duration)>
     Ok((
         args.state_dir.clone().unwrap_or(config.state_dir),
         config.lock_wait,
+        config.timeouts,
     ))
 }
 
 /// Lists the runs; always exits 0.
 pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
-    let (dir, _) = state_dir(args)?;
+    let (dir, _, _) = state_dir(args)?;
     let runs = history::list(&dir)?;
     if args.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
@@ -68,10 +70,12 @@ pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Undoes a run (or previews it); exit 0 nothing to undo, 2 undone, 4 failures.
+/// Undoes a run (or previews it); exit 0 nothing to undo, 2 undone, 4 something could not
+/// be undone.
 pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> {
-    let (dir, lock_wait) = state_dir(&args.state)?;
-    let sys = System::new(&args.root)?;
+    let (dir, lock_wait, timeouts) = state_dir(&args.state)?;
+    let mut sys = System::new(&args.root)?;
+    sys.set_timeouts(timeouts);
     // A run must not change the host while its last changes are being undone.
     let _lock = StateLock::acquire(&dir, Some(lock_wait))?;
     let mut past = history::load(&dir, args.run.as_deref())?;
@@ -87,12 +91,11 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
     let rb = if args.check {
         rollback::preview(&sys, &past.summary.id, &past.priors, &past.blobs)
     } else {
-        let host = sys.host();
         past.summary.status = RunStatus::RollingBack;
         past.summary.rollback_reason = Some("by hand".into());
         past.save()?;
         let rb = rollback::undo(
-            &host,
+            &sys,
             &past.summary.id,
             "by hand".into(),
             &past.priors,
@@ -131,7 +134,13 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
             print!("{out}");
         }
     }
-    let failed = !rb.complete();
+    // Something left as the run made it (a failure, or a change converge does not undo)
+    // is not "undone": the caller must look.
+    let failed = !rb.complete()
+        || rb
+            .restored
+            .iter()
+            .any(|r| r.status == RestoreStatus::NotRolledBack);
     let acted = rb
         .restored
         .iter()

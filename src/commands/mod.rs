@@ -2,6 +2,8 @@
 
 pub mod agent;
 pub mod bootstrap;
+pub mod capture;
+pub mod compare;
 pub mod facts;
 pub mod generate;
 pub mod history;
@@ -9,6 +11,7 @@ pub mod keys;
 pub mod publish;
 pub mod render;
 pub mod run;
+pub mod snapshot;
 pub mod validate;
 
 use std::path::Path;
@@ -22,6 +25,24 @@ use converge::facts::Facts;
 use converge::pipeline::{Request, Source};
 use converge::report::Mode;
 use converge::role::{vars, SourceTree};
+
+/// Located errors under a summary line of the command's own (`validate: 2 errors in 3
+/// roles`): the errors print first, then the summary, each once.
+#[derive(Debug)]
+pub struct Findings {
+    /// The line printed after the errors.
+    pub summary: String,
+    /// The errors, each with its place.
+    pub errors: converge::diagnostics::Diagnostics,
+}
+
+impl std::fmt::Display for Findings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary)
+    }
+}
+
+impl std::error::Error for Findings {}
 
 /// Host variable overrides from `--var` flags.
 pub fn overrides(assignments: &[String]) -> anyhow::Result<Map<String, Value>> {
@@ -63,26 +84,35 @@ pub fn request(run: &RunArgs, mode: Mode) -> anyhow::Result<Request> {
     let args = &run.source;
     let (source, mut settings, record) = match &args.source {
         Some(s) => match Source::detect(s, false) {
-            // An admin's checkout named on the command line: read in place; the agent
-            // config only lends its state dir (lock and notify journal of the live host).
+            // An admin's checkout named on the command line: read in place, and unverified.
+            // The agent config's roles and [vars] hold for it as they do for a bundle:
+            // `--source DIR` swaps where roles come from, not which ones apply.
             Source::Tree(dir) => {
-                let mut settings = AgentConfig::for_source(s);
-                match AgentConfig::load(&args.config) {
-                    Ok(c) => settings.state_dir = c.state_dir,
-                    Err(ConfigError::Missing(_)) => {}
-                    Err(e) => return Err(e.into()),
+                if !run.trusted_keys.is_empty() {
+                    bail!(
+                        "--trusted-key: {} is a source tree, which carries no signature; publish it and pass the bundle as --source",
+                        dir.display()
+                    );
                 }
+                let mut settings =
+                    host_config(&args.config)?.unwrap_or_else(|| AgentConfig::for_source(s));
+                settings.source = s.clone();
                 (Source::Tree(dir), settings, false)
             }
             bundle => {
                 if let Some(reason) = bundle.not_a_source() {
                     bail!("{reason}");
                 }
-                (bundle, with_source(&args.config, s)?, true)
+                let mut settings = with_source(&args.config, s)?;
+                settings
+                    .trusted_keys
+                    .extend(run.trusted_keys.iter().cloned());
+                (bundle, settings, true)
             }
         },
         None => {
-            let config = AgentConfig::load(&args.config)?;
+            let mut config = AgentConfig::load(&args.config)?;
+            config.trusted_keys.extend(run.trusted_keys.iter().cloned());
             let source = Source::detect(&config.source, !config.trusted_keys.is_empty());
             (source, config, true)
         }
@@ -104,6 +134,16 @@ pub fn request(run: &RunArgs, mode: Mode) -> anyhow::Result<Request> {
         history,
         force: run.force,
     })
+}
+
+/// The agent config at `path`, if there is one (a workstation running `check --source DIR`
+/// has none).
+pub fn host_config(path: &Path) -> anyhow::Result<Option<AgentConfig>> {
+    match AgentConfig::load(path) {
+        Ok(c) => Ok(Some(c)),
+        Err(converge::agent::config::ConfigError::Missing(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The agent config with another source: its vars, trusted keys, state dir and limits still

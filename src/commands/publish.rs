@@ -3,14 +3,17 @@
 use crate::cli::PublishArgs;
 
 use converge::bundle::{self, SecretKeyFile};
-use converge::pipeline;
 use converge::role::SourceTree;
 
-/// Checks that every role and `nodes.toml` parse (so a broken role or classification never
-/// reaches the fleet), then publishes.
+/// Runs every check `validate` runs (roles parse, templates render, roles plan, nodes.toml
+/// names real roles), so a bundle that no host could plan never reaches the fleet, then
+/// publishes.
 pub fn run(args: &PublishArgs) -> anyhow::Result<i32> {
     let tree = SourceTree::open(&args.src)?;
-    pipeline::check_source(&tree)?;
+    let names = tree.role_names();
+    let facts = super::facts(args.facts.as_deref(), std::path::Path::new("/"))?;
+    let overrides = super::overrides(&args.vars)?;
+    super::validate::check_tree("publish", &tree, &names, &facts, &overrides)?;
     let signer = args.key.as_deref().map(SecretKeyFile::load).transpose()?;
     let published = bundle::publish(&args.src, &args.out, signer.as_ref())?;
     println!(

@@ -16,26 +16,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
     } else {
         args.roles.clone()
     };
-    if names.is_empty() {
-        bail!("{}: roles/ holds no roles", args.source.display());
-    }
-    let resources = match pipeline::validate(&tree, &names, &overrides, &facts) {
-        Ok(n) => n,
-        Err(errors) => {
-            // The findings are validate's output; exit 1 like any run that could not pass.
-            for d in &errors.0 {
-                eprintln!("error: {d}");
-            }
-            let n = errors.0.len();
-            eprintln!(
-                "validate: {n} error{} in {} role{}",
-                if n == 1 { "" } else { "s" },
-                names.len(),
-                if names.len() == 1 { "" } else { "s" }
-            );
-            return Ok(1);
-        }
-    };
+    let resources = check_tree("validate", &tree, &names, &facts, &overrides)?;
     println!(
         "validate: {} role{} ok ({} resources rendered)",
         names.len(),
@@ -43,4 +24,35 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
         resources
     );
     Ok(0)
+}
+
+/// Everything validate checks, for `names` in `tree`: every role parses, every template
+/// renders, every role plans, nodes.toml names only roles that exist. All errors at once, in
+/// under a `COMMAND: N errors in M roles` summary; otherwise the number of resources planned.
+/// `publish` runs the same checks, so a bundle validate refuses never reaches a fleet.
+pub fn check_tree(
+    command: &str,
+    tree: &SourceTree,
+    names: &[String],
+    facts: &serde_json::Value,
+    overrides: &serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<usize> {
+    if names.is_empty() {
+        bail!("{}: roles/ holds no roles", tree.root().display());
+    }
+    pipeline::validate(tree, names, overrides, facts).map_err(|errors| {
+        let n = errors.0.len();
+        let summary = format!(
+            "{command}: {n} error{} in {} role{}{}",
+            if n == 1 { "" } else { "s" },
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            if command == "publish" {
+                "; nothing was published"
+            } else {
+                ""
+            }
+        );
+        super::Findings { summary, errors }.into()
+    })
 }

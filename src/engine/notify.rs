@@ -11,7 +11,7 @@ use crate::report::Mode;
 use crate::report::{Notification, NotifiedBy, NotifyAction, NotifyStatus, Outcome, Status};
 use crate::resource::service::{RunState, ServiceResource};
 use crate::resource::ResourceId;
-use crate::system::systemd::{is_unit_path, UnitVerb};
+use crate::system::services::UnitVerb;
 use crate::system::{Host, System, SystemError};
 
 /// Requests so far, in the order they were first made.
@@ -113,15 +113,18 @@ impl Notifier {
 
     fn reload_units(&mut self, host: Option<&Host>) -> Result<(), SystemError> {
         if let (true, Some(host)) = (self.units_changed, host) {
-            host.daemon_reload()?;
+            host.system().services().reload_definitions(host)?;
         }
         self.units_changed = false;
         Ok(())
     }
 
     /// Records what `item` asks for now that it changed (apply) or would change (check).
-    pub(super) fn changed(&mut self, item: &Planned) {
-        let is_unit = item.path.as_deref().is_some_and(is_unit_path);
+    pub(super) fn changed(&mut self, item: &Planned, sys: &System) {
+        let is_unit = item
+            .path
+            .as_deref()
+            .is_some_and(|p| sys.services().is_definition(p));
         self.units_changed |= is_unit;
         for edge in &item.notify {
             let i = match self.requests.iter().position(|r| r.service == edge.id) {
@@ -195,7 +198,7 @@ impl Notifier {
                             NotifyAction::Restart => UnitVerb::TryRestart,
                             NotifyAction::Reload => UnitVerb::Reload,
                         };
-                        match host.systemctl(verb, &service.unit()) {
+                        match sys.services().act(host, verb, &service.unit()) {
                             Ok(()) => n.status = NotifyStatus::Done,
                             Err(e) => {
                                 n.status = NotifyStatus::Failed;
@@ -250,16 +253,28 @@ fn decide(
     if service.state == Some(RunState::Stopped) {
         return Decision::Skip(NotifyStatus::NotNeeded, "state = \"stopped\"".into());
     }
-    if !sys.is_live() {
-        return Decision::Skip(
-            NotifyStatus::NotNeeded,
-            "converging a tree (--root): nothing runs there".into(),
-        );
+    if !sys.services().runs_units(sys) {
+        let why = if sys.is_live() {
+            "systemd is not running here: nothing runs as a unit"
+        } else {
+            "converging a tree (--root): nothing runs there"
+        };
+        return Decision::Skip(NotifyStatus::NotNeeded, why.into());
     }
     if let Err(e) = reloaded {
         return Decision::Fail(format!("daemon-reload: {e}"));
     }
-    match sys.unit_status(&service.unit()) {
+    let unit = service.unit();
+    if crate::system::systemd::own_unit().as_deref() == Some(unit.as_str()) {
+        // Restarting the unit this run lives in kills the run midway, and the request saved
+        // for the next run would do it again on every start. converge's units pick up a
+        // changed unit file or config at their next start.
+        return Decision::Skip(
+            NotifyStatus::NotNeeded,
+            format!("deferred: {unit} runs this converge; restarting it now would kill this run, so the change takes effect at its next start"),
+        );
+    }
+    match sys.services().status(sys, &unit) {
         Err(e) => Decision::Fail(e.to_string()),
         Ok(st) => match st.active.as_deref() {
             Some("active" | "reloading" | "activating") => Decision::Act,

@@ -6,31 +6,35 @@ use std::path::Path;
 use crate::history::{PathState, Prior, RunBlobs, ServiceAction};
 use crate::report::rollback::{Restore, RestoreStatus, Rollback, ServiceRestore};
 use crate::system::fs::{Attrs, Entry};
-use crate::system::systemd::UnitVerb;
+use crate::system::services::UnitVerb;
 use crate::system::{Host, System, SystemError};
 
-/// Undoes `priors` (in reverse) on the host, then repeats `services`' actions.
+/// Undoes `priors` (in reverse) on the host, then repeats `services`' actions. A rollback is
+/// an apply of the recorded past, so it is the one other place that gets a writing handle.
 pub fn undo(
-    host: &Host,
+    sys: &System,
     run: &str,
     reason: String,
     priors: &[Prior],
     blobs: &RunBlobs,
     services: &[ServiceAction],
 ) -> Rollback {
+    let applying = super::Applying { _private: () };
+    let host = &sys.host(&applying);
+    let manager = sys.services();
     let restored: Vec<Restore> = priors
         .iter()
         .rev()
         .map(|p| restore_one(host, p, blobs))
         .collect();
     let units_changed = priors.iter().any(|p| match p {
-        Prior::Path { path, .. } => crate::system::systemd::is_unit_path(path),
+        Prior::Path { path, .. } => manager.is_definition(path),
         _ => false,
     });
     let mut service_results = Vec::new();
-    if host.system().is_live() {
+    if manager.runs_units(sys) {
         if units_changed {
-            if let Err(e) = host.daemon_reload() {
+            if let Err(e) = manager.reload_definitions(host) {
                 tracing::warn!(error = %e, "daemon-reload after restoring unit files failed");
             }
         }
@@ -42,7 +46,10 @@ pub fn undo(
             service_results.push(ServiceRestore {
                 unit: s.unit.clone(),
                 action: s.action.clone(),
-                error: host.systemctl(verb, &s.unit).err().map(|e| e.to_string()),
+                error: manager
+                    .act(host, verb, &s.unit)
+                    .err()
+                    .map(|e| e.to_string()),
             });
         }
     }
@@ -163,7 +170,7 @@ fn differs(sys: &System, prior: &Prior, blobs: &RunBlobs) -> Result<Option<Strin
             held,
             ..
         } => {
-            let now = sys.package_status(name)?;
+            let now = sys.packages().status(sys, name)?;
             (now.installed != *version || now.held != *held).then(|| {
                 format!(
                     "version: {} → {}",
@@ -179,10 +186,10 @@ fn differs(sys: &System, prior: &Prior, blobs: &RunBlobs) -> Result<Option<Strin
             running,
             ..
         } => {
-            let now = sys.unit_status(unit)?;
-            let now_enabled = now.file_state == "enabled";
-            let now_masked = now.file_state.starts_with("masked");
-            let now_running = now.active.as_deref().map(|a| a == "active");
+            let now = sys.services().status(sys, unit)?;
+            let now_enabled = now.enabled() == Some(true);
+            let now_masked = now.masked();
+            let now_running = now.running();
             let run_differs = running.is_some() && now_running.is_some() && *running != now_running;
             (now_enabled != *enabled || now_masked != *masked || run_differs)
                 .then(|| format!("{unit}: enabled, masked and running state as before the run"))
@@ -324,29 +331,30 @@ fn restore_package(
     notes: &mut Vec<String>,
 ) -> Result<(), SystemError> {
     let sys = host.system();
-    let now = sys.package_status(name)?;
+    let packages = sys.packages();
+    let now = packages.status(sys, name)?;
     if now.held {
-        host.apt_mark_hold(name, false)?;
+        packages.hold(host, name, false)?;
     }
     match version {
-        None => host.apt_remove(name)?,
+        None => packages.remove(host, name)?,
         Some(v) if now.installed.as_deref() == Some(v) => {}
         Some(v) => {
-            if !sys.archive_versions(name)?.iter().any(|a| a == v) {
+            if !packages.available(sys, name)?.iter().any(|a| a == v) {
                 notes.push(format!(
                     "version {v} is no longer in the archives; {name} stays at {}",
                     now.installed.as_deref().unwrap_or("not installed")
                 ));
                 if now.held {
-                    host.apt_mark_hold(name, true)?;
+                    packages.hold(host, name, true)?;
                 }
                 return Ok(());
             }
-            host.apt_install(name, Some(v))?;
+            packages.install(host, name, Some(v))?;
         }
     }
     if held && version.is_some() {
-        host.apt_mark_hold(name, true)?;
+        packages.hold(host, name, true)?;
     }
     Ok(())
 }
@@ -359,30 +367,32 @@ fn restore_service(
     running: Option<bool>,
 ) -> Result<(), SystemError> {
     let sys = host.system();
-    let now = sys.unit_status(unit)?;
-    let now_masked = now.file_state.starts_with("masked");
+    let services = sys.services();
+    let systemctl = |verb| services.act(host, verb, unit);
+    let now = services.status(sys, unit)?;
+    let now_masked = now.masked();
     if now_masked && !masked {
-        host.systemctl(UnitVerb::Unmask, unit)?;
+        systemctl(UnitVerb::Unmask)?;
     }
-    let now_enabled = now.file_state == "enabled";
+    let now_enabled = now.enabled() == Some(true);
     if !masked && now_enabled != enabled {
         let verb = if enabled {
             UnitVerb::Enable
         } else {
             UnitVerb::Disable
         };
-        host.systemctl(verb, unit)?;
+        systemctl(verb)?;
     }
-    if sys.is_live() {
-        let now_running = now.active.as_deref() == Some("active");
+    if services.runs_units(sys) {
+        let now_running = now.running() == Some(true);
         match running {
-            Some(true) if !now_running => host.systemctl(UnitVerb::Start, unit)?,
-            Some(false) if now_running => host.systemctl(UnitVerb::Stop, unit)?,
+            Some(true) if !now_running => systemctl(UnitVerb::Start)?,
+            Some(false) if now_running => systemctl(UnitVerb::Stop)?,
             _ => {}
         }
     }
     if masked && !now_masked {
-        host.systemctl(UnitVerb::Mask, unit)?;
+        systemctl(UnitVerb::Mask)?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! package version, unit state), captured right before the change and written ahead of it.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -143,15 +143,10 @@ pub fn capture(
     let resource = id.to_string();
     let prior = match (id.kind, path) {
         (Kind::File | Kind::Directory | Kind::Symlink | Kind::Absent, Some(path)) => {
-            // Entries a purge removes are named in the change; an absent path or a
+            // Entries a purge removes are listed in the change; an absent path or a
             // directory replaced by a link goes whole.
-            let removed: Vec<&str> = change
-                .fields
-                .iter()
-                .filter_map(|f| f.field.strip_prefix("entry "))
-                .collect();
             let whole = matches!(id.kind, Kind::Absent | Kind::Symlink);
-            let was = path_state(sys, path, whole, &removed, blobs, 0)?;
+            let was = path_state(sys, path, whole, &change.removes, blobs, 0)?;
             Prior::Path {
                 resource,
                 path: path.to_path_buf(),
@@ -167,7 +162,7 @@ pub fn capture(
                 .unwrap_or_default(),
         },
         (Kind::Package, _) => {
-            let status = sys.package_status(&id.name)?;
+            let status = sys.packages().status(sys, &id.name)?;
             Prior::Package {
                 resource,
                 name: id.name.clone(),
@@ -177,18 +172,12 @@ pub fn capture(
         }
         (Kind::Service, _) => {
             let unit = format!("{}.service", id.name);
-            let status = sys.unit_status(&unit)?;
+            let status = sys.services().status(sys, &unit)?;
             Prior::Service {
                 resource,
-                enabled: matches!(
-                    status.file_state.as_str(),
-                    "enabled" | "enabled-runtime" | "alias" | "linked"
-                ),
-                masked: status.file_state.starts_with("masked") || status.load == "masked",
-                running: status
-                    .active
-                    .as_deref()
-                    .map(|a| matches!(a, "active" | "activating" | "reloading")),
+                enabled: status.enabled() == Some(true),
+                masked: status.masked(),
+                running: status.running(),
                 unit,
             }
         }
@@ -208,7 +197,7 @@ fn path_state(
     sys: &System,
     path: &Path,
     whole: bool,
-    removed: &[&str],
+    removed: &[OsString],
     blobs: &dyn Blobs,
     depth: usize,
 ) -> Result<PathState, SystemError> {
@@ -238,7 +227,7 @@ fn path_state(
             let names = if whole {
                 sys.list_dir(path)?
             } else {
-                removed.iter().map(|n| n.into()).collect()
+                removed.to_vec()
             };
             for name in names {
                 let Some(text) = name.to_str() else {
@@ -309,14 +298,17 @@ mod tests {
         assert_eq!(blobs.0.lock().unwrap().len(), 2);
 
         let id = ResourceId::new(Kind::Directory, "/d");
-        let change = Change::fields(
-            Action::Update,
-            vec![FieldChange::new(
-                "entry sub",
-                Some("directory".into()),
-                None,
-            )],
-        );
+        let change = Change {
+            removes: vec!["sub".into()],
+            ..Change::fields(
+                Action::Update,
+                vec![FieldChange::new(
+                    "entry sub",
+                    Some("directory".into()),
+                    None,
+                )],
+            )
+        };
         let Prior::Path { was, .. } =
             capture(&sys, &id, Some(Path::new("/d")), &change, &blobs).unwrap()
         else {

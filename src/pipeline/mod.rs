@@ -102,13 +102,22 @@ pub struct Finished {
 /// before it converges are recorded too, so monitoring sees a host that cannot run.
 pub fn run(req: &Request) -> Result<Finished, RunError> {
     let started = SystemTime::now();
-    let sys = System::new(&req.root)?;
+    let mut sys = System::new(&req.root)?;
+    sys.set_timeouts(req.settings.timeouts);
     let live = sys.is_live();
     // The lock guards what runs share: the state dir (bundles, journal, records) and the
     // running machine. A run of a checkout on a private tree touches neither.
     let keeps_state = req.record || req.history || matches!(req.source, Source::Bundle(_));
     let writes_host = req.mode == Mode::Apply && live;
     let lock = if keeps_state || writes_host {
+        // 0711: others may pass through to the world-readable metrics/ (node_exporter), but
+        // not list it; bundles and objects (which may carry secrets) are 0700 and run records
+        // (which show diffs) 0600.
+        let dir = &req.settings.state_dir;
+        crate::durable::ensure_dir(dir, 0o711).map_err(|source| LockError::StateDir {
+            path: dir.clone(),
+            source,
+        })?;
         let wait = Some(req.settings.lock_wait);
         Some(StateLock::acquire(&req.settings.state_dir, wait)?)
     } else {
@@ -118,7 +127,13 @@ pub fn run(req: &Request) -> Result<Finished, RunError> {
     let result = converge(req, lock.as_ref(), &sys, &mut record);
     record.finish(&result);
     if req.record {
-        record::keep(&req.settings, req.mode, &record, result.as_ref().ok());
+        record::keep(
+            &req.settings,
+            req.mode,
+            started,
+            &record,
+            result.as_ref().ok(),
+        );
     }
     let report = result?;
     Ok(Finished { report, record })
@@ -154,17 +169,30 @@ fn converge(
             return Ok(report);
         }
     }
-    let roles = classify::roles(&tree, &req.roles, &settings.roles, &req.facts)?;
-    record.roles = roles.clone();
-    let mut overrides = vars::table_to_json(&settings.vars);
-    vars::merge(&mut overrides, &req.vars);
-    let plan = plan(
-        &tree,
-        &roles,
-        &overrides,
-        &req.facts,
-        PlanOptions::default(),
-    )?;
+    let (plan, roles) = match plan_tree(req, &tree) {
+        Ok(planned) => planned,
+        // A verified bundle that cannot be planned here (a broken template, a role missing
+        // from nodes.toml) must not stop the host: converge the last known good and say so.
+        Err(e) if is_current(&record.source) => {
+            let status = record.source.clone().expect("a bundle has a status");
+            let lock = lock.expect("a run from a bundle holds the state-dir lock");
+            match source::fall_back_from_unplannable(settings, lock, req.mode, &status, &e, |t| {
+                plan_tree(req, t)
+            })? {
+                Some((planned, kept)) => {
+                    record.source = Some(kept);
+                    planned
+                }
+                None => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    let bundle_id = record
+        .source
+        .as_ref()
+        .map_or_else(String::new, |s| s.bundle_id.clone());
+    record.roles = roles;
     // The journal holds the live host's open restarts; a run on a tree has none of its own
     // and must not consume (or clear) them.
     let journal = sys
@@ -172,7 +200,10 @@ fn converge(
         .then(|| settings.state_dir.join(NOTIFY_JOURNAL_FILE));
     // Only an apply goes into the history: a check changes nothing to roll back.
     if !req.history || req.mode == Mode::Check {
-        let mut report = engine::run_with_journal(&plan, sys, req.mode, journal.as_deref());
+        let mut report = match &journal {
+            Some(journal) => engine::run_with_journal(&plan, sys, req.mode, journal),
+            None => engine::run(&plan, sys, req.mode),
+        };
         if req.record {
             report.held = held;
         }
@@ -195,6 +226,23 @@ fn converge(
         }
     }
     Ok(report)
+}
+
+/// A fetched bundle, fresh or unchanged (not already a stand-in for the source's).
+fn is_current(status: &Option<record::SourceStatus>) -> bool {
+    status.as_ref().is_some_and(|s| {
+        !s.bundle_id.is_empty() && matches!(s.freshness.as_str(), "fresh" | "unchanged")
+    })
+}
+
+/// The request's roles in `tree`, planned, and the roles.
+fn plan_tree(req: &Request, tree: &SourceTree) -> Result<(Plan, Vec<String>), RunError> {
+    let settings = &req.settings;
+    let roles = classify::roles(tree, &req.roles, &settings.roles, &req.facts)?;
+    let mut overrides = vars::table_to_json(&settings.vars);
+    vars::merge(&mut overrides, &req.vars);
+    let plan = plan(tree, &roles, &overrides, &req.facts, PlanOptions::default())?;
+    Ok((plan, roles))
 }
 
 /// Loads `roles` from `tree` with `overrides` above their vars, renders with `facts`, plans.

@@ -31,10 +31,9 @@ pub(super) fn finish_interrupted(config: &AgentConfig, sys: &System) -> Option<R
         return None;
     }
     tracing::warn!(run = %past.summary.id, "finishing a rollback that was interrupted");
-    let host = sys.host();
     let reason = past.summary.rollback_reason.clone().unwrap_or_default();
     let rollback = engine::rollback::undo(
-        &host,
+        sys,
         &past.summary.id,
         reason.clone(),
         &past.priors,

@@ -96,22 +96,7 @@ fn fetch(
     mode: Mode,
 ) -> Result<(PathBuf, SourceStatus, Option<Peeked>), RunError> {
     let source = bundle::Source::parse(text)?;
-    let mut trusted_keys = Vec::new();
-    for path in &settings.trusted_keys {
-        let key = TrustedKey::from_file(path).map_err(|e| RunError::Key {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        trusted_keys.push(key);
-    }
-    let opts = SyncOptions {
-        trusted_keys,
-        connect_timeout: settings.fetch.connect_timeout,
-        request_timeout: settings.fetch.timeout,
-        retries: settings.fetch.retries,
-        deadline: settings.fetch.deadline,
-        ..SyncOptions::default()
-    };
+    let opts = sync_options(settings)?;
     let (outcome, scratch) = match mode {
         Mode::Apply => (bundle::sync_locked(&source, lock, &opts)?, None),
         Mode::Check => {
@@ -119,6 +104,14 @@ fn fetch(
             (peeked.outcome.clone(), Some(peeked))
         }
     };
+    if opts.trusted_keys.is_empty() {
+        tracing::warn!(
+            source = %source,
+            bundle = %outcome.id,
+            "bundle {} from {source} is used UNVERIFIED: no trusted key is configured, so whoever can change the source or its traffic controls this host (set trusted_keys in agent.toml or pass --trusted-key FILE)",
+            outcome.id
+        );
+    }
     let (freshness, reason, fetched_objects) = match &outcome.freshness {
         Freshness::Fresh { fetched_objects } => ("fresh", None, *fetched_objects),
         Freshness::Unchanged => ("unchanged", None, 0),
@@ -137,6 +130,70 @@ fn fetch(
         bundle_age_seconds: age.as_secs(),
     };
     Ok((outcome.bundle_dir, status, scratch))
+}
+
+/// How these settings fetch: their trusted keys (loaded) and limits.
+fn sync_options(settings: &AgentConfig) -> Result<SyncOptions, RunError> {
+    let mut trusted_keys = Vec::new();
+    for path in &settings.trusted_keys {
+        let key = TrustedKey::from_file(path).map_err(|e| RunError::Key {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        trusted_keys.push(key);
+    }
+    Ok(SyncOptions {
+        trusted_keys,
+        connect_timeout: settings.fetch.connect_timeout,
+        request_timeout: settings.fetch.timeout,
+        retries: settings.fetch.retries,
+        deadline: settings.fetch.deadline,
+        ..SyncOptions::default()
+    })
+}
+
+/// When the bundle from the source cannot be planned, the kept bundle to converge instead,
+/// planned by `plan`, with the status that says so. An apply also makes it current again and
+/// marks the bad bundle refused. `None` when no kept bundle plans either: then the fault is
+/// not the bundle's (a `--role` typo, a bad `[vars]` in agent.toml) and the run reports the
+/// error.
+pub(super) fn fall_back_from_unplannable<T>(
+    settings: &AgentConfig,
+    lock: &StateLock,
+    mode: Mode,
+    status: &SourceStatus,
+    error: &RunError,
+    plan: impl Fn(&SourceTree) -> Result<T, RunError>,
+) -> Result<Option<(T, SourceStatus)>, RunError> {
+    let source = bundle::Source::parse(&settings.source)?;
+    let opts = sync_options(settings)?;
+    let Some(kept) = bundle::stand_in(&source, lock, &status.bundle_id, &opts)? else {
+        return Ok(None);
+    };
+    let Ok(tree) = SourceTree::open(&kept.bundle_dir) else {
+        return Ok(None);
+    };
+    let Ok(planned) = plan(&tree) else {
+        return Ok(None);
+    };
+    let first = error.to_string();
+    let first = first.lines().next().unwrap_or_default();
+    let reason = format!(
+        "bundle {} cannot be planned on this host: {first}; converging the last known good {}",
+        status.bundle_id, kept.id
+    );
+    if mode == Mode::Apply {
+        bundle::refuse(lock, &status.bundle_id, &kept.id, &reason)?;
+    }
+    let kept_status = SourceStatus {
+        url: status.url.clone(),
+        bundle_id: kept.id.clone(),
+        freshness: "refused".into(),
+        reason: Some(reason),
+        fetched_objects: status.fetched_objects,
+        bundle_age_seconds: kept.bundle_age().as_secs(),
+    };
+    Ok(Some((planned, kept_status)))
 }
 
 #[cfg(test)]

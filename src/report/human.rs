@@ -19,7 +19,8 @@ impl Style {
         Style { color }
     }
 
-    fn paint(&self, code: &str, text: &str) -> String {
+    /// `text` in the ANSI style `code` (e.g. `1;31`), or as is without colour.
+    pub fn paint(&self, code: &str, text: &str) -> String {
         if self.color {
             format!("\x1b[{code}m{text}\x1b[0m")
         } else {
@@ -247,7 +248,7 @@ fn change_block(out: &mut String, outcome: &Outcome, style: Style) {
 
 /// Control characters in content or values (an escape sequence in a live file, say) would
 /// act on the terminal or CI log and could hide lines from the reviewer: show them escaped.
-fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(|c| c.is_control() && c != '\t') {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -275,29 +276,32 @@ fn fields(out: &mut String, change: &Change) {
     }
 }
 
+/// A unified diff, each line indented, control characters escaped, coloured by its sign.
+pub fn write_diff(out: &mut String, diff: &str, indent: &str, style: Style) {
+    for line in diff.lines() {
+        let line = &*visible(line);
+        let painted = if line.starts_with("+++") || line.starts_with("---") {
+            style.paint("1", line)
+        } else if line.starts_with('+') {
+            style.paint("32", line)
+        } else if line.starts_with('-') {
+            style.paint("31", line)
+        } else if line.starts_with("@@") {
+            style.paint("36", line)
+        } else {
+            line.to_owned()
+        };
+        let _ = writeln!(out, "{indent}{painted}");
+    }
+}
+
 fn content_block(out: &mut String, content: &ContentChange, style: Style) {
     let digest = |d: &Option<crate::resource::Digest>| match d {
         Some(d) => format!("{} bytes, sha256 {}", d.size, &d.sha256[..12]),
         None => "none".to_owned(),
     };
     match &content.diff {
-        Some(diff) => {
-            for line in diff.lines() {
-                let line = &*visible(line);
-                let painted = if line.starts_with("+++") || line.starts_with("---") {
-                    style.paint("1", line)
-                } else if line.starts_with('+') {
-                    style.paint("32", line)
-                } else if line.starts_with('-') {
-                    style.paint("31", line)
-                } else if line.starts_with("@@") {
-                    style.paint("36", line)
-                } else {
-                    line.to_owned()
-                };
-                let _ = writeln!(out, "    {painted}");
-            }
-        }
+        Some(diff) => write_diff(out, diff, "    ", style),
         None => {
             let (why, lines) = match &content.summary {
                 Some(s) => (

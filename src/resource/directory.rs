@@ -104,7 +104,15 @@ impl Resource for DirectoryResource {
             let field = format!("entry {}", name.to_string_lossy());
             fields.push(FieldChange::new(&field, Some((*kind).to_owned()), None));
         }
-        (action == Action::Create || !fields.is_empty()).then(|| Change::fields(action, fields))
+        let removes = live
+            .unmanaged
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect();
+        (action == Action::Create || !fields.is_empty()).then(|| Change {
+            removes,
+            ..Change::fields(action, fields)
+        })
     }
 
     fn apply(

@@ -122,9 +122,8 @@ impl Resource for FileResource {
             return None;
         }
         Some(Change {
-            action,
-            fields,
             content,
+            ..Change::fields(action, fields)
         })
     }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
-use crate::system::apt::PackageStatus;
+use crate::system::packages::PackageStatus;
 use crate::system::{Host, System};
 
 /// What a package declaration wants.
@@ -64,13 +64,14 @@ impl Resource for PackageResource {
     }
 
     fn observe(&self, sys: &System) -> Result<PackageLive, ResourceError> {
-        let status = sys.package_status(&self.name)?;
+        let packages = sys.packages();
+        let status = packages.status(sys, &self.name)?;
         let target = match &self.ensure {
             Ensure::Absent => None,
             Ensure::Installed(Some(version)) => {
                 // Checked before anything changes, so a typo fails the run cleanly.
                 if status.installed.as_ref() != Some(version) {
-                    let available = sys.archive_versions(&self.name)?;
+                    let available = packages.available(sys, &self.name)?;
                     if !available.contains(version) {
                         return Err(ResourceError::PackageVersionNotFound {
                             name: self.name.clone(),
@@ -86,24 +87,26 @@ impl Resource for PackageResource {
                 Some(version.clone())
             }
             Ensure::Installed(None) if status.installed.is_some() => status.installed.clone(),
-            Ensure::Installed(None) | Ensure::Latest => match sys.candidate_version(&self.name)? {
-                Some(candidate) => {
-                    // "latest" only ever upgrades: a newer local build stays.
-                    let upgrade = match &status.installed {
-                        Some(installed) => sys.version_is_newer(&candidate, installed)?,
-                        None => true,
-                    };
-                    if !upgrade {
-                        status.installed.clone()
-                    } else if self.ensure == Ensure::Latest && status.held {
-                        return Err(ResourceError::PackageHeld(self.name.clone()));
-                    } else {
-                        Some(candidate)
+            Ensure::Installed(None) | Ensure::Latest => {
+                match packages.candidate(sys, &self.name)? {
+                    Some(candidate) => {
+                        // "latest" only ever upgrades: a newer local build stays.
+                        let upgrade = match &status.installed {
+                            Some(installed) => packages.is_newer(sys, &candidate, installed)?,
+                            None => true,
+                        };
+                        if !upgrade {
+                            status.installed.clone()
+                        } else if self.ensure == Ensure::Latest && status.held {
+                            return Err(ResourceError::PackageHeld(self.name.clone()));
+                        } else {
+                            Some(candidate)
+                        }
                     }
+                    None if status.installed.is_some() => status.installed.clone(),
+                    None => return Err(ResourceError::PackageNotFound(self.name.clone())),
                 }
-                None if status.installed.is_some() => status.installed.clone(),
-                None => return Err(ResourceError::PackageNotFound(self.name.clone())),
-            },
+            }
         };
         Ok(PackageLive { status, target })
     }
@@ -143,26 +146,27 @@ impl Resource for PackageResource {
         _change: &Change,
     ) -> Result<(), ResourceError> {
         let held = live.status.held;
+        let packages = host.system().packages();
         if self.moves(live) {
             // apt refuses to move a held package; lift our hold for exactly this one change.
             if held {
-                host.apt_mark_hold(&self.name, false)?;
+                packages.hold(host, &self.name, false)?;
             }
             let result = match &live.target {
-                Some(version) => host.apt_install(&self.name, Some(version)),
-                None => host.apt_remove(&self.name),
+                Some(version) => packages.install(host, &self.name, Some(version)),
+                None => packages.remove(host, &self.name),
             };
             if let Err(e) = result {
                 if held {
                     // Best effort: leave the package as it was, held.
-                    let _ = host.apt_mark_hold(&self.name, true);
+                    let _ = packages.hold(host, &self.name, true);
                 }
                 return Err(e.into());
             }
         }
         // A pinned package ends held: newly, or again after the move above lifted the hold.
         if self.pinned() {
-            host.apt_mark_hold(&self.name, true)?;
+            packages.hold(host, &self.name, true)?;
         }
         Ok(())
     }

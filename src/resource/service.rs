@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
-use crate::system::systemd::{UnitStatus, UnitVerb};
+use crate::system::services::{UnitStatus, UnitVerb};
 use crate::system::{Host, System};
 
 /// Whether a service should run.
@@ -90,7 +90,7 @@ struct Steps {
 impl ServiceResource {
     fn steps(&self, st: &UnitStatus) -> Steps {
         let mut steps = Steps::default();
-        let masked = is_masked(st);
+        let masked = st.masked();
         if let Some(want) = self.want_masked() {
             if want != masked {
                 steps.masked = Some((masked, want));
@@ -102,7 +102,7 @@ impl ServiceResource {
             let now = if masked || st.not_found() {
                 Some(false)
             } else {
-                is_enabled(&st.file_state)
+                st.enabled()
             };
             if let Some(now) = now.filter(|now| *now != want) {
                 steps.enabled = Some((now, want));
@@ -122,21 +122,6 @@ impl ServiceResource {
     }
 }
 
-/// Enabled at boot: `Some(true/false)`, or `None` for states that enable/disable cannot change
-/// (static units without an [Install] section, generated and transient units), which would
-/// otherwise show as drift on every run.
-fn is_enabled(file_state: &str) -> Option<bool> {
-    match file_state {
-        "enabled" | "enabled-runtime" | "alias" => Some(true),
-        "static" | "indirect" | "generated" | "transient" => None,
-        _ => Some(false),
-    }
-}
-
-fn is_masked(status: &UnitStatus) -> bool {
-    status.load == "masked" || status.file_state.starts_with("masked")
-}
-
 impl ServiceResource {
     /// When the unit is still missing and a package of this run ships it: Debian packages
     /// enable and start their services from their install scripts, so apply, which looks
@@ -146,7 +131,7 @@ impl ServiceResource {
             .unit_provider
             .as_ref()
             .filter(|p| p.kind == Kind::Package)?;
-        let missing = sys.unit_status(&self.unit()).ok()?.not_found();
+        let missing = sys.services().status(sys, &self.unit()).ok()?.not_found();
         missing.then(|| {
             format!(
                 "{package} installs this unit in this run, and its install script may enable \
@@ -176,10 +161,13 @@ impl Resource for ServiceResource {
     }
 
     fn observe(&self, sys: &System) -> Result<ServiceLive, ResourceError> {
-        let status = sys.unit_status(&self.unit())?;
+        let status = sys.services().status(sys, &self.unit())?;
         // A unit nothing in this run will create fails now, so check does not promise an
         // enable or start that apply cannot do.
-        if status.not_found() && self.needs_unit(sys.is_live()) && self.unit_provider.is_none() {
+        if status.not_found()
+            && self.needs_unit(sys.services().runs_units(sys))
+            && self.unit_provider.is_none()
+        {
             return Err(ResourceError::UnitNotFound {
                 unit: self.unit(),
                 hint: "no unit file, and nothing in this run provides one (give the service a \
@@ -230,9 +218,11 @@ impl Resource for ServiceResource {
             });
         }
         let unit = self.unit();
+        let services = host.system().services();
+        let systemctl = |verb| services.act(host, verb, &unit);
         // Unmask before enable/start can work; mask last, after disable/stop.
         if let Some((_, false)) = steps.masked {
-            host.systemctl(UnitVerb::Unmask, &unit)?;
+            systemctl(UnitVerb::Unmask)?;
         }
         if let Some((_, want)) = steps.enabled {
             let verb = if want {
@@ -240,25 +230,30 @@ impl Resource for ServiceResource {
             } else {
                 UnitVerb::Disable
             };
-            host.systemctl(verb, &unit)?;
+            systemctl(verb)?;
         }
         if let Some((_, want)) = steps.state {
             let verb = match want {
                 RunState::Running => UnitVerb::Start,
                 RunState::Stopped => UnitVerb::Stop,
             };
-            host.systemctl(verb, &unit)?;
+            systemctl(verb)?;
         }
         if let Some((_, true)) = steps.masked {
-            host.systemctl(UnitVerb::Mask, &unit)?;
+            systemctl(UnitVerb::Mask)?;
         }
         Ok(())
     }
 
     fn notes(&self, sys: &System) -> Vec<String> {
         match self.state {
-            Some(state) if !sys.is_live() => vec![format!(
+            Some(state) if !sys.services().runs_units(sys) => vec![format!(
                 "state = \"{}\" is not managed under --root (nothing runs in a tree)",
+                state.as_str()
+            )],
+            Some(state) if !sys.services().runs_units(sys) => vec![format!(
+                "state = \"{}\" is not managed: systemd is not running here (no \
+                 /run/systemd/system); enablement is managed in the unit files",
                 state.as_str()
             )],
             _ => self.installed_by_package(sys).into_iter().collect(),

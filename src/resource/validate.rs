@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::ResourceError;
 use crate::system::process::{tail, Shell};
@@ -13,9 +12,6 @@ use crate::system::System;
 
 /// What a validate command writes where the temp file's path goes.
 pub const PLACEHOLDER: &str = "{path}";
-
-/// How long a validate command may take before it counts as failed.
-const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs `command` on `content`, written to a private temp file that keeps the managed file's
 /// name (`systemd-analyze verify` and some daemons judge a file by its suffix).
@@ -78,7 +74,7 @@ pub fn run(
         cwd: None,
         user: None,
         env: &env,
-        timeout: TIMEOUT,
+        timeout: sys.timeouts().validate,
     };
     let finished = sys
         .run_guard(&shell)

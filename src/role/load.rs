@@ -76,6 +76,21 @@ fn collect_role_names(dir: &Path, prefix: &str, names: &mut Vec<String>) {
     }
 }
 
+/// Reads a role, template or partial of a source tree as text. Anything but a regular file
+/// (a FIFO, a device, a socket) is refused before a byte is read: opening a FIFO for reading
+/// blocks until a writer comes, so one planted in a source would hang every run.
+pub fn read_source_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let Ok(mut file) = crate::system::tree_file::open_if_regular(path)? else {
+        return Err(std::io::Error::other(
+            "not a regular file (a FIFO, device or socket is refused, not read)",
+        ));
+    };
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// A parsed role with the text it came from (kept for error excerpts).
 #[derive(Debug)]
 pub struct Role {
@@ -188,7 +203,7 @@ impl Loader<'_> {
             return;
         }
         let file = SourceTree::role_file(name);
-        let text = match std::fs::read_to_string(self.tree.root.join(&file)) {
+        let text = match read_source_text(&self.tree.root.join(&file)) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let msg = format!("role '{name}' not found: there is no {}", file.display());
@@ -230,7 +245,8 @@ impl Loader<'_> {
     }
 }
 
-fn valid_role_name(name: &str) -> bool {
+/// Whether `name` can name a role file: `/`-separated parts of letters, digits, `-`, `_`, `.`.
+pub fn valid_role_name(name: &str) -> bool {
     name.split('/').all(|part| {
         !part.is_empty()
             && part != "."

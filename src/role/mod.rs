@@ -5,4 +5,4 @@ pub mod load;
 pub mod model;
 pub mod vars;
 
-pub use load::{load, Role, RoleSet, SourceTree};
+pub use load::{load, valid_role_name, Role, RoleSet, SourceTree};

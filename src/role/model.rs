@@ -251,26 +251,80 @@ pub enum PackageEnsure {
     Latest,
 }
 
-/// A `[sysctl]` value: an integer or a string (multi-value keys such as "1024 65000").
+/// A `[sysctl]` value: an integer or a string (multi-value keys such as "1024 65000"), or a
+/// table `{ value = ..., persist = false }` for a live value that the drop-in leaves out (the
+/// way Puppet's `persist => false` works: the host keeps it across reboots some other way,
+/// or not at all).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SysctlValue(pub String);
+pub struct SysctlValue {
+    /// The value, exactly as it is written to the kernel.
+    pub value: String,
+    /// Whether converge's drop-in in /etc/sysctl.d carries it (default true).
+    pub persist: bool,
+}
+
+/// An integer or a string, as text.
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 impl<'de> Deserialize<'de> for SysctlValue {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
-        impl serde::de::Visitor<'_> for V {
+        impl<'de> serde::de::Visitor<'de> for V {
             type Value = SysctlValue;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an integer or a string")
+                f.write_str("an integer, a string or a table { value = ..., persist = false }")
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SysctlValue, E> {
-                Ok(SysctlValue(v.to_string()))
+                self.visit_str(&v.to_string())
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SysctlValue, E> {
-                Ok(SysctlValue(v.to_string()))
+                self.visit_str(&v.to_string())
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SysctlValue, E> {
-                Ok(SysctlValue(v.to_owned()))
+                Ok(SysctlValue {
+                    value: v.to_owned(),
+                    persist: true,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SysctlValue, A::Error> {
+                use serde::de::Error;
+                let (mut value, mut persist) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "value" => value = Some(map.next_value::<Scalar>()?.0),
+                        "persist" => persist = Some(map.next_value::<bool>()?),
+                        other => return Err(A::Error::unknown_field(other, &["value", "persist"])),
+                    }
+                }
+                Ok(SysctlValue {
+                    value: value.ok_or_else(|| A::Error::missing_field("value"))?,
+                    persist: persist.unwrap_or(true),
+                })
             }
         }
         d.deserialize_any(V)

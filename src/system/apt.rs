@@ -1,43 +1,58 @@
-//! Debian packages through dpkg-query, apt-cache, apt-get and apt-mark.
+//! The apt/dpkg backend of [`PackageManager`]: dpkg-query, apt-cache, apt-get and apt-mark.
 //!
 //! Under `--root` every tool runs inside `chroot ROOT`, so the tree's own dpkg database, apt
 //! sources and maintainer scripts are used, as they would be on a booted copy of it.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::command::{self, tool};
+use super::packages::{InstalledPackage, PackageManager, PackageStatus};
 use super::{Host, System, SystemError};
 
-/// What dpkg knows about one package.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackageStatus {
-    /// The installed version; `None` when not installed (or only its conffiles remain).
-    pub installed: Option<String>,
-    /// Whether the dpkg selection is `hold`, which keeps apt from moving it.
-    pub held: bool,
+/// apt and dpkg of the live host, or of a tree through `chroot`.
+#[derive(Debug, Default)]
+pub struct Apt;
+
+/// `program` run against this root: directly on the live host, else inside `chroot ROOT`.
+pub(super) fn package_tool(sys: &System, program: &str) -> Command {
+    let mut cmd = if sys.is_live() {
+        tool(program)
+    } else {
+        let mut c = tool("chroot");
+        c.arg(sys.root()).arg(program);
+        c
+    };
+    // Never a debconf prompt or a pager: nobody is there to answer.
+    cmd.env("DEBIAN_FRONTEND", "noninteractive")
+        .env("APT_LISTCHANGES_FRONTEND", "none");
+    cmd
 }
 
-impl System {
-    /// `program` run against this root: directly on the live host, else inside `chroot ROOT`.
-    fn package_tool(&self, program: &str) -> Command {
-        let mut cmd = if self.is_live() {
-            tool(program)
-        } else {
-            let mut c = tool("chroot");
-            c.arg(self.root()).arg(program);
-            c
-        };
-        // Never a debconf prompt or a pager: nobody is there to answer.
-        cmd.env("DEBIAN_FRONTEND", "noninteractive")
-            .env("APT_LISTCHANGES_FRONTEND", "none");
-        cmd
-    }
+fn apt_get(sys: &System) -> Command {
+    let mut cmd = package_tool(sys, "apt-get");
+    cmd.args([
+        "-y",
+        "-q",
+        // Wait for unattended-upgrades instead of failing on its lock.
+        "-o",
+        "DPkg::Lock::Timeout=120",
+        // Keep locally changed conffiles; converge manages the ones it cares about.
+        "-o",
+        "Dpkg::Options::=--force-confdef",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+    ]);
+    cmd
+}
 
-    /// The installed version and hold state of `name`. Never changes anything.
-    pub fn package_status(&self, name: &str) -> Result<PackageStatus, SystemError> {
-        let mut cmd = self.package_tool("dpkg-query");
+impl PackageManager for Apt {
+    /// `dpkg-query`; a held package is one whose dpkg selection is `hold`.
+    fn status(&self, sys: &System, name: &str) -> Result<PackageStatus, SystemError> {
+        let mut cmd = package_tool(sys, "dpkg-query");
         cmd.args(["-W", "-f=${Status}\t${Version}", "--", name]);
-        let out = command::output(&mut cmd)?;
+        let out = command::output(&mut cmd, sys.timeouts().query)?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -52,20 +67,20 @@ impl System {
         Ok(parse_status(&stdout))
     }
 
-    /// Every version of `name` that the configured archives offer (`apt-cache madison`).
-    pub fn archive_versions(&self, name: &str) -> Result<Vec<String>, SystemError> {
-        let mut cmd = self.package_tool("apt-cache");
+    /// `apt-cache madison`.
+    fn available(&self, sys: &System, name: &str) -> Result<Vec<String>, SystemError> {
+        let mut cmd = package_tool(sys, "apt-cache");
         cmd.args(["madison", "--", name]);
-        let out = command::output(&mut cmd)?;
+        let out = command::output(&mut cmd, sys.timeouts().query)?;
         // madison exits non-zero for a name no archive has; that is an empty list, not a failure.
         Ok(parse_madison(&String::from_utf8_lossy(&out.stdout), name))
     }
 
-    /// Whether Debian version `a` sorts after `b` (`dpkg --compare-versions a gt b`).
-    pub fn version_is_newer(&self, a: &str, b: &str) -> Result<bool, SystemError> {
-        let mut cmd = self.package_tool("dpkg");
+    /// `dpkg --compare-versions a gt b`.
+    fn is_newer(&self, sys: &System, a: &str, b: &str) -> Result<bool, SystemError> {
+        let mut cmd = package_tool(sys, "dpkg");
         cmd.args(["--compare-versions", a, "gt", b]);
-        let out = command::output(&mut cmd)?;
+        let out = command::output(&mut cmd, sys.timeouts().query)?;
         match out.status.code() {
             Some(0) => Ok(true),
             Some(1) => Ok(false),
@@ -73,15 +88,57 @@ impl System {
         }
     }
 
-    /// The version `apt-get install NAME` would pick, if any archive has the package.
-    pub fn candidate_version(&self, name: &str) -> Result<Option<String>, SystemError> {
-        let mut cmd = self.package_tool("apt-cache");
+    /// The candidate of `apt-cache policy`.
+    fn candidate(&self, sys: &System, name: &str) -> Result<Option<String>, SystemError> {
+        let mut cmd = package_tool(sys, "apt-cache");
         cmd.args(["policy", "--", name]);
-        let text = command::run(&mut cmd)?;
+        let text = command::run(&mut cmd, sys.timeouts().query)?;
         Ok(text.lines().find_map(|l| {
             let v = l.trim().strip_prefix("Candidate:")?.trim();
             (v != "(none)").then(|| v.to_owned())
         }))
+    }
+
+    /// `apt-get install --allow-downgrades`.
+    fn install(&self, host: &Host, name: &str, version: Option<&str>) -> Result<(), SystemError> {
+        let mut cmd = apt_get(host.system());
+        cmd.args(["install", "--allow-downgrades", "--"]);
+        match version {
+            Some(v) => cmd.arg(format!("{name}={v}")),
+            None => cmd.arg(name),
+        };
+        tracing::info!(package = name, version, "apt-get install");
+        command::run(&mut cmd, host.system().timeouts().package).map(drop)
+    }
+
+    /// `apt-get remove`, which keeps conffiles.
+    fn remove(&self, host: &Host, name: &str) -> Result<(), SystemError> {
+        let mut cmd = apt_get(host.system());
+        cmd.args(["remove", "--", name]);
+        tracing::info!(package = name, "apt-get remove");
+        command::run(&mut cmd, host.system().timeouts().package).map(drop)
+    }
+
+    /// `apt-mark hold` or `apt-mark unhold`.
+    fn hold(&self, host: &Host, name: &str, hold: bool) -> Result<(), SystemError> {
+        let mut cmd = package_tool(host.system(), "apt-mark");
+        cmd.args([if hold { "hold" } else { "unhold" }, "--", name]);
+        command::run(&mut cmd, host.system().timeouts().package).map(drop)
+    }
+
+    /// `dpkg-query` with conffiles; the manual mark from apt's `extended_states`, the file
+    /// `apt-mark showmanual` reads (apt-mark itself loads the whole cache: seconds, not ms).
+    fn installed(&self, sys: &System) -> Result<Vec<InstalledPackage>, SystemError> {
+        super::dpkg_inventory::installed(sys)
+    }
+
+    /// From dpkg's file lists in /var/lib/dpkg/info.
+    fn file_owners(
+        &self,
+        sys: &System,
+        prefix: &Path,
+    ) -> Result<BTreeMap<PathBuf, String>, SystemError> {
+        super::dpkg_inventory::file_owners(sys, prefix)
     }
 }
 
@@ -105,52 +162,6 @@ fn parse_madison(text: &str, name: &str) -> Vec<String> {
         }
     }
     versions
-}
-
-impl Host<'_> {
-    fn apt_get(&self) -> Command {
-        let mut cmd = self.sys.package_tool("apt-get");
-        cmd.args([
-            "-y",
-            "-q",
-            // Wait for unattended-upgrades instead of failing on its lock.
-            "-o",
-            "DPkg::Lock::Timeout=120",
-            // Keep locally changed conffiles; converge manages the ones it cares about.
-            "-o",
-            "Dpkg::Options::=--force-confdef",
-            "-o",
-            "Dpkg::Options::=--force-confold",
-        ]);
-        cmd
-    }
-
-    /// Installs `name`, at `version` when given (downgrading if needed).
-    pub fn apt_install(&self, name: &str, version: Option<&str>) -> Result<(), SystemError> {
-        let mut cmd = self.apt_get();
-        cmd.args(["install", "--allow-downgrades", "--"]);
-        match version {
-            Some(v) => cmd.arg(format!("{name}={v}")),
-            None => cmd.arg(name),
-        };
-        tracing::info!(package = name, version, "apt-get install");
-        command::run(&mut cmd).map(drop)
-    }
-
-    /// Removes `name`, keeping its conffiles as `apt-get remove` does.
-    pub fn apt_remove(&self, name: &str) -> Result<(), SystemError> {
-        let mut cmd = self.apt_get();
-        cmd.args(["remove", "--", name]);
-        tracing::info!(package = name, "apt-get remove");
-        command::run(&mut cmd).map(drop)
-    }
-
-    /// `apt-mark hold` or `apt-mark unhold`.
-    pub fn apt_mark_hold(&self, name: &str, hold: bool) -> Result<(), SystemError> {
-        let mut cmd = self.sys.package_tool("apt-mark");
-        cmd.args([if hold { "hold" } else { "unhold" }, "--", name]);
-        command::run(&mut cmd).map(drop)
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
-//! Running host tools (systemctl, dpkg-query, apt-get) with a fixed environment.
+//! Running host tools (systemctl, dpkg-query, apt-get) with a fixed environment and a deadline.
 
-use std::process::{Command, Output};
+use std::process::Command;
+use std::time::Duration;
 
+use super::process::{run_with_deadline, Finished};
 use super::SystemError;
 
 pub use super::process::describe;
@@ -13,18 +15,17 @@ pub fn tool(program: &str) -> Command {
     cmd
 }
 
-/// Runs `cmd` and collects its output; failing to start it at all is an error.
-pub fn output(cmd: &mut Command) -> Result<Output, SystemError> {
-    tracing::debug!(command = %describe(cmd), "running");
-    cmd.output().map_err(|source| SystemError::Spawn {
-        command: describe(cmd),
-        source,
-    })
+/// Runs `cmd` and collects its output; failing to start it, or to finish within `timeout`
+/// (then it is killed with everything it started), is an error.
+pub fn output(cmd: &mut Command, timeout: Duration) -> Result<Finished, SystemError> {
+    let label = describe(cmd);
+    run_with_deadline(cmd, &label, timeout)
 }
 
-/// Runs `cmd`; a non-zero exit is an error carrying the tail of what it printed.
-pub fn run(cmd: &mut Command) -> Result<String, SystemError> {
-    let out = output(cmd)?;
+/// Runs `cmd` as [`output`] does; a non-zero exit is an error carrying the tail of what it
+/// printed.
+pub fn run(cmd: &mut Command, timeout: Duration) -> Result<String, SystemError> {
+    let out = output(cmd, timeout)?;
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
@@ -32,7 +33,7 @@ pub fn run(cmd: &mut Command) -> Result<String, SystemError> {
 }
 
 /// The error for a command that ran and failed.
-pub fn failed(cmd: &Command, out: &Output) -> SystemError {
+pub fn failed(cmd: &Command, out: &Finished) -> SystemError {
     // apt and systemctl explain on stderr; a few tools only on stdout.
     let mut text = String::from_utf8_lossy(&out.stderr).trim().to_owned();
     if text.is_empty() {

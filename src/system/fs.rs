@@ -311,7 +311,7 @@ mod tests {
             mode: Some(0o640),
             ..Attrs::default()
         };
-        sys.host()
+        sys.host(&crate::engine::Applying::for_tests())
             .write_file(Path::new("/managed"), b"new", attrs, 0o644)
             .unwrap();
         assert_eq!(

@@ -1,25 +1,38 @@
 //! The only code that touches the host. Everything is resolved under a root directory.
 //!
-//! Reading goes through [`System`]; writing needs a [`Host`], which only `apply` asks for, so
-//! a check run has no way to change anything.
+//! Reading goes through [`System`]; writing needs a [`Host`], which only the engine can
+//! obtain, and only in apply mode, so a check run has no way to change anything.
+//!
+//! Services and packages go through the [`ServiceManager`] and [`PackageManager`] seams, so
+//! resources never name systemctl or apt-get; the backends are [`systemd`] and [`apt`].
 
 pub mod accounts;
 pub mod apt;
 pub mod command;
+pub mod dpkg_inventory;
+#[cfg(test)]
+pub mod fake;
 pub mod fs;
+pub mod packages;
 pub mod path;
 pub mod process;
 pub mod procfs;
+pub mod services;
 pub mod systemd;
+pub mod timeouts;
 pub mod tree_file;
 pub mod users;
+pub mod walk;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 pub use accounts::Accounts;
 pub use fs::Host;
+pub use packages::PackageManager;
 pub use path::{HostPath, PinnedDir};
+pub use services::ServiceManager;
+pub use timeouts::Timeouts;
 
 /// Errors from the system layer.
 #[derive(Debug, thiserror::Error)]
@@ -127,31 +140,56 @@ pub struct System {
     // Resolved parent directories under a non-live root. Any write through `Host` clears it,
     // since a write may replace a link; a no-op run resolves each directory once.
     parents: std::sync::Mutex<std::collections::HashMap<PathBuf, path::PinnedDir>>,
+    packages: Box<dyn PackageManager>,
+    services: Box<dyn ServiceManager>,
+    timeouts: Timeouts,
 }
 
 impl System {
-    /// A view of the tree at `root` (`/` for the live host).
+    /// A view of the tree at `root` (`/` for the live host), with apt and systemd.
     pub fn new(root: &Path) -> Result<System, SystemError> {
-        let root = root.canonicalize().map_err(|source| SystemError::Root {
-            path: root.to_path_buf(),
-            source,
-        })?;
-        if !root.is_dir() {
-            return Err(SystemError::Root {
-                path: root,
-                source: io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
-            });
-        }
+        System::with_managers(root, Box::new(apt::Apt), Box::new(systemd::Systemd))
+    }
+
+    /// A view of the tree at `root` whose packages and services go to the given managers.
+    pub fn with_managers(
+        root: &Path,
+        packages: Box<dyn PackageManager>,
+        services: Box<dyn ServiceManager>,
+    ) -> Result<System, SystemError> {
         Ok(System {
-            root,
+            root: canonical_root(root)?,
             accounts: Default::default(),
             parents: Default::default(),
+            packages,
+            services,
+            timeouts: Timeouts::default(),
         })
     }
 
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// How long each kind of external command may run.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// Sets the deadlines of external commands (agent.toml's `[timeouts]`).
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timeouts = timeouts;
+    }
+
+    /// The package manager.
+    pub fn packages(&self) -> &dyn PackageManager {
+        &*self.packages
+    }
+
+    /// The service manager.
+    pub fn services(&self) -> &dyn ServiceManager {
+        &*self.services
     }
 
     /// True when converging the running machine rather than a tree.
@@ -185,8 +223,22 @@ impl System {
         }
     }
 
-    /// The writing handle. Only `apply` asks for it.
-    pub fn host(&self) -> Host<'_> {
+    /// The writing handle; only the engine holds an [`Applying`](crate::engine::Applying).
+    pub fn host(&self, _applying: &crate::engine::Applying) -> Host<'_> {
         Host::new(self)
     }
+}
+
+fn canonical_root(root: &Path) -> Result<PathBuf, SystemError> {
+    let root = root.canonicalize().map_err(|source| SystemError::Root {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if !root.is_dir() {
+        return Err(SystemError::Root {
+            path: root,
+            source: io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+        });
+    }
+    Ok(root)
 }

@@ -143,11 +143,7 @@ fn run(sys: &System, shell: &Shell) -> Result<Finished, SystemError> {
     cmd.arg("-c")
         .arg(shell.script)
         .env_clear()
-        .env("PATH", DEFAULT_PATH)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+        .env("PATH", DEFAULT_PATH);
     match shell.user {
         Some(u) => cmd
             .env("HOME", &u.home)
@@ -183,27 +179,46 @@ fn run(sys: &System, shell: &Shell) -> Result<Finished, SystemError> {
             Ok(())
         });
     }
-    tracing::debug!(command = shell.label, "running");
+    run_with_deadline(&mut cmd, shell.label, shell.timeout)
+}
+
+/// Runs `cmd` in a process group of its own, collecting what it prints. Past `timeout` the
+/// whole group is killed (a shell's or a tool's children would otherwise live on, holding
+/// locks) and the run fails with [`SystemError::Timeout`]. `label` names it in logs and errors.
+pub fn run_with_deadline(
+    cmd: &mut Command,
+    label: &str,
+    timeout: Duration,
+) -> Result<Finished, SystemError> {
+    let spawn_err = |source: std::io::Error| SystemError::Spawn {
+        command: label.to_owned(),
+        source,
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    tracing::debug!(command = label, "running");
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(spawn_err)?;
     let (done_tx, done_rx) = mpsc::channel();
     let stdout = collect(child.stdout.take(), done_tx.clone());
     let stderr = collect(child.stderr.take(), done_tx);
-    let mut pause = Duration::from_millis(2);
+    let mut pause = Duration::from_millis(1);
     let status = loop {
         if let Some(status) = child.try_wait().map_err(spawn_err)? {
             break status;
         }
-        if started.elapsed() >= shell.timeout {
-            // The whole process group: a shell's children would otherwise live on.
+        if started.elapsed() >= timeout {
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(child.id() as i32),
                 nix::sys::signal::Signal::SIGKILL,
             );
             let _ = child.wait();
+            tracing::warn!(command = label, "timed out and was killed");
             return Err(SystemError::Timeout {
-                command: shell.label.to_owned(),
-                after: humantime::format_duration(shell.timeout).to_string(),
+                command: label.to_owned(),
+                after: humantime::format_duration(timeout).to_string(),
             });
         }
         std::thread::sleep(pause);
@@ -272,6 +287,38 @@ mod tests {
         let mut c = Command::new("usermod");
         c.args(["-c", "Web App", "app"]);
         assert_eq!(describe(&c), "usermod -c 'Web App' app");
+    }
+
+    /// Gone, or a zombie waiting for whoever reaps orphans: either way no longer running.
+    fn dead(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit(") ").next().unwrap_or("").starts_with('Z')
+        })
+    }
+
+    #[test]
+    fn a_tool_past_its_deadline_is_killed_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("sleep 30 & echo $$ $! > {}; wait", pids.display()));
+        let err = run_with_deadline(&mut cmd, "hung-tool", Duration::from_millis(300)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "hung-tool: timed out after 300ms and was killed"
+        );
+        let pids = std::fs::read_to_string(&pids).unwrap();
+        let pids: Vec<&str> = pids.split_whitespace().collect();
+        assert_eq!(pids.len(), 2);
+        // The child is killed with its parent: one SIGKILL to the group reaches both.
+        for _ in 0..100 {
+            if pids.iter().all(|p| dead(p)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(pids.iter().all(|p| dead(p)), "{pids:?}");
     }
 
     #[test]

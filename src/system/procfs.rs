@@ -153,6 +153,86 @@ impl System {
     }
 }
 
+/// What the kernel lets anyone do with a parameter (its mode in /proc/sys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SysctlAccess {
+    /// A setting: readable and writable.
+    ReadWrite,
+    /// Reported by the kernel, not settable.
+    ReadOnly,
+    /// A trigger: writing it does something, there is nothing to read.
+    WriteOnly,
+}
+
+/// One kernel parameter as listed by [`System::kernel_settings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelSetting {
+    /// The dotted key, e.g. `net.core.somaxconn`.
+    pub key: String,
+    /// What can be done with it.
+    pub access: SysctlAccess,
+    /// The value read (trailing newline removed); `None` when it is write-only or the kernel
+    /// refused the read (`stable_secret` before it is set answers EIO).
+    pub value: Option<String>,
+}
+
+/// Keys whose read does work: reading `vm.stat_refresh` makes every CPU fold its counters.
+const READ_TRIGGERS: &[&str] = &["vm.stat_refresh"];
+
+impl System {
+    /// Every parameter under /proc/sys of the running kernel, in the namespaces this process
+    /// runs in, sorted by key. Always the running kernel, also under `--root`: a tree has none.
+    /// binfmt_misc is skipped: it is a filesystem of its own, often an automount.
+    pub fn kernel_settings(&self) -> Result<Vec<KernelSetting>, SystemError> {
+        use std::os::unix::fs::MetadataExt;
+        let top = Path::new(PROC_SYS);
+        let dev = std::fs::metadata(top)
+            .map_err(|e| SystemError::io(top, e))?
+            .dev();
+        let mut out = Vec::new();
+        let mut pending = vec![top.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    if meta.dev() == dev && !path.ends_with("fs/binfmt_misc") {
+                        pending.push(path);
+                    }
+                    continue;
+                }
+                if !meta.is_file() {
+                    continue;
+                }
+                let Ok(rel) = path.strip_prefix(top) else {
+                    continue;
+                };
+                let key = dotted_key(&rel.to_string_lossy());
+                let mode = meta.mode();
+                let access = match (mode & 0o400 != 0, mode & 0o200 != 0) {
+                    _ if READ_TRIGGERS.contains(&key.as_str()) => SysctlAccess::WriteOnly,
+                    (true, true) => SysctlAccess::ReadWrite,
+                    (true, false) => SysctlAccess::ReadOnly,
+                    (false, _) => SysctlAccess::WriteOnly,
+                };
+                let value = (access != SysctlAccess::WriteOnly)
+                    .then(|| std::fs::read_to_string(&path).ok())
+                    .flatten()
+                    .map(|v| v.strip_suffix('\n').unwrap_or(&v).to_owned());
+                out.push(KernelSetting { key, access, value });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}
+
 impl Host<'_> {
     /// Sets the live value of `key` with one write, as sysctl(8) does.
     pub fn write_sysctl(&self, key: &str, value: &str) -> Result<(), SystemError> {

@@ -1,15 +1,19 @@
-//! systemd through `systemctl`: unit state, enable/disable/mask, start/stop/restart/reload.
+//! The systemd backend of [`ServiceManager`], through `systemctl`: unit state,
+//! enable/disable/mask, start/stop/restart/reload, daemon-reload.
 //!
 //! `systemctl` rather than a D-Bus client: it is the interface systemd documents for scripts,
 //! it adds no dependency, and `systemctl --root=DIR` edits a tree offline with the very same
 //! install logic (symlinks in `*.wants/`, masks to /dev/null) that the running manager uses.
 //! `show` is refused together with `--root`, so offline the unit file state comes from
-//! `is-enabled` and the runtime state is unknown.
+//! `is-enabled` and the runtime state is unknown. "Offline" is also the live host when no
+//! systemd runs it (a chroot while baking an image, a plain container): enablement is
+//! managed in its unit files as under `--root`, and nothing can be started or stopped.
 
 use std::path::Path;
 use std::process::Command;
 
 use super::command::{self, tool};
+use super::services::{ServiceManager, UnitFile, UnitStatus, UnitVerb};
 use super::{Host, System, SystemError};
 
 /// Directories whose unit files systemd only rereads on `daemon-reload`.
@@ -36,44 +40,51 @@ pub fn is_unit_path(path: &Path) -> bool {
     is_dropin_dir && parent.parent().is_some_and(in_unit_dir)
 }
 
-/// What systemd says about one unit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnitStatus {
-    /// `loaded`, `not-found`, `masked`, `bad-setting`...; offline only `loaded` or `not-found`.
-    pub load: String,
-    /// `active`, `inactive`, `failed`, `activating`...; `None` offline, where nothing runs.
-    pub active: Option<String>,
-    /// `enabled`, `disabled`, `masked`, `static`...; empty when there is no unit file.
-    pub file_state: String,
-    /// The main process, when one runs.
-    pub main_pid: Option<u32>,
+/// The systemd service this process runs in (`converge.service`), from its cgroup; `None`
+/// outside a service (a shell, a timer-less container).
+pub fn own_unit() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    own_unit_from(&text)
 }
 
-impl UnitStatus {
-    /// Whether systemd knows no unit file of this name.
-    pub fn not_found(&self) -> bool {
-        self.load == "not-found"
-    }
+/// The innermost `.service` in `/proc/self/cgroup` text (cgroup v2 `0::/...` or v1
+/// `N:name=systemd:/...` lines alike).
+fn own_unit_from(cgroup: &str) -> Option<String> {
+    cgroup
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .filter_map(|path| path.split('/').rev().find(|c| c.ends_with(".service")))
+        .next()
+        .map(str::to_owned)
 }
 
-impl System {
-    fn systemctl(&self) -> Command {
-        let mut cmd = tool("systemctl");
-        if !self.is_live() {
-            cmd.arg(format!("--root={}", self.root().display()));
-        }
-        cmd.arg("--no-ask-password");
-        cmd
+/// systemd on the live host, or `systemctl --root` on a tree.
+#[derive(Debug, Default)]
+pub struct Systemd;
+
+/// Whether a systemd manager runs this root: the live host booted with systemd (sd_booted(3)).
+/// A tree, a chroot or a plain container is handled offline, the way `systemctl --root` does.
+fn running(sys: &System) -> bool {
+    sys.is_live() && Path::new("/run/systemd/system").is_dir()
+}
+
+fn systemctl(sys: &System) -> Command {
+    let mut cmd = tool("systemctl");
+    if !running(sys) {
+        cmd.arg(format!("--root={}", sys.root().display()));
+    }
+    cmd.arg("--no-ask-password");
+    cmd
+}
+
+impl ServiceManager for Systemd {
+    fn runs_units(&self, sys: &System) -> bool {
+        running(sys)
     }
 
-    /// The state of `unit` (a full name such as `nginx.service`). Never changes anything.
-    pub fn unit_status(&self, unit: &str) -> Result<UnitStatus, SystemError> {
-        if self.is_live() {
-            // sd_booted(3): without this directory systemctl can only say "Host is down".
-            if !Path::new("/run/systemd/system").is_dir() {
-                return Err(SystemError::NoSystemd(unit.to_owned()));
-            }
-            let mut cmd = self.systemctl();
+    fn status(&self, sys: &System, unit: &str) -> Result<UnitStatus, SystemError> {
+        if running(sys) {
+            let mut cmd = systemctl(sys);
             cmd.args([
                 "show",
                 "-p",
@@ -81,11 +92,11 @@ impl System {
                 "--",
                 unit,
             ]);
-            return Ok(parse_show(&command::run(&mut cmd)?));
+            return Ok(parse_show(&command::run(&mut cmd, sys.timeouts().query)?));
         }
-        let mut cmd = self.systemctl();
+        let mut cmd = systemctl(sys);
         cmd.args(["is-enabled", "--", unit]);
-        let out = command::output(&mut cmd)?;
+        let out = command::output(&mut cmd, sys.timeouts().query)?;
         // is-enabled exits non-zero for disabled and masked units too; only the text counts.
         let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -107,6 +118,92 @@ impl System {
             main_pid: None,
         })
     }
+
+    fn is_definition(&self, path: &Path) -> bool {
+        is_unit_path(path)
+    }
+
+    /// `systemctl VERB UNIT` (offline verbs under `--root` use `systemctl --root`).
+    fn act(&self, host: &Host, verb: UnitVerb, unit: &str) -> Result<(), SystemError> {
+        let sys = host.system();
+        if verb.needs_running_system() && !self.runs_units(sys) {
+            let what = format!("systemctl {} {unit}", verb.as_str());
+            return Err(if sys.is_live() {
+                SystemError::NoSystemd(what)
+            } else {
+                SystemError::NotLive(what)
+            });
+        }
+        let mut cmd = systemctl(sys);
+        cmd.args([verb.as_str(), "--", unit]);
+        tracing::info!(unit, verb = verb.as_str(), "systemctl");
+        command::run(&mut cmd, sys.timeouts().service).map(drop)
+    }
+
+    fn unit_files(&self, sys: &System) -> Result<Vec<UnitFile>, SystemError> {
+        let mut cmd = systemctl(sys);
+        cmd.args(["list-unit-files", "--no-legend", "--no-pager", "--full"]);
+        let mut files = parse_unit_files(&command::run(&mut cmd, sys.timeouts().query)?);
+        if running(sys) {
+            let mut cmd = systemctl(sys);
+            cmd.args([
+                "list-units",
+                "--all",
+                "--no-legend",
+                "--no-pager",
+                "--plain",
+                "--full",
+            ]);
+            let active = parse_list_units(&command::run(&mut cmd, sys.timeouts().query)?);
+            for f in &mut files {
+                let state = active.get(&f.name).cloned();
+                f.active = Some(state.unwrap_or_else(|| "inactive".into()));
+            }
+        }
+        Ok(files)
+    }
+
+    /// Nothing to do for a tree: no manager has read its units.
+    fn reload_definitions(&self, host: &Host) -> Result<(), SystemError> {
+        let sys = host.system();
+        if !self.runs_units(sys) {
+            return Ok(());
+        }
+        let mut cmd = systemctl(sys);
+        cmd.arg("daemon-reload");
+        tracing::info!("systemctl daemon-reload");
+        command::run(&mut cmd, sys.timeouts().service).map(drop)
+    }
+}
+
+fn parse_unit_files(text: &str) -> Vec<UnitFile> {
+    let mut out: Vec<UnitFile> = text
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let (name, state) = (words.next()?, words.next()?);
+            let preset = words.next().filter(|p| *p != "-").map(str::to_owned);
+            Some(UnitFile {
+                name: name.to_owned(),
+                state: state.to_owned(),
+                preset,
+                active: None,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn parse_list_units(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next()?;
+            let _load = words.next()?;
+            Some((name.to_owned(), words.next()?.to_owned()))
+        })
+        .collect()
 }
 
 fn parse_show(text: &str) -> UnitStatus {
@@ -131,78 +228,6 @@ fn parse_show(text: &str) -> UnitStatus {
     status
 }
 
-/// What can be asked of systemd about one unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnitVerb {
-    /// Start it now.
-    Start,
-    /// Stop it now.
-    Stop,
-    /// Restart it if it runs (never starts a stopped unit).
-    TryRestart,
-    /// Reload its configuration.
-    Reload,
-    /// Start it at boot.
-    Enable,
-    /// Do not start it at boot.
-    Disable,
-    /// Make it impossible to start.
-    Mask,
-    /// Undo a mask.
-    Unmask,
-}
-
-impl UnitVerb {
-    /// The systemctl verb.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnitVerb::Start => "start",
-            UnitVerb::Stop => "stop",
-            UnitVerb::TryRestart => "try-restart",
-            UnitVerb::Reload => "reload",
-            UnitVerb::Enable => "enable",
-            UnitVerb::Disable => "disable",
-            UnitVerb::Mask => "mask",
-            UnitVerb::Unmask => "unmask",
-        }
-    }
-
-    /// Whether it acts on the running manager rather than on unit files.
-    pub fn needs_running_system(self) -> bool {
-        matches!(
-            self,
-            UnitVerb::Start | UnitVerb::Stop | UnitVerb::TryRestart | UnitVerb::Reload
-        )
-    }
-}
-
-impl Host<'_> {
-    /// Runs `systemctl VERB UNIT` (offline verbs under `--root` use `systemctl --root`).
-    pub fn systemctl(&self, verb: UnitVerb, unit: &str) -> Result<(), SystemError> {
-        if verb.needs_running_system() && !self.sys.is_live() {
-            return Err(SystemError::NotLive(format!(
-                "systemctl {} {unit}",
-                verb.as_str()
-            )));
-        }
-        let mut cmd = self.sys.systemctl();
-        cmd.args([verb.as_str(), "--", unit]);
-        tracing::info!(unit, verb = verb.as_str(), "systemctl");
-        command::run(&mut cmd).map(drop)
-    }
-
-    /// Makes the running manager reread unit files; nothing to do for a tree.
-    pub fn daemon_reload(&self) -> Result<(), SystemError> {
-        if !self.sys.is_live() {
-            return Ok(());
-        }
-        let mut cmd = self.sys.systemctl();
-        cmd.arg("daemon-reload");
-        tracing::info!("systemctl daemon-reload");
-        command::run(&mut cmd).map(drop)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +246,19 @@ mod tests {
     }
 
     #[test]
+    fn unit_file_lists_parse_with_and_without_presets() {
+        let files = parse_unit_files(
+            "ssh.service enabled enabled\nsshd.service alias -\nx.timer disabled\n",
+        );
+        assert_eq!(files[0].name, "ssh.service");
+        assert_eq!(files[0].preset.as_deref(), Some("enabled"));
+        assert_eq!(files[1].preset, None);
+        assert_eq!(files[2].state, "disabled");
+        let active = parse_list_units("ssh.service loaded active running OpenBSD Secure Shell\n");
+        assert_eq!(active["ssh.service"], "active");
+    }
+
+    #[test]
     fn show_output_parses_and_zero_pid_means_none() {
         let s =
             parse_show("MainPID=0\nLoadState=not-found\nActiveState=inactive\nUnitFileState=\n");
@@ -231,5 +269,27 @@ mod tests {
             parse_show("MainPID=35\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n");
         assert_eq!(s.main_pid, Some(35));
         assert_eq!(s.file_state, "enabled");
+    }
+}
+
+#[cfg(test)]
+mod own_unit_tests {
+    use super::own_unit_from;
+
+    #[test]
+    fn finds_the_innermost_service_in_v1_and_v2_cgroup_files() {
+        assert_eq!(
+            own_unit_from("0::/system.slice/converge.service\n").as_deref(),
+            Some("converge.service")
+        );
+        assert_eq!(
+            own_unit_from("12:cpu:/\n1:name=systemd:/system.slice/converge-agent.service\n0::/\n")
+                .as_deref(),
+            Some("converge-agent.service")
+        );
+        assert_eq!(
+            own_unit_from("0::/user.slice/user-0.slice/session-3.scope\n"),
+            None
+        );
     }
 }

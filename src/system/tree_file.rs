@@ -56,6 +56,31 @@ pub fn read_in_root(root: &Path, path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Opens `path` for reading, but only a regular file: `Ok(Err(what))` names anything else
+/// ("a FIFO", "a device", ...), found before a byte is read. O_NONBLOCK keeps the open of a
+/// FIFO from waiting for a writer that may never come.
+pub fn open_if_regular(path: &Path) -> io::Result<Result<File, &'static str>> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlag::O_NONBLOCK.bits())
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    Ok(if kind.is_file() {
+        Ok(file)
+    } else if kind.is_fifo() {
+        Err("a FIFO")
+    } else if kind.is_dir() {
+        Err("a directory")
+    } else if kind.is_socket() {
+        Err("a socket")
+    } else if kind.is_block_device() || kind.is_char_device() {
+        Err("a device")
+    } else {
+        Err("a special file")
+    })
+}
+
 /// [`read_in_root`] as text; a missing file is empty, and any other problem is logged and
 /// taken as empty (what these files add is optional: facts, account names).
 pub fn read_text_or_empty(root: &Path, path: &Path) -> String {

@@ -144,15 +144,12 @@ impl Host<'_> {
             .env("LC_ALL", "C");
         let shown = super::process::describe(&cmd);
         tracing::debug!(command = %shown, "changing accounts");
-        let out = cmd.output();
+        let out = super::process::run_with_deadline(&mut cmd, &shown, sys.timeouts().account);
         // Even a failed tool may have changed something (home directories too); never trust
         // the caches after it ran.
         sys.forget_accounts();
         sys.forget_paths();
-        let out = out.map_err(|e| SystemError::Spawn {
-            command: shown.clone(),
-            source: e,
-        })?;
+        let out = out?;
         if out.status.success() {
             return Ok(());
         }

@@ -33,7 +33,7 @@ pub mod tools;
 pub use apt_repo::{AptRepo, Deb};
 pub use chroot::Chroot;
 pub use container::Container;
-pub use netns::{in_netns, in_netns_sh};
+pub use netns::{in_netns, in_netns_sh, NetNs};
 pub use nginx::Nginx;
 pub use overlay::Overlay;
 pub use rootfs::debian_rootfs;

@@ -31,3 +31,50 @@ pub fn in_netns(cmd: &[&str]) -> Output {
 pub fn in_netns_sh(script: &str) -> Output {
     in_netns(&["sh", "-c", script])
 }
+
+/// A named network namespace (`ip netns add`) that outlives single commands, so several
+/// steps of a test see the same kernel settings; deleted on Drop.
+pub struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    /// Creates `converge-NAME-PID` with loopback up.
+    pub fn new(name: &str) -> NetNs {
+        require_root();
+        let ip = require_tool("ip");
+        let name = format!("converge-{name}-{}", std::process::id());
+        let _ = Command::new(&ip).args(["netns", "del", &name]).output();
+        let out = Command::new(&ip)
+            .args(["netns", "add", &name])
+            .output()
+            .expect("spawn ip netns add");
+        assert!(out.status.success(), "ip netns add {name} failed: {out:?}");
+        let ns = NetNs { name };
+        let out = ns.run(&["ip", "link", "set", "lo", "up"]);
+        assert!(out.status.success(), "lo up in {} failed: {out:?}", ns.name);
+        ns
+    }
+
+    /// Runs `cmd` inside the namespace.
+    pub fn run(&self, cmd: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(cmd)
+            .output()
+            .unwrap_or_else(|e| panic!("failed to spawn ip netns exec {cmd:?}: {e}"))
+    }
+
+    /// Runs a shell script inside the namespace.
+    pub fn sh(&self, script: &str) -> Output {
+        self.run(&["sh", "-c", script])
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}

@@ -28,16 +28,21 @@ pub struct Nginx {
 impl Nginx {
     /// Serves `root` over plain HTTP on 127.0.0.1 and a free port.
     pub fn serve(root: &Path) -> Nginx {
-        Self::start(root, false)
+        Self::start(root, false, false)
+    }
+
+    /// Serves `root` over plain HTTP with gzip on for every type, as a CDN would.
+    pub fn serve_gzip(root: &Path) -> Nginx {
+        Self::start(root, false, true)
     }
 
     /// Serves `root` over HTTPS with a fresh self-signed cert for
     /// localhost/127.0.0.1 (see `cert_path`).
     pub fn serve_tls(root: &Path) -> Nginx {
-        Self::start(root, true)
+        Self::start(root, true, false)
     }
 
-    fn start(root: &Path, tls: bool) -> Nginx {
+    fn start(root: &Path, tls: bool, gzip: bool) -> Nginx {
         require_root();
         reap_once();
         let nginx = require_tool("nginx");
@@ -52,7 +57,7 @@ impl Nginx {
         let mut last_error = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            write_config(dir.path(), root, port, tls);
+            write_config(dir.path(), root, port, tls, gzip);
             let _ = fs::remove_file(dir.path().join("nginx.pid"));
             let out = File::create(dir.path().join("logs/stderr.log")).expect("create stderr log");
             let mut child = Command::new(&nginx)
@@ -113,6 +118,21 @@ impl Nginx {
         fs::read_to_string(self.dir.path().join("logs/access.log")).unwrap_or_default()
     }
 
+    /// Per request, oldest first: the path, the body bytes sent and the Content-Encoding
+    /// (`-` when none), from the fields appended to the combined log format.
+    pub fn transfers(&self) -> Vec<(String, u64, String)> {
+        self.access_log()
+            .lines()
+            .filter_map(|l| {
+                let path = l.split('"').nth(1)?.split_whitespace().nth(1)?.to_owned();
+                let mut tail = l.rsplit(' ');
+                let encoding = tail.next()?.to_owned();
+                let bytes = tail.next()?.parse().ok()?;
+                Some((path, bytes, encoding))
+            })
+            .collect()
+    }
+
     /// HTTP statuses from the access log, oldest first.
     pub fn statuses(&self) -> Vec<u16> {
         self.access_log()
@@ -168,7 +188,7 @@ fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-fn write_config(dir: &Path, root: &Path, port: u16, tls: bool) {
+fn write_config(dir: &Path, root: &Path, port: u16, tls: bool, gzip: bool) {
     let d = dir.display();
     let tls_lines = if tls {
         format!("ssl_certificate {d}/cert.pem;\n        ssl_certificate_key {d}/key.pem;")
@@ -176,6 +196,11 @@ fn write_config(dir: &Path, root: &Path, port: u16, tls: bool) {
         String::new()
     };
     let ssl = if tls { " ssl" } else { "" };
+    let gzip = if gzip {
+        "gzip on; gzip_types *; gzip_min_length 0;"
+    } else {
+        ""
+    };
     // master_process off: one process, so killing it leaves no orphaned
     // workers holding the port; it also runs as root and can read 0700
     // temp dirs.
@@ -186,7 +211,9 @@ pid {d}/nginx.pid;
 error_log {d}/logs/error.log;
 events {{ worker_connections 64; }}
 http {{
-    access_log {d}/logs/access.log;
+    log_format transfers '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $body_bytes_sent $sent_http_content_encoding';
+    access_log {d}/logs/access.log transfers;
+    {gzip}
     client_body_temp_path {d}/tmp/client_body;
     proxy_temp_path {d}/tmp/proxy;
     fastcgi_temp_path {d}/tmp/fastcgi;

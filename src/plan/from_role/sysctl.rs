@@ -47,7 +47,7 @@ impl Builder<'_> {
         for (key, value) in &role.spec.sysctl {
             // One spelling per key: `net/core/x` and `net.core.x` are the same setting.
             let dotted = crate::system::procfs::dotted_key(key.get_ref());
-            let (k, v) = (&dotted, &value.get_ref().0);
+            let (k, v) = (&dotted, &value.get_ref().value);
             if let Err(e) = sysctl::check_key(k) {
                 self.errors.push(role.error_at(key.span().start, e));
                 continue;
@@ -56,13 +56,16 @@ impl Builder<'_> {
                 self.errors.push(role.error_at(value.span().start, e));
                 continue;
             }
-            let at = role.location(key.span().start);
-            self.sysctl.at.get_or_insert(at);
-            if !self.sysctl.roles.contains(&role.name) {
-                self.sysctl.roles.push(role.name.clone());
+            // `persist = false`: a live value only; the drop-in leaves it out.
+            if value.get_ref().persist {
+                let at = role.location(key.span().start);
+                self.sysctl.at.get_or_insert(at);
+                if !self.sysctl.roles.contains(&role.name) {
+                    self.sysctl.roles.push(role.name.clone());
+                }
+                // A different value in another role is reported as a conflict by the planner.
+                self.sysctl.entries.entry(k.clone()).or_insert(v.clone());
             }
-            // A different value in another role is reported as a conflict by the planner.
-            self.sysctl.entries.entry(k.clone()).or_insert(v.clone());
             let r = SysctlResource {
                 key: k.clone(),
                 value: v.clone(),

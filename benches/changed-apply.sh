@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# What keeping backups costs: an apply that changes every one of 1,000 files (~2 KiB each),
+# with the run history (--state-dir: each old file kept and its record synced before the
+# change) and without it. Both run RUNS times, alternating; reports medians and their ratio.
+# Usage: benches/changed-apply.sh [RUNS]   (default 9)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-9}
+cargo build --release --quiet
+bin=$PWD/target/release/converge
+work=$(mktemp -d)
+[ -n "${KEEP:-}" ] && echo "work dir kept: $work" || trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/src/roles" "$work/src/templates" "$work/root/srv/app"
+
+{
+  echo 'generation = {{vars.generation}}'
+  for i in $(seq 1 40); do echo "option_$i = value line $i of the generated config for {{vars.name}}"; done
+} > "$work/src/templates/svc.conf.hbs"
+{
+  echo '[[directory]]'
+  echo 'path = "/srv/app"'
+  for i in $(seq -w 1 1000); do
+    printf '\n[[file]]\npath = "/srv/app/svc%s.conf"\ntemplate = "svc.conf.hbs"\n[file.vars]\nname = "svc%s"\n' "$i" "$i"
+  done
+} > "$work/src/roles/bench.toml"
+
+base=(apply --source "$work/src" --role bench --root "$work/root" --color never -q)
+gen=0
+# Every timed run changes all 1,000 files: the generation moves on each time.
+run() { gen=$((gen + 1)); "$bin" "${base[@]}" --var "generation=$gen" "$@" >/dev/null || [ $? -eq 2 ]; }
+run; run --state-dir "$work/state"
+
+now() { date +%s%N; }
+plain=(); kept=()
+for _ in $(seq "$runs"); do
+  t0=$(now); run; t1=$(now); plain+=($(( (t1 - t0) / 1000 )))
+  t0=$(now); run --state-dir "$work/state"; t1=$(now); kept+=($(( (t1 - t0) / 1000 )))
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
+mp=$(median "${plain[@]}"); mk=$(median "${kept[@]}")
+echo "1000 changed files, runs: $runs"
+echo "apply without history: median $((mp / 1000)) ms"
+echo "apply with backups:    median $((mk / 1000)) ms ($(du -sk "$work/state/runs" | cut -f1) KiB of history for $(ls "$work/state/runs" | wc -l) kept runs)"
+awk -v p="$mp" -v k="$mk" 'BEGIN {printf "ratio with/without: %.2f\n", k / p}'

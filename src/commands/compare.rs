@@ -1,0 +1,77 @@
+//! `converge compare A B`: what differs between two snapshots (or a snapshot and this host).
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail};
+
+use crate::cli::{ColorChoice, CompareArgs, Format};
+use converge::compare::{self, render, IgnoreList};
+use converge::report::human::Style;
+use converge::snapshot::{self, Options, Snapshot, SnapshotError};
+use converge::system::System;
+
+/// The word that stands for this host instead of a snapshot file.
+pub const LIVE: &str = "live";
+
+/// Exit 0 when equal, 2 when they differ; bad input is an error (exit 1).
+pub fn run(args: &CompareArgs, color: ColorChoice) -> anyhow::Result<i32> {
+    if args.print_ignore {
+        print!("{}", IgnoreList::defaults_toml());
+        return Ok(0);
+    }
+    let (Some(a), Some(b)) = (&args.a, &args.b) else {
+        bail!(
+            "compare needs two snapshots: converge compare A B (a file, or `live` for this host)"
+        );
+    };
+    let ignore = match &args.ignore {
+        Some(path) => IgnoreList::load(path)?,
+        None => IgnoreList::defaults(),
+    };
+    let (sa, sb) = load_pair(a, b, &args.root)?;
+    let diffs = compare::compare(&sa, &sb, &ignore, (a, b));
+    match args.format {
+        Format::Human => print!(
+            "{}",
+            render::human(&diffs, (a, b), Style::new(super::run::use_color(color)))
+        ),
+        Format::Json => print!("{}", render::json(&diffs, (a, b))),
+    }
+    Ok(if diffs.is_empty() { 0 } else { 2 })
+}
+
+/// A snapshot file; a located problem in it is reported like any located error.
+pub fn load(path: &Path) -> anyhow::Result<Snapshot> {
+    Snapshot::load(path).map_err(|e| match e {
+        SnapshotError::Invalid(d) => anyhow::Error::new(d),
+        e => e.into(),
+    })
+}
+
+/// Both sides; a `live` side records the same paths as the file it is compared with, so
+/// neither side reports files the other never looked at.
+pub fn load_pair(a: &str, b: &str, root: &Path) -> anyhow::Result<(Snapshot, Snapshot)> {
+    if a == LIVE && b == LIVE {
+        bail!("compare: at most one side can be `live`");
+    }
+    let file = |name: &str| load(Path::new(name));
+    let live = |other: &Snapshot| -> anyhow::Result<Snapshot> {
+        let sys = System::new(root)?;
+        let options = Options {
+            paths: other.host.paths.iter().map(Into::into).collect(),
+            ..Options::default()
+        };
+        snapshot::take(&sys, &options)
+            .map_err(|e| anyhow!("cannot take a snapshot of this host: {e}"))
+    };
+    if a == LIVE {
+        let sb = file(b)?;
+        return Ok((live(&sb)?, sb));
+    }
+    let sa = file(a)?;
+    if b == LIVE {
+        let sb = live(&sa)?;
+        return Ok((sa, sb));
+    }
+    Ok((sa, file(b)?))
+}

@@ -1,0 +1,325 @@
+//! A host's observable state as versioned JSON: kernel settings, packages, units, accounts and
+//! files. Taken only through the observers in [`crate::system`], the same ones check and
+//! apply use, so a role captured from a snapshot is in sync on its origin by construction.
+
+mod accounts;
+mod files;
+mod packages;
+mod sysctl;
+mod units;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostics::{Diagnostic, Location};
+use crate::system::{System, SystemError};
+
+pub use accounts::{GroupEntry, UserEntry};
+pub use files::{FileEntry, FileType, CONTENT_LIMIT, DEFAULT_SECRETS};
+pub use packages::PackageEntry;
+pub use sysctl::SysctlEntry;
+pub use units::UnitEntry;
+
+/// The `format` field every snapshot carries, so another JSON file is recognised as such.
+pub const FORMAT: &str = "converge-snapshot";
+
+/// The layout version this build writes and reads.
+pub const VERSION: u32 = 1;
+
+/// Paths whose files a snapshot records unless told otherwise.
+pub const DEFAULT_PATHS: &[&str] = &["/etc"];
+
+/// Everything a snapshot records about one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The layout version, [`VERSION`].
+    pub version: u32,
+    /// Where and when it was taken.
+    pub host: HostInfo,
+    /// Every kernel parameter, by dotted key.
+    pub sysctl: BTreeMap<String, SysctlEntry>,
+    /// Installed packages, by name (`NAME:ARCH` for foreign architectures).
+    pub packages: BTreeMap<String, PackageEntry>,
+    /// Unit files, by full unit name.
+    pub units: BTreeMap<String, UnitEntry>,
+    /// Users, by login name.
+    pub users: BTreeMap<String, UserEntry>,
+    /// Groups, by name.
+    pub groups: BTreeMap<String, GroupEntry>,
+    /// Files, directories and links under the snapshot's paths, by absolute path.
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+/// Where and when a snapshot was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostInfo {
+    /// The host name (of the tree, under `--root`).
+    pub hostname: String,
+    /// The root that was observed.
+    pub root: String,
+    /// The running kernel's release (sysctl values come from it).
+    pub kernel: String,
+    /// Seconds since the epoch.
+    pub taken: u64,
+    /// The paths whose files were recorded.
+    pub paths: Vec<String>,
+}
+
+/// What to record.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Directories (or files) whose entries are recorded.
+    pub paths: Vec<PathBuf>,
+    /// More secret path patterns, on top of [`DEFAULT_SECRETS`].
+    pub secrets: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            paths: DEFAULT_PATHS.iter().map(PathBuf::from).collect(),
+            secrets: Vec::new(),
+        }
+    }
+}
+
+/// Errors taking or reading a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Observing the host failed.
+    #[error(transparent)]
+    System(#[from] SystemError),
+    /// A snapshot file could not be read.
+    #[error("{path}: cannot read snapshot: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A snapshot file is not a snapshot this build understands.
+    #[error(transparent)]
+    Invalid(#[from] Diagnostic),
+    /// A secret pattern does not parse.
+    #[error("secret pattern '{pattern}': {message}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// Observes the host (or the tree) behind `sys`. Packages, units and files are read in
+/// parallel: each waits mostly on its own tool or disk.
+pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> {
+    let secrets = files::SecretMatcher::new(&options.secrets)?;
+    let (sysctl, packages, units, files, accounts) = std::thread::scope(|s| {
+        let packages = s.spawn(|| packages::observe(sys));
+        let units = s.spawn(|| units::observe(sys));
+        let sysctl = s.spawn(|| sysctl::observe(sys));
+        let files = files::observe(sys, &options.paths, &secrets);
+        let accounts = accounts::observe(sys);
+        (
+            sysctl
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            packages
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            units
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            files,
+            accounts,
+        )
+    });
+    let (packages, conffiles) = packages?;
+    let mut files = files?;
+    files::mark_packaged(sys, &mut files, &conffiles, &options.paths)?;
+    let files = files.0;
+    let (users, groups) = accounts?;
+    Ok(Snapshot {
+        format: FORMAT.to_owned(),
+        version: VERSION,
+        host: HostInfo {
+            hostname: hostname(sys),
+            root: sys.root().display().to_string(),
+            kernel: nix::sys::utsname::uname()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            taken: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            paths: options
+                .paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+        },
+        sysctl: sysctl?,
+        packages,
+        units: units?,
+        users,
+        groups,
+        files,
+    })
+}
+
+/// The tree's own name (its /etc/hostname) under `--root`, the kernel's on the live host.
+fn hostname(sys: &System) -> String {
+    if !sys.is_live() {
+        return sys
+            .read_file(Path::new("/etc/hostname"))
+            .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+            .unwrap_or_default();
+    }
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+impl Snapshot {
+    /// Pretty JSON with a final newline, as `converge snapshot` writes it.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("a snapshot always serialises");
+        text.push('\n');
+        text
+    }
+
+    /// Parses a snapshot read from `file`; every problem is located in it.
+    pub fn from_json(file: &Path, text: &str) -> Result<Snapshot, SnapshotError> {
+        // The header first, so a snapshot of another version (or another JSON file) gets that
+        // said instead of a complaint about some field deep inside.
+        #[derive(Deserialize)]
+        struct Header {
+            format: Option<serde_json::Value>,
+            version: Option<serde_json::Value>,
+        }
+        let located = |e: serde_json::Error, what: &str| {
+            let message = e.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message);
+            Diagnostic::at(
+                Location {
+                    file: file.to_path_buf(),
+                    line: e.line().max(1),
+                    col: e.column().max(1),
+                },
+                text,
+                format!("{what}: {message}"),
+            )
+        };
+        let header: Header = serde_json::from_str(text)
+            .map_err(|e| located(e, "not a converge snapshot (expected a JSON object)"))?;
+        let at_start = |message: String| {
+            Diagnostic::at(
+                Location {
+                    file: file.to_path_buf(),
+                    line: 1,
+                    col: 1,
+                },
+                text,
+                message,
+            )
+        };
+        if header.format.as_ref().and_then(|f| f.as_str()) != Some(FORMAT) {
+            return Err(at_start(format!(
+                "not a converge snapshot: expected \"format\": \"{FORMAT}\" (make one with `converge snapshot -o FILE`)"
+            ))
+            .into());
+        }
+        let version = header.version.as_ref().and_then(|v| v.as_u64());
+        if version != Some(u64::from(VERSION)) {
+            let found = header
+                .version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "none".into());
+            return Err(at_start(format!(
+                "snapshot version {found} is not supported: this converge reads version {VERSION}"
+            ))
+            .into());
+        }
+        serde_json::from_str(text).map_err(|e| located(e, "invalid snapshot").into())
+    }
+
+    /// Reads and parses the snapshot file at `path`.
+    pub fn load(path: &Path) -> Result<Snapshot, SnapshotError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SnapshotError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Snapshot::from_json(path, &text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty() -> Snapshot {
+        Snapshot {
+            format: FORMAT.into(),
+            version: VERSION,
+            host: HostInfo {
+                hostname: "h".into(),
+                root: "/".into(),
+                kernel: "6.1".into(),
+                taken: 1,
+                paths: vec!["/etc".into()],
+            },
+            sysctl: BTreeMap::new(),
+            packages: BTreeMap::new(),
+            units: BTreeMap::new(),
+            users: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let s = empty();
+        let back = Snapshot::from_json(Path::new("s.json"), &s.to_json()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn bad_files_are_located() {
+        let f = Path::new("old.json");
+        let e = Snapshot::from_json(
+            f,
+            "{\n  \"format\": \"converge-snapshot\",\n  \"version\": 1,\n  oops\n}\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("old.json:4:3: not a converge snapshot"),
+            "{e}"
+        );
+        let e = Snapshot::from_json(f, "{\"format\": \"x\"}").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("expected \"format\": \"converge-snapshot\""),
+            "{e}"
+        );
+        let e = Snapshot::from_json(f, "{\"format\": \"converge-snapshot\", \"version\": 9}")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("snapshot version 9 is not supported"),
+            "{e}"
+        );
+        let mut text = empty().to_json();
+        text = text.replace("\"kernel\"", "\"kernal\"");
+        let e = Snapshot::from_json(f, &text).unwrap_err();
+        assert!(e.to_string().contains("unknown field `kernal`"), "{e}");
+        assert!(e.to_string().starts_with("old.json:"), "{e}");
+    }
+}

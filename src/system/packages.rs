@@ -1,0 +1,73 @@
+//! The package manager seam: what `package` resources ask of whatever installs software on
+//! the host. apt/dpkg ([`super::apt`]) is the one backend today; another (dnf, apk) is one
+//! added file implementing [`PackageManager`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::{Host, System, SystemError};
+
+/// What the package database knows about one package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageStatus {
+    /// The installed version; `None` when not installed (or only its conffiles remain).
+    pub installed: Option<String>,
+    /// Whether the package is held, which keeps upgrades from moving it.
+    pub held: bool,
+}
+
+/// One installed package, as an inventory lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledPackage {
+    /// The name, with `:ARCH` only for a foreign-architecture package.
+    pub name: String,
+    /// Its architecture (`amd64`, `all`...).
+    pub arch: String,
+    /// The installed version.
+    pub version: String,
+    /// Whether it is held.
+    pub held: bool,
+    /// Installed because an admin asked for it, not as a dependency.
+    pub manual: bool,
+    /// The configuration files the manager tracks for it, with what it shipped.
+    pub conffiles: Vec<Conffile>,
+}
+
+/// A configuration file as the package manager recorded it at install time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conffile {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// md5 of the content the package shipped (dpkg: `newconffile` until configured).
+    pub md5: String,
+    /// No longer shipped by the current version.
+    pub obsolete: bool,
+}
+
+/// A package manager. Reads get the [`System`] (root, limits); changes get the writing
+/// [`Host`], which only the engine can obtain, in apply mode.
+pub trait PackageManager: fmt::Debug + Send + Sync {
+    /// The installed version and hold state of `name`. Never changes anything.
+    fn status(&self, sys: &System, name: &str) -> Result<PackageStatus, SystemError>;
+    /// Every version of `name` that the configured archives offer.
+    fn available(&self, sys: &System, name: &str) -> Result<Vec<String>, SystemError>;
+    /// The version a plain install of `name` would pick, if any archive has the package.
+    fn candidate(&self, sys: &System, name: &str) -> Result<Option<String>, SystemError>;
+    /// Whether version `a` sorts after `b` in this manager's version order.
+    fn is_newer(&self, sys: &System, a: &str, b: &str) -> Result<bool, SystemError>;
+    /// Installs `name`, at `version` when given (downgrading if needed).
+    fn install(&self, host: &Host, name: &str, version: Option<&str>) -> Result<(), SystemError>;
+    /// Removes `name`, keeping its configuration files.
+    fn remove(&self, host: &Host, name: &str) -> Result<(), SystemError>;
+    /// Holds `name` at its version, or releases the hold.
+    fn hold(&self, host: &Host, name: &str, hold: bool) -> Result<(), SystemError>;
+    /// Every installed package, sorted by name (empty where there is no package database).
+    fn installed(&self, sys: &System) -> Result<Vec<InstalledPackage>, SystemError>;
+    /// The package that owns each path below `prefix`.
+    fn file_owners(
+        &self,
+        sys: &System,
+        prefix: &Path,
+    ) -> Result<BTreeMap<PathBuf, String>, SystemError>;
+}

@@ -1,0 +1,348 @@
+//! The whole story with real parts: two Debian hosts (overlays of the cached debootstrap
+//! rootfs, each in a network namespace of its own), "old" tuned by hand the way people do,
+//! "new" built from the written-down config. compare names exactly the tunings; capture
+//! writes a role that is in sync on old and that, applied on new (chrooted, in its
+//! namespace, with no systemd running), leaves no difference.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+use support::{output_text, AptRepo, Chroot, NetNs};
+
+const BIN: &str = env!("CARGO_BIN_EXE_converge");
+
+/// One host: a writable Debian tree, its own network namespace, /proc mounted inside so the
+/// converge binary can run in it as it would on the machine itself.
+struct Host {
+    ch: Chroot,
+    ns: NetNs,
+}
+
+impl Host {
+    fn new(name: &str, hostname: &str, machine_id: &str) -> Host {
+        let ch = Chroot::new();
+        let root = ch.path();
+        std::fs::write(root.join("etc/hostname"), format!("{hostname}\n")).unwrap();
+        std::fs::write(root.join("etc/machine-id"), format!("{machine_id}\n")).unwrap();
+        let bin = root.join("usr/local/bin/converge");
+        std::fs::copy(BIN, &bin).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "proc", "proc"])
+            .arg(root.join("proc"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount proc in {}", root.display());
+        Host {
+            ch,
+            ns: NetNs::new(name),
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.ch.path()
+    }
+
+    /// A shell script run in the tree (chroot) inside this host's namespace.
+    fn sh(&self, script: &str) -> Output {
+        let root = self.root().display().to_string();
+        self.ns.run(&[
+            "env",
+            "-i",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LC_ALL=C",
+            "DEBIAN_FRONTEND=noninteractive",
+            "chroot",
+            &root,
+            "sh",
+            "-c",
+            script,
+        ])
+    }
+
+    fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(out.status.success(), "{script}\n{}", output_text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `converge snapshot --root TREE` from outside the tree, in this host's namespace.
+    fn snapshot(&self, out: &Path) {
+        let root = self.root().display().to_string();
+        let run = self.ns.run(&[
+            BIN,
+            "snapshot",
+            "--root",
+            &root,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{}", output_text(&run));
+    }
+}
+
+fn converge(args: &[&str]) -> Output {
+    std::process::Command::new(BIN).args(args).output().unwrap()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn differences(old: &Path, new: &Path) -> (i32, BTreeSet<String>, Value) {
+    let out = converge(&[
+        "compare",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("compare --format json: {e}\n{}", output_text(&out)));
+    let ids = doc["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}",
+                d["kind"].as_str().unwrap(),
+                d["id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    (code(&out), ids, doc)
+}
+
+const APP_UNIT: &str = "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n";
+
+#[test]
+fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = AptRepo::build(
+        &tmp.path().join("caprepo"),
+        &[("cfgtest", "1.0-1"), ("cfgtest", "2.0-1")],
+    );
+    let old = Host::new("old", "old-db1", "0123456789abcdef0123456789abcdef");
+    let new = Host::new("new", "new-db1", "fedcba9876543210fedcba9876543210");
+
+    // The written-down config, on both: the local archive and the current cfgtest.
+    for host in [&old, &new] {
+        repo.add_to(&host.ch);
+        host.sh_ok("apt-get install -y -q cfgtest >/dev/null");
+    }
+    // Each host lives its own life: identity, logs, timestamps, network config, caches.
+    old.sh_ok("echo 'nameserver 10.0.0.2' > /etc/resolv.conf && echo boot >> /var/log/old.log && ldconfig");
+    new.sh_ok("echo 'nameserver 10.9.9.9' > /etc/resolv.conf && touch -d '2001-01-01' /etc/motd /etc/issue && mkdir -p /var/log/x");
+
+    // Old, tuned by hand over the years.
+    old.sh_ok(
+        "set -e
+         sysctl -q -w net.core.somaxconn=8192 net.ipv4.tcp_fin_timeout=15
+         printf 'net.core.somaxconn = 8192\\nnet.ipv4.tcp_fin_timeout = 15\\n' > /etc/sysctl.d/90-tuning.conf
+         sed -i 's/worker_connections 768/worker_connections 4096/' /etc/nginx/nginx.conf
+         groupadd -g 1500 app
+         useradd -u 1500 -g app -G adm -s /bin/sh -c 'App service' app
+         mkdir /etc/app
+         echo 'port = 8080' > /etc/app/app.conf
+         echo 'password = hunter2' > /etc/app/secret.conf
+         chgrp app /etc/app/secret.conf && chmod 0640 /etc/app/secret.conf
+         systemctl disable -q nginx.service
+         apt-get install -y -q --allow-downgrades cfgtest=1.0-1 >/dev/null
+         apt-mark hold cfgtest >/dev/null",
+    );
+    std::fs::write(old.root().join("etc/systemd/system/app.service"), APP_UNIT).unwrap();
+    old.sh_ok("systemctl enable -q app.service");
+
+    let old_json = tmp.path().join("old.json");
+    let new_json = tmp.path().join("new.json");
+    old.snapshot(&old_json);
+    new.snapshot(&new_json);
+
+    // compare names exactly the tunings, and nothing else.
+    let (status, ids, doc) = differences(&old_json, &new_json);
+    let expected: BTreeSet<String> = [
+        "sysctl net.core.somaxconn",
+        "sysctl net.ipv4.tcp_fin_timeout",
+        "package cfgtest",
+        "unit app.service",
+        "unit nginx.service",
+        "user app",
+        "group adm",
+        "group app",
+        "file /etc/app",
+        "file /etc/app/app.conf",
+        "file /etc/app/secret.conf",
+        "file /etc/nginx/nginx.conf",
+        "file /etc/sysctl.d/90-tuning.conf",
+        "file /etc/systemd/system/app.service",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(ids, expected, "{doc:#}");
+    assert_eq!(status, 2);
+    let human = converge(&[
+        "compare",
+        old_json.to_str().unwrap(),
+        new_json.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("  ~ net.core.somaxconn\n      value: 8192 → 4096\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("      -\tworker_connections 4096;\n"),
+        "{text}"
+    );
+    assert!(text.contains("version: 1.0-1 → 2.0-1"), "{text}");
+    assert!(
+        !text.contains("hunter2"),
+        "a private file's content was shown:\n{text}"
+    );
+
+    // capture: a role that validates and is in sync on old.
+    let src = tmp.path().join("src");
+    let role_file = src.join("roles/tuned.toml");
+    let out = converge(&[
+        "capture",
+        "--from",
+        old_json.to_str().unwrap(),
+        "--against",
+        new_json.to_str().unwrap(),
+        "--role",
+        "tuned",
+        "-o",
+        role_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let role = std::fs::read_to_string(&role_file).unwrap();
+    assert!(
+        role.contains("\"net.core.somaxconn\" = { value = 8192, persist = false }"),
+        "{role}"
+    );
+    assert!(
+        role.contains("name = \"cfgtest\"\nversion = \"1.0-1\""),
+        "{role}"
+    );
+    assert!(role.contains("sensitive = true"), "{role}");
+    assert_eq!(
+        std::fs::read_to_string(src.join("files/tuned/etc/app/app.conf")).unwrap(),
+        "port = 8080\n"
+    );
+    let secret = src.join("files/tuned/etc/app/secret.conf");
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let out = converge(&[
+        "validate",
+        "--source",
+        src.to_str().unwrap(),
+        "--role",
+        "tuned",
+    ]);
+    assert_eq!(code(&out), 0, "{}\n{role}", output_text(&out));
+
+    for host in [&old, &new] {
+        let dest = host.root().join("srv/capture-src");
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&src)
+            .arg(&dest)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let run = "converge --color never {mode} --source /srv/capture-src --role tuned --state-dir /var/lib/converge-test";
+    let out = old.sh(&run.replace("{mode}", "check"));
+    assert_eq!(
+        code(&out),
+        0,
+        "check on old is not in sync:\n{}\n{role}",
+        output_text(&out)
+    );
+
+    // Applied on new, chrooted in its namespace with no systemd running: no difference left.
+    let out = new.sh(&run.replace("{mode}", "apply"));
+    assert_eq!(code(&out), 2, "{}\n{role}", output_text(&out));
+    let out = new.sh(&run.replace("{mode}", "apply"));
+    assert_eq!(
+        code(&out),
+        0,
+        "second apply is not a no-op:\n{}",
+        output_text(&out)
+    );
+    let after = tmp.path().join("new-after.json");
+    new.snapshot(&after);
+    let (status, ids, doc) = differences(&old_json, &after);
+    assert!(ids.is_empty(), "{doc:#}");
+    assert_eq!(status, 0);
+    assert_eq!(
+        new.sh_ok("sysctl -n net.core.somaxconn net.ipv4.tcp_fin_timeout"),
+        "8192\n15\n"
+    );
+}
+
+#[test]
+fn this_machine_compared_with_itself_is_empty_and_bad_snapshots_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a: PathBuf = tmp.path().join("a.json");
+    let out = converge(&["snapshot", "-o", a.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let b = tmp.path().join("b.json");
+    let out = converge(&["snapshot", "-o", b.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let out = converge(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    assert_eq!(
+        text,
+        format!(
+            "compare: no differences between {} and {}\n",
+            a.display(),
+            b.display()
+        )
+    );
+    let out = converge(&["compare", a.to_str().unwrap(), "live"]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        "{\n  \"format\": \"converge-snapshot\",\n  \"version\": 1,\n  \"host\": 7\n}\n",
+    )
+    .unwrap();
+    let out = converge(&["compare", bad.to_str().unwrap(), a.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "error: {}:4:11: invalid snapshot: invalid type: integer `7`, expected struct HostInfo",
+            bad.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("4 |   \"host\": 7"), "{err}");
+    std::fs::write(&bad, "[1, 2]\n").unwrap();
+    let out = converge(&["compare", bad.to_str().unwrap(), a.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a converge snapshot"), "{err}");
+    let out = converge(&[
+        "compare",
+        tmp.path().join("missing.json").to_str().unwrap(),
+        "live",
+    ]);
+    assert_eq!(code(&out), 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("missing.json: cannot read snapshot: No such file or directory"),
+        "{err}"
+    );
+}

@@ -1,0 +1,194 @@
+//! `converge snapshot` against a real Debian tree (an overlay of the cached debootstrap
+//! rootfs) tuned by hand, with kernel settings read inside a network namespace of its own.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde_json::Value;
+use support::{in_netns_sh, output_text, AptRepo, Chroot, Deb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_converge");
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn snapshot_records_every_kind_of_a_tuned_debian_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = Chroot::new();
+    let root = ch.path();
+    let repo = AptRepo::build_debs(
+        &tmp.path().join("snaprepo"),
+        &[
+            Deb {
+                name: "snapdep",
+                version: "1.0-1",
+                depends: None,
+                files: &[],
+            },
+            Deb {
+                name: "snaptool",
+                version: "1.0-1",
+                depends: Some("snapdep"),
+                files: &[],
+            },
+        ],
+    );
+    repo.add_to(&ch);
+    ch.run_ok(&["apt-get", "install", "-y", "-q", "snaptool"]);
+    ch.run_ok(&["apt-mark", "hold", "snaptool"]);
+    ch.run_ok(&["useradd", "--uid", "1500", "--shell", "/bin/sh", "app"]);
+    ch.run_ok(&["systemctl", "disable", "nginx.service"]);
+    ch.run_ok(&["systemctl", "mask", "e2scrub_reap.service"]);
+    // A hand edit of a conffile, a file no package owns, a private one and a private key.
+    let conf = root.join("etc/nginx/nginx.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(
+        &conf,
+        text.replace("worker_connections 768", "worker_connections 4096"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("etc/app")).unwrap();
+    std::fs::write(root.join("etc/app/app.conf"), "port = 8080\n").unwrap();
+    std::fs::write(root.join("etc/app/db.conf"), "password = hunter2\n").unwrap();
+    std::fs::set_permissions(
+        root.join("etc/app/db.conf"),
+        PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("etc/app/tls.pem"),
+        "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+
+    let out = tmp.path().join("snap.json");
+    let script = format!(
+        "sysctl -q -w net.ipv4.tcp_fin_timeout=17 && {BIN} snapshot --root {} -o {}",
+        root.display(),
+        out.display()
+    );
+    let run = in_netns_sh(&script);
+    assert!(run.status.success(), "{}", output_text(&run));
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a snapshot holds config text: owner only");
+    let s = read_json(&out);
+
+    assert_eq!(s["format"], "converge-snapshot");
+    assert_eq!(s["version"], 1);
+    assert_eq!(
+        s["host"]["root"],
+        root.canonicalize().unwrap().to_str().unwrap()
+    );
+    // Kernel settings: values of this namespace, with their access.
+    assert_eq!(
+        s["sysctl"]["net.ipv4.tcp_fin_timeout"],
+        serde_json::json!({"value": "17", "access": "read-write"})
+    );
+    assert_eq!(s["sysctl"]["fs.file-nr"]["access"], "read-only");
+    assert_eq!(
+        s["sysctl"]["vm.drop_caches"]["access"],
+        if s["sysctl"]["vm.drop_caches"]["value"].is_null() {
+            "write-only"
+        } else {
+            "read-write"
+        }
+    );
+    assert!(s["sysctl"].as_object().unwrap().len() > 500);
+    // Packages: manual or dependency, held, versions.
+    assert_eq!(
+        s["packages"]["snaptool"],
+        serde_json::json!({"version": "1.0-1", "arch": "all", "held": true, "manual": true})
+    );
+    assert_eq!(
+        s["packages"]["snapdep"],
+        serde_json::json!({"version": "1.0-1", "arch": "all", "held": false, "manual": false})
+    );
+    // Units, read offline from the tree.
+    assert_eq!(s["units"]["nginx.service"]["state"], "disabled");
+    assert_eq!(s["units"]["nginx.service"]["preset"], "enabled");
+    assert_eq!(s["units"]["e2scrub_reap.service"]["state"], "masked");
+    assert!(s["units"]["nginx.service"].get("active").is_none());
+    // Accounts, never a hash.
+    assert_eq!(
+        s["users"]["app"],
+        serde_json::json!({"uid": 1500, "gid": 1500, "group": "app", "comment": "", "home": "/home/app", "shell": "/bin/sh"})
+    );
+    assert_eq!(
+        s["groups"]["app"],
+        serde_json::json!({"gid": 1500, "members": []})
+    );
+    // Files.
+    let files = &s["files"];
+    assert_eq!(files["/etc/nginx/nginx.conf"]["conffile_modified"], true);
+    assert_eq!(files["/etc/nginx/nginx.conf"]["package"], "nginx-common");
+    assert!(files["/etc/nginx/nginx.conf"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("worker_connections 4096"));
+    assert_eq!(files["/etc/nginx/mime.types"]["conffile_modified"], false);
+    assert_eq!(
+        files["/etc/app/app.conf"],
+        serde_json::json!({
+            "type": "file", "owner": "root", "group": "root", "mode": "0644", "size": 12,
+            "sha256": "37107a4e5ea873399e16cc41781ede69752273d4232675d990fda44a0603dfa2",
+            "content": "port = 8080\n"
+        })
+    );
+    assert_eq!(files["/etc/app"]["type"], "directory");
+    assert_eq!(files["/etc/app/db.conf"]["private"], true);
+    assert_eq!(files["/etc/app/db.conf"]["mode"], "0640");
+    for secret in ["/etc/app/tls.pem", "/etc/shadow", "/etc/gshadow"] {
+        assert_eq!(files[secret]["secret"], true, "{secret}");
+        assert!(files[secret].get("content").is_none(), "{secret}");
+        assert!(files[secret]["sha256"].is_string(), "{secret}");
+    }
+    assert_eq!(files["/etc/mtab"]["type"], "symlink");
+    assert_eq!(files["/etc/mtab"]["target"], "../proc/self/mounts");
+    let raw = std::fs::read_to_string(&out).unwrap();
+    assert!(!raw.contains("hunter2") || files["/etc/app/db.conf"]["content"].is_string());
+    assert!(!raw.contains("MIIB"), "private key material leaked");
+    assert!(
+        !raw.contains("$y$") && !raw.contains("$6$"),
+        "a password hash leaked"
+    );
+
+    // `-o -` writes the same document to stdout.
+    let script = format!(
+        "sysctl -q -w net.ipv4.tcp_fin_timeout=17 && {BIN} snapshot --root {} -o -",
+        root.display()
+    );
+    let run = in_netns_sh(&script);
+    assert!(run.status.success(), "{}", output_text(&run));
+    let again: Value = serde_json::from_slice(&run.stdout).unwrap();
+    // Kernel counters move between two reads; everything else is the same.
+    for kind in ["packages", "units", "users", "groups", "files"] {
+        assert!(
+            again[kind] == s[kind],
+            "{kind} differs between -o FILE and -o -"
+        );
+    }
+    assert_eq!(again["sysctl"]["net.ipv4.tcp_fin_timeout"]["value"], "17");
+}
+
+#[test]
+fn snapshot_of_a_tree_without_dpkg_or_systemd_has_only_files_and_kernel() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+    std::fs::write(tmp.path().join("etc/motd"), "hi\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["snapshot", "--root"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["packages"], serde_json::json!({}));
+    assert_eq!(s["units"], serde_json::json!({}));
+    assert_eq!(s["users"], serde_json::json!({}));
+    assert_eq!(s["host"]["hostname"], "");
+    assert_eq!(s["files"]["/etc/motd"]["content"], "hi\n");
+}
