@@ -107,6 +107,22 @@ pub enum SystemError {
 }
 
 impl SystemError {
+    /// A stable name for what went wrong (see [`crate::resource::ResourceError::kind`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SystemError::Root { .. } => "root",
+            SystemError::BadPath(_) => "bad_path",
+            SystemError::UnsafeLink { .. } => "unsafe_link",
+            SystemError::Escapes(_) => "escapes_root",
+            SystemError::NotLive(_) => "not_live",
+            SystemError::NoSystemd(_) => "no_systemd",
+            SystemError::Spawn { .. } => "spawn_failed",
+            SystemError::Command { .. } => "command_failed",
+            SystemError::Timeout { .. } => "timeout",
+            SystemError::Io { .. } => "io",
+        }
+    }
+
     /// Wraps an I/O error with the managed path it happened on.
     pub fn io(path: &Path, source: io::Error) -> SystemError {
         SystemError::Io {
