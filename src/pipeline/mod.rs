@@ -254,9 +254,9 @@ pub fn plan(
     facts: &Value,
     options: PlanOptions,
 ) -> Result<Plan, Diagnostics> {
-    let set = role::load(tree, roles, overrides)?;
+    let mut set = role::load(tree, roles, overrides)?;
     let renderer = Arc::new(Mutex::new(Renderer::new(&tree.templates_dir())?));
-    plan::build(tree, &set, facts, &renderer, options)
+    plan::build(tree, &mut set, facts, &renderer, options)
 }
 
 /// What must hold before a tree may reach a fleet: every role parses (with its includes)
@@ -299,13 +299,13 @@ pub fn validate(
     let mut resources = 0;
     for name in roles {
         // Roles that failed to load were reported above.
-        let Ok(set) = role::load(tree, std::slice::from_ref(name), overrides) else {
+        let Ok(mut set) = role::load(tree, std::slice::from_ref(name), overrides) else {
             continue;
         };
         let Some(renderer) = renderer.as_ref() else {
             continue;
         };
-        match plan::build(tree, &set, facts, renderer, PlanOptions::default()) {
+        match plan::build(tree, &mut set, facts, renderer, PlanOptions::default()) {
             Ok(p) => resources += p.items.len(),
             Err(ds) => keep(ds, &mut errors),
         }

@@ -90,7 +90,7 @@ impl<'a> Builder<'a> {
 
     /// Every declaration of `role`, kind by kind in [`Kind::ALL`] order; a new kind is a
     /// compile error here until it has its arm.
-    pub(super) fn role(&mut self, role: &Role) {
+    pub(super) fn role(&mut self, role: &mut Role) {
         for kind in Kind::ALL {
             match kind {
                 Kind::File => self.files(role),

@@ -82,9 +82,10 @@ pub struct PlanOptions {
 }
 
 /// Builds the plan for `set`, rendering templates with `facts`. Reports every error found.
+/// The roles' `[[file]]` specs are used up: each is dropped once its resource is planned.
 pub fn build(
     tree: &SourceTree,
-    set: &RoleSet,
+    set: &mut RoleSet,
     facts: &Value,
     renderer: &SharedRenderer,
     options: PlanOptions,
@@ -95,7 +96,7 @@ pub fn build(
         options,
         base_context(facts, &set.vars),
     );
-    for role in &set.roles {
+    for role in &mut set.roles {
         b.role(role);
     }
     let (items, health, mut errors) = b.finish();
