@@ -206,7 +206,7 @@ fn finish_recorded(
         .filter(|n| n.status == NotifyStatus::Done)
         .map(|n| ServiceAction {
             unit: format!("{}.service", n.service.name),
-            action: n.action.verb().to_owned(),
+            action: n.action,
         })
         .collect();
     let failing = report.failed_health().next().map(|h| {
