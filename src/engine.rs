@@ -106,7 +106,9 @@ fn keep_prior(
     .map_err(|e| ResourceError::Backup(e.to_string()))?;
     recorder
         .record(&prior)
-        .map_err(|e| ResourceError::Backup(e.to_string()))
+        .map_err(|e| ResourceError::Backup(e.to_string()))?;
+    crate::durable::crash::point("recorded");
+    Ok(())
 }
 
 fn converge(
@@ -156,6 +158,9 @@ fn converge(
             match converged {
                 Ok(None) => tracing::debug!(resource = %item.id, "in sync"),
                 Ok(Some(change)) => {
+                    if mode == Mode::Apply {
+                        crate::durable::crash::point("changed");
+                    }
                     outcome.status = match mode {
                         Mode::Apply => Status::Changed,
                         Mode::Check => Status::Pending,
@@ -238,6 +243,7 @@ fn finish_recorded(
     tracing::warn!(%reason, "health check failed after changes: rolling back");
     // Marked first: a rollback killed half-way is finished by the next run.
     record(RunStatus::RollingBack, Some(reason.clone()));
+    crate::durable::crash::point("rolling-back");
     let priors = match recorder.priors() {
         Ok(p) => p,
         Err(e) => {

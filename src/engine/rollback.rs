@@ -25,7 +25,11 @@ pub fn undo(
     let restored: Vec<Restore> = priors
         .iter()
         .rev()
-        .map(|p| restore_one(host, p, blobs))
+        .map(|p| {
+            let restored = restore_one(host, p, blobs);
+            crate::durable::crash::point("restored");
+            restored
+        })
         .collect();
     let units_changed = priors.iter().any(|p| match p {
         Prior::Path { path, .. } => manager.is_definition(path),
