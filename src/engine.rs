@@ -183,6 +183,15 @@ fn converge(
         outcomes.push(outcome);
     }
     let notifications = notifier.finish(plan, &outcomes, sys, host.as_ref());
+    if let Some(recorder) = recorder {
+        // Kept before the health checks, which may take long: a run killed during them has
+        // restarted services with the new configuration, and the run that continues it
+        // (finding nothing left to restart) must still act on them if it rolls back.
+        let kept = recorder.update(|s| add_done(&mut s.services, &notifications));
+        if let Err(e) = kept {
+            tracing::warn!(error = %e, "cannot record the run's restarts and reloads");
+        }
+    }
     // After the restarts and reloads, so the checks see the services as the run left them.
     // The probes only look, so check mode runs them too and reports the host's state.
     let health = crate::health::run_all(&plan.health, sys);
@@ -195,6 +204,23 @@ fn converge(
     report
 }
 
+/// Adds the restarts and reloads `notifications` carried out to `services` (which holds
+/// those of a killed run this one continues): one action per unit, restart beating reload.
+fn add_done(services: &mut Vec<ServiceAction>, notifications: &[crate::report::Notification]) {
+    for n in notifications
+        .iter()
+        .filter(|n| n.status == NotifyStatus::Done)
+    {
+        let unit = format!("{}.service", n.service.name);
+        let action = n.action.verb().to_owned();
+        match services.iter_mut().find(|s| s.unit == unit) {
+            Some(s) if s.action == "reload" => s.action = action,
+            Some(_) => {}
+            None => services.push(ServiceAction { unit, action }),
+        }
+    }
+}
+
 /// Records how the run ended and, when a health check failed after changes, undoes them.
 fn finish_recorded(
     plan: &Plan,
@@ -202,15 +228,7 @@ fn finish_recorded(
     recorder: &Recorder,
     report: &mut Report,
 ) {
-    let services: Vec<ServiceAction> = report
-        .notifications
-        .iter()
-        .filter(|n| n.status == NotifyStatus::Done)
-        .map(|n| ServiceAction {
-            unit: format!("{}.service", n.service.name),
-            action: n.action.verb().to_owned(),
-        })
-        .collect();
+    let services = recorder.summary().services;
     let failing = report.failed_health().next().map(|h| {
         format!(
             "{} failed: {}{}",
@@ -230,7 +248,6 @@ fn finish_recorded(
             s.failed = summary.failed;
             s.status = status;
             s.rollback_reason = reason;
-            s.services = services.clone();
         });
         if let Err(e) = result {
             tracing::warn!(error = %e, "cannot record the run in the history");
