@@ -83,6 +83,11 @@ pub fn run_recorded(
         Some(j) => notify::Notifier::resume(j, plan, mode),
         None => notify::Notifier::default(),
     };
+    // Kept with the run (written with its first change), so that undoing it by hand, or
+    // finishing its interrupted rollback, probes the host the way this run would have.
+    if let Err(e) = recorder.update(|s| s.health = plan.health.clone()) {
+        tracing::warn!(error = %e, "cannot record the run's health checks");
+    }
     converge(plan, sys, mode, notifier, Some(recorder))
 }
 
@@ -269,15 +274,15 @@ fn finish_recorded(
             return;
         }
     };
-    let mut rollback = rollback::undo(
+    let rollback = rollback::undo(
         host.system(),
         &recorder.id(),
         reason.clone(),
         &priors,
         &recorder.blobs(),
         &services,
+        &plan.health,
     );
-    rollback.health = crate::health::run_all(&plan.health, host.system());
     let status = if rollback.complete() {
         RunStatus::RolledBack
     } else {

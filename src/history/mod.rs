@@ -111,6 +111,9 @@ pub struct RunSummary {
     /// The root it converged (`/` for the host itself); a rollback must target the same.
     #[serde(default = "live_root")]
     pub root: PathBuf,
+    /// Its health checks, probed again after its changes are undone by hand.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health: Vec<crate::health::HealthCheck>,
 }
 
 fn live_root() -> PathBuf {

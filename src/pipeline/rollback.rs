@@ -40,6 +40,7 @@ pub(super) fn finish_interrupted(config: &AgentConfig, sys: &System) -> Option<R
         &past.priors,
         &past.blobs,
         &past.summary.services,
+        &past.summary.health,
     );
     past.summary.status = if rollback.complete() {
         history::RunStatus::RolledBack
