@@ -81,6 +81,9 @@ pub struct Diagnostic {
     /// The source line at `location` (a window of it around the column when the line is
     /// long), shown with a caret under the column.
     pub excerpt: Option<String>,
+    /// Other places that belong to this error (the first declaration of a conflict), each
+    /// shown as `note:` with its own line and caret.
+    pub notes: Vec<Diagnostic>,
     /// The caret's 1-based column in `excerpt`.
     pub excerpt_col: usize,
 }
@@ -117,6 +120,7 @@ impl Diagnostic {
             location: None,
             message: message.into(),
             excerpt: None,
+            notes: Vec::new(),
             excerpt_col: 0,
         }
     }
@@ -147,8 +151,15 @@ impl Diagnostic {
             location: Some(location),
             message: message.into(),
             excerpt,
+            notes: Vec::new(),
             excerpt_col,
         }
+    }
+
+    /// This error with `note` attached.
+    pub fn with_note(mut self, note: Diagnostic) -> Diagnostic {
+        self.notes.push(note);
+        self
     }
 
     /// The first line alone: `file:line:col: message`.
@@ -170,6 +181,9 @@ impl fmt::Display for Diagnostic {
             let shown = line.replace('\t', " ");
             let caret_pad = " ".repeat(self.excerpt_col.saturating_sub(1));
             write!(f, "\n{pad} |\n{number} | {shown}\n{pad} | {caret_pad}^")?;
+        }
+        for note in &self.notes {
+            write!(f, "\nnote: {note}")?;
         }
         Ok(())
     }
@@ -260,6 +274,19 @@ mod tests {
         let d = Diagnostic::at(loc, "ok\n{{#if a}}\n", "unclosed block");
         assert_eq!(d.headline(), "t.hbs:2:10: unclosed block");
         assert_eq!(d.excerpt.as_deref(), Some("{{#if a}}"));
+    }
+
+    #[test]
+    fn a_note_shows_its_own_place() {
+        let text = "[[file]]\npath = \"/x\"\n";
+        let d = Diagnostic::at_offset(Path::new("roles/a.toml"), text, 0, "conflict").with_note(
+            Diagnostic::at_offset(Path::new("roles/b.toml"), text, 9, "first here"),
+        );
+        assert_eq!(
+            d.to_string(),
+            "roles/a.toml:1:1: conflict\n  |\n1 | [[file]]\n  | ^\n\
+             note: roles/b.toml:2:1: first here\n  |\n2 | path = \"/x\"\n  | ^"
+        );
     }
 
     #[test]

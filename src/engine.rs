@@ -143,11 +143,13 @@ fn converge(
             status: Status::InSync,
             change: None,
             error: None,
+            error_kind: None,
             notes: item.resource.notes(sys),
         };
         if let Some(&r) = blocked {
             outcome.status = Status::Skipped;
             outcome.error = Some(format!("skipped: {} did not converge", outcomes[r].id));
+            outcome.error_kind = Some("skipped");
             tracing::info!(resource = %item.id, "skipped: a dependency failed");
         } else {
             let converged = notifier
@@ -182,6 +184,7 @@ fn converge(
                     tracing::info!(resource = %item.id, error = %e, "failed");
                     outcome.status = Status::Failed;
                     outcome.error = Some(e.to_string());
+                    outcome.error_kind = Some(e.kind());
                 }
             }
         }

@@ -9,7 +9,7 @@ use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command};
-use converge::diagnostics::Diagnostics;
+use converge::diagnostics::{Diagnostic, Diagnostics};
 use converge::pipeline::RunError;
 use converge::report::Mode;
 
@@ -49,53 +49,45 @@ fn main() {
     }
 }
 
-/// Located errors print in full (each headed `file:line:col: message`); others as one line.
+/// Located errors print in full (each headed `file:line:col: message`); any other error
+/// prints its own message, once. The library's errors spell out their cause themselves
+/// (`state dir /x: Permission denied`) and the commands add no context that hides one, so
+/// the printer never walks the chain of sources: that is what keeps a cause from showing
+/// twice.
 fn report_error(e: &anyhow::Error) {
-    let diagnostics = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<Diagnostics>().cloned())
-        .or_else(|| {
-            e.chain().find_map(|c| match c.downcast_ref::<RunError>() {
-                Some(RunError::Input(ds)) => Some(ds.clone()),
-                _ => None,
-            })
-        })
-        .or_else(|| {
-            e.chain()
-                .find_map(|c| {
-                    c.downcast_ref::<converge::diagnostics::Diagnostic>()
-                        .cloned()
-                })
-                .map(Diagnostics::from)
-        });
-    match diagnostics {
+    if let Some(findings) = e.downcast_ref::<commands::Findings>() {
+        for d in &findings.errors.0 {
+            eprintln!("error: {d}");
+        }
+        eprintln!("{}", findings.summary);
+        return;
+    }
+    match located(e) {
         Some(ds) => {
             for d in &ds.0 {
                 eprintln!("error: {d}");
             }
             let n = ds.0.len();
-            let context = e.to_string();
-            if context.starts_with("validate:") || context.starts_with("publish:") {
-                eprintln!("{context}");
-            } else {
-                eprintln!(
-                    "converge: {n} error{}; nothing was changed",
-                    if n == 1 { "" } else { "s" }
-                );
-            }
+            eprintln!(
+                "converge: {n} error{}; nothing was changed",
+                if n == 1 { "" } else { "s" }
+            );
         }
-        None => {
-            // Library errors already spell out their cause; print a cause only when the
-            // message above it does not contain it yet.
-            let mut line = e.to_string();
-            for cause in e.chain().skip(1) {
-                let text = cause.to_string();
-                if !line.contains(&text) {
-                    line = format!("{line}: {text}");
-                }
-            }
-            eprintln!("converge: error: {line}");
-        }
+        None => eprintln!("converge: error: {e}"),
+    }
+}
+
+/// The located errors `e` carries, if it is made of them.
+fn located(e: &anyhow::Error) -> Option<Diagnostics> {
+    if let Some(ds) = e.downcast_ref::<Diagnostics>() {
+        return Some(ds.clone());
+    }
+    if let Some(d) = e.downcast_ref::<Diagnostic>() {
+        return Some(d.clone().into());
+    }
+    match e.downcast_ref::<RunError>() {
+        Some(RunError::Input(ds)) => Some(ds.clone()),
+        _ => None,
     }
 }
 

@@ -268,3 +268,68 @@ fn two_spellings_of_one_sysctl_key_are_one_setting() {
         "{err}"
     );
 }
+
+#[test]
+fn unknown_after_and_notify_show_their_line_and_caret() {
+    let p = project_with_existing_state();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/x\"\ncontent = \"x\\n\"\nafter = [\"file:/etc/nope\"]\nnotify = [\"service:ngnix\"]\n",
+    );
+    assert_eq!(
+        refused(&p, "r"),
+        "error: roles/r.toml:4:10: after: no resource 'file:/etc/nope' in this run\n  |\n\
+         4 | after = [\"file:/etc/nope\"]\n  |          ^\n\
+         error: roles/r.toml:5:11: notify: no resource 'service:ngnix' in this run\n  |\n\
+         5 | notify = [\"service:ngnix\"]\n  |           ^\n\
+         converge: 2 errors; nothing was changed\n"
+    );
+}
+
+#[test]
+fn an_ordering_cycle_shows_where_it_starts() {
+    let p = project_with_existing_state();
+    p.file(
+        "roles/r.toml",
+        "[[directory]]\npath = \"/etc/a\"\nafter = [\"file:/etc/a/f\"]\n\n[[file]]\npath = \"/etc/a/f\"\ncontent = \"\"\n",
+    );
+    assert_eq!(
+        refused(&p, "r"),
+        "error: roles/r.toml:5:1: ordering cycle: file:/etc/a/f after directory:/etc/a after file:/etc/a/f\n  |\n\
+         5 | [[file]]\n  | ^\n\
+         converge: 1 error; nothing was changed\n"
+    );
+}
+
+#[test]
+fn json_failures_carry_a_kind_as_well_as_text() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[directory]]\npath = \"/srv/missing/x\"\n\n[[file]]\npath = \"/srv/missing/x/y\"\ncontent = \"y\\n\"\n",
+    );
+    let r = p.converge("check", &["r"], &["--format", "json"]);
+    assert_eq!(r.code, 4, "{}{}", r.stdout, r.stderr);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let failures: Vec<(String, String)> = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["id"].as_str().unwrap().to_owned(),
+                o["error_kind"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            (
+                "directory:/srv/missing/x".to_owned(),
+                "missing_parent".to_owned()
+            ),
+            ("file:/srv/missing/x/y".to_owned(), "skipped".to_owned()),
+        ]
+    );
+}

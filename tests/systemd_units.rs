@@ -72,6 +72,16 @@ fn the_shipped_service_and_timer_run_converge_and_log_to_the_journal() {
         "success"
     );
     assert_eq!(
+        ct.exec_ok(&[
+            "systemctl",
+            "show",
+            "-p",
+            "LimitNOFILESoft,LimitNOFILE",
+            "converge.service"
+        ]),
+        "LimitNOFILE=524288\nLimitNOFILESoft=4096\n"
+    );
+    assert_eq!(
         fs::read_to_string(ct.root().join("etc/converge-marker")).unwrap(),
         "from the timer unit\n"
     );

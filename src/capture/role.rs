@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::path::Path;
 
+use crate::resource::Kind;
 use crate::snapshot::{FileType, Snapshot};
 
 /// A kernel setting to set (live only: OLD's own sysctl.d files are captured as files).
@@ -363,14 +364,14 @@ impl CapturedRole {
             }
         }
         for g in &self.groups {
-            entry(&mut out, "group", &g.comment);
+            entry(&mut out, Kind::Group, &g.comment);
             let _ = writeln!(out, "name = {}\ngid = {}", q(&g.name), g.gid);
             if g.system {
                 let _ = writeln!(out, "system = true");
             }
         }
         for u in &self.users {
-            entry(&mut out, "user", &u.comment);
+            entry(&mut out, Kind::User, &u.comment);
             let _ = writeln!(
                 out,
                 "name = {}\nuid = {}\ngroup = {}",
@@ -394,7 +395,7 @@ impl CapturedRole {
             }
         }
         for p in &self.packages {
-            entry(&mut out, "package", &p.comment);
+            entry(&mut out, Kind::Package, &p.comment);
             let _ = writeln!(out, "name = {}", q(&p.name));
             if p.absent {
                 let _ = writeln!(out, "ensure = \"absent\"");
@@ -408,7 +409,7 @@ impl CapturedRole {
             }
         }
         for d in &self.directories {
-            entry(&mut out, "directory", &d.comment);
+            entry(&mut out, Kind::Directory, &d.comment);
             let _ = writeln!(
                 out,
                 "path = {}\nowner = {}\ngroup = {}\nmode = {}",
@@ -419,7 +420,7 @@ impl CapturedRole {
             );
         }
         for f in &self.files {
-            entry(&mut out, "file", &f.comment);
+            entry(&mut out, Kind::File, &f.comment);
             let _ = writeln!(
                 out,
                 "path = {}\nsource = {}\nowner = {}\ngroup = {}\nmode = {}",
@@ -434,15 +435,15 @@ impl CapturedRole {
             }
         }
         for s in &self.symlinks {
-            entry(&mut out, "symlink", &s.comment);
+            entry(&mut out, Kind::Symlink, &s.comment);
             let _ = writeln!(out, "path = {}\ntarget = {}", q(&s.path), q(&s.target));
         }
         for (path, comment) in &self.absent {
-            entry(&mut out, "absent", comment);
+            entry(&mut out, Kind::Absent, comment);
             let _ = writeln!(out, "path = {}", q(path));
         }
         for s in &self.services {
-            entry(&mut out, "service", &s.comment);
+            entry(&mut out, Kind::Service, &s.comment);
             let _ = writeln!(out, "name = {}", q(&s.name));
             if let Some(m) = s.masked {
                 let _ = writeln!(out, "masked = {m}");
@@ -458,7 +459,7 @@ impl CapturedRole {
     }
 }
 
-fn entry(out: &mut String, kind: &str, comment: &str) {
+fn entry(out: &mut String, kind: Kind, comment: &str) {
     let _ = writeln!(out, "\n[[{kind}]]\n# {}", one_line(comment));
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::anyhow;
 
 use crate::cli::CaptureArgs;
 use converge::capture::{self, Request};
@@ -28,7 +28,7 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<i32> {
         None if args.from == super::compare::LIVE => {
             let sys = System::new(&args.root)?;
             let snap = snapshot::take(&sys, &Options::default())
-                .context("cannot take a snapshot of this host")?;
+                .map_err(|e| anyhow!("cannot take a snapshot of this host: {e}"))?;
             (snap, None)
         }
         None => (super::compare::load(Path::new(&args.from))?, None),
@@ -51,11 +51,12 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<i32> {
         &facts,
         PlanOptions::default(),
     )
-    .with_context(|| {
-        format!(
-            "the captured role {} does not pass validate (it is left in place to inspect)",
+    .map_err(|errors| super::Findings {
+        summary: format!(
+            "capture: the captured role {} does not pass validate (it is left in place to inspect)",
             args.output.display()
-        )
+        ),
+        errors,
     })?;
     let entries = role.sysctl.len()
         + role.groups.len()

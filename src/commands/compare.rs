@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail};
 
 use crate::cli::{ColorChoice, CompareArgs, Format};
 use converge::compare::{self, render, IgnoreList};
@@ -61,7 +61,8 @@ pub fn load_pair(a: &str, b: &str, root: &Path) -> anyhow::Result<(Snapshot, Sna
             paths: other.host.paths.iter().map(Into::into).collect(),
             ..Options::default()
         };
-        snapshot::take(&sys, &options).context("cannot take a snapshot of this host")
+        snapshot::take(&sys, &options)
+            .map_err(|e| anyhow!("cannot take a snapshot of this host: {e}"))
     };
     if a == LIVE {
         let sb = file(b)?;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::anyhow;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
@@ -20,7 +20,7 @@ const COMPLETIONS: [(Shell, &str); 3] = [
 /// per shell into the directory.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<i32> {
     std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+        .map_err(|e| anyhow!("cannot create {}: {e}", args.dir.display()))?;
     let mut cli = Cli::command().disable_help_subcommand(true);
     cli.build();
     write(&args.dir.join("converge.1"), &top_page(cli.clone())?)?;
@@ -115,10 +115,10 @@ fn man_page(cmd: clap::Command) -> anyhow::Result<Vec<u8>> {
     let mut page = Vec::new();
     clap_mangen::Man::new(cmd)
         .render(&mut page)
-        .context("cannot render the man page")?;
+        .map_err(|e| anyhow!("cannot render the man page: {e}"))?;
     Ok(page)
 }
 
 fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, bytes).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
 }

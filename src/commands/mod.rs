@@ -16,7 +16,7 @@ pub mod validate;
 
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail};
 use serde_json::{Map, Value};
 
 use crate::cli::{RunArgs, SourceArgs};
@@ -25,6 +25,24 @@ use converge::facts::Facts;
 use converge::pipeline::{Request, Source};
 use converge::report::Mode;
 use converge::role::{vars, SourceTree};
+
+/// Located errors under a summary line of the command's own (`validate: 2 errors in 3
+/// roles`): the errors print first, then the summary, each once.
+#[derive(Debug)]
+pub struct Findings {
+    /// The line printed after the errors.
+    pub summary: String,
+    /// The errors, each with its place.
+    pub errors: converge::diagnostics::Diagnostics,
+}
+
+impl std::fmt::Display for Findings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary)
+    }
+}
+
+impl std::error::Error for Findings {}
 
 /// Host variable overrides from `--var` flags.
 pub fn overrides(assignments: &[String]) -> anyhow::Result<Map<String, Value>> {
@@ -40,7 +58,7 @@ pub fn facts(file: Option<&Path>, root: &Path) -> anyhow::Result<Value> {
     match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read facts file {}", path.display()))?;
+                .map_err(|e| anyhow!("cannot read facts file {}: {e}", path.display()))?;
             let value: Value = serde_json::from_str(&text).map_err(|e| {
                 // serde_json says "at line L column C"; point at it the way every error does.
                 let what = e.to_string();
@@ -159,8 +177,8 @@ pub fn local_tree(args: &SourceArgs) -> anyhow::Result<(SourceTree, AgentConfig)
         None => AgentConfig::load(&args.config)?,
     };
     let current = config.state_dir.join("current");
-    let tree = SourceTree::open(&current).with_context(|| {
-        format!(
+    let tree = SourceTree::open(&current).map_err(|_| {
+        anyhow!(
             "{} is not a source tree and no verified bundle is in {} yet (run `converge apply` once)",
             config.source,
             current.display()

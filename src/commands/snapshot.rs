@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::anyhow;
 
 use crate::cli::SnapshotArgs;
 use converge::snapshot::{self, Options, Snapshot};
@@ -40,7 +40,7 @@ fn write(output: &str, snap: &Snapshot) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         out.write_all(text.as_bytes())
             .and_then(|()| out.flush())
-            .context("cannot write the snapshot to stdout")?;
+            .map_err(|e| anyhow!("cannot write the snapshot to stdout: {e}"))?;
         return Ok(());
     }
     // 0600: a snapshot holds config text, some of it not world-readable on the host.
@@ -49,6 +49,6 @@ fn write(output: &str, snap: &Snapshot) -> anyhow::Result<()> {
         text.as_bytes(),
         &converge::durable::FileSpec::mode(0o600),
     )
-    .with_context(|| format!("cannot write {output}"))?;
+    .map_err(|e| anyhow!("cannot write {output}: {e}"))?;
     Ok(())
 }

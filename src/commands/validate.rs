@@ -28,7 +28,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
 
 /// Everything validate checks, for `names` in `tree`: every role parses, every template
 /// renders, every role plans, nodes.toml names only roles that exist. All errors at once, in
-/// a `COMMAND: N errors in M roles` context; otherwise the number of resources planned.
+/// under a `COMMAND: N errors in M roles` summary; otherwise the number of resources planned.
 /// `publish` runs the same checks, so a bundle validate refuses never reaches a fleet.
 pub fn check_tree(
     command: &str,
@@ -42,7 +42,7 @@ pub fn check_tree(
     }
     pipeline::validate(tree, names, overrides, facts).map_err(|errors| {
         let n = errors.0.len();
-        anyhow::Error::new(errors).context(format!(
+        let summary = format!(
             "{command}: {n} error{} in {} role{}{}",
             if n == 1 { "" } else { "s" },
             names.len(),
@@ -52,6 +52,7 @@ pub fn check_tree(
             } else {
                 ""
             }
-        ))
+        );
+        super::Findings { summary, errors }.into()
     })
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::{Plan, Planned};
 use crate::report::Mode;
-use crate::report::{Notification, NotifyAction, NotifyStatus, Outcome, Status};
+use crate::report::{Notification, NotifiedBy, NotifyAction, NotifyStatus, Outcome, Status};
 use crate::resource::service::{RunState, ServiceResource};
 use crate::resource::ResourceId;
 use crate::system::services::UnitVerb;
@@ -32,13 +32,10 @@ struct Saved {
     by: Vec<String>,
 }
 
-/// What a request carried over from an earlier run is shown as having been notified by.
-const EARLIER_RUN: &str = "earlier-run";
-
 #[derive(Debug)]
 struct Request {
     service: ResourceId,
-    by: Vec<ResourceId>,
+    by: Vec<NotifiedBy>,
     /// A unit file or drop-in of the service changed: a reload would not apply it.
     restart: bool,
 }
@@ -53,13 +50,16 @@ impl Notifier {
             .unwrap_or_default();
         let mut requests = Vec::new();
         for s in saved {
-            let Some(item) = plan.items.iter().find(|p| p.id.to_string() == s.service) else {
+            let Some(id) = ResourceId::parse(&s.service) else {
+                continue;
+            };
+            let Some(item) = plan.items.iter().find(|p| p.id == id) else {
                 continue;
             };
             tracing::info!(service = %item.id, "an earlier run left this notification open");
             requests.push(Request {
                 service: item.id.clone(),
-                by: vec![ResourceId::new("pending", EARLIER_RUN)],
+                by: vec![NotifiedBy::EarlierRun],
                 restart: s.restart,
             });
         }
@@ -105,7 +105,7 @@ impl Notifier {
         item: &Planned,
         host: Option<&Host>,
     ) -> Result<(), SystemError> {
-        if item.id.kind != "service" || !self.units_changed {
+        if item.resource.service().is_none() || !self.units_changed {
             return Ok(());
         }
         self.reload_units(host)
@@ -138,7 +138,9 @@ impl Notifier {
                     self.requests.len() - 1
                 }
             };
-            self.requests[i].by.push(item.id.clone());
+            self.requests[i]
+                .by
+                .push(NotifiedBy::Resource(item.id.clone()));
             self.requests[i].restart |= is_unit;
         }
         if !item.notify.is_empty() {
@@ -163,11 +165,7 @@ impl Notifier {
             let Some(index) = plan.items.iter().position(|p| p.id == req.service) else {
                 continue; // the plan refuses notify edges to missing services
             };
-            let Some(service) = plan.items[index]
-                .resource
-                .as_any()
-                .downcast_ref::<ServiceResource>()
-            else {
+            let Some(service) = plan.items[index].resource.service() else {
                 continue;
             };
             // Restart beats reload: one action covers every request.

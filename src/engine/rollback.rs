@@ -196,9 +196,9 @@ fn differs(sys: &System, prior: &Prior, blobs: &RunBlobs) -> Result<Option<Strin
             ..
         } => {
             let now = sys.services().status(sys, unit)?;
-            let now_enabled = now.file_state == "enabled";
-            let now_masked = now.file_state.starts_with("masked");
-            let now_running = now.active.as_deref().map(|a| a == "active");
+            let now_enabled = now.enabled() == Some(true);
+            let now_masked = now.masked();
+            let now_running = now.running();
             let run_differs = running.is_some() && now_running.is_some() && *running != now_running;
             (now_enabled != *enabled || now_masked != *masked || run_differs)
                 .then(|| format!("{unit}: enabled, masked and running state as before the run"))
@@ -379,11 +379,11 @@ fn restore_service(
     let services = sys.services();
     let systemctl = |verb| services.act(host, verb, unit);
     let now = services.status(sys, unit)?;
-    let now_masked = now.file_state.starts_with("masked");
+    let now_masked = now.masked();
     if now_masked && !masked {
         systemctl(UnitVerb::Unmask)?;
     }
-    let now_enabled = now.file_state == "enabled";
+    let now_enabled = now.enabled() == Some(true);
     if !masked && now_enabled != enabled {
         let verb = if enabled {
             UnitVerb::Enable
@@ -393,7 +393,7 @@ fn restore_service(
         systemctl(verb)?;
     }
     if services.runs_units(sys) {
-        let now_running = now.active.as_deref() == Some("active");
+        let now_running = now.running() == Some(true);
         match running {
             Some(true) if !now_running => systemctl(UnitVerb::Start)?,
             Some(false) if now_running => systemctl(UnitVerb::Stop)?,

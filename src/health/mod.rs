@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub use probe::Probe;
 
-use crate::resource::ResourceId;
+use crate::resource::{Kind, ResourceId};
 use crate::system::System;
 
 /// Time limit of one attempt when the role does not say.
@@ -78,7 +78,7 @@ pub struct HealthOutcome {
 impl HealthCheck {
     /// `health:NAME`.
     pub fn id(&self) -> ResourceId {
-        ResourceId::new("health", self.name.clone())
+        ResourceId::new(Kind::Health, self.name.clone())
     }
 
     /// Probes until it passes or the retries run out. Under `--root` nothing runs: the

@@ -2,12 +2,12 @@
 //! package version, unit state), captured right before the change and written ahead of it.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::resource::{Change, ResourceId};
+use crate::resource::{Change, Kind, ResourceId};
 use crate::system::fs::Entry;
 use crate::system::{System, SystemError};
 
@@ -142,23 +142,18 @@ pub fn capture(
 ) -> Result<Prior, SystemError> {
     let resource = id.to_string();
     let prior = match (id.kind, path) {
-        ("file" | "directory" | "symlink" | "absent", Some(path)) => {
-            // Entries a purge removes are named in the change; an absent path or a
+        (Kind::File | Kind::Directory | Kind::Symlink | Kind::Absent, Some(path)) => {
+            // Entries a purge removes are listed in the change; an absent path or a
             // directory replaced by a link goes whole.
-            let removed: Vec<&str> = change
-                .fields
-                .iter()
-                .filter_map(|f| f.field.strip_prefix("entry "))
-                .collect();
-            let whole = matches!(id.kind, "absent" | "symlink");
-            let was = path_state(sys, path, whole, &removed, blobs, 0)?;
+            let whole = matches!(id.kind, Kind::Absent | Kind::Symlink);
+            let was = path_state(sys, path, whole, &change.removes, blobs, 0)?;
             Prior::Path {
                 resource,
                 path: path.to_path_buf(),
                 was,
             }
         }
-        ("sysctl", _) => Prior::Sysctl {
+        (Kind::Sysctl, _) => Prior::Sysctl {
             resource,
             key: id.name.clone(),
             value: sys
@@ -166,7 +161,7 @@ pub fn capture(
                 .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
                 .unwrap_or_default(),
         },
-        ("package", _) => {
+        (Kind::Package, _) => {
             let status = sys.packages().status(sys, &id.name)?;
             Prior::Package {
                 resource,
@@ -175,28 +170,22 @@ pub fn capture(
                 held: status.held,
             }
         }
-        ("service", _) => {
+        (Kind::Service, _) => {
             let unit = format!("{}.service", id.name);
             let status = sys.services().status(sys, &unit)?;
             Prior::Service {
                 resource,
-                enabled: matches!(
-                    status.file_state.as_str(),
-                    "enabled" | "enabled-runtime" | "alias" | "linked"
-                ),
-                masked: status.file_state.starts_with("masked") || status.load == "masked",
-                running: status
-                    .active
-                    .as_deref()
-                    .map(|a| matches!(a, "active" | "activating" | "reloading")),
+                enabled: status.enabled() == Some(true),
+                masked: status.masked(),
+                running: status.running(),
                 unit,
             }
         }
         (kind, _) => Prior::NotRestorable {
             resource,
             why: match kind {
-                "user" | "group" => format!("converge does not roll back {kind}s"),
-                "exec" => "a command that ran cannot be undone".to_owned(),
+                Kind::User | Kind::Group => format!("converge does not roll back {kind}s"),
+                Kind::Exec => "a command that ran cannot be undone".to_owned(),
                 other => format!("converge does not roll back a {other}"),
             },
         },
@@ -208,7 +197,7 @@ fn path_state(
     sys: &System,
     path: &Path,
     whole: bool,
-    removed: &[&str],
+    removed: &[OsString],
     blobs: &dyn Blobs,
     depth: usize,
 ) -> Result<PathState, SystemError> {
@@ -238,7 +227,7 @@ fn path_state(
             let names = if whole {
                 sys.list_dir(path)?
             } else {
-                removed.iter().map(|n| n.into()).collect()
+                removed.to_vec()
             };
             for name in names {
                 let Some(text) = name.to_str() else {
@@ -294,7 +283,7 @@ mod tests {
         std::fs::write(root.join("d/sub/b"), "b").unwrap();
         std::os::unix::fs::symlink("a", root.join("d/l")).unwrap();
         let blobs = Mem::default();
-        let id = ResourceId::new("absent", "/d");
+        let id = ResourceId::new(Kind::Absent, "/d");
         let change = Change::fields(Action::Remove, vec![]);
         let Prior::Path { was, .. } =
             capture(&sys, &id, Some(Path::new("/d")), &change, &blobs).unwrap()
@@ -308,15 +297,18 @@ mod tests {
         assert_eq!(entries["l"], PathState::Symlink { target: "a".into() });
         assert_eq!(blobs.0.lock().unwrap().len(), 2);
 
-        let id = ResourceId::new("directory", "/d");
-        let change = Change::fields(
-            Action::Update,
-            vec![FieldChange::new(
-                "entry sub",
-                Some("directory".into()),
-                None,
-            )],
-        );
+        let id = ResourceId::new(Kind::Directory, "/d");
+        let change = Change {
+            removes: vec!["sub".into()],
+            ..Change::fields(
+                Action::Update,
+                vec![FieldChange::new(
+                    "entry sub",
+                    Some("directory".into()),
+                    None,
+                )],
+            )
+        };
         let Prior::Path { was, .. } =
             capture(&sys, &id, Some(Path::new("/d")), &change, &blobs).unwrap()
         else {

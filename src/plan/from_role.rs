@@ -1,7 +1,6 @@
 //! Turning one role's declarations into resources: paths, modes, content and edges checked,
 //! templates rendered. Every error is collected with its location.
 
-use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
@@ -13,34 +12,17 @@ mod services;
 use super::{After, PlanOptions, Planned, Rendered};
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::render::Renderer;
-use crate::resource::absent::AbsentResource;
 use crate::resource::attrs::{parse_mode, Ownership};
-use crate::resource::directory::DirectoryResource;
-use crate::resource::file::FileResource;
-use crate::resource::symlink::SymlinkResource;
 use crate::resource::validate;
-use crate::resource::{Managed, ResourceId};
+use crate::resource::{Kind, Managed, ResourceId};
 use crate::role::model::FileSpec;
 use crate::role::{vars, Role, SourceTree};
 
 mod accounts;
 mod exec;
 mod health;
+mod paths;
 mod sysctl;
-
-/// Resource kinds that `after = [...]` may name.
-const KINDS: &[&str] = &[
-    "file",
-    "directory",
-    "symlink",
-    "absent",
-    "sysctl",
-    "user",
-    "group",
-    "exec",
-    "service",
-    "package",
-];
 
 pub(super) struct Builder<'a> {
     tree: &'a SourceTree,
@@ -104,145 +86,56 @@ impl<'a> Builder<'a> {
         (self.items, self.health, self.errors)
     }
 
+    /// Every declaration of `role`, kind by kind in [`Kind::ALL`] order; a new kind is a
+    /// compile error here until it has its arm.
     pub(super) fn role(&mut self, role: &Role) {
-        for spec in &role.spec.file {
-            let s = spec.get_ref();
-            let Some(path) = self.path(role, &s.path) else {
-                continue;
-            };
-            let Some(ownership) = self.ownership(role, &s.owner, &s.group, &s.mode) else {
-                continue;
-            };
-            let Some((from, content)) = self.content(role, spec) else {
-                continue;
-            };
-            let Some(validate) = self.validate_command(role, &s.validate) else {
-                continue;
-            };
-            let rendered = self.options.keep_rendered.then(|| Rendered {
-                from,
-                content: content.clone(),
-                sensitive: s.sensitive,
-            });
-            let implicit_after = ownership.account_ids();
-            let r = FileResource {
-                path: path.clone(),
-                content,
-                ownership,
-                sensitive: s.sensitive,
-                managed_ancestor: None,
-                validate,
-            };
-            let common = Common {
-                path: Some(path),
-                implicit_after,
-                rendered,
-                ..Common::new(spec.span().start, &s.after)
-            };
-            self.push(role, common, Box::new(r));
-            self.notify_last(role, &s.notify);
-        }
-        for spec in &role.spec.directory {
-            let s = spec.get_ref();
-            let Some(path) = self.path(role, &s.path) else {
-                continue;
-            };
-            let Some(ownership) = self.ownership(role, &s.owner, &s.group, &s.mode) else {
-                continue;
-            };
-            let implicit_after = ownership.account_ids();
-            let r = DirectoryResource {
-                path: path.clone(),
-                ownership,
-                purge: s.purge,
-                keep: BTreeSet::new(),
-                managed_ancestor: None,
-            };
-            let common = Common {
-                path: Some(path),
-                implicit_after,
-                ..Common::new(spec.span().start, &s.after)
-            };
-            self.push(role, common, Box::new(r));
-            self.notify_last(role, &s.notify);
-        }
-        for spec in &role.spec.symlink {
-            let s = spec.get_ref();
-            let target = s.target.get_ref();
-            let bad_target = if target.is_empty() {
-                Some("empty symlink target: expected the path the link points at".to_owned())
-            } else {
-                control_character(target).map(|why| format!("invalid symlink target: {why}"))
-            };
-            if let Some(message) = bad_target {
-                self.errors
-                    .push(role.error_at(s.target.span().start, message));
-                continue;
+        for kind in Kind::ALL {
+            match kind {
+                Kind::File => self.files(role),
+                Kind::Directory => self.directories(role),
+                Kind::Symlink => self.symlinks(role),
+                Kind::Absent => self.absents(role),
+                Kind::Sysctl => self.sysctl(role),
+                Kind::Group => self.groups(role),
+                Kind::User => self.users(role),
+                Kind::Exec => self.execs(role),
+                Kind::Service => self.services(role),
+                Kind::Package => self.packages(role),
+                Kind::Health => self.health(role),
             }
-            let Some(path) = self.path(role, &s.path) else {
-                continue;
-            };
-            let r = SymlinkResource {
-                path: path.clone(),
-                target: PathBuf::from(target),
-                force: s.force,
-                managed_ancestor: None,
-            };
-            let common = Common {
-                path: Some(path),
-                ..Common::new(spec.span().start, &s.after)
-            };
-            self.push(role, common, Box::new(r));
-            self.notify_last(role, &s.notify);
         }
-        for spec in &role.spec.absent {
-            let s = spec.get_ref();
-            let Some(path) = self.path(role, &s.path) else {
-                continue;
-            };
-            let r = AbsentResource {
-                path: path.clone(),
-                force: s.force,
-            };
-            let common = Common {
-                path: Some(path),
-                ..Common::new(spec.span().start, &s.after)
-            };
-            self.push(role, common, Box::new(r));
-            self.notify_last(role, &s.notify);
-        }
-        self.sysctl(role);
-        self.accounts(role);
-        self.execs(role);
-        self.services(role);
-        self.packages(role);
-        self.health(role);
     }
 
     fn push(&mut self, role: &Role, common: Common, resource: Box<dyn Managed>) {
         let mut after = Vec::new();
         for edge in common.after {
-            match parse_id(edge.get_ref()) {
-                Some(id) => after.push(After {
-                    id,
-                    origin: role.location(edge.span().start).to_string(),
-                }),
+            match ResourceId::parse(edge.get_ref()) {
+                Some(id) => {
+                    let at = role.location(edge.span().start);
+                    after.push(After {
+                        id,
+                        origin: at.to_string(),
+                        at,
+                    })
+                }
                 None => self.errors.push(role.error_at(
                     edge.span().start,
                     format!(
                         "invalid resource '{}' in after: expected KIND:NAME with KIND one of {}",
                         edge.get_ref(),
-                        KINDS.join(", ")
+                        Kind::names()
                     ),
                 )),
             }
         }
-        let origin = role.location(common.offset).to_string();
+        let at = role.location(common.offset);
+        let origin = at.to_string();
         self.items.push(Planned {
             id: resource.id(),
             resource,
             role: role.name.clone(),
             origin,
+            at,
             rendered: common.rendered,
             path: common.path,
             after,
@@ -455,7 +348,6 @@ struct ContentFrom<'s> {
     sensitive: bool,
 }
 
-/// `file:/etc/x` → the id, when the kind is known.
 /// Names a NUL, newline or other control character in `text`: no tool takes one in a path
 /// or name (a NUL cuts it short at the kernel), and in logs it hides what follows.
 fn control_character(text: &str) -> Option<String> {
@@ -474,10 +366,4 @@ fn reserved_id(role: &Role, id: &Option<Spanned<u32>>, what: &str) -> Option<Dia
         id.span().start,
         format!("{what} 4294967295 is reserved ((uid_t)-1 means \"no change\"); expected 0 to 4294967294"),
     ))
-}
-
-fn parse_id(text: &str) -> Option<ResourceId> {
-    let (kind, name) = text.split_once(':')?;
-    let kind = KINDS.iter().find(|k| **k == kind)?;
-    (!name.is_empty()).then(|| ResourceId::new(kind, name))
 }

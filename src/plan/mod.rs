@@ -9,17 +9,10 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::diagnostics::{Diagnostic, Diagnostics, Location};
 use crate::health::HealthCheck;
 use crate::render::Renderer;
-use crate::resource::directory::DirectoryResource;
-use crate::resource::exec::ExecResource;
-use crate::resource::file::FileResource;
-use crate::resource::group::GroupResource;
-use crate::resource::symlink::SymlinkResource;
-use crate::resource::sysctl_conf::SysctlConfResource;
-use crate::resource::user::UserResource;
-use crate::resource::{Managed, ResourceId};
+use crate::resource::{Kind, Managed, ResourceId};
 use crate::role::{RoleSet, SourceTree};
 
 /// One desired resource and where it came from.
@@ -33,6 +26,8 @@ pub struct Planned {
     pub role: String,
     /// `roles/web.toml:12:1`, where it was declared.
     pub origin: String,
+    /// The same place, for errors that show the line.
+    pub at: Location,
     /// Rendered content, kept only when the plan was built for `converge render`.
     pub rendered: Option<Rendered>,
     /// The host path it manages, when it manages one (two resources may not share a path).
@@ -55,6 +50,8 @@ pub struct After {
     pub id: ResourceId,
     /// `roles/web.toml:12:9`, for errors.
     pub origin: String,
+    /// The same place, for errors that show the line.
+    pub at: Location,
 }
 
 /// A file's content as rendered, for `converge render`.
@@ -97,7 +94,7 @@ pub fn build(
         b.role(role);
     }
     let (items, health, mut errors) = b.finish();
-    let mut items = dedupe_and_detect_conflicts(items, &mut errors);
+    let mut items = dedupe_and_detect_conflicts(items, set, &mut errors);
     let health = health_checks(health, &items, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
@@ -106,7 +103,7 @@ pub fn build(
     fill_managed_ancestors(&mut items);
     fill_planned_accounts(&mut items);
     units::fill_unit_providers(&mut items);
-    let items = order::order(items)?;
+    let items = order::order(items, set)?;
     Ok(Plan { items, health })
 }
 
@@ -134,7 +131,7 @@ fn health_checks(
             continue;
         }
         for service in &check.services {
-            let id = ResourceId::new("service", service.clone());
+            let id = ResourceId::new(Kind::Service, service.clone());
             if !items.iter().any(|p| p.id == id) {
                 errors.push(Diagnostic::new(format!(
                     "{}: health check '{}': services: no resource 'service:{service}' in this run",
@@ -156,7 +153,11 @@ fn base_context(facts: &Value, vars: &Map<String, Value>) -> Value {
 
 /// Two declarations of one path (or one id): identical ones collapse into the first,
 /// different ones are a conflict naming both roles.
-fn dedupe_and_detect_conflicts(items: Vec<Planned>, errors: &mut Diagnostics) -> Vec<Planned> {
+fn dedupe_and_detect_conflicts(
+    items: Vec<Planned>,
+    set: &RoleSet,
+    errors: &mut Diagnostics,
+) -> Vec<Planned> {
     let mut kept: Vec<Planned> = Vec::with_capacity(items.len());
     let mut first: HashMap<String, usize> = HashMap::new();
     for item in items {
@@ -184,74 +185,60 @@ fn dedupe_and_detect_conflicts(items: Vec<Planned>, errors: &mut Diagnostics) ->
             Some(p) => p.display().to_string(),
             None => item.id.to_string(),
         };
-        errors.push(Diagnostic::new(format!(
-            "{}: conflict: {what} is managed by role '{}' ({}) and by role '{}' ({}) with different desired state",
-            item.origin, a.role, a.origin, item.role, item.origin
-        )));
+        let message = format!(
+            "conflict: {what} is managed by role '{}' ({}) and by role '{}' ({}) with different desired state",
+            a.role, a.origin, item.role, item.origin
+        );
+        let first = locate(
+            set,
+            &a.at,
+            format!("role '{}' declares it first here", a.role),
+        );
+        errors.push(locate(set, &item.at, message).with_note(first));
     }
     kept
 }
 
-/// Files and directories leave a missing parent to the directory resource that manages it.
-/// A user created with its home counts as managing that directory.
+/// An error at `at` in one of the set's roles, with the line and a caret.
+pub(super) fn locate(set: &RoleSet, at: &Location, message: String) -> Diagnostic {
+    match set.roles.iter().find(|r| r.file == at.file) {
+        Some(role) => Diagnostic::at(at.clone(), &role.text, message),
+        None => Diagnostic::new(format!("{at}: {message}")),
+    }
+}
+
+/// Paths leave a missing parent to the directory the run makes above them: a
+/// `[[directory]]`, or the home of a user created with it.
 fn fill_managed_ancestors(items: &mut [Planned]) {
-    let homes = items.iter().filter_map(|p| {
-        let u = p.resource.as_any().downcast_ref::<UserResource>()?;
-        (u.present && u.manage_home).then(|| u.home.as_ref().map(PathBuf::from))?
-    });
     let dirs: BTreeSet<PathBuf> = items
         .iter()
-        .filter(|p| p.id.kind == "directory")
-        .filter_map(|p| p.path.clone())
-        .chain(homes)
+        .filter_map(|p| p.resource.makes_directory().map(Path::to_path_buf))
         .collect();
     for item in items.iter_mut() {
         let Some(path) = &item.path else { continue };
         let Some(nearest) = path.ancestors().skip(1).find(|a| dirs.contains(*a)) else {
             continue;
         };
-        let nearest = Some(nearest.to_path_buf());
-        let any = item.resource.as_any_mut();
-        if let Some(f) = any.downcast_mut::<FileResource>() {
-            f.managed_ancestor = nearest;
-        } else if let Some(d) = any.downcast_mut::<DirectoryResource>() {
-            d.managed_ancestor = nearest;
-        } else if let Some(l) = any.downcast_mut::<SymlinkResource>() {
-            l.managed_ancestor = nearest;
-        } else if let Some(s) = any.downcast_mut::<SysctlConfResource>() {
-            s.set_managed_ancestor(nearest);
-        }
+        let nearest = nearest.to_path_buf();
+        item.resource.set_managed_ancestor(nearest);
     }
 }
 
 /// Owners and groups that a user or group resource of this run creates.
 fn fill_planned_accounts(items: &mut [Planned]) {
-    let created = |kind: &str| -> BTreeSet<String> {
+    let created = |kind: Kind| -> BTreeSet<String> {
         items
             .iter()
-            .filter(|p| p.id.kind == kind)
-            .filter(|p| {
-                let any = p.resource.as_any();
-                any.downcast_ref::<UserResource>()
-                    .is_some_and(|u| u.present)
-                    || any
-                        .downcast_ref::<GroupResource>()
-                        .is_some_and(|g| g.present)
-            })
+            .filter(|p| p.id.kind == kind && p.resource.creates_account())
             .map(|p| p.id.name.clone())
             .collect()
     };
-    let (users, groups) = (created("user"), created("group"));
+    let (users, groups) = (created(Kind::User), created(Kind::Group));
     if users.is_empty() && groups.is_empty() {
         return;
     }
     for item in items.iter_mut() {
-        let any = item.resource.as_any_mut();
-        let ownership = if let Some(f) = any.downcast_mut::<FileResource>() {
-            &mut f.ownership
-        } else if let Some(d) = any.downcast_mut::<DirectoryResource>() {
-            &mut d.ownership
-        } else {
+        let Some(ownership) = item.resource.ownership_mut() else {
             continue;
         };
         ownership.owner_planned = ownership.owner.as_ref().is_some_and(|o| users.contains(o));
@@ -259,46 +246,21 @@ fn fill_planned_accounts(items: &mut [Planned]) {
     }
 }
 
-/// Paths a resource owns on disk: its own, a created user's home, what an exec creates.
-fn claimed_paths(item: &Planned) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = item.path.iter().cloned().collect();
-    let any = item.resource.as_any();
-    if let Some(u) = any.downcast_ref::<UserResource>() {
-        if u.present {
-            // Without `home`, useradd's default on Debian is /home/NAME.
-            let home = u
-                .home
-                .as_ref()
-                .map_or_else(|| Path::new("/home").join(&u.name), PathBuf::from);
-            out.push(home);
-        }
-    }
-    if let Some(e) = any.downcast_ref::<ExecResource>() {
-        out.extend(e.creates.clone());
-    }
-    out
-}
-
-/// A purging directory keeps the entries that other resources of the run manage.
+/// A purging directory keeps the entries that other resources of the run claim.
 fn fill_purge_keep(items: &mut [Planned]) {
-    for d in 0..items.len() {
-        let Some(dir) = items[d]
-            .resource
-            .as_any()
-            .downcast_ref::<DirectoryResource>()
-        else {
-            continue;
-        };
-        if !dir.purge {
-            continue;
-        }
+    let purging: Vec<(usize, PathBuf)> = items
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p.resource.purge_mut()?.0.to_path_buf())))
+        .collect();
+    for (d, dir) in purging {
         let mut keep = BTreeSet::new();
         for (i, other) in items.iter().enumerate() {
-            if i == d || other.id.kind == "absent" {
+            if i == d {
                 continue;
             }
-            for claimed in claimed_paths(other) {
-                let Ok(rest) = claimed.strip_prefix(&dir.path) else {
+            for claimed in other.resource.claims() {
+                let Ok(rest) = claimed.strip_prefix(&dir) else {
                     continue;
                 };
                 if let Some(Component::Normal(first)) = rest.components().next() {
@@ -307,12 +269,8 @@ fn fill_purge_keep(items: &mut [Planned]) {
             }
         }
         // Which entries are managed is known only once every role is planned.
-        if let Some(dir) = items[d]
-            .resource
-            .as_any_mut()
-            .downcast_mut::<DirectoryResource>()
-        {
-            dir.keep = keep;
+        if let Some((_, kept)) = items[d].resource.purge_mut() {
+            *kept = keep;
         }
     }
 }

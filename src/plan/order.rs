@@ -3,28 +3,29 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use super::Planned;
+use super::{locate, Planned};
 use crate::diagnostics::{Diagnostic, Diagnostics};
-use crate::resource::ResourceId;
+use crate::resource::{Kind, ResourceId};
+use crate::role::RoleSet;
 
 /// Orders resources so each comes after what it requires; declaration order otherwise.
 /// Implicit edges: a managed path after the directory resources above it, a path under
 /// `/etc/NAME` after `package:NAME` (the package creates and owns that directory; an explicit
 /// `after` on the package naming the path wins), and after every `implicit_after` resource
 /// that the plan has.
-pub(super) fn order(mut items: Vec<Planned>) -> Result<Vec<Planned>, Diagnostics> {
+pub(super) fn order(mut items: Vec<Planned>, set: &RoleSet) -> Result<Vec<Planned>, Diagnostics> {
     let by_id: HashMap<&ResourceId, usize> =
         items.iter().enumerate().map(|(i, p)| (&p.id, i)).collect();
     let dirs: HashMap<&Path, usize> = items
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.id.kind == "directory")
+        .filter(|(_, p)| p.id.kind == Kind::Directory)
         .filter_map(|(i, p)| p.path.as_deref().map(|path| (path, i)))
         .collect();
     let packages: HashMap<&str, usize> = items
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.id.kind == "package")
+        .filter(|(_, p)| p.id.kind == Kind::Package)
         .map(|(i, p)| (p.id.name.as_str(), i))
         .collect();
     let n = items.len();
@@ -60,10 +61,11 @@ pub(super) fn order(mut items: Vec<Planned>) -> Result<Vec<Planned>, Diagnostics
                 Some(&j) => {
                     requires[i].insert(j);
                 }
-                None => errors.push(Diagnostic::new(format!(
-                    "{}: after: no resource '{}' in this run",
-                    edge.origin, edge.id
-                ))),
+                None => errors.push(locate(
+                    set,
+                    &edge.at,
+                    format!("after: no resource '{}' in this run", edge.id),
+                )),
             }
         }
         // A notified service converges after what notifies it, or it could start with the
@@ -73,10 +75,11 @@ pub(super) fn order(mut items: Vec<Planned>) -> Result<Vec<Planned>, Diagnostics
                 Some(&j) => {
                     requires[j].insert(i);
                 }
-                None => errors.push(Diagnostic::new(format!(
-                    "{}: notify: no resource '{}' in this run",
-                    edge.origin, edge.id
-                ))),
+                None => errors.push(locate(
+                    set,
+                    &edge.at,
+                    format!("notify: no resource '{}' in this run", edge.id),
+                )),
             }
         }
     }
@@ -102,7 +105,7 @@ pub(super) fn order(mut items: Vec<Planned>) -> Result<Vec<Planned>, Diagnostics
         }
     }
     if sequence.len() != n {
-        return Err(cycle_error(&items, &requires, &indegree).into());
+        return Err(cycle_error(&items, &requires, &indegree, set).into());
     }
     let mut position = vec![0; n];
     for (pos, &i) in sequence.iter().enumerate() {
@@ -119,7 +122,12 @@ pub(super) fn order(mut items: Vec<Planned>) -> Result<Vec<Planned>, Diagnostics
 }
 
 /// Names one cycle: follow unfinished requirements until a resource repeats.
-fn cycle_error(items: &[Planned], requires: &[BTreeSet<usize>], indegree: &[usize]) -> Diagnostic {
+fn cycle_error(
+    items: &[Planned],
+    requires: &[BTreeSet<usize>],
+    indegree: &[usize],
+    set: &RoleSet,
+) -> Diagnostic {
     let start = (0..items.len()).find(|&i| indegree[i] > 0).unwrap_or(0);
     let mut path = vec![start];
     let mut current = start;
@@ -133,9 +141,9 @@ fn cycle_error(items: &[Planned], requires: &[BTreeSet<usize>], indegree: &[usiz
         current = next;
     }
     let names: Vec<String> = path.iter().map(|&i| items[i].id.to_string()).collect();
-    Diagnostic::new(format!(
-        "{}: ordering cycle: {}",
-        items[path[0]].origin,
-        names.join(" after ")
-    ))
+    locate(
+        set,
+        &items[path[0]].at,
+        format!("ordering cycle: {}", names.join(" after ")),
+    )
 }

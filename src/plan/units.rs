@@ -5,14 +5,14 @@
 use std::path::Path;
 
 use super::Planned;
-use crate::resource::service::ServiceResource;
+use crate::resource::Kind;
 use crate::system::systemd::UNIT_DIRS;
 
 /// A unit comes from a file in a unit directory with its name, or else from a package the
 /// service goes after (its namesake, or one named in `after`).
 pub(super) fn fill_unit_providers(items: &mut [Planned]) {
     for s in 0..items.len() {
-        let Some(service) = items[s].resource.as_any().downcast_ref::<ServiceResource>() else {
+        let Some(service) = items[s].resource.service() else {
             continue;
         };
         let unit = service.unit();
@@ -26,17 +26,13 @@ pub(super) fn fill_unit_providers(items: &mut [Planned]) {
         let item = &items[s];
         let package = || {
             items.iter().find(|p| {
-                p.id.kind == "package"
+                p.id.kind == Kind::Package
                     && (item.implicit_after.contains(&p.id)
                         || item.after.iter().any(|a| a.id == p.id))
             })
         };
         let provider = file.or_else(package).map(|p| p.id.clone());
-        if let Some(svc) = items[s]
-            .resource
-            .as_any_mut()
-            .downcast_mut::<ServiceResource>()
-        {
+        if let Some(svc) = items[s].resource.service_mut() {
             svc.unit_provider = provider;
         }
     }

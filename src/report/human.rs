@@ -375,16 +375,16 @@ mod tests {
             "yes\\u{1b}[1A\\u{1b}[2K\\r"
         );
     }
-    use crate::report::{Notification, NotifyAction, NotifyStatus};
-    use crate::resource::ResourceId;
+    use crate::report::{Notification, NotifiedBy, NotifyAction, NotifyStatus};
+    use crate::resource::{Kind, ResourceId};
 
     fn notification(status: NotifyStatus, note: Option<&str>) -> Notification {
         Notification {
-            service: ResourceId::new("service", "nginx"),
+            service: ResourceId::new(Kind::Service, "nginx"),
             action: NotifyAction::Restart,
             notified_by: vec![
-                ResourceId::new("file", "/etc/nginx/nginx.conf"),
-                ResourceId::new("package", "nginx"),
+                NotifiedBy::Resource(ResourceId::new(Kind::File, "/etc/nginx/nginx.conf")),
+                NotifiedBy::Resource(ResourceId::new(Kind::Package, "nginx")),
             ],
             status,
             note: note.map(Into::into),

@@ -131,18 +131,20 @@ pub fn render(run: &RunMetrics) -> String {
 mod tests {
     use super::*;
     use crate::report::{Outcome, Status};
+    use crate::resource::Kind;
     use crate::resource::ResourceId;
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn textfile_has_help_type_and_samples() {
         let outcome = |status| Outcome {
-            id: ResourceId::new("file", "/x"),
+            id: ResourceId::new(Kind::File, "/x"),
             role: "r".into(),
             origin: "roles/r.toml:1:1".into(),
             status,
             change: None,
             error: None,
+            error_kind: None,
             notes: Vec::new(),
         };
         let report = Report::new(

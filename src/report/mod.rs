@@ -55,6 +55,10 @@ pub struct Outcome {
     /// Why it failed or was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure `error` is, e.g. `missing_parent`, `command_failed`, `timeout`,
+    /// or `skipped` when a dependency failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
     /// Remarks that hold whether or not it changed (e.g. what `--root` cannot manage).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -104,7 +108,7 @@ pub struct Notification {
     /// Restart or reload.
     pub action: NotifyAction,
     /// The changed resources that asked for it, in run order.
-    pub notified_by: Vec<ResourceId>,
+    pub notified_by: Vec<NotifiedBy>,
     /// How it ended.
     pub status: NotifyStatus,
     /// Why it was not needed or skipped.
@@ -113,6 +117,30 @@ pub struct Notification {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Who asked for a restart or reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifiedBy {
+    /// A resource of this run that changed.
+    Resource(ResourceId),
+    /// A run that ended before carrying out its request (kept in the notify journal).
+    EarlierRun,
+}
+
+impl std::fmt::Display for NotifiedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotifiedBy::Resource(id) => id.fmt(f),
+            NotifiedBy::EarlierRun => f.write_str("pending:earlier-run"),
+        }
+    }
+}
+
+impl Serialize for NotifiedBy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// Counts by status.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
+use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use crate::system::fs::Entry;
 use crate::system::{Host, System};
 
@@ -19,7 +19,12 @@ impl Resource for AbsentResource {
     type Live = Entry;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("absent", self.path.to_string_lossy())
+        ResourceId::new(Kind::Absent, self.path.to_string_lossy())
+    }
+
+    /// Its path is what it removes, not what it keeps.
+    fn claims(&self) -> Vec<PathBuf> {
+        Vec::new()
     }
 
     fn observe(&self, sys: &System) -> Result<Entry, ResourceError> {

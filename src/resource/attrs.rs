@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{FieldChange, ResourceError};
+use super::{FieldChange, Kind, ResourceError};
 use crate::system::fs::{Attrs, Meta};
 use crate::system::Accounts;
 
@@ -53,10 +53,10 @@ impl Ownership {
     pub fn account_ids(&self) -> Vec<super::ResourceId> {
         let mut ids = Vec::new();
         if let Some(o) = &self.owner {
-            ids.push(super::ResourceId::new("user", o.clone()));
+            ids.push(super::ResourceId::new(Kind::User, o.clone()));
         }
         if let Some(g) = &self.group {
-            ids.push(super::ResourceId::new("group", g.clone()));
+            ids.push(super::ResourceId::new(Kind::Group, g.clone()));
         }
         ids
     }
@@ -152,13 +152,14 @@ impl Resolved {
         out
     }
 
-    /// Only the attributes named in `fields`, so apply touches nothing check did not report.
-    pub fn restricted_to(&self, fields: &[FieldChange]) -> Attrs {
-        let has = |name: &str| fields.iter().any(|f| f.field == name);
+    /// Only the attributes that differ from `live`: the ones [`Resolved::diff`] reports,
+    /// so apply touches nothing check did not show.
+    pub fn differing(&self, live: Option<&Meta>) -> Attrs {
+        let differs = |now: Option<u32>, want: Option<u32>| want.filter(|w| now != Some(*w));
         Attrs {
-            uid: self.attrs.uid.filter(|_| has("owner")),
-            gid: self.attrs.gid.filter(|_| has("group")),
-            mode: self.attrs.mode.filter(|_| has("mode")),
+            uid: differs(live.map(|m| m.uid), self.attrs.uid),
+            gid: differs(live.map(|m| m.gid), self.attrs.gid),
+            mode: differs(live.map(|m| m.mode), self.attrs.mode),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The one typed change record that check prints, apply performs and reports carry.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -203,6 +204,10 @@ pub struct Change {
     /// Content that changes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<ContentChange>,
+    /// Entries under the resource's path that the change removes (a purge), named as the
+    /// OS spells them, for the backup that keeps them. The record shows them as fields.
+    #[serde(skip)]
+    pub removes: Vec<OsString>,
 }
 
 impl Change {
@@ -212,6 +217,7 @@ impl Change {
             action,
             fields,
             content: None,
+            removes: Vec::new(),
         }
     }
 

@@ -1,11 +1,11 @@
 //! `directory`: a directory's own owner, group and mode; its entries only with `purge`.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::attrs::{Ownership, Resolved};
 use super::parents;
-use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
+use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use crate::system::fs::Entry;
 use crate::system::{Host, System};
 
@@ -36,7 +36,27 @@ impl Resource for DirectoryResource {
     type Live = DirectoryLive;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("directory", self.path.to_string_lossy())
+        ResourceId::new(Kind::Directory, self.path.to_string_lossy())
+    }
+
+    fn claims(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
+    fn makes_directory(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn set_managed_ancestor(&mut self, dir: PathBuf) {
+        self.managed_ancestor = Some(dir);
+    }
+
+    fn ownership_mut(&mut self) -> Option<&mut Ownership> {
+        Some(&mut self.ownership)
+    }
+
+    fn purge_mut(&mut self) -> Option<(&Path, &mut BTreeSet<String>)> {
+        self.purge.then_some((&self.path, &mut self.keep))
     }
 
     fn observe(&self, sys: &System) -> Result<DirectoryLive, ResourceError> {
@@ -84,7 +104,15 @@ impl Resource for DirectoryResource {
             let field = format!("entry {}", name.to_string_lossy());
             fields.push(FieldChange::new(&field, Some((*kind).to_owned()), None));
         }
-        (action == Action::Create || !fields.is_empty()).then(|| Change::fields(action, fields))
+        let removes = live
+            .unmanaged
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect();
+        (action == Action::Create || !fields.is_empty()).then(|| Change {
+            removes,
+            ..Change::fields(action, fields)
+        })
     }
 
     fn apply(
@@ -103,7 +131,11 @@ impl Resource for DirectoryResource {
         for (name, _) in &live.unmanaged {
             host.remove(&self.path.join(name), true)?;
         }
-        let attrs = live.want.restricted_to(&change.fields);
+        let meta = match &live.entry {
+            Entry::Directory(meta) => Some(meta),
+            _ => None,
+        };
+        let attrs = live.want.differing(meta);
         if attrs != Default::default() {
             host.set_attrs(&self.path, attrs)?;
         }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
+use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use crate::system::fs::Entry;
 use crate::system::process::{tail, RunAs, Shell};
 use crate::system::{Host, System};
@@ -123,7 +123,11 @@ impl Resource for ExecResource {
     type Live = ExecLive;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("exec", self.name.clone())
+        ResourceId::new(Kind::Exec, self.name.clone())
+    }
+
+    fn claims(&self) -> Vec<PathBuf> {
+        self.creates.iter().cloned().collect()
     }
 
     fn observe(&self, sys: &System) -> Result<ExecLive, ResourceError> {

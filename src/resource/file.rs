@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use super::attrs::{Ownership, Resolved};
 use super::parents;
-use super::{Action, Change, ContentChange, FieldChange, Resource, ResourceError, ResourceId};
+use super::{
+    Action, Change, ContentChange, FieldChange, Kind, Resource, ResourceError, ResourceId,
+};
 use crate::system::fs::Entry;
 use crate::system::{Host, System};
 
@@ -42,7 +44,19 @@ impl Resource for FileResource {
     type Live = FileLive;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("file", self.path.to_string_lossy())
+        ResourceId::new(Kind::File, self.path.to_string_lossy())
+    }
+
+    fn claims(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
+    fn set_managed_ancestor(&mut self, dir: PathBuf) {
+        self.managed_ancestor = Some(dir);
+    }
+
+    fn ownership_mut(&mut self) -> Option<&mut Ownership> {
+        Some(&mut self.ownership)
     }
 
     fn observe(&self, sys: &System) -> Result<FileLive, ResourceError> {
@@ -108,9 +122,8 @@ impl Resource for FileResource {
             return None;
         }
         Some(Change {
-            action,
-            fields,
             content,
+            ..Change::fields(action, fields)
         })
     }
 
@@ -144,8 +157,8 @@ impl Resource for FileResource {
                 DEFAULT_MODE
             };
             host.write_file(&self.path, &self.content, live.want.attrs, default_mode)?;
-        } else {
-            host.set_attrs(&self.path, live.want.restricted_to(&change.fields))?;
+        } else if let Entry::File(meta) = &live.entry {
+            host.set_attrs(&self.path, live.want.differing(Some(meta)))?;
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! `group`: a group account, changed with groupadd/groupmod/groupdel.
 
-use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
+use std::path::PathBuf;
+
+use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use crate::system::users::{AccountTool, GroupEntry};
 use crate::system::{Host, System};
 
@@ -21,7 +23,15 @@ impl Resource for GroupResource {
     type Live = Option<GroupEntry>;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("group", self.name.clone())
+        ResourceId::new(Kind::Group, self.name.clone())
+    }
+
+    fn claims(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    fn creates_account(&self) -> bool {
+        self.present
     }
 
     fn observe(&self, sys: &System) -> Result<Option<GroupEntry>, ResourceError> {

@@ -11,6 +11,7 @@ pub mod directory;
 pub mod exec;
 pub mod file;
 pub mod group;
+pub mod kind;
 pub mod package;
 pub mod parents;
 pub mod service;
@@ -20,29 +21,40 @@ pub mod sysctl_conf;
 pub mod user;
 pub mod validate;
 
+use std::collections::BTreeSet;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use change::{Action, Change, ContentChange, Digest, FieldChange};
+pub use kind::Kind;
 
 use crate::system::{Host, System, SystemError};
+use attrs::Ownership;
+use service::ServiceResource;
 
 /// Stable identity such as `file:/etc/nginx/nginx.conf`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ResourceId {
     /// The resource type, e.g. `file`.
-    pub kind: &'static str,
+    pub kind: Kind,
     /// Its name within the type, e.g. the path.
     pub name: String,
 }
 
 impl ResourceId {
     /// Builds an id.
-    pub fn new(kind: &'static str, name: impl Into<String>) -> ResourceId {
+    pub fn new(kind: Kind, name: impl Into<String>) -> ResourceId {
         ResourceId {
             kind,
             name: name.into(),
         }
+    }
+
+    /// `file:/etc/x` → the id, when the kind is known and the name is not empty.
+    pub fn parse(text: &str) -> Option<ResourceId> {
+        let (kind, name) = text.split_once(':')?;
+        let kind = Kind::parse(kind)?;
+        (!name.is_empty()).then(|| ResourceId::new(kind, name))
     }
 }
 
@@ -177,6 +189,32 @@ pub enum ResourceError {
     PackageHeld(String),
 }
 
+impl ResourceError {
+    /// A stable name for what went wrong, for the JSON report (`error_kind`), so that tools
+    /// can tell failures apart without parsing the text.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ResourceError::System(e) => e.kind(),
+            ResourceError::UnknownUser(_) => "unknown_owner",
+            ResourceError::NoSuchUser(_) => "unknown_user",
+            ResourceError::UnknownGroup(_) => "unknown_group",
+            ResourceError::WrongKind { .. } => "wrong_kind",
+            ResourceError::NonEmptyDirectory(_) => "non_empty_directory",
+            ResourceError::MissingParent { .. } => "missing_parent",
+            ResourceError::ExecFailed { .. } => "command_failed",
+            ResourceError::SysctlUnknownKey { .. } => "sysctl_unknown_key",
+            ResourceError::SysctlRejected { .. } => "sysctl_rejected",
+            ResourceError::SysctlNotKept { .. } => "sysctl_not_kept",
+            ResourceError::UnitNotFound { .. } => "unit_not_found",
+            ResourceError::Backup(_) => "backup_failed",
+            ResourceError::ValidationFailed { .. } => "validation_failed",
+            ResourceError::PackageVersionNotFound { .. } => "package_version_not_found",
+            ResourceError::PackageNotFound(_) => "package_not_found",
+            ResourceError::PackageHeld(_) => "package_held",
+        }
+    }
+}
+
 /// The contract every resource type implements.
 pub trait Resource: fmt::Debug + Send + Sync {
     /// What [`Resource::observe`] finds on the host.
@@ -203,6 +241,40 @@ pub trait Resource: fmt::Debug + Send + Sync {
     fn notes(&self, _sys: &System) -> Vec<String> {
         Vec::new()
     }
+
+    // What planning needs to know. `claims` has no default: a kind that keeps paths on disk
+    // and did not say so would have them removed by a purging directory above.
+
+    /// The host paths this resource keeps on disk (its own path, a user's home, what an
+    /// exec creates); a purging directory above leaves them alone.
+    fn claims(&self) -> Vec<PathBuf>;
+    /// A directory this resource makes, under which missing parents count as managed.
+    fn makes_directory(&self) -> Option<&Path> {
+        None
+    }
+    /// Tells a path resource which directory of the run above it will exist (planning
+    /// fills it in once every role is known).
+    fn set_managed_ancestor(&mut self, _dir: PathBuf) {}
+    /// The owner and group it sets, for resources that set them.
+    fn ownership_mut(&mut self) -> Option<&mut Ownership> {
+        None
+    }
+    /// True for a user or group this run creates (files may be owned by it in check too).
+    fn creates_account(&self) -> bool {
+        false
+    }
+    /// A purging directory: its path and the entries it keeps.
+    fn purge_mut(&mut self) -> Option<(&Path, &mut BTreeSet<String>)> {
+        None
+    }
+    /// The service this resource is, for notify and unit providers.
+    fn service(&self) -> Option<&ServiceResource> {
+        None
+    }
+    /// The service this resource is, mutable, for planning steps.
+    fn service_mut(&mut self) -> Option<&mut ServiceResource> {
+        None
+    }
 }
 
 /// The type-erased face of a resource that the engine drives.
@@ -218,15 +290,28 @@ pub trait Managed: fmt::Debug + Send + Sync {
         host: Option<&Host>,
         before_change: &mut dyn FnMut(&Change) -> Result<(), ResourceError>,
     ) -> Result<Option<Change>, ResourceError>;
-    /// The concrete resource, for planning steps that refine one type.
+    /// The concrete resource, only so that [`Managed::same_as`] can compare two of a type.
     fn as_any(&self) -> &dyn std::any::Any;
-    /// The concrete resource, mutable, for planning steps that fill in what only the whole
-    /// plan knows.
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
     /// Same type and same desired state (two roles may declare one resource identically).
     fn same_as(&self, other: &dyn Managed) -> bool;
     /// Remarks for the report, independent of any change.
     fn notes(&self, sys: &System) -> Vec<String>;
+    /// See [`Resource::claims`].
+    fn claims(&self) -> Vec<PathBuf>;
+    /// See [`Resource::makes_directory`].
+    fn makes_directory(&self) -> Option<&Path>;
+    /// See [`Resource::set_managed_ancestor`].
+    fn set_managed_ancestor(&mut self, dir: PathBuf);
+    /// See [`Resource::ownership_mut`].
+    fn ownership_mut(&mut self) -> Option<&mut Ownership>;
+    /// See [`Resource::creates_account`].
+    fn creates_account(&self) -> bool;
+    /// See [`Resource::purge_mut`].
+    fn purge_mut(&mut self) -> Option<(&Path, &mut BTreeSet<String>)>;
+    /// See [`Resource::service`].
+    fn service(&self) -> Option<&ServiceResource>;
+    /// See [`Resource::service_mut`].
+    fn service_mut(&mut self) -> Option<&mut ServiceResource>;
 }
 
 impl<R: Resource + PartialEq + 'static> Managed for R {
@@ -238,16 +323,44 @@ impl<R: Resource + PartialEq + 'static> Managed for R {
         self
     }
 
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
-    }
-
     fn id(&self) -> ResourceId {
         Resource::id(self)
     }
 
     fn notes(&self, sys: &System) -> Vec<String> {
         Resource::notes(self, sys)
+    }
+
+    fn claims(&self) -> Vec<PathBuf> {
+        Resource::claims(self)
+    }
+
+    fn makes_directory(&self) -> Option<&Path> {
+        Resource::makes_directory(self)
+    }
+
+    fn set_managed_ancestor(&mut self, dir: PathBuf) {
+        Resource::set_managed_ancestor(self, dir)
+    }
+
+    fn ownership_mut(&mut self) -> Option<&mut Ownership> {
+        Resource::ownership_mut(self)
+    }
+
+    fn creates_account(&self) -> bool {
+        Resource::creates_account(self)
+    }
+
+    fn purge_mut(&mut self) -> Option<(&Path, &mut BTreeSet<String>)> {
+        Resource::purge_mut(self)
+    }
+
+    fn service(&self) -> Option<&ServiceResource> {
+        Resource::service(self)
+    }
+
+    fn service_mut(&mut self) -> Option<&mut ServiceResource> {
+        Resource::service_mut(self)
     }
 
     fn converge(

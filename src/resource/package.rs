@@ -1,6 +1,8 @@
 //! `package`: a Debian package installed (optionally pinned and held), absent, or latest.
 
-use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
+use std::path::PathBuf;
+
+use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use crate::system::packages::PackageStatus;
 use crate::system::{Host, System};
 
@@ -32,11 +34,33 @@ pub struct PackageLive {
     target: Option<String>,
 }
 
+impl PackageResource {
+    /// A version pinned in the role, which converge holds.
+    fn pinned(&self) -> bool {
+        matches!(self.ensure, Ensure::Installed(Some(_)))
+    }
+
+    /// The installed version is not the one to have: apply installs or removes.
+    fn moves(&self, live: &PackageLive) -> bool {
+        live.status.installed != live.target
+    }
+
+    /// A pinned package that is not held yet: apply holds it.
+    fn holds(&self, live: &PackageLive) -> bool {
+        self.pinned() && !live.status.held
+    }
+}
+
 impl Resource for PackageResource {
     type Live = PackageLive;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("package", self.name.clone())
+        ResourceId::new(Kind::Package, self.name.clone())
+    }
+
+    /// The files a package installs are dpkg's to track, not this run's.
+    fn claims(&self) -> Vec<PathBuf> {
+        Vec::new()
     }
 
     fn observe(&self, sys: &System) -> Result<PackageLive, ResourceError> {
@@ -90,15 +114,14 @@ impl Resource for PackageResource {
     fn diff(&self, live: &PackageLive) -> Option<Change> {
         let installed = &live.status.installed;
         let mut fields = Vec::new();
-        if installed != &live.target {
+        if self.moves(live) {
             fields.push(FieldChange::new(
                 "version",
                 installed.clone(),
                 live.target.clone(),
             ));
         }
-        let pinned = matches!(self.ensure, Ensure::Installed(Some(_)));
-        if pinned && !live.status.held {
+        if self.holds(live) {
             fields.push(FieldChange::new(
                 "hold",
                 Some("not held".into()),
@@ -116,10 +139,15 @@ impl Resource for PackageResource {
         Some(Change::fields(action, fields))
     }
 
-    fn apply(&self, host: &Host, live: &PackageLive, change: &Change) -> Result<(), ResourceError> {
+    fn apply(
+        &self,
+        host: &Host,
+        live: &PackageLive,
+        _change: &Change,
+    ) -> Result<(), ResourceError> {
         let held = live.status.held;
         let packages = host.system().packages();
-        if change.touches("version") {
+        if self.moves(live) {
             // apt refuses to move a held package; lift our hold for exactly this one change.
             if held {
                 packages.hold(host, &self.name, false)?;
@@ -136,8 +164,8 @@ impl Resource for PackageResource {
                 return Err(e.into());
             }
         }
-        let pinned = matches!(self.ensure, Ensure::Installed(Some(_)));
-        if pinned && (change.touches("hold") || held) {
+        // A pinned package ends held: newly, or again after the move above lifted the hold.
+        if self.pinned() {
             packages.hold(host, &self.name, true)?;
         }
         Ok(())

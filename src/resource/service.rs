@@ -1,6 +1,8 @@
 //! `service`: a systemd service unit, enabled or not, masked or not, running or stopped.
 
-use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
+use std::path::PathBuf;
+
+use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use crate::system::services::{UnitStatus, UnitVerb};
 use crate::system::{Host, System};
 
@@ -73,19 +75,51 @@ impl ServiceResource {
     }
 }
 
-/// Enabled at boot: `Some(true/false)`, or `None` for states that enable/disable cannot change
-/// (static units without an [Install] section, generated and transient units), which would
-/// otherwise show as drift on every run.
-fn is_enabled(file_state: &str) -> Option<bool> {
-    match file_state {
-        "enabled" | "enabled-runtime" | "alias" => Some(true),
-        "static" | "indirect" | "generated" | "transient" => None,
-        _ => Some(false),
-    }
+/// What converging a service takes, worked out once from its live status: `diff` reports
+/// these steps and `apply` carries out exactly them.
+#[derive(Debug, Default)]
+struct Steps {
+    /// Masked now, and wanted.
+    masked: Option<(bool, bool)>,
+    /// Enabled now, and wanted.
+    enabled: Option<(bool, bool)>,
+    /// Active state now, and wanted.
+    state: Option<(String, RunState)>,
 }
 
-fn is_masked(status: &UnitStatus) -> bool {
-    status.load == "masked" || status.file_state.starts_with("masked")
+impl ServiceResource {
+    fn steps(&self, st: &UnitStatus) -> Steps {
+        let mut steps = Steps::default();
+        let masked = st.masked();
+        if let Some(want) = self.want_masked() {
+            if want != masked {
+                steps.masked = Some((masked, want));
+            }
+        }
+        if let Some(want) = self.enabled {
+            // A unit this run has yet to create counts as disabled, which is what apply will
+            // find once it exists, so check and apply print the same record.
+            let now = if masked || st.not_found() {
+                Some(false)
+            } else {
+                st.enabled()
+            };
+            if let Some(now) = now.filter(|now| *now != want) {
+                steps.enabled = Some((now, want));
+            }
+        }
+        // Offline (--root) nothing runs, so the state is not managed; see `notes`.
+        if let (Some(want), Some(active)) = (self.state, &st.active) {
+            let in_sync = match want {
+                RunState::Running => matches!(active.as_str(), "active" | "reloading"),
+                RunState::Stopped => matches!(active.as_str(), "inactive" | "failed"),
+            };
+            if !in_sync {
+                steps.state = Some((active.clone(), want));
+            }
+        }
+        steps
+    }
 }
 
 impl ServiceResource {
@@ -96,7 +130,7 @@ impl ServiceResource {
         let package = self
             .unit_provider
             .as_ref()
-            .filter(|p| p.kind == "package")?;
+            .filter(|p| p.kind == Kind::Package)?;
         let missing = sys.services().status(sys, &self.unit()).ok()?.not_found();
         missing.then(|| {
             format!(
@@ -111,7 +145,19 @@ impl Resource for ServiceResource {
     type Live = ServiceLive;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("service", self.name.clone())
+        ResourceId::new(Kind::Service, self.name.clone())
+    }
+
+    fn claims(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    fn service(&self) -> Option<&ServiceResource> {
+        Some(self)
+    }
+
+    fn service_mut(&mut self) -> Option<&mut ServiceResource> {
+        Some(self)
     }
 
     fn observe(&self, sys: &System) -> Result<ServiceLive, ResourceError> {
@@ -133,55 +179,35 @@ impl Resource for ServiceResource {
     }
 
     fn diff(&self, live: &ServiceLive) -> Option<Change> {
-        let st = &live.status;
+        let steps = self.steps(&live.status);
         let mut fields = Vec::new();
-        let masked = is_masked(st);
-        if let Some(want) = self.want_masked() {
-            if want != masked {
-                fields.push(FieldChange::new(
-                    "masked",
-                    Some(masked.to_string()),
-                    Some(want.to_string()),
-                ));
-            }
+        if let Some((now, want)) = steps.masked {
+            let text = |b: bool| Some(b.to_string());
+            fields.push(FieldChange::new("masked", text(now), text(want)));
         }
-        if let Some(want) = self.enabled {
-            // A unit this run has yet to create counts as disabled, which is what apply will
-            // find once it exists, so check and apply print the same record.
-            let now = if masked || st.not_found() {
-                Some(false)
-            } else {
-                is_enabled(&st.file_state)
-            };
-            if let Some(now) = now.filter(|now| *now != want) {
-                let name = |on: bool| if on { "enabled" } else { "disabled" }.to_owned();
-                fields.push(FieldChange::new(
-                    "enabled",
-                    Some(name(now)),
-                    Some(name(want)),
-                ));
-            }
+        if let Some((now, want)) = steps.enabled {
+            let name = |on: bool| Some(if on { "enabled" } else { "disabled" }.to_owned());
+            fields.push(FieldChange::new("enabled", name(now), name(want)));
         }
-        // Offline (--root) nothing runs, so the state is not managed; see `notes`.
-        if let (Some(want), Some(active)) = (self.state, &st.active) {
-            let in_sync = match want {
-                RunState::Running => matches!(active.as_str(), "active" | "reloading"),
-                RunState::Stopped => matches!(active.as_str(), "inactive" | "failed"),
-            };
-            if !in_sync {
-                fields.push(FieldChange::new(
-                    "state",
-                    Some(active.clone()),
-                    Some(want.as_str().to_owned()),
-                ));
-            }
+        if let Some((now, want)) = steps.state {
+            fields.push(FieldChange::new(
+                "state",
+                Some(now),
+                Some(want.as_str().to_owned()),
+            ));
         }
         (!fields.is_empty()).then(|| Change::fields(Action::Update, fields))
     }
 
-    fn apply(&self, host: &Host, live: &ServiceLive, change: &Change) -> Result<(), ResourceError> {
-        let needs_unit = self.enabled == Some(true) || Self::starts(change);
-        if live.status.not_found() && needs_unit {
+    fn apply(
+        &self,
+        host: &Host,
+        live: &ServiceLive,
+        _change: &Change,
+    ) -> Result<(), ResourceError> {
+        let steps = self.steps(&live.status);
+        let starts = matches!(steps.state, Some((_, RunState::Running)));
+        if live.status.not_found() && (self.enabled == Some(true) || starts) {
             let from = self.unit_provider.as_ref();
             return Err(ResourceError::UnitNotFound {
                 unit: self.unit(),
@@ -195,25 +221,25 @@ impl Resource for ServiceResource {
         let services = host.system().services();
         let systemctl = |verb| services.act(host, verb, &unit);
         // Unmask before enable/start can work; mask last, after disable/stop.
-        if change.touches("masked") && self.want_masked() == Some(false) {
+        if let Some((_, false)) = steps.masked {
             systemctl(UnitVerb::Unmask)?;
         }
-        if change.touches("enabled") {
-            let verb = if self.enabled == Some(true) {
+        if let Some((_, want)) = steps.enabled {
+            let verb = if want {
                 UnitVerb::Enable
             } else {
                 UnitVerb::Disable
             };
             systemctl(verb)?;
         }
-        if change.touches("state") {
-            let verb = match self.state {
-                Some(RunState::Running) => UnitVerb::Start,
-                _ => UnitVerb::Stop,
+        if let Some((_, want)) = steps.state {
+            let verb = match want {
+                RunState::Running => UnitVerb::Start,
+                RunState::Stopped => UnitVerb::Stop,
             };
             systemctl(verb)?;
         }
-        if change.touches("masked") && self.want_masked() == Some(true) {
+        if let Some((_, true)) = steps.masked {
             systemctl(UnitVerb::Mask)?;
         }
         Ok(())

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
+use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use crate::system::fs::Entry;
 use crate::system::{Host, System};
 
@@ -23,7 +23,15 @@ impl Resource for SymlinkResource {
     type Live = Entry;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("symlink", self.path.to_string_lossy())
+        ResourceId::new(Kind::Symlink, self.path.to_string_lossy())
+    }
+
+    fn claims(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
+    fn set_managed_ancestor(&mut self, dir: PathBuf) {
+        self.managed_ancestor = Some(dir);
     }
 
     fn observe(&self, sys: &System) -> Result<Entry, ResourceError> {

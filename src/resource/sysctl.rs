@@ -1,7 +1,9 @@
 //! `sysctl`: the live value of one kernel parameter. Persisting it is the drop-in's job
 //! ([`super::sysctl_conf`]); this resource only makes the running kernel agree.
 
-use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
+use std::path::PathBuf;
+
+use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use crate::system::procfs::sysctl_path;
 use crate::system::{Host, System, SystemError};
 
@@ -76,7 +78,11 @@ impl Resource for SysctlResource {
     type Live = SysctlLive;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("sysctl", self.key.clone())
+        ResourceId::new(Kind::Sysctl, self.key.clone())
+    }
+
+    fn claims(&self) -> Vec<PathBuf> {
+        Vec::new()
     }
 
     fn observe(&self, sys: &System) -> Result<SysctlLive, ResourceError> {

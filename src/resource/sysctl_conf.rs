@@ -66,12 +66,6 @@ impl SysctlConfResource {
     pub fn path(&self) -> &Path {
         &self.file.path
     }
-
-    /// The nearest ancestor directory that a resource of this run manages (see
-    /// [`FileResource::managed_ancestor`]).
-    pub fn set_managed_ancestor(&mut self, dir: Option<PathBuf>) {
-        self.file.managed_ancestor = dir;
-    }
 }
 
 /// The drop-in's text: a header, then `key = value` lines in key order.
@@ -144,6 +138,14 @@ impl Resource for SysctlConfResource {
 
     fn id(&self) -> ResourceId {
         Resource::id(&self.file)
+    }
+
+    fn claims(&self) -> Vec<PathBuf> {
+        vec![self.file.path.clone()]
+    }
+
+    fn set_managed_ancestor(&mut self, dir: PathBuf) {
+        self.file.managed_ancestor = Some(dir);
     }
 
     fn observe(&self, sys: &System) -> Result<SysctlConfLive, ResourceError> {

@@ -1,8 +1,9 @@
 //! `user`: a login account and its attributes, changed with useradd/usermod/userdel.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
-use super::{Action, Change, FieldChange, Resource, ResourceError, ResourceId};
+use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use crate::system::users::{AccountTool, GroupEntry, PasswdEntry};
 use crate::system::{Host, System};
 
@@ -105,30 +106,83 @@ impl UserResource {
         a
     }
 
-    /// Only what `change` shows, so apply does nothing check did not report.
-    fn usermod_args(&self, change: &Change) -> Vec<String> {
-        let mut a = Vec::new();
-        let mut opt = |field: &str, flag: &str, v: Option<String>| {
-            if let (true, Some(v)) = (change.touches(field), v) {
-                a.push(flag.to_owned());
-                a.push(v);
+    /// The attributes of an existing account that differ: what diff reports and usermod
+    /// changes, each with its live and desired value.
+    fn differing(&self, e: &PasswdEntry, live: &UserLive) -> Vec<(Attr, String, String)> {
+        let mut out = Vec::new();
+        let mut differ = |attr: Attr, now: String, want: Option<String>| {
+            if let Some(want) = want.filter(|w| *w != now) {
+                out.push((attr, now, want));
             }
         };
-        opt("uid", "--uid", self.uid.map(|u| u.to_string()));
-        opt("group", "--gid", self.group.clone());
-        opt(
-            "groups",
-            "--groups",
-            self.groups.as_ref().map(|g| join_with(g, ",")),
+        differ(
+            Attr::Uid,
+            e.uid.to_string(),
+            self.uid.map(|u| u.to_string()),
         );
-        opt("home", "--home", self.home.clone());
-        opt("shell", "--shell", self.shell.clone());
-        opt("comment", "--comment", self.comment.clone());
-        if change.touches("home") && self.manage_home {
+        if !self.group_matches(e, &live.group) {
+            differ(Attr::Group, live.group.clone(), self.group.clone());
+        }
+        if self.groups.as_ref().is_some_and(|g| *g != live.groups) {
+            differ(
+                Attr::Groups,
+                join(&live.groups),
+                self.groups.as_ref().map(join),
+            );
+        }
+        differ(Attr::Home, e.home.clone(), self.home.clone());
+        differ(Attr::Shell, e.shell.clone(), self.shell.clone());
+        differ(Attr::Comment, e.comment.clone(), self.comment.clone());
+        out
+    }
+
+    /// Only the attributes that differ, so apply does nothing check did not report.
+    fn usermod_args(&self, differing: &[(Attr, String, String)]) -> Vec<String> {
+        let mut a = Vec::new();
+        for (attr, _, _) in differing {
+            let (flag, value) = match attr {
+                Attr::Uid => ("--uid", self.uid.map(|u| u.to_string())),
+                Attr::Group => ("--gid", self.group.clone()),
+                Attr::Groups => ("--groups", self.groups.as_ref().map(|g| join_with(g, ","))),
+                Attr::Home => ("--home", self.home.clone()),
+                Attr::Shell => ("--shell", self.shell.clone()),
+                Attr::Comment => ("--comment", self.comment.clone()),
+            };
+            if let Some(value) = value {
+                a.push(flag.to_owned());
+                a.push(value);
+            }
+        }
+        if differing.iter().any(|(attr, ..)| *attr == Attr::Home) && self.manage_home {
             a.push("--move-home".into());
         }
         a.push(self.name.clone());
         a
+    }
+}
+
+/// An account attribute that usermod can change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attr {
+    Uid,
+    Group,
+    Groups,
+    Home,
+    Shell,
+    Comment,
+}
+
+impl Attr {
+    /// The field name in change records.
+    fn field(self) -> &'static str {
+        match self {
+            Attr::Uid => "uid",
+            Attr::Group => "group",
+            Attr::Groups => "groups",
+            Attr::Home => "home",
+            Attr::Shell => "shell",
+            Attr::Comment => "comment",
+        }
     }
 }
 
@@ -163,7 +217,29 @@ impl Resource for UserResource {
     type Live = UserLive;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("user", self.name.clone())
+        ResourceId::new(Kind::User, self.name.clone())
+    }
+
+    fn claims(&self) -> Vec<PathBuf> {
+        if !self.present {
+            return Vec::new();
+        }
+        // Without `home`, useradd's default on Debian is /home/NAME.
+        let home = self
+            .home
+            .as_ref()
+            .map_or_else(|| Path::new("/home").join(&self.name), PathBuf::from);
+        vec![home]
+    }
+
+    fn makes_directory(&self) -> Option<&Path> {
+        (self.present && self.manage_home)
+            .then(|| self.home.as_deref().map(Path::new))
+            .flatten()
+    }
+
+    fn creates_account(&self) -> bool {
+        self.present
     }
 
     fn observe(&self, sys: &System) -> Result<UserLive, ResourceError> {
@@ -196,30 +272,17 @@ impl Resource for UserResource {
             }
             (None, true) => Some(Change::fields(Action::Create, self.create_fields())),
             (Some(e), true) => {
-                let mut f = Vec::new();
-                let mut differ = |name: &str, now: String, want: Option<String>| {
-                    if let Some(want) = want {
-                        if now != want {
-                            f.push(FieldChange::new(name, Some(now), Some(want)));
-                        }
-                    }
-                };
-                differ("uid", e.uid.to_string(), self.uid.map(|u| u.to_string()));
-                if !self.group_matches(e, &live.group) {
-                    differ("group", live.group.clone(), self.group.clone());
-                }
-                if self.groups.as_ref().is_some_and(|g| *g != live.groups) {
-                    differ("groups", join(&live.groups), self.groups.as_ref().map(join));
-                }
-                differ("home", e.home.clone(), self.home.clone());
-                differ("shell", e.shell.clone(), self.shell.clone());
-                differ("comment", e.comment.clone(), self.comment.clone());
+                let f: Vec<FieldChange> = self
+                    .differing(e, live)
+                    .into_iter()
+                    .map(|(attr, now, want)| FieldChange::new(attr.field(), Some(now), Some(want)))
+                    .collect();
                 (!f.is_empty()).then(|| Change::fields(Action::Update, f))
             }
         }
     }
 
-    fn apply(&self, host: &Host, _live: &UserLive, change: &Change) -> Result<(), ResourceError> {
+    fn apply(&self, host: &Host, live: &UserLive, change: &Change) -> Result<(), ResourceError> {
         let (tool, args) = match change.action {
             Action::Create => (AccountTool::UserAdd, self.useradd_args()),
             Action::Remove => {
@@ -230,7 +293,13 @@ impl Resource for UserResource {
                 args.push(self.name.clone());
                 (AccountTool::UserDel, args)
             }
-            _ => (AccountTool::UserMod, self.usermod_args(change)),
+            _ => {
+                let differing = match &live.entry {
+                    Some(e) => self.differing(e, live),
+                    None => Vec::new(),
+                };
+                (AccountTool::UserMod, self.usermod_args(&differing))
+            }
         };
         host.account_tool(tool, &args)?;
         Ok(())
@@ -275,7 +344,8 @@ mod tests {
     fn only_differing_fields_change_and_only_they_reach_usermod() {
         let u = user();
         assert_eq!(u.diff(&live("/bin/bash", &["www-data", "adm"])), None);
-        let c = u.diff(&live("/bin/sh", &["adm"])).unwrap();
+        let drifted = live("/bin/sh", &["adm"]);
+        let c = u.diff(&drifted).unwrap();
         let shown: Vec<_> = c
             .fields
             .iter()
@@ -289,7 +359,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            u.usermod_args(&c),
+            u.usermod_args(&u.differing(drifted.entry.as_ref().unwrap(), &drifted)),
             ["--groups", "adm,www-data", "--shell", "/bin/bash", "app"]
         );
     }

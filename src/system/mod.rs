@@ -14,6 +14,7 @@ pub mod dpkg_inventory;
 pub mod fake;
 pub mod fs;
 pub mod packages;
+mod parent_cache;
 pub mod path;
 pub mod process;
 pub mod procfs;
@@ -106,6 +107,22 @@ pub enum SystemError {
 }
 
 impl SystemError {
+    /// A stable name for what went wrong (see [`crate::resource::ResourceError::kind`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SystemError::Root { .. } => "root",
+            SystemError::BadPath(_) => "bad_path",
+            SystemError::UnsafeLink { .. } => "unsafe_link",
+            SystemError::Escapes(_) => "escapes_root",
+            SystemError::NotLive(_) => "not_live",
+            SystemError::NoSystemd(_) => "no_systemd",
+            SystemError::Spawn { .. } => "spawn_failed",
+            SystemError::Command { .. } => "command_failed",
+            SystemError::Timeout { .. } => "timeout",
+            SystemError::Io { .. } => "io",
+        }
+    }
+
     /// Wraps an I/O error with the managed path it happened on.
     pub fn io(path: &Path, source: io::Error) -> SystemError {
         SystemError::Io {
@@ -121,9 +138,9 @@ pub struct System {
     root: PathBuf,
     // Read once per run; user and group resources forget it when they change the databases.
     accounts: std::sync::RwLock<Option<std::sync::Arc<Accounts>>>,
-    // Resolved parent directories under a non-live root. Any write through `Host` clears it,
-    // since a write may replace a link; a no-op run resolves each directory once.
-    parents: std::sync::Mutex<std::collections::HashMap<PathBuf, path::PinnedDir>>,
+    // Resolved parent directories, bounded. Any write through `Host` clears it, since a write
+    // may replace a link; a no-op run resolves each directory about once.
+    parents: parent_cache::ParentCache,
     packages: Box<dyn PackageManager>,
     services: Box<dyn ServiceManager>,
     timeouts: Timeouts,
@@ -144,7 +161,7 @@ impl System {
         Ok(System {
             root: canonical_root(root)?,
             accounts: Default::default(),
-            parents: Default::default(),
+            parents: parent_cache::ParentCache::new(),
             packages,
             services,
             timeouts: Timeouts::default(),
@@ -183,9 +200,7 @@ impl System {
 
     /// Forgets resolved parents after the tree changed.
     pub(crate) fn forget_paths(&self) {
-        if let Ok(mut cache) = self.parents.lock() {
-            cache.clear();
-        }
+        self.parents.clear();
     }
 
     /// User and group names of this tree (read once, until [`System::forget_accounts`]).

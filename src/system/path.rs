@@ -19,31 +19,30 @@ impl System {
             return Err(SystemError::BadPath(path.to_path_buf()));
         };
         let parent = path.parent().unwrap_or(Path::new("/"));
-        let cached = self
-            .parents
-            .lock()
-            .ok()
-            .and_then(|c| c.get(parent).cloned());
-        let dir = match cached {
-            Some(dir) => dir,
-            None => {
-                let dir = self.resolve_dir(path, parents)?;
-                if let (Ok(mut cache), Walked::Pinned(d)) = (self.parents.lock(), &dir) {
-                    cache.insert(parent.to_path_buf(), d.clone());
-                }
-                match dir {
-                    Walked::Pinned(d) => d,
-                    // A missing (or non-directory) component: nothing below it exists, so
-                    // the lexical path is as good as any; operations fail as they should.
-                    Walked::Missing(d, rest) => {
-                        return Ok(HostPath {
-                            path: d.proc_path().join(&rest).join(last),
-                            shown: d.shown.join(&rest).join(last),
-                            dir: d,
-                            at: None,
-                        })
-                    }
-                }
+        let walked = match self.parents.nearest(parent) {
+            Some(cached) => self.resolve_dir(path, parents, Some(cached))?,
+            None => None,
+        };
+        let walked = match walked {
+            Some(w) => w,
+            None => self
+                .resolve_dir(path, parents, None)?
+                .expect("a walk from the root never needs another"),
+        };
+        let dir = match walked {
+            Walked::Pinned(d) => {
+                self.parents.insert(parent.to_path_buf(), d.clone());
+                d
+            }
+            // A missing (or non-directory) component: nothing below it exists, so the
+            // lexical path is as good as any; operations fail as they should.
+            Walked::Missing(d, rest) => {
+                return Ok(HostPath {
+                    path: d.proc_path().join(&rest).join(last),
+                    shown: d.shown.join(&rest).join(last),
+                    dir: d,
+                    at: None,
+                })
             }
         };
         Ok(HostPath {
@@ -54,24 +53,48 @@ impl System {
         })
     }
 
+    /// Walks to the directory holding `path`, whose parent components are `parents`: from
+    /// the root, or from a cached ancestor that covers the first `covered` of them. Each
+    /// directory passed before any link is cached under its own path. `None` when a link
+    /// leads above the cached ancestor (an absolute target, or `..` past it): only a walk
+    /// from the root knows where that is.
     fn resolve_dir(
         &self,
         path: &Path,
         parents: &[std::ffi::OsString],
-    ) -> Result<Walked, SystemError> {
+        from: Option<(usize, PinnedDir)>,
+    ) -> Result<Option<Walked>, SystemError> {
         let err = |e: nix::errno::Errno| SystemError::io(path, e.into());
-        let root = PinnedDir::open_root(&self.root).map_err(|e| SystemError::io(path, e))?;
-        let mut stack = vec![root];
-        let mut pending: Vec<std::ffi::OsString> = parents.iter().rev().cloned().collect();
+        let (covered, start) = match from {
+            Some(cached) => cached,
+            None => {
+                let root =
+                    PinnedDir::open_root(&self.root).map_err(|e| SystemError::io(path, e))?;
+                self.parents.insert(PathBuf::from("/"), root.clone());
+                (0, root)
+            }
+        };
+        let from_root = covered == 0;
+        let mut stack = vec![start];
+        let mut pending: Vec<std::ffi::OsString> =
+            parents[covered..].iter().rev().cloned().collect();
+        // The path of the top of the stack as managed paths spell it, until a link is followed.
+        let mut lexical = Some(
+            std::iter::once(std::ffi::OsStr::new("/"))
+                .chain(parents[..covered].iter().map(|p| p.as_os_str()))
+                .collect::<PathBuf>(),
+        );
         let mut hops = 0;
         while let Some(part) = pending.pop() {
             if part == ".." {
                 if stack.len() > 1 {
                     stack.pop();
+                } else if !from_root {
+                    return Ok(None);
                 }
                 continue;
             }
-            let cur = stack.last().expect("the root stays").clone();
+            let cur = stack.last().expect("the start stays").clone();
             let st = match nix::sys::stat::fstatat(
                 Some(cur.raw()),
                 part.as_os_str(),
@@ -82,7 +105,7 @@ impl System {
                     let rest: PathBuf = std::iter::once(part)
                         .chain(pending.into_iter().rev())
                         .collect();
-                    return Ok(Walked::Missing(cur, rest));
+                    return Ok(Some(Walked::Missing(cur, rest)));
                 }
                 Err(e) => return Err(err(e)),
             };
@@ -94,10 +117,14 @@ impl System {
                 if hops > 40 {
                     return Err(SystemError::Escapes(path.to_path_buf()));
                 }
+                lexical = None;
                 let target =
                     nix::fcntl::readlinkat(Some(cur.raw()), part.as_os_str()).map_err(err)?;
                 let target = PathBuf::from(target);
                 if target.is_absolute() {
+                    if !from_root {
+                        return Ok(None);
+                    }
                     stack.truncate(1);
                 }
                 for c in target.components().rev() {
@@ -109,15 +136,19 @@ impl System {
                 }
             } else if kind == nix::libc::S_IFDIR {
                 let next = cur.open_child(&part).map_err(err)?;
+                if let Some(at) = &mut lexical {
+                    at.push(&part);
+                    self.parents.insert(at.clone(), next.clone());
+                }
                 stack.push(next);
             } else {
                 let rest: PathBuf = std::iter::once(part)
                     .chain(pending.into_iter().rev())
                     .collect();
-                return Ok(Walked::Missing(cur, rest));
+                return Ok(Some(Walked::Missing(cur, rest)));
             }
         }
-        Ok(Walked::Pinned(stack.pop().expect("the root stays")))
+        Ok(Some(Walked::Pinned(stack.pop().expect("the start stays"))))
     }
 }
 

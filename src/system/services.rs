@@ -25,6 +25,27 @@ impl UnitStatus {
     pub fn not_found(&self) -> bool {
         self.load == "not-found"
     }
+
+    /// Enabled at boot: `Some(true/false)`, or `None` for states that enable/disable cannot
+    /// change (static units without an [Install] section, generated and transient units).
+    pub fn enabled(&self) -> Option<bool> {
+        match self.file_state.as_str() {
+            "enabled" | "enabled-runtime" | "alias" => Some(true),
+            "static" | "indirect" | "generated" | "transient" => None,
+            _ => Some(false),
+        }
+    }
+
+    /// Masked, at runtime or for good.
+    pub fn masked(&self) -> bool {
+        self.load == "masked" || self.file_state.starts_with("masked")
+    }
+
+    /// Running (or on its way there, or reloading); `None` offline, where nothing runs.
+    pub fn running(&self) -> Option<bool> {
+        let active = self.active.as_deref()?;
+        Some(matches!(active, "active" | "activating" | "reloading"))
+    }
 }
 
 /// What can be asked of the service manager about one unit.

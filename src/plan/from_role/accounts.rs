@@ -5,12 +5,13 @@ use toml::Spanned;
 use super::{Builder, Common};
 use crate::resource::group::GroupResource;
 use crate::resource::user::UserResource;
-use crate::resource::ResourceId;
+use crate::resource::{Kind, ResourceId};
 use crate::role::model::Ensure;
 use crate::role::Role;
 
 impl Builder<'_> {
-    pub(super) fn accounts(&mut self, role: &Role) {
+    /// `[[group]]` declarations.
+    pub(super) fn groups(&mut self, role: &Role) {
         for spec in &role.spec.group {
             let s = spec.get_ref();
             if !self.account_name(role, &s.name, "group") {
@@ -29,6 +30,10 @@ impl Builder<'_> {
             let common = Common::new(spec.span().start, &s.after);
             self.push(role, common, Box::new(r));
         }
+    }
+
+    /// `[[user]]` declarations.
+    pub(super) fn users(&mut self, role: &Role) {
         for spec in &role.spec.user {
             let s = spec.get_ref();
             let mut ok = self.account_name(role, &s.name, "user");
@@ -100,7 +105,7 @@ impl Builder<'_> {
                 .iter()
                 .chain(groups.iter().flatten())
                 .filter(|g| g.parse::<u32>().is_err())
-                .map(|g| ResourceId::new("group", g.clone()))
+                .map(|g| ResourceId::new(Kind::Group, g.clone()))
                 .collect();
             let r = UserResource {
                 name: s.name.get_ref().clone(),

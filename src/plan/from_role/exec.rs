@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::{Builder, Common};
 use crate::resource::exec::{ExecResource, DEFAULT_TIMEOUT};
-use crate::resource::ResourceId;
+use crate::resource::{Kind, ResourceId};
 use crate::role::Role;
 
 impl Builder<'_> {
@@ -89,7 +89,7 @@ impl Builder<'_> {
             };
             let common = Common {
                 implicit_after: user
-                    .map(|u| ResourceId::new("user", u))
+                    .map(|u| ResourceId::new(Kind::User, u))
                     .into_iter()
                     .collect(),
                 ..Common::new(spec.span().start, &s.after)

@@ -9,7 +9,7 @@ use crate::plan::{After, Rendered};
 use crate::resource::attrs::Ownership;
 use crate::resource::file::FileResource;
 use crate::resource::service::{RunState, ServiceResource};
-use crate::resource::ResourceId;
+use crate::resource::{Kind, ResourceId};
 use crate::role::model::ServiceState;
 use crate::role::Role;
 
@@ -75,8 +75,8 @@ impl Builder<'_> {
             let common = Common {
                 // Its package ships the unit, its unit file defines it: both come first.
                 implicit_after: vec![
-                    ResourceId::new("package", name.clone()),
-                    ResourceId::new("file", unit_path.to_string_lossy()),
+                    ResourceId::new(Kind::Package, name.clone()),
+                    ResourceId::new(Kind::File, unit_path.to_string_lossy()),
                 ],
                 ..Common::new(offset, &s.after)
             };
@@ -133,11 +133,12 @@ impl Builder<'_> {
             ..Common::new(unit.span().start, &[])
         };
         self.push(role, common, Box::new(file));
-        let origin = role.location(unit.span().start).to_string();
+        let at = role.location(unit.span().start);
         if let Some(item) = self.items.last_mut() {
             item.notify.push(After {
-                id: ResourceId::new("service", service.name.clone()),
-                origin,
+                id: ResourceId::new(Kind::Service, service.name.clone()),
+                origin: at.to_string(),
+                at,
             });
         }
     }
@@ -149,10 +150,17 @@ impl Builder<'_> {
             let text = n.get_ref();
             let name = text.strip_prefix("service:").filter(|n| !n.is_empty());
             match name {
-                Some(name) => edges.push(After {
-                    id: ResourceId::new("service", name.strip_suffix(".service").unwrap_or(name)),
-                    origin: role.location(n.span().start).to_string(),
-                }),
+                Some(name) => {
+                    let at = role.location(n.span().start);
+                    edges.push(After {
+                        id: ResourceId::new(
+                            Kind::Service,
+                            name.strip_suffix(".service").unwrap_or(name),
+                        ),
+                        origin: at.to_string(),
+                        at,
+                    })
+                }
                 None => self.errors.push(role.error_at(
                     n.span().start,
                     format!(

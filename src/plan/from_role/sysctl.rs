@@ -4,7 +4,7 @@ use super::{Builder, Common};
 use crate::plan::Planned;
 use crate::resource::sysctl::{self, SysctlResource};
 use crate::resource::sysctl_conf::SysctlConfResource;
-use crate::resource::ResourceId;
+use crate::resource::{Kind, ResourceId};
 use crate::role::Role;
 
 /// The `[sysctl]` keys seen so far and where the first of them was declared.
@@ -12,20 +12,20 @@ use crate::role::Role;
 pub(super) struct SysctlKeys {
     entries: std::collections::BTreeMap<String, String>,
     roles: Vec<String>,
-    origin: Option<String>,
+    at: Option<crate::diagnostics::Location>,
 }
 
 impl Builder<'_> {
     /// The drop-in goes after every live key, so a value the kernel refuses is not persisted.
     pub(super) fn sysctl_drop_in(&mut self) {
         let keys = std::mem::take(&mut self.sysctl);
-        let Some(origin) = keys.origin else {
+        let Some(at) = keys.at else {
             return;
         };
         let implicit_after = keys
             .entries
             .keys()
-            .map(|k| ResourceId::new("sysctl", k.clone()))
+            .map(|k| ResourceId::new(Kind::Sysctl, k.clone()))
             .collect();
         let r = SysctlConfResource::new(keys.entries);
         self.items.push(Planned {
@@ -33,7 +33,8 @@ impl Builder<'_> {
             path: Some(r.path().to_path_buf()),
             resource: Box::new(r),
             role: keys.roles.join(", "),
-            origin,
+            origin: at.to_string(),
+            at,
             rendered: None,
             after: Vec::new(),
             implicit_after,
@@ -57,8 +58,8 @@ impl Builder<'_> {
             }
             // `persist = false`: a live value only; the drop-in leaves it out.
             if value.get_ref().persist {
-                let origin = role.location(key.span().start);
-                self.sysctl.origin.get_or_insert_with(|| origin.to_string());
+                let at = role.location(key.span().start);
+                self.sysctl.at.get_or_insert(at);
                 if !self.sysctl.roles.contains(&role.name) {
                     self.sysctl.roles.push(role.name.clone());
                 }

@@ -1,0 +1,135 @@
+//! `[[file]]`, `[[directory]]`, `[[symlink]]` and `[[absent]]` declarations.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use super::{control_character, Builder, Common, Rendered};
+use crate::resource::absent::AbsentResource;
+use crate::resource::directory::DirectoryResource;
+use crate::resource::file::FileResource;
+use crate::resource::symlink::SymlinkResource;
+use crate::role::Role;
+
+impl Builder<'_> {
+    /// `[[file]]`: path, ownership, content from one of content, template or source.
+    pub(super) fn files(&mut self, role: &Role) {
+        for spec in &role.spec.file {
+            let s = spec.get_ref();
+            let Some(path) = self.path(role, &s.path) else {
+                continue;
+            };
+            let Some(ownership) = self.ownership(role, &s.owner, &s.group, &s.mode) else {
+                continue;
+            };
+            let Some((from, content)) = self.content(role, spec) else {
+                continue;
+            };
+            let Some(validate) = self.validate_command(role, &s.validate) else {
+                continue;
+            };
+            let rendered = self.options.keep_rendered.then(|| Rendered {
+                from,
+                content: content.clone(),
+                sensitive: s.sensitive,
+            });
+            let implicit_after = ownership.account_ids();
+            let r = FileResource {
+                path: path.clone(),
+                content,
+                ownership,
+                sensitive: s.sensitive,
+                managed_ancestor: None,
+                validate,
+            };
+            let common = Common {
+                path: Some(path),
+                implicit_after,
+                rendered,
+                ..Common::new(spec.span().start, &s.after)
+            };
+            self.push(role, common, Box::new(r));
+            self.notify_last(role, &s.notify);
+        }
+    }
+
+    /// `[[directory]]`: path and ownership; what a purge keeps is filled in later.
+    pub(super) fn directories(&mut self, role: &Role) {
+        for spec in &role.spec.directory {
+            let s = spec.get_ref();
+            let Some(path) = self.path(role, &s.path) else {
+                continue;
+            };
+            let Some(ownership) = self.ownership(role, &s.owner, &s.group, &s.mode) else {
+                continue;
+            };
+            let implicit_after = ownership.account_ids();
+            let r = DirectoryResource {
+                path: path.clone(),
+                ownership,
+                purge: s.purge,
+                keep: BTreeSet::new(),
+                managed_ancestor: None,
+            };
+            let common = Common {
+                path: Some(path),
+                implicit_after,
+                ..Common::new(spec.span().start, &s.after)
+            };
+            self.push(role, common, Box::new(r));
+            self.notify_last(role, &s.notify);
+        }
+    }
+
+    /// `[[symlink]]`: path and target as written.
+    pub(super) fn symlinks(&mut self, role: &Role) {
+        for spec in &role.spec.symlink {
+            let s = spec.get_ref();
+            let target = s.target.get_ref();
+            let bad_target = if target.is_empty() {
+                Some("empty symlink target: expected the path the link points at".to_owned())
+            } else {
+                control_character(target).map(|why| format!("invalid symlink target: {why}"))
+            };
+            if let Some(message) = bad_target {
+                self.errors
+                    .push(role.error_at(s.target.span().start, message));
+                continue;
+            }
+            let Some(path) = self.path(role, &s.path) else {
+                continue;
+            };
+            let r = SymlinkResource {
+                path: path.clone(),
+                target: PathBuf::from(target),
+                force: s.force,
+                managed_ancestor: None,
+            };
+            let common = Common {
+                path: Some(path),
+                ..Common::new(spec.span().start, &s.after)
+            };
+            self.push(role, common, Box::new(r));
+            self.notify_last(role, &s.notify);
+        }
+    }
+
+    /// `[[absent]]`: a path to remove.
+    pub(super) fn absents(&mut self, role: &Role) {
+        for spec in &role.spec.absent {
+            let s = spec.get_ref();
+            let Some(path) = self.path(role, &s.path) else {
+                continue;
+            };
+            let r = AbsentResource {
+                path: path.clone(),
+                force: s.force,
+            };
+            let common = Common {
+                path: Some(path),
+                ..Common::new(spec.span().start, &s.after)
+            };
+            self.push(role, common, Box::new(r));
+            self.notify_last(role, &s.notify);
+        }
+    }
+}
