@@ -204,7 +204,7 @@ fn rollback_by_hand_previews_then_undoes_a_past_run() {
     // The run's health checks are probed again afterwards: the host is healthy.
     assert!(
         undo.stdout.ends_with(&format!(
-            "♥ health:app passed: `grep -q good {live}/app.conf` exits 0\nrollback: 4 restored, 0 unchanged, 0 failed, healthy\n"
+            "♥ health:app passed: `grep -q good {live}/app.conf` exits 0\n    exited 0\nrollback: 4 restored, 0 unchanged, 0 failed, healthy\n"
         )),
         "{}",
         undo.stdout
