@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::history::{backup, Recorder, RunStatus, ServiceAction};
 use crate::plan::{Plan, Planned};
-use crate::report::{Mode, NotifyStatus, Outcome, Report, Status};
+use crate::report::{Mode, NotifyAction, NotifyStatus, Outcome, Report, Status};
 use crate::resource::{Change, ResourceError};
 use crate::system::System;
 
@@ -220,11 +220,13 @@ fn add_done(services: &mut Vec<ServiceAction>, notifications: &[crate::report::N
         .filter(|n| n.status == NotifyStatus::Done)
     {
         let unit = format!("{}.service", n.service.name);
-        let action = n.action.verb().to_owned();
         match services.iter_mut().find(|s| s.unit == unit) {
-            Some(s) if s.action == "reload" => s.action = action,
+            Some(s) if s.action == NotifyAction::Reload => s.action = n.action,
             Some(_) => {}
-            None => services.push(ServiceAction { unit, action }),
+            None => services.push(ServiceAction {
+                unit,
+                action: n.action,
+            }),
         }
     }
 }

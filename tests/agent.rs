@@ -333,3 +333,19 @@ fn two_concurrent_runs_one_converges_the_other_exits_naming_it() {
     // The first run's record is intact, not overwritten by the refused second one.
     assert_eq!(s.record()["exit_code"], 2);
 }
+
+#[test]
+fn a_run_that_cannot_start_is_recorded_with_the_kind_of_failure() {
+    let s = Served::new();
+    // Nothing was ever verified here, and the source serves no manifest: nothing to converge.
+    std::fs::remove_file(s.out.join("manifest.json")).unwrap();
+    let config = s.config("");
+    let r = s.run_config("apply", &config);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let record = s.record();
+    assert_eq!(record["error_kind"], "http_status", "{record}");
+    assert!(
+        record["error"].as_str().unwrap().contains("404"),
+        "{record}"
+    );
+}

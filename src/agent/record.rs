@@ -55,6 +55,10 @@ pub struct RunRecord {
     /// Why the run could not run at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure `error` is (`unreachable`, `signature_invalid`, `lock_held`,
+    /// `invalid_input`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
     /// The run report: mode, summary, every resource.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<Report>,
@@ -78,19 +82,23 @@ impl RunRecord {
             roles: Vec::new(),
             exit_code: 1,
             error: None,
+            error_kind: None,
             report: None,
         }
     }
 
     /// Completes the record with the run's report, or with why it could not run.
-    pub fn finish<E: std::fmt::Display>(&mut self, result: &Result<Report, E>) {
+    pub fn finish(&mut self, result: &Result<Report, crate::pipeline::RunError>) {
         self.finished = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         match result {
             Ok(report) => {
                 self.exit_code = report.exit_code();
                 self.report = Some(report.clone());
             }
-            Err(e) => self.error = Some(e.to_string()),
+            Err(e) => {
+                self.error = Some(e.to_string());
+                self.error_kind = Some(e.kind());
+            }
         }
     }
 }

@@ -168,6 +168,31 @@ pub enum BundleError {
 }
 
 impl BundleError {
+    /// A stable name for what went wrong, for JSON records (`error_kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BundleError::InvalidSource { .. } => "invalid_source",
+            BundleError::Io { .. } => "io",
+            BundleError::SourceTree { .. } => "source_tree",
+            BundleError::Unreachable { .. } => "unreachable",
+            BundleError::HttpStatus { .. } => "http_status",
+            BundleError::Truncated { .. } => "truncated",
+            BundleError::ManifestMalformed { .. } => "manifest_malformed",
+            BundleError::TooLarge { .. } => "too_large",
+            BundleError::ObjectMismatch { .. } => "object_mismatch",
+            BundleError::SignatureMissing { .. } => "signature_missing",
+            BundleError::SignatureInvalid { .. } => "signature_invalid",
+            BundleError::OlderThanCurrent { .. } => "older_than_current",
+            BundleError::RefusedEarlier { .. } => "refused_earlier",
+            BundleError::SpecialFile { .. } => "special_file",
+            BundleError::CreatedInFuture { .. } => "created_in_future",
+            BundleError::NoTrustedBundle { .. } => "no_trusted_bundle",
+            BundleError::Key { .. } => "key",
+            BundleError::LocalState { .. } => "local_state",
+            BundleError::Lock(e) => e.kind(),
+        }
+    }
+
     /// True when the source answered but what it served cannot be trusted.
     ///
     /// Callers alert differently on this: an unreachable source is an outage,

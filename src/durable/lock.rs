@@ -45,6 +45,17 @@ pub enum LockError {
     },
 }
 
+impl LockError {
+    /// A stable name for what went wrong, for JSON records (`error_kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LockError::StateDir { .. } => "state_dir",
+            LockError::Held { .. } => "lock_held",
+            LockError::Open { .. } => "lock_open",
+        }
+    }
+}
+
 /// The held lock of a state dir; dropping it releases the lock.
 #[derive(Debug)]
 pub struct StateLock {

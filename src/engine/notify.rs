@@ -181,14 +181,16 @@ impl Notifier {
                 status: NotifyStatus::NotNeeded,
                 note: None,
                 error: None,
+                error_kind: None,
             };
             match decide(service, &outcomes[index], sys, &reloaded) {
                 Decision::Skip(status, note) => {
                     n.status = status;
                     n.note = Some(note);
                 }
-                Decision::Fail(e) => {
+                Decision::Fail(e, kind) => {
                     n.status = NotifyStatus::Failed;
+                    n.error_kind = Some(kind);
                     n.error = Some(e);
                 }
                 Decision::Act => match host {
@@ -202,6 +204,7 @@ impl Notifier {
                             Ok(()) => n.status = NotifyStatus::Done,
                             Err(e) => {
                                 n.status = NotifyStatus::Failed;
+                                n.error_kind = Some(e.kind());
                                 n.error = Some(e.to_string());
                             }
                         }
@@ -223,7 +226,8 @@ impl Notifier {
 enum Decision {
     Act,
     Skip(NotifyStatus, String),
-    Fail(String),
+    /// Failed: why, and the kind of failure for the report.
+    Fail(String, &'static str),
 }
 
 /// Whether a notified service needs its restart or reload, given how it converged.
@@ -239,7 +243,7 @@ fn decide(
             format!("{} did not converge", outcome.id),
         );
     }
-    if outcome.change.as_ref().is_some_and(ServiceResource::starts) {
+    if outcome.change.as_ref().is_some_and(|c| c.starts) {
         let when = if outcome.status == Status::Pending {
             "would be started in this run, then"
         } else {
@@ -262,7 +266,7 @@ fn decide(
         return Decision::Skip(NotifyStatus::NotNeeded, why.into());
     }
     if let Err(e) = reloaded {
-        return Decision::Fail(format!("daemon-reload: {e}"));
+        return Decision::Fail(format!("daemon-reload: {e}"), e.kind());
     }
     let unit = service.unit();
     if crate::system::systemd::own_unit().as_deref() == Some(unit.as_str()) {
@@ -275,13 +279,14 @@ fn decide(
         );
     }
     match sys.services().status(sys, &unit) {
-        Err(e) => Decision::Fail(e.to_string()),
-        Ok(st) => match st.active.as_deref() {
-            Some("active" | "reloading" | "activating") => Decision::Act,
-            other => Decision::Skip(
-                NotifyStatus::NotNeeded,
-                format!("not running ({})", other.unwrap_or("unknown")),
+        Err(e) => Decision::Fail(e.to_string(), e.kind()),
+        Ok(st) if st.running() == Some(true) => Decision::Act,
+        Ok(st) => Decision::Skip(
+            NotifyStatus::NotNeeded,
+            format!(
+                "not running ({})",
+                st.active.as_deref().unwrap_or("unknown")
             ),
-        },
+        ),
     }
 }

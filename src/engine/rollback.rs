@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::health::HealthCheck;
 use crate::history::{PathState, Prior, RunBlobs, ServiceAction};
 use crate::report::rollback::{Restore, RestoreStatus, Rollback, ServiceRestore};
+use crate::report::NotifyAction;
 use crate::system::fs::{Attrs, Entry};
 use crate::system::services::UnitVerb;
 use crate::system::{Host, System, SystemError};
@@ -47,17 +48,16 @@ pub fn undo(
             }
         }
         for s in services {
-            let verb = match s.action.as_str() {
-                "reload" => UnitVerb::Reload,
-                _ => UnitVerb::TryRestart,
+            let verb = match s.action {
+                NotifyAction::Reload => UnitVerb::Reload,
+                NotifyAction::Restart => UnitVerb::TryRestart,
             };
+            let failed = manager.act(host, verb, &s.unit).err();
             service_results.push(ServiceRestore {
                 unit: s.unit.clone(),
-                action: s.action.clone(),
-                error: manager
-                    .act(host, verb, &s.unit)
-                    .err()
-                    .map(|e| e.to_string()),
+                action: s.action,
+                error_kind: failed.as_ref().map(SystemError::kind),
+                error: failed.map(|e| e.to_string()),
             });
         }
     }
@@ -79,18 +79,19 @@ pub fn preview(sys: &System, run: &str, priors: &[Prior], blobs: &RunBlobs) -> R
         .rev()
         .map(|p| {
             let differs = differs(sys, p, blobs);
-            let (status, note) = match (p, differs) {
+            let (status, note, error_kind) = match (p, differs) {
                 (Prior::NotRestorable { why, .. }, _) => {
-                    (RestoreStatus::NotRolledBack, Some(why.clone()))
+                    (RestoreStatus::NotRolledBack, Some(why.clone()), None)
                 }
-                (_, Ok(Some(what))) => (RestoreStatus::Restored, Some(what)),
-                (_, Ok(None)) => (RestoreStatus::Unchanged, None),
-                (_, Err(e)) => (RestoreStatus::Failed, Some(e.to_string())),
+                (_, Ok(Some(what))) => (RestoreStatus::Restored, Some(what), None),
+                (_, Ok(None)) => (RestoreStatus::Unchanged, None, None),
+                (_, Err(e)) => (RestoreStatus::Failed, Some(e.to_string()), Some(e.kind())),
             };
             Restore {
                 resource: p.resource().to_owned(),
                 status,
                 note,
+                error_kind,
             }
         })
         .collect();
@@ -110,6 +111,11 @@ fn restore_one(host: &Host, prior: &Prior, blobs: &RunBlobs) -> Restore {
         resource: resource.clone(),
         status,
         note,
+        error_kind: None,
+    };
+    let failed = |e: SystemError| Restore {
+        error_kind: Some(e.kind()),
+        ..done(RestoreStatus::Failed, Some(e.to_string()))
     };
     if let Prior::NotRestorable { why, .. } = prior {
         return done(RestoreStatus::NotRolledBack, Some(why.clone()));
@@ -117,7 +123,7 @@ fn restore_one(host: &Host, prior: &Prior, blobs: &RunBlobs) -> Restore {
     match differs(host.system(), prior, blobs) {
         Ok(None) => return done(RestoreStatus::Unchanged, None),
         Ok(Some(_)) => {}
-        Err(e) => return done(RestoreStatus::Failed, Some(e.to_string())),
+        Err(e) => return failed(e),
     }
     let mut notes = Vec::new();
     let result = match prior {
@@ -135,7 +141,12 @@ fn restore_one(host: &Host, prior: &Prior, blobs: &RunBlobs) -> Restore {
             version,
             held,
             ..
-        } => restore_package(host, name, version.as_deref(), *held, &mut notes),
+        } => match restore_package(host, name, version.as_deref(), *held) {
+            // A package version gone from the archives is "not rolled back", not a failure
+            // of the rollback machinery.
+            Ok(Some(gone)) => return done(RestoreStatus::NotRolledBack, Some(gone)),
+            other => other.map(drop),
+        },
         Prior::Service {
             unit,
             enabled,
@@ -146,18 +157,10 @@ fn restore_one(host: &Host, prior: &Prior, blobs: &RunBlobs) -> Restore {
         Prior::NotRestorable { .. } => unreachable!("handled above"),
     };
     match result {
-        Err(e) => done(RestoreStatus::Failed, Some(e.to_string())),
+        Err(e) => failed(e),
         Ok(()) if notes.is_empty() => done(RestoreStatus::Restored, None),
-        Ok(()) => {
-            // A package version gone from the archives is "not rolled back", not a failure
-            // of the rollback machinery; other notes are partial restores.
-            let status = if notes.iter().any(|n| n.contains("no longer")) {
-                RestoreStatus::NotRolledBack
-            } else {
-                RestoreStatus::Restored
-            };
-            done(status, Some(notes.join("; ")))
-        }
+        // Partial restores: what could not be kept, what --root does not manage.
+        Ok(()) => done(RestoreStatus::Restored, Some(notes.join("; "))),
     }
 }
 
@@ -332,13 +335,13 @@ fn restore_path(
     Ok(())
 }
 
+/// Puts a package back; `Some(why)` when its old version cannot be had any more.
 fn restore_package(
     host: &Host,
     name: &str,
     version: Option<&str>,
     held: bool,
-    notes: &mut Vec<String>,
-) -> Result<(), SystemError> {
+) -> Result<Option<String>, SystemError> {
     let sys = host.system();
     let packages = sys.packages();
     let now = packages.status(sys, name)?;
@@ -350,14 +353,13 @@ fn restore_package(
         Some(v) if now.installed.as_deref() == Some(v) => {}
         Some(v) => {
             if !packages.available(sys, name)?.iter().any(|a| a == v) {
-                notes.push(format!(
-                    "version {v} is no longer in the archives; {name} stays at {}",
-                    now.installed.as_deref().unwrap_or("not installed")
-                ));
                 if now.held {
                     packages.hold(host, name, true)?;
                 }
-                return Ok(());
+                return Ok(Some(format!(
+                    "version {v} is no longer in the archives; {name} stays at {}",
+                    now.installed.as_deref().unwrap_or("not installed")
+                )));
             }
             packages.install(host, name, Some(v))?;
         }
@@ -365,7 +367,7 @@ fn restore_package(
     if held && version.is_some() {
         packages.hold(host, name, true)?;
     }
-    Ok(())
+    Ok(None)
 }
 
 fn restore_service(

@@ -147,6 +147,7 @@ fn a_request_survives_a_failed_run_and_is_carried_out_by_the_next() {
         .failing("reload web.service");
     let first = s.run_journaled(&fake, Mode::Apply);
     assert_eq!(first.notifications[0].status, NotifyStatus::Failed);
+    assert_eq!(first.notifications[0].error_kind, Some("command_failed"));
     assert_eq!(fake.take_log(), ["reload web.service"]);
     assert!(s.journal().unwrap().contains("service:web"));
 
@@ -176,6 +177,20 @@ fn a_failed_resource_skips_its_dependents_and_the_rest_goes_on() {
     assert_eq!(fake.take_log(), ["install webd=1.0-1"]);
     assert_eq!(status_of(&report, "package:webd"), Status::Failed);
     assert_eq!(status_of(&report, "service:web"), Status::Skipped);
+    let mut kinds: Vec<_> = report
+        .resources
+        .iter()
+        .map(|o| (o.id.to_string(), o.error_kind))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            ("file:/etc/other.conf".to_owned(), None),
+            ("package:webd".to_owned(), Some("command_failed")),
+            ("service:web".to_owned(), Some("skipped")),
+        ]
+    );
     assert_eq!(status_of(&report, "file:/etc/other.conf"), Status::Changed);
     assert_eq!(report.notifications.len(), 0);
     assert_eq!(
@@ -208,7 +223,7 @@ fn a_continued_run_keeps_the_reloads_of_the_run_it_continues() {
     assert!(fake.take_log().is_empty(), "nothing left to reload");
     let reload = ServiceAction {
         unit: "web.service".into(),
-        action: "reload".into(),
+        action: NotifyAction::Reload,
     };
     let past = history::load(state.path(), None).unwrap();
     assert_eq!(past.summary.status, history::RunStatus::Finished);

@@ -73,6 +73,9 @@ pub struct HealthOutcome {
     /// What the last attempt saw: success, or why it failed (with the end of any output).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// What kind of failure the last attempt's was (`http_status`, `connect`, `timeout`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
 }
 
 impl HealthCheck {
@@ -92,6 +95,7 @@ impl HealthCheck {
             status: HealthStatus::NotRun,
             attempts: 0,
             detail: None,
+            error_kind: None,
         };
         if !sys.is_live() {
             outcome.detail = Some("not run under --root (nothing runs in a tree)".into());
@@ -103,12 +107,15 @@ impl HealthCheck {
                 Ok(seen) => {
                     outcome.status = HealthStatus::Passed;
                     outcome.detail = Some(seen);
+                    outcome.error_kind = None;
                     return outcome;
                 }
-                Err(why) => {
+                Err(failure) => {
+                    let why = &failure.why;
                     tracing::info!(check = %self.name, attempt = outcome.attempts, %why, "health probe failed");
                     outcome.status = HealthStatus::Failed;
-                    outcome.detail = Some(why);
+                    outcome.detail = Some(failure.why);
+                    outcome.error_kind = Some(failure.kind);
                 }
             }
             if outcome.attempts > self.retries {
@@ -149,8 +156,10 @@ mod tests {
         assert_eq!(out.status, HealthStatus::Failed);
         assert_eq!(out.attempts, 3);
         assert_eq!(out.detail.as_deref(), Some("exited with status 1: not yet"));
+        assert_eq!(out.error_kind, Some("command_failed"));
         let out = check(Probe::Command("true".into()), 2).run(&sys);
         assert_eq!((out.status, out.attempts), (HealthStatus::Passed, 1));
+        assert_eq!(out.error_kind, None);
     }
 
     #[test]
@@ -172,6 +181,7 @@ mod tests {
         drop(listener);
         let out = check(Probe::Tcp(addr.clone()), 0).run(&sys);
         assert_eq!(out.status, HealthStatus::Failed);
+        assert_eq!(out.error_kind, Some("connect"));
         assert!(
             out.detail
                 .as_deref()

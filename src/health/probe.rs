@@ -47,9 +47,23 @@ impl fmt::Display for Probe {
     }
 }
 
+/// Why one attempt failed, and what kind of failure that is (for the JSON report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// `http_status`, `http_body`, `http_request`, `connect`, `resolve`, `timeout`,
+    /// `command_failed`...
+    pub kind: &'static str,
+    /// What the attempt saw.
+    pub why: String,
+}
+
+fn fail(kind: &'static str, why: String) -> Failure {
+    Failure { kind, why }
+}
+
 impl Probe {
     /// One attempt: what it saw when it passed, or why it failed.
-    pub fn attempt(&self, sys: &System, timeout: Duration) -> Result<String, String> {
+    pub fn attempt(&self, sys: &System, timeout: Duration) -> Result<String, Failure> {
         match self {
             Probe::Http { url, status, body } => http(url, *status, body.as_deref(), timeout),
             Probe::Tcp(addr) => tcp(addr, timeout),
@@ -58,7 +72,7 @@ impl Probe {
     }
 }
 
-fn http(url: &str, want: u16, body: Option<&str>, timeout: Duration) -> Result<String, String> {
+fn http(url: &str, want: u16, body: Option<&str>, timeout: Duration) -> Result<String, Failure> {
     // A health endpoint is asked directly: no proxy from the environment, no redirects
     // (a 301 to a login page is not "healthy").
     let client = reqwest::blocking::Client::builder()
@@ -67,51 +81,66 @@ fn http(url: &str, want: u16, body: Option<&str>, timeout: Duration) -> Result<S
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        .map_err(|e| fail("http_client", format!("cannot make an HTTP client: {e}")))?;
     let response = client.get(url).send().map_err(|e| {
+        let kind = if e.is_timeout() {
+            "timeout"
+        } else if e.is_connect() {
+            "connect"
+        } else {
+            "http_request"
+        };
         let mut why = e.to_string();
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
             why = format!("{why}: {s}");
             source = s.source();
         }
-        why
+        fail(kind, why)
     })?;
     let got = response.status().as_u16();
     let mut text = String::new();
     let _ = response.take(BODY_LIMIT).read_to_string(&mut text);
     if got != want {
         let excerpt = tail(text.as_bytes());
-        return Err(if excerpt.is_empty() {
+        let why = if excerpt.is_empty() {
             format!("HTTP {got}, expected {want}")
         } else {
             format!("HTTP {got}, expected {want}: {excerpt}")
-        });
+        };
+        return Err(fail("http_status", why));
     }
     if let Some(b) = body {
         if !text.contains(b) {
-            return Err(format!("HTTP {got}, but the body does not contain {b:?}"));
+            let why = format!("HTTP {got}, but the body does not contain {b:?}");
+            return Err(fail("http_body", why));
         }
     }
     Ok(format!("HTTP {got}"))
 }
 
-fn tcp(addr: &str, timeout: Duration) -> Result<String, String> {
+fn tcp(addr: &str, timeout: Duration) -> Result<String, Failure> {
     let addrs: Vec<_> = addr
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .map_err(|e| fail("resolve", format!("cannot resolve {addr}: {e}")))?
         .collect();
-    let mut last = String::from("no address");
+    let (mut kind, mut last) = ("resolve", String::from("no address"));
     for a in addrs {
         match TcpStream::connect_timeout(&a, timeout) {
             Ok(_) => return Ok(format!("connected to {a}")),
-            Err(e) => last = e.to_string(),
+            Err(e) => {
+                kind = match e.kind() {
+                    std::io::ErrorKind::TimedOut => "timeout",
+                    _ => "connect",
+                };
+                last = e.to_string();
+            }
         }
     }
-    Err(format!("cannot connect to {addr}: {last}"))
+    Err(fail(kind, format!("cannot connect to {addr}: {last}")))
 }
 
-fn command(sys: &System, script: &str, timeout: Duration) -> Result<String, String> {
+fn command(sys: &System, script: &str, timeout: Duration) -> Result<String, Failure> {
     let env = BTreeMap::new();
     let shell = Shell {
         label: script,
@@ -121,7 +150,9 @@ fn command(sys: &System, script: &str, timeout: Duration) -> Result<String, Stri
         env: &env,
         timeout,
     };
-    let done = sys.run_guard(&shell).map_err(|e| e.to_string())?;
+    let done = sys
+        .run_guard(&shell)
+        .map_err(|e| fail(e.kind(), e.to_string()))?;
     let mut both = done.stdout;
     both.extend_from_slice(&done.stderr);
     let output = tail(&both);
@@ -136,9 +167,10 @@ fn command(sys: &System, script: &str, timeout: Duration) -> Result<String, Stri
         Some(code) => format!("exited with status {code}"),
         None => format!("was killed ({})", done.status),
     };
-    Err(if output.is_empty() {
+    let why = if output.is_empty() {
         status
     } else {
         format!("{status}: {output}")
-    })
+    };
+    Err(fail("command_failed", why))
 }

@@ -73,7 +73,7 @@ pub struct ServiceAction {
     /// `nginx.service`.
     pub unit: String,
     /// `restart` or `reload`.
-    pub action: String,
+    pub action: crate::report::NotifyAction,
 }
 
 /// `run.json`: one run as history lists it.

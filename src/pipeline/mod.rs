@@ -89,6 +89,19 @@ pub enum RunError {
     Input(#[from] Diagnostics),
 }
 
+impl RunError {
+    /// A stable name for what stopped the run, for JSON records (`error_kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RunError::Root(e) => e.kind(),
+            RunError::Lock(e) => e.kind(),
+            RunError::Bundle(e) => e.kind(),
+            RunError::Key { .. } => "trusted_key",
+            RunError::Input(_) => "invalid_input",
+        }
+    }
+}
+
 /// A finished run.
 #[derive(Debug)]
 pub struct Finished {

@@ -184,8 +184,8 @@ pub fn rollback_block(out: &mut String, r: &Rollback, style: Style) {
     }
     for s in &r.services {
         let line = match &s.error {
-            None => format!("↻ {}ed {} (rollback)", s.action, s.unit),
-            Some(e) => format!("! {} {} failed (rollback): {e}", s.action, s.unit),
+            None => format!("↻ {}ed {} (rollback)", s.action.verb(), s.unit),
+            Some(e) => format!("! {} {} failed (rollback): {e}", s.action.verb(), s.unit),
         };
         let code = if s.error.is_some() { "1;31" } else { "1;33" };
         let _ = writeln!(out, "{}", style.paint(code, &line));
@@ -389,6 +389,7 @@ mod tests {
             status,
             note: note.map(Into::into),
             error: None,
+            error_kind: None,
         }
     }
 

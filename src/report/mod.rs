@@ -65,7 +65,7 @@ pub struct Outcome {
 }
 
 /// What a notified service gets at the end of the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NotifyAction {
     /// `systemctl try-restart`.
@@ -117,6 +117,9 @@ pub struct Notification {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure `error` is (`timeout`, `command_failed`...), as for resources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
 }
 
 /// Who asked for a restart or reload.

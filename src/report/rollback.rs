@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::health::HealthOutcome;
+use crate::report::NotifyAction;
 
 /// How one change fared in a rollback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -29,6 +30,9 @@ pub struct Restore {
     /// Why it was not rolled back, what failed, or what was not kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// For a failed restore, what kind of failure it was (`timeout`, `io`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
 }
 
 /// A restart or reload done again once the old configuration is back.
@@ -37,10 +41,13 @@ pub struct ServiceRestore {
     /// `nginx.service`.
     pub unit: String,
     /// `restart` or `reload`.
-    pub action: String,
+    pub action: NotifyAction,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure `error` is (`timeout`, `command_failed`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
 }
 
 /// Everything a rollback did.

@@ -208,6 +208,10 @@ pub struct Change {
     /// OS spells them, for the backup that keeps them. The record shows them as fields.
     #[serde(skip)]
     pub removes: Vec<OsString>,
+    /// The change starts a service, which then runs with the new configuration: a restart
+    /// notified in the same run is moot.
+    #[serde(skip)]
+    pub starts: bool,
 }
 
 impl Change {
@@ -218,6 +222,7 @@ impl Change {
             fields,
             content: None,
             removes: Vec::new(),
+            starts: false,
         }
     }
 

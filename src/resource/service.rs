@@ -65,14 +65,6 @@ impl ServiceResource {
     fn needs_unit(&self, live: bool) -> bool {
         self.enabled == Some(true) || (live && self.state == Some(RunState::Running))
     }
-
-    /// Whether `change` (this resource's own) starts the unit, so a notified restart is moot.
-    pub fn starts(change: &Change) -> bool {
-        change
-            .fields
-            .iter()
-            .any(|f| f.field == "state" && f.after.as_deref() == Some("running"))
-    }
 }
 
 /// What converging a service takes, worked out once from its live status: `diff` reports
@@ -180,6 +172,7 @@ impl Resource for ServiceResource {
 
     fn diff(&self, live: &ServiceLive) -> Option<Change> {
         let steps = self.steps(&live.status);
+        let starts = matches!(steps.state, Some((_, RunState::Running)));
         let mut fields = Vec::new();
         if let Some((now, want)) = steps.masked {
             let text = |b: bool| Some(b.to_string());
@@ -196,7 +189,10 @@ impl Resource for ServiceResource {
                 Some(want.as_str().to_owned()),
             ));
         }
-        (!fields.is_empty()).then(|| Change::fields(Action::Update, fields))
+        (!fields.is_empty()).then(|| Change {
+            starts,
+            ..Change::fields(Action::Update, fields)
+        })
     }
 
     fn apply(
@@ -247,7 +243,7 @@ impl Resource for ServiceResource {
 
     fn notes(&self, sys: &System) -> Vec<String> {
         match self.state {
-            Some(state) if !sys.services().runs_units(sys) => vec![format!(
+            Some(state) if !sys.is_live() => vec![format!(
                 "state = \"{}\" is not managed under --root (nothing runs in a tree)",
                 state.as_str()
             )],
@@ -299,7 +295,7 @@ mod tests {
             .unwrap();
         let names: Vec<&str> = change.fields.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(names, ["masked", "enabled", "state"]);
-        assert!(ServiceResource::starts(&change));
+        assert!(change.starts);
     }
 
     #[test]
