@@ -24,7 +24,7 @@ fn runs_that_change_nothing_leave_no_trace_and_only_keep_runs_are_kept() {
         // Distinct ids within one second and one pid.
         r.set_id(format!("2026-run-{n}"));
         r.record(&prior(n)).unwrap();
-        r.blobs().put("abc", b"secret").unwrap();
+        r.blobs().put("abc", &mut &b"secret"[..]).unwrap();
         r.update(|s| {
             s.changed = 1;
             s.status = RunStatus::Finished;

@@ -92,8 +92,17 @@ impl System {
 
     /// The contents of the regular file at `path`, refusing to follow a link planted there.
     pub fn read_file(&self, path: &Path) -> Result<Vec<u8>, SystemError> {
+        let mut f = self.open_file(path)?;
+        let mut buf = Vec::new();
+        io::Read::read_to_end(&mut f, &mut buf).map_err(|e| SystemError::io(path, e))?;
+        Ok(buf)
+    }
+
+    /// The file at `path` open for reading, refusing to follow a link planted there: for
+    /// content read a piece at a time.
+    pub fn open_file(&self, path: &Path) -> Result<File, SystemError> {
         let real = self.host_path(path)?;
-        let mut f = match real.at() {
+        let f = match real.at() {
             Some((dir, name)) => {
                 let flags = nix::fcntl::OFlag::O_RDONLY
                     | nix::fcntl::OFlag::O_NOFOLLOW
@@ -106,9 +115,7 @@ impl System {
             }
             None => open_nofollow(&real, false).map_err(|e| SystemError::io(path, e))?,
         };
-        let mut buf = Vec::new();
-        io::Read::read_to_end(&mut f, &mut buf).map_err(|e| SystemError::io(path, e))?;
-        Ok(buf)
+        Ok(f)
     }
 
     /// Names of the entries in the directory at `path`, sorted.
@@ -181,6 +188,18 @@ impl<'a> Host<'a> {
         attrs: Attrs,
         default_mode: u32,
     ) -> Result<(), SystemError> {
+        self.write_file_from(path, &mut &content[..], attrs, default_mode)
+    }
+
+    /// Like [`Host::write_file`], with the content copied from `content` a chunk at a time.
+    /// When reading fails, even at the very end, the temp file goes and nothing is replaced.
+    pub fn write_file_from(
+        &self,
+        path: &Path,
+        content: &mut dyn io::Read,
+        attrs: Attrs,
+        default_mode: u32,
+    ) -> Result<(), SystemError> {
         self.sys.forget_paths();
         let real = self.sys.host_path(path)?;
         let err = |e: io::Error| SystemError::io(path, e);
@@ -204,7 +223,7 @@ impl<'a> Host<'a> {
             gid,
             mtime: None,
         };
-        durable::write_file(&real, content, &spec).map_err(err)
+        durable::write_file_from(&real, content, &spec).map_err(err)
     }
 
     /// Sets owner, group and mode of the file or directory at `path` without following a link.
