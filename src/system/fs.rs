@@ -159,8 +159,19 @@ pub struct Attrs {
 
 impl System {
     /// Removes the temp files dead runs left in `dir` (a real path of a managed directory)
-    /// before this run writes there. Every managed write sweeps through here.
+    /// before this run first writes there. Every managed write sweeps through here; a
+    /// directory is listed once per run (known by device and inode, whatever path led to it),
+    /// so writing many files into one directory stays linear.
     fn sweep_temps(&self, dir: &Path) {
+        if let Ok(md) = std::fs::metadata(dir) {
+            let first = self
+                .swept
+                .lock()
+                .map_or(true, |mut swept| swept.insert((md.dev(), md.ino())));
+            if !first {
+                return;
+            }
+        }
         if let Err(e) = temp::sweep(dir, Sweep::Dead) {
             tracing::debug!(dir = %dir.display(), error = %e, "cannot sweep temp files");
         }
@@ -351,6 +362,33 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(temp::PREFIX))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_directory_is_swept_of_dead_runs_temp_files_once_per_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let sys = System::new(dir.path()).unwrap();
+        let root = sys.root().to_path_buf();
+        std::fs::create_dir(root.join("d")).unwrap();
+        // Above pid_max: no such process can exist.
+        let dead = |n: u32| root.join(format!("d/{}999999999-{n}", temp::PREFIX));
+        std::fs::write(dead(1), "torn").unwrap();
+        let write = |sys: &System, name: &str| {
+            sys.host(&crate::engine::Applying::for_tests())
+                .write_file(Path::new(name), b"x", Attrs::default(), 0o644)
+                .unwrap()
+        };
+        write(&sys, "/d/a");
+        assert!(!dead(1).exists());
+        // Later writes into the same directory do not list it again, by any path to it.
+        std::os::unix::fs::symlink("d", root.join("alias")).unwrap();
+        std::fs::write(dead(2), "torn").unwrap();
+        write(&sys, "/d/b");
+        write(&sys, "/alias/c");
+        assert!(dead(2).exists());
+        // The next run does.
+        write(&System::new(&root).unwrap(), "/d/e");
+        assert!(!dead(2).exists());
     }
 
     #[test]
