@@ -17,7 +17,7 @@ use crate::resource::attrs::{parse_mode, Ownership};
 use crate::resource::content::{Desired, Produce};
 use crate::resource::validate;
 use crate::resource::{Kind, Managed, ResourceId};
-use crate::role::model::FileSpec;
+use crate::role::model::{FileSpec, OwnVars};
 use crate::role::{vars, Role, SourceTree};
 
 mod accounts;
@@ -88,6 +88,11 @@ impl<'a> Builder<'a> {
         (self.items, self.health, self.errors)
     }
 
+    /// Makes room for `n` more resources.
+    pub(super) fn reserve(&mut self, n: usize) {
+        self.items.reserve_exact(n);
+    }
+
     /// Every declaration of `role`, kind by kind in [`Kind::ALL`] order; a new kind is a
     /// compile error here until it has its arm.
     pub(super) fn role(&mut self, role: &mut Role) {
@@ -138,7 +143,7 @@ impl<'a> Builder<'a> {
             role: role.name.clone(),
             origin,
             at,
-            rendered: common.rendered,
+            rendered: common.rendered.map(Box::new),
             path: common.path,
             after,
             implicit_after: common.implicit_after,
@@ -232,7 +237,7 @@ impl<'a> Builder<'a> {
     }
 
     /// The file's content from exactly one of content, template or source.
-    fn content(&mut self, role: &Role, spec: &Spanned<FileSpec>) -> Option<Content> {
+    fn content(&mut self, role: &Role, spec: &Spanned<Box<FileSpec>>) -> Option<Content> {
         let s = spec.get_ref();
         let from = ContentFrom {
             offset: spec.span().start,
@@ -323,7 +328,7 @@ impl<'a> Builder<'a> {
             name: name.clone(),
             context,
             // Only the file's own vars are kept; the facts and role vars are shared.
-            vars: (!s.vars.is_empty()).then(|| vars::table_to_json(s.vars).into_iter().collect()),
+            vars: (!s.vars.is_empty()).then(|| s.vars.to_json().into_iter().collect()),
         };
         match job.render() {
             Ok(text) => {
@@ -408,7 +413,7 @@ struct ContentFrom<'s> {
     content: &'s Option<String>,
     template: &'s Option<Spanned<String>>,
     source: &'s Option<Spanned<String>>,
-    vars: &'s toml::Table,
+    vars: &'s OwnVars,
     /// Keep template lines out of errors: they may hold the secret itself.
     sensitive: bool,
 }

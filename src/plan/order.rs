@@ -114,11 +114,16 @@ pub(super) fn order(mut items: Vec<Planned>, set: &RoleSet) -> Result<Vec<Planne
     for (i, reqs) in requires.into_iter().enumerate() {
         items[i].requires = reqs.into_iter().map(|r| position[r]).collect();
     }
-    let mut slots: Vec<Option<Planned>> = items.into_iter().map(Some).collect();
-    Ok(sequence
-        .into_iter()
-        .map(|i| slots[i].take().expect("each index once"))
-        .collect())
+    // In place, one swap per item: a second array of thousands of items is not needed.
+    for k in 0..n {
+        let mut j = sequence[k];
+        // Items before k are in place; the one wanted here was swapped out to a later slot.
+        while j < k {
+            j = sequence[j];
+        }
+        items.swap(k, j);
+    }
+    Ok(items)
 }
 
 /// Names one cycle: follow unfinished requirements until a resource repeats.

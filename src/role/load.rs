@@ -86,7 +86,9 @@ pub fn read_source_text(path: &Path) -> std::io::Result<String> {
             "not a regular file (a FIFO, device or socket is refused, not read)",
         ));
     };
-    let mut text = String::new();
+    // Sized from the file: a role text is kept for the whole run, a doubling buffer with it.
+    let size = file.metadata().map_or(0, |m| m.len() as usize);
+    let mut text = String::with_capacity(size);
     file.read_to_string(&mut text)?;
     Ok(text)
 }

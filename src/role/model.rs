@@ -15,7 +15,8 @@ pub struct RoleFile {
     pub vars: toml::Table,
     /// Managed regular files.
     #[serde(default)]
-    pub file: Vec<Spanned<FileSpec>>,
+    /// (Boxed: a role may declare thousands, and planning frees each as it goes.)
+    pub file: Vec<Spanned<Box<FileSpec>>>,
     /// Managed directories.
     #[serde(default)]
     pub directory: Vec<Spanned<DirectorySpec>>,
@@ -46,6 +47,22 @@ pub struct RoleFile {
     /// Checks that the host still works after a run (rollback when one fails).
     #[serde(default)]
     pub health: Vec<Spanned<HealthSpec>>,
+}
+
+impl RoleFile {
+    /// How many resources it declares, about: one per table, one per sysctl key.
+    pub fn declarations(&self) -> usize {
+        self.file.len()
+            + self.directory.len()
+            + self.symlink.len()
+            + self.absent.len()
+            + self.group.len()
+            + self.user.len()
+            + self.exec.len()
+            + self.sysctl.len()
+            + self.service.len()
+            + self.package.len()
+    }
 }
 
 /// `[[health]]`: a probe run at the end of apply, after restarts and reloads.
@@ -101,7 +118,7 @@ pub struct FileSpec {
     pub validate: Option<Spanned<String>>,
     /// Template variables for this file only, merged over the role vars.
     #[serde(default)]
-    pub vars: toml::Table,
+    pub vars: OwnVars,
     /// Resources to converge before this one, e.g. `["user:app", "file:/etc/app.conf"]`.
     #[serde(default)]
     pub after: Vec<Spanned<String>>,
@@ -113,11 +130,11 @@ pub struct FileSpec {
 impl FileSpec {
     /// The spec read from a piece of its role file that starts `by` bytes in: every span
     /// moved to where it is in the whole file.
-    pub(super) fn moved(self, by: usize) -> FileSpec {
+    pub(super) fn moved(self: Box<Self>, by: usize) -> Box<FileSpec> {
         let one = |s: Spanned<String>| super::sections::moved(s, by, |v, _| v);
         let opt = |s: Option<Spanned<String>>| s.map(one);
         let all = |v: Vec<Spanned<String>>| v.into_iter().map(one).collect();
-        FileSpec {
+        Box::new(FileSpec {
             path: one(self.path),
             content: self.content,
             template: opt(self.template),
@@ -130,7 +147,34 @@ impl FileSpec {
             vars: self.vars,
             after: all(self.after),
             notify: all(self.notify),
-        }
+        })
+    }
+}
+
+/// One declaration's own template vars, in key order. A list, not a map: a role may declare
+/// thousands of files with two or three vars each, and a map's smallest node holds eleven.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct OwnVars(pub Vec<(String, toml::Value)>);
+
+impl OwnVars {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The vars as the JSON templates see.
+    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.clone(), super::vars::to_json(v)))
+            .collect()
+    }
+}
+
+impl<'de> Deserialize<'de> for OwnVars {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Read as a table (duplicate keys refused, keys sorted), kept as a list.
+        Ok(OwnVars(toml::Table::deserialize(d)?.into_iter().collect()))
     }
 }
 
@@ -240,7 +284,7 @@ pub struct UnitSpec {
     pub validate: Option<Spanned<String>>,
     /// Template variables for this unit only, merged over the role vars.
     #[serde(default)]
-    pub vars: toml::Table,
+    pub vars: OwnVars,
 }
 
 /// `[[package]]`: a Debian package, optionally pinned (and then held) at one version.

@@ -29,7 +29,7 @@ pub fn parse(text: &str) -> Result<RoleFile, toml::de::Error> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OneFile {
-    file: Vec<Spanned<FileSpec>>,
+    file: Vec<Spanned<Box<FileSpec>>>,
 }
 
 /// The role parsed a table at a time; `None` when any part does not parse on its own.
