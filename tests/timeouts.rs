@@ -197,3 +197,58 @@ enabled = true
     );
     assert_eq!(of("service:fast")["status"], "changed");
 }
+
+#[test]
+fn snapshot_compare_and_capture_keep_agent_toml_deadlines_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = systemctl_shim(
+        d,
+        "#!/bin/sh\ncase \"$*\" in *list-unit-files*) sleep 60 ;; esac\n",
+    );
+    std::fs::create_dir_all(d.join("root/etc/systemd/system")).unwrap();
+    let config = d.join("agent.toml");
+    write(
+        &config,
+        "source = \"/nowhere\"\n[timeouts]\nquery = \"1s\"\n",
+    );
+    let root = d.join("root").canonicalize().unwrap();
+    let timed_out = format!(
+        "systemctl --root={} --no-ask-password list-unit-files --no-legend --no-pager --full: timed out after 1s and was killed",
+        root.display()
+    );
+    // A snapshot of a tree without systemd (so no systemctl) to compare the live side with.
+    std::fs::create_dir_all(d.join("bare/etc")).unwrap();
+    let bare = d.join("bare.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+        .args(["snapshot", "--config"])
+        .arg(&config)
+        .arg("--root")
+        .arg(d.join("bare"))
+        .arg("-o")
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let bare = bare.display().to_string();
+    let role = d.join("src/roles/x.toml").display().to_string();
+    for args in [
+        vec!["snapshot"],
+        vec!["compare", "live", &bare],
+        vec!["capture", "--from", "live", "--role", "x", "-o", &role],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+            .args(&args)
+            .arg("--config")
+            .arg(&config)
+            .arg("--root")
+            .arg(&root)
+            .env("PATH", &path)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(&timed_out), "{args:?}: {stderr}");
+    }
+}
