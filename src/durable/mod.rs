@@ -11,7 +11,7 @@ pub mod lock;
 pub mod temp;
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::time::SystemTime;
@@ -48,9 +48,15 @@ impl FileSpec {
 /// `path` (which replaces a link planted there instead of following it); then the directory
 /// is synced so the rename survives a crash.
 pub fn write_file(path: &Path, bytes: &[u8], spec: &FileSpec) -> io::Result<()> {
+    write_file_from(path, &mut &bytes[..], spec)
+}
+
+/// Like [`write_file`], copying the content from `content` a chunk at a time; an error from
+/// it leaves `path` as it was.
+pub fn write_file_from(path: &Path, content: &mut dyn io::Read, spec: &FileSpec) -> io::Result<()> {
     let dir = parent(path);
     let mut tmp = temp::file_in(dir)?;
-    tmp.write_all(bytes)?;
+    io::copy(content, &mut tmp)?;
     let file = tmp.as_file();
     if spec.uid.is_some() || spec.gid.is_some() {
         nix::unistd::fchown(

@@ -31,10 +31,12 @@ impl Scene {
 
     fn plan(&self) -> Plan {
         let tree = SourceTree::open(self.src.path()).unwrap();
-        let set = role::load(&tree, &["t".to_owned()], &Map::new()).unwrap();
-        let mut renderer = Renderer::new(&tree.templates_dir()).unwrap();
+        let mut set = role::load(&tree, &["t".to_owned()], &Map::new()).unwrap();
+        let renderer = std::sync::Arc::new(std::sync::Mutex::new(
+            Renderer::new(&tree.templates_dir()).unwrap(),
+        ));
         let facts = json!({"hostname": "h"});
-        plan::build(&tree, &set, &facts, &mut renderer, PlanOptions::default()).unwrap()
+        plan::build(&tree, &mut set, &facts, &renderer, PlanOptions::default()).unwrap()
     }
 
     fn run(&self, fake: &Fake, mode: Mode) -> Report {

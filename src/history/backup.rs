@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::resource::content::{Fingerprint, Verified};
 use crate::resource::{Change, Kind, ResourceId};
 use crate::system::fs::Entry;
 use crate::system::{System, SystemError};
@@ -128,8 +129,9 @@ pub enum PathState {
 
 /// Where a run keeps file contents: one file per distinct content, 0600.
 pub trait Blobs {
-    /// Stores `bytes`, returning nothing on success.
-    fn put(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<()>;
+    /// Stores what `content` reads (which fails at its end when the bytes are not the ones
+    /// named `sha256`), returning nothing on success.
+    fn put(&self, sha256: &str, content: &mut dyn std::io::Read) -> std::io::Result<()>;
 }
 
 /// Captures what `id` manages before `change` is made to it.
@@ -204,11 +206,12 @@ fn path_state(
     Ok(match sys.entry(path)? {
         Entry::Missing => PathState::Missing,
         Entry::File(meta) => {
-            let content = sys.read_file(path)?;
-            let digest = crate::resource::Digest::of(&content);
-            blobs
-                .put(&digest.sha256, &content)
-                .map_err(|e| SystemError::io(path, e))?;
+            // Hashed, then copied, each a piece at a time: a huge file is never held whole.
+            let io = |e| SystemError::io(path, e);
+            let found = Fingerprint::of_reader(&mut sys.open_file(path)?).map_err(io)?;
+            let digest = found.digest();
+            let mut again = Verified::new(sys.open_file(path)?, found);
+            blobs.put(&digest.sha256, &mut again).map_err(io)?;
             PathState::File {
                 uid: meta.uid,
                 gid: meta.gid,
@@ -267,8 +270,10 @@ mod tests {
     #[derive(Default)]
     struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
     impl Blobs for Mem {
-        fn put(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
-            self.0.lock().unwrap().insert(sha256.into(), bytes.into());
+        fn put(&self, sha256: &str, content: &mut dyn std::io::Read) -> std::io::Result<()> {
+            let mut bytes = Vec::new();
+            content.read_to_end(&mut bytes)?;
+            self.0.lock().unwrap().insert(sha256.into(), bytes);
             Ok(())
         }
     }

@@ -12,6 +12,7 @@ mod rollback;
 pub mod source;
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
@@ -266,9 +267,9 @@ pub fn plan(
     facts: &Value,
     options: PlanOptions,
 ) -> Result<Plan, Diagnostics> {
-    let set = role::load(tree, roles, overrides)?;
-    let mut renderer = Renderer::new(&tree.templates_dir())?;
-    plan::build(tree, &set, facts, &mut renderer, options)
+    let mut set = role::load(tree, roles, overrides)?;
+    let renderer = Arc::new(Mutex::new(Renderer::new(&tree.templates_dir())?));
+    plan::build(tree, &mut set, facts, &renderer, options)
 }
 
 /// What must hold before a tree may reach a fleet: every role parses (with its includes)
@@ -296,8 +297,8 @@ pub fn validate(
             }
         }
     };
-    let mut renderer = match Renderer::new(&tree.templates_dir()) {
-        Ok(r) => Some(r),
+    let renderer = match Renderer::new(&tree.templates_dir()) {
+        Ok(r) => Some(Arc::new(Mutex::new(r))),
         Err(ds) => {
             keep(ds, &mut errors);
             None
@@ -311,13 +312,13 @@ pub fn validate(
     let mut resources = 0;
     for name in roles {
         // Roles that failed to load were reported above.
-        let Ok(set) = role::load(tree, std::slice::from_ref(name), overrides) else {
+        let Ok(mut set) = role::load(tree, std::slice::from_ref(name), overrides) else {
             continue;
         };
-        let Some(renderer) = renderer.as_mut() else {
+        let Some(renderer) = renderer.as_ref() else {
             continue;
         };
-        match plan::build(tree, &set, facts, renderer, PlanOptions::default()) {
+        match plan::build(tree, &mut set, facts, renderer, PlanOptions::default()) {
             Ok(p) => resources += p.items.len(),
             Err(ds) => keep(ds, &mut errors),
         }

@@ -2,6 +2,7 @@
 //! templates rendered. Every error is collected with its location.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 use toml::Spanned;
@@ -11,8 +12,9 @@ mod services;
 
 use super::{After, PlanOptions, Planned, Rendered};
 use crate::diagnostics::{Diagnostic, Diagnostics};
-use crate::render::Renderer;
+use crate::render::SharedRenderer;
 use crate::resource::attrs::{parse_mode, Ownership};
+use crate::resource::content::{Desired, Produce};
 use crate::resource::validate;
 use crate::resource::{Kind, Managed, ResourceId};
 use crate::role::model::FileSpec;
@@ -26,11 +28,11 @@ mod sysctl;
 
 pub(super) struct Builder<'a> {
     tree: &'a SourceTree,
-    renderer: &'a mut Renderer,
+    renderer: SharedRenderer,
     options: PlanOptions,
     context: Value,
-    /// `context` converted for Handlebars once, for every file without its own vars.
-    shared_context: Option<handlebars::Context>,
+    /// `context` converted for Handlebars once, shared by every template's second render.
+    shared_context: Option<Arc<handlebars::Context>>,
     items: Vec<Planned>,
     errors: Diagnostics,
     /// Every `[sysctl]` key of the run, for the one drop-in that persists them.
@@ -64,7 +66,7 @@ impl<'s> Common<'s> {
 impl<'a> Builder<'a> {
     pub(super) fn new(
         tree: &'a SourceTree,
-        renderer: &'a mut Renderer,
+        renderer: SharedRenderer,
         options: PlanOptions,
         context: Value,
     ) -> Builder<'a> {
@@ -88,7 +90,7 @@ impl<'a> Builder<'a> {
 
     /// Every declaration of `role`, kind by kind in [`Kind::ALL`] order; a new kind is a
     /// compile error here until it has its arm.
-    pub(super) fn role(&mut self, role: &Role) {
+    pub(super) fn role(&mut self, role: &mut Role) {
         for kind in Kind::ALL {
             match kind {
                 Kind::File => self.files(role),
@@ -254,8 +256,8 @@ impl<'a> Builder<'a> {
         None
     }
 
-    /// The file's bytes from exactly one of content, template or source.
-    fn content(&mut self, role: &Role, spec: &Spanned<FileSpec>) -> Option<(String, Vec<u8>)> {
+    /// The file's content from exactly one of content, template or source.
+    fn content(&mut self, role: &Role, spec: &Spanned<FileSpec>) -> Option<Content> {
         let s = spec.get_ref();
         let from = ContentFrom {
             offset: spec.span().start,
@@ -270,8 +272,10 @@ impl<'a> Builder<'a> {
         self.content_from(role, from)
     }
 
-    /// Bytes from exactly one of content, template or source, for a file or a unit.
-    fn content_from(&mut self, role: &Role, s: ContentFrom) -> Option<(String, Vec<u8>)> {
+    /// Content from exactly one of content, template or source, for a file or a unit: where
+    /// it comes from, the desired content (held only when inline), and the bytes themselves
+    /// when the plan keeps them for `converge render`.
+    fn content_from(&mut self, role: &Role, s: ContentFrom) -> Option<Content> {
         let given = [
             s.content.is_some(),
             s.template.is_some(),
@@ -287,21 +291,29 @@ impl<'a> Builder<'a> {
             ));
             return None;
         }
+        let keep = self.options.keep_rendered;
         if let Some(text) = &s.content {
-            return Some(("content".into(), text.clone().into_bytes()));
+            let kept = keep.then(|| text.clone().into_bytes());
+            let desired = Desired::bytes(text.clone().into_bytes());
+            return Some(("content".into(), desired, kept));
         }
         if let Some(source) = &s.source {
             let rel = source.get_ref();
             let safe = Path::new(rel)
                 .components()
                 .all(|c| matches!(c, Component::Normal(_)));
-            let read = if safe {
-                std::fs::read(self.tree.files_dir().join(rel)).ok()
+            let path = self.tree.files_dir().join(rel);
+            // Fingerprinted now, read again a piece at a time when it is needed.
+            let found = if safe && path.is_file() {
+                Desired::file(path).ok()
             } else {
                 None
             };
-            return match read {
-                Some(bytes) => Some((format!("files/{rel}"), bytes)),
+            return match found {
+                Some(desired) => {
+                    let kept = keep.then(|| desired.load().ok()).flatten();
+                    Some((format!("files/{rel}"), desired, kept.map(|b| b.to_vec())))
+                }
                 None => {
                     self.errors.push(role.error_at(
                         source.span().start,
@@ -313,38 +325,37 @@ impl<'a> Builder<'a> {
         }
         let template = s.template.as_ref().expect("one of the three is set");
         let name = template.get_ref();
-        if !self.renderer.exists(name) {
+        let exists = self
+            .renderer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .exists(name);
+        if !exists {
             self.errors.push(role.error_at(
                 template.span().start,
                 format!("template 'templates/{name}' not found"),
             ));
             return None;
         }
-        let rendered = if s.vars.is_empty() {
-            let shared = self
-                .shared_context
-                .get_or_insert_with(|| handlebars::Context::wraps(&self.context).expect("JSON"));
-            self.renderer.render_context(name, shared)
-        } else {
-            // Only the vars are copied and merged; the facts are borrowed.
-            #[derive(serde::Serialize)]
-            struct PerFile<'a> {
-                facts: &'a Value,
-                vars: serde_json::Map<String, Value>,
-            }
-            let mut own = self.context["vars"]
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            vars::merge(&mut own, &vars::table_to_json(s.vars));
-            let ctx = PerFile {
-                facts: &self.context["facts"],
-                vars: own,
-            };
-            self.renderer.render(name, &ctx)
+        let context = self
+            .shared_context
+            .get_or_insert_with(|| {
+                Arc::new(handlebars::Context::wraps(&self.context).expect("JSON"))
+            })
+            .clone();
+        let job = TemplateJob {
+            renderer: self.renderer.clone(),
+            name: name.clone(),
+            context,
+            // Only the file's own vars are kept; the facts and role vars are shared.
+            vars: (!s.vars.is_empty()).then(|| vars::table_to_json(s.vars).into_iter().collect()),
         };
-        match rendered {
-            Ok(text) => Some((format!("templates/{name}"), text.into_bytes())),
+        match job.render() {
+            Ok(text) => {
+                let desired = Desired::produced(text.as_bytes(), Arc::new(job));
+                let kept = keep.then(|| text.into_bytes());
+                Some((format!("templates/{name}"), desired, kept))
+            }
             Err(mut d) => {
                 d.message = format!(
                     "{} (rendering {} for role '{}')",
@@ -357,6 +368,60 @@ impl<'a> Builder<'a> {
                 None
             }
         }
+    }
+}
+
+/// Where content came from, the desired content, and the bytes when the plan keeps them.
+type Content = (String, Desired, Option<Vec<u8>>);
+
+/// One template with one file's context: rendered while planning, and again when the bytes
+/// are needed (a diff, validate, the write), so no plan holds rendered content.
+struct TemplateJob {
+    renderer: SharedRenderer,
+    name: String,
+    /// `{facts, vars}` of the run, shared by every file.
+    context: Arc<handlebars::Context>,
+    /// This file's own vars, merged over the run's vars at each render.
+    vars: Option<Box<[(String, Value)]>>,
+}
+
+impl TemplateJob {
+    fn render(&self) -> Result<String, Diagnostic> {
+        let mut renderer = self
+            .renderer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(own) = &self.vars else {
+            return renderer.render_context(&self.name, &self.context);
+        };
+        // Only the vars are copied and merged; the facts are borrowed.
+        #[derive(serde::Serialize)]
+        struct PerFile<'a> {
+            facts: &'a Value,
+            vars: serde_json::Map<String, Value>,
+        }
+        let data = self.context.data();
+        let mut merged = data["vars"].as_object().cloned().unwrap_or_default();
+        vars::merge(&mut merged, &own.iter().cloned().collect());
+        let ctx = PerFile {
+            facts: &data["facts"],
+            vars: merged,
+        };
+        renderer.render(&self.name, &ctx)
+    }
+}
+
+impl std::fmt::Debug for TemplateJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "template {}", self.name)
+    }
+}
+
+impl Produce for TemplateJob {
+    fn produce(&self) -> Result<Vec<u8>, String> {
+        self.render()
+            .map(String::into_bytes)
+            .map_err(|d| d.to_string())
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::diagnostics::{Diagnostic, Diagnostics, Location};
 use crate::health::HealthCheck;
-use crate::render::Renderer;
+use crate::render::SharedRenderer;
 use crate::resource::{Kind, Managed, ResourceId};
 use crate::role::{RoleSet, SourceTree};
 
@@ -82,15 +82,21 @@ pub struct PlanOptions {
 }
 
 /// Builds the plan for `set`, rendering templates with `facts`. Reports every error found.
+/// The roles' `[[file]]` specs are used up: each is dropped once its resource is planned.
 pub fn build(
     tree: &SourceTree,
-    set: &RoleSet,
+    set: &mut RoleSet,
     facts: &Value,
-    renderer: &mut Renderer,
+    renderer: &SharedRenderer,
     options: PlanOptions,
 ) -> Result<Plan, Diagnostics> {
-    let mut b = from_role::Builder::new(tree, renderer, options, base_context(facts, &set.vars));
-    for role in &set.roles {
+    let mut b = from_role::Builder::new(
+        tree,
+        renderer.clone(),
+        options,
+        base_context(facts, &set.vars),
+    );
+    for role in &mut set.roles {
         b.role(role);
     }
     let (items, health, mut errors) = b.finish();

@@ -2,10 +2,14 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::hash::Hasher as _;
+use std::io::{self, BufRead, Read};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
+
+use super::content::{Fingerprint, CHUNK};
 
 /// Content larger than this (either side) is summarised, not diffed: nobody reads a
 /// megabyte of diff, and a line diff costs up to the product of the two line counts.
@@ -116,14 +120,43 @@ pub struct DiffSummary {
 
 impl DiffSummary {
     /// Counts changed lines as multisets: linear, deterministic, and equal to a diff's counts
-    /// unless lines moved.
-    fn new(reason: String, before: &str, after: &str) -> DiffSummary {
-        let mut count: HashMap<&str, i64> = HashMap::new();
-        for line in before.split_inclusive('\n') {
-            *count.entry(line).or_default() += 1;
+    /// unless lines moved. Both sides are read a line at a time, in step, and a line seen on
+    /// both sides cancels out, so what is held is the lines not matched yet (for a few edits
+    /// in a huge file, a handful), never the content. `None` when either side is not text.
+    pub fn stream(
+        reason: String,
+        before: &mut dyn BufRead,
+        after: &mut dyn BufRead,
+    ) -> io::Result<Option<DiffSummary>> {
+        let mut count: HashMap<u64, i64> = HashMap::new();
+        let mut bump = |line: u64, by: i64| {
+            let n = count.entry(line).or_default();
+            *n += by;
+            if *n == 0 {
+                count.remove(&line);
+            }
+        };
+        let (mut b, mut a) = (Lines::new(before), Lines::new(after));
+        let (mut b_open, mut a_open) = (true, true);
+        while b_open || a_open {
+            if b_open {
+                match b.next()? {
+                    Some(line) => bump(line, 1),
+                    None => b_open = false,
+                }
+            }
+            if a_open {
+                match a.next()? {
+                    Some(line) => bump(line, -1),
+                    None => a_open = false,
+                }
+            }
+            if b.not_text() || a.not_text() {
+                return Ok(None);
+            }
         }
-        for line in after.split_inclusive('\n') {
-            *count.entry(line).or_default() -= 1;
+        if !(b.is_text() && a.is_text()) {
+            return Ok(None);
         }
         let removed = count.values().filter(|n| **n > 0).map(|n| *n as u64).sum();
         let added = count
@@ -131,41 +164,175 @@ impl DiffSummary {
             .filter(|n| **n < 0)
             .map(|n| n.unsigned_abs())
             .sum();
-        DiffSummary {
+        Ok(Some(DiffSummary {
             reason,
             lines_removed: removed,
             lines_added: added,
+        }))
+    }
+
+    /// [`DiffSummary::stream`] over text already in memory.
+    fn of_text(reason: String, before: &str, after: &str) -> DiffSummary {
+        Self::stream(reason, &mut before.as_bytes(), &mut after.as_bytes())
+            .ok()
+            .flatten()
+            .expect("in-memory text reads without error")
+    }
+}
+
+/// The lines of a stream as 64-bit hashes (a line keeps its `\n`, as `split_inclusive`
+/// would), checking on the way that the stream is text: UTF-8 without NUL.
+struct Lines<'r> {
+    r: &'r mut dyn BufRead,
+    utf8: Utf8Stream,
+    nul: bool,
+}
+
+impl<'r> Lines<'r> {
+    fn new(r: &'r mut dyn BufRead) -> Lines<'r> {
+        Lines {
+            r,
+            utf8: Utf8Stream::default(),
+            nul: false,
+        }
+    }
+
+    /// The next line's hash; `None` at the end. A line may be longer than any buffer.
+    fn next(&mut self) -> io::Result<Option<u64>> {
+        // `new` keys every instance alike: the same line hashes alike in check and apply.
+        let mut h = std::hash::DefaultHasher::new();
+        let mut any = false;
+        loop {
+            let buf = match self.r.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                return Ok(any.then(|| h.finish()));
+            }
+            let (piece, end) = match memchr::memchr(b'\n', buf) {
+                Some(i) => (&buf[..=i], true),
+                None => (buf, false),
+            };
+            any = true;
+            h.write(piece);
+            self.nul |= memchr::memchr(0, piece).is_some();
+            self.utf8.feed(piece);
+            let n = piece.len();
+            self.r.consume(n);
+            if end {
+                return Ok(Some(h.finish()));
+            }
+        }
+    }
+
+    fn not_text(&self) -> bool {
+        self.nul || self.utf8.bad
+    }
+
+    fn is_text(&self) -> bool {
+        !self.not_text() && self.utf8.pending == 0
+    }
+}
+
+/// UTF-8 validation of a stream that arrives in pieces cut anywhere.
+#[derive(Default)]
+struct Utf8Stream {
+    /// The start of a character cut at the end of the last piece.
+    tail: [u8; 4],
+    pending: usize,
+    bad: bool,
+}
+
+impl Utf8Stream {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while self.pending > 0 && !bytes.is_empty() && !self.bad {
+            self.tail[self.pending] = bytes[0];
+            self.pending += 1;
+            bytes = &bytes[1..];
+            match std::str::from_utf8(&self.tail[..self.pending]) {
+                Ok(_) => self.pending = 0,
+                Err(e) if e.error_len().is_some() || self.pending == 4 => self.bad = true,
+                Err(_) => {}
+            }
+        }
+        if self.bad {
+            return;
+        }
+        if let Err(e) = std::str::from_utf8(bytes) {
+            match e.error_len() {
+                Some(_) => self.bad = true,
+                None => {
+                    let rest = &bytes[e.valid_up_to()..];
+                    self.tail[..rest.len()].copy_from_slice(rest);
+                    self.pending = rest.len();
+                }
+            }
         }
     }
 }
 
+/// Opens one side of a comparison again, from its start.
+pub type Reopen<'a> = &'a dyn Fn() -> io::Result<Box<dyn Read + 'a>>;
+
 impl ContentChange {
     /// Compares live and desired content for `label` (the path shown in diff headers).
     pub fn between(label: &str, before: Option<&[u8]>, after: &[u8], sensitive: bool) -> Self {
+        let open_before = || -> io::Result<Box<dyn Read>> { Ok(Box::new(before.unwrap_or(b""))) };
+        let open_after = || -> io::Result<Box<dyn Read>> { Ok(Box::new(after)) };
+        Self::streamed(
+            label,
+            before.map(|b| (Fingerprint::of(b), &open_before as Reopen)),
+            (Fingerprint::of(after), &open_after),
+            sensitive,
+        )
+        .expect("in-memory content reads without error")
+    }
+
+    /// Compares content that is not held: each side is known by its fingerprint and read
+    /// again only as far as the report needs it (whole when small enough to diff, a line at
+    /// a time for a summary, not at all when sensitive).
+    pub fn streamed(
+        label: &str,
+        before: Option<(Fingerprint, Reopen)>,
+        after: (Fingerprint, Reopen),
+        sensitive: bool,
+    ) -> io::Result<Self> {
         let mut change = ContentChange {
-            before: before.map(Digest::of),
-            after: Some(Digest::of(after)),
+            before: before.as_ref().map(|(f, _)| f.digest()),
+            after: Some(after.0.digest()),
             diff: None,
             redacted: sensitive,
             summary: None,
         };
         if sensitive {
-            return change;
+            return Ok(change);
         }
-        let (Ok(b), Ok(a)) = (
-            std::str::from_utf8(before.unwrap_or(b"")),
-            std::str::from_utf8(after),
-        ) else {
-            return change;
+        let b_size = before.as_ref().map_or(0, |(f, _)| f.size);
+        let open_before = || -> io::Result<Box<dyn Read + '_>> {
+            match &before {
+                Some((_, open)) => open(),
+                None => Ok(Box::new(io::empty())),
+            }
+        };
+        let largest = b_size.max(after.0.size);
+        if largest > MAX_DIFF_INPUT as u64 {
+            let reason = format!("{largest} bytes, more than {MAX_DIFF_INPUT} to diff");
+            let mut b = io::BufReader::with_capacity(CHUNK, open_before()?);
+            let mut a = io::BufReader::with_capacity(CHUNK, (after.1)()?);
+            change.summary = DiffSummary::stream(reason, &mut b, &mut a)?;
+            return Ok(change);
+        }
+        let mut b = Vec::with_capacity(b_size as usize);
+        open_before()?.read_to_end(&mut b)?;
+        let mut a = Vec::with_capacity(after.0.size as usize);
+        (after.1)()?.read_to_end(&mut a)?;
+        let (Ok(b), Ok(a)) = (std::str::from_utf8(&b), std::str::from_utf8(&a)) else {
+            return Ok(change);
         };
         if b.contains('\0') || a.contains('\0') {
-            return change;
-        }
-        let largest = b.len().max(a.len());
-        if largest > MAX_DIFF_INPUT {
-            let reason = format!("{largest} bytes, more than {MAX_DIFF_INPUT} to diff");
-            change.summary = Some(DiffSummary::new(reason, b, a));
-            return change;
+            return Ok(change);
         }
         let started = Instant::now();
         let diff = similar::TextDiff::configure()
@@ -175,8 +342,8 @@ impl ContentChange {
             // Past the deadline similar gives up on a minimal diff; say so rather than show
             // a diff that check and apply might compute differently.
             let reason = format!("diff took more than {}s", DIFF_DEADLINE.as_secs());
-            change.summary = Some(DiffSummary::new(reason, b, a));
-            return change;
+            change.summary = Some(DiffSummary::of_text(reason, b, a));
+            return Ok(change);
         }
         let text = diff
             .unified_diff()
@@ -185,11 +352,11 @@ impl ContentChange {
             .to_string();
         if text.len() > MAX_DIFF_OUTPUT {
             let reason = format!("diff of {} bytes, more than {MAX_DIFF_OUTPUT}", text.len());
-            change.summary = Some(DiffSummary::new(reason, b, a));
+            change.summary = Some(DiffSummary::of_text(reason, b, a));
         } else {
             change.diff = Some(text);
         }
-        change
+        Ok(change)
     }
 }
 

@@ -1,14 +1,17 @@
 //! `file`: a regular file with exact content, owner, group and mode.
 
-use std::path::PathBuf;
+use std::io::{Read, Seek};
+use std::path::{Path, PathBuf};
 
 use super::attrs::{Ownership, Resolved};
+use super::change::{Reopen, MAX_DIFF_INPUT};
+use super::content::{Desired, DesiredError, Fingerprint, Hashing, CHUNK};
 use super::parents;
 use super::{
     Action, Change, ContentChange, FieldChange, Kind, Resource, ResourceError, ResourceId,
 };
 use crate::system::fs::Entry;
-use crate::system::{Host, System};
+use crate::system::{Host, System, SystemError};
 
 /// Mode of a new file when the role does not say.
 const DEFAULT_MODE: u32 = 0o644;
@@ -20,8 +23,8 @@ const SENSITIVE_DEFAULT_MODE: u32 = 0o600;
 pub struct FileResource {
     /// Absolute path on the host.
     pub path: PathBuf,
-    /// The exact bytes it must hold (already rendered).
-    pub content: Vec<u8>,
+    /// The exact bytes it must hold: their fingerprint, and where they come from when needed.
+    pub content: Desired,
     /// Owner, group and mode.
     pub ownership: Ownership,
     /// Keep the content out of diffs, logs and reports.
@@ -36,8 +39,46 @@ pub struct FileResource {
 #[derive(Debug)]
 pub struct FileLive {
     entry: Entry,
-    content: Option<Vec<u8>>,
+    /// How the content found differs from the desired content (`None`: it does not).
+    content: Option<ContentChange>,
     want: Resolved,
+}
+
+/// The content of the file found: its fingerprint, and the bytes when they are few enough
+/// to diff; a bigger file stays open, to be read again in pieces if it differs.
+struct LiveContent {
+    fingerprint: Fingerprint,
+    small: Option<Vec<u8>>,
+    file: std::fs::File,
+}
+
+/// Reads the file at `path` through once, keeping the bytes only while they could be diffed.
+fn read_live(sys: &System, path: &Path, keep: bool) -> Result<LiveContent, ResourceError> {
+    let mut file = sys.open_file(path)?;
+    let mut hashing = Hashing::default();
+    let mut small = keep.then(Vec::new);
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(SystemError::io(path, e).into()),
+        };
+        hashing.update(&buf[..n]);
+        if let Some(s) = small.as_mut() {
+            if s.len() + n > MAX_DIFF_INPUT {
+                small = None;
+            } else {
+                s.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+    Ok(LiveContent {
+        fingerprint: hashing.finish(),
+        small,
+        file,
+    })
 }
 
 impl Resource for FileResource {
@@ -63,7 +104,14 @@ impl Resource for FileResource {
         let want = self.ownership.resolve(sys.accounts())?;
         let entry = sys.entry(&self.path)?;
         let content = match &entry {
-            Entry::File(_) => Some(sys.read_file(&self.path)?),
+            Entry::File(_) => {
+                let found = read_live(sys, &self.path, !self.sensitive)?;
+                if found.fingerprint == self.content.fingerprint() {
+                    None
+                } else {
+                    Some(self.content_change(Some(found))?)
+                }
+            }
             Entry::Directory(_) => {
                 return Err(ResourceError::WrongKind {
                     path: self.path.clone(),
@@ -72,7 +120,7 @@ impl Resource for FileResource {
                     hint: "",
                 })
             }
-            _ => None,
+            _ => Some(self.content_change(None)?),
         };
         if entry == Entry::Missing {
             parents::ensure(sys, &self.path, self.managed_ancestor.as_deref())?;
@@ -85,20 +133,12 @@ impl Resource for FileResource {
     }
 
     fn diff(&self, live: &FileLive) -> Option<Change> {
-        let label = self.path.to_string_lossy();
         let (action, mut fields, content) = match &live.entry {
-            Entry::File(meta) => {
-                let same = live.content.as_deref() == Some(&self.content[..]);
-                let content = (!same).then(|| {
-                    ContentChange::between(
-                        &label,
-                        live.content.as_deref(),
-                        &self.content,
-                        self.sensitive,
-                    )
-                });
-                (Action::Update, live.want.diff(Some(meta)), content)
-            }
+            Entry::File(meta) => (
+                Action::Update,
+                live.want.diff(Some(meta)),
+                live.content.clone(),
+            ),
             other => {
                 let mut fields = Vec::new();
                 let action = if let Entry::Missing = other {
@@ -111,8 +151,7 @@ impl Resource for FileResource {
                     fields.push(FieldChange::new("type", Some(before), Some("file".into())));
                     Action::Replace
                 };
-                let content = ContentChange::between(&label, None, &self.content, self.sensitive);
-                (action, fields, Some(content))
+                (action, fields, live.content.clone())
             }
         };
         if action != Action::Update {
@@ -135,11 +174,12 @@ impl Resource for FileResource {
         if change.content.is_none() && change.action == Action::Update {
             return Ok(());
         }
+        let mut content = self.content.open().map_err(|e| self.desired_error(e))?;
         super::validate::run(
             sys,
             command,
             &self.path,
-            &self.content,
+            &mut content,
             self.sensitive,
             applying,
         )
@@ -156,10 +196,53 @@ impl Resource for FileResource {
             } else {
                 DEFAULT_MODE
             };
-            host.write_file(&self.path, &self.content, live.want.attrs, default_mode)?;
+            let mut content = self.content.open().map_err(|e| self.desired_error(e))?;
+            host.write_file_from(&self.path, &mut content, live.want.attrs, default_mode)?;
         } else if let Entry::File(meta) = &live.entry {
             host.set_attrs(&self.path, live.want.differing(Some(meta)))?;
         }
         Ok(())
+    }
+}
+
+impl FileResource {
+    /// The content change from `found` (`None`: no file there) to the desired content. The
+    /// bytes are read again only as far as the report needs them.
+    fn content_change(&self, found: Option<LiveContent>) -> Result<ContentChange, ResourceError> {
+        let label = self.path.to_string_lossy();
+        let open_desired = || -> std::io::Result<Box<dyn Read + '_>> {
+            let r = self.content.open().map_err(std::io::Error::other)?;
+            Ok(Box::new(r))
+        };
+        let open_live = || -> std::io::Result<Box<dyn Read + '_>> {
+            let found = found.as_ref().expect("opened only when there is a file");
+            if let Some(bytes) = &found.small {
+                return Ok(Box::new(&bytes[..]));
+            }
+            // The very file that was hashed, from its start again.
+            let mut f = found.file.try_clone()?;
+            f.rewind()?;
+            Ok(Box::new(f))
+        };
+        let before = found
+            .as_ref()
+            .map(|f| (f.fingerprint, &open_live as Reopen));
+        let after = (self.content.fingerprint(), &open_desired as Reopen);
+        ContentChange::streamed(&label, before, after, self.sensitive).map_err(|e| {
+            match e.into_inner().map(|i| i.downcast::<DesiredError>()) {
+                Some(Ok(d)) => self.desired_error(*d),
+                Some(Err(other)) => {
+                    SystemError::io(&self.path, std::io::Error::other(other)).into()
+                }
+                None => SystemError::io(&self.path, std::io::Error::other("cannot read")).into(),
+            }
+        })
+    }
+
+    fn desired_error(&self, e: DesiredError) -> ResourceError {
+        ResourceError::Desired {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
     }
 }

@@ -7,6 +7,7 @@
 pub mod absent;
 pub mod attrs;
 pub mod change;
+pub mod content;
 pub mod directory;
 pub mod exec;
 pub mod file;
@@ -154,6 +155,14 @@ pub enum ResourceError {
         /// Where it was expected to come from, or how to provide it.
         hint: String,
     },
+    /// The desired content could not be had again when it was needed.
+    #[error("{}: desired content: {reason}", path.display())]
+    Desired {
+        /// The managed path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// What is there could not be kept, so it was not changed.
     #[error("cannot keep a backup of what is there ({0}); nothing was changed")]
     Backup(String),
@@ -206,6 +215,7 @@ impl ResourceError {
             ResourceError::SysctlRejected { .. } => "sysctl_rejected",
             ResourceError::SysctlNotKept { .. } => "sysctl_not_kept",
             ResourceError::UnitNotFound { .. } => "unit_not_found",
+            ResourceError::Desired { .. } => "desired_content_unavailable",
             ResourceError::Backup(_) => "backup_failed",
             ResourceError::ValidationFailed { .. } => "validation_failed",
             ResourceError::PackageVersionNotFound { .. } => "package_version_not_found",

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::attrs::Ownership;
+use super::content::Desired;
 use super::file::{FileLive, FileResource};
 use super::sysctl::tokens;
 use super::{Change, FieldChange, Resource, ResourceError, ResourceId};
@@ -48,7 +49,7 @@ impl SysctlConfResource {
     pub fn new(entries: BTreeMap<String, String>) -> SysctlConfResource {
         let file = FileResource {
             path: PathBuf::from(DROP_IN),
-            content: render(&entries).into_bytes(),
+            content: Desired::bytes(render(&entries).into_bytes()),
             ownership: Ownership {
                 owner: Some("0".into()),
                 group: Some("0".into()),

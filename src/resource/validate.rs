@@ -23,7 +23,7 @@ pub fn run(
     sys: &System,
     command: &str,
     target: &Path,
-    content: &[u8],
+    content: &mut dyn std::io::Read,
     sensitive: bool,
     applying: bool,
 ) -> Result<(), ResourceError> {
@@ -54,7 +54,7 @@ pub fn run(
         .create_new(true)
         .mode(0o600)
         .open(&real)
-        .and_then(|mut f| f.write_all(content));
+        .and_then(|mut f| std::io::copy(content, &mut f).and_then(|_| f.flush()));
     if let Err(e) = written {
         return Err(fail(
             format!("could not run: {}: {e}", real.display()),
@@ -129,7 +129,7 @@ mod tests {
             &sys,
             "test \"$(basename {path})\" = app.conf && grep -qx 'good' {path}",
             target,
-            b"good\n",
+            &mut &b"good\n"[..],
             false,
             true,
         )
@@ -138,7 +138,7 @@ mod tests {
             &sys,
             "echo \"bad line in {path}\" >&2; exit 3",
             target,
-            b"bad\n",
+            &mut &b"bad\n"[..],
             false,
             false,
         )
@@ -148,7 +148,15 @@ mod tests {
             "would fail validation: `echo \"bad line in {path}\" >&2; exit 3` exited with status 3: \
              bad line in /etc/app/app.conf"
         );
-        let err = run(&sys, "cat {path}; exit 1", target, b"s3cret", true, true).unwrap_err();
+        let err = run(
+            &sys,
+            "cat {path}; exit 1",
+            target,
+            &mut &b"s3cret"[..],
+            true,
+            true,
+        )
+        .unwrap_err();
         assert!(!err.to_string().contains("s3cret"), "{err}");
         assert!(
             err.to_string()

@@ -216,7 +216,7 @@ impl Loader<'_> {
                 return;
             }
         };
-        let spec = match toml::from_str::<RoleFile>(&text) {
+        let spec = match super::sections::parse(&text) {
             Ok(spec) => spec,
             Err(e) => {
                 let offset = e.span().map_or(0, |s| s.start);

@@ -3,6 +3,7 @@
 pub mod classify;
 pub mod load;
 pub mod model;
+mod sections;
 pub mod vars;
 
 pub use load::{load, valid_role_name, Role, RoleSet, SourceTree};

@@ -110,6 +110,30 @@ pub struct FileSpec {
     pub notify: Vec<Spanned<String>>,
 }
 
+impl FileSpec {
+    /// The spec read from a piece of its role file that starts `by` bytes in: every span
+    /// moved to where it is in the whole file.
+    pub(super) fn moved(self, by: usize) -> FileSpec {
+        let one = |s: Spanned<String>| super::sections::moved(s, by, |v, _| v);
+        let opt = |s: Option<Spanned<String>>| s.map(one);
+        let all = |v: Vec<Spanned<String>>| v.into_iter().map(one).collect();
+        FileSpec {
+            path: one(self.path),
+            content: self.content,
+            template: opt(self.template),
+            source: opt(self.source),
+            owner: opt(self.owner),
+            group: opt(self.group),
+            mode: opt(self.mode),
+            sensitive: self.sensitive,
+            validate: opt(self.validate),
+            vars: self.vars,
+            after: all(self.after),
+            notify: all(self.notify),
+        }
+    }
+}
+
 /// `[[directory]]`: a directory; its entries are left alone unless `purge` is set.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

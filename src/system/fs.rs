@@ -92,8 +92,17 @@ impl System {
 
     /// The contents of the regular file at `path`, refusing to follow a link planted there.
     pub fn read_file(&self, path: &Path) -> Result<Vec<u8>, SystemError> {
+        let mut f = self.open_file(path)?;
+        let mut buf = Vec::new();
+        io::Read::read_to_end(&mut f, &mut buf).map_err(|e| SystemError::io(path, e))?;
+        Ok(buf)
+    }
+
+    /// The file at `path` open for reading, refusing to follow a link planted there: for
+    /// content read a piece at a time.
+    pub fn open_file(&self, path: &Path) -> Result<File, SystemError> {
         let real = self.host_path(path)?;
-        let mut f = match real.at() {
+        let f = match real.at() {
             Some((dir, name)) => {
                 let flags = nix::fcntl::OFlag::O_RDONLY
                     | nix::fcntl::OFlag::O_NOFOLLOW
@@ -106,9 +115,7 @@ impl System {
             }
             None => open_nofollow(&real, false).map_err(|e| SystemError::io(path, e))?,
         };
-        let mut buf = Vec::new();
-        io::Read::read_to_end(&mut f, &mut buf).map_err(|e| SystemError::io(path, e))?;
-        Ok(buf)
+        Ok(f)
     }
 
     /// Names of the entries in the directory at `path`, sorted.
@@ -154,8 +161,19 @@ pub struct Attrs {
 
 impl System {
     /// Removes the temp files dead runs left in `dir` (a real path of a managed directory)
-    /// before this run writes there. Every managed write sweeps through here.
+    /// before this run first writes there. Every managed write sweeps through here; a
+    /// directory is listed once per run (known by device and inode, whatever path led to it),
+    /// so writing many files into one directory stays linear.
     fn sweep_temps(&self, dir: &Path) {
+        if let Ok(md) = std::fs::metadata(dir) {
+            let first = self
+                .swept
+                .lock()
+                .map_or(true, |mut swept| swept.insert((md.dev(), md.ino())));
+            if !first {
+                return;
+            }
+        }
         if let Err(e) = temp::sweep(dir, Sweep::Dead) {
             tracing::debug!(dir = %dir.display(), error = %e, "cannot sweep temp files");
         }
@@ -199,6 +217,18 @@ impl<'a> Host<'a> {
         attrs: Attrs,
         default_mode: u32,
     ) -> Result<(), SystemError> {
+        self.write_file_from(path, &mut &content[..], attrs, default_mode)
+    }
+
+    /// Like [`Host::write_file`], with the content copied from `content` a chunk at a time.
+    /// When reading fails, even at the very end, the temp file goes and nothing is replaced.
+    pub fn write_file_from(
+        &self,
+        path: &Path,
+        content: &mut dyn io::Read,
+        attrs: Attrs,
+        default_mode: u32,
+    ) -> Result<(), SystemError> {
         self.sys.forget_paths();
         let real = self.sys.host_path(path)?;
         let err = |e: io::Error| SystemError::io(path, e);
@@ -222,7 +252,7 @@ impl<'a> Host<'a> {
             gid,
             mtime: None,
         };
-        durable::write_file(&real, content, &spec).map_err(err)
+        durable::write_file_from(&real, content, &spec).map_err(err)
     }
 
     /// Sets owner, group and mode of the file or directory at `path` without following a link.
@@ -350,6 +380,33 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(temp::PREFIX))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_directory_is_swept_of_dead_runs_temp_files_once_per_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let sys = System::new(dir.path()).unwrap();
+        let root = sys.root().to_path_buf();
+        std::fs::create_dir(root.join("d")).unwrap();
+        // Above pid_max: no such process can exist.
+        let dead = |n: u32| root.join(format!("d/{}999999999-{n}", temp::PREFIX));
+        std::fs::write(dead(1), "torn").unwrap();
+        let write = |sys: &System, name: &str| {
+            sys.host(&crate::engine::Applying::for_tests())
+                .write_file(Path::new(name), b"x", Attrs::default(), 0o644)
+                .unwrap()
+        };
+        write(&sys, "/d/a");
+        assert!(!dead(1).exists());
+        // Later writes into the same directory do not list it again, by any path to it.
+        std::os::unix::fs::symlink("d", root.join("alias")).unwrap();
+        std::fs::write(dead(2), "torn").unwrap();
+        write(&sys, "/d/b");
+        write(&sys, "/alias/c");
+        assert!(dead(2).exists());
+        // The next run does.
+        write(&System::new(&root).unwrap(), "/d/e");
+        assert!(!dead(2).exists());
     }
 
     #[test]

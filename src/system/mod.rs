@@ -141,6 +141,8 @@ pub struct System {
     // Resolved parent directories, bounded. Any write through `Host` clears it, since a write
     // may replace a link; a no-op run resolves each directory about once.
     parents: parent_cache::ParentCache,
+    // Directories (device, inode) this run has swept of dead runs' temp files.
+    swept: std::sync::Mutex<std::collections::HashSet<(u64, u64)>>,
     packages: Box<dyn PackageManager>,
     services: Box<dyn ServiceManager>,
     timeouts: Timeouts,
@@ -162,6 +164,7 @@ impl System {
             root: canonical_root(root)?,
             accounts: Default::default(),
             parents: parent_cache::ParentCache::new(),
+            swept: Default::default(),
             packages,
             services,
             timeouts: Timeouts::default(),

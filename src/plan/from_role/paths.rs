@@ -11,9 +11,13 @@ use crate::resource::symlink::SymlinkResource;
 use crate::role::Role;
 
 impl Builder<'_> {
-    /// `[[file]]`: path, ownership, content from one of content, template or source.
-    pub(super) fn files(&mut self, role: &Role) {
-        for spec in &role.spec.file {
+    /// `[[file]]`: path, ownership, content from one of content, template or source. Each
+    /// spec is dropped once planned: with thousands of files, specs and resources are never
+    /// all held at once.
+    pub(super) fn files(&mut self, role: &mut Role) {
+        let specs = std::mem::take(&mut role.spec.file);
+        let role = &*role;
+        for spec in specs {
             let s = spec.get_ref();
             let Some(path) = self.path(role, &s.path) else {
                 continue;
@@ -21,15 +25,15 @@ impl Builder<'_> {
             let Some(ownership) = self.ownership(role, &s.owner, &s.group, &s.mode) else {
                 continue;
             };
-            let Some((from, content)) = self.content(role, spec) else {
+            let Some((from, content, kept)) = self.content(role, &spec) else {
                 continue;
             };
             let Some(validate) = self.validate_command(role, &s.validate) else {
                 continue;
             };
-            let rendered = self.options.keep_rendered.then(|| Rendered {
+            let rendered = kept.map(|content| Rendered {
                 from,
-                content: content.clone(),
+                content,
                 sensitive: s.sensitive,
             });
             let implicit_after = ownership.account_ids();

@@ -109,15 +109,15 @@ impl Builder<'_> {
             vars: &u.vars,
             sensitive: false,
         };
-        let Some((from, content)) = self.content_from(role, from) else {
+        let Some((from, content, kept)) = self.content_from(role, from) else {
             return;
         };
         let Some(validate) = self.validate_command(role, &u.validate) else {
             return;
         };
-        let rendered = self.options.keep_rendered.then(|| Rendered {
+        let rendered = kept.map(|content| Rendered {
             from,
-            content: content.clone(),
+            content,
             sensitive: false,
         });
         let file = FileResource {
