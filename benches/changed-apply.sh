@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What keeping backups costs: an apply that changes every one of 1,000 files (~2 KiB each),
 # with the run history (--state-dir: each old file kept and its record synced before the
-# change) and without it. Both run RUNS times, alternating; reports medians and their ratio.
+# change) and without it. Under --root an apply without --state-dir keeps no backups at all
+# (on the live host it would keep them in a temp dir), so "without" is the apply alone. Both run RUNS times, alternating; reports medians and their ratio.
 # Usage: benches/changed-apply.sh [RUNS]   (default 9)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +27,14 @@ mkdir -p "$work/src/roles" "$work/src/templates" "$work/root/srv/app"
 
 base=(apply --source "$work/src" --role bench --root "$work/root" --color never -q)
 gen=0
-# Every timed run changes all 1,000 files: the generation moves on each time.
-run() { gen=$((gen + 1)); "$bin" "${base[@]}" --var "generation=$gen" "$@" >/dev/null || [ $? -eq 2 ]; }
+# Every timed run changes all 1,000 files: the generation moves on each time. Anything but
+# exit 2 (changes made) means the run did not measure what it says: stop.
+run() {
+  gen=$((gen + 1))
+  local rc=0
+  "$bin" "${base[@]}" --var "generation=$gen" "$@" >/dev/null || rc=$?
+  [ "$rc" -eq 2 ] || { echo "apply exited $rc, expected 2 (every file changed)" >&2; exit 1; }
+}
 run; run --state-dir "$work/state"
 
 now() { date +%s%N; }
@@ -38,7 +45,7 @@ for _ in $(seq "$runs"); do
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 mp=$(median "${plain[@]}"); mk=$(median "${kept[@]}")
-echo "1000 changed files, runs: $runs"
+echo "1000 changed files, runs: $runs, work dir on $(df -T "$work" | awk 'NR==2 {print $2}')"
 echo "apply without history: median $((mp / 1000)) ms"
 echo "apply with backups:    median $((mk / 1000)) ms ($(du -sk "$work/state/runs" | cut -f1) KiB of history for $(ls "$work/state/runs" | wc -l) kept runs)"
 awk -v p="$mp" -v k="$mk" 'BEGIN {printf "ratio with/without: %.2f\n", k / p}'

@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::history::{backup, Recorder, RunStatus, ServiceAction};
 use crate::plan::{Plan, Planned};
-use crate::report::{Mode, NotifyStatus, Outcome, Report, Status};
+use crate::report::{Mode, NotifyAction, NotifyStatus, Outcome, Report, Status};
 use crate::resource::{Change, ResourceError};
 use crate::system::System;
 
@@ -83,6 +83,11 @@ pub fn run_recorded(
         Some(j) => notify::Notifier::resume(j, plan, mode),
         None => notify::Notifier::default(),
     };
+    // Kept with the run (written with its first change), so that undoing it by hand, or
+    // finishing its interrupted rollback, probes the host the way this run would have.
+    if let Err(e) = recorder.update(|s| s.health = plan.health.clone()) {
+        tracing::warn!(error = %e, "cannot record the run's health checks");
+    }
     converge(plan, sys, mode, notifier, Some(recorder))
 }
 
@@ -106,7 +111,9 @@ fn keep_prior(
     .map_err(|e| ResourceError::Backup(e.to_string()))?;
     recorder
         .record(&prior)
-        .map_err(|e| ResourceError::Backup(e.to_string()))
+        .map_err(|e| ResourceError::Backup(e.to_string()))?;
+    crate::durable::crash::point("recorded");
+    Ok(())
 }
 
 fn converge(
@@ -158,6 +165,9 @@ fn converge(
             match converged {
                 Ok(None) => tracing::debug!(resource = %item.id, "in sync"),
                 Ok(Some(change)) => {
+                    if mode == Mode::Apply {
+                        crate::durable::crash::point("changed");
+                    }
                     outcome.status = match mode {
                         Mode::Apply => Status::Changed,
                         Mode::Check => Status::Pending,
@@ -181,6 +191,15 @@ fn converge(
         outcomes.push(outcome);
     }
     let notifications = notifier.finish(plan, &outcomes, sys, host.as_ref());
+    if let Some(recorder) = recorder {
+        // Kept before the health checks, which may take long: a run killed during them has
+        // restarted services with the new configuration, and the run that continues it
+        // (finding nothing left to restart) must still act on them if it rolls back.
+        let kept = recorder.update(|s| add_done(&mut s.services, &notifications));
+        if let Err(e) = kept {
+            tracing::warn!(error = %e, "cannot record the run's restarts and reloads");
+        }
+    }
     // After the restarts and reloads, so the checks see the services as the run left them.
     // The probes only look, so check mode runs them too and reports the host's state.
     let health = crate::health::run_all(&plan.health, sys);
@@ -193,6 +212,25 @@ fn converge(
     report
 }
 
+/// Adds the restarts and reloads `notifications` carried out to `services` (which holds
+/// those of a killed run this one continues): one action per unit, restart beating reload.
+fn add_done(services: &mut Vec<ServiceAction>, notifications: &[crate::report::Notification]) {
+    for n in notifications
+        .iter()
+        .filter(|n| n.status == NotifyStatus::Done)
+    {
+        let unit = format!("{}.service", n.service.name);
+        match services.iter_mut().find(|s| s.unit == unit) {
+            Some(s) if s.action == NotifyAction::Reload => s.action = n.action,
+            Some(_) => {}
+            None => services.push(ServiceAction {
+                unit,
+                action: n.action,
+            }),
+        }
+    }
+}
+
 /// Records how the run ended and, when a health check failed after changes, undoes them.
 fn finish_recorded(
     plan: &Plan,
@@ -200,15 +238,7 @@ fn finish_recorded(
     recorder: &Recorder,
     report: &mut Report,
 ) {
-    let services: Vec<ServiceAction> = report
-        .notifications
-        .iter()
-        .filter(|n| n.status == NotifyStatus::Done)
-        .map(|n| ServiceAction {
-            unit: format!("{}.service", n.service.name),
-            action: n.action,
-        })
-        .collect();
+    let services = recorder.summary().services;
     let failing = report.failed_health().next().map(|h| {
         format!(
             "{} failed: {}{}",
@@ -228,7 +258,6 @@ fn finish_recorded(
             s.failed = summary.failed;
             s.status = status;
             s.rollback_reason = reason;
-            s.services = services.clone();
         });
         if let Err(e) = result {
             tracing::warn!(error = %e, "cannot record the run in the history");
@@ -241,6 +270,7 @@ fn finish_recorded(
     tracing::warn!(%reason, "health check failed after changes: rolling back");
     // Marked first: a rollback killed half-way is finished by the next run.
     record(RunStatus::RollingBack, Some(reason.clone()));
+    crate::durable::crash::point("rolling-back");
     let priors = match recorder.priors() {
         Ok(p) => p,
         Err(e) => {
@@ -249,15 +279,15 @@ fn finish_recorded(
             return;
         }
     };
-    let mut rollback = rollback::undo(
+    let rollback = rollback::undo(
         host.system(),
         &recorder.id(),
         reason.clone(),
         &priors,
         &recorder.blobs(),
         &services,
+        &plan.health,
     );
-    rollback.health = crate::health::run_all(&plan.health, host.system());
     let status = if rollback.complete() {
         RunStatus::RolledBack
     } else {

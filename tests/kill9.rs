@@ -4,9 +4,13 @@
 //! The files live on a tmpfs mounted for the test: kill -9 keeps the page cache, so what a
 //! killed process leaves behind is the same as on disk, without waiting for fsyncs of a
 //! shared disk. Needs root.
+//!
+//! Timed kills land where they land; the debug build's crash points
+//! (`CONVERGE_CRASH_AT=POINT:N`, see `durable::crash`) land one in each window exactly.
 
 mod support;
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -122,12 +126,86 @@ impl Scene {
         (t.elapsed().as_millis() as u64).max(5)
     }
 
+    /// Runs an apply that kills itself at the `n`th time it reaches `point`.
+    fn crash_at(&self, point: &str, n: usize) {
+        let status = self
+            .apply()
+            .env("CONVERGE_CRASH_AT", format!("{point}:{n}"))
+            .status()
+            .unwrap();
+        assert_eq!(status.signal(), Some(9), "{point}:{n} was not reached");
+    }
+
     fn kill_at(&self, after_ms: u64) {
         let mut child = self.apply().spawn().unwrap();
         std::thread::sleep(Duration::from_millis(after_ms));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
     }
+}
+
+const FAILING: &str = "[[health]]\nname = \"never\"\ncommand = \"false\"\nretries = 0\n";
+
+#[test]
+fn a_kill_in_each_window_of_an_apply_and_its_rollback_is_undone_by_the_next_run() {
+    let s = Scene::new();
+    s.set_role(1, FAILING);
+    let n = FILES;
+    // (point, hit, files at generation 1 when the kill lands)
+    let windows = [
+        ("recorded", 1, 0),     // first backup durable, its file not swapped
+        ("changed", 1, 1),      // first file swapped, the next backup not written
+        ("recorded", 100, 99),  // half-way, between a backup and its swap
+        ("changed", 100, 100),  // half-way, between a swap and the next backup
+        ("changed", n, n),      // every file swapped, the run not yet marked
+        ("rolling-back", 1, n), // marked as rolling back, nothing restored
+        ("restored", 1, n - 1), // the rollback has put one file back
+        ("restored", 100, n - 100),
+        ("restored", n, 0), // everything put back, the run not yet marked
+    ];
+    for (point, hit, changed) in windows {
+        s.crash_at(point, hit);
+        assert_eq!(at_generation_1(&s), changed, "{point}:{hit}");
+        assert_eq!(s.apply_to_end(), 4, "the run after a kill at {point}:{hit}");
+        assert_eq!(at_generation_1(&s), 0, "after a kill at {point}:{hit}");
+    }
+    // Killed again while continuing a killed run, then during that run's rollback.
+    s.crash_at("changed", 100);
+    s.crash_at("changed", 50);
+    assert_eq!(at_generation_1(&s), 150);
+    s.crash_at("restored", 120);
+    assert_eq!(s.apply_to_end(), 4);
+    assert_eq!(at_generation_1(&s), 0);
+}
+
+/// How many files hold generation 1 (every file must be generation 0 or 1, whole).
+fn at_generation_1(s: &Scene) -> usize {
+    let gens = generations(&s.live(), &[0, 1]);
+    gens.iter().filter(|g| **g == 1).count()
+}
+
+/// The run before the killed one has an id that sorts after it: the clock was stepped back,
+/// or, within one second, the pid crossed 9999 → 10000 or wrapped at pid_max. The killed
+/// run is still the one the next run continues (it used to pick the newest id, and left the
+/// killed run's files at generation 1).
+#[test]
+fn the_killed_run_is_undone_even_when_an_earlier_run_sorts_after_it() {
+    let s = Scene::new();
+    s.set_role(1, FAILING);
+    assert_eq!(s.apply_to_end(), 4);
+    let runs = s.tmp.path().join("state/runs");
+    let earlier: Vec<_> = std::fs::read_dir(&runs).unwrap().flatten().collect();
+    assert_eq!(earlier.len(), 1);
+    let old_id = earlier[0].file_name().into_string().unwrap();
+    let new_id = "99991231T235959Z-1";
+    std::fs::rename(runs.join(&old_id), runs.join(new_id)).unwrap();
+    let summary = runs.join(new_id).join("run.json");
+    let text = std::fs::read_to_string(&summary).unwrap();
+    std::fs::write(&summary, text.replace(&old_id, new_id)).unwrap();
+
+    s.crash_at("changed", 50);
+    assert_eq!(s.apply_to_end(), 4);
+    assert_eq!(at_generation_1(&s), 0);
 }
 
 #[test]
@@ -159,8 +237,7 @@ fn kill_9_during_apply_leaves_every_file_whole_and_the_next_run_completes() {
 fn kill_9_during_a_rollback_leaves_every_file_whole_and_the_next_run_undoes_the_job() {
     let s = Scene::new();
     // Every apply fails its health check and rolls back to generation 0.
-    let failing = "[[health]]\nname = \"never\"\ncommand = \"false\"\nretries = 0\n";
-    s.set_role(1, failing);
+    s.set_role(1, FAILING);
     let span = s.span();
     assert!(generations(&s.live(), &[0]).iter().all(|x| *x == 0));
     let mut rng = Lcg(0xdead);

@@ -201,6 +201,14 @@ fn rollback_by_hand_previews_then_undoes_a_past_run() {
     let undo = l.run(&["rollback", "--state-dir", &state]);
     assert_eq!(undo.code, 2, "{}{}", undo.stdout, undo.stderr);
     assert!(undo.stdout.contains(": by hand\n"), "{}", undo.stdout);
+    // The run's health checks are probed again afterwards: the host is healthy.
+    assert!(
+        undo.stdout.ends_with(&format!(
+            "♥ health:app passed: `grep -q good {live}/app.conf` exits 0\n    exited 0\nrollback: 4 restored, 0 unchanged, 0 failed, healthy\n"
+        )),
+        "{}",
+        undo.stdout
+    );
     assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
     assert_eq!(l.read("live/d/keep").as_deref(), Some("kept\n"));
     assert!(!l.p("live/new.conf").exists());
@@ -455,6 +463,14 @@ fn a_rollback_killed_half_way_is_finished_by_the_next_agent_run() {
         "{}",
         next.stdout
     );
+    assert!(
+        next.stdout.contains(&format!(
+            "♥ health:app passed: `grep -q good {}/app.conf` exits 0\n",
+            l.s("live")
+        )),
+        "the run's checks are probed after the finished rollback: {}",
+        next.stdout
+    );
     assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
     assert_eq!(l.read("live/d/keep").as_deref(), Some("kept\n"));
     assert!(!l.p("live/new.conf").exists());
@@ -470,4 +486,38 @@ fn a_rollback_killed_half_way_is_finished_by_the_next_agent_run() {
     assert_eq!(tick.code, 4);
     assert!(tick.stdout.contains("not applied again"), "{}", tick.stdout);
     assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
+}
+
+/// A rollback by hand probes the run's health checks afterwards, as an automatic one does,
+/// and exits 4 when the host is not healthy with the old configuration back.
+#[test]
+fn rollback_by_hand_reports_an_unhealthy_host_and_exits_4() {
+    let l = Live::new();
+    // Healthy only with the new configuration (say, a client that needs the new endpoint).
+    l.role(
+        &CHANGES
+            .replace("broken", "good v2")
+            .replace("grep -q good", "grep -q v2")
+            .replace("retries = 2", "retries = 0"),
+    );
+    let out = l.converge("apply", &[]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+
+    let live = l.s("live");
+    let undo = l.run(&["rollback", "--state-dir", &l.s("state")]);
+    assert_eq!(undo.code, 4, "{}{}", undo.stdout, undo.stderr);
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
+    assert!(
+        undo.stdout.ends_with(&format!(
+            "! health:app failed after 1 attempt: `grep -q v2 {live}/app.conf` exits 0\n    exited with status 1\nrollback: 4 restored, 0 unchanged, 0 failed, 1 health check failed\n"
+        )),
+        "{}",
+        undo.stdout
+    );
+    let json = l.run(&["rollback", "--state-dir", &l.s("state"), "--format", "json"]);
+    assert_eq!(json.code, 4, "nothing left to undo, and still unhealthy");
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["health"][0]["id"], "health:app");
+    assert_eq!(v["health"][0]["status"], "failed");
+    assert_eq!(v["restored"][0]["status"], "unchanged");
 }

@@ -70,8 +70,8 @@ pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Undoes a run (or previews it); exit 0 nothing to undo, 2 undone, 4 something could not
-/// be undone.
+/// Undoes a run (or previews it), then probes the run's health checks; exit 0 nothing to
+/// undo, 2 undone, 4 something could not be undone or a health check fails afterwards.
 pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> {
     let (dir, lock_wait, timeouts) = state_dir(&args.state)?;
     let mut sys = System::new(&args.root)?;
@@ -101,6 +101,7 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
             &past.priors,
             &past.blobs,
             &past.summary.services,
+            &past.summary.health,
         );
         past.summary.status = if rb.complete() {
             RunStatus::RolledBack
@@ -126,17 +127,20 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
         Format::Json => println!("{}", serde_json::to_string_pretty(&rb)?),
         Format::Human => {
             let mut out = String::new();
-            human::rollback_block(
-                &mut out,
-                &rb,
-                human::Style::new(super::run::use_color(color)),
-            );
+            let style = human::Style::new(super::run::use_color(color));
+            human::rollback_block(&mut out, &rb, style);
+            if !rb.preview {
+                out.push_str(&human::rollback_summary(&rb, style));
+                out.push('\n');
+            }
             print!("{out}");
         }
     }
-    // Something left as the run made it (a failure, or a change converge does not undo)
-    // is not "undone": the caller must look.
+    // Something left as the run made it (a failure, or a change converge does not undo),
+    // or a host that fails its health checks afterwards, is not "undone": the caller must
+    // look.
     let failed = !rb.complete()
+        || !rb.healthy()
         || rb
             .restored
             .iter()

@@ -7,6 +7,7 @@
 //! [`swap_symlink`], [`remove_tree`], the temp naming and sweeping in [`temp`], and the one
 //! lock on a state dir in [`lock`].
 
+pub mod crash;
 pub mod lock;
 pub mod temp;
 

@@ -1,8 +1,10 @@
 //! Undoing a run: every recorded change put back, newest first, then the services it had
-//! restarted or reloaded acted on again, so they run the old configuration.
+//! restarted or reloaded acted on again, so they run the old configuration, then its health
+//! checks probed again.
 
 use std::path::Path;
 
+use crate::health::HealthCheck;
 use crate::history::{PathState, Prior, RunBlobs, ServiceAction};
 use crate::report::rollback::{Restore, RestoreStatus, Rollback, ServiceRestore};
 use crate::report::NotifyAction;
@@ -10,8 +12,9 @@ use crate::system::fs::{Attrs, Entry};
 use crate::system::services::UnitVerb;
 use crate::system::{Host, System, SystemError};
 
-/// Undoes `priors` (in reverse) on the host, then repeats `services`' actions. A rollback is
-/// an apply of the recorded past, so it is the one other place that gets a writing handle.
+/// Undoes `priors` (in reverse) on the host, repeats `services`' actions, then runs the
+/// `health` checks. A rollback is an apply of the recorded past, so it is the one other
+/// place that gets a writing handle.
 pub fn undo(
     sys: &System,
     run: &str,
@@ -19,6 +22,7 @@ pub fn undo(
     priors: &[Prior],
     blobs: &RunBlobs,
     services: &[ServiceAction],
+    health: &[HealthCheck],
 ) -> Rollback {
     let applying = super::Applying { _private: () };
     let host = &sys.host(&applying);
@@ -26,7 +30,11 @@ pub fn undo(
     let restored: Vec<Restore> = priors
         .iter()
         .rev()
-        .map(|p| restore_one(host, p, blobs))
+        .map(|p| {
+            let restored = restore_one(host, p, blobs);
+            crate::durable::crash::point("restored");
+            restored
+        })
         .collect();
     let units_changed = priors.iter().any(|p| match p {
         Prior::Path { path, .. } => manager.is_definition(path),
@@ -59,7 +67,8 @@ pub fn undo(
         preview: false,
         restored,
         services: service_results,
-        health: Vec::new(),
+        // After the restarts and reloads, as in a run: they see the services as left.
+        health: crate::health::run_all(health, sys),
     }
 }
 

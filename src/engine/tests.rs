@@ -200,3 +200,34 @@ fn a_failed_resource_skips_its_dependents_and_the_rest_goes_on() {
         "x"
     );
 }
+
+/// A run killed after its reloads (during its health checks, say) is continued by a run that
+/// finds nothing left to reload: the job's record still names the reload, so undoing the
+/// job acts on the service again.
+#[test]
+fn a_continued_run_keeps_the_reloads_of_the_run_it_continues() {
+    use crate::history::{self, Recorder, ServiceAction};
+    let s = Scene::new(&format!("{WEB}{}", conf("/etc/app/a.conf", "a")));
+    let fake = Fake::default().unit("web", "active", "enabled");
+    let sys = fake.system(s.root.path());
+    let state = tempfile::tempdir().unwrap();
+    let killed = Recorder::new(state.path(), 10, "", sys.root());
+    super::run_recorded(&s.plan(), &sys, Mode::Apply, None, &killed);
+    assert_eq!(fake.take_log(), ["reload web.service"]);
+    // As a kill during its health checks leaves it: its reload kept, the run unfinished.
+    let record = state.path().join("runs").join(killed.id()).join("run.json");
+    let text = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, text.replace("\"finished\"", "\"running\"")).unwrap();
+
+    let next = Recorder::new(state.path(), 10, "", sys.root());
+    assert_eq!(next.id(), killed.id());
+    super::run_recorded(&s.plan(), &sys, Mode::Apply, None, &next);
+    assert!(fake.take_log().is_empty(), "nothing left to reload");
+    let reload = ServiceAction {
+        unit: "web.service".into(),
+        action: NotifyAction::Reload,
+    };
+    let past = history::load(state.path(), None).unwrap();
+    assert_eq!(past.summary.status, history::RunStatus::Finished);
+    assert_eq!(past.summary.services, [reload]);
+}

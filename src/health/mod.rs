@@ -5,7 +5,7 @@ mod probe;
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use probe::Probe;
 
@@ -19,18 +19,20 @@ pub const DEFAULT_RETRIES: u32 = 3;
 /// Pause between attempts when the role does not say.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// One health check as planned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One health check as planned (and as kept with a run, to probe again after undoing it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthCheck {
     /// Its name; the id is `health:NAME`.
     pub name: String,
     /// What it probes.
     pub probe: Probe,
     /// Limit of one attempt.
+    #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Attempts after a failed first one.
     pub retries: u32,
     /// Pause between attempts.
+    #[serde(with = "humantime_serde")]
     pub interval: Duration,
     /// Services it watches (names without `.service`).
     pub services: Vec<String>,

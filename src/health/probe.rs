@@ -13,7 +13,8 @@ use crate::system::System;
 const BODY_LIMIT: u64 = 1 << 20;
 
 /// What a health check probes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Probe {
     /// GET a URL; it must answer `status` and, when given, contain `body`.
     Http {

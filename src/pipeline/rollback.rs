@@ -26,8 +26,9 @@ pub(super) fn remember(config: &AgentConfig, bundle: &str, run: &str, reason: &s
 /// A rollback killed half-way is finished before anything else: its run's changes are put
 /// back (restoring is idempotent), its services acted on again, and its bundle remembered.
 pub(super) fn finish_interrupted(config: &AgentConfig, sys: &System) -> Option<Report> {
-    let mut past = history::load(&config.state_dir, None).ok()?;
-    if past.summary.status != history::RunStatus::RollingBack || past.summary.root != sys.root() {
+    // Not necessarily the newest run: a by-hand rollback of an older run may be the one.
+    let mut past = history::load_unfinished(&config.state_dir, sys.root())?;
+    if past.summary.status != history::RunStatus::RollingBack {
         return None;
     }
     tracing::warn!(run = %past.summary.id, "finishing a rollback that was interrupted");
@@ -39,6 +40,7 @@ pub(super) fn finish_interrupted(config: &AgentConfig, sys: &System) -> Option<R
         &past.priors,
         &past.blobs,
         &past.summary.services,
+        &past.summary.health,
     );
     past.summary.status = if rollback.complete() {
         history::RunStatus::RolledBack

@@ -195,6 +195,43 @@ pub fn rollback_block(out: &mut String, r: &Rollback, style: Style) {
     }
 }
 
+/// `rollback: 3 restored, 1 unchanged, 0 failed, healthy`: the last line of a rollback by
+/// hand, with the state of the health checks probed after it.
+pub fn rollback_summary(r: &Rollback, style: Style) -> String {
+    let count = |status| r.restored.iter().filter(|x| x.status == status).count();
+    let (restored, failed) = (count(RestoreStatus::Restored), count(RestoreStatus::Failed));
+    let not_undone = count(RestoreStatus::NotRolledBack);
+    let mut line = format!(
+        "rollback: {restored} restored, {} unchanged, {failed} failed",
+        count(RestoreStatus::Unchanged)
+    );
+    if not_undone > 0 {
+        let _ = write!(line, ", {not_undone} not rolled back");
+    }
+    let unhealthy = r
+        .health
+        .iter()
+        .filter(|h| h.status == HealthStatus::Failed)
+        .count();
+    if unhealthy > 0 {
+        let _ = write!(
+            line,
+            ", {unhealthy} health check{} failed",
+            if unhealthy == 1 { "" } else { "s" }
+        );
+    } else if r.health.iter().any(|h| h.status == HealthStatus::Passed) {
+        line.push_str(", healthy");
+    }
+    let code = if failed + not_undone + unhealthy > 0 || !r.complete() {
+        "1;31"
+    } else if restored > 0 {
+        "1;33"
+    } else {
+        "1;32"
+    };
+    style.paint(code, &line)
+}
+
 /// `♥ health:web passed: GET http://127.0.0.1/ → 200 (HTTP 200)`.
 fn health_line(out: &mut String, h: &HealthOutcome, style: Style) {
     let detail = h.detail.as_deref().unwrap_or("");

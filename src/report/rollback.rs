@@ -79,6 +79,14 @@ impl Rollback {
             .any(|r| r.status == RestoreStatus::Failed)
             && !self.services.iter().any(|s| s.error.is_some())
     }
+
+    /// Whether no health check failed after it.
+    pub fn healthy(&self) -> bool {
+        !self
+            .health
+            .iter()
+            .any(|h| h.status == crate::health::HealthStatus::Failed)
+    }
 }
 
 /// A bundle that was rolled back on this host: the agent keeps the host on its last good

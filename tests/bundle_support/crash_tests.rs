@@ -18,6 +18,9 @@ const URL_ENV: &str = "CONVERGE_CRASH_TEST_URL";
 const STATE_ENV: &str = "CONVERGE_CRASH_TEST_STATE";
 const FILES: usize = 40;
 const KILLS: u64 = 16;
+/// How long the last round may take to complete its sync: a bound on a hung child, not a
+/// measure of speed.
+const LAST_ROUND_LIMIT: Duration = Duration::from_secs(120);
 
 /// Not a test on its own: the child process of `kill_9_during_sync_never_breaks_current`.
 #[test]
@@ -61,17 +64,24 @@ fn kill_9_during_sync_never_breaks_current() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Spread kills over process start-up, fetching, and the final switch.
-        // The last round waits long enough to finish even on a slow machine, so the
-        // "some sync completed" guard below cannot flake.
-        let delay = if round + 1 == KILLS {
-            Duration::from_secs(2)
-        } else {
-            Duration::from_millis(10 + (round * 53) % 400)
-        };
+        // Spread kills over process start-up, fetching, and the final switch. The last
+        // round waits until its sync has switched `current` (however slow the machine),
+        // so the "some sync completed" guard below cannot flake; its kill then lands in
+        // the child's next poll.
         let start = Instant::now();
-        while start.elapsed() < delay {
-            std::thread::sleep(Duration::from_millis(5));
+        if round + 1 == KILLS {
+            while current_id(&s.state()).as_deref() != Some(p.id.as_str()) {
+                assert!(
+                    start.elapsed() < LAST_ROUND_LIMIT,
+                    "the child did not complete a sync in {LAST_ROUND_LIMIT:?}"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        } else {
+            let delay = Duration::from_millis(10 + (round * 53) % 400);
+            while start.elapsed() < delay {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -107,6 +117,12 @@ fn kill_9_during_sync_never_breaks_current() {
         "{o:?}"
     );
     assert_eq!(tree(&o.bundle_dir), tree(&s.src()));
+}
+
+/// The bundle id `current` points at, if any.
+fn current_id(state: &Path) -> Option<String> {
+    let target = fs::read_link(state.join("current")).ok()?;
+    Some(target.file_name()?.to_str()?.to_owned())
 }
 
 /// Every file listed in the bundle's manifest is present with the right hash, and no more.

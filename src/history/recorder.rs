@@ -1,0 +1,256 @@
+//! Writing one run's record: its summary, and each prior written and synced ahead of its
+//! change.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use super::{
+    backup, io_err, newest_unfinished, next_seq, ordered, prune, read_priors, HistoryError, Prior,
+    RunStatus, RunSummary, BACKUP_FILE, BLOBS_DIR, RUNS_DIR, RUN_FILE,
+};
+
+/// The recorder of one apply run. Its directory appears with the first change, so runs that
+/// change nothing leave no trace in the history.
+#[derive(Debug)]
+pub struct Recorder {
+    runs: PathBuf,
+    keep: usize,
+    summary: Mutex<RunSummary>,
+    journal: Mutex<Option<File>>,
+    // Continues an interrupted run, whose journal already holds changes.
+    adopted: bool,
+    // Kept alive so a temporary history lives as long as the run.
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Recorder {
+    /// A recorder for a run starting now on `root`, keeping `keep` runs in `<state_dir>/runs`.
+    ///
+    /// When the newest run on the same root never finished (killed during its changes or its
+    /// rollback), this run continues it: its backups hold what was there before the job
+    /// began, so a rollback now undoes the whole job, not only what this run changes.
+    pub fn new(state_dir: &Path, keep: usize, bundle: &str, root: &Path) -> Recorder {
+        let runs = state_dir.join(RUNS_DIR);
+        let started = SystemTime::now();
+        let stamp = humantime::format_rfc3339_seconds(started).to_string();
+        let known = ordered(&runs);
+        let seq = next_seq(&known);
+        let interrupted = newest_unfinished(known, root);
+        let adopted = interrupted.is_some();
+        let summary = match interrupted {
+            Some(mut s) => {
+                tracing::warn!(run = %s.id, "an earlier run was interrupted; this run continues it");
+                s.status = RunStatus::Running;
+                s.bundle = bundle.to_owned();
+                s.seq = seq;
+                s
+            }
+            None => RunSummary {
+                id: format!("{}-{}", stamp.replace(['-', ':'], ""), std::process::id()),
+                seq,
+                started: stamp,
+                finished: None,
+                bundle: bundle.to_owned(),
+                changed: 0,
+                failed: 0,
+                status: RunStatus::Running,
+                rollback_reason: None,
+                services: Vec::new(),
+                root: root.to_path_buf(),
+                health: Vec::new(),
+            },
+        };
+        Recorder {
+            runs,
+            keep: keep.max(1),
+            summary: Mutex::new(summary),
+            journal: Mutex::new(None),
+            adopted,
+            _temp: None,
+        }
+    }
+
+    /// A recorder for a run without a state dir (a source tree converged by hand): backups
+    /// live in a private temp dir for the run, so it can still roll itself back.
+    pub fn temporary() -> io::Result<Recorder> {
+        let dir = tempfile::Builder::new().prefix("converge-run-").tempdir()?;
+        let mut r = Recorder::new(dir.path(), 1, "", Path::new("/"));
+        r._temp = Some(dir);
+        Ok(r)
+    }
+
+    /// This run's id.
+    pub fn id(&self) -> String {
+        self.lock_summary().id.clone()
+    }
+
+    fn lock_summary(&self) -> std::sync::MutexGuard<'_, RunSummary> {
+        self.summary.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives the run another id (tests make runs faster than ids change).
+    #[cfg(test)]
+    pub(super) fn set_id(&mut self, id: impl Into<String>) {
+        self.summary.get_mut().unwrap().id = id.into();
+    }
+
+    pub(super) fn dir(&self) -> PathBuf {
+        self.runs.join(&self.lock_summary().id)
+    }
+
+    /// Creates the run's directory on the first change (before its contents are kept).
+    pub fn begin(&self) -> Result<(), HistoryError> {
+        let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        if journal.is_none() {
+            *journal = Some(self.open()?);
+        }
+        Ok(())
+    }
+
+    /// Writes `prior` to the run's journal and syncs it: only then may the change happen.
+    pub fn record(&self, prior: &Prior) -> Result<(), HistoryError> {
+        self.begin()?;
+        let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        let file = journal.as_mut().expect("opened by begin");
+        let mut line = serde_json::to_vec(prior).expect("priors serialize");
+        line.push(b'\n');
+        let path = self.dir().join(BACKUP_FILE);
+        file.write_all(&line).map_err(io_err(&path))?;
+        file.sync_data().map_err(io_err(&path))
+    }
+
+    /// Creates the run's directory (pruning old runs first) and opens its journal.
+    fn open(&self) -> Result<File, HistoryError> {
+        mkdir(&self.runs)?;
+        prune(&self.runs, self.keep.saturating_sub(1));
+        let dir = self.dir();
+        mkdir(&dir)?;
+        mkdir(&dir.join(BLOBS_DIR))?;
+        self.write_summary()?;
+        let path = dir.join(BACKUP_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        drop_torn_tail(&file).map_err(io_err(&path))?;
+        Ok(file)
+    }
+
+    /// Whether anything was recorded (this run, or the interrupted one it continues,
+    /// changed something).
+    pub fn has_changes(&self) -> bool {
+        self.adopted || self.journal.lock().map(|j| j.is_some()).unwrap_or(false)
+    }
+
+    /// Updates the run's summary with `f` and writes it, when the run has a directory.
+    pub fn update(&self, f: impl FnOnce(&mut RunSummary)) -> Result<(), HistoryError> {
+        f(&mut self.lock_summary());
+        if self.has_changes() {
+            self.write_summary()?;
+        }
+        Ok(())
+    }
+
+    fn write_summary(&self) -> Result<(), HistoryError> {
+        let summary = self.lock_summary().clone();
+        let path = self.runs.join(&summary.id).join(RUN_FILE);
+        let json = serde_json::to_vec_pretty(&summary).expect("summaries serialize");
+        crate::durable::write_file(&path, &json, &crate::durable::FileSpec::mode(0o600))
+            .map_err(io_err(&path))
+    }
+
+    /// The blob store of this run.
+    pub fn blobs(&self) -> RunBlobs {
+        RunBlobs {
+            dir: self.dir().join(BLOBS_DIR),
+        }
+    }
+
+    /// The priors recorded so far, in change order.
+    pub fn priors(&self) -> Result<Vec<Prior>, HistoryError> {
+        if !self.has_changes() {
+            return Ok(Vec::new());
+        }
+        read_priors(&self.dir())
+    }
+
+    /// The run's summary as it stands.
+    pub fn summary(&self) -> RunSummary {
+        self.lock_summary().clone()
+    }
+}
+
+/// File contents kept by one run.
+#[derive(Debug, Clone)]
+pub struct RunBlobs {
+    pub(super) dir: PathBuf,
+}
+
+impl RunBlobs {
+    /// The bytes stored under `sha256`.
+    pub fn get(&self, sha256: &str) -> Result<Vec<u8>, HistoryError> {
+        let path = self.dir.join(sha256);
+        std::fs::read(&path).map_err(io_err(&path))
+    }
+}
+
+impl backup::Blobs for RunBlobs {
+    fn put(&self, sha256: &str, content: &mut dyn io::Read) -> io::Result<()> {
+        let path = self.dir.join(sha256);
+        if path.exists() {
+            return Ok(());
+        }
+        // 0600 whatever the content: a sensitive file's old secret is still a secret.
+        crate::durable::write_file_from(&path, content, &crate::durable::FileSpec::mode(0o600))
+    }
+}
+
+/// Cuts a line a kill left half-written (its change never happened), so that appending
+/// continues on a line of its own.
+fn drop_torn_tail(file: &File) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut f = file;
+    let mut keep = len;
+    let mut buf = [0u8; 4096];
+    loop {
+        let start = keep.saturating_sub(buf.len() as u64);
+        let n = (keep - start) as usize;
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|b| *b == b'\n') {
+            keep = start + i as u64 + 1;
+            break;
+        }
+        keep = start;
+        if start == 0 {
+            break;
+        }
+    }
+    if keep != len {
+        file.set_len(keep)?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+fn mkdir(dir: &Path) -> Result<(), HistoryError> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(HistoryError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        }),
+    }
+}

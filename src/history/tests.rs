@@ -1,0 +1,145 @@
+//! The run history: recording, ordering, continuing and pruning runs.
+
+use super::*;
+use backup::Blobs;
+use std::fs::OpenOptions;
+use std::io::Write;
+
+fn prior(n: usize) -> Prior {
+    Prior::Sysctl {
+        resource: format!("sysctl:k{n}"),
+        key: format!("k{n}"),
+        value: n.to_string(),
+    }
+}
+
+#[test]
+fn runs_that_change_nothing_leave_no_trace_and_only_keep_runs_are_kept() {
+    let state = tempfile::tempdir().unwrap();
+    let idle = Recorder::new(state.path(), 3, "b0", Path::new("/"));
+    idle.update(|s| s.status = RunStatus::Finished).unwrap();
+    assert!(list(state.path()).unwrap().is_empty());
+    for n in 0..5 {
+        let mut r = Recorder::new(state.path(), 3, "b1", Path::new("/"));
+        // Distinct ids within one second and one pid.
+        r.set_id(format!("2026-run-{n}"));
+        r.record(&prior(n)).unwrap();
+        r.blobs().put("abc", &mut &b"secret"[..]).unwrap();
+        r.update(|s| {
+            s.changed = 1;
+            s.status = RunStatus::Finished;
+        })
+        .unwrap();
+    }
+    let runs = list(state.path()).unwrap();
+    let ids: Vec<_> = runs.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["2026-run-2", "2026-run-3", "2026-run-4"]);
+    let past = load(state.path(), None).unwrap();
+    assert_eq!(past.summary.id, "2026-run-4");
+    assert_eq!(past.priors, vec![prior(4)]);
+    assert_eq!(past.blobs.get("abc").unwrap(), b"secret");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(past.blobs.dir.join("abc"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(matches!(
+        load(state.path(), Some("nope")),
+        Err(HistoryError::NoSuchRun(_))
+    ));
+}
+
+#[test]
+fn a_run_after_an_interrupted_one_continues_it() {
+    let state = tempfile::tempdir().unwrap();
+    let killed = Recorder::new(state.path(), 3, "b1", Path::new("/"));
+    killed.record(&prior(1)).unwrap();
+    drop(killed);
+    let other_root = Recorder::new(state.path(), 3, "b2", Path::new("/srv/tree"));
+    assert!(!other_root.has_changes());
+    let next = Recorder::new(state.path(), 3, "b2", Path::new("/"));
+    assert!(next.has_changes());
+    next.record(&prior(2)).unwrap();
+    next.update(|s| s.status = RunStatus::Finished).unwrap();
+    let runs = list(state.path()).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].bundle, "b2");
+    assert_eq!(
+        load(state.path(), None).unwrap().priors,
+        vec![prior(1), prior(2)]
+    );
+    let fresh = Recorder::new(state.path(), 3, "b3", Path::new("/"));
+    assert!(!fresh.has_changes());
+}
+
+/// Two runs in the same second: when the pid crossed 9999 → 10000 (or wrapped at
+/// pid_max, or the clock stepped back), the later run's id sorts first.
+#[test]
+fn the_interrupted_run_is_continued_whatever_its_id_sorts_like() {
+    let state = tempfile::tempdir().unwrap();
+    let mut done = Recorder::new(state.path(), 10, "b1", Path::new("/"));
+    done.set_id("20261202T010000Z-9999");
+    done.record(&prior(1)).unwrap();
+    done.update(|s| s.status = RunStatus::RolledBack).unwrap();
+    let mut killed = Recorder::new(state.path(), 10, "b1", Path::new("/"));
+    killed.set_id("20261202T010000Z-10000");
+    killed.record(&prior(2)).unwrap();
+    drop(killed);
+    assert_eq!(
+        load(state.path(), None).unwrap().summary.id,
+        "20261202T010000Z-10000",
+        "the newest run is the one that started last"
+    );
+    let next = Recorder::new(state.path(), 10, "b1", Path::new("/"));
+    assert!(next.has_changes());
+    assert_eq!(next.id(), "20261202T010000Z-10000");
+    next.record(&prior(3)).unwrap();
+    assert_eq!(next.priors().unwrap(), vec![prior(2), prior(3)]);
+    let ids: Vec<_> = list(state.path())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["20261202T010000Z-9999", "20261202T010000Z-10000"]);
+}
+
+#[test]
+fn pruning_never_drops_an_unfinished_run() {
+    let state = tempfile::tempdir().unwrap();
+    let mut killed = Recorder::new(state.path(), 2, "b1", Path::new("/"));
+    killed.set_id("2026-run-0");
+    killed.record(&prior(0)).unwrap();
+    drop(killed);
+    // Runs on another root come and go meanwhile; the killed run's backups stay.
+    for n in 1..4 {
+        let mut r = Recorder::new(state.path(), 2, "b1", Path::new("/srv/tree"));
+        r.set_id(format!("2026-run-{n}"));
+        r.record(&prior(n)).unwrap();
+        r.update(|s| s.status = RunStatus::Finished).unwrap();
+    }
+    let ids: Vec<_> = list(state.path())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["2026-run-0", "2026-run-2", "2026-run-3"]);
+    let next = Recorder::new(state.path(), 2, "b1", Path::new("/"));
+    assert_eq!(next.id(), "2026-run-0");
+    assert_eq!(next.priors().unwrap(), vec![prior(0)]);
+}
+
+#[test]
+fn a_torn_last_line_is_a_change_that_never_happened() {
+    let state = tempfile::tempdir().unwrap();
+    let r = Recorder::new(state.path(), 3, "", Path::new("/"));
+    r.record(&prior(1)).unwrap();
+    let path = r.dir().join(BACKUP_FILE);
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(b"{\"kind\":\"sysc").unwrap();
+    assert_eq!(read_priors(&r.dir()).unwrap(), vec![prior(1)]);
+    // A run continuing it appends on a line of its own.
+    let next = Recorder::new(state.path(), 3, "", Path::new("/"));
+    next.record(&prior(2)).unwrap();
+    assert_eq!(read_priors(&r.dir()).unwrap(), vec![prior(1), prior(2)]);
+}
