@@ -420,6 +420,24 @@ mod tests {
     }
 
     #[test]
+    fn a_summary_reads_lines_and_characters_cut_across_reads() {
+        // 7-byte reads cut the two-byte characters and the 200 KB line anywhere.
+        let before = "é".repeat(100_000) + "\nsame\n";
+        let after = "é".repeat(100_000) + "x\nsame\n";
+        let mut b = io::BufReader::with_capacity(7, before.as_bytes());
+        let mut a = io::BufReader::with_capacity(7, after.as_bytes());
+        let s = DiffSummary::stream("r".into(), &mut b, &mut a)
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.lines_removed, s.lines_added), (1, 1));
+        let cut = "é".as_bytes()[..1].to_vec();
+        for not_text in [&b"ok\n\xff\n"[..], b"ok\0\n", &cut] {
+            let summary = DiffSummary::stream("r".into(), &mut &*not_text, &mut &b"ok\n"[..]);
+            assert_eq!(summary.unwrap(), None, "{not_text:?}");
+        }
+    }
+
+    #[test]
     fn a_diff_too_long_to_read_is_summarised() {
         // All insertions: quick to diff, but the diff is longer than anyone reads.
         let after: String = (0..30_000).map(|i| format!("new line {i}\n")).collect();
