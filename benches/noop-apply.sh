@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # No-op apply and check of N templated files (~2 KiB each, N/10 directories) against
 # sha256sum over the same files, for each N, all three interleaved run by run in one
-# session; reports medians, the ratios to sha256sum and peak RSS.
+# session; reports medians, the ratios to sha256sum and peak RSS (also of the first apply).
 # Usage: benches/noop-apply.sh [RUNS] [N...]   (defaults 11; 100 1000 10000).
 # BIN=path measures another converge binary (e.g. an older build) without building.
 set -euo pipefail
@@ -34,7 +34,8 @@ setup() { # $1: N; source in $work/N/src, converged root in $work/N/root
       printf "\n[[file]]\npath = \"/srv/app/d%04d/svc%05d.conf\"\ntemplate = \"svc.conf.hbs\"\nmode = \"0644\"\n[file.vars]\nname = \"svc%05d\"\nport = %d\n", i % dirs, i, i, 20000 + i
   }' > "$d/src/roles/bench.toml"
   mkdir -p "$d/root/srv/app"
-  "$bin" apply "${common[@]}" --source "$d/src" --root "$d/root" >/dev/null || [ $? -eq 2 ]
+  # The first apply writes every file; its peak RSS is reported next to the no-op runs'.
+  /usr/bin/time -f %M -o "$d/rss-first" "$bin" apply "${common[@]}" --source "$d/src" --root "$d/root" >/dev/null || [ $? -eq 2 ]
   "$bin" apply "${common[@]}" --source "$d/src" --root "$d/root" >/dev/null   # a no-op now (exit 0)
   find "$d/root/srv/app" -name '*.conf' | sort > "$d/files"
 }
@@ -59,10 +60,10 @@ done
 median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 maxof() { printf '%s\n' $1 | sort -n | tail -1; }
 echo "runs: $runs, interleaved; medians in ms; peak RSS is the largest of all runs"
-printf '%7s %10s %10s %10s %9s %9s %14s %14s\n' N apply check sha256sum apply/sum check/sum "RSS apply MiB" "RSS check MiB"
+printf '%7s %10s %10s %10s %9s %9s %14s %14s %14s\n' N apply check sha256sum apply/sum check/sum "RSS apply MiB" "RSS check MiB" "RSS first MiB"
 for n in "${sizes[@]}"; do
   a=$(median "${t_apply[$n]}"); c=$(median "${t_check[$n]}"); s=$(median "${t_sum[$n]}")
-  ra=$(maxof "${rss_apply[$n]}"); rc=$(maxof "${rss_check[$n]}")
-  awk -v n="$n" -v a="$a" -v c="$c" -v s="$s" -v ra="$ra" -v rc="$rc" 'BEGIN {
-    printf "%7d %10.1f %10.1f %10.1f %9.2f %9.2f %14.1f %14.1f\n", n, a/1000, c/1000, s/1000, a/s, c/s, ra/1024, rc/1024 }'
+  ra=$(maxof "${rss_apply[$n]}"); rc=$(maxof "${rss_check[$n]}"); rf=$(tail -n1 "$work/$n/rss-first")
+  awk -v n="$n" -v a="$a" -v c="$c" -v s="$s" -v ra="$ra" -v rc="$rc" -v rf="$rf" 'BEGIN {
+    printf "%7d %10.1f %10.1f %10.1f %9.2f %9.2f %14.1f %14.1f %14.1f\n", n, a/1000, c/1000, s/1000, a/s, c/s, ra/1024, rc/1024, rf/1024 }'
 done

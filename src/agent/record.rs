@@ -34,7 +34,7 @@ pub struct SourceStatus {
     pub bundle_age_seconds: u64,
 }
 
-/// One run, as written to `last-run.json` (and POSTed to `report_url`).
+/// One run, as written to `last-run.json` (and POSTed to `report_url`) with its report.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
     /// converge's version.
@@ -59,9 +59,17 @@ pub struct RunRecord {
     /// `invalid_input`...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<&'static str>,
-    /// The run report: mode, summary, every resource.
+}
+
+/// A record as written, with the run's report (mode, summary, every resource) borrowed
+/// from the run, not copied into the record: with thousands of diffs it is the largest
+/// thing a run holds.
+#[derive(Serialize)]
+struct Written<'a> {
+    #[serde(flatten)]
+    record: &'a RunRecord,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub report: Option<Report>,
+    report: Option<&'a Report>,
 }
 
 impl RunRecord {
@@ -83,7 +91,6 @@ impl RunRecord {
             exit_code: 1,
             error: None,
             error_kind: None,
-            report: None,
         }
     }
 
@@ -93,7 +100,6 @@ impl RunRecord {
         match result {
             Ok(report) => {
                 self.exit_code = report.exit_code();
-                self.report = Some(report.clone());
             }
             Err(e) => {
                 self.error = Some(e.to_string());
@@ -112,7 +118,7 @@ pub fn keep(
     record: &RunRecord,
     report: Option<&Report>,
 ) {
-    let json = serde_json::to_vec_pretty(record).expect("records serialize");
+    let json = serde_json::to_vec_pretty(&Written { record, report }).expect("records serialize");
     let last_run = config.state_dir.join(match mode {
         Mode::Apply => LAST_RUN_FILE,
         Mode::Check => LAST_CHECK_FILE,

@@ -24,11 +24,13 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
 
 /// Prints a report in the chosen format.
 pub fn print_report(report: &Report, format: Format, color: ColorChoice) {
-    let out = match format {
-        Format::Json => json::render(report),
-        Format::Human => human::render(report, human::Style::new(use_color(color))),
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = match format {
+        Format::Json => json::write(report, &mut out),
+        Format::Human => human::write(report, human::Style::new(use_color(color)), &mut out),
     };
-    print!("{out}");
+    // A closed pipe (`| head`) is not an error of the run.
+    let _ = written.and_then(|()| std::io::Write::flush(&mut out));
 }
 
 /// Whether stdout gets ANSI colours.

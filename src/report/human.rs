@@ -31,8 +31,18 @@ impl Style {
 
 /// Renders every change and failure, then the summary line.
 pub fn render(report: &Report, style: Style) -> String {
+    let mut out = Vec::new();
+    write(report, style, &mut out).expect("writing to memory does not fail");
+    String::from_utf8(out).expect("rendered as text")
+}
+
+/// Like [`render`], written to `w` a resource at a time: a first apply of thousands of
+/// files is never one string of all their diffs.
+pub fn write(report: &Report, style: Style, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut out = String::new();
     for outcome in &report.resources {
+        w.write_all(out.as_bytes())?;
+        out.clear();
         match outcome.status {
             Status::InSync => {}
             Status::Pending | Status::Changed => change_block(&mut out, outcome, style),
@@ -87,7 +97,7 @@ pub fn render(report: &Report, style: Style) -> String {
     }
     out.push_str(&summary_line(report, style));
     out.push('\n');
-    out
+    w.write_all(out.as_bytes())
 }
 
 /// `check: N resources: X in sync, Y would change, Z failed`.
