@@ -98,6 +98,10 @@ pub struct CompareArgs {
     /// Print the built-in ignore list (as an ignore file) and exit.
     #[arg(long)]
     pub print_ignore: bool,
+    /// Agent config whose `[timeouts]` hold for the commands this runs (dpkg-query,
+    /// systemctl), when it exists.
+    #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
+    pub config: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -129,6 +133,10 @@ pub struct CaptureArgs {
     /// More noise patterns, as for compare.
     #[arg(long, value_name = "FILE")]
     pub ignore: Option<PathBuf>,
+    /// Agent config whose `[timeouts]` hold for the commands this runs (dpkg-query,
+    /// systemctl), when it exists.
+    #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
+    pub config: PathBuf,
 }
 
 /// Arguments of snapshot.
@@ -147,6 +155,10 @@ pub struct SnapshotArgs {
     /// Also treat files matching this glob as secrets, recorded by hash only (repeatable).
     #[arg(long = "secret", value_name = "GLOB")]
     pub secrets: Vec<String>,
+    /// Agent config whose `[timeouts]` hold for the commands this runs (dpkg-query,
+    /// systemctl), when it exists.
+    #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
+    pub config: PathBuf,
 }
 
 /// Where roles come from and which apply.

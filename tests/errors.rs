@@ -333,3 +333,25 @@ fn json_failures_carry_a_kind_as_well_as_text() {
         ]
     );
 }
+
+#[test]
+fn a_service_or_package_timeout_without_a_unit_is_located() {
+    let p = project_with_existing_state();
+    p.file(
+        "roles/r.toml",
+        "include = [\"ok\"]\n\n[[package]]\nname = \"curl\"\ntimeout = \"30\"\n\n[[service]]\nname = \"web\"\ntimeout = \"0s\"\n",
+    );
+    let err = refused(&p, "r");
+    assert!(
+        err.contains("roles/r.toml:5:11: invalid timeout '30': expected a duration with a unit"),
+        "{err}"
+    );
+    assert!(
+        err.contains("roles/r.toml:9:11: invalid timeout '0s': expected a duration with a unit"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("converge: 2 errors; nothing was changed\n"),
+        "{err}"
+    );
+}

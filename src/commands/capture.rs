@@ -10,7 +10,6 @@ use converge::compare::IgnoreList;
 use converge::plan::PlanOptions;
 use converge::role::SourceTree;
 use converge::snapshot::{self, Options};
-use converge::system::System;
 
 /// Captures, writes, then proves the role loads and plans as `validate` would.
 pub fn run(args: &CaptureArgs) -> anyhow::Result<i32> {
@@ -22,11 +21,11 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<i32> {
     };
     let (old, new) = match &args.against {
         Some(against) => {
-            let (a, b) = super::compare::load_pair(&args.from, against, &args.root)?;
+            let (a, b) = super::compare::load_pair(&args.from, against, &args.root, &args.config)?;
             (a, Some(b))
         }
         None if args.from == super::compare::LIVE => {
-            let sys = System::new(&args.root)?;
+            let sys = super::system(&args.root, &args.config)?;
             let snap = snapshot::take(&sys, &Options::default())
                 .map_err(|e| anyhow!("cannot take a snapshot of this host: {e}"))?;
             (snap, None)

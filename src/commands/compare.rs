@@ -8,7 +8,6 @@ use crate::cli::{ColorChoice, CompareArgs, Format};
 use converge::compare::{self, render, IgnoreList};
 use converge::report::human::Style;
 use converge::snapshot::{self, Options, Snapshot, SnapshotError};
-use converge::system::System;
 
 /// The word that stands for this host instead of a snapshot file.
 pub const LIVE: &str = "live";
@@ -28,7 +27,7 @@ pub fn run(args: &CompareArgs, color: ColorChoice) -> anyhow::Result<i32> {
         Some(path) => IgnoreList::load(path)?,
         None => IgnoreList::defaults(),
     };
-    let (sa, sb) = load_pair(a, b, &args.root)?;
+    let (sa, sb) = load_pair(a, b, &args.root, &args.config)?;
     let diffs = compare::compare(&sa, &sb, &ignore, (a, b));
     match args.format {
         Format::Human => print!(
@@ -50,13 +49,18 @@ pub fn load(path: &Path) -> anyhow::Result<Snapshot> {
 
 /// Both sides; a `live` side records the same paths as the file it is compared with, so
 /// neither side reports files the other never looked at.
-pub fn load_pair(a: &str, b: &str, root: &Path) -> anyhow::Result<(Snapshot, Snapshot)> {
+pub fn load_pair(
+    a: &str,
+    b: &str,
+    root: &Path,
+    config: &Path,
+) -> anyhow::Result<(Snapshot, Snapshot)> {
     if a == LIVE && b == LIVE {
         bail!("compare: at most one side can be `live`");
     }
     let file = |name: &str| load(Path::new(name));
     let live = |other: &Snapshot| -> anyhow::Result<Snapshot> {
-        let sys = System::new(root)?;
+        let sys = super::system(root, config)?;
         let options = Options {
             paths: other.host.paths.iter().map(Into::into).collect(),
             ..Options::default()

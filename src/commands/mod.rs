@@ -136,6 +136,16 @@ pub fn request(run: &RunArgs, mode: Mode) -> anyhow::Result<Request> {
     })
 }
 
+/// The system under `root`, with the deadlines of the agent config at `config` when there
+/// is one: every command that runs tools on the host honours `[timeouts]`.
+pub fn system(root: &Path, config: &Path) -> anyhow::Result<converge::system::System> {
+    let mut sys = converge::system::System::new(root)?;
+    if let Some(c) = host_config(config)? {
+        sys.set_timeouts(c.timeouts);
+    }
+    Ok(sys)
+}
+
 /// The agent config at `path`, if there is one (a workstation running `check --source DIR`
 /// has none).
 pub fn host_config(path: &Path) -> anyhow::Result<Option<AgentConfig>> {

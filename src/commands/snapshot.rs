@@ -7,11 +7,10 @@ use anyhow::anyhow;
 
 use crate::cli::SnapshotArgs;
 use converge::snapshot::{self, Options, Snapshot};
-use converge::system::System;
 
 /// Takes the snapshot and writes it to `-o` (stdout by default).
 pub fn run(args: &SnapshotArgs) -> anyhow::Result<i32> {
-    let sys = System::new(&args.root)?;
+    let sys = super::system(&args.root, &args.config)?;
     let mut options = Options {
         secrets: args.secrets.clone(),
         ..Options::default()

@@ -200,6 +200,7 @@ impl Notifier {
                             NotifyAction::Restart => UnitVerb::TryRestart,
                             NotifyAction::Reload => UnitVerb::Reload,
                         };
+                        let host = &service.host_for(host);
                         match sys.services().act(host, verb, &service.unit()) {
                             Ok(()) => n.status = NotifyStatus::Done,
                             Err(e) => {

@@ -147,6 +147,31 @@ impl<'a> Builder<'a> {
         });
     }
 
+    /// A declaration's `timeout`: a duration with a unit, more than zero. `Err` after a
+    /// located error.
+    fn timeout(
+        &mut self,
+        role: &Role,
+        timeout: Option<&Spanned<String>>,
+    ) -> Result<Option<std::time::Duration>, ()> {
+        let Some(t) = timeout else {
+            return Ok(None);
+        };
+        match humantime::parse_duration(t.get_ref()) {
+            Ok(d) if !d.is_zero() => Ok(Some(d)),
+            _ => {
+                self.errors.push(role.error_at(
+                    t.span().start,
+                    format!(
+                        "invalid timeout '{}': expected a duration with a unit, e.g. \"30s\" or \"5m\"",
+                        t.get_ref()
+                    ),
+                ));
+                Err(())
+            }
+        }
+    }
+
     fn path(&mut self, role: &Role, path: &Spanned<String>) -> Option<PathBuf> {
         if let Some(why) = control_character(path.get_ref()) {
             let message = format!("invalid path: {why}");

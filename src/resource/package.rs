@@ -1,6 +1,7 @@
 //! `package`: a Debian package installed (optionally pinned and held), absent, or latest.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use crate::system::packages::PackageStatus;
@@ -24,6 +25,9 @@ pub struct PackageResource {
     pub name: String,
     /// Desired state.
     pub ensure: Ensure,
+    /// The deadline of its install, remove and hold when the role sets one; else the
+    /// host's.
+    pub timeout: Option<Duration>,
 }
 
 /// What a package resource finds.
@@ -147,6 +151,11 @@ impl Resource for PackageResource {
     ) -> Result<(), ResourceError> {
         let held = live.status.held;
         let packages = host.system().packages();
+        let mut timeouts = *host.timeouts();
+        if let Some(t) = self.timeout {
+            timeouts.package = t;
+        }
+        let host = &host.with_timeouts(timeouts);
         if self.moves(live) {
             // apt refuses to move a held package; lift our hold for exactly this one change.
             if held {
@@ -190,6 +199,7 @@ mod tests {
         PackageResource {
             name: "cfgtest".into(),
             ensure: Ensure::Installed(Some(v.into())),
+            timeout: None,
         }
     }
 
@@ -215,6 +225,7 @@ mod tests {
         let p = PackageResource {
             name: "cfgtest".into(),
             ensure: Ensure::Absent,
+            timeout: None,
         };
         assert_eq!(
             p.diff(&live(Some("1.0-1"), false, None)).unwrap().action,

@@ -1,6 +1,7 @@
 //! `service`: a systemd service unit, enabled or not, masked or not, running or stopped.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use crate::system::services::{UnitStatus, UnitVerb};
@@ -39,6 +40,9 @@ pub struct ServiceResource {
     pub reload_on_notify: bool,
     /// The resource of this run that provides the unit file (filled in by the plan).
     pub unit_provider: Option<ResourceId>,
+    /// The deadline of each `systemctl` change to it, its notified restart included, when
+    /// the role sets one; else the host's.
+    pub timeout: Option<Duration>,
 }
 
 /// What a service resource finds.
@@ -48,6 +52,15 @@ pub struct ServiceLive {
 }
 
 impl ServiceResource {
+    /// `host` with this service's own deadline, when it has one.
+    pub fn host_for<'a>(&self, host: &Host<'a>) -> Host<'a> {
+        let mut timeouts = *host.timeouts();
+        if let Some(t) = self.timeout {
+            timeouts.service = t;
+        }
+        host.with_timeouts(timeouts)
+    }
+
     /// The full unit name, e.g. `nginx.service`.
     pub fn unit(&self) -> String {
         format!("{}.service", self.name)
@@ -215,6 +228,7 @@ impl Resource for ServiceResource {
         }
         let unit = self.unit();
         let services = host.system().services();
+        let host = &self.host_for(host);
         let systemctl = |verb| services.act(host, verb, &unit);
         // Unmask before enable/start can work; mask last, after disable/stop.
         if let Some((_, false)) = steps.masked {
@@ -280,6 +294,7 @@ mod tests {
             state: Some(RunState::Running),
             reload_on_notify: false,
             unit_provider: None,
+            timeout: None,
         }
     }
 

@@ -210,6 +210,9 @@ pub struct ServiceSpec {
     /// Reload instead of restart when notified.
     #[serde(default)]
     pub reload_on_notify: bool,
+    /// How long each of its `systemctl` changes (start, restart...) may take, e.g. "10m";
+    /// default: agent.toml's `[timeouts] service`.
+    pub timeout: Option<Spanned<String>>,
     /// Resources to converge before this one, e.g. `["user:app", "file:/etc/app.conf"]`.
     #[serde(default)]
     pub after: Vec<Spanned<String>>,
@@ -254,6 +257,9 @@ pub struct PackageSpec {
     /// Installed (default), absent, or latest.
     #[serde(default)]
     pub ensure: PackageEnsure,
+    /// How long its `apt-get install`/`remove` may take, e.g. "30m"; default: agent.toml's
+    /// `[timeouts] package`.
+    pub timeout: Option<Spanned<String>>,
     /// Resources to converge before this one, e.g. `["user:app", "file:/etc/app.conf"]`.
     #[serde(default)]
     pub after: Vec<Spanned<String>>,

@@ -108,7 +108,7 @@ impl PackageManager for Apt {
             None => cmd.arg(name),
         };
         tracing::info!(package = name, version, "apt-get install");
-        command::run(&mut cmd, host.system().timeouts().package).map(drop)
+        command::run(&mut cmd, host.timeouts().package).map(drop)
     }
 
     /// `apt-get remove`, which keeps conffiles.
@@ -116,14 +116,14 @@ impl PackageManager for Apt {
         let mut cmd = apt_get(host.system());
         cmd.args(["remove", "--", name]);
         tracing::info!(package = name, "apt-get remove");
-        command::run(&mut cmd, host.system().timeouts().package).map(drop)
+        command::run(&mut cmd, host.timeouts().package).map(drop)
     }
 
     /// `apt-mark hold` or `apt-mark unhold`.
     fn hold(&self, host: &Host, name: &str, hold: bool) -> Result<(), SystemError> {
         let mut cmd = package_tool(host.system(), "apt-mark");
         cmd.args([if hold { "hold" } else { "unhold" }, "--", name]);
-        command::run(&mut cmd, host.system().timeouts().package).map(drop)
+        command::run(&mut cmd, host.timeouts().package).map(drop)
     }
 
     /// `dpkg-query` with conffiles; the manual mark from apt's `extended_states`, the file

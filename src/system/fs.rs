@@ -144,6 +144,8 @@ fn open_nofollow(real: &Path, dir: bool) -> io::Result<File> {
 #[derive(Debug)]
 pub struct Host<'a> {
     pub(super) sys: &'a System,
+    /// The deadlines of the commands this host runs: the system's, or a resource's own.
+    timeouts: super::Timeouts,
 }
 
 /// Ownership and mode to give a new or changed entry; `None` keeps what is there.
@@ -180,12 +182,28 @@ impl System {
 
 impl<'a> Host<'a> {
     pub(super) fn new(sys: &'a System) -> Host<'a> {
-        Host { sys }
+        Host {
+            sys,
+            timeouts: *sys.timeouts(),
+        }
     }
 
     /// The read side of this host.
     pub fn system(&self) -> &'a System {
         self.sys
+    }
+
+    /// The deadlines of the changes made through this host.
+    pub fn timeouts(&self) -> &super::Timeouts {
+        &self.timeouts
+    }
+
+    /// This host with other deadlines, for a resource that sets its own (`timeout = "20m"`).
+    pub fn with_timeouts(&self, timeouts: super::Timeouts) -> Host<'a> {
+        Host {
+            sys: self.sys,
+            timeouts,
+        }
     }
 
     /// Replaces the file at `path` atomically: a temp file in the same directory gets the

@@ -137,7 +137,7 @@ impl ServiceManager for Systemd {
         let mut cmd = systemctl(sys);
         cmd.args([verb.as_str(), "--", unit]);
         tracing::info!(unit, verb = verb.as_str(), "systemctl");
-        command::run(&mut cmd, sys.timeouts().service).map(drop)
+        command::run(&mut cmd, host.timeouts().service).map(drop)
     }
 
     fn unit_files(&self, sys: &System) -> Result<Vec<UnitFile>, SystemError> {
@@ -172,7 +172,7 @@ impl ServiceManager for Systemd {
         let mut cmd = systemctl(sys);
         cmd.arg("daemon-reload");
         tracing::info!("systemctl daemon-reload");
-        command::run(&mut cmd, sys.timeouts().service).map(drop)
+        command::run(&mut cmd, host.timeouts().service).map(drop)
     }
 }
 

@@ -36,22 +36,6 @@ impl Builder<'_> {
                     "a sensitive exec needs a name: its id would show the command".into(),
                 );
             }
-            let timeout = match &s.timeout {
-                None => DEFAULT_TIMEOUT,
-                Some(t) => match humantime::parse_duration(t.get_ref()) {
-                    Ok(d) if !d.is_zero() => d,
-                    _ => {
-                        fail(
-                            t.span().start,
-                            format!(
-                                "invalid timeout '{}': expected a duration with a unit, e.g. \"30s\" or \"5m\"",
-                                t.get_ref()
-                            ),
-                        );
-                        Default::default()
-                    }
-                },
-            };
             for key in s.environment.keys() {
                 if key.is_empty() || key.contains(['=', '\0']) {
                     fail(
@@ -68,9 +52,13 @@ impl Builder<'_> {
             if (s.creates.is_some() && creates.is_none()) || (s.cwd.is_some() && cwd.is_none()) {
                 continue;
             }
+            let Ok(timeout) = self.timeout(role, s.timeout.as_ref()) else {
+                continue;
+            };
             if !ok {
                 continue;
             }
+            let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
             let user = s.user.as_ref().map(|u| u.get_ref().clone());
             let r = ExecResource {
                 name: s

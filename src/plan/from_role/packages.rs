@@ -48,9 +48,13 @@ impl Builder<'_> {
                     continue;
                 }
             };
+            let Ok(timeout) = self.timeout(role, s.timeout.as_ref()) else {
+                continue;
+            };
             let r = PackageResource {
                 name: name.clone(),
                 ensure,
+                timeout,
             };
             let common = Common::new(spec.span().start, &s.after);
             self.push(role, common, Box::new(r));

@@ -57,8 +57,12 @@ impl Builder<'_> {
                 ));
                 continue;
             }
+            let Ok(timeout) = self.timeout(role, s.timeout.as_ref()) else {
+                continue;
+            };
             let service = ServiceResource {
                 name: name.clone(),
+                timeout,
                 enabled: s.enabled,
                 masked: s.masked,
                 state: s.state.map(|st| match st {
