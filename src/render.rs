@@ -34,6 +34,9 @@ pub struct Renderer {
     large: BTreeMap<String, String>,
     /// How deep each partial nests, so a template that would go too deep is refused.
     depths: PartialDepths,
+    /// A copy of the last shared context whose vars each file's own replace in turn, so a
+    /// file with vars of its own does not copy the facts again.
+    scratch: Option<(std::sync::Arc<Context>, Context)>,
 }
 
 impl Renderer {
@@ -50,6 +53,7 @@ impl Renderer {
             registered: BTreeSet::new(),
             large: BTreeMap::new(),
             depths: PartialDepths::default(),
+            scratch: None,
         };
         let mut errors = Diagnostics::default();
         let partials_dir = templates_dir.join("partials");
@@ -101,7 +105,9 @@ impl Renderer {
 
     /// Whether `name` (relative to `templates/`) exists.
     pub fn exists(&self, name: &str) -> bool {
-        safe_relative(name) && self.dir.join(name).is_file()
+        self.registered.contains(name)
+            || self.large.contains_key(name)
+            || (safe_relative(name) && self.dir.join(name).is_file())
     }
 
     /// Renders `name` (relative to `templates/`) with `context` (`{facts, vars}`).
@@ -113,6 +119,29 @@ impl Renderer {
         let context = Context::wraps(context)
             .map_err(|e| Diagnostic::new(format!("template context for '{name}': {e}")))?;
         self.render_context(name, &context)
+    }
+
+    /// Renders `name` with the shared context `base` (`{facts, vars}`) whose vars are
+    /// replaced by `vars`: the facts are copied once per shared context, not once per file.
+    pub fn render_with_vars(
+        &mut self,
+        name: &str,
+        base: &std::sync::Arc<Context>,
+        vars: Value,
+    ) -> Result<String, Diagnostic> {
+        let (held, mut context) = match self.scratch.take() {
+            Some((held, context)) if std::sync::Arc::ptr_eq(&held, base) => (held, context),
+            _ => (base.clone(), Context::from(base.data().clone())),
+        };
+        match context.data_mut() {
+            Value::Object(data) => {
+                data.insert("vars".to_owned(), vars);
+            }
+            _ => return Err(Diagnostic::new("template context must be an object")),
+        }
+        let out = self.render_context(name, &context);
+        self.scratch = Some((held, context));
+        out
     }
 
     /// Renders `name` with a context built once: a role's files that share it (no per-file

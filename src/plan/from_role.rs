@@ -399,20 +399,13 @@ impl TemplateJob {
         let Some(own) = &self.vars else {
             return renderer.render_context(&self.name, &self.context);
         };
-        // Only the vars are copied and merged; the facts are borrowed.
-        #[derive(serde::Serialize)]
-        struct PerFile<'a> {
-            facts: &'a Value,
-            vars: serde_json::Map<String, Value>,
-        }
-        let data = self.context.data();
-        let mut merged = data["vars"].as_object().cloned().unwrap_or_default();
+        // Only the vars are copied and merged; the renderer keeps the facts.
+        let mut merged = self.context.data()["vars"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         vars::merge(&mut merged, &own.iter().cloned().collect());
-        let ctx = PerFile {
-            facts: &data["facts"],
-            vars: merged,
-        };
-        renderer.render(&self.name, &ctx)
+        renderer.render_with_vars(&self.name, &self.context, Value::Object(merged))
     }
 }
 
