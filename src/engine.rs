@@ -131,6 +131,8 @@ fn converge(
         Mode::Check => None,
     };
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(plan.items.len());
+    // Plan order is the same in check and apply, so both keep the same diffs.
+    let mut diff_budget = crate::resource::change::MAX_RUN_DIFFS;
     for item in &plan.items {
         let blocked = item
             .requires
@@ -164,7 +166,7 @@ fn converge(
                 });
             match converged {
                 Ok(None) => tracing::debug!(resource = %item.id, "in sync"),
-                Ok(Some(change)) => {
+                Ok(Some(mut change)) => {
                     if mode == Mode::Apply {
                         crate::durable::crash::point("changed");
                     }
@@ -177,6 +179,9 @@ fn converge(
                         Mode::Check => "would change",
                     });
                     notifier.changed(item, sys);
+                    if let Some(content) = change.content.as_mut() {
+                        content.within(&mut diff_budget);
+                    }
                     outcome.change = Some(change);
                 }
                 Err(e) => {

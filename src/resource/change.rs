@@ -16,6 +16,9 @@ use super::content::{Fingerprint, CHUNK};
 pub const MAX_DIFF_INPUT: usize = 1 << 20;
 /// A diff longer than this is summarised too: it would drown the rest of the report.
 pub const MAX_DIFF_OUTPUT: usize = 256 << 10;
+/// Diff text that one run's report keeps in all: past it, changes carry a summary. A first
+/// apply of 10,000 files would otherwise keep (print, record, POST) 10,000 whole-file diffs.
+pub const MAX_RUN_DIFFS: usize = 4 << 20;
 /// How long one diff may take before it is summarised instead.
 pub const DIFF_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -273,6 +276,35 @@ impl Utf8Stream {
     }
 }
 
+impl ContentChange {
+    /// Keeps the diff when `budget` (what the run's report may still hold) has room for it,
+    /// and takes it from the budget; otherwise puts the diff's line counts in its place.
+    pub fn within(&mut self, budget: &mut usize) {
+        let Some(diff) = &self.diff else {
+            return;
+        };
+        if diff.len() <= *budget {
+            *budget -= diff.len();
+            return;
+        }
+        // After the `---`/`+++` header, a changed line starts with `-` or `+`.
+        let (mut removed, mut added) = (0, 0);
+        for line in diff.lines().skip(2) {
+            match line.as_bytes().first() {
+                Some(b'-') => removed += 1,
+                Some(b'+') => added += 1,
+                _ => {}
+            }
+        }
+        self.summary = Some(DiffSummary {
+            reason: format!("the run's diffs passed {MAX_RUN_DIFFS} bytes"),
+            lines_removed: removed,
+            lines_added: added,
+        });
+        self.diff = None;
+    }
+}
+
 /// Opens one side of a comparison again, from its start.
 pub type Reopen<'a> = &'a dyn Fn() -> io::Result<Box<dyn Read + 'a>>;
 
@@ -435,6 +467,25 @@ mod tests {
             let summary = DiffSummary::stream("r".into(), &mut &*not_text, &mut &b"ok\n"[..]);
             assert_eq!(summary.unwrap(), None, "{not_text:?}");
         }
+    }
+
+    #[test]
+    fn diffs_past_the_run_budget_become_their_line_counts() {
+        let mut budget = 200;
+        let mut first = ContentChange::between("/x", Some(b"a\nb\n"), b"a\nc\nd\n", false);
+        let shown = first.diff.clone().unwrap();
+        first.within(&mut budget);
+        assert_eq!(
+            (first.diff.as_deref(), budget),
+            (Some(&shown[..]), 200 - shown.len())
+        );
+        let mut second = ContentChange::between("/y", Some(b"-a\n+b\n"), b"+b\nc\n", false);
+        budget = 10;
+        second.within(&mut budget);
+        assert_eq!(second.diff, None);
+        let s = second.summary.unwrap();
+        assert_eq!((s.lines_removed, s.lines_added, budget), (1, 1, 10));
+        assert_eq!(s.reason, "the run's diffs passed 4194304 bytes");
     }
 
     #[test]
