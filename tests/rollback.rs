@@ -521,3 +521,39 @@ fn rollback_by_hand_reports_an_unhealthy_host_and_exits_4() {
     assert_eq!(v["health"][0]["status"], "failed");
     assert_eq!(v["restored"][0]["status"], "unchanged");
 }
+
+/// Killed after its rollback, before it remembered its bundle: the next agent run remembers
+/// it and does not apply the same bundle once more.
+#[test]
+fn a_run_killed_before_it_remembered_its_rolled_back_bundle_is_held_by_the_next() {
+    let l = Live::new();
+    l.role(CHANGES);
+    publish(&l);
+    agent_apply(&l, &[]); // writes agent.toml
+    std::fs::remove_dir_all(l.p("state")).unwrap();
+    let killed = Command::new(BIN)
+        .args(["apply", "--config", &l.s("agent.toml"), "--color", "never"])
+        .env("CONVERGE_CRASH_AT", "rolled-back:1")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        killed.status.signal(),
+        Some(9),
+        "the crash point was reached"
+    );
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
+    assert!(!l.p("state/rolled-back.json").exists());
+
+    let tick = agent_apply(&l, &[]);
+    assert_eq!(tick.code, 4, "{}{}", tick.stdout, tick.stderr);
+    assert!(
+        tick.stdout
+            .contains("not applied again: the host stays on its last good state"),
+        "{}",
+        tick.stdout
+    );
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
+    let hist = l.run(&["history", "--state-dir", &l.s("state")]);
+    assert_eq!(hist.stdout.lines().count(), 2, "one run: {}", hist.stdout);
+}

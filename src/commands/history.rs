@@ -120,6 +120,8 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
                     at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
                 },
             )?;
+            past.summary.held = true;
+            past.save()?;
         }
         rb
     };

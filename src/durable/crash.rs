@@ -6,7 +6,8 @@
 //!
 //! Points: `recorded` (a backup is durable, its change not made yet), `changed` (a change is
 //! made, the next backup not written), `rolling-back` (the run is marked as rolling back,
-//! nothing restored yet), `restored` (one more change undone).
+//! nothing restored yet), `restored` (one more change undone), `rolled-back` (the run is
+//! marked rolled back, its bundle not yet remembered).
 
 /// Kills the process with SIGKILL at the asked-for hit of `point` (debug builds only).
 #[inline]

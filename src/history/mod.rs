@@ -111,6 +111,10 @@ pub struct RunSummary {
     /// The root it converged (`/` for the host itself); a rollback must target the same.
     #[serde(default = "live_root")]
     pub root: PathBuf,
+    /// Its bundle is remembered as rolled back on the host (`rolled-back.json`); a run
+    /// rolled back without this was killed before it could remember it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
     /// Its health checks, probed again after its changes are undone by hand.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health: Vec<crate::health::HealthCheck>,

@@ -61,6 +61,7 @@ impl Recorder {
                 rollback_reason: None,
                 services: Vec::new(),
                 root: root.to_path_buf(),
+                held: false,
                 health: Vec::new(),
             },
         };

@@ -172,6 +172,7 @@ fn converge(
             if let Some(report) = rollback::finish_interrupted(settings, sys) {
                 return Ok(report);
             }
+            rollback::remember_missed(settings, sys);
         }
         // Remembered per bundle id; a source tree read in place has none, so nothing is held.
         held = held::load(&settings.state_dir)
@@ -233,6 +234,7 @@ fn converge(
     if req.record {
         match &report.rollback {
             Some(rb) if !bundle_id.is_empty() => {
+                crate::durable::crash::point("rolled-back");
                 rollback::remember(settings, &bundle_id, &rb.run, &rb.reason)
             }
             Some(_) => {}

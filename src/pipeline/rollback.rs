@@ -20,6 +20,34 @@ pub(super) fn remember(config: &AgentConfig, bundle: &str, run: &str, reason: &s
     };
     if let Err(e) = held::save(&config.state_dir, &h) {
         tracing::warn!(error = %e, "cannot remember the rolled-back bundle");
+        return;
+    }
+    // Marked after the memory is written: a kill in between leaves the run unmarked, and
+    // the next run remembers the bundle again (see `remember_missed`).
+    let marked = history::load(&config.state_dir, Some(run)).and_then(|mut past| {
+        past.summary.held = true;
+        past.save()
+    });
+    if let Err(e) = marked {
+        tracing::warn!(error = %e, "cannot mark the rolled-back run as remembered");
+    }
+}
+
+/// A run killed after its rollback but before it remembered its bundle: remembered now, so
+/// the agent does not apply the same bundle once more.
+pub(super) fn remember_missed(config: &AgentConfig, sys: &System) {
+    let Ok(past) = history::load(&config.state_dir, None) else {
+        return;
+    };
+    let s = &past.summary;
+    let rolled_back = matches!(
+        s.status,
+        history::RunStatus::RolledBack | history::RunStatus::RollbackIncomplete
+    );
+    if rolled_back && !s.held && !s.bundle.is_empty() && s.root == sys.root() {
+        tracing::warn!(run = %s.id, "a rolled-back run did not remember its bundle; remembering it");
+        let reason = s.rollback_reason.clone().unwrap_or_default();
+        remember(config, &s.bundle, &s.id, &reason);
     }
 }
 
