@@ -39,6 +39,8 @@ pub(super) struct Builder<'a> {
     sysctl: sysctl::SysctlKeys,
     /// `[[health]]` checks, in declaration order.
     health: Vec<crate::health::HealthCheck>,
+    /// The name of the role being planned, one copy for all its resources.
+    role_name: Arc<str>,
 }
 
 /// What every declaration carries besides its own fields.
@@ -80,6 +82,7 @@ impl<'a> Builder<'a> {
             errors: Diagnostics::default(),
             sysctl: sysctl::SysctlKeys::default(),
             health: Vec::new(),
+            role_name: Arc::from(""),
         }
     }
 
@@ -96,6 +99,7 @@ impl<'a> Builder<'a> {
     /// Every declaration of `role`, kind by kind in [`Kind::ALL`] order; a new kind is a
     /// compile error here until it has its arm.
     pub(super) fn role(&mut self, role: &mut Role) {
+        self.role_name = Arc::from(role.name.as_str());
         for kind in Kind::ALL {
             match kind {
                 Kind::File => self.files(role),
@@ -136,11 +140,11 @@ impl<'a> Builder<'a> {
             }
         }
         let at = role.location(common.offset);
-        let origin = at.to_string();
+        let origin = at.to_string().into();
         self.items.push(Planned {
             id: resource.id(),
             resource,
-            role: role.name.clone(),
+            role: self.role_name.clone(),
             origin,
             at,
             rendered: common.rendered.map(Box::new),

@@ -6,6 +6,7 @@ mod units;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -22,10 +23,10 @@ pub struct Planned {
     pub resource: Box<dyn Managed>,
     /// Its identity.
     pub id: ResourceId,
-    /// The role that declared it.
-    pub role: String,
-    /// `roles/web.toml:12:1`, where it was declared.
-    pub origin: String,
+    /// The role that declared it, one copy shared by its resources and their outcomes.
+    pub role: Arc<str>,
+    /// `roles/web.toml:12:1`, where it was declared; shared with its outcome.
+    pub origin: Arc<str>,
     /// The same place, for errors that show the line.
     pub at: Location,
     /// Rendered content, kept only when the plan was built for `converge render`.

@@ -5,6 +5,7 @@ pub mod json;
 pub mod metrics;
 pub mod rollback;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -43,10 +44,10 @@ pub enum Status {
 pub struct Outcome {
     /// The resource.
     pub id: ResourceId,
-    /// The role that declared it.
-    pub role: String,
-    /// Where it was declared.
-    pub origin: String,
+    /// The role that declared it (shared with the plan).
+    pub role: Arc<str>,
+    /// Where it was declared (shared with the plan).
+    pub origin: Arc<str>,
     /// How it ended.
     pub status: Status,
     /// What changed or would change.
