@@ -30,12 +30,14 @@ pub(super) fn order(mut items: Vec<Planned>, set: &RoleSet) -> Result<Vec<Planne
         .collect();
     let n = items.len();
     let mut errors = Diagnostics::default();
-    let mut requires: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
+    // Vecs, sorted and deduplicated once filled: most items require one or two others, and a
+    // one-element Vec is a quarter of a BTreeSet's node.
+    let mut requires: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, item) in items.iter().enumerate() {
         if let Some(path) = &item.path {
             for ancestor in path.ancestors().skip(1) {
                 if let Some(&d) = dirs.get(ancestor) {
-                    requires[i].insert(d);
+                    requires[i].push(d);
                 }
             }
             let config_dir_of = path
@@ -45,21 +47,21 @@ pub(super) fn order(mut items: Vec<Planned>, set: &RoleSet) -> Result<Vec<Planne
                 .and_then(|name| packages.get(name.to_str()?));
             if let Some(&p) = config_dir_of {
                 if !items[p].after.iter().any(|a| a.id == item.id) {
-                    requires[i].insert(p);
+                    requires[i].push(p);
                 }
             }
         }
         for id in &item.implicit_after {
             if let Some(&j) = by_id.get(id) {
                 if j != i {
-                    requires[i].insert(j);
+                    requires[i].push(j);
                 }
             }
         }
         for edge in &item.after {
             match by_id.get(&edge.id) {
                 Some(&j) => {
-                    requires[i].insert(j);
+                    requires[i].push(j);
                 }
                 None => errors.push(locate(
                     set,
@@ -73,7 +75,7 @@ pub(super) fn order(mut items: Vec<Planned>, set: &RoleSet) -> Result<Vec<Planne
         for edge in &item.notify {
             match by_id.get(&edge.id) {
                 Some(&j) => {
-                    requires[j].insert(i);
+                    requires[j].push(i);
                 }
                 None => errors.push(locate(
                     set,
@@ -86,7 +88,11 @@ pub(super) fn order(mut items: Vec<Planned>, set: &RoleSet) -> Result<Vec<Planne
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut indegree: Vec<usize> = requires.iter().map(BTreeSet::len).collect();
+    for reqs in &mut requires {
+        reqs.sort_unstable();
+        reqs.dedup();
+    }
+    let mut indegree: Vec<usize> = requires.iter().map(Vec::len).collect();
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, reqs) in requires.iter().enumerate() {
         for &r in reqs {
@@ -129,7 +135,7 @@ pub(super) fn order(mut items: Vec<Planned>, set: &RoleSet) -> Result<Vec<Planne
 /// Names one cycle: follow unfinished requirements until a resource repeats.
 fn cycle_error(
     items: &[Planned],
-    requires: &[BTreeSet<usize>],
+    requires: &[Vec<usize>],
     indegree: &[usize],
     set: &RoleSet,
 ) -> Diagnostic {
