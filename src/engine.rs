@@ -182,7 +182,7 @@ fn converge(
                     if let Some(content) = change.content.as_mut() {
                         content.within(&mut diff_budget);
                     }
-                    outcome.change = Some(change);
+                    outcome.change = Some(Box::new(change));
                 }
                 Err(e) => {
                     // The report carries the error; the log line is for -v and the journal.

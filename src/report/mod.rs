@@ -51,8 +51,10 @@ pub struct Outcome {
     /// How it ended.
     pub status: Status,
     /// What changed or would change.
+    // Boxed: most outcomes of a run are in sync, and an inline change would make every one
+    // of them (thousands, all held until the report is written) twice the size.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub change: Option<Change>,
+    pub change: Option<Box<Change>>,
     /// Why it failed or was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
