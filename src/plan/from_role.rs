@@ -1,6 +1,7 @@
 //! Turning one role's declarations into resources: paths, modes, content and edges checked,
 //! templates rendered. Every error is collected with its location.
 
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -41,6 +42,8 @@ pub(super) struct Builder<'a> {
     health: Vec<crate::health::HealthCheck>,
     /// The name of the role being planned, one copy for all its resources.
     role_name: Arc<str>,
+    /// Each template's name once, shared by every file rendered from it.
+    template_names: HashMap<String, Arc<str>>,
 }
 
 /// What every declaration carries besides its own fields.
@@ -83,6 +86,7 @@ impl<'a> Builder<'a> {
             sysctl: sysctl::SysctlKeys::default(),
             health: Vec::new(),
             role_name: Arc::from(""),
+            template_names: HashMap::new(),
         }
     }
 
@@ -352,9 +356,14 @@ impl<'a> Builder<'a> {
                 Arc::new(handlebars::Context::wraps(&self.context).expect("JSON"))
             })
             .clone();
+        let shared_name = self
+            .template_names
+            .entry(name.clone())
+            .or_insert_with(|| Arc::from(name.as_str()))
+            .clone();
         let job = TemplateJob {
             renderer: self.renderer.clone(),
-            name: name.clone(),
+            name: shared_name,
             context,
             // Only the file's own vars are kept; the facts and role vars are shared.
             vars: (!s.vars.is_empty()).then(|| s.vars.to_json().into_iter().collect()),
@@ -387,7 +396,7 @@ type Content = (String, Desired, Option<Vec<u8>>);
 /// are needed (a diff, validate, the write), so no plan holds rendered content.
 struct TemplateJob {
     renderer: SharedRenderer,
-    name: String,
+    name: Arc<str>,
     /// `{facts, vars}` of the run, shared by every file.
     context: Arc<handlebars::Context>,
     /// This file's own vars, merged over the run's vars at each render.
