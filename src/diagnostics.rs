@@ -1,13 +1,15 @@
 //! Errors that point at a place in a role or template: `file:line:col: message` plus an excerpt.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 /// A position in a source file, 1-based.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
-    /// The file, as the user would type it (relative to the source tree when possible).
-    pub file: PathBuf,
+    /// The file, as the user would type it (relative to the source tree when possible);
+    /// shared by every location in it, as a role's thousands of resources each hold one.
+    pub file: Arc<Path>,
     /// 1-based line.
     pub line: usize,
     /// 1-based column, counted in characters.
@@ -23,7 +25,7 @@ impl Location {
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let col = before[line_start..].chars().count() + 1;
         Location {
-            file: file.to_path_buf(),
+            file: file.into(),
             line,
             col,
         }
@@ -59,7 +61,7 @@ impl LineIndex {
     }
 
     /// Locates a byte offset of the indexed `text` (the contents of `file`).
-    pub fn locate(&self, file: &Path, text: &str, offset: usize) -> Location {
+    pub fn locate(&self, file: &Arc<Path>, text: &str, offset: usize) -> Location {
         if self.starts.is_empty() {
             return Location::at_offset(file, text, offset);
         }
@@ -67,7 +69,7 @@ impl LineIndex {
         let line = self.starts.partition_point(|&s| s as usize <= offset);
         let start = self.starts[line - 1] as usize;
         Location {
-            file: file.to_path_buf(),
+            file: file.clone(),
             line,
             col: text[start..offset].chars().count() + 1,
         }
@@ -265,10 +267,10 @@ mod tests {
         let index = LineIndex::new(text);
         for offset in 0..=text.len() {
             if text.is_char_boundary(offset) {
-                let f = Path::new("f");
+                let f: Arc<Path> = Path::new("f").into();
                 assert_eq!(
-                    index.locate(f, text, offset),
-                    Location::at_offset(f, text, offset)
+                    index.locate(&f, text, offset),
+                    Location::at_offset(&f, text, offset)
                 );
             }
         }
@@ -277,7 +279,7 @@ mod tests {
     #[test]
     fn a_position_past_the_end_points_at_the_end() {
         let loc = Location {
-            file: PathBuf::from("t.hbs"),
+            file: Path::new("t.hbs").into(),
             line: 3,
             col: 1,
         };

@@ -297,7 +297,7 @@ fn template_error(display: &Path, text: &str, e: &handlebars::TemplateError) -> 
     match e.pos() {
         Some((line, col)) => Diagnostic::at(
             Location {
-                file: display.to_path_buf(),
+                file: display.into(),
                 line,
                 col,
             },
@@ -332,7 +332,7 @@ fn render_error(dir: &Path, display: &Path, text: &str, e: &RenderError) -> Diag
     match (e.line_no, e.column_no) {
         (Some(line), Some(col)) => Diagnostic::at(
             Location {
-                file: display,
+                file: display.into(),
                 line,
                 col,
             },

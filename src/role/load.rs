@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -99,7 +100,7 @@ pub struct Role {
     /// The role's name, e.g. `web`.
     pub name: String,
     /// The role file relative to the source tree, e.g. `roles/web.toml`.
-    pub file: PathBuf,
+    pub file: Arc<Path>,
     /// The file's text.
     pub text: String,
     /// The parsed contents.
@@ -232,7 +233,7 @@ impl Loader<'_> {
         };
         let role = Role {
             name: name.to_owned(),
-            file,
+            file: file.into(),
             lines: LineIndex::new(&text),
             text,
             spec,

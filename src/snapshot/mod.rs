@@ -208,7 +208,7 @@ impl Snapshot {
             let message = message.split(" at line ").next().unwrap_or(&message);
             Diagnostic::at(
                 Location {
-                    file: file.to_path_buf(),
+                    file: file.into(),
                     line: e.line().max(1),
                     col: e.column().max(1),
                 },
@@ -221,7 +221,7 @@ impl Snapshot {
         let at_start = |message: String| {
             Diagnostic::at(
                 Location {
-                    file: file.to_path_buf(),
+                    file: file.into(),
                     line: 1,
                     col: 1,
                 },
