@@ -101,14 +101,8 @@ fn keep_prior(
     recorder
         .begin()
         .map_err(|e| ResourceError::Backup(e.to_string()))?;
-    let prior = backup::capture(
-        sys,
-        &item.id,
-        item.path.as_deref(),
-        change,
-        &recorder.blobs(),
-    )
-    .map_err(|e| ResourceError::Backup(e.to_string()))?;
+    let prior = backup::capture(sys, &item.id, item.path(), change, &recorder.blobs())
+        .map_err(|e| ResourceError::Backup(e.to_string()))?;
     recorder
         .record(&prior)
         .map_err(|e| ResourceError::Backup(e.to_string()))?;

@@ -121,10 +121,7 @@ impl Notifier {
 
     /// Records what `item` asks for now that it changed (apply) or would change (check).
     pub(super) fn changed(&mut self, item: &Planned, sys: &System) {
-        let is_unit = item
-            .path
-            .as_deref()
-            .is_some_and(|p| sys.services().is_definition(p));
+        let is_unit = item.path().is_some_and(|p| sys.services().is_definition(p));
         self.units_changed |= is_unit;
         for edge in &item.notify {
             let i = match self.requests.iter().position(|r| r.service == edge.id) {

@@ -49,7 +49,6 @@ pub(super) struct Builder<'a> {
 /// What every declaration carries besides its own fields.
 struct Common<'s> {
     offset: usize,
-    path: Option<PathBuf>,
     after: &'s [Spanned<String>],
     implicit_after: Vec<ResourceId>,
     rendered: Option<Rendered>,
@@ -60,7 +59,6 @@ impl<'s> Common<'s> {
     fn new(offset: usize, after: &'s [Spanned<String>]) -> Common<'s> {
         Common {
             offset,
-            path: None,
             after,
             implicit_after: Vec::new(),
             rendered: None,
@@ -152,7 +150,6 @@ impl<'a> Builder<'a> {
             origin,
             at,
             rendered: common.rendered.map(Box::new),
-            path: common.path,
             after,
             implicit_after: common.implicit_after,
             notify: Vec::new(),

@@ -31,8 +31,6 @@ pub struct Planned {
     pub at: Location,
     /// Rendered content, kept only when the plan was built for `converge render`.
     pub rendered: Option<Box<Rendered>>,
-    /// The host path it manages, when it manages one (two resources may not share a path).
-    pub path: Option<PathBuf>,
     /// Resources named in `after = [...]`; each must exist in the plan.
     pub after: Vec<After>,
     /// Resources it goes after when the plan has them (its owner's user, its parent directory).
@@ -42,6 +40,14 @@ pub struct Planned {
     pub notify: Vec<After>,
     /// Indexes (into the plan) of resources that must converge first.
     pub requires: Vec<usize>,
+}
+
+impl Planned {
+    /// The host path it manages, when it manages one (two resources may not share a path):
+    /// the resource's own, not a second copy.
+    pub fn path(&self) -> Option<&Path> {
+        self.resource.host_path()
+    }
 }
 
 /// An explicit edge to another resource (`after` or `notify`) and where it was written.
@@ -171,7 +177,7 @@ fn dedupe_and_detect_conflicts(
     // Dropped in place afterwards: thousands of items are not copied into a second array.
     let mut keep = vec![true; items.len()];
     for i in 0..items.len() {
-        let key = match &items[i].path {
+        let key = match items[i].path() {
             Some(p) => format!("path {}", p.display()),
             None => items[i].id.to_string(),
         };
@@ -191,7 +197,7 @@ fn dedupe_and_detect_conflicts(
             }
             continue;
         }
-        let what = match &item.path {
+        let what = match item.path() {
             Some(p) => p.display().to_string(),
             None => item.id.to_string(),
         };
@@ -227,7 +233,7 @@ fn fill_managed_ancestors(items: &mut [Planned]) {
         .filter_map(|p| p.resource.makes_directory().map(Path::to_path_buf))
         .collect();
     for item in items.iter_mut() {
-        let Some(path) = &item.path else { continue };
+        let Some(path) = item.path() else { continue };
         let Some(nearest) = path.ancestors().skip(1).find(|a| dirs.contains(*a)) else {
             continue;
         };

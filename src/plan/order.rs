@@ -20,7 +20,7 @@ pub(super) fn order(mut items: Vec<Planned>, set: &RoleSet) -> Result<Vec<Planne
         .iter()
         .enumerate()
         .filter(|(_, p)| p.id.kind == Kind::Directory)
-        .filter_map(|(i, p)| p.path.as_deref().map(|path| (path, i)))
+        .filter_map(|(i, p)| p.path().map(|path| (path, i)))
         .collect();
     let packages: HashMap<&str, usize> = items
         .iter()
@@ -34,7 +34,7 @@ pub(super) fn order(mut items: Vec<Planned>, set: &RoleSet) -> Result<Vec<Planne
     // one-element Vec is a quarter of a BTreeSet's node.
     let mut requires: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, item) in items.iter().enumerate() {
-        if let Some(path) = &item.path {
+        if let Some(path) = item.path() {
             for ancestor in path.ancestors().skip(1) {
                 if let Some(&d) = dirs.get(ancestor) {
                     requires[i].push(d);

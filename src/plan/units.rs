@@ -17,7 +17,7 @@ pub(super) fn fill_unit_providers(items: &mut [Planned]) {
         };
         let unit = service.unit();
         let file = items.iter().find(|p| {
-            p.path.as_deref().is_some_and(|path| {
+            p.path().is_some_and(|path| {
                 UNIT_DIRS
                     .iter()
                     .any(|dir| path == Path::new(dir).join(&unit))

@@ -1,6 +1,6 @@
 //! `absent`: a path that must not exist.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use crate::system::fs::Entry;
@@ -17,6 +17,10 @@ pub struct AbsentResource {
 
 impl Resource for AbsentResource {
     type Live = Entry;
+
+    fn host_path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
 
     fn id(&self) -> ResourceId {
         ResourceId::new(Kind::Absent, self.path.to_string_lossy())

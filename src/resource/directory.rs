@@ -35,6 +35,10 @@ pub struct DirectoryLive {
 impl Resource for DirectoryResource {
     type Live = DirectoryLive;
 
+    fn host_path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
     fn id(&self) -> ResourceId {
         ResourceId::new(Kind::Directory, self.path.to_string_lossy())
     }

@@ -84,6 +84,10 @@ fn read_live(sys: &System, path: &Path, keep: bool) -> Result<LiveContent, Resou
 impl Resource for FileResource {
     type Live = FileLive;
 
+    fn host_path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
     fn id(&self) -> ResourceId {
         ResourceId::new(Kind::File, self.path.to_string_lossy())
     }

@@ -262,6 +262,10 @@ pub trait Resource: fmt::Debug + Send + Sync {
     fn makes_directory(&self) -> Option<&Path> {
         None
     }
+    /// The host path it manages, when it manages one (two resources may not share a path).
+    fn host_path(&self) -> Option<&Path> {
+        None
+    }
     /// Tells a path resource which directory of the run above it will exist (planning
     /// fills it in once every role is known).
     fn set_managed_ancestor(&mut self, _dir: PathBuf) {}
@@ -310,6 +314,8 @@ pub trait Managed: fmt::Debug + Send + Sync {
     fn claims(&self) -> Vec<PathBuf>;
     /// See [`Resource::makes_directory`].
     fn makes_directory(&self) -> Option<&Path>;
+    /// See [`Resource::host_path`].
+    fn host_path(&self) -> Option<&Path>;
     /// See [`Resource::set_managed_ancestor`].
     fn set_managed_ancestor(&mut self, dir: PathBuf);
     /// See [`Resource::ownership_mut`].
@@ -347,6 +353,10 @@ impl<R: Resource + PartialEq + 'static> Managed for R {
 
     fn makes_directory(&self) -> Option<&Path> {
         Resource::makes_directory(self)
+    }
+
+    fn host_path(&self) -> Option<&Path> {
+        Resource::host_path(self)
     }
 
     fn set_managed_ancestor(&mut self, dir: PathBuf) {

@@ -1,6 +1,6 @@
 //! `symlink`: a symbolic link with an exact target.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use crate::system::fs::Entry;
@@ -21,6 +21,10 @@ pub struct SymlinkResource {
 
 impl Resource for SymlinkResource {
     type Live = Entry;
+
+    fn host_path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
 
     fn id(&self) -> ResourceId {
         ResourceId::new(Kind::Symlink, self.path.to_string_lossy())

@@ -137,6 +137,10 @@ pub fn overrides(
 impl Resource for SysctlConfResource {
     type Live = SysctlConfLive;
 
+    fn host_path(&self) -> Option<&Path> {
+        Some(self.path())
+    }
+
     fn id(&self) -> ResourceId {
         Resource::id(&self.file)
     }

@@ -38,7 +38,7 @@ impl Builder<'_> {
             });
             let implicit_after = ownership.account_ids();
             let r = FileResource {
-                path: path.clone(),
+                path,
                 content,
                 ownership,
                 sensitive: s.sensitive,
@@ -46,7 +46,6 @@ impl Builder<'_> {
                 validate,
             };
             let common = Common {
-                path: Some(path),
                 implicit_after,
                 rendered,
                 ..Common::new(spec.span().start, &s.after)
@@ -68,14 +67,13 @@ impl Builder<'_> {
             };
             let implicit_after = ownership.account_ids();
             let r = DirectoryResource {
-                path: path.clone(),
+                path,
                 ownership,
                 purge: s.purge,
                 keep: BTreeSet::new(),
                 managed_ancestor: None,
             };
             let common = Common {
-                path: Some(path),
                 implicit_after,
                 ..Common::new(spec.span().start, &s.after)
             };
@@ -103,13 +101,12 @@ impl Builder<'_> {
                 continue;
             };
             let r = SymlinkResource {
-                path: path.clone(),
+                path,
                 target: PathBuf::from(target),
                 force: s.force,
                 managed_ancestor: None,
             };
             let common = Common {
-                path: Some(path),
                 ..Common::new(spec.span().start, &s.after)
             };
             self.push(role, common, Box::new(r));
@@ -125,11 +122,10 @@ impl Builder<'_> {
                 continue;
             };
             let r = AbsentResource {
-                path: path.clone(),
+                path,
                 force: s.force,
             };
             let common = Common {
-                path: Some(path),
                 ..Common::new(spec.span().start, &s.after)
             };
             self.push(role, common, Box::new(r));

@@ -132,7 +132,6 @@ impl Builder<'_> {
             validate,
         };
         let common = Common {
-            path: Some(path.to_path_buf()),
             rendered,
             ..Common::new(unit.span().start, &[])
         };

@@ -30,7 +30,6 @@ impl Builder<'_> {
         let r = SysctlConfResource::new(keys.entries);
         self.items.push(Planned {
             id: crate::resource::Resource::id(&r),
-            path: Some(r.path().to_path_buf()),
             resource: Box::new(r),
             role: keys.roles.join(", ").into(),
             origin: at.to_string().into(),
