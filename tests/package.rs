@@ -51,6 +51,18 @@ impl Scene {
             .unwrap()
     }
 
+    /// Runs converge on the chroot with ARGS, keeping its run history in STATE (what rollback reads).
+    fn with_history(&self, state: &Path, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .args(["--color", "never", "--root"])
+            .arg(self.ch.path())
+            .arg("--state-dir")
+            .arg(state)
+            .output()
+            .unwrap()
+    }
+
     /// Runs converge, asserts the exit code, returns stdout (echoed for `--nocapture`).
     fn expect(&self, mode: &str, code: i32) -> String {
         let out = self.converge(mode);
@@ -280,16 +292,7 @@ fn rollback_installs_the_version_that_was_there_before_and_holds_it_again() {
     s.expect("apply", 2);
     assert_eq!(s.installed().as_deref(), Some("1.0-1"));
     let state = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .args(["--color", "never", "--root"])
-            .arg(s.ch.path())
-            .arg("--state-dir")
-            .arg(state.path())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| s.with_history(state.path(), args);
     s.role("[[package]]\nname = \"cfgtest\"\nversion = \"2.0-1\"\n");
     let src = s.src.path().display().to_string();
     let out = run(&["apply", "--role", "pkg", "--source", &src]);
@@ -323,16 +326,7 @@ fn a_version_gone_from_the_archive_is_named_as_not_rolled_back() {
     s.role(PINNED);
     s.expect("apply", 2);
     let state = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .args(["--color", "never", "--root"])
-            .arg(s.ch.path())
-            .arg("--state-dir")
-            .arg(state.path())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| s.with_history(state.path(), args);
     s.role("[[package]]\nname = \"cfgtest\"\nversion = \"2.0-1\"\n");
     let src = s.src.path().display().to_string();
     let out = run(&["apply", "--role", "pkg", "--source", &src]);
