@@ -6,6 +6,7 @@
 # Usage: benches/agent-poll.sh [RUNS] [LONG]   (defaults 21, 1000). Needs nginx (scripts/test-deps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 runs=${1:-21}
 long=${2:-1000}
 cargo build --release --quiet
@@ -15,24 +16,10 @@ nginx_pid=
 cleanup() { [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-mkdir -p "$work/src" "$work/root/etc" "$work/ng/logs"
+mkdir -p "$work/src" "$work/root/etc"
 cp -r roles templates files "$work/src/"
 "$bin" publish "$work/src" "$work/out" >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$work/ng/nginx.conf" <<NGINX
-daemon off; master_process off; worker_processes 1; pid $work/ng/nginx.pid;
-error_log $work/ng/logs/error.log;
-events { worker_connections 64; }
-http {
-  access_log $work/ng/logs/access.log;
-  client_body_temp_path $work/ng/cb; proxy_temp_path $work/ng/px; fastcgi_temp_path $work/ng/fc;
-  uwsgi_temp_path $work/ng/uw; scgi_temp_path $work/ng/sc;
-  server { listen 127.0.0.1:$port; root $work/out; }
-}
-NGINX
-nginx -c "$work/ng/nginx.conf" -p "$work/ng" -e "$work/ng/logs/error.log" &
-nginx_pid=$!
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/manifest.json" >/dev/null && break; sleep 0.05; done
+serve_static "$work/out"
 
 args=(apply --source "http://127.0.0.1:$port/" --role base --root "$work/root" --state-dir "$work/state" --color never -q)
 "$bin" "${args[@]}" >/dev/null || [ $? -eq 2 ]
@@ -45,7 +32,6 @@ for _ in $(seq "$runs"); do
   times+=($(( (t1 - t0) / 1000 ))); rss+=("$(cat "$work/rss")")
 done
 statuses=$(awk '{print $9}' "$work/ng/logs/access.log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 mt=$(median "${times[@]}"); mr=$(median "${rss[@]}")
 echo "unchanged poll + no-op apply of the shipped base role, $runs runs:"
 echo "  wall: median $((mt / 1000)).$(( (mt % 1000) / 100 )) ms; peak RSS: median $((mr / 1024)).$(( (mr % 1024) * 10 / 1024 )) MiB"

@@ -5,6 +5,7 @@
 # Needs nginx and strace (scripts/test-deps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 files=${1:-1000}
 if [ -z "${BIN:-}" ]; then cargo build --release --quiet; fi
 bin=${BIN:-$PWD/target/release/converge}
@@ -13,30 +14,15 @@ nginx_pid=
 cleanup() { [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-mkdir -p "$work/src/roles" "$work/src/templates/app" "$work/root" "$work/ng/logs"
+mkdir -p "$work/src/roles" "$work/src/templates/app" "$work/root"
 echo '[vars]' > "$work/src/roles/app.toml"
 for i in $(seq -w 1 "$files"); do
   printf '# service %s\nlisten = 127.0.0.1:%d\nworkers = {{facts.cpus}}\n' "$i" $((20000 + 10#$i)) \
     > "$work/src/templates/app/svc$i.conf.hbs"
 done
 "$bin" publish "$work/src" "$work/out" >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$work/ng/nginx.conf" <<NGINX
-daemon off; master_process off; worker_processes 1; pid $work/ng/nginx.pid;
-error_log $work/ng/logs/error.log;
-events { worker_connections 64; }
-http {
-  log_format bytes '\$request_uri \$status \$body_bytes_sent \$sent_http_content_encoding';
-  access_log $work/ng/logs/access.log bytes;
-  gzip on; gzip_types *; gzip_min_length 0;
-  client_body_temp_path $work/ng/cb; proxy_temp_path $work/ng/px; fastcgi_temp_path $work/ng/fc;
-  uwsgi_temp_path $work/ng/uw; scgi_temp_path $work/ng/sc;
-  server { listen 127.0.0.1:$port; root $work/out; }
-}
-NGINX
-nginx -c "$work/ng/nginx.conf" -p "$work/ng" -e "$work/ng/logs/error.log" &
-nginx_pid=$!
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/manifest.json" >/dev/null && break; sleep 0.05; done
+serve_static "$work/out" bytes "log_format bytes '\$request_uri \$status \$body_bytes_sent \$sent_http_content_encoding';
+  gzip on; gzip_types *; gzip_min_length 0;"
 
 args=(apply --source "http://127.0.0.1:$port/" --role app --root "$work/root" --state-dir "$work/state" --color never -q)
 "$bin" "${args[@]}" >/dev/null || [ $? -eq 2 ]

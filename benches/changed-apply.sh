@@ -6,6 +6,7 @@
 # Usage: benches/changed-apply.sh [RUNS]   (default 9)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 runs=${1:-9}
 cargo build --release --quiet
 bin=$PWD/target/release/converge
@@ -43,7 +44,6 @@ for _ in $(seq "$runs"); do
   t0=$(now); run; t1=$(now); plain+=($(( (t1 - t0) / 1000 )))
   t0=$(now); run --state-dir "$work/state"; t1=$(now); kept+=($(( (t1 - t0) / 1000 )))
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 mp=$(median "${plain[@]}"); mk=$(median "${kept[@]}")
 echo "1000 changed files, runs: $runs, work dir on $(df -T "$work" | awk 'NR==2 {print $2}')"
 echo "apply without history: median $((mp / 1000)) ms"

@@ -7,6 +7,7 @@
 # BIN=path measures another converge binary (e.g. an older build) without building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 runs=${1:-5}
 n=${2:-4000}
 if [ -z "${BIN:-}" ]; then cargo build --release --quiet; fi
@@ -42,7 +43,6 @@ for _ in $(seq "$runs"); do
   done
 done
 
-median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 echo "first apply of $n files, $runs runs alternated, medians"
 awk -v n="$n" -v dirs=$(( (n + 9) / 10 )) \
   -v ow="$(median "${wall[one]}")" -v sw="$(median "${wall[spread]}")" \

@@ -6,6 +6,7 @@
 # BIN=path measures another converge binary (e.g. an older build) without building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 runs=${1:-11}
 shift || true
 sizes=("$@")
@@ -57,7 +58,6 @@ for _ in $(seq "$runs"); do
   done
 done
 
-median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 maxof() { printf '%s\n' $1 | sort -n | tail -1; }
 echo "runs: $runs, interleaved; medians in ms; peak RSS is the largest of all runs"
 printf '%7s %10s %10s %10s %9s %9s %14s %14s %14s\n' N apply check sha256sum apply/sum check/sum "RSS apply MiB" "RSS check MiB" "RSS first MiB"
