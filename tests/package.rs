@@ -233,16 +233,7 @@ unit = {{ content = "[Service]\nExecStart=/bin/sleep infinity\n" }}
         .unwrap();
     };
     let apply = |want: i32| {
-        let out = ct.exec(&[
-            &bin,
-            "apply",
-            "--color",
-            "never",
-            "--source",
-            "/mnt/share/src",
-            "--role",
-            "pkg",
-        ]);
+        let out = ct.converge(&bin, "apply", "pkg", &[]);
         assert_eq!(out.status.code(), Some(want), "{}", output_text(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
@@ -377,16 +368,7 @@ fn check_says_when_a_fresh_package_may_start_its_own_service() {
     )
     .unwrap();
     let run = |mode: &str, want: i32| {
-        let out = ct.exec(&[
-            &bin,
-            mode,
-            "--color",
-            "never",
-            "--source",
-            "/mnt/share/src",
-            "--role",
-            "pkg",
-        ]);
+        let out = ct.converge(&bin, mode, "pkg", &[]);
         assert_eq!(out.status.code(), Some(want), "{}", output_text(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };

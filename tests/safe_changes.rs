@@ -55,7 +55,11 @@ fn publish(ct: &Container, conf: &str) {
 }
 
 fn run(ct: &Container, args: &[&str]) -> (i32, String) {
-    let out: Output = ct.exec(args);
+    reported(ct.exec(args))
+}
+
+/// The exit code and stdout of a finished command, echoing both streams for `--nocapture`.
+fn reported(out: Output) -> (i32, String) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
@@ -189,19 +193,7 @@ services = ["hello"]
 "#,
     )
     .unwrap();
-    let (code, out) = run(
-        &ct,
-        &[
-            &bin,
-            "apply",
-            "--color",
-            "never",
-            "--source",
-            "/mnt/share/src",
-            "--role",
-            "web",
-        ],
-    );
+    let (code, out) = reported(ct.converge(&bin, "apply", "web", &[]));
     assert_eq!(code, 4, "{out}");
     for line in [
         "    restored service:hello\n",

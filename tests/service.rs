@@ -24,18 +24,7 @@ fn write_source(dir: &Path, files: &[(&str, &str)]) {
 
 /// `converge MODE --source /mnt/share/src --role svc EXTRA...` inside the container.
 fn converge_in(ct: &Container, bin: &str, mode: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        bin,
-        mode,
-        "--color",
-        "never",
-        "--source",
-        "/mnt/share/src",
-        "--role",
-        "svc",
-    ];
-    args.extend_from_slice(extra);
-    ct.exec(&args)
+    ct.converge(bin, mode, "svc", extra)
 }
 
 fn code(out: &Output) -> i32 {

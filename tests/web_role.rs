@@ -32,18 +32,7 @@ fn a_purged_site_reloads_nginx_and_is_no_longer_served() {
             .unwrap();
         assert_success("cp", &out);
     }
-    let apply = || {
-        ct.exec(&[
-            &bin,
-            "apply",
-            "--color",
-            "never",
-            "--source",
-            "/mnt/share/src",
-            "--role",
-            "web",
-        ])
-    };
+    let apply = || ct.converge(&bin, "apply", "web", &[]);
     let first = apply();
     assert_eq!(code(&first), 2, "{}", output_text(&first));
     let in_sync = apply();

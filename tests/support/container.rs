@@ -192,6 +192,23 @@ impl Container {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs `BIN MODE --color never --source /mnt/share/src --role ROLE EXTRA...` inside the
+    /// container: converge on the source tree the test wrote under `share_dir()/src`.
+    pub fn converge(&self, bin: &str, mode: &str, role: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            bin,
+            mode,
+            "--color",
+            "never",
+            "--source",
+            "/mnt/share/src",
+            "--role",
+            role,
+        ];
+        args.extend_from_slice(extra);
+        self.exec(&args)
+    }
+
     /// Runs a shell script inside the container.
     pub fn sh(&self, script: &str) -> Output {
         self.exec(&["sh", "-c", script])
