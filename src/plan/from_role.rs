@@ -44,6 +44,9 @@ pub(super) struct Builder<'a> {
     role_name: Arc<str>,
     /// Each template's name once, shared by every file rendered from it.
     template_names: HashMap<String, Arc<str>>,
+    /// A `[[file]]` table left as text did not parse on its own: the plan is void, and only
+    /// the roles read whole give the errors.
+    pub(super) unparsed: bool,
 }
 
 /// What every declaration carries besides its own fields.
@@ -85,6 +88,7 @@ impl<'a> Builder<'a> {
             health: Vec::new(),
             role_name: Arc::from(""),
             template_names: HashMap::new(),
+            unparsed: false,
         }
     }
 

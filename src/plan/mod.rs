@@ -89,7 +89,8 @@ pub struct PlanOptions {
 }
 
 /// Builds the plan for `set`, rendering templates with `facts`. Reports every error found.
-/// The roles' `[[file]]` specs are used up: each is dropped once its resource is planned.
+/// The roles' `[[file]]` specs are used up: each is dropped once its resource is planned
+/// (and parsed only then, when the set was loaded with [`crate::role::load_deferred`]).
 pub fn build(
     tree: &SourceTree,
     set: &mut RoleSet,
@@ -107,6 +108,19 @@ pub fn build(
     b.reserve(set.roles.iter().map(|r| r.spec.declarations()).sum());
     for role in &mut set.roles {
         b.role(role);
+        if b.unparsed {
+            break;
+        }
+    }
+    if b.unparsed {
+        drop(b);
+        // A [[file]] table that does not parse alone: the roles read whole give its error
+        // (and every other one) exactly as a whole read would have, or, should they read
+        // whole after all, the plan.
+        let mut whole = crate::role::load(tree, &set.names, &Map::new())?;
+        whole.vars = std::mem::take(&mut set.vars);
+        *set = whole;
+        return build(tree, set, facts, renderer, options);
     }
     let (items, health, mut errors) = b.finish();
     let mut items = dedupe_and_detect_conflicts(items, set, &mut errors);
