@@ -1,7 +1,7 @@
 //! Turning one role's declarations into resources: paths, modes, content and edges checked,
 //! templates rendered. Every error is collected with its location.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use toml::Spanned;
 mod packages;
 mod services;
 
-use super::{After, PlanOptions, Planned, Rendered};
+use super::{After, Edges, PlanOptions, Planned, Rendered};
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::render::SharedRenderer;
 use crate::resource::attrs::{parse_mode, Ownership};
@@ -42,8 +42,9 @@ pub(super) struct Builder<'a> {
     health: Vec<crate::health::HealthCheck>,
     /// The name of the role being planned, one copy for all its resources.
     role_name: Arc<str>,
-    /// Each template's name once, shared by every file rendered from it.
-    template_names: HashMap<String, Arc<str>>,
+    /// Each template name and per-file var key once, shared by every file that uses it:
+    /// thousands of files each naming `name` and `port` hold one copy of each.
+    shared_names: HashSet<Arc<str>>,
     /// A `[[file]]` table left as text did not parse on its own: the plan is void, and only
     /// the roles read whole give the errors.
     pub(super) unparsed: bool,
@@ -87,7 +88,7 @@ impl<'a> Builder<'a> {
             sysctl: sysctl::SysctlKeys::default(),
             health: Vec::new(),
             role_name: Arc::from(""),
-            template_names: HashMap::new(),
+            shared_names: HashSet::new(),
             unparsed: false,
         }
     }
@@ -147,18 +148,21 @@ impl<'a> Builder<'a> {
         }
         let at = role.location(common.offset);
         let origin = at.to_string().into();
-        self.items.push(Planned {
+        let mut item = Planned {
             id: resource.id(),
             resource,
             role: self.role_name.clone(),
             origin,
             at,
             rendered: common.rendered.map(Box::new),
+            edges: None,
+        };
+        item.set_edges(Edges {
             after,
             implicit_after: common.implicit_after,
             notify: Vec::new(),
-            requires: Vec::new(),
         });
+        self.items.push(item);
     }
 
     /// A declaration's `timeout`: a duration with a unit, more than zero. `Err` after a
@@ -270,6 +274,16 @@ impl<'a> Builder<'a> {
         None
     }
 
+    /// `name`'s one shared copy (see [`Builder::shared_names`]).
+    fn shared_name(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.shared_names.get(name) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.shared_names.insert(shared.clone());
+        shared
+    }
+
     /// The file's content from exactly one of content, template or source.
     fn content(&mut self, role: &Role, spec: &Spanned<Box<FileSpec>>) -> Option<Content> {
         let s = spec.get_ref();
@@ -357,17 +371,19 @@ impl<'a> Builder<'a> {
                 Arc::new(handlebars::Context::wraps(&self.context).expect("JSON"))
             })
             .clone();
-        let shared_name = self
-            .template_names
-            .entry(name.clone())
-            .or_insert_with(|| Arc::from(name.as_str()))
-            .clone();
+        let shared_name = self.shared_name(name);
         let job = TemplateJob {
             renderer: self.renderer.clone(),
             name: shared_name,
             context,
             // Only the file's own vars are kept; the facts and role vars are shared.
-            vars: (!s.vars.is_empty()).then(|| s.vars.to_json().into_iter().collect()),
+            vars: (!s.vars.is_empty()).then(|| {
+                s.vars
+                    .0
+                    .iter()
+                    .map(|(k, v)| (self.shared_name(k), vars::to_json(v)))
+                    .collect()
+            }),
         };
         match job.render() {
             Ok(text) => {
@@ -401,8 +417,11 @@ struct TemplateJob {
     /// `{facts, vars}` of the run, shared by every file.
     context: Arc<handlebars::Context>,
     /// This file's own vars, merged over the run's vars at each render.
-    vars: Option<Box<[(String, Value)]>>,
+    vars: Option<Box<[OwnVar]>>,
 }
+
+/// One of a file's own template vars; the key is shared by every file naming it.
+type OwnVar = (Arc<str>, Value);
 
 impl TemplateJob {
     fn render(&self) -> Result<String, Diagnostic> {
@@ -418,7 +437,8 @@ impl TemplateJob {
             .as_object()
             .cloned()
             .unwrap_or_default();
-        vars::merge(&mut merged, &own.iter().cloned().collect());
+        let own = own.iter().map(|(k, v)| (k.to_string(), v.clone()));
+        vars::merge(&mut merged, &own.collect());
         renderer.render_with_vars(&self.name, &self.context, Value::Object(merged))
     }
 }

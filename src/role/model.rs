@@ -165,14 +165,6 @@ impl OwnVars {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    /// The vars as the JSON templates see.
-    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.0
-            .iter()
-            .map(|(k, v)| (k.clone(), super::vars::to_json(v)))
-            .collect()
-    }
 }
 
 impl<'de> Deserialize<'de> for OwnVars {

@@ -71,9 +71,12 @@ impl Builder<'_> {
         self.notify_last(role, &s.notify);
     }
 
-    /// `[[directory]]`: path and ownership; what a purge keeps is filled in later.
-    pub(super) fn directories(&mut self, role: &Role) {
-        for spec in &role.spec.directory {
+    /// `[[directory]]`: path and ownership; what a purge keeps is filled in later. Specs
+    /// are dropped once planned, as files' are (a role may make a directory per few files).
+    pub(super) fn directories(&mut self, role: &mut Role) {
+        let specs = std::mem::take(&mut role.spec.directory);
+        let role = &*role;
+        for spec in &specs {
             let s = spec.get_ref();
             let Some(path) = self.path(role, &s.path) else {
                 continue;
