@@ -2,12 +2,16 @@
 
 mod from_role;
 mod order;
+mod template_job;
 mod units;
+
+pub use template_job::Templates;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::diagnostics::{Diagnostic, Diagnostics, Location};
@@ -17,9 +21,10 @@ use crate::resource::{Kind, Managed, ResourceId};
 use crate::role::{RoleSet, SourceTree};
 
 /// One desired resource and where it came from.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Planned {
     /// The resource itself.
+    #[serde(with = "crate::resource::stored::boxed")]
     pub resource: Box<dyn Managed>,
     /// Its identity.
     pub id: ResourceId,
@@ -51,7 +56,7 @@ impl Planned {
 }
 
 /// An explicit edge to another resource (`after` or `notify`) and where it was written.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct After {
     /// The resource to converge first.
     pub id: ResourceId,
@@ -62,7 +67,7 @@ pub struct After {
 }
 
 /// A file's content as rendered, for `converge render`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rendered {
     /// Where the content came from: a template, a bundle file, or inline.
     pub from: String,
@@ -79,6 +84,8 @@ pub struct Plan {
     pub items: Vec<Planned>,
     /// Health checks, run at the end in declaration order.
     pub health: Vec<HealthCheck>,
+    /// What its templated files render with when their bytes are needed again.
+    pub templates: Option<Arc<Templates>>,
 }
 
 /// Options for building a plan.
@@ -108,7 +115,7 @@ pub fn build(
     for role in &mut set.roles {
         b.role(role);
     }
-    let (items, health, mut errors) = b.finish();
+    let (items, health, templates, mut errors) = b.finish();
     let mut items = dedupe_and_detect_conflicts(items, set, &mut errors);
     let health = health_checks(health, &items, &mut errors);
     if !errors.is_empty() {
@@ -119,7 +126,11 @@ pub fn build(
     fill_planned_accounts(&mut items);
     units::fill_unit_providers(&mut items);
     let items = order::order(items, set)?;
-    Ok(Plan { items, health })
+    Ok(Plan {
+        items,
+        health,
+        templates,
+    })
 }
 
 /// One check per name (identical declarations from two roles collapse), each watching only
