@@ -216,6 +216,10 @@ pub struct RunArgs {
     /// apply: apply the bundle even if it was rolled back on this host before.
     #[arg(long)]
     pub force: bool,
+    /// Plan from the source even when an earlier run with the same inputs left its plan in
+    /// the state dir's plan cache (which this run then neither reads nor writes).
+    #[arg(long)]
+    pub no_plan_cache: bool,
 }
 
 /// Where the run history lives.

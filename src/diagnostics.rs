@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// A position in a source file, 1-based.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Location {
     /// The file, as the user would type it (relative to the source tree when possible);
     /// shared by every location in it, as a role's thousands of resources each hold one.

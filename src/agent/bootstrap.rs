@@ -220,6 +220,7 @@ pub fn run(
         record: true,
         history: true,
         force: false,
+        plan_cache: config.plan_cache,
     };
     let finished = pipeline::run(&request)?;
     if let Some(source) = &finished.record.source {

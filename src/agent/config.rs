@@ -50,6 +50,10 @@ pub struct AgentConfig {
     /// How many apply runs that changed something the history keeps (with their backups).
     #[serde(default = "default_keep_runs")]
     pub keep_runs: std::num::NonZeroUsize,
+    /// Reuse the plan of an earlier run whose inputs were the same
+    /// (`<state_dir>/plan-cache`); `false`: plan from the source every run.
+    #[serde(default = "default_plan_cache")]
+    pub plan_cache: bool,
     /// Fetch limits.
     #[serde(default)]
     pub fetch: FetchConfig,
@@ -100,6 +104,10 @@ fn default_splay() -> Duration {
 fn default_lock_wait() -> Duration {
     Duration::from_secs(10)
 }
+fn default_plan_cache() -> bool {
+    true
+}
+
 fn default_keep_runs() -> std::num::NonZeroUsize {
     std::num::NonZeroUsize::new(crate::history::DEFAULT_KEEP_RUNS).expect("not zero")
 }

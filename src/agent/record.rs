@@ -50,6 +50,10 @@ pub struct RunRecord {
     pub source: Option<SourceStatus>,
     /// The roles applied.
     pub roles: Vec<String>,
+    /// Whether the plan was `cached` (read back from an earlier run with the same inputs)
+    /// or `built` from the source; absent when the plan cache was not used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<&'static str>,
     /// The exit code of the run.
     pub exit_code: i32,
     /// Why the run could not run at all.
@@ -88,6 +92,7 @@ impl RunRecord {
             finished: String::new(),
             source: None,
             roles: Vec::new(),
+            plan: None,
             exit_code: 1,
             error: None,
             error_kind: None,

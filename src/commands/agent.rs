@@ -62,6 +62,7 @@ fn once(config: &AgentConfig) -> i32 {
         record: true,
         history: true,
         force: false,
+        plan_cache: config.plan_cache,
     };
     match pipeline::run(&request) {
         Ok(finished) => {

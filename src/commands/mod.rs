@@ -129,10 +129,11 @@ pub fn request(run: &RunArgs, mode: Mode) -> anyhow::Result<Request> {
         roles: args.roles.clone(),
         vars: overrides(&args.vars)?,
         facts: facts(args.facts.as_deref(), &run.root)?,
-        settings,
         record,
         history,
         force: run.force,
+        plan_cache: settings.plan_cache && !run.no_plan_cache,
+        settings,
     })
 }
 

@@ -8,6 +8,7 @@
 //! roles (`role::classify`), load, render and plan them, converge the plan (with the notify
 //! journal on the live host), and record the run when it comes from the agent's settings.
 
+pub mod plan_cache;
 mod rollback;
 pub mod source;
 
@@ -30,6 +31,7 @@ use crate::render::Renderer;
 use crate::report::{Mode, Report};
 use crate::role::{self, classify, vars, SourceTree};
 use crate::system::{System, SystemError};
+use plan_cache::PlanFrom;
 pub use source::Source;
 
 /// Restart and reload requests not carried out yet, in the state dir.
@@ -63,6 +65,8 @@ pub struct Request {
     pub history: bool,
     /// Apply even a bundle that was rolled back on this host (`converge apply --force`).
     pub force: bool,
+    /// Use and keep cached plans (`<state_dir>/plan-cache`); off: plan from the source.
+    pub plan_cache: bool,
 }
 
 /// Why a run could not run at all (exit 1).
@@ -184,7 +188,7 @@ fn converge(
             return Ok(report);
         }
     }
-    let (plan, roles) = match plan_tree(req, &tree) {
+    let (plan, roles) = match plan_tree_cached(req, &tree, &bundle_id, record) {
         Ok(planned) => planned,
         // A verified bundle that cannot be planned here (a broken template, a role missing
         // from nodes.toml) must not stop the host: converge the last known good and say so.
@@ -251,13 +255,62 @@ fn is_current(status: &Option<record::SourceStatus>) -> bool {
     })
 }
 
+/// Like [`plan_tree`], from the plan cache when the same inputs were planned before; the
+/// record says which.
+fn plan_tree_cached(
+    req: &Request,
+    tree: &SourceTree,
+    bundle_id: &str,
+    record: &mut RunRecord,
+) -> Result<(Plan, Vec<String>), RunError> {
+    let cache = req
+        .plan_cache
+        .then(|| plan_cache::PlanCache::open(&req.settings.state_dir))
+        .flatten();
+    let Some(cache) = cache else {
+        return plan_tree(req, tree);
+    };
+    let overrides = overrides(req);
+    let key = plan_cache::PlanCache::key(&plan_cache::Inputs {
+        tree,
+        bundle_id,
+        roles: &req.roles,
+        settings_roles: &req.settings.roles,
+        overrides: &overrides,
+        facts: &req.facts,
+        options: PlanOptions::default(),
+    });
+    let Some(key) = key else {
+        return plan_tree(req, tree);
+    };
+    if let Some(planned) = cache.load(&key, tree) {
+        record.plan = Some(PlanFrom::Cached.name());
+        return Ok(planned);
+    }
+    let (plan, roles) = plan_tree(req, tree)?;
+    cache.store(&key, &plan, &roles);
+    record.plan = Some(PlanFrom::Built.name());
+    Ok((plan, roles))
+}
+
+/// The settings' vars with the request's on top.
+fn overrides(req: &Request) -> Map<String, Value> {
+    let mut overrides = vars::table_to_json(&req.settings.vars);
+    vars::merge(&mut overrides, &req.vars);
+    overrides
+}
+
 /// The request's roles in `tree`, planned, and the roles.
 fn plan_tree(req: &Request, tree: &SourceTree) -> Result<(Plan, Vec<String>), RunError> {
     let settings = &req.settings;
     let roles = classify::roles(tree, &req.roles, &settings.roles, &req.facts)?;
-    let mut overrides = vars::table_to_json(&settings.vars);
-    vars::merge(&mut overrides, &req.vars);
-    let plan = plan(tree, &roles, &overrides, &req.facts, PlanOptions::default())?;
+    let plan = plan(
+        tree,
+        &roles,
+        &overrides(req),
+        &req.facts,
+        PlanOptions::default(),
+    )?;
     Ok((plan, roles))
 }
 

@@ -11,11 +11,12 @@ use toml::Spanned;
 mod packages;
 mod services;
 
+use super::template_job::{TemplateJob, Templates};
 use super::{After, Edges, PlanOptions, Planned, Rendered};
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::render::SharedRenderer;
 use crate::resource::attrs::{parse_mode, Ownership};
-use crate::resource::content::{Desired, Produce};
+use crate::resource::content::Desired;
 use crate::resource::validate;
 use crate::resource::{Kind, Managed, ResourceId};
 use crate::role::model::{FileSpec, OwnVars};
@@ -32,8 +33,9 @@ pub(super) struct Builder<'a> {
     renderer: SharedRenderer,
     options: PlanOptions,
     context: Value,
-    /// `context` converted for Handlebars once, shared by every template's second render.
-    shared_context: Option<Arc<handlebars::Context>>,
+    /// The renderer and `context` converted for Handlebars once, shared by every
+    /// template's second render.
+    templates: Option<Arc<Templates>>,
     items: Vec<Planned>,
     errors: Diagnostics,
     /// Every `[sysctl]` key of the run, for the one drop-in that persists them.
@@ -49,6 +51,14 @@ pub(super) struct Builder<'a> {
     /// the roles read whole give the errors.
     pub(super) unparsed: bool,
 }
+
+/// The planned items, health checks and templates, and every error found.
+pub(super) type Finished = (
+    Vec<Planned>,
+    Vec<crate::health::HealthCheck>,
+    Option<Arc<Templates>>,
+    Diagnostics,
+);
 
 /// What every declaration carries besides its own fields.
 struct Common<'s> {
@@ -82,7 +92,7 @@ impl<'a> Builder<'a> {
             renderer,
             options,
             context,
-            shared_context: None,
+            templates: None,
             items: Vec::new(),
             errors: Diagnostics::default(),
             sysctl: sysctl::SysctlKeys::default(),
@@ -93,9 +103,9 @@ impl<'a> Builder<'a> {
         }
     }
 
-    pub(super) fn finish(mut self) -> (Vec<Planned>, Vec<crate::health::HealthCheck>, Diagnostics) {
+    pub(super) fn finish(mut self) -> Finished {
         self.sysctl_drop_in();
-        (self.items, self.health, self.errors)
+        (self.items, self.health, self.templates, self.errors)
     }
 
     /// Makes room for `n` more resources.
@@ -365,26 +375,26 @@ impl<'a> Builder<'a> {
             ));
             return None;
         }
-        let context = self
-            .shared_context
+        let templates = self
+            .templates
             .get_or_insert_with(|| {
-                Arc::new(handlebars::Context::wraps(&self.context).expect("JSON"))
+                Arc::new(Templates::ready(
+                    self.tree.templates_dir(),
+                    self.renderer.clone(),
+                    &self.context,
+                ))
             })
             .clone();
         let shared_name = self.shared_name(name);
-        let job = TemplateJob {
-            renderer: self.renderer.clone(),
-            name: shared_name,
-            context,
-            // Only the file's own vars are kept; the facts and role vars are shared.
-            vars: (!s.vars.is_empty()).then(|| {
-                s.vars
-                    .0
-                    .iter()
-                    .map(|(k, v)| (self.shared_name(k), vars::to_json(v)))
-                    .collect()
-            }),
-        };
+        // Only the file's own vars are kept (the facts and role vars are shared), each key
+        // one copy for every file that names it.
+        let own: Box<[_]> = s
+            .vars
+            .0
+            .iter()
+            .map(|(k, v)| (self.shared_name(k), vars::to_json(v)))
+            .collect();
+        let job = TemplateJob::new(templates, shared_name, own);
         match job.render() {
             Ok(text) => {
                 let desired = Desired::produced(text.as_bytes(), Arc::new(job));
@@ -408,54 +418,6 @@ impl<'a> Builder<'a> {
 
 /// Where content came from, the desired content, and the bytes when the plan keeps them.
 type Content = (String, Desired, Option<Vec<u8>>);
-
-/// One template with one file's context: rendered while planning, and again when the bytes
-/// are needed (a diff, validate, the write), so no plan holds rendered content.
-struct TemplateJob {
-    renderer: SharedRenderer,
-    name: Arc<str>,
-    /// `{facts, vars}` of the run, shared by every file.
-    context: Arc<handlebars::Context>,
-    /// This file's own vars, merged over the run's vars at each render.
-    vars: Option<Box<[OwnVar]>>,
-}
-
-/// One of a file's own template vars; the key is shared by every file naming it.
-type OwnVar = (Arc<str>, Value);
-
-impl TemplateJob {
-    fn render(&self) -> Result<String, Diagnostic> {
-        let mut renderer = self
-            .renderer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(own) = &self.vars else {
-            return renderer.render_context(&self.name, &self.context);
-        };
-        // Only the vars are copied and merged; the renderer keeps the facts.
-        let mut merged = self.context.data()["vars"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        let own = own.iter().map(|(k, v)| (k.to_string(), v.clone()));
-        vars::merge(&mut merged, &own.collect());
-        renderer.render_with_vars(&self.name, &self.context, Value::Object(merged))
-    }
-}
-
-impl std::fmt::Debug for TemplateJob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "template {}", self.name)
-    }
-}
-
-impl Produce for TemplateJob {
-    fn produce(&self) -> Result<Vec<u8>, String> {
-        self.render()
-            .map(String::into_bytes)
-            .map_err(|d| d.to_string())
-    }
-}
 
 /// Where content comes from: the content/template/source keys of a file or a unit.
 struct ContentFrom<'s> {

@@ -2,14 +2,17 @@
 
 mod from_role;
 mod order;
+mod template_job;
 mod units;
 
 pub use order::Requirements;
+pub use template_job::Templates;
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::diagnostics::{Diagnostic, Diagnostics, Location};
@@ -19,9 +22,10 @@ use crate::resource::{Kind, Managed, ResourceId};
 use crate::role::{RoleSet, SourceTree};
 
 /// One desired resource and where it came from.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Planned {
     /// The resource itself.
+    #[serde(with = "crate::resource::stored::boxed")]
     pub resource: Box<dyn Managed>,
     /// Its identity.
     pub id: ResourceId,
@@ -39,7 +43,7 @@ pub struct Planned {
 }
 
 /// A plan item's edges to other resources.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Edges {
     /// Resources named in `after = [...]`; each must exist in the plan.
     pub after: Vec<After>,
@@ -85,7 +89,7 @@ impl Planned {
 }
 
 /// An explicit edge to another resource (`after` or `notify`) and where it was written.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct After {
     /// The resource to converge first.
     pub id: ResourceId,
@@ -96,7 +100,7 @@ pub struct After {
 }
 
 /// A file's content as rendered, for `converge render`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rendered {
     /// Where the content came from: a template, a bundle file, or inline.
     pub from: String,
@@ -115,6 +119,8 @@ pub struct Plan {
     pub health: Vec<HealthCheck>,
     /// Which items each item requires (converged first, and not failed or skipped).
     pub requires: Requirements,
+    /// What its templated files render with when their bytes are needed again.
+    pub templates: Option<Arc<Templates>>,
 }
 
 /// Options for building a plan.
@@ -158,7 +164,7 @@ pub fn build(
         *set = whole;
         return build(tree, set, facts, renderer, options);
     }
-    let (items, health, mut errors) = b.finish();
+    let (items, health, templates, mut errors) = b.finish();
     let mut items = dedupe_and_detect_conflicts(items, set, &mut errors);
     let health = health_checks(health, &items, &mut errors);
     if !errors.is_empty() {
@@ -173,6 +179,7 @@ pub fn build(
         items,
         health,
         requires,
+        templates,
     })
 }
 

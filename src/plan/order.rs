@@ -11,7 +11,7 @@ use crate::role::RoleSet;
 
 /// Which resources each item of a plan must wait for, by plan position: one flat list for
 /// the whole plan (most items wait for one other, their directory), not a list per item.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Requirements {
     /// Item `i`'s requirements are `targets[starts[i]..starts[i + 1]]`.
     starts: Vec<u32>,

@@ -7,7 +7,7 @@ use crate::system::fs::Entry;
 use crate::system::{Host, System};
 
 /// A path that must not exist.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AbsentResource {
     /// Absolute path on the host.
     pub path: PathBuf,
@@ -57,5 +57,9 @@ impl Resource for AbsentResource {
     fn apply(&self, host: &Host, _live: &Entry, _change: &Change) -> Result<(), ResourceError> {
         host.remove(&self.path, self.force)?;
         Ok(())
+    }
+
+    fn stored(&self) -> super::stored::Stored {
+        super::stored::Stored::Absent(self.clone())
     }
 }

@@ -7,7 +7,7 @@ use crate::system::fs::{Attrs, Meta};
 use crate::system::Accounts;
 
 /// Desired ownership and permissions as written in a role (`None`: leave as is).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ownership {
     /// User name or uid.
     pub owner: Option<String>,

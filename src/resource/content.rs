@@ -3,11 +3,13 @@
 //! validate command, the write). A run over thousands of files, or one huge file, holds no
 //! file's content for longer than that file's own step.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::Digest;
@@ -16,7 +18,7 @@ use super::Digest;
 pub const CHUNK: usize = 64 << 10;
 
 /// sha256 and size of some content: what a run compares and remembers instead of the bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Fingerprint {
     /// The sha256 of the bytes.
     pub sha256: [u8; 32],
@@ -88,6 +90,101 @@ impl Hashing {
 pub trait Produce: fmt::Debug + Send + Sync {
     /// The bytes, or why they cannot be made.
     fn produce(&self) -> Result<Vec<u8>, String>;
+    /// What a stored plan keeps to make this producer again (`None`: it cannot be stored,
+    /// so neither can a plan holding it).
+    fn recipe(&self) -> Option<Recipe>;
+}
+
+/// A producer as a stored plan keeps it: the template and the file's own vars. What they
+/// render with (the run's facts and vars, the templates) is kept once per plan; a
+/// [`Revive`] installed around the load joins the two again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// The template, relative to `templates/`.
+    pub template: String,
+    /// The file's own vars as JSON text: values are not self-describing in a compact
+    /// binary format, and only a file that changed is ever rendered again.
+    pub vars: Option<String>,
+}
+
+/// Makes producers from recipes while a stored plan is read.
+pub type Revive = Box<dyn Fn(Recipe) -> Arc<dyn Produce>>;
+
+thread_local! {
+    // serde's derives pass no state down to a nested field; the alternative, seeded
+    // deserializers, would mean writing out every resource type's deserializer by hand.
+    static REVIVE: RefCell<Option<Revive>> = RefCell::new(None);
+}
+
+/// Runs `read` (a deserialization of stored resources) with `revive` making each templated
+/// file's producer; without one, a stored producer fails to load.
+pub fn with_revive<T>(revive: Revive, read: impl FnOnce() -> T) -> T {
+    struct Reset(Option<Revive>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            REVIVE.with(|r| *r.borrow_mut() = previous);
+        }
+    }
+    let _reset = Reset(REVIVE.with(|r| r.borrow_mut().replace(revive)));
+    read()
+}
+
+/// A [`Desired`] as stored: the fingerprint and where the bytes come from.
+#[derive(Serialize, Deserialize)]
+struct StoredDesired {
+    fingerprint: Fingerprint,
+    source: StoredSource,
+}
+
+#[derive(Serialize, Deserialize)]
+enum StoredSource {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+    Produced(Recipe),
+}
+
+impl Serialize for Desired {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let source = match &self.source {
+            Source::Bytes(b) => StoredSource::Bytes(b.to_vec()),
+            Source::File(p) => StoredSource::File(p.clone()),
+            Source::Produced(p) => match p.recipe() {
+                Some(r) => StoredSource::Produced(r),
+                None => return Err(serde::ser::Error::custom(format!("{p:?} cannot be stored"))),
+            },
+        };
+        StoredDesired {
+            fingerprint: self.fingerprint,
+            source,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Desired {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Desired, D::Error> {
+        let stored = StoredDesired::deserialize(d)?;
+        let source = match stored.source {
+            StoredSource::Bytes(b) => Source::Bytes(b.into()),
+            StoredSource::File(p) => Source::File(p),
+            StoredSource::Produced(recipe) => {
+                let produced = REVIVE.with(|r| r.borrow().as_ref().map(|revive| revive(recipe)));
+                match produced {
+                    Some(p) => Source::Produced(p),
+                    None => {
+                        return Err(serde::de::Error::custom(
+                            "a stored producer read without a revive",
+                        ))
+                    }
+                }
+            }
+        };
+        Ok(Desired {
+            fingerprint: stored.fingerprint,
+            source,
+        })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -286,6 +383,13 @@ mod tests {
     impl Produce for Twice {
         fn produce(&self) -> Result<Vec<u8>, String> {
             Ok(self.0.clone())
+        }
+
+        fn recipe(&self) -> Option<Recipe> {
+            Some(Recipe {
+                template: String::from_utf8_lossy(&self.0).into_owned(),
+                vars: None,
+            })
         }
     }
 

@@ -10,7 +10,7 @@ use crate::system::fs::Entry;
 use crate::system::{Host, System};
 
 /// A managed directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DirectoryResource {
     /// Absolute path on the host.
     pub path: PathBuf,
@@ -144,5 +144,9 @@ impl Resource for DirectoryResource {
             host.set_attrs(&self.path, attrs)?;
         }
         Ok(())
+    }
+
+    fn stored(&self) -> super::stored::Stored {
+        super::stored::Stored::Directory(self.clone())
     }
 }

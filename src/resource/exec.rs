@@ -21,7 +21,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 const HIDDEN: &str = "(sensitive, not shown)";
 
 /// A guarded command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExecResource {
     /// Its identity: the role's `name`, or the command itself.
     pub name: String,
@@ -190,6 +190,10 @@ impl Resource for ExecResource {
             status: describe_status(done.status),
             output,
         })
+    }
+
+    fn stored(&self) -> super::stored::Stored {
+        super::stored::Stored::Exec(self.clone())
     }
 }
 

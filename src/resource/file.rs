@@ -19,7 +19,7 @@ const DEFAULT_MODE: u32 = 0o644;
 const SENSITIVE_DEFAULT_MODE: u32 = 0o600;
 
 /// A managed regular file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileResource {
     /// Absolute path on the host.
     pub path: PathBuf,
@@ -206,6 +206,10 @@ impl Resource for FileResource {
             host.set_attrs(&self.path, live.want.differing(Some(meta)))?;
         }
         Ok(())
+    }
+
+    fn stored(&self) -> super::stored::Stored {
+        super::stored::Stored::File(self.clone())
     }
 }
 

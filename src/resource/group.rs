@@ -7,7 +7,7 @@ use crate::system::users::{AccountTool, GroupEntry};
 use crate::system::{Host, System};
 
 /// A managed group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupResource {
     /// Group name.
     pub name: String,
@@ -90,6 +90,10 @@ impl Resource for GroupResource {
         args.push(self.name.clone());
         host.account_tool(tool, &args)?;
         Ok(())
+    }
+
+    fn stored(&self) -> super::stored::Stored {
+        super::stored::Stored::Group(self.clone())
     }
 }
 

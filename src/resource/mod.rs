@@ -16,6 +16,7 @@ pub mod kind;
 pub mod package;
 pub mod parents;
 pub mod service;
+pub mod stored;
 pub mod symlink;
 pub mod sysctl;
 pub mod sysctl_conf;
@@ -32,6 +33,7 @@ pub use kind::Kind;
 use crate::system::{Host, System, SystemError};
 use attrs::Ownership;
 use service::ServiceResource;
+use stored::Stored;
 
 /// Stable identity such as `file:/etc/nginx/nginx.conf`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,6 +70,14 @@ impl fmt::Display for ResourceId {
 impl serde::Serialize for ResourceId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ResourceId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ResourceId, D::Error> {
+        let text = String::deserialize(d)?;
+        ResourceId::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("not a resource id: {text:?}")))
     }
 }
 
@@ -289,6 +299,9 @@ pub trait Resource: fmt::Debug + Send + Sync {
     fn service_mut(&mut self) -> Option<&mut ServiceResource> {
         None
     }
+    /// A copy as a stored plan keeps it. No default: a type that cannot be stored would
+    /// make every plan holding it uncacheable.
+    fn stored(&self) -> Stored;
 }
 
 /// The type-erased face of a resource that the engine drives.
@@ -328,6 +341,8 @@ pub trait Managed: fmt::Debug + Send + Sync {
     fn service(&self) -> Option<&ServiceResource>;
     /// See [`Resource::service_mut`].
     fn service_mut(&mut self) -> Option<&mut ServiceResource>;
+    /// See [`Resource::stored`].
+    fn stored(&self) -> Stored;
 }
 
 impl<R: Resource + PartialEq + 'static> Managed for R {
@@ -381,6 +396,10 @@ impl<R: Resource + PartialEq + 'static> Managed for R {
 
     fn service_mut(&mut self) -> Option<&mut ServiceResource> {
         Resource::service_mut(self)
+    }
+
+    fn stored(&self) -> Stored {
+        Resource::stored(self)
     }
 
     fn converge(

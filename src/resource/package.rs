@@ -8,7 +8,7 @@ use crate::system::packages::PackageStatus;
 use crate::system::{Host, System};
 
 /// What a package declaration wants.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Ensure {
     /// Installed; at exactly this version (and held there) when one is given.
     Installed(Option<String>),
@@ -19,7 +19,7 @@ pub enum Ensure {
 }
 
 /// A managed package.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PackageResource {
     /// Package name.
     pub name: String,
@@ -178,6 +178,10 @@ impl Resource for PackageResource {
             packages.hold(host, &self.name, true)?;
         }
         Ok(())
+    }
+
+    fn stored(&self) -> super::stored::Stored {
+        super::stored::Stored::Package(self.clone())
     }
 }
 

@@ -8,7 +8,7 @@ use crate::system::services::{UnitStatus, UnitVerb};
 use crate::system::{Host, System};
 
 /// Whether a service should run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RunState {
     /// Started.
     Running,
@@ -26,7 +26,7 @@ impl RunState {
 }
 
 /// A managed systemd service; `None` settings are left as they are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceResource {
     /// Unit name without the `.service` suffix.
     pub name: String,
@@ -268,6 +268,10 @@ impl Resource for ServiceResource {
             )],
             _ => self.installed_by_package(sys).into_iter().collect(),
         }
+    }
+
+    fn stored(&self) -> super::stored::Stored {
+        super::stored::Stored::Service(self.clone())
     }
 }
 

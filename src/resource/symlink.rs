@@ -7,7 +7,7 @@ use crate::system::fs::Entry;
 use crate::system::{Host, System};
 
 /// A managed symbolic link.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SymlinkResource {
     /// Absolute path of the link.
     pub path: PathBuf,
@@ -87,5 +87,9 @@ impl Resource for SymlinkResource {
         }
         host.symlink(&self.path, &self.target)?;
         Ok(())
+    }
+
+    fn stored(&self) -> super::stored::Stored {
+        super::stored::Stored::Symlink(self.clone())
     }
 }

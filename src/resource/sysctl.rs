@@ -12,7 +12,7 @@ use crate::system::{Host, System, SystemError};
 const TRIGGER_KEYS: &[&str] = &["vm.drop_caches", "vm.compact_memory"];
 
 /// One kernel parameter's live value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SysctlResource {
     /// The key as written in the role, e.g. `net.core.somaxconn`.
     pub key: String,
@@ -135,6 +135,10 @@ impl Resource for SysctlResource {
             });
         }
         Ok(())
+    }
+
+    fn stored(&self) -> super::stored::Stored {
+        super::stored::Stored::Sysctl(self.clone())
     }
 }
 

@@ -18,7 +18,7 @@ use crate::system::{Host, System};
 pub const DROP_IN: &str = "/etc/sysctl.d/60-converge.conf";
 
 /// The drop-in holding every managed key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SysctlConfResource {
     /// Key → value, sorted by key.
     pub entries: BTreeMap<String, String>,
@@ -205,6 +205,10 @@ impl Resource for SysctlConfResource {
         change: &Change,
     ) -> Result<(), ResourceError> {
         self.file.apply(host, &live.file, change)
+    }
+
+    fn stored(&self) -> super::stored::Stored {
+        super::stored::Stored::SysctlConf(self.clone())
     }
 }
 

@@ -8,7 +8,7 @@ use crate::system::users::{AccountTool, GroupEntry, PasswdEntry};
 use crate::system::{Host, System};
 
 /// A managed user. `None` fields are left as they are (or to useradd's defaults on creation).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserResource {
     /// Login name.
     pub name: String,
@@ -303,6 +303,10 @@ impl Resource for UserResource {
         };
         host.account_tool(tool, &args)?;
         Ok(())
+    }
+
+    fn stored(&self) -> super::stored::Stored {
+        super::stored::Stored::User(self.clone())
     }
 }
 

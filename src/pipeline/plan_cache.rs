@@ -1,0 +1,704 @@
+//! The compiled desired state of earlier runs, so a run whose inputs did not change skips
+//! loading, rendering and ordering and goes straight to observing (Puppet's cached
+//! catalog, keyed on everything planning reads instead of on a timer).
+//!
+//! An entry is the finished [`Plan`] and the roles it was built for, in
+//! `<state_dir>/plan-cache/<key>`. The key is a sha256 over what planning reads: this
+//! build of converge, the tree (a verified bundle's id, or the content of a source tree's
+//! `roles/`, `templates/` and `nodes.toml`) and where it is, the roles asked for, the
+//! vars, the facts and the plan options. Files of `files/` are not in the key, since a tree
+//! may hold many a plan never reads: the entry lists the fingerprint of each one its plan
+//! uses, and a hit reads them again (as planning would), so an edited one is a miss.
+//!
+//! Only planning is skipped: observing, diffing and converging are the same code either
+//! way, so check stays exactly as honest as apply. A cached plan holds the same resources a
+//! fresh one would; its templated files are rendered again only when their bytes are
+//! needed, with the templates parsed on that first need.
+//!
+//! The cache never fails a run: an entry that is unreadable, truncated, corrupt or of
+//! another format is ignored and the plan built as before, and a state dir that is missing
+//! or not writable means no cache. Entries are written to a temp file and renamed, so runs
+//! that hold no lock may read and write them side by side.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::health::HealthCheck;
+use crate::plan::{Plan, PlanOptions, Planned, Requirements, Templates};
+use crate::resource::content::{self, Fingerprint};
+use crate::role::{classify::NODES_FILE, SourceTree};
+
+/// Bumped when the entry layout changes in a way the build id would not show.
+const FORMAT: u32 = 1;
+/// Entries kept: a few, since hosts and benchmarks alternate between role sets or trees.
+const KEEP: usize = 8;
+/// The first bytes of an entry; a sha256 of the rest follows.
+const MAGIC: &[u8; 8] = b"cvgplan\x01";
+/// The cache's directory under the state dir.
+const DIR: &str = "plan-cache";
+
+/// Whether a run's plan came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanFrom {
+    /// Read back from an earlier run's entry.
+    Cached,
+    /// Built from the source (and stored, when the cache is usable).
+    Built,
+}
+
+impl PlanFrom {
+    /// `cached` or `built`, for run records.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlanFrom::Cached => "cached",
+            PlanFrom::Built => "built",
+        }
+    }
+}
+
+/// Everything a plan is built from, besides the tree's own content.
+pub struct Inputs<'a> {
+    /// The tree planned.
+    pub tree: &'a SourceTree,
+    /// A verified bundle's id (its content hash); empty for a source tree read in place.
+    pub bundle_id: &'a str,
+    /// Roles asked for on the command line.
+    pub roles: &'a [String],
+    /// Roles of the settings.
+    pub settings_roles: &'a [String],
+    /// The settings' vars with the command line's on top.
+    pub overrides: &'a Map<String, Value>,
+    /// The host's facts.
+    pub facts: &'a Value,
+    /// How the plan is built.
+    pub options: PlanOptions,
+}
+
+/// The plan cache of one state dir.
+#[derive(Debug)]
+pub struct PlanCache {
+    dir: PathBuf,
+}
+
+/// The part of an entry read before the plan: what must hold for the plan to be used, and
+/// the context its templated files render with.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    /// Each `files/` source the plan reads, as planning fingerprinted it.
+    sources: Vec<(PathBuf, Fingerprint)>,
+    /// The run's `{facts, vars}` as JSON text, when the plan has templated files.
+    context: Option<String>,
+    /// The roles the plan was built for (the record names them).
+    roles: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct BodyRef<'a> {
+    items: &'a [Planned],
+    health: &'a [HealthCheck],
+    requires: &'a Requirements,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    items: Vec<Planned>,
+    health: Vec<HealthCheck>,
+    requires: Requirements,
+}
+
+impl PlanCache {
+    /// The cache in `state_dir`, when the state dir exists and the cache's directory is
+    /// there or can be made; `None` otherwise (a checkout checked by a user without one).
+    pub fn open(state_dir: &Path) -> Option<PlanCache> {
+        if !state_dir.is_dir() {
+            tracing::debug!(dir = %state_dir.display(), "no state dir: plans are not cached");
+            return None;
+        }
+        let dir = state_dir.join(DIR);
+        // 0700: a plan holds desired content of sensitive files (inline content, vars).
+        let usable = crate::durable::ensure_dir(&dir, 0o700).and_then(|()| {
+            use nix::unistd::{access, AccessFlags};
+            access(
+                &dir,
+                AccessFlags::R_OK | AccessFlags::W_OK | AccessFlags::X_OK,
+            )
+            .map_err(std::io::Error::from)
+        });
+        if let Err(e) = usable {
+            tracing::debug!(dir = %dir.display(), error = %e, "plans are not cached");
+            return None;
+        }
+        Some(PlanCache { dir })
+    }
+
+    /// The key of a plan built from `inputs`; `None` when the tree cannot be read whole
+    /// (planning will say why).
+    pub fn key(inputs: &Inputs) -> Option<String> {
+        let mut h = Sha256::new();
+        let mut part = |name: &str, bytes: &[u8]| {
+            h.update(name.as_bytes());
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        part("format", &FORMAT.to_le_bytes());
+        part("build", env!("CONVERGE_BUILD_ID").as_bytes());
+        part("tree", inputs.tree.root().as_os_str().as_encoded_bytes());
+        if inputs.bundle_id.is_empty() {
+            part("content", &tree_content(inputs.tree)?);
+        } else {
+            part("bundle", inputs.bundle_id.as_bytes());
+        }
+        part("roles", &json(&inputs.roles)?);
+        part("settings roles", &json(&inputs.settings_roles)?);
+        part("vars", &json(inputs.overrides)?);
+        part("facts", &json(inputs.facts)?);
+        part("keep rendered", &[inputs.options.keep_rendered as u8]);
+        Some(hex::encode(h.finalize()))
+    }
+
+    /// The plan stored under `key`, and its roles, when there is a sound entry whose
+    /// `files/` sources are unchanged.
+    pub fn load(&self, key: &str, tree: &SourceTree) -> Option<(Plan, Vec<String>)> {
+        let path = self.dir.join(key);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(entry = %path.display(), error = %e, "no cached plan");
+                return None;
+            }
+        };
+        match decode(&bytes, tree) {
+            Ok(loaded) => {
+                // Kept among the newest: pruning goes by modification time.
+                let touched = std::fs::File::open(&path)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                if let Err(e) = touched {
+                    tracing::debug!(entry = %path.display(), error = %e, "cannot touch the cached plan");
+                }
+                tracing::debug!(entry = %path.display(), "plan read from the cache");
+                Some(loaded)
+            }
+            Err(why) => {
+                tracing::debug!(entry = %path.display(), why, "cached plan not used");
+                None
+            }
+        }
+    }
+
+    /// Stores `plan` and its `roles` under `key`, then keeps only the newest entries.
+    /// Failures are logged, never returned: the run has its plan either way.
+    pub fn store(&self, key: &str, plan: &Plan, roles: &[String]) {
+        match encode(plan, roles).and_then(|bytes| self.write(key, &bytes)) {
+            Ok(()) => tracing::debug!(key, "plan cached"),
+            Err(why) => tracing::debug!(key, why, "plan not cached"),
+        }
+        self.prune();
+    }
+
+    fn write(&self, key: &str, bytes: &[u8]) -> Result<(), String> {
+        // No fsync: an entry torn by a crash fails its checksum and is planned again.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.dir)
+            .map_err(|e| e.to_string())?;
+        tmp.write_all(bytes).map_err(|e| e.to_string())?;
+        tmp.persist(self.dir.join(key))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Removes all but the [`KEEP`] newest entries, and temp files a killed run left.
+    fn prune(&self) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut entries: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        let stale = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for e in dir.flatten() {
+            let Ok(modified) = e.metadata().and_then(|m| m.modified()) else {
+                continue;
+            };
+            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                // Another run may be writing it right now; only an old one is left over.
+                if modified < stale {
+                    let _ = std::fs::remove_file(e.path());
+                }
+                continue;
+            }
+            entries.push((modified, e.path()));
+        }
+        if entries.len() <= KEEP {
+            return;
+        }
+        entries.sort_by_key(|e| std::cmp::Reverse(e.0));
+        for (_, path) in entries.into_iter().skip(KEEP) {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::debug!(entry = %path.display(), error = %e, "cannot prune cached plan");
+            }
+        }
+    }
+}
+
+/// A value of the key as JSON text: serde_json's maps are sorted, so equal values give
+/// equal text.
+fn json<T: Serialize + ?Sized>(value: &T) -> Option<Vec<u8>> {
+    serde_json::to_vec(value).ok()
+}
+
+/// A sha256 over every file planning may read in a source tree: `roles/` (includes are
+/// roles too), `templates/` (partials included) and `nodes.toml`, each with its path.
+fn tree_content(tree: &SourceTree) -> Option<Vec<u8>> {
+    let mut files = Vec::new();
+    for dir in ["roles", "templates"] {
+        collect(tree.root(), Path::new(dir), &mut files).ok()?;
+    }
+    files.sort();
+    let nodes = tree.root().join(NODES_FILE);
+    let mut h = Sha256::new();
+    for rel in files
+        .iter()
+        .map(PathBuf::as_path)
+        .chain([Path::new(NODES_FILE)])
+    {
+        let path = tree.root().join(rel);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == nodes => {
+                h.update(b"no nodes.toml");
+                continue;
+            }
+            Err(_) => return None,
+        };
+        h.update(rel.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Some(h.finalize().to_vec())
+}
+
+/// Every file under `root/rel`, as paths relative to `root`. Anything but a regular file
+/// or directory (a FIFO, a socket) makes the tree uncacheable: planning refuses it anyway.
+fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(root.join(rel)) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = rel.join(entry.file_name());
+        // Followed like planning follows them: a linked role or template counts by content.
+        let meta = std::fs::metadata(root.join(&path))?;
+        if meta.is_dir() {
+            collect(root, &path, out)?;
+        } else if meta.is_file() {
+            out.push(path);
+        } else {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+    }
+    Ok(())
+}
+
+fn encode(plan: &Plan, roles: &[String]) -> Result<Vec<u8>, String> {
+    let mut sources = Vec::new();
+    for item in &plan.items {
+        let stored = item.resource.stored();
+        if let Some(path) = stored.content().and_then(|c| c.path()) {
+            let fingerprint = stored.content().expect("has a path").fingerprint();
+            sources.push((path.to_path_buf(), fingerprint));
+        }
+    }
+    let context = match &plan.templates {
+        Some(t) => Some(t.context_json()?),
+        None => None,
+    };
+    let header = Header {
+        sources,
+        context,
+        roles: roles.to_vec(),
+    };
+    let body = BodyRef {
+        items: &plan.items,
+        health: &plan.health,
+        requires: &plan.requires,
+    };
+    let mut payload = postcard::to_stdvec(&header).map_err(|e| e.to_string())?;
+    payload.extend(postcard::to_stdvec(&body).map_err(|e| e.to_string())?);
+    let mut bytes = Vec::with_capacity(MAGIC.len() + 32 + payload.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&Sha256::digest(&payload));
+    bytes.extend_from_slice(&payload);
+    Ok(bytes)
+}
+
+fn decode(bytes: &[u8], tree: &SourceTree) -> Result<(Plan, Vec<String>), String> {
+    let rest = bytes
+        .strip_prefix(MAGIC.as_slice())
+        .ok_or("not a plan cache entry of this format")?;
+    if rest.len() < 32 {
+        return Err("truncated".into());
+    }
+    let (sum, payload) = rest.split_at(32);
+    if Sha256::digest(payload).as_slice() != sum {
+        return Err("checksum mismatch (truncated or corrupt)".into());
+    }
+    let (header, body) =
+        postcard::take_from_bytes::<Header>(payload).map_err(|e| format!("header: {e}"))?;
+    for (path, planned) in &header.sources {
+        let now = std::fs::File::open(path)
+            .and_then(|mut f| Fingerprint::of_reader(&mut f))
+            .map_err(|e| format!("source {}: {e}", path.display()))?;
+        if now != *planned {
+            return Err(format!("source {} changed", path.display()));
+        }
+    }
+    let templates = header
+        .context
+        .map(|json| Arc::new(Templates::lazy(tree.templates_dir(), json)));
+    let read = || postcard::from_bytes::<Body>(body).map_err(|e| format!("plan: {e}"));
+    let body = match &templates {
+        Some(t) => content::with_revive(t.revive(), read)?,
+        None => read()?,
+    };
+    let mut items = body.items;
+    share_names(&mut items);
+    let plan = Plan {
+        items,
+        health: body.health,
+        requires: body.requires,
+        templates,
+    };
+    Ok((plan, header.roles))
+}
+
+/// One copy of each role name and role file for all the items that name it, as a freshly
+/// built plan has: thousands of items would otherwise each hold their own.
+fn share_names(items: &mut [Planned]) {
+    let mut roles: Vec<Arc<str>> = Vec::new();
+    let mut files: Vec<Arc<Path>> = Vec::new();
+    for item in items {
+        match roles.iter().find(|r| **r == item.role) {
+            Some(r) => item.role = r.clone(),
+            None => roles.push(item.role.clone()),
+        }
+        match files.iter().find(|f| **f == item.at.file) {
+            Some(f) => item.at.file = f.clone(),
+            None => files.push(item.at.file.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FACTS: &str = r#"{"hostname": "web1", "fqdn": "web1.example.com", "cpus": 4,
+        "os": {"id": "debian", "version_id": "12", "codename": "bookworm", "pretty_name": "Debian 12"},
+        "kernel": {"release": "6.1.0"}, "arch": "x86_64",
+        "memory": {"total_bytes": 8589934592, "total_mb": 8192},
+        "interfaces": {"lo": {"ipv4": ["127.0.0.1"], "ipv6": ["::1"]}}}"#;
+
+    /// Every resource type, and edges of each sort.
+    const ALL_KINDS: &str = r#"
+include = ["web"]
+
+[vars]
+greeting = "hello"
+
+[[group]]
+name = "app"
+gid = 1500
+
+[[user]]
+name = "app"
+uid = 1500
+group = "app"
+groups = ["adm"]
+home = "/srv/app"
+
+[[directory]]
+path = "/srv/app"
+owner = "app"
+group = "app"
+
+[[file]]
+path = "/srv/app/inline.conf"
+content = "inline\n"
+owner = "app"
+validate = "true {path}"
+
+[[file]]
+path = "/srv/app/own-vars.conf"
+template = "own.hbs"
+[file.vars]
+port = 8080
+
+[[symlink]]
+path = "/srv/app/current"
+target = "inline.conf"
+
+[[exec]]
+name = "init"
+command = "true"
+creates = "/srv/app/ready"
+environment = { LC_ALL = "C.UTF-8" }
+timeout = "2m"
+after = ["user:app"]
+
+[[health]]
+name = "web"
+http = "http://127.0.0.1/healthz"
+services = ["nginx"]
+"#;
+
+    /// The repo's own example tree with one more role and template beside it.
+    fn tree() -> (tempfile::TempDir, SourceTree) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let copy = std::process::Command::new("cp")
+            .args(["-r", "roles", "templates", "files"])
+            .arg(dir.path())
+            .current_dir(repo)
+            .status()
+            .unwrap();
+        assert!(copy.success());
+        std::fs::write(dir.path().join("roles/all.toml"), ALL_KINDS).unwrap();
+        std::fs::write(
+            dir.path().join("templates/own.hbs"),
+            "{{vars.greeting}} {{vars.port}} on {{facts.hostname}}\n",
+        )
+        .unwrap();
+        let tree = SourceTree::open(dir.path()).unwrap();
+        (dir, tree)
+    }
+
+    fn build(tree: &SourceTree) -> Plan {
+        let facts: Value = serde_json::from_str(FACTS).unwrap();
+        let roles = vec!["all".to_owned()];
+        crate::pipeline::plan(tree, &roles, &Map::new(), &facts, PlanOptions::default()).unwrap()
+    }
+
+    fn inputs<'a>(
+        tree: &'a SourceTree,
+        facts: &'a Value,
+        vars: &'a Map<String, Value>,
+    ) -> Inputs<'a> {
+        Inputs {
+            tree,
+            bundle_id: "",
+            roles: &[],
+            settings_roles: &[],
+            overrides: vars,
+            facts,
+            options: PlanOptions::default(),
+        }
+    }
+
+    #[test]
+    fn a_plan_read_back_is_the_plan_built() {
+        let (_dir, tree) = tree();
+        let fresh = build(&tree);
+        let kinds: std::collections::BTreeSet<_> = fresh.items.iter().map(|p| p.id.kind).collect();
+        assert_eq!(
+            kinds.len(),
+            crate::resource::Kind::ALL.len() - 1,
+            "{kinds:?}"
+        );
+        let bytes = encode(&fresh, &["all".into(), "web".into()]).unwrap();
+        let (cached, roles) = decode(&bytes, &tree).unwrap();
+        assert_eq!(roles, ["all", "web"]);
+        assert_eq!(format!("{fresh:#?}"), format!("{cached:#?}"));
+        assert_eq!(fresh.health, cached.health);
+        // Resources compare by desired state too, content by fingerprint.
+        for (a, b) in fresh.items.iter().zip(&cached.items) {
+            assert!(a.resource.same_as(b.resource.as_ref()), "{:?}", a.id);
+        }
+        // Names are shared again as in a built plan.
+        let web: Vec<_> = cached.items.iter().filter(|p| &*p.role == "web").collect();
+        assert!(web.len() > 1);
+        assert!(web.windows(2).all(|w| Arc::ptr_eq(&w[0].role, &w[1].role)));
+    }
+
+    #[test]
+    fn a_templated_file_of_a_cached_plan_renders_the_same_bytes() {
+        let (_dir, tree) = tree();
+        let fresh = build(&tree);
+        let (cached, _) = decode(&encode(&fresh, &[]).unwrap(), &tree).unwrap();
+        let content = |plan: &Plan, path: &str| {
+            let item = plan.items.iter().find(|p| p.id.name == path).unwrap();
+            let crate::resource::stored::Stored::File(f) = item.resource.stored() else {
+                panic!("{path} is a file");
+            };
+            f.content.load().unwrap().to_vec()
+        };
+        for path in [
+            "/srv/app/own-vars.conf",
+            "/etc/nginx/nginx.conf",
+            "/etc/motd",
+        ] {
+            assert_eq!(content(&cached, path), content(&fresh, path), "{path}");
+        }
+        assert_eq!(
+            content(&cached, "/srv/app/own-vars.conf"),
+            b"hello 8080 on web1\n"
+        );
+    }
+
+    #[test]
+    fn a_truncated_or_corrupt_entry_is_not_read() {
+        let (_dir, tree) = tree();
+        let bytes = encode(&build(&tree), &[]).unwrap();
+        assert!(decode(&bytes, &tree).is_ok());
+        let short = &bytes[..bytes.len() - 1];
+        assert_eq!(
+            decode(short, &tree).unwrap_err(),
+            "checksum mismatch (truncated or corrupt)"
+        );
+        let mut flipped = bytes.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            decode(&flipped, &tree).unwrap_err(),
+            "checksum mismatch (truncated or corrupt)"
+        );
+        assert_eq!(decode(&bytes[..20], &tree).unwrap_err(), "truncated");
+        assert_eq!(
+            decode(b"something else", &tree).unwrap_err(),
+            "not a plan cache entry of this format"
+        );
+    }
+
+    #[test]
+    fn an_edited_source_file_of_the_same_size_is_a_miss() {
+        let (dir, tree) = tree();
+        let bytes = encode(&build(&tree), &[]).unwrap();
+        let source = dir.path().join("files/nginx/security-headers.conf");
+        let mut text = std::fs::read(&source).unwrap();
+        text[0] = if text[0] == b'#' { b';' } else { b'#' };
+        std::fs::write(&source, &text).unwrap();
+        let why = decode(&bytes, &tree).unwrap_err();
+        assert_eq!(why, format!("source {} changed", source.display()));
+    }
+
+    #[test]
+    fn the_key_follows_every_input_planning_reads() {
+        let (dir, tree) = tree();
+        let facts: Value = serde_json::from_str(FACTS).unwrap();
+        let none = Map::new();
+        let base = PlanCache::key(&inputs(&tree, &facts, &none)).unwrap();
+        assert_eq!(PlanCache::key(&inputs(&tree, &facts, &none)).unwrap(), base);
+        let differs = |what: &str, key: Option<String>| {
+            assert_ne!(key.unwrap(), base, "{what} must change the key");
+        };
+        let mut vars = Map::new();
+        vars.insert("greeting".into(), "hi".into());
+        differs("a var", PlanCache::key(&inputs(&tree, &facts, &vars)));
+        let mut other = facts.clone();
+        other["cpus"] = 8.into();
+        differs("a fact", PlanCache::key(&inputs(&tree, &other, &none)));
+        let roles = vec!["web".to_owned()];
+        differs(
+            "the roles asked",
+            PlanCache::key(&Inputs {
+                roles: &roles,
+                ..inputs(&tree, &facts, &none)
+            }),
+        );
+        differs(
+            "the settings' roles",
+            PlanCache::key(&Inputs {
+                settings_roles: &roles,
+                ..inputs(&tree, &facts, &none)
+            }),
+        );
+        differs(
+            "a bundle id",
+            PlanCache::key(&Inputs {
+                bundle_id: "abc",
+                ..inputs(&tree, &facts, &none)
+            }),
+        );
+        let options = PlanOptions {
+            keep_rendered: true,
+        };
+        differs(
+            "the options",
+            PlanCache::key(&Inputs {
+                options,
+                ..inputs(&tree, &facts, &none)
+            }),
+        );
+        let edits = [
+            ("roles/web.toml", "\n# edited\n"),
+            ("roles/base.toml", "\n# an included role\n"),
+            ("templates/own.hbs", "x"),
+            ("templates/partials/new.hbs", "a new partial"),
+            ("nodes.toml", "# classification\n"),
+        ];
+        for (rel, more) in edits {
+            let path = dir.path().join(rel);
+            let before = std::fs::read(&path).ok();
+            let mut text = before.clone().unwrap_or_default();
+            text.extend_from_slice(more.as_bytes());
+            std::fs::write(&path, &text).unwrap();
+            differs(rel, PlanCache::key(&inputs(&tree, &facts, &none)));
+            match before {
+                Some(b) => std::fs::write(&path, b).unwrap(),
+                None => std::fs::remove_file(&path).unwrap(),
+            }
+            assert_eq!(
+                PlanCache::key(&inputs(&tree, &facts, &none)).unwrap(),
+                base,
+                "{rel} undone"
+            );
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_entries() {
+        let state = tempfile::tempdir().unwrap();
+        let cache = PlanCache::open(state.path()).unwrap();
+        let plan = Plan::default();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+        for i in 0..KEEP + 3 {
+            cache.store(&format!("k{i:02}"), &plan, &[]);
+            // Written in order, seconds apart: k00 is the oldest.
+            let f = std::fs::File::open(cache.dir.join(format!("k{i:02}"))).unwrap();
+            f.set_modified(old + std::time::Duration::from_secs(i as u64))
+                .unwrap();
+        }
+        cache.store("newest", &plan, &[]);
+        let mut left: Vec<String> = std::fs::read_dir(&cache.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want: Vec<String> = (KEEP + 3 - (KEEP - 1)..KEEP + 3)
+            .map(|i| format!("k{i:02}"))
+            .collect();
+        want.push("newest".into());
+        assert_eq!(left, want);
+        // A hit counts as use: the entry it read is kept over newer ones.
+        let tree_dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tree_dir.path().join("roles")).unwrap();
+        let tree = SourceTree::open(tree_dir.path()).unwrap();
+        let oldest = &want[0];
+        assert!(cache.load(oldest, &tree).is_some());
+        cache.store("newer", &plan, &[]);
+        assert!(cache.dir.join(oldest).exists());
+        assert!(!cache.dir.join(&want[1]).exists());
+    }
+
+    #[test]
+    fn no_state_dir_no_cache() {
+        let state = tempfile::tempdir().unwrap();
+        assert!(PlanCache::open(&state.path().join("missing")).is_none());
+        assert!(!state.path().join("missing").exists());
+    }
+}

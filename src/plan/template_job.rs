@@ -1,0 +1,198 @@
+//! A templated file's content made again when its bytes are needed (a diff, validate, the
+//! write), so no plan holds rendered content. Every file of a plan shares one
+//! [`Templates`]: the renderer and the run's `{facts, vars}`. A plan read back from the
+//! cache builds them only when the first file needs its bytes, so an unchanged run parses
+//! no template at all.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde_json::{Map, Value};
+
+use crate::render::{Renderer, SharedRenderer};
+use crate::resource::content::{Produce, Recipe, Revive};
+use crate::role::vars;
+
+/// What every templated file of one plan renders with.
+pub struct Templates {
+    /// `templates/` of the source tree.
+    dir: PathBuf,
+    renderer: OnceLock<Result<SharedRenderer, String>>,
+    /// The run's `{facts, vars}` as JSON text, for a plan read back (parsed on first use).
+    context_json: Option<String>,
+    context: OnceLock<Result<Arc<handlebars::Context>, String>>,
+}
+
+impl Templates {
+    /// The renderer and context a plan is being built with.
+    pub fn ready(dir: PathBuf, renderer: SharedRenderer, context: &Value) -> Templates {
+        let context = handlebars::Context::wraps(context).expect("JSON");
+        Templates {
+            dir,
+            renderer: OnceLock::from(Ok(renderer)),
+            context_json: None,
+            context: OnceLock::from(Ok(Arc::new(context))),
+        }
+    }
+
+    /// Templates in `dir` and the context `context_json`, each set up on first use.
+    pub fn lazy(dir: PathBuf, context_json: String) -> Templates {
+        Templates {
+            dir,
+            renderer: OnceLock::new(),
+            context_json: Some(context_json),
+            context: OnceLock::new(),
+        }
+    }
+
+    /// The run's `{facts, vars}` as JSON text, as a stored plan keeps it.
+    pub fn context_json(&self) -> Result<String, String> {
+        if let Some(json) = &self.context_json {
+            return Ok(json.clone());
+        }
+        let context = self.context()?;
+        serde_json::to_string(context.data()).map_err(|e| e.to_string())
+    }
+
+    fn renderer(&self) -> Result<&SharedRenderer, String> {
+        self.renderer
+            .get_or_init(|| {
+                let renderer = Renderer::new(&self.dir).map_err(|e| e.to_string())?;
+                Ok(Arc::new(Mutex::new(renderer)))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn context(&self) -> Result<&Arc<handlebars::Context>, String> {
+        self.context
+            .get_or_init(|| {
+                let json = self.context_json.as_deref().unwrap_or("{}");
+                let value: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+                let context = handlebars::Context::from(value);
+                Ok(Arc::new(context))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Makes each stored file's producer again, sharing these templates; each template
+    /// name is held once.
+    pub fn revive(self: &Arc<Templates>) -> Revive {
+        let templates = self.clone();
+        let names: Mutex<HashMap<String, Arc<str>>> = Mutex::default();
+        Box::new(move |recipe: Recipe| {
+            let name = names
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(recipe.template)
+                .or_insert_with_key(|k| Arc::from(k.as_str()))
+                .clone();
+            Arc::new(TemplateJob {
+                templates: templates.clone(),
+                name,
+                vars: match recipe.vars {
+                    Some(json) => OwnVars::Json(json.into()),
+                    None => OwnVars::None,
+                },
+            }) as Arc<dyn Produce>
+        })
+    }
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "templates in {}", self.dir.display())
+    }
+}
+
+/// A file's own vars, merged over the run's vars at each render.
+enum OwnVars {
+    None,
+    /// As planned; each key is one copy shared by every file that names it.
+    Values(Box<[OwnVar]>),
+    /// As stored: parsed only if the file is rendered again.
+    Json(Box<str>),
+}
+
+/// One of a file's own template vars.
+pub type OwnVar = (Arc<str>, Value);
+
+/// One template with one file's vars.
+pub struct TemplateJob {
+    templates: Arc<Templates>,
+    name: Arc<str>,
+    vars: OwnVars,
+}
+
+impl TemplateJob {
+    /// `name` rendered with the shared `templates` and this file's own `vars`.
+    pub fn new(templates: Arc<Templates>, name: Arc<str>, own: Box<[OwnVar]>) -> TemplateJob {
+        TemplateJob {
+            templates,
+            name,
+            // Only the file's own vars are kept; the facts and role vars are shared.
+            vars: if own.is_empty() {
+                OwnVars::None
+            } else {
+                OwnVars::Values(own)
+            },
+        }
+    }
+
+    /// The rendered text, or the template's located error.
+    pub fn render(&self) -> Result<String, crate::diagnostics::Diagnostic> {
+        use crate::diagnostics::Diagnostic;
+        let context = self.templates.context().map_err(Diagnostic::new)?;
+        let mut renderer = self
+            .templates
+            .renderer()
+            .map_err(Diagnostic::new)?
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let own: Map<String, Value> = match &self.vars {
+            OwnVars::None => return renderer.render_context(&self.name, context),
+            OwnVars::Values(v) => v.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            OwnVars::Json(json) => serde_json::from_str(json)
+                .map_err(|e| Diagnostic::new(format!("stored vars of {}: {e}", self.name)))?,
+        };
+        // Only the vars are copied and merged; the renderer keeps the facts.
+        let mut merged = context.data()["vars"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        vars::merge(&mut merged, &own);
+        renderer.render_with_vars(&self.name, context, Value::Object(merged))
+    }
+}
+
+impl std::fmt::Debug for TemplateJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "template {}", self.name)
+    }
+}
+
+impl Produce for TemplateJob {
+    fn produce(&self) -> Result<Vec<u8>, String> {
+        self.render()
+            .map(String::into_bytes)
+            .map_err(|d| d.to_string())
+    }
+
+    fn recipe(&self) -> Option<Recipe> {
+        let vars = match &self.vars {
+            OwnVars::None => None,
+            OwnVars::Values(v) => {
+                let map: Map<String, Value> =
+                    v.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+                Some(serde_json::to_string(&map).ok()?)
+            }
+            OwnVars::Json(json) => Some(json.to_string()),
+        };
+        Some(Recipe {
+            template: self.name.to_string(),
+            vars,
+        })
+    }
+}
