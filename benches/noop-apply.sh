@@ -6,6 +6,8 @@
 # the role, so it plans (and caches) again with nothing to change.
 # Usage: benches/noop-apply.sh [RUNS] [N...]   (defaults 11; 100 1000 10000).
 # BIN=path measures another converge binary (e.g. an older build) without building.
+# NO_PLAN_CACHE=1 plans every run from the source (--no-plan-cache): the cost of the first
+# run after each bundle change, which the plan cache cannot save.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
@@ -44,6 +46,7 @@ setup() { # $1: N; source in $work/N/src, converged root in $work/N/root
 }
 
 common=(--role bench --color never -q)
+[ -n "${NO_PLAN_CACHE:-}" ] && common+=(--no-plan-cache)
 for n in "${sizes[@]}"; do setup "$n"; done
 
 now() { date +%s%N; }

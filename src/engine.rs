@@ -127,11 +127,11 @@ fn converge(
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(plan.items.len());
     // Plan order is the same in check and apply, so both keep the same diffs.
     let mut diff_budget = crate::resource::change::MAX_RUN_DIFFS;
-    for item in &plan.items {
-        let blocked = item
+    for (i, item) in plan.items.iter().enumerate() {
+        let blocked = plan
             .requires
-            .iter()
-            .find(|&&r| matches!(outcomes[r].status, Status::Failed | Status::Skipped));
+            .of(i)
+            .find(|&r| matches!(outcomes[r].status, Status::Failed | Status::Skipped));
         let mut outcome = Outcome {
             id: item.id.clone(),
             role: item.role.clone(),
@@ -142,7 +142,7 @@ fn converge(
             error_kind: None,
             notes: item.resource.notes(sys),
         };
-        if let Some(&r) = blocked {
+        if let Some(r) = blocked {
             outcome.status = Status::Skipped;
             outcome.error = Some(format!("skipped: {} did not converge", outcomes[r].id));
             outcome.error_kind = Some("skipped");

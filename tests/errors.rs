@@ -48,6 +48,32 @@ fn unknown_key_names_the_expected_keys() {
 }
 
 #[test]
+fn a_broken_file_table_gives_the_errors_of_its_role_read_whole() {
+    // Planning reads [[file]] tables one at a time, after the rest of every role: the
+    // include below is found missing first, but a whole read stops at the broken table of
+    // its role and never looks for it, and that read's errors are the ones given.
+    let p = project_with_existing_state();
+    p.file(
+        "roles/r.toml",
+        "include = [\"ok\", \"gone\"]\n[[file]]\npath = \"/etc/x\"\ncontent = \"x\"\nmdoe = \"0644\"\n",
+    );
+    let err = refused(&p, "r");
+    assert_eq!(
+        err,
+        "error: roles/r.toml:5:1: unknown field `mdoe`, expected one of `path`, `content`, `template`, `source`, `owner`, `group`, `mode`, `sensitive`, `validate`, `vars`, `after`, `notify`\n  |\n5 | mdoe = \"0644\"\n  | ^\nconverge: 1 error; nothing was changed\n"
+    );
+    // Both roles broken: the includer's table stops the whole read before its include.
+    p.file("roles/s.toml", "include = [\"r\"]\n[[file]]\npath = 7\n");
+    let err = refused(&p, "s");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        lines,
+        ["error: roles/s.toml:3:8: invalid type: integer `7`, expected a string"],
+        "{err}"
+    );
+}
+
+#[test]
 fn missing_template() {
     let p = project_with_existing_state();
     p.file(

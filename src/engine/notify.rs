@@ -123,7 +123,7 @@ impl Notifier {
     pub(super) fn changed(&mut self, item: &Planned, sys: &System) {
         let is_unit = item.path().is_some_and(|p| sys.services().is_definition(p));
         self.units_changed |= is_unit;
-        for edge in &item.notify {
+        for edge in item.notify() {
             let i = match self.requests.iter().position(|r| r.service == edge.id) {
                 Some(i) => i,
                 None => {
@@ -140,7 +140,7 @@ impl Notifier {
                 .push(NotifiedBy::Resource(item.id.clone()));
             self.requests[i].restart |= is_unit;
         }
-        if !item.notify.is_empty() {
+        if !item.notify().is_empty() {
             // Kept right after the change: a run killed before its restarts leaves them here.
             let open: Vec<&Request> = self.requests.iter().collect();
             self.save(&open);

@@ -322,7 +322,7 @@ pub fn plan(
     facts: &Value,
     options: PlanOptions,
 ) -> Result<Plan, Diagnostics> {
-    let mut set = role::load(tree, roles, overrides)?;
+    let mut set = role::load_deferred(tree, roles, overrides)?;
     let renderer = Arc::new(Mutex::new(Renderer::new(&tree.templates_dir())?));
     plan::build(tree, &mut set, facts, &renderer, options)
 }

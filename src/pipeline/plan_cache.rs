@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::health::HealthCheck;
-use crate::plan::{Plan, PlanOptions, Planned, Templates};
+use crate::plan::{Plan, PlanOptions, Planned, Requirements, Templates};
 use crate::resource::content::{self, Fingerprint};
 use crate::role::{classify::NODES_FILE, SourceTree};
 
@@ -94,8 +94,8 @@ struct Header {
     context: Option<String>,
     /// The roles the plan was built for (the record names them).
     roles: Vec<String>,
-    /// How many plan items follow, one after another, then the health checks: read into
-    /// an array of the right size, not one grown by doubling.
+    /// How many plan items follow, one after another, then the health checks and the
+    /// requirements: read into an array of the right size, not one grown by doubling.
     items: u64,
 }
 
@@ -329,6 +329,7 @@ fn encode<W: std::io::Write>(plan: &Plan, roles: &[String], mut out: W) -> Resul
         buffered = postcard::to_io(item, buffered).map_err(|e| e.to_string())?;
     }
     let buffered = postcard::to_io(&plan.health, buffered).map_err(|e| e.to_string())?;
+    let buffered = postcard::to_io(&plan.requires, buffered).map_err(|e| e.to_string())?;
     let Hashed { mut inner, hash } = buffered.into_inner().map_err(|e| e.to_string())?;
     inner
         .write_all(&hash.finalize())
@@ -378,7 +379,7 @@ fn decode(bytes: &[u8], tree: &SourceTree) -> Result<(Plan, Vec<String>), String
     let templates = header
         .context
         .map(|json| Arc::new(Templates::lazy(tree.templates_dir(), json)));
-    let read = || -> Result<(Vec<Planned>, Vec<HealthCheck>), String> {
+    let read = || -> Result<(Vec<Planned>, Vec<HealthCheck>, Requirements), String> {
         let plan_error = |e: postcard::Error| format!("plan: {e}");
         // Every item takes at least a byte: a count beyond that is not this entry's.
         let count = usize::try_from(header.items).unwrap_or(usize::MAX);
@@ -392,10 +393,12 @@ fn decode(bytes: &[u8], tree: &SourceTree) -> Result<(Plan, Vec<String>), String
             items.push(item);
             rest = more;
         }
-        let health = postcard::from_bytes::<Vec<HealthCheck>>(rest).map_err(plan_error)?;
-        Ok((items, health))
+        let (health, rest) =
+            postcard::take_from_bytes::<Vec<HealthCheck>>(rest).map_err(plan_error)?;
+        let requires = postcard::from_bytes::<Requirements>(rest).map_err(plan_error)?;
+        Ok((items, health, requires))
     };
-    let (mut items, health) = match &templates {
+    let (mut items, health, requires) = match &templates {
         Some(t) => content::with_revive(t.revive(), read)?,
         None => read()?,
     };
@@ -403,6 +406,7 @@ fn decode(bytes: &[u8], tree: &SourceTree) -> Result<(Plan, Vec<String>), String
     let plan = Plan {
         items,
         health,
+        requires,
         templates,
     };
     Ok((plan, header.roles))

@@ -1,7 +1,7 @@
 //! Turning one role's declarations into resources: paths, modes, content and edges checked,
 //! templates rendered. Every error is collected with its location.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ mod packages;
 mod services;
 
 use super::template_job::{TemplateJob, Templates};
-use super::{After, PlanOptions, Planned, Rendered};
+use super::{After, Edges, PlanOptions, Planned, Rendered};
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::render::SharedRenderer;
 use crate::resource::attrs::{parse_mode, Ownership};
@@ -20,7 +20,7 @@ use crate::resource::content::Desired;
 use crate::resource::validate;
 use crate::resource::{Kind, Managed, ResourceId};
 use crate::role::model::{FileSpec, OwnVars};
-use crate::role::{Role, SourceTree};
+use crate::role::{vars, Role, SourceTree};
 
 mod accounts;
 mod exec;
@@ -44,8 +44,12 @@ pub(super) struct Builder<'a> {
     health: Vec<crate::health::HealthCheck>,
     /// The name of the role being planned, one copy for all its resources.
     role_name: Arc<str>,
-    /// Each template's name once, shared by every file rendered from it.
-    template_names: HashMap<String, Arc<str>>,
+    /// Each template name and per-file var key once, shared by every file that uses it:
+    /// thousands of files each naming `name` and `port` hold one copy of each.
+    shared_names: HashSet<Arc<str>>,
+    /// A `[[file]]` table left as text did not parse on its own: the plan is void, and only
+    /// the roles read whole give the errors.
+    pub(super) unparsed: bool,
 }
 
 /// The planned items, health checks and templates, and every error found.
@@ -94,7 +98,8 @@ impl<'a> Builder<'a> {
             sysctl: sysctl::SysctlKeys::default(),
             health: Vec::new(),
             role_name: Arc::from(""),
-            template_names: HashMap::new(),
+            shared_names: HashSet::new(),
+            unparsed: false,
         }
     }
 
@@ -153,18 +158,21 @@ impl<'a> Builder<'a> {
         }
         let at = role.location(common.offset);
         let origin = at.to_string().into();
-        self.items.push(Planned {
+        let mut item = Planned {
             id: resource.id(),
             resource,
             role: self.role_name.clone(),
             origin,
             at,
             rendered: common.rendered.map(Box::new),
+            edges: None,
+        };
+        item.set_edges(Edges {
             after,
             implicit_after: common.implicit_after,
             notify: Vec::new(),
-            requires: Vec::new(),
         });
+        self.items.push(item);
     }
 
     /// A declaration's `timeout`: a duration with a unit, more than zero. `Err` after a
@@ -276,6 +284,16 @@ impl<'a> Builder<'a> {
         None
     }
 
+    /// `name`'s one shared copy (see [`Builder::shared_names`]).
+    fn shared_name(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.shared_names.get(name) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.shared_names.insert(shared.clone());
+        shared
+    }
+
     /// The file's content from exactly one of content, template or source.
     fn content(&mut self, role: &Role, spec: &Spanned<Box<FileSpec>>) -> Option<Content> {
         let s = spec.get_ref();
@@ -367,12 +385,16 @@ impl<'a> Builder<'a> {
                 ))
             })
             .clone();
-        let shared_name = self
-            .template_names
-            .entry(name.clone())
-            .or_insert_with(|| Arc::from(name.as_str()))
-            .clone();
-        let job = TemplateJob::new(templates, shared_name, s.vars.to_json());
+        let shared_name = self.shared_name(name);
+        // Only the file's own vars are kept (the facts and role vars are shared), each key
+        // one copy for every file that names it.
+        let own: Box<[_]> = s
+            .vars
+            .0
+            .iter()
+            .map(|(k, v)| (self.shared_name(k), vars::to_json(v)))
+            .collect();
+        let job = TemplateJob::new(templates, shared_name, own);
         match job.render() {
             Ok(text) => {
                 let desired = Desired::produced(text.as_bytes(), Arc::new(job));

@@ -5,9 +5,10 @@ mod order;
 mod template_job;
 mod units;
 
+pub use order::Requirements;
 pub use template_job::Templates;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,6 +37,14 @@ pub struct Planned {
     pub at: Location,
     /// Rendered content, kept only when the plan was built for `converge render`.
     pub rendered: Option<Box<Rendered>>,
+    /// Its edges to other resources; `None` for the many that have none (three empty lists
+    /// inline would be a third of the item).
+    edges: Option<Box<Edges>>,
+}
+
+/// A plan item's edges to other resources.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Edges {
     /// Resources named in `after = [...]`; each must exist in the plan.
     pub after: Vec<After>,
     /// Resources it goes after when the plan has them (its owner's user, its parent directory).
@@ -43,8 +52,6 @@ pub struct Planned {
     /// Services to restart or reload at the end of the run when this resource changed; each
     /// must be in the plan, and converges after this resource.
     pub notify: Vec<After>,
-    /// Indexes (into the plan) of resources that must converge first.
-    pub requires: Vec<usize>,
 }
 
 impl Planned {
@@ -52,6 +59,32 @@ impl Planned {
     /// the resource's own, not a second copy.
     pub fn path(&self) -> Option<&Path> {
         self.resource.host_path()
+    }
+
+    /// Resources named in `after = [...]`.
+    pub fn after(&self) -> &[After] {
+        self.edges.as_deref().map_or(&[], |e| &e.after)
+    }
+
+    /// Resources it goes after when the plan has them.
+    pub fn implicit_after(&self) -> &[ResourceId] {
+        self.edges.as_deref().map_or(&[], |e| &e.implicit_after)
+    }
+
+    /// Services it notifies when it changed.
+    pub fn notify(&self) -> &[After] {
+        self.edges.as_deref().map_or(&[], |e| &e.notify)
+    }
+
+    /// Its edges, to add to.
+    pub fn edges_mut(&mut self) -> &mut Edges {
+        self.edges.get_or_insert_with(Box::default)
+    }
+
+    /// Sets its edges, kept out of line only when there are some.
+    pub fn set_edges(&mut self, edges: Edges) {
+        let none = edges.after.is_empty() && edges.implicit_after.is_empty();
+        self.edges = (!none || !edges.notify.is_empty()).then(|| Box::new(edges));
     }
 }
 
@@ -84,6 +117,8 @@ pub struct Plan {
     pub items: Vec<Planned>,
     /// Health checks, run at the end in declaration order.
     pub health: Vec<HealthCheck>,
+    /// Which items each item requires (converged first, and not failed or skipped).
+    pub requires: Requirements,
     /// What its templated files render with when their bytes are needed again.
     pub templates: Option<Arc<Templates>>,
 }
@@ -96,7 +131,8 @@ pub struct PlanOptions {
 }
 
 /// Builds the plan for `set`, rendering templates with `facts`. Reports every error found.
-/// The roles' `[[file]]` specs are used up: each is dropped once its resource is planned.
+/// The roles' `[[file]]` specs are used up: each is dropped once its resource is planned
+/// (and parsed only then, when the set was loaded with [`crate::role::load_deferred`]).
 pub fn build(
     tree: &SourceTree,
     set: &mut RoleSet,
@@ -114,6 +150,19 @@ pub fn build(
     b.reserve(set.roles.iter().map(|r| r.spec.declarations()).sum());
     for role in &mut set.roles {
         b.role(role);
+        if b.unparsed {
+            break;
+        }
+    }
+    if b.unparsed {
+        drop(b);
+        // A [[file]] table that does not parse alone: the roles read whole give its error
+        // (and every other one) exactly as a whole read would have, or, should they read
+        // whole after all, the plan.
+        let mut whole = crate::role::load(tree, &set.names, &Map::new())?;
+        whole.vars = std::mem::take(&mut set.vars);
+        *set = whole;
+        return build(tree, set, facts, renderer, options);
     }
     let (items, health, templates, mut errors) = b.finish();
     let mut items = dedupe_and_detect_conflicts(items, set, &mut errors);
@@ -125,10 +174,11 @@ pub fn build(
     fill_managed_ancestors(&mut items);
     fill_planned_accounts(&mut items);
     units::fill_unit_providers(&mut items);
-    let items = order::order(items, set)?;
+    let (items, requires) = order::order(items, set)?;
     Ok(Plan {
         items,
         health,
+        requires,
         templates,
     })
 }
@@ -184,26 +234,36 @@ fn dedupe_and_detect_conflicts(
     set: &RoleSet,
     errors: &mut Diagnostics,
 ) -> Vec<Planned> {
-    let mut first: HashMap<String, usize> = HashMap::with_capacity(items.len());
+    // Indexes sorted by what they manage, stably: the first of a run of equals is the first
+    // declaration. A map keyed by formatted strings held twice the array's size for this.
+    let mut sorted: Vec<u32> = (0..items.len() as u32).collect();
+    sorted.sort_by(|&a, &b| identity(&items[a as usize]).cmp(&identity(&items[b as usize])));
+    // (a later declaration, the first one of the same thing)
+    let mut repeats: Vec<(usize, usize)> = Vec::new();
+    let mut first = None;
+    for w in sorted.windows(2) {
+        let (a, b) = (w[0] as usize, w[1] as usize);
+        if identity(&items[a]) == identity(&items[b]) {
+            repeats.push((b, *first.get_or_insert(a)));
+        } else {
+            first = None;
+        }
+    }
+    drop(sorted);
+    // In declaration order, as the conflicts are reported.
+    repeats.sort_unstable();
     // Dropped in place afterwards: thousands of items are not copied into a second array.
     let mut keep = vec![true; items.len()];
-    for i in 0..items.len() {
-        let key = match items[i].path() {
-            Some(p) => format!("path {}", p.display()),
-            None => items[i].id.to_string(),
-        };
-        let Some(&j) = first.get(&key) else {
-            first.insert(key, i);
-            continue;
-        };
+    for (i, j) in repeats {
         keep[i] = false;
         let (before, from_i) = items.split_at_mut(i);
         let (a, item) = (&mut before[j], &mut from_i[0]);
         if a.id == item.id && a.resource.same_as(item.resource.as_ref()) {
             // One resource, declared twice: every role's notify requests still count.
-            for n in std::mem::take(&mut item.notify) {
-                if !a.notify.iter().any(|m| m.id == n.id) {
-                    a.notify.push(n);
+            let notify = item.edges.as_mut().map(|e| std::mem::take(&mut e.notify));
+            for n in notify.unwrap_or_default() {
+                if !a.notify().iter().any(|m| m.id == n.id) {
+                    a.edges_mut().notify.push(n);
                 }
             }
             continue;
@@ -228,6 +288,21 @@ fn dedupe_and_detect_conflicts(
     items
 }
 
+/// What a plan item manages, which no two different items may share: its host path, or
+/// its id when it has no path.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Identity<'a> {
+    Path(&'a std::ffi::OsStr),
+    Id(&'a ResourceId),
+}
+
+fn identity(item: &Planned) -> Identity<'_> {
+    match item.path() {
+        Some(p) => Identity::Path(p.as_os_str()),
+        None => Identity::Id(&item.id),
+    }
+}
+
 /// An error at `at` in one of the set's roles, with the line and a caret.
 pub(super) fn locate(set: &RoleSet, at: &Location, message: String) -> Diagnostic {
     match set.roles.iter().find(|r| r.file == at.file) {
@@ -239,16 +314,17 @@ pub(super) fn locate(set: &RoleSet, at: &Location, message: String) -> Diagnosti
 /// Paths leave a missing parent to the directory the run makes above them: a
 /// `[[directory]]`, or the home of a user created with it.
 fn fill_managed_ancestors(items: &mut [Planned]) {
-    let dirs: BTreeSet<PathBuf> = items
+    // One shared copy of each directory's path for all the paths under it.
+    let dirs: BTreeSet<Arc<Path>> = items
         .iter()
-        .filter_map(|p| p.resource.makes_directory().map(Path::to_path_buf))
+        .filter_map(|p| p.resource.makes_directory().map(Arc::from))
         .collect();
     for item in items.iter_mut() {
         let Some(path) = item.path() else { continue };
-        let Some(nearest) = path.ancestors().skip(1).find(|a| dirs.contains(*a)) else {
+        let Some(nearest) = path.ancestors().skip(1).find_map(|a| dirs.get(a)) else {
             continue;
         };
-        let nearest = nearest.to_path_buf();
+        let nearest = nearest.clone();
         item.resource.set_managed_ancestor(nearest);
     }
 }

@@ -1,6 +1,7 @@
 //! Ordering: explicit `after` edges and implicit ones, then a stable topological sort.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::path::Path;
 
 use super::{locate, Planned};
@@ -8,36 +9,136 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::resource::{Kind, ResourceId};
 use crate::role::RoleSet;
 
+/// Which resources each item of a plan must wait for, by plan position: one flat list for
+/// the whole plan (most items wait for one other, their directory), not a list per item.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Requirements {
+    /// Item `i`'s requirements are `targets[starts[i]..starts[i + 1]]`.
+    starts: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl Requirements {
+    /// The positions of the items that item `i` requires.
+    pub fn of(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        let range = match (self.starts.get(i), self.starts.get(i + 1)) {
+            (Some(&a), Some(&b)) => a as usize..b as usize,
+            _ => 0..0,
+        };
+        self.targets[range].iter().map(|&t| t as usize)
+    }
+
+    /// From `(item, required)` pairs sorted and without repeats, for `n` items.
+    fn from_sorted(n: usize, pairs: impl Iterator<Item = (u32, u32)>) -> Requirements {
+        let mut starts = Vec::with_capacity(n + 1);
+        let mut targets = Vec::new();
+        starts.push(0);
+        for (i, r) in pairs {
+            while starts.len() <= i as usize {
+                starts.push(targets.len() as u32);
+            }
+            targets.push(r);
+        }
+        while starts.len() <= n {
+            starts.push(targets.len() as u32);
+        }
+        Requirements { starts, targets }
+    }
+}
+
 /// Orders resources so each comes after what it requires; declaration order otherwise.
 /// Implicit edges: a managed path after the directory resources above it, a path under
 /// `/etc/NAME` after `package:NAME` (the package creates and owns that directory; an explicit
 /// `after` on the package naming the path wins), and after every `implicit_after` resource
-/// that the plan has.
-pub(super) fn order(mut items: Vec<Planned>, set: &RoleSet) -> Result<Vec<Planned>, Diagnostics> {
-    let by_id: HashMap<&ResourceId, usize> =
-        items.iter().enumerate().map(|(i, p)| (&p.id, i)).collect();
-    let dirs: HashMap<&Path, usize> = items
+/// that the plan has. Returns the items in order and what each requires, by position.
+pub(super) fn order(
+    mut items: Vec<Planned>,
+    set: &RoleSet,
+) -> Result<(Vec<Planned>, Requirements), Diagnostics> {
+    let n = items.len();
+    // One flat list of (item, required) pairs, 32-bit indexes, sorted and deduplicated once:
+    // a list per item costs an allocation each, and the lookups below are dropped before
+    // the sort needs its room.
+    let mut pairs = requirement_pairs(&items, set)?;
+    pairs.sort_unstable();
+    pairs.dedup();
+    let requires = Requirements::from_sorted(n, pairs.iter().copied());
+    let mut indegree: Vec<u32> = (0..n).map(|i| requires.of(i).count() as u32).collect();
+    // Who waits for each item: the same pairs, turned around.
+    pairs.sort_unstable_by_key(|&(i, r)| (r, i));
+    let dependents = Requirements::from_sorted(n, pairs.iter().map(|&(i, r)| (r, i)));
+    drop(pairs);
+    let mut ready: BinaryHeap<Reverse<usize>> =
+        (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
+    let mut sequence: Vec<u32> = Vec::with_capacity(n);
+    while let Some(Reverse(i)) = ready.pop() {
+        sequence.push(i as u32);
+        for d in dependents.of(i) {
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                ready.push(Reverse(d));
+            }
+        }
+    }
+    drop(dependents);
+    if sequence.len() != n {
+        return Err(cycle_error(&items, &requires, &indegree, set).into());
+    }
+    drop(indegree);
+    let mut position = vec![0u32; n];
+    for (pos, &i) in sequence.iter().enumerate() {
+        position[i as usize] = pos as u32;
+    }
+    // Requirements again, by the position of each item and of what it requires.
+    let position = &position;
+    let requires = &requires;
+    let by_position = Requirements::from_sorted(
+        n,
+        sequence.iter().enumerate().flat_map(|(k, &i)| {
+            requires
+                .of(i as usize)
+                .map(move |r| (k as u32, position[r]))
+        }),
+    );
+    // In place, one swap per item: a second array of thousands of items is not needed.
+    for k in 0..n {
+        let mut j = sequence[k] as usize;
+        // Items before k are in place; the one wanted here was swapped out to a later slot.
+        while j < k {
+            j = sequence[j] as usize;
+        }
+        items.swap(k, j);
+    }
+    Ok((items, by_position))
+}
+
+/// Every `(item, required)` pair of the plan, or the errors of edges to resources it lacks.
+fn requirement_pairs(items: &[Planned], set: &RoleSet) -> Result<Vec<(u32, u32)>, Diagnostics> {
+    let by_id: HashMap<&ResourceId, u32> = items
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (&p.id, i as u32))
+        .collect();
+    let dirs: HashMap<&Path, u32> = items
         .iter()
         .enumerate()
         .filter(|(_, p)| p.id.kind == Kind::Directory)
-        .filter_map(|(i, p)| p.path().map(|path| (path, i)))
+        .filter_map(|(i, p)| p.path().map(|path| (path, i as u32)))
         .collect();
-    let packages: HashMap<&str, usize> = items
+    let packages: HashMap<&str, u32> = items
         .iter()
         .enumerate()
         .filter(|(_, p)| p.id.kind == Kind::Package)
-        .map(|(i, p)| (p.id.name.as_str(), i))
+        .map(|(i, p)| (p.id.name.as_str(), i as u32))
         .collect();
-    let n = items.len();
     let mut errors = Diagnostics::default();
-    // Vecs, sorted and deduplicated once filled: most items require one or two others, and a
-    // one-element Vec is a quarter of a BTreeSet's node.
-    let mut requires: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut pairs: Vec<(u32, u32)> = Vec::new();
     for (i, item) in items.iter().enumerate() {
+        let i = i as u32;
         if let Some(path) = item.path() {
             for ancestor in path.ancestors().skip(1) {
                 if let Some(&d) = dirs.get(ancestor) {
-                    requires[i].push(d);
+                    pairs.push((i, d));
                 }
             }
             let config_dir_of = path
@@ -46,23 +147,21 @@ pub(super) fn order(mut items: Vec<Planned>, set: &RoleSet) -> Result<Vec<Planne
                 .and_then(|rest| rest.iter().next())
                 .and_then(|name| packages.get(name.to_str()?));
             if let Some(&p) = config_dir_of {
-                if !items[p].after.iter().any(|a| a.id == item.id) {
-                    requires[i].push(p);
+                if !items[p as usize].after().iter().any(|a| a.id == item.id) {
+                    pairs.push((i, p));
                 }
             }
         }
-        for id in &item.implicit_after {
+        for id in item.implicit_after() {
             if let Some(&j) = by_id.get(id) {
                 if j != i {
-                    requires[i].push(j);
+                    pairs.push((i, j));
                 }
             }
         }
-        for edge in &item.after {
+        for edge in item.after() {
             match by_id.get(&edge.id) {
-                Some(&j) => {
-                    requires[i].push(j);
-                }
+                Some(&j) => pairs.push((i, j)),
                 None => errors.push(locate(
                     set,
                     &edge.at,
@@ -72,11 +171,9 @@ pub(super) fn order(mut items: Vec<Planned>, set: &RoleSet) -> Result<Vec<Planne
         }
         // A notified service converges after what notifies it, or it could start with the
         // old configuration, and a service started in this run is not restarted again.
-        for edge in &item.notify {
+        for edge in item.notify() {
             match by_id.get(&edge.id) {
-                Some(&j) => {
-                    requires[j].push(i);
-                }
+                Some(&j) => pairs.push((j, i)),
                 None => errors.push(locate(
                     set,
                     &edge.at,
@@ -85,64 +182,20 @@ pub(super) fn order(mut items: Vec<Planned>, set: &RoleSet) -> Result<Vec<Planne
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    for reqs in &mut requires {
-        reqs.sort_unstable();
-        reqs.dedup();
-    }
-    let mut indegree: Vec<usize> = requires.iter().map(Vec::len).collect();
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, reqs) in requires.iter().enumerate() {
-        for &r in reqs {
-            dependents[r].push(i);
-        }
-    }
-    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
-    let mut sequence = Vec::with_capacity(n);
-    while let Some(i) = ready.pop_first() {
-        sequence.push(i);
-        for &d in &dependents[i] {
-            indegree[d] -= 1;
-            if indegree[d] == 0 {
-                ready.insert(d);
-            }
-        }
-    }
-    if sequence.len() != n {
-        return Err(cycle_error(&items, &requires, &indegree, set).into());
-    }
-    let mut position = vec![0; n];
-    for (pos, &i) in sequence.iter().enumerate() {
-        position[i] = pos;
-    }
-    for (i, reqs) in requires.into_iter().enumerate() {
-        items[i].requires = reqs.into_iter().map(|r| position[r]).collect();
-    }
-    // In place, one swap per item: a second array of thousands of items is not needed.
-    for k in 0..n {
-        let mut j = sequence[k];
-        // Items before k are in place; the one wanted here was swapped out to a later slot.
-        while j < k {
-            j = sequence[j];
-        }
-        items.swap(k, j);
-    }
-    Ok(items)
+    errors.into_result(pairs)
 }
 
 /// Names one cycle: follow unfinished requirements until a resource repeats.
 fn cycle_error(
     items: &[Planned],
-    requires: &[Vec<usize>],
-    indegree: &[usize],
+    requires: &Requirements,
+    indegree: &[u32],
     set: &RoleSet,
 ) -> Diagnostic {
     let start = (0..items.len()).find(|&i| indegree[i] > 0).unwrap_or(0);
     let mut path = vec![start];
     let mut current = start;
-    while let Some(&next) = requires[current].iter().find(|&&r| indegree[r] > 0) {
+    while let Some(next) = requires.of(current).find(|&r| indegree[r] > 0) {
         if let Some(pos) = path.iter().position(|&p| p == next) {
             path.drain(..pos);
             path.push(next);

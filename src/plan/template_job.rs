@@ -110,11 +110,14 @@ impl std::fmt::Debug for Templates {
 /// A file's own vars, merged over the run's vars at each render.
 enum OwnVars {
     None,
-    /// As planned.
-    Values(Box<[(String, Value)]>),
+    /// As planned; each key is one copy shared by every file that names it.
+    Values(Box<[OwnVar]>),
     /// As stored: parsed only if the file is rendered again.
     Json(Box<str>),
 }
+
+/// One of a file's own template vars.
+pub type OwnVar = (Arc<str>, Value);
 
 /// One template with one file's vars.
 pub struct TemplateJob {
@@ -125,7 +128,7 @@ pub struct TemplateJob {
 
 impl TemplateJob {
     /// `name` rendered with the shared `templates` and this file's own `vars`.
-    pub fn new(templates: Arc<Templates>, name: Arc<str>, own: Map<String, Value>) -> TemplateJob {
+    pub fn new(templates: Arc<Templates>, name: Arc<str>, own: Box<[OwnVar]>) -> TemplateJob {
         TemplateJob {
             templates,
             name,
@@ -133,7 +136,7 @@ impl TemplateJob {
             vars: if own.is_empty() {
                 OwnVars::None
             } else {
-                OwnVars::Values(own.into_iter().collect())
+                OwnVars::Values(own)
             },
         }
     }
@@ -150,7 +153,7 @@ impl TemplateJob {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let own: Map<String, Value> = match &self.vars {
             OwnVars::None => return renderer.render_context(&self.name, context),
-            OwnVars::Values(v) => v.iter().cloned().collect(),
+            OwnVars::Values(v) => v.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
             OwnVars::Json(json) => serde_json::from_str(json)
                 .map_err(|e| Diagnostic::new(format!("stored vars of {}: {e}", self.name)))?,
         };
@@ -181,7 +184,8 @@ impl Produce for TemplateJob {
         let vars = match &self.vars {
             OwnVars::None => None,
             OwnVars::Values(v) => {
-                let map: Map<String, Value> = v.iter().cloned().collect();
+                let map: Map<String, Value> =
+                    v.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
                 Some(serde_json::to_string(&map).ok()?)
             }
             OwnVars::Json(json) => Some(json.to_string()),

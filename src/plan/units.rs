@@ -27,8 +27,8 @@ pub(super) fn fill_unit_providers(items: &mut [Planned]) {
         let package = || {
             items.iter().find(|p| {
                 p.id.kind == Kind::Package
-                    && (item.implicit_after.contains(&p.id)
-                        || item.after.iter().any(|a| a.id == p.id))
+                    && (item.implicit_after().contains(&p.id)
+                        || item.after().iter().any(|a| a.id == p.id))
             })
         };
         let provider = file.or_else(package).map(|p| p.id.clone());

@@ -21,7 +21,7 @@ pub struct DirectoryResource {
     /// Names of entries other resources of this run manage (filled in by the plan).
     pub keep: BTreeSet<String>,
     /// The nearest ancestor another directory resource manages (filled in by the plan).
-    pub managed_ancestor: Option<PathBuf>,
+    pub managed_ancestor: Option<std::sync::Arc<Path>>,
 }
 
 /// What a directory resource finds.
@@ -51,7 +51,7 @@ impl Resource for DirectoryResource {
         Some(&self.path)
     }
 
-    fn set_managed_ancestor(&mut self, dir: PathBuf) {
+    fn set_managed_ancestor(&mut self, dir: std::sync::Arc<Path>) {
         self.managed_ancestor = Some(dir);
     }
 

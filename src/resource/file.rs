@@ -30,7 +30,7 @@ pub struct FileResource {
     /// Keep the content out of diffs, logs and reports.
     pub sensitive: bool,
     /// The nearest ancestor a directory resource manages (filled in by the plan).
-    pub managed_ancestor: Option<PathBuf>,
+    pub managed_ancestor: Option<std::sync::Arc<Path>>,
     /// Command that must accept new content before the swap (`{path}`: a temp copy).
     pub validate: Option<String>,
 }
@@ -96,7 +96,7 @@ impl Resource for FileResource {
         vec![self.path.clone()]
     }
 
-    fn set_managed_ancestor(&mut self, dir: PathBuf) {
+    fn set_managed_ancestor(&mut self, dir: std::sync::Arc<Path>) {
         self.managed_ancestor = Some(dir);
     }
 

@@ -278,7 +278,7 @@ pub trait Resource: fmt::Debug + Send + Sync {
     }
     /// Tells a path resource which directory of the run above it will exist (planning
     /// fills it in once every role is known).
-    fn set_managed_ancestor(&mut self, _dir: PathBuf) {}
+    fn set_managed_ancestor(&mut self, _dir: std::sync::Arc<Path>) {}
     /// The owner and group it sets, for resources that set them.
     fn ownership_mut(&mut self) -> Option<&mut Ownership> {
         None
@@ -330,7 +330,7 @@ pub trait Managed: fmt::Debug + Send + Sync {
     /// See [`Resource::host_path`].
     fn host_path(&self) -> Option<&Path>;
     /// See [`Resource::set_managed_ancestor`].
-    fn set_managed_ancestor(&mut self, dir: PathBuf);
+    fn set_managed_ancestor(&mut self, dir: std::sync::Arc<Path>);
     /// See [`Resource::ownership_mut`].
     fn ownership_mut(&mut self) -> Option<&mut Ownership>;
     /// See [`Resource::creates_account`].
@@ -374,7 +374,7 @@ impl<R: Resource + PartialEq + 'static> Managed for R {
         Resource::host_path(self)
     }
 
-    fn set_managed_ancestor(&mut self, dir: PathBuf) {
+    fn set_managed_ancestor(&mut self, dir: std::sync::Arc<Path>) {
         Resource::set_managed_ancestor(self, dir)
     }
 

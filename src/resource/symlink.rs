@@ -16,7 +16,7 @@ pub struct SymlinkResource {
     /// Replace a directory standing at `path`.
     pub force: bool,
     /// The nearest ancestor a directory resource manages (filled in by the plan).
-    pub managed_ancestor: Option<PathBuf>,
+    pub managed_ancestor: Option<std::sync::Arc<Path>>,
 }
 
 impl Resource for SymlinkResource {
@@ -34,7 +34,7 @@ impl Resource for SymlinkResource {
         vec![self.path.clone()]
     }
 
-    fn set_managed_ancestor(&mut self, dir: PathBuf) {
+    fn set_managed_ancestor(&mut self, dir: std::sync::Arc<Path>) {
         self.managed_ancestor = Some(dir);
     }
 

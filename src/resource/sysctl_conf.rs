@@ -149,7 +149,7 @@ impl Resource for SysctlConfResource {
         vec![self.file.path.clone()]
     }
 
-    fn set_managed_ancestor(&mut self, dir: PathBuf) {
+    fn set_managed_ancestor(&mut self, dir: std::sync::Arc<Path>) {
         self.file.managed_ancestor = Some(dir);
     }
 

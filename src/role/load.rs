@@ -128,16 +128,42 @@ pub struct RoleSet {
     pub roles: Vec<Role>,
     /// Role vars merged by precedence, then host overrides on top.
     pub vars: Map<String, Value>,
+    /// The roles asked for, which the set was loaded from.
+    pub names: Vec<String>,
 }
 
-/// Loads `names` and everything they include. Errors from every role are collected.
+/// Loads `names` and everything they include, every table of every role parsed and checked.
+/// Errors from every role are collected.
 pub fn load(
     tree: &SourceTree,
     names: &[String],
     overrides: &Map<String, Value>,
 ) -> Result<RoleSet, Diagnostics> {
+    load_with(tree, names, overrides, false)
+}
+
+/// [`load`] for planning: each role's `[[file]]` tables are left as text (see
+/// [`super::sections::parse_deferred`]), to be parsed one at a time as they are planned. On
+/// any error, the errors are [`load`]'s.
+pub fn load_deferred(
+    tree: &SourceTree,
+    names: &[String],
+    overrides: &Map<String, Value>,
+) -> Result<RoleSet, Diagnostics> {
+    // Read whole, a broken [[file]] table may hide errors the deferred read would give
+    // (the includes of its role are not read): only the whole read's errors are exact.
+    load_with(tree, names, overrides, true).or_else(|_| load(tree, names, overrides))
+}
+
+fn load_with(
+    tree: &SourceTree,
+    names: &[String],
+    overrides: &Map<String, Value>,
+    deferred: bool,
+) -> Result<RoleSet, Diagnostics> {
     let mut loader = Loader {
         tree,
+        deferred,
         roles: Vec::new(),
         done: BTreeSet::new(),
         stack: Vec::new(),
@@ -155,11 +181,14 @@ pub fn load(
     errors.into_result(RoleSet {
         roles,
         vars: merged,
+        names: names.to_vec(),
     })
 }
 
 struct Loader<'a> {
     tree: &'a SourceTree,
+    /// Leave `[[file]]` tables unparsed.
+    deferred: bool,
     roles: Vec<Role>,
     done: BTreeSet<String>,
     stack: Vec<String>,
@@ -219,7 +248,12 @@ impl Loader<'_> {
                 return;
             }
         };
-        let spec = match super::sections::parse(&text) {
+        let parsed = if self.deferred {
+            super::sections::parse_deferred(&text)
+        } else {
+            super::sections::parse(&text)
+        };
+        let spec = match parsed {
             Ok(spec) => spec,
             Err(e) => {
                 let offset = e.span().map_or(0, |s| s.start);

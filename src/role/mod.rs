@@ -3,7 +3,7 @@
 pub mod classify;
 pub mod load;
 pub mod model;
-mod sections;
+pub mod sections;
 pub mod vars;
 
-pub use load::{load, valid_role_name, Role, RoleSet, SourceTree};
+pub use load::{load, load_deferred, valid_role_name, Role, RoleSet, SourceTree};

@@ -17,6 +17,9 @@ pub struct RoleFile {
     #[serde(default)]
     /// (Boxed: a role may declare thousands, and planning frees each as it goes.)
     pub file: Vec<Spanned<Box<FileSpec>>>,
+    /// Byte ranges of `[[file]]` tables not parsed yet: planning reads each when it plans it.
+    #[serde(skip)]
+    pub file_tables: Vec<std::ops::Range<usize>>,
     /// Managed directories.
     #[serde(default)]
     pub directory: Vec<Spanned<DirectorySpec>>,
@@ -53,6 +56,7 @@ impl RoleFile {
     /// How many resources it declares, about: one per table, one per sysctl key.
     pub fn declarations(&self) -> usize {
         self.file.len()
+            + self.file_tables.len()
             + self.directory.len()
             + self.symlink.len()
             + self.absent.len()
@@ -160,14 +164,6 @@ impl OwnVars {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    /// The vars as the JSON templates see.
-    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.0
-            .iter()
-            .map(|(k, v)| (k.clone(), super::vars::to_json(v)))
-            .collect()
     }
 }
 

@@ -7,6 +7,9 @@
 //! TOML lexer (so brackets in strings and comments, and arrays that span lines, are not
 //! mistaken for headers); anything unusual, and every error, goes to the whole-document parse,
 //! so the result and every message are the ones that parse gives.
+//!
+//! Planning may go one step further ([`parse_deferred`]): the `[[file]]` tables stay text
+//! until each is planned, so the 10,000 parsed specs (about 7 MB) are never alive together.
 
 use std::ops::Range;
 
@@ -25,6 +28,25 @@ pub fn parse(text: &str) -> Result<RoleFile, toml::de::Error> {
     toml::from_str(text)
 }
 
+/// Parses `text` as a role file but its `[[file]]` tables, which are left in
+/// [`RoleFile::file_tables`] for [`parse_table`] (a layout only the whole-document parse
+/// reads gives them parsed, in [`RoleFile::file`]). A table that does not parse is found
+/// only then: [`parse`] gives its error.
+pub fn parse_deferred(text: &str) -> Result<RoleFile, toml::de::Error> {
+    if let Some(spec) = tables(text).and_then(|files| without_files(text, files)) {
+        return Ok(spec);
+    }
+    toml::from_str(text)
+}
+
+/// One `[[file]]` table of `text`, at `range`, with the spans it has in the whole file;
+/// `None` when it does not parse on its own.
+pub fn parse_table(text: &str, range: Range<usize>) -> Option<Spanned<Box<FileSpec>>> {
+    let mut one: OneFile = toml::from_str(text.get(range.clone())?).ok()?;
+    let file = one.file.pop().filter(|_| one.file.is_empty())?;
+    Some(moved(file, range.start, FileSpec::moved))
+}
+
 /// One `[[file]]` table alone.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,12 +56,23 @@ struct OneFile {
 
 /// The role parsed a table at a time; `None` when any part does not parse on its own.
 fn by_table(text: &str, files: &[Range<usize>]) -> Option<RoleFile> {
+    let mut spec = without_files(text, files.to_vec())?;
+    spec.file.reserve_exact(files.len());
+    for r in std::mem::take(&mut spec.file_tables) {
+        spec.file.push(parse_table(text, r)?);
+    }
+    Some(spec)
+}
+
+/// The role but its `[[file]]` tables, whose ranges it keeps; `None` when there are none, or
+/// the rest does not parse on its own.
+fn without_files(text: &str, files: Vec<Range<usize>>) -> Option<RoleFile> {
     if files.is_empty() {
         return None;
     }
     // Same length and the same lines, so every span of the rest is a span of the file.
     let mut rest = text.as_bytes().to_vec();
-    for r in files {
+    for r in &files {
         for b in &mut rest[r.clone()] {
             if *b != b'\n' {
                 *b = b' ';
@@ -51,12 +84,7 @@ fn by_table(text: &str, files: &[Range<usize>]) -> Option<RoleFile> {
     if !spec.file.is_empty() {
         return None;
     }
-    spec.file.reserve_exact(files.len());
-    for r in files {
-        let mut one: OneFile = toml::from_str(&text[r.clone()]).ok()?;
-        let file = one.file.pop().filter(|_| one.file.is_empty())?;
-        spec.file.push(moved(file, r.start, FileSpec::moved));
-    }
+    spec.file_tables = files;
     Some(spec)
 }
 
@@ -181,6 +209,12 @@ mod tests {
         let split = files.as_deref().and_then(|f| by_table(text, f));
         if let Some(split) = &split {
             assert_eq!(format!("{split:?}"), format!("{whole:?}"));
+            // Left as text and parsed one at a time, as planning does: the same again.
+            let mut deferred = parse_deferred(text).unwrap();
+            for r in std::mem::take(&mut deferred.file_tables) {
+                deferred.file.push(parse_table(text, r).unwrap());
+            }
+            assert_eq!(format!("{deferred:?}"), format!("{whole:?}"));
         }
         split.is_some()
     }

@@ -138,7 +138,7 @@ impl Builder<'_> {
         self.push(role, common, Box::new(file));
         let at = role.location(unit.span().start);
         if let Some(item) = self.items.last_mut() {
-            item.notify.push(After {
+            item.edges_mut().notify.push(After {
                 id: ResourceId::new(Kind::Service, service.name.clone()),
                 origin: at.to_string(),
                 at,
@@ -172,8 +172,8 @@ impl Builder<'_> {
                 )),
             }
         }
-        if let Some(item) = self.items.last_mut() {
-            item.notify.extend(edges);
+        if let Some(item) = self.items.last_mut().filter(|_| !edges.is_empty()) {
+            item.edges_mut().notify.extend(edges);
         }
     }
 

@@ -1,6 +1,7 @@
 //! `[sysctl]` tables: one resource per key for the live value, one drop-in for all of them.
 
 use super::{Builder, Common};
+use crate::plan::Edges;
 use crate::plan::Planned;
 use crate::resource::sysctl::{self, SysctlResource};
 use crate::resource::sysctl_conf::SysctlConfResource;
@@ -28,18 +29,20 @@ impl Builder<'_> {
             .map(|k| ResourceId::new(Kind::Sysctl, k.clone()))
             .collect();
         let r = SysctlConfResource::new(keys.entries);
-        self.items.push(Planned {
+        let mut item = Planned {
             id: crate::resource::Resource::id(&r),
             resource: Box::new(r),
             role: keys.roles.join(", ").into(),
             origin: at.to_string().into(),
             at,
             rendered: None,
-            after: Vec::new(),
+            edges: None,
+        };
+        item.set_edges(Edges {
             implicit_after,
-            notify: Vec::new(),
-            requires: Vec::new(),
+            ..Edges::default()
         });
+        self.items.push(item);
     }
 
     pub(super) fn sysctl(&mut self, role: &Role) {
