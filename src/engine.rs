@@ -135,7 +135,7 @@ fn converge(
         let mut outcome = Outcome {
             id: item.id.clone(),
             role: item.role.clone(),
-            origin: item.origin.clone(),
+            origin: item.at.clone(),
             status: Status::InSync,
             change: None,
             error: None,

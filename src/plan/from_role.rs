@@ -157,12 +157,10 @@ impl<'a> Builder<'a> {
             }
         }
         let at = role.location(common.offset);
-        let origin = at.to_string().into();
         let mut item = Planned {
             id: resource.id(),
             resource,
             role: self.role_name.clone(),
-            origin,
             at,
             rendered: common.rendered.map(Box::new),
             edges: None,

@@ -31,9 +31,7 @@ pub struct Planned {
     pub id: ResourceId,
     /// The role that declared it, one copy shared by its resources and their outcomes.
     pub role: Arc<str>,
-    /// `roles/web.toml:12:1`, where it was declared; shared with its outcome.
-    pub origin: Arc<str>,
-    /// The same place, for errors that show the line.
+    /// Where it was declared, `roles/web.toml:12:1` as text (its outcome names it so).
     pub at: Location,
     /// Rendered content, kept only when the plan was built for `converge render`.
     pub rendered: Option<Box<Rendered>>,
@@ -274,7 +272,7 @@ fn dedupe_and_detect_conflicts(
         };
         let message = format!(
             "conflict: {what} is managed by role '{}' ({}) and by role '{}' ({}) with different desired state",
-            a.role, a.origin, item.role, item.origin
+            a.role, a.at, item.role, item.at
         );
         let first = locate(
             set,

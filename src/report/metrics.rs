@@ -140,7 +140,11 @@ mod tests {
         let outcome = |status| Outcome {
             id: ResourceId::new(Kind::File, "/x"),
             role: "r".into(),
-            origin: "roles/r.toml:1:1".into(),
+            origin: crate::diagnostics::Location {
+                file: std::path::Path::new("roles/r.toml").into(),
+                line: 1,
+                col: 1,
+            },
             status,
             change: None,
             error: None,

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::diagnostics::Location;
 use crate::health::{HealthOutcome, HealthStatus};
 use crate::resource::{Change, ResourceId};
 
@@ -46,8 +47,10 @@ pub struct Outcome {
     pub id: ResourceId,
     /// The role that declared it (shared with the plan).
     pub role: Arc<str>,
-    /// Where it was declared (shared with the plan).
-    pub origin: Arc<str>,
+    /// Where it was declared, written `roles/web.toml:12:1` (its file shared with the plan;
+    /// text only when the report is written, not held per resource).
+    #[serde(serialize_with = "as_text")]
+    pub origin: Location,
     /// How it ended.
     pub status: Status,
     /// What changed or would change.
@@ -65,6 +68,11 @@ pub struct Outcome {
     /// Remarks that hold whether or not it changed (e.g. what `--root` cannot manage).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// A value as its `Display` text.
+fn as_text<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
 /// What a notified service gets at the end of the run.

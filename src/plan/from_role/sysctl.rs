@@ -33,7 +33,6 @@ impl Builder<'_> {
             id: crate::resource::Resource::id(&r),
             resource: Box::new(r),
             role: keys.roles.join(", ").into(),
-            origin: at.to_string().into(),
             at,
             rendered: None,
             edges: None,
