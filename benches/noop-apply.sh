@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # No-op apply and check of N templated files (~2 KiB each, N/10 directories) against
-# sha256sum over the same files, for each N, all three interleaved run by run in one
-# session; reports medians, the ratios to sha256sum and peak RSS (also of the first apply).
+# sha256sum over the same files, for each N, all interleaved run by run in one session;
+# reports medians, the ratios to sha256sum and peak RSS (also of the first apply). apply
+# and check read the plan cache; "miss" is a no-op apply right after a comment was added to
+# the role, so it plans (and caches) again with nothing to change.
 # Usage: benches/noop-apply.sh [RUNS] [N...]   (defaults 11; 100 1000 10000).
 # BIN=path measures another converge binary (e.g. an older build) without building.
 # NO_PLAN_CACHE=1 plans every run from the source (--no-plan-cache): the cost of the first
@@ -48,10 +50,13 @@ common=(--role bench --color never -q)
 for n in "${sizes[@]}"; do setup "$n"; done
 
 now() { date +%s%N; }
-declare -A t_apply t_check t_sum rss_apply rss_check
-for _ in $(seq "$runs"); do
+declare -A t_apply t_check t_sum t_miss rss_apply rss_check rss_miss
+for run in $(seq "$runs"); do
   for n in "${sizes[@]}"; do
     d=$work/$n
+    echo "# run $run" >> "$d/src/roles/bench.toml"
+    t0=$(now); /usr/bin/time -f %M -o "$d/rss" "$bin" apply "${common[@]}" --source "$d/src" --root "$d/root" >/dev/null; t1=$(now)
+    t_miss[$n]+="$(( (t1 - t0) / 1000 )) "; rss_miss[$n]+="$(cat "$d/rss") "
     t0=$(now); /usr/bin/time -f %M -o "$d/rss" "$bin" apply "${common[@]}" --source "$d/src" --root "$d/root" >/dev/null; t1=$(now)
     t_apply[$n]+="$(( (t1 - t0) / 1000 )) "; rss_apply[$n]+="$(cat "$d/rss") "
     t0=$(now); /usr/bin/time -f %M -o "$d/rss" "$bin" check "${common[@]}" --source "$d/src" --root "$d/root" >/dev/null; t1=$(now)
@@ -62,11 +67,12 @@ for _ in $(seq "$runs"); do
 done
 
 maxof() { printf '%s\n' $1 | sort -n | tail -1; }
-echo "runs: $runs, interleaved; medians in ms; peak RSS is the largest of all runs"
-printf '%7s %10s %10s %10s %9s %9s %14s %14s %14s\n' N apply check sha256sum apply/sum check/sum "RSS apply MiB" "RSS check MiB" "RSS first MiB"
+echo "runs: $runs, interleaved; medians; peak RSS is the largest of all runs"
+printf '%7s %9s %9s %9s %9s %9s %9s %8s %10s %10s %10s %10s\n' N apply check miss sha256sum apply/sum check/sum miss/sum "RSS apply" "RSS check" "RSS miss" "RSS first"
 for n in "${sizes[@]}"; do
-  a=$(median "${t_apply[$n]}"); c=$(median "${t_check[$n]}"); s=$(median "${t_sum[$n]}")
-  ra=$(maxof "${rss_apply[$n]}"); rc=$(maxof "${rss_check[$n]}"); rf=$(tail -n1 "$work/$n/rss-first")
-  awk -v n="$n" -v a="$a" -v c="$c" -v s="$s" -v ra="$ra" -v rc="$rc" -v rf="$rf" 'BEGIN {
-    printf "%7d %10.1f %10.1f %10.1f %9.2f %9.2f %14.1f %14.1f %14.1f\n", n, a/1000, c/1000, s/1000, a/s, c/s, ra/1024, rc/1024, rf/1024 }'
+  a=$(median "${t_apply[$n]}"); c=$(median "${t_check[$n]}"); m=$(median "${t_miss[$n]}"); s=$(median "${t_sum[$n]}")
+  ra=$(maxof "${rss_apply[$n]}"); rc=$(maxof "${rss_check[$n]}"); rm=$(maxof "${rss_miss[$n]}"); rf=$(tail -n1 "$work/$n/rss-first")
+  awk -v n="$n" -v a="$a" -v c="$c" -v m="$m" -v s="$s" -v ra="$ra" -v rc="$rc" -v rm="$rm" -v rf="$rf" 'BEGIN {
+    printf "%7d %9.1f %9.1f %9.1f %9.1f %9.2f %9.2f %8.2f %10.1f %10.1f %10.1f %10.1f\n", n, a/1000, c/1000, m/1000, s/1000, a/s, c/s, m/s, ra/1024, rc/1024, rm/1024, rf/1024 }'
 done
+echo "times in ms, RSS in MiB"

@@ -405,3 +405,42 @@ fn without_a_state_dir_every_run_plans_and_nothing_is_made() {
     assert_eq!(run("check").code, 0);
     assert!(!missing.exists());
 }
+
+#[test]
+fn a_published_bundle_is_keyed_by_its_id() {
+    let h = Host::new();
+    let out = h.dir().join("bundle");
+    let publish = || {
+        let src = h.p.src().display().to_string();
+        let facts = h.p.facts_path().display().to_string();
+        let r =
+            h.p.run(&["publish", &src, out.to_str().unwrap(), "--facts", &facts]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    };
+    publish();
+    let text = format!(
+        "source = {:?}\nstate_dir = {:?}\n",
+        out.display().to_string(),
+        h.state().display().to_string()
+    );
+    std::fs::write(h.dir().join("agent.toml"), text).unwrap();
+    assert_eq!(h.outcome("apply", &[]), (2, built()));
+    assert_eq!(h.outcome("apply", &[]), (0, cached()));
+    assert_eq!(h.outcome("check", &[]), (0, cached()));
+
+    h.p.file(
+        "templates/motd.hbs",
+        "{{vars.motto}} on {{facts.hostname}}\n",
+    );
+    publish();
+    // A check reads a new bundle from a scratch copy, which its plan points into; the apply
+    // that takes the bundle on plans from where the bundle is kept.
+    assert_eq!(h.outcome("check", &[]), (2, built()));
+    assert_eq!(h.outcome("apply", &[]), (2, built()));
+    assert_eq!(
+        std::fs::read_to_string(h.p.at("/etc/motd")).unwrap(),
+        "steady on web1\n"
+    );
+    assert_eq!(h.outcome("apply", &[]), (0, cached()));
+    assert_eq!(h.outcome("check", &[]), (0, cached()));
+}

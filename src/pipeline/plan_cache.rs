@@ -20,7 +20,6 @@
 //! or not writable means no cache. Entries are written to a temp file and renamed, so runs
 //! that hold no lock may read and write them side by side.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,7 +36,7 @@ use crate::role::{classify::NODES_FILE, SourceTree};
 const FORMAT: u32 = 1;
 /// Entries kept: a few, since hosts and benchmarks alternate between role sets or trees.
 const KEEP: usize = 8;
-/// The first bytes of an entry; a sha256 of the rest follows.
+/// The first bytes of an entry; the plan follows, then a sha256 of the plan.
 const MAGIC: &[u8; 8] = b"cvgplan\x01";
 /// The cache's directory under the state dir.
 const DIR: &str = "plan-cache";
@@ -95,20 +94,9 @@ struct Header {
     context: Option<String>,
     /// The roles the plan was built for (the record names them).
     roles: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct BodyRef<'a> {
-    items: &'a [Planned],
-    health: &'a [HealthCheck],
-    requires: &'a Requirements,
-}
-
-#[derive(Deserialize)]
-struct Body {
-    items: Vec<Planned>,
-    health: Vec<HealthCheck>,
-    requires: Requirements,
+    /// How many plan items follow, one after another, then the health checks and the
+    /// requirements: read into an array of the right size, not one grown by doubling.
+    items: u64,
 }
 
 impl PlanCache {
@@ -193,20 +181,20 @@ impl PlanCache {
     /// Stores `plan` and its `roles` under `key`, then keeps only the newest entries.
     /// Failures are logged, never returned: the run has its plan either way.
     pub fn store(&self, key: &str, plan: &Plan, roles: &[String]) {
-        match encode(plan, roles).and_then(|bytes| self.write(key, &bytes)) {
+        match self.write(key, plan, roles) {
             Ok(()) => tracing::debug!(key, "plan cached"),
             Err(why) => tracing::debug!(key, why, "plan not cached"),
         }
         self.prune();
     }
 
-    fn write(&self, key: &str, bytes: &[u8]) -> Result<(), String> {
+    fn write(&self, key: &str, plan: &Plan, roles: &[String]) -> Result<(), String> {
         // No fsync: an entry torn by a crash fails its checksum and is planned again.
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&self.dir)
             .map_err(|e| e.to_string())?;
-        tmp.write_all(bytes).map_err(|e| e.to_string())?;
+        encode(plan, roles, &mut tmp)?;
         tmp.persist(self.dir.join(key))
             .map(drop)
             .map_err(|e| e.to_string())
@@ -258,17 +246,18 @@ fn tree_content(tree: &SourceTree) -> Option<Vec<u8>> {
         collect(tree.root(), Path::new(dir), &mut files).ok()?;
     }
     files.sort();
-    let nodes = tree.root().join(NODES_FILE);
     let mut h = Sha256::new();
     for rel in files
         .iter()
         .map(PathBuf::as_path)
         .chain([Path::new(NODES_FILE)])
     {
-        let path = tree.root().join(rel);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == nodes => {
+        // Read a chunk at a time: a role of thousands of files is megabytes.
+        let found = std::fs::File::open(tree.root().join(rel))
+            .and_then(|mut f| Fingerprint::of_reader(&mut f));
+        let fingerprint = match found {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && rel == Path::new(NODES_FILE) => {
                 h.update(b"no nodes.toml");
                 continue;
             }
@@ -276,8 +265,8 @@ fn tree_content(tree: &SourceTree) -> Option<Vec<u8>> {
         };
         h.update(rel.as_os_str().as_encoded_bytes());
         h.update([0]);
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(&bytes);
+        h.update(fingerprint.sha256);
+        h.update(fingerprint.size.to_le_bytes());
     }
     Some(h.finalize().to_vec())
 }
@@ -306,13 +295,16 @@ fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<(
     Ok(())
 }
 
-fn encode(plan: &Plan, roles: &[String]) -> Result<Vec<u8>, String> {
+/// Writes the entry of `plan` to `out`: [`MAGIC`], the header and the plan, and a sha256
+/// of both.
+fn encode<W: std::io::Write>(plan: &Plan, roles: &[String], mut out: W) -> Result<W, String> {
     let mut sources = Vec::new();
     for item in &plan.items {
         let stored = item.resource.stored();
-        if let Some(path) = stored.content().and_then(|c| c.path()) {
-            let fingerprint = stored.content().expect("has a path").fingerprint();
-            sources.push((path.to_path_buf(), fingerprint));
+        if let Some(content) = stored.content() {
+            if let Some(path) = content.path() {
+                sources.push((path.to_path_buf(), content.fingerprint()));
+            }
         }
     }
     let context = match &plan.templates {
@@ -323,19 +315,44 @@ fn encode(plan: &Plan, roles: &[String]) -> Result<Vec<u8>, String> {
         sources,
         context,
         roles: roles.to_vec(),
+        items: plan.items.len() as u64,
     };
-    let body = BodyRef {
-        items: &plan.items,
-        health: &plan.health,
-        requires: &plan.requires,
+    out.write_all(MAGIC).map_err(|e| e.to_string())?;
+    // Streamed: a plan of thousands of files is never held a second time, serialized.
+    let hashed = Hashed {
+        inner: out,
+        hash: Sha256::new(),
     };
-    let mut payload = postcard::to_stdvec(&header).map_err(|e| e.to_string())?;
-    payload.extend(postcard::to_stdvec(&body).map_err(|e| e.to_string())?);
-    let mut bytes = Vec::with_capacity(MAGIC.len() + 32 + payload.len());
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&Sha256::digest(&payload));
-    bytes.extend_from_slice(&payload);
-    Ok(bytes)
+    let buffered = std::io::BufWriter::with_capacity(content::CHUNK, hashed);
+    let mut buffered = postcard::to_io(&header, buffered).map_err(|e| e.to_string())?;
+    for item in &plan.items {
+        buffered = postcard::to_io(item, buffered).map_err(|e| e.to_string())?;
+    }
+    let buffered = postcard::to_io(&plan.health, buffered).map_err(|e| e.to_string())?;
+    let buffered = postcard::to_io(&plan.requires, buffered).map_err(|e| e.to_string())?;
+    let Hashed { mut inner, hash } = buffered.into_inner().map_err(|e| e.to_string())?;
+    inner
+        .write_all(&hash.finalize())
+        .map_err(|e| e.to_string())?;
+    Ok(inner)
+}
+
+/// A writer that hashes what goes through it.
+struct Hashed<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: std::io::Write> std::io::Write for Hashed<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(bytes)?;
+        self.hash.update(&bytes[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn decode(bytes: &[u8], tree: &SourceTree) -> Result<(Plan, Vec<String>), String> {
@@ -345,7 +362,7 @@ fn decode(bytes: &[u8], tree: &SourceTree) -> Result<(Plan, Vec<String>), String
     if rest.len() < 32 {
         return Err("truncated".into());
     }
-    let (sum, payload) = rest.split_at(32);
+    let (payload, sum) = rest.split_at(rest.len() - 32);
     if Sha256::digest(payload).as_slice() != sum {
         return Err("checksum mismatch (truncated or corrupt)".into());
     }
@@ -362,17 +379,34 @@ fn decode(bytes: &[u8], tree: &SourceTree) -> Result<(Plan, Vec<String>), String
     let templates = header
         .context
         .map(|json| Arc::new(Templates::lazy(tree.templates_dir(), json)));
-    let read = || postcard::from_bytes::<Body>(body).map_err(|e| format!("plan: {e}"));
-    let body = match &templates {
+    let read = || -> Result<(Vec<Planned>, Vec<HealthCheck>, Requirements), String> {
+        let plan_error = |e: postcard::Error| format!("plan: {e}");
+        // Every item takes at least a byte: a count beyond that is not this entry's.
+        let count = usize::try_from(header.items).unwrap_or(usize::MAX);
+        if count > body.len() {
+            return Err("plan: more items than bytes".into());
+        }
+        let mut items = Vec::with_capacity(count);
+        let mut rest = body;
+        for _ in 0..count {
+            let (item, more) = postcard::take_from_bytes::<Planned>(rest).map_err(plan_error)?;
+            items.push(item);
+            rest = more;
+        }
+        let (health, rest) =
+            postcard::take_from_bytes::<Vec<HealthCheck>>(rest).map_err(plan_error)?;
+        let requires = postcard::from_bytes::<Requirements>(rest).map_err(plan_error)?;
+        Ok((items, health, requires))
+    };
+    let (mut items, health, requires) = match &templates {
         Some(t) => content::with_revive(t.revive(), read)?,
         None => read()?,
     };
-    let mut items = body.items;
     share_names(&mut items);
     let plan = Plan {
         items,
-        health: body.health,
-        requires: body.requires,
+        health,
+        requires,
         templates,
     };
     Ok((plan, header.roles))
@@ -511,7 +545,7 @@ services = ["nginx"]
             crate::resource::Kind::ALL.len() - 1,
             "{kinds:?}"
         );
-        let bytes = encode(&fresh, &["all".into(), "web".into()]).unwrap();
+        let bytes = encode(&fresh, &["all".into(), "web".into()], Vec::new()).unwrap();
         let (cached, roles) = decode(&bytes, &tree).unwrap();
         assert_eq!(roles, ["all", "web"]);
         assert_eq!(format!("{fresh:#?}"), format!("{cached:#?}"));
@@ -530,7 +564,7 @@ services = ["nginx"]
     fn a_templated_file_of_a_cached_plan_renders_the_same_bytes() {
         let (_dir, tree) = tree();
         let fresh = build(&tree);
-        let (cached, _) = decode(&encode(&fresh, &[]).unwrap(), &tree).unwrap();
+        let (cached, _) = decode(&encode(&fresh, &[], Vec::new()).unwrap(), &tree).unwrap();
         let content = |plan: &Plan, path: &str| {
             let item = plan.items.iter().find(|p| p.id.name == path).unwrap();
             let crate::resource::stored::Stored::File(f) = item.resource.stored() else {
@@ -554,7 +588,7 @@ services = ["nginx"]
     #[test]
     fn a_truncated_or_corrupt_entry_is_not_read() {
         let (_dir, tree) = tree();
-        let bytes = encode(&build(&tree), &[]).unwrap();
+        let bytes = encode(&build(&tree), &[], Vec::new()).unwrap();
         assert!(decode(&bytes, &tree).is_ok());
         let short = &bytes[..bytes.len() - 1];
         assert_eq!(
@@ -577,7 +611,7 @@ services = ["nginx"]
     #[test]
     fn an_edited_source_file_of_the_same_size_is_a_miss() {
         let (dir, tree) = tree();
-        let bytes = encode(&build(&tree), &[]).unwrap();
+        let bytes = encode(&build(&tree), &[], Vec::new()).unwrap();
         let source = dir.path().join("files/nginx/security-headers.conf");
         let mut text = std::fs::read(&source).unwrap();
         text[0] = if text[0] == b'#' { b';' } else { b'#' };
