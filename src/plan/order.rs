@@ -211,3 +211,22 @@ fn cycle_error(
         format!("ordering cycle: {}", names.join(" after ")),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Requirements;
+
+    #[test]
+    fn requirements_list_each_items_own_in_one_flat_list() {
+        let r = Requirements::from_sorted(5, [(0, 1), (0, 3), (2, 1), (4, 0)].into_iter());
+        let of = |i| r.of(i).collect::<Vec<_>>();
+        assert_eq!(of(0), [1, 3]);
+        assert!(of(1).is_empty());
+        assert_eq!(of(2), [1]);
+        assert!(of(3).is_empty());
+        assert_eq!(of(4), [0]);
+        // Past the end (a plan read back with fewer items): nothing, not a panic.
+        assert!(of(5).is_empty());
+        assert!(Requirements::default().of(0).next().is_none());
+    }
+}
