@@ -44,8 +44,7 @@ pub(super) struct Builder<'a> {
     health: Vec<crate::health::HealthCheck>,
     /// The name of the role being planned, one copy for all its resources.
     role_name: Arc<str>,
-    /// Each template name and per-file var key once, shared by every file that uses it:
-    /// thousands of files each naming `name` and `port` hold one copy of each.
+    /// Each template name once, shared by every file rendered from it.
     shared_names: HashSet<Arc<str>>,
     /// A `[[file]]` table left as text did not parse on its own: the plan is void, and only
     /// the roles read whole give the errors.
@@ -384,16 +383,15 @@ impl<'a> Builder<'a> {
             })
             .clone();
         let shared_name = self.shared_name(name);
-        // Only the file's own vars are kept (the facts and role vars are shared), each key
-        // one copy for every file that names it.
-        let own: Box<[_]> = s
+        // Only the file's own vars are kept (the facts and role vars are shared).
+        let own = s
             .vars
             .0
             .iter()
-            .map(|(k, v)| (self.shared_name(k), vars::to_json(v)))
+            .map(|(k, v)| (k.clone(), vars::to_json(v)))
             .collect();
-        let job = TemplateJob::new(templates, shared_name, own);
-        match job.render() {
+        let (job, rendered) = TemplateJob::render_new(templates, shared_name, own);
+        match rendered {
             Ok(text) => {
                 let desired = Desired::produced(text.as_bytes(), Arc::new(job));
                 let kept = keep.then(|| text.into_bytes());

@@ -110,14 +110,11 @@ impl std::fmt::Debug for Templates {
 /// A file's own vars, merged over the run's vars at each render.
 enum OwnVars {
     None,
-    /// As planned; each key is one copy shared by every file that names it.
-    Values(Box<[OwnVar]>),
-    /// As stored: parsed only if the file is rendered again.
+    /// As JSON text, planned or stored alike: parsed only if the file is rendered again.
+    /// (A 10,000-file role's vars as values, one small allocation per key and string, held
+    /// about three times the memory.)
     Json(Box<str>),
 }
-
-/// One of a file's own template vars.
-pub type OwnVar = (Arc<str>, Value);
 
 /// One template with one file's vars.
 pub struct TemplateJob {
@@ -127,22 +124,50 @@ pub struct TemplateJob {
 }
 
 impl TemplateJob {
-    /// `name` rendered with the shared `templates` and this file's own `vars`.
-    pub fn new(templates: Arc<Templates>, name: Arc<str>, own: Box<[OwnVar]>) -> TemplateJob {
-        TemplateJob {
+    /// `name` rendered with the shared `templates` and this file's own vars `own`, and the
+    /// job that renders it again; the vars are kept as text.
+    pub fn render_new(
+        templates: Arc<Templates>,
+        name: Arc<str>,
+        own: Map<String, Value>,
+    ) -> (TemplateJob, Result<String, crate::diagnostics::Diagnostic>) {
+        let vars = match serde_json::to_string(&own) {
+            _ if own.is_empty() => OwnVars::None,
+            Ok(json) => OwnVars::Json(json.into()),
+            Err(e) => {
+                let message = format!("vars of {name}: {e}");
+                let job = TemplateJob {
+                    templates,
+                    name,
+                    vars: OwnVars::None,
+                };
+                return (job, Err(crate::diagnostics::Diagnostic::new(message)));
+            }
+        };
+        let job = TemplateJob {
             templates,
             name,
-            // Only the file's own vars are kept; the facts and role vars are shared.
-            vars: if own.is_empty() {
-                OwnVars::None
-            } else {
-                OwnVars::Values(own)
-            },
-        }
+            vars,
+        };
+        let text = job.render_with(Some(own).filter(|o| !o.is_empty()));
+        (job, text)
     }
 
     /// The rendered text, or the template's located error.
     pub fn render(&self) -> Result<String, crate::diagnostics::Diagnostic> {
+        let own = match &self.vars {
+            OwnVars::None => None,
+            OwnVars::Json(json) => Some(serde_json::from_str(json).map_err(|e| {
+                crate::diagnostics::Diagnostic::new(format!("stored vars of {}: {e}", self.name))
+            })?),
+        };
+        self.render_with(own)
+    }
+
+    fn render_with(
+        &self,
+        own: Option<Map<String, Value>>,
+    ) -> Result<String, crate::diagnostics::Diagnostic> {
         use crate::diagnostics::Diagnostic;
         let context = self.templates.context().map_err(Diagnostic::new)?;
         let mut renderer = self
@@ -151,11 +176,8 @@ impl TemplateJob {
             .map_err(Diagnostic::new)?
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let own: Map<String, Value> = match &self.vars {
-            OwnVars::None => return renderer.render_context(&self.name, context),
-            OwnVars::Values(v) => v.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-            OwnVars::Json(json) => serde_json::from_str(json)
-                .map_err(|e| Diagnostic::new(format!("stored vars of {}: {e}", self.name)))?,
+        let Some(own) = own else {
+            return renderer.render_context(&self.name, context);
         };
         // Only the vars are copied and merged; the renderer keeps the facts.
         let mut merged = context.data()["vars"]
@@ -183,16 +205,6 @@ impl Produce for TemplateJob {
     fn recipe(&self) -> Option<Recipe> {
         let vars = match &self.vars {
             OwnVars::None => None,
-            OwnVars::Values(v) => {
-                // Written straight from the pairs: a cache miss stores thousands of these.
-                struct Pairs<'a>(&'a [OwnVar]);
-                impl serde::Serialize for Pairs<'_> {
-                    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                        s.collect_map(self.0.iter().map(|(k, v)| (&**k, v)))
-                    }
-                }
-                Some(serde_json::to_string(&Pairs(v)).ok()?)
-            }
             OwnVars::Json(json) => Some(json.to_string()),
         };
         Some(Recipe {
