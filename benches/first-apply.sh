@@ -2,7 +2,8 @@
 # First apply of N small templated files (default 4,000): all in one directory, against the
 # same files spread over N/10 directories. Runs alternate; reports the median wall and CPU
 # (user + system) time and their cost per file for each layout, and the ratios (1.0 = as
-# cheap in one directory). Wall time is mostly fsync waits; CPU time shows the work.
+# cheap in one directory). Wall time is mostly fsync waits; CPU time shows the work, split
+# into user (converge's own) and system (the kernel's: creates, renames, fsyncs).
 # Usage: benches/first-apply.sh [RUNS] [N]   (defaults 5; 4000).
 # BIN=path measures another converge binary (e.g. an older build) without building.
 set -euo pipefail
@@ -29,7 +30,7 @@ source_for one 1
 source_for spread $(( (n + 9) / 10 ))
 
 now() { date +%s%N; }
-declare -A wall cpu
+declare -A wall cpu user sys
 for _ in $(seq "$runs"); do
   for layout in one spread; do
     d=$work/$layout
@@ -39,6 +40,8 @@ for _ in $(seq "$runs"); do
     t1=$(now)
     wall[$layout]+="$(( (t1 - t0) / 1000 )) "
     cpu[$layout]+="$(awk '{printf "%d", ($1 + $2) * 1e6}' "$d/cpu") "
+    user[$layout]+="$(awk '{printf "%d", $1 * 1e6}' "$d/cpu") "
+    sys[$layout]+="$(awk '{printf "%d", $2 * 1e6}' "$d/cpu") "
     [ "$(find "$d/root/srv/app" -type f | wc -l)" -eq "$n" ] || { echo "$layout: not all $n files written" >&2; exit 1; }
   done
 done
@@ -46,8 +49,10 @@ done
 echo "first apply of $n files, $runs runs alternated, medians"
 awk -v n="$n" -v dirs=$(( (n + 9) / 10 )) \
   -v ow="$(median "${wall[one]}")" -v sw="$(median "${wall[spread]}")" \
-  -v oc="$(median "${cpu[one]}")" -v sc="$(median "${cpu[spread]}")" 'BEGIN {
-  printf "%-24s %8s %8s %14s %14s\n", "layout", "wall s", "CPU s", "wall/file us", "CPU/file us"
-  printf "%-24s %8.2f %8.2f %14.0f %14.0f\n", "one directory", ow/1e6, oc/1e6, ow/n, oc/n
-  printf "%-24s %8.2f %8.2f %14.0f %14.0f\n", "spread over " dirs " dirs", sw/1e6, sc/1e6, sw/n, sc/n
-  printf "one / spread: wall %.2f, CPU %.2f\n", ow/sw, oc/sc }'
+  -v oc="$(median "${cpu[one]}")" -v sc="$(median "${cpu[spread]}")" \
+  -v ou="$(median "${user[one]}")" -v su="$(median "${user[spread]}")" \
+  -v os="$(median "${sys[one]}")" -v ss="$(median "${sys[spread]}")" 'BEGIN {
+  printf "%-24s %8s %8s %14s %14s %14s %14s\n", "layout", "wall s", "CPU s", "wall/file us", "CPU/file us", "user/file us", "sys/file us"
+  printf "%-24s %8.2f %8.2f %14.0f %14.0f %14.0f %14.0f\n", "one directory", ow/1e6, oc/1e6, ow/n, oc/n, ou/n, os/n
+  printf "%-24s %8.2f %8.2f %14.0f %14.0f %14.0f %14.0f\n", "spread over " dirs " dirs", sw/1e6, sc/1e6, sw/n, sc/n, su/n, ss/n
+  printf "one / spread: wall %.2f, CPU %.2f, user %.2f, sys %.2f\n", ow/sw, oc/sc, ou/su, os/ss }'
