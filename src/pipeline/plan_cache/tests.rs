@@ -1,0 +1,302 @@
+//! The plan cache's unit tests: keys, entries, pruning, stored plans against fresh ones.
+
+use super::*;
+
+const FACTS: &str = r#"{"hostname": "web1", "fqdn": "web1.example.com", "cpus": 4,
+    "os": {"id": "debian", "version_id": "12", "codename": "bookworm", "pretty_name": "Debian 12"},
+    "kernel": {"release": "6.1.0"}, "arch": "x86_64",
+    "memory": {"total_bytes": 8589934592, "total_mb": 8192},
+    "interfaces": {"lo": {"ipv4": ["127.0.0.1"], "ipv6": ["::1"]}}}"#;
+
+/// Every resource type, and edges of each sort.
+const ALL_KINDS: &str = r#"
+include = ["web"]
+
+[vars]
+greeting = "hello"
+
+[[group]]
+name = "app"
+gid = 1500
+
+[[user]]
+name = "app"
+uid = 1500
+group = "app"
+groups = ["adm"]
+home = "/srv/app"
+
+[[directory]]
+path = "/srv/app"
+owner = "app"
+group = "app"
+
+[[file]]
+path = "/srv/app/inline.conf"
+content = "inline\n"
+owner = "app"
+validate = "true {path}"
+
+[[file]]
+path = "/srv/app/own-vars.conf"
+template = "own.hbs"
+[file.vars]
+port = 8080
+
+[[symlink]]
+path = "/srv/app/current"
+target = "inline.conf"
+
+[[exec]]
+name = "init"
+command = "true"
+creates = "/srv/app/ready"
+environment = { LC_ALL = "C.UTF-8" }
+timeout = "2m"
+after = ["user:app"]
+
+[[health]]
+name = "web"
+http = "http://127.0.0.1/healthz"
+services = ["nginx"]
+"#;
+
+/// The repo's own example tree with one more role and template beside it.
+fn tree() -> (tempfile::TempDir, SourceTree) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let copy = std::process::Command::new("cp")
+        .args(["-r", "roles", "templates", "files"])
+        .arg(dir.path())
+        .current_dir(repo)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    std::fs::write(dir.path().join("roles/all.toml"), ALL_KINDS).unwrap();
+    std::fs::write(
+        dir.path().join("templates/own.hbs"),
+        "{{vars.greeting}} {{vars.port}} on {{facts.hostname}}\n",
+    )
+    .unwrap();
+    let tree = SourceTree::open(dir.path()).unwrap();
+    (dir, tree)
+}
+
+fn build(tree: &SourceTree) -> Plan {
+    let facts: Value = serde_json::from_str(FACTS).unwrap();
+    let roles = vec!["all".to_owned()];
+    crate::pipeline::plan(tree, &roles, &Map::new(), &facts, PlanOptions::default()).unwrap()
+}
+
+fn inputs<'a>(tree: &'a SourceTree, facts: &'a Value, vars: &'a Map<String, Value>) -> Inputs<'a> {
+    Inputs {
+        tree,
+        bundle_id: "",
+        roles: &[],
+        settings_roles: &[],
+        overrides: vars,
+        facts,
+        options: PlanOptions::default(),
+    }
+}
+
+#[test]
+fn a_plan_read_back_is_the_plan_built() {
+    let (_dir, tree) = tree();
+    let fresh = build(&tree);
+    let kinds: std::collections::BTreeSet<_> = fresh.items.iter().map(|p| p.id.kind).collect();
+    assert_eq!(
+        kinds.len(),
+        crate::resource::Kind::ALL.len() - 1,
+        "{kinds:?}"
+    );
+    let bytes = encode(&fresh, &["all".into(), "web".into()], Vec::new()).unwrap();
+    let (cached, roles) = decode(&bytes, &tree).unwrap();
+    assert_eq!(roles, ["all", "web"]);
+    assert_eq!(format!("{fresh:#?}"), format!("{cached:#?}"));
+    assert_eq!(fresh.health, cached.health);
+    // Resources compare by desired state too, content by fingerprint.
+    for (a, b) in fresh.items.iter().zip(&cached.items) {
+        assert!(a.resource.same_as(b.resource.as_ref()), "{:?}", a.id);
+    }
+    // Names are shared again as in a built plan.
+    let web: Vec<_> = cached.items.iter().filter(|p| &*p.role == "web").collect();
+    assert!(web.len() > 1);
+    assert!(web.windows(2).all(|w| Arc::ptr_eq(&w[0].role, &w[1].role)));
+}
+
+#[test]
+fn a_templated_file_of_a_cached_plan_renders_the_same_bytes() {
+    let (_dir, tree) = tree();
+    let fresh = build(&tree);
+    let (cached, _) = decode(&encode(&fresh, &[], Vec::new()).unwrap(), &tree).unwrap();
+    let content = |plan: &Plan, path: &str| {
+        let item = plan.items.iter().find(|p| p.id.name == path).unwrap();
+        let crate::resource::stored::Stored::File(f) = item.resource.stored() else {
+            panic!("{path} is a file");
+        };
+        f.content.load().unwrap().to_vec()
+    };
+    for path in [
+        "/srv/app/own-vars.conf",
+        "/etc/nginx/nginx.conf",
+        "/etc/motd",
+    ] {
+        assert_eq!(content(&cached, path), content(&fresh, path), "{path}");
+    }
+    assert_eq!(
+        content(&cached, "/srv/app/own-vars.conf"),
+        b"hello 8080 on web1\n"
+    );
+}
+
+#[test]
+fn a_truncated_or_corrupt_entry_is_not_read() {
+    let (_dir, tree) = tree();
+    let bytes = encode(&build(&tree), &[], Vec::new()).unwrap();
+    assert!(decode(&bytes, &tree).is_ok());
+    let short = &bytes[..bytes.len() - 1];
+    assert_eq!(
+        decode(short, &tree).unwrap_err(),
+        "checksum mismatch (truncated or corrupt)"
+    );
+    let mut flipped = bytes.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    assert_eq!(
+        decode(&flipped, &tree).unwrap_err(),
+        "checksum mismatch (truncated or corrupt)"
+    );
+    assert_eq!(decode(&bytes[..20], &tree).unwrap_err(), "truncated");
+    assert_eq!(
+        decode(b"something else", &tree).unwrap_err(),
+        "not a plan cache entry of this format"
+    );
+}
+
+#[test]
+fn an_edited_source_file_of_the_same_size_is_a_miss() {
+    let (dir, tree) = tree();
+    let bytes = encode(&build(&tree), &[], Vec::new()).unwrap();
+    let source = dir.path().join("files/nginx/security-headers.conf");
+    let mut text = std::fs::read(&source).unwrap();
+    text[0] = if text[0] == b'#' { b';' } else { b'#' };
+    std::fs::write(&source, &text).unwrap();
+    let why = decode(&bytes, &tree).unwrap_err();
+    assert_eq!(why, format!("source {} changed", source.display()));
+}
+
+#[test]
+fn the_key_follows_every_input_planning_reads() {
+    let (dir, tree) = tree();
+    let facts: Value = serde_json::from_str(FACTS).unwrap();
+    let none = Map::new();
+    let base = PlanCache::key(&inputs(&tree, &facts, &none)).unwrap();
+    assert_eq!(PlanCache::key(&inputs(&tree, &facts, &none)).unwrap(), base);
+    let differs = |what: &str, key: Option<String>| {
+        assert_ne!(key.unwrap(), base, "{what} must change the key");
+    };
+    let mut vars = Map::new();
+    vars.insert("greeting".into(), "hi".into());
+    differs("a var", PlanCache::key(&inputs(&tree, &facts, &vars)));
+    let mut other = facts.clone();
+    other["cpus"] = 8.into();
+    differs("a fact", PlanCache::key(&inputs(&tree, &other, &none)));
+    let roles = vec!["web".to_owned()];
+    differs(
+        "the roles asked",
+        PlanCache::key(&Inputs {
+            roles: &roles,
+            ..inputs(&tree, &facts, &none)
+        }),
+    );
+    differs(
+        "the settings' roles",
+        PlanCache::key(&Inputs {
+            settings_roles: &roles,
+            ..inputs(&tree, &facts, &none)
+        }),
+    );
+    differs(
+        "a bundle id",
+        PlanCache::key(&Inputs {
+            bundle_id: "abc",
+            ..inputs(&tree, &facts, &none)
+        }),
+    );
+    let options = PlanOptions {
+        keep_rendered: true,
+    };
+    differs(
+        "the options",
+        PlanCache::key(&Inputs {
+            options,
+            ..inputs(&tree, &facts, &none)
+        }),
+    );
+    let edits = [
+        ("roles/web.toml", "\n# edited\n"),
+        ("roles/base.toml", "\n# an included role\n"),
+        ("templates/own.hbs", "x"),
+        ("templates/partials/new.hbs", "a new partial"),
+        ("nodes.toml", "# classification\n"),
+    ];
+    for (rel, more) in edits {
+        let path = dir.path().join(rel);
+        let before = std::fs::read(&path).ok();
+        let mut text = before.clone().unwrap_or_default();
+        text.extend_from_slice(more.as_bytes());
+        std::fs::write(&path, &text).unwrap();
+        differs(rel, PlanCache::key(&inputs(&tree, &facts, &none)));
+        match before {
+            Some(b) => std::fs::write(&path, b).unwrap(),
+            None => std::fs::remove_file(&path).unwrap(),
+        }
+        assert_eq!(
+            PlanCache::key(&inputs(&tree, &facts, &none)).unwrap(),
+            base,
+            "{rel} undone"
+        );
+    }
+}
+
+#[test]
+fn pruning_keeps_the_newest_entries() {
+    let state = tempfile::tempdir().unwrap();
+    let cache = PlanCache::open(state.path()).unwrap();
+    let plan = Plan::default();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    for i in 0..KEEP + 3 {
+        cache.store(&format!("k{i:02}"), &plan, &[]);
+        // Written in order, seconds apart: k00 is the oldest.
+        let f = std::fs::File::open(cache.dir.join(format!("k{i:02}"))).unwrap();
+        f.set_modified(old + std::time::Duration::from_secs(i as u64))
+            .unwrap();
+    }
+    cache.store("newest", &plan, &[]);
+    let mut left: Vec<String> = std::fs::read_dir(&cache.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let mut want: Vec<String> = (KEEP + 3 - (KEEP - 1)..KEEP + 3)
+        .map(|i| format!("k{i:02}"))
+        .collect();
+    want.push("newest".into());
+    assert_eq!(left, want);
+    // A hit counts as use: the entry it read is kept over newer ones.
+    let tree_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tree_dir.path().join("roles")).unwrap();
+    let tree = SourceTree::open(tree_dir.path()).unwrap();
+    let oldest = &want[0];
+    assert!(cache.load(oldest, &tree).is_some());
+    cache.store("newer", &plan, &[]);
+    assert!(cache.dir.join(oldest).exists());
+    assert!(!cache.dir.join(&want[1]).exists());
+}
+
+#[test]
+fn no_state_dir_no_cache() {
+    let state = tempfile::tempdir().unwrap();
+    assert!(PlanCache::open(&state.path().join("missing")).is_none());
+    assert!(!state.path().join("missing").exists());
+}
