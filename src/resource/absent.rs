@@ -59,7 +59,7 @@ impl Resource for AbsentResource {
         Ok(())
     }
 
-    fn stored(&self) -> super::stored::Stored {
-        super::stored::Stored::Absent(self.clone())
+    fn stored(&self) -> super::stored::Stored<'_> {
+        super::stored::Stored::Absent(std::borrow::Cow::Borrowed(self))
     }
 }

@@ -146,7 +146,7 @@ impl Resource for DirectoryResource {
         Ok(())
     }
 
-    fn stored(&self) -> super::stored::Stored {
-        super::stored::Stored::Directory(self.clone())
+    fn stored(&self) -> super::stored::Stored<'_> {
+        super::stored::Stored::Directory(std::borrow::Cow::Borrowed(self))
     }
 }

@@ -192,8 +192,8 @@ impl Resource for ExecResource {
         })
     }
 
-    fn stored(&self) -> super::stored::Stored {
-        super::stored::Stored::Exec(self.clone())
+    fn stored(&self) -> super::stored::Stored<'_> {
+        super::stored::Stored::Exec(std::borrow::Cow::Borrowed(self))
     }
 }
 

@@ -208,8 +208,8 @@ impl Resource for FileResource {
         Ok(())
     }
 
-    fn stored(&self) -> super::stored::Stored {
-        super::stored::Stored::File(self.clone())
+    fn stored(&self) -> super::stored::Stored<'_> {
+        super::stored::Stored::File(std::borrow::Cow::Borrowed(self))
     }
 }
 

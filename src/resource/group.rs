@@ -92,8 +92,8 @@ impl Resource for GroupResource {
         Ok(())
     }
 
-    fn stored(&self) -> super::stored::Stored {
-        super::stored::Stored::Group(self.clone())
+    fn stored(&self) -> super::stored::Stored<'_> {
+        super::stored::Stored::Group(std::borrow::Cow::Borrowed(self))
     }
 }
 

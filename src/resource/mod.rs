@@ -299,9 +299,9 @@ pub trait Resource: fmt::Debug + Send + Sync {
     fn service_mut(&mut self) -> Option<&mut ServiceResource> {
         None
     }
-    /// A copy as a stored plan keeps it. No default: a type that cannot be stored would
-    /// make every plan holding it uncacheable.
-    fn stored(&self) -> Stored;
+    /// Itself, lent as a stored plan keeps it. No default: a type that cannot be stored
+    /// would make every plan holding it uncacheable.
+    fn stored(&self) -> Stored<'_>;
 }
 
 /// The type-erased face of a resource that the engine drives.
@@ -342,7 +342,7 @@ pub trait Managed: fmt::Debug + Send + Sync {
     /// See [`Resource::service_mut`].
     fn service_mut(&mut self) -> Option<&mut ServiceResource>;
     /// See [`Resource::stored`].
-    fn stored(&self) -> Stored;
+    fn stored(&self) -> Stored<'_>;
 }
 
 impl<R: Resource + PartialEq + 'static> Managed for R {
@@ -398,7 +398,7 @@ impl<R: Resource + PartialEq + 'static> Managed for R {
         Resource::service_mut(self)
     }
 
-    fn stored(&self) -> Stored {
+    fn stored(&self) -> Stored<'_> {
         Resource::stored(self)
     }
 

@@ -180,8 +180,8 @@ impl Resource for PackageResource {
         Ok(())
     }
 
-    fn stored(&self) -> super::stored::Stored {
-        super::stored::Stored::Package(self.clone())
+    fn stored(&self) -> super::stored::Stored<'_> {
+        super::stored::Stored::Package(std::borrow::Cow::Borrowed(self))
     }
 }
 

@@ -270,8 +270,8 @@ impl Resource for ServiceResource {
         }
     }
 
-    fn stored(&self) -> super::stored::Stored {
-        super::stored::Stored::Service(self.clone())
+    fn stored(&self) -> super::stored::Stored<'_> {
+        super::stored::Stored::Service(std::borrow::Cow::Borrowed(self))
     }
 }
 

@@ -1,7 +1,10 @@
 //! A resource as a stored plan keeps it: one variant per resource type, so a plan read
 //! back holds the very types a freshly built one does. Each type names its variant in
 //! [`Resource::stored`](super::Resource::stored), which has no default: a new type does not
-//! build until it can be stored.
+//! build until it can be stored. A plan being stored lends its resources (no copy is made
+//! to write them); a plan read back owns them.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,48 +21,48 @@ use super::sysctl_conf::SysctlConfResource;
 use super::user::UserResource;
 use super::Managed;
 
-/// Every resource type, by value.
+/// Every resource type, lent (to store it) or owned (read back).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Stored {
+pub enum Stored<'a> {
     /// `[[file]]`, unit files.
-    File(FileResource),
+    File(Cow<'a, FileResource>),
     /// The sysctl drop-in.
-    SysctlConf(SysctlConfResource),
+    SysctlConf(Cow<'a, SysctlConfResource>),
     /// `[[directory]]`.
-    Directory(DirectoryResource),
+    Directory(Cow<'a, DirectoryResource>),
     /// `[[symlink]]`.
-    Symlink(SymlinkResource),
+    Symlink(Cow<'a, SymlinkResource>),
     /// `[[absent]]`.
-    Absent(AbsentResource),
+    Absent(Cow<'a, AbsentResource>),
     /// One `[sysctl]` key.
-    Sysctl(SysctlResource),
+    Sysctl(Cow<'a, SysctlResource>),
     /// `[[group]]`.
-    Group(GroupResource),
+    Group(Cow<'a, GroupResource>),
     /// `[[user]]`.
-    User(UserResource),
+    User(Cow<'a, UserResource>),
     /// `[[exec]]`.
-    Exec(ExecResource),
+    Exec(Cow<'a, ExecResource>),
     /// `[[service]]`.
-    Service(ServiceResource),
+    Service(Cow<'a, ServiceResource>),
     /// `[[package]]`.
-    Package(PackageResource),
+    Package(Cow<'a, PackageResource>),
 }
 
-impl Stored {
+impl Stored<'_> {
     /// The resource the engine drives.
     pub fn into_managed(self) -> Box<dyn Managed> {
         match self {
-            Stored::File(r) => Box::new(r),
-            Stored::SysctlConf(r) => Box::new(r),
-            Stored::Directory(r) => Box::new(r),
-            Stored::Symlink(r) => Box::new(r),
-            Stored::Absent(r) => Box::new(r),
-            Stored::Sysctl(r) => Box::new(r),
-            Stored::Group(r) => Box::new(r),
-            Stored::User(r) => Box::new(r),
-            Stored::Exec(r) => Box::new(r),
-            Stored::Service(r) => Box::new(r),
-            Stored::Package(r) => Box::new(r),
+            Stored::File(r) => Box::new(r.into_owned()),
+            Stored::SysctlConf(r) => Box::new(r.into_owned()),
+            Stored::Directory(r) => Box::new(r.into_owned()),
+            Stored::Symlink(r) => Box::new(r.into_owned()),
+            Stored::Absent(r) => Box::new(r.into_owned()),
+            Stored::Sysctl(r) => Box::new(r.into_owned()),
+            Stored::Group(r) => Box::new(r.into_owned()),
+            Stored::User(r) => Box::new(r.into_owned()),
+            Stored::Exec(r) => Box::new(r.into_owned()),
+            Stored::Service(r) => Box::new(r.into_owned()),
+            Stored::Package(r) => Box::new(r.into_owned()),
         }
     }
 

@@ -89,7 +89,7 @@ impl Resource for SymlinkResource {
         Ok(())
     }
 
-    fn stored(&self) -> super::stored::Stored {
-        super::stored::Stored::Symlink(self.clone())
+    fn stored(&self) -> super::stored::Stored<'_> {
+        super::stored::Stored::Symlink(std::borrow::Cow::Borrowed(self))
     }
 }

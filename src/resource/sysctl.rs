@@ -137,8 +137,8 @@ impl Resource for SysctlResource {
         Ok(())
     }
 
-    fn stored(&self) -> super::stored::Stored {
-        super::stored::Stored::Sysctl(self.clone())
+    fn stored(&self) -> super::stored::Stored<'_> {
+        super::stored::Stored::Sysctl(std::borrow::Cow::Borrowed(self))
     }
 }
 

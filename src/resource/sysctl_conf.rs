@@ -207,8 +207,8 @@ impl Resource for SysctlConfResource {
         self.file.apply(host, &live.file, change)
     }
 
-    fn stored(&self) -> super::stored::Stored {
-        super::stored::Stored::SysctlConf(self.clone())
+    fn stored(&self) -> super::stored::Stored<'_> {
+        super::stored::Stored::SysctlConf(std::borrow::Cow::Borrowed(self))
     }
 }
 

@@ -305,8 +305,8 @@ impl Resource for UserResource {
         Ok(())
     }
 
-    fn stored(&self) -> super::stored::Stored {
-        super::stored::Stored::User(self.clone())
+    fn stored(&self) -> super::stored::Stored<'_> {
+        super::stored::Stored::User(std::borrow::Cow::Borrowed(self))
     }
 }
 
