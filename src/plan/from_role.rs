@@ -1,7 +1,6 @@
 //! Turning one role's declarations into resources: paths, modes, content and edges checked,
 //! templates rendered. Every error is collected with its location.
 
-use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use toml::Spanned;
 mod packages;
 mod services;
 
-use super::template_job::{TemplateJob, Templates};
+use super::template_job::{TemplateJob, TemplateNames, Templates};
 use super::{After, Edges, PlanOptions, Planned, Rendered};
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::render::SharedRenderer;
@@ -45,7 +44,7 @@ pub(super) struct Builder<'a> {
     /// The name of the role being planned, one copy for all its resources.
     role_name: Arc<str>,
     /// Each template name once, shared by every file rendered from it.
-    shared_names: HashSet<Arc<str>>,
+    template_names: TemplateNames,
     /// A `[[file]]` table left as text did not parse on its own: the plan is void, and only
     /// the roles read whole give the errors.
     pub(super) unparsed: bool,
@@ -97,7 +96,7 @@ impl<'a> Builder<'a> {
             sysctl: sysctl::SysctlKeys::default(),
             health: Vec::new(),
             role_name: Arc::from(""),
-            shared_names: HashSet::new(),
+            template_names: TemplateNames::default(),
             unparsed: false,
         }
     }
@@ -281,16 +280,6 @@ impl<'a> Builder<'a> {
         None
     }
 
-    /// `name`'s one shared copy (see [`Builder::shared_names`]).
-    fn shared_name(&mut self, name: &str) -> Arc<str> {
-        if let Some(shared) = self.shared_names.get(name) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = Arc::from(name);
-        self.shared_names.insert(shared.clone());
-        shared
-    }
-
     /// The file's content from exactly one of content, template or source.
     fn content(&mut self, role: &Role, spec: &Spanned<Box<FileSpec>>) -> Option<Content> {
         let s = spec.get_ref();
@@ -382,7 +371,7 @@ impl<'a> Builder<'a> {
                 ))
             })
             .clone();
-        let shared_name = self.shared_name(name);
+        let shared_name = self.template_names.shared(name);
         // Only the file's own vars are kept (the facts and role vars are shared).
         let own = s
             .vars

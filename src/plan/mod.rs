@@ -81,8 +81,9 @@ impl Planned {
 
     /// Sets its edges, kept out of line only when there are some.
     pub fn set_edges(&mut self, edges: Edges) {
-        let none = edges.after.is_empty() && edges.implicit_after.is_empty();
-        self.edges = (!none || !edges.notify.is_empty()).then(|| Box::new(edges));
+        let none =
+            edges.after.is_empty() && edges.implicit_after.is_empty() && edges.notify.is_empty();
+        self.edges = (!none).then(|| Box::new(edges));
     }
 }
 

@@ -4,7 +4,7 @@
 //! cache builds them only when the first file needs its bytes, so an unchanged run parses
 //! no template at all.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -81,21 +81,16 @@ impl Templates {
     /// name is held once.
     pub fn revive(self: &Arc<Templates>) -> Revive {
         let templates = self.clone();
-        let names: Mutex<HashMap<String, Arc<str>>> = Mutex::default();
+        let names: Mutex<TemplateNames> = Mutex::default();
         Box::new(move |recipe: Recipe| {
             let name = names
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .entry(recipe.template)
-                .or_insert_with_key(|k| Arc::from(k.as_str()))
-                .clone();
+                .shared(&recipe.template);
             Arc::new(TemplateJob {
                 templates: templates.clone(),
                 name,
-                vars: match recipe.vars {
-                    Some(json) => OwnVars::Json(json.into()),
-                    None => OwnVars::None,
-                },
+                vars: recipe.vars.map(Into::into),
             }) as Arc<dyn Produce>
         })
     }
@@ -107,20 +102,31 @@ impl std::fmt::Debug for Templates {
     }
 }
 
-/// A file's own vars, merged over the run's vars at each render.
-enum OwnVars {
-    None,
-    /// As JSON text, planned or stored alike: parsed only if the file is rendered again.
-    /// (A 10,000-file role's vars as values, one small allocation per key and string, held
-    /// about three times the memory.)
-    Json(Box<str>),
+/// Each template name once, shared by every file rendered from it.
+#[derive(Default)]
+pub struct TemplateNames(HashSet<Arc<str>>);
+
+impl TemplateNames {
+    /// `name`'s one shared copy.
+    pub fn shared(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(name) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.0.insert(shared.clone());
+        shared
+    }
 }
 
 /// One template with one file's vars.
 pub struct TemplateJob {
     templates: Arc<Templates>,
     name: Arc<str>,
-    vars: OwnVars,
+    /// The file's own vars, merged over the run's vars at each render; as JSON text,
+    /// planned or stored alike, parsed only if the file is rendered again. (A 10,000-file
+    /// role's vars as values, one small allocation per key and string, held about three
+    /// times the memory.)
+    vars: Option<Box<str>>,
 }
 
 impl TemplateJob {
@@ -132,14 +138,14 @@ impl TemplateJob {
         own: Map<String, Value>,
     ) -> (TemplateJob, Result<String, crate::diagnostics::Diagnostic>) {
         let vars = match serde_json::to_string(&own) {
-            _ if own.is_empty() => OwnVars::None,
-            Ok(json) => OwnVars::Json(json.into()),
+            _ if own.is_empty() => None,
+            Ok(json) => Some(json.into()),
             Err(e) => {
                 let message = format!("vars of {name}: {e}");
                 let job = TemplateJob {
                     templates,
                     name,
-                    vars: OwnVars::None,
+                    vars: None,
                 };
                 return (job, Err(crate::diagnostics::Diagnostic::new(message)));
             }
@@ -156,8 +162,8 @@ impl TemplateJob {
     /// The rendered text, or the template's located error.
     pub fn render(&self) -> Result<String, crate::diagnostics::Diagnostic> {
         let own = match &self.vars {
-            OwnVars::None => None,
-            OwnVars::Json(json) => Some(serde_json::from_str(json).map_err(|e| {
+            None => None,
+            Some(json) => Some(serde_json::from_str(json).map_err(|e| {
                 crate::diagnostics::Diagnostic::new(format!("stored vars of {}: {e}", self.name))
             })?),
         };
@@ -203,13 +209,9 @@ impl Produce for TemplateJob {
     }
 
     fn recipe(&self) -> Option<Recipe> {
-        let vars = match &self.vars {
-            OwnVars::None => None,
-            OwnVars::Json(json) => Some(json.to_string()),
-        };
         Some(Recipe {
             template: self.name.to_string(),
-            vars,
+            vars: self.vars.as_deref().map(str::to_owned),
         })
     }
 }

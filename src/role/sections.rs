@@ -22,7 +22,7 @@ use super::model::{FileSpec, RoleFile};
 
 /// Parses `text` as a role file.
 pub fn parse(text: &str) -> Result<RoleFile, toml::de::Error> {
-    if let Some(spec) = tables(text).and_then(|files| by_table(text, &files)) {
+    if let Some(spec) = tables(text).and_then(|files| by_table(text, files)) {
         return Ok(spec);
     }
     toml::from_str(text)
@@ -55,9 +55,9 @@ struct OneFile {
 }
 
 /// The role parsed a table at a time; `None` when any part does not parse on its own.
-fn by_table(text: &str, files: &[Range<usize>]) -> Option<RoleFile> {
-    let mut spec = without_files(text, files.to_vec())?;
-    spec.file.reserve_exact(files.len());
+fn by_table(text: &str, files: Vec<Range<usize>>) -> Option<RoleFile> {
+    let mut spec = without_files(text, files)?;
+    spec.file.reserve_exact(spec.file_tables.len());
     for r in std::mem::take(&mut spec.file_tables) {
         spec.file.push(parse_table(text, r)?);
     }
@@ -205,8 +205,7 @@ mod tests {
     /// Both ways of reading give the same specs, spans included.
     fn same_as_whole(text: &str) -> bool {
         let whole: RoleFile = toml::from_str(text).unwrap();
-        let files = tables(text);
-        let split = files.as_deref().and_then(|f| by_table(text, f));
+        let split = tables(text).and_then(|f| by_table(text, f));
         if let Some(split) = &split {
             assert_eq!(format!("{split:?}"), format!("{whole:?}"));
             // Left as text and parsed one at a time, as planning does: the same again.
