@@ -53,7 +53,7 @@ pub struct RunRecord {
     /// Whether the plan was `cached` (read back from an earlier run with the same inputs)
     /// or `built` from the source; absent when the plan cache was not used.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan: Option<&'static str>,
+    pub plan: Option<crate::pipeline::plan_cache::PlanFrom>,
     /// The exit code of the run.
     pub exit_code: i32,
     /// Why the run could not run at all.

@@ -284,12 +284,12 @@ fn plan_tree_cached(
         return plan_tree(req, tree);
     };
     if let Some(planned) = cache.load(&key, tree) {
-        record.plan = Some(PlanFrom::Cached.name());
+        record.plan = Some(PlanFrom::Cached);
         return Ok(planned);
     }
     let (plan, roles) = plan_tree(req, tree)?;
     cache.store(&key, &plan, &roles);
-    record.plan = Some(PlanFrom::Built.name());
+    record.plan = Some(PlanFrom::Built);
     Ok((plan, roles))
 }
 

@@ -41,23 +41,14 @@ const MAGIC: &[u8; 8] = b"cvgplan\x01";
 /// The cache's directory under the state dir.
 const DIR: &str = "plan-cache";
 
-/// Whether a run's plan came from the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether a run's plan came from the cache: `cached` or `built` in run records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PlanFrom {
     /// Read back from an earlier run's entry.
     Cached,
     /// Built from the source (and stored, when the cache is usable).
     Built,
-}
-
-impl PlanFrom {
-    /// `cached` or `built`, for run records.
-    pub fn name(self) -> &'static str {
-        match self {
-            PlanFrom::Cached => "cached",
-            PlanFrom::Built => "built",
-        }
-    }
 }
 
 /// Everything a plan is built from, besides the tree's own content.
