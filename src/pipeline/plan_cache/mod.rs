@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
+use crate::durable::temp::{self, Sweep};
 use crate::health::HealthCheck;
 use crate::plan::{Plan, PlanOptions, Planned, Requirements, Templates};
 use crate::resource::content::{self, Fingerprint};
@@ -181,10 +182,7 @@ impl PlanCache {
 
     fn write(&self, key: &str, plan: &Plan, roles: &[String]) -> Result<(), String> {
         // No fsync: an entry torn by a crash fails its checksum and is planned again.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&self.dir)
-            .map_err(|e| e.to_string())?;
+        let mut tmp = temp::file_in(&self.dir).map_err(|e| e.to_string())?;
         encode(plan, roles, &mut tmp)?;
         tmp.persist(self.dir.join(key))
             .map(drop)
@@ -193,22 +191,22 @@ impl PlanCache {
 
     /// Removes all but the [`KEEP`] newest entries, and temp files a killed run left.
     fn prune(&self) {
+        // Runs that hold no lock write here too: only a dead run's temp files are leftovers.
+        if let Err(e) = temp::sweep(&self.dir, Sweep::Dead) {
+            tracing::debug!(dir = %self.dir.display(), error = %e, "cannot sweep the plan cache");
+        }
         let Ok(dir) = std::fs::read_dir(&self.dir) else {
             return;
         };
         let mut entries: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
-        let stale = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
         for e in dir.flatten() {
+            if e.file_name().to_string_lossy().starts_with(temp::PREFIX) {
+                // Another run's entry, being written.
+                continue;
+            }
             let Ok(modified) = e.metadata().and_then(|m| m.modified()) else {
                 continue;
             };
-            if e.file_name().to_string_lossy().starts_with(".tmp-") {
-                // Another run may be writing it right now; only an old one is left over.
-                if modified < stale {
-                    let _ = std::fs::remove_file(e.path());
-                }
-                continue;
-            }
             entries.push((modified, e.path()));
         }
         if entries.len() <= KEEP {
