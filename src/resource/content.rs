@@ -54,6 +54,11 @@ impl Fingerprint {
         }
     }
 
+    /// The file at `path`, read through once a chunk at a time.
+    pub fn of_file(path: &Path) -> io::Result<Fingerprint> {
+        Fingerprint::of_reader(&mut std::fs::File::open(path)?)
+    }
+
     /// The form reports carry.
     pub fn digest(&self) -> Digest {
         Digest {
@@ -249,7 +254,7 @@ impl Desired {
 
     /// The file at `path`, fingerprinted now by reading it through once.
     pub fn file(path: PathBuf) -> io::Result<Desired> {
-        let fingerprint = Fingerprint::of_reader(&mut std::fs::File::open(&path)?)?;
+        let fingerprint = Fingerprint::of_file(&path)?;
         Ok(Desired {
             fingerprint,
             source: Source::File(path),

@@ -242,8 +242,7 @@ fn tree_content(tree: &SourceTree) -> Option<Vec<u8>> {
         .chain([Path::new(NODES_FILE)])
     {
         // Read a chunk at a time: a role of thousands of files is megabytes.
-        let found = std::fs::File::open(tree.root().join(rel))
-            .and_then(|mut f| Fingerprint::of_reader(&mut f));
+        let found = Fingerprint::of_file(&tree.root().join(rel));
         let fingerprint = match found {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && rel == Path::new(NODES_FILE) => {
@@ -358,9 +357,8 @@ fn decode(bytes: &[u8], tree: &SourceTree) -> Result<(Plan, Vec<String>), String
     let (header, body) =
         postcard::take_from_bytes::<Header>(payload).map_err(|e| format!("header: {e}"))?;
     for (path, planned) in &header.sources {
-        let now = std::fs::File::open(path)
-            .and_then(|mut f| Fingerprint::of_reader(&mut f))
-            .map_err(|e| format!("source {}: {e}", path.display()))?;
+        let now =
+            Fingerprint::of_file(path).map_err(|e| format!("source {}: {e}", path.display()))?;
         if now != *planned {
             return Err(format!("source {} changed", path.display()));
         }
