@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::Value;
-use support::{output_text, AptRepo, Chroot, NetNs};
+use support::{copy_file, output_text, AptRepo, Chroot, NetNs};
 
 const BIN: &str = env!("CARGO_BIN_EXE_converge");
 
@@ -30,7 +30,7 @@ impl Host {
         std::fs::write(root.join("etc/hostname"), format!("{hostname}\n")).unwrap();
         std::fs::write(root.join("etc/machine-id"), format!("{machine_id}\n")).unwrap();
         let bin = root.join("usr/local/bin/converge");
-        std::fs::copy(BIN, &bin).unwrap();
+        copy_file(Path::new(BIN), &bin);
         let status = std::process::Command::new("mount")
             .args(["-t", "proc", "proc"])
             .arg(root.join("proc"))

@@ -28,7 +28,7 @@ fn debs() -> &'static Path {
         // target dir of its own, so the suite builds no release binary.
         let staged = dir.join("target/release");
         std::fs::create_dir_all(&staged).unwrap();
-        std::fs::copy(BIN, staged.join("converge")).unwrap();
+        copy_file(Path::new(BIN), &staged.join("converge"));
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         for version in [V1, V2] {
             let revision = version.rsplit_once('-').unwrap().1;

@@ -257,3 +257,56 @@ fn two_containers_boot_side_by_side() {
     a.exec_ok(&["touch", "/etc/only-in-a"]);
     assert!(b.exec(&["test", "-e", "/etc/only-in-a"]).status.code() == Some(1));
 }
+
+/// A binary copied for a container or chroot runs at once even while other threads of the
+/// test process fork: a child forked during the copy must not inherit a descriptor that
+/// writes to it, or the exec fails with "Text file busy" (ETXTBSY) until that child execs.
+#[test]
+fn a_copied_binary_runs_while_other_threads_fork() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::waitpid;
+    use nix::unistd::{fork, pause, ForkResult};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    let copied = dir.join("converge");
+    let done = Arc::new(AtomicBool::new(false));
+    // Forks while the copy is under way (its file is in the dir); each child keeps whatever
+    // descriptors it inherited until it is killed, as a child that is slow to exec does.
+    let forker = {
+        let (dir, done) = (dir.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut children = Vec::new();
+            while !done.load(Ordering::SeqCst) && children.len() < 64 {
+                if fs::read_dir(&dir).unwrap().next().is_none() {
+                    continue;
+                }
+                // SAFETY: the child only calls pause, which is async-signal-safe, until killed.
+                match unsafe { fork() }.expect("fork") {
+                    ForkResult::Child => loop {
+                        pause();
+                    },
+                    ForkResult::Parent { child } => children.push(child),
+                }
+            }
+            children
+        })
+    };
+    copy_file(Path::new(env!("CARGO_BIN_EXE_converge")), &copied);
+    done.store(true, Ordering::SeqCst);
+    let children = forker.join().unwrap();
+    let run = Command::new(&copied).arg("--version").output();
+    for child in &children {
+        kill(*child, Signal::SIGKILL).unwrap();
+        waitpid(*child, None).unwrap();
+    }
+    assert!(
+        !children.is_empty(),
+        "no fork happened during the copy, so this proves nothing"
+    );
+    let run = run.unwrap_or_else(|e| panic!("the copy cannot be executed: {e}"));
+    assert!(run.status.success(), "{}", output_text(&run));
+}

@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use super::overlay::Overlay;
 use super::rootfs::debian_rootfs;
 use super::stale::CGROUP_PREFIX;
-use super::tools::{output_text, require_root, require_tool};
+use super::tools::{copy_file, output_text, require_root, require_tool};
 
 /// How long boot may take before we give up; a healthy boot takes ~1 s.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -268,8 +268,7 @@ impl Container {
     /// Copies a host file into the share dir; returns its path inside.
     pub fn share(&self, src: &Path) -> String {
         let file = src.file_name().expect("share() needs a file path");
-        fs::copy(src, self.share.join(file))
-            .unwrap_or_else(|e| panic!("cannot copy {} to share: {e}", src.display()));
+        copy_file(src, &self.share.join(file));
         format!("/mnt/share/{}", file.to_string_lossy())
     }
 

@@ -86,3 +86,35 @@ pub fn converge_tree(
     );
     (out.status.code().unwrap_or(-1), text)
 }
+
+/// Copies `src` to `dst` (mode included) so that `dst` can be executed at once.
+///
+/// The copy is written by a `cp` child process, never by this one: a descriptor this
+/// process held open for writing would be inherited by whatever another test thread forks
+/// meanwhile, and exec of `dst` fails with "Text file busy" until that child execs. A
+/// rename would not help alone (the inode stays the same); writing elsewhere does. The
+/// temp name in the same directory makes the replacement of an older `dst` atomic, so a
+/// copy over a binary that is running works too.
+pub fn copy_file(src: &Path, dst: &Path) {
+    let name = dst.file_name().expect("copy_file needs a file path");
+    static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let partial = dst.with_file_name(format!(
+        ".{}.partial-{}-{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    run_ok(
+        Command::new(require_tool("cp"))
+            .arg("--preserve=mode")
+            .arg(src)
+            .arg(&partial),
+    );
+    std::fs::rename(&partial, dst).unwrap_or_else(|e| {
+        panic!(
+            "cannot rename {} to {}: {e}",
+            partial.display(),
+            dst.display()
+        )
+    });
+}
