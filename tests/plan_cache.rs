@@ -444,3 +444,31 @@ fn a_published_bundle_is_keyed_by_its_id() {
     assert_eq!(h.outcome("apply", &[]), (0, cached()));
     assert_eq!(h.outcome("check", &[]), (0, cached()));
 }
+
+/// Tests keep their runs' state in their own dir: on a host where /var/lib/converge exists,
+/// a check and an apply through the test fixture leave it untouched and use the test's
+/// state dir for their plan cache.
+#[test]
+fn the_test_fixture_keeps_its_runs_out_of_the_machines_state_dir() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/motd\"\ncontent = \"hello\\n\"\n",
+    );
+    let upper = p.watch_var_lib();
+    std::fs::create_dir(p.state_dir()).unwrap();
+    let check = p.check(&["r"]);
+    assert_eq!(check.code, 2, "{}", check.stderr);
+    let apply = p.apply(&["r"]);
+    assert_eq!(apply.code, 2, "{}", apply.stderr);
+    let written: Vec<_> = std::fs::read_dir(upper.join("converge"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        written.is_empty(),
+        "written into /var/lib/converge: {written:?}"
+    );
+    let entries = std::fs::read_dir(p.state_dir().join("plan-cache")).unwrap();
+    assert_eq!(entries.count(), 1);
+}
