@@ -1,5 +1,6 @@
 //! The shipped web role against a real nginx on a booted systemd: a site dropped into
-//! conf.d by hand is purged, and nginx is told, so it stops serving it.
+//! conf.d by hand is purged, and nginx is told, so it stops serving it; nginx itself checks
+//! every new nginx.conf before it goes live, and the site's health check runs after.
 //! Needs root and `scripts/test-deps`.
 
 mod support;
@@ -16,9 +17,9 @@ fn code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
 
-#[test]
-fn a_purged_site_reloads_nginx_and_is_no_longer_served() {
-    let ct = Container::boot("webrole");
+/// A booted container with the converge under test and a copy of the shipped source tree
+/// at /mnt/share/src; returns the binary's path inside.
+fn with_shipped_roles(ct: &Container) -> String {
     let bin = ct.share(Path::new(BIN));
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let src = ct.share_dir().join("src");
@@ -32,6 +33,13 @@ fn a_purged_site_reloads_nginx_and_is_no_longer_served() {
             .unwrap();
         assert_success("cp", &out);
     }
+    bin
+}
+
+#[test]
+fn a_purged_site_reloads_nginx_and_is_no_longer_served() {
+    let ct = Container::boot("webrole");
+    let bin = with_shipped_roles(&ct);
     let apply = || ct.converge(&bin, "apply", "web", &[]);
     let first = apply();
     assert_eq!(code(&first), 2, "{}", output_text(&first));
@@ -79,4 +87,64 @@ fn a_purged_site_reloads_nginx_and_is_no_longer_served() {
     assert_eq!(served, "", "nginx still serves the purged site");
     let again = apply();
     assert_eq!(code(&again), 0, "{}", output_text(&again));
+}
+
+#[test]
+fn nginx_itself_refuses_a_broken_nginx_conf_and_the_live_one_keeps_serving() {
+    let ct = Container::boot("webvalidate");
+    let bin = with_shipped_roles(&ct);
+    let apply = || ct.converge(&bin, "apply", "web", &[]);
+    // Debian's own nginx.conf is replaced: nginx accepted the candidate from its temp
+    // place, includes and all, and the site answers after the reload.
+    let first = apply();
+    assert_eq!(code(&first), 2, "{}", output_text(&first));
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        out.contains(
+            "♥ health:web passed: GET http://127.0.0.1/healthz → 200 with \"ok\" in the body\n"
+        ),
+        "{out}"
+    );
+    let conf = ct.root().join("etc/nginx/nginx.conf");
+    let live = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        live.contains("include /etc/nginx/modules-enabled/*.conf;\n"),
+        "{live}"
+    );
+
+    let template = ct.share_dir().join("src/templates/nginx/nginx.conf.hbs");
+    let mut text = std::fs::read_to_string(&template).unwrap();
+    text.push_str("bogus_directive on;\n");
+    std::fs::write(&template, text).unwrap();
+    let check = ct.converge(&bin, "check", "web", &[]);
+    assert_eq!(code(&check), 4, "{}", output_text(&check));
+    let broken = apply();
+    assert_eq!(code(&broken), 4, "{}", output_text(&broken));
+    let out = String::from_utf8_lossy(&broken.stdout);
+    assert!(
+        out.contains("! file:/etc/nginx/nginx.conf  (role web)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "    validation failed (the old file was kept): `nginx -t -c {path}` exited with status 1: "
+        ),
+        "{out}"
+    );
+    // nginx names the managed path, not the temp copy it checked.
+    assert!(
+        out.contains("unknown directive \"bogus_directive\" in /etc/nginx/nginx.conf:"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), live);
+    assert!(
+        out.contains(
+            "♥ health:web passed: GET http://127.0.0.1/healthz → 200 with \"ok\" in the body\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        ct.exec_ok(&["curl", "-sS", "http://127.0.0.1/healthz"]),
+        "ok\n"
+    );
 }
