@@ -122,7 +122,7 @@ fn bootstrap_sets_a_tree_up_once_and_a_second_run_changes_nothing() {
         format!(
             "# Written by `converge bootstrap`. Running it again sets source, roles, trusted_keys and\n\
              # [vars] as it is told and keeps every other setting (see man converge and\n\
-             # /usr/share/doc/converge/README.md, \"The pull agent\").\n\
+             # /usr/share/doc/converge/README.md.gz, \"The pull agent\").\n\
              source = \"{}\"\nroles = [\"base\"]\ntrusted_keys = [\"/etc/converge/keys/{id}.pub\"]\n\n\
              [vars]\nadmin_contact = \"noc@example.com\"\n",
             s.url()

@@ -124,6 +124,27 @@ fn assert_timer_on(ct: &Container) {
     );
 }
 
+/// Every /usr/share/doc path that /etc/converge/agent.toml points its reader to is a file
+/// the package installed.
+fn assert_docs_shipped(ct: &Container, which: &str) {
+    let config = ct.exec_ok(&["cat", "/etc/converge/agent.toml"]);
+    let docs: Vec<&str> = config
+        .split_whitespace()
+        .filter_map(|w| w.find("/usr/share/doc/").map(|at| &w[at..]))
+        .map(|w| w.trim_end_matches(|c: char| !c.is_alphanumeric()))
+        .collect();
+    assert!(
+        !docs.is_empty(),
+        "{which} names no documentation:\n{config}"
+    );
+    for doc in docs {
+        assert!(
+            ct.exec(&["test", "-f", doc]).status.success(),
+            "{which} points to {doc}, which the package does not ship"
+        );
+    }
+}
+
 fn text(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
@@ -179,6 +200,7 @@ fn the_package_bootstraps_a_booted_host_and_upgrades_without_interrupting_a_run(
         "/usr/lib/systemd/system/converge.timer",
     ]);
     assert_success("systemd-analyze verify", &verify);
+    assert_docs_shipped(&ct, "the packaged agent.toml");
     let files = ct.exec_ok(&["dpkg", "-L", "converge"]);
     for shipped in [
         "/usr/bin/converge",
@@ -256,6 +278,7 @@ fn the_package_bootstraps_a_booted_host_and_upgrades_without_interrupting_a_run(
         "{stdout}"
     );
     assert!(stdout.contains("bootstrap: nothing to change"), "{stdout}");
+    assert_docs_shipped(&ct, "the agent.toml bootstrap wrote");
 
     // An upgrade while a run is in progress: the run carries on, the admin's config stays.
     ct.exec_ok(&[

@@ -399,7 +399,7 @@ fn config_text(
 const FRESH_HEADER: &str = "\
 # Written by `converge bootstrap`. Running it again sets source, roles, trusted_keys and
 # [vars] as it is told and keeps every other setting (see man converge and
-# /usr/share/doc/converge/README.md, \"The pull agent\").
+# /usr/share/doc/converge/README.md.gz, \"The pull agent\").
 ";
 
 /// A `--var` value as TOML (null has no TOML form and is left out).
