@@ -601,6 +601,8 @@ fn other_sysctl_files_are_read_inside_the_tree_and_never_block() {
         .arg(p.src())
         .arg("--root")
         .arg(p.root())
+        .arg("--config")
+        .arg(p.config_path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&r.stdout);

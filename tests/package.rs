@@ -42,11 +42,14 @@ impl Scene {
     }
 
     fn converge(&self, mode: &str) -> Output {
+        let own = OwnState::new();
         Command::new(BIN)
             .args([mode, "--color", "never", "--role", "pkg", "--source"])
             .arg(self.src.path())
             .arg("--root")
             .arg(self.ch.path())
+            .arg("--config")
+            .arg(own.config())
             .output()
             .unwrap()
     }

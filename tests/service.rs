@@ -336,6 +336,7 @@ masked = true
         )],
     );
     let run = |mode: &str, format: &str| {
+        let own = OwnState::new();
         Command::new(BIN)
             .args([
                 mode, "--color", "never", "--role", "svc", "--format", format,
@@ -344,6 +345,8 @@ masked = true
             .arg(src.path())
             .arg("--root")
             .arg(ch.path())
+            .arg("--config")
+            .arg(own.config())
             .output()
             .unwrap()
     };
@@ -395,11 +398,14 @@ fn notify_naming_a_missing_service_is_a_located_plan_error() {
         )],
     );
     let run = |role: &str| {
+        let own = OwnState::new();
         Command::new(BIN)
             .args(["check", "--role", role, "--source"])
             .arg(src.path())
             .arg("--root")
             .arg(root.path())
+            .arg("--config")
+            .arg(own.config())
             .output()
             .unwrap()
     };
@@ -449,11 +455,14 @@ name = "web"
 "#,
         )],
     );
+    let own = OwnState::new();
     let out = Command::new(BIN)
         .args(["check", "--format", "json", "--role", "svc", "--source"])
         .arg(src.path())
         .arg("--root")
         .arg(root.path())
+        .arg("--config")
+        .arg(own.config())
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
@@ -491,11 +500,14 @@ fn a_file_declared_in_two_roles_keeps_the_notify_of_either() {
             ),
         ],
     );
+    let own = OwnState::new();
     let out = Command::new(BIN)
         .args(["check", "--format", "json", "--role", "svc", "--source"])
         .arg(src.path())
         .arg("--root")
         .arg(root.path())
+        .arg("--config")
+        .arg(own.config())
         .output()
         .unwrap();
     assert_eq!(code(&out), 2, "{}", output_text(&out));
@@ -518,11 +530,14 @@ fn a_unit_nothing_provides_fails_in_check_as_in_apply() {
         )],
     );
     for mode in ["check", "apply"] {
+        let own = OwnState::new();
         let out = Command::new(BIN)
             .args([mode, "--color", "never", "--role", "svc", "--source"])
             .arg(src.path())
             .arg("--root")
             .arg(root.path())
+            .arg("--config")
+            .arg(own.config())
             .output()
             .unwrap();
         let text = expect(&out, 6);
@@ -553,11 +568,14 @@ fn an_exec_that_runs_notifies_like_any_change() {
         )],
     );
     let run = |mode: &str| -> serde_json::Value {
+        let own = OwnState::new();
         let out = Command::new(BIN)
             .args([mode, "--format", "json", "--role", "svc", "--source"])
             .arg(src.path())
             .arg("--root")
             .arg(ch.path())
+            .arg("--config")
+            .arg(own.config())
             .output()
             .unwrap();
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", output_text(&out)))

@@ -7,7 +7,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{output_text, require_root, require_tool};
+use support::{output_text, require_root, require_tool, OwnState};
 
 const BIN: &str = env!("CARGO_BIN_EXE_converge");
 
@@ -27,7 +27,8 @@ struct Step {
 }
 
 /// Runs shell `steps` one after another in one fresh network + mount namespace, where
-/// /etc/sysctl.d is an empty tmpfs; `$B` is the binary, `$S` the source tree.
+/// /etc/sysctl.d is an empty tmpfs; `$B` is the binary, `$S` the source tree, `$C` the
+/// agent config.
 fn in_namespaces(src: &Path, setup: &str, steps: &[&str]) -> Vec<Step> {
     require_root();
     let unshare = require_tool("unshare");
@@ -35,11 +36,13 @@ fn in_namespaces(src: &Path, setup: &str, steps: &[&str]) -> Vec<Step> {
     for s in steps {
         script.push_str(&format!("echo '@@step'; {s} 2>&1; echo \"@@rc=$?\"\n"));
     }
+    let own = OwnState::new();
     let out = Command::new(unshare)
         .args(["-n", "-m", "--propagation", "private", "--", "sh", "-c"])
         .arg(&script)
         .env("B", BIN)
         .env("S", src)
+        .env("C", own.config())
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
@@ -59,7 +62,9 @@ fn in_namespaces(src: &Path, setup: &str, steps: &[&str]) -> Vec<Step> {
     steps
 }
 
-const RUN: &str = "--source \"$S\" --role k --color never";
+/// `$C` is an agent config of the test's own: an apply on the running system takes the state
+/// dir's lock and keeps its journal there, which must not be the machine's.
+const RUN: &str = "--source \"$S\" --config \"$C\" --role k --color never";
 
 #[test]
 fn check_reports_apply_sets_and_persists_then_nothing_changes() {
@@ -314,11 +319,14 @@ fn two_roles_may_agree_on_a_key_but_not_disagree() {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("etc/sysctl.d")).unwrap();
     let run = || {
+        let own = OwnState::new();
         Command::new(BIN)
             .args(["check", "--color", "never", "--role", "k", "--source"])
             .arg(src.path())
             .arg("--root")
             .arg(root.path())
+            .arg("--config")
+            .arg(own.config())
             .output()
             .unwrap()
     };

@@ -166,6 +166,8 @@ enabled = true
     let out = Command::new(env!("CARGO_BIN_EXE_converge"))
         .args(["apply", "--format", "json", "--role", "t", "--config"])
         .arg(d.join("no-agent.toml"))
+        .arg("--state-dir")
+        .arg(d.join("state"))
         .arg("--source")
         .arg(d.join("src"))
         .arg("--root")

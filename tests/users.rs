@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use support::Chroot;
+use support::{Chroot, OwnState};
 
 const BIN: &str = env!("CARGO_BIN_EXE_converge");
 
@@ -256,6 +256,7 @@ fn a_user_goes_after_its_groups_even_when_declared_first() {
             "[[group]]\nname = \"cvgextra\"\n\n[[group]]\nname = \"cvgapp\"\n",
         ),
     ]);
+    let own = OwnState::new();
     let out = Command::new(BIN)
         .args([
             "apply", "--color", "never", "--role", "people", "--role", "groups",
@@ -264,6 +265,8 @@ fn a_user_goes_after_its_groups_even_when_declared_first() {
         .arg(src.path())
         .arg("--root")
         .arg(ch.path())
+        .arg("--config")
+        .arg(own.config())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -38,4 +38,4 @@ pub use nginx::Nginx;
 pub use overlay::Overlay;
 pub use rootfs::debian_rootfs;
 pub use sandbox::Sandbox;
-pub use tools::{copy_file, output_text, require_root, require_tool, run_ok};
+pub use tools::{copy_file, output_text, require_root, require_tool, run_ok, OwnState};

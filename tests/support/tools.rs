@@ -62,8 +62,38 @@ pub fn assert_success(what: &str, out: &Output) {
     assert!(out.status.success(), "{what} failed\n{}", output_text(out));
 }
 
+/// An agent config of its own, for a check or apply a test starts itself
+/// (`--config own.config()`): it names a state dir in a temp dir of its own that, as on a
+/// fresh host, does not exist until a run needs it. Without it a run as root reads the
+/// machine's /etc/converge/agent.toml and keeps its plan cache, lock and bundles in the
+/// machine's /var/lib/converge.
+pub struct OwnState(tempfile::TempDir);
+
+impl OwnState {
+    pub fn new() -> OwnState {
+        let dir = tempfile::tempdir().expect("temp dir for a state dir");
+        let text = format!(
+            "source = {:?}\nstate_dir = {:?}\n",
+            dir.path().display().to_string(),
+            dir.path().join("state").display().to_string()
+        );
+        std::fs::write(dir.path().join("agent.toml"), text).expect("write agent.toml");
+        OwnState(dir)
+    }
+
+    /// The agent config to pass as `--config`.
+    pub fn config(&self) -> PathBuf {
+        self.0.path().join("agent.toml")
+    }
+
+    /// The state dir the config names.
+    pub fn state_dir(&self) -> PathBuf {
+        self.0.path().join("state")
+    }
+}
+
 /// `converge MODE --color never --role ROLE --source SRC --root ROOT EXTRA...` with the
-/// binary under test: (exit code, stdout followed by stderr).
+/// binary under test and a state dir of its own: (exit code, stdout followed by stderr).
 pub fn converge_tree(
     mode: &str,
     role: &str,
@@ -71,11 +101,14 @@ pub fn converge_tree(
     root: &Path,
     extra: &[&str],
 ) -> (i32, String) {
+    let own = OwnState::new();
     let out = Command::new(env!("CARGO_BIN_EXE_converge"))
         .args([mode, "--color", "never", "--role", role, "--source"])
         .arg(src)
         .arg("--root")
         .arg(root)
+        .arg("--config")
+        .arg(own.config())
         .args(extra)
         .output()
         .unwrap();
