@@ -267,15 +267,18 @@ fn a_copied_binary_runs_while_other_threads_fork() {
     use std::sync::Arc;
 
     use nix::sys::signal::{kill, Signal};
+    use nix::sys::stat::fstat;
     use nix::sys::wait::waitpid;
-    use nix::unistd::{fork, pause, ForkResult};
+    use nix::unistd::{close, fork, pause, ForkResult};
 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_owned();
     let copied = dir.join("converge");
     let done = Arc::new(AtomicBool::new(false));
-    // Forks while the copy is under way (its file is in the dir); each child keeps whatever
-    // descriptors it inherited until it is killed, as a child that is slow to exec does.
+    // Forks while the copy is under way (its file is in the dir); each child keeps the files
+    // it inherited open until it is killed, as a child that is slow to exec does. It closes
+    // its pipes: one held open would keep this process's own spawns (the copy's among them)
+    // waiting for an end of file.
     let forker = {
         let (dir, done) = (dir.clone(), done.clone());
         std::thread::spawn(move || {
@@ -284,11 +287,21 @@ fn a_copied_binary_runs_while_other_threads_fork() {
                 if fs::read_dir(&dir).unwrap().next().is_none() {
                     continue;
                 }
-                // SAFETY: the child only calls pause, which is async-signal-safe, until killed.
+                // SAFETY: the child only calls fstat, close and pause, which are
+                // async-signal-safe, until it is killed.
                 match unsafe { fork() }.expect("fork") {
-                    ForkResult::Child => loop {
-                        pause();
-                    },
+                    ForkResult::Child => {
+                        for fd in 0..1024 {
+                            let is_file = fstat(fd)
+                                .map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG);
+                            if is_file == Ok(false) {
+                                let _ = close(fd);
+                            }
+                        }
+                        loop {
+                            pause();
+                        }
+                    }
                     ForkResult::Parent { child } => children.push(child),
                 }
             }
