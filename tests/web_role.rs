@@ -101,7 +101,7 @@ fn nginx_itself_refuses_a_broken_nginx_conf_and_the_live_one_keeps_serving() {
     let out = String::from_utf8_lossy(&first.stdout);
     assert!(
         out.contains(
-            "♥ health:web passed: GET http://127.0.0.1/healthz → 200 with \"ok\" in the body\n"
+            "♥ health:nginx passed: GET http://127.0.0.1/healthz → 200 with \"ok\" in the body\n"
         ),
         "{out}"
     );
@@ -139,7 +139,7 @@ fn nginx_itself_refuses_a_broken_nginx_conf_and_the_live_one_keeps_serving() {
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), live);
     assert!(
         out.contains(
-            "♥ health:web passed: GET http://127.0.0.1/healthz → 200 with \"ok\" in the body\n"
+            "♥ health:nginx passed: GET http://127.0.0.1/healthz → 200 with \"ok\" in the body\n"
         ),
         "{out}"
     );
