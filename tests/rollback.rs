@@ -557,3 +557,36 @@ fn a_run_killed_before_it_remembered_its_rolled_back_bundle_is_held_by_the_next(
     let hist = l.run(&["history", "--state-dir", &l.s("state")]);
     assert_eq!(hist.stdout.lines().count(), 2, "one run: {}", hist.stdout);
 }
+
+/// In a container or an image build converge runs with the same low pid every time: two
+/// runs started in one second must still each get a history of their own, so undoing the
+/// second leaves the first one's change alone.
+#[test]
+fn runs_in_fresh_pid_namespaces_get_runs_of_their_own() {
+    let l = Live::new();
+    let state = l.s("state");
+    let in_pid_namespace = |file: &str| {
+        l.role(&format!(
+            "[[file]]\npath = \"{{L}}/{file}\"\ncontent = \"{file}\\n\"\n"
+        ));
+        let out = Command::new("unshare")
+            .args(["-p", "--fork", BIN, "apply", "--source", &l.s("src")])
+            .args(["--role", "r", "--state-dir", &state, "--color", "never"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+    };
+    in_pid_namespace("first.conf");
+    in_pid_namespace("second.conf");
+    let hist = l.run(&["history", "--state-dir", &state, "--format", "json"]);
+    let runs: serde_json::Value = serde_json::from_str(&hist.stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{}", hist.stdout);
+    assert_ne!(runs[0]["id"], runs[1]["id"]);
+    assert!(runs.iter().all(|r| r["changed"] == 1), "{}", hist.stdout);
+
+    let undo = l.run(&["rollback", "--state-dir", &state]);
+    assert_eq!(undo.code, 2, "{}{}", undo.stdout, undo.stderr);
+    assert!(!l.p("live/second.conf").exists());
+    assert_eq!(l.read("live/first.conf").as_deref(), Some("first.conf\n"));
+}

@@ -2,9 +2,9 @@
 //! what was there before each change (written ahead of the change) and how the run ended.
 //!
 //! ```text
-//! <state_dir>/runs/20261201T230512Z-4821/run.json      id, times, bundle, counts, status
-//!                                       /backup.jsonl  one Prior per line, in change order
-//!                                       /blobs/<sha256> file contents, 0600
+//! <state_dir>/runs/20261201T230512Z-q7Rk2xVb/run.json       id, times, bundle, counts, status
+//!                                           /backup.jsonl   one Prior per line, in change order
+//!                                           /blobs/<sha256> file contents, 0600
 //! ```
 //!
 //! Bounded: only the newest `keep_runs` runs are kept.
@@ -79,7 +79,8 @@ pub struct ServiceAction {
 /// `run.json`: one run as history lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSummary {
-    /// Id, e.g. `20261201T230512Z-4821` (start second and pid).
+    /// Id, e.g. `20261201T230512Z-q7Rk2xVb`: start second and a random suffix, unique by
+    /// construction (runs recorded before had the pid in its place).
     pub id: String,
     /// Where the run stands among the state dir's runs: one past the newest when it began
     /// or was continued. Ids do not order runs: two in one second sort by pid, which crosses

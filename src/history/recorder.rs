@@ -50,7 +50,8 @@ impl Recorder {
                 s
             }
             None => RunSummary {
-                id: format!("{}-{}", stamp.replace(['-', ':'], ""), std::process::id()),
+                // Named when its directory is made (`open`): the name must not exist yet.
+                id: String::new(),
                 seq,
                 started: stamp,
                 finished: None,
@@ -128,6 +129,12 @@ impl Recorder {
     fn open(&self) -> Result<File, HistoryError> {
         mkdir(&self.runs)?;
         prune(&self.runs, self.keep.saturating_sub(1));
+        let fresh = self.lock_summary().id.is_empty();
+        if fresh {
+            let started = self.lock_summary().started.clone();
+            let id = new_run_dir(&self.runs, &started)?;
+            self.lock_summary().id = id;
+        }
         let dir = self.dir();
         mkdir(&dir)?;
         mkdir(&dir.join(BLOBS_DIR))?;
@@ -243,6 +250,24 @@ fn drop_torn_tail(file: &File) -> io::Result<()> {
         file.sync_data()?;
     }
     Ok(())
+}
+
+/// Makes a new run's directory under `runs` and returns its name, the run's id: the start
+/// second and a random suffix. A pid would not do: in a container or an image build converge
+/// gets the same low pid every time, and two runs in one second shared one history. The
+/// directory is made with mkdir, which fails on a name that exists (another is drawn then),
+/// so no two runs ever share one.
+fn new_run_dir(runs: &Path, started: &str) -> Result<String, HistoryError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{}-", started.replace(['-', ':'], "")))
+        .rand_bytes(8)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .disable_cleanup(true)
+        .tempdir_in(runs)
+        .map_err(io_err(runs))?;
+    let name = dir.path().file_name().and_then(|n| n.to_str());
+    Ok(name.expect("a prefix and random ASCII").to_owned())
 }
 
 fn mkdir(dir: &Path) -> Result<(), HistoryError> {

@@ -143,3 +143,25 @@ fn a_torn_last_line_is_a_change_that_never_happened() {
     next.record(&prior(2)).unwrap();
     assert_eq!(read_priors(&r.dir()).unwrap(), vec![prior(1), prior(2)]);
 }
+
+#[test]
+fn runs_started_in_one_second_by_one_pid_get_directories_of_their_own() {
+    let state = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = (0..3)
+        .map(|n| {
+            let r = Recorder::new(state.path(), 10, "", Path::new("/"));
+            r.record(&prior(n)).unwrap();
+            r.update(|s| s.status = RunStatus::Finished).unwrap();
+            r.id()
+        })
+        .collect();
+    let listed: Vec<_> = list(state.path())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, ids);
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(load(state.path(), Some(id)).unwrap().priors, vec![prior(n)]);
+    }
+}
