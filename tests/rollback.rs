@@ -590,3 +590,93 @@ fn runs_in_fresh_pid_namespaces_get_runs_of_their_own() {
     assert!(!l.p("live/second.conf").exists());
     assert_eq!(l.read("live/first.conf").as_deref(), Some("first.conf\n"));
 }
+
+/// The directory of the newest run in the history.
+fn newest_run_dir(l: &Live) -> PathBuf {
+    let hist = l.run(&["history", "--state-dir", &l.s("state"), "--format", "json"]);
+    let runs: serde_json::Value = serde_json::from_str(&hist.stdout).unwrap();
+    let id = runs.as_array().unwrap().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    l.p("state/runs").join(id)
+}
+
+#[test]
+fn one_unreadable_run_is_flagged_and_the_others_are_listed() {
+    let l = Live::new();
+    l.role("[[file]]\npath = \"{L}/one.conf\"\ncontent = \"1\\n\"\n");
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let broken = newest_run_dir(&l);
+    l.role("[[file]]\npath = \"{L}/two.conf\"\ncontent = \"2\\n\"\n");
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let good = newest_run_dir(&l);
+    std::fs::write(broken.join("run.json"), "{\"id\": \"torn").unwrap();
+
+    let state = l.s("state");
+    let hist = l.run(&["history", "--state-dir", &state]);
+    assert_eq!(hist.code, 0, "{}{}", hist.stdout, hist.stderr);
+    let broken_id = broken.file_name().unwrap().to_str().unwrap();
+    let good_id = good.file_name().unwrap().to_str().unwrap();
+    let lines: Vec<_> = hist.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", hist.stdout);
+    assert!(
+        lines[1].starts_with(broken_id)
+            && lines[1].contains(&format!(
+                "  unreadable: {}/run.json:1: not a run record: EOF while parsing a string",
+                broken.display()
+            )),
+        "{}",
+        hist.stdout
+    );
+    assert!(
+        lines[2].starts_with(good_id) && lines[2].ends_with("  finished"),
+        "{}",
+        hist.stdout
+    );
+    let json = l.run(&["history", "--state-dir", &state, "--format", "json"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let runs: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    assert_eq!(runs[0]["id"], good_id);
+    assert!(
+        json.stderr.contains(&format!("run {broken_id} skipped: ")),
+        "{}",
+        json.stderr
+    );
+    // The readable runs are still the ones rollback finds.
+    let undo = l.run(&["rollback", "--state-dir", &state]);
+    assert_eq!(undo.code, 2, "{}{}", undo.stdout, undo.stderr);
+    assert!(!l.p("live/two.conf").exists());
+}
+
+#[test]
+fn history_files_that_are_not_regular_files_are_refused_not_read() {
+    let l = Live::new();
+    l.role("[[file]]\npath = \"{L}/one.conf\"\ncontent = \"1\\n\"\n");
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let run = newest_run_dir(&l);
+    let backup = run.join("backup.jsonl");
+    let state = l.s("state");
+    // Refused with the file named, before a byte is read. `timeout` only keeps a hang from
+    // stalling the suite; no outcome depends on time.
+    let refused_as = |what: &str| {
+        let out = Command::new("timeout")
+            .args(["60", BIN, "rollback", "--check", "--state-dir", &state])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let expected = format!("{}: {what}, not a regular file: not read", backup.display());
+        assert!(stderr.contains(&expected), "{stderr}");
+    };
+
+    std::fs::remove_file(&backup).unwrap();
+    nix::unistd::mkfifo(&backup, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    refused_as("a FIFO");
+
+    std::fs::remove_file(&backup).unwrap();
+    std::fs::write(l.p("elsewhere"), "{}\n").unwrap();
+    std::os::unix::fs::symlink(l.p("elsewhere"), &backup).unwrap();
+    refused_as("a symbolic link");
+}

@@ -31,15 +31,23 @@ fn state_dir(args: &StateArgs) -> anyhow::Result<(PathBuf, std::time::Duration, 
     ))
 }
 
-/// Lists the runs; always exits 0.
+/// Lists the runs, flagging one whose record cannot be read; always exits 0.
 pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
     let (dir, _, _) = state_dir(args)?;
-    let runs = history::list(&dir)?;
+    let listed = history::list(&dir);
     if args.format == Format::Json {
+        // The JSON stays a list of run records; a run that cannot be read is named on stderr.
+        let mut runs = Vec::new();
+        for l in listed {
+            match l.summary {
+                Ok(s) => runs.push(s),
+                Err(e) => eprintln!("converge: warning: run {} skipped: {e}", l.id),
+            }
+        }
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(0);
     }
-    if runs.is_empty() {
+    if listed.is_empty() {
         println!("no runs in {} yet", dir.join(history::RUNS_DIR).display());
         return Ok(0);
     }
@@ -47,7 +55,18 @@ pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
         "{:<26} {:<21} {:<12} {:>7} {:>6}  STATUS\n",
         "RUN", "STARTED", "BUNDLE", "CHANGED", "FAILED"
     );
-    for r in &runs {
+    for l in &listed {
+        let r = match &l.summary {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = writeln!(
+                    out,
+                    "{:<26} {:<21} {:<12} {:>7} {:>6}  unreadable: {e}",
+                    l.id, "-", "-", "-", "-"
+                );
+                continue;
+            }
+        };
         let bundle = if r.bundle.is_empty() {
             "-"
         } else {

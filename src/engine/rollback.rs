@@ -226,7 +226,7 @@ fn path_differs(
                 gid,
                 mode,
                 sha256,
-                ..
+                size,
             },
             Entry::File(meta),
         ) => {
@@ -236,7 +236,7 @@ fn path_differs(
             // The blob must be there for a restore to be possible at all.
             if !same {
                 blobs
-                    .get(sha256)
+                    .get(sha256, *size)
                     .map_err(|e| SystemError::io(path, std::io::Error::other(e.to_string())))?;
             }
             (!same || !same_meta).then(|| "content, owner, group and mode as before".to_owned())
@@ -285,10 +285,10 @@ fn restore_path(
             gid,
             mode,
             sha256,
-            ..
+            size,
         } => {
             let content = blobs
-                .get(sha256)
+                .get(sha256, *size)
                 .map_err(|e| SystemError::io(path, std::io::Error::other(e.to_string())))?;
             if matches!(now, Entry::Directory(_)) {
                 host.remove(path, true)?;

@@ -140,13 +140,9 @@ impl Recorder {
         mkdir(&dir.join(BLOBS_DIR))?;
         self.write_summary()?;
         let path = dir.join(BACKUP_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let mut options = OpenOptions::new();
+        options.create(true).append(true).read(true).mode(0o600);
+        let file = super::files::open(&mut options, &path, super::files::MAX_BACKUP_FILE)?;
         drop_torn_tail(&file).map_err(io_err(&path))?;
         Ok(file)
     }
@@ -202,10 +198,16 @@ pub struct RunBlobs {
 }
 
 impl RunBlobs {
-    /// The bytes stored under `sha256`.
-    pub fn get(&self, sha256: &str) -> Result<Vec<u8>, HistoryError> {
+    /// The `size` bytes stored under `sha256`, only if they still hash to it: a copy that
+    /// changed on disk is never put back.
+    pub fn get(&self, sha256: &str, size: u64) -> Result<Vec<u8>, HistoryError> {
         let path = self.dir.join(sha256);
-        std::fs::read(&path).map_err(io_err(&path))
+        let bytes = super::files::read(&path, size)?;
+        let found = crate::resource::Digest::of(&bytes).sha256;
+        if found != sha256 {
+            return Err(HistoryError::CorruptBlob { path, found });
+        }
+        Ok(bytes)
     }
 }
 
