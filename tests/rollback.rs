@@ -194,7 +194,7 @@ fn rollback_by_hand_previews_then_undoes_a_past_run() {
     let preview = l.run(&["rollback", "--check", "--state-dir", &state]);
     assert_eq!(preview.code, 2, "{}{}", preview.stdout, preview.stderr);
     assert!(preview.stdout.contains(&format!(
-        "    restore file:{live}/new.conf: remove the file\n    restore file:{live}/app.conf: content, owner, group and mode as before\n"
+        "    restore file:{live}/new.conf: remove the file\n    --- {live}/new.conf (live)\n    +++ {live}/new.conf (before the run)\n    @@ -1 +0,0 @@\n    -new\n    restore file:{live}/app.conf: content, owner, group and mode as before\n    --- {live}/app.conf (live)\n"
     )), "{}", preview.stdout);
     assert_eq!(l.read("live/app.conf").as_deref(), Some("good v2\n"));
 
@@ -679,4 +679,180 @@ fn history_files_that_are_not_regular_files_are_refused_not_read() {
     std::fs::write(l.p("elsewhere"), "{}\n").unwrap();
     std::os::unix::fs::symlink(l.p("elsewhere"), &backup).unwrap();
     refused_as("a symbolic link");
+}
+
+#[test]
+fn a_kept_copy_that_no_longer_matches_its_hash_is_refused_not_restored() {
+    let l = Live::new();
+    l.role("[[file]]\npath = \"{L}/app.conf\"\ncontent = \"good v2\\n\"\n");
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let run = newest_run_dir(&l);
+    let blobs: Vec<_> = std::fs::read_dir(run.join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    // Same length, other bytes: a flipped bit on disk.
+    std::fs::write(&blobs[0], "evil v1\n").unwrap();
+
+    let state = l.s("state");
+    let live = l.s("live");
+    let undo = l.run(&["rollback", "--state-dir", &state]);
+    assert_eq!(undo.code, 4, "{}{}", undo.stdout, undo.stderr);
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v2\n"));
+    assert!(
+        undo.stdout.contains(&format!(
+            "    failed to restore file:{live}/app.conf: not restored: {}: the kept copy does not match its recorded sha256 (it hashes to ",
+            blobs[0].display()
+        )),
+        "{}",
+        undo.stdout
+    );
+    assert!(
+        undo.stdout
+            .ends_with("rollback: 0 restored, 0 unchanged, 1 failed\n"),
+        "{}",
+        undo.stdout
+    );
+    let hist = l.run(&["history", "--state-dir", &state]);
+    assert!(
+        hist.stdout.contains("  rollback incomplete: by hand\n"),
+        "{}",
+        hist.stdout
+    );
+    let json = l.run(&[
+        "rollback",
+        "--check",
+        "--state-dir",
+        &state,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(json.code, 4, "{}{}", json.stdout, json.stderr);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["restored"][0]["status"], "failed");
+    assert_eq!(v["restored"][0]["error_kind"], "corrupt_backup");
+}
+
+/// A rollback never destroys content it did not write: a path edited since the run stops
+/// it (nothing changes) until `--force`, which keeps the edit in the history first.
+#[test]
+fn a_path_edited_since_the_run_is_refused_then_kept_before_it_is_restored() {
+    let l = Live::new();
+    l.role(
+        "[[file]]\npath = \"{L}/motd\"\ncontent = \"welcome\\n\"\n\n\
+         [[file]]\npath = \"{L}/app.conf\"\ncontent = \"good v2\\n\"\n",
+    );
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let run = newest_run_dir(&l);
+    let id = run.file_name().unwrap().to_str().unwrap().to_owned();
+    let motd = l.p("live/motd");
+    std::fs::write(&motd, "welcome\nhand edit\n").unwrap();
+    let (state, live) = (l.s("state"), l.s("live"));
+
+    // --check shows each restore's diff, the refused one too.
+    let check = l.run(&["rollback", "--check", "--state-dir", &state]);
+    assert_eq!(check.code, 4, "{}{}", check.stdout, check.stderr);
+    assert_eq!(
+        check.stdout,
+        format!(
+            "↺ rollback of run {id} would:\n\
+             \x20   restore file:{live}/app.conf: content, owner, group and mode as before\n\
+             \x20   --- {live}/app.conf (live)\n\
+             \x20   +++ {live}/app.conf (before the run)\n\
+             \x20   @@ -1 +1 @@\n\
+             \x20   -good v2\n\
+             \x20   +good v1\n\
+             \x20   refused file:{live}/motd: changed since the run (its content is not what the run left); --force restores it and keeps what is there now in the run's history\n\
+             \x20   --- {live}/motd (live)\n\
+             \x20   +++ {live}/motd (before the run)\n\
+             \x20   @@ -1,2 +0,0 @@\n\
+             \x20   -welcome\n\
+             \x20   -hand edit\n"
+        )
+    );
+
+    // Without --force: refused, naming the path, and nothing changes.
+    let refused = l.run(&["rollback", "--state-dir", &state]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!(
+            "rollback of run {id} refused: 1 path changed since the run (listed above); nothing was changed. `converge rollback --force` restores it"
+        )),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stdout.contains(&format!(
+            "    refused file:{live}/motd: changed since the run"
+        )),
+        "{}",
+        refused.stdout
+    );
+    assert_eq!(l.read("live/motd").as_deref(), Some("welcome\nhand edit\n"));
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v2\n"));
+    let hist = l.run(&["history", "--state-dir", &state]);
+    assert!(hist.stdout.ends_with("  finished\n"), "{}", hist.stdout);
+
+    // --force keeps the edit in the run's history, says where, then restores.
+    let forced = l.run(&["rollback", "--force", "--state-dir", &state]);
+    assert_eq!(forced.code, 2, "{}{}", forced.stdout, forced.stderr);
+    assert!(!motd.exists());
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
+    let kept_at = forced
+        .stdout
+        .split(&format!(
+            "    restored file:{live}/motd: changed since the run (its content is not what the run left): what was there is kept in "
+        ))
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_else(|| panic!("{}", forced.stdout))
+        .to_owned();
+    assert!(
+        kept_at.starts_with(&run.join("blobs").display().to_string()),
+        "{kept_at}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&kept_at).unwrap(),
+        "welcome\nhand edit\n"
+    );
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("kept.jsonl")).unwrap()).unwrap();
+    assert_eq!(kept["resource"], format!("file:{live}/motd"));
+    assert_eq!(kept["state"]["type"], "file");
+
+    // Once more: it says the run is already rolled back.
+    let again = l.run(&["rollback", "--state-dir", &state]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert_eq!(
+        again.stdout,
+        format!(
+            "↺ run {id} was already rolled back: nothing left to undo\n\
+             rollback: already rolled back, nothing to undo\n"
+        )
+    );
+}
+
+/// A run recorded before converge noted what each change left: a rollback cannot tell a
+/// hand edit from the run's content, so it keeps what it restores over, and still undoes.
+#[test]
+fn a_run_without_a_record_of_what_it_left_keeps_what_it_restores_over() {
+    let l = Live::new();
+    l.role("[[file]]\npath = \"{L}/app.conf\"\ncontent = \"good v2\\n\"\n");
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let run = newest_run_dir(&l);
+    std::fs::remove_file(run.join("left.jsonl")).unwrap();
+    std::fs::write(l.p("live/app.conf"), "good v2\nhand edit\n").unwrap();
+    let undo = l.run(&["rollback", "--state-dir", &l.s("state")]);
+    assert_eq!(undo.code, 2, "{}{}", undo.stdout, undo.stderr);
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
+    assert!(
+        undo.stdout.contains(&format!(
+            "    restored file:{}/app.conf: the run's record does not say what it left there: what was there is kept in {}/blobs/",
+            l.s("live"),
+            run.display()
+        )),
+        "{}",
+        undo.stdout
+    );
 }

@@ -11,16 +11,19 @@
 
 pub mod backup;
 mod files;
+mod left;
 mod recorder;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use backup::{PathState, Prior};
+pub use left::{Kept, Left, LeftState};
 pub use recorder::{Recorder, RunBlobs};
 
 /// The runs' directory inside the state dir.
@@ -319,6 +322,19 @@ pub fn load_unfinished(state_dir: &Path, root: &Path) -> Option<PastRun> {
     load(state_dir, Some(&summary.id)).ok()
 }
 
+/// A run's record as a rollback reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    /// The run's id.
+    pub run: &'a str,
+    /// What was there before each change, in change order.
+    pub priors: &'a [Prior],
+    /// What each change left at its path, by change.
+    pub left: &'a BTreeMap<usize, Left>,
+    /// The run's kept contents.
+    pub blobs: &'a RunBlobs,
+}
+
 /// One past run: its summary, what it changed, and its kept contents.
 #[derive(Debug)]
 pub struct PastRun {
@@ -326,12 +342,25 @@ pub struct PastRun {
     pub summary: RunSummary,
     /// What was there before each change, in change order.
     pub priors: Vec<Prior>,
+    /// What each change left at its path, by change (runs recorded before this was kept,
+    /// and changes a kill cut short, have none).
+    pub left: BTreeMap<usize, Left>,
     /// Kept file contents.
     pub blobs: RunBlobs,
     dir: PathBuf,
 }
 
 impl PastRun {
+    /// The run as a rollback reads it.
+    pub fn recorded(&self) -> Recorded<'_> {
+        Recorded {
+            run: &self.summary.id,
+            priors: &self.priors,
+            left: &self.left,
+            blobs: &self.blobs,
+        }
+    }
+
     /// Rewrites the run's summary.
     pub fn save(&self) -> Result<(), HistoryError> {
         let path = self.dir.join(RUN_FILE);
@@ -356,6 +385,7 @@ pub fn load(state_dir: &Path, id: Option<&str>) -> Result<PastRun, HistoryError>
     Ok(PastRun {
         summary: read_summary(&dir)?,
         priors: read_priors(&dir)?,
+        left: left::read_left(&dir)?,
         blobs: RunBlobs {
             dir: dir.join(BLOBS_DIR),
         },

@@ -1,6 +1,7 @@
 //! Writing one run's record: its summary, and each prior written and synced ahead of its
 //! change.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -9,8 +10,8 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use super::{
-    backup, io_err, newest_unfinished, next_seq, ordered, prune, read_priors, HistoryError, Prior,
-    RunStatus, RunSummary, BACKUP_FILE, BLOBS_DIR, RUNS_DIR, RUN_FILE,
+    backup, io_err, newest_unfinished, next_seq, ordered, prune, read_priors, HistoryError, Kept,
+    Left, PathState, Prior, RunStatus, RunSummary, BACKUP_FILE, BLOBS_DIR, RUNS_DIR, RUN_FILE,
 };
 
 /// The recorder of one apply run. Its directory appears with the first change, so runs that
@@ -20,7 +21,8 @@ pub struct Recorder {
     runs: PathBuf,
     keep: usize,
     summary: Mutex<RunSummary>,
-    journal: Mutex<Option<File>>,
+    // The open journal and how many priors it holds.
+    journal: Mutex<Option<(File, usize)>>,
     // Continues an interrupted run, whose journal already holds changes.
     adopted: bool,
     // Kept alive so a temporary history lives as long as the run.
@@ -114,19 +116,37 @@ impl Recorder {
     }
 
     /// Writes `prior` to the run's journal and syncs it: only then may the change happen.
-    pub fn record(&self, prior: &Prior) -> Result<(), HistoryError> {
+    /// Returns its line in the journal, which names the change in [`Recorder::left`].
+    pub fn record(&self, prior: &Prior) -> Result<usize, HistoryError> {
         self.begin()?;
         let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-        let file = journal.as_mut().expect("opened by begin");
+        let (file, count) = journal.as_mut().expect("opened by begin");
         let mut line = serde_json::to_vec(prior).expect("priors serialize");
         line.push(b'\n');
         let path = self.dir().join(BACKUP_FILE);
         file.write_all(&line).map_err(io_err(&path))?;
-        file.sync_data().map_err(io_err(&path))
+        file.sync_data().map_err(io_err(&path))?;
+        *count += 1;
+        Ok(*count - 1)
+    }
+
+    /// Notes what the change recorded as `left.change` left at its path. Not synced: lost
+    /// in a crash, the change counts as one whose aftermath is unknown, which a rollback
+    /// treats as possibly changed since (it keeps a copy before restoring over it).
+    pub fn left(&self, left: &Left) -> Result<(), HistoryError> {
+        super::left::append(&self.dir().join(super::left::LEFT_FILE), left, false)
+    }
+
+    /// What each change left, by change.
+    pub fn lefts(&self) -> Result<BTreeMap<usize, Left>, HistoryError> {
+        if !self.has_changes() {
+            return Ok(BTreeMap::new());
+        }
+        super::left::read_left(&self.dir())
     }
 
     /// Creates the run's directory (pruning old runs first) and opens its journal.
-    fn open(&self) -> Result<File, HistoryError> {
+    fn open(&self) -> Result<(File, usize), HistoryError> {
         mkdir(&self.runs)?;
         prune(&self.runs, self.keep.saturating_sub(1));
         let fresh = self.lock_summary().id.is_empty();
@@ -144,7 +164,12 @@ impl Recorder {
         options.create(true).append(true).read(true).mode(0o600);
         let file = super::files::open(&mut options, &path, super::files::MAX_BACKUP_FILE)?;
         drop_torn_tail(&file).map_err(io_err(&path))?;
-        Ok(file)
+        let count = if self.adopted {
+            read_priors(&dir)?.len()
+        } else {
+            0
+        };
+        Ok((file, count))
     }
 
     /// Whether anything was recorded (this run, or the interrupted one it continues,
@@ -208,6 +233,20 @@ impl RunBlobs {
             return Err(HistoryError::CorruptBlob { path, found });
         }
         Ok(bytes)
+    }
+}
+
+impl RunBlobs {
+    /// Keeps `kept` (its file contents already in this store) in the run's history, synced
+    /// before the rollback restores over it; returns where its content now lives.
+    pub fn keep(&self, kept: &Kept) -> Result<PathBuf, HistoryError> {
+        let run = self.dir.parent().unwrap_or(&self.dir);
+        let record = run.join(super::left::KEPT_FILE);
+        super::left::append(&record, kept, true)?;
+        Ok(match &kept.state {
+            PathState::File { sha256, .. } => self.dir.join(sha256),
+            _ => record,
+        })
     }
 }
 
