@@ -114,7 +114,8 @@ fn keep_prior(
 /// Notes what change `line` left at `item`'s path, so that a later rollback can tell the
 /// run's own content from an edit made since. Best effort: without it, a rollback keeps a
 /// copy of what it restores over.
-fn note_left(recorder: &Recorder, sys: &System, item: &Planned, line: usize) {
+fn note_left(recorder: &Recorder, sys: &System, item: &Planned, change: &Change, line: usize) {
+    use crate::history::LeftState;
     let Some(path) = item.path() else {
         return;
     };
@@ -122,16 +123,24 @@ fn note_left(recorder: &Recorder, sys: &System, item: &Planned, line: usize) {
         crate::resource::stored::Stored::File(f) => f.sensitive,
         _ => false,
     };
-    let noted = crate::history::LeftState::of(sys, path)
-        .map_err(|e| e.to_string())
-        .and_then(|state| {
-            let left = crate::history::Left {
-                change: line,
-                state,
-                sensitive,
-            };
-            recorder.left(&left).map_err(|e| e.to_string())
-        });
+    // A file whose content the change wrote is known by the change's own digest: no need
+    // to read it back.
+    let written = change.content.as_ref().and_then(|c| c.after.clone());
+    let state = match (written, item.id.kind) {
+        (Some(d), crate::resource::Kind::File) => Ok(LeftState::File {
+            sha256: d.sha256,
+            size: d.size,
+        }),
+        _ => LeftState::of(sys, path),
+    };
+    let noted = state.map_err(|e| e.to_string()).and_then(|state| {
+        let left = crate::history::Left {
+            change: line,
+            state,
+            sensitive,
+        };
+        recorder.left(&left).map_err(|e| e.to_string())
+    });
     if let Err(error) = noted {
         tracing::warn!(resource = %item.id, %error, "cannot note what the change left");
     }
@@ -196,7 +205,7 @@ fn converge(
                         crate::durable::crash::point("changed");
                     }
                     if let (Some(r), Some(line)) = (recorder, recorded) {
-                        note_left(r, sys, item, line);
+                        note_left(r, sys, item, &change, line);
                     }
                     outcome.status = match mode {
                         Mode::Apply => Status::Changed,

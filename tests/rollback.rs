@@ -856,3 +856,31 @@ fn a_run_without_a_record_of_what_it_left_keeps_what_it_restores_over() {
         undo.stdout
     );
 }
+
+#[test]
+fn a_rollback_preview_never_shows_sensitive_content() {
+    let l = Live::new();
+    std::fs::write(l.p("live/secret"), "old-s3cret\n").unwrap();
+    l.role("[[file]]\npath = \"{L}/secret\"\ncontent = \"new-s3cret\\n\"\nsensitive = true\n");
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    for format in ["human", "json"] {
+        let check = l.run(&[
+            "rollback",
+            "--check",
+            "--state-dir",
+            &l.s("state"),
+            "--format",
+            format,
+        ]);
+        assert_eq!(check.code, 2, "{}{}", check.stdout, check.stderr);
+        assert!(!check.stdout.contains("s3cret"), "{}", check.stdout);
+    }
+    let check = l.run(&["rollback", "--check", "--state-dir", &l.s("state")]);
+    assert!(
+        check
+            .stdout
+            .contains("    content (sensitive, not shown): 11 bytes, sha256 "),
+        "{}",
+        check.stdout
+    );
+}

@@ -9,6 +9,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -101,13 +102,21 @@ pub struct Kept {
     pub state: PathState,
 }
 
-/// Appends `line` as JSON to `path`: never through a link, never to anything but a
-/// regular file; synced when `sync`.
-pub(super) fn append(path: &Path, line: &impl Serialize, sync: bool) -> Result<(), HistoryError> {
+/// Opens `path` for appending: never through a link, never anything but a regular file.
+pub(super) fn open_append(path: &Path) -> Result<File, HistoryError> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true).mode(0o600);
-    let mut file = files::open(&mut options, path, files::MAX_BACKUP_FILE)?;
+    files::open(&mut options, path, files::MAX_BACKUP_FILE)
+}
+
+/// Writes `line` as JSON on a line of its own to `file` (`path`); synced when `sync`.
+pub(super) fn write_line(
+    mut file: &File,
+    path: &Path,
+    line: &impl Serialize,
+    sync: bool,
+) -> Result<(), HistoryError> {
     let mut bytes = serde_json::to_vec(line).expect("history records serialize");
     bytes.push(b'\n');
     file.write_all(&bytes).map_err(io_err(path))?;

@@ -23,6 +23,8 @@ pub struct Recorder {
     summary: Mutex<RunSummary>,
     // The open journal and how many priors it holds.
     journal: Mutex<Option<(File, usize)>>,
+    // What the changes left, open once the first is noted.
+    left: Mutex<Option<File>>,
     // Continues an interrupted run, whose journal already holds changes.
     adopted: bool,
     // Kept alive so a temporary history lives as long as the run.
@@ -73,6 +75,7 @@ impl Recorder {
             keep: keep.max(1),
             summary: Mutex::new(summary),
             journal: Mutex::new(None),
+            left: Mutex::new(None),
             adopted,
             _temp: None,
         }
@@ -134,7 +137,12 @@ impl Recorder {
     /// in a crash, the change counts as one whose aftermath is unknown, which a rollback
     /// treats as possibly changed since (it keeps a copy before restoring over it).
     pub fn left(&self, left: &Left) -> Result<(), HistoryError> {
-        super::left::append(&self.dir().join(super::left::LEFT_FILE), left, false)
+        let path = self.dir().join(super::left::LEFT_FILE);
+        let mut file = self.left.lock().unwrap_or_else(|e| e.into_inner());
+        if file.is_none() {
+            *file = Some(super::left::open_append(&path)?);
+        }
+        super::left::write_line(file.as_ref().expect("opened above"), &path, left, false)
     }
 
     /// What each change left, by change.
@@ -242,7 +250,8 @@ impl RunBlobs {
     pub fn keep(&self, kept: &Kept) -> Result<PathBuf, HistoryError> {
         let run = self.dir.parent().unwrap_or(&self.dir);
         let record = run.join(super::left::KEPT_FILE);
-        super::left::append(&record, kept, true)?;
+        let file = super::left::open_append(&record)?;
+        super::left::write_line(&file, &record, kept, true)?;
         Ok(match &kept.state {
             PathState::File { sha256, .. } => self.dir.join(sha256),
             _ => record,
