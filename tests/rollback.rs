@@ -591,6 +591,11 @@ fn runs_in_fresh_pid_namespaces_get_runs_of_their_own() {
     assert_eq!(l.read("live/first.conf").as_deref(), Some("first.conf\n"));
 }
 
+/// Asserts that `text` holds `part`, showing `text` when it does not.
+fn assert_has(text: &str, part: &str) {
+    assert!(text.contains(part), "missing {part:?} in\n{text}");
+}
+
 /// The directory of the newest run in the history.
 fn newest_run_dir(l: &Live) -> PathBuf {
     let hist = l.run(&["history", "--state-dir", &l.s("state"), "--format", "json"]);
@@ -775,19 +780,10 @@ fn a_path_edited_since_the_run_is_refused_then_kept_before_it_is_restored() {
     // Without --force: refused, naming the path, and nothing changes.
     let refused = l.run(&["rollback", "--state-dir", &state]);
     assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
-    assert!(
-        refused.stderr.contains(&format!(
-            "rollback of run {id} refused: 1 path changed since the run (listed above); nothing was changed. `converge rollback --force` restores it"
-        )),
-        "{}",
-        refused.stderr
-    );
-    assert!(
-        refused.stdout.contains(&format!(
-            "    refused file:{live}/motd: changed since the run"
-        )),
-        "{}",
-        refused.stdout
+    assert_has(&refused.stderr, &format!("rollback of run {id} refused: 1 path changed since the run (listed above); nothing was changed. `converge rollback --force` restores it"));
+    assert_has(
+        &refused.stdout,
+        &format!("    refused file:{live}/motd: changed since the run"),
     );
     assert_eq!(l.read("live/motd").as_deref(), Some("welcome\nhand edit\n"));
     assert_eq!(l.read("live/app.conf").as_deref(), Some("good v2\n"));
@@ -883,4 +879,78 @@ fn a_rollback_preview_never_shows_sensitive_content() {
         "{}",
         check.stdout
     );
+}
+
+/// A directory the run created holds a file someone put there since: undoing the run would
+/// remove it with the directory, so the rollback is refused; `--force` keeps the file first.
+#[test]
+fn a_file_put_into_a_directory_the_run_made_is_kept_before_the_directory_goes() {
+    let l = Live::new();
+    l.role(
+        "[[directory]]\npath = \"{L}/made\"\n\n\
+         [[file]]\npath = \"{L}/made/by-run\"\ncontent = \"run\\n\"\n",
+    );
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let run = newest_run_dir(&l);
+    std::fs::write(l.p("live/made/mine"), "mine\n").unwrap();
+    let (state, live) = (l.s("state"), l.s("live"));
+
+    let refused = l.run(&["rollback", "--state-dir", &state]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert_has(&refused.stdout, &format!("    refused directory:{live}/made: changed since the run (it holds entries made since: mine)"));
+    assert_eq!(l.read("live/made/by-run").as_deref(), Some("run\n"));
+
+    let forced = l.run(&["rollback", "--force", "--state-dir", &state]);
+    assert_eq!(forced.code, 2, "{}{}", forced.stdout, forced.stderr);
+    assert!(!l.p("live/made").exists());
+    assert!(
+        forced.stdout.contains(&format!(
+            "    restored directory:{live}/made: changed since the run (it holds entries made since: mine): what was there is kept in {}\n",
+            run.join("kept.jsonl").display()
+        )),
+        "{}",
+        forced.stdout
+    );
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("kept.jsonl")).unwrap()).unwrap();
+    let mine = &kept["state"]["entries"]["mine"];
+    assert_eq!(mine["type"], "file", "{kept}");
+    let blob = run.join("blobs").join(mine["sha256"].as_str().unwrap());
+    assert_eq!(std::fs::read_to_string(blob).unwrap(), "mine\n");
+}
+
+/// An automatic rollback cannot ask: a path changed after the change (here by the health
+/// check itself, the first time it runs) is kept in the history, then restored.
+#[test]
+fn an_automatic_rollback_keeps_what_changed_since_and_restores_it() {
+    let l = Live::new();
+    l.role(
+        r#"
+[[file]]
+path = "{L}/app.conf"
+content = "broken\n"
+
+[[health]]
+name = "app"
+command = "sh -c 'test -e {L}/once || { touch {L}/once; echo edited >> {L}/app.conf; }; false'"
+retries = 0
+"#,
+    );
+    let out = l.converge("apply", &[]);
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
+    let run = newest_run_dir(&l);
+    let line = format!(
+        "    restored file:{}/app.conf: changed since the run (its content is not what the run left): what was there is kept in {}/blobs/",
+        l.s("live"),
+        run.display()
+    );
+    let kept_at = out
+        .stdout
+        .split(&line)
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    let kept = run.join("blobs").join(kept_at);
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), "broken\nedited\n");
 }
