@@ -68,7 +68,7 @@ pub enum Command {
     /// Undo a past run's changes (files, directories, links, sysctls, packages, services),
     /// then restart or reload what it had. Exit 0 nothing to undo, 2 undone, 4 something
     /// could not be undone (a failure, or a user, group, command or package version listed
-    /// as not rolled back).
+    /// as not rolled back), 1 refused: a path changed since the run (see --force).
     Rollback(RollbackArgs),
     /// Set this host up: trusted keys, agent config, the first converge, the timer.
     /// Safe to run again: what is already in place is left alone.
@@ -241,9 +241,13 @@ pub struct StateArgs {
 pub struct RollbackArgs {
     /// The run to undo, as `converge history` lists it (default: the newest).
     pub run: Option<String>,
-    /// Only show what would be restored.
+    /// Only show what would be restored, with the diff of each file.
     #[arg(long)]
     pub check: bool,
+    /// Also restore paths changed since the run, keeping what is there now in the run's
+    /// history first (without it, such paths stop the rollback and nothing changes).
+    #[arg(long)]
+    pub force: bool,
     /// The tree the run converged (must match the run's).
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,

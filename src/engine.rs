@@ -91,23 +91,59 @@ pub fn run_recorded(
     converge(plan, sys, mode, notifier, Some(recorder))
 }
 
-/// Keeps what `item` is about to change, written ahead of the change.
+/// Keeps what `item` is about to change, written ahead of the change; returns the change's
+/// line in the run's journal.
 fn keep_prior(
     recorder: &Recorder,
     sys: &System,
     item: &Planned,
     change: &Change,
-) -> Result<(), ResourceError> {
+) -> Result<usize, ResourceError> {
     recorder
         .begin()
         .map_err(|e| ResourceError::Backup(e.to_string()))?;
     let prior = backup::capture(sys, &item.id, item.path(), change, &recorder.blobs())
         .map_err(|e| ResourceError::Backup(e.to_string()))?;
-    recorder
+    let line = recorder
         .record(&prior)
         .map_err(|e| ResourceError::Backup(e.to_string()))?;
     crate::durable::crash::point("recorded");
-    Ok(())
+    Ok(line)
+}
+
+/// Notes what change `line` left at `item`'s path, so that a later rollback can tell the
+/// run's own content from an edit made since. Best effort: without it, a rollback keeps a
+/// copy of what it restores over.
+fn note_left(recorder: &Recorder, sys: &System, item: &Planned, change: &Change, line: usize) {
+    use crate::history::LeftState;
+    let Some(path) = item.path() else {
+        return;
+    };
+    let sensitive = match item.resource.stored() {
+        crate::resource::stored::Stored::File(f) => f.sensitive,
+        _ => false,
+    };
+    // A file whose content the change wrote is known by the change's own digest: no need
+    // to read it back.
+    let written = change.content.as_ref().and_then(|c| c.after.clone());
+    let state = match (written, item.id.kind) {
+        (Some(d), crate::resource::Kind::File) => Ok(LeftState::File {
+            sha256: d.sha256,
+            size: d.size,
+        }),
+        _ => LeftState::of(sys, path),
+    };
+    let noted = state.map_err(|e| e.to_string()).and_then(|state| {
+        let left = crate::history::Left {
+            change: line,
+            state,
+            sensitive,
+        };
+        recorder.left(&left).map_err(|e| e.to_string())
+    });
+    if let Err(error) = noted {
+        tracing::warn!(resource = %item.id, %error, "cannot note what the change left");
+    }
 }
 
 fn converge(
@@ -148,13 +184,17 @@ fn converge(
             outcome.error_kind = Some("skipped");
             tracing::info!(resource = %item.id, "skipped: a dependency failed");
         } else {
+            let mut recorded = None;
             let converged = notifier
                 .before(item, host.as_ref())
                 .map_err(Into::into)
                 .and_then(|()| {
                     item.resource
                         .converge(sys, host.as_ref(), &mut |change| match recorder {
-                            Some(r) => keep_prior(r, sys, item, change),
+                            Some(r) => {
+                                recorded = Some(keep_prior(r, sys, item, change)?);
+                                Ok(())
+                            }
                             None => Ok(()),
                         })
                 });
@@ -163,6 +203,9 @@ fn converge(
                 Ok(Some(mut change)) => {
                     if mode == Mode::Apply {
                         crate::durable::crash::point("changed");
+                    }
+                    if let (Some(r), Some(line)) = (recorder, recorded) {
+                        note_left(r, sys, item, &change, line);
                     }
                     outcome.status = match mode {
                         Mode::Apply => Status::Changed,
@@ -278,12 +321,23 @@ fn finish_recorded(
             return;
         }
     };
+    let left = recorder.lefts().unwrap_or_else(|e| {
+        // Without it every path counts as possibly changed: kept before it is restored.
+        tracing::warn!(error = %e, "cannot read what the run left");
+        Default::default()
+    });
+    let id = recorder.id();
+    let blobs = recorder.blobs();
+    let recorded = rollback::Recorded {
+        run: &id,
+        priors: &priors,
+        left: &left,
+        blobs: &blobs,
+    };
     let rollback = rollback::undo(
         host.system(),
-        &recorder.id(),
+        recorded,
         reason.clone(),
-        &priors,
-        &recorder.blobs(),
         &services,
         &plan.health,
     );

@@ -194,7 +194,7 @@ fn rollback_by_hand_previews_then_undoes_a_past_run() {
     let preview = l.run(&["rollback", "--check", "--state-dir", &state]);
     assert_eq!(preview.code, 2, "{}{}", preview.stdout, preview.stderr);
     assert!(preview.stdout.contains(&format!(
-        "    restore file:{live}/new.conf: remove the file\n    restore file:{live}/app.conf: content, owner, group and mode as before\n"
+        "    restore file:{live}/new.conf: remove the file\n    --- {live}/new.conf (live)\n    +++ {live}/new.conf (before the run)\n    @@ -1 +0,0 @@\n    -new\n    restore file:{live}/app.conf: content, owner, group and mode as before\n    --- {live}/app.conf (live)\n"
     )), "{}", preview.stdout);
     assert_eq!(l.read("live/app.conf").as_deref(), Some("good v2\n"));
 
@@ -556,4 +556,401 @@ fn a_run_killed_before_it_remembered_its_rolled_back_bundle_is_held_by_the_next(
     assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
     let hist = l.run(&["history", "--state-dir", &l.s("state")]);
     assert_eq!(hist.stdout.lines().count(), 2, "one run: {}", hist.stdout);
+}
+
+/// In a container or an image build converge runs with the same low pid every time: two
+/// runs started in one second must still each get a history of their own, so undoing the
+/// second leaves the first one's change alone.
+#[test]
+fn runs_in_fresh_pid_namespaces_get_runs_of_their_own() {
+    let l = Live::new();
+    let state = l.s("state");
+    let in_pid_namespace = |file: &str| {
+        l.role(&format!(
+            "[[file]]\npath = \"{{L}}/{file}\"\ncontent = \"{file}\\n\"\n"
+        ));
+        let out = Command::new("unshare")
+            .args(["-p", "--fork", BIN, "apply", "--source", &l.s("src")])
+            .args(["--role", "r", "--state-dir", &state, "--color", "never"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+    };
+    in_pid_namespace("first.conf");
+    in_pid_namespace("second.conf");
+    let hist = l.run(&["history", "--state-dir", &state, "--format", "json"]);
+    let runs: serde_json::Value = serde_json::from_str(&hist.stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{}", hist.stdout);
+    assert_ne!(runs[0]["id"], runs[1]["id"]);
+    assert!(runs.iter().all(|r| r["changed"] == 1), "{}", hist.stdout);
+
+    let undo = l.run(&["rollback", "--state-dir", &state]);
+    assert_eq!(undo.code, 2, "{}{}", undo.stdout, undo.stderr);
+    assert!(!l.p("live/second.conf").exists());
+    assert_eq!(l.read("live/first.conf").as_deref(), Some("first.conf\n"));
+}
+
+/// Asserts that `text` holds `part`, showing `text` when it does not.
+fn assert_has(text: &str, part: &str) {
+    assert!(text.contains(part), "missing {part:?} in\n{text}");
+}
+
+/// The directory of the newest run in the history.
+fn newest_run_dir(l: &Live) -> PathBuf {
+    let hist = l.run(&["history", "--state-dir", &l.s("state"), "--format", "json"]);
+    let runs: serde_json::Value = serde_json::from_str(&hist.stdout).unwrap();
+    let id = runs.as_array().unwrap().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    l.p("state/runs").join(id)
+}
+
+#[test]
+fn one_unreadable_run_is_flagged_and_the_others_are_listed() {
+    let l = Live::new();
+    l.role("[[file]]\npath = \"{L}/one.conf\"\ncontent = \"1\\n\"\n");
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let broken = newest_run_dir(&l);
+    l.role("[[file]]\npath = \"{L}/two.conf\"\ncontent = \"2\\n\"\n");
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let good = newest_run_dir(&l);
+    std::fs::write(broken.join("run.json"), "{\"id\": \"torn").unwrap();
+
+    let state = l.s("state");
+    let hist = l.run(&["history", "--state-dir", &state]);
+    assert_eq!(hist.code, 0, "{}{}", hist.stdout, hist.stderr);
+    let broken_id = broken.file_name().unwrap().to_str().unwrap();
+    let good_id = good.file_name().unwrap().to_str().unwrap();
+    let lines: Vec<_> = hist.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", hist.stdout);
+    assert!(
+        lines[1].starts_with(broken_id)
+            && lines[1].contains(&format!(
+                "  unreadable: {}/run.json:1: not a run record: EOF while parsing a string",
+                broken.display()
+            )),
+        "{}",
+        hist.stdout
+    );
+    assert!(
+        lines[2].starts_with(good_id) && lines[2].ends_with("  finished"),
+        "{}",
+        hist.stdout
+    );
+    let json = l.run(&["history", "--state-dir", &state, "--format", "json"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let runs: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    assert_eq!(runs[0]["id"], good_id);
+    assert!(
+        json.stderr.contains(&format!("run {broken_id} skipped: ")),
+        "{}",
+        json.stderr
+    );
+    // The readable runs are still the ones rollback finds.
+    let undo = l.run(&["rollback", "--state-dir", &state]);
+    assert_eq!(undo.code, 2, "{}{}", undo.stdout, undo.stderr);
+    assert!(!l.p("live/two.conf").exists());
+}
+
+#[test]
+fn history_files_that_are_not_regular_files_are_refused_not_read() {
+    let l = Live::new();
+    l.role("[[file]]\npath = \"{L}/one.conf\"\ncontent = \"1\\n\"\n");
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let run = newest_run_dir(&l);
+    let backup = run.join("backup.jsonl");
+    let state = l.s("state");
+    // Refused with the file named, before a byte is read. `timeout` only keeps a hang from
+    // stalling the suite; no outcome depends on time.
+    let refused_as = |what: &str| {
+        let out = Command::new("timeout")
+            .args(["60", BIN, "rollback", "--check", "--state-dir", &state])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let expected = format!("{}: {what}, not a regular file: not read", backup.display());
+        assert!(stderr.contains(&expected), "{stderr}");
+    };
+
+    std::fs::remove_file(&backup).unwrap();
+    nix::unistd::mkfifo(&backup, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    refused_as("a FIFO");
+
+    std::fs::remove_file(&backup).unwrap();
+    std::fs::write(l.p("elsewhere"), "{}\n").unwrap();
+    std::os::unix::fs::symlink(l.p("elsewhere"), &backup).unwrap();
+    refused_as("a symbolic link");
+}
+
+#[test]
+fn a_kept_copy_that_no_longer_matches_its_hash_is_refused_not_restored() {
+    let l = Live::new();
+    l.role("[[file]]\npath = \"{L}/app.conf\"\ncontent = \"good v2\\n\"\n");
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let run = newest_run_dir(&l);
+    let blobs: Vec<_> = std::fs::read_dir(run.join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    // Same length, other bytes: a flipped bit on disk.
+    std::fs::write(&blobs[0], "evil v1\n").unwrap();
+
+    let state = l.s("state");
+    let live = l.s("live");
+    let undo = l.run(&["rollback", "--state-dir", &state]);
+    assert_eq!(undo.code, 4, "{}{}", undo.stdout, undo.stderr);
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v2\n"));
+    assert!(
+        undo.stdout.contains(&format!(
+            "    failed to restore file:{live}/app.conf: not restored: {}: the kept copy does not match its recorded sha256 (it hashes to ",
+            blobs[0].display()
+        )),
+        "{}",
+        undo.stdout
+    );
+    assert!(
+        undo.stdout
+            .ends_with("rollback: 0 restored, 0 unchanged, 1 failed\n"),
+        "{}",
+        undo.stdout
+    );
+    let hist = l.run(&["history", "--state-dir", &state]);
+    assert!(
+        hist.stdout.contains("  rollback incomplete: by hand\n"),
+        "{}",
+        hist.stdout
+    );
+    let json = l.run(&[
+        "rollback",
+        "--check",
+        "--state-dir",
+        &state,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(json.code, 4, "{}{}", json.stdout, json.stderr);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["restored"][0]["status"], "failed");
+    assert_eq!(v["restored"][0]["error_kind"], "corrupt_backup");
+}
+
+/// A rollback never destroys content it did not write: a path edited since the run stops
+/// it (nothing changes) until `--force`, which keeps the edit in the history first.
+#[test]
+fn a_path_edited_since_the_run_is_refused_then_kept_before_it_is_restored() {
+    let l = Live::new();
+    l.role(
+        "[[file]]\npath = \"{L}/motd\"\ncontent = \"welcome\\n\"\n\n\
+         [[file]]\npath = \"{L}/app.conf\"\ncontent = \"good v2\\n\"\n",
+    );
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let run = newest_run_dir(&l);
+    let id = run.file_name().unwrap().to_str().unwrap().to_owned();
+    let motd = l.p("live/motd");
+    std::fs::write(&motd, "welcome\nhand edit\n").unwrap();
+    let (state, live) = (l.s("state"), l.s("live"));
+
+    // --check shows each restore's diff, the refused one too.
+    let check = l.run(&["rollback", "--check", "--state-dir", &state]);
+    assert_eq!(check.code, 4, "{}{}", check.stdout, check.stderr);
+    assert_eq!(
+        check.stdout,
+        format!(
+            "↺ rollback of run {id} would:\n\
+             \x20   restore file:{live}/app.conf: content, owner, group and mode as before\n\
+             \x20   --- {live}/app.conf (live)\n\
+             \x20   +++ {live}/app.conf (before the run)\n\
+             \x20   @@ -1 +1 @@\n\
+             \x20   -good v2\n\
+             \x20   +good v1\n\
+             \x20   refused file:{live}/motd: changed since the run (its content is not what the run left); --force restores it and keeps what is there now in the run's history\n\
+             \x20   --- {live}/motd (live)\n\
+             \x20   +++ {live}/motd (before the run)\n\
+             \x20   @@ -1,2 +0,0 @@\n\
+             \x20   -welcome\n\
+             \x20   -hand edit\n"
+        )
+    );
+
+    // Without --force: refused, naming the path, and nothing changes.
+    let refused = l.run(&["rollback", "--state-dir", &state]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert_has(&refused.stderr, &format!("rollback of run {id} refused: 1 path changed since the run (listed above); nothing was changed. `converge rollback --force` restores it"));
+    assert_has(
+        &refused.stdout,
+        &format!("    refused file:{live}/motd: changed since the run"),
+    );
+    assert_eq!(l.read("live/motd").as_deref(), Some("welcome\nhand edit\n"));
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v2\n"));
+    let hist = l.run(&["history", "--state-dir", &state]);
+    assert!(hist.stdout.ends_with("  finished\n"), "{}", hist.stdout);
+
+    // --force keeps the edit in the run's history, says where, then restores.
+    let forced = l.run(&["rollback", "--force", "--state-dir", &state]);
+    assert_eq!(forced.code, 2, "{}{}", forced.stdout, forced.stderr);
+    assert!(!motd.exists());
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
+    let kept_at = forced
+        .stdout
+        .split(&format!(
+            "    restored file:{live}/motd: changed since the run (its content is not what the run left): what was there is kept in "
+        ))
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_else(|| panic!("{}", forced.stdout))
+        .to_owned();
+    assert!(
+        kept_at.starts_with(&run.join("blobs").display().to_string()),
+        "{kept_at}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&kept_at).unwrap(),
+        "welcome\nhand edit\n"
+    );
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("kept.jsonl")).unwrap()).unwrap();
+    assert_eq!(kept["resource"], format!("file:{live}/motd"));
+    assert_eq!(kept["state"]["type"], "file");
+
+    // Once more: it says the run is already rolled back.
+    let again = l.run(&["rollback", "--state-dir", &state]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert_eq!(
+        again.stdout,
+        format!(
+            "↺ run {id} was already rolled back: nothing left to undo\n\
+             rollback: already rolled back, nothing to undo\n"
+        )
+    );
+}
+
+/// A run recorded before converge noted what each change left: a rollback cannot tell a
+/// hand edit from the run's content, so it keeps what it restores over, and still undoes.
+#[test]
+fn a_run_without_a_record_of_what_it_left_keeps_what_it_restores_over() {
+    let l = Live::new();
+    l.role("[[file]]\npath = \"{L}/app.conf\"\ncontent = \"good v2\\n\"\n");
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let run = newest_run_dir(&l);
+    std::fs::remove_file(run.join("left.jsonl")).unwrap();
+    std::fs::write(l.p("live/app.conf"), "good v2\nhand edit\n").unwrap();
+    let undo = l.run(&["rollback", "--state-dir", &l.s("state")]);
+    assert_eq!(undo.code, 2, "{}{}", undo.stdout, undo.stderr);
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
+    assert!(
+        undo.stdout.contains(&format!(
+            "    restored file:{}/app.conf: the run's record does not say what it left there: what was there is kept in {}/blobs/",
+            l.s("live"),
+            run.display()
+        )),
+        "{}",
+        undo.stdout
+    );
+}
+
+#[test]
+fn a_rollback_preview_never_shows_sensitive_content() {
+    let l = Live::new();
+    std::fs::write(l.p("live/secret"), "old-s3cret\n").unwrap();
+    l.role("[[file]]\npath = \"{L}/secret\"\ncontent = \"new-s3cret\\n\"\nsensitive = true\n");
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    for format in ["human", "json"] {
+        let check = l.run(&[
+            "rollback",
+            "--check",
+            "--state-dir",
+            &l.s("state"),
+            "--format",
+            format,
+        ]);
+        assert_eq!(check.code, 2, "{}{}", check.stdout, check.stderr);
+        assert!(!check.stdout.contains("s3cret"), "{}", check.stdout);
+    }
+    let check = l.run(&["rollback", "--check", "--state-dir", &l.s("state")]);
+    assert!(
+        check
+            .stdout
+            .contains("    content (sensitive, not shown): 11 bytes, sha256 "),
+        "{}",
+        check.stdout
+    );
+}
+
+/// A directory the run created holds a file someone put there since: undoing the run would
+/// remove it with the directory, so the rollback is refused; `--force` keeps the file first.
+#[test]
+fn a_file_put_into_a_directory_the_run_made_is_kept_before_the_directory_goes() {
+    let l = Live::new();
+    l.role(
+        "[[directory]]\npath = \"{L}/made\"\n\n\
+         [[file]]\npath = \"{L}/made/by-run\"\ncontent = \"run\\n\"\n",
+    );
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let run = newest_run_dir(&l);
+    std::fs::write(l.p("live/made/mine"), "mine\n").unwrap();
+    let (state, live) = (l.s("state"), l.s("live"));
+
+    let refused = l.run(&["rollback", "--state-dir", &state]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert_has(&refused.stdout, &format!("    refused directory:{live}/made: changed since the run (it holds entries made since: mine)"));
+    assert_eq!(l.read("live/made/by-run").as_deref(), Some("run\n"));
+
+    let forced = l.run(&["rollback", "--force", "--state-dir", &state]);
+    assert_eq!(forced.code, 2, "{}{}", forced.stdout, forced.stderr);
+    assert!(!l.p("live/made").exists());
+    assert!(
+        forced.stdout.contains(&format!(
+            "    restored directory:{live}/made: changed since the run (it holds entries made since: mine): what was there is kept in {}\n",
+            run.join("kept.jsonl").display()
+        )),
+        "{}",
+        forced.stdout
+    );
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("kept.jsonl")).unwrap()).unwrap();
+    let mine = &kept["state"]["entries"]["mine"];
+    assert_eq!(mine["type"], "file", "{kept}");
+    let blob = run.join("blobs").join(mine["sha256"].as_str().unwrap());
+    assert_eq!(std::fs::read_to_string(blob).unwrap(), "mine\n");
+}
+
+/// An automatic rollback cannot ask: a path changed after the change (here by the health
+/// check itself, the first time it runs) is kept in the history, then restored.
+#[test]
+fn an_automatic_rollback_keeps_what_changed_since_and_restores_it() {
+    let l = Live::new();
+    l.role(
+        r#"
+[[file]]
+path = "{L}/app.conf"
+content = "broken\n"
+
+[[health]]
+name = "app"
+command = "sh -c 'test -e {L}/once || { touch {L}/once; echo edited >> {L}/app.conf; }; false'"
+retries = 0
+"#,
+    );
+    let out = l.converge("apply", &[]);
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    assert_eq!(l.read("live/app.conf").as_deref(), Some("good v1\n"));
+    let run = newest_run_dir(&l);
+    let line = format!(
+        "    restored file:{}/app.conf: changed since the run (its content is not what the run left): what was there is kept in {}/blobs/",
+        l.s("live"),
+        run.display()
+    );
+    let kept_at = out
+        .stdout
+        .split(&line)
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    let kept = run.join("blobs").join(kept_at);
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), "broken\nedited\n");
 }

@@ -31,15 +31,23 @@ fn state_dir(args: &StateArgs) -> anyhow::Result<(PathBuf, std::time::Duration, 
     ))
 }
 
-/// Lists the runs; always exits 0.
+/// Lists the runs, flagging one whose record cannot be read; always exits 0.
 pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
     let (dir, _, _) = state_dir(args)?;
-    let runs = history::list(&dir)?;
+    let listed = history::list(&dir);
     if args.format == Format::Json {
+        // The JSON stays a list of run records; a run that cannot be read is named on stderr.
+        let mut runs = Vec::new();
+        for l in listed {
+            match l.summary {
+                Ok(s) => runs.push(s),
+                Err(e) => eprintln!("converge: warning: run {} skipped: {e}", l.id),
+            }
+        }
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(0);
     }
-    if runs.is_empty() {
+    if listed.is_empty() {
         println!("no runs in {} yet", dir.join(history::RUNS_DIR).display());
         return Ok(0);
     }
@@ -47,7 +55,18 @@ pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
         "{:<26} {:<21} {:<12} {:>7} {:>6}  STATUS\n",
         "RUN", "STARTED", "BUNDLE", "CHANGED", "FAILED"
     );
-    for r in &runs {
+    for l in &listed {
+        let r = match &l.summary {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = writeln!(
+                    out,
+                    "{:<26} {:<21} {:<12} {:>7} {:>6}  unreadable: {e}",
+                    l.id, "-", "-", "-", "-"
+                );
+                continue;
+            }
+        };
         let bundle = if r.bundle.is_empty() {
             "-"
         } else {
@@ -88,18 +107,35 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
             past.summary.root.display()
         );
     }
-    let rb = if args.check {
-        rollback::preview(&sys, &past.summary.id, &past.priors, &past.blobs)
+    // Looked at before anything is written: a path someone changed since the run stops the
+    // whole rollback unless --force, so the host is never left half rolled back by it.
+    let preview = rollback::preview(&sys, past.recorded(), args.force);
+    let already = past.summary.status == RunStatus::RolledBack
+        && preview.restored.iter().all(|r| {
+            matches!(
+                r.status,
+                RestoreStatus::Unchanged | RestoreStatus::NotRolledBack
+            )
+        });
+    let refused = preview.refused().count();
+    let mut rb = if args.check {
+        preview
+    } else if refused > 0 {
+        print_rollback(&preview, args.state.format, color)?;
+        bail!(
+            "rollback of run {} refused: {refused} path{} changed since the run (listed above); nothing was changed. `converge rollback --force` restores {}, keeping what is there now in the run's history",
+            past.summary.id,
+            if refused == 1 { "" } else { "s" },
+            if refused == 1 { "it" } else { "them" },
+        );
     } else {
         past.summary.status = RunStatus::RollingBack;
         past.summary.rollback_reason = Some("by hand".into());
         past.save()?;
         let rb = rollback::undo(
             &sys,
-            &past.summary.id,
+            past.recorded(),
             "by hand".into(),
-            &past.priors,
-            &past.blobs,
             &past.summary.services,
             &past.summary.health,
         );
@@ -125,19 +161,8 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
         }
         rb
     };
-    match args.state.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&rb)?),
-        Format::Human => {
-            let mut out = String::new();
-            let style = human::Style::new(super::run::use_color(color));
-            human::rollback_block(&mut out, &rb, style);
-            if !rb.preview {
-                out.push_str(&human::rollback_summary(&rb, style));
-                out.push('\n');
-            }
-            print!("{out}");
-        }
-    }
+    rb.already_rolled_back = already;
+    print_rollback(&rb, args.state.format, color)?;
     // Something left as the run made it (a failure, or a change converge does not undo),
     // or a host that fails its health checks afterwards, is not "undone": the caller must
     // look.
@@ -157,4 +182,25 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
         (false, true) => 2,
         (false, false) => 0,
     })
+}
+
+fn print_rollback(
+    rb: &converge::report::rollback::Rollback,
+    format: Format,
+    color: ColorChoice,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(rb)?),
+        Format::Human => {
+            let mut out = String::new();
+            let style = human::Style::new(super::run::use_color(color));
+            human::rollback_block(&mut out, rb, style);
+            if !rb.preview {
+                out.push_str(&human::rollback_summary(rb, style));
+                out.push('\n');
+            }
+            print!("{out}");
+        }
+    }
+    Ok(())
 }

@@ -2,41 +2,65 @@
 //! restarted or reloaded acted on again, so they run the old configuration, then its health
 //! checks probed again.
 
+mod since;
+
 use std::path::Path;
 
 use crate::health::HealthCheck;
-use crate::history::{PathState, Prior, RunBlobs, ServiceAction};
+pub use crate::history::Recorded;
+use crate::history::{HistoryError, PathState, Prior, RunBlobs, ServiceAction};
 use crate::report::rollback::{Restore, RestoreStatus, Rollback, ServiceRestore};
 use crate::report::NotifyAction;
 use crate::system::fs::{Attrs, Entry};
 use crate::system::services::UnitVerb;
 use crate::system::{Host, System, SystemError};
+use since::{Look, Since};
 
-/// Undoes `priors` (in reverse) on the host, repeats `services`' actions, then runs the
-/// `health` checks. A rollback is an apply of the recorded past, so it is the one other
-/// place that gets a writing handle.
+/// Why one change could not be undone.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RestoreError {
+    /// The host refused.
+    #[error(transparent)]
+    System(#[from] SystemError),
+    /// The run's kept copy is unreadable or does not verify: never put back.
+    #[error("not restored: {0}")]
+    Backup(#[from] HistoryError),
+}
+
+impl RestoreError {
+    fn kind(&self) -> &'static str {
+        match self {
+            RestoreError::System(e) => e.kind(),
+            RestoreError::Backup(HistoryError::CorruptBlob { .. }) => "corrupt_backup",
+            RestoreError::Backup(_) => "backup_unreadable",
+        }
+    }
+}
+
+/// Undoes the run `rec` (its changes in reverse) on the host, repeats `services`' actions,
+/// then runs the `health` checks. A path changed since the run is restored too, once what
+/// stands there is kept in the run's history (the report says where); a caller that must
+/// refuse such paths asks [`preview`] first. A rollback is an apply of the recorded past,
+/// so it is the one other place that gets a writing handle.
 pub fn undo(
     sys: &System,
-    run: &str,
+    rec: Recorded,
     reason: String,
-    priors: &[Prior],
-    blobs: &RunBlobs,
     services: &[ServiceAction],
     health: &[HealthCheck],
 ) -> Rollback {
     let applying = super::Applying { _private: () };
     let host = &sys.host(&applying);
     let manager = sys.services();
-    let restored: Vec<Restore> = priors
-        .iter()
-        .rev()
-        .map(|p| {
-            let restored = restore_one(host, p, blobs);
+    let restored: Vec<Restore> = since::survey(sys, &rec, false)
+        .into_iter()
+        .map(|look| {
+            let restored = restore_one(host, &look, rec.blobs);
             crate::durable::crash::point("restored");
             restored
         })
         .collect();
-    let units_changed = priors.iter().any(|p| match p {
+    let units_changed = rec.priors.iter().any(|p| match p {
         Prior::Path { path, .. } => manager.is_definition(path),
         _ => false,
     });
@@ -62,9 +86,10 @@ pub fn undo(
         }
     }
     Rollback {
-        run: run.to_owned(),
+        run: rec.run.to_owned(),
         reason,
         preview: false,
+        already_rolled_back: false,
         restored,
         services: service_results,
         // After the restarts and reloads, as in a run: they see the services as left.
@@ -72,68 +97,117 @@ pub fn undo(
     }
 }
 
-/// What undoing `priors` would do, without doing it.
-pub fn preview(sys: &System, run: &str, priors: &[Prior], blobs: &RunBlobs) -> Rollback {
-    let restored = priors
-        .iter()
-        .rev()
-        .map(|p| {
-            let differs = differs(sys, p, blobs);
-            let (status, note, error_kind) = match (p, differs) {
+/// What undoing `rec` would do, without doing it, with the diff of each file it restores.
+/// A path changed since the run is `refused`, or with `force` restored once what stands
+/// there is kept.
+pub fn preview(sys: &System, rec: Recorded, force: bool) -> Rollback {
+    let restored = since::survey(sys, &rec, true)
+        .into_iter()
+        .map(|look| {
+            let (status, note, error_kind) = match (look.prior, look.differs) {
                 (Prior::NotRestorable { why, .. }, _) => {
                     (RestoreStatus::NotRolledBack, Some(why.clone()), None)
                 }
-                (_, Ok(Some(what))) => (RestoreStatus::Restored, Some(what), None),
                 (_, Ok(None)) => (RestoreStatus::Unchanged, None, None),
                 (_, Err(e)) => (RestoreStatus::Failed, Some(e.to_string()), Some(e.kind())),
+                (_, Ok(Some(what))) => match &look.since {
+                    Since::Changed(how) if !force => (
+                        RestoreStatus::Refused,
+                        Some(format!(
+                            "changed since the run ({how}); --force restores it and keeps what is there now in the run's history"
+                        )),
+                        None,
+                    ),
+                    Since::Changed(how) => (
+                        RestoreStatus::Restored,
+                        Some(format!(
+                            "{what}; changed since the run ({how}): what is there now is kept first"
+                        )),
+                        None,
+                    ),
+                    Since::Unknown => (
+                        RestoreStatus::Restored,
+                        Some(format!("{what}; {UNKNOWN}: what is there now is kept first")),
+                        None,
+                    ),
+                    Since::AsLeft => (RestoreStatus::Restored, Some(what), None),
+                },
             };
             Restore {
-                resource: p.resource().to_owned(),
+                resource: look.prior.resource().to_owned(),
                 status,
                 note,
                 error_kind,
+                content: look.content,
             }
         })
         .collect();
     Rollback {
-        run: run.to_owned(),
+        run: rec.run.to_owned(),
         reason: "by hand".into(),
         preview: true,
+        already_rolled_back: false,
         restored,
         services: Vec::new(),
         health: Vec::new(),
     }
 }
 
-fn restore_one(host: &Host, prior: &Prior, blobs: &RunBlobs) -> Restore {
+const UNKNOWN: &str = "the run's record does not say what it left there";
+
+fn restore_one(host: &Host, look: &Look, blobs: &RunBlobs) -> Restore {
+    let prior = look.prior;
     let resource = prior.resource().to_owned();
     let done = |status, note: Option<String>| Restore {
         resource: resource.clone(),
         status,
         note,
         error_kind: None,
+        content: None,
     };
-    let failed = |e: SystemError| Restore {
+    let failed = |e: RestoreError| Restore {
         error_kind: Some(e.kind()),
         ..done(RestoreStatus::Failed, Some(e.to_string()))
     };
     if let Prior::NotRestorable { why, .. } = prior {
         return done(RestoreStatus::NotRolledBack, Some(why.clone()));
     }
+    // Looked at again: a newer change of the run undone just before may have put back
+    // what this one changed.
     match differs(host.system(), prior, blobs) {
         Ok(None) => return done(RestoreStatus::Unchanged, None),
         Ok(Some(_)) => {}
         Err(e) => return failed(e),
     }
     let mut notes = Vec::new();
-    let result = match prior {
+    if let (Prior::Path { path, was, .. }, false) = (prior, look.since == Since::AsLeft) {
+        let why = match &look.since {
+            Since::Changed(how) => format!("changed since the run ({how})"),
+            _ => UNKNOWN.to_owned(),
+        };
+        match since::keep(host.system(), &resource, path, was, blobs) {
+            Ok(Some(at)) => {
+                notes.push(format!("{why}: what was there is kept in {}", at.display()))
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let note =
+                    format!("{why}, and what is there cannot be kept, so it is not restored: {e}");
+                return Restore {
+                    error_kind: Some(e.kind()),
+                    ..done(RestoreStatus::Failed, Some(note))
+                };
+            }
+        }
+    }
+    let result: Result<(), RestoreError> = match prior {
         Prior::Path { path, was, .. } => restore_path(host, path, was, blobs, &mut notes),
         Prior::Sysctl { key, value, .. } => {
             if !host.system().is_live() {
                 notes.push("live values are not managed under --root".into());
                 Ok(())
             } else {
-                host.write_sysctl(key, value)
+                host.write_sysctl(key, value).map_err(Into::into)
             }
         }
         Prior::Package {
@@ -145,7 +219,7 @@ fn restore_one(host: &Host, prior: &Prior, blobs: &RunBlobs) -> Restore {
             // A package version gone from the archives is "not rolled back", not a failure
             // of the rollback machinery.
             Ok(Some(gone)) => return done(RestoreStatus::NotRolledBack, Some(gone)),
-            other => other.map(drop),
+            other => other.map(drop).map_err(Into::into),
         },
         Prior::Service {
             unit,
@@ -153,7 +227,7 @@ fn restore_one(host: &Host, prior: &Prior, blobs: &RunBlobs) -> Restore {
             masked,
             running,
             ..
-        } => restore_service(host, unit, *enabled, *masked, *running),
+        } => restore_service(host, unit, *enabled, *masked, *running).map_err(Into::into),
         Prior::NotRestorable { .. } => unreachable!("handled above"),
     };
     match result {
@@ -165,7 +239,7 @@ fn restore_one(host: &Host, prior: &Prior, blobs: &RunBlobs) -> Restore {
 }
 
 /// `Some(what)` when the live state differs from `prior` (what would be restored).
-fn differs(sys: &System, prior: &Prior, blobs: &RunBlobs) -> Result<Option<String>, SystemError> {
+fn differs(sys: &System, prior: &Prior, blobs: &RunBlobs) -> Result<Option<String>, RestoreError> {
     Ok(match prior {
         Prior::Path { path, was, .. } => path_differs(sys, path, was, blobs)?,
         Prior::Sysctl { key, value, .. } => {
@@ -215,7 +289,7 @@ fn path_differs(
     path: &Path,
     was: &PathState,
     blobs: &RunBlobs,
-) -> Result<Option<String>, SystemError> {
+) -> Result<Option<String>, RestoreError> {
     let now = sys.entry(path)?;
     let what = match (was, &now) {
         (PathState::Missing, Entry::Missing) => None,
@@ -226,18 +300,16 @@ fn path_differs(
                 gid,
                 mode,
                 sha256,
-                ..
+                size,
             },
             Entry::File(meta),
         ) => {
             let same_meta = meta.uid == *uid && meta.gid == *gid && meta.mode == *mode;
             let content = sys.read_file(path)?;
             let same = crate::resource::Digest::of(&content).sha256 == *sha256;
-            // The blob must be there for a restore to be possible at all.
+            // The kept copy must be there and verify for a restore to be possible at all.
             if !same {
-                blobs
-                    .get(sha256)
-                    .map_err(|e| SystemError::io(path, std::io::Error::other(e.to_string())))?;
+                blobs.get(sha256, *size)?;
             }
             (!same || !same_meta).then(|| "content, owner, group and mode as before".to_owned())
         }
@@ -271,7 +343,7 @@ fn restore_path(
     was: &PathState,
     blobs: &RunBlobs,
     notes: &mut Vec<String>,
-) -> Result<(), SystemError> {
+) -> Result<(), RestoreError> {
     let sys = host.system();
     let now = sys.entry(path)?;
     match was {
@@ -285,11 +357,9 @@ fn restore_path(
             gid,
             mode,
             sha256,
-            ..
+            size,
         } => {
-            let content = blobs
-                .get(sha256)
-                .map_err(|e| SystemError::io(path, std::io::Error::other(e.to_string())))?;
+            let content = blobs.get(sha256, *size)?;
             if matches!(now, Entry::Directory(_)) {
                 host.remove(path, true)?;
             }

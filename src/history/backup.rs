@@ -195,7 +195,9 @@ pub fn capture(
     Ok(prior)
 }
 
-fn path_state(
+/// What stands at `path`, its file contents put in `blobs`: the whole tree when `whole`,
+/// else the directory itself and its entries named in `removed`.
+pub(crate) fn path_state(
     sys: &System,
     path: &Path,
     whole: bool,

@@ -2,25 +2,28 @@
 //! what was there before each change (written ahead of the change) and how the run ended.
 //!
 //! ```text
-//! <state_dir>/runs/20261201T230512Z-4821/run.json      id, times, bundle, counts, status
-//!                                       /backup.jsonl  one Prior per line, in change order
-//!                                       /blobs/<sha256> file contents, 0600
+//! <state_dir>/runs/20261201T230512Z-q7Rk2xVb/run.json       id, times, bundle, counts, status
+//!                                           /backup.jsonl   one Prior per line, in change order
+//!                                           /blobs/<sha256> file contents, 0600
 //! ```
 //!
 //! Bounded: only the newest `keep_runs` runs are kept.
 
 pub mod backup;
+mod files;
+mod left;
 mod recorder;
 #[cfg(test)]
 mod tests;
 
-use std::fs::File;
+use std::collections::BTreeMap;
 use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use backup::{PathState, Prior};
+pub use left::{Kept, Left, LeftState};
 pub use recorder::{Recorder, RunBlobs};
 
 /// The runs' directory inside the state dir.
@@ -79,7 +82,8 @@ pub struct ServiceAction {
 /// `run.json`: one run as history lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSummary {
-    /// Id, e.g. `20261201T230512Z-4821` (start second and pid).
+    /// Id, e.g. `20261201T230512Z-q7Rk2xVb`: start second and a random suffix, unique by
+    /// construction (runs recorded before had the pid in its place).
     pub id: String,
     /// Where the run stands among the state dir's runs: one past the newest when it began
     /// or was continued. Ids do not order runs: two in one second sort by pid, which crosses
@@ -145,6 +149,32 @@ pub enum HistoryError {
         /// Why.
         reason: String,
     },
+    /// A history file that is a link, a FIFO, a device...: refused before it is read.
+    #[error("{path}: {what}, not a regular file: not read")]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
+    },
+    /// A history file larger than converge writes one: refused before it is read.
+    #[error("{path}: {size} bytes, more than the {max} it may hold: not read")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The most it may hold.
+        max: u64,
+    },
+    /// A kept copy whose bytes are not the ones recorded: it is never restored.
+    #[error("{path}: the kept copy does not match its recorded sha256 (it hashes to {found})")]
+    CorruptBlob {
+        /// The blob.
+        path: PathBuf,
+        /// What its bytes hash to.
+        found: String,
+    },
     /// No run of that id.
     #[error("no run '{0}' in the history (see `converge history`)")]
     NoSuchRun(String),
@@ -180,12 +210,14 @@ fn prune(runs: &Path, keep: usize) {
 
 /// The runs under `runs` with their summaries, oldest first: by `seq`, then by id (runs
 /// recorded before `seq` existed have 0). A summary that cannot be read sorts as oldest.
+/// A directory without a `run.json` is a run killed before its first record: not listed.
 fn ordered(runs: &Path) -> Vec<(String, Result<RunSummary, HistoryError>)> {
     let mut out: Vec<_> = std::fs::read_dir(runs)
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().join(RUN_FILE).is_file())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| std::fs::symlink_metadata(e.path().join(RUN_FILE)).is_ok())
         .filter_map(|e| e.file_name().into_string().ok())
         .map(|id| {
             let summary = read_summary(&runs.join(&id));
@@ -223,22 +255,26 @@ fn newest_unfinished(
 
 fn read_priors(dir: &Path) -> Result<Vec<Prior>, HistoryError> {
     let path = dir.join(BACKUP_FILE);
-    let file = match File::open(&path) {
+    let file = match files::open_read(&path, files::MAX_BACKUP_FILE) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(&path)(e)),
+        Err(e) if files::is_missing(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     };
+    let lines: Vec<String> = io::BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(io_err(&path))?;
+    let last = lines.iter().rposition(|l| !l.trim().is_empty());
     let mut out = Vec::new();
-    for (i, line) in io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io_err(&path))?;
+    for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str(&line) {
+        match serde_json::from_str(line) {
             Ok(p) => out.push(p),
             // A kill in the middle of a write leaves a torn last line: the change it
             // announced never happened, because the change waits for the sync.
-            Err(_) if i + 1 >= count_lines(&path) => break,
+            Err(_) if Some(i) == last => break,
             Err(e) => {
                 return Err(HistoryError::Corrupt {
                     path,
@@ -251,24 +287,28 @@ fn read_priors(dir: &Path) -> Result<Vec<Prior>, HistoryError> {
     Ok(out)
 }
 
-fn count_lines(path: &Path) -> usize {
-    std::fs::read(path)
-        .map(|b| b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count())
-        .unwrap_or(0)
+/// One run of the history: its summary, or why it cannot be read.
+#[derive(Debug)]
+pub struct Listed {
+    /// The run's id (its directory's name).
+    pub id: String,
+    /// Its summary, or why `run.json` cannot be read.
+    pub summary: Result<RunSummary, HistoryError>,
 }
 
-/// The history of `state_dir`, oldest first.
-pub fn list(state_dir: &Path) -> Result<Vec<RunSummary>, HistoryError> {
+/// The history of `state_dir`, oldest first. A run whose summary cannot be read is listed
+/// with the reason, so one damaged record does not hide the others.
+pub fn list(state_dir: &Path) -> Vec<Listed> {
     ordered(&state_dir.join(RUNS_DIR))
         .into_iter()
-        .map(|(_, s)| s)
+        .map(|(id, summary)| Listed { id, summary })
         .collect()
 }
 
 fn read_summary(dir: &Path) -> Result<RunSummary, HistoryError> {
     let path = dir.join(RUN_FILE);
-    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-    serde_json::from_str(&text).map_err(|e| HistoryError::Corrupt {
+    let text = files::read(&path, files::MAX_RUN_FILE)?;
+    serde_json::from_slice(&text).map_err(|e| HistoryError::Corrupt {
         path,
         line: e.line(),
         reason: e.to_string(),
@@ -282,6 +322,19 @@ pub fn load_unfinished(state_dir: &Path, root: &Path) -> Option<PastRun> {
     load(state_dir, Some(&summary.id)).ok()
 }
 
+/// A run's record as a rollback reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    /// The run's id.
+    pub run: &'a str,
+    /// What was there before each change, in change order.
+    pub priors: &'a [Prior],
+    /// What each change left at its path, by change.
+    pub left: &'a BTreeMap<usize, Left>,
+    /// The run's kept contents.
+    pub blobs: &'a RunBlobs,
+}
+
 /// One past run: its summary, what it changed, and its kept contents.
 #[derive(Debug)]
 pub struct PastRun {
@@ -289,12 +342,25 @@ pub struct PastRun {
     pub summary: RunSummary,
     /// What was there before each change, in change order.
     pub priors: Vec<Prior>,
+    /// What each change left at its path, by change (runs recorded before this was kept,
+    /// and changes a kill cut short, have none).
+    pub left: BTreeMap<usize, Left>,
     /// Kept file contents.
     pub blobs: RunBlobs,
     dir: PathBuf,
 }
 
 impl PastRun {
+    /// The run as a rollback reads it.
+    pub fn recorded(&self) -> Recorded<'_> {
+        Recorded {
+            run: &self.summary.id,
+            priors: &self.priors,
+            left: &self.left,
+            blobs: &self.blobs,
+        }
+    }
+
     /// Rewrites the run's summary.
     pub fn save(&self) -> Result<(), HistoryError> {
         let path = self.dir.join(RUN_FILE);
@@ -319,6 +385,7 @@ pub fn load(state_dir: &Path, id: Option<&str>) -> Result<PastRun, HistoryError>
     Ok(PastRun {
         summary: read_summary(&dir)?,
         priors: read_priors(&dir)?,
+        left: left::read_left(&dir)?,
         blobs: RunBlobs {
             dir: dir.join(BLOBS_DIR),
         },

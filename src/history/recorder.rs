@@ -1,6 +1,7 @@
 //! Writing one run's record: its summary, and each prior written and synced ahead of its
 //! change.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -9,8 +10,8 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use super::{
-    backup, io_err, newest_unfinished, next_seq, ordered, prune, read_priors, HistoryError, Prior,
-    RunStatus, RunSummary, BACKUP_FILE, BLOBS_DIR, RUNS_DIR, RUN_FILE,
+    backup, io_err, newest_unfinished, next_seq, ordered, prune, read_priors, HistoryError, Kept,
+    Left, PathState, Prior, RunStatus, RunSummary, BACKUP_FILE, BLOBS_DIR, RUNS_DIR, RUN_FILE,
 };
 
 /// The recorder of one apply run. Its directory appears with the first change, so runs that
@@ -20,7 +21,10 @@ pub struct Recorder {
     runs: PathBuf,
     keep: usize,
     summary: Mutex<RunSummary>,
-    journal: Mutex<Option<File>>,
+    // The open journal and how many priors it holds.
+    journal: Mutex<Option<(File, usize)>>,
+    // What the changes left, open once the first is noted.
+    left: Mutex<Option<File>>,
     // Continues an interrupted run, whose journal already holds changes.
     adopted: bool,
     // Kept alive so a temporary history lives as long as the run.
@@ -50,7 +54,8 @@ impl Recorder {
                 s
             }
             None => RunSummary {
-                id: format!("{}-{}", stamp.replace(['-', ':'], ""), std::process::id()),
+                // Named when its directory is made (`open`): the name must not exist yet.
+                id: String::new(),
                 seq,
                 started: stamp,
                 finished: None,
@@ -70,6 +75,7 @@ impl Recorder {
             keep: keep.max(1),
             summary: Mutex::new(summary),
             journal: Mutex::new(None),
+            left: Mutex::new(None),
             adopted,
             _temp: None,
         }
@@ -113,35 +119,65 @@ impl Recorder {
     }
 
     /// Writes `prior` to the run's journal and syncs it: only then may the change happen.
-    pub fn record(&self, prior: &Prior) -> Result<(), HistoryError> {
+    /// Returns its line in the journal, which names the change in [`Recorder::left`].
+    pub fn record(&self, prior: &Prior) -> Result<usize, HistoryError> {
         self.begin()?;
         let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-        let file = journal.as_mut().expect("opened by begin");
+        let (file, count) = journal.as_mut().expect("opened by begin");
         let mut line = serde_json::to_vec(prior).expect("priors serialize");
         line.push(b'\n');
         let path = self.dir().join(BACKUP_FILE);
         file.write_all(&line).map_err(io_err(&path))?;
-        file.sync_data().map_err(io_err(&path))
+        file.sync_data().map_err(io_err(&path))?;
+        *count += 1;
+        Ok(*count - 1)
+    }
+
+    /// Notes what the change recorded as `left.change` left at its path. Not synced: lost
+    /// in a crash, the change counts as one whose aftermath is unknown, which a rollback
+    /// treats as possibly changed since (it keeps a copy before restoring over it).
+    pub fn left(&self, left: &Left) -> Result<(), HistoryError> {
+        let path = self.dir().join(super::left::LEFT_FILE);
+        let mut file = self.left.lock().unwrap_or_else(|e| e.into_inner());
+        if file.is_none() {
+            *file = Some(super::left::open_append(&path)?);
+        }
+        super::left::write_line(file.as_ref().expect("opened above"), &path, left, false)
+    }
+
+    /// What each change left, by change.
+    pub fn lefts(&self) -> Result<BTreeMap<usize, Left>, HistoryError> {
+        if !self.has_changes() {
+            return Ok(BTreeMap::new());
+        }
+        super::left::read_left(&self.dir())
     }
 
     /// Creates the run's directory (pruning old runs first) and opens its journal.
-    fn open(&self) -> Result<File, HistoryError> {
+    fn open(&self) -> Result<(File, usize), HistoryError> {
         mkdir(&self.runs)?;
         prune(&self.runs, self.keep.saturating_sub(1));
+        let fresh = self.lock_summary().id.is_empty();
+        if fresh {
+            let started = self.lock_summary().started.clone();
+            let id = new_run_dir(&self.runs, &started)?;
+            self.lock_summary().id = id;
+        }
         let dir = self.dir();
         mkdir(&dir)?;
         mkdir(&dir.join(BLOBS_DIR))?;
         self.write_summary()?;
         let path = dir.join(BACKUP_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let mut options = OpenOptions::new();
+        options.create(true).append(true).read(true).mode(0o600);
+        let file = super::files::open(&mut options, &path, super::files::MAX_BACKUP_FILE)?;
         drop_torn_tail(&file).map_err(io_err(&path))?;
-        Ok(file)
+        let count = if self.adopted {
+            read_priors(&dir)?.len()
+        } else {
+            0
+        };
+        Ok((file, count))
     }
 
     /// Whether anything was recorded (this run, or the interrupted one it continues,
@@ -195,10 +231,31 @@ pub struct RunBlobs {
 }
 
 impl RunBlobs {
-    /// The bytes stored under `sha256`.
-    pub fn get(&self, sha256: &str) -> Result<Vec<u8>, HistoryError> {
+    /// The `size` bytes stored under `sha256`, only if they still hash to it: a copy that
+    /// changed on disk is never put back.
+    pub fn get(&self, sha256: &str, size: u64) -> Result<Vec<u8>, HistoryError> {
         let path = self.dir.join(sha256);
-        std::fs::read(&path).map_err(io_err(&path))
+        let bytes = super::files::read(&path, size)?;
+        let found = crate::resource::Digest::of(&bytes).sha256;
+        if found != sha256 {
+            return Err(HistoryError::CorruptBlob { path, found });
+        }
+        Ok(bytes)
+    }
+}
+
+impl RunBlobs {
+    /// Keeps `kept` (its file contents already in this store) in the run's history, synced
+    /// before the rollback restores over it; returns where its content now lives.
+    pub fn keep(&self, kept: &Kept) -> Result<PathBuf, HistoryError> {
+        let run = self.dir.parent().unwrap_or(&self.dir);
+        let record = run.join(super::left::KEPT_FILE);
+        let file = super::left::open_append(&record)?;
+        super::left::write_line(&file, &record, kept, true)?;
+        Ok(match &kept.state {
+            PathState::File { sha256, .. } => self.dir.join(sha256),
+            _ => record,
+        })
     }
 }
 
@@ -243,6 +300,24 @@ fn drop_torn_tail(file: &File) -> io::Result<()> {
         file.sync_data()?;
     }
     Ok(())
+}
+
+/// Makes a new run's directory under `runs` and returns its name, the run's id: the start
+/// second and a random suffix. A pid would not do: in a container or an image build converge
+/// gets the same low pid every time, and two runs in one second shared one history. The
+/// directory is made with mkdir, which fails on a name that exists (another is drawn then),
+/// so no two runs ever share one.
+fn new_run_dir(runs: &Path, started: &str) -> Result<String, HistoryError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{}-", started.replace(['-', ':'], "")))
+        .rand_bytes(8)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .disable_cleanup(true)
+        .tempdir_in(runs)
+        .map_err(io_err(runs))?;
+    let name = dir.path().file_name().and_then(|n| n.to_str());
+    Ok(name.expect("a prefix and random ASCII").to_owned())
 }
 
 fn mkdir(dir: &Path) -> Result<(), HistoryError> {

@@ -5,6 +5,17 @@ use backup::Blobs;
 use std::fs::OpenOptions;
 use std::io::Write;
 
+/// sha256 of `secret`.
+const SECRET_SHA: &str = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
+
+/// The summaries of the runs in the history, oldest first.
+fn summaries(state_dir: &Path) -> Vec<RunSummary> {
+    list(state_dir)
+        .into_iter()
+        .map(|l| l.summary.unwrap())
+        .collect()
+}
+
 fn prior(n: usize) -> Prior {
     Prior::Sysctl {
         resource: format!("sysctl:k{n}"),
@@ -18,28 +29,28 @@ fn runs_that_change_nothing_leave_no_trace_and_only_keep_runs_are_kept() {
     let state = tempfile::tempdir().unwrap();
     let idle = Recorder::new(state.path(), 3, "b0", Path::new("/"));
     idle.update(|s| s.status = RunStatus::Finished).unwrap();
-    assert!(list(state.path()).unwrap().is_empty());
+    assert!(summaries(state.path()).is_empty());
     for n in 0..5 {
         let mut r = Recorder::new(state.path(), 3, "b1", Path::new("/"));
         // Distinct ids within one second and one pid.
         r.set_id(format!("2026-run-{n}"));
         r.record(&prior(n)).unwrap();
-        r.blobs().put("abc", &mut &b"secret"[..]).unwrap();
+        r.blobs().put(SECRET_SHA, &mut &b"secret"[..]).unwrap();
         r.update(|s| {
             s.changed = 1;
             s.status = RunStatus::Finished;
         })
         .unwrap();
     }
-    let runs = list(state.path()).unwrap();
+    let runs = summaries(state.path());
     let ids: Vec<_> = runs.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["2026-run-2", "2026-run-3", "2026-run-4"]);
     let past = load(state.path(), None).unwrap();
     assert_eq!(past.summary.id, "2026-run-4");
     assert_eq!(past.priors, vec![prior(4)]);
-    assert_eq!(past.blobs.get("abc").unwrap(), b"secret");
+    assert_eq!(past.blobs.get(SECRET_SHA, 6).unwrap(), b"secret");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(past.blobs.dir.join("abc"))
+    let mode = std::fs::metadata(past.blobs.dir.join(SECRET_SHA))
         .unwrap()
         .permissions()
         .mode();
@@ -62,7 +73,7 @@ fn a_run_after_an_interrupted_one_continues_it() {
     assert!(next.has_changes());
     next.record(&prior(2)).unwrap();
     next.update(|s| s.status = RunStatus::Finished).unwrap();
-    let runs = list(state.path()).unwrap();
+    let runs = summaries(state.path());
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].bundle, "b2");
     assert_eq!(
@@ -96,11 +107,7 @@ fn the_interrupted_run_is_continued_whatever_its_id_sorts_like() {
     assert_eq!(next.id(), "20261202T010000Z-10000");
     next.record(&prior(3)).unwrap();
     assert_eq!(next.priors().unwrap(), vec![prior(2), prior(3)]);
-    let ids: Vec<_> = list(state.path())
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    let ids: Vec<_> = summaries(state.path()).into_iter().map(|r| r.id).collect();
     assert_eq!(ids, ["20261202T010000Z-9999", "20261202T010000Z-10000"]);
 }
 
@@ -118,11 +125,7 @@ fn pruning_never_drops_an_unfinished_run() {
         r.record(&prior(n)).unwrap();
         r.update(|s| s.status = RunStatus::Finished).unwrap();
     }
-    let ids: Vec<_> = list(state.path())
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    let ids: Vec<_> = summaries(state.path()).into_iter().map(|r| r.id).collect();
     assert_eq!(ids, ["2026-run-0", "2026-run-2", "2026-run-3"]);
     let next = Recorder::new(state.path(), 2, "b1", Path::new("/"));
     assert_eq!(next.id(), "2026-run-0");
@@ -142,4 +145,22 @@ fn a_torn_last_line_is_a_change_that_never_happened() {
     let next = Recorder::new(state.path(), 3, "", Path::new("/"));
     next.record(&prior(2)).unwrap();
     assert_eq!(read_priors(&r.dir()).unwrap(), vec![prior(1), prior(2)]);
+}
+
+#[test]
+fn runs_started_in_one_second_by_one_pid_get_directories_of_their_own() {
+    let state = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = (0..3)
+        .map(|n| {
+            let r = Recorder::new(state.path(), 10, "", Path::new("/"));
+            r.record(&prior(n)).unwrap();
+            r.update(|s| s.status = RunStatus::Finished).unwrap();
+            r.id()
+        })
+        .collect();
+    let listed: Vec<_> = summaries(state.path()).into_iter().map(|r| r.id).collect();
+    assert_eq!(listed, ids);
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(load(state.path(), Some(id)).unwrap().priors, vec![prior(n)]);
+    }
 }

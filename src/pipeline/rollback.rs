@@ -63,10 +63,8 @@ pub(super) fn finish_interrupted(config: &AgentConfig, sys: &System) -> Option<R
     let reason = past.summary.rollback_reason.clone().unwrap_or_default();
     let rollback = engine::rollback::undo(
         sys,
-        &past.summary.id,
+        past.recorded(),
         reason.clone(),
-        &past.priors,
-        &past.blobs,
         &past.summary.services,
         &past.summary.health,
     );

@@ -166,7 +166,12 @@ fn notification_line(out: &mut String, n: &Notification, style: Style) {
 /// `↺ rolled back run R: health:web failed: ...`, every change undone or not, the services
 /// acted on again, and the health checks after.
 pub fn rollback_block(out: &mut String, r: &Rollback, style: Style) {
-    let head = if r.preview {
+    let head = if r.already_rolled_back {
+        format!(
+            "↺ run {} was already rolled back: nothing left to undo",
+            r.run
+        )
+    } else if r.preview {
         format!("↺ rollback of run {} would:", r.run)
     } else if r.complete() {
         format!("↺ rolled back run {}: {}", r.run, r.reason)
@@ -178,19 +183,28 @@ pub fn rollback_block(out: &mut String, r: &Rollback, style: Style) {
         "{}",
         style.paint("1;35", &visible(&head).replace('\n', "\n    "))
     );
-    for item in &r.restored {
+    let items = if r.already_rolled_back {
+        &[][..]
+    } else {
+        &r.restored[..]
+    };
+    for item in items {
         let (code, word) = match (item.status, r.preview) {
             (RestoreStatus::Restored, false) => ("35", "restored"),
             (RestoreStatus::Restored, true) => ("35", "restore"),
             (RestoreStatus::Unchanged, _) => ("2", "unchanged"),
             (RestoreStatus::NotRolledBack, _) => ("1;33", "not rolled back"),
             (RestoreStatus::Failed, _) => ("1;31", "failed to restore"),
+            (RestoreStatus::Refused, _) => ("1;31", "refused"),
         };
         let mut line = format!("{word} {}", item.resource);
         if let Some(note) = &item.note {
             let _ = write!(line, ": {note}");
         }
         let _ = writeln!(out, "    {}", style.paint(code, &visible(&line)));
+        if let Some(content) = item.content.as_ref().filter(|_| r.preview) {
+            content_block(out, content, style);
+        }
     }
     for s in &r.services {
         let line = match &s.error {
@@ -211,10 +225,14 @@ pub fn rollback_summary(r: &Rollback, style: Style) -> String {
     let count = |status| r.restored.iter().filter(|x| x.status == status).count();
     let (restored, failed) = (count(RestoreStatus::Restored), count(RestoreStatus::Failed));
     let not_undone = count(RestoreStatus::NotRolledBack);
-    let mut line = format!(
-        "rollback: {restored} restored, {} unchanged, {failed} failed",
-        count(RestoreStatus::Unchanged)
-    );
+    let mut line = if r.already_rolled_back {
+        "rollback: already rolled back, nothing to undo".to_owned()
+    } else {
+        format!(
+            "rollback: {restored} restored, {} unchanged, {failed} failed",
+            count(RestoreStatus::Unchanged)
+        )
+    };
     if not_undone > 0 {
         let _ = write!(line, ", {not_undone} not rolled back");
     }

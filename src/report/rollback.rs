@@ -18,6 +18,8 @@ pub enum RestoreStatus {
     NotRolledBack,
     /// Restoring it failed.
     Failed,
+    /// Changed since the run: not restored without `--force`, so nothing was changed.
+    Refused,
 }
 
 /// One change of the run, undone or not.
@@ -33,6 +35,10 @@ pub struct Restore {
     /// For a failed restore, what kind of failure it was (`timeout`, `io`...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<&'static str>,
+    /// For a file, what restoring it changes: the live content → the content before the
+    /// run (a preview and a refusal show it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<crate::resource::ContentChange>,
 }
 
 /// A restart or reload done again once the old configuration is back.
@@ -60,6 +66,9 @@ pub struct Rollback {
     /// Only a preview (`converge rollback --check`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub preview: bool,
+    /// The run was rolled back before and nothing is left to undo.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub already_rolled_back: bool,
     /// Every change of the run, newest first.
     pub restored: Vec<Restore>,
     /// Services restarted or reloaded afterwards.
@@ -76,8 +85,15 @@ impl Rollback {
         !self
             .restored
             .iter()
-            .any(|r| r.status == RestoreStatus::Failed)
+            .any(|r| matches!(r.status, RestoreStatus::Failed | RestoreStatus::Refused))
             && !self.services.iter().any(|s| s.error.is_some())
+    }
+
+    /// The changes refused because their paths changed since the run.
+    pub fn refused(&self) -> impl Iterator<Item = &Restore> {
+        self.restored
+            .iter()
+            .filter(|r| r.status == RestoreStatus::Refused)
     }
 
     /// Whether no health check failed after it.

@@ -311,10 +311,21 @@ pub type Reopen<'a> = &'a dyn Fn() -> io::Result<Box<dyn Read + 'a>>;
 impl ContentChange {
     /// Compares live and desired content for `label` (the path shown in diff headers).
     pub fn between(label: &str, before: Option<&[u8]>, after: &[u8], sensitive: bool) -> Self {
+        let sides = (format!("{label} (live)"), format!("{label} (desired)"));
+        Self::between_sides(&sides, before, after, sensitive)
+    }
+
+    /// Like [`ContentChange::between`], the diff's headers naming the two sides `sides`.
+    pub fn between_sides(
+        sides: &(String, String),
+        before: Option<&[u8]>,
+        after: &[u8],
+        sensitive: bool,
+    ) -> Self {
         let open_before = || -> io::Result<Box<dyn Read>> { Ok(Box::new(before.unwrap_or(b""))) };
         let open_after = || -> io::Result<Box<dyn Read>> { Ok(Box::new(after)) };
-        Self::streamed(
-            label,
+        Self::streamed_sides(
+            sides,
             before.map(|b| (Fingerprint::of(b), &open_before as Reopen)),
             (Fingerprint::of(after), &open_after),
             sensitive,
@@ -327,6 +338,16 @@ impl ContentChange {
     /// a time for a summary, not at all when sensitive).
     pub fn streamed(
         label: &str,
+        before: Option<(Fingerprint, Reopen)>,
+        after: (Fingerprint, Reopen),
+        sensitive: bool,
+    ) -> io::Result<Self> {
+        let sides = (format!("{label} (live)"), format!("{label} (desired)"));
+        Self::streamed_sides(&sides, before, after, sensitive)
+    }
+
+    fn streamed_sides(
+        sides: &(String, String),
         before: Option<(Fingerprint, Reopen)>,
         after: (Fingerprint, Reopen),
         sensitive: bool,
@@ -380,7 +401,7 @@ impl ContentChange {
         let text = diff
             .unified_diff()
             .context_radius(3)
-            .header(&format!("{label} (live)"), &format!("{label} (desired)"))
+            .header(&sides.0, &sides.1)
             .to_string();
         if text.len() > MAX_DIFF_OUTPUT {
             let reason = format!("diff of {} bytes, more than {MAX_DIFF_OUTPUT}", text.len());

@@ -60,7 +60,7 @@ pub fn read_in_root(root: &Path, path: &Path) -> io::Result<Vec<u8>> {
 /// ("a FIFO", "a device", ...), found before a byte is read. O_NONBLOCK keeps the open of a
 /// FIFO from waiting for a writer that may never come.
 pub fn open_if_regular(path: &Path) -> io::Result<Result<File, &'static str>> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(OFlag::O_NONBLOCK.bits())
@@ -68,17 +68,29 @@ pub fn open_if_regular(path: &Path) -> io::Result<Result<File, &'static str>> {
     let kind = file.metadata()?.file_type();
     Ok(if kind.is_file() {
         Ok(file)
-    } else if kind.is_fifo() {
-        Err("a FIFO")
-    } else if kind.is_dir() {
-        Err("a directory")
-    } else if kind.is_socket() {
-        Err("a socket")
-    } else if kind.is_block_device() || kind.is_char_device() {
-        Err("a device")
     } else {
-        Err("a special file")
+        Err(kind_name(&kind))
     })
+}
+
+/// What a file of type `kind` is, in words ("a regular file", "a FIFO", "a device", ...).
+pub fn kind_name(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_file() {
+        "a regular file"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
 }
 
 /// [`read_in_root`] as text; a missing file is empty, and any other problem is logged and
