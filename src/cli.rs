@@ -127,6 +127,9 @@ pub struct CaptureArgs {
     /// Also remove packages and files that NEW has and OLD lacks.
     #[arg(long)]
     pub remove_extra: bool,
+    /// Replace a role (and its files/NAME/) that is already there, hand edits and all.
+    #[arg(long)]
+    pub force: bool,
     /// For `live`: observe this directory tree instead of the running system.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,

@@ -346,3 +346,241 @@ fn this_machine_compared_with_itself_is_empty_and_bad_snapshots_are_clear_errors
         "{err}"
     );
 }
+
+/// Writes a snapshot document with only `files` and a host name, as anyone could write one.
+fn hand_written(path: &Path, hostname: &str, files: Value) {
+    let text = serde_json::to_string_pretty(&serde_json::json!({
+        "format": "converge-snapshot",
+        "version": 1,
+        "host": {"hostname": hostname, "root": "/", "kernel": "6.1", "taken": 1, "paths": ["/etc"]},
+        "sysctl": {}, "packages": {}, "units": {}, "users": {}, "groups": {},
+        "files": files,
+    }))
+    .unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A temp dir with s.json, a snapshot of one file, /etc/a.conf.
+fn one_file_snapshot() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let snap = tmp.path().join("s.json");
+    hand_written(
+        &snap,
+        "h",
+        serde_json::json!({"/etc/a.conf": text_file("a\n")}),
+    );
+    (tmp, snap)
+}
+
+fn text_file(content: &str) -> Value {
+    serde_json::json!({"type": "file", "owner": "root", "group": "root", "mode": "0644",
+        "size": content.len(), "sha256": "00", "content": content})
+}
+
+fn capture_from(snapshot: &Path, role_file: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "capture",
+        "--from",
+        snapshot.to_str().unwrap(),
+        "--role",
+        "r",
+        "-o",
+        role_file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    converge(&args)
+}
+
+/// Every entry under `dir`, relative, sorted: what a command left behind.
+fn tree_of(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.symlink_metadata().unwrap().is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn capture_refuses_a_snapshot_path_that_leaves_the_source_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snap = tmp.path().join("evil.json");
+    let victim = tmp.path().join("victim.conf");
+    std::fs::write(&victim, "mine\n").unwrap();
+    // The copy of /etc/../../../../victim.conf would land at SRC/files/r/etc/../../../../.
+    let evil = "/etc/../../../../victim.conf";
+    hand_written(
+        &snap,
+        "h",
+        serde_json::json!({"/etc/a.conf": text_file("a\n"), evil: text_file("owned\n")}),
+    );
+    let src = tmp.path().join("src");
+    let out = capture_from(&snap, &src.join("roles/r.toml"), &[]);
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "invalid snapshot: file path \"{evil}\" has a `..` component: expected a clean absolute path"
+        )),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "mine\n");
+    assert!(!src.exists(), "{:?}", tree_of(&src));
+    for bad in ["etc/a\u{0}b", "/etc//a", "/etc/./a", "/"] {
+        hand_written(&snap, "h", serde_json::json!({ bad: text_file("x\n") }));
+        let out = capture_from(&snap, &src.join("roles/r.toml"), &[]);
+        assert_eq!(code(&out), 1, "{bad:?}: {}", output_text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("expected a clean absolute path"),
+            "{bad:?}: {}",
+            output_text(&out)
+        );
+        assert!(!src.exists(), "{bad:?}");
+    }
+}
+
+#[test]
+fn capture_never_writes_through_a_link_planted_in_the_source() {
+    let (tmp, snap) = one_file_snapshot();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("files")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, src.join("files/r")).unwrap();
+    let role_file = src.join("roles/r.toml");
+    let out = capture_from(&snap, &role_file, &[]);
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "{} exists (maybe edited by hand since it was captured): pass --force to replace it",
+            src.join("files/r").display()
+        )),
+        "{}",
+        output_text(&out)
+    );
+    assert!(tree_of(&elsewhere).is_empty());
+    assert!(!role_file.exists());
+    // --force replaces the link itself; what it pointed to is never touched.
+    let out = capture_from(&snap, &role_file, &["--force"]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    assert!(tree_of(&elsewhere).is_empty(), "{:?}", tree_of(&elsewhere));
+    assert!(src.join("files/r").symlink_metadata().unwrap().is_dir());
+    assert_eq!(
+        std::fs::read_to_string(src.join("files/r/etc/a.conf")).unwrap(),
+        "a\n"
+    );
+    // A link in place of files/ itself is refused even with --force.
+    let src2 = tmp.path().join("src2");
+    std::fs::create_dir(&src2).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, src2.join("files")).unwrap();
+    let out = capture_from(&snap, &src2.join("roles/r.toml"), &["--force"]);
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a directory (a link or a file)"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(tree_of(&elsewhere).is_empty(), "{:?}", tree_of(&elsewhere));
+    assert_eq!(tree_of(&src2), vec!["files".to_owned()]);
+}
+
+#[test]
+fn a_host_name_cannot_add_a_declaration_to_the_captured_role() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snap = tmp.path().join("s.json");
+    let host = "db1\n[[exec]]\ncommand = \"touch /tmp/owned\"\r\n#";
+    hand_written(
+        &snap,
+        host,
+        serde_json::json!({"/etc/a\" x = 1 #.conf": text_file("a\n")}),
+    );
+    let src = tmp.path().join("src");
+    let role_file = src.join("roles/r.toml");
+    let out = capture_from(&snap, &role_file, &[]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let text = std::fs::read_to_string(&role_file).unwrap();
+    let role: toml::Table = toml::from_str(&text).unwrap();
+    let kinds: Vec<&String> = role.keys().collect();
+    assert_eq!(kinds, ["file"], "{text}");
+    assert_eq!(
+        role["file"][0]["path"].as_str(),
+        Some("/etc/a\" x = 1 #.conf")
+    );
+    assert!(
+        text.contains("(host db1\\n[[exec]]\\ncommand = \"touch /tmp/owned\"\\r\\n#, taken"),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| !l.starts_with("[[exec]]")), "{text}");
+}
+
+#[test]
+fn capture_refuses_to_replace_a_role_without_force_and_leaves_nothing_when_invalid() {
+    let (tmp, snap) = one_file_snapshot();
+    let src = tmp.path().join("src");
+    let role_file = src.join("roles/r.toml");
+    let out = capture_from(&snap, &role_file, &[]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    // Edited by hand since.
+    std::fs::write(&role_file, "# mine\n").unwrap();
+    std::fs::write(src.join("files/r/etc/a.conf"), "edited\n").unwrap();
+    let before = tree_of(&src);
+    let out = capture_from(&snap, &role_file, &[]);
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "{} exists (maybe edited by hand since it was captured): pass --force to replace it",
+            role_file.display()
+        )),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&role_file).unwrap(), "# mine\n");
+    assert_eq!(
+        std::fs::read_to_string(src.join("files/r/etc/a.conf")).unwrap(),
+        "edited\n"
+    );
+    assert_eq!(tree_of(&src), before);
+    // A role that does not validate (a mode no file can have) is not written at all.
+    let mut bad = text_file("b\n");
+    bad["mode"] = "9999".into();
+    hand_written(&snap, "h", serde_json::json!({"/etc/b.conf": bad}));
+    let out = capture_from(&snap, &role_file, &["--force"]);
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("does not pass validate: nothing was written"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&role_file).unwrap(), "# mine\n");
+    assert_eq!(tree_of(&src), before);
+    let fresh = tmp.path().join("fresh");
+    let out = capture_from(&snap, &fresh.join("roles/r.toml"), &[]);
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    assert!(!fresh.exists(), "{:?}", tree_of(&fresh));
+    // --force replaces both, whole.
+    hand_written(
+        &snap,
+        "h",
+        serde_json::json!({"/etc/c.conf": text_file("c\n")}),
+    );
+    let out = capture_from(&snap, &role_file, &["--force"]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    assert!(std::fs::read_to_string(&role_file)
+        .unwrap()
+        .contains("path = \"/etc/c.conf\""));
+    assert_eq!(
+        tree_of(&src.join("files/r")),
+        ["etc", "etc/c.conf"].map(String::from)
+    );
+}

@@ -116,6 +116,41 @@ pub enum SnapshotError {
     },
 }
 
+/// Longest path a snapshot may name, in bytes (PATH_MAX less its NUL).
+pub const MAX_PATH: usize = 4095;
+/// Longest name of one path component, in bytes (NAME_MAX).
+pub const MAX_NAME: usize = 255;
+
+/// Checks that `path` names one place on any host: absolute, every component a plain name
+/// (no `.`, `..` or empty one), no NUL, within PATH_MAX and NAME_MAX. A snapshot is input
+/// that may have been edited by anyone: capture writes files named after these paths, so a
+/// `..` would reach out of the source tree. The error says what is wrong.
+pub fn check_path(path: &str) -> Result<(), String> {
+    if path.contains('\0') {
+        return Err("holds a NUL byte".into());
+    }
+    if path.len() > MAX_PATH {
+        return Err(format!("is longer than {MAX_PATH} bytes"));
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err("is not absolute".into());
+    };
+    if rest.is_empty() {
+        return Err("is the root itself".into());
+    }
+    for part in rest.split('/') {
+        match part {
+            "" => return Err("has an empty component (`//` or a trailing `/`)".into()),
+            "." | ".." => return Err(format!("has a `{part}` component")),
+            _ if part.len() > MAX_NAME => {
+                return Err(format!("has a component longer than {MAX_NAME} bytes"))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Observes the host (or the tree) behind `sys`. Packages, units and files are read in
 /// parallel: each waits mostly on its own tool or disk.
 pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> {
@@ -246,7 +281,36 @@ impl Snapshot {
             ))
             .into());
         }
-        serde_json::from_str(text).map_err(|e| located(e, "invalid snapshot").into())
+        let snap: Snapshot =
+            serde_json::from_str(text).map_err(|e| located(e, "invalid snapshot"))?;
+        for path in snap.files.keys() {
+            if let Err(why) = check_path(path) {
+                // The key's own line: serde_json keeps no positions once parsed.
+                let quoted = serde_json::to_string(path).expect("a string serialises");
+                let line = text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with(&format!("{quoted}:")))
+                    .map_or(1, |i| i + 1);
+                let col = text
+                    .lines()
+                    .nth(line - 1)
+                    .map_or(1, |l| l.len() - l.trim_start().len() + 1);
+                let location = Location {
+                    file: file.into(),
+                    line,
+                    col,
+                };
+                return Err(Diagnostic::at(
+                    location,
+                    text,
+                    format!(
+                        "invalid snapshot: file path {quoted} {why}: expected a clean absolute path"
+                    ),
+                )
+                .into());
+            }
+        }
+        Ok(snap)
     }
 
     /// Reads and parses the snapshot file at `path`.
@@ -281,6 +345,31 @@ mod tests {
             groups: BTreeMap::new(),
             files: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn only_clean_absolute_paths_pass() {
+        assert_eq!(check_path("/etc/nginx/nginx.conf"), Ok(()));
+        assert_eq!(check_path("/etc/a b\"c"), Ok(()));
+        let why = |p: &str| check_path(p).unwrap_err();
+        assert_eq!(why("etc/x"), "is not absolute");
+        assert_eq!(why("/"), "is the root itself");
+        assert_eq!(why("/etc/../x"), "has a `..` component");
+        assert_eq!(why("/etc/./x"), "has a `.` component");
+        assert_eq!(
+            why("/etc//x"),
+            "has an empty component (`//` or a trailing `/`)"
+        );
+        assert_eq!(
+            why("/etc/x/"),
+            "has an empty component (`//` or a trailing `/`)"
+        );
+        assert_eq!(why("/etc/\0"), "holds a NUL byte");
+        assert_eq!(
+            why(&format!("/{}", "a".repeat(256))),
+            "has a component longer than 255 bytes"
+        );
+        assert_eq!(why(&"/aaaa".repeat(1000)), "is longer than 4095 bytes");
     }
 
     #[test]
