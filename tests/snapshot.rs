@@ -192,3 +192,60 @@ fn snapshot_of_a_tree_without_dpkg_or_systemd_has_only_files_and_kernel() {
     assert_eq!(s["host"]["hostname"], "");
     assert_eq!(s["files"]["/etc/motd"]["content"], "hi\n");
 }
+
+/// Makes `depth` nested directories `d/d/d/...` under `dir`, one level at a time from the
+/// last one's descriptor: the full path is far beyond PATH_MAX.
+fn nest(dir: &Path, depth: usize) {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{mkdirat, Mode};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut fd = nix::fcntl::open(dir, flags, Mode::empty()).unwrap();
+    for _ in 0..depth {
+        mkdirat(Some(fd), "d", Mode::from_bits_truncate(0o755)).unwrap();
+        let next = openat(Some(fd), "d", flags, Mode::empty()).unwrap();
+        // SAFETY: `fd` came from open/openat above and is closed once, here.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        fd = next;
+    }
+    // SAFETY: as above.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+}
+
+#[test]
+fn a_tree_fifteen_thousand_levels_deep_is_recorded_to_a_bounded_depth_with_a_warning() {
+    // In memory: on this disk, making and removing 15,000 levels takes over a minute.
+    let tmp = tempfile::tempdir_in("/dev/shm").unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("etc/deep")).unwrap();
+    std::fs::write(root.join("etc/motd"), "hi\n").unwrap();
+    nest(&root.join("etc/deep"), 15_000);
+    let out = std::process::Command::new(BIN)
+        .args(["snapshot", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    // Before any assertion, and not by the temp dir's own removal, which recurses: `rm`
+    // walks without recursion.
+    let rm = std::process::Command::new("rm")
+        .arg("-rf")
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(rm.success());
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        err.contains(
+            "directory tree deeper than 256 levels below /etc: what lies deeper is not recorded"
+        ),
+        "{err}"
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files = s["files"].as_object().unwrap();
+    assert_eq!(s["files"]["/etc/motd"]["content"], "hi\n");
+    let deepest = files.keys().map(|k| k.matches('/').count()).max().unwrap();
+    // /etc is one level, /etc/deep the first below it; the directory at the limit is
+    // recorded, its entries are not.
+    assert_eq!(deepest, 2 + 256);
+}
