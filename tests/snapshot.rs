@@ -249,3 +249,97 @@ fn a_tree_fifteen_thousand_levels_deep_is_recorded_to_a_bounded_depth_with_a_war
     // recorded, its entries are not.
     assert_eq!(deepest, 2 + 256);
 }
+
+#[test]
+fn snapshot_writes_into_devices_fifos_and_links_instead_of_replacing_them() {
+    use std::os::unix::fs::FileTypeExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/motd"), "hi\n").unwrap();
+    let snapshot_to = |output: &Path| {
+        let out = std::process::Command::new(BIN)
+            .args(["snapshot", "--root"])
+            .arg(&root)
+            .arg("-o")
+            .arg(output)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+    };
+    // /dev/null's device, made here so the machine's own is never at stake; and a link to
+    // it, as /dev/stdout is a link.
+    let null = tmp.path().join("null");
+    let status = std::process::Command::new("mknod")
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let link = tmp.path().join("stdout");
+    std::os::unix::fs::symlink(&null, &link).unwrap();
+    snapshot_to(&null);
+    snapshot_to(&link);
+    assert!(std::fs::symlink_metadata(&null)
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_link(&link).unwrap(), null);
+    // A fifo is written as a stream, read at its other end.
+    let fifo = tmp.path().join("fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reader = std::process::Command::new("cat")
+        .arg(&fifo)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    snapshot_to(&fifo);
+    let read = reader.wait_with_output().unwrap();
+    let s: Value = serde_json::from_slice(&read.stdout).unwrap();
+    assert_eq!(s["files"]["/etc/motd"]["content"], "hi\n");
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    // A link to a regular file is written through, and the file made owner-only.
+    let real = tmp.path().join("real.json");
+    std::fs::write(&real, "old").unwrap();
+    std::fs::set_permissions(&real, PermissionsExt::from_mode(0o644)).unwrap();
+    let to_real = tmp.path().join("to-real.json");
+    std::os::unix::fs::symlink(&real, &to_real).unwrap();
+    snapshot_to(&to_real);
+    assert!(std::fs::symlink_metadata(&to_real)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let s = read_json(&real);
+    assert_eq!(s["files"]["/etc/motd"]["content"], "hi\n");
+    assert_eq!(
+        std::fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "fifo",
+            "null",
+            "real.json",
+            "root",
+            "stdout",
+            "to-real.json"
+        ]
+    );
+}

@@ -313,6 +313,13 @@ impl Snapshot {
         Ok(snap)
     }
 
+    /// Whether any file's text is recorded although the file is not world-readable.
+    pub fn has_private_content(&self) -> bool {
+        self.files
+            .values()
+            .any(|f| f.private && f.content.is_some())
+    }
+
     /// Reads and parses the snapshot file at `path`.
     pub fn load(path: &Path) -> Result<Snapshot, SnapshotError> {
         let text = std::fs::read_to_string(path).map_err(|source| SnapshotError::Read {
