@@ -584,3 +584,66 @@ fn capture_refuses_to_replace_a_role_without_force_and_leaves_nothing_when_inval
         ["etc", "etc/c.conf"].map(String::from)
     );
 }
+
+#[test]
+fn compare_and_capture_keep_the_caps_check_has_on_diffs() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 780 KB where every line differs: a minimal line diff of it took 20 s unbounded.
+    let text = |c: char| -> String { (0..60_000).map(|i| format!("{c}{i:011}\n")).collect() };
+    let (a, b) = (tmp.path().join("a.json"), tmp.path().join("b.json"));
+    for (path, c) in [(&a, 'a'), (&b, 'b')] {
+        let mut file = text_file(&text(c));
+        file["sha256"] = c.to_string().into();
+        hand_written(path, "h", serde_json::json!({"/etc/big.conf": file}));
+    }
+    let out = converge(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 2, "{}", output_text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &doc["differences"][0];
+    assert_eq!(d["id"], "/etc/big.conf");
+    assert!(d.get("diff").is_none(), "{}", output_text(&out));
+    assert_eq!(d["summary"]["lines_removed"], 60_000);
+    assert_eq!(d["summary"]["lines_added"], 60_000);
+    let reason = d["summary"]["reason"].as_str().unwrap();
+    assert!(
+        reason == "diff took more than 2s" || reason.starts_with("diff of "),
+        "{reason}"
+    );
+    let out = converge(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        human.contains(&format!(
+            "      content ({reason}, not shown): 60000 lines removed, 60000 added\n"
+        )),
+        "{}",
+        &human[..human.len().min(2000)]
+    );
+    let src = tmp.path().join("src");
+    let out = converge(&[
+        "capture",
+        "--from",
+        a.to_str().unwrap(),
+        "--against",
+        b.to_str().unwrap(),
+        "--role",
+        "r",
+        "-o",
+        src.join("roles/r.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    assert_eq!(
+        std::fs::read_to_string(src.join("files/r/etc/big.conf")).unwrap(),
+        text('a')
+    );
+    let role = std::fs::read_to_string(src.join("roles/r.toml")).unwrap();
+    assert!(
+        role.contains("# b.json has other content\n[[file]]"),
+        "{role}"
+    );
+}

@@ -16,7 +16,7 @@ fn why_changed(role: &CapturedRole, o: &FileEntry, d: &Difference) -> String {
         .iter()
         .map(|f| format!("{} {}", f.field, f.b.as_deref().unwrap_or("-")))
         .collect();
-    if d.diff.is_some() {
+    if d.diff.is_some() || d.summary.is_some() {
         parts.push("other content".into());
     }
     let mut text = format!("{} has {}", role.new_name, parts.join(", "));
