@@ -71,16 +71,18 @@ impl Host {
     }
 
     /// `converge snapshot --root TREE` from outside the tree, in this host's namespace.
-    fn snapshot(&self, out: &Path) {
+    fn snapshot(&self, out: &Path, extra: &[&str]) {
         let root = self.root().display().to_string();
-        let run = self.ns.run(&[
+        let mut args = vec![
             BIN,
             "snapshot",
             "--root",
             &root,
             "-o",
             out.to_str().unwrap(),
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let run = self.ns.run(&args);
         assert!(run.status.success(), "{}", output_text(&run));
     }
 }
@@ -160,8 +162,9 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
 
     let old_json = tmp.path().join("old.json");
     let new_json = tmp.path().join("new.json");
-    old.snapshot(&old_json);
-    new.snapshot(&new_json);
+    // Old's private files travel only when asked for: capture then copies secret.conf.
+    old.snapshot(&old_json, &["--include-private"]);
+    new.snapshot(&new_json, &[]);
 
     // compare names exactly the tunings, and nothing else.
     let (status, ids, doc) = differences(&old_json, &new_json);
@@ -279,7 +282,7 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         output_text(&out)
     );
     let after = tmp.path().join("new-after.json");
-    new.snapshot(&after);
+    new.snapshot(&after, &[]);
     let (status, ids, doc) = differences(&old_json, &after);
     assert!(ids.is_empty(), "{doc:#}");
     assert_eq!(status, 0);
@@ -625,17 +628,11 @@ fn compare_and_capture_keep_the_caps_check_has_on_diffs() {
         &human[..human.len().min(2000)]
     );
     let src = tmp.path().join("src");
-    let out = converge(&[
-        "capture",
-        "--from",
-        a.to_str().unwrap(),
-        "--against",
-        b.to_str().unwrap(),
-        "--role",
-        "r",
-        "-o",
-        src.join("roles/r.toml").to_str().unwrap(),
-    ]);
+    let out = capture_from(
+        &a,
+        &src.join("roles/r.toml"),
+        &["--against", b.to_str().unwrap()],
+    );
     assert_eq!(code(&out), 0, "{}", output_text(&out));
     assert_eq!(
         std::fs::read_to_string(src.join("files/r/etc/big.conf")).unwrap(),
@@ -646,4 +643,125 @@ fn compare_and_capture_keep_the_caps_check_has_on_diffs() {
         role.contains("# b.json has other content\n[[file]]"),
         "{role}"
     );
+}
+
+/// A tree with a config file and a token, each world-readable, and a private one.
+fn tree_with_secrets(root: &Path) {
+    std::fs::create_dir_all(root.join("etc/app")).unwrap();
+    std::fs::write(root.join("etc/app/app.conf"), "port = 1\n").unwrap();
+    std::fs::write(root.join("etc/app/api.token"), "tok-old\n").unwrap();
+    std::fs::write(root.join("etc/app/db.conf"), "password = hunter2\n").unwrap();
+    std::fs::set_permissions(
+        root.join("etc/app/db.conf"),
+        PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+}
+
+fn snapshot_of(root: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "snapshot",
+        "--root",
+        root.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let run = converge(&args);
+    assert_eq!(code(&run), 0, "{}", output_text(&run));
+}
+
+#[test]
+fn a_secret_stays_secret_on_a_live_side_of_compare_and_capture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    tree_with_secrets(&root);
+    let taken = tmp.path().join("taken.json");
+    snapshot_of(&root, &taken, &["--secret", "/etc/app/*.token"]);
+    // Later, on the live tree: the token changed, a new one appeared.
+    std::fs::write(root.join("etc/app/api.token"), "tok-live\n").unwrap();
+    std::fs::write(root.join("etc/app/new.token"), "tok-new\n").unwrap();
+    let rt = root.to_str().unwrap();
+    let out = converge(&["compare", taken.to_str().unwrap(), "live", "--root", rt]);
+    assert_eq!(code(&out), 2, "{}", output_text(&out));
+    let text = output_text(&out);
+    assert!(text.contains("/etc/app/new.token"), "{text}");
+    assert!(!text.contains("tok-"), "a secret's text was shown:\n{text}");
+    let src = tmp.path().join("src");
+    let out = capture_from(
+        Path::new("live"),
+        &src.join("roles/r.toml"),
+        &["--root", rt, "--against", taken.to_str().unwrap()],
+    );
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let role = std::fs::read_to_string(src.join("roles/r.toml")).unwrap();
+    assert!(!src.join("files/r/etc/app/new.token").exists(), "{role}");
+    assert!(!src.join("files/r/etc/app/api.token").exists(), "{role}");
+    assert!(
+        role.contains("/etc/app/new.token: a secret, recorded by hash only"),
+        "{role}"
+    );
+    // --secret given to compare holds for both files too; and what either file was taken
+    // with holds for the other file.
+    let later = tmp.path().join("later.json");
+    std::fs::write(root.join("etc/app/app.conf"), "port = 2\n").unwrap();
+    snapshot_of(&root, &later, &[]);
+    let out = converge(&[
+        "compare",
+        taken.to_str().unwrap(),
+        later.to_str().unwrap(),
+        "--secret",
+        "/etc/app/app.conf",
+    ]);
+    let text = output_text(&out);
+    assert!(text.contains("/etc/app/app.conf"), "{text}");
+    assert!(!text.contains("tok-"), "{text}");
+    assert!(!text.contains("port = "), "{text}");
+}
+
+#[test]
+fn private_content_is_captured_only_when_asked_and_publish_refuses_it_unless_told() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    tree_with_secrets(&root);
+    let plain = tmp.path().join("plain.json");
+    snapshot_of(&root, &plain, &[]);
+    let src = tmp.path().join("src");
+    let out = capture_from(&plain, &src.join("roles/r.toml"), &[]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let role = std::fs::read_to_string(src.join("roles/r.toml")).unwrap();
+    assert!(role.contains("/etc/app/db.conf: not world-readable on plain.json: its text is not in the snapshot (take it with --include-private to copy it)"), "{role}");
+    assert!(!src.join("files/r/etc/app/db.conf").exists());
+
+    let full = tmp.path().join("full.json");
+    snapshot_of(&root, &full, &["--include-private"]);
+    let out = capture_from(&full, &src.join("roles/r.toml"), &["--force"]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let role = std::fs::read_to_string(src.join("roles/r.toml")).unwrap();
+    assert!(
+        role.contains("path = \"/etc/app/db.conf\"\nsource = \"r/etc/app/db.conf\"\nowner = \"root\"\ngroup = \"root\"\nmode = \"0640\"\nsensitive = true\n"),
+        "{role}"
+    );
+    let copy = src.join("files/r/etc/app/db.conf");
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let bundle = tmp.path().join("bundle");
+    let out = converge(&["publish", src.to_str().unwrap(), bundle.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("publish: 1 file under files/ is not world-readable, and every bundle object is readable by anyone who can fetch the bundle:\n  files/r/etc/app/db.conf (mode 0600)\n"),
+        "{err}"
+    );
+    assert!(err.contains("pass --allow-private"), "{err}");
+    assert!(!bundle.join("manifest.json").exists());
+    let out = converge(&[
+        "publish",
+        src.to_str().unwrap(),
+        bundle.to_str().unwrap(),
+        "--allow-private",
+    ]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
 }

@@ -343,3 +343,52 @@ fn snapshot_writes_into_devices_fifos_and_links_instead_of_replacing_them() {
         ]
     );
 }
+
+#[test]
+fn private_files_keep_their_text_unless_asked_and_stdout_into_a_file_is_made_owner_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("etc/wireguard")).unwrap();
+    std::fs::write(root.join("etc/motd"), "hi\n").unwrap();
+    let key = root.join("etc/wireguard/wg0.conf");
+    std::fs::write(&key, "PrivateKey = c2VjcmV0\n").unwrap();
+    std::fs::set_permissions(&key, PermissionsExt::from_mode(0o600)).unwrap();
+    // The README's recipe: stdout into a file the shell made with its umask.
+    let snapshot_into = |file: &Path, extra: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask 022 && {BIN} snapshot --root {} -o - {extra} > {}",
+                root.display(),
+                file.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        (
+            read_json(file),
+            std::fs::read_to_string(file).unwrap(),
+            mode,
+        )
+    };
+    let (s, raw, mode) = snapshot_into(&tmp.path().join("old.json"), "");
+    assert!(!raw.contains("c2VjcmV0"), "private text leaked:\n{raw}");
+    let wg = &s["files"]["/etc/wireguard/wg0.conf"];
+    assert_eq!(wg["private"], true);
+    assert_eq!(wg["mode"], "0600");
+    assert_eq!(wg["size"], 22);
+    assert!(wg["sha256"].is_string());
+    assert!(wg.get("content").is_none());
+    assert_eq!(s["files"]["/etc/motd"]["content"], "hi\n");
+    assert_eq!(
+        mode, 0o644,
+        "nothing private in it: the shell's file is left as made"
+    );
+    let (s, _, mode) = snapshot_into(&tmp.path().join("all.json"), "--include-private");
+    assert_eq!(
+        s["files"]["/etc/wireguard/wg0.conf"]["content"],
+        "PrivateKey = c2VjcmV0\n"
+    );
+    assert_eq!(mode, 0o600, "private text in a world-readable file");
+}

@@ -22,16 +22,32 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<i32> {
     };
     let (old, new) = match &args.against {
         Some(against) => {
-            let (a, b) = super::compare::load_pair(&args.from, against, &args.root, &args.config)?;
+            let (a, b) = super::compare::load_pair(
+                &args.from,
+                against,
+                &args.root,
+                &args.config,
+                &args.secrets,
+                args.include_private,
+            )?;
             (a, Some(b))
         }
         None if args.from == super::compare::LIVE => {
             let sys = super::system(&args.root, &args.config)?;
-            let snap = snapshot::take(&sys, &Options::default())
+            let options = Options {
+                secrets: args.secrets.clone(),
+                include_private: args.include_private,
+                ..Options::default()
+            };
+            let snap = snapshot::take(&sys, &options)
                 .map_err(|e| anyhow!("cannot take a snapshot of this host: {e}"))?;
             (snap, None)
         }
-        None => (super::compare::load(Path::new(&args.from))?, None),
+        None => {
+            let mut snap = super::compare::load(Path::new(&args.from))?;
+            snap.keep_secret(&args.secrets)?;
+            (snap, None)
+        }
     };
     let role = capture::capture(&Request {
         role: &args.role,

@@ -12,6 +12,7 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<i32> {
     let sys = super::system(&args.root, &args.config)?;
     let mut options = Options {
         secrets: args.secrets.clone(),
+        include_private: args.include_private,
         ..Options::default()
     };
     if !args.paths.is_empty() {

@@ -69,6 +69,10 @@ pub struct HostInfo {
     pub taken: u64,
     /// The paths whose files were recorded.
     pub paths: Vec<String>,
+    /// The secret patterns given on top of the defaults: a `live` side compared with this
+    /// snapshot keeps the same files secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 /// What to record.
@@ -78,6 +82,9 @@ pub struct Options {
     pub paths: Vec<PathBuf>,
     /// More secret path patterns, on top of [`DEFAULT_SECRETS`].
     pub secrets: Vec<String>,
+    /// Record the text of files that are not world-readable too (by default only their
+    /// hash, size, mode and owner).
+    pub include_private: bool,
 }
 
 impl Default for Options {
@@ -85,6 +92,7 @@ impl Default for Options {
         Options {
             paths: DEFAULT_PATHS.iter().map(PathBuf::from).collect(),
             secrets: Vec::new(),
+            include_private: false,
         }
     }
 }
@@ -159,7 +167,7 @@ pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> 
         let packages = s.spawn(|| packages::observe(sys));
         let units = s.spawn(|| units::observe(sys));
         let sysctl = s.spawn(|| sysctl::observe(sys));
-        let files = files::observe(sys, &options.paths, &secrets);
+        let files = files::observe(sys, &options.paths, &secrets, options.include_private);
         let accounts = accounts::observe(sys);
         (
             sysctl
@@ -198,6 +206,7 @@ pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> 
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),
+            secrets: options.secrets.clone(),
         },
         sysctl: sysctl?,
         packages,
@@ -313,6 +322,39 @@ impl Snapshot {
         Ok(snap)
     }
 
+    /// Marks the files matching `patterns` (and the default ones) secret, their text
+    /// dropped: `--secret` holds for a snapshot read from a file as for one taken now.
+    pub fn keep_secret(&mut self, patterns: &[String]) -> Result<(), SnapshotError> {
+        let matcher = files::SecretMatcher::new(patterns)?;
+        for (path, entry) in &mut self.files {
+            if matcher.is_secret(Path::new(path)) {
+                entry.secret = true;
+                entry.content = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a path that is secret in either snapshot secret in both, its text dropped:
+    /// a `--secret` given for one side holds on the other, whichever was taken how.
+    pub fn share_secrets(a: &mut Snapshot, b: &mut Snapshot) {
+        let secret: Vec<String> = a
+            .files
+            .iter()
+            .chain(b.files.iter())
+            .filter(|(_, e)| e.secret)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for path in secret {
+            for side in [&mut *a, &mut *b] {
+                if let Some(e) = side.files.get_mut(&path) {
+                    e.secret = true;
+                    e.content = None;
+                }
+            }
+        }
+    }
+
     /// Whether any file's text is recorded although the file is not world-readable.
     pub fn has_private_content(&self) -> bool {
         self.files
@@ -344,6 +386,7 @@ mod tests {
                 kernel: "6.1".into(),
                 taken: 1,
                 paths: vec!["/etc".into()],
+                secrets: Vec::new(),
             },
             sysctl: BTreeMap::new(),
             packages: BTreeMap::new(),
