@@ -102,6 +102,10 @@ pub struct CompareArgs {
     /// systemctl), when it exists.
     #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
     pub config: PathBuf,
+    /// Also treat files matching this glob as secrets on both sides, `live` or a file,
+    /// compared by hash only (repeatable).
+    #[arg(long = "secret", value_name = "GLOB")]
+    pub secrets: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -127,6 +131,17 @@ pub struct CaptureArgs {
     /// Also remove packages and files that NEW has and OLD lacks.
     #[arg(long)]
     pub remove_extra: bool,
+    /// Replace a role (and its files/NAME/) that is already there, hand edits and all.
+    #[arg(long)]
+    pub force: bool,
+    /// Also treat files matching this glob as secrets on both sides, never copied
+    /// (repeatable).
+    #[arg(long = "secret", value_name = "GLOB")]
+    pub secrets: Vec<String>,
+    /// For `live`: also copy the text of files that are not world-readable (written 0600,
+    /// marked `sensitive`; publish refuses them unless told).
+    #[arg(long)]
+    pub include_private: bool,
     /// For `live`: observe this directory tree instead of the running system.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
@@ -155,6 +170,10 @@ pub struct SnapshotArgs {
     /// Also treat files matching this glob as secrets, recorded by hash only (repeatable).
     #[arg(long = "secret", value_name = "GLOB")]
     pub secrets: Vec<String>,
+    /// Also record the text of files that are not world-readable (keys, passwords): by
+    /// default only their hash, size, mode and owner. Such a snapshot is written 0600.
+    #[arg(long)]
+    pub include_private: bool,
     /// Agent config whose `[timeouts]` hold for the commands this runs (dpkg-query,
     /// systemctl), when it exists.
     #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
@@ -280,6 +299,10 @@ pub struct PublishArgs {
     /// minisign secret key to sign the manifest with (password from CONVERGE_SIGNING_PASSWORD).
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// Publish files under files/ that are not world-readable too (by default refused:
+    /// bundle objects are readable by anyone who can fetch the bundle).
+    #[arg(long)]
+    pub allow_private: bool,
     /// Render and plan against facts from this JSON file (default: this machine's).
     #[arg(long, value_name = "FILE")]
     pub facts: Option<PathBuf>,

@@ -71,16 +71,18 @@ impl Host {
     }
 
     /// `converge snapshot --root TREE` from outside the tree, in this host's namespace.
-    fn snapshot(&self, out: &Path) {
+    fn snapshot(&self, out: &Path, extra: &[&str]) {
         let root = self.root().display().to_string();
-        let run = self.ns.run(&[
+        let mut args = vec![
             BIN,
             "snapshot",
             "--root",
             &root,
             "-o",
             out.to_str().unwrap(),
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let run = self.ns.run(&args);
         assert!(run.status.success(), "{}", output_text(&run));
     }
 }
@@ -160,8 +162,9 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
 
     let old_json = tmp.path().join("old.json");
     let new_json = tmp.path().join("new.json");
-    old.snapshot(&old_json);
-    new.snapshot(&new_json);
+    // Old's private files travel only when asked for: capture then copies secret.conf.
+    old.snapshot(&old_json, &["--include-private"]);
+    new.snapshot(&new_json, &[]);
 
     // compare names exactly the tunings, and nothing else.
     let (status, ids, doc) = differences(&old_json, &new_json);
@@ -279,7 +282,7 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         output_text(&out)
     );
     let after = tmp.path().join("new-after.json");
-    new.snapshot(&after);
+    new.snapshot(&after, &[]);
     let (status, ids, doc) = differences(&old_json, &after);
     assert!(ids.is_empty(), "{doc:#}");
     assert_eq!(status, 0);
@@ -345,4 +348,420 @@ fn this_machine_compared_with_itself_is_empty_and_bad_snapshots_are_clear_errors
         err.contains("missing.json: cannot read snapshot: No such file or directory"),
         "{err}"
     );
+}
+
+/// Writes a snapshot document with only `files` and a host name, as anyone could write one.
+fn hand_written(path: &Path, hostname: &str, files: Value) {
+    let text = serde_json::to_string_pretty(&serde_json::json!({
+        "format": "converge-snapshot",
+        "version": 1,
+        "host": {"hostname": hostname, "root": "/", "kernel": "6.1", "taken": 1, "paths": ["/etc"]},
+        "sysctl": {}, "packages": {}, "units": {}, "users": {}, "groups": {},
+        "files": files,
+    }))
+    .unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A temp dir with s.json, a snapshot of one file, /etc/a.conf.
+fn one_file_snapshot() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let snap = tmp.path().join("s.json");
+    hand_written(
+        &snap,
+        "h",
+        serde_json::json!({"/etc/a.conf": text_file("a\n")}),
+    );
+    (tmp, snap)
+}
+
+fn text_file(content: &str) -> Value {
+    serde_json::json!({"type": "file", "owner": "root", "group": "root", "mode": "0644",
+        "size": content.len(), "sha256": "00", "content": content})
+}
+
+fn capture_from(snapshot: &Path, role_file: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "capture",
+        "--from",
+        snapshot.to_str().unwrap(),
+        "--role",
+        "r",
+        "-o",
+        role_file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    converge(&args)
+}
+
+/// Every entry under `dir`, relative, sorted: what a command left behind.
+fn tree_of(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.symlink_metadata().unwrap().is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn capture_refuses_a_snapshot_path_that_leaves_the_source_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snap = tmp.path().join("evil.json");
+    let victim = tmp.path().join("victim.conf");
+    std::fs::write(&victim, "mine\n").unwrap();
+    // The copy of /etc/../../../../victim.conf would land at SRC/files/r/etc/../../../../.
+    let evil = "/etc/../../../../victim.conf";
+    hand_written(
+        &snap,
+        "h",
+        serde_json::json!({"/etc/a.conf": text_file("a\n"), evil: text_file("owned\n")}),
+    );
+    let src = tmp.path().join("src");
+    let out = capture_from(&snap, &src.join("roles/r.toml"), &[]);
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "invalid snapshot: file path \"{evil}\" has a `..` component: expected a clean absolute path"
+        )),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "mine\n");
+    assert!(!src.exists(), "{:?}", tree_of(&src));
+    for bad in ["etc/a\u{0}b", "/etc//a", "/etc/./a", "/"] {
+        hand_written(&snap, "h", serde_json::json!({ bad: text_file("x\n") }));
+        let out = capture_from(&snap, &src.join("roles/r.toml"), &[]);
+        assert_eq!(code(&out), 1, "{bad:?}: {}", output_text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("expected a clean absolute path"),
+            "{bad:?}: {}",
+            output_text(&out)
+        );
+        assert!(!src.exists(), "{bad:?}");
+    }
+}
+
+#[test]
+fn capture_never_writes_through_a_link_planted_in_the_source() {
+    let (tmp, snap) = one_file_snapshot();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("files")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, src.join("files/r")).unwrap();
+    let role_file = src.join("roles/r.toml");
+    let out = capture_from(&snap, &role_file, &[]);
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "{} exists (maybe edited by hand since it was captured): pass --force to replace it",
+            src.join("files/r").display()
+        )),
+        "{}",
+        output_text(&out)
+    );
+    assert!(tree_of(&elsewhere).is_empty());
+    assert!(!role_file.exists());
+    // --force replaces the link itself; what it pointed to is never touched.
+    let out = capture_from(&snap, &role_file, &["--force"]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    assert!(tree_of(&elsewhere).is_empty(), "{:?}", tree_of(&elsewhere));
+    assert!(src.join("files/r").symlink_metadata().unwrap().is_dir());
+    assert_eq!(
+        std::fs::read_to_string(src.join("files/r/etc/a.conf")).unwrap(),
+        "a\n"
+    );
+    // A link in place of files/ itself is refused even with --force.
+    let src2 = tmp.path().join("src2");
+    std::fs::create_dir(&src2).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, src2.join("files")).unwrap();
+    let out = capture_from(&snap, &src2.join("roles/r.toml"), &["--force"]);
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a directory (a link or a file)"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(tree_of(&elsewhere).is_empty(), "{:?}", tree_of(&elsewhere));
+    assert_eq!(tree_of(&src2), vec!["files".to_owned()]);
+}
+
+#[test]
+fn a_host_name_cannot_add_a_declaration_to_the_captured_role() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snap = tmp.path().join("s.json");
+    let host = "db1\n[[exec]]\ncommand = \"touch /tmp/owned\"\r\n#";
+    hand_written(
+        &snap,
+        host,
+        serde_json::json!({"/etc/a\" x = 1 #.conf": text_file("a\n")}),
+    );
+    let src = tmp.path().join("src");
+    let role_file = src.join("roles/r.toml");
+    let out = capture_from(&snap, &role_file, &[]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let text = std::fs::read_to_string(&role_file).unwrap();
+    let role: toml::Table = toml::from_str(&text).unwrap();
+    let kinds: Vec<&String> = role.keys().collect();
+    assert_eq!(kinds, ["file"], "{text}");
+    assert_eq!(
+        role["file"][0]["path"].as_str(),
+        Some("/etc/a\" x = 1 #.conf")
+    );
+    assert!(
+        text.contains("(host db1\\n[[exec]]\\ncommand = \"touch /tmp/owned\"\\r\\n#, taken"),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| !l.starts_with("[[exec]]")), "{text}");
+}
+
+#[test]
+fn capture_refuses_to_replace_a_role_without_force_and_leaves_nothing_when_invalid() {
+    let (tmp, snap) = one_file_snapshot();
+    let src = tmp.path().join("src");
+    let role_file = src.join("roles/r.toml");
+    let out = capture_from(&snap, &role_file, &[]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    // Edited by hand since.
+    std::fs::write(&role_file, "# mine\n").unwrap();
+    std::fs::write(src.join("files/r/etc/a.conf"), "edited\n").unwrap();
+    let before = tree_of(&src);
+    let out = capture_from(&snap, &role_file, &[]);
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "{} exists (maybe edited by hand since it was captured): pass --force to replace it",
+            role_file.display()
+        )),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&role_file).unwrap(), "# mine\n");
+    assert_eq!(
+        std::fs::read_to_string(src.join("files/r/etc/a.conf")).unwrap(),
+        "edited\n"
+    );
+    assert_eq!(tree_of(&src), before);
+    // A role that does not validate (a mode no file can have) is not written at all.
+    let mut bad = text_file("b\n");
+    bad["mode"] = "9999".into();
+    hand_written(&snap, "h", serde_json::json!({"/etc/b.conf": bad}));
+    let out = capture_from(&snap, &role_file, &["--force"]);
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("does not pass validate: nothing was written"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&role_file).unwrap(), "# mine\n");
+    assert_eq!(tree_of(&src), before);
+    let fresh = tmp.path().join("fresh");
+    let out = capture_from(&snap, &fresh.join("roles/r.toml"), &[]);
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    assert!(!fresh.exists(), "{:?}", tree_of(&fresh));
+    // --force replaces both, whole.
+    hand_written(
+        &snap,
+        "h",
+        serde_json::json!({"/etc/c.conf": text_file("c\n")}),
+    );
+    let out = capture_from(&snap, &role_file, &["--force"]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    assert!(std::fs::read_to_string(&role_file)
+        .unwrap()
+        .contains("path = \"/etc/c.conf\""));
+    assert_eq!(
+        tree_of(&src.join("files/r")),
+        ["etc", "etc/c.conf"].map(String::from)
+    );
+}
+
+#[test]
+fn compare_and_capture_keep_the_caps_check_has_on_diffs() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 780 KB where every line differs: a minimal line diff of it took 20 s unbounded.
+    let text = |c: char| -> String { (0..60_000).map(|i| format!("{c}{i:011}\n")).collect() };
+    let (a, b) = (tmp.path().join("a.json"), tmp.path().join("b.json"));
+    for (path, c) in [(&a, 'a'), (&b, 'b')] {
+        let mut file = text_file(&text(c));
+        file["sha256"] = c.to_string().into();
+        hand_written(path, "h", serde_json::json!({"/etc/big.conf": file}));
+    }
+    let out = converge(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 2, "{}", output_text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &doc["differences"][0];
+    assert_eq!(d["id"], "/etc/big.conf");
+    assert!(d.get("diff").is_none(), "{}", output_text(&out));
+    assert_eq!(d["summary"]["lines_removed"], 60_000);
+    assert_eq!(d["summary"]["lines_added"], 60_000);
+    let reason = d["summary"]["reason"].as_str().unwrap();
+    assert!(
+        reason == "diff took more than 2s" || reason.starts_with("diff of "),
+        "{reason}"
+    );
+    let out = converge(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        human.contains(&format!(
+            "      content ({reason}, not shown): 60000 lines removed, 60000 added\n"
+        )),
+        "{}",
+        &human[..human.len().min(2000)]
+    );
+    let src = tmp.path().join("src");
+    let out = capture_from(
+        &a,
+        &src.join("roles/r.toml"),
+        &["--against", b.to_str().unwrap()],
+    );
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    assert_eq!(
+        std::fs::read_to_string(src.join("files/r/etc/big.conf")).unwrap(),
+        text('a')
+    );
+    let role = std::fs::read_to_string(src.join("roles/r.toml")).unwrap();
+    assert!(
+        role.contains("# b.json has other content\n[[file]]"),
+        "{role}"
+    );
+}
+
+/// A tree with a config file and a token, each world-readable, and a private one.
+fn tree_with_secrets(root: &Path) {
+    std::fs::create_dir_all(root.join("etc/app")).unwrap();
+    std::fs::write(root.join("etc/app/app.conf"), "port = 1\n").unwrap();
+    std::fs::write(root.join("etc/app/api.token"), "tok-old\n").unwrap();
+    std::fs::write(root.join("etc/app/db.conf"), "password = hunter2\n").unwrap();
+    std::fs::set_permissions(
+        root.join("etc/app/db.conf"),
+        PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+}
+
+fn snapshot_of(root: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "snapshot",
+        "--root",
+        root.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let run = converge(&args);
+    assert_eq!(code(&run), 0, "{}", output_text(&run));
+}
+
+#[test]
+fn a_secret_stays_secret_on_a_live_side_of_compare_and_capture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    tree_with_secrets(&root);
+    let taken = tmp.path().join("taken.json");
+    snapshot_of(&root, &taken, &["--secret", "/etc/app/*.token"]);
+    // Later, on the live tree: the token changed, a new one appeared.
+    std::fs::write(root.join("etc/app/api.token"), "tok-live\n").unwrap();
+    std::fs::write(root.join("etc/app/new.token"), "tok-new\n").unwrap();
+    let rt = root.to_str().unwrap();
+    let out = converge(&["compare", taken.to_str().unwrap(), "live", "--root", rt]);
+    assert_eq!(code(&out), 2, "{}", output_text(&out));
+    let text = output_text(&out);
+    assert!(text.contains("/etc/app/new.token"), "{text}");
+    assert!(!text.contains("tok-"), "a secret's text was shown:\n{text}");
+    let src = tmp.path().join("src");
+    let out = capture_from(
+        Path::new("live"),
+        &src.join("roles/r.toml"),
+        &["--root", rt, "--against", taken.to_str().unwrap()],
+    );
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let role = std::fs::read_to_string(src.join("roles/r.toml")).unwrap();
+    assert!(!src.join("files/r/etc/app/new.token").exists(), "{role}");
+    assert!(!src.join("files/r/etc/app/api.token").exists(), "{role}");
+    assert!(
+        role.contains("/etc/app/new.token: a secret, recorded by hash only"),
+        "{role}"
+    );
+    // --secret given to compare holds for both files too; and what either file was taken
+    // with holds for the other file.
+    let later = tmp.path().join("later.json");
+    std::fs::write(root.join("etc/app/app.conf"), "port = 2\n").unwrap();
+    snapshot_of(&root, &later, &[]);
+    let out = converge(&[
+        "compare",
+        taken.to_str().unwrap(),
+        later.to_str().unwrap(),
+        "--secret",
+        "/etc/app/app.conf",
+    ]);
+    let text = output_text(&out);
+    assert!(text.contains("/etc/app/app.conf"), "{text}");
+    assert!(!text.contains("tok-"), "{text}");
+    assert!(!text.contains("port = "), "{text}");
+}
+
+#[test]
+fn private_content_is_captured_only_when_asked_and_publish_refuses_it_unless_told() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    tree_with_secrets(&root);
+    let plain = tmp.path().join("plain.json");
+    snapshot_of(&root, &plain, &[]);
+    let src = tmp.path().join("src");
+    let out = capture_from(&plain, &src.join("roles/r.toml"), &[]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let role = std::fs::read_to_string(src.join("roles/r.toml")).unwrap();
+    assert!(role.contains("/etc/app/db.conf: not world-readable on plain.json: its text is not in the snapshot (take it with --include-private to copy it)"), "{role}");
+    assert!(!src.join("files/r/etc/app/db.conf").exists());
+
+    let full = tmp.path().join("full.json");
+    snapshot_of(&root, &full, &["--include-private"]);
+    let out = capture_from(&full, &src.join("roles/r.toml"), &["--force"]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let role = std::fs::read_to_string(src.join("roles/r.toml")).unwrap();
+    assert!(
+        role.contains("path = \"/etc/app/db.conf\"\nsource = \"r/etc/app/db.conf\"\nowner = \"root\"\ngroup = \"root\"\nmode = \"0640\"\nsensitive = true\n"),
+        "{role}"
+    );
+    let copy = src.join("files/r/etc/app/db.conf");
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let bundle = tmp.path().join("bundle");
+    let out = converge(&["publish", src.to_str().unwrap(), bundle.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("publish: 1 file under files/ is not world-readable, and every bundle object is readable by anyone who can fetch the bundle:\n  files/r/etc/app/db.conf (mode 0600)\n"),
+        "{err}"
+    );
+    assert!(err.contains("pass --allow-private"), "{err}");
+    assert!(!bundle.join("manifest.json").exists());
+    let out = converge(&[
+        "publish",
+        src.to_str().unwrap(),
+        bundle.to_str().unwrap(),
+        "--allow-private",
+    ]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
 }

@@ -192,3 +192,203 @@ fn snapshot_of_a_tree_without_dpkg_or_systemd_has_only_files_and_kernel() {
     assert_eq!(s["host"]["hostname"], "");
     assert_eq!(s["files"]["/etc/motd"]["content"], "hi\n");
 }
+
+/// Makes `depth` nested directories `d/d/d/...` under `dir`, one level at a time from the
+/// last one's descriptor: the full path is far beyond PATH_MAX.
+fn nest(dir: &Path, depth: usize) {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{mkdirat, Mode};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut fd = nix::fcntl::open(dir, flags, Mode::empty()).unwrap();
+    for _ in 0..depth {
+        mkdirat(Some(fd), "d", Mode::from_bits_truncate(0o755)).unwrap();
+        let next = openat(Some(fd), "d", flags, Mode::empty()).unwrap();
+        // SAFETY: `fd` came from open/openat above and is closed once, here.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        fd = next;
+    }
+    // SAFETY: as above.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+}
+
+#[test]
+fn a_tree_fifteen_thousand_levels_deep_is_recorded_to_a_bounded_depth_with_a_warning() {
+    // In memory: on this disk, making and removing 15,000 levels takes over a minute.
+    let tmp = tempfile::tempdir_in("/dev/shm").unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("etc/deep")).unwrap();
+    std::fs::write(root.join("etc/motd"), "hi\n").unwrap();
+    nest(&root.join("etc/deep"), 15_000);
+    let out = std::process::Command::new(BIN)
+        .args(["snapshot", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    // Before any assertion, and not by the temp dir's own removal, which recurses: `rm`
+    // walks without recursion.
+    let rm = std::process::Command::new("rm")
+        .arg("-rf")
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(rm.success());
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        err.contains(
+            "directory tree deeper than 256 levels below /etc: what lies deeper is not recorded"
+        ),
+        "{err}"
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files = s["files"].as_object().unwrap();
+    assert_eq!(s["files"]["/etc/motd"]["content"], "hi\n");
+    let deepest = files.keys().map(|k| k.matches('/').count()).max().unwrap();
+    // /etc is one level, /etc/deep the first below it; the directory at the limit is
+    // recorded, its entries are not.
+    assert_eq!(deepest, 2 + 256);
+}
+
+#[test]
+fn snapshot_writes_into_devices_fifos_and_links_instead_of_replacing_them() {
+    use std::os::unix::fs::FileTypeExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/motd"), "hi\n").unwrap();
+    let snapshot_to = |output: &Path| {
+        let out = std::process::Command::new(BIN)
+            .args(["snapshot", "--root"])
+            .arg(&root)
+            .arg("-o")
+            .arg(output)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+    };
+    // /dev/null's device, made here so the machine's own is never at stake; and a link to
+    // it, as /dev/stdout is a link.
+    let null = tmp.path().join("null");
+    let status = std::process::Command::new("mknod")
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let link = tmp.path().join("stdout");
+    std::os::unix::fs::symlink(&null, &link).unwrap();
+    snapshot_to(&null);
+    snapshot_to(&link);
+    assert!(std::fs::symlink_metadata(&null)
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_link(&link).unwrap(), null);
+    // A fifo is written as a stream, read at its other end.
+    let fifo = tmp.path().join("fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reader = std::process::Command::new("cat")
+        .arg(&fifo)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    snapshot_to(&fifo);
+    let read = reader.wait_with_output().unwrap();
+    let s: Value = serde_json::from_slice(&read.stdout).unwrap();
+    assert_eq!(s["files"]["/etc/motd"]["content"], "hi\n");
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    // A link to a regular file is written through, and the file made owner-only.
+    let real = tmp.path().join("real.json");
+    std::fs::write(&real, "old").unwrap();
+    std::fs::set_permissions(&real, PermissionsExt::from_mode(0o644)).unwrap();
+    let to_real = tmp.path().join("to-real.json");
+    std::os::unix::fs::symlink(&real, &to_real).unwrap();
+    snapshot_to(&to_real);
+    assert!(std::fs::symlink_metadata(&to_real)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let s = read_json(&real);
+    assert_eq!(s["files"]["/etc/motd"]["content"], "hi\n");
+    assert_eq!(
+        std::fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "fifo",
+            "null",
+            "real.json",
+            "root",
+            "stdout",
+            "to-real.json"
+        ]
+    );
+}
+
+#[test]
+fn private_files_keep_their_text_unless_asked_and_stdout_into_a_file_is_made_owner_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("etc/wireguard")).unwrap();
+    std::fs::write(root.join("etc/motd"), "hi\n").unwrap();
+    let key = root.join("etc/wireguard/wg0.conf");
+    std::fs::write(&key, "PrivateKey = c2VjcmV0\n").unwrap();
+    std::fs::set_permissions(&key, PermissionsExt::from_mode(0o600)).unwrap();
+    // The README's recipe: stdout into a file the shell made with its umask.
+    let snapshot_into = |file: &Path, extra: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask 022 && {BIN} snapshot --root {} -o - {extra} > {}",
+                root.display(),
+                file.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        (
+            read_json(file),
+            std::fs::read_to_string(file).unwrap(),
+            mode,
+        )
+    };
+    let (s, raw, mode) = snapshot_into(&tmp.path().join("old.json"), "");
+    assert!(!raw.contains("c2VjcmV0"), "private text leaked:\n{raw}");
+    let wg = &s["files"]["/etc/wireguard/wg0.conf"];
+    assert_eq!(wg["private"], true);
+    assert_eq!(wg["mode"], "0600");
+    assert_eq!(wg["size"], 22);
+    assert!(wg["sha256"].is_string());
+    assert!(wg.get("content").is_none());
+    assert_eq!(s["files"]["/etc/motd"]["content"], "hi\n");
+    assert_eq!(
+        mode, 0o644,
+        "nothing private in it: the shell's file is left as made"
+    );
+    let (s, _, mode) = snapshot_into(&tmp.path().join("all.json"), "--include-private");
+    assert_eq!(
+        s["files"]["/etc/wireguard/wg0.conf"]["content"],
+        "PrivateKey = c2VjcmV0\n"
+    );
+    assert_eq!(mode, 0o600, "private text in a world-readable file");
+}

@@ -156,7 +156,7 @@ pub fn keep(
         // unprivileged user. A failure shows in the write below.
         let _ = durable::ensure_dir(dir, 0o755);
     }
-    if let Err(e) = durable::write_file(&path, text.as_bytes(), &FileSpec::mode(0o644)) {
+    if let Err(e) = durable::write_output(&path, text.as_bytes(), &FileSpec::mode(0o644)) {
         tracing::warn!("cannot write the metrics textfile {}: {e}", path.display());
     }
     if let Some(url) = &config.report_url {
@@ -175,5 +175,43 @@ pub fn keep(
             Ok(_) => tracing::debug!(%url, "report sent"),
             Err(e) => tracing::warn!(%url, error = %e, "cannot send the report"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metrics_file_that_is_a_device_is_written_to_not_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let null = tmp.path().join("null");
+        // The same device as /dev/null, made here so the machine's own is never at stake.
+        nix::sys::stat::mknod(
+            &null,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .unwrap();
+        let mut config = AgentConfig::for_source("/srv/src");
+        config.state_dir = tmp.path().join("state");
+        config.metrics_file = Some(null.clone());
+        let now = SystemTime::now();
+        keep(
+            &config,
+            Mode::Apply,
+            now,
+            &RunRecord::start(&serde_json::json!({}), now),
+            None,
+        );
+        let meta = std::fs::symlink_metadata(&null).unwrap();
+        assert!(meta.file_type().is_char_device(), "{meta:?}");
+        let entries: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(entries, ["null"], "no temp file left next to it");
     }
 }

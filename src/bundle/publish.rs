@@ -144,6 +144,25 @@ pub fn publish(
     })
 }
 
+/// The files under `files/` of the source tree `src` that are not world-readable, with
+/// their permission bits. Bundle objects are world-readable, so publishing one puts its
+/// text in front of anyone who can fetch the bundle; capture writes content that was
+/// private on its host (and that its role marks `sensitive`) this way.
+pub fn private_files(src: &Path) -> Result<Vec<(String, u32)>, BundleError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    for (rel, abs) in collect_tree(src)? {
+        if !rel.starts_with("files/") {
+            continue;
+        }
+        let mode = fs::metadata(&abs).at(&abs)?.permissions().mode() & 0o7777;
+        if mode & 0o004 == 0 {
+            out.push((rel, mode));
+        }
+    }
+    Ok(out)
+}
+
 /// Bundle path → file to read, sorted, after applying the strictness rules.
 fn collect_tree(src: &Path) -> Result<BTreeMap<String, PathBuf>, BundleError> {
     let root = src.canonicalize().at(src)?;

@@ -16,7 +16,7 @@ fn why_changed(role: &CapturedRole, o: &FileEntry, d: &Difference) -> String {
         .iter()
         .map(|f| format!("{} {}", f.field, f.b.as_deref().unwrap_or("-")))
         .collect();
-    if d.diff.is_some() {
+    if d.diff.is_some() || d.summary.is_some() {
         parts.push("other content".into());
     }
     let mut text = format!("{} has {}", role.new_name, parts.join(", "));
@@ -61,6 +61,10 @@ fn declare(role: &mut CapturedRole, path: &str, o: &FileEntry, comment: String) 
                     comment
                 },
             }),
+            None if o.private => role.note(format!(
+                "{path}: not world-readable on {}: its text is not in the snapshot (take it with --include-private to copy it)",
+                role.old_name
+            )),
             None => role.note(format!(
                 "{path}: binary, unreadable or over {} KiB: its content is not in the snapshot",
                 crate::snapshot::CONTENT_LIMIT / 1024

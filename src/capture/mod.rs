@@ -48,6 +48,20 @@ pub enum CaptureError {
         /// The output path.
         path: PathBuf,
     },
+    /// The role or its files are there already, maybe edited by hand.
+    #[error("{0} exists (maybe edited by hand since it was captured): pass --force to replace it")]
+    Exists(PathBuf),
+    /// Something other than a directory (a link, planted or not) is where capture writes.
+    #[error("{0} is not a directory (a link or a file): capture writes only into real directories under the source")]
+    NotADirectory(PathBuf),
+    /// A path from the snapshot that no file may be written under.
+    #[error("file path {path:?} {why}: refusing to write anything")]
+    BadPath {
+        /// The path as the snapshot has it.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// Writing the role or its files failed.
     #[error("{path}: {source}")]
     Write {
@@ -172,27 +186,181 @@ fn sysctl(role: &mut CapturedRole, old: &Snapshot, d: &Difference) {
     }
 }
 
-/// Writes the role to `output` (SRC/roles/NAME.toml) and each captured file's content to
-/// SRC/files/NAME/PATH: 0600 for sensitive ones, 0644 otherwise.
-pub fn write(role: &CapturedRole, output: &Path) -> Result<(), CaptureError> {
+/// A captured role written into a temp source tree inside SRC, not yet in place: plan it
+/// from [`Staged::tree`], then [`Staged::commit`] it; dropped, it leaves nothing behind.
+#[derive(Debug)]
+pub struct Staged {
+    dir: Option<tempfile::TempDir>,
+    src: PathBuf,
+    name: String,
+    force: bool,
+    /// SRC did not exist before: removed again unless the role is committed.
+    made_src: bool,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        drop(self.dir.take());
+        if self.made_src {
+            // Only if still empty: never anything someone else put there meanwhile.
+            let _ = std::fs::remove_dir(&self.src);
+        }
+    }
+}
+
+/// Writes the role and each captured file's content (0600 for sensitive ones, 0644
+/// otherwise) into a temp tree inside SRC, where `output` is SRC/roles/NAME.toml. Every path
+/// is checked first, an existing role or files/NAME is refused without `force`, and no
+/// link under SRC is followed: nothing outside the temp tree is written yet.
+pub fn stage(role: &CapturedRole, output: &Path, force: bool) -> Result<Staged, CaptureError> {
     use crate::durable::{write_file, FileSpec};
     let src = source_of(output, &role.name)?;
+    for f in &role.files {
+        crate::snapshot::check_path(&f.path).map_err(|why| CaptureError::BadPath {
+            path: f.path.clone(),
+            why,
+        })?;
+    }
+    refuse_existing(output, &role.name, force)?;
     let err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| CaptureError::Write { path, source }
     };
+    let made_src = !src.exists();
+    std::fs::create_dir_all(&src).map_err(err(&src))?;
+    let mut staged = Staged {
+        dir: None,
+        src,
+        name: role.name.clone(),
+        force,
+        made_src,
+    };
+    let dir = crate::durable::temp::dir_in(&staged.src).map_err(err(&staged.src))?;
+    let tree = staged.dir.insert(dir).path().to_path_buf();
     for f in &role.files {
-        let dest = src.join("files").join(role.source_path(&f.path));
-        if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir).map_err(err(dir))?;
+        let dest = tree.join("files").join(role.source_path(&f.path));
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(err(parent))?;
         }
         let mode = if f.sensitive { 0o600 } else { 0o644 };
         write_file(&dest, &f.content, &FileSpec::mode(mode)).map_err(err(&dest))?;
     }
-    if let Some(dir) = output.parent() {
-        std::fs::create_dir_all(dir).map_err(err(dir))?;
+    let role_file = tree.join(outputs(&role.name)[0].clone());
+    if let Some(parent) = role_file.parent() {
+        std::fs::create_dir_all(parent).map_err(err(parent))?;
     }
-    write_file(output, role.to_toml().as_bytes(), &FileSpec::mode(0o644)).map_err(err(output))
+    write_file(
+        &role_file,
+        role.to_toml().as_bytes(),
+        &FileSpec::mode(0o644),
+    )
+    .map_err(err(&role_file))?;
+    Ok(staged)
+}
+
+/// Where a role goes in its source: `roles/NAME.toml` and `files/NAME`.
+fn outputs(name: &str) -> [PathBuf; 2] {
+    [
+        Path::new("roles").join(format!("{name}.toml")),
+        Path::new("files").join(name),
+    ]
+}
+
+/// Refuses to write where a role or its files are already (unless `force`), and any link
+/// or file in the way of the directories they go in.
+pub fn refuse_existing(output: &Path, name: &str, force: bool) -> Result<(), CaptureError> {
+    let src = source_of(output, name)?;
+    for target in outputs(name) {
+        if let Some(at) = real_dirs_to(&src, &target)? {
+            if !force {
+                return Err(CaptureError::Exists(at));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that every directory from `src` down to `rel`'s parent is a real directory (or
+/// missing), and returns the full path of `rel` when something is there.
+fn real_dirs_to(src: &Path, rel: &Path) -> Result<Option<PathBuf>, CaptureError> {
+    let mut at = src.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        at.push(part);
+        let meta = match std::fs::symlink_metadata(&at) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(CaptureError::Write { path: at, source }),
+        };
+        if i + 1 == parts.len() {
+            return Ok(Some(at));
+        }
+        if !meta.is_dir() {
+            return Err(CaptureError::NotADirectory(at));
+        }
+    }
+    Ok(None)
+}
+
+impl Staged {
+    /// The temp source tree holding only the captured role and its files.
+    pub fn tree(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .expect("a staged role has its tree")
+            .path()
+    }
+
+    /// Moves the role and its files into SRC: files/NAME first, the role file last, so a
+    /// role never names files that are not there yet. With `force`, what was there is
+    /// replaced (the old files/NAME is renamed aside first and removed at the end).
+    pub fn commit(mut self) -> Result<(), CaptureError> {
+        let err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CaptureError::Write { path, source }
+        };
+        let [role_rel, files_rel] = outputs(&self.name);
+        let staged_files = self.tree().join(&files_rel);
+        for rel in [&files_rel, &role_rel] {
+            let existing = real_dirs_to(&self.src, rel)?;
+            if existing.is_some() && !self.force {
+                return Err(CaptureError::Exists(self.src.join(rel)));
+            }
+            if let Some(parent) = self.src.join(rel).parent() {
+                std::fs::create_dir_all(parent).map_err(err(parent))?;
+                // Created just now, or there before: either way, not a link.
+                real_dirs_to(&self.src, rel)?;
+            }
+        }
+        let dest = self.src.join(&files_rel);
+        let aside = match real_dirs_to(&self.src, &files_rel)? {
+            Some(_) => {
+                let trash = self.tree().join("replaced-files");
+                std::fs::rename(&dest, &trash).map_err(err(&dest))?;
+                Some(trash)
+            }
+            None => None,
+        };
+        if staged_files.exists() {
+            std::fs::rename(&staged_files, &dest).map_err(err(&dest))?;
+        }
+        let role_file = self.src.join(&role_rel);
+        // rename(2) replaces a link at the role's name instead of following it.
+        if let Err(e) = std::fs::rename(self.tree().join(&role_rel), &role_file) {
+            // Put files/NAME back as it was: all or nothing.
+            let _ = std::fs::rename(&dest, &staged_files);
+            if let Some(trash) = &aside {
+                let _ = std::fs::rename(trash, &dest);
+            }
+            return Err(err(&role_file)(e));
+        }
+        for dir in [dest.parent(), role_file.parent()].into_iter().flatten() {
+            crate::durable::sync_dir(dir).map_err(err(dir))?;
+        }
+        self.made_src = false;
+        // Dropping the temp dir removes it, with the replaced files/NAME in it.
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! where its value came from.
 
 use std::collections::BTreeSet;
-use std::fmt::Write;
 use std::path::Path;
 
 use crate::resource::Kind;
@@ -330,153 +329,186 @@ impl CapturedRole {
         format!("{}/{}", self.name, path.trim_start_matches('/'))
     }
 
-    /// The role as TOML for people.
+    /// The role as TOML for people, written through a TOML writer so no value from a
+    /// snapshot can end a string or a comment early and add a declaration of its own.
     pub fn to_toml(&self) -> String {
-        let mut out = String::new();
-        for line in &self.header {
-            let _ = writeln!(out, "# {line}");
-        }
-        if !self.notes.is_empty() {
-            let _ = writeln!(out, "#\n# Seen but not captured:");
-            for n in &self.notes {
-                let _ = writeln!(out, "#   - {}", one_line(n));
-            }
-        }
+        let mut doc = toml_edit::DocumentMut::new();
         if !self.sysctl.is_empty() {
-            let _ = writeln!(
-                out,
-                "\n# Live values only (persist = false), as on {}: where {} keeps them across",
-                self.old_name, self.old_name
-            );
-            let _ = writeln!(
-                out,
-                "# reboots, its sysctl.d file is captured below as a [[file]]."
-            );
-            let _ = writeln!(out, "[sysctl]");
+            let mut table = toml_edit::Table::new();
+            table.decor_mut().set_prefix(comments(&[
+                "",
+                &format!(
+                    "Live values only (persist = false), as on {}: where {} keeps them across",
+                    self.old_name, self.old_name
+                ),
+                "reboots, its sysctl.d file is captured below as a [[file]].",
+            ]));
             for s in &self.sysctl {
-                let _ = writeln!(out, "# {}", one_line(&s.comment));
-                let _ = writeln!(
-                    out,
-                    "{} = {{ value = {}, persist = false }}",
-                    q(&s.key),
-                    sysctl_value(&s.value)
-                );
+                let mut value = toml_edit::InlineTable::new();
+                value.insert("value", sysctl_value(&s.value));
+                value.insert("persist", false.into());
+                table.insert(&s.key, toml_edit::value(value));
+                if let Some(mut key) = table.key_mut(&s.key) {
+                    key.leaf_decor_mut().set_prefix(comments(&[&s.comment]));
+                }
             }
+            doc.insert("sysctl", toml_edit::Item::Table(table));
         }
+        let mut kinds = Entries::default();
         for g in &self.groups {
-            entry(&mut out, Kind::Group, &g.comment);
-            let _ = writeln!(out, "name = {}\ngid = {}", q(&g.name), g.gid);
+            let t = kinds.push(Kind::Group, &g.comment);
+            t.insert("name", toml_edit::value(&g.name));
+            t.insert("gid", toml_edit::value(i64::from(g.gid)));
             if g.system {
-                let _ = writeln!(out, "system = true");
+                t.insert("system", toml_edit::value(true));
             }
         }
         for u in &self.users {
-            entry(&mut out, Kind::User, &u.comment);
-            let _ = writeln!(
-                out,
-                "name = {}\nuid = {}\ngroup = {}",
-                q(&u.name),
-                u.uid,
-                q(&u.group)
-            );
+            let t = kinds.push(Kind::User, &u.comment);
+            t.insert("name", toml_edit::value(&u.name));
+            t.insert("uid", toml_edit::value(i64::from(u.uid)));
+            t.insert("group", toml_edit::value(&u.group));
             if let Some(groups) = &u.groups {
-                let list: Vec<String> = groups.iter().map(|g| q(g)).collect();
-                let _ = writeln!(out, "groups = [{}]", list.join(", "));
+                t.insert("groups", toml_edit::value(strings(groups)));
             }
-            let _ = writeln!(
-                out,
-                "home = {}\nshell = {}\ncomment = {}",
-                q(&u.home),
-                q(&u.shell),
-                q(&u.gecos)
-            );
+            t.insert("home", toml_edit::value(&u.home));
+            t.insert("shell", toml_edit::value(&u.shell));
+            t.insert("comment", toml_edit::value(&u.gecos));
             if u.system {
-                let _ = writeln!(out, "system = true");
+                t.insert("system", toml_edit::value(true));
             }
         }
         for p in &self.packages {
-            entry(&mut out, Kind::Package, &p.comment);
-            let _ = writeln!(out, "name = {}", q(&p.name));
+            let t = kinds.push(Kind::Package, &p.comment);
+            t.insert("name", toml_edit::value(&p.name));
             if p.absent {
-                let _ = writeln!(out, "ensure = \"absent\"");
+                t.insert("ensure", toml_edit::value("absent"));
             }
             if let Some(v) = &p.version {
-                let _ = writeln!(out, "version = {}", q(v));
+                t.insert("version", toml_edit::value(v));
             }
             if !p.after.is_empty() {
-                let list: Vec<String> = p.after.iter().map(|a| q(a)).collect();
-                let _ = writeln!(out, "after = [{}]", list.join(", "));
+                t.insert("after", toml_edit::value(strings(&p.after)));
             }
         }
         for d in &self.directories {
-            entry(&mut out, Kind::Directory, &d.comment);
-            let _ = writeln!(
-                out,
-                "path = {}\nowner = {}\ngroup = {}\nmode = {}",
-                q(&d.path),
-                q(&d.owner),
-                q(&d.group),
-                q(&d.mode)
-            );
+            let t = kinds.push(Kind::Directory, &d.comment);
+            t.insert("path", toml_edit::value(&d.path));
+            t.insert("owner", toml_edit::value(&d.owner));
+            t.insert("group", toml_edit::value(&d.group));
+            t.insert("mode", toml_edit::value(&d.mode));
         }
         for f in &self.files {
-            entry(&mut out, Kind::File, &f.comment);
-            let _ = writeln!(
-                out,
-                "path = {}\nsource = {}\nowner = {}\ngroup = {}\nmode = {}",
-                q(&f.path),
-                q(&self.source_path(&f.path)),
-                q(&f.owner),
-                q(&f.group),
-                q(&f.mode)
-            );
+            let source = self.source_path(&f.path);
+            let t = kinds.push(Kind::File, &f.comment);
+            t.insert("path", toml_edit::value(&f.path));
+            t.insert("source", toml_edit::value(source));
+            t.insert("owner", toml_edit::value(&f.owner));
+            t.insert("group", toml_edit::value(&f.group));
+            t.insert("mode", toml_edit::value(&f.mode));
             if f.sensitive {
-                let _ = writeln!(out, "sensitive = true");
+                t.insert("sensitive", toml_edit::value(true));
             }
         }
         for s in &self.symlinks {
-            entry(&mut out, Kind::Symlink, &s.comment);
-            let _ = writeln!(out, "path = {}\ntarget = {}", q(&s.path), q(&s.target));
+            let t = kinds.push(Kind::Symlink, &s.comment);
+            t.insert("path", toml_edit::value(&s.path));
+            t.insert("target", toml_edit::value(&s.target));
         }
         for (path, comment) in &self.absent {
-            entry(&mut out, Kind::Absent, comment);
-            let _ = writeln!(out, "path = {}", q(path));
+            let t = kinds.push(Kind::Absent, comment);
+            t.insert("path", toml_edit::value(path));
         }
         for s in &self.services {
-            entry(&mut out, Kind::Service, &s.comment);
-            let _ = writeln!(out, "name = {}", q(&s.name));
+            let t = kinds.push(Kind::Service, &s.comment);
+            t.insert("name", toml_edit::value(&s.name));
             if let Some(m) = s.masked {
-                let _ = writeln!(out, "masked = {m}");
+                t.insert("masked", toml_edit::value(m));
             }
             if let Some(e) = s.enabled {
-                let _ = writeln!(out, "enabled = {e}");
+                t.insert("enabled", toml_edit::value(e));
             }
             if let Some(state) = s.state {
-                let _ = writeln!(out, "state = {}", q(state));
+                t.insert("state", toml_edit::value(state));
             }
         }
+        for (kind, tables) in kinds.0 {
+            doc.insert(kind.name(), toml_edit::Item::ArrayOfTables(tables));
+        }
+        let mut header = self.header.clone();
+        if !self.notes.is_empty() {
+            header.push(String::new());
+            header.push("Seen but not captured:".into());
+            header.extend(self.notes.iter().map(|n| format!("  - {n}")));
+        }
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        let mut out = comments(&header);
+        out.push_str(&doc.to_string());
         out
     }
 }
 
-fn entry(out: &mut String, kind: Kind, comment: &str) {
-    let _ = writeln!(out, "\n[[{kind}]]\n# {}", one_line(comment));
+/// The `[[kind]]` arrays of a role, in the order they were first pushed.
+#[derive(Default)]
+struct Entries(Vec<(Kind, toml_edit::ArrayOfTables)>);
+
+impl Entries {
+    /// A new `[[kind]]` table, preceded by its comment.
+    fn push(&mut self, kind: Kind, comment: &str) -> &mut toml_edit::Table {
+        let at = match self.0.iter().position(|(k, _)| *k == kind) {
+            Some(at) => at,
+            None => {
+                self.0.push((kind, toml_edit::ArrayOfTables::new()));
+                self.0.len() - 1
+            }
+        };
+        let mut table = toml_edit::Table::new();
+        table.decor_mut().set_prefix(comments(&["", comment]));
+        let tables = &mut self.0[at].1;
+        tables.push(table);
+        let last = tables.len() - 1;
+        tables.get_mut(last).expect("just pushed")
+    }
 }
 
-/// A TOML string literal.
-fn q(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
+fn strings(list: &[String]) -> toml_edit::Array {
+    list.iter().map(String::as_str).collect()
 }
 
-/// Comments are one line each: a newline in a value would end the comment early.
-fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
+/// Comment lines (`# text`; an empty line for `""`), each made safe: a control character
+/// from a snapshot (a newline in a host name) is escaped, so it cannot end the comment and
+/// start a declaration.
+fn comments(lines: &[&str]) -> String {
+    let mut out = String::new();
+    for line in lines {
+        if line.is_empty() {
+            out.push('\n');
+            continue;
+        }
+        out.push_str("# ");
+        out.push_str(&escape_controls(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// `text` with every control character written as an escape (`\n`, `\u{1b}`).
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Integers as integers, anything else (multi-value keys) as a string.
-fn sysctl_value(v: &str) -> String {
+fn sysctl_value(v: &str) -> toml_edit::Value {
     match v.parse::<i64>() {
-        Ok(n) if n.to_string() == v => n.to_string(),
-        _ => q(v),
+        Ok(n) if n.to_string() == v => n.into(),
+        _ => v.into(),
     }
 }

@@ -15,22 +15,39 @@ use converge::snapshot::{self, Options};
 pub fn run(args: &CaptureArgs) -> anyhow::Result<i32> {
     // Refuse a wrong output before observing anything.
     capture::source_of(&args.output, &args.role)?;
+    capture::refuse_existing(&args.output, &args.role, args.force)?;
     let ignore = match &args.ignore {
         Some(path) => IgnoreList::load(path)?,
         None => IgnoreList::defaults(),
     };
     let (old, new) = match &args.against {
         Some(against) => {
-            let (a, b) = super::compare::load_pair(&args.from, against, &args.root, &args.config)?;
+            let (a, b) = super::compare::load_pair(
+                &args.from,
+                against,
+                &args.root,
+                &args.config,
+                &args.secrets,
+                args.include_private,
+            )?;
             (a, Some(b))
         }
         None if args.from == super::compare::LIVE => {
             let sys = super::system(&args.root, &args.config)?;
-            let snap = snapshot::take(&sys, &Options::default())
+            let options = Options {
+                secrets: args.secrets.clone(),
+                include_private: args.include_private,
+                ..Options::default()
+            };
+            let snap = snapshot::take(&sys, &options)
                 .map_err(|e| anyhow!("cannot take a snapshot of this host: {e}"))?;
             (snap, None)
         }
-        None => (super::compare::load(Path::new(&args.from))?, None),
+        None => {
+            let mut snap = super::compare::load(Path::new(&args.from))?;
+            snap.keep_secret(&args.secrets)?;
+            (snap, None)
+        }
     };
     let role = capture::capture(&Request {
         role: &args.role,
@@ -39,9 +56,11 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<i32> {
         remove_extra: args.remove_extra,
         ignore: &ignore,
     });
-    capture::write(&role, &args.output)?;
+    // Written aside first and planned there: a role that does not pass validate, or a
+    // write that fails midway, leaves the source as it was.
+    let staged = capture::stage(&role, &args.output, args.force)?;
     let src = capture::source_of(&args.output, &args.role)?;
-    let tree = SourceTree::open(&src)?;
+    let tree = SourceTree::open(staged.tree())?;
     let facts = super::facts(None, Path::new("/"))?;
     converge::pipeline::plan(
         &tree,
@@ -52,11 +71,12 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<i32> {
     )
     .map_err(|errors| super::Findings {
         summary: format!(
-            "capture: the captured role {} does not pass validate (it is left in place to inspect)",
+            "capture: the captured role {} does not pass validate: nothing was written",
             args.output.display()
         ),
         errors,
     })?;
+    staged.commit()?;
     let entries = role.sysctl.len()
         + role.groups.len()
         + role.users.len()

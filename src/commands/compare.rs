@@ -27,7 +27,7 @@ pub fn run(args: &CompareArgs, color: ColorChoice) -> anyhow::Result<i32> {
         Some(path) => IgnoreList::load(path)?,
         None => IgnoreList::defaults(),
     };
-    let (sa, sb) = load_pair(a, b, &args.root, &args.config)?;
+    let (sa, sb) = load_pair(a, b, &args.root, &args.config, &args.secrets, false)?;
     let diffs = compare::compare(&sa, &sb, &ignore, (a, b));
     match args.format {
         Format::Human => print!(
@@ -48,34 +48,52 @@ pub fn load(path: &Path) -> anyhow::Result<Snapshot> {
 }
 
 /// Both sides; a `live` side records the same paths as the file it is compared with, so
-/// neither side reports files the other never looked at.
+/// neither side reports files the other never looked at. The secret patterns (`secrets`,
+/// and those either file was taken with) hold on both sides, and a path secret on one
+/// side is secret on the other. `include_private`: a live side records private files' text.
 pub fn load_pair(
     a: &str,
     b: &str,
     root: &Path,
     config: &Path,
+    secrets: &[String],
+    include_private: bool,
 ) -> anyhow::Result<(Snapshot, Snapshot)> {
     if a == LIVE && b == LIVE {
         bail!("compare: at most one side can be `live`");
     }
-    let file = |name: &str| load(Path::new(name));
+    let file = |name: &str| -> anyhow::Result<Snapshot> {
+        let mut snap = load(Path::new(name))?;
+        snap.keep_secret(secrets)?;
+        Ok(snap)
+    };
     let live = |other: &Snapshot| -> anyhow::Result<Snapshot> {
         let sys = super::system(root, config)?;
+        let mut patterns = secrets.to_vec();
+        patterns.extend(other.host.secrets.iter().cloned());
         let options = Options {
             paths: other.host.paths.iter().map(Into::into).collect(),
-            ..Options::default()
+            secrets: patterns,
+            include_private,
         };
         snapshot::take(&sys, &options)
             .map_err(|e| anyhow!("cannot take a snapshot of this host: {e}"))
     };
-    if a == LIVE {
+    let (mut sa, mut sb) = if a == LIVE {
         let sb = file(b)?;
-        return Ok((live(&sb)?, sb));
-    }
-    let sa = file(a)?;
-    if b == LIVE {
-        let sb = live(&sa)?;
-        return Ok((sa, sb));
-    }
-    Ok((sa, file(b)?))
+        (live(&sb)?, sb)
+    } else {
+        let sa = file(a)?;
+        let sb = if b == LIVE { live(&sa)? } else { file(b)? };
+        (sa, sb)
+    };
+    // The patterns either file was taken with hold for the other side as well.
+    let recorded: Vec<String> = [&sa, &sb]
+        .iter()
+        .flat_map(|s| s.host.secrets.iter().cloned())
+        .collect();
+    sa.keep_secret(&recorded)?;
+    sb.keep_secret(&recorded)?;
+    Snapshot::share_secrets(&mut sa, &mut sb);
+    Ok((sa, sb))
 }

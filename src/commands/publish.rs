@@ -14,6 +14,22 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<i32> {
     let facts = super::facts(args.facts.as_deref(), std::path::Path::new("/"))?;
     let overrides = super::overrides(&args.vars)?;
     super::validate::check_tree("publish", &tree, &names, &facts, &overrides)?;
+    if !args.allow_private {
+        let private = bundle::private_files(&args.src)?;
+        if !private.is_empty() {
+            let list: Vec<String> = private
+                .iter()
+                .map(|(path, mode)| format!("  {path} (mode {mode:04o})"))
+                .collect();
+            anyhow::bail!(
+                "publish: {} file{} under files/ {} not world-readable, and every bundle object is readable by anyone who can fetch the bundle:\n{}\ncapture writes content that was private on its host this way (its role says `sensitive = true`). Deliver such secrets another way, or pass --allow-private to publish them anyway. Nothing was published.",
+                private.len(),
+                if private.len() == 1 { "" } else { "s" },
+                if private.len() == 1 { "is" } else { "are" },
+                list.join("\n")
+            );
+        }
+    }
     let signer = args.key.as_deref().map(SecretKeyFile::load).transpose()?;
     let published = bundle::publish(&args.src, &args.out, signer.as_ref())?;
     println!(

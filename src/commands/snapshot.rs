@@ -1,6 +1,5 @@
 //! `converge snapshot`: the host's observable state as versioned JSON.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::anyhow;
@@ -13,6 +12,7 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<i32> {
     let sys = super::system(&args.root, &args.config)?;
     let mut options = Options {
         secrets: args.secrets.clone(),
+        include_private: args.include_private,
         ..Options::default()
     };
     if !args.paths.is_empty() {
@@ -32,21 +32,23 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Writes to stdout for `-`, else atomically to a 0600 file.
+/// Writes to stdout for `-`, else to `output` (a new or regular file is replaced
+/// atomically and made 0600; a device, fifo or link such as /dev/stdout is written to).
 fn write(output: &str, snap: &Snapshot) -> anyhow::Result<()> {
     let text = snap.to_json();
+    // 0600: a snapshot holds config text, and private files' text when asked for.
+    let mode = 0o600;
     if output == "-" {
-        let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.flush())
+        // Private text must not land in a file the shell made world-readable.
+        let narrow = snap.has_private_content().then_some(mode);
+        converge::durable::write_stream(&mut std::io::stdout().lock(), text.as_bytes(), narrow)
             .map_err(|e| anyhow!("cannot write the snapshot to stdout: {e}"))?;
         return Ok(());
     }
-    // 0600: a snapshot holds config text, some of it not world-readable on the host.
-    converge::durable::write_file(
+    converge::durable::write_output(
         Path::new(output),
         text.as_bytes(),
-        &converge::durable::FileSpec::mode(0o600),
+        &converge::durable::FileSpec::mode(mode),
     )
     .map_err(|e| anyhow!("cannot write {output}: {e}"))?;
     Ok(())

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{zip, Difference, FieldDiff, Kind, Presence};
+use crate::resource::change::{text_diff, DiffSummary};
 use crate::resource::sysctl::tokens;
 use crate::snapshot::{
     FileEntry, FileType, GroupEntry, PackageEntry, SysctlEntry, UnitEntry, UserEntry,
@@ -26,6 +27,7 @@ fn push(
         presence,
         fields,
         diff: None,
+        summary: None,
     });
 }
 
@@ -298,15 +300,11 @@ pub(super) fn files(
                         fields.push(FieldDiff::new(key, vx, vy));
                     }
                 }
-                let mut diff = None;
+                let (mut diff, mut summary) = (None, None);
                 if x.kind == FileType::File && y.kind == FileType::File && x.sha256 != y.sha256 {
                     if shows_text(x) && shows_text(y) {
-                        diff = Some(unified(
-                            path,
-                            x.content.as_deref(),
-                            y.content.as_deref(),
-                            labels,
-                        ));
+                        (diff, summary) =
+                            unified(path, x.content.as_deref(), y.content.as_deref(), labels);
                     } else {
                         fields.push(FieldDiff::new(
                             "content",
@@ -315,31 +313,32 @@ pub(super) fn files(
                         ));
                     }
                 }
-                if !fields.is_empty() || diff.is_some() {
+                if !fields.is_empty() || diff.is_some() || summary.is_some() {
                     out.push(Difference {
                         kind: Kind::File,
                         id: path.to_owned(),
                         presence: Presence::Changed,
                         fields,
                         diff,
+                        summary,
                     });
                 }
             }
             (Some(e), None) | (None, Some(e)) => {
                 let in_a = x.is_some();
                 let mut fields = one_sided(file_fields(e), in_a);
-                let diff = if shows_text(e) {
+                let (diff, summary) = if shows_text(e) {
                     let (ca, cb) = if in_a {
                         (e.content.as_deref(), None)
                     } else {
                         (None, e.content.as_deref())
                     };
-                    Some(unified(path, ca, cb, labels))
+                    unified(path, ca, cb, labels)
                 } else {
                     if e.kind == FileType::File {
                         fields.extend(one_sided(vec![("content", content_field(e))], in_a));
                     }
-                    None
+                    (None, None)
                 };
                 out.push(Difference {
                     kind: Kind::File,
@@ -351,6 +350,7 @@ pub(super) fn files(
                     },
                     fields,
                     diff,
+                    summary,
                 });
             }
             (None, None) => {}
@@ -358,15 +358,21 @@ pub(super) fn files(
     });
 }
 
-fn unified(path: &str, a: Option<&str>, b: Option<&str>, labels: (&str, &str)) -> String {
-    similar::TextDiff::from_lines(a.unwrap_or(""), b.unwrap_or(""))
-        .unified_diff()
-        .context_radius(3)
-        .header(
-            &format!("{path} ({})", labels.0),
-            &format!("{path} ({})", labels.1),
-        )
-        .to_string()
+/// The diff A → B of a text file, or, past the caps check's diffs keep, its summary.
+fn unified(
+    path: &str,
+    a: Option<&str>,
+    b: Option<&str>,
+    labels: (&str, &str),
+) -> (Option<String>, Option<DiffSummary>) {
+    let headers = (
+        format!("{path} ({})", labels.0),
+        format!("{path} ({})", labels.1),
+    );
+    match text_diff(a.unwrap_or(""), b.unwrap_or(""), (&headers.0, &headers.1)) {
+        Ok(text) => (Some(text), None),
+        Err(summary) => (None, Some(summary)),
+    }
 }
 
 #[cfg(test)]

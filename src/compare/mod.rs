@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::resource::change::{keep_within, DiffSummary, MAX_RUN_DIFFS};
 use crate::snapshot::Snapshot;
 pub use entries::is_unit_link;
 pub use ignore::IgnoreList;
@@ -93,6 +94,9 @@ pub struct Difference {
     /// A unified diff A → B of a text file's content.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// What stands in for a diff too large or too slow to show, as in check's output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<DiffSummary>,
 }
 
 /// Every difference between `a` and `b` that the ignore list does not drop, by kind and id.
@@ -112,6 +116,16 @@ pub fn compare(
     entries::files(&a.files, &b.files, labels, &mut out);
     out.retain(|d| !ignore.ignores(d.kind, &d.id));
     out.sort_by(|x, y| (x.kind, &x.id).cmp(&(y.kind, &y.id)));
+    // As in a run's report: thousands of whole-file diffs would drown the rest.
+    let mut budget = MAX_RUN_DIFFS;
+    for d in &mut out {
+        keep_within(
+            &mut d.diff,
+            &mut d.summary,
+            &mut budget,
+            "the comparison's diffs",
+        );
+    }
     out
 }
 

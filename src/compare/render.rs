@@ -39,6 +39,14 @@ pub fn human(diffs: &[Difference], labels: (&str, &str), style: Style) -> String
         if let Some(diff) = &d.diff {
             write_diff(&mut out, diff, "      ", style);
         }
+        if let Some(s) = &d.summary {
+            let _ = writeln!(
+                out,
+                "      content ({}, not shown): {}",
+                s.reason,
+                s.counts()
+            );
+        }
     }
     out.push_str(&summary(diffs, labels));
     out.push('\n');
@@ -108,6 +116,7 @@ mod tests {
                 presence: Presence::Changed,
                 fields: vec![FieldDiff::new("value", "4096".to_owned(), "128".to_owned())],
                 diff: None,
+                summary: None,
             },
             Difference {
                 kind: Kind::Package,
@@ -115,6 +124,7 @@ mod tests {
                 presence: Presence::OnlyInA,
                 fields: vec![FieldDiff::new("version", "3.2.2-2".to_owned(), None)],
                 diff: None,
+                summary: None,
             },
         ];
         let text = human(&diffs, ("old.json", "new.json"), Style::new(false));

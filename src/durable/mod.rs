@@ -77,6 +77,52 @@ pub fn write_file_from(path: &Path, content: &mut dyn io::Read, spec: &FileSpec)
     sync_dir(dir)
 }
 
+/// Writes an output a user named (`-o FILE`, a metrics textfile): a regular file, or a
+/// name not taken yet, is replaced whole as [`write_file`] does; anything else there (a
+/// device such as /dev/null, a fifo, a socket, or a link such as /dev/stdout) is opened and
+/// written as a stream, never replaced. A directory is an error.
+pub fn write_output(path: &Path, bytes: &[u8], spec: &FileSpec) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => write_file(path, bytes, spec),
+        Err(e) => Err(e),
+        Ok(m) if m.is_file() => write_file(path, bytes, spec),
+        Ok(m) if m.is_dir() => Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "is a directory",
+        )),
+        Ok(_) => {
+            // O_TRUNC empties a regular file behind a link and is ignored by devices and
+            // fifos; no O_CREAT: a dangling link is an error, not a file made elsewhere.
+            let mut out = fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(path)?;
+            write_stream(&mut out, bytes, Some(spec.mode))
+        }
+    }
+}
+
+/// Writes `bytes` to an open output (stdout, a device, a pipe). When it is a regular file
+/// and `narrow_to` is given, the file loses the permission bits `narrow_to` lacks first:
+/// a shell's `> FILE` creates it with the umask's mode, often world-readable.
+pub fn write_stream<W: io::Write + std::os::fd::AsFd>(
+    out: &mut W,
+    bytes: &[u8],
+    narrow_to: Option<u32>,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if let Some(mode) = narrow_to {
+        let fd = out.as_fd().as_raw_fd();
+        let st = nix::sys::stat::fstat(fd)?;
+        let now = st.st_mode & 0o7777;
+        if st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG && now & !mode != 0 {
+            nix::sys::stat::fchmod(fd, nix::sys::stat::Mode::from_bits_truncate(now & mode))?;
+        }
+    }
+    out.write_all(bytes)?;
+    out.flush()
+}
+
 /// Points the link at `link` to `target` atomically: a new link under a temp name (made by
 /// symlink(2) itself, which fails if the name is taken), renamed over whatever is there.
 pub fn swap_symlink(link: &Path, target: &Path) -> io::Result<()> {

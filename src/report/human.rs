@@ -369,15 +369,7 @@ fn content_block(out: &mut String, content: &ContentChange, style: Style) {
         Some(diff) => write_diff(out, diff, "    ", style),
         None => {
             let (why, lines) = match &content.summary {
-                Some(s) => (
-                    s.reason.as_str(),
-                    format!(
-                        ", {} line{} removed, {} added",
-                        s.lines_removed,
-                        if s.lines_removed == 1 { "" } else { "s" },
-                        s.lines_added
-                    ),
-                ),
+                Some(s) => (s.reason.as_str(), format!(", {}", s.counts())),
                 None if content.redacted => ("sensitive", String::new()),
                 None => ("binary", String::new()),
             };

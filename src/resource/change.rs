@@ -280,28 +280,51 @@ impl ContentChange {
     /// Keeps the diff when `budget` (what the run's report may still hold) has room for it,
     /// and takes it from the budget; otherwise puts the diff's line counts in its place.
     pub fn within(&mut self, budget: &mut usize) {
-        let Some(diff) = &self.diff else {
-            return;
-        };
-        if diff.len() <= *budget {
-            *budget -= diff.len();
-            return;
+        keep_within(&mut self.diff, &mut self.summary, budget, "the run's diffs");
+    }
+}
+
+/// Keeps `diff` when `budget` has room for it, and takes it from the budget; otherwise
+/// puts the diff's line counts in `summary` instead (`whose` names what the budget is for).
+pub fn keep_within(
+    diff: &mut Option<String>,
+    summary: &mut Option<DiffSummary>,
+    budget: &mut usize,
+    whose: &str,
+) {
+    let Some(text) = diff else {
+        return;
+    };
+    if text.len() <= *budget {
+        *budget -= text.len();
+        return;
+    }
+    // After the `---`/`+++` header, a changed line starts with `-` or `+`.
+    let (mut removed, mut added) = (0, 0);
+    for line in text.lines().skip(2) {
+        match line.as_bytes().first() {
+            Some(b'-') => removed += 1,
+            Some(b'+') => added += 1,
+            _ => {}
         }
-        // After the `---`/`+++` header, a changed line starts with `-` or `+`.
-        let (mut removed, mut added) = (0, 0);
-        for line in diff.lines().skip(2) {
-            match line.as_bytes().first() {
-                Some(b'-') => removed += 1,
-                Some(b'+') => added += 1,
-                _ => {}
-            }
-        }
-        self.summary = Some(DiffSummary {
-            reason: format!("the run's diffs passed {MAX_RUN_DIFFS} bytes"),
-            lines_removed: removed,
-            lines_added: added,
-        });
-        self.diff = None;
+    }
+    *summary = Some(DiffSummary {
+        reason: format!("{whose} passed {MAX_RUN_DIFFS} bytes"),
+        lines_removed: removed,
+        lines_added: added,
+    });
+    *diff = None;
+}
+
+impl DiffSummary {
+    /// `N lines removed, M added`.
+    pub fn counts(&self) -> String {
+        format!(
+            "{} line{} removed, {} added",
+            self.lines_removed,
+            if self.lines_removed == 1 { "" } else { "s" },
+            self.lines_added
+        )
     }
 }
 
@@ -387,30 +410,43 @@ impl ContentChange {
         if b.contains('\0') || a.contains('\0') {
             return Ok(change);
         }
-        let started = Instant::now();
-        let diff = similar::TextDiff::configure()
-            .timeout(DIFF_DEADLINE)
-            .diff_lines(b, a);
-        if started.elapsed() >= DIFF_DEADLINE {
-            // Past the deadline similar gives up on a minimal diff; say so rather than show
-            // a diff that check and apply might compute differently.
-            let reason = format!("diff took more than {}s", DIFF_DEADLINE.as_secs());
-            change.summary = Some(DiffSummary::of_text(reason, b, a));
-            return Ok(change);
-        }
-        let text = diff
-            .unified_diff()
-            .context_radius(3)
-            .header(&sides.0, &sides.1)
-            .to_string();
-        if text.len() > MAX_DIFF_OUTPUT {
-            let reason = format!("diff of {} bytes, more than {MAX_DIFF_OUTPUT}", text.len());
-            change.summary = Some(DiffSummary::of_text(reason, b, a));
-        } else {
-            change.diff = Some(text);
+        match text_diff(b, a, (&sides.0, &sides.1)) {
+            Ok(text) => change.diff = Some(text),
+            Err(summary) => change.summary = Some(summary),
         }
         Ok(change)
     }
+}
+
+/// A unified diff of two texts under `headers`, within the caps every diff converge shows
+/// keeps ([`MAX_DIFF_INPUT`], [`DIFF_DEADLINE`], [`MAX_DIFF_OUTPUT`]); past one of them,
+/// the summary that stands in for it.
+pub fn text_diff(before: &str, after: &str, headers: (&str, &str)) -> Result<String, DiffSummary> {
+    let largest = before.len().max(after.len());
+    if largest > MAX_DIFF_INPUT {
+        let reason = format!("{largest} bytes, more than {MAX_DIFF_INPUT} to diff");
+        return Err(DiffSummary::of_text(reason, before, after));
+    }
+    let started = Instant::now();
+    let diff = similar::TextDiff::configure()
+        .timeout(DIFF_DEADLINE)
+        .diff_lines(before, after);
+    if started.elapsed() >= DIFF_DEADLINE {
+        // Past the deadline similar gives up on a minimal diff; say so rather than show
+        // a diff that check and apply might compute differently.
+        let reason = format!("diff took more than {}s", DIFF_DEADLINE.as_secs());
+        return Err(DiffSummary::of_text(reason, before, after));
+    }
+    let text = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(headers.0, headers.1)
+        .to_string();
+    if text.len() > MAX_DIFF_OUTPUT {
+        let reason = format!("diff of {} bytes, more than {MAX_DIFF_OUTPUT}", text.len());
+        return Err(DiffSummary::of_text(reason, before, after));
+    }
+    Ok(text)
 }
 
 /// Everything that changes about one resource.

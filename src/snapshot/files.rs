@@ -83,7 +83,8 @@ pub struct FileEntry {
     /// A secret: recorded by hash only, never by content.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub secret: bool,
-    /// Not world-readable: compare shows no content, capture marks it `sensitive`.
+    /// Not world-readable: its text is recorded only with `--include-private`; compare
+    /// never shows it, capture marks it `sensitive`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub private: bool,
     /// The package whose file list has this path.
@@ -121,7 +122,7 @@ impl SecretMatcher {
         Ok(SecretMatcher(set))
     }
 
-    fn is_secret(&self, path: &Path) -> bool {
+    pub(super) fn is_secret(&self, path: &Path) -> bool {
         self.0.is_match(path)
     }
 }
@@ -133,6 +134,7 @@ pub(super) fn observe(
     sys: &System,
     paths: &[PathBuf],
     secrets: &SecretMatcher,
+    include_private: bool,
 ) -> Result<Observed, SnapshotError> {
     let accounts = sys.accounts();
     let mut files = BTreeMap::new();
@@ -176,7 +178,9 @@ pub(super) fn observe(
                         entry.sha256 = Some(hex::encode(sha2::Sha256::digest(&bytes)));
                         md5s.insert(key.clone(), hex::encode(md5::Md5::digest(&bytes)));
                         entry.secret = secrets.is_secret(&e.path) || holds_private_key(&bytes);
-                        if !entry.secret && bytes.len() as u64 <= CONTENT_LIMIT {
+                        // Not world-readable: its text stays on the host unless asked for.
+                        let withheld = entry.secret || (entry.private && !include_private);
+                        if !withheld && bytes.len() as u64 <= CONTENT_LIMIT {
                             entry.content = text(bytes);
                         }
                     }

@@ -69,6 +69,10 @@ pub struct HostInfo {
     pub taken: u64,
     /// The paths whose files were recorded.
     pub paths: Vec<String>,
+    /// The secret patterns given on top of the defaults: a `live` side compared with this
+    /// snapshot keeps the same files secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 /// What to record.
@@ -78,6 +82,9 @@ pub struct Options {
     pub paths: Vec<PathBuf>,
     /// More secret path patterns, on top of [`DEFAULT_SECRETS`].
     pub secrets: Vec<String>,
+    /// Record the text of files that are not world-readable too (by default only their
+    /// hash, size, mode and owner).
+    pub include_private: bool,
 }
 
 impl Default for Options {
@@ -85,6 +92,7 @@ impl Default for Options {
         Options {
             paths: DEFAULT_PATHS.iter().map(PathBuf::from).collect(),
             secrets: Vec::new(),
+            include_private: false,
         }
     }
 }
@@ -116,6 +124,41 @@ pub enum SnapshotError {
     },
 }
 
+/// Longest path a snapshot may name, in bytes (PATH_MAX less its NUL).
+pub const MAX_PATH: usize = 4095;
+/// Longest name of one path component, in bytes (NAME_MAX).
+pub const MAX_NAME: usize = 255;
+
+/// Checks that `path` names one place on any host: absolute, every component a plain name
+/// (no `.`, `..` or empty one), no NUL, within PATH_MAX and NAME_MAX. A snapshot is input
+/// that may have been edited by anyone: capture writes files named after these paths, so a
+/// `..` would reach out of the source tree. The error says what is wrong.
+pub fn check_path(path: &str) -> Result<(), String> {
+    if path.contains('\0') {
+        return Err("holds a NUL byte".into());
+    }
+    if path.len() > MAX_PATH {
+        return Err(format!("is longer than {MAX_PATH} bytes"));
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err("is not absolute".into());
+    };
+    if rest.is_empty() {
+        return Err("is the root itself".into());
+    }
+    for part in rest.split('/') {
+        match part {
+            "" => return Err("has an empty component (`//` or a trailing `/`)".into()),
+            "." | ".." => return Err(format!("has a `{part}` component")),
+            _ if part.len() > MAX_NAME => {
+                return Err(format!("has a component longer than {MAX_NAME} bytes"))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Observes the host (or the tree) behind `sys`. Packages, units and files are read in
 /// parallel: each waits mostly on its own tool or disk.
 pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> {
@@ -124,7 +167,7 @@ pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> 
         let packages = s.spawn(|| packages::observe(sys));
         let units = s.spawn(|| units::observe(sys));
         let sysctl = s.spawn(|| sysctl::observe(sys));
-        let files = files::observe(sys, &options.paths, &secrets);
+        let files = files::observe(sys, &options.paths, &secrets, options.include_private);
         let accounts = accounts::observe(sys);
         (
             sysctl
@@ -163,6 +206,7 @@ pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> 
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),
+            secrets: options.secrets.clone(),
         },
         sysctl: sysctl?,
         packages,
@@ -246,7 +290,76 @@ impl Snapshot {
             ))
             .into());
         }
-        serde_json::from_str(text).map_err(|e| located(e, "invalid snapshot").into())
+        let snap: Snapshot =
+            serde_json::from_str(text).map_err(|e| located(e, "invalid snapshot"))?;
+        for path in snap.files.keys() {
+            if let Err(why) = check_path(path) {
+                // The key's own line: serde_json keeps no positions once parsed.
+                let quoted = serde_json::to_string(path).expect("a string serialises");
+                let line = text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with(&format!("{quoted}:")))
+                    .map_or(1, |i| i + 1);
+                let col = text
+                    .lines()
+                    .nth(line - 1)
+                    .map_or(1, |l| l.len() - l.trim_start().len() + 1);
+                let location = Location {
+                    file: file.into(),
+                    line,
+                    col,
+                };
+                return Err(Diagnostic::at(
+                    location,
+                    text,
+                    format!(
+                        "invalid snapshot: file path {quoted} {why}: expected a clean absolute path"
+                    ),
+                )
+                .into());
+            }
+        }
+        Ok(snap)
+    }
+
+    /// Marks the files matching `patterns` (and the default ones) secret, their text
+    /// dropped: `--secret` holds for a snapshot read from a file as for one taken now.
+    pub fn keep_secret(&mut self, patterns: &[String]) -> Result<(), SnapshotError> {
+        let matcher = files::SecretMatcher::new(patterns)?;
+        for (path, entry) in &mut self.files {
+            if matcher.is_secret(Path::new(path)) {
+                entry.secret = true;
+                entry.content = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a path that is secret in either snapshot secret in both, its text dropped:
+    /// a `--secret` given for one side holds on the other, whichever was taken how.
+    pub fn share_secrets(a: &mut Snapshot, b: &mut Snapshot) {
+        let secret: Vec<String> = a
+            .files
+            .iter()
+            .chain(b.files.iter())
+            .filter(|(_, e)| e.secret)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for path in secret {
+            for side in [&mut *a, &mut *b] {
+                if let Some(e) = side.files.get_mut(&path) {
+                    e.secret = true;
+                    e.content = None;
+                }
+            }
+        }
+    }
+
+    /// Whether any file's text is recorded although the file is not world-readable.
+    pub fn has_private_content(&self) -> bool {
+        self.files
+            .values()
+            .any(|f| f.private && f.content.is_some())
     }
 
     /// Reads and parses the snapshot file at `path`.
@@ -273,6 +386,7 @@ mod tests {
                 kernel: "6.1".into(),
                 taken: 1,
                 paths: vec!["/etc".into()],
+                secrets: Vec::new(),
             },
             sysctl: BTreeMap::new(),
             packages: BTreeMap::new(),
@@ -281,6 +395,31 @@ mod tests {
             groups: BTreeMap::new(),
             files: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn only_clean_absolute_paths_pass() {
+        assert_eq!(check_path("/etc/nginx/nginx.conf"), Ok(()));
+        assert_eq!(check_path("/etc/a b\"c"), Ok(()));
+        let why = |p: &str| check_path(p).unwrap_err();
+        assert_eq!(why("etc/x"), "is not absolute");
+        assert_eq!(why("/"), "is the root itself");
+        assert_eq!(why("/etc/../x"), "has a `..` component");
+        assert_eq!(why("/etc/./x"), "has a `.` component");
+        assert_eq!(
+            why("/etc//x"),
+            "has an empty component (`//` or a trailing `/`)"
+        );
+        assert_eq!(
+            why("/etc/x/"),
+            "has an empty component (`//` or a trailing `/`)"
+        );
+        assert_eq!(why("/etc/\0"), "holds a NUL byte");
+        assert_eq!(
+            why(&format!("/{}", "a".repeat(256))),
+            "has a component longer than 255 bytes"
+        );
+        assert_eq!(why(&"/aaaa".repeat(1000)), "is longer than 4095 bytes");
     }
 
     #[test]

@@ -41,9 +41,15 @@ pub struct WalkEntry {
     pub kind: WalkKind,
 }
 
+/// How many directory levels below its start a walk descends. A walk holds one open
+/// descriptor per level, so a hostile tree thousands of levels deep would run out of them
+/// (or, walked recursively, out of stack); real configuration trees are a few levels deep.
+pub const MAX_DEPTH: usize = 256;
+
 impl System {
     /// Visits `start` and everything below it in sorted order, parents before children. A
-    /// missing start visits nothing. Unreadable subdirectories are reported and skipped.
+    /// missing start visits nothing. Unreadable subdirectories, and the entries of any
+    /// directory [`MAX_DEPTH`] levels down, are reported and skipped.
     pub fn walk(&self, start: &Path, visit: &mut dyn FnMut(WalkEntry)) -> Result<(), SystemError> {
         let real = self.host_path(start)?;
         let Some((dir, name)) = real.at() else {
@@ -54,18 +60,58 @@ impl System {
             Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => return Ok(()),
             Err(e) => return Err(SystemError::io(start, e.into())),
         };
-        visit_entry(dir, name.to_os_string(), start.to_path_buf(), &st, visit);
+        // One open directory per level, with the names still to visit in it (reversed, so
+        // the next one pops off the end): an explicit stack, not recursion.
+        let mut open: Vec<Level> = Vec::new();
+        if let Some(level) = visit_entry(dir, name, start.to_path_buf(), &st, visit) {
+            open.push(level);
+        }
+        let mut warned = false;
+        while let Some(top) = open.last_mut() {
+            let Some(child) = top.names.pop() else {
+                open.pop();
+                continue;
+            };
+            let fd = top.fd.as_raw_fd();
+            let Ok(st) = fstatat(Some(fd), child.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            let path = top.path.join(&child);
+            let Some(level) = visit_entry(fd, &child, path, &st, visit) else {
+                continue;
+            };
+            if open.len() > MAX_DEPTH {
+                if !warned {
+                    tracing::warn!(
+                        path = %level.path.display(),
+                        "directory tree deeper than {MAX_DEPTH} levels below {}: what lies deeper is not recorded",
+                        start.display()
+                    );
+                    warned = true;
+                }
+                continue;
+            }
+            open.push(level);
+        }
         Ok(())
     }
 }
 
+/// A directory being walked: its descriptor, its path in the tree, the names left.
+struct Level {
+    fd: OwnedFd,
+    path: PathBuf,
+    names: Vec<OsString>,
+}
+
+/// Visits one entry; a directory is opened and listed, and returned to be walked.
 fn visit_entry(
     dir: RawFd,
-    name: OsString,
+    name: &std::ffi::OsStr,
     path: PathBuf,
     st: &FileStat,
     visit: &mut dyn FnMut(WalkEntry),
-) {
+) -> Option<Level> {
     let meta = Meta {
         uid: st.st_uid,
         gid: st.st_gid,
@@ -82,50 +128,45 @@ fn visit_entry(
     match st.st_mode & nix::libc::S_IFMT {
         nix::libc::S_IFREG => {
             let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-            let file = nix::fcntl::openat(Some(dir), name.as_os_str(), flags, Mode::empty())
+            let file = nix::fcntl::openat(Some(dir), name, flags, Mode::empty())
                 .ok()
                 // SAFETY: `openat` returned a new descriptor that nothing else owns.
                 .map(|fd| unsafe { File::from_raw_fd(fd) });
             visit(entry(WalkKind::File(file)));
+            None
         }
         nix::libc::S_IFLNK => {
-            let target = nix::fcntl::readlinkat(Some(dir), name.as_os_str())
+            let target = nix::fcntl::readlinkat(Some(dir), name)
                 .map(PathBuf::from)
                 .unwrap_or_default();
             visit(entry(WalkKind::Symlink(target)));
+            None
         }
         nix::libc::S_IFDIR => {
             visit(entry(WalkKind::Directory));
             let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-            let fd = match nix::fcntl::openat(Some(dir), name.as_os_str(), flags, Mode::empty()) {
+            let fd = match nix::fcntl::openat(Some(dir), name, flags, Mode::empty()) {
                 // SAFETY: `openat` returned a new descriptor that nothing else owns.
                 Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot open directory; skipped");
-                    return;
+                    return None;
                 }
             };
             let mut names = match list(&fd) {
                 Ok(names) => names,
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot list directory; skipped");
-                    return;
+                    return None;
                 }
             };
-            names.sort();
-            for child in names {
-                let Ok(st) = fstatat(
-                    Some(fd.as_raw_fd()),
-                    child.as_os_str(),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                ) else {
-                    continue;
-                };
-                let child_path = path.join(&child);
-                visit_entry(fd.as_raw_fd(), child, child_path, &st, visit);
-            }
+            names.sort_by(|a, b| b.cmp(a));
+            Some(Level { fd, path, names })
         }
-        _ => visit(entry(WalkKind::Other)),
+        _ => {
+            visit(entry(WalkKind::Other));
+            None
+        }
     }
 }
 
