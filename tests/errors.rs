@@ -381,3 +381,50 @@ fn a_service_or_package_timeout_without_a_unit_is_located() {
         "{err}"
     );
 }
+
+#[test]
+fn a_broken_or_closed_stderr_never_stops_a_run() {
+    // A FIFO where /etc/passwd should be makes the run warn while it reads the owners.
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/x\"\ncontent = \"x\\n\"\nowner = \"nobody\"\n",
+    );
+    nix::unistd::mkfifo(&p.at("/etc/passwd"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let args = |cmd: &mut std::process::Command| {
+        cmd.arg("check")
+            .arg("--source")
+            .arg(p.src())
+            .arg("--root")
+            .arg(p.root())
+            .arg("--facts")
+            .arg(p.facts_path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["--role", "r"])
+            .env_remove("RUST_LOG");
+    };
+    // A pipe whose reader is gone: every write to stderr fails with EPIPE.
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_converge"));
+    args(&mut cmd);
+    let out = cmd.stderr(writer).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("owner 'nobody' does not exist (not in /etc/passwd)"));
+    // `2>&-`: no stderr at all.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("exec \"$0\" \"$@\" 2>&-")
+        .arg(env!("CARGO_BIN_EXE_converge"));
+    args(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+}
