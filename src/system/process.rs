@@ -20,6 +20,13 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 const TAIL_LINES: usize = 20;
 const TAIL_BYTES: usize = 2000;
 
+/// The end of a role's command's output kept while it runs: what reports show is far less,
+/// and a command printing without end must not grow the agent with it.
+pub const SHELL_OUTPUT_KEPT: usize = 64 << 10;
+/// The end of a host tool's output kept: tools converge parses print kilobytes; the bound
+/// only stops a broken one from taking the host's memory.
+pub const TOOL_OUTPUT_KEPT: usize = 16 << 20;
+
 /// The program and arguments of `cmd`, for logs and errors.
 pub fn describe(cmd: &Command) -> String {
     let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
@@ -179,16 +186,27 @@ fn run(sys: &System, shell: &Shell) -> Result<Finished, SystemError> {
             Ok(())
         });
     }
-    run_with_deadline(&mut cmd, shell.label, shell.timeout)
+    run_keeping(&mut cmd, shell.label, shell.timeout, SHELL_OUTPUT_KEPT)
 }
 
 /// Runs `cmd` in a process group of its own, collecting what it prints. Past `timeout` the
 /// whole group is killed (a shell's or a tool's children would otherwise live on, holding
 /// locks) and the run fails with [`SystemError::Timeout`]. `label` names it in logs and errors.
+/// Only the last [`TOOL_OUTPUT_KEPT`] bytes of each stream are kept.
 pub fn run_with_deadline(
     cmd: &mut Command,
     label: &str,
     timeout: Duration,
+) -> Result<Finished, SystemError> {
+    run_keeping(cmd, label, timeout, TOOL_OUTPUT_KEPT)
+}
+
+/// [`run_with_deadline`], keeping the last `kept` bytes of stdout and of stderr.
+fn run_keeping(
+    cmd: &mut Command,
+    label: &str,
+    timeout: Duration,
+    kept: usize,
 ) -> Result<Finished, SystemError> {
     let spawn_err = |source: std::io::Error| SystemError::Spawn {
         command: label.to_owned(),
@@ -202,8 +220,8 @@ pub fn run_with_deadline(
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(spawn_err)?;
     let (done_tx, done_rx) = mpsc::channel();
-    let stdout = collect(child.stdout.take(), done_tx.clone());
-    let stderr = collect(child.stderr.take(), done_tx);
+    let stdout = collect(child.stdout.take(), kept, done_tx.clone());
+    let stderr = collect(child.stderr.take(), kept, done_tx);
     let mut pause = Duration::from_millis(1);
     let status = loop {
         if let Some(status) = child.try_wait().map_err(spawn_err)? {
@@ -231,9 +249,13 @@ pub fn run_with_deadline(
         }
     }
     let take = |b: Arc<Mutex<Vec<u8>>>| {
-        b.lock()
+        let mut v = b
+            .lock()
             .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let excess = v.len().saturating_sub(kept);
+        v.drain(..excess);
+        v
     };
     Ok(Finished {
         status,
@@ -242,9 +264,11 @@ pub fn run_with_deadline(
     })
 }
 
-/// Reads a pipe to its end on a thread, into a buffer that can be taken at any time.
+/// Reads a pipe to its end on a thread, into a buffer that can be taken at any time and
+/// holds the last `kept` bytes read.
 fn collect<R: Read + Send + 'static>(
     pipe: Option<R>,
+    kept: usize,
     done: mpsc::Sender<()>,
 ) -> Arc<Mutex<Vec<u8>>> {
     let buf = Arc::new(Mutex::new(Vec::new()));
@@ -261,6 +285,11 @@ fn collect<R: Read + Send + 'static>(
             }
             if let Ok(mut v) = out.lock() {
                 v.extend_from_slice(&chunk[..n]);
+                // Dropping the front only once it is twice the bound keeps the copying linear.
+                if v.len() >= 2 * kept {
+                    let excess = v.len() - kept;
+                    v.drain(..excess);
+                }
             }
         }
         let _ = done.send(());
@@ -280,6 +309,24 @@ mod tests {
         assert!(t.ends_with("line 30"), "{t}");
         let long = "x".repeat(5000);
         assert_eq!(tail(long.as_bytes()).len(), TAIL_BYTES + 3);
+    }
+
+    #[test]
+    fn endless_output_is_kept_as_its_last_bytes_only() {
+        let sys = System::new(Path::new("/")).unwrap();
+        let env = BTreeMap::new();
+        let shell = Shell {
+            label: "loud",
+            script: "head -c 50000000 /dev/zero; echo; echo last line; echo oops >&2",
+            cwd: None,
+            user: None,
+            env: &env,
+            timeout: Duration::from_secs(60),
+        };
+        let done = sys.run_guard(&shell).unwrap();
+        assert_eq!(done.stdout.len(), SHELL_OUTPUT_KEPT);
+        assert!(done.stdout.ends_with(b"\nlast line\n"));
+        assert_eq!(done.stderr, b"oops\n");
     }
 
     #[test]
