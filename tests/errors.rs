@@ -428,3 +428,21 @@ fn a_broken_or_closed_stderr_never_stops_a_run() {
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(4));
 }
+
+#[test]
+fn health_check_durations_and_retries_are_bounded() {
+    let p = project_with_existing_state();
+    p.file(
+        "roles/r.toml",
+        "include = [\"ok\"]\n\n[[health]]\nname = \"slow\"\ntcp = \"127.0.0.1:80\"\ninterval = \"1000h\"\ntimeout = \"11m\"\nretries = 100000\n\n[[health]]\nname = \"long\"\ntcp = \"127.0.0.1:80\"\ntimeout = \"10m\"\nretries = 10\n",
+    );
+    let err = refused(&p, "r");
+    assert_eq!(
+        err,
+        "error: roles/r.toml:7:11: invalid duration '11m': expected at most 10m\n  |\n7 | timeout = \"11m\"\n  |           ^\n\
+         error: roles/r.toml:6:12: invalid duration '1000h': expected at most 10m\n  |\n6 | interval = \"1000h\"\n  |            ^\n\
+         error: roles/r.toml:8:11: invalid retries 100000: expected at most 100\n  |\n8 | retries = 100000\n  |           ^\n\
+         error: roles/r.toml:10:1: health check 'long' could hold the run for 1h 50m 10s when it keeps failing ((retries + 1) × timeout + retries × interval): expected at most 1h\n   |\n10 | [[health]]\n   | ^\n\
+         converge: 4 errors; nothing was changed\n"
+    );
+}
