@@ -6,7 +6,7 @@ use std::ffi::CString;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -104,14 +104,55 @@ impl System {
     /// Runs a guard command (`unless`, `onlyif`). Guards run in check mode too, so they must
     /// not change anything: that is the role author's contract, converge cannot enforce it.
     pub fn run_guard(&self, shell: &Shell) -> Result<Finished, SystemError> {
-        run(self, shell)
+        run(self, shell, None)
     }
+
+    /// Where a command run by [`System::run_reading`] sees `dir`.
+    pub fn seen_at(&self, dir: &Path) -> PathBuf {
+        if self.is_live() {
+            dir.to_path_buf()
+        } else {
+            PathBuf::from("/tmp")
+        }
+    }
+
+    /// Runs a check that reads `dir`, a private directory on the machine running converge,
+    /// at [`System::seen_at`]. On the live host that is `dir` itself. Under a root the
+    /// command runs chrooted in a mount namespace of its own where `dir` is bound over the
+    /// tree's `/tmp`, so it sees the files there without a byte written into the tree.
+    pub fn run_reading(&self, shell: &Shell, dir: &Path) -> Result<Finished, SystemError> {
+        if self.is_live() {
+            return run(self, shell, None);
+        }
+        // The tree's /tmp found as every managed path is (links inside the tree only, and
+        // only root's), and held open: the bind goes onto this very directory.
+        let tmp = self.host_path(Path::new("/tmp/.converge-validate"))?;
+        let Some((fd, _)) = tmp.at() else {
+            return Err(SystemError::io(
+                Path::new("/tmp"),
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the tree has no /tmp directory to show the command its file in",
+                ),
+            ));
+        };
+        let source = CString::new(dir.as_os_str().as_bytes())
+            .map_err(|e| SystemError::io(dir, std::io::Error::other(e)))?;
+        run(self, shell, Some(Bind { source, onto: fd }))
+    }
+}
+
+/// A directory of this machine shown to a chrooted command over a directory of the tree.
+struct Bind {
+    source: CString,
+    /// The tree's directory, open.
+    onto: std::os::fd::RawFd,
 }
 
 impl Host<'_> {
     /// Runs a command that may change the host.
     pub fn run_shell(&self, shell: &Shell) -> Result<Finished, SystemError> {
-        let done = run(self.system(), shell);
+        let done = run(self.system(), shell, None);
         // The command may have created, moved or linked anything in the tree.
         self.system().forget_paths();
         self.system().forget_accounts();
@@ -119,7 +160,7 @@ impl Host<'_> {
     }
 }
 
-fn run(sys: &System, shell: &Shell) -> Result<Finished, SystemError> {
+fn run(sys: &System, shell: &Shell, bind: Option<Bind>) -> Result<Finished, SystemError> {
     let spawn_err = |source: std::io::Error| SystemError::Spawn {
         command: shell.label.to_owned(),
         source,
@@ -173,6 +214,31 @@ fn run(sys: &System, shell: &Shell) -> Result<Finished, SystemError> {
                     Err(std::io::Error::last_os_error())
                 }
             };
+            if let Some(bind) = &bind {
+                // Into the directory first: unshare moves the working directory into the new
+                // namespace, where the bind must land (a mount onto the old namespace's copy
+                // is refused).
+                check(libc::fchdir(bind.onto))?;
+                check(libc::unshare(libc::CLONE_NEWNS))?;
+                // Private first: on a host whose mounts are shared, the bind would otherwise
+                // show up in the host's own namespace too.
+                check(libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ))?;
+                // Onto the open directory by way of the working directory: no path is
+                // resolved again, so a link swapped in meanwhile is not followed.
+                check(libc::mount(
+                    bind.source.as_ptr(),
+                    c".".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
+            }
             if let Some(root) = &chroot {
                 check(libc::chroot(root.as_ptr()))?;
             }
