@@ -446,3 +446,26 @@ fn health_check_durations_and_retries_are_bounded() {
          converge: 4 errors; nothing was changed\n"
     );
 }
+
+#[test]
+fn credentials_in_a_source_url_are_never_shown() {
+    let p = Project::new();
+    let state = tempfile::tempdir().unwrap();
+    let state = state.path().display().to_string();
+    // Nothing listens on port 1: the fetch fails, and says where it went.
+    let run = p.converge_from(
+        "http://deploy:s3cret@127.0.0.1:1/b",
+        "check",
+        &["r"],
+        &["--state-dir", &state, "-v"],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
+    assert!(!run.stderr.contains("deploy"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("http://***@127.0.0.1:1/b/manifest.json: "),
+        "{}",
+        run.stderr
+    );
+}
