@@ -469,3 +469,28 @@ fn credentials_in_a_source_url_are_never_shown() {
         run.stderr
     );
 }
+
+#[test]
+fn a_syntax_error_in_a_role_with_sensitive_content_shows_no_line() {
+    for (content, col) in [
+        ("content = \"password = S3cret\" oops", 31),
+        ("content = 'password = S3cret", 29),
+        ("content = \"\"\"password = S3cret\"\"", 33),
+    ] {
+        let p = project_with_existing_state();
+        p.file(
+            "roles/r.toml",
+            &format!("[[file]]\npath = \"/etc/db.conf\"\nsensitive = true\n{content}\n"),
+        );
+        let err = refused(&p, "r");
+        assert!(!err.contains("S3cret"), "{err}");
+        assert!(
+            err.starts_with(&format!("error: roles/r.toml:4:{col}: ")),
+            "{err}"
+        );
+        assert!(
+            err.contains("(line not shown: the file declares sensitive content)\n"),
+            "{err}"
+        );
+    }
+}
