@@ -494,3 +494,43 @@ fn a_syntax_error_in_a_role_with_sensitive_content_shows_no_line() {
         );
     }
 }
+
+#[test]
+fn a_broken_partial_fails_only_the_roles_that_use_it() {
+    let p = project_with_existing_state();
+    p.file(
+        "templates/partials/broken.hbs",
+        "{{#if vars.x}}\nunclosed\n",
+    )
+    .file("templates/partials/head.hbs", "# {{> broken}}\n")
+    .file("templates/uses.hbs", "{{> head}}\nbody\n")
+    .file(
+        "roles/uses.toml",
+        "[[file]]\npath = \"/etc/uses\"\ntemplate = \"uses.hbs\"\n",
+    );
+    let check = p.check(&["ok"]);
+    assert_eq!(check.code, 2, "{check:?}");
+    let apply = p.apply(&["ok"]);
+    assert_eq!(apply.code, 2, "{apply:?}");
+    assert_eq!(std::fs::read_to_string(p.at("/etc/motd")).unwrap(), "new\n");
+    // Through another partial, the role that uses it gets the partial's own error.
+    let err = refused(&p, "uses");
+    assert!(
+        err.starts_with("error: templates/partials/broken.hbs:"),
+        "{err}"
+    );
+    assert!(err.contains("template syntax"), "{err}");
+    // validate checks the tree as a whole: there the partial is an error once.
+    let src = p.src().display().to_string();
+    let facts = p.facts_path().display().to_string();
+    let run = p.run(&["validate", "--source", &src, "--facts", &facts]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr
+            .matches("error: templates/partials/broken.hbs:")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+}
