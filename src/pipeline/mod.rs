@@ -263,10 +263,10 @@ fn plan_tree_cached(
     bundle_id: &str,
     record: &mut RunRecord,
 ) -> Result<(Plan, Vec<String>), RunError> {
-    let cache = req
-        .plan_cache
-        .then(|| plan_cache::PlanCache::open(&req.settings.state_dir))
-        .flatten();
+    let cache = match req.plan_cache {
+        true => plan_cache::PlanCache::open(&req.settings.state_dir).map_err(LockError::from)?,
+        false => None,
+    };
     let Some(cache) = cache else {
         return plan_tree(req, tree);
     };
