@@ -94,10 +94,20 @@ impl Facts {
         if os_release.is_empty() {
             os_release = read("/usr/lib/os-release");
         }
-        let total_bytes = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|m| mem_total_bytes(&m))
-            .unwrap_or(0);
+        if os_release.is_empty() {
+            tracing::warn!(
+                root = %root.display(),
+                "no /etc/os-release or /usr/lib/os-release: the os.* facts are empty"
+            );
+        }
+        let total_bytes = match std::fs::read_to_string("/proc/meminfo") {
+            Ok(m) => mem_total_bytes(&m),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read /proc/meminfo (is /proc mounted?): the memory facts are 0");
+                None
+            }
+        }
+        .unwrap_or(0);
         Ok(Facts {
             fqdn,
             hostname,

@@ -1,5 +1,14 @@
 //! The `converge` binary: parse, set up logging, dispatch, map the outcome to an exit code.
 
+/// `eprintln!` that never panics: a closed or broken stderr must not turn a run's outcome
+/// into a crash (exit 101) after its work is done.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod commands;
 
@@ -57,23 +66,23 @@ fn main() {
 fn report_error(e: &anyhow::Error) {
     if let Some(findings) = e.downcast_ref::<commands::Findings>() {
         for d in &findings.errors.0 {
-            eprintln!("error: {d}");
+            say!("error: {d}");
         }
-        eprintln!("{}", findings.summary);
+        say!("{}", findings.summary);
         return;
     }
     match located(e) {
         Some(ds) => {
             for d in &ds.0 {
-                eprintln!("error: {d}");
+                say!("error: {d}");
             }
             let n = ds.0.len();
-            eprintln!(
+            say!(
                 "converge: {n} error{}; nothing was changed",
                 if n == 1 { "" } else { "s" }
             );
         }
-        None => eprintln!("converge: error: {e}"),
+        None => say!("converge: error: {e}"),
     }
 }
 
@@ -125,9 +134,28 @@ fn init_logging(cli: &Cli) {
     }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
+        // Its own complaint about a failed write would go to the same broken stderr.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(false)
         .without_time()
         .init();
+}
+
+/// Stderr for log lines, where a write that fails (a closed pipe, a reader gone) is dropped:
+/// a run must never stop at a log line, least of all between a failed health check and the
+/// rollback it starts.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }

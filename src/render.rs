@@ -34,14 +34,22 @@ pub struct Renderer {
     large: BTreeMap<String, String>,
     /// How deep each partial nests, so a template that would go too deep is refused.
     depths: PartialDepths,
+    /// The partials each partial includes, by name, broken ones too.
+    includes: BTreeMap<String, Vec<String>>,
+    /// Partials that cannot be used, with why: only a template that includes one (directly
+    /// or through other partials) fails with it, so a broken partial no role uses breaks
+    /// no role.
+    broken: BTreeMap<String, Diagnostic>,
     /// A copy of the last shared context whose vars each file's own replace in turn, so a
     /// file with vars of its own does not copy the facts again.
     scratch: Option<(std::sync::Arc<Context>, Context)>,
 }
 
 impl Renderer {
-    /// Prepares a renderer over `templates_dir`, registering every partial in `partials/`.
-    pub fn new(templates_dir: &Path) -> Result<Renderer, Diagnostics> {
+    /// Prepares a renderer over `templates_dir`, registering every partial in `partials/`;
+    /// the errors of those that cannot be used are kept for the templates that include
+    /// them (and for [`Renderer::partial_errors`]).
+    pub fn new(templates_dir: &Path) -> Renderer {
         let mut hb = Handlebars::new();
         hb.set_strict_mode(true);
         // These are config files, not HTML: `&` and `<` must come out as written.
@@ -53,9 +61,10 @@ impl Renderer {
             registered: BTreeSet::new(),
             large: BTreeMap::new(),
             depths: PartialDepths::default(),
+            includes: BTreeMap::new(),
+            broken: BTreeMap::new(),
             scratch: None,
         };
-        let mut errors = Diagnostics::default();
         let partials_dir = templates_dir.join("partials");
         let mut partials = Vec::new();
         collect_files(&partials_dir, &mut partials);
@@ -69,25 +78,28 @@ impl Renderer {
             match crate::role::load::read_source_text(&path) {
                 Ok(text) => {
                     let shape = nesting::scan(&text);
+                    let included = shape.includes.iter().filter_map(|i| i.name.clone());
+                    renderer.includes.insert(name.clone(), included.collect());
                     if let Err(e) = check_shape(&display, &text, &shape) {
-                        errors.push(e);
+                        renderer.broken.insert(name.clone(), e);
                     } else if let Err(e) = renderer.hb.register_partial(&name, &text) {
-                        errors.push(template_error(&display, &text, &e));
+                        let e = template_error(&display, &text, &e);
+                        renderer.broken.insert(name.clone(), e);
                     } else {
                         shapes.insert(name.clone(), shape);
                     }
                     sources.insert(name, (display, text));
                 }
-                Err(e) => errors.push(Diagnostic::new(format!(
-                    "cannot read {}: {e}",
-                    display.display()
-                ))),
+                Err(e) => {
+                    let e = Diagnostic::new(format!("cannot read {}: {e}", display.display()));
+                    renderer.broken.insert(name, e);
+                }
             }
         }
         let (depths, graph_errors) = PartialDepths::new(&shapes);
         for (name, error) in graph_errors {
             let (display, text) = &sources[&name];
-            errors.push(match error {
+            let e = match error {
                 GraphError::Cycle { path, offset } => Diagnostic::at_offset(
                     display,
                     text,
@@ -97,10 +109,41 @@ impl Renderer {
                 GraphError::TooDeep { path, offset } => {
                     Diagnostic::at_offset(display, text, offset, too_deep(&path))
                 }
-            });
+            };
+            renderer.broken.entry(name).or_insert(e);
         }
         renderer.depths = depths;
-        errors.into_result(renderer)
+        renderer
+    }
+
+    /// Every partial that cannot be used, with why (for `validate` and `publish`, which
+    /// check a tree as a whole).
+    pub fn partial_errors(&self) -> Diagnostics {
+        Diagnostics(self.broken.values().cloned().collect())
+    }
+
+    /// The error of the first broken partial that `shape` includes, directly or through
+    /// other partials. A template that reaches one is not compiled: a partial in a cycle
+    /// stays registered, and rendering through it would recurse without end.
+    fn broken_include(&self, shape: &Shape) -> Option<Diagnostic> {
+        let mut seen = BTreeSet::new();
+        let mut pending: Vec<&str> = shape
+            .includes
+            .iter()
+            .filter_map(|i| i.name.as_deref())
+            .collect();
+        while let Some(name) = pending.pop() {
+            if !seen.insert(name) {
+                continue;
+            }
+            if let Some(e) = self.broken.get(name) {
+                return Some(e.clone());
+            }
+            if let Some(next) = self.includes.get(name) {
+                pending.extend(next.iter().map(String::as_str));
+            }
+        }
+        None
     }
 
     /// Whether `name` (relative to `templates/`) exists.
@@ -160,6 +203,9 @@ impl Renderer {
             })?;
             let shape = nesting::scan(&text);
             check_shape(&display, &text, &shape)?;
+            if let Some(e) = self.broken_include(&shape) {
+                return Err(e);
+            }
             if let (depth, Some((inc, chain))) = self.depths.of(&shape) {
                 if depth > MAX_DEPTH {
                     let mut path = vec![name.to_owned()];
@@ -495,7 +541,7 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, t).unwrap();
         }
-        let r = Renderer::new(dir.path()).unwrap();
+        let r = Renderer::new(dir.path());
         (dir, r)
     }
 

@@ -381,3 +381,156 @@ fn a_service_or_package_timeout_without_a_unit_is_located() {
         "{err}"
     );
 }
+
+#[test]
+fn a_broken_or_closed_stderr_never_stops_a_run() {
+    // A FIFO where /etc/passwd should be makes the run warn while it reads the owners.
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/x\"\ncontent = \"x\\n\"\nowner = \"nobody\"\n",
+    );
+    nix::unistd::mkfifo(&p.at("/etc/passwd"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let args = |cmd: &mut std::process::Command| {
+        cmd.arg("check")
+            .arg("--source")
+            .arg(p.src())
+            .arg("--root")
+            .arg(p.root())
+            .arg("--facts")
+            .arg(p.facts_path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["--role", "r"])
+            .env_remove("RUST_LOG");
+    };
+    // A pipe whose reader is gone: every write to stderr fails with EPIPE.
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_converge"));
+    args(&mut cmd);
+    let out = cmd.stderr(writer).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("owner 'nobody' does not exist (not in /etc/passwd)"));
+    // `2>&-`: no stderr at all.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("exec \"$0\" \"$@\" 2>&-")
+        .arg(env!("CARGO_BIN_EXE_converge"));
+    args(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+}
+
+#[test]
+fn health_check_durations_and_retries_are_bounded() {
+    let p = project_with_existing_state();
+    p.file(
+        "roles/r.toml",
+        "include = [\"ok\"]\n\n[[health]]\nname = \"slow\"\ntcp = \"127.0.0.1:80\"\ninterval = \"1000h\"\ntimeout = \"11m\"\nretries = 100000\n\n[[health]]\nname = \"long\"\ntcp = \"127.0.0.1:80\"\ntimeout = \"10m\"\nretries = 10\n",
+    );
+    let err = refused(&p, "r");
+    assert_eq!(
+        err,
+        "error: roles/r.toml:7:11: invalid duration '11m': expected at most 10m\n  |\n7 | timeout = \"11m\"\n  |           ^\n\
+         error: roles/r.toml:6:12: invalid duration '1000h': expected at most 10m\n  |\n6 | interval = \"1000h\"\n  |            ^\n\
+         error: roles/r.toml:8:11: invalid retries 100000: expected at most 100\n  |\n8 | retries = 100000\n  |           ^\n\
+         error: roles/r.toml:10:1: health check 'long' could hold the run for 1h 50m 10s when it keeps failing ((retries + 1) × timeout + retries × interval): expected at most 1h\n   |\n10 | [[health]]\n   | ^\n\
+         converge: 4 errors; nothing was changed\n"
+    );
+}
+
+#[test]
+fn credentials_in_a_source_url_are_never_shown() {
+    let p = Project::new();
+    let state = tempfile::tempdir().unwrap();
+    let state = state.path().display().to_string();
+    // Nothing listens on port 1: the fetch fails, and says where it went.
+    let run = p.converge_from(
+        "http://deploy:s3cret@127.0.0.1:1/b",
+        "check",
+        &["r"],
+        &["--state-dir", &state, "-v"],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
+    assert!(!run.stderr.contains("deploy"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("http://***@127.0.0.1:1/b/manifest.json: "),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_syntax_error_in_a_role_with_sensitive_content_shows_no_line() {
+    for (content, col) in [
+        ("content = \"password = S3cret\" oops", 31),
+        ("content = 'password = S3cret", 29),
+        ("content = \"\"\"password = S3cret\"\"", 33),
+    ] {
+        let p = project_with_existing_state();
+        p.file(
+            "roles/r.toml",
+            &format!("[[file]]\npath = \"/etc/db.conf\"\nsensitive = true\n{content}\n"),
+        );
+        let err = refused(&p, "r");
+        assert!(!err.contains("S3cret"), "{err}");
+        assert!(
+            err.starts_with(&format!("error: roles/r.toml:4:{col}: ")),
+            "{err}"
+        );
+        assert!(
+            err.contains("(line not shown: the file declares sensitive content)\n"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_broken_partial_fails_only_the_roles_that_use_it() {
+    let p = project_with_existing_state();
+    p.file(
+        "templates/partials/broken.hbs",
+        "{{#if vars.x}}\nunclosed\n",
+    )
+    .file("templates/partials/head.hbs", "# {{> broken}}\n")
+    .file("templates/uses.hbs", "{{> head}}\nbody\n")
+    .file(
+        "roles/uses.toml",
+        "[[file]]\npath = \"/etc/uses\"\ntemplate = \"uses.hbs\"\n",
+    );
+    let check = p.check(&["ok"]);
+    assert_eq!(check.code, 2, "{check:?}");
+    let apply = p.apply(&["ok"]);
+    assert_eq!(apply.code, 2, "{apply:?}");
+    assert_eq!(std::fs::read_to_string(p.at("/etc/motd")).unwrap(), "new\n");
+    // Through another partial, the role that uses it gets the partial's own error.
+    let err = refused(&p, "uses");
+    assert!(
+        err.starts_with("error: templates/partials/broken.hbs:"),
+        "{err}"
+    );
+    assert!(err.contains("template syntax"), "{err}");
+    // validate checks the tree as a whole: there the partial is an error once.
+    let src = p.src().display().to_string();
+    let facts = p.facts_path().display().to_string();
+    let run = p.run(&["validate", "--source", &src, "--facts", &facts]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr
+            .matches("error: templates/partials/broken.hbs:")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+}

@@ -37,7 +37,7 @@ fn mutually_recursive_partials_are_named_not_a_stack_overflow() {
     let err = refused(&p, "r");
     assert_eq!(
         err.lines().next().unwrap(),
-        "error: templates/partials/b.hbs:2:15: partials include each other: a -> b -> a"
+        "error: templates/partials/b.hbs:2:15: partials include each other: a -> b -> a (rendering /etc/x for role 'r')"
     );
 }
 
@@ -160,7 +160,8 @@ fn a_fifo_among_a_source_trees_roles_or_partials_is_refused_not_read() {
         "{err}"
     );
     std::fs::remove_file(p.src().join("roles/f.toml")).unwrap();
-    p.file("templates/partials/dummy.hbs", "x\n");
+    p.file("templates/partials/dummy.hbs", "x\n")
+        .file("templates/t.hbs", "{{> p}}\n");
     nix::unistd::mkfifo(
         &p.src().join("templates/partials/p.hbs"),
         nix::sys::stat::Mode::S_IRWXU,

@@ -472,3 +472,60 @@ fn the_test_fixture_keeps_its_runs_out_of_the_machines_state_dir() {
     let entries = std::fs::read_dir(p.state_dir().join("plan-cache")).unwrap();
     assert_eq!(entries.count(), 1);
 }
+
+#[test]
+fn an_entry_copied_over_another_key_is_not_used_for_it() {
+    let h = Host::new();
+    assert_eq!(h.outcome("apply", &[]), (2, built()));
+    let web = h.entries();
+    assert_eq!(web.len(), 1);
+    assert_eq!(h.outcome("check", &["--role", "extra"]), (2, built()));
+    let extra: Vec<PathBuf> = h.entries().into_iter().filter(|e| *e != web[0]).collect();
+    assert_eq!(extra.len(), 1);
+    // The web plan, in sync, stands where the extra role's plan was.
+    std::fs::copy(&web[0], &extra[0]).unwrap();
+    assert_eq!(h.outcome("check", &["--role", "extra"]), (2, built()));
+}
+
+#[test]
+fn a_state_dir_or_cache_someone_else_could_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Host::new();
+    assert_eq!(h.outcome("apply", &[]), (2, built()));
+    let config = h.dir().join("agent.toml").display().to_string();
+    let root = h.p.root().display().to_string();
+    let facts = h.p.facts_path().display().to_string();
+    let refused = |why: &str, path: PathBuf| {
+        let before = h.p.tree();
+        for mode in ["check", "apply"] {
+            let run = h.p.run(&[
+                mode, "--config", &config, "--root", &root, "--facts", &facts,
+            ]);
+            assert_eq!(run.code, 1, "{mode}: {run:?}");
+            assert_eq!(
+                run.stderr,
+                format!(
+                    "converge: error: state dir {}: {}: {why}; converge uses a state dir only when it and everything in it belong to uid 0 and are not writable by group or others (fix the owner or mode, or remove it)\n",
+                    h.state().display(),
+                    path.display()
+                ),
+                "{mode}"
+            );
+        }
+        assert_eq!(h.p.tree(), before);
+    };
+    let entry = h.entries().remove(0);
+    std::os::unix::fs::chown(&entry, Some(65534), None).unwrap();
+    refused("belongs to uid 65534", entry.clone());
+    std::os::unix::fs::chown(&entry, Some(0), None).unwrap();
+    let cache = h.state().join("plan-cache");
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o733)).unwrap();
+    refused("is writable by its group (mode 0733)", cache.clone());
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let runs = h.state().join("runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    std::fs::set_permissions(&runs, std::fs::Permissions::from_mode(0o702)).unwrap();
+    refused("is writable by others (mode 0702)", runs.clone());
+    std::fs::set_permissions(&runs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(h.outcome("check", &[]), (0, cached()));
+}

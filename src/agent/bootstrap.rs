@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::config::{AgentConfig, ConfigError, DEFAULT_PATH};
-use crate::bundle::{self, TrustedKey};
+use crate::bundle::{self, RedactedUrl, TrustedKey};
 use crate::engine::Applying;
 use crate::pipeline::{self, Finished, Request, RunError, Source};
 use crate::report::Mode;
@@ -75,7 +75,7 @@ pub enum BootstrapError {
     #[error(transparent)]
     Var(#[from] AssignmentError),
     /// The source is not a URL or bundle converge can read.
-    #[error("--source {url}: {reason}")]
+    #[error("--source {}: {reason}", RedactedUrl(.url))]
     Source {
         /// The source as given.
         url: String,
@@ -84,7 +84,7 @@ pub enum BootstrapError {
     },
     /// With `--key`: the bundle is not signed by a given key (or cannot be fetched at all);
     /// nothing was written.
-    #[error("refusing {url}: {reason}; nothing was changed")]
+    #[error("refusing {}: {reason}; nothing was changed", RedactedUrl(.url))]
     Refused {
         /// The source.
         url: String,
@@ -102,7 +102,7 @@ pub enum BootstrapError {
     Run(#[from] RunError),
     /// The bundle was refused (not signed by a trusted key, tampered) or the source was down,
     /// and an older kept bundle was converged instead: the host is not on what was asked for.
-    #[error("the bundle at {url} was not used ({freshness}): {reason}; the host converged its kept bundle instead, and bootstrap stopped before the timer")]
+    #[error("the bundle at {} was not used ({freshness}): {reason}; the host converged its kept bundle instead, and bootstrap stopped before the timer", RedactedUrl(.url))]
     NotCurrent {
         /// The source.
         url: String,

@@ -171,9 +171,10 @@ pub fn keep(
                     .send()
             })
             .and_then(|r| r.error_for_status());
+        let url = crate::bundle::RedactedUrl(url);
         match sent {
             Ok(_) => tracing::debug!(%url, "report sent"),
-            Err(e) => tracing::warn!(%url, error = %e, "cannot send the report"),
+            Err(e) => tracing::warn!(%url, error = %e.without_url(), "cannot send the report"),
         }
     }
 }

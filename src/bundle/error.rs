@@ -3,11 +3,13 @@
 use std::io;
 use std::path::PathBuf;
 
+use super::source::RedactedUrl;
+
 /// Everything that can go wrong while publishing or syncing a bundle.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     /// The source string is not a usable `file://`, `http(s)://` URL or path.
-    #[error("invalid source {source_str:?}: {reason}")]
+    #[error("invalid source {:?}: {reason}", RedactedUrl(.source_str).to_string())]
     InvalidSource {
         /// The string as given.
         source_str: String,
@@ -32,7 +34,7 @@ pub enum BundleError {
         reason: String,
     },
     /// The server could not be reached or the connection broke before a full answer.
-    #[error("{url}: {reason}")]
+    #[error("{}: {reason}", RedactedUrl(.url))]
     Unreachable {
         /// The URL requested.
         url: String,
@@ -40,7 +42,7 @@ pub enum BundleError {
         reason: String,
     },
     /// The server answered with a status other than 200 (or 304 for the manifest).
-    #[error("{url}: HTTP status {status}, expected 200")]
+    #[error("{}: HTTP status {status}, expected 200", RedactedUrl(.url))]
     HttpStatus {
         /// The URL requested.
         url: String,
@@ -48,7 +50,7 @@ pub enum BundleError {
         status: u16,
     },
     /// The body ended before the announced or expected length.
-    #[error("{url}: body truncated: {reason}")]
+    #[error("{}: body truncated: {reason}", RedactedUrl(.url))]
     Truncated {
         /// The URL requested.
         url: String,
@@ -56,7 +58,7 @@ pub enum BundleError {
         reason: String,
     },
     /// `manifest.json` is not a valid format-1 manifest.
-    #[error("{url}: malformed manifest: {reason}")]
+    #[error("{}: malformed manifest: {reason}", RedactedUrl(.url))]
     ManifestMalformed {
         /// Where the manifest came from.
         url: String,
@@ -64,7 +66,7 @@ pub enum BundleError {
         reason: String,
     },
     /// A manifest or signature is larger than any real one could be.
-    #[error("{url}: larger than the {limit}-byte limit")]
+    #[error("{}: larger than the {limit}-byte limit", RedactedUrl(.url))]
     TooLarge {
         /// The URL or path read.
         url: String,
@@ -72,7 +74,7 @@ pub enum BundleError {
         limit: u64,
     },
     /// An object's bytes do not match the manifest.
-    #[error("{url} ({path}): content mismatch: expected {expected}, got {actual}")]
+    #[error("{} ({path}): content mismatch: expected {expected}, got {actual}", RedactedUrl(.url))]
     ObjectMismatch {
         /// The object URL.
         url: String,
@@ -84,13 +86,13 @@ pub enum BundleError {
         actual: String,
     },
     /// Keys are configured but the source has no `manifest.json.minisig`.
-    #[error("{url}: signature required (trusted keys are configured) but none is published")]
+    #[error("{}: signature required (trusted keys are configured) but none is published", RedactedUrl(.url))]
     SignatureMissing {
         /// The signature URL.
         url: String,
     },
     /// The signature exists but does not verify with any trusted key.
-    #[error("{url}: signature rejected: {reason}")]
+    #[error("{}: signature rejected: {reason}", RedactedUrl(.url))]
     SignatureInvalid {
         /// The signature URL.
         url: String,
@@ -100,7 +102,7 @@ pub enum BundleError {
     /// The manifest was published before the bundle this host already has. Its signature
     /// may be valid: an old signed manifest stays valid forever, which is exactly what a
     /// replay or a stale mirror relies on.
-    #[error("{url}: manifest created {created} is not newer than the current bundle (created {current_created}): possible replay or rollback; publish again to move hosts to it (every publish is dated after the last)")]
+    #[error("{}: manifest created {created} is not newer than the current bundle (created {current_created}): possible replay or rollback; publish again to move hosts to it (every publish is dated after the last)", RedactedUrl(.url))]
     OlderThanCurrent {
         /// The manifest URL.
         url: String,
@@ -110,7 +112,7 @@ pub enum BundleError {
         current_created: String,
     },
     /// The source still serves a bundle this host refused because it cannot be planned.
-    #[error("{url}: bundle {id} was refused earlier and is still served: {reason}")]
+    #[error("{}: bundle {id} was refused earlier and is still served: {reason}", RedactedUrl(.url))]
     RefusedEarlier {
         /// The manifest URL.
         url: String,
@@ -128,7 +130,7 @@ pub enum BundleError {
         what: &'static str,
     },
     /// The manifest is dated too far ahead of this host's clock to be ordered safely.
-    #[error("{url}: manifest created {created} lies in the future (this host's clock says {now}; more than 5m ahead): the publisher's clock or this host's is wrong; fix it and publish again")]
+    #[error("{}: manifest created {created} lies in the future (this host's clock says {now}; more than 5m ahead): the publisher's clock or this host's is wrong; fix it and publish again", RedactedUrl(.url))]
     CreatedInFuture {
         /// The manifest URL.
         url: String,

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::BundleError;
 use super::manifest::MAX_MANIFEST_BYTES;
-use super::source::Source;
+use super::source::{RedactedUrl, Source};
 use super::sync::SyncOptions;
 use super::{MANIFEST_FILE, OBJECTS_DIR, SIGNATURE_FILE};
 
@@ -218,7 +218,7 @@ impl<'a> Fetcher<'a> {
         if left.is_zero() {
             return Err(past_deadline(url, opts.deadline));
         }
-        tracing::debug!(url, left = ?left, "waiting for");
+        tracing::debug!(url = %RedactedUrl(url), left = ?left, "waiting for");
         // reqwest's request timeout covers connecting, the headers and the whole body.
         Ok(client.get(url).timeout(opts.request_timeout.min(left)))
     }
@@ -234,7 +234,7 @@ impl<'a> Fetcher<'a> {
         };
         let mut attempt = 0u32;
         loop {
-            tracing::debug!(url, attempt, "GET");
+            tracing::debug!(url = %RedactedUrl(url), attempt, "GET");
             match op() {
                 Err(e) if is_transient(&e) && Instant::now() >= *deadline => {
                     return Err(past_deadline(url, opts.deadline));
@@ -253,7 +253,7 @@ impl<'a> Fetcher<'a> {
                             ),
                         });
                     }
-                    tracing::info!(url, error = %e, ?delay, "retrying");
+                    tracing::info!(url = %RedactedUrl(url), error = %e, ?delay, "retrying");
                     std::thread::sleep(delay);
                     attempt += 1;
                 }
@@ -290,10 +290,11 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 fn send(req: reqwest::blocking::RequestBuilder, url: &str) -> Result<Response, BundleError> {
     req.send().map_err(|e| BundleError::Unreachable {
         url: url.to_string(),
+        // The error's own copy of the URL may carry credentials; the message names it anyway.
         reason: if e.is_timeout() {
-            format!("timed out: {}", chain(&e))
+            format!("timed out: {}", chain(&e.without_url()))
         } else {
-            chain(&e)
+            chain(&e.without_url())
         },
     })
 }

@@ -30,7 +30,7 @@ pub use signature::{
     generate_keypair, generate_keypair_with_password, verify as verify_signature, KeyPairFiles,
     SecretKeyFile, TrustedKey, PASSWORD_ENV, PUBLIC_KEY_FILE, SECRET_KEY_FILE,
 };
-pub use source::Source;
+pub use source::{RedactedUrl, Source};
 pub use sync::{
     peek, peek_locked, sync, sync_locked, Freshness, Peeked, SyncOptions, SyncOutcome,
     DEFAULT_DEADLINE,

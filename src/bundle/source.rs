@@ -81,8 +81,28 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Dir(dir) => write!(f, "{}", dir.display()),
-            Source::Http(url) => write!(f, "{url}"),
+            Source::Http(url) => write!(f, "{}", RedactedUrl(url.as_str())),
         }
+    }
+}
+
+/// A URL (or a path) as every message, report and log shows it: credentials in it
+/// (`https://user:password@host/`) become `***`, since messages end up in logs, CI output
+/// and reports sent elsewhere. Requests use the URL itself.
+#[derive(Debug, Clone, Copy)]
+pub struct RedactedUrl<'a>(pub &'a str);
+
+impl fmt::Display for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0;
+        if let Some(scheme) = text.find("://") {
+            let (head, rest) = text.split_at(scheme + 3);
+            let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+            if let Some(at) = authority.rfind('@') {
+                return write!(f, "{head}***{}", &rest[at..]);
+            }
+        }
+        f.write_str(text)
     }
 }
 
@@ -109,6 +129,26 @@ mod tests {
                 .unwrap()
                 .locate("manifest.json"),
             "http://h:8080/x/manifest.json"
+        );
+    }
+
+    #[test]
+    fn credentials_are_never_shown() {
+        for (url, shown) in [
+            ("https://u:p%40ss@h:8/b/x", "https://***@h:8/b/x"),
+            ("http://token@h/", "http://***@h/"),
+            ("https://h/b/a@b", "https://h/b/a@b"),
+            ("/srv/a@b", "/srv/a@b"),
+        ] {
+            assert_eq!(RedactedUrl(url).to_string(), shown);
+        }
+        let source = Source::parse("https://u:secret@cdn.example/b").unwrap();
+        assert_eq!(source.to_string(), "https://***@cdn.example/b/");
+        assert_eq!(
+            Source::parse("https://u:secret@h/b?x=1")
+                .unwrap_err()
+                .to_string(),
+            "invalid source \"https://***@h/b?x=1\": a query or fragment cannot be part of a bundle base URL"
         );
     }
 

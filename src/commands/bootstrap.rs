@@ -19,7 +19,7 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
         vars: args.vars.clone(),
     };
     if opts.keys.is_empty() {
-        eprintln!(
+        say!(
             "converge: warning: no --key: bundles from {} are applied without a signature check; \
              anyone who can change what it serves can run commands as root here",
             opts.source

@@ -86,7 +86,7 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<i32> {
         + role.symlinks.len()
         + role.absent.len()
         + role.services.len();
-    eprintln!(
+    say!(
         "capture: wrote {} ({entries} entr{}, {} file{} under {}); {} thing{} seen but not captured (listed at its top)",
         args.output.display(),
         if entries == 1 { "y" } else { "ies" },

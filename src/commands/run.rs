@@ -12,9 +12,11 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
     let finished = pipeline::run(&request)?;
     if let Some(source) = &finished.record.source {
         if let Some(reason) = &source.reason {
-            eprintln!(
+            say!(
                 "converge: source {} is {}: {reason}; used the last known good bundle {}",
-                source.url, source.freshness, source.bundle_id
+                source.url,
+                source.freshness,
+                source.bundle_id
             );
         }
     }

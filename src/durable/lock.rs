@@ -35,6 +35,9 @@ pub enum LockError {
         /// How long this run waited.
         waited: Duration,
     },
+    /// The state dir, or something in it, could belong to or be changed by someone else.
+    #[error(transparent)]
+    Untrusted(#[from] super::trust::Untrusted),
     /// The lock file could not be opened.
     #[error("cannot open lock file {path}: {source}")]
     Open {
@@ -52,6 +55,7 @@ impl LockError {
             LockError::StateDir { .. } => "state_dir",
             LockError::Held { .. } => "lock_held",
             LockError::Open { .. } => "lock_open",
+            LockError::Untrusted(_) => "state_dir_untrusted",
         }
     }
 }
@@ -72,13 +76,16 @@ impl Drop for StateLock {
 
 impl StateLock {
     /// Creates the state dir `dir` if needed (0700: bundles may carry secrets, and run records
-    /// show diffs), takes its lock, waiting up to `wait` for another run to finish (`None`: as
+    /// show diffs), refuses it unless it and everything in it are the running user's alone
+    /// ([`super::trust`]), takes its lock, waiting up to `wait` for another run to finish (`None`: as
     /// long as it takes), and sweeps the temp entries dead runs left in it.
     pub fn acquire(dir: &Path, wait: Option<Duration>) -> Result<StateLock, LockError> {
         super::ensure_dir(dir, 0o700).map_err(|source| LockError::StateDir {
             path: dir.to_path_buf(),
             source,
         })?;
+        // Before anything in it is opened: a FIFO planted as the lock file would block.
+        super::trust::check(dir, true)?;
         let path = &dir.join(LOCK_FILE);
         let started = Instant::now();
         let open = || {

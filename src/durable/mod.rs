@@ -10,6 +10,7 @@
 pub mod crash;
 pub mod lock;
 pub mod temp;
+pub mod trust;
 
 use std::fs::{self, File};
 use std::io;

@@ -32,9 +32,8 @@ impl Scene {
     fn plan(&self) -> Plan {
         let tree = SourceTree::open(self.src.path()).unwrap();
         let mut set = role::load(&tree, &["t".to_owned()], &Map::new()).unwrap();
-        let renderer = std::sync::Arc::new(std::sync::Mutex::new(
-            Renderer::new(&tree.templates_dir()).unwrap(),
-        ));
+        let renderer =
+            std::sync::Arc::new(std::sync::Mutex::new(Renderer::new(&tree.templates_dir())));
         let facts = json!({"hostname": "h"});
         plan::build(&tree, &mut set, &facts, &renderer, PlanOptions::default()).unwrap()
     }

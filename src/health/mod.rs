@@ -19,6 +19,16 @@ pub const DEFAULT_RETRIES: u32 = 3;
 /// Pause between attempts when the role does not say.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The longest one attempt may take.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest pause between attempts.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(600);
+/// The most attempts after a failed first one.
+pub const MAX_RETRIES: u32 = 100;
+/// The longest a check may hold a run with every attempt failing: a run waits for its health
+/// checks before it can roll back, and a check (which probes too) must end.
+pub const MAX_TOTAL: Duration = Duration::from_secs(3600);
+
 /// One health check as planned (and as kept with a run, to probe again after undoing it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthCheck {

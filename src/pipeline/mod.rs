@@ -263,10 +263,10 @@ fn plan_tree_cached(
     bundle_id: &str,
     record: &mut RunRecord,
 ) -> Result<(Plan, Vec<String>), RunError> {
-    let cache = req
-        .plan_cache
-        .then(|| plan_cache::PlanCache::open(&req.settings.state_dir))
-        .flatten();
+    let cache = match req.plan_cache {
+        true => plan_cache::PlanCache::open(&req.settings.state_dir).map_err(LockError::from)?,
+        false => None,
+    };
     let Some(cache) = cache else {
         return plan_tree(req, tree);
     };
@@ -323,7 +323,7 @@ pub fn plan(
     options: PlanOptions,
 ) -> Result<Plan, Diagnostics> {
     let mut set = role::load_deferred(tree, roles, overrides)?;
-    let renderer = Arc::new(Mutex::new(Renderer::new(&tree.templates_dir())?));
+    let renderer = Arc::new(Mutex::new(Renderer::new(&tree.templates_dir())));
     plan::build(tree, &mut set, facts, &renderer, options)
 }
 
@@ -352,13 +352,9 @@ pub fn validate(
             }
         }
     };
-    let renderer = match Renderer::new(&tree.templates_dir()) {
-        Ok(r) => Some(Arc::new(Mutex::new(r))),
-        Err(ds) => {
-            keep(ds, &mut errors);
-            None
-        }
-    };
+    let renderer = Renderer::new(&tree.templates_dir());
+    let partials = renderer.partial_errors();
+    let renderer = Arc::new(Mutex::new(renderer));
     // One pass over all roles reports each parse error and include cycle once.
     if let Err(ds) = role::load(tree, roles, overrides) {
         keep(ds, &mut errors);
@@ -370,12 +366,16 @@ pub fn validate(
         let Ok(mut set) = role::load(tree, std::slice::from_ref(name), overrides) else {
             continue;
         };
-        let Some(renderer) = renderer.as_ref() else {
-            continue;
-        };
-        match plan::build(tree, &mut set, facts, renderer, PlanOptions::default()) {
+        match plan::build(tree, &mut set, facts, &renderer, PlanOptions::default()) {
             Ok(p) => resources += p.items.len(),
             Err(ds) => keep(ds, &mut errors),
+        }
+    }
+    // The tree as a whole: a broken partial is an error even where no role uses it yet;
+    // where one does, its planning error already says so.
+    for d in partials.0 {
+        if !errors.0.iter().any(|e| e.location == d.location) {
+            errors.push(d);
         }
     }
     errors.into_result(resources)

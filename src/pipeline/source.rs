@@ -77,7 +77,7 @@ pub(super) fn obtain(
             let (dir, status, scratch) = fetch(text, settings, lock, mode)?;
             if status.freshness == "stale" || status.freshness == "refused" {
                 tracing::warn!(
-                    source = %text,
+                    source = %bundle::RedactedUrl(text),
                     reason = status.reason.as_deref().unwrap_or(""),
                     "using the last known good bundle"
                 );
@@ -122,7 +122,7 @@ fn fetch(
         .duration_since(outcome.fetched_at)
         .unwrap_or(Duration::ZERO);
     let status = SourceStatus {
-        url: text.to_owned(),
+        url: bundle::RedactedUrl(text).to_string(),
         bundle_id: outcome.id.clone(),
         freshness: freshness.into(),
         reason,

@@ -57,10 +57,7 @@ impl Templates {
 
     fn renderer(&self) -> Result<&SharedRenderer, String> {
         self.renderer
-            .get_or_init(|| {
-                let renderer = Renderer::new(&self.dir).map_err(|e| e.to_string())?;
-                Ok(Arc::new(Mutex::new(renderer)))
-            })
+            .get_or_init(|| Ok(Arc::new(Mutex::new(Renderer::new(&self.dir)))))
             .as_ref()
             .map_err(Clone::clone)
     }

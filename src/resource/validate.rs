@@ -2,13 +2,12 @@
 //! `visudo -c`, `sshd -t`) before it may replace what is there, in check and apply alike.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::ResourceError;
+use crate::durable::{self, FileSpec};
 use crate::system::process::{tail, Shell};
-use crate::system::System;
+use crate::system::{System, SystemError};
 
 /// What a validate command writes where the temp file's path goes.
 pub const PLACEHOLDER: &str = "{path}";
@@ -16,8 +15,11 @@ pub const PLACEHOLDER: &str = "{path}";
 /// Runs `command` on `content`, written to a private temp file that keeps the managed file's
 /// name (`systemd-analyze verify` and some daemons judge a file by its suffix).
 ///
-/// On the live host the temp file lives in the system temp dir; under `--root` the command
-/// runs chrooted into the tree, so the file goes to the tree's `/tmp` and is removed after.
+/// The file goes to a new 0700 directory in the temp dir of the machine running converge,
+/// never into the managed tree: check writes nothing there, and a link planted in the tree's
+/// `/tmp` leads nowhere. Under `--root` the command runs chrooted into the tree and sees the
+/// directory at `/tmp` (see [`System::run_reading`]). The path it is given is spelled only
+/// with letters, digits and `._+-/`, so no quoting around `{path}` can make it shell code.
 /// Nothing at the managed path is touched. `applying` only words the error.
 pub fn run(
     sys: &System,
@@ -33,40 +35,23 @@ pub fn run(
         output,
         applying,
     };
-    let base = if sys.is_live() {
-        std::env::temp_dir()
-    } else {
-        sys.root().join("tmp")
-    };
-    let dir = tempfile::Builder::new()
-        .prefix(".converge-validate-")
-        .tempdir_in(&base)
-        .map_err(|e| {
-            fail(
-                format!("could not run: temp dir in {}: {e}", base.display()),
-                String::new(),
-            )
-        })?;
-    let name = target.file_name().unwrap_or(std::ffi::OsStr::new("file"));
-    let real = dir.path().join(name);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&real)
-        .and_then(|mut f| std::io::copy(content, &mut f).and_then(|_| f.flush()));
-    if let Err(e) = written {
+    let base = private_base();
+    let dir = durable::temp::dir_in(&base).map_err(|e| {
+        fail(
+            format!("could not run: temp dir in {}: {e}", base.display()),
+            String::new(),
+        )
+    })?;
+    let name = safe_name(target);
+    let real = dir.path().join(&name);
+    if let Err(e) = durable::write_file_from(&real, content, &FileSpec::mode(0o600)) {
         return Err(fail(
             format!("could not run: {}: {e}", real.display()),
             String::new(),
         ));
     }
-    let seen: PathBuf = if sys.is_live() {
-        real.clone()
-    } else {
-        Path::new("/").join(real.strip_prefix(sys.root()).unwrap_or(&real))
-    };
-    let script = command.replace(PLACEHOLDER, &shell_quote(&seen.to_string_lossy()));
+    let seen = sys.seen_at(dir.path()).join(&name);
+    let script = command.replace(PLACEHOLDER, &seen.to_string_lossy());
     let env = BTreeMap::new();
     let shell = Shell {
         label: command,
@@ -76,9 +61,12 @@ pub fn run(
         env: &env,
         timeout: sys.timeouts().validate,
     };
-    let finished = sys
-        .run_guard(&shell)
-        .map_err(|e| fail(e.to_string(), String::new()))?;
+    let finished = sys.run_reading(&shell, dir.path()).map_err(|e| match e {
+        SystemError::Spawn { .. } | SystemError::Timeout { .. } => {
+            fail(e.to_string(), String::new())
+        }
+        e => fail(format!("could not run: {e}"), String::new()),
+    })?;
     if finished.status.success() {
         return Ok(());
     }
@@ -98,16 +86,35 @@ pub fn run(
     Err(fail(status, output))
 }
 
-/// `text` as one word for `sh -c`.
-fn shell_quote(text: &str) -> String {
-    if !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c))
-    {
-        return text.to_owned();
+/// The machine's temp dir, unless its spelling is one a shell could read as more than a word.
+fn private_base() -> PathBuf {
+    let base = std::env::temp_dir();
+    if base.is_absolute() && base.to_str().is_some_and(|b| b.chars().all(safe_char)) {
+        base
+    } else {
+        PathBuf::from("/tmp")
     }
-    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// The managed file's name with anything but letters, digits and `._+-` made `_`, and a
+/// leading `-` or `.` kept from reading as an option or a hidden name.
+fn safe_name(target: &Path) -> String {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut safe: String = name
+        .chars()
+        .map(|c| if safe_char(c) && c != '/' { c } else { '_' })
+        .collect();
+    if safe.is_empty() || safe.starts_with(['-', '.']) {
+        safe.insert(0, '_');
+    }
+    safe
+}
+
+fn safe_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "/._+-".contains(c)
 }
 
 #[cfg(test)]
@@ -115,10 +122,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_are_quoted_for_the_shell_only_when_needed() {
-        assert_eq!(shell_quote("/tmp/x/nginx.conf"), "/tmp/x/nginx.conf");
-        assert_eq!(shell_quote("/tmp/a b"), "'/tmp/a b'");
-        assert_eq!(shell_quote("/tmp/it's"), r"'/tmp/it'\''s'");
+    fn candidate_names_are_spelled_from_a_safe_alphabet() {
+        assert_eq!(safe_name(Path::new("/etc/nginx.conf")), "nginx.conf");
+        assert_eq!(
+            safe_name(Path::new("/etc/a b$(touch x)`y`'\"")),
+            "a_b__touch_x__y___"
+        );
+        assert_eq!(safe_name(Path::new("/etc/-rf")), "_-rf");
+        assert_eq!(safe_name(Path::new("/etc/.env")), "_.env");
+        assert_eq!(safe_name(Path::new("/etc/ünï")), "_n_");
     }
 
     #[test]

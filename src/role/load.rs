@@ -259,8 +259,13 @@ impl Loader<'_> {
                 let offset = e.span().map_or(0, |s| s.start);
                 // toml puts "expected ..." on a second line; keep the headline one line.
                 let message = e.message().trim_end().replace('\n', ", ");
-                self.errors
-                    .push(Diagnostic::at_offset(&file, &text, offset, message));
+                let mut d = Diagnostic::at_offset(&file, &text, offset, message);
+                if declares_sensitive(&text) {
+                    d.excerpt = None;
+                    d.message
+                        .push_str(" (line not shown: the file declares sensitive content)");
+                }
+                self.errors.push(d);
                 self.done.insert(name.to_owned());
                 return;
             }
@@ -280,6 +285,19 @@ impl Loader<'_> {
         self.done.insert(name.to_owned());
         self.roles.push(role);
     }
+}
+
+/// Whether a role that does not parse may hold a secret near its error. A broken file
+/// cannot say which table a line belongs to (an unclosed string runs on), so any
+/// `sensitive = true` in it hides every syntax error's line.
+fn declares_sensitive(text: &str) -> bool {
+    text.lines().any(|line| {
+        line.split_once("sensitive").is_some_and(|(_, rest)| {
+            rest.trim_start()
+                .strip_prefix('=')
+                .is_some_and(|v| v.trim_start().starts_with("true"))
+        })
+    })
 }
 
 /// Whether `name` can name a role file: `/`-separated parts of letters, digits, `-`, `_`, `.`.

@@ -88,7 +88,7 @@ pub struct HealthSpec {
     /// Time limit of one attempt, with a unit (default "5s").
     pub timeout: Option<Spanned<String>>,
     /// Attempts after a failed first one (default 3).
-    pub retries: Option<u32>,
+    pub retries: Option<Spanned<u32>>,
     /// Pause between attempts, with a unit (default "1s").
     pub interval: Option<Spanned<String>>,
     /// The services this check watches, e.g. `["nginx"]`.

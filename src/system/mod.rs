@@ -62,6 +62,10 @@ pub enum SystemError {
     /// A path resolved outside the root (through symbolic links).
     #[error("{0}: resolves outside the root through symbolic links")]
     Escapes(PathBuf),
+    /// /proc is not mounted (a bare chroot): managed paths are reached through
+    /// /proc/self/fd, so nothing could be written safely.
+    #[error("/proc is not mounted ({0}): converge reaches managed files through /proc/self/fd, so that a directory swapped for a link during a run is never followed. Mount it (mount -t proc proc /proc), or to build an image run converge outside it with --root DIR instead of inside a chroot")]
+    NoProc(String),
     /// Live kernel state belongs to the running machine, not to a tree under `--root`.
     #[error("{0}: live state is not managed under --root (only files in the tree are)")]
     NotLive(String),
@@ -115,6 +119,7 @@ impl SystemError {
             SystemError::UnsafeLink { .. } => "unsafe_link",
             SystemError::Escapes(_) => "escapes_root",
             SystemError::NotLive(_) => "not_live",
+            SystemError::NoProc(_) => "no_proc",
             SystemError::NoSystemd(_) => "no_systemd",
             SystemError::Spawn { .. } => "spawn_failed",
             SystemError::Command { .. } => "command_failed",
@@ -160,6 +165,7 @@ impl System {
         packages: Box<dyn PackageManager>,
         services: Box<dyn ServiceManager>,
     ) -> Result<System, SystemError> {
+        proc_mounted()?;
         Ok(System {
             root: canonical_root(root)?,
             accounts: Default::default(),
@@ -228,6 +234,18 @@ impl System {
     /// The writing handle; only the engine holds an [`Applying`](crate::engine::Applying).
     pub fn host(&self, _applying: &crate::engine::Applying) -> Host<'_> {
         Host::new(self)
+    }
+}
+
+/// Refuses to start without /proc/self/fd, before the first file is looked at: every file
+/// would fail on its own otherwise, and an apply would be half done.
+fn proc_mounted() -> Result<(), SystemError> {
+    match std::fs::metadata("/proc/self/fd") {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(SystemError::NoProc(
+            "/proc/self/fd is not a directory".into(),
+        )),
+        Err(e) => Err(SystemError::NoProc(format!("/proc/self/fd: {e}"))),
     }
 }
 

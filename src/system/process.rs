@@ -6,7 +6,7 @@ use std::ffi::CString;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +19,13 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// How much of a failed program's output errors carry.
 const TAIL_LINES: usize = 20;
 const TAIL_BYTES: usize = 2000;
+
+/// The end of a role's command's output kept while it runs: what reports show is far less,
+/// and a command printing without end must not grow the agent with it.
+pub const SHELL_OUTPUT_KEPT: usize = 64 << 10;
+/// The end of a host tool's output kept: tools converge parses print kilobytes; the bound
+/// only stops a broken one from taking the host's memory.
+pub const TOOL_OUTPUT_KEPT: usize = 16 << 20;
 
 /// The program and arguments of `cmd`, for logs and errors.
 pub fn describe(cmd: &Command) -> String {
@@ -97,14 +104,55 @@ impl System {
     /// Runs a guard command (`unless`, `onlyif`). Guards run in check mode too, so they must
     /// not change anything: that is the role author's contract, converge cannot enforce it.
     pub fn run_guard(&self, shell: &Shell) -> Result<Finished, SystemError> {
-        run(self, shell)
+        run(self, shell, None)
     }
+
+    /// Where a command run by [`System::run_reading`] sees `dir`.
+    pub fn seen_at(&self, dir: &Path) -> PathBuf {
+        if self.is_live() {
+            dir.to_path_buf()
+        } else {
+            PathBuf::from("/tmp")
+        }
+    }
+
+    /// Runs a check that reads `dir`, a private directory on the machine running converge,
+    /// at [`System::seen_at`]. On the live host that is `dir` itself. Under a root the
+    /// command runs chrooted in a mount namespace of its own where `dir` is bound over the
+    /// tree's `/tmp`, so it sees the files there without a byte written into the tree.
+    pub fn run_reading(&self, shell: &Shell, dir: &Path) -> Result<Finished, SystemError> {
+        if self.is_live() {
+            return run(self, shell, None);
+        }
+        // The tree's /tmp found as every managed path is (links inside the tree only, and
+        // only root's), and held open: the bind goes onto this very directory.
+        let tmp = self.host_path(Path::new("/tmp/.converge-validate"))?;
+        let Some((fd, _)) = tmp.at() else {
+            return Err(SystemError::io(
+                Path::new("/tmp"),
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the tree has no /tmp directory to show the command its file in",
+                ),
+            ));
+        };
+        let source = CString::new(dir.as_os_str().as_bytes())
+            .map_err(|e| SystemError::io(dir, std::io::Error::other(e)))?;
+        run(self, shell, Some(Bind { source, onto: fd }))
+    }
+}
+
+/// A directory of this machine shown to a chrooted command over a directory of the tree.
+struct Bind {
+    source: CString,
+    /// The tree's directory, open.
+    onto: std::os::fd::RawFd,
 }
 
 impl Host<'_> {
     /// Runs a command that may change the host.
     pub fn run_shell(&self, shell: &Shell) -> Result<Finished, SystemError> {
-        let done = run(self.system(), shell);
+        let done = run(self.system(), shell, None);
         // The command may have created, moved or linked anything in the tree.
         self.system().forget_paths();
         self.system().forget_accounts();
@@ -112,7 +160,7 @@ impl Host<'_> {
     }
 }
 
-fn run(sys: &System, shell: &Shell) -> Result<Finished, SystemError> {
+fn run(sys: &System, shell: &Shell, bind: Option<Bind>) -> Result<Finished, SystemError> {
     let spawn_err = |source: std::io::Error| SystemError::Spawn {
         command: shell.label.to_owned(),
         source,
@@ -166,6 +214,31 @@ fn run(sys: &System, shell: &Shell) -> Result<Finished, SystemError> {
                     Err(std::io::Error::last_os_error())
                 }
             };
+            if let Some(bind) = &bind {
+                // Into the directory first: unshare moves the working directory into the new
+                // namespace, where the bind must land (a mount onto the old namespace's copy
+                // is refused).
+                check(libc::fchdir(bind.onto))?;
+                check(libc::unshare(libc::CLONE_NEWNS))?;
+                // Private first: on a host whose mounts are shared, the bind would otherwise
+                // show up in the host's own namespace too.
+                check(libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ))?;
+                // Onto the open directory by way of the working directory: no path is
+                // resolved again, so a link swapped in meanwhile is not followed.
+                check(libc::mount(
+                    bind.source.as_ptr(),
+                    c".".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
+            }
             if let Some(root) = &chroot {
                 check(libc::chroot(root.as_ptr()))?;
             }
@@ -179,16 +252,27 @@ fn run(sys: &System, shell: &Shell) -> Result<Finished, SystemError> {
             Ok(())
         });
     }
-    run_with_deadline(&mut cmd, shell.label, shell.timeout)
+    run_keeping(&mut cmd, shell.label, shell.timeout, SHELL_OUTPUT_KEPT)
 }
 
 /// Runs `cmd` in a process group of its own, collecting what it prints. Past `timeout` the
 /// whole group is killed (a shell's or a tool's children would otherwise live on, holding
 /// locks) and the run fails with [`SystemError::Timeout`]. `label` names it in logs and errors.
+/// Only the last [`TOOL_OUTPUT_KEPT`] bytes of each stream are kept.
 pub fn run_with_deadline(
     cmd: &mut Command,
     label: &str,
     timeout: Duration,
+) -> Result<Finished, SystemError> {
+    run_keeping(cmd, label, timeout, TOOL_OUTPUT_KEPT)
+}
+
+/// [`run_with_deadline`], keeping the last `kept` bytes of stdout and of stderr.
+fn run_keeping(
+    cmd: &mut Command,
+    label: &str,
+    timeout: Duration,
+    kept: usize,
 ) -> Result<Finished, SystemError> {
     let spawn_err = |source: std::io::Error| SystemError::Spawn {
         command: label.to_owned(),
@@ -202,8 +286,8 @@ pub fn run_with_deadline(
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(spawn_err)?;
     let (done_tx, done_rx) = mpsc::channel();
-    let stdout = collect(child.stdout.take(), done_tx.clone());
-    let stderr = collect(child.stderr.take(), done_tx);
+    let stdout = collect(child.stdout.take(), kept, done_tx.clone());
+    let stderr = collect(child.stderr.take(), kept, done_tx);
     let mut pause = Duration::from_millis(1);
     let status = loop {
         if let Some(status) = child.try_wait().map_err(spawn_err)? {
@@ -231,9 +315,13 @@ pub fn run_with_deadline(
         }
     }
     let take = |b: Arc<Mutex<Vec<u8>>>| {
-        b.lock()
+        let mut v = b
+            .lock()
             .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let excess = v.len().saturating_sub(kept);
+        v.drain(..excess);
+        v
     };
     Ok(Finished {
         status,
@@ -242,9 +330,11 @@ pub fn run_with_deadline(
     })
 }
 
-/// Reads a pipe to its end on a thread, into a buffer that can be taken at any time.
+/// Reads a pipe to its end on a thread, into a buffer that can be taken at any time and
+/// holds the last `kept` bytes read.
 fn collect<R: Read + Send + 'static>(
     pipe: Option<R>,
+    kept: usize,
     done: mpsc::Sender<()>,
 ) -> Arc<Mutex<Vec<u8>>> {
     let buf = Arc::new(Mutex::new(Vec::new()));
@@ -261,6 +351,11 @@ fn collect<R: Read + Send + 'static>(
             }
             if let Ok(mut v) = out.lock() {
                 v.extend_from_slice(&chunk[..n]);
+                // Dropping the front only once it is twice the bound keeps the copying linear.
+                if v.len() >= 2 * kept {
+                    let excess = v.len() - kept;
+                    v.drain(..excess);
+                }
             }
         }
         let _ = done.send(());
@@ -280,6 +375,24 @@ mod tests {
         assert!(t.ends_with("line 30"), "{t}");
         let long = "x".repeat(5000);
         assert_eq!(tail(long.as_bytes()).len(), TAIL_BYTES + 3);
+    }
+
+    #[test]
+    fn endless_output_is_kept_as_its_last_bytes_only() {
+        let sys = System::new(Path::new("/")).unwrap();
+        let env = BTreeMap::new();
+        let shell = Shell {
+            label: "loud",
+            script: "head -c 50000000 /dev/zero; echo; echo last line; echo oops >&2",
+            cwd: None,
+            user: None,
+            env: &env,
+            timeout: Duration::from_secs(60),
+        };
+        let done = sys.run_guard(&shell).unwrap();
+        assert_eq!(done.stdout.len(), SHELL_OUTPUT_KEPT);
+        assert!(done.stdout.ends_with(b"\nlast line\n"));
+        assert_eq!(done.stderr, b"oops\n");
     }
 
     #[test]

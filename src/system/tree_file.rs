@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
@@ -41,8 +42,23 @@ pub fn read_in_root(root: &Path, path: &Path) -> io::Result<Vec<u8>> {
             path.display()
         )));
     }
-    // Reopen the very inode found, now for reading.
-    let mut file = File::open(format!("/proc/self/fd/{}", handle.as_raw_fd()))?;
+    // Open it again for reading, resolved the same way: not through /proc/self/fd, which a
+    // chroot without /proc lacks (and an account database read as empty there made users
+    // that exist look absent). O_NONBLOCK keeps a FIFO swapped in meanwhile from blocking,
+    // and only the very inode checked above is read.
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = nix::fcntl::openat2(dir.as_raw_fd(), rel, how).map_err(io::Error::from)?;
+    // SAFETY: openat2 returned a new descriptor that nothing else owns.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    let (checked, opened) = (handle.metadata()?, file.metadata()?);
+    if (checked.dev(), checked.ino()) != (opened.dev(), opened.ino()) {
+        return Err(io::Error::other(format!(
+            "{} changed while it was read: not read",
+            path.display()
+        )));
+    }
     let mut bytes = Vec::new();
     (&mut file)
         .take(MAX_TREE_FILE + 1)

@@ -27,6 +27,24 @@ impl Chroot {
         self.overlay.merged()
     }
 
+    /// Every path the chroot changed since it was made (the overlay's upper layer), sorted.
+    pub fn changed(&self) -> Vec<std::path::PathBuf> {
+        fn walk(dir: &Path, up: &Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                out.push(Path::new("/").join(p.strip_prefix(up).unwrap()));
+                if e.file_type().unwrap().is_dir() {
+                    walk(&p, up, out);
+                }
+            }
+        }
+        let up = self.overlay.scratch().join("up");
+        let mut out = Vec::new();
+        walk(&up, &up, &mut out);
+        out.sort();
+        out
+    }
+
     /// A Command that runs `cmd` inside the chroot with a clean,
     /// non-interactive environment; add env, stdin etc. before spawning.
     pub fn command(&self, cmd: &[&str]) -> Command {

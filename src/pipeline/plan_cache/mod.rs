@@ -15,9 +15,15 @@
 //! fresh one would; its templated files are rendered again only when their bytes are
 //! needed, with the templates parsed on that first need.
 //!
-//! The cache never fails a run: an entry that is unreadable, truncated, corrupt or of
-//! another format is ignored and the plan built as before, and a state dir that is missing
-//! or not writable means no cache. Entries are written to a temp file and renamed, so runs
+//! An entry holds its own key and is used only under it, so an entry copied or renamed
+//! over another key (another role set, another tree) is not taken for that one. The state
+//! dir and the cache in it must belong to the running user and be writable by no one else
+//! ([`crate::durable::trust`]), or the run is refused: a planted entry would decide what a
+//! root run writes.
+//!
+//! Otherwise the cache never fails a run: an entry that is unreadable, too large,
+//! truncated, corrupt or of another format is ignored and the plan built as before, and a
+//! state dir that is missing or not writable means no cache. Entries are written to a temp file and renamed, so runs
 //! that hold no lock may read and write them side by side.
 
 use std::path::{Path, PathBuf};
@@ -28,6 +34,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::durable::temp::{self, Sweep};
+use crate::durable::trust::{self, Untrusted};
 use crate::health::HealthCheck;
 use crate::plan::{Plan, PlanOptions, Planned, Requirements, Templates};
 use crate::resource::content::{self, Fingerprint};
@@ -38,7 +45,9 @@ const FORMAT: u32 = 1;
 /// Entries kept: a few, since hosts and benchmarks alternate between role sets or trees.
 const KEEP: usize = 8;
 /// The first bytes of an entry; the plan follows, then a sha256 of the plan.
-const MAGIC: &[u8; 8] = b"cvgplan\x01";
+const MAGIC: &[u8; 8] = b"cvgplan\x02";
+/// The largest entry read: far above a plan of tens of thousands of files.
+const MAX_ENTRY: u64 = 256 << 20;
 /// The cache's directory under the state dir.
 const DIR: &str = "plan-cache";
 
@@ -80,6 +89,8 @@ pub struct PlanCache {
 /// the context its templated files render with.
 #[derive(Serialize, Deserialize)]
 struct Header {
+    /// The key the entry was stored under: an entry is used under that key only.
+    key: String,
     /// Each `files/` source the plan reads, as planning fingerprinted it.
     sources: Vec<(PathBuf, Fingerprint)>,
     /// The run's `{facts, vars}` as JSON text, when the plan has templated files.
@@ -94,12 +105,15 @@ struct Header {
 impl PlanCache {
     /// The cache in `state_dir`, when the state dir exists and the cache's directory is
     /// there or can be made; `None` otherwise (a checkout checked by a user without one).
-    pub fn open(state_dir: &Path) -> Option<PlanCache> {
+    /// A state dir or cache that someone else could have written is refused.
+    pub fn open(state_dir: &Path) -> Result<Option<PlanCache>, Untrusted> {
         if !state_dir.is_dir() {
             tracing::debug!(dir = %state_dir.display(), "no state dir: plans are not cached");
-            return None;
+            return Ok(None);
         }
         let dir = state_dir.join(DIR);
+        trust::check(state_dir, false)?;
+        trust::check(&dir, true)?;
         // 0700: a plan holds desired content of sensitive files (inline content, vars).
         let usable = crate::durable::ensure_dir(&dir, 0o700).and_then(|()| {
             use nix::unistd::{access, AccessFlags};
@@ -111,9 +125,9 @@ impl PlanCache {
         });
         if let Err(e) = usable {
             tracing::debug!(dir = %dir.display(), error = %e, "plans are not cached");
-            return None;
+            return Ok(None);
         }
-        Some(PlanCache { dir })
+        Ok(Some(PlanCache { dir }))
     }
 
     /// The key of a plan built from `inputs`; `None` when the tree cannot be read whole
@@ -145,14 +159,14 @@ impl PlanCache {
     /// `files/` sources are unchanged.
     pub fn load(&self, key: &str, tree: &SourceTree) -> Option<(Plan, Vec<String>)> {
         let path = self.dir.join(key);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match read_entry(&path) {
             Ok(b) => b,
             Err(e) => {
                 tracing::debug!(entry = %path.display(), error = %e, "no cached plan");
                 return None;
             }
         };
-        match decode(&bytes, tree) {
+        match decode(&bytes, key, tree) {
             Ok(loaded) => {
                 // Kept among the newest: pruning goes by modification time.
                 let touched = std::fs::File::open(&path)
@@ -183,7 +197,7 @@ impl PlanCache {
     fn write(&self, key: &str, plan: &Plan, roles: &[String]) -> Result<(), String> {
         // No fsync: an entry torn by a crash fails its checksum and is planned again.
         let mut tmp = temp::file_in(&self.dir).map_err(|e| e.to_string())?;
-        encode(plan, roles, &mut tmp)?;
+        encode(key, plan, roles, &mut tmp)?;
         tmp.persist(self.dir.join(key))
             .map(drop)
             .map_err(|e| e.to_string())
@@ -219,6 +233,34 @@ impl PlanCache {
             }
         }
     }
+}
+
+/// The bytes of the entry at `path`: a regular file (a link is not followed, and a FIFO
+/// is not waited on) of at most [`MAX_ENTRY`] bytes.
+fn read_entry(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_ENTRY {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_ENTRY} bytes"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_ENTRY + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_ENTRY {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_ENTRY} bytes"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// A value of the key as JSON text: serde_json's maps are sorted, so equal values give
@@ -285,7 +327,12 @@ fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<(
 
 /// Writes the entry of `plan` to `out`: [`MAGIC`], the header and the plan, and a sha256
 /// of both.
-fn encode<W: std::io::Write>(plan: &Plan, roles: &[String], mut out: W) -> Result<W, String> {
+fn encode<W: std::io::Write>(
+    key: &str,
+    plan: &Plan,
+    roles: &[String],
+    mut out: W,
+) -> Result<W, String> {
     let mut sources = Vec::new();
     for item in &plan.items {
         let stored = item.resource.stored();
@@ -300,6 +347,7 @@ fn encode<W: std::io::Write>(plan: &Plan, roles: &[String], mut out: W) -> Resul
         None => None,
     };
     let header = Header {
+        key: key.to_owned(),
         sources,
         context,
         roles: roles.to_vec(),
@@ -343,7 +391,7 @@ impl<W: std::io::Write> std::io::Write for Hashed<W> {
     }
 }
 
-fn decode(bytes: &[u8], tree: &SourceTree) -> Result<(Plan, Vec<String>), String> {
+fn decode(bytes: &[u8], key: &str, tree: &SourceTree) -> Result<(Plan, Vec<String>), String> {
     let rest = bytes
         .strip_prefix(MAGIC.as_slice())
         .ok_or("not a plan cache entry of this format")?;
@@ -356,6 +404,9 @@ fn decode(bytes: &[u8], tree: &SourceTree) -> Result<(Plan, Vec<String>), String
     }
     let (header, body) =
         postcard::take_from_bytes::<Header>(payload).map_err(|e| format!("header: {e}"))?;
+    if header.key != key {
+        return Err(format!("stored under key {}, not this one", header.key));
+    }
     for (path, planned) in &header.sources {
         let now =
             Fingerprint::of_file(path).map_err(|e| format!("source {}: {e}", path.display()))?;

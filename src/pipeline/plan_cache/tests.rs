@@ -110,8 +110,8 @@ fn a_plan_read_back_is_the_plan_built() {
         crate::resource::Kind::ALL.len() - 1,
         "{kinds:?}"
     );
-    let bytes = encode(&fresh, &["all".into(), "web".into()], Vec::new()).unwrap();
-    let (cached, roles) = decode(&bytes, &tree).unwrap();
+    let bytes = encode("k", &fresh, &["all".into(), "web".into()], Vec::new()).unwrap();
+    let (cached, roles) = decode(&bytes, "k", &tree).unwrap();
     assert_eq!(roles, ["all", "web"]);
     assert_eq!(format!("{fresh:#?}"), format!("{cached:#?}"));
     assert_eq!(fresh.health, cached.health);
@@ -129,7 +129,7 @@ fn a_plan_read_back_is_the_plan_built() {
 fn a_templated_file_of_a_cached_plan_renders_the_same_bytes() {
     let (_dir, tree) = tree();
     let fresh = build(&tree);
-    let (cached, _) = decode(&encode(&fresh, &[], Vec::new()).unwrap(), &tree).unwrap();
+    let (cached, _) = decode(&encode("k", &fresh, &[], Vec::new()).unwrap(), "k", &tree).unwrap();
     let content = |plan: &Plan, path: &str| {
         let item = plan.items.iter().find(|p| p.id.name == path).unwrap();
         let crate::resource::stored::Stored::File(f) = item.resource.stored() else {
@@ -153,35 +153,46 @@ fn a_templated_file_of_a_cached_plan_renders_the_same_bytes() {
 #[test]
 fn a_truncated_or_corrupt_entry_is_not_read() {
     let (_dir, tree) = tree();
-    let bytes = encode(&build(&tree), &[], Vec::new()).unwrap();
-    assert!(decode(&bytes, &tree).is_ok());
+    let bytes = encode("k", &build(&tree), &[], Vec::new()).unwrap();
+    assert!(decode(&bytes, "k", &tree).is_ok());
     let short = &bytes[..bytes.len() - 1];
     assert_eq!(
-        decode(short, &tree).unwrap_err(),
+        decode(short, "k", &tree).unwrap_err(),
         "checksum mismatch (truncated or corrupt)"
     );
     let mut flipped = bytes.clone();
     *flipped.last_mut().unwrap() ^= 1;
     assert_eq!(
-        decode(&flipped, &tree).unwrap_err(),
+        decode(&flipped, "k", &tree).unwrap_err(),
         "checksum mismatch (truncated or corrupt)"
     );
-    assert_eq!(decode(&bytes[..20], &tree).unwrap_err(), "truncated");
+    assert_eq!(decode(&bytes[..20], "k", &tree).unwrap_err(), "truncated");
     assert_eq!(
-        decode(b"something else", &tree).unwrap_err(),
+        decode(b"something else", "k", &tree).unwrap_err(),
         "not a plan cache entry of this format"
+    );
+}
+
+#[test]
+fn an_entry_is_used_only_under_the_key_it_was_stored_under() {
+    let (_dir, tree) = tree();
+    let bytes = encode("k", &build(&tree), &[], Vec::new()).unwrap();
+    assert!(decode(&bytes, "k", &tree).is_ok());
+    assert_eq!(
+        decode(&bytes, "other", &tree).unwrap_err(),
+        "stored under key k, not this one"
     );
 }
 
 #[test]
 fn an_edited_source_file_of_the_same_size_is_a_miss() {
     let (dir, tree) = tree();
-    let bytes = encode(&build(&tree), &[], Vec::new()).unwrap();
+    let bytes = encode("k", &build(&tree), &[], Vec::new()).unwrap();
     let source = dir.path().join("files/nginx/security-headers.conf");
     let mut text = std::fs::read(&source).unwrap();
     text[0] = if text[0] == b'#' { b';' } else { b'#' };
     std::fs::write(&source, &text).unwrap();
-    let why = decode(&bytes, &tree).unwrap_err();
+    let why = decode(&bytes, "k", &tree).unwrap_err();
     assert_eq!(why, format!("source {} changed", source.display()));
 }
 
@@ -262,7 +273,7 @@ fn the_key_follows_every_input_planning_reads() {
 #[test]
 fn pruning_keeps_the_newest_entries() {
     let state = tempfile::tempdir().unwrap();
-    let cache = PlanCache::open(state.path()).unwrap();
+    let cache = PlanCache::open(state.path()).unwrap().unwrap();
     let plan = Plan::default();
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
     for i in 0..KEEP + 3 {
@@ -306,6 +317,8 @@ fn pruning_keeps_the_newest_entries() {
 #[test]
 fn no_state_dir_no_cache() {
     let state = tempfile::tempdir().unwrap();
-    assert!(PlanCache::open(&state.path().join("missing")).is_none());
+    assert!(PlanCache::open(&state.path().join("missing"))
+        .unwrap()
+        .is_none());
     assert!(!state.path().join("missing").exists());
 }

@@ -94,8 +94,47 @@ impl Builder<'_> {
                     format!("health check '{name}': expect_status and expect_body go with http"),
                 ));
             }
-            let timeout = duration(&s.timeout, health::DEFAULT_TIMEOUT, false, &mut errors);
-            let interval = duration(&s.interval, health::DEFAULT_INTERVAL, true, &mut errors);
+            let timeout = duration(
+                &s.timeout,
+                health::DEFAULT_TIMEOUT,
+                health::MAX_TIMEOUT,
+                false,
+                &mut errors,
+            );
+            let interval = duration(
+                &s.interval,
+                health::DEFAULT_INTERVAL,
+                health::MAX_INTERVAL,
+                true,
+                &mut errors,
+            );
+            let retries = match &s.retries {
+                None => health::DEFAULT_RETRIES,
+                Some(r) if *r.get_ref() <= health::MAX_RETRIES => *r.get_ref(),
+                Some(r) => {
+                    errors.push((
+                        r.span().start,
+                        format!(
+                            "invalid retries {}: expected at most {}",
+                            r.get_ref(),
+                            health::MAX_RETRIES
+                        ),
+                    ));
+                    health::DEFAULT_RETRIES
+                }
+            };
+            let longest = timeout * (retries + 1) + interval * retries;
+            if errors.is_empty() && longest > health::MAX_TOTAL {
+                errors.push((
+                    offset,
+                    format!(
+                        "health check '{name}' could hold the run for {} when it keeps failing \
+                         ((retries + 1) × timeout + retries × interval): expected at most {}",
+                        humantime::format_duration(longest),
+                        humantime::format_duration(health::MAX_TOTAL)
+                    ),
+                ));
+            }
             let services: Vec<String> = s
                 .services
                 .iter()
@@ -116,7 +155,7 @@ impl Builder<'_> {
                 name: name.clone(),
                 probe,
                 timeout,
-                retries: s.retries.unwrap_or(health::DEFAULT_RETRIES),
+                retries,
                 interval,
                 services,
                 role: role.name.clone(),
@@ -126,10 +165,11 @@ impl Builder<'_> {
     }
 }
 
-/// A duration with a unit; zero is allowed only where it means "no pause".
+/// A duration with a unit, at most `max`; zero is allowed only where it means "no pause".
 fn duration(
     text: &Option<Spanned<String>>,
     default: Duration,
+    max: Duration,
     zero_ok: bool,
     errors: &mut Vec<(usize, String)>,
 ) -> Duration {
@@ -137,6 +177,17 @@ fn duration(
         return default;
     };
     match humantime::parse_duration(t.get_ref()) {
+        Ok(d) if d > max => {
+            errors.push((
+                t.span().start,
+                format!(
+                    "invalid duration '{}': expected at most {}",
+                    t.get_ref(),
+                    humantime::format_duration(max)
+                ),
+            ));
+            default
+        }
         Ok(d) if zero_ok || !d.is_zero() => d,
         _ => {
             errors.push((
