@@ -140,7 +140,13 @@ impl Recorder {
         let path = self.dir().join(super::left::LEFT_FILE);
         let mut file = self.left.lock().unwrap_or_else(|e| e.into_inner());
         if file.is_none() {
-            *file = Some(super::left::open_append(&path)?);
+            let opened = super::left::open_append(&path)?;
+            if self.adopted {
+                // The killed run may have left a torn last line: start on a line of our own
+                // (a blank line reads as nothing).
+                (&opened).write_all(b"\n").map_err(io_err(&path))?;
+            }
+            *file = Some(opened);
         }
         super::left::write_line(file.as_ref().expect("opened above"), &path, left, false)
     }

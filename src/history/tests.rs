@@ -164,3 +164,32 @@ fn runs_started_in_one_second_by_one_pid_get_directories_of_their_own() {
         assert_eq!(load(state.path(), Some(id)).unwrap().priors, vec![prior(n)]);
     }
 }
+
+fn left(change: usize) -> Left {
+    Left {
+        change,
+        state: LeftState::Missing,
+        sensitive: false,
+    }
+}
+
+#[test]
+fn what_each_change_left_is_found_by_its_line_across_a_continued_run() {
+    let state = tempfile::tempdir().unwrap();
+    let killed = Recorder::new(state.path(), 3, "", Path::new("/"));
+    assert_eq!(killed.record(&prior(0)).unwrap(), 0);
+    killed.left(&left(0)).unwrap();
+    assert_eq!(killed.record(&prior(1)).unwrap(), 1);
+    // Killed while noting what change 1 left.
+    let path = killed.dir().join(left::LEFT_FILE);
+    drop(killed);
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(b"{\"change\":1,\"sta").unwrap();
+
+    let next = Recorder::new(state.path(), 3, "", Path::new("/"));
+    assert_eq!(next.record(&prior(2)).unwrap(), 2);
+    next.left(&left(2)).unwrap();
+    let found = next.lefts().unwrap();
+    assert_eq!(found.keys().collect::<Vec<_>>(), [&0, &2]);
+    assert_eq!(load(state.path(), None).unwrap().left, found);
+}

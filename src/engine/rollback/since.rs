@@ -32,7 +32,8 @@ pub(super) enum Since {
 pub(super) struct Look<'a> {
     /// What was there before the change.
     pub prior: &'a Prior,
-    /// What differs from before the run (`None`: nothing).
+    /// What differs from before the run (`None`: nothing, or, outside a preview, a change
+    /// that is not a path's, which the undo looks at when its turn comes).
     pub differs: Result<Option<String>, RestoreError>,
     /// For a path to restore, whether someone changed it since the run.
     pub since: Since,
@@ -40,15 +41,20 @@ pub(super) struct Look<'a> {
     pub content: Option<ContentChange>,
 }
 
-/// Looks at each change of `rec`, newest first (the order they are undone in). `content`:
-/// also diff each file to restore.
-pub(super) fn survey<'a>(sys: &System, rec: &Recorded<'a>, content: bool) -> Vec<Look<'a>> {
+/// Looks at each change of `rec`, newest first (the order they are undone in). `preview`:
+/// also diff each file to restore, and find what differs for every kind (an undo finds
+/// that again for each change right before undoing it, so it looks at paths only here).
+pub(super) fn survey<'a>(sys: &System, rec: &Recorded<'a>, preview: bool) -> Vec<Look<'a>> {
     // Paths of changes made after the one looked at: undone before it, so what stands
     // there when its turn comes is the run's own.
     let mut later: HashSet<&Path> = HashSet::new();
     let mut out = Vec::with_capacity(rec.priors.len());
     for (i, prior) in rec.priors.iter().enumerate().rev() {
-        let differs = differs(sys, prior, rec.blobs);
+        let differs = match prior {
+            Prior::Path { .. } => differs(sys, prior, rec.blobs),
+            _ if preview => differs(sys, prior, rec.blobs),
+            _ => Ok(None),
+        };
         let mut look = Look {
             prior,
             differs,
@@ -72,7 +78,7 @@ pub(super) fn survey<'a>(sys: &System, rec: &Recorded<'a>, content: bool) -> Vec
                     }
                 }
             };
-            if content {
+            if preview {
                 // Unknown sensitivity (an older record) is treated as sensitive.
                 let sensitive = left.is_none_or(|l| l.sensitive);
                 look.content = diff(sys, path, was, rec.blobs, sensitive);
