@@ -765,3 +765,39 @@ fn private_content_is_captured_only_when_asked_and_publish_refuses_it_unless_tol
     ]);
     assert_eq!(code(&out), 0, "{}", output_text(&out));
 }
+
+#[test]
+fn a_path_a_role_cannot_name_is_noted_and_the_rest_is_captured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snap = tmp.path().join("s.json");
+    hand_written(
+        &snap,
+        "h",
+        serde_json::json!({
+            "/etc/a\nb.conf": text_file("x\n"),
+            "/etc/ok.conf": text_file("ok\n"),
+            "/etc/l": {"type": "symlink", "owner": "root", "group": "root", "mode": "0777",
+                       "target": "x\r[[exec]]"},
+        }),
+    );
+    let src = tmp.path().join("src");
+    let out = capture_from(&snap, &src.join("roles/r.toml"), &[]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let role = std::fs::read_to_string(src.join("roles/r.toml")).unwrap();
+    assert!(
+        role.contains("#   - /etc/a\\nb.conf: its path or link target holds a control character, which a role cannot name\n"),
+        "{role}"
+    );
+    assert!(
+        role.contains("#   - /etc/l: its path or link target holds a control character"),
+        "{role}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(src.join("files/r/etc/ok.conf")).unwrap(),
+        "ok\n"
+    );
+    assert_eq!(
+        tree_of(&src.join("files/r")),
+        ["etc", "etc/ok.conf"].map(String::from)
+    );
+}

@@ -30,6 +30,15 @@ fn why_changed(role: &CapturedRole, o: &FileEntry, d: &Difference) -> String {
 
 /// Declares `path` as it is on OLD.
 fn declare(role: &mut CapturedRole, path: &str, o: &FileEntry, comment: String) {
+    // A role cannot name such a path or link target (validate refuses control characters),
+    // and one of them must not fail the capture of everything else.
+    let target = o.target.as_deref().unwrap_or("");
+    if path.chars().chain(target.chars()).any(char::is_control) {
+        role.note(format!(
+            "{path}: its path or link target holds a control character, which a role cannot name"
+        ));
+        return;
+    }
     match o.kind {
         FileType::Directory => role.directories.push(DirectoryItem {
             path: path.to_owned(),
