@@ -1,14 +1,29 @@
 //! `converge check` and `converge apply`: one code path, apply adds the writes.
 
 use std::io::IsTerminal;
+use std::time::SystemTime;
 
 use crate::cli::{ColorChoice, Format, RunArgs};
+use converge::agent::{pause, record};
 use converge::pipeline;
 use converge::report::{human, json, Mode, Report};
 
 /// Runs check or apply; returns the detailed exit code.
 pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32> {
     let request = super::request(args, mode)?;
+    // An agent run (the agent config's source) on a paused host changes nothing; a run an
+    // operator points at a source, and every check, still goes on.
+    if mode == Mode::Apply && args.source.source.is_none() {
+        if let Some(p) = pause::in_force(&request.settings.state_dir, SystemTime::now()) {
+            record::keep_paused(&request.settings, mode);
+            tracing::info!(until = %p.until, reason = p.reason.as_deref().unwrap_or(""), "paused {}: this run changes nothing", p.describe());
+            println!(
+                "apply: paused {}: this run changes nothing (converge resume ends the pause)",
+                p.describe()
+            );
+            return Ok(0);
+        }
+    }
     let finished = pipeline::run(&request)?;
     if let Some(source) = &finished.record.source {
         if let Some(reason) = &source.reason {
@@ -17,6 +32,10 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
                 source.url, source.freshness, source.bundle_id
             );
         }
+    }
+    // Under systemd the journal gets the run's account; at a terminal the report is it.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        converge::report::journal::log_summary(&finished.report, finished.record.source.as_ref());
     }
     print_report(&finished.report, args.format, color);
     Ok(finished.report.exit_code())
