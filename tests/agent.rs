@@ -493,7 +493,26 @@ fn status_metrics_and_logs_name_the_signed_bundle_and_its_message_and_a_pause_ho
         "{metrics}"
     );
     assert!(metrics.contains("converge_bundle_info{"), "{metrics}");
-    assert_eq!(s.run_config("check", &config).code, 2);
+    // Check names the bundle it checked.
+    let check = s.run_config("check", &config);
+    assert_eq!(check.code, 2);
+    let summary = check.stdout.lines().last().unwrap_or("");
+    assert!(
+        summary.starts_with("check: 2 resources: 1 in sync, 1 would change, 0 failed")
+            && summary.ends_with(&format!("; bundle {} (unchanged)", &id[..12])),
+        "{}",
+        check.stdout
+    );
+    let root = s.p.root().display().to_string();
+    let facts = s.p.facts_path().display().to_string();
+    let check = s.p.run(&[
+        "check", "--config", &config, "--root", &root, "--facts", &facts, "--format", "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+    assert_eq!(
+        json["bundle"],
+        serde_json::json!({"id": id, "freshness": "unchanged"})
+    );
     let json: serde_json::Value =
         serde_json::from_str(&with_config(&s, &["status", "--format", "json"], &config).stdout)
             .unwrap();

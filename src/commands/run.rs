@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use crate::cli::{ColorChoice, Format, RunArgs};
 use converge::agent::{pause, record};
 use converge::pipeline;
-use converge::report::{human, json, Mode, Report};
+use converge::report::{human, json, BundleUsed, Mode, Report};
 
 /// Runs check or apply; returns the detailed exit code.
 pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32> {
@@ -24,7 +24,16 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
             return Ok(0);
         }
     }
-    let finished = pipeline::run(&request)?;
+    let mut finished = pipeline::run(&request)?;
+    finished.report.bundle = finished
+        .record
+        .source
+        .as_ref()
+        .filter(|s| !s.bundle_id.is_empty())
+        .map(|s| BundleUsed {
+            id: s.bundle_id.clone(),
+            freshness: s.freshness.clone(),
+        });
     if let Some(source) = &finished.record.source {
         if let Some(reason) = &source.reason {
             eprintln!(

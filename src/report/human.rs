@@ -138,6 +138,14 @@ pub fn summary_line(report: &Report, style: Style) -> String {
     if report.rollback.as_ref().is_some_and(|r| !r.preview) {
         line.push_str(", rolled back");
     }
+    if let Some(b) = &report.bundle {
+        let _ = write!(
+            line,
+            "; bundle {} ({})",
+            &b.id[..b.id.len().min(12)],
+            b.freshness
+        );
+    }
     let code = if s.failed + s.skipped + s.failed_notifications + unhealthy > 0 {
         "1;31"
     } else if s.changed > 0 {

@@ -207,6 +207,18 @@ pub struct Report {
     /// last good state (check still shows the difference).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<rollback::HeldBundle>,
+    /// The bundle the run checked or applied; absent for a source tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleUsed>,
+}
+
+/// Which bundle a run used, and how fresh it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BundleUsed {
+    /// Bundle id (sha256 of its manifest).
+    pub id: String,
+    /// `fresh`, `unchanged`, `stale` or `refused`.
+    pub freshness: String,
 }
 
 impl Report {
@@ -234,6 +246,7 @@ impl Report {
             health: Vec::new(),
             rollback: None,
             held: None,
+            bundle: None,
         }
     }
 
