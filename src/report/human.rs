@@ -138,7 +138,12 @@ pub fn summary_line(report: &Report, style: Style) -> String {
     if report.rollback.as_ref().is_some_and(|r| !r.preview) {
         line.push_str(", rolled back");
     }
-    if let Some(b) = &report.bundle {
+    // A check names what it compared the host against; an apply's bundle is in its log line.
+    if let Some(b) = report
+        .bundle
+        .as_ref()
+        .filter(|_| report.mode == Mode::Check)
+    {
         let _ = write!(
             line,
             "; bundle {} ({})",
