@@ -74,6 +74,14 @@ pub enum Command {
     /// Safe to run again: what is already in place is left alone.
     /// Exit 0 nothing changed, 2 changes made, 4/6 the first run failed, 1 could not run.
     Bootstrap(BootstrapArgs),
+    /// Show this host's state: its bundle (id, date, signer, message), how fresh it is,
+    /// whether it is held or paused, the last run's exit code and the next timer run.
+    Status(StateArgs),
+    /// Stop agent runs from changing this host for a while (maintenance); they resume by
+    /// themselves when the pause ends. `converge apply --source` and `check` still run.
+    Pause(PauseArgs),
+    /// End a pause now.
+    Resume(StateArgs),
     /// Write the man page and shell completions (for packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -255,6 +263,36 @@ pub struct StateArgs {
     pub format: Format,
 }
 
+/// Arguments of pause.
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// How long, with a unit: `30m`, `2h`, `1d`.
+    #[arg(long = "for", value_name = "DURATION", value_parser = pause_length)]
+    pub length: std::time::Duration,
+    /// Why, shown by status, runs and metrics' readers (one line).
+    #[arg(long, value_name = "TEXT", value_parser = pause_reason)]
+    pub reason: Option<String>,
+    /// Where the state dir is.
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+fn pause_length(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{e}; expected a duration with a unit, e.g. 30m or 2h"))?;
+    if d.is_zero() {
+        return Err("a pause must last more than 0s".into());
+    }
+    Ok(d)
+}
+
+fn pause_reason(text: &str) -> Result<String, String> {
+    if text.chars().any(char::is_control) {
+        return Err("the reason must be one line of text".into());
+    }
+    Ok(text.to_owned())
+}
+
 /// Arguments of rollback.
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
@@ -309,6 +347,16 @@ pub struct PublishArgs {
     /// Override a variable while validating (repeatable), as hosts' agent.toml [vars] would.
     #[arg(long = "var", value_name = "KEY=VALUE")]
     pub vars: Vec<String>,
+    /// What this bundle is, e.g. a change summary or `git describe`: kept in the signed
+    /// manifest and shown by hosts in logs, history, status and metrics (one line, at most
+    /// 200 characters).
+    #[arg(long, short = 'm', value_name = "TEXT", value_parser = publish_message)]
+    pub message: Option<String>,
+}
+
+fn publish_message(text: &str) -> Result<String, String> {
+    converge::bundle::manifest::check_message(text)?;
+    Ok(text.to_owned())
 }
 
 /// Arguments of bootstrap.

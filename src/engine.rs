@@ -182,7 +182,7 @@ fn converge(
             outcome.status = Status::Skipped;
             outcome.error = Some(format!("skipped: {} did not converge", outcomes[r].id));
             outcome.error_kind = Some("skipped");
-            tracing::info!(resource = %item.id, "skipped: a dependency failed");
+            tracing::warn!(target: crate::report::OUTCOMES, resource = %item.id, "skipped {}: {} did not converge", item.id, outcomes[r].id);
         } else {
             let mut recorded = None;
             let converged = notifier
@@ -211,10 +211,12 @@ fn converge(
                         Mode::Apply => Status::Changed,
                         Mode::Check => Status::Pending,
                     };
-                    tracing::info!(resource = %item.id, action = change.action.verb(), "{}", match mode {
+                    // The message says which resource: `journalctl -u converge` shows the
+                    // message, not the fields.
+                    tracing::info!(target: crate::report::OUTCOMES, resource = %item.id, action = change.action.verb(), "{} {}", match mode {
                         Mode::Apply => "changed",
                         Mode::Check => "would change",
-                    });
+                    }, item.id);
                     notifier.changed(item, sys);
                     if let Some(content) = change.content.as_mut() {
                         content.within(&mut diff_budget);
@@ -222,8 +224,8 @@ fn converge(
                     outcome.change = Some(Box::new(change));
                 }
                 Err(e) => {
-                    // The report carries the error; the log line is for -v and the journal.
-                    tracing::info!(resource = %item.id, error = %e, "failed");
+                    // A failure is a warning in the journal (`journalctl -p warning`).
+                    tracing::warn!(target: crate::report::OUTCOMES, resource = %item.id, error = %e, "failed {}: {e}", item.id);
                     outcome.status = Status::Failed;
                     outcome.error = Some(e.to_string());
                     outcome.error_kind = Some(e.kind());
@@ -297,7 +299,7 @@ fn finish_recorded(
         let result = recorder.update(|s| {
             s.finished = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
             s.changed = summary.changed;
-            s.failed = summary.failed;
+            s.failed = summary.failed + summary.failed_notifications;
             s.status = status;
             s.rollback_reason = reason;
         });

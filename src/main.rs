@@ -47,6 +47,9 @@ fn main() {
         Command::Compare(args) => commands::compare::run(args, cli.color),
         Command::Capture(args) => commands::capture::run(args),
         Command::Bootstrap(args) => commands::bootstrap::run(args, cli.color),
+        Command::Status(args) => commands::status::status(args),
+        Command::Pause(args) => commands::status::pause(args),
+        Command::Resume(args) => commands::status::resume(args),
         Command::Generate(args) => commands::generate::run(args),
     };
     match result {
@@ -115,7 +118,18 @@ fn init_logging(cli: &Cli) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(default))
+        .unwrap_or_else(|_| {
+            let filter = EnvFilter::new(default);
+            if unattended || cli.verbose > 0 {
+                return filter;
+            }
+            // The report on stdout already tells each outcome; stderr keeps the rest.
+            filter.add_directive(
+                format!("{}=off", converge::report::OUTCOMES)
+                    .parse()
+                    .expect("a valid directive"),
+            )
+        })
         // Handlebars logs every helper call with its parameters' values at debug: variables
         // (passwords from --var or [vars]) must never reach a log, whatever the level.
         .add_directive("handlebars=off".parse().expect("a valid directive"));

@@ -140,18 +140,7 @@ fn tampered_content_is_refused_and_nothing_from_it_is_applied() {
 #[test]
 fn signed_bundles_are_required_when_keys_are_configured() {
     let s = Served::new();
-    let keys = s.state.parent().unwrap().join("keys");
-    let out = Command::new(env!("CARGO_BIN_EXE_converge"))
-        .arg("keygen")
-        .arg(&keys)
-        .env_remove("CONVERGE_SIGNING_PASSWORD")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (keys, _) = keygen(&s);
     publish(&s.p.src(), &s.out, Some(&keys.join("converge.key")));
     let pubkey = keys.join("converge.pub");
     let config = s.config(&format!(
@@ -348,4 +337,209 @@ fn a_run_that_cannot_start_is_recorded_with_the_kind_of_failure() {
         record["error"].as_str().unwrap().contains("404"),
         "{record}"
     );
+}
+
+/// `converge ARGS --config CONFIG`, for the commands that take no root or facts.
+fn with_config(s: &Served, args: &[&str], config: &str) -> fixture::Run {
+    let mut all = args.to_vec();
+    all.extend(["--config", config]);
+    s.p.run(&all)
+}
+
+/// A key pair beside the state dir: its directory and key id.
+fn keygen(s: &Served) -> (std::path::PathBuf, String) {
+    let keys = s.state.parent().unwrap().join("keys");
+    let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+        .arg("keygen")
+        .arg(&keys)
+        .env_remove("CONVERGE_SIGNING_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key_id = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(':'))
+        .find(|w| w.len() == 16 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .expect("keygen names the key id")
+        .to_owned();
+    (keys, key_id)
+}
+
+#[test]
+fn status_metrics_and_logs_name_the_signed_bundle_and_its_message_and_a_pause_holds_runs() {
+    let s = Served::new();
+    let (keys, key_id) = keygen(&s);
+    // A message that is not one line is refused before anything is written.
+    let bad = s.p.run(&[
+        "publish",
+        s.p.src().to_str().unwrap(),
+        s.out.to_str().unwrap(),
+        "--message",
+        "two\nlines",
+    ]);
+    assert_eq!(bad.code, 1, "{}", bad.stderr);
+    assert!(
+        bad.stderr
+            .contains("the message contains the control character '\\n'"),
+        "{}",
+        bad.stderr
+    );
+    let published = s.p.run(&[
+        "publish",
+        s.p.src().to_str().unwrap(),
+        s.out.to_str().unwrap(),
+        "--key",
+        keys.join("converge.key").to_str().unwrap(),
+        "--message",
+        "deploy 4f2a9c1: app v1",
+    ]);
+    assert_eq!(published.code, 0, "{}", published.stderr);
+    let config = s.config(&format!(
+        "trusted_keys = [\"{}\"]\n",
+        keys.join("converge.pub").display()
+    ));
+    let r = s.run_config("apply", &config);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let source = s.record()["source"].clone();
+    let id = source["bundle_id"].as_str().unwrap().to_owned();
+    assert_eq!(source["message"], "deploy 4f2a9c1: app v1", "{source}");
+    assert_eq!(source["signer"], key_id.as_str(), "{source}");
+    let created = source["created"].as_str().unwrap().to_owned();
+
+    let metrics = std::fs::read_to_string(s.state.join("metrics/converge.prom")).unwrap();
+    for line in [
+        format!("converge_bundle_info{{mode=\"apply\",id=\"{id}\",signer=\"{key_id}\",message=\"deploy 4f2a9c1: app v1\"}} 1"),
+        format!(
+            "converge_bundle_created_timestamp_seconds{{mode=\"apply\"}} {}",
+            humantime::parse_rfc3339(&created)
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        ),
+        "converge_paused{mode=\"apply\"} 0".to_owned(),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
+    }
+
+    let status = with_config(&s, &["status", "--format", "json"], &config);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(json["bundle"]["bundle_id"], id.as_str());
+    assert_eq!(json["bundle"]["freshness"], "fresh");
+    assert_eq!(json["bundle"]["message"], "deploy 4f2a9c1: app v1");
+    assert_eq!(json["last_run"]["exit_code"], 2);
+    assert_eq!(json["held"], serde_json::Value::Null);
+    assert_eq!(json["paused"], serde_json::Value::Null);
+    let human = with_config(&s, &["status"], &config).stdout;
+    assert!(
+        human.contains(&format!(
+            "published: {created} by key {key_id}: \"deploy 4f2a9c1: app v1\"\n"
+        )),
+        "{human}"
+    );
+    assert!(
+        human.contains(&format!("bundle:    {} (fresh, ", &id[..12])),
+        "{human}"
+    );
+    assert!(human.contains("held:      no\npaused:    no\n"), "{human}");
+
+    // Paused: agent runs change nothing and say so; check and status still work.
+    let paused = with_config(
+        &s,
+        &["pause", "--for", "2h", "--reason", "kernel upgrade"],
+        &config,
+    );
+    assert_eq!(paused.code, 0, "{}", paused.stderr);
+    assert!(
+        paused.stdout.starts_with("paused until "),
+        "{}",
+        paused.stdout
+    );
+    std::fs::write(s.p.at("/etc/app.conf"), "drifted\n").unwrap();
+    let r = s.run_config("apply", &config);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.starts_with("apply: paused until ")
+            && r.stdout
+                .contains("(kernel upgrade): this run changes nothing"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.p.at("/etc/app.conf")).unwrap(),
+        "drifted\n"
+    );
+    assert_eq!(
+        s.record()["exit_code"],
+        2,
+        "the record stays the last real run's"
+    );
+    let metrics = std::fs::read_to_string(s.state.join("metrics/converge.prom")).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "converge_paused{mode=\"apply\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l == "converge_paused{mode=\"apply\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("converge_bundle_info{"), "{metrics}");
+    // Check names the bundle it checked.
+    let check = s.run_config("check", &config);
+    assert_eq!(check.code, 2);
+    let summary = check.stdout.lines().last().unwrap_or("");
+    assert!(
+        summary.starts_with("check: 2 resources: 1 in sync, 1 would change, 0 failed")
+            && summary.ends_with(&format!("; bundle {} (unchanged)", &id[..12])),
+        "{}",
+        check.stdout
+    );
+    let root = s.p.root().display().to_string();
+    let facts = s.p.facts_path().display().to_string();
+    let check = s.p.run(&[
+        "check", "--config", &config, "--root", &root, "--facts", &facts, "--format", "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+    assert_eq!(
+        json["bundle"],
+        serde_json::json!({"id": id, "freshness": "unchanged"})
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&with_config(&s, &["status", "--format", "json"], &config).stdout)
+            .unwrap();
+    assert_eq!(json["paused"]["reason"], "kernel upgrade");
+
+    // Resumed: the next run converges.
+    let resumed = with_config(&s, &["resume"], &config);
+    assert!(
+        resumed.stdout.starts_with("resumed: agent runs go on"),
+        "{}",
+        resumed.stdout
+    );
+    let r = s.run_config("apply", &config);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(s.p.at("/etc/app.conf")).unwrap(),
+        "version = 1\nhost = web1\n"
+    );
+
+    // A pause that has run out ends by itself at the next run.
+    std::fs::write(
+        s.state.join("paused.json"),
+        r#"{"since":"2026-01-01T00:00:00Z","until":"2026-01-01T02:00:00Z","reason":"done"}"#,
+    )
+    .unwrap();
+    std::fs::write(s.p.at("/etc/app.conf"), "drifted\n").unwrap();
+    let r = s.run_config("apply", &config);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(!s.state.join("paused.json").exists());
 }

@@ -383,6 +383,52 @@ fn the_agent_logs_new_bundles_and_one_summary_line_per_run_at_the_default_level(
 }
 
 #[test]
+fn a_timer_run_logs_each_outcome_by_name_failures_as_warnings_and_its_summary() {
+    let s = Served::new();
+    s.p.file(
+        "roles/web.toml",
+        "[[file]]\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n\n[[file]]\npath = \"/no/such/dir/app.conf\"\ncontent = \"x\\n\"\n",
+    );
+    publish(&s.p.src(), &s.out, None);
+    let config = s.config("");
+    // What converge.service runs; JOURNAL_STREAM says "under systemd" (with no journald
+    // socket here, the lines go to stderr, as they would to the journal).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_converge"))
+        .args(["apply", "--config", &config, "--root"])
+        .arg(s.p.root())
+        .arg("--facts")
+        .arg(s.p.facts_path())
+        .env("JOURNAL_STREAM", "8:1234")
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    let id = s.record()["source"]["bundle_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let line = |level: &str, text: &str| {
+        stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with(level) && l.contains(text))
+    };
+    assert!(line("INFO", " changed file:/etc/motd "), "{stderr}");
+    assert!(
+        line("WARN", " failed file:/no/such/dir/app.conf: "),
+        "{stderr}"
+    );
+    assert!(
+        line(
+            "WARN",
+            &format!("apply: 2 resources, 1 changed, 1 failed; bundle {id} (fresh); exit 6")
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_source_tree_keeps_the_agent_configs_roles_and_vars() {
     let s = Served::new();
     s.p.file(

@@ -33,13 +33,7 @@ fn debs() -> &'static Path {
         for version in [V1, V2] {
             let revision = version.rsplit_once('-').unwrap().1;
             let out = Command::new(repo.join("packaging/deb/build"))
-                .args([
-                    "--no-build",
-                    "--fast",
-                    "--strip",
-                    "--deb-revision",
-                    revision,
-                ])
+                .args(["--no-build", "--fast", "--deb-revision", revision])
                 .arg("--output")
                 .arg(dir.join(format!("converge_{version}.deb")))
                 .env("CARGO_TARGET_DIR", dir.join("target"))
@@ -145,6 +139,71 @@ fn assert_docs_shipped(ct: &Container, which: &str) {
     }
 }
 
+/// What the installed package holds: docs and man pages gzipped, a Debian changelog, a
+/// stripped binary, no conffile (the agent config is created by postinst from the shipped
+/// example, so that bootstrap can rewrite it without dpkg ever asking about it).
+fn assert_package_contents(ct: &Container) {
+    let files = ct.exec_ok(&["dpkg", "-L", "converge"]);
+    for shipped in [
+        "/usr/bin/converge",
+        "/usr/share/converge/agent.toml.example",
+        "/usr/share/man/man1/converge.1.gz",
+        "/usr/share/man/man1/converge-bootstrap.1.gz",
+        "/usr/share/bash-completion/completions/converge",
+        "/usr/share/zsh/vendor-completions/_converge",
+        "/usr/share/fish/vendor_completions.d/converge.fish",
+        "/usr/share/doc/converge/copyright",
+        "/usr/share/doc/converge/README.md.gz",
+        "/usr/share/doc/converge/changelog.gz",
+    ] {
+        assert!(
+            files.lines().any(|l| l == shipped),
+            "{shipped} not in:\n{files}"
+        );
+    }
+    for unwanted in ["/etc/converge/agent.toml", "/usr/share/man/man1/converge.1"] {
+        assert!(
+            !files.lines().any(|l| l == unwanted),
+            "{unwanted} in:\n{files}"
+        );
+    }
+    assert_eq!(
+        ct.exec_ok(&["dpkg-query", "-W", "-f", "${Conffiles}", "converge"]),
+        ""
+    );
+    let changelog = ct.exec_ok(&["sh", "-c", "zcat /usr/share/doc/converge/changelog.gz"]);
+    assert!(
+        changelog.starts_with(&format!("converge ({}-1) ", env!("CARGO_PKG_VERSION"))),
+        "{changelog}"
+    );
+    ct.exec_ok(&[
+        "sh",
+        "-c",
+        "zcat /usr/share/man/man1/converge.1.gz | grep -q '^.TH'",
+    ]);
+    let sections = Command::new("readelf")
+        .args(["-S", "-W"])
+        .arg(ct.root().join("usr/bin/converge"))
+        .output()
+        .expect("readelf");
+    assert_success("readelf -S", &sections);
+    let sections = String::from_utf8_lossy(&sections.stdout);
+    assert!(
+        !sections.contains(".debug_info") && !sections.contains(".debug_line"),
+        "the packaged binary has debug info:\n{sections}"
+    );
+    // postinst created the config from the example, readable by root only.
+    assert_eq!(
+        ct.exec_ok(&["stat", "-c", "%a %U", "/etc/converge/agent.toml"])
+            .trim(),
+        "600 root"
+    );
+    assert_eq!(
+        ct.exec_ok(&["cat", "/etc/converge/agent.toml"]),
+        ct.exec_ok(&["cat", "/usr/share/converge/agent.toml.example"])
+    );
+}
+
 fn text(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
@@ -201,29 +260,7 @@ fn the_package_bootstraps_a_booted_host_and_upgrades_without_interrupting_a_run(
     ]);
     assert_success("systemd-analyze verify", &verify);
     assert_docs_shipped(&ct, "the packaged agent.toml");
-    let files = ct.exec_ok(&["dpkg", "-L", "converge"]);
-    for shipped in [
-        "/usr/bin/converge",
-        "/etc/converge/agent.toml",
-        "/usr/share/man/man1/converge.1",
-        "/usr/share/man/man1/converge-bootstrap.1",
-        "/usr/share/bash-completion/completions/converge",
-        "/usr/share/zsh/vendor-completions/_converge",
-        "/usr/share/fish/vendor_completions.d/converge.fish",
-        "/usr/share/doc/converge/copyright",
-    ] {
-        // Man pages may be gzipped (cargo-deb does unless --fast).
-        let found = files
-            .lines()
-            .any(|l| l == shipped || l.strip_suffix(".gz") == Some(shipped));
-        assert!(found, "{shipped} not in:\n{files}");
-    }
-    assert_eq!(
-        ct.exec_ok(&["dpkg-query", "-W", "-f", "${Conffiles}", "converge"])
-            .split_whitespace()
-            .next(),
-        Some("/etc/converge/agent.toml")
-    );
+    assert_package_contents(&ct);
     ct.exec_ok(&[
         "bash",
         "-c",
@@ -346,6 +383,148 @@ fn the_package_bootstraps_a_booted_host_and_upgrades_without_interrupting_a_run(
     );
     let record = last_run(&ct);
     assert_eq!(record["exit_code"], 2, "{record}");
+}
+
+/// `version` of the package: `V2` repacked with a changed config template, as a release
+/// that edits the shipped template would be.
+fn deb_with_changed_template(version: &str) -> PathBuf {
+    let dir = debs().join(format!("repack-{version}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new("dpkg-deb")
+        .arg("-R")
+        .arg(debs().join(format!("converge_{V2}.deb")))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_success("dpkg-deb -R", &out);
+    let template = [
+        "usr/share/converge/agent.toml.example",
+        "etc/converge/agent.toml",
+    ]
+    .iter()
+    .map(|rel| dir.join(rel))
+    .find(|p| p.exists())
+    .expect("a packaged config template");
+    let mut text = std::fs::read_to_string(&template).unwrap();
+    text.push_str("\n# A setting this release documents.\n#new_setting = true\n");
+    std::fs::write(&template, text).unwrap();
+    let control = dir.join("DEBIAN/control");
+    let fields = std::fs::read_to_string(&control).unwrap().replace(
+        &format!("Version: {V2}\n"),
+        &format!("Version: {version}\n"),
+    );
+    std::fs::write(&control, fields).unwrap();
+    if dir.join("DEBIAN/md5sums").exists() {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("cd \"$1\" && find . -path ./DEBIAN -prune -o -type f -printf '%P\\0' | xargs -0 md5sum > DEBIAN/md5sums")
+            .arg("sh")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert_success("md5sums", &out);
+    }
+    let deb = debs().join(format!("converge_{version}.deb"));
+    let out = Command::new("dpkg-deb")
+        .args(["--build", "--root-owner-group"])
+        .arg(&dir)
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert_success("dpkg-deb --build", &out);
+    deb
+}
+
+#[test]
+fn an_upgrade_that_changes_the_config_template_keeps_a_bootstrapped_config_without_a_prompt() {
+    let ct = boot_with_package("deb-conffile");
+    // What bootstrap does to the config: rewrite it with the host's source.
+    ct.exec_ok(&[
+        "sh",
+        "-c",
+        "printf 'source = \"https://config.example.com/bundle/\"\\n' > /etc/converge/agent.toml",
+    ]);
+    let config = ct.exec_ok(&["cat", "/etc/converge/agent.toml"]);
+    let v3 = concat!(env!("CARGO_PKG_VERSION"), "-3");
+    let deb = ct.share(&deb_with_changed_template(v3));
+    // No terminal, as under cloud-init or a fleet's apt runs: a conffile prompt fails here.
+    let out = ct.exec(&["sh", "-c", &format!("apt-get install -y {deb} </dev/null")]);
+    assert_success("apt-get install -y", &out);
+    assert_eq!(
+        ct.exec_ok(&["dpkg-query", "-W", "-f", "${Version} ${Status}", "converge"]),
+        format!("{v3} install ok installed")
+    );
+    assert_eq!(ct.exec_ok(&["cat", "/etc/converge/agent.toml"]), config);
+    assert!(ct
+        .exec_ok(&["cat", "/usr/share/converge/agent.toml.example"])
+        .contains("#new_setting = true"));
+    assert!(!ct.root().join("etc/converge/agent.toml.dpkg-dist").exists());
+}
+
+#[test]
+fn reinstalling_after_a_remove_restores_the_timer_and_purge_removes_keys_and_config() {
+    let ct = boot_with_package("deb-remove");
+    // The shared rootfs forbids maintainer scripts to start or stop units (it is also used as
+    // a plain chroot); a booted host has no such policy.
+    ct.exec_ok(&["rm", "/usr/sbin/policy-rc.d"]);
+    // A bootstrapped host: its timer on, a trusted key installed.
+    ct.exec_ok(&["systemctl", "enable", "--now", "converge.timer"]);
+    ct.exec_ok(&[
+        "sh",
+        "-c",
+        "mkdir -p /etc/converge/keys && echo key > /etc/converge/keys/A6835A2538371116.pub",
+    ]);
+    ct.exec_ok(&["dpkg", "-r", "converge"]);
+    assert_ne!(
+        text(&ct.exec(&["systemctl", "is-active", "converge.timer"])),
+        "active"
+    );
+    // Remove keeps the configuration, as for every Debian package.
+    assert!(ct
+        .root()
+        .join("etc/converge/keys/A6835A2538371116.pub")
+        .exists());
+    assert!(ct.root().join("etc/converge/agent.toml").exists());
+
+    let deb = ct.share(&debs().join(format!("converge_{V1}.deb")));
+    ct.exec_ok(&["dpkg", "-i", &deb]);
+    assert_timer_on(&ct);
+
+    ct.exec_ok(&["dpkg", "-P", "converge"]);
+    assert!(
+        !ct.root().join("etc/converge").exists(),
+        "{}",
+        ct.exec_ok(&["find", "/etc/converge"])
+    );
+    assert_eq!(
+        text(&ct.exec(&["systemctl", "is-enabled", "converge.timer"])),
+        ""
+    );
+}
+
+#[test]
+fn a_run_missed_while_the_host_was_down_is_caught_up_when_the_timer_starts() {
+    let ct = boot_with_package("deb-persistent");
+    ct.exec_ok(&["systemctl", "enable", "converge.timer"]);
+    // Without the fixed splay (up to the whole interval), a caught-up run starts at once.
+    ct.exec_ok(&[
+        "sh",
+        "-c",
+        "mkdir -p /etc/systemd/system/converge.timer.d && printf '[Timer]\\nRandomizedDelaySec=0\\n' > /etc/systemd/system/converge.timer.d/no-splay.conf && systemctl daemon-reload",
+    ]);
+    // The timer last fired two hours ago, and the host was down since.
+    ct.exec_ok(&[
+        "sh",
+        "-c",
+        "mkdir -p /var/lib/systemd/timers && touch -d '2 hours ago' /var/lib/systemd/timers/stamp-converge.timer",
+    ]);
+    ct.exec_ok(&["systemctl", "start", "converge.timer"]);
+    // The service has no source configured, so it fails; what counts is that it ran.
+    wait_until(
+        &ct,
+        "the missed run",
+        "[ \"$(systemctl show -p ExecMainStartTimestampMonotonic --value converge.service)\" != 0 ]",
+    );
 }
 
 const INSTANCE_DATA: &str = r#"{

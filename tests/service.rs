@@ -688,3 +688,42 @@ fn a_restart_left_open_by_a_killed_run_is_done_by_the_next_run() {
     let out = expect(&apply(&["--var", "greeting=bye"]), 0);
     assert!(!out.contains("restart"), "{out}");
 }
+
+#[test]
+fn a_failed_reload_reports_the_units_own_error_from_its_journal() {
+    let ct = Container::boot("reload-fail");
+    let bin = ct.share(Path::new(BIN));
+    let src = ct.share_dir().join("src");
+    let probe = "server {\n  listen 127.0.0.1:8081;\n  {{vars.extra}}\n  location / { return 200 \"ok\\n\"; }\n}\n";
+    write_source(
+        &src,
+        &[
+            ("roles/svc.toml", PROBE_ROLE),
+            ("templates/probe.conf.hbs", probe),
+        ],
+    );
+    expect(
+        &converge_in(&ct, &bin, "apply", &["--var", "extra=# fine"]),
+        2,
+    );
+    // nginx refuses the new configuration: `systemctl reload` only says to look elsewhere;
+    // the error says what nginx said.
+    let out = converge_in(
+        &ct,
+        &bin,
+        "apply",
+        &["--var", "extra=bogus_directive on;", "--format", "json"],
+    );
+    let report: serde_json::Value = serde_json::from_str(&expect(&out, 6)).unwrap();
+    let n = &report["notifications"][0];
+    assert_eq!(n["status"], "failed", "{n}");
+    let error = n["error"].as_str().unwrap();
+    assert!(
+        error.contains("unknown directive \"bogus_directive\" in /etc/nginx/conf.d/probe.conf:3"),
+        "{error}"
+    );
+    assert!(
+        error.contains("nginx.service's journal since the reload:"),
+        "{error}"
+    );
+}

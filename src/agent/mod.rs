@@ -5,5 +5,6 @@
 pub mod bootstrap;
 pub mod config;
 pub mod held;
+pub mod pause;
 pub mod record;
 pub mod schedule;

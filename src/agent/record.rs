@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::config::AgentConfig;
 use crate::durable::{self, FileSpec};
-use crate::report::metrics::{self, RunMetrics, SourceMetrics};
+use crate::report::metrics::{self, BundleMetrics, RunMetrics, SourceMetrics};
 use crate::report::{Mode, Report};
 
 /// Name of the last apply's record in the state dir.
@@ -32,6 +32,15 @@ pub struct SourceStatus {
     pub fetched_objects: usize,
     /// Seconds since the bundle in use was fetched.
     pub bundle_age_seconds: u64,
+    /// When the bundle was published (its manifest's `created`, RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// The trusted key that signed it (key id); absent when no signature was verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// What the publisher said the bundle is (`publish --message`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// One run, as written to `last-run.json` (and POSTed to `report_url`) with its report.
@@ -114,6 +123,21 @@ impl RunRecord {
     }
 }
 
+/// Marks an agent run that did nothing because the host is paused: the metrics textfile
+/// says `converge_paused 1` beside the last real run's samples; `last-run.json` stays the
+/// last real run's.
+pub fn keep_paused(config: &AgentConfig, mode: Mode) {
+    let path = config.metrics_path(mode);
+    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+    let text = metrics::paused(&existing, mode);
+    if let Some(dir) = path.parent() {
+        let _ = durable::ensure_dir(dir, 0o755);
+    }
+    if let Err(e) = durable::write_file(&path, text.as_bytes(), &FileSpec::mode(0o644)) {
+        tracing::warn!("cannot write the metrics textfile {}: {e}", path.display());
+    }
+}
+
 /// Writes `last-run.json` and the metrics textfile, and POSTs the record when configured.
 /// Failures here are logged, never fatal: the run itself already happened.
 pub fn keep(
@@ -148,6 +172,19 @@ pub fn keep(
         source: SourceMetrics {
             bundle_age_seconds: source.map_or(0.0, |s| s.bundle_age_seconds as f64),
             stale: source.is_some_and(|s| s.freshness == "stale" || s.freshness == "refused"),
+            bundle: source
+                .filter(|s| !s.bundle_id.is_empty())
+                .map(|s| BundleMetrics {
+                    id: s.bundle_id.clone(),
+                    signer: s.signer.clone().unwrap_or_default(),
+                    message: s.message.clone().unwrap_or_default(),
+                    created_unix: s
+                        .created
+                        .as_deref()
+                        .and_then(|c| humantime::parse_rfc3339(c).ok())
+                        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs() as f64),
+                }),
         },
     });
     let path = config.metrics_path(mode);

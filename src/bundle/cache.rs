@@ -94,6 +94,17 @@ impl SyncState {
     }
 }
 
+/// The manifest a materialised bundle was built from (`None` when it cannot be read: it is
+/// only ever written complete, so that means the dir is not a bundle of this store).
+pub fn manifest_in(bundle_dir: &Path) -> Option<Manifest> {
+    let bytes = fs::read(bundle_dir.join(BUNDLE_MANIFEST)).ok()?;
+    Manifest::parse(
+        &bytes,
+        &bundle_dir.join(BUNDLE_MANIFEST).display().to_string(),
+    )
+    .ok()
+}
+
 /// The bundle store of a state dir whose lock this run holds.
 pub struct StateDir<'l> {
     root: &'l Path,

@@ -34,8 +34,36 @@ pub struct Manifest {
     /// RFC 3339 UTC time of publication. Covered by the signature, so `sync` uses it to
     /// refuse a manifest older than the bundle it already has (replay or rollback).
     pub created: String,
+    /// What the publisher said this bundle is (`publish --message`: a change summary or a
+    /// VCS revision). Covered by the signature; written only when given, so a bundle
+    /// without one stays readable by hosts that predate the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Bundle-relative path (with `/`) → content.
     pub files: BTreeMap<String, FileEntry>,
+}
+
+/// The longest `message` a manifest may carry: it ends up in log lines and metric labels.
+pub const MAX_MESSAGE_CHARS: usize = 200;
+
+/// Checks a publish message: one line of at most [`MAX_MESSAGE_CHARS`] characters, with no
+/// control characters (it is shown in journal lines, history tables and metric labels).
+pub fn check_message(message: &str) -> Result<(), String> {
+    if message.trim().is_empty() {
+        return Err("the message is empty".into());
+    }
+    if let Some(c) = message.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "the message contains the control character {c:?}; it must be one line of text"
+        ));
+    }
+    let chars = message.chars().count();
+    if chars > MAX_MESSAGE_CHARS {
+        return Err(format!(
+            "the message is {chars} characters long, at most {MAX_MESSAGE_CHARS} are allowed"
+        ));
+    }
+    Ok(())
 }
 
 /// What one file in the bundle must contain.
@@ -94,6 +122,7 @@ impl Manifest {
         Manifest {
             format: FORMAT,
             created: rfc3339_micros(created),
+            message: None,
             files,
         }
     }
@@ -129,6 +158,9 @@ impl Manifest {
                     return Err(format!("file {dir:?} is also a directory of {path:?}"));
                 }
             }
+        }
+        if let Some(message) = &self.message {
+            check_message(message)?;
         }
         // Checked last so the messages above stay the first problem reported. A time that
         // does not parse could not be ordered against the current bundle's.
@@ -325,6 +357,38 @@ mod tests {
         );
         let m = Manifest::new(files);
         assert_eq!(Manifest::parse(&m.to_bytes(), "x").unwrap(), m);
+    }
+
+    #[test]
+    fn a_message_is_kept_signed_and_checked() {
+        let m = Manifest {
+            message: Some("deploy 4f2a9c1: raise worker_connections".into()),
+            ..Manifest::new(BTreeMap::new())
+        };
+        let bytes = m.to_bytes();
+        assert!(String::from_utf8_lossy(&bytes)
+            .contains(r#""message": "deploy 4f2a9c1: raise worker_connections""#));
+        assert_eq!(Manifest::parse(&bytes, "x").unwrap(), m);
+        // Without one, the manifest is what hosts that predate the field read.
+        assert!(
+            !String::from_utf8_lossy(&Manifest::new(BTreeMap::new()).to_bytes())
+                .contains("message")
+        );
+        let two_lines =
+            r#"{"format":1,"created":"2026-01-01T00:00:00Z","message":"a\nb","files":{}}"#;
+        let e = parse(two_lines).unwrap_err();
+        assert!(
+            e.contains(
+                "the message contains the control character '\\n'; it must be one line of text"
+            ),
+            "{e}"
+        );
+        let long = "x".repeat(MAX_MESSAGE_CHARS + 1);
+        assert_eq!(
+            check_message(&long).unwrap_err(),
+            "the message is 201 characters long, at most 200 are allowed"
+        );
+        assert_eq!(check_message(" ").unwrap_err(), "the message is empty");
     }
 
     #[test]

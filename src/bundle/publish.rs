@@ -30,6 +30,33 @@ pub struct Published {
     pub unchanged: bool,
 }
 
+/// Publish `src` into `out`, unsigned or signed by `signer`, with no message: see
+/// [`publish_with`].
+pub fn publish(
+    src: &Path,
+    out: &Path,
+    signer: Option<&SecretKeyFile>,
+) -> Result<Published, BundleError> {
+    publish_with(
+        src,
+        out,
+        &PublishOptions {
+            signer,
+            message: None,
+        },
+    )
+}
+
+/// How a bundle is published beyond its content.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PublishOptions<'a> {
+    /// The key that signs the manifest.
+    pub signer: Option<&'a SecretKeyFile>,
+    /// What this bundle is (a change summary, a VCS revision), kept in the signed manifest
+    /// and shown by hosts in their logs, history, status and metrics.
+    pub message: Option<&'a str>,
+}
+
 /// Publish `src` into `out`: objects first, then the signature, then `manifest.json` last.
 ///
 /// The source tree is read strictly: only `roles/`, `templates/`, `files/` and
@@ -37,11 +64,18 @@ pub struct Published {
 /// an error so that a typo like `role/` cannot silently publish an empty role set);
 /// symlinks are followed only when relative, inside the tree, and pointing at a
 /// regular file; everything else (fifos, devices, dir symlinks) is refused.
-pub fn publish(
+pub fn publish_with(
     src: &Path,
     out: &Path,
-    signer: Option<&SecretKeyFile>,
+    options: &PublishOptions,
 ) -> Result<Published, BundleError> {
+    let signer = options.signer;
+    if let Some(message) = options.message {
+        manifest::check_message(message).map_err(|reason| BundleError::SourceTree {
+            path: src.to_path_buf(),
+            reason: format!("--message: {reason}"),
+        })?;
+    }
     let files = collect_tree(src)?;
     let objects_dir = out.join(OBJECTS_DIR);
     durable::ensure_dir(&objects_dir, 0o755).at(&objects_dir)?;
@@ -90,7 +124,11 @@ pub fn publish(
             );
         }
     }
-    let bytes = Manifest::next_after(entries, previous.as_ref(), SystemTime::now()).to_bytes();
+    let bytes = Manifest {
+        message: options.message.map(str::to_owned),
+        ..Manifest::next_after(entries, previous.as_ref(), SystemTime::now())
+    }
+    .to_bytes();
 
     // The signature goes first: once a client can see the new manifest, its signature
     // is already there.

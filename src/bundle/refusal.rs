@@ -38,6 +38,7 @@ pub fn stand_in(
         if !opts.trusted_keys.is_empty() && !signer.is_some_and(|k| is_trusted(opts, k)) {
             continue;
         }
+        let signer = signer.map(str::to_owned);
         let fetched_at = record.map_or_else(
             || state.fetched_at(&id),
             |r| UNIX_EPOCH + Duration::from_secs(r.fetched_at),
@@ -49,6 +50,7 @@ pub fn stand_in(
                 reason: format!("bundle {bad} cannot be used"),
             },
             fetched_at,
+            signer,
         }));
     }
     Ok(None)

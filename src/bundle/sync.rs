@@ -87,6 +87,8 @@ pub struct SyncOutcome {
     pub freshness: Freshness,
     /// When this bundle was first fetched onto this host.
     pub fetched_at: SystemTime,
+    /// The trusted key that signed it (key id), when a signature was verified.
+    pub signer: Option<String>,
 }
 
 impl SyncOutcome {
@@ -208,6 +210,7 @@ fn resolve(
                 fetched_at: kept.fetched_at,
                 id: kept.id,
                 freshness,
+                signer: kept.signer,
             })
         }
     }
@@ -217,6 +220,7 @@ fn resolve(
 struct Kept {
     id: String,
     fetched_at: SystemTime,
+    signer: Option<String>,
     /// Set when this is not `current`, saying why.
     note: Option<String>,
 }
@@ -229,9 +233,14 @@ struct Kept {
 /// source serves something bad. `Err` says why no kept bundle qualifies.
 fn last_known_good(state: &StateDir, current: &str, opts: &SyncOptions) -> Result<Kept, String> {
     if opts.trusted_keys.is_empty() {
+        let signer = state
+            .load_state()
+            .and_then(|s| s.record(current))
+            .and_then(|r| r.signer);
         return Ok(Kept {
             id: current.to_string(),
             fetched_at: state.fetched_at(current),
+            signer,
             note: None,
         });
     }
@@ -257,6 +266,7 @@ fn last_known_good(state: &StateDir, current: &str, opts: &SyncOptions) -> Resul
                 });
                 return Ok(Kept {
                     fetched_at: UNIX_EPOCH + Duration::from_secs(record.fetched_at),
+                    signer: Some(key.to_owned()),
                     id,
                     note,
                 });
@@ -381,6 +391,7 @@ fn try_sync(
             id,
             freshness: Freshness::Fresh { fetched_objects },
             fetched_at: SystemTime::now(),
+            signer,
         });
     }
     let fetched_objects = fetch_missing(&fetcher, state, &manifest)?;
@@ -417,10 +428,15 @@ fn try_sync(
         signer = s.signer.as_deref().unwrap_or("none"),
         fetched_objects,
         files = manifest.files.len(),
-        "new bundle {} (created {}, signed by {}): fetched {fetched_objects} objects, now current",
+        "new bundle {} (created {}, signed by {}{}): fetched {fetched_objects} objects, now current",
         s.id,
         manifest.created,
-        s.signer.as_deref().unwrap_or("nobody: unverified")
+        s.signer.as_deref().unwrap_or("nobody: unverified"),
+        manifest
+            .message
+            .as_deref()
+            .map(|m| format!(", message \"{m}\""))
+            .unwrap_or_default()
     );
     Ok(outcome(state, &s, Freshness::Fresh { fetched_objects }))
 }
@@ -609,6 +625,7 @@ fn outcome(state: &StateDir, s: &SyncState, freshness: Freshness) -> SyncOutcome
         id: s.id.clone(),
         freshness,
         fetched_at: UNIX_EPOCH + Duration::from_secs(s.fetched_at),
+        signer: s.signer.clone(),
     }
 }
 

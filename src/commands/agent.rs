@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use crate::cli::AgentArgs;
 use converge::agent::config::AgentConfig;
-use converge::agent::schedule;
+use converge::agent::{pause, record, schedule};
 use converge::facts::Facts;
 use converge::pipeline::{self, Request, Source};
 use converge::report::Mode;
@@ -40,6 +40,11 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
 }
 
 fn once(config: &AgentConfig) -> i32 {
+    if let Some(p) = pause::in_force(&config.state_dir, SystemTime::now()) {
+        record::keep_paused(config, Mode::Apply);
+        tracing::info!(until = %p.until, reason = p.reason.as_deref().unwrap_or(""), "paused {}: this run changes nothing", p.describe());
+        return 0;
+    }
     let root = std::path::Path::new("/");
     let gathered = Facts::gather(root)
         .map_err(anyhow::Error::from)
@@ -66,33 +71,11 @@ fn once(config: &AgentConfig) -> i32 {
     };
     match pipeline::run(&request) {
         Ok(finished) => {
-            let s = &finished.report.summary;
-            let code = finished.report.exit_code();
-            let failed: Vec<String> = finished
-                .report
-                .resources
-                .iter()
-                .filter(|r| r.error.is_some())
-                .map(|r| format!("{}: {}", r.id, r.error.as_deref().unwrap_or("")))
-                .collect();
-            let (bundle, freshness) = finished
-                .record
-                .source
-                .as_ref()
-                .map_or(("", ""), |s| (s.bundle_id.as_str(), s.freshness.as_str()));
-            let line = format!(
-                "apply: {} resource{}, {} changed, {} failed; bundle {bundle} ({freshness}); exit {code}",
-                s.total,
-                if s.total == 1 { "" } else { "s" },
-                s.changed,
-                s.failed
+            converge::report::journal::log_summary(
+                &finished.report,
+                finished.record.source.as_ref(),
             );
-            if failed.is_empty() && !matches!(freshness, "stale" | "refused") {
-                tracing::info!(exit_code = code, bundle, freshness, "{line}");
-            } else {
-                tracing::warn!(exit_code = code, bundle, freshness, failures = %failed.join("; "), "{line}");
-            }
-            code
+            finished.report.exit_code()
         }
         Err(e) => {
             tracing::error!(error = %e, "apply: could not run: {e}; exit 1");

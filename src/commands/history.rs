@@ -18,7 +18,7 @@ use converge::system::{System, Timeouts};
 
 /// The state dir and lock wait: `--state-dir`, else the agent config's, else the default;
 /// and the config's command deadlines.
-fn state_dir(args: &StateArgs) -> anyhow::Result<(PathBuf, std::time::Duration, Timeouts)> {
+pub fn state_dir(args: &StateArgs) -> anyhow::Result<(PathBuf, std::time::Duration, Timeouts)> {
     let config = match AgentConfig::load(&args.config) {
         Ok(c) => c,
         Err(ConfigError::Missing(_)) => AgentConfig::for_source(""),

@@ -12,6 +12,7 @@ pub mod publish;
 pub mod render;
 pub mod run;
 pub mod snapshot;
+pub mod status;
 pub mod validate;
 
 use std::path::Path;

@@ -2,7 +2,7 @@
 
 use crate::cli::PublishArgs;
 
-use converge::bundle::{self, SecretKeyFile};
+use converge::bundle::{self, PublishOptions, SecretKeyFile};
 use converge::role::SourceTree;
 
 /// Runs every check `validate` runs (roles parse, templates render, roles plan, nodes.toml
@@ -31,7 +31,14 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<i32> {
         }
     }
     let signer = args.key.as_deref().map(SecretKeyFile::load).transpose()?;
-    let published = bundle::publish(&args.src, &args.out, signer.as_ref())?;
+    let published = bundle::publish_with(
+        &args.src,
+        &args.out,
+        &PublishOptions {
+            signer: signer.as_ref(),
+            message: args.message.as_deref(),
+        },
+    )?;
     println!(
         "published {} ({} files, {} new objects{}{}) to {}",
         published.id,

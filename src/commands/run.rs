@@ -1,15 +1,39 @@
 //! `converge check` and `converge apply`: one code path, apply adds the writes.
 
 use std::io::IsTerminal;
+use std::time::SystemTime;
 
 use crate::cli::{ColorChoice, Format, RunArgs};
+use converge::agent::{pause, record};
 use converge::pipeline;
-use converge::report::{human, json, Mode, Report};
+use converge::report::{human, json, BundleUsed, Mode, Report};
 
 /// Runs check or apply; returns the detailed exit code.
 pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32> {
     let request = super::request(args, mode)?;
-    let finished = pipeline::run(&request)?;
+    // An agent run (the agent config's source) on a paused host changes nothing; a run an
+    // operator points at a source, and every check, still goes on.
+    if mode == Mode::Apply && args.source.source.is_none() {
+        if let Some(p) = pause::in_force(&request.settings.state_dir, SystemTime::now()) {
+            record::keep_paused(&request.settings, mode);
+            tracing::info!(until = %p.until, reason = p.reason.as_deref().unwrap_or(""), "paused {}: this run changes nothing", p.describe());
+            println!(
+                "apply: paused {}: this run changes nothing (converge resume ends the pause)",
+                p.describe()
+            );
+            return Ok(0);
+        }
+    }
+    let mut finished = pipeline::run(&request)?;
+    finished.report.bundle = finished
+        .record
+        .source
+        .as_ref()
+        .filter(|s| !s.bundle_id.is_empty())
+        .map(|s| BundleUsed {
+            id: s.bundle_id.clone(),
+            freshness: s.freshness.clone(),
+        });
     if let Some(source) = &finished.record.source {
         if let Some(reason) = &source.reason {
             say!(
@@ -19,6 +43,10 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
                 source.bundle_id
             );
         }
+    }
+    // Under systemd the journal gets the run's account; at a terminal the report is it.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        converge::report::journal::log_summary(&finished.report, finished.record.source.as_ref());
     }
     print_report(&finished.report, args.format, color);
     Ok(finished.report.exit_code())

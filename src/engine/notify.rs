@@ -209,7 +209,7 @@ impl Notifier {
                     }
                 },
             }
-            tracing::info!(service = %n.service, action = action.verb(), status = ?n.status, "notified");
+            log(&n);
             // A failed restart, or a service that did not converge, is tried again next run.
             if matches!(n.status, NotifyStatus::Failed | NotifyStatus::Skipped) {
                 still_open.push(req);
@@ -218,6 +218,45 @@ impl Notifier {
         }
         self.save(&still_open);
         out
+    }
+}
+
+/// One journal line per restart or reload, naming the service; a failed one at warning with
+/// its error.
+fn log(n: &Notification) {
+    let (service, verb) = (&n.service, n.action.verb());
+    let by = n
+        .notified_by
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match n.status {
+        NotifyStatus::Failed => tracing::warn!(
+            target: crate::report::OUTCOMES,
+            %service, action = verb, status = "failed",
+            "{verb} {service} failed: {}", n.error.as_deref().unwrap_or("")
+        ),
+        NotifyStatus::Skipped => tracing::warn!(
+            target: crate::report::OUTCOMES,
+            %service, action = verb, status = "skipped",
+            "{verb} {service} skipped: {}", n.note.as_deref().unwrap_or("")
+        ),
+        NotifyStatus::Done => tracing::info!(
+            target: crate::report::OUTCOMES,
+            %service, action = verb, status = "done",
+            "{verb} {service}: done (notified by {by})"
+        ),
+        NotifyStatus::Pending => tracing::info!(
+            target: crate::report::OUTCOMES,
+            %service, action = verb, status = "pending",
+            "{verb} {service}: would be done (notified by {by})"
+        ),
+        NotifyStatus::NotNeeded => tracing::info!(
+            target: crate::report::OUTCOMES,
+            %service, action = verb, status = "not_needed",
+            "{verb} {service}: not needed: {}", n.note.as_deref().unwrap_or("")
+        ),
     }
 }
 

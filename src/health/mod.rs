@@ -122,7 +122,13 @@ impl HealthCheck {
                 }
                 Err(failure) => {
                     let why = &failure.why;
-                    tracing::info!(check = %self.name, attempt = outcome.attempts, %why, "health probe failed");
+                    // The last attempt's failure is the check's: a warning; earlier ones
+                    // may still be followed by a pass.
+                    if outcome.attempts > self.retries {
+                        tracing::warn!(target: crate::report::OUTCOMES, check = %self.name, attempt = outcome.attempts, %why, "health check {} failed: {why}", self.name);
+                    } else {
+                        tracing::info!(target: crate::report::OUTCOMES, check = %self.name, attempt = outcome.attempts, %why, "health check {}: attempt {} failed: {why}", self.name, outcome.attempts);
+                    }
                     outcome.status = HealthStatus::Failed;
                     outcome.detail = Some(failure.why);
                     outcome.error_kind = Some(failure.kind);

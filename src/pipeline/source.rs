@@ -69,6 +69,9 @@ pub(super) fn obtain(
                 reason: None,
                 fetched_objects: 0,
                 bundle_age_seconds: 0,
+                created: None,
+                signer: None,
+                message: None,
             };
             Ok((tree, Some(status), None))
         }
@@ -128,6 +131,7 @@ fn fetch(
         reason,
         fetched_objects,
         bundle_age_seconds: age.as_secs(),
+        ..published(&outcome)
     };
     Ok((outcome.bundle_dir, status, scratch))
 }
@@ -192,8 +196,26 @@ pub(super) fn fall_back_from_unplannable<T>(
         reason: Some(reason),
         fetched_objects: status.fetched_objects,
         bundle_age_seconds: kept.bundle_age().as_secs(),
+        ..published(&kept)
     };
     Ok(Some((planned, kept_status)))
+}
+
+/// What a synced bundle says about itself (when published, by whom, as what), in a status
+/// that is otherwise empty.
+fn published(outcome: &bundle::SyncOutcome) -> SourceStatus {
+    let manifest = bundle::manifest_in(&outcome.bundle_dir);
+    SourceStatus {
+        url: String::new(),
+        bundle_id: String::new(),
+        freshness: String::new(),
+        reason: None,
+        fetched_objects: 0,
+        bundle_age_seconds: 0,
+        signer: outcome.signer.clone(),
+        created: manifest.as_ref().map(|m| m.created.clone()),
+        message: manifest.and_then(|m| m.message),
+    }
 }
 
 #[cfg(test)]

@@ -118,6 +118,15 @@ pub fn summary_line(report: &Report, style: Style) -> String {
     if s.skipped > 0 {
         let _ = write!(line, ", {} skipped", s.skipped);
     }
+    if s.failed_notifications > 0 {
+        let _ = write!(
+            line,
+            ", {} restart{}/reload{} failed",
+            s.failed_notifications,
+            if s.failed_notifications == 1 { "" } else { "s" },
+            if s.failed_notifications == 1 { "" } else { "s" }
+        );
+    }
     let unhealthy = report.failed_health().count();
     if unhealthy > 0 {
         let _ = write!(
@@ -129,7 +138,20 @@ pub fn summary_line(report: &Report, style: Style) -> String {
     if report.rollback.as_ref().is_some_and(|r| !r.preview) {
         line.push_str(", rolled back");
     }
-    let code = if s.failed + s.skipped + unhealthy > 0 {
+    // A check names what it compared the host against; an apply's bundle is in its log line.
+    if let Some(b) = report
+        .bundle
+        .as_ref()
+        .filter(|_| report.mode == Mode::Check)
+    {
+        let _ = write!(
+            line,
+            "; bundle {} ({})",
+            &b.id[..b.id.len().min(12)],
+            b.freshness
+        );
+    }
+    let code = if s.failed + s.skipped + s.failed_notifications + unhealthy > 0 {
         "1;31"
     } else if s.changed > 0 {
         "1;33"

@@ -11,6 +11,29 @@ pub struct SourceMetrics {
     pub bundle_age_seconds: f64,
     /// The source could not be read or served bad content; the last known good was used.
     pub stale: bool,
+    /// The bundle in use; `None` for a local source tree or a run that read no source.
+    pub bundle: Option<BundleMetrics>,
+}
+
+/// The bundle in use, as labels of `converge_bundle_info`.
+#[derive(Debug, Clone, Default)]
+pub struct BundleMetrics {
+    /// Bundle id (sha256 of its manifest).
+    pub id: String,
+    /// Key id of the trusted key that signed it; empty when unverified.
+    pub signer: String,
+    /// What the publisher said it is; empty when nothing was said.
+    pub message: String,
+    /// When it was published (unix seconds), when known.
+    pub created_unix: Option<f64>,
+}
+
+/// A label value in the exposition format: backslash, quote and newline escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// One run as the textfile shows it.
@@ -28,6 +51,37 @@ pub struct RunMetrics<'a> {
     pub finished_unix: f64,
     /// Where the roles came from.
     pub source: SourceMetrics,
+}
+
+const PAUSED: &str = "paused";
+const PAUSED_HELP: &str =
+    "1 when agent runs are paused for maintenance (converge pause) and change nothing.";
+
+/// The textfile after an agent run that did nothing because the host is paused: the last
+/// real run's samples kept as they were, `converge_paused` set to 1.
+pub fn paused(existing: &str, mode: Mode) -> String {
+    let name = format!("converge_{PAUSED}");
+    let mut out: String = existing
+        .lines()
+        .filter(|l| {
+            let sample = l
+                .strip_prefix(&name)
+                .is_some_and(|r| r.starts_with(['{', ' ']));
+            let about = [format!("# HELP {name} "), format!("# TYPE {name} ")]
+                .iter()
+                .any(|p| l.starts_with(p.as_str()));
+            !sample && !about
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mode = match mode {
+        Mode::Check => "check",
+        Mode::Apply => "apply",
+    };
+    let _ = writeln!(out, "# HELP {name} {PAUSED_HELP}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "{name}{{mode=\"{mode}\"}} 1");
+    out
 }
 
 /// Renders the textfile for a finished run, including one that could not run: monitoring
@@ -83,6 +137,12 @@ pub fn render(run: &RunMetrics) -> String {
             &samples,
         );
         metric(
+            "notifications_failed",
+            "Restarts and reloads that failed in the last run (not counted in converge_resources).",
+            "gauge",
+            &[(&m, s.failed_notifications as f64)],
+        );
+        metric(
             "drift_detected",
             "1 when the last run found the host out of sync with its roles.",
             "gauge",
@@ -112,6 +172,7 @@ pub fn render(run: &RunMetrics) -> String {
             &[(&m, f64::from(u8::from(report.held.is_some())))],
         );
     }
+    metric(PAUSED, PAUSED_HELP, "gauge", &[(&m, 0.0)]);
     metric(
         "bundle_age_seconds",
         "Age of the bundle the last run used, since it was fetched.",
@@ -124,6 +185,28 @@ pub fn render(run: &RunMetrics) -> String {
         "gauge",
         &[(&m, f64::from(u8::from(run.source.stale)))],
     );
+    if let Some(bundle) = &run.source.bundle {
+        let info = format!(
+            "{{mode=\"{mode}\",id=\"{}\",signer=\"{}\",message=\"{}\"}}",
+            label(&bundle.id),
+            label(&bundle.signer),
+            label(&bundle.message)
+        );
+        metric(
+            "bundle_info",
+            "The bundle the last run used: its id, the key that signed it and its publish message.",
+            "gauge",
+            &[(&info, 1.0)],
+        );
+        if let Some(created) = bundle.created_unix {
+            metric(
+                "bundle_created_timestamp_seconds",
+                "When the bundle the last run used was published (unix time).",
+                "gauge",
+                &[(&m, created)],
+            );
+        }
+    }
     out
 }
 
@@ -160,7 +243,16 @@ mod tests {
                 outcome(Status::Changed),
                 outcome(Status::Failed),
             ],
-        );
+        )
+        .with_notifications(vec![crate::report::Notification {
+            service: ResourceId::new(Kind::Service, "nginx"),
+            action: crate::report::NotifyAction::Reload,
+            notified_by: Vec::new(),
+            status: crate::report::NotifyStatus::Failed,
+            note: None,
+            error: Some("nginx: [emerg] unknown directive".into()),
+            error_kind: Some("command_failed"),
+        }]);
         let text = render(&RunMetrics {
             mode: Mode::Apply,
             report: Some(&report),
@@ -170,6 +262,12 @@ mod tests {
             source: SourceMetrics {
                 bundle_age_seconds: 60.0,
                 stale: true,
+                bundle: Some(BundleMetrics {
+                    id: "9eb1fa".into(),
+                    signer: "A6835A2538371116".into(),
+                    message: "deploy \"v2\" \\ web".into(),
+                    created_unix: Some(1_764_075_600.0),
+                }),
             },
         });
         for line in [
@@ -180,9 +278,12 @@ mod tests {
             "converge_resources{mode=\"apply\",state=\"total\"} 3",
             "converge_resources{mode=\"apply\",state=\"changed\"} 1",
             "converge_resources{mode=\"apply\",state=\"failed\"} 1",
+            "converge_notifications_failed{mode=\"apply\"} 1",
             "converge_drift_detected{mode=\"apply\"} 1",
             "converge_bundle_age_seconds{mode=\"apply\"} 60",
             "converge_source_stale{mode=\"apply\"} 1",
+            "converge_bundle_info{mode=\"apply\",id=\"9eb1fa\",signer=\"A6835A2538371116\",message=\"deploy \\\"v2\\\" \\\\ web\"} 1",
+            "converge_bundle_created_timestamp_seconds{mode=\"apply\"} 1764075600",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }
@@ -202,5 +303,23 @@ mod tests {
             .lines()
             .any(|l| l == "converge_last_run_timestamp_seconds{mode=\"check\"} 2000"));
         assert!(!failed.contains("converge_resources"), "{failed}");
+
+        // A paused run keeps the last run's samples and flips only the pause.
+        assert!(
+            text.contains("converge_paused{mode=\"apply\"} 0\n"),
+            "{text}"
+        );
+        let paused_text = paused(&text, Mode::Apply);
+        assert_eq!(
+            paused_text.matches("converge_paused").count(),
+            3,
+            "{paused_text}"
+        );
+        assert!(
+            paused_text.ends_with("converge_paused{mode=\"apply\"} 1\n"),
+            "{paused_text}"
+        );
+        assert!(paused_text.contains("converge_resources{mode=\"apply\",state=\"changed\"} 1\n"));
+        assert_eq!(paused(&paused_text, Mode::Apply), paused_text);
     }
 }

@@ -1,6 +1,7 @@
 //! The result of a run as one value; printers in `human` and `json` render it.
 
 pub mod human;
+pub mod journal;
 pub mod json;
 pub mod metrics;
 pub mod rollback;
@@ -13,6 +14,11 @@ use serde::Serialize;
 use crate::diagnostics::Location;
 use crate::health::{HealthOutcome, HealthStatus};
 use crate::resource::{Change, ResourceId};
+
+/// The log target of the lines that tell a run's outcomes one by one (changed, failed,
+/// restarted...): the journal's account of a run. An interactive run prints its report
+/// instead, so it leaves these out unless asked with `-v`.
+pub const OUTCOMES: &str = "converge::outcome";
 
 /// Whether a run only looked or also changed things.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -170,6 +176,9 @@ pub struct Summary {
     pub failed: usize,
     /// Skipped after a failed dependency.
     pub skipped: usize,
+    /// Restarts and reloads that failed: not resources, so not in `failed`, but failures of
+    /// the run all the same.
+    pub failed_notifications: usize,
 }
 
 /// Everything one run did or would do.
@@ -198,6 +207,18 @@ pub struct Report {
     /// last good state (check still shows the difference).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<rollback::HeldBundle>,
+    /// The bundle the run checked or applied; absent for a source tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleUsed>,
+}
+
+/// Which bundle a run used, and how fresh it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BundleUsed {
+    /// Bundle id (sha256 of its manifest).
+    pub id: String,
+    /// `fresh`, `unchanged`, `stale` or `refused`.
+    pub freshness: String,
 }
 
 impl Report {
@@ -225,6 +246,7 @@ impl Report {
             health: Vec::new(),
             rollback: None,
             held: None,
+            bundle: None,
         }
     }
 
@@ -241,9 +263,10 @@ impl Report {
             .filter(|h| h.status == HealthStatus::Failed)
     }
 
-    /// Adds the end-of-run notifications; a failed restart or reload counts as a failure.
+    /// Adds the end-of-run notifications; a failed restart or reload is a failure of the
+    /// run, counted apart from the resources.
     pub fn with_notifications(mut self, notifications: Vec<Notification>) -> Self {
-        self.summary.failed += notifications
+        self.summary.failed_notifications = notifications
             .iter()
             .filter(|n| n.status == NotifyStatus::Failed)
             .count();
@@ -269,7 +292,9 @@ impl Report {
         if self.summary.changed > 0 || acted {
             code |= 2;
         }
-        if self.summary.failed + self.summary.skipped > 0 || self.failed_health().next().is_some() {
+        if self.summary.failed + self.summary.skipped + self.summary.failed_notifications > 0
+            || self.failed_health().next().is_some()
+        {
             code |= 4;
         }
         code

@@ -137,7 +137,10 @@ impl ServiceManager for Systemd {
         let mut cmd = systemctl(sys);
         cmd.args([verb.as_str(), "--", unit]);
         tracing::info!(unit, verb = verb.as_str(), "systemctl");
-        command::run(&mut cmd, host.timeouts().service).map(drop)
+        let since = std::time::SystemTime::now();
+        command::run(&mut cmd, host.timeouts().service)
+            .map(drop)
+            .map_err(|e| with_journal(sys, verb, unit, since, e))
     }
 
     fn unit_files(&self, sys: &System) -> Result<Vec<UnitFile>, SystemError> {
@@ -226,6 +229,63 @@ fn parse_show(text: &str) -> UnitStatus {
         }
     }
     status
+}
+
+/// A failed start, restart or reload with the unit's own account of it: systemctl only says
+/// "see systemctl status"; the unit's journal lines since the action say what went wrong
+/// (nginx's "unknown directive", a missing file). Best effort: without them the error is
+/// systemctl's alone.
+fn with_journal(
+    sys: &System,
+    verb: UnitVerb,
+    unit: &str,
+    since: std::time::SystemTime,
+    e: SystemError,
+) -> SystemError {
+    let SystemError::Command {
+        command,
+        status,
+        stderr,
+    } = e
+    else {
+        return e;
+    };
+    let starts = matches!(
+        verb,
+        UnitVerb::Start | UnitVerb::TryRestart | UnitVerb::Reload
+    );
+    let secs = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let lines = starts
+        .then(|| {
+            let mut cmd = std::process::Command::new("journalctl");
+            cmd.args(["-u", unit, "-n", "10", "--no-pager", "-o", "cat", "--since"])
+                .arg(format!("@{secs}"));
+            command::run(&mut cmd, sys.timeouts().query).ok()
+        })
+        .flatten()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    let stderr = match lines {
+        Some(lines) => {
+            let unit = if unit.contains('.') {
+                unit.to_owned()
+            } else {
+                format!("{unit}.service")
+            };
+            format!(
+                "{stderr}\n{unit}'s journal since the {}:\n{lines}",
+                verb.as_str()
+            )
+        }
+        None => stderr,
+    };
+    SystemError::Command {
+        command,
+        status,
+        stderr,
+    }
 }
 
 #[cfg(test)]
