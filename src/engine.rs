@@ -190,18 +190,26 @@ fn converge(
         outcomes.push(outcome);
     }
     let notifications = notifier.finish(plan, &outcomes, sys, host.as_ref());
+    let acted = notifications
+        .iter()
+        .any(|n| n.status == NotifyStatus::Done)
+        .then(Instant::now);
+    let after = crate::health::After {
+        acted,
+        changed: acted.is_some() || outcomes.iter().any(|o| o.status == Status::Changed),
+    };
     if let Some(recorder) = recorder {
         // Kept before the health checks, which may take long: a run killed during them has
         // restarted services with the new configuration, and the run that continues it
         // (finding nothing left to restart) must still act on them if it rolls back.
-        let kept = recorder.update(|s| add_done(&mut s.services, &notifications));
+        let kept = recorder.update(|s| add_acted(&mut s.services, &notifications));
         if let Err(e) = kept {
             tracing::warn!(error = %e, "cannot record the run's restarts and reloads");
         }
     }
     // After the restarts and reloads, so the checks see the services as the run left them.
     // The probes only look, so check mode runs them too and reports the host's state.
-    let health = crate::health::run_all(&plan.health, sys);
+    let health = crate::health::run_all(&plan.health, sys, after);
     let mut report = Report::new(mode, started, clock.elapsed(), outcomes)
         .with_notifications(notifications)
         .with_health(health);
@@ -211,12 +219,14 @@ fn converge(
     report
 }
 
-/// Adds the restarts and reloads `notifications` carried out to `services` (which holds
-/// those of a killed run this one continues): one action per unit, restart beating reload.
-fn add_done(services: &mut Vec<ServiceAction>, notifications: &[crate::report::Notification]) {
+/// Adds the restarts and reloads `notifications` carried out or tried to `services` (which
+/// holds those of a killed run this one continues): one action per unit, restart beating
+/// reload. A failed one is kept too: after its files are put back, the unit must act again,
+/// on the old configuration (a failed restart left it down).
+fn add_acted(services: &mut Vec<ServiceAction>, notifications: &[crate::report::Notification]) {
     for n in notifications
         .iter()
-        .filter(|n| n.status == NotifyStatus::Done)
+        .filter(|n| matches!(n.status, NotifyStatus::Done | NotifyStatus::Failed))
     {
         let unit = format!("{}.service", n.service.name);
         match services.iter_mut().find(|s| s.unit == unit) {
@@ -230,7 +240,48 @@ fn add_done(services: &mut Vec<ServiceAction>, notifications: &[crate::report::N
     }
 }
 
-/// Records how the run ended and, when a health check failed after changes, undoes them.
+/// Why the run's changes must not stay: a restart or reload that failed (the service either
+/// rejected the new configuration and runs the old one from memory, or is down), else a
+/// failed health check. `None` when neither happened.
+pub(crate) fn failure(report: &Report) -> Option<String> {
+    let detail = |d: Option<&str>| d.map(|d| format!(": {d}")).unwrap_or_default();
+    let notified = report
+        .notifications
+        .iter()
+        .find(|n| n.status == NotifyStatus::Failed)
+        .map(|n| {
+            format!(
+                "{} {} failed{}",
+                n.service,
+                n.action.verb(),
+                detail(n.error.as_deref())
+            )
+        });
+    notified.or_else(|| {
+        report.failed_health().next().map(|h| {
+            format!(
+                "{} failed: {}{}",
+                h.id,
+                h.probe,
+                detail(h.detail.as_deref())
+            )
+        })
+    })
+}
+
+/// Whether the run vouches for the host as it left it: no restart or reload failed, and
+/// health checks ran and all passed.
+pub(crate) fn vouches(report: &Report) -> bool {
+    failure(report).is_none()
+        && !report.health.is_empty()
+        && report
+            .health
+            .iter()
+            .all(|h| h.status == crate::health::HealthStatus::Passed)
+}
+
+/// Records how the run ended and, when a restart, reload or health check failed after
+/// changes, undoes them.
 fn finish_recorded(
     plan: &Plan,
     host: &crate::system::Host,
@@ -238,20 +289,12 @@ fn finish_recorded(
     report: &mut Report,
 ) {
     let services = recorder.summary().services;
-    let failing = report.failed_health().next().map(|h| {
-        format!(
-            "{} failed: {}{}",
-            h.id,
-            h.probe,
-            h.detail
-                .as_deref()
-                .map(|d| format!(": {d}"))
-                .unwrap_or_default()
-        )
-    });
+    let failing = failure(report);
+    let healthy = vouches(report);
     let record = |status: RunStatus, reason: Option<String>| {
         let summary = &report.summary;
         let result = recorder.update(|s| {
+            s.healthy = Some(healthy);
             s.finished = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
             s.changed = summary.changed;
             s.failed = summary.failed;
@@ -266,7 +309,7 @@ fn finish_recorded(
         record(RunStatus::Finished, None);
         return;
     };
-    tracing::warn!(%reason, "health check failed after changes: rolling back");
+    tracing::warn!(%reason, "failure after changes: rolling back");
     // Marked first: a rollback killed half-way is finished by the next run.
     record(RunStatus::RollingBack, Some(reason.clone()));
     crate::durable::crash::point("rolling-back");

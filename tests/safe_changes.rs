@@ -43,15 +43,54 @@ fn nginx_conf(status: u16, body: &str, extra: &str) -> String {
     )
 }
 
+/// The README's pattern: nginx reloaded on a config change, no `validate`, and a health
+/// check with the defaults.
+const RELOAD_ROLE: &str = r#"
+[[file]]
+path = "/etc/nginx/nginx.conf"
+template = "nginx.conf.hbs"
+notify = ["service:nginx"]
+
+[[service]]
+name = "nginx"
+enabled = true
+state = "running"
+reload_on_notify = true
+
+[[health]]
+name = "web"
+http = "http://127.0.0.1:8081/healthz"
+expect_status = 200
+services = ["nginx"]
+"#;
+
 /// Writes the source with `conf` as the template and publishes it to /mnt/share/out.
 fn publish(ct: &Container, conf: &str) {
+    publish_role(ct, ROLE, conf);
+}
+
+/// Like [`publish`], with `role` as roles/web.toml.
+fn publish_role(ct: &Container, role: &str, conf: &str) {
     let src = ct.share_dir().join("src");
     let _ = fs::remove_dir_all(&src);
     fs::create_dir_all(src.join("roles")).unwrap();
     fs::create_dir_all(src.join("templates")).unwrap();
-    fs::write(src.join("roles/web.toml"), ROLE).unwrap();
+    fs::write(src.join("roles/web.toml"), role).unwrap();
     fs::write(src.join("templates/nginx.conf.hbs"), conf).unwrap();
     ct.publish(&src);
+}
+
+/// A booted container whose agent config reads /mnt/share/out for role web, and the path of
+/// converge inside it.
+fn agent_host(name: &str) -> (Container, String) {
+    let ct = Container::boot(name);
+    let bin = ct.share(Path::new(BIN));
+    ct.exec_ok(&[
+        "sh",
+        "-c",
+        "mkdir -p /etc/converge && printf 'source = \"file:///mnt/share/out\"\\nroles = [\"web\"]\\n' > /etc/converge/agent.toml",
+    ]);
+    (ct, bin)
 }
 
 fn run(ct: &Container, args: &[&str]) -> (i32, String) {
@@ -78,13 +117,7 @@ fn serves(ct: &Container) -> String {
 
 #[test]
 fn validate_health_and_rollback_keep_a_real_nginx_serving() {
-    let ct = Container::boot("safe");
-    let bin = ct.share(Path::new(BIN));
-    ct.exec_ok(&[
-        "sh",
-        "-c",
-        "mkdir -p /etc/converge && printf 'source = \"file:///mnt/share/out\"\\nroles = [\"web\"]\\n' > /etc/converge/agent.toml",
-    ]);
+    let (ct, bin) = agent_host("safe");
     let apply = || run(&ct, &[&bin, "apply", "--color", "never"]);
     let check = || run(&ct, &[&bin, "check", "--color", "never"]);
 
@@ -212,4 +245,122 @@ services = ["hello"]
         .root()
         .join("etc/systemd/system/multi-user.target.wants/hello.service")
         .exists());
+}
+
+/// A host on the reload role serving "ok v1": the container, converge in it, and `apply`.
+fn reloading_host(name: &str) -> (Container, String) {
+    let (ct, bin) = agent_host(name);
+    publish_role(&ct, RELOAD_ROLE, &nginx_conf(200, "ok v1", ""));
+    let (code, out) = run(&ct, &[&bin, "apply", "--color", "never"]);
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(out.matches("↻ reloaded service:nginx").count(), 1, "{out}");
+    assert!(out.contains("♥ health:web passed"), "{out}");
+    assert_eq!(serves(&ct), "ok v1\n");
+    (ct, bin)
+}
+
+/// The run was rolled back to the reload role's first config, which serves again.
+fn assert_back_on_v1(ct: &Container, out: &str) {
+    for line in [
+        "    restored file:/etc/nginx/nginx.conf\n",
+        "↻ reloaded nginx.service (rollback)\n",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    assert_eq!(serves(ct), "ok v1\n", "healthy again");
+    assert_eq!(
+        fs::read_to_string(ct.root().join("etc/nginx/nginx.conf")).unwrap(),
+        nginx_conf(200, "ok v1", "")
+    );
+}
+
+#[test]
+fn a_health_check_after_a_reload_sees_the_new_config() {
+    let (ct, bin) = reloading_host("reload");
+    let apply = || run(&ct, &[&bin, "apply", "--color", "never"]);
+
+    // The reload returns before nginx swapped its workers: a probe right after it is still
+    // answered by the old config. The check must see the new one, and roll it back.
+    publish_role(&ct, RELOAD_ROLE, &nginx_conf(404, "gone", ""));
+    let (code, out) = apply();
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("! health:web failed after 4 attempts: GET http://127.0.0.1:8081/healthz → 200\n    HTTP 404, expected 200: gone\n"),
+        "{out}"
+    );
+    assert_back_on_v1(&ct, &out);
+}
+
+#[test]
+fn a_rejected_reload_rolls_the_run_back() {
+    let (ct, bin) = reloading_host("rejected");
+    let apply = || run(&ct, &[&bin, "apply", "--color", "never"]);
+    let pid = main_pid(&ct);
+
+    // A config nginx rejects on reload (no validate on the file): the old config keeps
+    // serving from memory, so the health check passes; the failed reload alone must undo
+    // the file, or the next restart takes the site down.
+    publish_role(
+        &ct,
+        RELOAD_ROLE,
+        &nginx_conf(200, "ok v2", "bogus_directive on;"),
+    );
+    let (code, out) = apply();
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("! reload service:nginx failed"), "{out}");
+    assert!(
+        out.contains("↺ rolled back run ") && out.contains(": service:nginx reload failed: "),
+        "{out}"
+    );
+    assert_back_on_v1(&ct, &out);
+    assert_eq!(main_pid(&ct), pid, "nginx was never down");
+    ct.exec_ok(&["systemctl", "restart", "nginx"]);
+    assert_eq!(serves(&ct), "ok v1\n", "the next restart still serves");
+}
+
+/// The run ids in the container's history, oldest first.
+fn run_ids(ct: &Container) -> Vec<String> {
+    let mut ids: Vec<String> = fs::read_dir(ct.root().join("var/lib/converge/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_failure_seen_by_a_run_that_changed_nothing_rolls_back_the_run_that_did() {
+    let (ct, bin) = reloading_host("blame");
+    let apply = || run(&ct, &[&bin, "apply", "--color", "never"]);
+    let before = run_ids(&ct);
+
+    // A bundle without the health check breaks /healthz: nothing sees it.
+    let unchecked = RELOAD_ROLE.split("[[health]]").next().unwrap();
+    publish_role(&ct, unchecked, &nginx_conf(404, "gone", ""));
+    let (code, out) = apply();
+    assert_eq!(code, 2, "{out}");
+    let culprit: Vec<String> = run_ids(&ct)
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert_eq!(culprit.len(), 1, "{culprit:?}");
+    let culprit = &culprit[0];
+
+    // The next bundle brings the check back and changes nothing on the host: the failure it
+    // sees is the earlier run's, which is undone.
+    publish_role(&ct, RELOAD_ROLE, &nginx_conf(404, "gone", ""));
+    let (code, out) = apply();
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("! health:web failed after 4 attempts"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("↺ rolled back run {culprit}: health:web failed: ")),
+        "{out}"
+    );
+    assert_back_on_v1(&ct, &out);
+    let (_, hist) = run(&ct, &[&bin, "history"]);
+    assert!(hist.contains("rolled back: health:web failed"), "{hist}");
+    assert_eq!(run_ids(&ct).len(), before.len() + 1, "no run of its own");
 }

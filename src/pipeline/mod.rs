@@ -234,7 +234,8 @@ fn converge(
         &bundle_id,
         sys.root(),
     );
-    let report = engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder);
+    let mut report = engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder);
+    rollback::blame_unvouched(settings, sys, &recorder, &mut report);
     if req.record {
         match &report.rollback {
             Some(rb) if !bundle_id.is_empty() => {

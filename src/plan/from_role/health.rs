@@ -96,6 +96,17 @@ impl Builder<'_> {
             }
             let timeout = duration(&s.timeout, health::DEFAULT_TIMEOUT, false, &mut errors);
             let interval = duration(&s.interval, health::DEFAULT_INTERVAL, true, &mut errors);
+            let settle = duration(&s.settle, health::DEFAULT_SETTLE, true, &mut errors);
+            let passes = s
+                .passes
+                .as_ref()
+                .map_or(health::DEFAULT_PASSES, |p| *p.get_ref());
+            if let Some(p) = s.passes.as_ref().filter(|p| *p.get_ref() == 0) {
+                errors.push((
+                    p.span().start,
+                    "invalid passes 0: expected 1 or more passes in a row".into(),
+                ));
+            }
             let services: Vec<String> = s
                 .services
                 .iter()
@@ -118,6 +129,8 @@ impl Builder<'_> {
                 timeout,
                 retries: s.retries.unwrap_or(health::DEFAULT_RETRIES),
                 interval,
+                settle,
+                passes,
                 services,
                 role: role.name.clone(),
                 origin: role.location(offset).to_string(),
