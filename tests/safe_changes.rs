@@ -49,6 +49,7 @@ const RELOAD_ROLE: &str = r#"
 [[file]]
 path = "/etc/nginx/nginx.conf"
 template = "nginx.conf.hbs"
+mode = "0644"
 notify = ["service:nginx"]
 
 [[service]]
@@ -363,4 +364,28 @@ fn a_failure_seen_by_a_run_that_changed_nothing_rolls_back_the_run_that_did() {
     let (_, hist) = run(&ct, &[&bin, "history"]);
     assert!(hist.contains("rolled back: health:web failed"), "{hist}");
     assert_eq!(run_ids(&ct).len(), before.len() + 1, "no run of its own");
+}
+
+#[test]
+fn a_held_host_keeps_converging_its_last_good_bundle() {
+    let (ct, bin) = reloading_host("held");
+    publish_role(&ct, RELOAD_ROLE, &nginx_conf(404, "gone", ""));
+    let (code, out) = run(&ct, &[&bin, "apply", "--color", "never"]);
+    assert_eq!(code, 4, "{out}");
+    assert_back_on_v1(&ct, &out);
+
+    // Drift made by hand while the bad bundle is held is repaired from the last good one.
+    ct.exec_ok(&["chmod", "0666", "/etc/nginx/nginx.conf"]);
+    let (code, out) = run(&ct, &[&bin, "apply", "--color", "never"]);
+    assert_eq!(code, 4, "held, so not the newest bundle: {out}");
+    assert!(out.contains("~ update file:/etc/nginx/nginx.conf"), "{out}");
+    assert!(
+        out.contains("not applied again: the host keeps converging its last good bundle "),
+        "{out}"
+    );
+    let mode = ct.exec_ok(&["stat", "-c", "%a", "/etc/nginx/nginx.conf"]);
+    assert_eq!(mode.trim(), "644");
+    assert_eq!(serves(&ct), "ok v1\n");
+    let record = ct.exec_ok(&["cat", "/var/lib/converge/last-run.json"]);
+    assert!(record.contains("\"freshness\": \"held\""), "{record}");
 }

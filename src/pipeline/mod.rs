@@ -165,12 +165,13 @@ fn converge(
 ) -> Result<Report, RunError> {
     let settings = &req.settings;
     // A check's freshly fetched bundle lives in a scratch dir until `_scratch` is dropped.
-    let (tree, status, _scratch) = source::obtain(&req.source, settings, lock, req.mode)?;
+    let (mut tree, status, _scratch) = source::obtain(&req.source, settings, lock, req.mode)?;
     let bundle_id = status
         .as_ref()
         .map_or_else(String::new, |s| s.bundle_id.clone());
     record.source = status;
     let mut held = None;
+    let mut stand_in = None;
     if req.record {
         if req.mode == Mode::Apply {
             if let Some(report) = rollback::finish_interrupted(settings, sys) {
@@ -181,13 +182,38 @@ fn converge(
         // Remembered per bundle id; a source tree read in place has none, so nothing is held.
         held = held::load(&settings.state_dir)
             .filter(|h| !h.bundle.is_empty() && h.bundle == bundle_id);
-        if let (Some(h), Mode::Apply, false) = (&held, req.mode, req.force) {
+        if let (Some(h), false) = (&held, req.force) {
             tracing::warn!(bundle = %h.bundle, run = %h.run, "bundle was rolled back here; not applying it again");
-            let mut report = Report::new(req.mode, SystemTime::now(), Duration::ZERO, Vec::new());
-            report.held = held;
-            return Ok(report);
+            let lock = lock.expect("a run from a bundle holds the state-dir lock");
+            // The run the hold undid may have applied another bad bundle than the held one
+            // (a failure blamed on an earlier run): that one is no stand-in either.
+            let undone = crate::history::load(&settings.state_dir, Some(&h.run))
+                .ok()
+                .map(|past| past.summary.bundle)
+                .filter(|b| *b != h.bundle);
+            match source::stand_in_for_held(settings, lock, h, undone.as_deref())? {
+                Some((good, status)) => {
+                    tracing::warn!(bundle = %status.bundle_id, "converging the last good bundle instead");
+                    stand_in = Some(status.bundle_id.clone());
+                    tree = good;
+                    record.source = Some(status);
+                }
+                // Nothing to converge instead: apply leaves the host alone, check shows how
+                // the held bundle differs.
+                None if req.mode == Mode::Apply => {
+                    let mut report =
+                        Report::new(req.mode, SystemTime::now(), Duration::ZERO, Vec::new());
+                    report.held = held;
+                    return Ok(report);
+                }
+                None => {}
+            }
         }
     }
+    let bundle_id = record
+        .source
+        .as_ref()
+        .map_or_else(String::new, |s| s.bundle_id.clone());
     let (plan, roles) = match plan_tree_cached(req, &tree, &bundle_id, record) {
         Ok(planned) => planned,
         // A verified bundle that cannot be planned here (a broken template, a role missing
@@ -225,6 +251,7 @@ fn converge(
         };
         if req.record {
             report.held = held;
+            report.stand_in = stand_in;
         }
         return Ok(report);
     }
@@ -238,6 +265,11 @@ fn converge(
     rollback::blame_unvouched(settings, sys, &recorder, &mut report);
     if req.record {
         match &report.rollback {
+            // Converging the stand-in for a held bundle: the hold stays on the held one.
+            _ if stand_in.is_some() => {
+                report.held = held;
+                report.stand_in = stand_in;
+            }
             Some(rb) if !bundle_id.is_empty() => {
                 crate::durable::crash::point("rolled-back");
                 rollback::remember(settings, &bundle_id, &rb.run, &rb.reason)

@@ -196,6 +196,40 @@ pub(super) fn fall_back_from_unplannable<T>(
     Ok(Some((planned, kept_status)))
 }
 
+/// While `held` is held, the kept bundle the host converges instead: the one before it,
+/// unless that is `also_bad` (the bundle of the run the hold undid, when it was another).
+/// `None` when no such bundle is kept.
+pub(super) fn stand_in_for_held(
+    settings: &AgentConfig,
+    lock: &StateLock,
+    held: &crate::agent::held::HeldBundle,
+    also_bad: Option<&str>,
+) -> Result<Option<(SourceTree, SourceStatus)>, RunError> {
+    let source = bundle::Source::parse(&settings.source)?;
+    let opts = sync_options(settings)?;
+    let Some(kept) = bundle::stand_in(&source, lock, &held.bundle, &opts)? else {
+        return Ok(None);
+    };
+    if also_bad == Some(kept.id.as_str()) {
+        return Ok(None);
+    }
+    let Ok(tree) = SourceTree::open(&kept.bundle_dir) else {
+        return Ok(None);
+    };
+    let status = SourceStatus {
+        url: settings.source.clone(),
+        bundle_id: kept.id.clone(),
+        freshness: "held".into(),
+        reason: Some(format!(
+            "bundle {} was rolled back here in run {}; converging the last good bundle {}",
+            held.bundle, held.run, kept.id
+        )),
+        fetched_objects: 0,
+        bundle_age_seconds: kept.bundle_age().as_secs(),
+    };
+    Ok(Some((tree, status)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

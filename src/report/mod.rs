@@ -194,10 +194,14 @@ pub struct Report {
     /// The rollback that a failing health check started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<rollback::Rollback>,
-    /// The bundle in use was rolled back on this host earlier; apply leaves the host on its
-    /// last good state (check still shows the difference).
+    /// The bundle in use was rolled back on this host earlier; the run converges the last
+    /// good bundle instead (`stand_in`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<rollback::HeldBundle>,
+    /// While `held`: the last good bundle the run converged instead, so that a held host
+    /// still repairs drift. `None` when no such bundle is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stand_in: Option<String>,
 }
 
 impl Report {
@@ -225,6 +229,7 @@ impl Report {
             health: Vec::new(),
             rollback: None,
             held: None,
+            stand_in: None,
         }
     }
 
