@@ -2,6 +2,7 @@
 //! then the restarts and reloads that changed resources asked for, the health checks, and a
 //! rollback of the run's changes when a check fails after them.
 
+mod ahead;
 mod notify;
 pub mod rollback;
 #[cfg(test)]
@@ -13,7 +14,7 @@ use std::time::{Instant, SystemTime};
 use crate::history::{backup, Recorder, RunStatus, ServiceAction};
 use crate::plan::{Plan, Planned};
 use crate::report::{Mode, NotifyAction, NotifyStatus, Outcome, Report, Status};
-use crate::resource::{Change, ResourceError};
+use crate::resource::{Change, ResourceError, ResourceId};
 use crate::system::System;
 
 /// Proof that the engine is applying a plan: [`System::host`] wants one, and only this module
@@ -125,6 +126,13 @@ fn converge(
         Mode::Check => None,
     };
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(plan.items.len());
+    // Check shows each refusal in its place; apply refuses the whole run before it writes.
+    let mut ahead = match mode {
+        Mode::Apply => ahead::refused(plan, sys),
+        Mode::Check => None,
+    };
+    // The file whose validate refused the run: nothing after it is converged.
+    let mut refused_by: Option<ResourceId> = ahead.as_ref().map(|(i, _)| plan.items[*i].id.clone());
     // Plan order is the same in check and apply, so both keep the same diffs.
     let mut diff_budget = crate::resource::change::MAX_RUN_DIFFS;
     for (i, item) in plan.items.iter().enumerate() {
@@ -142,11 +150,22 @@ fn converge(
             error_kind: None,
             notes: item.resource.notes(sys),
         };
-        if let Some(r) = blocked {
+        if let Some(e) = ahead.take_if(|(at, _)| *at == i).map(|(_, e)| e) {
+            tracing::info!(resource = %item.id, error = %e, "refused by its validate: the run is refused");
+            outcome.status = Status::Failed;
+            outcome.error = Some(e.to_string());
+            outcome.error_kind = Some(e.kind());
+        } else if let Some(r) = blocked {
             outcome.status = Status::Skipped;
             outcome.error = Some(format!("skipped: {} did not converge", outcomes[r].id));
             outcome.error_kind = Some("skipped");
             tracing::info!(resource = %item.id, "skipped: a dependency failed");
+        } else if let Some(by) = &refused_by {
+            outcome.status = Status::Skipped;
+            outcome.error = Some(format!(
+                "not applied: {by} failed validation, so the run is refused"
+            ));
+            outcome.error_kind = Some("refused");
         } else {
             let converged = notifier
                 .before(item, host.as_ref())
@@ -181,6 +200,11 @@ fn converge(
                 Err(e) => {
                     // The report carries the error; the log line is for -v and the journal.
                     tracing::info!(resource = %item.id, error = %e, "failed");
+                    if mode == Mode::Apply && matches!(e, ResourceError::ValidationFailed { .. }) {
+                        // Checked in the run (it needed an earlier change of the run made):
+                        // what the run wrote so far is undone with the rest of it.
+                        refused_by = Some(item.id.clone());
+                    }
                     outcome.status = Status::Failed;
                     outcome.error = Some(e.to_string());
                     outcome.error_kind = Some(e.kind());
@@ -189,7 +213,13 @@ fn converge(
         }
         outcomes.push(outcome);
     }
-    let notifications = notifier.finish(plan, &outcomes, sys, host.as_ref());
+    let notifications = match refused_by {
+        Some(_) => {
+            notifier.abandon();
+            Vec::new()
+        }
+        None => notifier.finish(plan, &outcomes, sys, host.as_ref()),
+    };
     let acted = notifications
         .iter()
         .any(|n| n.status == NotifyStatus::Done)
@@ -213,6 +243,7 @@ fn converge(
     let mut report = Report::new(mode, started, clock.elapsed(), outcomes)
         .with_notifications(notifications)
         .with_health(health);
+    report.refused = refused_by.map(|by| format!("{by} failed validation"));
     if let (Some(recorder), Some(host)) = (recorder, host.as_ref()) {
         finish_recorded(plan, host, recorder, &mut report);
     }
@@ -289,7 +320,7 @@ fn finish_recorded(
     report: &mut Report,
 ) {
     let services = recorder.summary().services;
-    let failing = failure(report);
+    let failing = report.refused.clone().or_else(|| failure(report));
     let healthy = vouches(report);
     let record = |status: RunStatus, reason: Option<String>| {
         let summary = &report.summary;

@@ -389,3 +389,131 @@ fn a_held_host_keeps_converging_its_last_good_bundle() {
     let record = ct.exec_ok(&["cat", "/var/lib/converge/last-run.json"]);
     assert!(record.contains("\"freshness\": \"held\""), "{record}");
 }
+
+/// A site file ahead of an nginx.conf with a `validate`: `site` is the site file's content.
+fn refusing_role(site: &str) -> String {
+    format!(
+        r#"
+[[file]]
+path = "/etc/nginx/conf.d/site.conf"
+content = "{site}\n"
+notify = ["service:nginx"]
+
+[[file]]
+path = "/etc/nginx/nginx.conf"
+template = "nginx.conf.hbs"
+validate = "nginx -t -q -c {{path}}"
+notify = ["service:nginx"]
+
+[[service]]
+name = "nginx"
+enabled = true
+state = "running"
+"#
+    )
+}
+
+#[test]
+fn a_file_refused_by_validate_refuses_the_whole_run() {
+    let (ct, bin) = agent_host("refuse");
+    let apply = || run(&ct, &[&bin, "apply", "--color", "never"]);
+    let current = || fs::read_link(ct.root().join("var/lib/converge/current")).unwrap();
+    publish_role(
+        &ct,
+        &refusing_role("# site v1"),
+        &nginx_conf(200, "ok v1", ""),
+    );
+    let (code, out) = apply();
+    assert_eq!(code, 2, "{out}");
+    let good = current();
+    let pid = main_pid(&ct);
+
+    publish_role(
+        &ct,
+        &refusing_role("# site v2"),
+        &nginx_conf(200, "ok v2", "bogus_directive on;"),
+    );
+    let (code, out) = apply();
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("validation failed (the old file was kept)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("! run refused: file:/etc/nginx/nginx.conf failed validation; nothing of this run is applied\n"),
+        "{out}"
+    );
+    assert!(!out.contains("restarted"), "{out}");
+    assert_eq!(
+        fs::read_to_string(ct.root().join("etc/nginx/conf.d/site.conf")).unwrap(),
+        "# site v1\n",
+        "the site file of the refused run was written"
+    );
+    assert_eq!(current(), good, "the refused bundle became current");
+    assert_eq!(main_pid(&ct), pid);
+    assert_eq!(serves(&ct), "ok v1\n");
+    let metrics = ct.exec_ok(&["cat", "/var/lib/converge/metrics/converge.prom"]);
+    assert!(
+        metrics.contains("\nconverge_drift_detected{mode=\"apply\"} 1\n"),
+        "{metrics}"
+    );
+    let record = ct.exec_ok(&["cat", "/var/lib/converge/last-run.json"]);
+    assert!(record.contains("\"freshness\": \"refused\""), "{record}");
+}
+
+#[test]
+fn a_file_refused_in_the_run_undoes_what_the_run_wrote_before_it() {
+    let ct = Container::boot("refuse-late");
+    let bin = ct.share(Path::new(BIN));
+    // main.conf's validate reads base.conf, which the run writes first: it can only be
+    // checked in the run, after that write.
+    let role = |v: &str| {
+        format!(
+            r#"
+[[directory]]
+path = "/etc/app"
+
+[[file]]
+path = "/etc/app/base.conf"
+content = "base {v}\n"
+
+[[file]]
+path = "/etc/app/main.conf"
+content = "main {v}\n"
+validate = "grep -q 'base v1' /etc/app/base.conf && test -s {{path}}"
+after = ["file:/etc/app/base.conf"]
+"#
+        )
+    };
+    let src = ct.share_dir().join("src");
+    fs::create_dir_all(src.join("roles")).unwrap();
+    let apply = || {
+        reported(ct.converge(
+            &bin,
+            "apply",
+            "app",
+            &["--state-dir", "/var/lib/converge-app"],
+        ))
+    };
+    fs::write(src.join("roles/app.toml"), role("v1")).unwrap();
+    let (code, out) = apply();
+    assert_eq!(code, 2, "{out}");
+
+    fs::write(src.join("roles/app.toml"), role("v2")).unwrap();
+    let (code, out) = apply();
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("! run refused: file:/etc/app/main.conf failed validation; nothing of this run is applied\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("    restored file:/etc/app/base.conf\n"),
+        "{out}"
+    );
+    for (file, content) in [("base.conf", "base v1\n"), ("main.conf", "main v1\n")] {
+        assert_eq!(
+            fs::read_to_string(ct.root().join("etc/app").join(file)).unwrap(),
+            content
+        );
+    }
+}

@@ -253,6 +253,7 @@ fn converge(
             report.held = held;
             report.stand_in = stand_in;
         }
+        refuse_bundle(req, lock, record, &report)?;
         return Ok(report);
     }
     let recorder = Recorder::new(
@@ -263,6 +264,7 @@ fn converge(
     );
     let mut report = engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder);
     rollback::blame_unvouched(settings, sys, &recorder, &mut report);
+    refuse_bundle(req, lock, record, &report)?;
     if req.record {
         match &report.rollback {
             // Converging the stand-in for a held bundle: the hold stays on the held one.
@@ -279,6 +281,27 @@ fn converge(
         }
     }
     Ok(report)
+}
+
+/// A run refused as a whole leaves its bundle out of `current` (see
+/// [`source::refuse_after_run`]); the record then names the bundle the host stays on.
+fn refuse_bundle(
+    req: &Request,
+    lock: Option<&StateLock>,
+    record: &mut RunRecord,
+    report: &Report,
+) -> Result<(), RunError> {
+    let (Some(why), Mode::Apply, Some(lock)) = (&report.refused, req.mode, lock) else {
+        return Ok(());
+    };
+    if !req.record || !is_current(&record.source) {
+        return Ok(());
+    }
+    let status = record.source.clone().expect("a bundle has a status");
+    if let Some(kept) = source::refuse_after_run(&req.settings, lock, &status, why)? {
+        record.source = Some(kept);
+    }
+    Ok(())
 }
 
 /// A fetched bundle, fresh or unchanged (not already a stand-in for the source's).

@@ -79,6 +79,10 @@ pub fn write(report: &Report, style: Style, w: &mut dyn std::io::Write) -> std::
     for h in &report.health {
         health_line(&mut out, h, style);
     }
+    if let Some(why) = &report.refused {
+        let line = format!("! run refused: {why}; nothing of this run is applied");
+        let _ = writeln!(out, "{}", style.paint("1;31", &visible(&line)));
+    }
     if let Some(r) = &report.rollback {
         rollback_block(&mut out, r, style);
     }

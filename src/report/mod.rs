@@ -202,6 +202,10 @@ pub struct Report {
     /// still repairs drift. `None` when no such bundle is kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stand_in: Option<String>,
+    /// Why apply refused the run as a whole (a file its `validate` rejected): nothing of it
+    /// is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 impl Report {
@@ -230,6 +234,7 @@ impl Report {
             rollback: None,
             held: None,
             stand_in: None,
+            refused: None,
         }
     }
 
