@@ -4,6 +4,7 @@
 
 mod ahead;
 mod notify;
+pub use ahead::Verdict;
 pub mod rollback;
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,13 @@ impl Applying {
     pub(crate) fn for_tests() -> Applying {
         Applying { _private: () }
     }
+}
+
+/// The `validate` commands of `plan` run against `sys` as a fresh apply would run them
+/// before its first write, worded as check words them; writes nothing but the commands' temp
+/// files. Each verdict with the index of its item in the plan.
+pub fn validate_ahead(plan: &Plan, sys: &System) -> Vec<(usize, Verdict)> {
+    ahead::verdicts(plan, sys, false, false)
 }
 
 /// Converges `plan` on `sys`. In [`Mode::Check`] no writing handle exists, so nothing changes.

@@ -517,3 +517,80 @@ after = ["file:/etc/app/base.conf"]
         );
     }
 }
+
+/// A role whose main.conf is checked against base.conf, declared after it: `fixed` adds the
+/// `after` that orders them.
+fn ordered_role(fixed: bool) -> String {
+    let after = if fixed {
+        "after = [\"file:/etc/app/base.conf\"]\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"[[directory]]
+path = "/etc/app"
+
+[[file]]
+path = "/etc/app/main.conf"
+content = "main\n"
+validate = "grep -q base /etc/app/base.conf && test -s {{path}}"
+{after}
+[[file]]
+path = "/etc/app/base.conf"
+content = "base\n"
+"#
+    )
+}
+
+#[test]
+fn validate_commands_run_against_a_fresh_tree_before_publishing() {
+    let image = Chroot::new();
+    let src = tempfile::tempdir().unwrap();
+    fs::create_dir_all(src.path().join("roles")).unwrap();
+    fs::write(src.path().join("roles/app.toml"), ordered_role(false)).unwrap();
+    let validate =
+        || support::tools::converge_tree("validate", "app", src.path(), image.path(), &[]);
+
+    // The ordering mistake passes on a host that has base.conf, and fails on a fresh one.
+    let (code, out) = validate();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("roles/app.toml:4:1: file:/etc/app/main.conf would fail validation: `grep -q base /etc/app/base.conf && test -s {path}` exited with status 2: grep: /etc/app/base.conf: No such file or directory\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("validate: 1 file would fail validation in "),
+        "{out}"
+    );
+    let (code, out) = support::tools::converge_tree("check", "app", src.path(), image.path(), &[]);
+    assert_eq!(code, 6, "{out}");
+    assert!(
+        out.contains("would fail validation: `grep -q base /etc/app/base.conf"),
+        "{out}"
+    );
+    assert!(
+        !image.path().join("etc/app").exists(),
+        "the tree was changed"
+    );
+    let leftovers: Vec<_> = fs::read_dir(image.path().join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Ordered, it is checked after base.conf is written, and a first apply converges.
+    fs::write(src.path().join("roles/app.toml"), ordered_role(true)).unwrap();
+    let (code, out) = validate();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("note: roles/app.toml:4:1: file:/etc/app/main.conf is checked by apply in its place, after the changes it comes after\n"),
+        "{out}"
+    );
+    let (code, out) = support::tools::converge_tree("apply", "app", src.path(), image.path(), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(
+        fs::read_to_string(image.path().join("etc/app/main.conf")).unwrap(),
+        "main\n"
+    );
+}

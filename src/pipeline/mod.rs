@@ -437,6 +437,52 @@ pub fn validate(
     errors.into_result(resources)
 }
 
+/// Runs the `validate` commands of each of `roles` (planned on its own, as [`validate`]
+/// plans it) against the tree of `sys`, as a fresh apply there would before its first write:
+/// every refusal is an error at its declaration. Returns notes on the files apply checks only
+/// after earlier changes of the run (their validate may read what those write).
+pub fn validate_against(
+    tree: &SourceTree,
+    roles: &[String],
+    overrides: &Map<String, Value>,
+    facts: &Value,
+    sys: &System,
+) -> Result<Vec<String>, Diagnostics> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut errors = Diagnostics::default();
+    let mut notes = Vec::new();
+    for name in roles {
+        let plan = plan(
+            tree,
+            std::slice::from_ref(name),
+            overrides,
+            facts,
+            PlanOptions::default(),
+        )?;
+        for (i, verdict) in engine::validate_ahead(&plan, sys) {
+            let item = &plan.items[i];
+            match verdict {
+                engine::Verdict::Refused(e) => {
+                    let text = format!("{}: {} {e}", item.at, item.id);
+                    if seen.insert(text.clone()) {
+                        errors.push(Diagnostic::new(text));
+                    }
+                }
+                engine::Verdict::AfterEarlierChanges => {
+                    let text = format!(
+                        "{}: {} is checked by apply in its place, after the changes it comes after",
+                        item.at, item.id
+                    );
+                    if seen.insert(text.clone()) {
+                        notes.push(text);
+                    }
+                }
+            }
+        }
+    }
+    errors.into_result(notes)
+}
+
 impl From<Diagnostic> for RunError {
     fn from(d: Diagnostic) -> Self {
         RunError::Input(d.into())

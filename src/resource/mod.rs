@@ -323,8 +323,9 @@ pub trait Managed: fmt::Debug + Send + Sync {
         before_change: &mut dyn FnMut(&Change) -> Result<(), ResourceError>,
     ) -> Result<Option<Change>, ResourceError>;
     /// Observes and diffs without writing: whether converging would change the host. With
-    /// `validate`, the change is first put to the resource's own check, as apply puts it.
-    fn would_change(&self, sys: &System, validate: bool) -> Result<bool, ResourceError>;
+    /// `validate`, the change is first put to the resource's own check, its error worded
+    /// for apply (`Some(true)`) or for check (`Some(false)`).
+    fn would_change(&self, sys: &System, validate: Option<bool>) -> Result<bool, ResourceError>;
     /// Whether it checks new content with a command of the role's.
     fn validates(&self) -> bool;
     /// The concrete resource, only so that [`Managed::same_as`] can compare two of a type.
@@ -412,13 +413,13 @@ impl<R: Resource + PartialEq + 'static> Managed for R {
         Resource::stored(self)
     }
 
-    fn would_change(&self, sys: &System, validate: bool) -> Result<bool, ResourceError> {
+    fn would_change(&self, sys: &System, validate: Option<bool>) -> Result<bool, ResourceError> {
         let live = self.observe(sys)?;
         let Some(change) = self.diff(&live) else {
             return Ok(false);
         };
-        if validate {
-            self.validate(sys, &change, true)?;
+        if let Some(applying) = validate {
+            self.validate(sys, &change, applying)?;
         }
         Ok(true)
     }
