@@ -281,8 +281,12 @@ fn a_health_check_after_a_reload_sees_the_new_config() {
     let apply = || run(&ct, &[&bin, "apply", "--color", "never"]);
 
     // The reload returns before nginx swapped its workers: a probe right after it is still
-    // answered by the old config. The check must see the new one, and roll it back.
-    publish_role(&ct, RELOAD_ROLE, &nginx_conf(404, "gone", ""));
+    // answered by the old config. The check must see the new one, and roll it back. A large
+    // map makes nginx take a while to read the new config, as a real site's config does, so
+    // that window is always there.
+    let map: String = (0..100_000).map(|i| format!("    /p{i} {i};\n")).collect();
+    let slow = format!("map $uri $page {{\n    default 0;\n{map}  }}");
+    publish_role(&ct, RELOAD_ROLE, &nginx_conf(404, "gone", &slow));
     let (code, out) = apply();
     assert_eq!(code, 4, "{out}");
     assert!(
