@@ -414,6 +414,10 @@ pub struct ValidateArgs {
     /// Override a variable (repeatable).
     #[arg(long = "var", value_name = "KEY=VALUE")]
     pub vars: Vec<String>,
+    /// Also run the roles' validate commands against this tree (an image, a fresh
+    /// container's root), as a first apply there would; changes nothing in it.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
 }
 
 /// Arguments of render.

@@ -2,7 +2,9 @@
 //! then the restarts and reloads that changed resources asked for, the health checks, and a
 //! rollback of the run's changes when a check fails after them.
 
+mod ahead;
 mod notify;
+pub use ahead::Verdict;
 pub mod rollback;
 #[cfg(test)]
 mod tests;
@@ -13,7 +15,7 @@ use std::time::{Instant, SystemTime};
 use crate::history::{backup, Recorder, RunStatus, ServiceAction};
 use crate::plan::{Plan, Planned};
 use crate::report::{Mode, NotifyAction, NotifyStatus, Outcome, Report, Status};
-use crate::resource::{Change, ResourceError};
+use crate::resource::{Change, ResourceError, ResourceId};
 use crate::system::System;
 
 /// Proof that the engine is applying a plan: [`System::host`] wants one, and only this module
@@ -35,6 +37,13 @@ impl Applying {
     pub(crate) fn for_tests() -> Applying {
         Applying { _private: () }
     }
+}
+
+/// The `validate` commands of `plan` run against `sys` as a fresh apply would run them
+/// before its first write, worded as check words them; writes nothing but the commands' temp
+/// files. Each verdict with the index of its item in the plan.
+pub fn validate_ahead(plan: &Plan, sys: &System) -> Vec<(usize, Verdict)> {
+    ahead::verdicts(plan, sys, false, false)
 }
 
 /// Converges `plan` on `sys`. In [`Mode::Check`] no writing handle exists, so nothing changes.
@@ -161,6 +170,13 @@ fn converge(
         Mode::Check => None,
     };
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(plan.items.len());
+    // Check shows each refusal in its place; apply refuses the whole run before it writes.
+    let mut ahead = match mode {
+        Mode::Apply => ahead::refused(plan, sys),
+        Mode::Check => None,
+    };
+    // The file whose validate refused the run: nothing after it is converged.
+    let mut refused_by: Option<ResourceId> = ahead.as_ref().map(|(i, _)| plan.items[*i].id.clone());
     // Plan order is the same in check and apply, so both keep the same diffs.
     let mut diff_budget = crate::resource::change::MAX_RUN_DIFFS;
     for (i, item) in plan.items.iter().enumerate() {
@@ -178,11 +194,22 @@ fn converge(
             error_kind: None,
             notes: item.resource.notes(sys),
         };
-        if let Some(r) = blocked {
+        if let Some(e) = ahead.take_if(|(at, _)| *at == i).map(|(_, e)| e) {
+            tracing::info!(resource = %item.id, error = %e, "refused by its validate: the run is refused");
+            outcome.status = Status::Failed;
+            outcome.error = Some(e.to_string());
+            outcome.error_kind = Some(e.kind());
+        } else if let Some(r) = blocked {
             outcome.status = Status::Skipped;
             outcome.error = Some(format!("skipped: {} did not converge", outcomes[r].id));
             outcome.error_kind = Some("skipped");
             tracing::warn!(target: crate::report::OUTCOMES, resource = %item.id, "skipped {}: {} did not converge", item.id, outcomes[r].id);
+        } else if let Some(by) = &refused_by {
+            outcome.status = Status::Skipped;
+            outcome.error = Some(format!(
+                "not applied: {by} failed validation, so the run is refused"
+            ));
+            outcome.error_kind = Some("refused");
         } else {
             let mut recorded = None;
             let converged = notifier
@@ -226,6 +253,11 @@ fn converge(
                 Err(e) => {
                     // A failure is a warning in the journal (`journalctl -p warning`).
                     tracing::warn!(target: crate::report::OUTCOMES, resource = %item.id, error = %e, "failed {}: {e}", item.id);
+                    if mode == Mode::Apply && matches!(e, ResourceError::ValidationFailed { .. }) {
+                        // Checked in the run (it needed an earlier change of the run made):
+                        // what the run wrote so far is undone with the rest of it.
+                        refused_by = Some(item.id.clone());
+                    }
                     outcome.status = Status::Failed;
                     outcome.error = Some(e.to_string());
                     outcome.error_kind = Some(e.kind());
@@ -234,34 +266,51 @@ fn converge(
         }
         outcomes.push(outcome);
     }
-    let notifications = notifier.finish(plan, &outcomes, sys, host.as_ref());
+    let notifications = match refused_by {
+        Some(_) => {
+            notifier.abandon();
+            Vec::new()
+        }
+        None => notifier.finish(plan, &outcomes, sys, host.as_ref()),
+    };
+    let acted = notifications
+        .iter()
+        .any(|n| n.status == NotifyStatus::Done)
+        .then(Instant::now);
+    let after = crate::health::After {
+        acted,
+        changed: acted.is_some() || outcomes.iter().any(|o| o.status == Status::Changed),
+    };
     if let Some(recorder) = recorder {
         // Kept before the health checks, which may take long: a run killed during them has
         // restarted services with the new configuration, and the run that continues it
         // (finding nothing left to restart) must still act on them if it rolls back.
-        let kept = recorder.update(|s| add_done(&mut s.services, &notifications));
+        let kept = recorder.update(|s| add_acted(&mut s.services, &notifications));
         if let Err(e) = kept {
             tracing::warn!(error = %e, "cannot record the run's restarts and reloads");
         }
     }
     // After the restarts and reloads, so the checks see the services as the run left them.
     // The probes only look, so check mode runs them too and reports the host's state.
-    let health = crate::health::run_all(&plan.health, sys);
+    let health = crate::health::run_all(&plan.health, sys, after);
     let mut report = Report::new(mode, started, clock.elapsed(), outcomes)
         .with_notifications(notifications)
         .with_health(health);
+    report.refused = refused_by.map(|by| format!("{by} failed validation"));
     if let (Some(recorder), Some(host)) = (recorder, host.as_ref()) {
         finish_recorded(plan, host, recorder, &mut report);
     }
     report
 }
 
-/// Adds the restarts and reloads `notifications` carried out to `services` (which holds
-/// those of a killed run this one continues): one action per unit, restart beating reload.
-fn add_done(services: &mut Vec<ServiceAction>, notifications: &[crate::report::Notification]) {
+/// Adds the restarts and reloads `notifications` carried out or tried to `services` (which
+/// holds those of a killed run this one continues): one action per unit, restart beating
+/// reload. A failed one is kept too: after its files are put back, the unit must act again,
+/// on the old configuration (a failed restart left it down).
+fn add_acted(services: &mut Vec<ServiceAction>, notifications: &[crate::report::Notification]) {
     for n in notifications
         .iter()
-        .filter(|n| n.status == NotifyStatus::Done)
+        .filter(|n| matches!(n.status, NotifyStatus::Done | NotifyStatus::Failed))
     {
         let unit = format!("{}.service", n.service.name);
         match services.iter_mut().find(|s| s.unit == unit) {
@@ -275,7 +324,48 @@ fn add_done(services: &mut Vec<ServiceAction>, notifications: &[crate::report::N
     }
 }
 
-/// Records how the run ended and, when a health check failed after changes, undoes them.
+/// Why the run's changes must not stay: a restart or reload that failed (the service either
+/// rejected the new configuration and runs the old one from memory, or is down), else a
+/// failed health check. `None` when neither happened.
+pub(crate) fn failure(report: &Report) -> Option<String> {
+    let detail = |d: Option<&str>| d.map(|d| format!(": {d}")).unwrap_or_default();
+    let notified = report
+        .notifications
+        .iter()
+        .find(|n| n.status == NotifyStatus::Failed)
+        .map(|n| {
+            format!(
+                "{} {} failed{}",
+                n.service,
+                n.action.verb(),
+                detail(n.error.as_deref())
+            )
+        });
+    notified.or_else(|| {
+        report.failed_health().next().map(|h| {
+            format!(
+                "{} failed: {}{}",
+                h.id,
+                h.probe,
+                detail(h.detail.as_deref())
+            )
+        })
+    })
+}
+
+/// Whether the run vouches for the host as it left it: no restart or reload failed, and
+/// health checks ran and all passed.
+pub(crate) fn vouches(report: &Report) -> bool {
+    failure(report).is_none()
+        && !report.health.is_empty()
+        && report
+            .health
+            .iter()
+            .all(|h| h.status == crate::health::HealthStatus::Passed)
+}
+
+/// Records how the run ended and, when a restart, reload or health check failed after
+/// changes, undoes them.
 fn finish_recorded(
     plan: &Plan,
     host: &crate::system::Host,
@@ -283,20 +373,12 @@ fn finish_recorded(
     report: &mut Report,
 ) {
     let services = recorder.summary().services;
-    let failing = report.failed_health().next().map(|h| {
-        format!(
-            "{} failed: {}{}",
-            h.id,
-            h.probe,
-            h.detail
-                .as_deref()
-                .map(|d| format!(": {d}"))
-                .unwrap_or_default()
-        )
-    });
+    let failing = report.refused.clone().or_else(|| failure(report));
+    let healthy = vouches(report);
     let record = |status: RunStatus, reason: Option<String>| {
         let summary = &report.summary;
         let result = recorder.update(|s| {
+            s.healthy = Some(healthy);
             s.finished = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
             s.changed = summary.changed;
             s.failed = summary.failed + summary.failed_notifications;
@@ -311,7 +393,7 @@ fn finish_recorded(
         record(RunStatus::Finished, None);
         return;
     };
-    tracing::warn!(%reason, "health check failed after changes: rolling back");
+    tracing::warn!(%reason, "failure after changes: rolling back");
     // Marked first: a rollback killed half-way is finished by the next run.
     record(RunStatus::RollingBack, Some(reason.clone()));
     crate::durable::crash::point("rolling-back");

@@ -342,7 +342,7 @@ fn a_rolled_back_bundle_is_not_applied_again_until_a_new_one_arrives() {
         tick.stdout.contains("was rolled back on this host in run ")
             && tick
                 .stdout
-                .contains("not applied again: the host stays on its last good state"),
+                .contains("not applied again: no earlier bundle is kept here to converge instead"),
         "{}",
         tick.stdout
     );
@@ -549,7 +549,7 @@ fn a_run_killed_before_it_remembered_its_rolled_back_bundle_is_held_by_the_next(
     assert_eq!(tick.code, 4, "{}{}", tick.stdout, tick.stderr);
     assert!(
         tick.stdout
-            .contains("not applied again: the host stays on its last good state"),
+            .contains("not applied again: no earlier bundle is kept here to converge instead"),
         "{}",
         tick.stdout
     );

@@ -5,11 +5,13 @@ use anyhow::bail;
 use crate::cli::ValidateArgs;
 use converge::pipeline;
 use converge::role::SourceTree;
+use converge::system::System;
 
 /// Validates each role on its own (with its includes), so unrelated roles never conflict.
 pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
     let tree = SourceTree::open(&args.source)?;
-    let facts = super::facts(args.facts.as_deref(), std::path::Path::new("/"))?;
+    let root = args.root.as_deref().unwrap_or(std::path::Path::new("/"));
+    let facts = super::facts(args.facts.as_deref(), root)?;
     let overrides = super::overrides(&args.vars)?;
     let names = if args.roles.is_empty() {
         tree.role_names()
@@ -17,6 +19,21 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
         args.roles.clone()
     };
     let resources = check_tree("validate", &tree, &names, &facts, &overrides)?;
+    if let Some(root) = &args.root {
+        let sys = System::new(root)?;
+        match pipeline::validate_against(&tree, &names, &overrides, &facts, &sys) {
+            Ok(notes) => notes.iter().for_each(|n| println!("note: {n}")),
+            Err(errors) => {
+                let n = errors.0.len();
+                let summary = format!(
+                    "validate: {n} file{} would fail validation in {}",
+                    if n == 1 { "" } else { "s" },
+                    root.display()
+                );
+                return Err(super::Findings { summary, errors }.into());
+            }
+        }
+    }
     println!(
         "validate: {} role{} ok ({} resources rendered)",
         names.len(),

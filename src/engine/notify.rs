@@ -147,6 +147,17 @@ impl Notifier {
         }
     }
 
+    /// Drops the requests this run made (its changes are not kept): only those an earlier
+    /// run left open stay in the journal.
+    pub(super) fn abandon(self) {
+        let open: Vec<&Request> = self
+            .requests
+            .iter()
+            .filter(|r| r.by.contains(&NotifiedBy::EarlierRun))
+            .collect();
+        self.save(&open);
+    }
+
     /// Carries out (apply) or reports (check) at most one action per notified service.
     pub(super) fn finish(
         mut self,

@@ -65,6 +65,7 @@ pub fn undo(
         _ => false,
     });
     let mut service_results = Vec::new();
+    let mut acted = None;
     if manager.runs_units(sys) {
         if units_changed {
             if let Err(e) = manager.reload_definitions(host) {
@@ -72,9 +73,11 @@ pub fn undo(
             }
         }
         for s in services {
+            // Every unit here ran before the run (notifications act only on running units),
+            // and one whose restart failed is down: a restart brings it back either way.
             let verb = match s.action {
                 NotifyAction::Reload => UnitVerb::Reload,
-                NotifyAction::Restart => UnitVerb::TryRestart,
+                NotifyAction::Restart => UnitVerb::Restart,
             };
             let failed = manager.act(host, verb, &s.unit).err();
             service_results.push(ServiceRestore {
@@ -83,6 +86,7 @@ pub fn undo(
                 error_kind: failed.as_ref().map(SystemError::kind),
                 error: failed.map(|e| e.to_string()),
             });
+            acted = Some(std::time::Instant::now());
         }
     }
     Rollback {
@@ -93,7 +97,14 @@ pub fn undo(
         restored,
         services: service_results,
         // After the restarts and reloads, as in a run: they see the services as left.
-        health: crate::health::run_all(health, sys),
+        health: crate::health::run_all(
+            health,
+            sys,
+            crate::health::After {
+                acted,
+                changed: true,
+            },
+        ),
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod probe;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -18,11 +18,30 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_RETRIES: u32 = 3;
 /// Pause between attempts when the role does not say.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Wait after the run's restarts and reloads before the first attempt, when the role does not
+/// say. `systemctl reload` returns once the signal is sent; nginx, for one, starts its new
+/// workers a little later, and until then the old configuration answers.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
+/// Passes in a row that make a check pass after a change, when the role does not say: one
+/// answer can still come from the old state, a pass that holds over a window cannot.
+pub const DEFAULT_PASSES: u32 = 3;
+
+fn default_settle() -> Duration {
+    DEFAULT_SETTLE
+}
+
+fn default_passes() -> u32 {
+    DEFAULT_PASSES
+}
 
 /// The longest one attempt may take.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 /// The longest pause between attempts.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(600);
+/// The longest wait after the run's restarts and reloads before the first attempt.
+pub const MAX_SETTLE: Duration = Duration::from_secs(600);
+/// The most passes in a row a check may ask for.
+pub const MAX_PASSES: u32 = 100;
 /// The most attempts after a failed first one.
 pub const MAX_RETRIES: u32 = 100;
 /// The longest a check may hold a run with every attempt failing: a run waits for its health
@@ -44,6 +63,12 @@ pub struct HealthCheck {
     /// Pause between attempts.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// Wait after the run's restarts and reloads before the first attempt.
+    #[serde(with = "humantime_serde", default = "default_settle")]
+    pub settle: Duration,
+    /// Passes in a row needed after a change.
+    #[serde(default = "default_passes")]
+    pub passes: u32,
     /// Services it watches (names without `.service`).
     pub services: Vec<String>,
     /// The role that declared it.
@@ -88,15 +113,33 @@ pub struct HealthOutcome {
     pub error_kind: Option<&'static str>,
 }
 
+/// What the run did just before its checks: how long they wait, and how long a pass must hold.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct After {
+    /// When the run's last restart or reload returned, if it carried one out.
+    pub acted: Option<Instant>,
+    /// The run changed the host (a resource, a restart or a reload, or undoing a run).
+    pub changed: bool,
+}
+
+impl After {
+    /// A run that changed nothing: one pass is enough, nothing to wait for.
+    pub fn nothing() -> After {
+        After::default()
+    }
+}
+
 impl HealthCheck {
     /// `health:NAME`.
     pub fn id(&self) -> ResourceId {
         ResourceId::new(Kind::Health, self.name.clone())
     }
 
-    /// Probes until it passes or the retries run out. Under `--root` nothing runs: the
-    /// services of a tree are not running anywhere.
-    pub fn run(&self, sys: &System) -> HealthOutcome {
+    /// Probes until it passes or the retries run out. After a change it first waits out
+    /// `settle` (counted from the last restart or reload) and passes only when `passes`
+    /// attempts in a row succeed; a failure breaks the streak and counts against `retries`.
+    /// Under `--root` nothing runs: the services of a tree are not running anywhere.
+    pub fn run(&self, sys: &System, after: After) -> HealthOutcome {
         let mut outcome = HealthOutcome {
             id: self.id(),
             role: self.role.clone(),
@@ -111,14 +154,22 @@ impl HealthCheck {
             outcome.detail = Some("not run under --root (nothing runs in a tree)".into());
             return outcome;
         }
+        if let Some(acted) = after.acted {
+            std::thread::sleep(self.settle.saturating_sub(acted.elapsed()));
+        }
+        let needed = if after.changed { self.passes.max(1) } else { 1 };
+        let (mut streak, mut failures) = (0, 0);
         loop {
             outcome.attempts += 1;
             match self.probe.attempt(sys, self.timeout) {
                 Ok(seen) => {
+                    streak += 1;
                     outcome.status = HealthStatus::Passed;
                     outcome.detail = Some(seen);
                     outcome.error_kind = None;
-                    return outcome;
+                    if streak >= needed {
+                        return outcome;
+                    }
                 }
                 Err(failure) => {
                     let why = &failure.why;
@@ -129,13 +180,15 @@ impl HealthCheck {
                     } else {
                         tracing::info!(target: crate::report::OUTCOMES, check = %self.name, attempt = outcome.attempts, %why, "health check {}: attempt {} failed: {why}", self.name, outcome.attempts);
                     }
+                    streak = 0;
+                    failures += 1;
                     outcome.status = HealthStatus::Failed;
                     outcome.detail = Some(failure.why);
                     outcome.error_kind = Some(failure.kind);
+                    if failures > self.retries {
+                        return outcome;
+                    }
                 }
-            }
-            if outcome.attempts > self.retries {
-                return outcome;
             }
             std::thread::sleep(self.interval);
         }
@@ -143,8 +196,8 @@ impl HealthCheck {
 }
 
 /// Runs every check in order.
-pub fn run_all(checks: &[HealthCheck], sys: &System) -> Vec<HealthOutcome> {
-    checks.iter().map(|c| c.run(sys)).collect()
+pub fn run_all(checks: &[HealthCheck], sys: &System, after: After) -> Vec<HealthOutcome> {
+    checks.iter().map(|c| c.run(sys, after)).collect()
 }
 
 #[cfg(test)]
@@ -159,6 +212,8 @@ mod tests {
             timeout: Duration::from_secs(2),
             retries,
             interval: Duration::from_millis(10),
+            settle: Duration::ZERO,
+            passes: 3,
             services: vec![],
             role: "r".into(),
             origin: "roles/r.toml:1:1".into(),
@@ -168,21 +223,42 @@ mod tests {
     #[test]
     fn a_failing_probe_is_retried_then_reported_with_its_output() {
         let sys = System::new(Path::new("/")).unwrap();
-        let out = check(Probe::Command("echo not yet >&2; exit 1".into()), 2).run(&sys);
+        let out =
+            check(Probe::Command("echo not yet >&2; exit 1".into()), 2).run(&sys, After::nothing());
         assert_eq!(out.status, HealthStatus::Failed);
         assert_eq!(out.attempts, 3);
         assert_eq!(out.detail.as_deref(), Some("exited with status 1: not yet"));
         assert_eq!(out.error_kind, Some("command_failed"));
-        let out = check(Probe::Command("true".into()), 2).run(&sys);
+        let out = check(Probe::Command("true".into()), 2).run(&sys, After::nothing());
         assert_eq!((out.status, out.attempts), (HealthStatus::Passed, 1));
         assert_eq!(out.error_kind, None);
+    }
+
+    #[test]
+    fn after_a_change_a_pass_counts_only_when_it_holds() {
+        let sys = System::new(Path::new("/")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("seen");
+        // Passes once (the old state still answering), then fails from then on.
+        let script = format!("test ! -e {0} && touch {0}", seen.display());
+        let changed = After {
+            acted: Some(Instant::now()),
+            changed: true,
+        };
+        let out = check(Probe::Command(script.clone()), 1).run(&sys, changed);
+        assert_eq!((out.status, out.attempts), (HealthStatus::Failed, 3));
+        std::fs::remove_file(&seen).unwrap();
+        let out = check(Probe::Command(script), 1).run(&sys, After::nothing());
+        assert_eq!((out.status, out.attempts), (HealthStatus::Passed, 1));
+        let out = check(Probe::Command("true".into()), 1).run(&sys, changed);
+        assert_eq!((out.status, out.attempts), (HealthStatus::Passed, 3));
     }
 
     #[test]
     fn nothing_runs_under_a_root() {
         let dir = tempfile::tempdir().unwrap();
         let sys = System::new(dir.path()).unwrap();
-        let out = check(Probe::Command("exit 1".into()), 0).run(&sys);
+        let out = check(Probe::Command("exit 1".into()), 0).run(&sys, After::nothing());
         assert_eq!(out.status, HealthStatus::NotRun);
         assert_eq!(out.attempts, 0);
     }
@@ -192,10 +268,10 @@ mod tests {
         let sys = System::new(Path::new("/")).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let out = check(Probe::Tcp(addr.clone()), 0).run(&sys);
+        let out = check(Probe::Tcp(addr.clone()), 0).run(&sys, After::nothing());
         assert_eq!(out.status, HealthStatus::Passed, "{out:?}");
         drop(listener);
-        let out = check(Probe::Tcp(addr.clone()), 0).run(&sys);
+        let out = check(Probe::Tcp(addr.clone()), 0).run(&sys, After::nothing());
         assert_eq!(out.status, HealthStatus::Failed);
         assert_eq!(out.error_kind, Some("connect"));
         assert!(

@@ -122,6 +122,11 @@ pub struct RunSummary {
     /// Its health checks, probed again after its changes are undone by hand.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health: Vec<crate::health::HealthCheck>,
+    /// Whether health checks have passed with its changes in place: `Some(false)` when it
+    /// finished without (it has none, or one of them failed), until a later run's pass.
+    /// Absent in records written before this field, which no later failure is blamed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
 }
 
 fn live_root() -> PathBuf {

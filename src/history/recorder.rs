@@ -68,6 +68,7 @@ impl Recorder {
                 root: root.to_path_buf(),
                 held: false,
                 health: Vec::new(),
+                healthy: None,
             },
         };
         Recorder {

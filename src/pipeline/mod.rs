@@ -165,12 +165,13 @@ fn converge(
 ) -> Result<Report, RunError> {
     let settings = &req.settings;
     // A check's freshly fetched bundle lives in a scratch dir until `_scratch` is dropped.
-    let (tree, status, _scratch) = source::obtain(&req.source, settings, lock, req.mode)?;
+    let (mut tree, status, _scratch) = source::obtain(&req.source, settings, lock, req.mode)?;
     let bundle_id = status
         .as_ref()
         .map_or_else(String::new, |s| s.bundle_id.clone());
     record.source = status;
     let mut held = None;
+    let mut stand_in = None;
     if req.record {
         if req.mode == Mode::Apply {
             if let Some(report) = rollback::finish_interrupted(settings, sys) {
@@ -181,13 +182,38 @@ fn converge(
         // Remembered per bundle id; a source tree read in place has none, so nothing is held.
         held = held::load(&settings.state_dir)
             .filter(|h| !h.bundle.is_empty() && h.bundle == bundle_id);
-        if let (Some(h), Mode::Apply, false) = (&held, req.mode, req.force) {
+        if let (Some(h), false) = (&held, req.force) {
             tracing::warn!(bundle = %h.bundle, run = %h.run, "bundle was rolled back here; not applying it again");
-            let mut report = Report::new(req.mode, SystemTime::now(), Duration::ZERO, Vec::new());
-            report.held = held;
-            return Ok(report);
+            let lock = lock.expect("a run from a bundle holds the state-dir lock");
+            // The run the hold undid may have applied another bad bundle than the held one
+            // (a failure blamed on an earlier run): that one is no stand-in either.
+            let undone = crate::history::load(&settings.state_dir, Some(&h.run))
+                .ok()
+                .map(|past| past.summary.bundle)
+                .filter(|b| *b != h.bundle);
+            match source::stand_in_for_held(settings, lock, h, undone.as_deref())? {
+                Some((good, status)) => {
+                    tracing::warn!(bundle = %status.bundle_id, "converging the last good bundle instead");
+                    stand_in = Some(status.bundle_id.clone());
+                    tree = good;
+                    record.source = Some(status);
+                }
+                // Nothing to converge instead: apply leaves the host alone, check shows how
+                // the held bundle differs.
+                None if req.mode == Mode::Apply => {
+                    let mut report =
+                        Report::new(req.mode, SystemTime::now(), Duration::ZERO, Vec::new());
+                    report.held = held;
+                    return Ok(report);
+                }
+                None => {}
+            }
         }
     }
+    let bundle_id = record
+        .source
+        .as_ref()
+        .map_or_else(String::new, |s| s.bundle_id.clone());
     let (plan, roles) = match plan_tree_cached(req, &tree, &bundle_id, record) {
         Ok(planned) => planned,
         // A verified bundle that cannot be planned here (a broken template, a role missing
@@ -225,7 +251,9 @@ fn converge(
         };
         if req.record {
             report.held = held;
+            report.stand_in = stand_in;
         }
+        refuse_bundle(req, lock, record, &report)?;
         return Ok(report);
     }
     let recorder = Recorder::new(
@@ -234,9 +262,16 @@ fn converge(
         &bundle_id,
         sys.root(),
     );
-    let report = engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder);
+    let mut report = engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder);
+    rollback::blame_unvouched(settings, sys, &recorder, &mut report);
+    refuse_bundle(req, lock, record, &report)?;
     if req.record {
         match &report.rollback {
+            // Converging the stand-in for a held bundle: the hold stays on the held one.
+            _ if stand_in.is_some() => {
+                report.held = held;
+                report.stand_in = stand_in;
+            }
             Some(rb) if !bundle_id.is_empty() => {
                 crate::durable::crash::point("rolled-back");
                 rollback::remember(settings, &bundle_id, &rb.run, &rb.reason)
@@ -246,6 +281,27 @@ fn converge(
         }
     }
     Ok(report)
+}
+
+/// A run refused as a whole leaves its bundle out of `current` (see
+/// [`source::refuse_after_run`]); the record then names the bundle the host stays on.
+fn refuse_bundle(
+    req: &Request,
+    lock: Option<&StateLock>,
+    record: &mut RunRecord,
+    report: &Report,
+) -> Result<(), RunError> {
+    let (Some(why), Mode::Apply, Some(lock)) = (&report.refused, req.mode, lock) else {
+        return Ok(());
+    };
+    if !req.record || !is_current(&record.source) {
+        return Ok(());
+    }
+    let status = record.source.clone().expect("a bundle has a status");
+    if let Some(kept) = source::refuse_after_run(&req.settings, lock, &status, why)? {
+        record.source = Some(kept);
+    }
+    Ok(())
 }
 
 /// A fetched bundle, fresh or unchanged (not already a stand-in for the source's).
@@ -379,6 +435,52 @@ pub fn validate(
         }
     }
     errors.into_result(resources)
+}
+
+/// Runs the `validate` commands of each of `roles` (planned on its own, as [`validate`]
+/// plans it) against the tree of `sys`, as a fresh apply there would before its first write:
+/// every refusal is an error at its declaration. Returns notes on the files apply checks only
+/// after earlier changes of the run (their validate may read what those write).
+pub fn validate_against(
+    tree: &SourceTree,
+    roles: &[String],
+    overrides: &Map<String, Value>,
+    facts: &Value,
+    sys: &System,
+) -> Result<Vec<String>, Diagnostics> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut errors = Diagnostics::default();
+    let mut notes = Vec::new();
+    for name in roles {
+        let plan = plan(
+            tree,
+            std::slice::from_ref(name),
+            overrides,
+            facts,
+            PlanOptions::default(),
+        )?;
+        for (i, verdict) in engine::validate_ahead(&plan, sys) {
+            let item = &plan.items[i];
+            match verdict {
+                engine::Verdict::Refused(e) => {
+                    let text = format!("{}: {} {e}", item.at, item.id);
+                    if seen.insert(text.clone()) {
+                        errors.push(Diagnostic::new(text));
+                    }
+                }
+                engine::Verdict::AfterEarlierChanges => {
+                    let text = format!(
+                        "{}: {} is checked by apply in its place, after the changes it comes after",
+                        item.at, item.id
+                    );
+                    if seen.insert(text.clone()) {
+                        notes.push(text);
+                    }
+                }
+            }
+        }
+    }
+    errors.into_result(notes)
 }
 
 impl From<Diagnostic> for RunError {

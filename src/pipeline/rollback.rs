@@ -1,12 +1,13 @@
-//! What a run does about earlier rollbacks: finish one that was interrupted, and remember a
-//! rolled-back bundle so that it is not applied again until a new one arrives.
+//! What a run does about earlier rollbacks: finish one that was interrupted, remember a
+//! rolled-back bundle so that it is not applied again until a new one arrives, and blame a
+//! failure seen by a run that changed nothing on the run that caused it.
 
 use std::time::{Duration, SystemTime};
 
 use crate::agent::config::AgentConfig;
 use crate::agent::held;
 use crate::engine;
-use crate::history;
+use crate::history::{self, Recorder};
 use crate::report::{Mode, Report};
 use crate::system::System;
 
@@ -61,10 +62,69 @@ pub(super) fn finish_interrupted(config: &AgentConfig, sys: &System) -> Option<R
     }
     tracing::warn!(run = %past.summary.id, "finishing a rollback that was interrupted");
     let reason = past.summary.rollback_reason.clone().unwrap_or_default();
+    let rollback = undo(sys, &mut past, reason.clone());
+    if !past.summary.bundle.is_empty() {
+        remember(config, &past.summary.bundle, &past.summary.id, &reason);
+    }
+    let mut report = Report::new(Mode::Apply, SystemTime::now(), Duration::ZERO, Vec::new());
+    report.rollback = Some(rollback);
+    Some(report)
+}
+
+/// A run that changed nothing has nothing of its own to undo. A failure it sees (a failing
+/// health check, a restart an earlier run left open failing) is the doing of the newest run
+/// whose changes are still in place and that no health check has passed since: that run is
+/// rolled back, as it would have been had its own checks seen the failure. A run whose
+/// checks all pass vouches for that run instead.
+pub(super) fn blame_unvouched(
+    config: &AgentConfig,
+    sys: &System,
+    recorder: &Recorder,
+    report: &mut Report,
+) {
+    if recorder.has_changes() || report.rollback.is_some() {
+        return;
+    }
+    let Some(mut past) = newest_in_place(config, sys) else {
+        return;
+    };
+    if past.summary.healthy != Some(false) {
+        return;
+    }
+    let Some(failure) = engine::failure(report) else {
+        if engine::vouches(report) {
+            past.summary.healthy = Some(true);
+            if let Err(e) = past.save() {
+                tracing::warn!(error = %e, "cannot record that the last run's changes are healthy");
+            }
+        }
+        return;
+    };
+    let reason = format!(
+        "{failure} (seen after run {}, which changed nothing since)",
+        past.summary.id
+    );
+    tracing::warn!(run = %past.summary.id, %reason, "a run that changed nothing failed: rolling back the run that did");
+    // Marked first, as a run's own rollback is: a kill half-way is finished by the next run.
+    past.summary.status = history::RunStatus::RollingBack;
+    past.summary.rollback_reason = Some(reason.clone());
+    if let Err(e) = past.save() {
+        tracing::warn!(error = %e, "cannot mark the run as rolling back; not rolling it back");
+        return;
+    }
+    report.rollback = Some(undo(sys, &mut past, reason));
+}
+
+/// Undoes `past` (marked as rolling back) and records how that ended.
+fn undo(
+    sys: &System,
+    past: &mut history::PastRun,
+    reason: String,
+) -> crate::report::rollback::Rollback {
     let rollback = engine::rollback::undo(
         sys,
         past.recorded(),
-        reason.clone(),
+        reason,
         &past.summary.services,
         &past.summary.health,
     );
@@ -76,10 +136,16 @@ pub(super) fn finish_interrupted(config: &AgentConfig, sys: &System) -> Option<R
     if let Err(e) = past.save() {
         tracing::warn!(error = %e, "cannot record the finished rollback");
     }
-    if !past.summary.bundle.is_empty() {
-        remember(config, &past.summary.bundle, &past.summary.id, &reason);
+    rollback
+}
+
+/// The newest run on this root whose changes are still in place: finished, neither rolled
+/// back nor left for the next run to finish.
+fn newest_in_place(config: &AgentConfig, sys: &System) -> Option<history::PastRun> {
+    let runs = history::list(&config.state_dir).ok()?;
+    let newest = runs.iter().rev().find(|s| s.root == sys.root())?;
+    if newest.status != history::RunStatus::Finished {
+        return None;
     }
-    let mut report = Report::new(Mode::Apply, SystemTime::now(), Duration::ZERO, Vec::new());
-    report.rollback = Some(rollback);
-    Some(report)
+    history::load(&config.state_dir, Some(&newest.id)).ok()
 }

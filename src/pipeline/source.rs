@@ -189,7 +189,16 @@ pub(super) fn fall_back_from_unplannable<T>(
     if mode == Mode::Apply {
         bundle::refuse(lock, &status.bundle_id, &kept.id, &reason)?;
     }
-    let kept_status = SourceStatus {
+    Ok(Some((planned, refused_status(status, &kept, reason))))
+}
+
+/// The record of a run whose bundle was refused in favour of `kept`.
+fn refused_status(
+    status: &SourceStatus,
+    kept: &bundle::SyncOutcome,
+    reason: String,
+) -> SourceStatus {
+    SourceStatus {
         url: status.url.clone(),
         bundle_id: kept.id.clone(),
         freshness: "refused".into(),
@@ -197,8 +206,65 @@ pub(super) fn fall_back_from_unplannable<T>(
         fetched_objects: status.fetched_objects,
         bundle_age_seconds: kept.bundle_age().as_secs(),
         ..published(&kept)
+    }
+}
+
+/// After apply refused the run of the bundle `status` names (a file its validate rejects):
+/// the kept bundle before it becomes current again and the bad one is remembered as refused,
+/// so it never counts as what the host runs. The kept bundle's status, or `None` when no
+/// bundle is kept (the refused one then stays current, and every run refuses it again).
+pub(super) fn refuse_after_run(
+    settings: &AgentConfig,
+    lock: &StateLock,
+    status: &SourceStatus,
+    why: &str,
+) -> Result<Option<SourceStatus>, RunError> {
+    let source = bundle::Source::parse(&settings.source)?;
+    let opts = sync_options(settings)?;
+    let Some(kept) = bundle::stand_in(&source, lock, &status.bundle_id, &opts)? else {
+        return Ok(None);
     };
-    Ok(Some((planned, kept_status)))
+    let reason = format!(
+        "bundle {} was refused on this host: {why}; the last known good {} stays current",
+        status.bundle_id, kept.id
+    );
+    bundle::refuse(lock, &status.bundle_id, &kept.id, &reason)?;
+    Ok(Some(refused_status(status, &kept, reason)))
+}
+
+/// While `held` is held, the kept bundle the host converges instead: the one before it,
+/// unless that is `also_bad` (the bundle of the run the hold undid, when it was another).
+/// `None` when no such bundle is kept.
+pub(super) fn stand_in_for_held(
+    settings: &AgentConfig,
+    lock: &StateLock,
+    held: &crate::agent::held::HeldBundle,
+    also_bad: Option<&str>,
+) -> Result<Option<(SourceTree, SourceStatus)>, RunError> {
+    let source = bundle::Source::parse(&settings.source)?;
+    let opts = sync_options(settings)?;
+    let Some(kept) = bundle::stand_in(&source, lock, &held.bundle, &opts)? else {
+        return Ok(None);
+    };
+    if also_bad == Some(kept.id.as_str()) {
+        return Ok(None);
+    }
+    let Ok(tree) = SourceTree::open(&kept.bundle_dir) else {
+        return Ok(None);
+    };
+    let status = SourceStatus {
+        url: settings.source.clone(),
+        bundle_id: kept.id.clone(),
+        freshness: "held".into(),
+        reason: Some(format!(
+            "bundle {} was rolled back here in run {}; converging the last good bundle {}",
+            held.bundle, held.run, kept.id
+        )),
+        fetched_objects: 0,
+        bundle_age_seconds: kept.bundle_age().as_secs(),
+        ..published(&kept)
+    };
+    Ok(Some((tree, status)))
 }
 
 /// What a synced bundle says about itself (when published, by whom, as what), in a status

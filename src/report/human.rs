@@ -79,13 +79,26 @@ pub fn write(report: &Report, style: Style, w: &mut dyn std::io::Write) -> std::
     for h in &report.health {
         health_line(&mut out, h, style);
     }
+    if let Some(why) = &report.refused {
+        let line = format!("! run refused: {why}; nothing of this run is applied");
+        let _ = writeln!(out, "{}", style.paint("1;31", &visible(&line)));
+    }
     if let Some(r) = &report.rollback {
         rollback_block(&mut out, r, style);
     }
     if let Some(h) = &report.held {
+        let instead = match &report.stand_in {
+            Some(good) => format!(
+                "the host keeps converging its last good bundle {} until a new bundle arrives",
+                &good[..good.len().min(12)]
+            ),
+            None => "no earlier bundle is kept here to converge instead, so nothing is enforced until a new bundle arrives".to_owned(),
+        };
         let what = match report.mode {
-            Mode::Apply => "not applied again: the host stays on its last good state until a new bundle arrives (`converge apply --force` tries it anyway)",
-            Mode::Check => "apply will not apply it again until a new bundle arrives",
+            Mode::Apply => {
+                format!("not applied again: {instead} (`converge apply --force` tries it anyway)")
+            }
+            Mode::Check => format!("apply will not apply it again: {instead}"),
         };
         let line = format!(
             "⏸ bundle {} was rolled back on this host in run {} ({}); {what}",

@@ -146,7 +146,9 @@ pub fn render(run: &RunMetrics) -> String {
             "drift_detected",
             "1 when the last run found the host out of sync with its roles.",
             "gauge",
-            &[(&m, f64::from(u8::from(s.changed > 0)))],
+            // A failed or skipped resource is not known to be in sync either (a file its
+            // validate refused differs from its role).
+            &[(&m, f64::from(u8::from(s.in_sync < s.total)))],
         );
         metric(
             "health_checks_failed",

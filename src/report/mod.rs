@@ -203,13 +203,21 @@ pub struct Report {
     /// The rollback that a failing health check started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<rollback::Rollback>,
-    /// The bundle in use was rolled back on this host earlier; apply leaves the host on its
-    /// last good state (check still shows the difference).
+    /// The bundle in use was rolled back on this host earlier; the run converges the last
+    /// good bundle instead (`stand_in`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<rollback::HeldBundle>,
     /// The bundle the run checked or applied; absent for a source tree.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bundle: Option<BundleUsed>,
+    /// While `held`: the last good bundle the run converged instead, so that a held host
+    /// still repairs drift. `None` when no such bundle is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stand_in: Option<String>,
+    /// Why apply refused the run as a whole (a file its `validate` rejected): nothing of it
+    /// is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// Which bundle a run used, and how fresh it was.
@@ -247,6 +255,8 @@ impl Report {
             rollback: None,
             held: None,
             bundle: None,
+            stand_in: None,
+            refused: None,
         }
     }
 

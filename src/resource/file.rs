@@ -170,6 +170,10 @@ impl Resource for FileResource {
         })
     }
 
+    fn validates(&self) -> bool {
+        self.validate.is_some()
+    }
+
     fn validate(&self, sys: &System, change: &Change, applying: bool) -> Result<(), ResourceError> {
         let Some(command) = &self.validate else {
             return Ok(());

@@ -257,6 +257,11 @@ pub trait Resource: fmt::Debug + Send + Sync {
     ) -> Result<(), ResourceError> {
         Ok(())
     }
+    /// Whether [`Resource::validate`] runs a command of the role's (checked ahead of the
+    /// run's first write).
+    fn validates(&self) -> bool {
+        false
+    }
     /// What the report should say even when nothing changes (e.g. what `--root` cannot manage).
     fn notes(&self, _sys: &System) -> Vec<String> {
         Vec::new()
@@ -317,6 +322,12 @@ pub trait Managed: fmt::Debug + Send + Sync {
         host: Option<&Host>,
         before_change: &mut dyn FnMut(&Change) -> Result<(), ResourceError>,
     ) -> Result<Option<Change>, ResourceError>;
+    /// Observes and diffs without writing: whether converging would change the host. With
+    /// `validate`, the change is first put to the resource's own check, its error worded
+    /// for apply (`Some(true)`) or for check (`Some(false)`).
+    fn would_change(&self, sys: &System, validate: Option<bool>) -> Result<bool, ResourceError>;
+    /// Whether it checks new content with a command of the role's.
+    fn validates(&self) -> bool;
     /// The concrete resource, only so that [`Managed::same_as`] can compare two of a type.
     fn as_any(&self) -> &dyn std::any::Any;
     /// Same type and same desired state (two roles may declare one resource identically).
@@ -400,6 +411,21 @@ impl<R: Resource + PartialEq + 'static> Managed for R {
 
     fn stored(&self) -> Stored<'_> {
         Resource::stored(self)
+    }
+
+    fn would_change(&self, sys: &System, validate: Option<bool>) -> Result<bool, ResourceError> {
+        let live = self.observe(sys)?;
+        let Some(change) = self.diff(&live) else {
+            return Ok(false);
+        };
+        if let Some(applying) = validate {
+            self.validate(sys, &change, applying)?;
+        }
+        Ok(true)
+    }
+
+    fn validates(&self) -> bool {
+        Resource::validates(self)
     }
 
     fn converge(

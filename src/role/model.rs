@@ -91,6 +91,10 @@ pub struct HealthSpec {
     pub retries: Option<Spanned<u32>>,
     /// Pause between attempts, with a unit (default "1s").
     pub interval: Option<Spanned<String>>,
+    /// Wait after the run's restarts and reloads before the first attempt (default "2s").
+    pub settle: Option<Spanned<String>>,
+    /// Passes in a row needed after a change (default 3).
+    pub passes: Option<Spanned<u32>>,
     /// The services this check watches, e.g. `["nginx"]`.
     #[serde(default)]
     pub services: Vec<Spanned<String>>,

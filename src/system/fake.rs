@@ -103,7 +103,7 @@ impl ServiceManager for Fake {
         self.record(format!("{} {unit}", verb.as_str()))?;
         if let Some(st) = self.state().units.get_mut(unit) {
             match verb {
-                UnitVerb::Start => st.active = Some("active".into()),
+                UnitVerb::Start | UnitVerb::Restart => st.active = Some("active".into()),
                 UnitVerb::Stop => st.active = Some("inactive".into()),
                 UnitVerb::Enable => st.file_state = "enabled".into(),
                 UnitVerb::Disable => st.file_state = "disabled".into(),

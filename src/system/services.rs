@@ -57,6 +57,8 @@ pub enum UnitVerb {
     Stop,
     /// Restart it if it runs (never starts a stopped unit).
     TryRestart,
+    /// Restart it, starting it when it is not running (a failed restart left it down).
+    Restart,
     /// Reload its configuration.
     Reload,
     /// Start it at boot.
@@ -76,6 +78,7 @@ impl UnitVerb {
             UnitVerb::Start => "start",
             UnitVerb::Stop => "stop",
             UnitVerb::TryRestart => "try-restart",
+            UnitVerb::Restart => "restart",
             UnitVerb::Reload => "reload",
             UnitVerb::Enable => "enable",
             UnitVerb::Disable => "disable",
@@ -88,7 +91,11 @@ impl UnitVerb {
     pub fn needs_running_system(self) -> bool {
         matches!(
             self,
-            UnitVerb::Start | UnitVerb::Stop | UnitVerb::TryRestart | UnitVerb::Reload
+            UnitVerb::Start
+                | UnitVerb::Stop
+                | UnitVerb::TryRestart
+                | UnitVerb::Restart
+                | UnitVerb::Reload
         )
     }
 }

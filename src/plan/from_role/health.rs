@@ -123,6 +123,31 @@ impl Builder<'_> {
                     health::DEFAULT_RETRIES
                 }
             };
+            let settle = duration(
+                &s.settle,
+                health::DEFAULT_SETTLE,
+                health::MAX_SETTLE,
+                true,
+                &mut errors,
+            );
+            let passes = s
+                .passes
+                .as_ref()
+                .map_or(health::DEFAULT_PASSES, |p| *p.get_ref());
+            if let Some(p) = s
+                .passes
+                .as_ref()
+                .filter(|p| *p.get_ref() == 0 || *p.get_ref() > health::MAX_PASSES)
+            {
+                errors.push((
+                    p.span().start,
+                    format!(
+                        "invalid passes {}: expected 1 to {} passes in a row",
+                        p.get_ref(),
+                        health::MAX_PASSES
+                    ),
+                ));
+            }
             let longest = timeout * (retries + 1) + interval * retries;
             if errors.is_empty() && longest > health::MAX_TOTAL {
                 errors.push((
@@ -157,6 +182,8 @@ impl Builder<'_> {
                 timeout,
                 retries,
                 interval,
+                settle,
+                passes,
                 services,
                 role: role.name.clone(),
                 origin: role.location(offset).to_string(),

@@ -1,0 +1,73 @@
+//! Validation ahead of the run: every file the run would change that has a `validate`
+//! command is put to it before the run's first write, so a refused file leaves the whole run
+//! unapplied, not the rest of its bundle live (and going live at the next restart).
+
+use crate::plan::Plan;
+use crate::resource::ResourceError;
+use crate::system::System;
+
+/// What validating one planned item ahead of the run found.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Its validate refuses the change it would make.
+    Refused(ResourceError),
+    /// It is `after` something the run changes, so its validate may read what that change
+    /// writes: apply checks it in its place, after that change.
+    AfterEarlierChanges,
+}
+
+/// The verdicts on the items whose change a `validate` must accept (by index in the plan),
+/// stopping at the first refusal with `first_only`. Errors other than a refusal are left to
+/// the run, which reports them in their place. `applying` words the refusals.
+pub(super) fn verdicts(
+    plan: &Plan,
+    sys: &System,
+    applying: bool,
+    first_only: bool,
+) -> Vec<(usize, Verdict)> {
+    let mut found = Vec::new();
+    let mut changes: Vec<Option<bool>> = vec![None; plan.items.len()];
+    for (i, item) in plan.items.iter().enumerate() {
+        if !item.resource.validates() {
+            continue;
+        }
+        // A directory made above it holds no input of its validate (the new content goes to
+        // a temp file), so only other requirements can make it wait.
+        let above = |r: usize| {
+            let made = plan.items[r].resource.makes_directory();
+            made.zip(item.path()).is_some_and(|(d, p)| p.starts_with(d))
+        };
+        let waits = plan.requires.of(i).filter(|&r| !above(r)).any(|r| {
+            // An error observing it counts as a change: the run decides what it means.
+            *changes[r].get_or_insert_with(|| {
+                plan.items[r]
+                    .resource
+                    .would_change(sys, None)
+                    .unwrap_or(true)
+            })
+        });
+        if waits {
+            found.push((i, Verdict::AfterEarlierChanges));
+            continue;
+        }
+        if let Err(e @ ResourceError::ValidationFailed { .. }) =
+            item.resource.would_change(sys, Some(applying))
+        {
+            found.push((i, Verdict::Refused(e)));
+            if first_only {
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// The first planned item whose `validate` refuses the change apply would make, and why.
+pub(super) fn refused(plan: &Plan, sys: &System) -> Option<(usize, ResourceError)> {
+    verdicts(plan, sys, true, true)
+        .into_iter()
+        .find_map(|(i, v)| match v {
+            Verdict::Refused(e) => Some((i, e)),
+            Verdict::AfterEarlierChanges => None,
+        })
+}
