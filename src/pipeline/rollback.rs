@@ -142,8 +142,12 @@ fn undo(
 /// The newest run on this root whose changes are still in place: finished, neither rolled
 /// back nor left for the next run to finish.
 fn newest_in_place(config: &AgentConfig, sys: &System) -> Option<history::PastRun> {
-    let runs = history::list(&config.state_dir).ok()?;
-    let newest = runs.iter().rev().find(|s| s.root == sys.root())?;
+    let runs = history::list(&config.state_dir);
+    let newest = runs
+        .iter()
+        .rev()
+        .filter_map(|listed| listed.summary.as_ref().ok())
+        .find(|s| s.root == sys.root())?;
     if newest.status != history::RunStatus::Finished {
         return None;
     }

@@ -205,7 +205,7 @@ fn refused_status(
         reason: Some(reason),
         fetched_objects: status.fetched_objects,
         bundle_age_seconds: kept.bundle_age().as_secs(),
-        ..published(&kept)
+        ..published(kept)
     }
 }
 
