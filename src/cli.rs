@@ -274,8 +274,13 @@ pub struct PublishArgs {
     /// The bundle directory to write (serve it as is).
     pub out: PathBuf,
     /// minisign secret key to sign the manifest with (password from CONVERGE_SIGNING_PASSWORD).
+    /// Without it, publishing into a signed bundle is refused.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// Publish without a signature even where the bundle is signed now (hosts that trust a
+    /// key then refuse it).
+    #[arg(long, conflicts_with = "key")]
+    pub unsigned: bool,
     /// Render and plan against facts from this JSON file (default: this machine's).
     #[arg(long, value_name = "FILE")]
     pub facts: Option<PathBuf>,

@@ -628,3 +628,56 @@ fn with_keys_configured_a_fallback_only_uses_a_bundle_signed_by_a_trusted_key() 
         "{err}"
     );
 }
+
+/// The binary on the shipped roles, as an operator runs it.
+fn converge(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_converge"))
+        .args(args)
+        .env_remove(converge::bundle::PASSWORD_ENV)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn publishing_a_signed_bundle_without_a_key_is_refused_unless_asked_for() {
+    let s = Scenario::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).as_os_str();
+    let keys = s.tmp.path().join("keys");
+    let out = s.out();
+    assert!(converge(&["keygen".as_ref(), keys.as_os_str()])
+        .status
+        .success());
+    let key = keys.join("converge.key");
+    let signed = converge(&[
+        "publish".as_ref(),
+        repo,
+        out.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ]);
+    assert!(signed.status.success(), "{signed:?}");
+    let before = tree(&out);
+
+    let unsigned = converge(&["publish".as_ref(), repo, out.as_os_str()]);
+    assert_eq!(unsigned.status.code(), Some(1), "{unsigned:?}");
+    assert!(unsigned.stdout.is_empty(), "{unsigned:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&unsigned.stderr),
+        format!(
+            "converge: error: {}: the bundle is signed, and publishing without --key would leave \
+             it unsigned, so every host that trusts a key would refuse it; pass --key \
+             SECRET_KEY, or --unsigned to drop the signature on purpose; nothing was changed\n",
+            out.join("manifest.json.minisig").display()
+        )
+    );
+    assert_eq!(tree(&out), before, "a refused publish changed the bundle");
+
+    let asked = converge(&[
+        "publish".as_ref(),
+        repo,
+        out.as_os_str(),
+        "--unsigned".as_ref(),
+    ]);
+    assert!(asked.status.success(), "{asked:?}");
+    assert!(!out.join("manifest.json.minisig").exists());
+}

@@ -24,7 +24,7 @@ mod sync;
 
 pub use error::BundleError;
 pub use manifest::{FileEntry, Manifest};
-pub use publish::{publish, Published};
+pub use publish::{publish, publish_unsigned, Published};
 pub use refusal::{refuse, stand_in};
 pub use signature::{
     generate_keypair, generate_keypair_with_password, verify as verify_signature, KeyPairFiles,

@@ -37,7 +37,29 @@ pub struct Published {
 /// an error so that a typo like `role/` cannot silently publish an empty role set);
 /// symlinks are followed only when relative, inside the tree, and pointing at a
 /// regular file; everything else (fifos, devices, dir symlinks) is refused.
+///
+/// Without a `signer`, a bundle in `out` that is signed now is refused: hosts that trust a
+/// key would refuse every later poll. [`publish_unsigned`] drops the signature on purpose.
 pub fn publish(
+    src: &Path,
+    out: &Path,
+    signer: Option<&SecretKeyFile>,
+) -> Result<Published, BundleError> {
+    if signer.is_none() {
+        let sig_path = out.join(SIGNATURE_FILE);
+        if fs::symlink_metadata(&sig_path).is_ok() {
+            return Err(BundleError::WouldUnsign { path: sig_path });
+        }
+    }
+    publish_with(src, out, signer)
+}
+
+/// Like [`publish`] without a key, removing the signature of a bundle that was signed.
+pub fn publish_unsigned(src: &Path, out: &Path) -> Result<Published, BundleError> {
+    publish_with(src, out, None)
+}
+
+fn publish_with(
     src: &Path,
     out: &Path,
     signer: Option<&SecretKeyFile>,

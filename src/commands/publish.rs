@@ -15,7 +15,11 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<i32> {
     let overrides = super::overrides(&args.vars)?;
     super::validate::check_tree("publish", &tree, &names, &facts, &overrides)?;
     let signer = args.key.as_deref().map(SecretKeyFile::load).transpose()?;
-    let published = bundle::publish(&args.src, &args.out, signer.as_ref())?;
+    let published = if args.unsigned {
+        bundle::publish_unsigned(&args.src, &args.out)?
+    } else {
+        bundle::publish(&args.src, &args.out, signer.as_ref())?
+    };
     println!(
         "published {} ({} files, {} new objects{}{}) to {}",
         published.id,
