@@ -191,9 +191,12 @@ impl AgentConfig {
         };
         let absolute = |key: &str, p: &Path| -> Result<(), Diagnostic> {
             let shown = p.to_string_lossy();
-            if !p.is_absolute() || shown.chars().any(char::is_control) {
+            let up = p.components().any(|c| c == std::path::Component::ParentDir);
+            if !p.is_absolute() || up || shown.chars().any(char::is_control) {
                 let what = if shown.is_empty() {
                     "empty"
+                } else if up {
+                    "not a plain path (it contains '..')"
                 } else {
                     "not absolute"
                 };
@@ -228,6 +231,17 @@ impl AgentConfig {
         }
         if self.trusted_keys.iter().any(|k| k.as_os_str().is_empty()) {
             let message = "trusted_keys holds an empty path: expected key files".to_owned();
+            return Err(at("trusted_keys", message));
+        }
+        if let Some(k) = self
+            .trusted_keys
+            .iter()
+            .find(|k| k.components().any(|c| c == std::path::Component::ParentDir))
+        {
+            let message = format!(
+                "trusted_keys holds {}, which contains '..': expected plain paths of key files",
+                k.display()
+            );
             return Err(at("trusted_keys", message));
         }
         for (key, value) in [
@@ -271,7 +285,7 @@ impl AgentConfig {
 
 /// Byte offset of `key` (`name` or `fetch.name`) in config `text`; the parsed config has
 /// the values but not their places, so a second look finds them (0 when not written).
-fn offset_of(text: &str, key: &str) -> usize {
+pub(crate) fn offset_of(text: &str, key: &str) -> usize {
     type Table = BTreeMap<String, toml::Spanned<toml::Value>>;
     #[derive(Deserialize)]
     struct Tables {
@@ -349,6 +363,18 @@ mod tests {
             (
                 "source = \"x\"\nmetrics_file = \"m.prom\"\n",
                 "a.toml:2:16: metrics_file is not absolute",
+            ),
+            (
+                "source = \"x\"\nmetrics_file = \"/var/lib/../../tmp/m.prom\"\n",
+                "a.toml:2:16: metrics_file is not a plain path (it contains '..')",
+            ),
+            (
+                "source = \"x\"\nstate_dir = \"/var/lib/converge/../../../etc\"\n",
+                "a.toml:2:13: state_dir is not a plain path (it contains '..')",
+            ),
+            (
+                "source = \"x\"\ntrusted_keys = [\"/etc/../root/k.pub\"]\n",
+                "a.toml:2:16: trusted_keys holds /etc/../root/k.pub, which contains '..'",
             ),
             (
                 "source = \"x\"\ntrusted_keys = [\"\"]\n",
