@@ -60,6 +60,16 @@ pub struct AgentConfig {
     /// How long each kind of external command may run before it is killed.
     #[serde(default)]
     pub timeouts: crate::system::Timeouts,
+    /// The file this config was read from, so errors found later in a run point at the line.
+    #[serde(skip)]
+    pub origin: Option<Origin>,
+}
+
+/// Where a config was read from, and its text.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    path: PathBuf,
+    text: std::sync::Arc<str>,
 }
 
 /// Network limits for fetching bundles.
@@ -181,7 +191,36 @@ impl AgentConfig {
             Diagnostic::at_offset(path, text, offset, message)
         })?;
         config.check_values(path, text)?;
-        Ok(config)
+        Ok(AgentConfig {
+            origin: Some(Origin {
+                path: path.to_path_buf(),
+                text: text.into(),
+            }),
+            ..config
+        })
+    }
+
+    /// `message` located at `value` as this config's file wrote it under `key` (the value
+    /// itself, or the item of a list): errors a run finds in a setting (a key file that does
+    /// not load, a source that is no bundle, a role the source lacks) then point at their
+    /// line. `None` when the config was not read from a file or `key` holds something else
+    /// there (a value the command line put in its place).
+    pub fn error_at(&self, key: &str, value: &str, message: String) -> Option<Diagnostic> {
+        let origin = self.origin.as_ref()?;
+        let doc = toml_edit::ImDocument::parse(&*origin.text).ok()?;
+        let item = doc.get(key)?.as_value()?;
+        let found = match item {
+            toml_edit::Value::Array(items) => items.iter().find(|v| v.as_str() == Some(value))?,
+            v if v.as_str() == Some(value) => v,
+            _ => return None,
+        };
+        let offset = found.span()?.start;
+        Some(Diagnostic::at_offset(
+            &origin.path,
+            &origin.text,
+            offset,
+            message,
+        ))
     }
 
     /// Values that parse but that no run can use, each refused at its key's place.

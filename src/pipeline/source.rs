@@ -73,6 +73,15 @@ pub(super) fn obtain(
             Ok((tree, Some(status), None))
         }
         Source::Bundle(text) => {
+            if let Some(reason) = source.not_a_source() {
+                let reason = reason.strip_prefix(&format!("{text}: ")).unwrap_or(&reason);
+                if let Some(at) = settings.error_at("source", text, format!("source is {reason}")) {
+                    return Err(RunError::Setting {
+                        at: Box::new(at),
+                        kind: "invalid_source",
+                    });
+                }
+            }
             let lock = lock.expect("a run from a bundle holds the state-dir lock");
             let (dir, status, scratch) = fetch(text, settings, lock, mode)?;
             if status.freshness == "stale" || status.freshness == "refused" {
@@ -95,7 +104,8 @@ fn fetch(
     lock: &StateLock,
     mode: Mode,
 ) -> Result<(PathBuf, SourceStatus, Option<Peeked>), RunError> {
-    let source = bundle::Source::parse(text)?;
+    let source = bundle::Source::parse(text)
+        .map_err(|e| RunError::in_setting(settings, "source", text, e.into()))?;
     let opts = sync_options(settings)?;
     let (outcome, scratch) = match mode {
         Mode::Apply => (bundle::sync_locked(&source, lock, &opts)?, None),
@@ -136,9 +146,12 @@ fn fetch(
 fn sync_options(settings: &AgentConfig) -> Result<SyncOptions, RunError> {
     let mut trusted_keys = Vec::new();
     for path in &settings.trusted_keys {
-        let key = TrustedKey::from_file(path).map_err(|e| RunError::Key {
-            path: path.clone(),
-            reason: e.to_string(),
+        let key = TrustedKey::from_file(path).map_err(|e| {
+            let error = RunError::Key {
+                path: path.clone(),
+                reason: e.to_string(),
+            };
+            RunError::in_setting(settings, "trusted_keys", &path.display().to_string(), error)
         })?;
         trusted_keys.push(key);
     }
