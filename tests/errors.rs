@@ -474,3 +474,30 @@ fn agent_config_errors_name_their_line() {
         assert_eq!(p.tree(), before, "the root changed");
     }
 }
+
+/// Every schema error of a role file is reported, each at its place, not only the first;
+/// an octal mode written as a number gets a hint to quote it.
+#[test]
+fn validate_reports_every_schema_error_of_a_file() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/a\"\nmdoe = \"0644\"\ncontent = \"\"\n\n\
+         [[file]]\npath = \"/etc/b\"\nmode = 644\ncontent = \"\"\n\n\
+         [[service]]\nname = \"x\"\nenabled = \"yes\"\n",
+    );
+    let src = p.src();
+    let r = p.run(&["validate", "--source", src.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert_eq!(
+        r.stderr,
+        "error: roles/r.toml:3:1: unknown field `mdoe`, expected one of `path`, `content`, \
+         `template`, `source`, `owner`, `group`, `mode`, `sensitive`, `validate`, `vars`, \
+         `after`, `notify`\n  |\n3 | mdoe = \"0644\"\n  | ^\n\
+         error: roles/r.toml:8:8: invalid type: integer `644`, expected a string: mode is a \
+         string of octal digits: write mode = \"0644\"\n  |\n8 | mode = 644\n  |        ^\n\
+         error: roles/r.toml:13:11: invalid type: string \"yes\", expected a boolean\n   |\n\
+         13 | enabled = \"yes\"\n   |           ^\n\
+         validate: 3 errors in 1 role\n"
+    );
+}

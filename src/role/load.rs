@@ -256,11 +256,14 @@ impl Loader<'_> {
         let spec = match parsed {
             Ok(spec) => spec,
             Err(e) => {
-                let offset = e.span().map_or(0, |s| s.start);
-                // toml puts "expected ..." on a second line; keep the headline one line.
-                let message = e.message().trim_end().replace('\n', ", ");
-                self.errors
-                    .push(Diagnostic::at_offset(&file, &text, offset, message));
+                for found in super::schema_errors::all(&text, &e) {
+                    self.errors.push(Diagnostic::at_offset(
+                        &file,
+                        &text,
+                        found.offset,
+                        found.message,
+                    ));
+                }
                 self.done.insert(name.to_owned());
                 return;
             }
