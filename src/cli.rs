@@ -46,7 +46,8 @@ pub enum Command {
     Facts(FactsArgs),
     /// Parse every role and render every template; report all errors. Changes nothing.
     Validate(ValidateArgs),
-    /// Print the rendered files of roles.
+    /// Print the rendered files of roles. A bundle is fetched and verified (with the agent
+    /// config's trusted keys) into scratch space; nothing on the host changes.
     Render(RenderArgs),
     /// Run as a long-lived agent: apply every interval, at a splay offset fixed per host.
     Agent(AgentArgs),

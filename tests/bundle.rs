@@ -4,12 +4,14 @@
 mod bundle_support;
 #[path = "bundle_support/crash_tests.rs"]
 mod crash_tests;
+mod fixture;
 #[path = "bundle_support/hang_tests.rs"]
 mod hang_tests;
 #[path = "bundle_support/ordering_tests.rs"]
 mod ordering_tests;
 #[path = "bundle_support/signing_tests.rs"]
 mod signing_tests;
+mod support;
 
 use std::fs;
 use std::path::Path;
@@ -18,8 +20,8 @@ use std::time::Duration;
 use bundle_support::fixture::{fast_opts, sample_files, tree, Scenario};
 use bundle_support::{closed_port_url, Fault, TestServer};
 use converge::bundle::{
-    generate_keypair, publish, sync, BundleError, Freshness, Manifest, SecretKeyFile, Source,
-    SyncOutcome, TrustedKey,
+    generate_keypair, publish, publish_unsigned, sync, BundleError, Freshness, Manifest,
+    SecretKeyFile, Source, SyncOutcome, TrustedKey,
 };
 
 /// Distinct objects in the sample tree (motd and issue share one).
@@ -588,7 +590,7 @@ fn with_keys_configured_a_fallback_only_uses_a_bundle_signed_by_a_trusted_key() 
     // An unsigned bundle synced without keys (say, a config rollout that dropped them)
     // becomes current; the signed one moves to previous with its signer.
     s.write("files/motd", "unsigned again\n");
-    let unsigned2 = publish(&s.src(), &s.out(), None).unwrap();
+    let unsigned2 = publish_unsigned(&s.src(), &s.out()).unwrap();
     let o = sync(&http(&server), &s.state(), &fast_opts(vec![])).unwrap();
     assert_eq!(o.id, unsigned2.id);
     let state: serde_json::Value =
@@ -680,4 +682,104 @@ fn publishing_a_signed_bundle_without_a_key_is_refused_unless_asked_for() {
     ]);
     assert!(asked.status.success(), "{asked:?}");
     assert!(!out.join("manifest.json.minisig").exists());
+}
+
+#[test]
+fn render_fetches_and_verifies_a_bundle_into_scratch_space_and_leaves_the_state_dir_alone() {
+    let p = fixture::Project::new();
+    p.file(
+        "roles/web.toml",
+        "[vars]\nport = 8080\n\n[[file]]\npath = \"/etc/app.conf\"\ntemplate = \"app.conf.hbs\"\n",
+    )
+    .file(
+        "templates/app.conf.hbs",
+        "listen {{vars.port}} on {{facts.hostname}}\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (keys, out, state) = (
+        dir.path().join("keys"),
+        dir.path().join("out"),
+        dir.path().join("state"),
+    );
+    assert!(converge(&["keygen".as_ref(), keys.as_os_str()])
+        .status
+        .success());
+    let published = converge(&[
+        "publish".as_ref(),
+        p.src().as_os_str(),
+        out.as_os_str(),
+        "--key".as_ref(),
+        keys.join("converge.key").as_os_str(),
+        "--facts".as_ref(),
+        p.facts_path().as_os_str(),
+    ]);
+    assert!(published.status.success(), "{published:?}");
+    let nginx = support::Nginx::serve(&out);
+    let config = dir.path().join("agent.toml");
+    let render = |source: &str, config_text: &str| {
+        fs::write(&config, config_text).unwrap();
+        converge(&[
+            "render".as_ref(),
+            "--source".as_ref(),
+            source.as_ref(),
+            "--role".as_ref(),
+            "web".as_ref(),
+            "--var".as_ref(),
+            "port=9090".as_ref(),
+            "--facts".as_ref(),
+            p.facts_path().as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ])
+    };
+    let trusting = |key: &Path| {
+        format!(
+            "source = \"https://unused.example.com/\"\nstate_dir = \"{}\"\ntrusted_keys = [\"{}\"]\n",
+            state.display(),
+            key.display()
+        )
+    };
+    let want = "==> /etc/app.conf (templates/app.conf.hbs, role web) <==\nlisten 9090 on web1\n";
+
+    // Over HTTP, signed by the key the agent config trusts.
+    let r = render(&nginx.url(), &trusting(&keys.join("converge.pub")));
+    assert_eq!(String::from_utf8_lossy(&r.stdout), want, "{r:?}");
+    assert_eq!(r.status.code(), Some(0), "{r:?}");
+    assert!(!state.exists(), "render wrote the state dir");
+
+    // A bundle directory, with no agent config at all: read unverified, and said so.
+    fs::remove_file(&config).unwrap();
+    let r2 = converge(&[
+        "render".as_ref(),
+        "--source".as_ref(),
+        out.as_os_str(),
+        "--role".as_ref(),
+        "web".as_ref(),
+        "--facts".as_ref(),
+        p.facts_path().as_os_str(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert_eq!(r2.status.code(), Some(0), "{r2:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&r2.stdout),
+        want.replace("9090", "8080")
+    );
+    assert!(
+        String::from_utf8_lossy(&r2.stderr).contains("UNVERIFIED"),
+        "{r2:?}"
+    );
+
+    // Signed by a key the config does not trust: refused, and no advice to apply.
+    let other = dir.path().join("other");
+    assert!(converge(&["keygen".as_ref(), other.as_os_str()])
+        .status
+        .success());
+    let r = render(&nginx.url(), &trusting(&other.join("converge.pub")));
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+    assert!(r.stdout.is_empty(), "{r:?}");
+    assert!(stderr.contains("which is not trusted"), "{stderr}");
+    assert!(!stderr.contains("apply"), "{stderr}");
+    assert!(!state.exists(), "render wrote the state dir");
 }

@@ -414,13 +414,18 @@ fn check_bundle(
     config: &AgentConfig,
     facts: &Value,
 ) -> Result<(), BootstrapError> {
-    let scratch = tempfile::tempdir().map_err(|e| BootstrapError::Refused {
-        url: source.to_owned(),
-        reason: format!("scratch dir: {e}"),
-    })?;
-    let dir = match Source::detect(source, !keys.is_empty()) {
-        Source::Tree(dir) => dir,
-        Source::Bundle(_) => verify_into(source, keys, config, scratch.path())?,
+    let (_scratch, dir) = match Source::detect(source, !keys.is_empty()) {
+        Source::Tree(dir) => (None, dir),
+        Source::Bundle(_) => {
+            let opts = pipeline::source::fetch_options(keys.to_vec(), &config.fetch);
+            let (scratch, dir) = pipeline::source::fetch_scratch(source, &opts).map_err(|e| {
+                BootstrapError::Refused {
+                    url: source.to_owned(),
+                    reason: e.to_string(),
+                }
+            })?;
+            (Some(scratch), dir)
+        }
     };
     let unplannable = |errors: Diagnostics| BootstrapError::Unplannable {
         url: source.to_owned(),
@@ -432,36 +437,6 @@ fn check_bundle(
     pipeline::plan(&tree, &roles, &overrides, facts, PlanOptions::default())
         .map_err(unplannable)?;
     Ok(())
-}
-
-/// Fetches `source` into `scratch` and verifies it against `keys` (none: unverified, as the
-/// runs will be); the bundle's directory.
-fn verify_into(
-    source: &str,
-    keys: &[TrustedKey],
-    config: &AgentConfig,
-    scratch: &Path,
-) -> Result<PathBuf, BootstrapError> {
-    let refused = |reason: String| BootstrapError::Refused {
-        url: source.to_owned(),
-        reason,
-    };
-    let parsed = bundle::Source::parse(source).map_err(|e| refused(e.to_string()))?;
-    let opts = bundle::SyncOptions {
-        trusted_keys: keys.to_vec(),
-        connect_timeout: config.fetch.connect_timeout,
-        request_timeout: config.fetch.timeout,
-        retries: config.fetch.retries,
-        deadline: config.fetch.deadline,
-        ..bundle::SyncOptions::default()
-    };
-    let outcome = bundle::sync(&parsed, scratch, &opts).map_err(|e| refused(e.to_string()))?;
-    match outcome.freshness {
-        bundle::Freshness::Fresh { .. } | bundle::Freshness::Unchanged => Ok(outcome.bundle_dir),
-        bundle::Freshness::Stale { reason } | bundle::Freshness::Refused { reason } => {
-            Err(refused(reason))
-        }
-    }
 }
 
 /// A `--key` argument: a public key file, or the key's base64 line itself (handy in

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::RunError;
-use crate::agent::config::AgentConfig;
+use crate::agent::config::{AgentConfig, FetchConfig};
 use crate::agent::record::SourceStatus;
 use crate::bundle::{self, Freshness, Peeked, SyncOptions, TrustedKey};
 use crate::diagnostics::Diagnostics;
@@ -142,8 +142,34 @@ fn fetch(
     Ok((outcome.bundle_dir, status, scratch))
 }
 
+/// Fetches the bundle at `text` with `opts` into a scratch dir of its own, never the
+/// agent's bundle cache, and verifies it: the scratch dir (removed when dropped) and the
+/// bundle's directory in it. For a look at a bundle that must change nothing (render,
+/// bootstrap's check before its first write).
+pub fn fetch_scratch(
+    text: &str,
+    opts: &SyncOptions,
+) -> Result<(tempfile::TempDir, PathBuf), RunError> {
+    let source = bundle::Source::parse(text)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("converge-scratch-")
+        .tempdir()
+        .map_err(|e| bundle::BundleError::io(std::env::temp_dir(), e))?;
+    let outcome = bundle::sync(&source, scratch.path(), opts)?;
+    match outcome.freshness {
+        Freshness::Fresh { .. } | Freshness::Unchanged => Ok((scratch, outcome.bundle_dir)),
+        // An empty scratch dir has no bundle to fall back to; never converge from one.
+        Freshness::Stale { reason } | Freshness::Refused { reason } => {
+            Err(RunError::Bundle(bundle::BundleError::NoTrustedBundle {
+                kept: "none in scratch space".into(),
+                reason,
+            }))
+        }
+    }
+}
+
 /// How these settings fetch: their trusted keys (loaded) and limits.
-fn sync_options(settings: &AgentConfig) -> Result<SyncOptions, RunError> {
+pub fn sync_options(settings: &AgentConfig) -> Result<SyncOptions, RunError> {
     let mut trusted_keys = Vec::new();
     for path in &settings.trusted_keys {
         let key = TrustedKey::from_file(path).map_err(|e| {
@@ -155,14 +181,19 @@ fn sync_options(settings: &AgentConfig) -> Result<SyncOptions, RunError> {
         })?;
         trusted_keys.push(key);
     }
-    Ok(SyncOptions {
+    Ok(fetch_options(trusted_keys, &settings.fetch))
+}
+
+/// Fetch limits of `fetch`, with `trusted_keys` as the keys a bundle must be signed by.
+pub fn fetch_options(trusted_keys: Vec<TrustedKey>, fetch: &FetchConfig) -> SyncOptions {
+    SyncOptions {
         trusted_keys,
-        connect_timeout: settings.fetch.connect_timeout,
-        request_timeout: settings.fetch.timeout,
-        retries: settings.fetch.retries,
-        deadline: settings.fetch.deadline,
+        connect_timeout: fetch.connect_timeout,
+        request_timeout: fetch.timeout,
+        retries: fetch.retries,
+        deadline: fetch.deadline,
         ..SyncOptions::default()
-    })
+    }
 }
 
 /// When the bundle from the source cannot be planned, the kept bundle to converge instead,
