@@ -54,7 +54,9 @@ pub enum Command {
     /// Build a bundle from a source tree: content-addressed files and a (signed) manifest,
     /// ready for any static web server.
     Publish(PublishArgs),
-    /// Create a minisign key pair for signing bundles.
+    /// Create a minisign key pair for signing bundles. The secret key is written
+    /// unencrypted unless a passphrase is given: on a terminal keygen asks for one (empty:
+    /// unencrypted); --passphrase-file, CONVERGE_SIGNING_PASSWORD or --encrypt give one.
     Keygen(KeygenArgs),
     /// Record this host's observable state (kernel settings, packages, units, accounts,
     /// files) as versioned JSON. Changes nothing.
@@ -317,6 +319,12 @@ pub struct BootstrapArgs {
 pub struct KeygenArgs {
     /// Directory to write converge.key (secret, 0600) and converge.pub into.
     pub dir: PathBuf,
+    /// Encrypt the secret key with the passphrase on the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Encrypt the secret key: ask for its passphrase on the terminal, and fail without one.
+    #[arg(long, conflicts_with = "passphrase_file")]
+    pub encrypt: bool,
 }
 
 /// Arguments of facts.

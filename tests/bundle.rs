@@ -783,3 +783,85 @@ fn render_fetches_and_verifies_a_bundle_into_scratch_space_and_leaves_the_state_
     assert!(!stderr.contains("apply"), "{stderr}");
     assert!(!state.exists(), "render wrote the state dir");
 }
+
+#[test]
+fn keygen_says_whether_the_secret_key_is_encrypted_and_asks_for_a_passphrase_on_a_terminal() {
+    let s = Scenario::new();
+    let dir = s.tmp.path();
+    let bin = env!("CARGO_BIN_EXE_converge");
+    let secret_comment = |d: &str| {
+        let text = fs::read_to_string(dir.join(d).join("converge.key")).unwrap();
+        text.lines().next().unwrap().to_owned()
+    };
+    // A script (no terminal): unencrypted, and the output says so.
+    let plain = converge(&["keygen".as_ref(), dir.join("plain").as_os_str()]);
+    assert!(plain.status.success(), "{plain:?}");
+    assert!(
+        String::from_utf8_lossy(&plain.stdout).contains(
+            "/plain/converge.key (NOT encrypted: whoever can read it can sign bundles; \
+             keygen --encrypt protects it with a passphrase; keep it on the publishing machine)"
+        ),
+        "{plain:?}"
+    );
+    assert_eq!(
+        secret_comment("plain"),
+        "untrusted comment: minisign secret key"
+    );
+    // --encrypt without a terminal to ask on: refused, nothing written.
+    let no_tty = converge(&[
+        "keygen".as_ref(),
+        dir.join("nope").as_os_str(),
+        "--encrypt".as_ref(),
+    ]);
+    assert_eq!(no_tty.status.code(), Some(1), "{no_tty:?}");
+    assert!(!dir.join("nope").exists());
+
+    // From a file, then signing with it takes the passphrase.
+    fs::write(dir.join("pass"), "correct horse\n").unwrap();
+    let filed = converge(&[
+        "keygen".as_ref(),
+        dir.join("filed").as_os_str(),
+        "--passphrase-file".as_ref(),
+        dir.join("pass").as_os_str(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&filed.stdout).contains(
+            "/filed/converge.key (encrypted; publish reads its passphrase from CONVERGE_SIGNING_PASSWORD;"
+        ),
+        "{filed:?}"
+    );
+    assert_eq!(
+        secret_comment("filed"),
+        "untrusted comment: minisign encrypted secret key"
+    );
+    let key = dir.join("filed/converge.key");
+    assert!(SecretKeyFile::load_with_password(&key, None).is_err());
+    assert!(SecretKeyFile::load_with_password(&key, Some("wrong")).is_err());
+    SecretKeyFile::load_with_password(&key, Some("correct horse")).unwrap();
+
+    // On a terminal (a pty from script(1)), keygen asks twice and encrypts.
+    let typed = std::process::Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!("{bin} keygen {}", dir.join("typed").display()))
+        .arg("/dev/null")
+        .env_remove(converge::bundle::PASSWORD_ENV)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"s3cret\ns3cret\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let shown = String::from_utf8_lossy(&typed.stdout);
+    assert!(typed.status.success(), "{shown}");
+    assert!(
+        shown.contains("Passphrase for the secret key (empty: leave it unencrypted): "),
+        "{shown}"
+    );
+    assert!(shown.contains("The same passphrase again: "), "{shown}");
+    let key = dir.join("typed/converge.key");
+    assert!(SecretKeyFile::load_with_password(&key, Some("s3cret")).is_ok());
+    assert!(SecretKeyFile::load_with_password(&key, None).is_err());
+}
