@@ -298,14 +298,17 @@ pub struct BootstrapArgs {
     /// The published bundle to follow: https://, http://, file:// or a bundle directory.
     #[arg(long, short = 's', value_name = "URL")]
     pub source: String,
-    /// Role for this host (repeatable). Default: nodes.toml in the bundle decides.
+    /// Role for this host (repeatable). Default: the roles the agent config has, else
+    /// nodes.toml in the bundle decides.
     #[arg(long = "role", short = 'r', value_name = "NAME")]
     pub roles: Vec<String>,
     /// Trusted public key (repeatable): a minisign .pub file, or the key's base64 line.
-    /// With a key, a bundle not signed by it is refused and nothing is applied.
+    /// Given, they replace the config's trusted_keys. A bundle not signed by one is refused
+    /// and nothing is changed.
     #[arg(long = "key", short = 'k', value_name = "PUBKEY")]
     pub keys: Vec<String>,
-    /// Host variable for the agent config's [vars] (repeatable), e.g. --var workers=8.
+    /// Host variable for the agent config's [vars] (repeatable), e.g. --var workers=8;
+    /// the other vars there stay.
     #[arg(long = "var", value_name = "KEY=VALUE")]
     pub vars: Vec<String>,
     /// Set up this directory tree (an image) instead of the running system; the timer is

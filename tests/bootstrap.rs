@@ -42,6 +42,13 @@ impl Setup {
             std::fs::copy(repo.join("packaging/systemd").join(unit), units.join(unit)).unwrap();
         }
         std::fs::create_dir_all(dir.path().join("root/etc/sysctl.d")).unwrap();
+        // What the package installs: the commented template, replaced whole by bootstrap.
+        std::fs::create_dir_all(dir.path().join("root/etc/converge")).unwrap();
+        std::fs::copy(
+            repo.join("packaging/deb/agent.toml"),
+            dir.path().join("root/etc/converge/agent.toml"),
+        )
+        .unwrap();
         Setup {
             key_id: key_id.to_owned(),
             key_line,
@@ -89,7 +96,12 @@ impl Setup {
     /// What bootstrap may write under the root, and what the role writes.
     fn assert_untouched(&self) {
         let root = self.root();
-        for rel in ["etc/converge", "etc/motd", "var/lib/converge"] {
+        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/deb/agent.toml");
+        assert_eq!(
+            std::fs::read(root.join("etc/converge/agent.toml")).unwrap(),
+            std::fs::read(template).unwrap()
+        );
+        for rel in ["etc/converge/keys", "etc/motd", "var/lib/converge"] {
             assert!(!root.join(rel).exists(), "{rel} was written");
         }
         assert!(!root
@@ -215,9 +227,7 @@ fn a_bundle_not_signed_by_the_given_key_is_refused_before_anything_is_written() 
             && last.ends_with("; nothing was changed"),
         "{stderr}"
     );
-    assert!(!s.root().join("etc/converge").exists());
-    assert!(!s.root().join("etc/motd").exists());
-    assert!(!s.root().join("var/lib/converge").exists());
+    s.assert_untouched();
 }
 
 #[test]
@@ -232,7 +242,7 @@ fn bad_arguments_are_refused_with_the_argument_named() {
         ),
         "{stderr}"
     );
-    assert!(!s.root().join("etc/converge").exists());
+    s.assert_untouched();
 }
 
 #[test]

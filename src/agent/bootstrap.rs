@@ -2,9 +2,12 @@
 //!
 //! It installs the trusted keys, writes the agent config, runs the first converge through the
 //! agent's own run (lock, fetch, signature check, last-run.json, metrics), and enables the
-//! timer. Each step compares before it writes, so a second bootstrap with the same arguments
-//! changes nothing and says so. Under `--root` every path is inside the tree, and the timer
-//! is enabled offline, so an image built that way boots managed.
+//! timer. [`prepare`] checks everything that can be known first (arguments, timer, config,
+//! the bundle verified and planned in scratch space) and writes nothing; [`apply`] then
+//! does the steps. Each step compares before it writes, so a second bootstrap with the same
+//! arguments changes nothing and says so. Under `--root` every path is inside the tree (links
+//! followed as the tree's own system would), and the timer is enabled offline, so an image
+//! built that way boots managed.
 
 use std::path::{Path, PathBuf};
 
@@ -206,7 +209,7 @@ pub fn prepare(opts: &Options, sys: &System, facts: &Value) -> Result<Prepared, 
         _ => Some(String::from_utf8_lossy(&sys.read_file(config_path)?).into_owned()),
     };
     let key_paths: Vec<PathBuf> = keys.iter().map(key_path).collect();
-    let text = config_text::config_text(
+    let edited = config_text::config_text(
         &shown,
         existing.as_deref(),
         &opts.source,
@@ -215,7 +218,10 @@ pub fn prepare(opts: &Options, sys: &System, facts: &Value) -> Result<Prepared, 
         &overrides,
     )
     .map_err(ConfigError::from)?;
-    let mut config = AgentConfig::parse(&shown, &text)?;
+    let mut config = AgentConfig::parse(&shown, &edited.text)?;
+    // A config with nothing set (the package's template) is replaced, not edited: no diff.
+    let existing = existing.filter(|_| edited.edits);
+    let text = edited.text;
     // The run's own files belong to the tree under --root, so the image boots with its
     // last known good bundle in place; links in the tree lead where they would on its
     // first boot, never out of it.
@@ -228,28 +234,26 @@ pub fn prepare(opts: &Options, sys: &System, facts: &Value) -> Result<Prepared, 
     }
     // Keys configured before (when none are given now) are the ones to verify against.
     let trusted = if keys.is_empty() {
-        let mut configured = Vec::new();
-        for path in &mut config.trusted_keys {
+        let configured = |path: &PathBuf| {
             let text = String::from_utf8_lossy(&sys.read_file(path)?).into_owned();
-            configured.push(TrustedKey::from_text(&text).map_err(|reason| {
-                BootstrapError::Key {
-                    arg: path.display().to_string(),
-                    reason,
-                }
-            })?);
-            if !sys.is_live() {
-                *path = resolved(sys, path)?;
-            }
-        }
-        configured
+            TrustedKey::from_text(&text).map_err(|reason| BootstrapError::Key {
+                arg: path.display().to_string(),
+                reason,
+            })
+        };
+        config
+            .trusted_keys
+            .iter()
+            .map(configured)
+            .collect::<Result<Vec<_>, _>>()?
     } else {
-        if !sys.is_live() {
-            for path in &mut config.trusted_keys {
-                *path = resolved(sys, path)?;
-            }
-        }
         keys.clone()
     };
+    if !sys.is_live() {
+        for path in &mut config.trusted_keys {
+            *path = resolved(sys, path)?;
+        }
+    }
     check_bundle(&opts.source, &trusted, &config, facts)?;
     Ok(Prepared {
         keys,

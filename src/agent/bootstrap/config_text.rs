@@ -8,6 +8,15 @@ use serde_json::{Map, Value};
 use crate::agent::config::offset_of;
 use crate::diagnostics::Diagnostic;
 
+/// An agent config as bootstrap writes it.
+#[derive(Debug)]
+pub(super) struct Edited {
+    /// The new text.
+    pub text: String,
+    /// Whether it edits a config that had settings (else it replaces what was there whole).
+    pub edits: bool,
+}
+
 /// The agent config bootstrap wants: the existing file with `source` set, and `roles`,
 /// `trusted_keys` and the `[vars]` keys set where the command line gives them (comments and
 /// every other setting kept), or a fresh one where there is none or only the package's
@@ -19,7 +28,7 @@ pub(super) fn config_text(
     roles: &[String],
     keys: &[PathBuf],
     overrides: &Map<String, Value>,
-) -> Result<String, Diagnostic> {
+) -> Result<Edited, Diagnostic> {
     let mut doc = match existing {
         Some(text) => text.parse::<toml_edit::DocumentMut>().map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
@@ -29,6 +38,7 @@ pub(super) fn config_text(
     };
     let fresh = !doc.contains_key("source");
     if fresh {
+        // Nothing set yet: the package's commented template, or no file at all.
         doc = toml_edit::DocumentMut::new();
     }
     doc["source"] = toml_edit::value(source);
@@ -59,10 +69,13 @@ pub(super) fn config_text(
         };
         set_vars(vars, overrides);
     }
-    Ok(if fresh {
-        format!("{FRESH_HEADER}{doc}")
-    } else {
-        doc.to_string()
+    Ok(Edited {
+        text: if fresh {
+            format!("{FRESH_HEADER}{doc}")
+        } else {
+            doc.to_string()
+        },
+        edits: !fresh,
     })
 }
 
@@ -135,7 +148,9 @@ mod tests {
         for a in vars {
             vars::merge(&mut overrides, &vars::parse_assignment(a).unwrap());
         }
-        config_text(Path::new("a.toml"), existing, URL, &roles, &[], &overrides).unwrap()
+        config_text(Path::new("a.toml"), existing, URL, &roles, &[], &overrides)
+            .unwrap()
+            .text
     }
 
     #[test]
@@ -148,7 +163,9 @@ mod tests {
         );
         let keys = [PathBuf::from("/etc/converge/keys/ABC.pub")];
         let roles = ["web".to_owned()];
-        let text = config_text(Path::new("a.toml"), None, URL, &roles, &keys, &vars).unwrap();
+        let edited = config_text(Path::new("a.toml"), None, URL, &roles, &keys, &vars).unwrap();
+        assert!(!edited.edits);
+        let text = edited.text;
         assert_eq!(
             text,
             format!(
@@ -187,7 +204,18 @@ mod tests {
     #[test]
     fn the_packaged_template_is_replaced_whole() {
         let template = "# converge agent config\n#source = \"https://x/\"\n#roles = [\"web\"]\n";
-        let text = edit(Some(template), &["web"], &[]);
+        let roles = ["web".to_owned()];
+        let edited = config_text(
+            Path::new("a.toml"),
+            Some(template),
+            URL,
+            &roles,
+            &[],
+            &Map::new(),
+        )
+        .unwrap();
+        assert!(!edited.edits);
+        let text = edited.text;
         assert!(text.starts_with(FRESH_HEADER), "{text}");
         assert!(!text.contains("#source"), "{text}");
     }
