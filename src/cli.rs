@@ -46,14 +46,17 @@ pub enum Command {
     Facts(FactsArgs),
     /// Parse every role and render every template; report all errors. Changes nothing.
     Validate(ValidateArgs),
-    /// Print the rendered files of roles.
+    /// Print the rendered files of roles. A bundle is fetched and verified (with the agent
+    /// config's trusted keys) into scratch space; nothing on the host changes.
     Render(RenderArgs),
     /// Run as a long-lived agent: apply every interval, at a splay offset fixed per host.
     Agent(AgentArgs),
     /// Build a bundle from a source tree: content-addressed files and a (signed) manifest,
     /// ready for any static web server.
     Publish(PublishArgs),
-    /// Create a minisign key pair for signing bundles.
+    /// Create a minisign key pair for signing bundles. The secret key is written
+    /// unencrypted unless a passphrase is given: on a terminal keygen asks for one (empty:
+    /// unencrypted); --passphrase-file, CONVERGE_SIGNING_PASSWORD or --encrypt give one.
     Keygen(KeygenArgs),
     /// Record this host's observable state (kernel settings, packages, units, accounts,
     /// files) as versioned JSON. Changes nothing.
@@ -335,12 +338,17 @@ pub struct PublishArgs {
     /// The bundle directory to write (serve it as is).
     pub out: PathBuf,
     /// minisign secret key to sign the manifest with (password from CONVERGE_SIGNING_PASSWORD).
+    /// Without it, publishing into a signed bundle is refused.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// Publish files under files/ that are not world-readable too (by default refused:
     /// bundle objects are readable by anyone who can fetch the bundle).
     #[arg(long)]
     pub allow_private: bool,
+    /// Publish without a signature even where the bundle is signed now (hosts that trust a
+    /// key then refuse it).
+    #[arg(long, conflicts_with = "key")]
+    pub unsigned: bool,
     /// Render and plan against facts from this JSON file (default: this machine's).
     #[arg(long, value_name = "FILE")]
     pub facts: Option<PathBuf>,
@@ -365,14 +373,17 @@ pub struct BootstrapArgs {
     /// The published bundle to follow: https://, http://, file:// or a bundle directory.
     #[arg(long, short = 's', value_name = "URL")]
     pub source: String,
-    /// Role for this host (repeatable). Default: nodes.toml in the bundle decides.
+    /// Role for this host (repeatable). Default: the roles the agent config has, else
+    /// nodes.toml in the bundle decides.
     #[arg(long = "role", short = 'r', value_name = "NAME")]
     pub roles: Vec<String>,
     /// Trusted public key (repeatable): a minisign .pub file, or the key's base64 line.
-    /// With a key, a bundle not signed by it is refused and nothing is applied.
+    /// Given, they replace the config's trusted_keys. A bundle not signed by one is refused
+    /// and nothing is changed.
     #[arg(long = "key", short = 'k', value_name = "PUBKEY")]
     pub keys: Vec<String>,
-    /// Host variable for the agent config's [vars] (repeatable), e.g. --var workers=8.
+    /// Host variable for the agent config's [vars] (repeatable), e.g. --var workers=8;
+    /// the other vars there stay.
     #[arg(long = "var", value_name = "KEY=VALUE")]
     pub vars: Vec<String>,
     /// Set up this directory tree (an image) instead of the running system; the timer is
@@ -386,6 +397,12 @@ pub struct BootstrapArgs {
 pub struct KeygenArgs {
     /// Directory to write converge.key (secret, 0600) and converge.pub into.
     pub dir: PathBuf,
+    /// Encrypt the secret key with the passphrase on the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Encrypt the secret key: ask for its passphrase on the terminal, and fail without one.
+    #[arg(long, conflicts_with = "passphrase_file")]
+    pub encrypt: bool,
 }
 
 /// Arguments of facts.

@@ -99,6 +99,7 @@ fn located(e: &anyhow::Error) -> Option<Diagnostics> {
     }
     match e.downcast_ref::<RunError>() {
         Some(RunError::Input(ds)) => Some(ds.clone()),
+        Some(RunError::Setting { at, .. }) => Some((**at).clone().into()),
         _ => None,
     }
 }

@@ -42,6 +42,13 @@ impl Setup {
             std::fs::copy(repo.join("packaging/systemd").join(unit), units.join(unit)).unwrap();
         }
         std::fs::create_dir_all(dir.path().join("root/etc/sysctl.d")).unwrap();
+        // What the package installs: the commented template, replaced whole by bootstrap.
+        std::fs::create_dir_all(dir.path().join("root/etc/converge")).unwrap();
+        std::fs::copy(
+            repo.join("packaging/deb/agent.toml"),
+            dir.path().join("root/etc/converge/agent.toml"),
+        )
+        .unwrap();
         Setup {
             key_id: key_id.to_owned(),
             key_line,
@@ -59,14 +66,47 @@ impl Setup {
     }
 
     fn bootstrap(&self, key: &str) -> std::process::Output {
+        self.bootstrap_with(&[
+            "--role",
+            "base",
+            "--key",
+            key,
+            "--var",
+            "admin_contact=noc@example.com",
+        ])
+    }
+
+    /// `converge bootstrap --source URL ARGS... --root ROOT`.
+    fn bootstrap_with(&self, args: &[&str]) -> std::process::Output {
         Command::new(BIN)
-            .args(["bootstrap", "--source", &self.url(), "--role", "base"])
-            .args(["--key", key, "--var", "admin_contact=noc@example.com"])
+            .args(["bootstrap", "--source", &self.url()])
+            .args(args)
             .arg("--root")
             .arg(self.root())
             .env("NO_COLOR", "1")
+            .env_remove("CONVERGE_SIGNING_PASSWORD")
             .output()
             .unwrap()
+    }
+
+    fn file(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// What bootstrap may write under the root, and what the role writes.
+    fn assert_untouched(&self) {
+        let root = self.root();
+        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/deb/agent.toml");
+        assert_eq!(
+            std::fs::read(root.join("etc/converge/agent.toml")).unwrap(),
+            std::fs::read(template).unwrap()
+        );
+        for rel in ["etc/converge/keys", "etc/motd", "var/lib/converge"] {
+            assert!(!root.join(rel).exists(), "{rel} was written");
+        }
+        assert!(!root
+            .join("etc/systemd/system/timers.target.wants/converge.timer")
+            .exists());
     }
 }
 
@@ -120,9 +160,9 @@ fn bootstrap_sets_a_tree_up_once_and_a_second_run_changes_nothing() {
     assert_eq!(
         std::fs::read_to_string(root.join("etc/converge/agent.toml")).unwrap(),
         format!(
-            "# Written by `converge bootstrap`. Running it again sets source, roles, trusted_keys and\n\
-             # [vars] as it is told and keeps every other setting (see man converge and\n\
-             # /usr/share/doc/converge/README.md.gz, \"The pull agent\").\n\
+            "# Written by `converge bootstrap`. Running it again sets source, and roles, trusted_keys\n\
+             # and [vars] keys where its command line names them, and keeps every other setting (see\n\
+             # man converge and /usr/share/doc/converge/README.md.gz, \"The pull agent\").\n\
              source = \"{}\"\nroles = [\"base\"]\ntrusted_keys = [\"/etc/converge/keys/{id}.pub\"]\n\n\
              [vars]\nadmin_contact = \"noc@example.com\"\n",
             s.url()
@@ -187,9 +227,7 @@ fn a_bundle_not_signed_by_the_given_key_is_refused_before_anything_is_written() 
             && last.ends_with("; nothing was changed"),
         "{stderr}"
     );
-    assert!(!s.root().join("etc/converge").exists());
-    assert!(!s.root().join("etc/motd").exists());
-    assert!(!s.root().join("var/lib/converge").exists());
+    s.assert_untouched();
 }
 
 #[test]
@@ -204,5 +242,195 @@ fn bad_arguments_are_refused_with_the_argument_named() {
         ),
         "{stderr}"
     );
-    assert!(!s.root().join("etc/converge").exists());
+    s.assert_untouched();
+}
+
+#[test]
+fn without_the_timer_unit_nothing_is_written() {
+    let s = Setup::new();
+    std::fs::remove_file(s.root().join("usr/lib/systemd/system/converge.timer")).unwrap();
+    let out = s.bootstrap(&s.key_line);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "converge: error: converge.timer is not installed in {}: install the converge \
+             package first (it ships the unit)\n",
+            s.root().display()
+        )
+    );
+    s.assert_untouched();
+}
+
+#[test]
+fn without_roles_or_nodes_toml_nothing_is_written() {
+    let s = Setup::new();
+    let out = s.bootstrap_with(&["--key", &s.key_line]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "converge: error: no roles: pass --role NAME (repeatable), set roles in the agent \
+             config, or add nodes.toml to the source\n{} cannot be planned for this host; \
+             nothing was changed\n",
+            s.url()
+        )
+    );
+    s.assert_untouched();
+}
+
+#[test]
+fn rotating_keys_as_the_readme_says_keeps_the_hosts_settings() {
+    let s = Setup::new();
+    let root = s.root();
+    let old_pub = path(&s.file("keys/converge.pub"));
+    let first = s.bootstrap(&old_pub);
+    assert_eq!(first.status.code(), Some(2), "{first:?}");
+    let motd = std::fs::read_to_string(root.join("etc/motd")).unwrap();
+    assert!(motd.contains("Questions: noc@example.com"), "{motd}");
+    let config = root.join("etc/converge/agent.toml");
+    // An admin's own setting and comment, which bootstrap must keep too.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("# ours\n");
+    text = text.replace("[vars]\n", "interval = \"10m\"\n\n[vars]\n");
+    std::fs::write(&config, &text).unwrap();
+
+    // 1. `converge keygen new/` on the publishing machine.
+    let keygen = run(&["keygen", &path(&s.file("new"))]);
+    let new_id = keygen
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':');
+    let new_pub = path(&s.file("new/converge.pub"));
+    let old_id = &s.key_id;
+    let keys = format!(
+        "trusted_keys = [\"/etc/converge/keys/{old_id}.pub\", \"/etc/converge/keys/{new_id}.pub\"]"
+    );
+
+    // 2. Every host trusts both keys: bootstrap again with `--key old.pub --key new.pub`.
+    let both = s.bootstrap_with(&["--key", &old_pub, "--key", &new_pub]);
+    let stdout = String::from_utf8_lossy(&both.stdout);
+    assert_eq!(both.status.code(), Some(2), "{both:?}");
+    assert!(
+        stdout.starts_with(&format!(
+            "= /etc/converge/keys/{old_id}.pub: trusted key {old_id}: unchanged\n\
+             + /etc/converge/keys/{new_id}.pub: trusted key {new_id}: installed\n\
+             + /etc/converge/agent.toml: agent config updated\n\
+             \x20   --- /etc/converge/agent.toml\n\
+             \x20   +++ /etc/converge/agent.toml\n\
+             \x20   @@ -4,5 +4,5 @@\n\
+             \x20    source = \"{}\"\n\
+             \x20    roles = [\"base\"]\n\
+             \x20   -trusted_keys = [\"/etc/converge/keys/{old_id}.pub\"]\n\
+             \x20   +{keys}\n\
+             \x20    \n\
+             \x20    interval = \"10m\"\n\
+             = file://",
+            s.url()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n= converge run: roles base: 16 resources, 0 changed, 0 failed\n"),
+        "{stdout}"
+    );
+    let want = text.replace(
+        &format!("trusted_keys = [\"/etc/converge/keys/{old_id}.pub\"]"),
+        &keys,
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), want);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/motd")).unwrap(),
+        motd
+    );
+
+    // 3. Publish with the new key: the host takes it.
+    run(&[
+        "publish",
+        env!("CARGO_MANIFEST_DIR"),
+        &path(&s.file("bundle")),
+        "--key",
+        &path(&s.file("new/converge.key")),
+    ]);
+    let taken = s.bootstrap_with(&["--key", &old_pub, "--key", &new_pub]);
+    let stdout = String::from_utf8_lossy(&taken.stdout);
+    assert_eq!(taken.status.code(), Some(2), "{taken:?}");
+    assert!(
+        stdout.contains(" fetched, signed by a trusted key\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n= /etc/converge/agent.toml: agent config unchanged\n"),
+        "{stdout}"
+    );
+
+    // 4. Remove the old key from trusted_keys.
+    let last = s.bootstrap_with(&["--key", &new_pub]);
+    assert_eq!(last.status.code(), Some(2), "{last:?}");
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        want.replace(
+            &keys,
+            &format!("trusted_keys = [\"/etc/converge/keys/{new_id}.pub\"]")
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/motd")).unwrap(),
+        motd
+    );
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("var/lib/converge/last-run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["roles"], serde_json::json!(["base"]));
+    assert_eq!(record["source"]["freshness"], "unchanged");
+}
+
+#[test]
+fn an_absolute_link_in_the_tree_leads_inside_it() {
+    let s = Setup::new();
+    let outside = tempfile::tempdir().unwrap();
+    let outside = outside.path().canonicalize().unwrap();
+    std::os::unix::fs::symlink(&outside, s.root().join("var")).unwrap();
+    let out = s.bootstrap(&s.key_line);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    // Where the booted image's /var is: the link's target inside the tree.
+    let var = s.root().join(outside.strip_prefix("/").unwrap());
+    assert!(var.join("lib/converge/last-run.json").is_file());
+    assert!(var.join("lib/converge/metrics/converge.prom").is_file());
+}
+
+#[test]
+fn dot_dot_in_the_images_own_config_is_refused_at_its_place() {
+    let s = Setup::new();
+    let outside = tempfile::tempdir().unwrap();
+    let up = "/..".repeat(s.root().components().count());
+    let config = format!(
+        "source = \"https://old.example.com/\"\nstate_dir = \"{up}{}\"\n",
+        outside.path().display()
+    );
+    std::fs::create_dir_all(s.root().join("etc/converge")).unwrap();
+    std::fs::write(s.root().join("etc/converge/agent.toml"), &config).unwrap();
+    let out = s.bootstrap(&s.key_line);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}/etc/converge/agent.toml:2:13: state_dir is not a plain path (it contains '..')",
+            s.root().display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_to_string(s.root().join("etc/converge/agent.toml")).unwrap(),
+        config
+    );
+    assert!(!s.root().join("etc/converge/keys").exists());
+    assert!(!s.root().join("etc/motd").exists());
 }

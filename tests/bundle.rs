@@ -4,12 +4,14 @@
 mod bundle_support;
 #[path = "bundle_support/crash_tests.rs"]
 mod crash_tests;
+mod fixture;
 #[path = "bundle_support/hang_tests.rs"]
 mod hang_tests;
 #[path = "bundle_support/ordering_tests.rs"]
 mod ordering_tests;
 #[path = "bundle_support/signing_tests.rs"]
 mod signing_tests;
+mod support;
 
 use std::fs;
 use std::path::Path;
@@ -18,8 +20,8 @@ use std::time::Duration;
 use bundle_support::fixture::{fast_opts, sample_files, tree, Scenario};
 use bundle_support::{closed_port_url, Fault, TestServer};
 use converge::bundle::{
-    generate_keypair, publish, sync, BundleError, Freshness, Manifest, SecretKeyFile, Source,
-    SyncOutcome, TrustedKey,
+    generate_keypair, publish, publish_unsigned, sync, BundleError, Freshness, Manifest,
+    SecretKeyFile, Source, SyncOutcome, TrustedKey,
 };
 
 /// Distinct objects in the sample tree (motd and issue share one).
@@ -588,7 +590,7 @@ fn with_keys_configured_a_fallback_only_uses_a_bundle_signed_by_a_trusted_key() 
     // An unsigned bundle synced without keys (say, a config rollout that dropped them)
     // becomes current; the signed one moves to previous with its signer.
     s.write("files/motd", "unsigned again\n");
-    let unsigned2 = publish(&s.src(), &s.out(), None).unwrap();
+    let unsigned2 = publish_unsigned(&s.src(), &s.out()).unwrap();
     let o = sync(&http(&server), &s.state(), &fast_opts(vec![])).unwrap();
     assert_eq!(o.id, unsigned2.id);
     let state: serde_json::Value =
@@ -627,4 +629,239 @@ fn with_keys_configured_a_fallback_only_uses_a_bundle_signed_by_a_trusted_key() 
         )),
         "{err}"
     );
+}
+
+/// The binary on the shipped roles, as an operator runs it.
+fn converge(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_converge"))
+        .args(args)
+        .env_remove(converge::bundle::PASSWORD_ENV)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn publishing_a_signed_bundle_without_a_key_is_refused_unless_asked_for() {
+    let s = Scenario::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).as_os_str();
+    let keys = s.tmp.path().join("keys");
+    let out = s.out();
+    assert!(converge(&["keygen".as_ref(), keys.as_os_str()])
+        .status
+        .success());
+    let key = keys.join("converge.key");
+    let signed = converge(&[
+        "publish".as_ref(),
+        repo,
+        out.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ]);
+    assert!(signed.status.success(), "{signed:?}");
+    let before = tree(&out);
+
+    let unsigned = converge(&["publish".as_ref(), repo, out.as_os_str()]);
+    assert_eq!(unsigned.status.code(), Some(1), "{unsigned:?}");
+    assert!(unsigned.stdout.is_empty(), "{unsigned:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&unsigned.stderr),
+        format!(
+            "converge: error: {}: the bundle is signed, and publishing without --key would leave \
+             it unsigned, so every host that trusts a key would refuse it; pass --key \
+             SECRET_KEY, or --unsigned to drop the signature on purpose; nothing was changed\n",
+            out.join("manifest.json.minisig").display()
+        )
+    );
+    assert_eq!(tree(&out), before, "a refused publish changed the bundle");
+
+    let asked = converge(&[
+        "publish".as_ref(),
+        repo,
+        out.as_os_str(),
+        "--unsigned".as_ref(),
+    ]);
+    assert!(asked.status.success(), "{asked:?}");
+    assert!(!out.join("manifest.json.minisig").exists());
+}
+
+#[test]
+fn render_fetches_and_verifies_a_bundle_into_scratch_space_and_leaves_the_state_dir_alone() {
+    let p = fixture::Project::new();
+    p.file(
+        "roles/web.toml",
+        "[vars]\nport = 8080\n\n[[file]]\npath = \"/etc/app.conf\"\ntemplate = \"app.conf.hbs\"\n",
+    )
+    .file(
+        "templates/app.conf.hbs",
+        "listen {{vars.port}} on {{facts.hostname}}\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (keys, out, state) = (
+        dir.path().join("keys"),
+        dir.path().join("out"),
+        dir.path().join("state"),
+    );
+    assert!(converge(&["keygen".as_ref(), keys.as_os_str()])
+        .status
+        .success());
+    let published = converge(&[
+        "publish".as_ref(),
+        p.src().as_os_str(),
+        out.as_os_str(),
+        "--key".as_ref(),
+        keys.join("converge.key").as_os_str(),
+        "--facts".as_ref(),
+        p.facts_path().as_os_str(),
+    ]);
+    assert!(published.status.success(), "{published:?}");
+    let nginx = support::Nginx::serve(&out);
+    let config = dir.path().join("agent.toml");
+    let render = |source: &str, config_text: &str| {
+        fs::write(&config, config_text).unwrap();
+        converge(&[
+            "render".as_ref(),
+            "--source".as_ref(),
+            source.as_ref(),
+            "--role".as_ref(),
+            "web".as_ref(),
+            "--var".as_ref(),
+            "port=9090".as_ref(),
+            "--facts".as_ref(),
+            p.facts_path().as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ])
+    };
+    let trusting = |key: &Path| {
+        format!(
+            "source = \"https://unused.example.com/\"\nstate_dir = \"{}\"\ntrusted_keys = [\"{}\"]\n",
+            state.display(),
+            key.display()
+        )
+    };
+    let want = "==> /etc/app.conf (templates/app.conf.hbs, role web) <==\nlisten 9090 on web1\n";
+
+    // Over HTTP, signed by the key the agent config trusts.
+    let r = render(&nginx.url(), &trusting(&keys.join("converge.pub")));
+    assert_eq!(String::from_utf8_lossy(&r.stdout), want, "{r:?}");
+    assert_eq!(r.status.code(), Some(0), "{r:?}");
+    assert!(!state.exists(), "render wrote the state dir");
+
+    // A bundle directory, with no agent config at all: read unverified, and said so.
+    fs::remove_file(&config).unwrap();
+    let r2 = converge(&[
+        "render".as_ref(),
+        "--source".as_ref(),
+        out.as_os_str(),
+        "--role".as_ref(),
+        "web".as_ref(),
+        "--facts".as_ref(),
+        p.facts_path().as_os_str(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert_eq!(r2.status.code(), Some(0), "{r2:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&r2.stdout),
+        want.replace("9090", "8080")
+    );
+    assert!(
+        String::from_utf8_lossy(&r2.stderr).contains("UNVERIFIED"),
+        "{r2:?}"
+    );
+
+    // Signed by a key the config does not trust: refused, and no advice to apply.
+    let other = dir.path().join("other");
+    assert!(converge(&["keygen".as_ref(), other.as_os_str()])
+        .status
+        .success());
+    let r = render(&nginx.url(), &trusting(&other.join("converge.pub")));
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+    assert!(r.stdout.is_empty(), "{r:?}");
+    assert!(stderr.contains("which is not trusted"), "{stderr}");
+    assert!(!stderr.contains("apply"), "{stderr}");
+    assert!(!state.exists(), "render wrote the state dir");
+}
+
+#[test]
+fn keygen_says_whether_the_secret_key_is_encrypted_and_asks_for_a_passphrase_on_a_terminal() {
+    let s = Scenario::new();
+    let dir = s.tmp.path();
+    let bin = env!("CARGO_BIN_EXE_converge");
+    let secret_comment = |d: &str| {
+        let text = fs::read_to_string(dir.join(d).join("converge.key")).unwrap();
+        text.lines().next().unwrap().to_owned()
+    };
+    // A script (no terminal): unencrypted, and the output says so.
+    let plain = converge(&["keygen".as_ref(), dir.join("plain").as_os_str()]);
+    assert!(plain.status.success(), "{plain:?}");
+    assert!(
+        String::from_utf8_lossy(&plain.stdout).contains(
+            "/plain/converge.key (NOT encrypted: whoever can read it can sign bundles; \
+             keygen --encrypt protects it with a passphrase; keep it on the publishing machine)"
+        ),
+        "{plain:?}"
+    );
+    assert_eq!(
+        secret_comment("plain"),
+        "untrusted comment: minisign secret key"
+    );
+    // --encrypt without a terminal to ask on: refused, nothing written.
+    let no_tty = converge(&[
+        "keygen".as_ref(),
+        dir.join("nope").as_os_str(),
+        "--encrypt".as_ref(),
+    ]);
+    assert_eq!(no_tty.status.code(), Some(1), "{no_tty:?}");
+    assert!(!dir.join("nope").exists());
+
+    // From a file, then signing with it takes the passphrase.
+    fs::write(dir.join("pass"), "correct horse\n").unwrap();
+    let filed = converge(&[
+        "keygen".as_ref(),
+        dir.join("filed").as_os_str(),
+        "--passphrase-file".as_ref(),
+        dir.join("pass").as_os_str(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&filed.stdout).contains(
+            "/filed/converge.key (encrypted; publish reads its passphrase from CONVERGE_SIGNING_PASSWORD;"
+        ),
+        "{filed:?}"
+    );
+    assert_eq!(
+        secret_comment("filed"),
+        "untrusted comment: minisign encrypted secret key"
+    );
+    let key = dir.join("filed/converge.key");
+    assert!(SecretKeyFile::load_with_password(&key, None).is_err());
+    assert!(SecretKeyFile::load_with_password(&key, Some("wrong")).is_err());
+    SecretKeyFile::load_with_password(&key, Some("correct horse")).unwrap();
+
+    // On a terminal (a pty from script(1)), keygen asks twice and encrypts.
+    let typed = std::process::Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!("{bin} keygen {}", dir.join("typed").display()))
+        .arg("/dev/null")
+        .env_remove(converge::bundle::PASSWORD_ENV)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"s3cret\ns3cret\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let shown = String::from_utf8_lossy(&typed.stdout);
+    assert!(typed.status.success(), "{shown}");
+    assert!(
+        shown.contains("Passphrase for the secret key (empty: leave it unencrypted): "),
+        "{shown}"
+    );
+    assert!(shown.contains("The same passphrase again: "), "{shown}");
+    let key = dir.join("typed/converge.key");
+    assert!(SecretKeyFile::load_with_password(&key, Some("s3cret")).is_ok());
+    assert!(SecretKeyFile::load_with_password(&key, None).is_err());
 }

@@ -534,3 +534,123 @@ fn a_broken_partial_fails_only_the_roles_that_use_it() {
         run.stderr
     );
 }
+
+/// Each agent.toml value that no run can use, found only when the run gets to it, is
+/// reported at its line and column in agent.toml, and nothing changes.
+#[test]
+fn agent_config_errors_name_their_line() {
+    let p = project_with_existing_state();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    let state = dir.path().join("state");
+    let src = p.src().display().to_string();
+    let not_a_bundle = dir.path().join("empty");
+    std::fs::create_dir(&not_a_bundle).unwrap();
+    let no_key = dir.path().join("keys/missing.pub");
+    let bad_key = dir.path().join("bad.pub");
+    std::fs::write(&bad_key, "untrusted comment: x\nnot a key\n").unwrap();
+    let state_file = dir.path().join("file");
+    std::fs::write(&state_file, "").unwrap();
+    let base = |source: &str, state: &std::path::Path| {
+        format!(
+            "source = \"{source}\"\nstate_dir = \"{}\"\n",
+            state.display()
+        )
+    };
+    let cases = [
+        (
+            format!("{}roles = [\"ok\", \"nope\"]\n", base(&src, &state)),
+            "3:16: role 'nope' not found: there is no roles/nope.toml",
+        ),
+        (
+            base("ftp://config.example.com/b/", &state),
+            "1:10: invalid source \"ftp://config.example.com/b/\": unsupported scheme \"ftp\"",
+        ),
+        (
+            base("https://[::1/b/", &state),
+            "1:10: invalid source \"https://[::1/b/\": invalid IPv6 address",
+        ),
+        (
+            base(&not_a_bundle.display().to_string(), &state),
+            "1:10: source is neither a source tree (no roles/ directory) nor a published bundle (no manifest.json)",
+        ),
+        (
+            format!(
+                "{}roles = [\"ok\"]\ntrusted_keys = [\"{}\"]\n",
+                base("https://config.example.com/b/", &state),
+                no_key.display()
+            ),
+            "4:17: trusted key ",
+        ),
+        (
+            format!(
+                "{}roles = [\"ok\"]\ntrusted_keys = [\"{}\", \"{}\"]\n",
+                base("https://config.example.com/b/", &state),
+                no_key.display(),
+                bad_key.display()
+            ),
+            "4:17: trusted key ",
+        ),
+        (
+            format!(
+                "{}roles = [\"ok\"]\ntrusted_keys = [\"{}\"]\n",
+                base("https://config.example.com/b/", &state),
+                bad_key.display()
+            ),
+            "4:17: trusted key ",
+        ),
+        (
+            format!("{}roles = [\"ok\"]\n", base(&src, &state_file.join("sub"))),
+            "2:13: state dir ",
+        ),
+    ];
+    let before = p.tree();
+    for (text, want) in cases {
+        std::fs::write(&config, &text).unwrap();
+        let facts = p.facts_path().display().to_string();
+        let root = p.root().display().to_string();
+        let args = ["--config", config.to_str().unwrap(), "--facts", &facts];
+        let r = p.run(&[&["check", "--root", &root][..], &args[..]].concat());
+        let want = format!("error: {}:{want}", config.display());
+        assert_eq!(r.code, 1, "{text}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.starts_with(&want),
+            "{text}\nwant {want}\ngot {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr
+                .ends_with("converge: 1 error; nothing was changed\n"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(p.tree(), before, "the root changed");
+    }
+}
+
+/// Every schema error of a role file is reported, each at its place, not only the first;
+/// an octal mode written as a number gets a hint to quote it.
+#[test]
+fn validate_reports_every_schema_error_of_a_file() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[[file]]\npath = \"/etc/a\"\nmdoe = \"0644\"\ncontent = \"\"\n\n\
+         [[file]]\npath = \"/etc/b\"\nmode = 644\ncontent = \"\"\n\n\
+         [[service]]\nname = \"x\"\nenabled = \"yes\"\n",
+    );
+    let src = p.src();
+    let r = p.run(&["validate", "--source", src.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert_eq!(
+        r.stderr,
+        "error: roles/r.toml:3:1: unknown field `mdoe`, expected one of `path`, `content`, \
+         `template`, `source`, `owner`, `group`, `mode`, `sensitive`, `validate`, `vars`, \
+         `after`, `notify`\n  |\n3 | mdoe = \"0644\"\n  | ^\n\
+         error: roles/r.toml:8:8: invalid type: integer `644`, expected a string: mode is a \
+         string of octal digits: write mode = \"0644\"\n  |\n8 | mode = 644\n  |        ^\n\
+         error: roles/r.toml:13:11: invalid type: string \"yes\", expected a boolean\n   |\n\
+         13 | enabled = \"yes\"\n   |           ^\n\
+         validate: 3 errors in 1 role\n"
+    );
+}

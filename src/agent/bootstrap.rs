@@ -2,20 +2,28 @@
 //!
 //! It installs the trusted keys, writes the agent config, runs the first converge through the
 //! agent's own run (lock, fetch, signature check, last-run.json, metrics), and enables the
-//! timer. Each step compares before it writes, so a second bootstrap with the same arguments
-//! changes nothing and says so. Under `--root` every path is inside the tree, and the timer
-//! is enabled offline, so an image built that way boots managed.
+//! timer. [`prepare`] checks everything that can be known first (arguments, timer, config,
+//! the bundle verified and planned in scratch space) and writes nothing; [`apply`] then
+//! does the steps. Each step compares before it writes, so a second bootstrap with the same
+//! arguments changes nothing and says so. Under `--root` every path is inside the tree (links
+//! followed as the tree's own system would), and the timer is enabled offline, so an image
+//! built that way boots managed.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+mod config_text;
+
 use super::config::{AgentConfig, ConfigError, DEFAULT_PATH};
 use crate::bundle::{self, RedactedUrl, TrustedKey};
+use crate::diagnostics::Diagnostics;
 use crate::engine::Applying;
 use crate::pipeline::{self, Finished, Request, RunError, Source};
+use crate::plan::PlanOptions;
 use crate::report::Mode;
 use crate::role::vars::{self, AssignmentError};
+use crate::role::{classify, SourceTree};
 use crate::system::fs::Attrs;
 use crate::system::services::UnitVerb;
 use crate::system::{System, SystemError};
@@ -47,6 +55,8 @@ pub struct Step {
     pub changed: bool,
     /// What happened, in a few words.
     pub detail: String,
+    /// How a file an admin may have edited changed (a unified diff).
+    pub diff: Option<String>,
 }
 
 /// A finished bootstrap.
@@ -60,7 +70,9 @@ pub struct Outcome {
     pub changed: bool,
 }
 
-/// Why bootstrap stopped. Steps reported before the error stay done.
+/// Why bootstrap stopped. Everything checked before the first write (arguments, timer,
+/// config, bundle) stops it with nothing changed; a later error leaves the steps reported
+/// before it done.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     /// A `--key` is neither a readable key file nor a key.
@@ -111,6 +123,15 @@ pub enum BootstrapError {
         /// Why.
         reason: String,
     },
+    /// The bundle (or source tree) cannot be planned for this host: no roles for it, or
+    /// roles that do not render or plan with its facts and vars; nothing was written.
+    #[error("{errors}\n{url} cannot be planned for this host; nothing was changed")]
+    Unplannable {
+        /// The source.
+        url: String,
+        /// Every error found.
+        errors: Diagnostics,
+    },
     /// The timer unit is not installed in the root.
     #[error(
         "{TIMER} is not installed{where_}: install the converge package first (it ships the unit)"
@@ -121,6 +142,25 @@ pub enum BootstrapError {
     },
 }
 
+/// Everything bootstrap will do, worked out and checked with nothing written yet.
+#[derive(Debug)]
+pub struct Prepared {
+    keys: Vec<TrustedKey>,
+    /// The agent config as it is now, if any.
+    existing: Option<String>,
+    /// The agent config as bootstrap will write it.
+    text: String,
+    /// That config, with its paths resolved inside the root for this run.
+    config: AgentConfig,
+}
+
+impl Prepared {
+    /// Whether bundles will be verified: trusted keys given now or configured before.
+    pub fn verified(&self) -> bool {
+        !self.config.trusted_keys.is_empty()
+    }
+}
+
 /// Runs bootstrap on `sys` (the live host, or a tree under `--root`), reporting each step
 /// to `on_step` as it is done.
 pub fn run(
@@ -129,7 +169,15 @@ pub fn run(
     facts: Value,
     on_step: &mut dyn FnMut(&Step),
 ) -> Result<Outcome, BootstrapError> {
-    // Everything is checked before anything is written.
+    let prepared = prepare(opts, sys, &facts)?;
+    apply(prepared, sys, facts, on_step)
+}
+
+/// Checks everything that can be known before the first write: the arguments, the timer,
+/// the agent config bootstrap would write (and the paths it names, inside the root), and
+/// the bundle itself, fetched and verified into scratch space and planned for this host.
+/// Changes nothing.
+pub fn prepare(opts: &Options, sys: &System, facts: &Value) -> Result<Prepared, BootstrapError> {
     let keys = opts
         .keys
         .iter()
@@ -152,24 +200,96 @@ pub fn run(
             reason: "a source tree cannot be signed; publish it (`converge publish`) and serve the bundle".into(),
         });
     }
+    timer_status(sys)?;
 
-    if !keys.is_empty() {
-        verify_first(&opts.source, &keys)?;
+    let config_path = Path::new(DEFAULT_PATH);
+    let shown = shown_path(sys, config_path);
+    let existing = match sys.entry(config_path)? {
+        crate::system::fs::Entry::Missing => None,
+        _ => Some(String::from_utf8_lossy(&sys.read_file(config_path)?).into_owned()),
+    };
+    let key_paths: Vec<PathBuf> = keys.iter().map(key_path).collect();
+    let edited = config_text::config_text(
+        &shown,
+        existing.as_deref(),
+        &opts.source,
+        &opts.roles,
+        &key_paths,
+        &overrides,
+    )
+    .map_err(ConfigError::from)?;
+    let mut config = AgentConfig::parse(&shown, &edited.text)?;
+    // A config with nothing set (the package's template) is replaced, not edited: no diff.
+    let existing = existing.filter(|_| edited.edits);
+    let text = edited.text;
+    // The run's own files belong to the tree under --root, so the image boots with its
+    // last known good bundle in place; links in the tree lead where they would on its
+    // first boot, never out of it.
+    if !sys.is_live() {
+        config.state_dir = resolved(sys, &config.state_dir)?;
+        config.metrics_file = match config.metrics_file.take() {
+            Some(m) => Some(resolved(sys, &m)?),
+            None => None,
+        };
     }
+    // Keys configured before (when none are given now) are the ones to verify against.
+    let trusted = if keys.is_empty() {
+        let configured = |path: &PathBuf| {
+            let text = String::from_utf8_lossy(&sys.read_file(path)?).into_owned();
+            TrustedKey::from_text(&text).map_err(|reason| BootstrapError::Key {
+                arg: path.display().to_string(),
+                reason,
+            })
+        };
+        config
+            .trusted_keys
+            .iter()
+            .map(configured)
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        keys.clone()
+    };
+    if !sys.is_live() {
+        for path in &mut config.trusted_keys {
+            *path = resolved(sys, path)?;
+        }
+    }
+    check_bundle(&opts.source, &trusted, &config, facts)?;
+    Ok(Prepared {
+        keys,
+        existing,
+        text,
+        config,
+    })
+}
 
+/// Installs the keys, writes the config, runs the first converge and enables the timer,
+/// as `prepared` says.
+pub fn apply(
+    prepared: Prepared,
+    sys: &System,
+    facts: Value,
+    on_step: &mut dyn FnMut(&Step),
+) -> Result<Outcome, BootstrapError> {
+    let Prepared {
+        keys,
+        existing,
+        text,
+        config,
+    } = prepared;
     let mut changed = false;
-    let mut step = |subject: String, did: bool, detail: String| {
+    let mut step = |subject: String, did: bool, detail: String, diff: Option<String>| {
         changed |= did;
         on_step(&Step {
             subject,
             changed: did,
             detail,
+            diff,
         });
     };
 
-    let mut key_paths = Vec::new();
     for key in &keys {
-        let path = PathBuf::from(format!("{KEYS_DIR}/{}.pub", key.key_id()));
+        let path = key_path(key);
         let text = format!(
             "untrusted comment: minisign public key {}\n{}\n",
             key.key_id(),
@@ -181,34 +301,28 @@ pub fn run(
             path.display().to_string(),
             did,
             format!("trusted key {}: {detail}", key.key_id()),
+            None,
         );
-        key_paths.push(path);
     }
 
     let config_path = Path::new(DEFAULT_PATH);
-    let existing = match sys.entry(config_path)? {
-        crate::system::fs::Entry::Missing => None,
-        _ => Some(String::from_utf8_lossy(&sys.read_file(config_path)?).into_owned()),
-    };
-    let text = config_text(existing.as_deref(), opts, &key_paths, &overrides)?;
-    let mut config = AgentConfig::parse(config_path, &text)?;
     let did = ensure_file(sys, config_path, text.as_bytes(), 0o600)?;
-    let detail = match (did, existing.is_some()) {
-        (false, _) => "agent config unchanged".to_owned(),
-        (true, false) => "agent config written".to_owned(),
-        (true, true) => "agent config updated (source, roles, trusted_keys, [vars])".to_owned(),
+    let (detail, diff) = match (did, &existing) {
+        (false, _) => ("agent config unchanged".to_owned(), None),
+        (true, None) => ("agent config written".to_owned(), None),
+        (true, Some(old)) => (
+            "agent config updated".to_owned(),
+            Some(
+                similar::TextDiff::from_lines(old.as_str(), text.as_str())
+                    .unified_diff()
+                    .context_radius(2)
+                    .header(DEFAULT_PATH, DEFAULT_PATH)
+                    .to_string(),
+            ),
+        ),
     };
-    step(config_path.display().to_string(), did, detail);
+    step(config_path.display().to_string(), did, detail, diff);
 
-    // The run's own files belong to the tree under --root, so the image boots with its
-    // last known good bundle in place.
-    if !sys.is_live() {
-        config.state_dir = inside(sys.root(), &config.state_dir);
-        config.metrics_file = config.metrics_file.take().map(|m| inside(sys.root(), &m));
-        for key in &mut config.trusted_keys {
-            *key = inside(sys.root(), key);
-        }
-    }
     let request = Request {
         mode: Mode::Apply,
         root: sys.root().to_path_buf(),
@@ -234,14 +348,14 @@ pub fn run(
             }
             freshness => {
                 let id: String = source.bundle_id.chars().take(12).collect();
-                let how = match (freshness, keys.is_empty()) {
+                let how = match (freshness, config.trusted_keys.is_empty()) {
                     ("local", _) => "a source tree, read in place (not verified)".to_owned(),
                     ("fresh", false) => format!("bundle {id} fetched, signed by a trusted key"),
                     ("fresh", true) => format!("bundle {id} fetched, NOT verified: no --key given"),
                     (_, false) => format!("bundle {id} unchanged, signed by a trusted key"),
                     (_, true) => format!("bundle {id} unchanged, NOT verified: no --key given"),
                 };
-                step(source.url.clone(), freshness == "fresh", how);
+                step(source.url.clone(), freshness == "fresh", how, None);
             }
         }
     }
@@ -256,10 +370,11 @@ pub fn run(
             s.changed,
             s.failed
         ),
+        None,
     );
 
     let (did, detail) = enable_timer(sys)?;
-    step(TIMER.into(), did, detail);
+    step(TIMER.into(), did, detail, None);
     Ok(Outcome {
         run: finished,
         config,
@@ -267,23 +382,65 @@ pub fn run(
     })
 }
 
-/// Fetches and verifies the bundle into scratch space before anything is written, so a
-/// bundle not signed by the given keys changes nothing on the host (not even the config the
-/// timer would then run with).
-fn verify_first(source: &str, keys: &[TrustedKey]) -> Result<(), BootstrapError> {
-    let refused = |reason: String| BootstrapError::Refused {
+/// Where bootstrap installs `key`, as the host sees it.
+fn key_path(key: &TrustedKey) -> PathBuf {
+    PathBuf::from(format!("{KEYS_DIR}/{}.pub", key.key_id()))
+}
+
+/// `path` as this machine reaches it: inside the tree under `--root` (for messages).
+fn shown_path(sys: &System, path: &Path) -> PathBuf {
+    if sys.is_live() {
+        path.to_path_buf()
+    } else {
+        sys.root().join(path.strip_prefix("/").unwrap_or(path))
+    }
+}
+
+/// `path` (absolute, as the booted tree will see it) inside the tree, every link on the way
+/// (the last one too) followed as the tree's own system would, so that nothing the run
+/// writes below it can land outside the tree.
+fn resolved(sys: &System, path: &Path) -> Result<PathBuf, SystemError> {
+    let below = sys.host_path(&path.join("_"))?;
+    Ok(below
+        .shown()
+        .parent()
+        .expect("a path with a last component has a parent")
+        .to_path_buf())
+}
+
+/// Fetches and verifies the bundle into scratch space (a source tree is read in place),
+/// and plans the config's roles from it with this host's facts and the config's vars, so a
+/// bundle not signed by a trusted key, or that this host cannot plan, changes nothing on the
+/// host (not even the config the timer would then run with).
+fn check_bundle(
+    source: &str,
+    keys: &[TrustedKey],
+    config: &AgentConfig,
+    facts: &Value,
+) -> Result<(), BootstrapError> {
+    let (_scratch, dir) = match Source::detect(source, !keys.is_empty()) {
+        Source::Tree(dir) => (None, dir),
+        Source::Bundle(_) => {
+            let opts = pipeline::source::fetch_options(keys.to_vec(), &config.fetch);
+            let (scratch, dir) = pipeline::source::fetch_scratch(source, &opts).map_err(|e| {
+                BootstrapError::Refused {
+                    url: source.to_owned(),
+                    reason: e.to_string(),
+                }
+            })?;
+            (Some(scratch), dir)
+        }
+    };
+    let unplannable = |errors: Diagnostics| BootstrapError::Unplannable {
         url: source.to_owned(),
-        reason,
+        errors,
     };
-    let parsed = bundle::Source::parse(source).map_err(|e| refused(e.to_string()))?;
-    let scratch = tempfile::tempdir().map_err(|e| refused(format!("scratch dir: {e}")))?;
-    let opts = bundle::SyncOptions {
-        trusted_keys: keys.to_vec(),
-        ..bundle::SyncOptions::default()
-    };
-    bundle::sync(&parsed, scratch.path(), &opts)
-        .map(drop)
-        .map_err(|e| refused(e.to_string()))
+    let tree = SourceTree::open(&dir).map_err(|d| unplannable(d.into()))?;
+    let roles = classify::roles(&tree, &[], &config.roles, facts).map_err(unplannable)?;
+    let overrides = vars::table_to_json(&config.vars);
+    pipeline::plan(&tree, &roles, &overrides, facts, PlanOptions::default())
+        .map_err(unplannable)?;
+    Ok(())
 }
 
 /// A `--key` argument: a public key file, or the key's base64 line itself (handy in
@@ -340,104 +497,9 @@ fn ensure_file(sys: &System, path: &Path, content: &[u8], mode: u32) -> Result<b
     Ok(true)
 }
 
-/// The agent config bootstrap wants: the existing file with `source`, `roles`,
-/// `trusted_keys` and `[vars]` set as asked (comments and every other setting kept), or a
-/// fresh one where there is none or only the package's commented template.
-fn config_text(
-    existing: Option<&str>,
-    opts: &Options,
-    keys: &[PathBuf],
-    overrides: &Map<String, Value>,
-) -> Result<String, ConfigError> {
-    let path = Path::new(DEFAULT_PATH);
-    let mut doc = match existing {
-        Some(text) => text.parse::<toml_edit::DocumentMut>().map_err(|e| {
-            let offset = e.span().map_or(0, |s| s.start);
-            crate::diagnostics::Diagnostic::at_offset(path, text, offset, e.message().trim_end())
-        })?,
-        None => toml_edit::DocumentMut::new(),
-    };
-    let fresh = !doc.contains_key("source");
-    if fresh {
-        doc = toml_edit::DocumentMut::new();
-    }
-    doc["source"] = toml_edit::value(opts.source.as_str());
-    let list = |items: Vec<&str>| {
-        let mut a = toml_edit::Array::new();
-        a.extend(items);
-        toml_edit::value(a)
-    };
-    if opts.roles.is_empty() {
-        doc.remove("roles");
-    } else {
-        doc["roles"] = list(opts.roles.iter().map(String::as_str).collect());
-    }
-    if keys.is_empty() {
-        doc.remove("trusted_keys");
-    } else {
-        let paths: Vec<String> = keys.iter().map(|p| p.display().to_string()).collect();
-        doc["trusted_keys"] = list(paths.iter().map(String::as_str).collect());
-    }
-    if overrides.is_empty() {
-        doc.remove("vars");
-    } else {
-        let mut table = toml_edit::Table::new();
-        for (k, v) in overrides {
-            if let Some(v) = edit_value(v) {
-                table[k.as_str()] = toml_edit::Item::Value(v);
-            }
-        }
-        doc["vars"] = toml_edit::Item::Table(table);
-    }
-    Ok(if fresh {
-        format!("{FRESH_HEADER}{doc}")
-    } else {
-        doc.to_string()
-    })
-}
-
-const FRESH_HEADER: &str = "\
-# Written by `converge bootstrap`. Running it again sets source, roles, trusted_keys and
-# [vars] as it is told and keeps every other setting (see man converge and
-# /usr/share/doc/converge/README.md.gz, \"The pull agent\").
-";
-
-/// A `--var` value as TOML (null has no TOML form and is left out).
-fn edit_value(v: &Value) -> Option<toml_edit::Value> {
-    Some(match v {
-        Value::Null => return None,
-        Value::Bool(b) => (*b).into(),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => i.into(),
-            None => n.as_f64().unwrap_or_default().into(),
-        },
-        Value::String(s) => s.as_str().into(),
-        Value::Array(items) => {
-            let mut a = toml_edit::Array::new();
-            a.extend(items.iter().filter_map(edit_value));
-            toml_edit::Value::Array(a)
-        }
-        Value::Object(map) => {
-            let mut t = toml_edit::InlineTable::new();
-            for (k, v) in map {
-                if let Some(v) = edit_value(v) {
-                    t.insert(k, v);
-                }
-            }
-            toml_edit::Value::InlineTable(t)
-        }
-    })
-}
-
-/// `path` (absolute, as the host will see it) inside the tree at `root`.
-fn inside(root: &Path, path: &Path) -> PathBuf {
-    root.join(path.strip_prefix("/").unwrap_or(path))
-}
-
-/// Enables the timer (and starts it on a live host); returns whether that changed anything.
-fn enable_timer(sys: &System) -> Result<(bool, String), BootstrapError> {
-    let services = sys.services();
-    let status = services.status(sys, TIMER)?;
+/// The timer's state; an error when the package's unit is not installed.
+fn timer_status(sys: &System) -> Result<crate::system::services::UnitStatus, BootstrapError> {
+    let status = sys.services().status(sys, TIMER)?;
     if status.not_found() {
         let where_ = if sys.is_live() {
             String::new()
@@ -446,6 +508,13 @@ fn enable_timer(sys: &System) -> Result<(bool, String), BootstrapError> {
         };
         return Err(BootstrapError::NoTimer { where_ });
     }
+    Ok(status)
+}
+
+/// Enables the timer (and starts it on a live host); returns whether that changed anything.
+fn enable_timer(sys: &System) -> Result<(bool, String), BootstrapError> {
+    let services = sys.services();
+    let status = timer_status(sys)?;
     let applying = Applying::outside_a_plan();
     let host = sys.host(&applying);
     let mut did = Vec::new();
@@ -480,60 +549,6 @@ fn enable_timer(sys: &System) -> Result<(bool, String), BootstrapError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn opts(roles: &[&str]) -> Options {
-        Options {
-            source: "https://config.example.com/bundle/".into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            keys: Vec::new(),
-            vars: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn a_fresh_config_names_exactly_what_was_asked() {
-        let mut vars = Map::new();
-        vars::merge(&mut vars, &vars::parse_assignment("workers=8").unwrap());
-        vars::merge(
-            &mut vars,
-            &vars::parse_assignment("nginx.user=www").unwrap(),
-        );
-        let keys = [PathBuf::from("/etc/converge/keys/ABC.pub")];
-        let text = config_text(None, &opts(&["web"]), &keys, &vars).unwrap();
-        assert_eq!(
-            text,
-            format!(
-                "{FRESH_HEADER}source = \"https://config.example.com/bundle/\"\n\
-                 roles = [\"web\"]\ntrusted_keys = [\"/etc/converge/keys/ABC.pub\"]\n\n\
-                 [vars]\nnginx = {{ user = \"www\" }}\nworkers = 8\n"
-            )
-        );
-        assert!(AgentConfig::parse(Path::new("agent.toml"), &text).is_ok());
-    }
-
-    #[test]
-    fn an_admins_config_keeps_its_comments_and_other_settings() {
-        let existing =
-            "# ours\nsource = \"https://old/\"\ninterval = \"10m\" # fast\nroles = [\"db\"]\n";
-        let text = config_text(Some(existing), &opts(&[]), &[], &Map::new()).unwrap();
-        assert_eq!(
-            text,
-            "# ours\nsource = \"https://config.example.com/bundle/\"\ninterval = \"10m\" # fast\n"
-        );
-        // The same request again changes nothing.
-        assert_eq!(
-            config_text(Some(&text), &opts(&[]), &[], &Map::new()).unwrap(),
-            text
-        );
-    }
-
-    #[test]
-    fn the_packaged_template_is_replaced_whole() {
-        let template = "# converge agent config\n#source = \"https://x/\"\n#roles = [\"web\"]\n";
-        let text = config_text(Some(template), &opts(&["web"]), &[], &Map::new()).unwrap();
-        assert!(text.starts_with(FRESH_HEADER), "{text}");
-        assert!(!text.contains("#source"), "{text}");
-    }
 
     #[test]
     fn a_key_is_a_file_or_the_key_itself() {

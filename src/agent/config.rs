@@ -60,6 +60,16 @@ pub struct AgentConfig {
     /// How long each kind of external command may run before it is killed.
     #[serde(default)]
     pub timeouts: crate::system::Timeouts,
+    /// The file this config was read from, so errors found later in a run point at the line.
+    #[serde(skip)]
+    pub origin: Option<Origin>,
+}
+
+/// Where a config was read from, and its text.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    path: PathBuf,
+    text: std::sync::Arc<str>,
 }
 
 /// Network limits for fetching bundles.
@@ -181,7 +191,36 @@ impl AgentConfig {
             Diagnostic::at_offset(path, text, offset, message)
         })?;
         config.check_values(path, text)?;
-        Ok(config)
+        Ok(AgentConfig {
+            origin: Some(Origin {
+                path: path.to_path_buf(),
+                text: text.into(),
+            }),
+            ..config
+        })
+    }
+
+    /// `message` located at `value` as this config's file wrote it under `key` (the value
+    /// itself, or the item of a list): errors a run finds in a setting (a key file that does
+    /// not load, a source that is no bundle, a role the source lacks) then point at their
+    /// line. `None` when the config was not read from a file or `key` holds something else
+    /// there (a value the command line put in its place).
+    pub fn error_at(&self, key: &str, value: &str, message: String) -> Option<Diagnostic> {
+        let origin = self.origin.as_ref()?;
+        let doc = toml_edit::ImDocument::parse(&*origin.text).ok()?;
+        let item = doc.get(key)?.as_value()?;
+        let found = match item {
+            toml_edit::Value::Array(items) => items.iter().find(|v| v.as_str() == Some(value))?,
+            v if v.as_str() == Some(value) => v,
+            _ => return None,
+        };
+        let offset = found.span()?.start;
+        Some(Diagnostic::at_offset(
+            &origin.path,
+            &origin.text,
+            offset,
+            message,
+        ))
     }
 
     /// Values that parse but that no run can use, each refused at its key's place.
@@ -191,9 +230,12 @@ impl AgentConfig {
         };
         let absolute = |key: &str, p: &Path| -> Result<(), Diagnostic> {
             let shown = p.to_string_lossy();
-            if !p.is_absolute() || shown.chars().any(char::is_control) {
+            let up = p.components().any(|c| c == std::path::Component::ParentDir);
+            if !p.is_absolute() || up || shown.chars().any(char::is_control) {
                 let what = if shown.is_empty() {
                     "empty"
+                } else if up {
+                    "not a plain path (it contains '..')"
                 } else {
                     "not absolute"
                 };
@@ -228,6 +270,17 @@ impl AgentConfig {
         }
         if self.trusted_keys.iter().any(|k| k.as_os_str().is_empty()) {
             let message = "trusted_keys holds an empty path: expected key files".to_owned();
+            return Err(at("trusted_keys", message));
+        }
+        if let Some(k) = self
+            .trusted_keys
+            .iter()
+            .find(|k| k.components().any(|c| c == std::path::Component::ParentDir))
+        {
+            let message = format!(
+                "trusted_keys holds {}, which contains '..': expected plain paths of key files",
+                k.display()
+            );
             return Err(at("trusted_keys", message));
         }
         for (key, value) in [
@@ -271,7 +324,7 @@ impl AgentConfig {
 
 /// Byte offset of `key` (`name` or `fetch.name`) in config `text`; the parsed config has
 /// the values but not their places, so a second look finds them (0 when not written).
-fn offset_of(text: &str, key: &str) -> usize {
+pub(crate) fn offset_of(text: &str, key: &str) -> usize {
     type Table = BTreeMap<String, toml::Spanned<toml::Value>>;
     #[derive(Deserialize)]
     struct Tables {
@@ -349,6 +402,18 @@ mod tests {
             (
                 "source = \"x\"\nmetrics_file = \"m.prom\"\n",
                 "a.toml:2:16: metrics_file is not absolute",
+            ),
+            (
+                "source = \"x\"\nmetrics_file = \"/var/lib/../../tmp/m.prom\"\n",
+                "a.toml:2:16: metrics_file is not a plain path (it contains '..')",
+            ),
+            (
+                "source = \"x\"\nstate_dir = \"/var/lib/converge/../../../etc\"\n",
+                "a.toml:2:13: state_dir is not a plain path (it contains '..')",
+            ),
+            (
+                "source = \"x\"\ntrusted_keys = [\"/etc/../root/k.pub\"]\n",
+                "a.toml:2:16: trusted_keys holds /etc/../root/k.pub, which contains '..'",
             ),
             (
                 "source = \"x\"\ntrusted_keys = [\"\"]\n",

@@ -156,6 +156,12 @@ pub enum BundleError {
         /// What went wrong and what was expected.
         reason: String,
     },
+    /// A publish without a key would leave a signed bundle unsigned.
+    #[error("{path}: the bundle is signed, and publishing without --key would leave it unsigned, so every host that trusts a key would refuse it; pass --key SECRET_KEY, or --unsigned to drop the signature on purpose; nothing was changed", path = path.display())]
+    WouldUnsign {
+        /// The signature file that is there now.
+        path: PathBuf,
+    },
     /// The local state dir is inconsistent (e.g. an object on disk no longer matches its name).
     #[error("state {path}: {reason}")]
     LocalState {
@@ -190,6 +196,7 @@ impl BundleError {
             BundleError::CreatedInFuture { .. } => "created_in_future",
             BundleError::NoTrustedBundle { .. } => "no_trusted_bundle",
             BundleError::Key { .. } => "key",
+            BundleError::WouldUnsign { .. } => "would_unsign",
             BundleError::LocalState { .. } => "local_state",
             BundleError::Lock(e) => e.kind(),
         }

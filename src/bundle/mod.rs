@@ -25,7 +25,9 @@ mod sync;
 pub use cache::manifest_in;
 pub use error::BundleError;
 pub use manifest::{FileEntry, Manifest};
-pub use publish::{private_files, publish, publish_with, PublishOptions, Published};
+pub use publish::{
+    private_files, publish, publish_unsigned, publish_with, PublishOptions, Published,
+};
 pub use refusal::{refuse, stand_in};
 pub use signature::{
     generate_keypair, generate_keypair_with_password, verify as verify_signature, KeyPairFiles,

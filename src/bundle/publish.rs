@@ -31,7 +31,7 @@ pub struct Published {
 }
 
 /// Publish `src` into `out`, unsigned or signed by `signer`, with no message: see
-/// [`publish_with`].
+/// [`publish_with`]. Without a `signer`, a bundle signed now is refused.
 pub fn publish(
     src: &Path,
     out: &Path,
@@ -42,7 +42,19 @@ pub fn publish(
         out,
         &PublishOptions {
             signer,
-            message: None,
+            ..PublishOptions::default()
+        },
+    )
+}
+
+/// Like [`publish`] without a key, removing the signature of a bundle that was signed.
+pub fn publish_unsigned(src: &Path, out: &Path) -> Result<Published, BundleError> {
+    publish_with(
+        src,
+        out,
+        &PublishOptions {
+            unsigned: true,
+            ..PublishOptions::default()
         },
     )
 }
@@ -55,6 +67,8 @@ pub struct PublishOptions<'a> {
     /// What this bundle is (a change summary, a VCS revision), kept in the signed manifest
     /// and shown by hosts in their logs, history, status and metrics.
     pub message: Option<&'a str>,
+    /// Without a signer, drop the signature of a bundle that is signed now (else refused).
+    pub unsigned: bool,
 }
 
 /// Publish `src` into `out`: objects first, then the signature, then `manifest.json` last.
@@ -64,12 +78,21 @@ pub struct PublishOptions<'a> {
 /// an error so that a typo like `role/` cannot silently publish an empty role set);
 /// symlinks are followed only when relative, inside the tree, and pointing at a
 /// regular file; everything else (fifos, devices, dir symlinks) is refused.
+///
+/// Without a `signer`, a bundle in `out` that is signed now is refused unless
+/// `options.unsigned`: hosts that trust a key would refuse every later poll.
 pub fn publish_with(
     src: &Path,
     out: &Path,
     options: &PublishOptions,
 ) -> Result<Published, BundleError> {
     let signer = options.signer;
+    if signer.is_none() && !options.unsigned {
+        let sig_path = out.join(SIGNATURE_FILE);
+        if fs::symlink_metadata(&sig_path).is_ok() {
+            return Err(BundleError::WouldUnsign { path: sig_path });
+        }
+    }
     if let Some(message) = options.message {
         manifest::check_message(message).map_err(|reason| BundleError::SourceTree {
             path: src.to_path_buf(),

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use crate::cli::{BootstrapArgs, ColorChoice, Format};
-use converge::agent::bootstrap::{self, Options, Step};
+use converge::agent::bootstrap::{self, BootstrapError, Options, Step};
+use converge::agent::config::ConfigError;
 use converge::agent::record::LAST_RUN_FILE;
 use converge::system::System;
 
@@ -18,7 +19,8 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
         keys: args.keys.clone(),
         vars: args.vars.clone(),
     };
-    if opts.keys.is_empty() {
+    let prepared = bootstrap::prepare(&opts, &sys, &facts).map_err(located)?;
+    if !prepared.verified() {
         say!(
             "converge: warning: no --key: bundles from {} are applied without a signature check; \
              anyone who can change what it serves can run commands as root here",
@@ -28,8 +30,11 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
     let mut print_step = |s: &Step| {
         let mark = if s.changed { "+" } else { "=" };
         println!("{mark} {}: {}", s.subject, s.detail);
+        for line in s.diff.iter().flat_map(|d| d.lines()) {
+            println!("    {line}");
+        }
     };
-    let outcome = bootstrap::run(&opts, &sys, facts, &mut print_step)?;
+    let outcome = bootstrap::apply(prepared, &sys, facts, &mut print_step)?;
     let report = &outcome.run.report;
     if report.summary.changed > 0 || report.summary.failed > 0 {
         println!();
@@ -88,4 +93,12 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
         (0, true) => 2,
         (code, _) => code,
     })
+}
+
+/// Input errors print located, each with its line, as every other command prints them.
+fn located(e: BootstrapError) -> anyhow::Error {
+    match e {
+        BootstrapError::Config(ConfigError::Invalid(d)) => d.into(),
+        e => e.into(),
+    }
 }

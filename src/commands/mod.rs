@@ -171,30 +171,40 @@ fn with_source(config: &Path, source: &str) -> anyhow::Result<AgentConfig> {
     }
 }
 
-/// A source tree to read without fetching, with the settings' roles and vars: the tree
-/// itself, or the agent's last verified bundle (`<state_dir>/current`), for render.
-pub fn local_tree(args: &SourceArgs) -> anyhow::Result<(SourceTree, AgentConfig)> {
-    let config = match &args.source {
+/// The source tree to render, with the settings' roles and vars: a tree read in place, or
+/// a bundle fetched and verified (with the settings' trusted keys) into a scratch dir that
+/// lives as long as the returned guard. The agent's state dir is never touched.
+pub fn scratch_tree(
+    args: &SourceArgs,
+) -> anyhow::Result<(SourceTree, AgentConfig, Option<tempfile::TempDir>)> {
+    let (source, config) = match &args.source {
         Some(s) => match Source::detect(s, false) {
             Source::Tree(dir) => {
-                return Ok((SourceTree::open(&dir)?, AgentConfig::for_source(s)));
+                return Ok((SourceTree::open(&dir)?, AgentConfig::for_source(s), None));
             }
             bundle => {
                 if let Some(reason) = bundle.not_a_source() {
                     bail!("{reason}");
                 }
-                with_source(&args.config, s)?
+                (s.clone(), with_source(&args.config, s)?)
             }
         },
-        None => AgentConfig::load(&args.config)?,
+        None => {
+            let config = AgentConfig::load(&args.config)?;
+            if let Source::Tree(dir) =
+                Source::detect(&config.source, !config.trusted_keys.is_empty())
+            {
+                return Ok((SourceTree::open(&dir)?, config, None));
+            }
+            (config.source.clone(), config)
+        }
     };
-    let current = config.state_dir.join("current");
-    let tree = SourceTree::open(&current).map_err(|_| {
-        anyhow!(
-            "{} is not a source tree and no verified bundle is in {} yet (run `converge apply` once)",
-            config.source,
-            current.display()
-        )
-    })?;
-    Ok((tree, config))
+    let opts = converge::pipeline::source::sync_options(&config)?;
+    if opts.trusted_keys.is_empty() {
+        tracing::warn!(
+            "bundle from {source} is read UNVERIFIED: no trusted key is configured (set trusted_keys in agent.toml)"
+        );
+    }
+    let (scratch, dir) = converge::pipeline::source::fetch_scratch(&source, &opts)?;
+    Ok((SourceTree::open(&dir)?, config, Some(scratch)))
 }

@@ -37,6 +37,7 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<i32> {
         &PublishOptions {
             signer: signer.as_ref(),
             message: args.message.as_deref(),
+            unsigned: args.unsigned,
         },
     )?;
     println!(

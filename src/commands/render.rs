@@ -7,7 +7,7 @@ use converge::role::{classify, vars};
 
 /// Prints every file of the roles with a header naming path, origin and role.
 pub fn run(args: &RenderArgs) -> anyhow::Result<i32> {
-    let (tree, settings) = super::local_tree(&args.source)?;
+    let (tree, settings, _scratch) = super::scratch_tree(&args.source)?;
     let facts = super::facts(args.source.facts.as_deref(), std::path::Path::new("/"))?;
     let roles = classify::roles(&tree, &args.source.roles, &settings.roles, &facts)?;
     let mut overrides = vars::table_to_json(&settings.vars);

@@ -92,6 +92,14 @@ pub enum RunError {
     /// Roles, templates or nodes.toml are invalid.
     #[error(transparent)]
     Input(#[from] Diagnostics),
+    /// A value of the agent config cannot be used, at its place in the file.
+    #[error("{at}")]
+    Setting {
+        /// The value's place and what is wrong with it.
+        at: Box<Diagnostic>,
+        /// What kind of failure it is, as the unlocated error would name it.
+        kind: &'static str,
+    },
 }
 
 impl RunError {
@@ -103,6 +111,24 @@ impl RunError {
             RunError::Bundle(e) => e.kind(),
             RunError::Key { .. } => "trusted_key",
             RunError::Input(_) => "invalid_input",
+            RunError::Setting { kind, .. } => kind,
+        }
+    }
+
+    /// `error` about `value` of `key` in `settings`, at its place in agent.toml when it
+    /// was written there.
+    pub(crate) fn in_setting(
+        settings: &AgentConfig,
+        key: &str,
+        value: &str,
+        error: RunError,
+    ) -> RunError {
+        match settings.error_at(key, value, error.to_string()) {
+            Some(at) => RunError::Setting {
+                at: Box::new(at),
+                kind: error.kind(),
+            },
+            None => error,
         }
     }
 }
@@ -132,12 +158,22 @@ pub fn run(req: &Request) -> Result<Finished, RunError> {
         // not list it; bundles and objects (which may carry secrets) are 0700 and run records
         // (which show diffs) 0600.
         let dir = &req.settings.state_dir;
-        crate::durable::ensure_dir(dir, 0o711).map_err(|source| LockError::StateDir {
-            path: dir.clone(),
-            source,
+        // A state dir that cannot be made is the setting's fault; a held lock is not.
+        let in_setting = |e: LockError| match e {
+            LockError::StateDir { .. } => {
+                let shown = dir.display().to_string();
+                RunError::in_setting(&req.settings, "state_dir", &shown, e.into())
+            }
+            e => e.into(),
+        };
+        crate::durable::ensure_dir(dir, 0o711).map_err(|source| {
+            in_setting(LockError::StateDir {
+                path: dir.clone(),
+                source,
+            })
         })?;
         let wait = Some(req.settings.lock_wait);
-        Some(StateLock::acquire(&req.settings.state_dir, wait)?)
+        Some(StateLock::acquire(&req.settings.state_dir, wait).map_err(in_setting)?)
     } else {
         None
     };
@@ -359,6 +395,15 @@ fn overrides(req: &Request) -> Map<String, Value> {
 /// The request's roles in `tree`, planned, and the roles.
 fn plan_tree(req: &Request, tree: &SourceTree) -> Result<(Plan, Vec<String>), RunError> {
     let settings = &req.settings;
+    if req.roles.is_empty() {
+        let known = tree.role_names();
+        if let Some(missing) = settings.roles.iter().find(|r| !known.contains(r)) {
+            let message = format!("role '{missing}' not found: there is no roles/{missing}.toml");
+            if let Some(at) = settings.error_at("roles", missing, message) {
+                return Err(at.into());
+            }
+        }
+    }
     let roles = classify::roles(tree, &req.roles, &settings.roles, &req.facts)?;
     let plan = plan(
         tree,

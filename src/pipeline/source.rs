@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::RunError;
-use crate::agent::config::AgentConfig;
+use crate::agent::config::{AgentConfig, FetchConfig};
 use crate::agent::record::SourceStatus;
 use crate::bundle::{self, Freshness, Peeked, SyncOptions, TrustedKey};
 use crate::diagnostics::Diagnostics;
@@ -76,6 +76,15 @@ pub(super) fn obtain(
             Ok((tree, Some(status), None))
         }
         Source::Bundle(text) => {
+            if let Some(reason) = source.not_a_source() {
+                let reason = reason.strip_prefix(&format!("{text}: ")).unwrap_or(&reason);
+                if let Some(at) = settings.error_at("source", text, format!("source is {reason}")) {
+                    return Err(RunError::Setting {
+                        at: Box::new(at),
+                        kind: "invalid_source",
+                    });
+                }
+            }
             let lock = lock.expect("a run from a bundle holds the state-dir lock");
             let (dir, status, scratch) = fetch(text, settings, lock, mode)?;
             if status.freshness == "stale" || status.freshness == "refused" {
@@ -98,7 +107,8 @@ fn fetch(
     lock: &StateLock,
     mode: Mode,
 ) -> Result<(PathBuf, SourceStatus, Option<Peeked>), RunError> {
-    let source = bundle::Source::parse(text)?;
+    let source = bundle::Source::parse(text)
+        .map_err(|e| RunError::in_setting(settings, "source", text, e.into()))?;
     let opts = sync_options(settings)?;
     let (outcome, scratch) = match mode {
         Mode::Apply => (bundle::sync_locked(&source, lock, &opts)?, None),
@@ -136,24 +146,58 @@ fn fetch(
     Ok((outcome.bundle_dir, status, scratch))
 }
 
+/// Fetches the bundle at `text` with `opts` into a scratch dir of its own, never the
+/// agent's bundle cache, and verifies it: the scratch dir (removed when dropped) and the
+/// bundle's directory in it. For a look at a bundle that must change nothing (render,
+/// bootstrap's check before its first write).
+pub fn fetch_scratch(
+    text: &str,
+    opts: &SyncOptions,
+) -> Result<(tempfile::TempDir, PathBuf), RunError> {
+    let source = bundle::Source::parse(text)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("converge-scratch-")
+        .tempdir()
+        .map_err(|e| bundle::BundleError::io(std::env::temp_dir(), e))?;
+    let outcome = bundle::sync(&source, scratch.path(), opts)?;
+    match outcome.freshness {
+        Freshness::Fresh { .. } | Freshness::Unchanged => Ok((scratch, outcome.bundle_dir)),
+        // An empty scratch dir has no bundle to fall back to; never converge from one.
+        Freshness::Stale { reason } | Freshness::Refused { reason } => {
+            Err(RunError::Bundle(bundle::BundleError::NoTrustedBundle {
+                kept: "none in scratch space".into(),
+                reason,
+            }))
+        }
+    }
+}
+
 /// How these settings fetch: their trusted keys (loaded) and limits.
-fn sync_options(settings: &AgentConfig) -> Result<SyncOptions, RunError> {
+pub fn sync_options(settings: &AgentConfig) -> Result<SyncOptions, RunError> {
     let mut trusted_keys = Vec::new();
     for path in &settings.trusted_keys {
-        let key = TrustedKey::from_file(path).map_err(|e| RunError::Key {
-            path: path.clone(),
-            reason: e.to_string(),
+        let key = TrustedKey::from_file(path).map_err(|e| {
+            let error = RunError::Key {
+                path: path.clone(),
+                reason: e.to_string(),
+            };
+            RunError::in_setting(settings, "trusted_keys", &path.display().to_string(), error)
         })?;
         trusted_keys.push(key);
     }
-    Ok(SyncOptions {
+    Ok(fetch_options(trusted_keys, &settings.fetch))
+}
+
+/// Fetch limits of `fetch`, with `trusted_keys` as the keys a bundle must be signed by.
+pub fn fetch_options(trusted_keys: Vec<TrustedKey>, fetch: &FetchConfig) -> SyncOptions {
+    SyncOptions {
         trusted_keys,
-        connect_timeout: settings.fetch.connect_timeout,
-        request_timeout: settings.fetch.timeout,
-        retries: settings.fetch.retries,
-        deadline: settings.fetch.deadline,
+        connect_timeout: fetch.connect_timeout,
+        request_timeout: fetch.timeout,
+        retries: fetch.retries,
+        deadline: fetch.deadline,
         ..SyncOptions::default()
-    })
+    }
 }
 
 /// When the bundle from the source cannot be planned, the kept bundle to converge instead,

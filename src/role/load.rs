@@ -256,16 +256,16 @@ impl Loader<'_> {
         let spec = match parsed {
             Ok(spec) => spec,
             Err(e) => {
-                let offset = e.span().map_or(0, |s| s.start);
-                // toml puts "expected ..." on a second line; keep the headline one line.
-                let message = e.message().trim_end().replace('\n', ", ");
-                let mut d = Diagnostic::at_offset(&file, &text, offset, message);
-                if declares_sensitive(&text) {
-                    d.excerpt = None;
-                    d.message
-                        .push_str(" (line not shown: the file declares sensitive content)");
+                let sensitive = declares_sensitive(&text);
+                for found in super::schema_errors::all(&text, &e) {
+                    let mut d = Diagnostic::at_offset(&file, &text, found.offset, found.message);
+                    if sensitive {
+                        d.excerpt = None;
+                        d.message
+                            .push_str(" (line not shown: the file declares sensitive content)");
+                    }
+                    self.errors.push(d);
                 }
-                self.errors.push(d);
                 self.done.insert(name.to_owned());
                 return;
             }

@@ -3,6 +3,7 @@
 pub mod classify;
 pub mod load;
 pub mod model;
+mod schema_errors;
 pub mod sections;
 pub mod vars;
 

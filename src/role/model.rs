@@ -501,3 +501,21 @@ pub struct ExecSpec {
     #[serde(default)]
     pub notify: Vec<Spanned<String>>,
 }
+
+/// A hint for a schema error of `key` (written as `raw`) where the schema's own message
+/// leaves the fix unclear.
+pub(super) fn hint(key: &str, message: &str, raw: &str) -> Option<String> {
+    if key == "mode" && message.starts_with("invalid type: integer") {
+        // `mode = 644` reads as decimal six hundred and forty-four; quoted, it is octal.
+        let digits = raw.trim();
+        let octal = if digits.len() == 3 && digits.bytes().all(|b| b.is_ascii_digit()) {
+            format!("0{digits}")
+        } else {
+            "0644".to_owned()
+        };
+        return Some(format!(
+            "mode is a string of octal digits: write mode = \"{octal}\""
+        ));
+    }
+    None
+}

@@ -10,8 +10,8 @@ use super::{
     assert_kept_last_known_good, expect_source_tree, http, refused_reason, SAMPLE_OBJECTS,
 };
 use converge::bundle::{
-    generate_keypair, publish, sync, verify_signature, BundleError, Freshness, SecretKeyFile,
-    TrustedKey,
+    generate_keypair, publish, publish_unsigned, sync, verify_signature, BundleError, Freshness,
+    SecretKeyFile, TrustedKey,
 };
 #[test]
 fn signatures_are_required_and_verified_when_keys_are_configured() {
@@ -36,7 +36,7 @@ fn signatures_are_required_and_verified_when_keys_are_configured() {
 
     // Republished without a signature: refused, stale signature file removed by publish.
     s.write("files/motd", "unsigned change\n");
-    publish(&s.src(), &s.out(), None).unwrap();
+    publish_unsigned(&s.src(), &s.out()).unwrap();
     assert!(!s.out().join("manifest.json.minisig").exists());
     let r = sync(&http(&server), &s.state(), &fast_opts(trusted.clone())).unwrap();
     assert!(refused_reason(&r).contains("signature required"), "{r:?}");
