@@ -604,3 +604,32 @@ fn validate_commands_run_against_a_fresh_tree_before_publishing() {
         "main\n"
     );
 }
+
+#[test]
+fn a_run_refused_in_a_tree_without_backups_says_what_stays() {
+    let tree = Chroot::new();
+    let src = tempfile::tempdir().unwrap();
+    fs::create_dir_all(src.path().join("roles")).unwrap();
+    let role = |v: &str| {
+        format!(
+            "[[directory]]\npath = \"/etc/app\"\n\n[[file]]\npath = \"/etc/app/base.conf\"\ncontent = \"base {v}\\n\"\n\n\
+             [[file]]\npath = \"/etc/app/main.conf\"\ncontent = \"main {v}\\n\"\n\
+             validate = \"grep -q 'base v1' /etc/app/base.conf && test -s {{path}}\"\n\
+             after = [\"file:/etc/app/base.conf\"]\n"
+        )
+    };
+    let apply = || support::tools::converge_tree("apply", "app", src.path(), tree.path(), &[]);
+    fs::write(src.path().join("roles/app.toml"), role("v1")).unwrap();
+    assert_eq!(apply().0, 2);
+    fs::write(src.path().join("roles/app.toml"), role("v2")).unwrap();
+    let (code, out) = apply();
+    assert_eq!(code, 6, "{out}");
+    assert!(
+        out.contains("! run refused: file:/etc/app/main.conf failed validation; what it changed before that file stays (no backups to undo it)\n"),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read_to_string(tree.path().join("etc/app/main.conf")).unwrap(),
+        "main v1\n"
+    );
+}

@@ -80,7 +80,16 @@ pub fn write(report: &Report, style: Style, w: &mut dyn std::io::Write) -> std::
         health_line(&mut out, h, style);
     }
     if let Some(why) = &report.refused {
-        let line = format!("! run refused: {why}; nothing of this run is applied");
+        // Changes made before a file checked in its place are undone by the rollback below;
+        // without backups (a tree converged without --state-dir) they stay, and it says so.
+        let kept = report.rollback.is_none()
+            && report.resources.iter().any(|r| r.status == Status::Changed);
+        let what = if kept {
+            "what it changed before that file stays (no backups to undo it)"
+        } else {
+            "nothing of this run is applied"
+        };
+        let line = format!("! run refused: {why}; {what}");
         let _ = writeln!(out, "{}", style.paint("1;31", &visible(&line)));
     }
     if let Some(r) = &report.rollback {
