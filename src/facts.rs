@@ -94,12 +94,6 @@ impl Facts {
         if os_release.is_empty() {
             os_release = read("/usr/lib/os-release");
         }
-        if os_release.is_empty() {
-            tracing::warn!(
-                root = %root.display(),
-                "no /etc/os-release or /usr/lib/os-release: the os.* facts are empty"
-            );
-        }
         let total_bytes = match std::fs::read_to_string("/proc/meminfo") {
             Ok(m) => mem_total_bytes(&m),
             Err(e) => {

@@ -7,6 +7,7 @@ use crate::cli::{BootstrapArgs, ColorChoice, Format};
 use converge::agent::bootstrap::{self, BootstrapError, Options, Step};
 use converge::agent::config::ConfigError;
 use converge::agent::record::LAST_RUN_FILE;
+use converge::bundle::RedactedUrl;
 use converge::system::System;
 
 /// Sets the host (or the tree under `--root`) up; returns the detailed exit code.
@@ -24,7 +25,7 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
         say!(
             "converge: warning: no --key: bundles from {} are applied without a signature check; \
              anyone who can change what it serves can run commands as root here",
-            opts.source
+            RedactedUrl(&opts.source)
         );
     }
     let mut print_step = |s: &Step| {
@@ -53,12 +54,12 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
         }
         (true, true) => println!(
             "bootstrap: done; this host now converges to {} every 30 minutes",
-            opts.source
+            RedactedUrl(&opts.source)
         ),
         (true, false) => println!(
             "bootstrap: done; {} converges to {} from its first boot",
             sys.root().display(),
-            opts.source
+            RedactedUrl(&opts.source)
         ),
     }
     let hints = [
