@@ -95,8 +95,8 @@ fn the_shipped_service_and_timer_run_converge_and_log_to_the_journal() {
         !journal.trim().is_empty(),
         "no journal entries from converge"
     );
-    // With RUST_LOG=info, each changed resource is a structured entry (tracing-journald
-    // prefixes custom fields with F_).
+    // With RUST_LOG=info, each changed resource is a structured entry whose message names it
+    // (tracing-journald prefixes custom fields with F_).
     let dropin = ct.root().join("etc/systemd/system/converge.service.d");
     fs::create_dir_all(&dropin).unwrap();
     fs::write(
@@ -112,7 +112,10 @@ fn the_shipped_service_and_timer_run_converge_and_log_to_the_journal() {
     let changed = journal
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|e| e["F_RESOURCE"] == "file:/etc/converge-marker" && e["MESSAGE"] == "changed");
+        .find(|e| {
+            e["F_RESOURCE"] == "file:/etc/converge-marker"
+                && e["MESSAGE"] == "changed file:/etc/converge-marker"
+        });
     assert!(
         changed.is_some(),
         "no structured 'changed' entry:\n{journal}"
