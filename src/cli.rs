@@ -75,7 +75,9 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Set this host up: trusted keys, agent config, the first converge, the timer.
     /// Safe to run again: what is already in place is left alone.
-    /// Exit 0 nothing changed, 2 changes made, 4/6 the first run failed, 1 could not run.
+    /// Exit 0 set up and converging, whatever the first run did (changes, failures, a
+    /// rollback, a source that was down: the timer retries), so cloud-init counts it done;
+    /// 1 refused before writing anything (nothing changed); 3 stopped part way: NOT set up.
     Bootstrap(BootstrapArgs),
     /// Show this host's state: its bundle (id, date, signer, message), how fresh it is,
     /// whether it is held or paused, the last run's exit code and the next timer run.

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 mod config_text;
+mod reuse;
+
+use reuse::Checked;
 
 use super::config::{AgentConfig, ConfigError, DEFAULT_PATH};
 use crate::bundle::{self, RedactedUrl, TrustedKey};
@@ -59,11 +62,14 @@ pub struct Step {
     pub diff: Option<String>,
 }
 
-/// A finished bootstrap.
+/// A finished bootstrap: the host is set up and the timer enabled.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The first converge.
-    pub run: Finished,
+    /// The first converge; `None` when the source could not be reached for it.
+    pub run: Option<Finished>,
+    /// Why the first run did not converge the bundle from the source (unreachable, or only
+    /// the kept bundle was converged); the timer retries.
+    pub source_down: Option<String>,
     /// The agent config as it now is.
     pub config: AgentConfig,
     /// Whether anything changed: config, keys, the host, the timer.
@@ -152,6 +158,8 @@ pub struct Prepared {
     text: String,
     /// That config, with its paths resolved inside the root for this run.
     config: AgentConfig,
+    /// What the check before the first write found at the source.
+    checked: Checked,
 }
 
 impl Prepared {
@@ -254,12 +262,13 @@ pub fn prepare(opts: &Options, sys: &System, facts: &Value) -> Result<Prepared, 
             *path = resolved(sys, path)?;
         }
     }
-    check_bundle(&opts.source, &trusted, &config, facts)?;
+    let checked = check_bundle(&opts.source, &trusted, &config, facts)?;
     Ok(Prepared {
         keys,
         existing,
         text,
         config,
+        checked,
     })
 }
 
@@ -276,6 +285,7 @@ pub fn apply(
         existing,
         text,
         config,
+        checked,
     } = prepared;
     let mut changed = false;
     let mut step = |subject: String, did: bool, detail: String, diff: Option<String>| {
@@ -336,15 +346,45 @@ pub fn apply(
         force: false,
         plan_cache: config.plan_cache,
     };
-    let finished = pipeline::run(&request)?;
-    if let Some(source) = &finished.record.source {
+    reuse::adopt(&checked, &config.state_dir);
+    let mut source_down = match &checked {
+        Checked::Unreachable(reason) => Some(reason.clone()),
+        _ => None,
+    };
+    let finished = match pipeline::run(&request) {
+        Ok(finished) => Some(finished),
+        // Set up all the same: the timer fetches again, so a first boot while the source
+        // is down heals itself.
+        Err(RunError::Bundle(e)) if source_down.is_some() => {
+            step(
+                config.source.clone(),
+                false,
+                format!("not reached: {e}; converge.timer retries"),
+                None,
+            );
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(source) = finished.as_ref().and_then(|f| f.record.source.as_ref()) {
         match source.freshness.as_str() {
-            "refused" | "stale" => {
+            "refused" => {
                 return Err(BootstrapError::NotCurrent {
                     url: source.url.clone(),
                     freshness: source.freshness.clone(),
                     reason: source.reason.clone().unwrap_or_default(),
                 })
+            }
+            "stale" => {
+                let reason = source.reason.clone().unwrap_or_default();
+                let id: String = source.bundle_id.chars().take(12).collect();
+                step(
+                    source.url.clone(),
+                    false,
+                    format!("not reached: {reason}; converged the kept bundle {id}"),
+                    None,
+                );
+                source_down = Some(reason);
             }
             freshness => {
                 let id: String = source.bundle_id.chars().take(12).collect();
@@ -359,24 +399,27 @@ pub fn apply(
             }
         }
     }
-    let s = &finished.report.summary;
-    step(
-        "converge run".into(),
-        s.changed > 0,
-        format!(
-            "roles {}: {} resources, {} changed, {} failed",
-            finished.record.roles.join(", "),
-            s.total,
-            s.changed,
-            s.failed
-        ),
-        None,
-    );
+    if let Some(finished) = &finished {
+        let s = &finished.report.summary;
+        step(
+            "converge run".into(),
+            s.changed > 0,
+            format!(
+                "roles {}: {} resources, {} changed, {} failed",
+                finished.record.roles.join(", "),
+                s.total,
+                s.changed,
+                s.failed
+            ),
+            None,
+        );
+    }
 
     let (did, detail) = enable_timer(sys)?;
     step(TIMER.into(), did, detail, None);
     Ok(Outcome {
         run: finished,
+        source_down,
         config,
         changed,
     })
@@ -411,24 +454,30 @@ fn resolved(sys: &System, path: &Path) -> Result<PathBuf, SystemError> {
 /// Fetches and verifies the bundle into scratch space (a source tree is read in place),
 /// and plans the config's roles from it with this host's facts and the config's vars, so a
 /// bundle not signed by a trusted key, or that this host cannot plan, changes nothing on the
-/// host (not even the config the timer would then run with).
+/// host (not even the config the timer would then run with). A source that is down is no
+/// reason to leave the host unmanaged: that is reported, not refused.
 fn check_bundle(
     source: &str,
     keys: &[TrustedKey],
     config: &AgentConfig,
     facts: &Value,
-) -> Result<(), BootstrapError> {
-    let (_scratch, dir) = match Source::detect(source, !keys.is_empty()) {
-        Source::Tree(dir) => (None, dir),
+) -> Result<Checked, BootstrapError> {
+    let (checked, dir) = match Source::detect(source, !keys.is_empty()) {
+        Source::Tree(dir) => (Checked::Tree, dir),
         Source::Bundle(_) => {
             let opts = pipeline::source::fetch_options(keys.to_vec(), &config.fetch);
-            let (scratch, dir) = pipeline::source::fetch_scratch(source, &opts).map_err(|e| {
-                BootstrapError::Refused {
-                    url: source.to_owned(),
-                    reason: e.to_string(),
+            match reuse::fetch_scratch(source, &opts, &config.state_dir) {
+                Ok(found) => found,
+                Err(RunError::Bundle(e)) if reuse::is_source_down(&e) => {
+                    return Ok(Checked::Unreachable(e.to_string()))
                 }
-            })?;
-            (Some(scratch), dir)
+                Err(e) => {
+                    return Err(BootstrapError::Refused {
+                        url: source.to_owned(),
+                        reason: e.to_string(),
+                    })
+                }
+            }
         }
     };
     let unplannable = |errors: Diagnostics| BootstrapError::Unplannable {
@@ -440,7 +489,7 @@ fn check_bundle(
     let overrides = vars::table_to_json(&config.vars);
     pipeline::plan(&tree, &roles, &overrides, facts, PlanOptions::default())
         .map_err(unplannable)?;
-    Ok(())
+    Ok(checked)
 }
 
 /// A `--key` argument: a public key file, or the key's base64 line itself (handy in

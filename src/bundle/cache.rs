@@ -184,18 +184,26 @@ impl<'l> StateDir<'l> {
         temp::dir_in(&self.bundles()).at(self.bundles())
     }
 
-    /// Hard-link the objects `manifest` needs that `other` already holds into this store, so
-    /// a scratch sync downloads only what is new. Best effort: anything not linked is
-    /// fetched, and every copy is re-hashed when materialised.
+    /// Hard-link the objects `manifest` needs that `other` already holds into this store
+    /// (copied where no link can be made, as from a scratch dir on another filesystem), so
+    /// a sync downloads only what is new. Best effort: anything not taken over is fetched,
+    /// and every object is re-hashed when materialised.
     pub fn link_objects_from(&self, other: &StateDir, manifest: &Manifest) {
         for entry in manifest.files.values() {
             if other.has_object(&entry.sha256, entry.size)
                 && !self.has_object(&entry.sha256, entry.size)
             {
-                let _ = fs::hard_link(
-                    other.objects().join(&entry.sha256),
-                    self.objects().join(&entry.sha256),
-                );
+                let from = other.objects().join(&entry.sha256);
+                if fs::hard_link(&from, self.objects().join(&entry.sha256)).is_err() {
+                    let copied = self.object_temp().ok().and_then(|mut tmp| {
+                        let mut src = fs::File::open(&from).ok()?;
+                        std::io::copy(&mut src, tmp.as_file_mut()).ok()?;
+                        Some(tmp)
+                    });
+                    if let Some(tmp) = copied {
+                        let _ = self.commit_object(tmp, &entry.sha256);
+                    }
+                }
             }
         }
     }

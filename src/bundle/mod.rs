@@ -35,7 +35,7 @@ pub use signature::{
 };
 pub use source::{RedactedUrl, Source};
 pub use sync::{
-    peek, peek_locked, sync, sync_locked, Freshness, Peeked, SyncOptions, SyncOutcome,
+    adopt, peek, peek_locked, sync, sync_locked, Freshness, Peeked, SyncOptions, SyncOutcome,
     DEFAULT_DEADLINE,
 };
 

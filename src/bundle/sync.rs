@@ -171,6 +171,26 @@ pub fn peek_locked(
     })
 }
 
+/// Takes the objects of the bundle verified into the scratch state dir `scratch` (by a
+/// [`sync`] there) into the store of `state_dir`, so the sync that follows there downloads
+/// only the manifest: a bundle checked before it is used is fetched once. Returns how many
+/// of its objects the store now holds.
+pub fn adopt(state_dir: &Path, scratch: &Path) -> Result<usize, BundleError> {
+    let lock = StateLock::acquire(state_dir, None)?;
+    let state = StateDir::open(&lock)?;
+    let checked = StateDir::scratch(scratch)?;
+    let Some(manifest) = checked.current().and_then(|id| checked.manifest(&id)) else {
+        return Ok(0);
+    };
+    state.link_objects_from(&checked, &manifest);
+    state.sync_objects()?;
+    Ok(manifest
+        .files
+        .values()
+        .filter(|e| state.has_object(&e.sha256, e.size))
+        .count())
+}
+
 /// Syncs (into `scratch` when given, else into `state`), falling back to the last known good.
 fn resolve(
     source: &Source,

@@ -35,11 +35,23 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
             println!("    {line}");
         }
     };
-    let outcome = bootstrap::apply(prepared, &sys, facts, &mut print_step)?;
-    let report = &outcome.run.report;
-    if report.summary.changed > 0 || report.summary.failed > 0 {
-        println!();
-        super::run::print_report(report, Format::Human, color);
+    let outcome = match bootstrap::apply(prepared, &sys, facts, &mut print_step) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            say!("converge: error: {e}");
+            say!(
+                "bootstrap: this host is NOT set up: the steps printed above were done, the \
+                 rest was not (converge.timer is not running it); run the same bootstrap again"
+            );
+            return Ok(NOT_SET_UP);
+        }
+    };
+    if let Some(run) = &outcome.run {
+        let report = &run.report;
+        if report.summary.changed > 0 || report.summary.failed > 0 || report.rollback.is_some() {
+            println!();
+            super::run::print_report(report, Format::Human, color);
+        }
     }
     // Under --root, paths are shown as the booted image will see them.
     let shown = |p: &Path| {
@@ -48,19 +60,40 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
     };
     let state = outcome.config.state_dir.as_path();
     println!();
-    match (outcome.changed, sys.is_live()) {
-        (false, _) => {
-            println!("bootstrap: nothing to change; this host was already set up like this")
-        }
-        (true, true) => println!(
-            "bootstrap: done; this host now converges to {} every 30 minutes",
+    let converging = if sys.is_live() {
+        format!(
+            "this host now converges to {} every 30 minutes",
             RedactedUrl(&opts.source)
-        ),
-        (true, false) => println!(
-            "bootstrap: done; {} converges to {} from its first boot",
+        )
+    } else {
+        format!(
+            "{} converges to {} from its first boot",
             sys.root().display(),
             RedactedUrl(&opts.source)
+        )
+    };
+    match first_run(&outcome) {
+        FirstRun::SourceDown(reason) => {
+            say!(
+                "converge: warning: set up; first run failed: source unreachable ({reason}); \
+                 the timer will retry"
+            );
+            println!("bootstrap: set up, but the first run could not reach the source; {converging}, starting with the next run");
+        }
+        FirstRun::RolledBack { bundle, reason } => println!(
+            "bootstrap: set up, but the first run was rolled back: {reason}; the host is held \
+             on its last good state and bundle {bundle} is not applied again; {converging}, \
+             and takes the next bundle you publish"
         ),
+        FirstRun::Failed(n) => println!(
+            "bootstrap: set up, but the first run had {n} failure{}; {converging}, and each \
+             run retries",
+            if n == 1 { "" } else { "s" }
+        ),
+        FirstRun::Converged if !outcome.changed => {
+            println!("bootstrap: nothing to change; this host was already set up like this")
+        }
+        FirstRun::Converged => println!("bootstrap: done; {converging}"),
     }
     let hints = [
         (
@@ -89,11 +122,57 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
     for (hint, what) in hints {
         println!("  {hint:width$}   {what}");
     }
-    let code = report.exit_code();
-    Ok(match (code, outcome.changed) {
-        (0, true) => 2,
-        (code, _) => code,
-    })
+    // cloud-init (and any provisioning tool) counts an instance failed on a non-zero exit:
+    // the host is set up and the timer converges it, whatever its first run did.
+    Ok(0)
+}
+
+/// Exit code when bootstrap stopped after its first write: the host is not managed.
+/// (Stopping before it exits 1, with nothing changed.)
+pub const NOT_SET_UP: i32 = 3;
+
+/// How the first run went, for the closing line.
+enum FirstRun {
+    /// Converged the bundle from the source.
+    Converged,
+    /// The source was not reached: why.
+    SourceDown(String),
+    /// The bundle was rolled back (now, or on an earlier run) and is held.
+    RolledBack { bundle: String, reason: String },
+    /// Resources (or restarts) failed: how many.
+    Failed(usize),
+}
+
+fn first_run(outcome: &bootstrap::Outcome) -> FirstRun {
+    if let Some(reason) = &outcome.source_down {
+        return FirstRun::SourceDown(reason.clone());
+    }
+    let Some(run) = &outcome.run else {
+        return FirstRun::Converged;
+    };
+    let bundle: String = run
+        .record
+        .source
+        .as_ref()
+        .map(|s| s.bundle_id.chars().take(12).collect())
+        .unwrap_or_default();
+    let report = &run.report;
+    if let Some(r) = report.rollback.as_ref().filter(|r| !r.preview) {
+        return FirstRun::RolledBack {
+            bundle,
+            reason: r.reason.clone(),
+        };
+    }
+    if let Some(h) = &report.held {
+        return FirstRun::RolledBack {
+            bundle,
+            reason: format!("it was rolled back here before ({})", h.reason),
+        };
+    }
+    match report.summary.failed + report.summary.skipped {
+        0 => FirstRun::Converged,
+        n => FirstRun::Failed(n),
+    }
 }
 
 /// Input errors print located, each with its line, as every other command prints them.

@@ -41,7 +41,7 @@ pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
         for l in listed {
             match l.summary {
                 Ok(s) => runs.push(s),
-                Err(e) => eprintln!("converge: warning: run {} skipped: {e}", l.id),
+                Err(e) => say!("converge: warning: run {} skipped: {e}", l.id),
             }
         }
         println!("{}", serde_json::to_string_pretty(&runs)?);
