@@ -60,6 +60,7 @@ impl Recorder {
                 started: stamp,
                 finished: None,
                 bundle: bundle.to_owned(),
+                message: None,
                 changed: 0,
                 failed: 0,
                 status: RunStatus::Running,
