@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// converge: make every server provably match its role.
 #[derive(Debug, Parser)]
-#[command(name = "converge", version, about, max_term_width = 100)]
+#[command(name = "converge", version = env!("CONVERGE_VERSION"), about, max_term_width = 100)]
 pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

@@ -364,6 +364,23 @@ pub(crate) fn vouches(report: &Report) -> bool {
             .all(|h| h.status == crate::health::HealthStatus::Passed)
 }
 
+/// The resources the run's job changed: this run's, and those of the killed run it
+/// continues, whose changes its record (and a rollback of it) covers too; each once.
+fn job_changed(recorder: &Recorder, report: &Report) -> usize {
+    let own: std::collections::BTreeSet<String> = report
+        .resources
+        .iter()
+        .filter(|o| o.status == Status::Changed)
+        .map(|o| o.id.to_string())
+        .collect();
+    let earlier = recorder
+        .inherited()
+        .iter()
+        .filter(|r| !own.contains(*r))
+        .count();
+    report.summary.changed + earlier
+}
+
 /// Records how the run ended and, when a restart, reload or health check failed after
 /// changes, undoes them.
 fn finish_recorded(
@@ -375,12 +392,13 @@ fn finish_recorded(
     let services = recorder.summary().services;
     let failing = report.refused.clone().or_else(|| failure(report));
     let healthy = vouches(report);
+    let changed = job_changed(recorder, report);
     let record = |status: RunStatus, reason: Option<String>| {
         let summary = &report.summary;
         let result = recorder.update(|s| {
             s.healthy = Some(healthy);
             s.finished = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
-            s.changed = summary.changed;
+            s.changed = changed;
             s.failed = summary.failed + summary.failed_notifications;
             s.status = status;
             s.rollback_reason = reason;

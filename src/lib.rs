@@ -18,3 +18,4 @@ pub mod resource;
 pub mod role;
 pub mod snapshot;
 pub mod system;
+pub mod version;

@@ -409,6 +409,20 @@ fn status_metrics_and_logs_name_the_signed_bundle_and_its_message_and_a_pause_ho
     assert_eq!(source["message"], "deploy 4f2a9c1: app v1", "{source}");
     assert_eq!(source["signer"], key_id.as_str(), "{source}");
     let created = source["created"].as_str().unwrap().to_owned();
+    // The run history names the message too, in JSON and in the table.
+    let state = s.state.to_str().unwrap();
+    let hist =
+        s.p.run(&["history", "--state-dir", state, "--format", "json"]);
+    assert_eq!(hist.code, 0, "{}", hist.stderr);
+    let runs: serde_json::Value = serde_json::from_str(&hist.stdout).unwrap();
+    assert_eq!(runs[0]["message"], "deploy 4f2a9c1: app v1", "{runs}");
+    let hist = s.p.run(&["history", "--state-dir", state]);
+    let row = hist.stdout.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.contains("  finished (root ") && row.ends_with(") \"deploy 4f2a9c1: app v1\""),
+        "{}",
+        hist.stdout
+    );
 
     let metrics = std::fs::read_to_string(s.state.join("metrics/converge.prom")).unwrap();
     for line in [

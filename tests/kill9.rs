@@ -255,3 +255,42 @@ fn kill_9_during_a_rollback_leaves_every_file_whole_and_the_next_run_undoes_the_
     assert!(trials >= 5, "only {trials} trials ran");
     eprintln!("{trials} kills over a {span} ms apply and rollback");
 }
+
+/// The history's record of the newest run.
+fn newest_run(s: &Scene) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["history", "--format", "json", "--state-dir"])
+        .arg(s.tmp.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let newest = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|r| r["seq"].as_u64());
+    newest.cloned().unwrap_or_else(|| panic!("no runs: {runs}"))
+}
+
+/// The run that continues a killed one records the whole job's changes: the files the killed
+/// run changed and the ones it changes itself, once each.
+#[test]
+fn a_run_that_continues_a_killed_one_counts_the_jobs_changes_in_the_history() {
+    let s = Scene::new();
+    s.set_role(1, "");
+    s.crash_at("changed", 100);
+    assert_eq!(s.apply_to_end(), 2);
+    assert_eq!(at_generation_1(&s), FILES);
+    let run = newest_run(&s);
+    assert_eq!(run["status"], "finished", "{run}");
+    assert_eq!(run["changed"], FILES, "{run}");
+    // Killed once every file was changed: the continuation changes nothing itself.
+    s.set_role(2, "");
+    s.crash_at("changed", FILES);
+    assert_eq!(s.apply_to_end(), 0);
+    assert!(generations(&s.live(), &[2]).iter().all(|g| *g == 2));
+    let run = newest_run(&s);
+    assert_eq!(run["status"], "finished", "{run}");
+    assert_eq!(run["changed"], FILES, "{run}");
+}

@@ -133,3 +133,17 @@ fn the_bash_completion_loads_and_completes_subcommands_and_flags() {
     let flags = complete("converge check --sta");
     assert_eq!(flags.lines().skip(1).collect::<Vec<_>>(), ["--state-dir"]);
 }
+
+/// `--version` names the package version when the binary was built for a package
+/// (`CONVERGE_PACKAGE_VERSION`, set by packaging/deb/build), the crate's alone otherwise.
+#[test]
+fn the_version_names_the_package_version_when_built_for_a_package() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let crate_version = env!("CARGO_PKG_VERSION");
+    let want = match option_env!("CONVERGE_PACKAGE_VERSION").filter(|v| !v.is_empty()) {
+        Some(package) => format!("converge {crate_version} (Debian {package})\n"),
+        None => format!("converge {crate_version}\n"),
+    };
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+}

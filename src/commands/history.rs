@@ -79,6 +79,9 @@ pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
         if r.root != std::path::Path::new("/") {
             let _ = write!(status, " (root {})", r.root.display());
         }
+        if let Some(message) = &r.message {
+            let _ = write!(status, " {:?}", message.lines().next().unwrap_or(""));
+        }
         let _ = writeln!(
             out,
             "{:<26} {:<21} {:<12} {:>7} {:>6}  {status}",

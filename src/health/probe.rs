@@ -12,6 +12,9 @@ use crate::system::System;
 /// How much of a response body is read to look for `expect_body`.
 const BODY_LIMIT: u64 = 1 << 20;
 
+/// How many characters of a failing response body a reason quotes.
+const BODY_EXCERPT_CHARS: usize = 200;
+
 /// What a health check probes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -102,7 +105,9 @@ fn http(url: &str, want: u16, body: Option<&str>, timeout: Duration) -> Result<S
     let mut text = String::new();
     let _ = response.take(BODY_LIMIT).read_to_string(&mut text);
     if got != want {
-        let excerpt = tail(text.as_bytes());
+        // The reason ends up in the rollback record, history and report: an error page's
+        // whole HTML there buries the point, so keep only its start, on one line.
+        let excerpt = body_excerpt(&text);
         let why = if excerpt.is_empty() {
             format!("HTTP {got}, expected {want}")
         } else {
@@ -117,6 +122,24 @@ fn http(url: &str, want: u16, body: Option<&str>, timeout: Duration) -> Result<S
         }
     }
     Ok(format!("HTTP {got}"))
+}
+
+/// The start of a response body as one line: control characters escaped, "…" when cut.
+fn body_excerpt(text: &str) -> String {
+    let text = text.trim();
+    let mut out = String::new();
+    let mut chars = text.chars();
+    for c in chars.by_ref().take(BODY_EXCERPT_CHARS) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if chars.next().is_some() {
+        out.push('…');
+    }
+    out
 }
 
 fn tcp(addr: &str, timeout: Duration) -> Result<String, Failure> {
@@ -173,4 +196,58 @@ fn command(sys: &System, script: &str, timeout: Duration) -> Result<String, Fail
         format!("{status}: {output}")
     };
     Err(fail("command_failed", why))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    /// Serves one request with `status` and `body` on a loopback port; returns the URL.
+    fn serve_once(status: &str, body: String) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        let status = status.to_owned();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            conn.write_all(head.as_bytes()).unwrap();
+            conn.write_all(body.as_bytes()).unwrap();
+        });
+        url
+    }
+
+    #[test]
+    fn a_failing_status_quotes_only_the_start_of_the_body_on_one_line() {
+        let page = format!(
+            "<!DOCTYPE html>\n<html>\n\t<head><title>502 Bad Gateway</title></head>\n<body>{}</body></html>\n",
+            "<p>upstream gone</p>\n".repeat(500)
+        );
+        let url = serve_once("502 Bad Gateway", page.clone());
+        let err = http(&url, 200, None, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(err.kind, "http_status");
+        assert!(!err.why.contains('\n'), "{:?}", err.why);
+        assert!(!err.why.contains('\t'), "{:?}", err.why);
+        let excerpt = err.why.strip_prefix("HTTP 502, expected 200: ").unwrap();
+        let start: String = page.chars().take(BODY_EXCERPT_CHARS).collect();
+        let want = format!("{}…", start.replace('\n', "\\n").replace('\t', "\\t"));
+        assert_eq!(excerpt, want);
+    }
+
+    #[test]
+    fn a_short_body_is_quoted_whole() {
+        assert_eq!(
+            body_excerpt("down for maintenance\n"),
+            "down for maintenance"
+        );
+        assert_eq!(body_excerpt("a\rb\u{1b}[31m"), "a\\rb\\u{1b}[31m");
+        let exact = "x".repeat(BODY_EXCERPT_CHARS);
+        assert_eq!(body_excerpt(&exact), exact);
+    }
 }

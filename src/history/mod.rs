@@ -98,6 +98,9 @@ pub struct RunSummary {
     /// The bundle id it applied (empty for a source tree).
     #[serde(default)]
     pub bundle: String,
+    /// What the publisher said the bundle is (`publish --message`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Resources changed.
     #[serde(default)]
     pub changed: usize,

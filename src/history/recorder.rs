@@ -1,7 +1,7 @@
 //! Writing one run's record: its summary, and each prior written and synced ahead of its
 //! change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -27,6 +27,8 @@ pub struct Recorder {
     left: Mutex<Option<File>>,
     // Continues an interrupted run, whose journal already holds changes.
     adopted: bool,
+    // The resources the interrupted run recorded changes of (empty for a fresh run).
+    inherited: BTreeSet<String>,
     // Kept alive so a temporary history lives as long as the run.
     _temp: Option<tempfile::TempDir>,
 }
@@ -45,6 +47,15 @@ impl Recorder {
         let seq = next_seq(&known);
         let interrupted = newest_unfinished(known, root);
         let adopted = interrupted.is_some();
+        // A journal that cannot be read counts nothing here; the run's own changes still do,
+        // and the rollback that needs it reports the error.
+        let inherited = interrupted
+            .as_ref()
+            .and_then(|s| read_priors(&runs.join(&s.id)).ok())
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.resource().to_owned())
+            .collect();
         let summary = match interrupted {
             Some(mut s) => {
                 tracing::warn!(run = %s.id, "an earlier run was interrupted; this run continues it");
@@ -60,6 +71,7 @@ impl Recorder {
                 started: stamp,
                 finished: None,
                 bundle: bundle.to_owned(),
+                message: None,
                 changed: 0,
                 failed: 0,
                 status: RunStatus::Running,
@@ -78,6 +90,7 @@ impl Recorder {
             journal: Mutex::new(None),
             left: Mutex::new(None),
             adopted,
+            inherited,
             _temp: None,
         }
     }
@@ -191,6 +204,12 @@ impl Recorder {
     /// changed something).
     pub fn has_changes(&self) -> bool {
         self.adopted || self.journal.lock().map(|j| j.is_some()).unwrap_or(false)
+    }
+
+    /// The resources whose changes the interrupted run this one continues recorded: they
+    /// are part of this run's job.
+    pub fn inherited(&self) -> &BTreeSet<String> {
+        &self.inherited
     }
 
     /// Updates the run's summary with `f` and writes it, when the run has a directory.

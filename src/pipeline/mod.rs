@@ -298,6 +298,11 @@ fn converge(
         &bundle_id,
         sys.root(),
     );
+    let message = record.source.as_ref().and_then(|s| s.message.clone());
+    // Nothing is written yet for a fresh run; a continued one gets this run's message.
+    if let Err(e) = recorder.update(|s| s.message = message) {
+        tracing::warn!("cannot record the bundle's message: {e}");
+    }
     let mut report = engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder);
     rollback::blame_unvouched(settings, sys, &recorder, &mut report);
     refuse_bundle(req, lock, record, &report)?;
