@@ -102,16 +102,16 @@ pub fn converge_tree(
     extra: &[&str],
 ) -> (i32, String) {
     let own = OwnState::new();
-    let out = Command::new(env!("CARGO_BIN_EXE_converge"))
-        .args([mode, "--color", "never", "--role", role, "--source"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_converge"));
+    cmd.args([mode, "--color", "never", "--role", role, "--source"])
         .arg(src)
         .arg("--root")
-        .arg(root)
-        .arg("--config")
-        .arg(own.config())
-        .args(extra)
-        .output()
-        .unwrap();
+        .arg(root);
+    // Only the commands that keep state take an agent config (validate keeps none).
+    if mode != "validate" {
+        cmd.arg("--config").arg(own.config());
+    }
+    let out = cmd.args(extra).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
