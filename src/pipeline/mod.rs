@@ -304,7 +304,7 @@ fn converge(
         tracing::warn!("cannot record the bundle's message: {e}");
     }
     let mut report = engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder);
-    rollback::blame_unvouched(settings, sys, &recorder, &mut report);
+    rollback::blame_unvouched(settings, sys, &recorder, &mut report, &plan.health);
     refuse_bundle(req, lock, record, &report)?;
     if req.record {
         match &report.rollback {

@@ -62,7 +62,8 @@ pub(super) fn finish_interrupted(config: &AgentConfig, sys: &System) -> Option<R
     }
     tracing::warn!(run = %past.summary.id, "finishing a rollback that was interrupted");
     let reason = past.summary.rollback_reason.clone().unwrap_or_default();
-    let rollback = undo(sys, &mut past, reason.clone());
+    let checks = past.summary.health.clone();
+    let rollback = undo(sys, &mut past, reason.clone(), &checks);
     if !past.summary.bundle.is_empty() {
         remember(config, &past.summary.bundle, &past.summary.id, &reason);
     }
@@ -81,6 +82,7 @@ pub(super) fn blame_unvouched(
     sys: &System,
     recorder: &Recorder,
     report: &mut Report,
+    checks: &[crate::health::HealthCheck],
 ) {
     if recorder.has_changes() || report.rollback.is_some() {
         return;
@@ -112,7 +114,14 @@ pub(super) fn blame_unvouched(
         tracing::warn!(error = %e, "cannot mark the run as rolling back; not rolling it back");
         return;
     }
-    report.rollback = Some(undo(sys, &mut past, reason));
+    // Healthy again means what this run's checks, which saw the failure, say after the undo
+    // (they wait for the restarts and reloads to settle); the blamed run may have had none.
+    let checks = if checks.is_empty() {
+        past.summary.health.clone()
+    } else {
+        checks.to_vec()
+    };
+    report.rollback = Some(undo(sys, &mut past, reason, &checks));
 }
 
 /// Undoes `past` (marked as rolling back) and records how that ended.
@@ -120,14 +129,10 @@ fn undo(
     sys: &System,
     past: &mut history::PastRun,
     reason: String,
+    checks: &[crate::health::HealthCheck],
 ) -> crate::report::rollback::Rollback {
-    let rollback = engine::rollback::undo(
-        sys,
-        past.recorded(),
-        reason,
-        &past.summary.services,
-        &past.summary.health,
-    );
+    let rollback =
+        engine::rollback::undo(sys, past.recorded(), reason, &past.summary.services, checks);
     past.summary.status = if rollback.complete() {
         history::RunStatus::RolledBack
     } else {
