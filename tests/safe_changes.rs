@@ -116,6 +116,23 @@ fn serves(ct: &Container) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Waits until nginx answers `want`: a reload returns before the new workers serve, and a
+/// run without health checks does not wait for them (its successor runs minutes later).
+fn await_serving(ct: &Container, want: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let got = serves(ct);
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nginx still answers {got:?}, not {want:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn validate_health_and_rollback_keep_a_real_nginx_serving() {
     let (ct, bin) = agent_host("safe");
@@ -350,6 +367,7 @@ fn a_failure_seen_by_a_run_that_changed_nothing_rolls_back_the_run_that_did() {
         .collect();
     assert_eq!(culprit.len(), 1, "{culprit:?}");
     let culprit = &culprit[0];
+    await_serving(&ct, "gone\n");
 
     // The next bundle brings the check back and changes nothing on the host: the failure it
     // sees is the earlier run's, which is undone.
