@@ -252,6 +252,10 @@ pub struct RunArgs {
     /// the state dir's plan cache (which this run then neither reads nor writes).
     #[arg(long)]
     pub no_plan_cache: bool,
+    /// When a systemd timer started the run, first wait this host's fixed offset inside the
+    /// agent config's `splay` (what converge.service does); a run started by hand runs at once.
+    #[arg(long)]
+    pub splay: bool,
 }
 
 /// Where the run history lives.

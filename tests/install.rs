@@ -506,25 +506,87 @@ fn reinstalling_after_a_remove_restores_the_timer_and_purge_removes_keys_and_con
 fn a_run_missed_while_the_host_was_down_is_caught_up_when_the_timer_starts() {
     let ct = boot_with_package("deb-persistent");
     ct.exec_ok(&["systemctl", "enable", "converge.timer"]);
-    // Without the fixed splay (up to the whole interval), a caught-up run starts at once.
-    ct.exec_ok(&[
-        "sh",
-        "-c",
-        "mkdir -p /etc/systemd/system/converge.timer.d && printf '[Timer]\\nRandomizedDelaySec=0\\n' > /etc/systemd/system/converge.timer.d/no-splay.conf && systemctl daemon-reload",
-    ]);
-    // The timer last fired two hours ago, and the host was down since.
-    ct.exec_ok(&[
-        "sh",
-        "-c",
-        "mkdir -p /var/lib/systemd/timers && touch -d '2 hours ago' /var/lib/systemd/timers/stamp-converge.timer",
-    ]);
-    ct.exec_ok(&["systemctl", "start", "converge.timer"]);
+    start_timer_that_missed_a_run(&ct);
     // The service has no source configured, so it fails; what counts is that it ran.
     wait_until(
         &ct,
         "the missed run",
         "[ \"$(systemctl show -p ExecMainStartTimestampMonotonic --value converge.service)\" != 0 ]",
     );
+}
+
+/// The timer last fired two hours ago, and the host was down since: starting it catches
+/// the missed run up at once, a run the timer starts.
+fn start_timer_that_missed_a_run(ct: &Container) {
+    ct.exec_ok(&[
+        "sh",
+        "-c",
+        "mkdir -p /var/lib/systemd/timers && touch -d '2 hours ago' /var/lib/systemd/timers/stamp-converge.timer",
+    ]);
+    ct.exec_ok(&["systemctl", "start", "converge.timer"]);
+}
+
+#[test]
+fn a_timer_run_waits_the_hosts_offset_inside_the_configured_splay_and_a_run_by_hand_does_not() {
+    let ct = boot_with_package("deb-splay");
+    ct.exec_ok(&[
+        "sh",
+        "-c",
+        "mkdir -p /srv/src/roles && printf '[[file]]\\npath = \"/etc/splayed\"\\ncontent = \"ran\\\\n\"\\n' > /srv/src/roles/base.toml",
+    ]);
+    ct.exec_ok(&[
+        "sh",
+        "-c",
+        "printf 'source = \"/srv/src\"\\nroles = [\"base\"]\\ninterval = \"2h\"\\nsplay = \"1h\"\\n' > /etc/converge/agent.toml",
+    ]);
+    let journal = || {
+        ct.exec_ok(&[
+            "journalctl",
+            "-u",
+            "converge.service",
+            "--no-pager",
+            "-o",
+            "cat",
+        ])
+    };
+
+    // By hand, through the very service the timer starts: at once.
+    ct.exec_ok(&["systemctl", "start", "converge.service"]);
+    assert_eq!(ct.exec_ok(&["cat", "/etc/splayed"]), "ran\n");
+    assert!(!journal().contains("waiting"), "{}", journal());
+    ct.exec_ok(&["rm", "/etc/splayed"]);
+
+    // Started by the timer: the run first waits this host's offset inside agent.toml's
+    // splay, fixed by its machine id, and holds no lock meanwhile.
+    ct.exec_ok(&["systemctl", "enable", "converge.timer"]);
+    start_timer_that_missed_a_run(&ct);
+    wait_until(
+        &ct,
+        "the timer's run to wait",
+        "journalctl -u converge.service --no-pager -o cat | grep -q 'started by the timer: waiting'",
+    );
+    let machine_id = ct.exec_ok(&["cat", "/etc/machine-id"]);
+    let offset = converge::agent::schedule::offset(
+        machine_id.trim(),
+        Duration::from_secs(7200),
+        Duration::from_secs(3600),
+    );
+    let shown = humantime::format_duration(Duration::from_millis(offset.as_millis() as u64));
+    assert!(
+        journal().contains(&format!(
+            "started by the timer: waiting {shown} (this host's offset inside the 1h splay) before the run"
+        )),
+        "{}",
+        journal()
+    );
+    assert_eq!(
+        text(&ct.exec(&["systemctl", "is-active", "converge.service"])),
+        "activating"
+    );
+    assert!(!ct.root().join("etc/splayed").exists(), "nothing ran yet");
+    let by_hand = ct.exec(&["converge", "apply", "--color", "never"]);
+    assert_eq!(by_hand.status.code(), Some(2), "{}", text(&by_hand));
+    ct.exec_ok(&["systemctl", "stop", "converge.service"]);
 }
 
 const INSTANCE_DATA: &str = r#"{

@@ -1,6 +1,8 @@
 //! When the agent runs: every `interval`, at an offset inside `splay` fixed by the host's
 //! identity. Hosts spread over the splay window, and a restart or reboot keeps each host's
 //! slot (re-drawing a random splay at every start makes restarted fleets run in step).
+//! `converge agent` sleeps to its slots itself; a run started by converge.timer, which fires
+//! on the same calendar on every host, waits its offset first (`apply --splay`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +15,20 @@ pub fn identity(hostname: &str) -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| hostname.to_owned())
+}
+
+/// This host's name as the kernel has it, for [`identity`] where there is no machine id.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Whether a systemd timer started this run: systemd (251 and later) names the triggering
+/// unit in `TRIGGER_UNIT`. A run an operator starts by hand, even through the service, has
+/// none, and does not wait.
+pub fn started_by_timer() -> bool {
+    std::env::var("TRIGGER_UNIT").is_ok_and(|unit| unit.ends_with(".timer"))
 }
 
 /// This host's offset inside the splay window (never more than the interval).

@@ -4,13 +4,17 @@ use std::io::IsTerminal;
 use std::time::SystemTime;
 
 use crate::cli::{ColorChoice, Format, RunArgs};
-use converge::agent::{pause, record};
+use converge::agent::config::AgentConfig;
+use converge::agent::{pause, record, schedule};
 use converge::pipeline;
 use converge::report::{human, json, BundleUsed, Mode, Report};
 
 /// Runs check or apply; returns the detailed exit code.
 pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32> {
     let request = super::request(args, mode)?;
+    if args.splay && schedule::started_by_timer() {
+        wait_for_slot(&request.settings);
+    }
     // An agent run (the agent config's source) on a paused host changes nothing; a run an
     // operator points at a source, and every check, still goes on.
     if mode == Mode::Apply && args.source.source.is_none() {
@@ -50,6 +54,27 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
     }
     print_report(&finished.report, args.format, color);
     Ok(finished.report.exit_code())
+}
+
+/// Waits this host's offset inside the splay: the timer fires on the same calendar on every
+/// host, and the offset, fixed by the host's identity, spreads the fleet's runs (and their
+/// fetches) over the window. No lock is held while waiting.
+fn wait_for_slot(settings: &AgentConfig) {
+    let identity = schedule::identity(&schedule::hostname());
+    let wait = schedule::offset(&identity, settings.interval, settings.splay);
+    if wait.is_zero() {
+        return;
+    }
+    // Whole milliseconds: the offset is drawn in them, and the log line stays short.
+    let shown = std::time::Duration::from_millis(wait.as_millis() as u64);
+    tracing::info!(
+        splay = %humantime::format_duration(settings.splay),
+        wait = %humantime::format_duration(shown),
+        "started by the timer: waiting {} (this host's offset inside the {} splay) before the run",
+        humantime::format_duration(shown),
+        humantime::format_duration(settings.splay)
+    );
+    std::thread::sleep(wait);
 }
 
 /// Prints a report in the chosen format.
