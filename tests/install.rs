@@ -584,9 +584,26 @@ fn a_timer_run_waits_the_hosts_offset_inside_the_configured_splay_and_a_run_by_h
         "activating"
     );
     assert!(!ct.root().join("etc/splayed").exists(), "nothing ran yet");
+    let status = ct.exec_ok(&["converge", "status"]);
+    assert!(
+        status.contains(&format!(
+            "next run:  now: a run is in progress (a run the timer starts first waits this host's {shown} splay offset)\n"
+        )),
+        "{status}"
+    );
     let by_hand = ct.exec(&["converge", "apply", "--color", "never"]);
     assert_eq!(by_hand.status.code(), Some(2), "{}", text(&by_hand));
     ct.exec_ok(&["systemctl", "stop", "converge.service"]);
+    wait_until(
+        &ct,
+        "the timer's next time",
+        "[ -n \"$(systemctl show -p NextElapseUSecRealtime --value converge.timer)\" ]",
+    );
+    let status = ct.exec_ok(&["converge", "status"]);
+    assert!(
+        status.contains(&format!(", then this host's {shown} splay offset\n")),
+        "{status}"
+    );
 }
 
 const INSTANCE_DATA: &str = r#"{

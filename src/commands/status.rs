@@ -10,8 +10,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::{Format, PauseArgs, StateArgs};
+use converge::agent::config::AgentConfig;
 use converge::agent::pause::{self, Pause};
-use converge::agent::{held, record};
+use converge::agent::{held, record, schedule};
 
 /// What `status` shows.
 #[derive(Debug, Serialize)]
@@ -30,6 +31,9 @@ struct Status {
     next_run: Option<String>,
     /// Why `next_run` is not known, or what the timer's state is.
     timer: String,
+    /// How long a run the timer starts waits first: this host's offset inside `splay`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    splay_offset: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +61,7 @@ pub fn status(args: &StateArgs) -> anyhow::Result<i32> {
         }),
         held: held::load(&dir),
         paused: pause::in_force(&dir, SystemTime::now()),
+        splay_offset: splay_offset(args),
         next_run,
         timer,
     };
@@ -121,6 +126,16 @@ fn read_record(path: &Path) -> anyhow::Result<Option<Value>> {
     }
 }
 
+/// This host's offset inside the agent config's splay, which a timer run waits before it
+/// starts; `None` without a config or when there is no wait.
+fn splay_offset(args: &StateArgs) -> Option<String> {
+    let config = AgentConfig::load(&args.config).ok()?;
+    let identity = schedule::identity(&schedule::hostname());
+    let wait = schedule::offset(&identity, config.interval, config.splay);
+    let wait = std::time::Duration::from_millis(wait.as_millis() as u64);
+    (!wait.is_zero()).then(|| humantime::format_duration(wait).to_string())
+}
+
 /// When systemd next starts converge.timer's run, and the timer's state; without systemd,
 /// no time and why.
 fn next_timer_run() -> (Option<String>, String) {
@@ -155,10 +170,27 @@ fn next_timer_run() -> (Option<String>, String) {
     };
     let state = field("ActiveState");
     let next = field("NextElapseUSecRealtime");
+    // While the run it started is going on, the timer has no next time yet.
+    if state == "active" && next.is_empty() && service_running() {
+        return (None, "now: a run is in progress".into());
+    }
     if state != "active" || next.is_empty() {
         return (None, format!("none: converge.timer is {state}"));
     }
     (Some(next), state)
+}
+
+/// Whether converge.service is running now (a oneshot is `activating` until it ends).
+fn service_running() -> bool {
+    Command::new("systemctl")
+        .args([
+            "show",
+            "converge.service",
+            "--property=ActiveState",
+            "--value",
+        ])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "activating")
 }
 
 fn human(s: &Status) -> String {
@@ -237,9 +269,14 @@ fn human(s: &Status) -> String {
     );
     line(
         "next run:",
-        match &s.next_run {
-            Some(n) => n.clone(),
-            None => s.timer.clone(),
+        match (&s.next_run, &s.splay_offset) {
+            (Some(n), Some(wait)) => format!("{n}, then this host's {wait} splay offset"),
+            (Some(n), None) => n.clone(),
+            (None, Some(wait)) if s.timer.starts_with("now") => format!(
+                "{} (a run the timer starts first waits this host's {wait} splay offset)",
+                s.timer
+            ),
+            (None, _) => s.timer.clone(),
         },
     );
     out
