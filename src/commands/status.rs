@@ -10,8 +10,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::{Format, PauseArgs, StateArgs};
+use converge::agent::held;
 use converge::agent::pause::{self, Pause};
-use converge::agent::{held, record};
+use converge::pipeline::record;
 
 /// What `status` shows.
 #[derive(Debug, Serialize)]

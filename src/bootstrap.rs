@@ -18,10 +18,9 @@ mod reuse;
 
 use reuse::Checked;
 
-use super::config::{AgentConfig, ConfigError, DEFAULT_PATH};
+use crate::agent::config::{AgentConfig, ConfigError, DEFAULT_PATH};
 use crate::bundle::{self, RedactedUrl, TrustedKey};
 use crate::diagnostics::Diagnostics;
-use crate::engine::Applying;
 use crate::pipeline::{self, Finished, Request, RunError, Source};
 use crate::plan::PlanOptions;
 use crate::report::Mode;
@@ -29,7 +28,7 @@ use crate::role::vars::{self, AssignmentError};
 use crate::role::{classify, SourceTree};
 use crate::system::fs::Attrs;
 use crate::system::services::UnitVerb;
-use crate::system::{System, SystemError};
+use crate::system::{Applying, System, SystemError};
 
 /// Where bootstrap installs trusted public keys, inside the root.
 pub const KEYS_DIR: &str = "/etc/converge/keys";
