@@ -291,7 +291,7 @@ fn add_acted(services: &mut Vec<ServiceAction>, notifications: &[crate::report::
         .iter()
         .filter(|n| matches!(n.status, NotifyStatus::Done | NotifyStatus::Failed))
     {
-        let unit = format!("{}.service", n.service.name);
+        let unit = crate::resource::service::unit_name(&n.service.name);
         match services.iter_mut().find(|s| s.unit == unit) {
             Some(s) if s.action == NotifyAction::Reload => s.action = n.action,
             Some(_) => {}

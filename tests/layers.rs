@@ -241,8 +241,7 @@ fn offences(root: &Path, architecture: &str) -> Vec<String> {
                 let allowed = match called {
                     "by_the_engine" => from == "engine",
                     "for_tests" => from == "system",
-                    "outside_a_plan" => from == "bootstrap",
-                    _ => true,
+                    _ => from == "system",
                 };
                 if !allowed {
                     wrong.push(format!(

@@ -255,12 +255,6 @@ impl Applying {
         Applying { _private: () }
     }
 
-    /// For the library's few writes that are not a plan's (bootstrap putting the agent's own
-    /// config and timer in place); each such place is one search for this name away.
-    pub(crate) fn outside_a_plan() -> Applying {
-        Applying { _private: () }
-    }
-
     /// For unit tests of the writing side of `system`.
     #[cfg(test)]
     pub(crate) fn for_tests() -> Applying {
