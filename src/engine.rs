@@ -16,28 +16,7 @@ use crate::history::{backup, Recorder, RunStatus, ServiceAction};
 use crate::plan::{Plan, Planned};
 use crate::report::{Mode, NotifyAction, NotifyStatus, Outcome, Report, Status};
 use crate::resource::{Change, ResourceError, ResourceId};
-use crate::system::System;
-
-/// Proof that the engine is applying a plan: [`System::host`] wants one, and only this module
-/// can make one, so nothing outside an apply run can get a writing handle.
-#[derive(Debug)]
-pub struct Applying {
-    _private: (),
-}
-
-impl Applying {
-    /// For the library's few writes that are not a plan's (bootstrap putting the agent's own
-    /// config and timer in place); each such place is one search for this name away.
-    pub(crate) fn outside_a_plan() -> Applying {
-        Applying { _private: () }
-    }
-
-    /// For unit tests of the writing side of `system`.
-    #[cfg(test)]
-    pub(crate) fn for_tests() -> Applying {
-        Applying { _private: () }
-    }
-}
+use crate::system::{Applying, System};
 
 /// The `validate` commands of `plan` run against `sys` as a fresh apply would run them
 /// before its first write, worded as check words them; writes nothing but the commands' temp
@@ -164,7 +143,7 @@ fn converge(
 ) -> Report {
     let started = SystemTime::now();
     let clock = Instant::now();
-    let applying = Applying { _private: () };
+    let applying = Applying::by_the_engine();
     let host = match mode {
         Mode::Apply => Some(sys.host(&applying)),
         Mode::Check => None,
@@ -203,7 +182,7 @@ fn converge(
             outcome.status = Status::Skipped;
             outcome.error = Some(format!("skipped: {} did not converge", outcomes[r].id));
             outcome.error_kind = Some("skipped");
-            tracing::warn!(target: crate::report::OUTCOMES, resource = %item.id, "skipped {}: {} did not converge", item.id, outcomes[r].id);
+            tracing::warn!(target: crate::outcome_log::OUTCOMES, resource = %item.id, "skipped {}: {} did not converge", item.id, outcomes[r].id);
         } else if let Some(by) = &refused_by {
             outcome.status = Status::Skipped;
             outcome.error = Some(format!(
@@ -240,7 +219,7 @@ fn converge(
                     };
                     // The message says which resource: `journalctl -u converge` shows the
                     // message, not the fields.
-                    tracing::info!(target: crate::report::OUTCOMES, resource = %item.id, action = change.action.verb(), "{} {}", match mode {
+                    tracing::info!(target: crate::outcome_log::OUTCOMES, resource = %item.id, action = change.action.verb(), "{} {}", match mode {
                         Mode::Apply => "changed",
                         Mode::Check => "would change",
                     }, item.id);
@@ -252,7 +231,7 @@ fn converge(
                 }
                 Err(e) => {
                     // A failure is a warning in the journal (`journalctl -p warning`).
-                    tracing::warn!(target: crate::report::OUTCOMES, resource = %item.id, error = %e, "failed {}: {e}", item.id);
+                    tracing::warn!(target: crate::outcome_log::OUTCOMES, resource = %item.id, error = %e, "failed {}: {e}", item.id);
                     if mode == Mode::Apply && matches!(e, ResourceError::ValidationFailed { .. }) {
                         // Checked in the run (it needed an earlier change of the run made):
                         // what the run wrote so far is undone with the rest of it.
@@ -312,7 +291,7 @@ fn add_acted(services: &mut Vec<ServiceAction>, notifications: &[crate::report::
         .iter()
         .filter(|n| matches!(n.status, NotifyStatus::Done | NotifyStatus::Failed))
     {
-        let unit = format!("{}.service", n.service.name);
+        let unit = crate::resource::service::unit_name(&n.service.name);
         match services.iter_mut().find(|s| s.unit == unit) {
             Some(s) if s.action == NotifyAction::Reload => s.action = n.action,
             Some(_) => {}

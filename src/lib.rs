@@ -1,6 +1,7 @@
 //! converge: make every server provably match its role.
 
 pub mod agent;
+pub mod bootstrap;
 pub mod bundle;
 pub mod capture;
 pub mod compare;
@@ -10,6 +11,7 @@ pub mod engine;
 pub mod facts;
 pub mod health;
 pub mod history;
+pub mod outcome_log;
 pub mod pipeline;
 pub mod plan;
 pub mod render;

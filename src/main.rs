@@ -126,7 +126,7 @@ fn init_logging(cli: &Cli) {
             }
             // The report on stdout already tells each outcome; stderr keeps the rest.
             filter.add_directive(
-                format!("{}=off", converge::report::OUTCOMES)
+                format!("{}=off", converge::outcome_log::OUTCOMES)
                     .parse()
                     .expect("a valid directive"),
             )

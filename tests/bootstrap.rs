@@ -455,3 +455,68 @@ fn dot_dot_in_the_images_own_config_is_refused_at_its_place() {
     assert!(!s.root().join("etc/converge/keys").exists());
     assert!(!s.root().join("etc/motd").exists());
 }
+
+#[test]
+fn bootstrap_s_own_resources_check_as_the_engine_applies_them() {
+    use converge::report::{Report, Status};
+    let s = Setup::new();
+    let root = s.root();
+    let opts = converge::bootstrap::Options {
+        source: s.url(),
+        roles: vec!["base".into()],
+        keys: vec![s.key_line.clone()],
+        vars: vec!["admin_contact=noc@example.com".into()],
+    };
+    let check = || {
+        let sys = converge::system::System::new(&root).unwrap();
+        let facts = serde_json::to_value(converge::facts::Facts::gather(&root).unwrap()).unwrap();
+        let prepared = converge::bootstrap::prepare(&opts, &sys, &facts).unwrap();
+        converge::bootstrap::check(&prepared, &sys).unwrap()
+    };
+    let statuses = |report: &Report| -> Vec<(String, Status)> {
+        report
+            .resources
+            .iter()
+            .map(|o| (o.id.to_string(), o.status))
+            .collect()
+    };
+    let id = &s.key_id;
+    let key = format!("file:/etc/converge/keys/{id}.pub");
+    let before = check();
+    assert_eq!(
+        statuses(&before),
+        [
+            ("directory:/etc/converge/keys".to_owned(), Status::Pending),
+            (key.clone(), Status::Pending),
+            ("file:/etc/converge/agent.toml".to_owned(), Status::Pending),
+            ("service:converge.timer".to_owned(), Status::Pending),
+        ]
+    );
+    let fields = |report: &Report, at: usize| -> Vec<String> {
+        let change = report.resources[at].change.as_deref().unwrap();
+        let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        change
+            .fields
+            .iter()
+            .map(|f| format!("{}: {} → {}", f.field, shown(&f.before), shown(&f.after)))
+            .collect()
+    };
+    assert_eq!(
+        fields(&before, 1),
+        ["owner: - → root", "group: - → root", "mode: - → 0644"]
+    );
+    assert_eq!(fields(&before, 3), ["enabled: disabled → enabled"]);
+    s.assert_untouched();
+
+    let out = s.bootstrap(&s.key_line);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let after = check();
+    assert!(
+        statuses(&after)
+            .iter()
+            .all(|(_, status)| *status == Status::InSync),
+        "{:?}",
+        statuses(&after)
+    );
+    assert_eq!(statuses(&after).len(), 3, "the keys directory is there now");
+}

@@ -1,10 +1,8 @@
-//! The pull agent's own parts: its config, the run record, the memory of a rolled-back
-//! bundle, bootstrap and the schedule. A run itself goes through [`crate::pipeline`], like
-//! every other command's.
+//! The pull agent's own settings and memory: its config, the memory of a rolled-back
+//! bundle, the pause and the schedule. The pipeline reads them; a run itself, and its
+//! record, live in [`crate::pipeline`], and bootstrap in [`crate::bootstrap`].
 
-pub mod bootstrap;
 pub mod config;
 pub mod held;
 pub mod pause;
-pub mod record;
 pub mod schedule;

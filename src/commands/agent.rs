@@ -4,8 +4,9 @@ use std::time::SystemTime;
 
 use crate::cli::AgentArgs;
 use converge::agent::config::AgentConfig;
-use converge::agent::{pause, record, schedule};
+use converge::agent::{pause, schedule};
 use converge::facts::Facts;
+use converge::pipeline::record;
 use converge::pipeline::{self, Request, Source};
 use converge::report::Mode;
 
@@ -71,7 +72,7 @@ fn once(config: &AgentConfig) -> i32 {
     };
     match pipeline::run(&request) {
         Ok(finished) => {
-            converge::report::journal::log_summary(
+            converge::pipeline::journal::log_summary(
                 &finished.report,
                 finished.record.source.as_ref(),
             );

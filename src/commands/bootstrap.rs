@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use crate::cli::{BootstrapArgs, ColorChoice, Format};
-use converge::agent::bootstrap::{self, BootstrapError, Options, Step};
 use converge::agent::config::ConfigError;
-use converge::agent::record::LAST_RUN_FILE;
+use converge::bootstrap::{self, BootstrapError, Options, Step};
 use converge::bundle::RedactedUrl;
+use converge::pipeline::record::LAST_RUN_FILE;
 use converge::system::System;
 
 /// Sets the host (or the tree under `--root`) up; returns the detailed exit code.

@@ -5,8 +5,9 @@ use std::time::SystemTime;
 
 use crate::cli::{ColorChoice, Format, RunArgs};
 use converge::agent::config::AgentConfig;
-use converge::agent::{pause, record, schedule};
+use converge::agent::{pause, schedule};
 use converge::pipeline;
+use converge::pipeline::record;
 use converge::report::{human, json, BundleUsed, Mode, Report};
 
 /// Runs check or apply; returns the detailed exit code.
@@ -50,7 +51,7 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
     }
     // Under systemd the journal gets the run's account; at a terminal the report is it.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
-        converge::report::journal::log_summary(&finished.report, finished.record.source.as_ref());
+        converge::pipeline::journal::log_summary(&finished.report, finished.record.source.as_ref());
     }
     print_report(&finished.report, args.format, color);
     Ok(finished.report.exit_code())

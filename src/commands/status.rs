@@ -12,7 +12,8 @@ use serde_json::Value;
 use crate::cli::{Format, PauseArgs, StateArgs};
 use converge::agent::config::AgentConfig;
 use converge::agent::pause::{self, Pause};
-use converge::agent::{held, record, schedule};
+use converge::agent::{held, schedule};
+use converge::pipeline::record;
 
 /// What `status` shows.
 #[derive(Debug, Serialize)]

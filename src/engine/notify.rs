@@ -244,27 +244,27 @@ fn log(n: &Notification) {
         .join(", ");
     match n.status {
         NotifyStatus::Failed => tracing::warn!(
-            target: crate::report::OUTCOMES,
+            target: crate::outcome_log::OUTCOMES,
             %service, action = verb, status = "failed",
             "{verb} {service} failed: {}", n.error.as_deref().unwrap_or("")
         ),
         NotifyStatus::Skipped => tracing::warn!(
-            target: crate::report::OUTCOMES,
+            target: crate::outcome_log::OUTCOMES,
             %service, action = verb, status = "skipped",
             "{verb} {service} skipped: {}", n.note.as_deref().unwrap_or("")
         ),
         NotifyStatus::Done => tracing::info!(
-            target: crate::report::OUTCOMES,
+            target: crate::outcome_log::OUTCOMES,
             %service, action = verb, status = "done",
             "{verb} {service}: done (notified by {by})"
         ),
         NotifyStatus::Pending => tracing::info!(
-            target: crate::report::OUTCOMES,
+            target: crate::outcome_log::OUTCOMES,
             %service, action = verb, status = "pending",
             "{verb} {service}: would be done (notified by {by})"
         ),
         NotifyStatus::NotNeeded => tracing::info!(
-            target: crate::report::OUTCOMES,
+            target: crate::outcome_log::OUTCOMES,
             %service, action = verb, status = "not_needed",
             "{verb} {service}: not needed: {}", n.note.as_deref().unwrap_or("")
         ),

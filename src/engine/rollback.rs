@@ -49,7 +49,7 @@ pub fn undo(
     services: &[ServiceAction],
     health: &[HealthCheck],
 ) -> Rollback {
-    let applying = super::Applying { _private: () };
+    let applying = crate::system::Applying::by_the_engine();
     let host = &sys.host(&applying);
     let manager = sys.services();
     let restored: Vec<Restore> = since::survey(sys, &rec, false)

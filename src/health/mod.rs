@@ -176,9 +176,9 @@ impl HealthCheck {
                     // The last attempt's failure is the check's: a warning; earlier ones
                     // may still be followed by a pass.
                     if outcome.attempts > self.retries {
-                        tracing::warn!(target: crate::report::OUTCOMES, check = %self.name, attempt = outcome.attempts, %why, "health check {} failed: {why}", self.name);
+                        tracing::warn!(target: crate::outcome_log::OUTCOMES, check = %self.name, attempt = outcome.attempts, %why, "health check {} failed: {why}", self.name);
                     } else {
-                        tracing::info!(target: crate::report::OUTCOMES, check = %self.name, attempt = outcome.attempts, %why, "health check {}: attempt {} failed: {why}", self.name, outcome.attempts);
+                        tracing::info!(target: crate::outcome_log::OUTCOMES, check = %self.name, attempt = outcome.attempts, %why, "health check {}: attempt {} failed: {why}", self.name, outcome.attempts);
                     }
                     streak = 0;
                     failures += 1;

@@ -173,7 +173,7 @@ pub fn capture(
             }
         }
         (Kind::Service, _) => {
-            let unit = format!("{}.service", id.name);
+            let unit = crate::resource::service::unit_name(&id.name);
             let status = sys.services().status(sys, &unit)?;
             Prior::Service {
                 resource,

@@ -8,7 +8,9 @@
 //! roles (`role::classify`), load, render and plan them, converge the plan (with the notify
 //! journal on the live host), and record the run when it comes from the agent's settings.
 
+pub mod journal;
 pub mod plan_cache;
+pub mod record;
 mod rollback;
 pub mod source;
 
@@ -20,7 +22,6 @@ use serde_json::{Map, Value};
 
 use crate::agent::config::AgentConfig;
 use crate::agent::held;
-use crate::agent::record::{self, RunRecord};
 use crate::bundle;
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::durable::{LockError, StateLock};
@@ -32,6 +33,7 @@ use crate::report::{Mode, Report};
 use crate::role::{self, classify, vars, SourceTree};
 use crate::system::{System, SystemError};
 use plan_cache::PlanFrom;
+use record::RunRecord;
 pub use source::Source;
 
 /// Restart and reload requests not carried out yet, in the state dir.

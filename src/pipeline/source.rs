@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::record::SourceStatus;
 use super::RunError;
 use crate::agent::config::{AgentConfig, FetchConfig};
-use crate::agent::record::SourceStatus;
 use crate::bundle::{self, Freshness, Peeked, SyncOptions, TrustedKey};
 use crate::diagnostics::Diagnostics;
 use crate::durable::StateLock;

@@ -1,10 +1,12 @@
 //! From roles to an ordered list of desired resources: rendering, validation, conflicts, order.
 
+mod declared;
 mod from_role;
 mod order;
 mod template_job;
 mod units;
 
+pub use declared::of_resources;
 pub use order::Requirements;
 pub use template_job::Templates;
 

@@ -1,7 +1,6 @@
 //! The result of a run as one value; printers in `human` and `json` render it.
 
 pub mod human;
-pub mod journal;
 pub mod json;
 pub mod metrics;
 pub mod rollback;
@@ -14,11 +13,6 @@ use serde::Serialize;
 use crate::diagnostics::Location;
 use crate::health::{HealthOutcome, HealthStatus};
 use crate::resource::{Change, ResourceId};
-
-/// The log target of the lines that tell a run's outcomes one by one (changed, failed,
-/// restarted...): the journal's account of a run. An interactive run prints its report
-/// instead, so it leaves these out unless asked with `-v`.
-pub const OUTCOMES: &str = "converge::outcome";
 
 /// Whether a run only looked or also changed things.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -25,6 +25,31 @@ impl RunState {
     }
 }
 
+/// Unit types other than `.service`. A role's `[[service]]` may not name one; the library
+/// plans one itself only where it must (bootstrap enabling `converge.timer`).
+pub const OTHER_UNIT_SUFFIXES: &[&str] = &[
+    ".socket",
+    ".timer",
+    ".target",
+    ".mount",
+    ".automount",
+    ".path",
+    ".slice",
+    ".scope",
+    ".device",
+    ".swap",
+];
+
+/// The full unit name of the service called `name`: `nginx` → `nginx.service`; a name that
+/// carries another unit type (`converge.timer`) is the unit itself.
+pub fn unit_name(name: &str) -> String {
+    if OTHER_UNIT_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        name.to_owned()
+    } else {
+        format!("{name}.service")
+    }
+}
+
 /// A managed systemd service; `None` settings are left as they are.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceResource {
@@ -61,9 +86,9 @@ impl ServiceResource {
         host.with_timeouts(timeouts)
     }
 
-    /// The full unit name, e.g. `nginx.service`.
+    /// The full unit name, e.g. `nginx.service` (see [`unit_name`]).
     pub fn unit(&self) -> String {
-        format!("{}.service", self.name)
+        unit_name(&self.name)
     }
 
     /// Masked as asked; enabling or starting a unit implies unmasking it, as `enable` cannot
@@ -300,6 +325,12 @@ mod tests {
             unit_provider: None,
             timeout: None,
         }
+    }
+
+    #[test]
+    fn a_name_with_a_unit_type_is_the_unit_itself() {
+        assert_eq!(unit_name("nginx"), "nginx.service");
+        assert_eq!(unit_name("converge.timer"), "converge.timer");
     }
 
     #[test]

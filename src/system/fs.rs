@@ -359,7 +359,7 @@ mod tests {
             mode: Some(0o640),
             ..Attrs::default()
         };
-        sys.host(&crate::engine::Applying::for_tests())
+        sys.host(&crate::system::Applying::for_tests())
             .write_file(Path::new("/managed"), b"new", attrs, 0o644)
             .unwrap();
         assert_eq!(
@@ -392,7 +392,7 @@ mod tests {
         let dead = |n: u32| root.join(format!("d/{}999999999-{n}", temp::PREFIX));
         std::fs::write(dead(1), "torn").unwrap();
         let write = |sys: &System, name: &str| {
-            sys.host(&crate::engine::Applying::for_tests())
+            sys.host(&crate::system::Applying::for_tests())
                 .write_file(Path::new(name), b"x", Attrs::default(), 0o644)
                 .unwrap()
         };

@@ -231,9 +231,34 @@ impl System {
         }
     }
 
-    /// The writing handle; only the engine holds an [`Applying`](crate::engine::Applying).
-    pub fn host(&self, _applying: &crate::engine::Applying) -> Host<'_> {
+    /// The writing handle; only the engine holds an [`Applying`].
+    pub fn host(&self, _applying: &Applying) -> Host<'_> {
         Host::new(self)
+    }
+}
+
+/// Proof that a plan is being applied: [`System::host`] wants one, so nothing outside an
+/// apply run can get a writing handle, and a check cannot write by mistake.
+///
+/// It lives beside the [`Host`] it guards, so `system` needs nothing from the layers above
+/// it. Rust cannot let only the engine (a sibling module) call a constructor, so the
+/// constructors are `pub(crate)`, which keeps every other crate out, and `tests/layers.rs`
+/// fails when one is called outside `engine` (or this module's own tests).
+#[derive(Debug)]
+pub struct Applying {
+    _private: (),
+}
+
+impl Applying {
+    /// For the engine alone, when it applies a plan or rolls one back.
+    pub(crate) fn by_the_engine() -> Applying {
+        Applying { _private: () }
+    }
+
+    /// For unit tests of the writing side of `system`.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Applying {
+        Applying { _private: () }
     }
 }
 

@@ -8,27 +8,13 @@ use super::{Builder, Common, ContentFrom};
 use crate::plan::{After, Rendered};
 use crate::resource::attrs::Ownership;
 use crate::resource::file::FileResource;
-use crate::resource::service::{RunState, ServiceResource};
+use crate::resource::service::{RunState, ServiceResource, OTHER_UNIT_SUFFIXES};
 use crate::resource::{Kind, ResourceId};
 use crate::role::model::ServiceState;
 use crate::role::Role;
 
 /// Where a service's `unit` is written: the admin's directory, which wins over packaged units.
 const UNIT_DIR: &str = "/etc/systemd/system";
-
-/// Unit types a `[[service]]` name must not carry: it manages `.service` units only.
-const OTHER_UNIT_SUFFIXES: &[&str] = &[
-    ".socket",
-    ".timer",
-    ".target",
-    ".mount",
-    ".automount",
-    ".path",
-    ".slice",
-    ".scope",
-    ".device",
-    ".swap",
-];
 
 impl Builder<'_> {
     pub(super) fn services(&mut self, role: &Role) {

@@ -1,8 +1,8 @@
 //! A run's one-line account in the journal: what it did to how many resources, from which
 //! bundle and how fresh that bundle was, and its exit code.
 
-use super::{Mode, Report};
-use crate::agent::record::SourceStatus;
+use super::record::SourceStatus;
+use crate::report::{Mode, Report};
 
 /// `apply: 16 resources, 2 changed, 0 failed; bundle 9eb1fa… "deploy 42" (fresh); exit 2`,
 /// with the whole bundle id, as the record and the metrics name it.

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::config::AgentConfig;
+use crate::agent::config::AgentConfig;
 use crate::durable::{self, FileSpec};
 use crate::report::metrics::{self, BundleMetrics, RunMetrics, SourceMetrics};
 use crate::report::{Mode, Report};
@@ -62,7 +62,7 @@ pub struct RunRecord {
     /// Whether the plan was `cached` (read back from an earlier run with the same inputs)
     /// or `built` from the source; absent when the plan cache was not used.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan: Option<crate::pipeline::plan_cache::PlanFrom>,
+    pub plan: Option<super::plan_cache::PlanFrom>,
     /// The exit code of the run.
     pub exit_code: i32,
     /// Why the run could not run at all.
@@ -109,7 +109,7 @@ impl RunRecord {
     }
 
     /// Completes the record with the run's report, or with why it could not run.
-    pub fn finish(&mut self, result: &Result<Report, crate::pipeline::RunError>) {
+    pub fn finish(&mut self, result: &Result<Report, super::RunError>) {
         self.finished = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         match result {
             Ok(report) => {

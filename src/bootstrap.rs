@@ -4,8 +4,10 @@
 //! agent's own run (lock, fetch, signature check, last-run.json, metrics), and enables the
 //! timer. [`prepare`] checks everything that can be known first (arguments, timer, config,
 //! the bundle verified and planned in scratch space) and writes nothing; [`apply`] then
-//! does the steps. Each step compares before it writes, so a second bootstrap with the same
-//! arguments changes nothing and says so. Under `--root` every path is inside the tree (links
+//! does the steps. The keys, the config and the timer are ordinary resources the engine
+//! converges (the one write path, with check and apply alike: [`check`] shows what
+//! [`apply`] would change), so a second bootstrap with the same arguments changes nothing
+//! and says so. Under `--root` every path is inside the tree (links
 //! followed as the tree's own system would), and the timer is enabled offline, so an image
 //! built that way boots managed.
 
@@ -18,17 +20,22 @@ mod reuse;
 
 use reuse::Checked;
 
-use super::config::{AgentConfig, ConfigError, DEFAULT_PATH};
+use crate::agent::config::{AgentConfig, ConfigError, DEFAULT_PATH};
 use crate::bundle::{self, RedactedUrl, TrustedKey};
 use crate::diagnostics::Diagnostics;
-use crate::engine::Applying;
+use crate::engine;
 use crate::pipeline::{self, Finished, Request, RunError, Source};
-use crate::plan::PlanOptions;
-use crate::report::Mode;
+use crate::plan::{self as planning, Plan, PlanOptions};
+use crate::report::{Mode, Report, Status};
+use crate::resource::attrs::Ownership;
+use crate::resource::content::Desired;
+use crate::resource::directory::DirectoryResource;
+use crate::resource::file::FileResource;
+use crate::resource::service::{RunState, ServiceResource};
+use crate::resource::{Kind, Managed, ResourceId};
 use crate::role::vars::{self, AssignmentError};
 use crate::role::{classify, SourceTree};
-use crate::system::fs::Attrs;
-use crate::system::services::UnitVerb;
+use crate::system::fs::Entry;
 use crate::system::{System, SystemError};
 
 /// Where bootstrap installs trusted public keys, inside the root.
@@ -74,6 +81,9 @@ pub struct Outcome {
     pub config: AgentConfig,
     /// Whether anything changed: config, keys, the host, the timer.
     pub changed: bool,
+    /// The engine's reports of bootstrap's own resources: the keys and the config (with
+    /// the directories above them it made), then the timer.
+    pub setup: Vec<Report>,
 }
 
 /// Why bootstrap stopped. Everything checked before the first write (arguments, timer,
@@ -112,9 +122,18 @@ pub enum BootstrapError {
     /// The existing agent config cannot be edited.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Writing a file or talking to systemd failed.
+    /// Reading the host failed.
     #[error(transparent)]
     System(#[from] SystemError),
+    /// One of bootstrap's own resources (a key, the agent config, the timer) did not
+    /// converge.
+    #[error("{id}: {error}")]
+    Resource {
+        /// The resource.
+        id: ResourceId,
+        /// Why, as the engine reported it.
+        error: String,
+    },
     /// The first run could not run at all (no verified bundle, bad roles, lock held).
     #[error(transparent)]
     Run(#[from] RunError),
@@ -280,6 +299,7 @@ pub fn apply(
     facts: Value,
     on_step: &mut dyn FnMut(&Step),
 ) -> Result<Outcome, BootstrapError> {
+    let (files, timer) = plans(&prepared, sys)?;
     let Prepared {
         keys,
         existing,
@@ -288,6 +308,7 @@ pub fn apply(
         checked,
     } = prepared;
     let mut changed = false;
+    let mut setup = Vec::new();
     let mut step = |subject: String, did: bool, detail: String, diff: Option<String>| {
         changed |= did;
         on_step(&Step {
@@ -298,14 +319,10 @@ pub fn apply(
         });
     };
 
+    let report = engine::run(&files, sys, Mode::Apply);
     for key in &keys {
         let path = key_path(key);
-        let text = format!(
-            "untrusted comment: minisign public key {}\n{}\n",
-            key.key_id(),
-            key.to_base64()
-        );
-        let did = ensure_file(sys, &path, text.as_bytes(), 0o644)?;
+        let did = changed_in(&report, Kind::File, &path.to_string_lossy())?;
         let detail = if did { "installed" } else { "unchanged" };
         step(
             path.display().to_string(),
@@ -316,7 +333,8 @@ pub fn apply(
     }
 
     let config_path = Path::new(DEFAULT_PATH);
-    let did = ensure_file(sys, config_path, text.as_bytes(), 0o600)?;
+    let did = changed_in(&report, Kind::File, DEFAULT_PATH)?;
+    setup.push(report);
     let (detail, diff) = match (did, &existing) {
         (false, _) => ("agent config unchanged".to_owned(), None),
         (true, None) => ("agent config written".to_owned(), None),
@@ -415,14 +433,155 @@ pub fn apply(
         );
     }
 
-    let (did, detail) = enable_timer(sys)?;
-    step(TIMER.into(), did, detail, None);
+    let report = engine::run(&timer, sys, Mode::Apply);
+    let did = changed_in(&report, Kind::Service, TIMER)?;
+    step(TIMER.into(), did, timer_detail(sys, &report), None);
+    setup.push(report);
     Ok(Outcome {
         run: finished,
         source_down,
         config,
         changed,
+        setup,
     })
+}
+
+/// What [`apply`] would do to bootstrap's own resources (the keys, the agent config with the
+/// directories above them, the timer), as the engine checks them; changes nothing. The
+/// first run's own changes are the bundle's: `converge check` shows them.
+pub fn check(prepared: &Prepared, sys: &System) -> Result<Report, BootstrapError> {
+    let mut resources = resources(prepared, sys)?;
+    resources.extend(timer_resource());
+    Ok(engine::run(&plan(resources), sys, Mode::Check))
+}
+
+/// Bootstrap's own resources as two plans: the keys and the config, written before the
+/// first run, and the timer, enabled after it.
+fn plans(prepared: &Prepared, sys: &System) -> Result<(Plan, Plan), BootstrapError> {
+    Ok((plan(resources(prepared, sys)?), plan(timer_resource())))
+}
+
+fn plan(resources: Vec<Box<dyn Managed>>) -> Plan {
+    planning::of_resources("converge bootstrap", resources)
+        .expect("bootstrap's resources name no other resource, so they always order")
+}
+
+/// Each trusted key (0644) and the agent config (0600), root's, after the directories
+/// above them that are missing (made 0755, as an admin would).
+fn resources(prepared: &Prepared, sys: &System) -> Result<Vec<Box<dyn Managed>>, BootstrapError> {
+    let root_file = |path: PathBuf, text: String, mode: u32| FileResource {
+        path,
+        content: Desired::bytes(text.into_bytes()),
+        ownership: Ownership {
+            owner: Some("0".into()),
+            group: Some("0".into()),
+            mode: Some(mode),
+            ..Ownership::default()
+        },
+        sensitive: false,
+        managed_ancestor: None,
+        validate: None,
+    };
+    let mut files: Vec<FileResource> = prepared
+        .keys
+        .iter()
+        .map(|key| {
+            let text = format!(
+                "untrusted comment: minisign public key {}\n{}\n",
+                key.key_id(),
+                key.to_base64()
+            );
+            root_file(key_path(key), text, 0o644)
+        })
+        .collect();
+    files.push(root_file(
+        PathBuf::from(DEFAULT_PATH),
+        prepared.text.clone(),
+        0o600,
+    ));
+    let mut missing = std::collections::BTreeSet::new();
+    for file in &files {
+        for dir in file.path.ancestors().skip(1) {
+            if dir == Path::new("/") || sys.entry(dir)? != Entry::Missing {
+                break;
+            }
+            missing.insert(dir.to_path_buf());
+        }
+    }
+    let mut out: Vec<Box<dyn Managed>> = Vec::new();
+    for path in missing {
+        out.push(Box::new(DirectoryResource {
+            path,
+            ownership: Ownership::default(),
+            purge: false,
+            keep: Default::default(),
+            managed_ancestor: None,
+        }));
+    }
+    out.extend(files.into_iter().map(|f| Box::new(f) as Box<dyn Managed>));
+    Ok(out)
+}
+
+/// The timer, enabled and (where systemd runs) started.
+fn timer_resource() -> Vec<Box<dyn Managed>> {
+    vec![Box::new(ServiceResource {
+        name: TIMER.into(),
+        enabled: Some(true),
+        masked: None,
+        state: Some(RunState::Running),
+        reload_on_notify: false,
+        unit_provider: None,
+        timeout: None,
+    })]
+}
+
+/// Whether the engine changed the resource `kind:name` of `report`; its error when it
+/// failed or was skipped.
+fn changed_in(report: &Report, kind: Kind, name: &str) -> Result<bool, BootstrapError> {
+    let id = ResourceId::new(kind, name);
+    let outcome = report
+        .resources
+        .iter()
+        .find(|o| o.id == id)
+        .expect("every resource of a plan has an outcome");
+    match outcome.status {
+        Status::Failed | Status::Skipped => Err(BootstrapError::Resource {
+            id,
+            error: outcome.error.clone().unwrap_or_default(),
+        }),
+        status => Ok(status == Status::Changed),
+    }
+}
+
+/// The timer's step, from what the engine did to it.
+fn timer_detail(sys: &System, report: &Report) -> String {
+    let did: Vec<&str> = report
+        .resources
+        .iter()
+        .filter_map(|o| o.change.as_deref())
+        .flat_map(|c| &c.fields)
+        .filter_map(|f| match f.field.as_str() {
+            "masked" => Some("unmasked"),
+            "enabled" => Some("enabled"),
+            "state" => Some("started"),
+            _ => None,
+        })
+        .collect();
+    // A tree, or a live host without a running systemd (a chroot baking an image): the
+    // timer is enabled in the unit files and starts when the system boots.
+    if !sys.services().runs_units(sys) {
+        let detail = if did.is_empty() {
+            "already enabled (offline: it starts when the image boots)"
+        } else {
+            "enabled offline: it starts when the image boots"
+        };
+        return detail.to_owned();
+    }
+    if did.is_empty() {
+        "already enabled and active".to_owned()
+    } else {
+        format!("{}: converges every 30 minutes", did.join(" and "))
+    }
 }
 
 /// Where bootstrap installs `key`, as the host sees it.
@@ -510,42 +669,6 @@ fn read_key(arg: &str) -> Result<TrustedKey, BootstrapError> {
     })
 }
 
-/// Writes `content` at `path` (inside the root) unless it is there already; returns whether
-/// it wrote. Parent directories are created 0755.
-fn ensure_file(sys: &System, path: &Path, content: &[u8], mode: u32) -> Result<bool, SystemError> {
-    use crate::system::fs::Entry;
-    if let Entry::File(meta) = sys.entry(path)? {
-        if meta.mode == mode && sys.read_file(path)? == content {
-            return Ok(false);
-        }
-    }
-    let applying = Applying::outside_a_plan();
-    let host = sys.host(&applying);
-    let mut missing = Vec::new();
-    let mut dir = path.parent();
-    while let Some(d) = dir {
-        if d == Path::new("/") || !matches!(sys.entry(d)?, Entry::Missing) {
-            break;
-        }
-        missing.push(d.to_path_buf());
-        dir = d.parent();
-    }
-    for d in missing.iter().rev() {
-        let attrs = Attrs {
-            mode: Some(0o755),
-            ..Attrs::default()
-        };
-        host.create_dir(d, attrs)?;
-    }
-    let attrs = Attrs {
-        uid: Some(0),
-        gid: Some(0),
-        mode: Some(mode),
-    };
-    host.write_file(path, content, attrs, mode)?;
-    Ok(true)
-}
-
 /// The timer's state; an error when the package's unit is not installed.
 fn timer_status(sys: &System) -> Result<crate::system::services::UnitStatus, BootstrapError> {
     let status = sys.services().status(sys, TIMER)?;
@@ -558,41 +681,6 @@ fn timer_status(sys: &System) -> Result<crate::system::services::UnitStatus, Boo
         return Err(BootstrapError::NoTimer { where_ });
     }
     Ok(status)
-}
-
-/// Enables the timer (and starts it on a live host); returns whether that changed anything.
-fn enable_timer(sys: &System) -> Result<(bool, String), BootstrapError> {
-    let services = sys.services();
-    let status = timer_status(sys)?;
-    let applying = Applying::outside_a_plan();
-    let host = sys.host(&applying);
-    let mut did = Vec::new();
-    if status.file_state != "enabled" {
-        services.act(&host, UnitVerb::Enable, TIMER)?;
-        did.push("enabled");
-    }
-    // A tree, or a live host without a running systemd (a chroot baking an image): the
-    // timer is enabled in the unit files and starts when the system boots.
-    if !services.runs_units(sys) {
-        let detail = if did.is_empty() {
-            "already enabled (offline: it starts when the image boots)"
-        } else {
-            "enabled offline: it starts when the image boots"
-        };
-        return Ok((!did.is_empty(), detail.to_owned()));
-    }
-    if status.active.as_deref() != Some("active") {
-        services.act(&host, UnitVerb::Start, TIMER)?;
-        did.push("started");
-    }
-    Ok(if did.is_empty() {
-        (false, "already enabled and active".to_owned())
-    } else {
-        (
-            true,
-            format!("{}: converges every 30 minutes", did.join(" and ")),
-        )
-    })
 }
 
 #[cfg(test)]
