@@ -24,7 +24,7 @@ use crate::diagnostics::Diagnostics;
 use crate::engine::Applying;
 use crate::pipeline::{self, Finished, Request, RunError, Source};
 use crate::plan::PlanOptions;
-use crate::report::Mode;
+use crate::report::{Mode, SourceFreshness};
 use crate::role::vars::{self, AssignmentError};
 use crate::role::{classify, SourceTree};
 use crate::system::fs::Attrs;
@@ -125,7 +125,7 @@ pub enum BootstrapError {
         /// The source.
         url: String,
         /// `refused` or `stale`.
-        freshness: String,
+        freshness: SourceFreshness,
         /// Why.
         reason: String,
     },
@@ -367,15 +367,15 @@ pub fn apply(
         Err(e) => return Err(e.into()),
     };
     if let Some(source) = finished.as_ref().and_then(|f| f.record.source.as_ref()) {
-        match source.freshness.as_str() {
-            "refused" => {
+        match source.freshness {
+            SourceFreshness::Refused => {
                 return Err(BootstrapError::NotCurrent {
                     url: source.url.clone(),
-                    freshness: source.freshness.clone(),
+                    freshness: source.freshness,
                     reason: source.reason.clone().unwrap_or_default(),
                 })
             }
-            "stale" => {
+            SourceFreshness::Stale => {
                 let reason = source.reason.clone().unwrap_or_default();
                 let id: String = source.bundle_id.chars().take(12).collect();
                 step(
@@ -389,13 +389,24 @@ pub fn apply(
             freshness => {
                 let id: String = source.bundle_id.chars().take(12).collect();
                 let how = match (freshness, config.trusted_keys.is_empty()) {
-                    ("local", _) => "a source tree, read in place (not verified)".to_owned(),
-                    ("fresh", false) => format!("bundle {id} fetched, signed by a trusted key"),
-                    ("fresh", true) => format!("bundle {id} fetched, NOT verified: no --key given"),
+                    (SourceFreshness::Local, _) => {
+                        "a source tree, read in place (not verified)".to_owned()
+                    }
+                    (SourceFreshness::Fresh, false) => {
+                        format!("bundle {id} fetched, signed by a trusted key")
+                    }
+                    (SourceFreshness::Fresh, true) => {
+                        format!("bundle {id} fetched, NOT verified: no --key given")
+                    }
                     (_, false) => format!("bundle {id} unchanged, signed by a trusted key"),
                     (_, true) => format!("bundle {id} unchanged, NOT verified: no --key given"),
                 };
-                step(source.url.clone(), freshness == "fresh", how, None);
+                step(
+                    source.url.clone(),
+                    freshness == SourceFreshness::Fresh,
+                    how,
+                    None,
+                );
             }
         }
     }
