@@ -28,7 +28,7 @@ use crate::engine;
 use crate::history::Recorder;
 use crate::plan::{self, Plan, PlanOptions};
 use crate::render::Renderer;
-use crate::report::{Mode, Report};
+use crate::report::{Mode, Report, SourceFreshness};
 use crate::role::{self, classify, vars, SourceTree};
 use crate::system::{System, SystemError};
 use plan_cache::PlanFrom;
@@ -348,7 +348,11 @@ fn refuse_bundle(
 /// A fetched bundle, fresh or unchanged (not already a stand-in for the source's).
 fn is_current(status: &Option<record::SourceStatus>) -> bool {
     status.as_ref().is_some_and(|s| {
-        !s.bundle_id.is_empty() && matches!(s.freshness.as_str(), "fresh" | "unchanged")
+        !s.bundle_id.is_empty()
+            && matches!(
+                s.freshness,
+                SourceFreshness::Fresh | SourceFreshness::Unchanged
+            )
     })
 }
 
