@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map};
 
-use super::{run, run_with_journal};
+use super::{run, RunOptions};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::render::Renderer;
 use crate::report::{Mode, NotifyAction, NotifyStatus, Report, Status};
@@ -39,12 +39,20 @@ impl Scene {
     }
 
     fn run(&self, fake: &Fake, mode: Mode) -> Report {
-        run(&self.plan(), &fake.system(self.root.path()), mode)
+        run(
+            &self.plan(),
+            &fake.system(self.root.path()),
+            RunOptions::new(mode),
+        )
     }
 
     fn run_journaled(&self, fake: &Fake, mode: Mode) -> Report {
         let journal = self.src.path().join("pending-notify.json");
-        run_with_journal(&self.plan(), &fake.system(self.root.path()), mode, &journal)
+        let opts = RunOptions {
+            journal: Some(&journal),
+            ..RunOptions::new(mode)
+        };
+        run(&self.plan(), &fake.system(self.root.path()), opts)
     }
 
     fn journal(&self) -> Option<String> {
@@ -211,7 +219,11 @@ fn a_continued_run_keeps_the_reloads_of_the_run_it_continues() {
     let sys = fake.system(s.root.path());
     let state = tempfile::tempdir().unwrap();
     let killed = Recorder::new(state.path(), 10, "", sys.root());
-    super::run_recorded(&s.plan(), &sys, Mode::Apply, None, &killed);
+    let recorded = |recorder| RunOptions {
+        recorder: Some(recorder),
+        ..RunOptions::new(Mode::Apply)
+    };
+    run(&s.plan(), &sys, recorded(&killed));
     assert_eq!(fake.take_log(), ["reload web.service"]);
     // As a kill during its health checks leaves it: its reload kept, the run unfinished.
     let record = state.path().join("runs").join(killed.id()).join("run.json");
@@ -220,7 +232,7 @@ fn a_continued_run_keeps_the_reloads_of_the_run_it_continues() {
 
     let next = Recorder::new(state.path(), 10, "", sys.root());
     assert_eq!(next.id(), killed.id());
-    super::run_recorded(&s.plan(), &sys, Mode::Apply, None, &next);
+    run(&s.plan(), &sys, recorded(&next));
     assert!(fake.take_log().is_empty(), "nothing left to reload");
     let reload = ServiceAction {
         unit: "web.service".into(),
