@@ -32,6 +32,7 @@ use crate::report::{Mode, Report, SourceFreshness};
 use crate::role::{self, classify, vars, SourceTree};
 use crate::system::{System, SystemError};
 use plan_cache::PlanFrom;
+pub use rollback::roll_back;
 pub use source::Source;
 
 /// Restart and reload requests not carried out yet, in the state dir.
