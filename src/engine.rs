@@ -223,14 +223,17 @@ fn converge(
                 .before(item, host.as_ref())
                 .map_err(Into::into)
                 .and_then(|()| {
-                    item.resource
-                        .converge(sys, host.as_ref(), &mut |change| match recorder {
-                            Some(r) => {
-                                recorded = Some(keep_prior(r, sys, item, change)?);
-                                Ok(())
-                            }
-                            None => Ok(()),
-                        })
+                    let Some(pending) = item.resource.pending(sys)? else {
+                        return Ok(None);
+                    };
+                    pending.validate(sys, host.is_some())?;
+                    let Some(host) = host.as_ref() else {
+                        return Ok(Some(pending.into_change()));
+                    };
+                    if let Some(r) = recorder {
+                        recorded = Some(keep_prior(r, sys, item, pending.change())?);
+                    }
+                    pending.apply(host).map(Some)
                 });
             match converged {
                 Ok(None) => tracing::debug!(resource = %item.id, "in sync"),

@@ -62,6 +62,10 @@ impl Scene {
     fn write(&self, path: &str, text: &str) {
         std::fs::write(self.root.path().join(path), text).unwrap();
     }
+
+    fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(self.root.path().join(path)).unwrap()
+    }
 }
 
 fn status_of(report: &Report, id: &str) -> Status {
@@ -241,4 +245,28 @@ fn a_continued_run_keeps_the_reloads_of_the_run_it_continues() {
     let past = history::load(state.path(), None).unwrap();
     assert_eq!(past.summary.status, history::RunStatus::Finished);
     assert_eq!(past.summary.services, [reload]);
+}
+
+/// Apply makes the change observe and diff found, the one check reports: it consumes that
+/// change, and does not diff again.
+#[test]
+fn apply_makes_the_change_that_was_observed() {
+    let s = Scene::new(&format!("{WEB}{}", conf("/etc/app/a.conf", "new")));
+    s.write("etc/app/a.conf", "old");
+    let fake = Fake::default().unit("web", "active", "enabled");
+    let sys = fake.system(s.root.path());
+    let plan = s.plan();
+    let item = plan
+        .items
+        .iter()
+        .find(|i| i.id.to_string() == "file:/etc/app/a.conf")
+        .unwrap();
+    let checked = item.resource.pending(&sys).unwrap().unwrap().into_change();
+    let pending = item.resource.pending(&sys).unwrap().unwrap();
+    assert_eq!(pending.change(), &checked);
+    let applying = super::Applying::for_tests();
+    let made = pending.apply(&sys.host(&applying)).unwrap();
+    assert_eq!(made, checked);
+    assert_eq!(s.read("etc/app/a.conf"), "new");
+    assert!(item.resource.pending(&sys).unwrap().is_none(), "in sync");
 }
