@@ -26,7 +26,7 @@ use crate::diagnostics::Diagnostics;
 use crate::engine;
 use crate::pipeline::{self, Finished, Request, RunError, Source};
 use crate::plan::{self as planning, Plan, PlanOptions};
-use crate::report::{Mode, Report, Status};
+use crate::report::{Mode, Report, SourceFreshness, Status};
 use crate::resource::attrs::Ownership;
 use crate::resource::content::Desired;
 use crate::resource::directory::DirectoryResource;
@@ -144,7 +144,7 @@ pub enum BootstrapError {
         /// The source.
         url: String,
         /// `refused` or `stale`.
-        freshness: String,
+        freshness: SourceFreshness,
         /// Why.
         reason: String,
     },
@@ -319,7 +319,7 @@ pub fn apply(
         });
     };
 
-    let report = engine::run(&files, sys, Mode::Apply);
+    let report = engine::run(&files, sys, engine::RunOptions::new(Mode::Apply));
     for key in &keys {
         let path = key_path(key);
         let did = changed_in(&report, Kind::File, &path.to_string_lossy())?;
@@ -385,15 +385,15 @@ pub fn apply(
         Err(e) => return Err(e.into()),
     };
     if let Some(source) = finished.as_ref().and_then(|f| f.record.source.as_ref()) {
-        match source.freshness.as_str() {
-            "refused" => {
+        match source.freshness {
+            SourceFreshness::Refused => {
                 return Err(BootstrapError::NotCurrent {
                     url: source.url.clone(),
-                    freshness: source.freshness.clone(),
+                    freshness: source.freshness,
                     reason: source.reason.clone().unwrap_or_default(),
                 })
             }
-            "stale" => {
+            SourceFreshness::Stale => {
                 let reason = source.reason.clone().unwrap_or_default();
                 let id: String = source.bundle_id.chars().take(12).collect();
                 step(
@@ -407,13 +407,24 @@ pub fn apply(
             freshness => {
                 let id: String = source.bundle_id.chars().take(12).collect();
                 let how = match (freshness, config.trusted_keys.is_empty()) {
-                    ("local", _) => "a source tree, read in place (not verified)".to_owned(),
-                    ("fresh", false) => format!("bundle {id} fetched, signed by a trusted key"),
-                    ("fresh", true) => format!("bundle {id} fetched, NOT verified: no --key given"),
+                    (SourceFreshness::Local, _) => {
+                        "a source tree, read in place (not verified)".to_owned()
+                    }
+                    (SourceFreshness::Fresh, false) => {
+                        format!("bundle {id} fetched, signed by a trusted key")
+                    }
+                    (SourceFreshness::Fresh, true) => {
+                        format!("bundle {id} fetched, NOT verified: no --key given")
+                    }
                     (_, false) => format!("bundle {id} unchanged, signed by a trusted key"),
                     (_, true) => format!("bundle {id} unchanged, NOT verified: no --key given"),
                 };
-                step(source.url.clone(), freshness == "fresh", how, None);
+                step(
+                    source.url.clone(),
+                    freshness == SourceFreshness::Fresh,
+                    how,
+                    None,
+                );
             }
         }
     }
@@ -433,7 +444,7 @@ pub fn apply(
         );
     }
 
-    let report = engine::run(&timer, sys, Mode::Apply);
+    let report = engine::run(&timer, sys, engine::RunOptions::new(Mode::Apply));
     let did = changed_in(&report, Kind::Service, TIMER)?;
     step(TIMER.into(), did, timer_detail(sys, &report), None);
     setup.push(report);
@@ -452,7 +463,7 @@ pub fn apply(
 pub fn check(prepared: &Prepared, sys: &System) -> Result<Report, BootstrapError> {
     let mut resources = resources(prepared, sys)?;
     resources.extend(timer_resource());
-    Ok(engine::run(&plan(resources), sys, Mode::Check))
+    Ok(engine::run(&plan(resources), sys, engine::RunOptions::new(Mode::Check)))
 }
 
 /// Bootstrap's own resources as two plans: the keys and the config, written before the

@@ -25,58 +25,65 @@ pub fn validate_ahead(plan: &Plan, sys: &System) -> Vec<(usize, Verdict)> {
     ahead::verdicts(plan, sys, false, false)
 }
 
+/// How a run goes besides its plan and host: whether it writes, where it keeps restart and
+/// reload requests, and which history record keeps what it replaces.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions<'a> {
+    /// Check or apply.
+    pub mode: Mode,
+    /// Where restart and reload requests are kept until carried out: when a run dies after
+    /// changing a file but before restarting its service, the next run still restarts it
+    /// (its files are in sync by then, so nothing else would).
+    pub journal: Option<&'a Path>,
+    /// The run's record in the run history, keeping what each change replaces. Without one,
+    /// an apply on the live host keeps its backups in a temp dir, for a rollback within the
+    /// run.
+    pub recorder: Option<&'a Recorder>,
+}
+
+impl RunOptions<'_> {
+    /// A run in `mode` with no journal and outside the run history.
+    pub fn new(mode: Mode) -> RunOptions<'static> {
+        RunOptions {
+            mode,
+            journal: None,
+            recorder: None,
+        }
+    }
+}
+
 /// Converges `plan` on `sys`. In [`Mode::Check`] no writing handle exists, so nothing changes.
-/// An apply on the live host keeps what it changes in a temp dir for the run, so a failing
-/// health check can still roll it back.
-pub fn run(plan: &Plan, sys: &System, mode: Mode) -> Report {
-    converge_unrecorded(plan, sys, mode, notify::Notifier::default())
-}
-
-/// Like [`run`], keeping restart and reload requests in `journal` until they are carried
-/// out: when a run dies after changing a file but before restarting its service, the next
-/// run still restarts it (its files are in sync by then, so nothing else would).
-pub fn run_with_journal(plan: &Plan, sys: &System, mode: Mode, journal: &Path) -> Report {
-    let notifier = notify::Notifier::resume(journal, plan, mode);
-    converge_unrecorded(plan, sys, mode, notifier)
-}
-
-/// A run outside the run history: an apply on the live host still keeps its backups in a
-/// temp dir, for a rollback within the run.
-fn converge_unrecorded(
-    plan: &Plan,
-    sys: &System,
-    mode: Mode,
-    notifier: notify::Notifier,
-) -> Report {
-    let recorder = (mode == Mode::Apply && sys.is_live())
-        .then(Recorder::temporary)
-        .and_then(|r| {
-            r.map_err(|e| tracing::warn!(error = %e, "no temp dir for backups; no rollback"))
-                .ok()
-        });
-    converge(plan, sys, mode, notifier, recorder.as_ref())
-}
-
-/// Like [`run`], with `recorder` keeping what each change replaces in the run history, and
-/// the notify `journal` when there is one. A health check failing after changes rolls them
-/// back.
-pub fn run_recorded(
-    plan: &Plan,
-    sys: &System,
-    mode: Mode,
-    journal: Option<&Path>,
-    recorder: &Recorder,
-) -> Report {
-    let notifier = match journal {
+/// A restart, reload or health check failing after changes rolls them back.
+pub fn run(plan: &Plan, sys: &System, opts: RunOptions<'_>) -> Report {
+    let mode = opts.mode;
+    let notifier = match opts.journal {
         Some(j) => notify::Notifier::resume(j, plan, mode),
         None => notify::Notifier::default(),
     };
-    // Kept with the run (written with its first change), so that undoing it by hand, or
-    // finishing its interrupted rollback, probes the host the way this run would have.
-    if let Err(e) = recorder.update(|s| s.health = plan.health.clone()) {
-        tracing::warn!(error = %e, "cannot record the run's health checks");
-    }
-    converge(plan, sys, mode, notifier, Some(recorder))
+    let temporary;
+    let recorder = match opts.recorder {
+        Some(recorder) => {
+            // Kept with the run (written with its first change), so that undoing it by
+            // hand, or finishing its interrupted rollback, probes the host the way this run
+            // would have.
+            if let Err(e) = recorder.update(|s| s.health = plan.health.clone()) {
+                tracing::warn!(error = %e, "cannot record the run's health checks");
+            }
+            Some(recorder)
+        }
+        None => {
+            temporary = (mode == Mode::Apply && sys.is_live())
+                .then(Recorder::temporary)
+                .and_then(|r| {
+                    r.map_err(
+                        |e| tracing::warn!(error = %e, "no temp dir for backups; no rollback"),
+                    )
+                    .ok()
+                });
+            temporary.as_ref()
+        }
+    };
+    converge(plan, sys, mode, notifier, recorder)
 }
 
 /// Keeps what `item` is about to change, written ahead of the change; returns the change's
@@ -195,14 +202,17 @@ fn converge(
                 .before(item, host.as_ref())
                 .map_err(Into::into)
                 .and_then(|()| {
-                    item.resource
-                        .converge(sys, host.as_ref(), &mut |change| match recorder {
-                            Some(r) => {
-                                recorded = Some(keep_prior(r, sys, item, change)?);
-                                Ok(())
-                            }
-                            None => Ok(()),
-                        })
+                    let Some(pending) = item.resource.pending(sys)? else {
+                        return Ok(None);
+                    };
+                    pending.validate(sys, host.is_some())?;
+                    let Some(host) = host.as_ref() else {
+                        return Ok(Some(pending.into_change()));
+                    };
+                    if let Some(r) = recorder {
+                        recorded = Some(keep_prior(r, sys, item, pending.change())?);
+                    }
+                    pending.apply(host).map(Some)
                 });
             match converged {
                 Ok(None) => tracing::debug!(resource = %item.id, "in sync"),

@@ -98,6 +98,9 @@ pub enum BundleError {
         url: String,
         /// Unknown key id, bad signature, unparsable file, ...
         reason: String,
+        /// A well-formed signature by a trusted key that does not match the manifest read:
+        /// tampering, or a publish caught between writing the signature and the manifest.
+        mismatch: bool,
     },
     /// The manifest was published before the bundle this host already has. Its signature
     /// may be valid: an old signed manifest stays valid forever, which is exactly what a
@@ -327,6 +330,7 @@ mod tests {
                 BundleError::SignatureInvalid {
                     url: "s".into(),
                     reason: "bad".into(),
+                    mismatch: true,
                 },
                 "s: signature rejected: bad",
                 true,

@@ -355,7 +355,7 @@ fn read_body(resp: Response, url: &str, limit: u64) -> Result<Vec<u8>, BundleErr
 }
 
 fn body_error(url: &str, e: &io::Error) -> BundleError {
-    if e.kind() == io::ErrorKind::TimedOut || chain(e).contains("timed out") {
+    if timed_out(e) {
         BundleError::Unreachable {
             url: url.to_string(),
             reason: format!("timed out reading body: {}", chain(e)),
@@ -366,6 +366,33 @@ fn body_error(url: &str, e: &io::Error) -> BundleError {
             reason: chain(e),
         }
     }
+}
+
+/// Whether a body read ended on a timeout. reqwest hands its own timeout over as an
+/// `io::Error` of kind `Other` that wraps a `reqwest::Error`; the wrapped error is looked at,
+/// never its message.
+fn timed_out(e: &io::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::TimedOut {
+                return true;
+            }
+            // An io::Error's `source` skips the error it wraps; look at that one itself.
+            if let Some(inner) = io.get_ref() {
+                cur = Some(inner);
+                continue;
+            }
+        }
+        if err
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Read a local file, `None` if missing, bounded by `limit`.
@@ -426,6 +453,53 @@ fn chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_read_is_a_timeout_by_its_error_kind_not_its_words() {
+        let said_timed_out = io::Error::other("upstream closed: proxy said timed out");
+        assert!(matches!(
+            body_error("u", &said_timed_out),
+            BundleError::Truncated { .. }
+        ));
+        let wrapped = io::Error::other(io::Error::from(io::ErrorKind::TimedOut));
+        assert!(matches!(
+            body_error("u", &wrapped),
+            BundleError::Unreachable { .. }
+        ));
+    }
+
+    /// A server that answers with headers announcing a body it never sends: reqwest's own
+    /// timeout ends the read.
+    #[test]
+    fn a_stalled_body_is_a_timeout() {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request);
+            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+                .unwrap();
+            // Hold the connection open until the client gave up.
+            let _ = done_rx.recv();
+        });
+        let client = Client::builder()
+            .timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let resp = client.get(format!("http://{addr}/m")).send().unwrap();
+        let err = read_body(resp, "u", 100).unwrap_err();
+        done_tx.send(()).unwrap();
+        server.join().unwrap();
+        match err {
+            BundleError::Unreachable { reason, .. } => {
+                assert!(reason.starts_with("timed out reading body: "), "{reason}")
+            }
+            other => panic!("not a timeout: {other:?}"),
+        }
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered_within_a_quarter() {

@@ -184,6 +184,7 @@ pub fn verify(
     let invalid = |reason: String| BundleError::SignatureInvalid {
         url: url.to_string(),
         reason,
+        mismatch: false,
     };
     let sig = SignatureBox::from_string(sig_text)
         .map_err(|e| invalid(format!("not a minisign signature: {e}")))?;
@@ -200,8 +201,15 @@ pub fn verify(
         })?;
     // Legacy (non-prehashed) signatures are still Ed25519 over the whole file;
     // accepting them keeps manifests signed by older minisign releases working.
-    minisign::verify(&key.key, &sig, Cursor::new(data), true, false, true)
-        .map_err(|e| invalid(format!("key {signer}: {e}")))?;
+    // The key is the signature's own and legacy signatures are allowed, so what minisign
+    // still rejects is a signature that does not match these bytes.
+    minisign::verify(&key.key, &sig, Cursor::new(data), true, false, true).map_err(|e| {
+        BundleError::SignatureInvalid {
+            url: url.to_string(),
+            reason: format!("key {signer}: {e}"),
+            mismatch: true,
+        }
+    })?;
     Ok(signer)
 }
 
@@ -284,4 +292,47 @@ fn key_id(keynum: &[u8]) -> String {
     let mut b = [0u8; 8];
     b.copy_from_slice(&keynum[..8]);
     format!("{:016X}", u64::from_le_bytes(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mismatch(e: BundleError) -> bool {
+        match e {
+            BundleError::SignatureInvalid { mismatch, .. } => mismatch,
+            other => panic!("not a signature error: {other}"),
+        }
+    }
+
+    #[test]
+    fn only_a_signature_that_does_not_match_the_bytes_is_a_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = generate_keypair(dir.path()).unwrap();
+        let secret = SecretKeyFile::load(&files.secret).unwrap();
+        let trusted = vec![TrustedKey::from_file(&files.public).unwrap()];
+        let sig = secret.sign(b"manifest one", "manifest.json").unwrap();
+        assert_eq!(
+            verify(b"manifest one", &sig, &trusted, "u").unwrap(),
+            files.key_id
+        );
+
+        let other_dir = dir.path().join("other");
+        fs::create_dir(&other_dir).unwrap();
+        let other = generate_keypair(&other_dir).unwrap();
+        let untrusted = SecretKeyFile::load(&other.secret).unwrap();
+        let cases = [
+            (b"manifest two".as_slice(), sig.clone(), true),
+            (b"manifest one".as_slice(), "not a signature".into(), false),
+            (
+                b"manifest one".as_slice(),
+                untrusted.sign(b"manifest one", "manifest.json").unwrap(),
+                false,
+            ),
+        ];
+        for (data, sig, want) in cases {
+            let e = verify(data, &sig, &trusted, "u").unwrap_err();
+            assert_eq!(mismatch(e), want, "{sig}");
+        }
+    }
 }

@@ -320,9 +320,11 @@ fn try_sync(
         // Publish writes the signature just before the manifest, so a poll landing in
         // between reads the old manifest with the new signature. Read both once more
         // before calling it tampering.
-        Err(BundleError::SignatureInvalid { reason, .. })
-            if reason.contains("verification failed") =>
-        {
+        Err(BundleError::SignatureInvalid {
+            reason,
+            mismatch: true,
+            ..
+        }) => {
             tracing::debug!(
                 "signature mismatch ({reason}); re-reading in case a publish was in progress"
             );
@@ -498,6 +500,7 @@ fn fetch_verified(
     let text = String::from_utf8(sig).map_err(|_| BundleError::SignatureInvalid {
         url: sig_url.clone(),
         reason: "not UTF-8 text".into(),
+        mismatch: false,
     })?;
     let signer = signature::verify(&bytes, &text, &opts.trusted_keys, &sig_url)?;
     Ok(Some(Verified {

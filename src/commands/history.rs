@@ -12,6 +12,7 @@ use converge::agent::held;
 use converge::durable::StateLock;
 use converge::engine::rollback;
 use converge::history::{self, RunStatus};
+use converge::pipeline;
 use converge::report::human;
 use converge::report::rollback::RestoreStatus;
 use converge::system::{System, Timeouts};
@@ -132,22 +133,8 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
             if refused == 1 { "it" } else { "them" },
         );
     } else {
-        past.summary.status = RunStatus::RollingBack;
-        past.summary.rollback_reason = Some("by hand".into());
-        past.save()?;
-        let rb = rollback::undo(
-            &sys,
-            past.recorded(),
-            "by hand".into(),
-            &past.summary.services,
-            &past.summary.health,
-        );
-        past.summary.status = if rb.complete() {
-            RunStatus::RolledBack
-        } else {
-            RunStatus::RollbackIncomplete
-        };
-        past.save()?;
+        let checks = past.summary.health.clone();
+        let rb = pipeline::roll_back(&sys, &mut past, "by hand".into(), &checks)?;
         // Undone on purpose: the agent must not put the same bundle back on the next tick.
         if !past.summary.bundle.is_empty() && sys.is_live() {
             held::save(

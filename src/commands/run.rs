@@ -37,7 +37,7 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
         .filter(|s| !s.bundle_id.is_empty())
         .map(|s| BundleUsed {
             id: s.bundle_id.clone(),
-            freshness: s.freshness.clone(),
+            freshness: s.freshness,
         });
     if let Some(source) = &finished.record.source {
         if let Some(reason) = &source.reason {

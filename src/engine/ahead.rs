@@ -42,17 +42,22 @@ pub(super) fn verdicts(
             *changes[r].get_or_insert_with(|| {
                 plan.items[r]
                     .resource
-                    .would_change(sys, None)
-                    .unwrap_or(true)
+                    .pending(sys)
+                    .map_or(true, |p| p.is_some())
             })
         });
         if waits {
             found.push((i, Verdict::AfterEarlierChanges));
             continue;
         }
-        if let Err(e @ ResourceError::ValidationFailed { .. }) =
-            item.resource.would_change(sys, Some(applying))
-        {
+        let verdict = item
+            .resource
+            .pending(sys)
+            .and_then(|pending| match pending {
+                Some(p) => p.validate(sys, applying),
+                None => Ok(()),
+            });
+        if let Err(e @ ResourceError::ValidationFailed { .. }) = verdict {
             found.push((i, Verdict::Refused(e)));
             if first_only {
                 break;

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map};
 
-use super::{run, run_with_journal};
+use super::{run, RunOptions};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::render::Renderer;
 use crate::report::{Mode, NotifyAction, NotifyStatus, Report, Status};
@@ -39,12 +39,20 @@ impl Scene {
     }
 
     fn run(&self, fake: &Fake, mode: Mode) -> Report {
-        run(&self.plan(), &fake.system(self.root.path()), mode)
+        run(
+            &self.plan(),
+            &fake.system(self.root.path()),
+            RunOptions::new(mode),
+        )
     }
 
     fn run_journaled(&self, fake: &Fake, mode: Mode) -> Report {
         let journal = self.src.path().join("pending-notify.json");
-        run_with_journal(&self.plan(), &fake.system(self.root.path()), mode, &journal)
+        let opts = RunOptions {
+            journal: Some(&journal),
+            ..RunOptions::new(mode)
+        };
+        run(&self.plan(), &fake.system(self.root.path()), opts)
     }
 
     fn journal(&self) -> Option<String> {
@@ -53,6 +61,10 @@ impl Scene {
 
     fn write(&self, path: &str, text: &str) {
         std::fs::write(self.root.path().join(path), text).unwrap();
+    }
+
+    fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(self.root.path().join(path)).unwrap()
     }
 }
 
@@ -211,7 +223,11 @@ fn a_continued_run_keeps_the_reloads_of_the_run_it_continues() {
     let sys = fake.system(s.root.path());
     let state = tempfile::tempdir().unwrap();
     let killed = Recorder::new(state.path(), 10, "", sys.root());
-    super::run_recorded(&s.plan(), &sys, Mode::Apply, None, &killed);
+    let recorded = |recorder| RunOptions {
+        recorder: Some(recorder),
+        ..RunOptions::new(Mode::Apply)
+    };
+    run(&s.plan(), &sys, recorded(&killed));
     assert_eq!(fake.take_log(), ["reload web.service"]);
     // As a kill during its health checks leaves it: its reload kept, the run unfinished.
     let record = state.path().join("runs").join(killed.id()).join("run.json");
@@ -220,7 +236,7 @@ fn a_continued_run_keeps_the_reloads_of_the_run_it_continues() {
 
     let next = Recorder::new(state.path(), 10, "", sys.root());
     assert_eq!(next.id(), killed.id());
-    super::run_recorded(&s.plan(), &sys, Mode::Apply, None, &next);
+    run(&s.plan(), &sys, recorded(&next));
     assert!(fake.take_log().is_empty(), "nothing left to reload");
     let reload = ServiceAction {
         unit: "web.service".into(),
@@ -229,4 +245,28 @@ fn a_continued_run_keeps_the_reloads_of_the_run_it_continues() {
     let past = history::load(state.path(), None).unwrap();
     assert_eq!(past.summary.status, history::RunStatus::Finished);
     assert_eq!(past.summary.services, [reload]);
+}
+
+/// Apply makes the change observe and diff found, the one check reports: it consumes that
+/// change, and does not diff again.
+#[test]
+fn apply_makes_the_change_that_was_observed() {
+    let s = Scene::new(&format!("{WEB}{}", conf("/etc/app/a.conf", "new")));
+    s.write("etc/app/a.conf", "old");
+    let fake = Fake::default().unit("web", "active", "enabled");
+    let sys = fake.system(s.root.path());
+    let plan = s.plan();
+    let item = plan
+        .items
+        .iter()
+        .find(|i| i.id.to_string() == "file:/etc/app/a.conf")
+        .unwrap();
+    let checked = item.resource.pending(&sys).unwrap().unwrap().into_change();
+    let pending = item.resource.pending(&sys).unwrap().unwrap();
+    assert_eq!(pending.change(), &checked);
+    let applying = super::Applying::for_tests();
+    let made = pending.apply(&sys.host(&applying)).unwrap();
+    assert_eq!(made, checked);
+    assert_eq!(s.read("etc/app/a.conf"), "new");
+    assert!(item.resource.pending(&sys).unwrap().is_none(), "in sync");
 }

@@ -52,6 +52,7 @@ pub fn log_summary(report: &Report, source: Option<&SourceStatus>) {
     let code = report.exit_code();
     let (bundle, freshness) =
         source.map_or(("", ""), |s| (s.bundle_id.as_str(), s.freshness.as_str()));
+    let fell_back = source.is_some_and(|s| s.freshness.fell_back());
     let failed: Vec<String> = report
         .resources
         .iter()
@@ -72,7 +73,7 @@ pub fn log_summary(report: &Report, source: Option<&SourceStatus>) {
                 }),
         )
         .collect();
-    if failed.is_empty() && code & 4 == 0 && !matches!(freshness, "stale" | "refused") {
+    if failed.is_empty() && code & 4 == 0 && !fell_back {
         tracing::info!(exit_code = code, bundle, freshness, "{line}");
     } else {
         tracing::warn!(exit_code = code, bundle, freshness, failures = %failed.join("; "), "{line}");
@@ -82,6 +83,7 @@ pub fn log_summary(report: &Report, source: Option<&SourceStatus>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::SourceFreshness;
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
@@ -90,7 +92,7 @@ mod tests {
         let source = SourceStatus {
             url: "https://config.example.com/bundle/".into(),
             bundle_id: "9eb1fa3c2d10aa55bb66cc77dd88ee99ff0011223344556677889900aabbccdd".into(),
-            freshness: "fresh".into(),
+            freshness: SourceFreshness::Fresh,
             reason: None,
             fetched_objects: 3,
             bundle_age_seconds: 0,
@@ -105,7 +107,7 @@ mod tests {
         let tree = SourceStatus {
             url: "/srv/roles".into(),
             bundle_id: String::new(),
-            freshness: "local".into(),
+            freshness: SourceFreshness::Local,
             message: None,
             ..source
         };

@@ -29,11 +29,12 @@ use crate::engine;
 use crate::history::Recorder;
 use crate::plan::{self, Plan, PlanOptions};
 use crate::render::Renderer;
-use crate::report::{Mode, Report};
+use crate::report::{Mode, Report, SourceFreshness};
 use crate::role::{self, classify, vars, SourceTree};
 use crate::system::{System, SystemError};
 use plan_cache::PlanFrom;
 use record::RunRecord;
+pub use rollback::roll_back;
 pub use source::Source;
 
 /// Restart and reload requests not carried out yet, in the state dir.
@@ -282,46 +283,46 @@ fn converge(
         .is_live()
         .then(|| settings.state_dir.join(NOTIFY_JOURNAL_FILE));
     // Only an apply goes into the history: a check changes nothing to roll back.
-    if !req.history || req.mode == Mode::Check {
-        let mut report = match &journal {
-            Some(journal) => engine::run_with_journal(&plan, sys, req.mode, journal),
-            None => engine::run(&plan, sys, req.mode),
-        };
-        if req.record {
+    let recorder = (req.history && req.mode == Mode::Apply).then(|| {
+        let recorder = Recorder::new(
+            &settings.state_dir,
+            settings.keep_runs.get(),
+            &bundle_id,
+            sys.root(),
+        );
+        let message = record.source.as_ref().and_then(|s| s.message.clone());
+        // Nothing is written yet for a fresh run; a continued one gets this run's message.
+        if let Err(e) = recorder.update(|s| s.message = message) {
+            tracing::warn!("cannot record the bundle's message: {e}");
+        }
+        recorder
+    });
+    let opts = engine::RunOptions {
+        mode: req.mode,
+        journal: journal.as_deref(),
+        recorder: recorder.as_ref(),
+    };
+    let mut report = engine::run(&plan, sys, opts);
+    if let Some(recorder) = &recorder {
+        rollback::blame_unvouched(settings, sys, recorder, &mut report, &plan.health);
+    }
+    refuse_bundle(req, lock, record, &report)?;
+    if !req.record {
+        return Ok(report);
+    }
+    match &report.rollback {
+        // Outside the history nothing is rolled back for good; converging the stand-in for
+        // a held bundle, the hold stays on the held one.
+        _ if recorder.is_none() || stand_in.is_some() => {
             report.held = held;
             report.stand_in = stand_in;
         }
-        refuse_bundle(req, lock, record, &report)?;
-        return Ok(report);
-    }
-    let recorder = Recorder::new(
-        &settings.state_dir,
-        settings.keep_runs.get(),
-        &bundle_id,
-        sys.root(),
-    );
-    let message = record.source.as_ref().and_then(|s| s.message.clone());
-    // Nothing is written yet for a fresh run; a continued one gets this run's message.
-    if let Err(e) = recorder.update(|s| s.message = message) {
-        tracing::warn!("cannot record the bundle's message: {e}");
-    }
-    let mut report = engine::run_recorded(&plan, sys, req.mode, journal.as_deref(), &recorder);
-    rollback::blame_unvouched(settings, sys, &recorder, &mut report, &plan.health);
-    refuse_bundle(req, lock, record, &report)?;
-    if req.record {
-        match &report.rollback {
-            // Converging the stand-in for a held bundle: the hold stays on the held one.
-            _ if stand_in.is_some() => {
-                report.held = held;
-                report.stand_in = stand_in;
-            }
-            Some(rb) if !bundle_id.is_empty() => {
-                crate::durable::crash::point("rolled-back");
-                rollback::remember(settings, &bundle_id, &rb.run, &rb.reason)
-            }
-            Some(_) => {}
-            None => held::clear(&settings.state_dir),
+        Some(rb) if !bundle_id.is_empty() => {
+            crate::durable::crash::point("rolled-back");
+            rollback::remember(settings, &bundle_id, &rb.run, &rb.reason)
         }
+        Some(_) => {}
+        None => held::clear(&settings.state_dir),
     }
     Ok(report)
 }
@@ -350,7 +351,11 @@ fn refuse_bundle(
 /// A fetched bundle, fresh or unchanged (not already a stand-in for the source's).
 fn is_current(status: &Option<record::SourceStatus>) -> bool {
     status.as_ref().is_some_and(|s| {
-        !s.bundle_id.is_empty() && matches!(s.freshness.as_str(), "fresh" | "unchanged")
+        !s.bundle_id.is_empty()
+            && matches!(
+                s.freshness,
+                SourceFreshness::Fresh | SourceFreshness::Unchanged
+            )
     })
 }
 

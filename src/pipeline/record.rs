@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::agent::config::AgentConfig;
 use crate::durable::{self, FileSpec};
 use crate::report::metrics::{self, BundleMetrics, RunMetrics, SourceMetrics};
-use crate::report::{Mode, Report};
+use crate::report::{Mode, Report, SourceFreshness};
 
 /// Name of the last apply's record in the state dir.
 pub const LAST_RUN_FILE: &str = "last-run.json";
@@ -23,8 +23,8 @@ pub struct SourceStatus {
     pub url: String,
     /// The bundle id used (sha256 of its manifest); empty for a local source tree.
     pub bundle_id: String,
-    /// `fresh`, `unchanged`, `stale`, `refused` or `local`.
-    pub freshness: String,
+    /// `fresh`, `unchanged`, `stale`, `refused`, `held` or `local`.
+    pub freshness: SourceFreshness,
     /// Why the source was stale or refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -171,7 +171,7 @@ pub fn keep(
             .as_secs() as f64,
         source: SourceMetrics {
             bundle_age_seconds: source.map_or(0.0, |s| s.bundle_age_seconds as f64),
-            stale: source.is_some_and(|s| s.freshness == "stale" || s.freshness == "refused"),
+            stale: source.is_some_and(|s| s.freshness.fell_back()),
             bundle: source
                 .filter(|s| !s.bundle_id.is_empty())
                 .map(|s| BundleMetrics {

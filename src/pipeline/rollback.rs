@@ -107,13 +107,6 @@ pub(super) fn blame_unvouched(
         past.summary.id
     );
     tracing::warn!(run = %past.summary.id, %reason, "a run that changed nothing failed: rolling back the run that did");
-    // Marked first, as a run's own rollback is: a kill half-way is finished by the next run.
-    past.summary.status = history::RunStatus::RollingBack;
-    past.summary.rollback_reason = Some(reason.clone());
-    if let Err(e) = past.save() {
-        tracing::warn!(error = %e, "cannot mark the run as rolling back; not rolling it back");
-        return;
-    }
     // Healthy again means what this run's checks, which saw the failure, say after the undo
     // (they wait for the restarts and reloads to settle); the blamed run may have had none.
     let checks = if checks.is_empty() {
@@ -121,7 +114,27 @@ pub(super) fn blame_unvouched(
     } else {
         checks.to_vec()
     };
-    report.rollback = Some(undo(sys, &mut past, reason, &checks));
+    match roll_back(sys, &mut past, reason, &checks) {
+        Ok(rollback) => report.rollback = Some(rollback),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot mark the run as rolling back; not rolling it back")
+        }
+    }
+}
+
+/// Rolls `past` back for `reason`, probing `checks` afterwards, and records how that ended.
+/// It is marked as rolling back first, as a run's own rollback is, so a kill half-way is
+/// finished by the next run; when that mark cannot be written nothing is undone.
+pub fn roll_back(
+    sys: &System,
+    past: &mut history::PastRun,
+    reason: String,
+    checks: &[crate::health::HealthCheck],
+) -> Result<crate::report::rollback::Rollback, history::HistoryError> {
+    past.summary.status = history::RunStatus::RollingBack;
+    past.summary.rollback_reason = Some(reason.clone());
+    past.save()?;
+    Ok(undo(sys, past, reason, checks))
 }
 
 /// Undoes `past` (marked as rolling back) and records how that ended.

@@ -10,7 +10,7 @@ use crate::agent::config::{AgentConfig, FetchConfig};
 use crate::bundle::{self, Freshness, Peeked, SyncOptions, TrustedKey};
 use crate::diagnostics::Diagnostics;
 use crate::durable::StateLock;
-use crate::report::Mode;
+use crate::report::{Mode, SourceFreshness};
 use crate::role::SourceTree;
 
 /// A source as a run sees it.
@@ -65,7 +65,7 @@ pub(super) fn obtain(
             let status = SourceStatus {
                 url: dir.display().to_string(),
                 bundle_id: String::new(),
-                freshness: "local".into(),
+                freshness: SourceFreshness::Local,
                 reason: None,
                 fetched_objects: 0,
                 bundle_age_seconds: 0,
@@ -87,7 +87,7 @@ pub(super) fn obtain(
             }
             let lock = lock.expect("a run from a bundle holds the state-dir lock");
             let (dir, status, scratch) = fetch(text, settings, lock, mode)?;
-            if status.freshness == "stale" || status.freshness == "refused" {
+            if status.freshness.fell_back() {
                 tracing::warn!(
                     source = %bundle::RedactedUrl(text),
                     reason = status.reason.as_deref().unwrap_or(""),
@@ -126,10 +126,10 @@ fn fetch(
         );
     }
     let (freshness, reason, fetched_objects) = match &outcome.freshness {
-        Freshness::Fresh { fetched_objects } => ("fresh", None, *fetched_objects),
-        Freshness::Unchanged => ("unchanged", None, 0),
-        Freshness::Stale { reason } => ("stale", Some(reason.clone()), 0),
-        Freshness::Refused { reason } => ("refused", Some(reason.clone()), 0),
+        Freshness::Fresh { fetched_objects } => (SourceFreshness::Fresh, None, *fetched_objects),
+        Freshness::Unchanged => (SourceFreshness::Unchanged, None, 0),
+        Freshness::Stale { reason } => (SourceFreshness::Stale, Some(reason.clone()), 0),
+        Freshness::Refused { reason } => (SourceFreshness::Refused, Some(reason.clone()), 0),
     };
     let age = SystemTime::now()
         .duration_since(outcome.fetched_at)
@@ -137,11 +137,10 @@ fn fetch(
     let status = SourceStatus {
         url: bundle::RedactedUrl(text).to_string(),
         bundle_id: outcome.id.clone(),
-        freshness: freshness.into(),
         reason,
         fetched_objects,
         bundle_age_seconds: age.as_secs(),
-        ..published(&outcome)
+        ..published(&outcome, freshness)
     };
     Ok((outcome.bundle_dir, status, scratch))
 }
@@ -245,11 +244,10 @@ fn refused_status(
     SourceStatus {
         url: status.url.clone(),
         bundle_id: kept.id.clone(),
-        freshness: "refused".into(),
         reason: Some(reason),
         fetched_objects: status.fetched_objects,
         bundle_age_seconds: kept.bundle_age().as_secs(),
-        ..published(kept)
+        ..published(kept, SourceFreshness::Refused)
     }
 }
 
@@ -299,26 +297,25 @@ pub(super) fn stand_in_for_held(
     let status = SourceStatus {
         url: settings.source.clone(),
         bundle_id: kept.id.clone(),
-        freshness: "held".into(),
         reason: Some(format!(
             "bundle {} was rolled back here in run {}; converging the last good bundle {}",
             held.bundle, held.run, kept.id
         )),
         fetched_objects: 0,
         bundle_age_seconds: kept.bundle_age().as_secs(),
-        ..published(&kept)
+        ..published(&kept, SourceFreshness::Held)
     };
     Ok(Some((tree, status)))
 }
 
 /// What a synced bundle says about itself (when published, by whom, as what), in a status
-/// that is otherwise empty.
-fn published(outcome: &bundle::SyncOutcome) -> SourceStatus {
+/// that is otherwise empty but for its `freshness`.
+fn published(outcome: &bundle::SyncOutcome, freshness: SourceFreshness) -> SourceStatus {
     let manifest = bundle::manifest_in(&outcome.bundle_dir);
     SourceStatus {
         url: String::new(),
         bundle_id: String::new(),
-        freshness: String::new(),
+        freshness,
         reason: None,
         fetched_objects: 0,
         bundle_age_seconds: 0,

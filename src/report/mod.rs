@@ -219,8 +219,53 @@ pub struct Report {
 pub struct BundleUsed {
     /// Bundle id (sha256 of its manifest).
     pub id: String,
-    /// `fresh`, `unchanged`, `stale` or `refused`.
-    pub freshness: String,
+    /// `fresh`, `unchanged`, `stale`, `refused` or `held`.
+    pub freshness: SourceFreshness,
+}
+
+/// How the roles a run used relate to its source: the one value records, reports, metrics
+/// and the journal decide on, written as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFreshness {
+    /// A source tree, read in place.
+    Local,
+    /// The bundle at the source, fetched by this run.
+    Fresh,
+    /// The bundle at the source, already kept from an earlier run.
+    Unchanged,
+    /// The source could not be reached; the last known good bundle stood in.
+    Stale,
+    /// The bundle at the source was refused; the last known good bundle stood in.
+    Refused,
+    /// The bundle at the source was rolled back on this host; the last good one stood in.
+    Held,
+}
+
+impl SourceFreshness {
+    /// The name records and reports write.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceFreshness::Local => "local",
+            SourceFreshness::Fresh => "fresh",
+            SourceFreshness::Unchanged => "unchanged",
+            SourceFreshness::Stale => "stale",
+            SourceFreshness::Refused => "refused",
+            SourceFreshness::Held => "held",
+        }
+    }
+
+    /// The run could not use the bundle its source offers and fell back to a kept one
+    /// (a held host's stand-in is a decision, not a fault, so it does not count).
+    pub fn fell_back(self) -> bool {
+        matches!(self, SourceFreshness::Stale | SourceFreshness::Refused)
+    }
+}
+
+impl std::fmt::Display for SourceFreshness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Report {
@@ -302,5 +347,36 @@ impl Report {
             code |= 4;
         }
         code
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freshness_is_written_as_the_names_records_always_had() {
+        use SourceFreshness::*;
+        let all = [Local, Fresh, Unchanged, Stale, Refused, Held];
+        let written: Vec<String> = all
+            .iter()
+            .map(|f| serde_json::to_string(f).unwrap())
+            .collect();
+        assert_eq!(
+            written,
+            [
+                "\"local\"",
+                "\"fresh\"",
+                "\"unchanged\"",
+                "\"stale\"",
+                "\"refused\"",
+                "\"held\""
+            ]
+        );
+        for f in all {
+            assert_eq!(format!("\"{f}\""), serde_json::to_string(&f).unwrap());
+        }
+        let fell_back: Vec<_> = all.into_iter().filter(|f| f.fell_back()).collect();
+        assert_eq!(fell_back, [Stale, Refused]);
     }
 }

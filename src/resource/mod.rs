@@ -1,8 +1,8 @@
 //! Resources: desired state as plain data, with one code path for check and apply.
 //!
 //! Each type answers four questions (identity, live state, difference, how to converge); the
-//! engine drives them through [`Managed::converge`], which only gets a writing [`Host`] in
-//! apply mode. That is what keeps `check` honest: it runs the same code minus the writes.
+//! engine drives them through [`Managed::pending`], whose change only a writing [`Host`]
+//! (apply mode) can apply. That is what keeps `check` honest: it runs the same code minus the writes.
 
 pub mod absent;
 pub mod attrs;
@@ -15,6 +15,7 @@ pub mod group;
 pub mod kind;
 pub mod package;
 pub mod parents;
+pub mod pending;
 pub mod service;
 pub mod stored;
 pub mod symlink;
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 pub use change::{Action, Change, ContentChange, Digest, FieldChange};
 pub use kind::Kind;
+pub use pending::Pending;
 
 use crate::system::{Host, System, SystemError};
 use attrs::Ownership;
@@ -313,19 +315,9 @@ pub trait Resource: fmt::Debug + Send + Sync {
 pub trait Managed: fmt::Debug + Send + Sync {
     /// Stable identity.
     fn id(&self) -> ResourceId;
-    /// Observe and diff, then apply the change when given a host to write to. `before_change`
-    /// runs right before a change is made (apply only): it keeps what is there, and an error
-    /// from it stops the change.
-    fn converge(
-        &self,
-        sys: &System,
-        host: Option<&Host>,
-        before_change: &mut dyn FnMut(&Change) -> Result<(), ResourceError>,
-    ) -> Result<Option<Change>, ResourceError>;
-    /// Observes and diffs without writing: whether converging would change the host. With
-    /// `validate`, the change is first put to the resource's own check, its error worded
-    /// for apply (`Some(true)`) or for check (`Some(false)`).
-    fn would_change(&self, sys: &System, validate: Option<bool>) -> Result<bool, ResourceError>;
+    /// Observes and diffs without writing: the change converging would make, which only
+    /// applying it consumes; `None` when in sync.
+    fn pending(&self, sys: &System) -> Result<Option<Pending<'_>>, ResourceError>;
     /// Whether it checks new content with a command of the role's.
     fn validates(&self) -> bool;
     /// The concrete resource, only so that [`Managed::same_as`] can compare two of a type.
@@ -413,36 +405,11 @@ impl<R: Resource + PartialEq + 'static> Managed for R {
         Resource::stored(self)
     }
 
-    fn would_change(&self, sys: &System, validate: Option<bool>) -> Result<bool, ResourceError> {
-        let live = self.observe(sys)?;
-        let Some(change) = self.diff(&live) else {
-            return Ok(false);
-        };
-        if let Some(applying) = validate {
-            self.validate(sys, &change, applying)?;
-        }
-        Ok(true)
+    fn pending(&self, sys: &System) -> Result<Option<Pending<'_>>, ResourceError> {
+        Pending::observe(self, sys)
     }
 
     fn validates(&self) -> bool {
         Resource::validates(self)
-    }
-
-    fn converge(
-        &self,
-        sys: &System,
-        host: Option<&Host>,
-        before_change: &mut dyn FnMut(&Change) -> Result<(), ResourceError>,
-    ) -> Result<Option<Change>, ResourceError> {
-        let live = self.observe(sys)?;
-        let Some(change) = self.diff(&live) else {
-            return Ok(None);
-        };
-        self.validate(sys, &change, host.is_some())?;
-        if let Some(host) = host {
-            before_change(&change)?;
-            self.apply(host, &live, &change)?;
-        }
-        Ok(Some(change))
     }
 }
