@@ -292,7 +292,10 @@ fn a_copied_binary_runs_while_other_threads_fork() {
                 match unsafe { fork() }.expect("fork") {
                     ForkResult::Child => {
                         for fd in 0..1024 {
-                            let is_file = fstat(fd)
+                            // SAFETY: nothing closes `fd` while it is borrowed here; one
+                            // that is not open makes fstat fail with EBADF.
+                            let fd_ref = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                            let is_file = fstat(fd_ref)
                                 .map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG);
                             if is_file == Ok(false) {
                                 let _ = close(fd);

@@ -62,7 +62,7 @@ pub fn write_file_from(path: &Path, content: &mut dyn io::Read, spec: &FileSpec)
     let file = tmp.as_file();
     if spec.uid.is_some() || spec.gid.is_some() {
         nix::unistd::fchown(
-            std::os::fd::AsRawFd::as_raw_fd(file),
+            file,
             spec.uid.map(nix::unistd::Uid::from_raw),
             spec.gid.map(nix::unistd::Gid::from_raw),
         )?;
@@ -111,9 +111,8 @@ pub fn write_stream<W: io::Write + std::os::fd::AsFd>(
     bytes: &[u8],
     narrow_to: Option<u32>,
 ) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     if let Some(mode) = narrow_to {
-        let fd = out.as_fd().as_raw_fd();
+        let fd = out.as_fd();
         let st = nix::sys::stat::fstat(fd)?;
         let now = st.st_mode & 0o7777;
         if st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG && now & !mode != 0 {

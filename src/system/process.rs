@@ -138,7 +138,9 @@ impl System {
         };
         let source = CString::new(dir.as_os_str().as_bytes())
             .map_err(|e| SystemError::io(dir, std::io::Error::other(e)))?;
-        run(self, shell, Some(Bind { source, onto: fd }))
+        // `tmp` holds the descriptor open until the command has run.
+        let onto = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        run(self, shell, Some(Bind { source, onto }))
     }
 }
 
