@@ -262,6 +262,7 @@ fn two_containers_boot_side_by_side() {
 /// test process fork: a child forked during the copy must not inherit a descriptor that
 /// writes to it, or the exec fails with "Text file busy" (ETXTBSY) until that child execs.
 #[test]
+#[allow(unsafe_code)] // fork, and fstat on whatever descriptors the child inherited
 fn a_copied_binary_runs_while_other_threads_fork() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;

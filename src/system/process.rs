@@ -206,6 +206,7 @@ fn run(sys: &System, shell: &Shell, bind: Option<Bind>) -> Result<Finished, Syst
     };
     cmd.envs(shell.env);
     // SAFETY: the closure only makes async-signal-safe syscalls on data prepared before fork.
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
             use nix::libc;
