@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use converge::agent::config::DEFAULT_PATH as AGENT_CONFIG;
 
 /// converge: make every server provably match its role.
 #[derive(Debug, Parser)]
@@ -113,7 +114,7 @@ pub struct CompareArgs {
     pub print_ignore: bool,
     /// Agent config whose `[timeouts]` hold for the commands this runs (dpkg-query,
     /// systemctl), when it exists.
-    #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
+    #[arg(long, value_name = "FILE", default_value = AGENT_CONFIG)]
     pub config: PathBuf,
     /// Also treat files matching this glob as secrets on both sides, `live` or a file,
     /// compared by hash only (repeatable).
@@ -163,7 +164,7 @@ pub struct CaptureArgs {
     pub ignore: Option<PathBuf>,
     /// Agent config whose `[timeouts]` hold for the commands this runs (dpkg-query,
     /// systemctl), when it exists.
-    #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
+    #[arg(long, value_name = "FILE", default_value = AGENT_CONFIG)]
     pub config: PathBuf,
 }
 
@@ -189,7 +190,7 @@ pub struct SnapshotArgs {
     pub include_private: bool,
     /// Agent config whose `[timeouts]` hold for the commands this runs (dpkg-query,
     /// systemctl), when it exists.
-    #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
+    #[arg(long, value_name = "FILE", default_value = AGENT_CONFIG)]
     pub config: PathBuf,
 }
 
@@ -210,7 +211,7 @@ pub struct SourceArgs {
     #[arg(long, value_name = "FILE")]
     pub facts: Option<PathBuf>,
     /// Agent config used when --source or --role is not given.
-    #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
+    #[arg(long, value_name = "FILE", default_value = AGENT_CONFIG)]
     pub config: PathBuf,
 }
 
@@ -262,7 +263,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct StateArgs {
     /// Agent config naming the state dir.
-    #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
+    #[arg(long, value_name = "FILE", default_value = AGENT_CONFIG)]
     pub config: PathBuf,
     /// State dir (default: the agent config's, else /var/lib/converge).
     #[arg(long, value_name = "DIR")]
@@ -326,7 +327,7 @@ pub struct RollbackArgs {
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// Agent config.
-    #[arg(long, value_name = "FILE", default_value = "/etc/converge/agent.toml")]
+    #[arg(long, value_name = "FILE", default_value = AGENT_CONFIG)]
     pub config: PathBuf,
     /// Run once now, then exit with the run's exit code.
     #[arg(long)]

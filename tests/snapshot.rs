@@ -198,18 +198,12 @@ fn snapshot_of_a_tree_without_dpkg_or_systemd_has_only_files_and_kernel() {
 fn nest(dir: &Path, depth: usize) {
     use nix::fcntl::{openat, OFlag};
     use nix::sys::stat::{mkdirat, Mode};
-    use std::os::fd::{FromRawFd, OwnedFd};
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let mut fd = nix::fcntl::open(dir, flags, Mode::empty()).unwrap();
     for _ in 0..depth {
-        mkdirat(Some(fd), "d", Mode::from_bits_truncate(0o755)).unwrap();
-        let next = openat(Some(fd), "d", flags, Mode::empty()).unwrap();
-        // SAFETY: `fd` came from open/openat above and is closed once, here.
-        drop(unsafe { OwnedFd::from_raw_fd(fd) });
-        fd = next;
+        mkdirat(&fd, "d", Mode::from_bits_truncate(0o755)).unwrap();
+        fd = openat(&fd, "d", flags, Mode::empty()).unwrap();
     }
-    // SAFETY: as above.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
 }
 
 #[test]

@@ -262,6 +262,7 @@ fn two_containers_boot_side_by_side() {
 /// test process fork: a child forked during the copy must not inherit a descriptor that
 /// writes to it, or the exec fails with "Text file busy" (ETXTBSY) until that child execs.
 #[test]
+#[allow(unsafe_code)] // fork, and fstat on whatever descriptors the child inherited
 fn a_copied_binary_runs_while_other_threads_fork() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -292,7 +293,10 @@ fn a_copied_binary_runs_while_other_threads_fork() {
                 match unsafe { fork() }.expect("fork") {
                     ForkResult::Child => {
                         for fd in 0..1024 {
-                            let is_file = fstat(fd)
+                            // SAFETY: nothing closes `fd` while it is borrowed here; one
+                            // that is not open makes fstat fail with EBADF.
+                            let fd_ref = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                            let is_file = fstat(fd_ref)
                                 .map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG);
                             if is_file == Ok(false) {
                                 let _ = close(fd);

@@ -11,15 +11,7 @@ pub const HELD_FILE: &str = "rolled-back.json";
 
 /// The remembered bundle, if any (an unreadable file counts as none, with a warning).
 pub fn load(state_dir: &Path) -> Option<HeldBundle> {
-    let path = state_dir.join(HELD_FILE);
-    let text = std::fs::read_to_string(&path).ok()?;
-    match serde_json::from_str(&text) {
-        Ok(h) => Some(h),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable record");
-            None
-        }
-    }
+    crate::durable::read_json(&state_dir.join(HELD_FILE), "record")
 }
 
 /// Remembers `held`.

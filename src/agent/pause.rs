@@ -86,15 +86,7 @@ pub fn in_force(state_dir: &Path, now: SystemTime) -> Option<Pause> {
 
 /// The pause as recorded, ended or not (an unreadable file counts as none, with a warning).
 fn read(state_dir: &Path) -> Option<Pause> {
-    let path = state_dir.join(PAUSE_FILE);
-    let text = std::fs::read_to_string(&path).ok()?;
-    match serde_json::from_str(&text) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable pause");
-            None
-        }
-    }
+    durable::read_json(&state_dir.join(PAUSE_FILE), "pause")
 }
 
 #[cfg(test)]

@@ -277,42 +277,12 @@ fn check_no_duplicate_file_keys(bytes: &[u8]) -> Result<(), String> {
     serde::Deserializer::deserialize_map(&mut de, Top).map_err(|e| e.to_string())
 }
 
-/// Format a time as RFC 3339 UTC with second precision, without a date crate.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Like [`rfc3339`] with microseconds (`2026-01-01T00:00:00.000001Z`): the precision that
-/// orders publishes made within one second.
+/// `t` as RFC 3339 UTC with microseconds (`2026-01-01T00:00:00.000001Z`): the precision that
+/// orders publishes made within one second. A time outside what RFC 3339 can write (before
+/// 1970 or after 9999, from a wrong clock or a damaged record) is written as the nearest end.
 pub fn rfc3339_micros(t: SystemTime) -> String {
-    let micros = t
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_micros());
-    let whole = rfc3339(t);
-    format!("{}.{micros:06}Z", whole.trim_end_matches('Z'))
-}
-
-/// Days since 1970-01-01 → (year, month, day); Howard Hinnant's `civil_from_days`.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let last = UNIX_EPOCH + Duration::new(253_402_300_799, 999_999_999);
+    humantime::format_rfc3339_micros(t.clamp(UNIX_EPOCH, last)).to_string()
 }
 
 /// Join a validated `/`-separated bundle path onto a directory.
@@ -486,7 +456,7 @@ mod tests {
         // What publish writes round-trips.
         let now = UNIX_EPOCH + Duration::from_secs(1_764_075_600);
         let m = Manifest {
-            created: rfc3339(now),
+            created: humantime::format_rfc3339_seconds(now).to_string(),
             ..m
         };
         assert_eq!(m.created_at().unwrap(), now);
@@ -505,15 +475,21 @@ mod tests {
     }
 
     #[test]
-    fn formats_rfc3339() {
+    fn formats_rfc3339_with_microseconds() {
         let t = UNIX_EPOCH + Duration::from_secs(1_764_075_600);
-        assert_eq!(rfc3339(t), "2025-11-25T13:00:00Z");
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_micros(t), "2025-11-25T13:00:00.000000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
-        let t = t + Duration::from_micros(42);
+        assert_eq!(rfc3339_micros(leap), "2000-02-29T00:00:00.000000Z");
+        let t = t + Duration::from_nanos(42_999);
         assert_eq!(rfc3339_micros(t), "2025-11-25T13:00:00.000042Z");
-        assert_eq!(humantime::parse_rfc3339(&rfc3339_micros(t)).unwrap(), t);
+        assert_eq!(
+            humantime::parse_rfc3339(&rfc3339_micros(t)).unwrap(),
+            t - Duration::from_nanos(999)
+        );
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(rfc3339_micros(before), "1970-01-01T00:00:00.000000Z");
+        let after = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(rfc3339_micros(after), "9999-12-31T23:59:59.999999Z");
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn extra_sections() -> roff::Roff {
     r.control("SH", ["FILES"]);
     for (path, what) in [
         (
-            "/etc/converge/agent.toml",
+            converge::agent::config::DEFAULT_PATH,
             "the agent config: source, roles, trusted keys, vars",
         ),
         (

@@ -62,7 +62,7 @@ pub fn write_file_from(path: &Path, content: &mut dyn io::Read, spec: &FileSpec)
     let file = tmp.as_file();
     if spec.uid.is_some() || spec.gid.is_some() {
         nix::unistd::fchown(
-            std::os::fd::AsRawFd::as_raw_fd(file),
+            file,
             spec.uid.map(nix::unistd::Uid::from_raw),
             spec.gid.map(nix::unistd::Gid::from_raw),
         )?;
@@ -111,9 +111,8 @@ pub fn write_stream<W: io::Write + std::os::fd::AsFd>(
     bytes: &[u8],
     narrow_to: Option<u32>,
 ) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     if let Some(mode) = narrow_to {
-        let fd = out.as_fd().as_raw_fd();
+        let fd = out.as_fd();
         let st = nix::sys::stat::fstat(fd)?;
         let now = st.st_mode & 0o7777;
         if st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG && now & !mode != 0 {
@@ -175,6 +174,20 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(mode))
 }
 
+/// The JSON record at `path`, if there is one: a missing file is none, and so is one that
+/// cannot be read or parsed as a `T`, with a warning naming `what` it was meant to hold (a
+/// damaged record must not stop the runs that consult it).
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Option<T> {
+    let text = fs::read_to_string(path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(record) => Some(record),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable {what}");
+            None
+        }
+    }
+}
+
 fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -194,6 +207,19 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with(temp::PREFIX))
             .collect()
+    }
+
+    #[test]
+    fn a_json_record_is_read_and_a_missing_or_damaged_one_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("record.json");
+        assert_eq!(read_json::<Vec<u32>>(&path, "record"), None);
+        fs::write(&path, "[1, 2]").unwrap();
+        assert_eq!(read_json::<Vec<u32>>(&path, "record"), Some(vec![1, 2]));
+        fs::write(&path, "[1, 2").unwrap();
+        assert_eq!(read_json::<Vec<u32>>(&path, "record"), None);
+        fs::write(&path, [0xff, 0xfe]).unwrap();
+        assert_eq!(read_json::<Vec<u32>>(&path, "record"), None);
     }
 
     #[test]

@@ -63,11 +63,8 @@ impl System {
                 Ok(_) => Ok(Entry::Other),
             };
         };
-        let st = match nix::sys::stat::fstatat(
-            Some(dir),
-            name,
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        ) {
+        let st = match nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        {
             Ok(st) => st,
             Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => {
                 return Ok(Entry::Missing)
@@ -84,7 +81,7 @@ impl System {
             nix::libc::S_IFREG => Entry::File(meta),
             nix::libc::S_IFDIR => Entry::Directory(meta),
             nix::libc::S_IFLNK => {
-                Entry::Symlink(nix::fcntl::readlinkat(Some(dir), name).map_err(err)?.into())
+                Entry::Symlink(nix::fcntl::readlinkat(dir, name).map_err(err)?.into())
             }
             _ => Entry::Other,
         })
@@ -108,10 +105,9 @@ impl System {
                     | nix::fcntl::OFlag::O_NOFOLLOW
                     | nix::fcntl::OFlag::O_NONBLOCK
                     | nix::fcntl::OFlag::O_CLOEXEC;
-                let fd = nix::fcntl::openat(Some(dir), name, flags, nix::sys::stat::Mode::empty())
+                let fd = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty())
                     .map_err(|e| SystemError::io(path, e.into()))?;
-                // SAFETY: `openat` returned a new descriptor that nothing else owns.
-                unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+                File::from(fd)
             }
             None => open_nofollow(&real, false).map_err(|e| SystemError::io(path, e))?,
         };
@@ -277,7 +273,7 @@ impl<'a> Host<'a> {
             let before = md.mode() & 0o7777;
             mode = mode.or(Some(before));
             nix::unistd::fchown(
-                std::os::fd::AsRawFd::as_raw_fd(&f),
+                &f,
                 attrs.uid.map(nix::unistd::Uid::from_raw),
                 attrs.gid.map(nix::unistd::Gid::from_raw),
             )

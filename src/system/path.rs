@@ -96,7 +96,7 @@ impl System {
             }
             let cur = stack.last().expect("the start stays").clone();
             let st = match nix::sys::stat::fstatat(
-                Some(cur.raw()),
+                cur.fd(),
                 part.as_os_str(),
                 nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
             ) {
@@ -111,15 +111,14 @@ impl System {
             };
             let kind = st.st_mode & nix::libc::S_IFMT;
             if kind == nix::libc::S_IFLNK {
-                let dir_uid = nix::sys::stat::fstat(cur.raw()).map_err(err)?.st_uid;
+                let dir_uid = nix::sys::stat::fstat(cur.fd()).map_err(err)?.st_uid;
                 unsafe_transition(path, &cur.shown.join(&part), st.st_uid, dir_uid)?;
                 hops += 1;
                 if hops > 40 {
                     return Err(SystemError::Escapes(path.to_path_buf()));
                 }
                 lexical = None;
-                let target =
-                    nix::fcntl::readlinkat(Some(cur.raw()), part.as_os_str()).map_err(err)?;
+                let target = nix::fcntl::readlinkat(cur.fd(), part.as_os_str()).map_err(err)?;
                 let target = PathBuf::from(target);
                 if target.is_absolute() {
                     if !from_root {
@@ -182,16 +181,21 @@ pub struct PinnedDir {
 
 impl PinnedDir {
     fn open_root(root: &Path) -> io::Result<PinnedDir> {
-        Ok(Self::open_at(None, root, root.to_path_buf(), false)?)
+        Ok(Self::open_at(
+            nix::fcntl::AT_FDCWD,
+            root,
+            root.to_path_buf(),
+            false,
+        )?)
     }
 
     /// The subdirectory `name`; refuses a link swapped in since it was looked at.
     fn open_child(&self, name: &std::ffi::OsStr) -> nix::Result<PinnedDir> {
-        Self::open_at(Some(self.raw()), name, self.shown.join(name), true)
+        Self::open_at(self.fd(), name, self.shown.join(name), true)
     }
 
     fn open_at<P: ?Sized + nix::NixPath>(
-        dir: Option<std::os::fd::RawFd>,
+        dir: std::os::fd::BorrowedFd<'_>,
         name: &P,
         shown: PathBuf,
         nofollow: bool,
@@ -202,20 +206,21 @@ impl PinnedDir {
             flags |= OFlag::O_NOFOLLOW;
         }
         let fd = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty())?;
-        // SAFETY: `openat` returned a new descriptor that nothing else owns.
-        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         Ok(PinnedDir {
             fd: std::sync::Arc::new(fd),
             shown,
         })
     }
 
-    fn raw(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&*self.fd)
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&*self.fd)
     }
 
     fn proc_path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.raw()))
+        PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&*self.fd)
+        ))
     }
 }
 
@@ -242,10 +247,10 @@ pub struct HostPath {
 impl HostPath {
     /// The open parent directory and the name in it, for `*at` system calls (cheaper than a
     /// walk through `/proc/self/fd` on every call).
-    pub fn at(&self) -> Option<(std::os::fd::RawFd, &std::ffi::OsStr)> {
+    pub fn at(&self) -> Option<(std::os::fd::BorrowedFd<'_>, &std::ffi::OsStr)> {
         self.at
             .as_ref()
-            .map(|name| (self.dir.raw(), name.as_os_str()))
+            .map(|name| (self.dir.fd(), name.as_os_str()))
     }
 
     /// Where the path is, spelled from the root (for messages and tests).

@@ -138,7 +138,9 @@ impl System {
         };
         let source = CString::new(dir.as_os_str().as_bytes())
             .map_err(|e| SystemError::io(dir, std::io::Error::other(e)))?;
-        run(self, shell, Some(Bind { source, onto: fd }))
+        // `tmp` holds the descriptor open until the command has run.
+        let onto = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        run(self, shell, Some(Bind { source, onto }))
     }
 }
 
@@ -204,6 +206,7 @@ fn run(sys: &System, shell: &Shell, bind: Option<Bind>) -> Result<Finished, Syst
     };
     cmd.envs(shell.env);
     // SAFETY: the closure only makes async-signal-safe syscalls on data prepared before fork.
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
             use nix::libc;

@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -25,9 +24,7 @@ pub fn read_in_root(root: &Path, path: &Path) -> io::Result<Vec<u8>> {
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = nix::fcntl::openat2(dir.as_raw_fd(), rel, how).map_err(io::Error::from)?;
-    // SAFETY: openat2 returned a new descriptor that nothing else owns.
-    let handle = unsafe { File::from_raw_fd(fd) };
+    let handle = File::from(nix::fcntl::openat2(&dir, rel, how).map_err(io::Error::from)?);
     let kind = handle.metadata()?.file_type();
     if !kind.is_file() {
         let what = if kind.is_dir() {
@@ -49,9 +46,7 @@ pub fn read_in_root(root: &Path, path: &Path) -> io::Result<Vec<u8>> {
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = nix::fcntl::openat2(dir.as_raw_fd(), rel, how).map_err(io::Error::from)?;
-    // SAFETY: openat2 returned a new descriptor that nothing else owns.
-    let mut file = unsafe { File::from_raw_fd(fd) };
+    let mut file = File::from(nix::fcntl::openat2(&dir, rel, how).map_err(io::Error::from)?);
     let (checked, opened) = (handle.metadata()?, file.metadata()?);
     if (checked.dev(), checked.ino()) != (opened.dev(), opened.ino()) {
         return Err(io::Error::other(format!(

@@ -6,7 +6,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{AtFlags, OFlag};
@@ -55,7 +55,7 @@ impl System {
         let Some((dir, name)) = real.at() else {
             return Ok(());
         };
-        let st = match fstatat(Some(dir), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        let st = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => return Ok(()),
             Err(e) => return Err(SystemError::io(start, e.into())),
@@ -72,8 +72,8 @@ impl System {
                 open.pop();
                 continue;
             };
-            let fd = top.fd.as_raw_fd();
-            let Ok(st) = fstatat(Some(fd), child.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
+            let fd = top.fd.as_fd();
+            let Ok(st) = fstatat(fd, child.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
                 continue;
             };
             let path = top.path.join(&child);
@@ -106,7 +106,7 @@ struct Level {
 
 /// Visits one entry; a directory is opened and listed, and returned to be walked.
 fn visit_entry(
-    dir: RawFd,
+    dir: BorrowedFd<'_>,
     name: &std::ffi::OsStr,
     path: PathBuf,
     st: &FileStat,
@@ -128,15 +128,14 @@ fn visit_entry(
     match st.st_mode & nix::libc::S_IFMT {
         nix::libc::S_IFREG => {
             let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-            let file = nix::fcntl::openat(Some(dir), name, flags, Mode::empty())
+            let file = nix::fcntl::openat(dir, name, flags, Mode::empty())
                 .ok()
-                // SAFETY: `openat` returned a new descriptor that nothing else owns.
-                .map(|fd| unsafe { File::from_raw_fd(fd) });
+                .map(File::from);
             visit(entry(WalkKind::File(file)));
             None
         }
         nix::libc::S_IFLNK => {
-            let target = nix::fcntl::readlinkat(Some(dir), name)
+            let target = nix::fcntl::readlinkat(dir, name)
                 .map(PathBuf::from)
                 .unwrap_or_default();
             visit(entry(WalkKind::Symlink(target)));
@@ -145,9 +144,8 @@ fn visit_entry(
         nix::libc::S_IFDIR => {
             visit(entry(WalkKind::Directory));
             let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-            let fd = match nix::fcntl::openat(Some(dir), name, flags, Mode::empty()) {
-                // SAFETY: `openat` returned a new descriptor that nothing else owns.
-                Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
+            let fd = match nix::fcntl::openat(dir, name, flags, Mode::empty()) {
+                Ok(fd) => fd,
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot open directory; skipped");
                     return None;
@@ -174,7 +172,7 @@ fn visit_entry(
 fn list(fd: &OwnedFd) -> nix::Result<Vec<OsString>> {
     use std::os::unix::ffi::OsStrExt;
     // Dir takes ownership of the descriptor it reads, so give it a duplicate.
-    let dup = nix::unistd::dup(fd.as_raw_fd())?;
+    let dup = nix::unistd::dup(fd)?;
     let mut dir = nix::dir::Dir::from_fd(dup)?;
     let mut names = Vec::new();
     for entry in dir.iter() {

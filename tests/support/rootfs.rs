@@ -161,6 +161,7 @@ fn build_into(tmp: &Path, log_path: &Path) {
     // If the test process dies mid-build, stop debootstrap too instead of
     // letting it write into a tree the next run deletes.
     // SAFETY: prctl is async-signal-safe and touches no parent state.
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(|| {
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)

@@ -709,9 +709,9 @@ impl Template {
 
                 if is_trailing_string {
                     // trailing string check
-                    // converge patch: `Pair::line_col` looks the position up in pest's line index
-                    // (binary search); `Position::line_col` re-scans the source from its start,
-                    // which made compiling quadratic in the number of expressions.
+                    // `Pair::line_col` looks the position up in pest's line index (a binary
+                    // search); `Position::line_col` walks the source from its first byte, which
+                    // made compiling quadratic in the number of expressions.
                     let (line_no, col_no) = pair.line_col();
                     if rule == Rule::raw_block_end {
                         let mut t = Template::new();
