@@ -440,3 +440,30 @@ fn bad_values_are_refused_with_their_place() {
         "{err}"
     );
 }
+
+#[test]
+fn check_records_in_json_are_the_changes_apply_makes() {
+    let src = source(&role(BODY, "purge = true\n"));
+    let steps = in_namespaces(
+        src.path(),
+        &[
+            "nft add table inet stray",
+            &format!("\"$B\" check {RUN} --format json"),
+            &format!("\"$B\" apply {RUN} --format json"),
+        ],
+    );
+    let parse = |s: &Step| -> serde_json::Value {
+        assert_eq!(s.rc, 2, "{s:?}");
+        serde_json::from_str(&s.out).unwrap()
+    };
+    let (check, apply) = (parse(&steps[1]), parse(&steps[2]));
+    let changes = support::json_changes;
+    assert_eq!(changes(&check), changes(&apply));
+    let table = &changes(&apply)[0];
+    assert_eq!(table.0, "nftables:inet/filter");
+    assert_eq!(table.1["action"], "create");
+    assert_eq!(
+        table.1["fields"][0],
+        serde_json::json!({"field": "table inet stray", "before": "present", "after": "deleted (purge)"})
+    );
+}
