@@ -467,3 +467,28 @@ fn check_records_in_json_are_the_changes_apply_makes() {
         serde_json::json!({"field": "table inet stray", "before": "present", "after": "deleted (purge)"})
     );
 }
+
+#[test]
+fn elements_the_datapath_adds_to_a_dynamic_set_are_not_drift() {
+    let body = "set seen {\n  type ipv4_addr; flags dynamic,timeout; timeout 1h;\n}\n\
+                chain input {\n  type filter hook input priority 0;\n  update @seen { ip saddr }\n}\n";
+    let src = source(&role(body, ""));
+    let steps = in_namespaces(
+        src.path(),
+        &[
+            &format!("\"$B\" apply {RUN} | tail -1"),
+            "ip link set lo up && bash -c 'echo > /dev/tcp/127.0.0.1/9' 2>/dev/null; nft -s list set inet filter seen | grep -c 'elements = { 127.0.0.1 }'",
+            &format!("\"$B\" check {RUN}"),
+        ],
+    );
+    assert_eq!(
+        steps[0].out,
+        "apply: 3 resources: 0 in sync, 3 changed, 0 failed\n"
+    );
+    assert_eq!(
+        steps[1].out, "1\n",
+        "the rule filled the set: {:?}",
+        steps[1]
+    );
+    assert_eq!(steps[2].rc, 0, "{:?}", steps[2]);
+}

@@ -172,14 +172,39 @@ pub fn check_body(body: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `text` with trailing blanks and empty lines gone: the only differences between two
-/// listings of one table by one nft that are not differences.
+/// A listing of one table without what is not drift: trailing blanks, empty lines, and
+/// the elements of sets the datapath fills (`flags dynamic` or `timeout`: `update @set`,
+/// `add @set` from rules), which change with traffic as counters do.
 fn normal(text: &str) -> String {
-    text.lines()
-        .map(str::trim_end)
-        .filter(|l| !l.is_empty())
-        .map(|l| format!("{l}\n"))
-        .collect()
+    let mut out = String::with_capacity(text.len());
+    // Inside a set or map whose flags say it fills at run time.
+    let mut filled_at_run_time = false;
+    // Inside such a set's `elements = { ... }`, which nft wraps over several lines.
+    let mut skipping = false;
+    for line in text.lines().map(str::trim_end) {
+        let t = line.trim_start();
+        if skipping {
+            skipping = !t.ends_with('}');
+            continue;
+        }
+        if (t.starts_with("set ") || t.starts_with("map ")) && t.ends_with('{') {
+            filled_at_run_time = false;
+        } else if let Some(flags) = t.strip_prefix("flags ") {
+            filled_at_run_time = flags
+                .split(',')
+                .any(|f| matches!(f.trim(), "dynamic" | "timeout"));
+        } else if filled_at_run_time && t.starts_with("elements = {") {
+            skipping = !t.ends_with('}');
+            continue;
+        } else if t == "}" {
+            filled_at_run_time = false;
+        }
+        if !line.is_empty() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// `FILE:LINE:COLS: ...` lines of nft's message pointed at the body's own lines.
@@ -464,6 +489,23 @@ mod tests {
         };
         assert_eq!(r.diff(&live), None);
         assert_eq!(r.diff(&NftablesLive::NotManaged), None);
+    }
+
+    #[test]
+    fn elements_a_rule_adds_to_a_dynamic_set_are_not_drift() {
+        let listing = |elements: &str| {
+            format!(
+                "table inet t {{\n\tset seen {{\n\t\ttype ipv4_addr\n\t\tflags dynamic,timeout\n{elements}\t}}\n\n\
+                 \tset fixed {{\n\t\ttype ipv4_addr\n\t\telements = {{ 10.0.0.1 }}\n\t}}\n}}\n"
+            )
+        };
+        let empty = listing("");
+        let filled = listing("\t\telements = { 10.9.9.8, 10.9.9.9,\n\t\t\t     127.0.0.1 }\n");
+        assert!(same_listing(Some(&empty), Some(&filled)));
+        assert_eq!(normal(&filled), normal(&empty));
+        assert!(normal(&empty).contains("\t\telements = { 10.0.0.1 }\n"));
+        let other_fixed = empty.replace("10.0.0.1", "10.0.0.2");
+        assert!(!same_listing(Some(&empty), Some(&other_fixed)));
     }
 
     #[test]
