@@ -69,8 +69,8 @@ pub enum Command {
     Capture(CaptureArgs),
     /// List the apply runs that changed something, newest last, with how they ended.
     History(StateArgs),
-    /// Undo a past run's changes (files, directories, links, sysctls, packages, services),
-    /// then restart or reload what it had. Exit 0 nothing to undo, 2 undone, 4 something
+    /// Undo a past run's changes (files, directories, links, sysctls, nftables tables,
+    /// packages, services), then restart or reload what it had. Exit 0 nothing to undo, 2 undone, 4 something
     /// could not be undone (a failure, or a user, group, command or package version listed
     /// as not rolled back), 1 refused: a path changed since the run (see --force).
     Rollback(RollbackArgs),

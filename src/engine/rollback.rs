@@ -2,6 +2,7 @@
 //! restarted or reloaded acted on again, so they run the old configuration, then its health
 //! checks probed again.
 
+mod nftables;
 mod since;
 
 use std::path::Path;
@@ -239,6 +240,7 @@ fn restore_one(host: &Host, look: &Look, blobs: &RunBlobs) -> Restore {
             running,
             ..
         } => restore_service(host, unit, *enabled, *masked, *running).map_err(Into::into),
+        Prior::Nftables { .. } => nftables::restore(host, prior, blobs, &mut notes),
         Prior::NotRestorable { .. } => unreachable!("handled above"),
     };
     match result {
@@ -291,6 +293,7 @@ fn differs(sys: &System, prior: &Prior, blobs: &RunBlobs) -> Result<Option<Strin
             (now_enabled != *enabled || now_masked != *masked || run_differs)
                 .then(|| format!("{unit}: enabled, masked and running state as before the run"))
         }
+        Prior::Nftables { .. } => nftables::differs(sys, prior, blobs)?,
         Prior::NotRestorable { .. } => None,
     })
 }

@@ -61,6 +61,21 @@ pub enum Prior {
         /// Whether it was running (`None`: not known, e.g. offline).
         running: Option<bool>,
     },
+    /// A live nftables table, and the tables a purge deleted with it, as nft listed them;
+    /// the text is in the run's blob store.
+    Nftables {
+        /// `nftables:FAMILY/TABLE`.
+        resource: String,
+        /// `inet`, `ip`...
+        family: String,
+        /// The table.
+        table: String,
+        /// The table before the run; `None`: there was none.
+        was: Option<KeptText>,
+        /// Tables of the family a purge deleted, by name.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        purged: BTreeMap<String, KeptText>,
+    },
     /// Something converge does not undo (users, groups, commands).
     NotRestorable {
         /// The resource.
@@ -78,6 +93,7 @@ impl Prior {
             | Prior::Sysctl { resource, .. }
             | Prior::Package { resource, .. }
             | Prior::Service { resource, .. }
+            | Prior::Nftables { resource, .. }
             | Prior::NotRestorable { resource, .. } => resource,
         }
     }
@@ -125,6 +141,27 @@ pub enum PathState {
         /// What it was.
         what: String,
     },
+}
+
+/// Text kept in the run's blob store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptText {
+    /// Hex sha256 (the blob's name).
+    pub sha256: String,
+    /// Length in bytes.
+    pub size: u64,
+}
+
+impl KeptText {
+    /// Puts `text` in `blobs`.
+    fn put(text: &str, blobs: &dyn Blobs) -> std::io::Result<KeptText> {
+        let digest = crate::resource::Digest::of(text.as_bytes());
+        blobs.put(&digest.sha256, &mut text.as_bytes())?;
+        Ok(KeptText {
+            sha256: digest.sha256,
+            size: digest.size,
+        })
+    }
 }
 
 /// Where a run keeps file contents: one file per distinct content, 0600.
@@ -181,6 +218,31 @@ pub fn capture(
                 masked: status.masked(),
                 running: status.running(),
                 unit,
+            }
+        }
+        (Kind::Nftables, _) => {
+            let (family, table) = id.name.split_once('/').unwrap_or((&id.name, ""));
+            let io = |e| SystemError::io(Path::new(crate::resource::nftables::PERSIST_DIR), e);
+            let kept = |name: &str| -> Result<Option<KeptText>, SystemError> {
+                match sys.nft_table(family, name)? {
+                    Some(text) => KeptText::put(&text, blobs).map(Some).map_err(io),
+                    None => Ok(None),
+                }
+            };
+            let was = kept(table)?;
+            let mut purged = BTreeMap::new();
+            for name in &change.removes {
+                let name = name.to_string_lossy();
+                if let Some(k) = kept(&name)? {
+                    purged.insert(name.into_owned(), k);
+                }
+            }
+            Prior::Nftables {
+                resource,
+                family: family.to_owned(),
+                table: table.to_owned(),
+                was,
+                purged,
             }
         }
         (kind, _) => Prior::NotRestorable {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use backup::{PathState, Prior};
+pub use backup::{KeptText, PathState, Prior};
 pub use left::{Kept, Left, LeftState};
 pub use recorder::{Recorder, RunBlobs};
 

@@ -24,6 +24,7 @@ use crate::role::{vars, Role, SourceTree};
 mod accounts;
 mod exec;
 mod health;
+mod nftables;
 mod paths;
 mod sysctl;
 
@@ -103,6 +104,7 @@ impl<'a> Builder<'a> {
 
     pub(super) fn finish(mut self) -> Finished {
         self.sysctl_drop_in();
+        self.nftables_finish();
         (self.items, self.health, self.templates, self.errors)
     }
 
@@ -122,6 +124,7 @@ impl<'a> Builder<'a> {
                 Kind::Symlink => self.symlinks(role),
                 Kind::Absent => self.absents(role),
                 Kind::Sysctl => self.sysctl(role),
+                Kind::Nftables => self.nftables(role),
                 Kind::Group => self.groups(role),
                 Kind::User => self.users(role),
                 Kind::Exec => self.execs(role),

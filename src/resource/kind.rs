@@ -39,6 +39,8 @@ kinds! {
     Absent => "absent",
     /// One key of `[sysctl]`.
     Sysctl => "sysctl",
+    /// `[[nftables]]`: one table of the live ruleset.
+    Nftables => "nftables",
     /// `[[group]]`.
     Group => "group",
     /// `[[user]]`.

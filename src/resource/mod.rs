@@ -13,6 +13,7 @@ pub mod exec;
 pub mod file;
 pub mod group;
 pub mod kind;
+pub mod nftables;
 pub mod package;
 pub mod parents;
 pub mod pending;
@@ -205,6 +206,14 @@ pub enum ResourceError {
     /// A package no configured archive offers.
     #[error("package {0}: not found in the archives (is its source configured and `apt-get update` done?)")]
     PackageNotFound(String),
+    /// A table that nft loads here but not in the empty namespace it is compared in.
+    #[error("nftables {table}: nft takes this table on this host but not in an empty network namespace, where converge puts it in nft's own form to compare it: {reason}\n(a statement bound to a device, such as `iif eth0` or a flowtable's devices, needs the device; match by name with `iifname \"eth0\"`)")]
+    NftablesNotComparable {
+        /// `inet/filter`.
+        table: String,
+        /// nft's message in the scratch namespace.
+        reason: String,
+    },
     /// `ensure = "latest"` on a package someone held.
     #[error("package {0} is held (apt-mark showhold); ensure = \"latest\" would move it: unhold it or pin a version")]
     PackageHeld(String),
@@ -233,6 +242,7 @@ impl ResourceError {
             ResourceError::PackageVersionNotFound { .. } => "package_version_not_found",
             ResourceError::PackageNotFound(_) => "package_not_found",
             ResourceError::PackageHeld(_) => "package_held",
+            ResourceError::NftablesNotComparable { .. } => "nftables_not_comparable",
         }
     }
 }

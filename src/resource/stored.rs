@@ -13,6 +13,7 @@ use super::directory::DirectoryResource;
 use super::exec::ExecResource;
 use super::file::FileResource;
 use super::group::GroupResource;
+use super::nftables::NftablesResource;
 use super::package::PackageResource;
 use super::service::ServiceResource;
 use super::symlink::SymlinkResource;
@@ -46,6 +47,8 @@ pub enum Stored<'a> {
     Service(Cow<'a, ServiceResource>),
     /// `[[package]]`.
     Package(Cow<'a, PackageResource>),
+    /// `[[nftables]]`.
+    Nftables(Cow<'a, NftablesResource>),
 }
 
 impl Stored<'_> {
@@ -63,6 +66,7 @@ impl Stored<'_> {
             Stored::Exec(r) => Box::new(r.into_owned()),
             Stored::Service(r) => Box::new(r.into_owned()),
             Stored::Package(r) => Box::new(r.into_owned()),
+            Stored::Nftables(r) => Box::new(r.into_owned()),
         }
     }
 
@@ -71,6 +75,7 @@ impl Stored<'_> {
     pub fn content(&self) -> Option<&super::content::Desired> {
         match self {
             Stored::File(r) => Some(&r.content),
+            Stored::Nftables(r) => Some(&r.content),
             Stored::SysctlConf(_)
             | Stored::Directory(_)
             | Stored::Symlink(_)

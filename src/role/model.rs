@@ -50,6 +50,9 @@ pub struct RoleFile {
     /// Checks that the host still works after a run (rollback when one fails).
     #[serde(default)]
     pub health: Vec<Spanned<HealthSpec>>,
+    /// Tables of the live nftables ruleset.
+    #[serde(default)]
+    pub nftables: Vec<Spanned<NftablesSpec>>,
 }
 
 impl RoleFile {
@@ -66,6 +69,7 @@ impl RoleFile {
             + self.sysctl.len()
             + self.service.len()
             + self.package.len()
+            + self.nftables.len()
     }
 }
 
@@ -98,6 +102,35 @@ pub struct HealthSpec {
     /// The services this check watches, e.g. `["nginx"]`.
     #[serde(default)]
     pub services: Vec<Spanned<String>>,
+}
+
+/// `[[nftables]]`: one table of the live ruleset, its body from exactly one of content,
+/// template or source, replaced whole in one transaction and persisted for boot.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NftablesSpec {
+    /// Address family: ip, ip6, inet, arp, bridge or netdev.
+    pub family: Spanned<String>,
+    /// The table's name.
+    pub table: Spanned<String>,
+    /// The table's body (chains, sets, maps...), literally.
+    pub content: Option<String>,
+    /// Handlebars template of the body, relative to the bundle's `templates/`.
+    pub template: Option<Spanned<String>>,
+    /// File holding the body, relative to the bundle's `files/`.
+    pub source: Option<Spanned<String>>,
+    /// Template variables for this table only, merged over the role vars.
+    #[serde(default)]
+    pub vars: OwnVars,
+    /// Delete the family's tables that no declaration of the run names.
+    #[serde(default)]
+    pub purge: bool,
+    /// Resources to converge before this one.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
+    /// Services to restart (or reload) at the end of the run when the table changes.
+    #[serde(default)]
+    pub notify: Vec<Spanned<String>>,
 }
 
 /// `[[file]]`: a regular file with content from exactly one of content, template or source.

@@ -27,6 +27,9 @@ pub struct Timeouts {
     /// A file's or unit's `validate` command.
     #[serde(with = "humantime_serde")]
     pub validate: Duration,
+    /// `nft`: listing, checking and loading a table (a scratch network namespace included).
+    #[serde(with = "humantime_serde")]
+    pub firewall: Duration,
 }
 
 impl Default for Timeouts {
@@ -37,6 +40,7 @@ impl Default for Timeouts {
             service: Duration::from_secs(300),
             account: Duration::from_secs(60),
             validate: Duration::from_secs(60),
+            firewall: Duration::from_secs(60),
         }
     }
 }

@@ -38,4 +38,6 @@ pub use nginx::Nginx;
 pub use overlay::Overlay;
 pub use rootfs::debian_rootfs;
 pub use sandbox::Sandbox;
-pub use tools::{copy_file, output_text, require_root, require_tool, run_ok, OwnState};
+pub use tools::{
+    copy_file, json_changes, output_text, require_root, require_tool, run_ok, OwnState,
+};

@@ -151,3 +151,14 @@ pub fn copy_file(src: &Path, dst: &Path) {
         )
     });
 }
+
+/// Each resource of a JSON report with its change record: what check's and apply's reports
+/// are compared by (apply makes the very changes check printed).
+pub fn json_changes(report: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    report["resources"]
+        .as_array()
+        .expect("a JSON report lists its resources")
+        .iter()
+        .map(|o| (o["id"].as_str().unwrap().to_owned(), o["change"].clone()))
+        .collect()
+}

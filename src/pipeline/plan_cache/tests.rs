@@ -55,6 +55,15 @@ environment = { LC_ALL = "C.UTF-8" }
 timeout = "2m"
 after = ["user:app"]
 
+[[nftables]]
+family = "inet"
+table = "filter"
+template = "own.hbs"
+purge = true
+after = ["package:nginx"]
+[nftables.vars]
+port = 22
+
 [[health]]
 name = "web"
 http = "http://127.0.0.1/healthz"
