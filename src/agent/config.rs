@@ -293,6 +293,7 @@ impl AgentConfig {
             ("timeouts.service", self.timeouts.service),
             ("timeouts.account", self.timeouts.account),
             ("timeouts.validate", self.timeouts.validate),
+            ("timeouts.module", self.timeouts.module),
         ] {
             if value.is_zero() {
                 return Err(at(key, format!("{key} must be more than 0")));

@@ -24,6 +24,7 @@ use crate::role::{vars, Role, SourceTree};
 mod accounts;
 mod exec;
 mod health;
+mod kernel_module;
 mod paths;
 mod sysctl;
 
@@ -127,6 +128,7 @@ impl<'a> Builder<'a> {
                 Kind::Exec => self.execs(role),
                 Kind::Service => self.services(role),
                 Kind::Package => self.packages(role),
+                Kind::KernelModule => self.kernel_modules(role),
                 Kind::Health => self.health(role),
             }
         }

@@ -13,6 +13,7 @@ use super::directory::DirectoryResource;
 use super::exec::ExecResource;
 use super::file::FileResource;
 use super::group::GroupResource;
+use super::kernel_module::KernelModuleResource;
 use super::package::PackageResource;
 use super::service::ServiceResource;
 use super::symlink::SymlinkResource;
@@ -46,6 +47,8 @@ pub enum Stored<'a> {
     Service(Cow<'a, ServiceResource>),
     /// `[[package]]`.
     Package(Cow<'a, PackageResource>),
+    /// `[[kernel_module]]`.
+    KernelModule(Cow<'a, KernelModuleResource>),
 }
 
 impl Stored<'_> {
@@ -63,6 +66,7 @@ impl Stored<'_> {
             Stored::Exec(r) => Box::new(r.into_owned()),
             Stored::Service(r) => Box::new(r.into_owned()),
             Stored::Package(r) => Box::new(r.into_owned()),
+            Stored::KernelModule(r) => Box::new(r.into_owned()),
         }
     }
 
@@ -80,7 +84,8 @@ impl Stored<'_> {
             | Stored::User(_)
             | Stored::Exec(_)
             | Stored::Service(_)
-            | Stored::Package(_) => None,
+            | Stored::Package(_)
+            | Stored::KernelModule(_) => None,
         }
     }
 }

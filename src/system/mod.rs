@@ -13,6 +13,7 @@ pub mod dpkg_inventory;
 #[cfg(test)]
 pub mod fake;
 pub mod fs;
+pub mod modules;
 pub mod packages;
 mod parent_cache;
 pub mod path;

@@ -27,6 +27,9 @@ pub struct Timeouts {
     /// A file's or unit's `validate` command.
     #[serde(with = "humantime_serde")]
     pub validate: Duration,
+    /// `modprobe` and `modprobe -r`: a module's init (firmware, probing devices) runs inside.
+    #[serde(with = "humantime_serde")]
+    pub module: Duration,
 }
 
 impl Default for Timeouts {
@@ -37,6 +40,7 @@ impl Default for Timeouts {
             service: Duration::from_secs(300),
             account: Duration::from_secs(60),
             validate: Duration::from_secs(60),
+            module: Duration::from_secs(120),
         }
     }
 }

@@ -55,6 +55,10 @@ environment = { LC_ALL = "C.UTF-8" }
 timeout = "2m"
 after = ["user:app"]
 
+[[kernel_module]]
+name = "br_netfilter"
+options = "debug=1"
+
 [[health]]
 name = "web"
 http = "http://127.0.0.1/healthz"
