@@ -221,6 +221,52 @@ fn switching_a_blacklisted_module_to_loaded_rewrites_modprobe_d_before_loading()
 }
 
 #[test]
+fn rollback_unloads_what_the_run_loaded_and_loads_what_it_unloaded() {
+    let role = "[[kernel_module]]\nname = \"br_netfilter\"\noptions = \"debug=1\"\n\n\
+                [[kernel_module]]\nname = \"dm_mod\"\nensure = \"absent\"\n";
+    let history = "--state-dir \"$W/state\"";
+    let ran = in_namespace(
+        role,
+        &PLAIN,
+        &[
+            &format!("{} {history}", apply()),
+            &format!("\"$B\" rollback --check {history} --color never"),
+            &format!("\"$B\" rollback {history} --color never"),
+            SHOW,
+        ],
+    );
+    let s = &ran.steps;
+    assert_eq!(s[0].rc, 2, "{:?}", s[0]);
+    assert_eq!(s[1].rc, 2, "{:?}", s[1]);
+    assert!(
+        s[1].out
+            .contains("    restore kernel_module:dm_mod: state: not loaded → loaded\n"),
+        "{:?}",
+        s[1]
+    );
+    assert!(
+        s[1].out
+            .contains("    restore kernel_module:br_netfilter: state: loaded → not loaded\n"),
+        "{:?}",
+        s[1]
+    );
+    assert_eq!(s[2].rc, 2, "{:?}", s[2]);
+    assert!(
+        s[2].out
+            .contains("    restored kernel_module:br_netfilter\n"),
+        "{:?}",
+        s[2]
+    );
+    // Undone newest first: dm_mod's blacklist goes before modprobe loads it again.
+    assert_eq!(
+        ran.calls,
+        "modprobe br_netfilter (options: debug=1)\nmodprobe -r dm_mod\n\
+         modprobe dm_mod (options: )\nmodprobe -r br_netfilter\n"
+    );
+    assert_eq!(s[3].out, "dm_mod 16384 0 - Live 0x0000000000000000\n");
+}
+
+#[test]
 fn a_module_in_use_is_refused_with_its_users_and_nothing_changes() {
     let kernel = Kernel {
         loaded: "bridge 311296 1 br_netfilter, Live 0x0000000000000000\n\

@@ -239,6 +239,9 @@ fn restore_one(host: &Host, look: &Look, blobs: &RunBlobs) -> Restore {
             running,
             ..
         } => restore_service(host, unit, *enabled, *masked, *running).map_err(Into::into),
+        Prior::KernelModule { name, loaded, .. } => {
+            host.set_module_loaded(name, *loaded).map_err(Into::into)
+        }
         Prior::NotRestorable { .. } => unreachable!("handled above"),
     };
     match result {
@@ -291,6 +294,7 @@ fn differs(sys: &System, prior: &Prior, blobs: &RunBlobs) -> Result<Option<Strin
             (now_enabled != *enabled || now_masked != *masked || run_differs)
                 .then(|| format!("{unit}: enabled, masked and running state as before the run"))
         }
+        Prior::KernelModule { name, loaded, .. } => sys.module_differs(name, *loaded)?,
         Prior::NotRestorable { .. } => None,
     })
 }

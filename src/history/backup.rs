@@ -61,6 +61,15 @@ pub enum Prior {
         /// Whether it was running (`None`: not known, e.g. offline).
         running: Option<bool>,
     },
+    /// A kernel module the run loaded or unloaded.
+    KernelModule {
+        /// `kernel_module:NAME`.
+        resource: String,
+        /// The module.
+        name: String,
+        /// Whether it was loaded.
+        loaded: bool,
+    },
     /// Something converge does not undo (users, groups, commands).
     NotRestorable {
         /// The resource.
@@ -78,6 +87,7 @@ impl Prior {
             | Prior::Sysctl { resource, .. }
             | Prior::Package { resource, .. }
             | Prior::Service { resource, .. }
+            | Prior::KernelModule { resource, .. }
             | Prior::NotRestorable { resource, .. } => resource,
         }
     }
@@ -183,6 +193,11 @@ pub fn capture(
                 unit,
             }
         }
+        (Kind::KernelModule, _) => Prior::KernelModule {
+            resource,
+            loaded: sys.loaded_modules()?.contains_key(&id.name),
+            name: id.name.clone(),
+        },
         (kind, _) => Prior::NotRestorable {
             resource,
             why: match kind {

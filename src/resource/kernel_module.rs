@@ -257,13 +257,8 @@ impl Resource for KernelModuleResource {
         _change: &Change,
     ) -> Result<(), ResourceError> {
         let load = self.ensure == ModuleEnsure::Loaded;
-        let done = if load {
-            host.load_module(&self.name)
-        } else {
-            host.unload_module(&self.name)
-        };
         let name = self.name.clone();
-        if let Err(e) = done {
+        if let Err(e) = host.set_module_loaded(&self.name, load) {
             let reason = match e {
                 SystemError::Command { stderr, status, .. } if stderr.is_empty() => {
                     format!("modprobe {status}")

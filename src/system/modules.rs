@@ -109,7 +109,29 @@ impl System {
     }
 }
 
+impl System {
+    /// For a rollback: what would change to have `name` loaded (or not) as it was, `None`
+    /// when it is already, or under `--root` (a tree's kernel is not running).
+    pub fn module_differs(&self, name: &str, loaded: bool) -> Result<Option<String>, SystemError> {
+        if !self.is_live() {
+            return Ok(None);
+        }
+        let now = self.loaded_modules()?.contains_key(name);
+        let state = |l| if l { "loaded" } else { "not loaded" };
+        Ok((now != loaded).then(|| format!("state: {} → {}", state(now), state(loaded))))
+    }
+}
+
 impl Host<'_> {
+    /// Loads or unloads `name` (a rollback putting back what was).
+    pub fn set_module_loaded(&self, name: &str, loaded: bool) -> Result<(), SystemError> {
+        if loaded {
+            self.load_module(name)
+        } else {
+            self.unload_module(name)
+        }
+    }
+
     /// `modprobe NAME`: loads it with its dependencies and the options of modprobe.d.
     pub fn load_module(&self, name: &str) -> Result<(), SystemError> {
         self.modprobe(&[name])
