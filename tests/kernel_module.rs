@@ -267,6 +267,29 @@ fn rollback_unloads_what_the_run_loaded_and_loads_what_it_unloaded() {
 }
 
 #[test]
+fn snapshot_records_loaded_modules_and_compare_shows_the_difference() {
+    let snap = "\"$B\" snapshot --path /etc/modprobe.d --color never -o";
+    let ran = in_namespace(
+        "",
+        &PLAIN,
+        &[
+            &format!("{snap} $W/a.json"),
+            "echo 'wireguard 16384 0 - Live 0x0' >> /proc/modules",
+            &format!("{snap} $W/b.json"),
+            "\"$B\" compare $W/a.json $W/b.json --color never | sed \"s|$W/||g\"",
+        ],
+    );
+    let s = &ran.steps;
+    assert_eq!(s[0].rc, 0, "{:?}", s[0]);
+    assert_eq!(s[2].rc, 0, "{:?}", s[2]);
+    assert_eq!(
+        s[3].out,
+        "kernel_module\n  + wireguard  (only in b.json)\n      state: loaded\n\
+         compare: 1 difference between a.json and b.json (kernel_module 1)\n"
+    );
+}
+
+#[test]
 fn a_module_in_use_is_refused_with_its_users_and_nothing_changes() {
     let kernel = Kernel {
         loaded: "bridge 311296 1 br_netfilter, Live 0x0000000000000000\n\

@@ -109,6 +109,8 @@ struct IgnoreFile {
     #[serde(default)]
     sysctl: Vec<Spanned<String>>,
     #[serde(default)]
+    kernel_module: Vec<Spanned<String>>,
+    #[serde(default)]
     package: Vec<Spanned<String>>,
     #[serde(default)]
     unit: Vec<Spanned<String>>,
@@ -155,6 +157,7 @@ impl IgnoreList {
         }
         let kinds = [
             (Kind::Sysctl, &file.sysctl),
+            (Kind::KernelModule, &file.kernel_module),
             (Kind::Package, &file.package),
             (Kind::Unit, &file.unit),
             (Kind::User, &file.user),

@@ -76,6 +76,16 @@ pub fn builtin_list() -> PathBuf {
         .join("modules.builtin")
 }
 
+/// The modules the running kernel has loaded, whatever tree is converged (a snapshot of a
+/// tree records the running kernel's, as it does its sysctl values).
+pub fn running_kernel_modules() -> Result<BTreeMap<String, LoadedModule>, SystemError> {
+    match std::fs::read_to_string(PROC_MODULES) {
+        Ok(text) => Ok(parse_proc_modules(&text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(SystemError::io(Path::new(PROC_MODULES), e)),
+    }
+}
+
 fn require_live(sys: &System) -> Result<(), SystemError> {
     if sys.is_live() {
         Ok(())
@@ -89,11 +99,7 @@ impl System {
     /// without module support has no /proc/modules: nothing is loaded.
     pub fn loaded_modules(&self) -> Result<BTreeMap<String, LoadedModule>, SystemError> {
         require_live(self)?;
-        match std::fs::read_to_string(PROC_MODULES) {
-            Ok(text) => Ok(parse_proc_modules(&text)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(SystemError::io(Path::new(PROC_MODULES), e)),
-        }
+        running_kernel_modules()
     }
 
     /// The modules built into the running kernel, by normalised name; empty when its
