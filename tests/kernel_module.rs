@@ -189,6 +189,37 @@ fn check_shows_apply_loads_unloads_and_persists_then_nothing_changes() {
 }
 
 #[test]
+fn check_and_apply_json_records_are_the_same() {
+    let role = "[[kernel_module]]\nname = \"wireguard\"\noptions = \"x=1\"\n\n\
+                [[kernel_module]]\nname = \"dm_mod\"\nensure = \"absent\"\n";
+    let ran = in_namespace(
+        role,
+        &PLAIN,
+        &[
+            &format!("{} --format json", check()),
+            &format!("{} --format json", apply()),
+        ],
+    );
+    let changes = |out: &str| -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| serde_json::json!([o["id"], o["change"]]))
+            .collect()
+    };
+    let (check, apply) = (changes(&ran.steps[0].out), changes(&ran.steps[1].out));
+    assert_eq!(check, apply);
+    assert_eq!(
+        check[1],
+        serde_json::json!(["kernel_module:wireguard", {"action": "create", "fields": [{"field": "state", "before": "not loaded", "after": "loaded"}]}])
+    );
+    assert_eq!(check[3][0], "kernel_module:dm_mod");
+    assert_eq!(check[3][1]["action"], "remove");
+}
+
+#[test]
 fn switching_a_blacklisted_module_to_loaded_rewrites_modprobe_d_before_loading() {
     let absent = "[[kernel_module]]\nname = \"wireguard\"\nensure = \"absent\"\n";
     let loaded = "[[kernel_module]]\nname = \"wireguard\"\n";
@@ -294,11 +325,13 @@ fn a_module_in_use_is_refused_with_its_users_and_nothing_changes() {
     let kernel = Kernel {
         loaded: "bridge 311296 1 br_netfilter, Live 0x0000000000000000\n\
                  br_netfilter 32768 0 - Live 0x0000000000000000\n\
-                 loop 32768 2 - Live 0x0000000000000000\n",
+                 loop 32768 2 - Live 0x0000000000000000\n\
+                 ipv6 540672 0 [permanent], Live 0x0000000000000000\n",
         ..PLAIN
     };
     let role = "[[kernel_module]]\nname = \"bridge\"\nensure = \"absent\"\n\n\
-                [[kernel_module]]\nname = \"loop\"\nensure = \"absent\"\n";
+                [[kernel_module]]\nname = \"loop\"\nensure = \"absent\"\n\n\
+                [[kernel_module]]\nname = \"ipv6\"\nensure = \"absent\"\n";
     let ran = in_namespace(role, &kernel, &[&check(), &apply(), SHOW]);
     let s = &ran.steps;
     for step in &s[..2] {
@@ -312,6 +345,14 @@ fn a_module_in_use_is_refused_with_its_users_and_nothing_changes() {
         assert!(
             step.out.contains(
                 "kernel module 'loop' is in use (by no module: a device, mount or process holds it, refcount 2): unload what holds it first, or declare it absent too; nothing was changed"
+            ),
+            "{step:?}"
+        );
+    }
+    for step in &s[..2] {
+        assert!(
+            step.out.contains(
+                "kernel module 'ipv6' is permanent (it has no exit function): it cannot be unloaded until reboot; nothing was changed"
             ),
             "{step:?}"
         );

@@ -61,6 +61,9 @@ pub enum ModuleError {
         /// The kernel's reference count.
         refcount: u32,
     },
+    /// `ensure = "absent"` on a module loaded for good.
+    #[error("kernel module '{0}' is permanent (it has no exit function): it cannot be unloaded until reboot; nothing was changed")]
+    Permanent(String),
     /// modprobe could not load it (not built for this kernel, a bad option...).
     #[error("kernel module '{name}' cannot be loaded: {reason}")]
     LoadFailed {
@@ -94,6 +97,7 @@ impl ModuleError {
         match self {
             ModuleError::Builtin(_) => "module_builtin",
             ModuleError::InUse { .. } => "module_in_use",
+            ModuleError::Permanent(_) => "module_permanent",
             ModuleError::LoadFailed { .. } => "module_load_failed",
             ModuleError::UnloadFailed { .. } => "module_unload_failed",
             ModuleError::NotKept { .. } => "module_not_kept",
@@ -221,6 +225,9 @@ impl Resource for KernelModuleResource {
         };
         // Refused before anything changes: modprobe -r would fail anyway, and the blacklist
         // must not be written for a module that stays.
+        if self.ensure == ModuleEnsure::Absent && m.permanent {
+            return Err(ModuleError::Permanent(self.name.clone()).into());
+        }
         if self.ensure == ModuleEnsure::Absent && (m.refcount > 0 || !m.users.is_empty()) {
             return Err(ModuleError::InUse {
                 name: self.name.clone(),

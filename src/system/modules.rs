@@ -26,6 +26,8 @@ pub struct LoadedModule {
     pub refcount: u32,
     /// The modules that use it, the kernel's "used by" column.
     pub users: Vec<String>,
+    /// Loaded for good: it has no exit function, so it cannot be unloaded.
+    pub permanent: bool,
 }
 
 /// The kernel's spelling of a module name: `-` and `_` are the same to it, and it lists
@@ -42,15 +44,20 @@ pub fn parse_proc_modules(text: &str) -> BTreeMap<String, LoadedModule> {
             let name = cols.next()?;
             let _size = cols.next()?;
             let refcount = cols.next()?.parse().unwrap_or(0);
-            let users = match cols.next() {
-                Some("-") | None => Vec::new(),
-                Some(list) => list
-                    .split(',')
-                    .filter(|u| !u.is_empty())
-                    .map(normalise)
-                    .collect(),
+            let list = cols.next().unwrap_or("-");
+            // `[permanent],` and `[unsafe],` are markers in the users column, not modules.
+            let users = list
+                .split(',')
+                .filter(|u| !u.is_empty() && *u != "-" && !u.starts_with('['))
+                .map(normalise)
+                .collect();
+            let permanent = list.contains("[permanent]");
+            let module = LoadedModule {
+                refcount,
+                users,
+                permanent,
             };
-            Some((normalise(name), LoadedModule { refcount, users }))
+            Some((normalise(name), module))
         })
         .collect()
 }
@@ -171,8 +178,11 @@ mod tests {
         let got = parse_proc_modules(
             "br_netfilter 32768 0 - Live 0x0000000000000000\n\
              bridge 311296 1 br_netfilter, Live 0x0000000000000000\n\
-             nf_conntrack 172032 3 nf_nat,xt_conntrack,nf-tables, Live 0x0000000000000000 (E)\n",
+             nf_conntrack 172032 3 nf_nat,xt_conntrack,nf-tables, Live 0x0000000000000000 (E)\n\
+             ipv6 540672 0 [permanent], Live 0x0000000000000000\n",
         );
+        assert!(got["ipv6"].permanent && got["ipv6"].users.is_empty());
+        assert!(!got["bridge"].permanent);
         assert_eq!(got["br_netfilter"].users, Vec::<String>::new());
         assert_eq!(got["bridge"].refcount, 1);
         assert_eq!(got["bridge"].users, ["br_netfilter"]);
