@@ -7,7 +7,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{output_text, require_root, require_tool, OwnState};
+use support::{output_text, require_root, require_tool, OwnState, Step};
 
 const BIN: &str = env!("CARGO_BIN_EXE_converge");
 
@@ -19,23 +19,16 @@ fn source(role: &str) -> tempfile::TempDir {
     dir
 }
 
-/// The output (stdout and stderr together) and exit code of one step.
-#[derive(Debug)]
-struct Step {
-    out: String,
-    rc: i32,
-}
-
 /// Runs shell `steps` one after another in one fresh network + mount namespace, where
 /// /etc/sysctl.d is an empty tmpfs; `$B` is the binary, `$S` the source tree, `$C` the
 /// agent config.
 fn in_namespaces(src: &Path, setup: &str, steps: &[&str]) -> Vec<Step> {
     require_root();
     let unshare = require_tool("unshare");
-    let mut script = format!("set -u; mount -t tmpfs tmpfs /etc/sysctl.d || exit 99; {setup}\n");
-    for s in steps {
-        script.push_str(&format!("echo '@@step'; {s} 2>&1; echo \"@@rc=$?\"\n"));
-    }
+    let script = support::steps::script(
+        &format!("set -u; mount -t tmpfs tmpfs /etc/sysctl.d || exit 99; {setup}"),
+        steps,
+    );
     let own = OwnState::new();
     let out = Command::new(unshare)
         .args(["-n", "-m", "--propagation", "private", "--", "sh", "-c"])
@@ -47,19 +40,7 @@ fn in_namespaces(src: &Path, setup: &str, steps: &[&str]) -> Vec<Step> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let steps: Vec<Step> = text
-        .split("@@step\n")
-        .skip(1)
-        .map(|chunk| {
-            let (out, rc) = chunk.rsplit_once("@@rc=").expect("step end");
-            Step {
-                out: out.to_owned(),
-                rc: rc.trim().parse().unwrap(),
-            }
-        })
-        .collect();
-    steps
+    support::steps::split(&out.stdout)
 }
 
 /// `$C` is an agent config of the test's own: an apply on the running system takes the state

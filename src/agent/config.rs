@@ -294,6 +294,7 @@ impl AgentConfig {
             ("timeouts.account", self.timeouts.account),
             ("timeouts.validate", self.timeouts.validate),
             ("timeouts.firewall", self.timeouts.firewall),
+            ("timeouts.module", self.timeouts.module),
         ] {
             if value.is_zero() {
                 return Err(at(key, format!("{key} must be more than 0")));

@@ -128,6 +128,16 @@ fn against(
     for d in diffs {
         match d.kind {
             Kind::Sysctl => sysctl(role, old, d),
+            Kind::KernelModule => {
+                let on = match d.presence {
+                    Presence::OnlyInA => &role.old_name,
+                    _ => &role.new_name,
+                };
+                role.note(format!(
+                    "kernel module {}: loaded on {on} only; not captured (declare a [[kernel_module]] by hand)",
+                    d.id
+                ))
+            }
             Kind::Package => packages::difference(role, old, new, d, req.remove_extra),
             Kind::Unit => services::difference(role, old, new, d),
             Kind::User => accounts::user(role, old, new, d),

@@ -137,6 +137,24 @@ pub(super) fn sysctl(
     });
 }
 
+/// A module loaded on one side only (loaded modules have nothing else worth comparing).
+pub(super) fn kernel_modules(
+    a: &std::collections::BTreeSet<String>,
+    b: &std::collections::BTreeSet<String>,
+    out: &mut Vec<Difference>,
+) {
+    for name in a.symmetric_difference(b) {
+        let in_a = a.contains(name);
+        let presence = if in_a {
+            Presence::OnlyInA
+        } else {
+            Presence::OnlyInB
+        };
+        let fields = one_sided(vec![("state", "loaded".to_owned())], in_a);
+        push(out, Kind::KernelModule, name, presence, fields);
+    }
+}
+
 pub(super) fn packages(
     a: &BTreeMap<String, PackageEntry>,
     b: &BTreeMap<String, PackageEntry>,

@@ -109,6 +109,8 @@ struct IgnoreFile {
     #[serde(default)]
     sysctl: Vec<Spanned<String>>,
     #[serde(default)]
+    kernel_module: Vec<Spanned<String>>,
+    #[serde(default)]
     package: Vec<Spanned<String>>,
     #[serde(default)]
     unit: Vec<Spanned<String>>,
@@ -155,6 +157,7 @@ impl IgnoreList {
         }
         let kinds = [
             (Kind::Sysctl, &file.sysctl),
+            (Kind::KernelModule, &file.kernel_module),
             (Kind::Package, &file.package),
             (Kind::Unit, &file.unit),
             (Kind::User, &file.user),
@@ -278,6 +281,9 @@ mod tests {
         let list = IgnoreList::parse(f, "replace_defaults = true\nsysctl = [\"vm.*\"]\n").unwrap();
         assert!(!list.ignores(Kind::File, "/etc/machine-id"));
         assert!(list.ignores(Kind::Sysctl, "vm.swappiness"));
+        let list = IgnoreList::parse(f, "kernel_module = [\"snd_*\"]\n").unwrap();
+        assert!(list.ignores(Kind::KernelModule, "snd_hda_intel"));
+        assert!(!list.ignores(Kind::KernelModule, "br_netfilter"));
         let e = IgnoreList::parse(f, "files = []\n").unwrap_err();
         assert!(
             e.to_string()

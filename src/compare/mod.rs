@@ -20,6 +20,9 @@ pub use ignore::IgnoreList;
 pub enum Kind {
     /// A kernel setting.
     Sysctl,
+    /// A loaded kernel module.
+    #[serde(rename = "kernel_module")]
+    KernelModule,
     /// An installed package.
     Package,
     /// A systemd unit.
@@ -37,6 +40,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Sysctl => "sysctl",
+            Kind::KernelModule => "kernel_module",
             Kind::Package => "package",
             Kind::Unit => "unit",
             Kind::User => "user",
@@ -109,6 +113,7 @@ pub fn compare(
 ) -> Vec<Difference> {
     let mut out = Vec::new();
     entries::sysctl(&a.sysctl, &b.sysctl, &mut out);
+    entries::kernel_modules(&a.kernel_modules, &b.kernel_modules, &mut out);
     entries::packages(&a.packages, &b.packages, &mut out);
     entries::units(&a.units, &b.units, &mut out);
     entries::users(&a.users, &b.users, &mut out);

@@ -241,6 +241,9 @@ fn restore_one(host: &Host, look: &Look, blobs: &RunBlobs) -> Restore {
             ..
         } => restore_service(host, unit, *enabled, *masked, *running).map_err(Into::into),
         Prior::Nftables { .. } => nftables::restore(host, prior, blobs, &mut notes),
+        Prior::KernelModule { name, loaded, .. } => {
+            host.set_module_loaded(name, *loaded).map_err(Into::into)
+        }
         Prior::NotRestorable { .. } => unreachable!("handled above"),
     };
     match result {
@@ -294,6 +297,7 @@ fn differs(sys: &System, prior: &Prior, blobs: &RunBlobs) -> Result<Option<Strin
                 .then(|| format!("{unit}: enabled, masked and running state as before the run"))
         }
         Prior::Nftables { .. } => nftables::differs(sys, prior, blobs)?,
+        Prior::KernelModule { name, loaded, .. } => sys.module_differs(name, *loaded)?,
         Prior::NotRestorable { .. } => None,
     })
 }

@@ -76,6 +76,15 @@ pub enum Prior {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         purged: BTreeMap<String, KeptText>,
     },
+    /// A kernel module the run loaded or unloaded.
+    KernelModule {
+        /// `kernel_module:NAME`.
+        resource: String,
+        /// The module.
+        name: String,
+        /// Whether it was loaded.
+        loaded: bool,
+    },
     /// Something converge does not undo (users, groups, commands).
     NotRestorable {
         /// The resource.
@@ -94,6 +103,7 @@ impl Prior {
             | Prior::Package { resource, .. }
             | Prior::Service { resource, .. }
             | Prior::Nftables { resource, .. }
+            | Prior::KernelModule { resource, .. }
             | Prior::NotRestorable { resource, .. } => resource,
         }
     }
@@ -245,6 +255,11 @@ pub fn capture(
                 purged,
             }
         }
+        (Kind::KernelModule, _) => Prior::KernelModule {
+            resource,
+            loaded: sys.loaded_modules()?.contains_key(&id.name),
+            name: id.name.clone(),
+        },
         (kind, _) => Prior::NotRestorable {
             resource,
             why: match kind {

@@ -25,6 +25,7 @@ mod accounts;
 mod exec;
 mod health;
 mod nftables;
+mod kernel_module;
 mod paths;
 mod sysctl;
 
@@ -130,6 +131,7 @@ impl<'a> Builder<'a> {
                 Kind::Exec => self.execs(role),
                 Kind::Service => self.services(role),
                 Kind::Package => self.packages(role),
+                Kind::KernelModule => self.kernel_modules(role),
                 Kind::Health => self.health(role),
             }
         }

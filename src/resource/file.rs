@@ -218,6 +218,24 @@ impl Resource for FileResource {
 }
 
 impl FileResource {
+    /// A configuration file converge writes itself from `text` (the sysctl drop-in, a
+    /// module's modprobe.d file): root's, mode 0644, as the tools reading it expect.
+    pub fn system(path: PathBuf, text: String) -> FileResource {
+        FileResource {
+            path,
+            content: Desired::bytes(text.into_bytes()),
+            ownership: Ownership {
+                owner: Some("0".into()),
+                group: Some("0".into()),
+                mode: Some(0o644),
+                ..Ownership::default()
+            },
+            sensitive: false,
+            managed_ancestor: None,
+            validate: None,
+        }
+    }
+
     /// The content change from `found` (`None`: no file there) to the desired content. The
     /// bytes are read again only as far as the report needs them.
     fn content_change(&self, found: Option<LiveContent>) -> Result<ContentChange, ResourceError> {

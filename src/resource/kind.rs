@@ -51,6 +51,8 @@ kinds! {
     Service => "service",
     /// `[[package]]`.
     Package => "package",
+    /// `[[kernel_module]]`.
+    KernelModule => "kernel_module",
     /// `[[health]]`: reported like a resource, but checked after the run, not converged.
     Health => "health",
 }

@@ -12,6 +12,7 @@ pub mod directory;
 pub mod exec;
 pub mod file;
 pub mod group;
+pub mod kernel_module;
 pub mod kind;
 pub mod nftables;
 pub mod package;
@@ -217,6 +218,9 @@ pub enum ResourceError {
     /// `ensure = "latest"` on a package someone held.
     #[error("package {0} is held (apt-mark showhold); ensure = \"latest\" would move it: unhold it or pin a version")]
     PackageHeld(String),
+    /// A kernel module that cannot be had as the role wants it.
+    #[error(transparent)]
+    KernelModule(#[from] kernel_module::ModuleError),
 }
 
 impl ResourceError {
@@ -243,6 +247,7 @@ impl ResourceError {
             ResourceError::PackageNotFound(_) => "package_not_found",
             ResourceError::PackageHeld(_) => "package_held",
             ResourceError::NftablesNotComparable { .. } => "nftables_not_comparable",
+            ResourceError::KernelModule(e) => e.kind(),
         }
     }
 }

@@ -14,6 +14,7 @@ use super::exec::ExecResource;
 use super::file::FileResource;
 use super::group::GroupResource;
 use super::nftables::NftablesResource;
+use super::kernel_module::KernelModuleResource;
 use super::package::PackageResource;
 use super::service::ServiceResource;
 use super::symlink::SymlinkResource;
@@ -49,6 +50,8 @@ pub enum Stored<'a> {
     Package(Cow<'a, PackageResource>),
     /// `[[nftables]]`.
     Nftables(Cow<'a, NftablesResource>),
+    /// `[[kernel_module]]`.
+    KernelModule(Cow<'a, KernelModuleResource>),
 }
 
 impl Stored<'_> {
@@ -67,6 +70,7 @@ impl Stored<'_> {
             Stored::Service(r) => Box::new(r.into_owned()),
             Stored::Package(r) => Box::new(r.into_owned()),
             Stored::Nftables(r) => Box::new(r.into_owned()),
+            Stored::KernelModule(r) => Box::new(r.into_owned()),
         }
     }
 
@@ -85,7 +89,8 @@ impl Stored<'_> {
             | Stored::User(_)
             | Stored::Exec(_)
             | Stored::Service(_)
-            | Stored::Package(_) => None,
+            | Stored::Package(_)
+            | Stored::KernelModule(_) => None,
         }
     }
 }

@@ -6,8 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::attrs::Ownership;
-use super::content::Desired;
 use super::file::{FileLive, FileResource};
 use super::sysctl::tokens;
 use super::{Change, FieldChange, Resource, ResourceError, ResourceId};
@@ -47,19 +45,7 @@ pub struct SysctlConfLive {
 impl SysctlConfResource {
     /// The drop-in for `entries`.
     pub fn new(entries: BTreeMap<String, String>) -> SysctlConfResource {
-        let file = FileResource {
-            path: PathBuf::from(DROP_IN),
-            content: Desired::bytes(render(&entries).into_bytes()),
-            ownership: Ownership {
-                owner: Some("0".into()),
-                group: Some("0".into()),
-                mode: Some(0o644),
-                ..Ownership::default()
-            },
-            sensitive: false,
-            managed_ancestor: None,
-            validate: None,
-        };
+        let file = FileResource::system(PathBuf::from(DROP_IN), render(&entries));
         SysctlConfResource { entries, file }
     }
 

@@ -47,6 +47,9 @@ pub struct RoleFile {
     /// Debian packages.
     #[serde(default)]
     pub package: Vec<Spanned<PackageSpec>>,
+    /// Kernel modules, loaded or absent.
+    #[serde(default)]
+    pub kernel_module: Vec<Spanned<KernelModuleSpec>>,
     /// Checks that the host still works after a run (rollback when one fails).
     #[serde(default)]
     pub health: Vec<Spanned<HealthSpec>>,
@@ -70,6 +73,7 @@ impl RoleFile {
             + self.service.len()
             + self.package.len()
             + self.nftables.len()
+            + self.kernel_module.len()
     }
 }
 
@@ -343,6 +347,21 @@ pub struct PackageSpec {
     /// Services to restart (or reload) at the end of the run when this changes.
     #[serde(default)]
     pub notify: Vec<Spanned<String>>,
+}
+
+/// `[[kernel_module]]`: a module loaded (now and at boot) or absent (unloaded, blacklisted).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelModuleSpec {
+    /// The module, e.g. `br_netfilter` (`-` and `_` are the same).
+    pub name: Spanned<String>,
+    /// `loaded` (default) or `absent`.
+    pub ensure: Option<Spanned<String>>,
+    /// Options for its modprobe.d file, e.g. `"hashsize=65536"`.
+    pub options: Option<Spanned<String>>,
+    /// Resources to converge before this one, e.g. `["package:wireguard-tools"]`.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
 }
 
 /// What a package declaration wants.

@@ -43,6 +43,9 @@ pub struct Snapshot {
     pub host: HostInfo,
     /// Every kernel parameter, by dotted key.
     pub sysctl: BTreeMap<String, SysctlEntry>,
+    /// The modules the running kernel has loaded (built-in ones are the kernel's own).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub kernel_modules: std::collections::BTreeSet<String>,
     /// Installed packages, by name (`NAME:ARCH` for foreign architectures).
     pub packages: BTreeMap<String, PackageEntry>,
     /// Unit files, by full unit name.
@@ -209,6 +212,9 @@ pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> 
             secrets: options.secrets.clone(),
         },
         sysctl: sysctl?,
+        kernel_modules: crate::system::modules::running_kernel_modules()?
+            .into_keys()
+            .collect(),
         packages,
         units: units?,
         users,
@@ -389,6 +395,7 @@ mod tests {
                 secrets: Vec::new(),
             },
             sysctl: BTreeMap::new(),
+            kernel_modules: Default::default(),
             packages: BTreeMap::new(),
             units: BTreeMap::new(),
             users: BTreeMap::new(),

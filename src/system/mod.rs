@@ -14,6 +14,7 @@ pub mod dpkg_inventory;
 pub mod fake;
 pub mod fs;
 pub mod nftables;
+pub mod modules;
 pub mod packages;
 mod parent_cache;
 pub mod path;

@@ -30,6 +30,9 @@ pub struct Timeouts {
     /// `nft`: listing, checking and loading a table (a scratch network namespace included).
     #[serde(with = "humantime_serde")]
     pub firewall: Duration,
+    /// `modprobe` and `modprobe -r`: a module's init (firmware, probing devices) runs inside.
+    #[serde(with = "humantime_serde")]
+    pub module: Duration,
 }
 
 impl Default for Timeouts {
@@ -41,6 +44,7 @@ impl Default for Timeouts {
             account: Duration::from_secs(60),
             validate: Duration::from_secs(60),
             firewall: Duration::from_secs(60),
+            module: Duration::from_secs(120),
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod overlay;
 pub mod rootfs;
 pub mod sandbox;
 pub mod stale;
+pub mod steps;
 pub mod tools;
 
 pub use apt_repo::{AptRepo, Deb};
@@ -38,6 +39,7 @@ pub use nginx::Nginx;
 pub use overlay::Overlay;
 pub use rootfs::debian_rootfs;
 pub use sandbox::Sandbox;
+pub use steps::Step;
 pub use tools::{
     copy_file, json_changes, output_text, require_root, require_tool, run_ok, OwnState,
 };

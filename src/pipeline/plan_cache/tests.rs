@@ -63,6 +63,9 @@ purge = true
 after = ["package:nginx"]
 [nftables.vars]
 port = 22
+[[kernel_module]]
+name = "br_netfilter"
+options = "debug=1"
 
 [[health]]
 name = "web"
