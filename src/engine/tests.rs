@@ -264,7 +264,7 @@ fn apply_makes_the_change_that_was_observed() {
     let checked = item.resource.pending(&sys).unwrap().unwrap().into_change();
     let pending = item.resource.pending(&sys).unwrap().unwrap();
     assert_eq!(pending.change(), &checked);
-    let applying = super::Applying::for_tests();
+    let applying = crate::system::Applying::by_the_engine();
     let made = pending.apply(&sys.host(&applying)).unwrap();
     assert_eq!(made, checked);
     assert_eq!(s.read("etc/app/a.conf"), "new");
