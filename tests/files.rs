@@ -70,6 +70,7 @@ fn check_reports_then_apply_makes_exactly_those_changes_then_nothing() {
     let check = p.converge("check", &["web"], &["--format", "json"]);
     assert_eq!(check.code, 2, "{}", check.stderr);
     assert_eq!(p.tree(), before, "check must not touch the root");
+    insta::assert_snapshot!("web_check_json", p.snapshot_json(&check.stdout));
     let check: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
     assert_eq!(check["mode"], "check");
     assert_eq!(check["summary"]["changed"], 5);
@@ -77,6 +78,7 @@ fn check_reports_then_apply_makes_exactly_those_changes_then_nothing() {
 
     let apply = p.converge("apply", &["web"], &["--format", "json"]);
     assert_eq!(apply.code, 2, "{}", apply.stderr);
+    insta::assert_snapshot!("web_apply_json", p.snapshot_json(&apply.stdout));
     let apply: serde_json::Value = serde_json::from_str(&apply.stdout).unwrap();
     assert_eq!(apply["mode"], "apply");
     // The very changes check printed, resource by resource.
@@ -448,6 +450,7 @@ name = "app"
 "#,
     );
     let r = p.converge("check", &["r"], &["--format", "json"]);
+    insta::assert_snapshot!("package_first_check_json", p.snapshot_json(&r.stdout));
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let order: Vec<&str> = report["resources"]
         .as_array()

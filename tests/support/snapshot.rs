@@ -10,9 +10,9 @@ use serde_json::Value;
 const VOLATILE_KEYS: &[&str] = &["started", "finished", "duration_ms", "run_id"];
 
 /// `json` (a report, a record, a history) pretty-printed with its volatile fields replaced by
-/// `[key]` and every one of `temps` (temp dirs of the test, as `(path, name)`) replaced by
-/// `[name]` inside strings; panics if `json` is not JSON. Compare the result with
-/// `insta::assert_snapshot!`.
+/// `[key]`, every one of `temps` (temp dirs of the test, as `(path, name)`, most specific
+/// first) replaced by `[name]` inside strings, and any other temp dir by `[tmp]`; panics if
+/// `json` is not JSON. Compare the result with `insta::assert_snapshot!`.
 pub fn redacted_json(json: &str, temps: &[(&Path, &str)]) -> String {
     let mut value: Value =
         serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}):\n{json}"));
@@ -36,7 +36,26 @@ fn redact(value: &mut Value, temps: &[(&Path, &str)]) {
             for (path, name) in temps {
                 *s = s.replace(&*path.to_string_lossy(), &format!("[{name}]"));
             }
+            *s = other_temp_dirs(s);
         }
         _ => {}
     }
+}
+
+/// `text` with every `TMPDIR/.tmpXXXXXX` (a `tempfile` dir) replaced by `[tmp]`.
+fn other_temp_dirs(text: &str) -> String {
+    let prefix = std::env::temp_dir().join(".tmp").display().to_string();
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(&prefix) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + prefix.len()..];
+        let name = after
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(after.len());
+        out.push_str("[tmp]");
+        rest = &after[name..];
+    }
+    out.push_str(rest);
+    out
 }
