@@ -182,7 +182,20 @@ fn a_second_run_waits_for_the_lock_then_gives_up_naming_it() {
         .args(["sleep", "30"])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Held once a non-blocking flock of the same file is refused.
+    support::wait_until(
+        "flock holds the lock",
+        std::time::Duration::from_secs(20),
+        || {
+            !Command::new("flock")
+                .arg("-n")
+                .arg(&lock)
+                .arg("true")
+                .status()
+                .unwrap()
+                .success()
+        },
+    );
     let config = s.config("lock_wait = \"500ms\"\n");
     let r = s.run_config("check", &config);
     holder.kill().unwrap();

@@ -212,13 +212,11 @@ fn last_run(ct: &Container) -> serde_json::Value {
 }
 
 fn wait_until(ct: &Container, what: &str, script: &str) {
-    for _ in 0..1200 {
-        if ct.sh(script).status.success() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("in {}: {what} did not happen ({script})", ct.name());
+    support::wait_until(
+        &format!("in {}: {what} ({script})", ct.name()),
+        Duration::from_secs(30),
+        || ct.sh(script).status.success(),
+    );
 }
 
 /// The gate role: its command runs only while /run/gate exists, and holds the run until

@@ -8,6 +8,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
+use support::tools::converge_tree;
 use support::*;
 
 /// A chroot with cfgtest 1.0-1 and 2.0-1 available, and a source dir for role `pkg`.
@@ -39,15 +40,6 @@ impl Scene {
         fs::write(self.src.path().join("roles/pkg.toml"), text).unwrap();
     }
 
-    fn converge(&self, mode: &str) -> Output {
-        converge(&[mode, "--color", "never", "--role", "pkg", "--source"])
-            .arg(self.src.path())
-            .arg("--root")
-            .arg(self.ch.path())
-            .output()
-            .unwrap()
-    }
-
     /// Runs converge on the chroot with ARGS, keeping its run history in STATE (what rollback reads).
     fn with_history(&self, state: &Path, args: &[&str]) -> Output {
         converge(args)
@@ -59,16 +51,11 @@ impl Scene {
             .unwrap()
     }
 
-    /// Runs converge, asserts the exit code, returns stdout (echoed for `--nocapture`).
+    /// Runs converge on role `pkg`, asserts the exit code, returns its output (echoed for
+    /// `--nocapture`).
     fn expect(&self, mode: &str, code: i32) -> String {
-        let out = self.converge(mode);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "converge {mode}\n{}",
-            output_text(&out)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (got, text) = converge_tree(mode, "pkg", self.src.path(), self.ch.path(), &[]);
+        assert_eq!(got, code, "converge {mode}\n{text}");
         eprintln!("{text}");
         text
     }
@@ -188,7 +175,7 @@ fn package_declarations_are_checked_with_locations() {
     )
     .unwrap();
     // Exit 1 prints nothing on stdout: the text is stderr alone.
-    let (code, err) = support::tools::converge_tree("check", "pkg", s.path(), root.path(), &[]);
+    let (code, err) = converge_tree("check", "pkg", s.path(), root.path(), &[]);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("roles/pkg.toml:4:11: package 'cfgtest': version only goes with ensure = \"installed\", not \"latest\""),

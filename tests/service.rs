@@ -602,8 +602,11 @@ fn a_restart_left_open_by_a_killed_run_is_done_by_the_next_run() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // /run is the container's own tmpfs: only a look from inside sees the marker.
     wait_until("the slow command started", SETTLE, || {
-        ct.root().join("run/slow-started").exists()
+        ct.exec(&["test", "-e", "/run/slow-started"])
+            .status
+            .success()
     });
     ct.exec_ok(&["pkill", "-KILL", "-f", "mnt/share/converge apply"]);
     let _ = killed.wait();
