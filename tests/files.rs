@@ -450,7 +450,6 @@ name = "app"
 "#,
     );
     let r = p.converge("check", &["r"], &["--format", "json"]);
-    insta::assert_snapshot!("package_first_check_json", p.snapshot_json(&r.stdout));
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let order: Vec<&str> = report["resources"]
         .as_array()
