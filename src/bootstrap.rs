@@ -463,7 +463,11 @@ pub fn apply(
 pub fn check(prepared: &Prepared, sys: &System) -> Result<Report, BootstrapError> {
     let mut resources = resources(prepared, sys)?;
     resources.extend(timer_resource());
-    Ok(engine::run(&plan(resources), sys, engine::RunOptions::new(Mode::Check)))
+    Ok(engine::run(
+        &plan(resources),
+        sys,
+        engine::RunOptions::new(Mode::Check),
+    ))
 }
 
 /// Bootstrap's own resources as two plans: the keys and the config, written before the

@@ -2,14 +2,15 @@
 //! last known good under faults, signatures, the run lock, records and metrics.
 
 mod agent_support;
-mod fixture;
 mod support;
 
 use std::process::Command;
 
 use agent_support::{publish, Served};
+use support::converge;
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn first_run_fetches_then_an_unchanged_poll_is_one_304_then_a_change_is_applied() {
     let s = Served::new();
     let r = s.apply(&[]);
@@ -67,6 +68,7 @@ fn first_run_fetches_then_an_unchanged_poll_is_one_304_then_a_change_is_applied(
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn source_down_converges_from_the_last_known_good_and_says_stale() {
     let s = Served::new();
     assert_eq!(s.apply(&[]).code, 2);
@@ -106,6 +108,7 @@ fn source_down_converges_from_the_last_known_good_and_says_stale() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn tampered_content_is_refused_and_nothing_from_it_is_applied() {
     let s = Served::new();
     assert_eq!(s.apply(&[]).code, 2);
@@ -138,6 +141,7 @@ fn tampered_content_is_refused_and_nothing_from_it_is_applied() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn signed_bundles_are_required_when_keys_are_configured() {
     let s = Served::new();
     let (keys, _) = keygen(&s);
@@ -165,6 +169,7 @@ fn signed_bundles_are_required_when_keys_are_configured() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_second_run_waits_for_the_lock_then_gives_up_naming_it() {
     let s = Served::new();
     assert_eq!(s.apply(&[]).code, 2);
@@ -177,7 +182,20 @@ fn a_second_run_waits_for_the_lock_then_gives_up_naming_it() {
         .args(["sleep", "30"])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Held once a non-blocking flock of the same file is refused.
+    support::wait_until(
+        "flock holds the lock",
+        std::time::Duration::from_secs(20),
+        || {
+            !Command::new("flock")
+                .arg("-n")
+                .arg(&lock)
+                .arg("true")
+                .status()
+                .unwrap()
+                .success()
+        },
+    );
     let config = s.config("lock_wait = \"500ms\"\n");
     let r = s.run_config("check", &config);
     holder.kill().unwrap();
@@ -197,6 +215,7 @@ fn a_second_run_waits_for_the_lock_then_gives_up_naming_it() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn nodes_toml_in_the_bundle_picks_the_roles() {
     let s = Served::new();
     s.p.file(
@@ -213,6 +232,7 @@ fn nodes_toml_in_the_bundle_picks_the_roles() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn the_agent_loop_runs_on_its_interval_and_posts_reports() {
     use std::io::{BufRead, BufReader, Read, Write};
     let s = Served::new();
@@ -270,6 +290,7 @@ fn the_agent_loop_runs_on_its_interval_and_posts_reports() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn two_concurrent_runs_one_converges_the_other_exits_naming_it() {
     let s = Served::new();
     // A run that takes a while on the live root, without changing anything: an exec whose
@@ -284,9 +305,7 @@ fn two_concurrent_runs_one_converges_the_other_exits_naming_it() {
     );
     publish(&s.p.src(), &s.out, None);
     let config = s.config("lock_wait = \"300ms\"\n");
-    let bin = env!("CARGO_BIN_EXE_converge");
-    let first = Command::new(bin)
-        .args(["apply", "--config", &config, "--color", "never"])
+    let first = support::converge(&["apply", "--config", &config, "--color", "never"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -294,12 +313,11 @@ fn two_concurrent_runs_one_converges_the_other_exits_naming_it() {
     let lock = s.state.join("run.lock");
     // Wait until the first run holds the lock (its pid is in the file).
     let pid = first.id().to_string();
-    for _ in 0..100 {
-        if std::fs::read_to_string(&lock).unwrap_or_default().trim() == pid {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    support::wait_until(
+        "the first run holds the lock",
+        std::time::Duration::from_secs(20),
+        || std::fs::read_to_string(&lock).unwrap_or_default().trim() == pid,
+    );
     let second = s.p.run(&["apply", "--config", &config]);
     let first = first.wait_with_output().unwrap();
     assert_eq!(
@@ -324,6 +342,7 @@ fn two_concurrent_runs_one_converges_the_other_exits_naming_it() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_run_that_cannot_start_is_recorded_with_the_kind_of_failure() {
     let s = Served::new();
     // Nothing was ever verified here, and the source serves no manifest: nothing to converge.
@@ -340,7 +359,7 @@ fn a_run_that_cannot_start_is_recorded_with_the_kind_of_failure() {
 }
 
 /// `converge ARGS --config CONFIG`, for the commands that take no root or facts.
-fn with_config(s: &Served, args: &[&str], config: &str) -> fixture::Run {
+fn with_config(s: &Served, args: &[&str], config: &str) -> support::Run {
     let mut all = args.to_vec();
     all.extend(["--config", config]);
     s.p.run(&all)
@@ -349,8 +368,7 @@ fn with_config(s: &Served, args: &[&str], config: &str) -> fixture::Run {
 /// A key pair beside the state dir: its directory and key id.
 fn keygen(s: &Served) -> (std::path::PathBuf, String) {
     let keys = s.state.parent().unwrap().join("keys");
-    let out = Command::new(env!("CARGO_BIN_EXE_converge"))
-        .arg("keygen")
+    let out = converge(&["keygen"])
         .arg(&keys)
         .env_remove("CONVERGE_SIGNING_PASSWORD")
         .output()
@@ -370,6 +388,7 @@ fn keygen(s: &Served) -> (std::path::PathBuf, String) {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn status_metrics_and_logs_name_the_signed_bundle_and_its_message_and_a_pause_holds_runs() {
     let s = Served::new();
     let (keys, key_id) = keygen(&s);

@@ -2,7 +2,6 @@
 //! alone, bundles that cannot plan, and what monitoring sees of every run.
 
 mod agent_support;
-mod fixture;
 mod support;
 
 use std::collections::BTreeMap;
@@ -35,6 +34,7 @@ fn agent_state(state: &Path) -> BTreeMap<String, String> {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_check_against_another_source_leaves_the_agent_on_its_own() {
     let prod = Served::new();
     let config = prod.config("");
@@ -104,6 +104,7 @@ fn a_check_against_another_source_leaves_the_agent_on_its_own() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_check_of_a_new_publish_shows_it_without_making_it_current() {
     let s = Served::new();
     let config = s.config("");
@@ -137,6 +138,7 @@ fn a_check_of_a_new_publish_shows_it_without_making_it_current() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn publish_refuses_a_template_validate_refuses() {
     let s = Served::new();
     s.p.file(
@@ -164,6 +166,7 @@ fn publish_refuses_a_template_validate_refuses() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_bundle_that_cannot_plan_here_is_refused_and_the_last_known_good_converged() {
     let s = Served::new();
     let config = s.config("");
@@ -181,7 +184,7 @@ fn a_bundle_that_cannot_plan_here_is_refused_and_the_last_known_good_converged()
     let publisher_facts = s.p.src().parent().unwrap().join("publisher-facts.json");
     std::fs::write(
         &publisher_facts,
-        fixture::FACTS.replace(
+        support::FACTS.replace(
             "\"lo\": {",
             "\"eth0\": {\"ipv4\": [\"10.0.0.5\"], \"ipv6\": []}, \"lo\": {",
         ),
@@ -261,6 +264,7 @@ fn a_bundle_that_cannot_plan_here_is_refused_and_the_last_known_good_converged()
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_run_that_cannot_run_still_updates_the_record_and_the_metrics() {
     let s = Served::new();
     let config = s.config("");
@@ -288,6 +292,7 @@ fn a_run_that_cannot_run_still_updates_the_record_and_the_metrics() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_source_that_never_answers_falls_back_at_the_deadline_and_the_duration_counts_it() {
     let s = Served::new();
     let config = s.config("");
@@ -331,6 +336,7 @@ fn a_source_that_never_answers_falls_back_at_the_deadline_and_the_duration_count
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn the_agent_logs_new_bundles_and_one_summary_line_per_run_at_the_default_level() {
     let s = Served::new();
     // The agent converges the live root: only a file beside the state dir.
@@ -383,6 +389,7 @@ fn the_agent_logs_new_bundles_and_one_summary_line_per_run_at_the_default_level(
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_timer_run_logs_each_outcome_by_name_failures_as_warnings_and_its_summary() {
     let s = Served::new();
     s.p.file(
@@ -393,8 +400,7 @@ fn a_timer_run_logs_each_outcome_by_name_failures_as_warnings_and_its_summary() 
     let config = s.config("");
     // What converge.service runs; JOURNAL_STREAM says "under systemd" (with no journald
     // socket here, the lines go to stderr, as they would to the journal).
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_converge"))
-        .args(["apply", "--config", &config, "--root"])
+    let out = support::converge(&["apply", "--config", &config, "--root"])
         .arg(s.p.root())
         .arg("--facts")
         .arg(s.p.facts_path())
@@ -429,6 +435,7 @@ fn a_timer_run_logs_each_outcome_by_name_failures_as_warnings_and_its_summary() 
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_source_tree_keeps_the_agent_configs_roles_and_vars() {
     let s = Served::new();
     s.p.file(
@@ -452,6 +459,7 @@ fn a_source_tree_keeps_the_agent_configs_roles_and_vars() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn trusted_keys_from_the_command_line_are_required_of_the_bundle() {
     let s = Served::new();
     let keys = s.state.parent().unwrap().join("keys");
@@ -473,6 +481,7 @@ fn trusted_keys_from_the_command_line_are_required_of_the_bundle() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn the_default_textfile_is_readable_by_node_exporter_and_a_write_failure_names_path_and_reason() {
     use std::os::unix::fs::PermissionsExt;
     let s = Served::new();

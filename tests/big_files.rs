@@ -1,10 +1,10 @@
 //! A file far past what is diffed: compared, summarised and written in pieces, with the same
 //! record in check and apply. Its memory is measured by `benches/big-file.sh`.
 
-mod fixture;
+mod support;
 
-use fixture::Project;
 use sha2::{Digest, Sha256};
+use support::Project;
 
 /// 24 MB of 40-byte lines: 24 times what is diffed, hundreds of read chunks.
 fn desired() -> String {

@@ -4,7 +4,6 @@
 mod bundle_support;
 #[path = "bundle_support/crash_tests.rs"]
 mod crash_tests;
-mod fixture;
 #[path = "bundle_support/hang_tests.rs"]
 mod hang_tests;
 #[path = "bundle_support/ordering_tests.rs"]
@@ -633,8 +632,7 @@ fn with_keys_configured_a_fallback_only_uses_a_bundle_signed_by_a_trusted_key() 
 
 /// The binary on the shipped roles, as an operator runs it.
 fn converge(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_converge"))
-        .args(args)
+    support::converge(args)
         .env_remove(converge::bundle::PASSWORD_ENV)
         .output()
         .unwrap()
@@ -685,8 +683,9 @@ fn publishing_a_signed_bundle_without_a_key_is_refused_unless_asked_for() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn render_fetches_and_verifies_a_bundle_into_scratch_space_and_leaves_the_state_dir_alone() {
-    let p = fixture::Project::new();
+    let p = support::Project::new();
     p.file(
         "roles/web.toml",
         "[vars]\nport = 8080\n\n[[file]]\npath = \"/etc/app.conf\"\ntemplate = \"app.conf.hbs\"\n",
@@ -788,7 +787,6 @@ fn render_fetches_and_verifies_a_bundle_into_scratch_space_and_leaves_the_state_
 fn keygen_says_whether_the_secret_key_is_encrypted_and_asks_for_a_passphrase_on_a_terminal() {
     let s = Scenario::new();
     let dir = s.tmp.path();
-    let bin = env!("CARGO_BIN_EXE_converge");
     let secret_comment = |d: &str| {
         let text = fs::read_to_string(dir.join(d).join("converge.key")).unwrap();
         text.lines().next().unwrap().to_owned()
@@ -842,7 +840,11 @@ fn keygen_says_whether_the_secret_key_is_encrypted_and_asks_for_a_passphrase_on_
     // On a terminal (a pty from script(1)), keygen asks twice and encrypts.
     let typed = std::process::Command::new("script")
         .args(["-q", "-e", "-c"])
-        .arg(format!("{bin} keygen {}", dir.join("typed").display()))
+        .arg(format!(
+            "{} keygen {}",
+            support::BIN,
+            dir.join("typed").display()
+        ))
         .arg("/dev/null")
         .env_remove(converge::bundle::PASSWORD_ENV)
         .stdin(std::process::Stdio::piped())

@@ -1,9 +1,9 @@
 //! `facts.cloud.*` from cloud-init's instance data: shown by `converge facts`, usable in
 //! templates and in `nodes.toml`, and a broken file is a located error that changes nothing.
 
-mod fixture;
+mod support;
 
-use fixture::Project;
+use support::Project;
 
 const INSTANCE_DATA: &str = r#"{
   "v1": {"cloud_name": "aws", "instance_id": "i-0123456789abcdef0", "region": "eu-west-1",

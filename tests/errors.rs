@@ -1,8 +1,8 @@
 //! Bad input: a clear error with its location, exit 1, and nothing under the root changes.
 
-mod fixture;
+mod support;
 
-use fixture::Project;
+use support::Project;
 
 /// Runs check and apply on `role`; both must fail with exit 1 and leave the root as it was.
 fn refused(p: &Project, role: &str) -> String {
@@ -391,26 +391,16 @@ fn a_broken_or_closed_stderr_never_stops_a_run() {
         "[[file]]\npath = \"/etc/x\"\ncontent = \"x\\n\"\nowner = \"nobody\"\n",
     );
     nix::unistd::mkfifo(&p.at("/etc/passwd"), nix::sys::stat::Mode::S_IRWXU).unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let args = |cmd: &mut std::process::Command| {
-        cmd.arg("check")
-            .arg("--source")
-            .arg(p.src())
-            .arg("--root")
-            .arg(p.root())
-            .arg("--facts")
-            .arg(p.facts_path())
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(["--role", "r"])
-            .env_remove("RUST_LOG");
-    };
+    let src = p.src().display().to_string();
+    let root = p.root().display().to_string();
+    let facts = p.facts_path().display().to_string();
+    let args = [
+        "check", "--source", &src, "--root", &root, "--facts", &facts, "--role", "r",
+    ];
     // A pipe whose reader is gone: every write to stderr fails with EPIPE.
     let (reader, writer) = nix::unistd::pipe().unwrap();
     drop(reader);
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_converge"));
-    args(&mut cmd);
-    let out = cmd.stderr(writer).output().unwrap();
+    let out = p.command(&args).stderr(writer).output().unwrap();
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -420,12 +410,13 @@ fn a_broken_or_closed_stderr_never_stops_a_run() {
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("owner 'nobody' does not exist (not in /etc/passwd)"));
     // `2>&-`: no stderr at all.
-    let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg("exec \"$0\" \"$@\" 2>&-")
-        .arg(env!("CARGO_BIN_EXE_converge"));
-    args(&mut cmd);
-    let out = cmd.output().unwrap();
+    let out = support::converge_with(
+        &["sh", "-c", "exec \"$0\" \"$@\" 2>&-"],
+        &args,
+        &p.config_path(),
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(4));
 }
 

@@ -1,12 +1,12 @@
 //! Files, directories, symlinks and absent paths, converged in a temp root by the real binary.
 
-mod fixture;
+mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use std::process::Command;
 
-use fixture::Project;
+use support::Project;
 
 fn web_project() -> Project {
     let p = Project::new();
@@ -63,12 +63,14 @@ path = "/etc/legacy.conf"
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn check_reports_then_apply_makes_exactly_those_changes_then_nothing() {
     let p = web_project();
     let before = p.tree();
     let check = p.converge("check", &["web"], &["--format", "json"]);
     assert_eq!(check.code, 2, "{}", check.stderr);
     assert_eq!(p.tree(), before, "check must not touch the root");
+    insta::assert_snapshot!("web_check_json", p.snapshot_json(&check.stdout));
     let check: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
     assert_eq!(check["mode"], "check");
     assert_eq!(check["summary"]["changed"], 5);
@@ -76,6 +78,7 @@ fn check_reports_then_apply_makes_exactly_those_changes_then_nothing() {
 
     let apply = p.converge("apply", &["web"], &["--format", "json"]);
     assert_eq!(apply.code, 2, "{}", apply.stderr);
+    insta::assert_snapshot!("web_apply_json", p.snapshot_json(&apply.stdout));
     let apply: serde_json::Value = serde_json::from_str(&apply.stdout).unwrap();
     assert_eq!(apply["mode"], "apply");
     // The very changes check printed, resource by resource.
@@ -122,6 +125,7 @@ fn check_reports_then_apply_makes_exactly_those_changes_then_nothing() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn out_of_band_edits_are_detected_and_repaired() {
     let p = web_project();
     assert_eq!(p.apply(&["web"]).code, 2);
@@ -187,6 +191,7 @@ fn a_symlink_planted_at_a_managed_path_is_replaced_not_followed() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_link_in_a_parent_directory_cannot_lead_outside_the_root() {
     let p = Project::new();
     let outside = tempfile::tempdir().unwrap();
@@ -342,6 +347,7 @@ fn render_prints_the_files_with_their_origin() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn var_overrides_win_over_role_vars() {
     let p = web_project();
     let r = p.converge(
@@ -466,6 +472,7 @@ name = "app"
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn changing_the_owner_keeps_setuid_bits_and_the_second_apply_is_a_no_op() {
     let p = Project::new();
     p.file(
@@ -557,6 +564,7 @@ creates = "/srv/db"
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_link_that_another_user_controls_is_never_followed() {
     let p = Project::new();
     p.file(
@@ -594,17 +602,17 @@ fn other_sysctl_files_are_read_inside_the_tree_and_never_block() {
         nix::sys::stat::Mode::S_IRWXU,
     )
     .unwrap();
-    let r = Command::new("timeout")
-        .arg("20")
-        .arg(env!("CARGO_BIN_EXE_converge"))
-        .args(["check", "--color", "never", "--role", "r", "--source"])
-        .arg(p.src())
-        .arg("--root")
-        .arg(p.root())
-        .arg("--config")
-        .arg(p.config_path())
-        .output()
-        .unwrap();
+    let r = support::converge_with(
+        &["timeout", "20"],
+        &["check", "--color", "never", "--role", "r"],
+        &p.config_path(),
+    )
+    .arg("--source")
+    .arg(p.src())
+    .arg("--root")
+    .arg(p.root())
+    .output()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&r.stdout);
     assert_eq!(
         r.status.code(),
@@ -673,6 +681,7 @@ fn a_large_rewrite_is_summarised_not_diffed() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_hard_link_is_replaced_and_the_other_file_keeps_its_owner_and_mode() {
     let p = Project::new();
     p.file(
@@ -778,6 +787,7 @@ fn variables_rendered_into_sensitive_files_never_reach_logs_or_errors() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_trees_own_links_resolve_inside_it_for_facts_and_owners() {
     let p = Project::new();
     p.file(

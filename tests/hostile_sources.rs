@@ -1,9 +1,9 @@
 //! Sources built to break the engine (recursion, deep nesting, huge lines): each one is a
 //! clear, located error with exit 1, never an abort or a hang, and the root stays as it was.
 
-mod fixture;
+mod support;
 
-use fixture::Project;
+use support::Project;
 
 /// Check and apply both refuse `role` with exit 1 and the same message; the root is untouched.
 fn refused(p: &Project, role: &str) -> String {

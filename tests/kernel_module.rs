@@ -5,14 +5,11 @@
 //! files never reach the machine's /etc), and `modprobe` on the default PATH is a shim that
 //! records its calls and loads or unloads in the stand-in /proc/modules. Needs root.
 
-mod fixture;
 mod support;
 
 use std::process::Command;
 
-use support::{output_text, require_root, require_tool, OwnState, Step};
-
-const BIN: &str = env!("CARGO_BIN_EXE_converge");
+use support::{output_text, require_root, require_tool, OwnState, Step, BIN};
 
 /// Stands in for modprobe: records each call (with the options modprobe.d gives the module,
 /// which shows the options file was there first), refuses what modprobe.d's `install NAME
@@ -141,6 +138,7 @@ fn body(s: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn check_shows_apply_loads_unloads_and_persists_then_nothing_changes() {
     let role =
         "[[kernel_module]]\nname = \"br-netfilter\"\noptions = \"hashsize=65536  debug\"\n\n\
@@ -189,6 +187,7 @@ fn check_shows_apply_loads_unloads_and_persists_then_nothing_changes() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn check_and_apply_json_records_are_the_same() {
     let role = "[[kernel_module]]\nname = \"wireguard\"\noptions = \"x=1\"\n\n\
                 [[kernel_module]]\nname = \"dm_mod\"\nensure = \"absent\"\n";
@@ -220,6 +219,7 @@ fn check_and_apply_json_records_are_the_same() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn switching_a_blacklisted_module_to_loaded_rewrites_modprobe_d_before_loading() {
     let absent = "[[kernel_module]]\nname = \"wireguard\"\nensure = \"absent\"\n";
     let loaded = "[[kernel_module]]\nname = \"wireguard\"\n";
@@ -252,6 +252,7 @@ fn switching_a_blacklisted_module_to_loaded_rewrites_modprobe_d_before_loading()
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn rollback_unloads_what_the_run_loaded_and_loads_what_it_unloaded() {
     let role = "[[kernel_module]]\nname = \"br_netfilter\"\noptions = \"debug=1\"\n\n\
                 [[kernel_module]]\nname = \"dm_mod\"\nensure = \"absent\"\n";
@@ -298,6 +299,7 @@ fn rollback_unloads_what_the_run_loaded_and_loads_what_it_unloaded() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn snapshot_records_loaded_modules_and_compare_shows_the_difference() {
     let snap = "\"$B\" snapshot --path /etc/modprobe.d --color never -o";
     let ran = in_namespace(
@@ -321,6 +323,7 @@ fn snapshot_records_loaded_modules_and_compare_shows_the_difference() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_module_in_use_is_refused_with_its_users_and_nothing_changes() {
     let kernel = Kernel {
         loaded: "bridge 311296 1 br_netfilter, Live 0x0000000000000000\n\
@@ -365,6 +368,7 @@ fn a_module_in_use_is_refused_with_its_users_and_nothing_changes() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_module_missing_for_this_kernel_fails_with_modprobes_reason() {
     let role = "[[kernel_module]]\nname = \"nosuch\"\n";
     let ran = in_namespace(role, &PLAIN, &[&apply(), SHOW, "uname -r"]);
@@ -390,6 +394,7 @@ fn a_module_missing_for_this_kernel_fails_with_modprobes_reason() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_builtin_module_is_in_sync_with_a_note_and_cannot_be_absent() {
     let ran = in_namespace(
         "[[kernel_module]]\nname = \"tcp_bbr\"\noptions = \"x=1\"\n",
@@ -426,8 +431,9 @@ fn a_builtin_module_is_in_sync_with_a_note_and_cannot_be_absent() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn bad_values_are_located_errors() {
-    let p = fixture::Project::new();
+    let p = support::Project::new();
     p.file(
         "roles/k.toml",
         "[[kernel_module]]\nname = \"../evil\"\n\n\
@@ -454,8 +460,9 @@ fn bad_values_are_located_errors() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn under_root_the_files_are_managed_and_the_live_module_is_noted() {
-    let p = fixture::Project::new();
+    let p = support::Project::new();
     std::fs::create_dir_all(p.at("/etc/modprobe.d")).unwrap();
     std::fs::create_dir_all(p.at("/etc/modules-load.d")).unwrap();
     p.file(

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_converge");
+use support::converge;
+
 const FILES: usize = 200;
 const TRIALS: usize = 200;
 const BUDGET: Duration = Duration::from_secs(45);
@@ -104,9 +105,9 @@ impl Scene {
         .unwrap();
     }
 
-    fn apply(&self) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["apply", "--format", "json", "--role", "r", "--source"])
+    fn apply(&self) -> support::Converge {
+        let mut cmd = support::converge(&["apply", "--format", "json", "--role", "r"]);
+        cmd.arg("--source")
             .arg(self.tmp.path().join("src"))
             .arg("--state-dir")
             .arg(self.tmp.path().join("state"))
@@ -147,6 +148,7 @@ impl Scene {
 const FAILING: &str = "[[health]]\nname = \"never\"\ncommand = \"false\"\nretries = 0\n";
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_kill_in_each_window_of_an_apply_and_its_rollback_is_undone_by_the_next_run() {
     let s = Scene::new();
     s.set_role(1, FAILING);
@@ -189,6 +191,7 @@ fn at_generation_1(s: &Scene) -> usize {
 /// run is still the one the next run continues (it used to pick the newest id, and left the
 /// killed run's files at generation 1).
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn the_killed_run_is_undone_even_when_an_earlier_run_sorts_after_it() {
     let s = Scene::new();
     s.set_role(1, FAILING);
@@ -209,6 +212,7 @@ fn the_killed_run_is_undone_even_when_an_earlier_run_sorts_after_it() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn kill_9_during_apply_leaves_every_file_whole_and_the_next_run_completes() {
     let s = Scene::new();
     s.set_role(1, "");
@@ -234,6 +238,7 @@ fn kill_9_during_apply_leaves_every_file_whole_and_the_next_run_completes() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn kill_9_during_a_rollback_leaves_every_file_whole_and_the_next_run_undoes_the_job() {
     let s = Scene::new();
     // Every apply fails its health check and rolls back to generation 0.
@@ -258,8 +263,7 @@ fn kill_9_during_a_rollback_leaves_every_file_whole_and_the_next_run_undoes_the_
 
 /// The history's record of the newest run.
 fn newest_run(s: &Scene) -> serde_json::Value {
-    let out = Command::new(BIN)
-        .args(["history", "--format", "json", "--state-dir"])
+    let out = converge(&["history", "--format", "json", "--state-dir"])
         .arg(s.tmp.path().join("state"))
         .output()
         .unwrap();
@@ -276,6 +280,7 @@ fn newest_run(s: &Scene) -> serde_json::Value {
 /// The run that continues a killed one records the whole job's changes: the files the killed
 /// run changed and the ones it changes itself, once each.
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn a_run_that_continues_a_killed_one_counts_the_jobs_changes_in_the_history() {
     let s = Scene::new();
     s.set_role(1, "");

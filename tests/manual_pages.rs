@@ -1,18 +1,16 @@
 //! The man pages and shell completions the Debian package ships, generated from the clap
 //! definitions: every page renders with `man -l`, and the bash completion loads and completes.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_converge");
+use support::converge;
 
 fn generate() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .arg("generate")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = converge(&["generate"]).arg(dir.path()).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     dir
 }
@@ -56,7 +54,7 @@ fn every_man_page_renders_and_names_its_flags() {
         .collect();
     pages.sort();
     // One page per subcommand that --help lists, and the top page.
-    let help = Command::new(BIN).arg("--help").output().unwrap();
+    let help = converge(&["--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout).into_owned();
     let mut expected: Vec<String> = help
         .split("Commands:\n")
@@ -138,7 +136,7 @@ fn the_bash_completion_loads_and_completes_subcommands_and_flags() {
 /// (`CONVERGE_PACKAGE_VERSION`, set by packaging/deb/build), the crate's alone otherwise.
 #[test]
 fn the_version_names_the_package_version_when_built_for_a_package() {
-    let out = Command::new(BIN).arg("--version").output().unwrap();
+    let out = converge(&["--version"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let crate_version = env!("CARGO_PKG_VERSION");
     let want = match option_env!("CONVERGE_PACKAGE_VERSION").filter(|v| !v.is_empty()) {

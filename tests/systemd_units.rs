@@ -10,13 +10,10 @@ use std::path::Path;
 use support::tools::assert_success;
 use support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_converge");
-
 /// The binary as /usr/bin/converge and the shipped units in /etc/systemd/system.
 fn install_shipped_units(ct: &Container) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bin = ct.share(Path::new(BIN));
-    ct.exec_ok(&["install", "-m", "0755", &bin, "/usr/bin/converge"]);
+    ct.exec_ok(&["install", "-m", "0755", ct.bin(), "/usr/bin/converge"]);
     for unit in ["converge.service", "converge.timer"] {
         let shared = ct.share(&repo.join("packaging/systemd").join(unit));
         ct.exec_ok(&["cp", &shared, &format!("/etc/systemd/system/{unit}")]);
@@ -38,6 +35,7 @@ fn publish_role(ct: &Container, name: &str, role: &str) {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn the_shipped_service_and_timer_run_converge_and_log_to_the_journal() {
     let ct = Container::boot("units");
     install_shipped_units(&ct);
@@ -128,6 +126,7 @@ fn the_shipped_service_and_timer_run_converge_and_log_to_the_journal() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn converge_never_restarts_its_own_unit_and_the_shipped_unit_survives_quick_restarts() {
     let ct = Container::boot("selfrestart");
     install_shipped_units(&ct);

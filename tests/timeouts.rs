@@ -3,8 +3,9 @@
 //! that service, and the rest of the run converges. The deadline is agent.toml's
 //! `[timeouts]`, for agent runs and `--source` runs alike, or a resource's own `timeout`.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 
 /// Gone, or a zombie waiting for whoever reaps orphans: either way no longer running.
 fn dead(pid: &str) -> bool {
@@ -92,9 +93,8 @@ content = "y"
             d.join("state").display()
         ),
     );
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_converge"));
-    cmd.args(["apply", "--color", "never", "--config"])
-        .arg(&config);
+    let mut cmd = support::converge(&["apply", "--color", "never", "--config"]);
+    cmd.arg(&config);
     if with_source {
         cmd.arg("--source").arg(d.join("src"));
     }
@@ -128,13 +128,11 @@ content = "y"
     let pids = std::fs::read_to_string(d.join("pids")).unwrap();
     let pids: Vec<&str> = pids.split_whitespace().collect();
     assert_eq!(pids.len(), 2, "{pids:?}");
-    for _ in 0..100 {
-        if pids.iter().all(|p| dead(p)) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(pids.iter().all(|p| dead(p)), "{pids:?}");
+    support::wait_until(
+        &format!("{pids:?} are gone"),
+        std::time::Duration::from_secs(10),
+        || pids.iter().all(|p| dead(p)),
+    );
 }
 
 #[test]
@@ -163,8 +161,7 @@ enabled = true
     );
     std::fs::create_dir_all(d.join("root/etc")).unwrap();
     std::fs::create_dir_all(d.join("src/templates")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_converge"))
-        .args(["apply", "--format", "json", "--role", "t", "--config"])
+    let out = support::converge(&["apply", "--format", "json", "--role", "t", "--config"])
         .arg(d.join("no-agent.toml"))
         .arg("--state-dir")
         .arg(d.join("state"))
@@ -222,8 +219,7 @@ fn snapshot_compare_and_capture_keep_agent_toml_deadlines_too() {
     // A snapshot of a tree without systemd (so no systemctl) to compare the live side with.
     std::fs::create_dir_all(d.join("bare/etc")).unwrap();
     let bare = d.join("bare.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_converge"))
-        .args(["snapshot", "--config"])
+    let out = support::converge(&["snapshot", "--config"])
         .arg(&config)
         .arg("--root")
         .arg(d.join("bare"))
@@ -239,8 +235,7 @@ fn snapshot_compare_and_capture_keep_agent_toml_deadlines_too() {
         vec!["compare", "live", &bare],
         vec!["capture", "--from", "live", "--role", "x", "-o", &role],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_converge"))
-            .args(&args)
+        let out = support::converge(&args)
             .arg("--config")
             .arg(&config)
             .arg("--root")

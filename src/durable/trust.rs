@@ -98,6 +98,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
+    #[ignore = "needs root (container tier, scripts/test)"]
     fn only_a_dir_of_the_running_user_that_no_one_else_can_write_passes() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();

@@ -24,8 +24,8 @@ use crate::role::{vars, Role, SourceTree};
 mod accounts;
 mod exec;
 mod health;
-mod nftables;
 mod kernel_module;
+mod nftables;
 mod paths;
 mod sysctl;
 

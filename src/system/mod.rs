@@ -13,8 +13,8 @@ pub mod dpkg_inventory;
 #[cfg(test)]
 pub mod fake;
 pub mod fs;
-pub mod nftables;
 pub mod modules;
+pub mod nftables;
 pub mod packages;
 mod parent_cache;
 pub mod path;

@@ -2,10 +2,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::fixture::{self, Project};
 use crate::support::Nginx;
+use crate::support::{self, Project};
 
 /// A project whose source tree is published into `out/` and served by nginx.
 pub struct Served {
@@ -35,7 +34,7 @@ impl Served {
         }
     }
 
-    pub fn apply(&self, extra: &[&str]) -> fixture::Run {
+    pub fn apply(&self, extra: &[&str]) -> support::Run {
         let url = format!("{}/", self.nginx.url());
         let state = self.state.display().to_string();
         let mut args = vec!["--state-dir", &state];
@@ -56,7 +55,7 @@ impl Served {
     }
 
     /// `converge CMD --config CONFIG` into the project's root, with its facts.
-    pub fn run_config(&self, cmd: &str, config: &str) -> fixture::Run {
+    pub fn run_config(&self, cmd: &str, config: &str) -> support::Run {
         let root = self.p.root().display().to_string();
         let facts = self.p.facts_path().display().to_string();
         self.p
@@ -84,8 +83,8 @@ impl Served {
 }
 
 pub fn publish(src: &Path, out: &Path, key: Option<&Path>) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_converge"));
-    cmd.arg("publish").arg(src).arg(out);
+    let mut cmd = support::converge(&[std::ffi::OsStr::new("publish"), src.as_os_str()]);
+    cmd.arg(out);
     if let Some(k) = key {
         cmd.arg("--key").arg(k);
     }

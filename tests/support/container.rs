@@ -2,6 +2,7 @@
 //! rootfs, following the recipe in shared TESTING.md.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -11,10 +12,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::cli::{converge, BIN};
 use super::overlay::Overlay;
 use super::rootfs::debian_rootfs;
 use super::stale::CGROUP_PREFIX;
-use super::tools::{copy_file, output_text, require_root, require_tool};
+use super::tools::{copy_file, output_text, require_root, require_tool, write_tree};
 
 /// How long boot may take before we give up; a healthy boot takes ~1 s.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,6 +35,7 @@ pub struct Container {
     console: PathBuf,
     boot_time: Duration,
     overlay: Overlay,
+    bin: std::cell::OnceCell<String>,
 }
 
 impl Container {
@@ -108,6 +111,7 @@ impl Container {
             console,
             boot_time: Duration::ZERO,
             overlay,
+            bin: Default::default(),
         };
         ct.wait_for_boot(started);
         ct.boot_time = started.elapsed();
@@ -192,11 +196,22 @@ impl Container {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Runs `BIN MODE --color never --source /mnt/share/src --role ROLE EXTRA...` inside the
-    /// container: converge on the source tree the test wrote under `share_dir()/src`.
-    pub fn converge(&self, bin: &str, mode: &str, role: &str, extra: &[&str]) -> Output {
+    /// The binary under test inside the container, copied into the share on first use.
+    pub fn bin(&self) -> &str {
+        self.bin.get_or_init(|| self.share(Path::new(BIN)))
+    }
+
+    /// Writes `files` (`roles/web.toml`, `templates/x.hbs`, ...) as the source tree
+    /// `/mnt/share/src` that [`Container::converge`] reads, replacing the one there.
+    pub fn write_source(&self, files: &[(&str, &str)]) {
+        write_tree(&self.share.join("src"), files);
+    }
+
+    /// Runs `converge MODE --color never --source /mnt/share/src --role ROLE EXTRA...` inside
+    /// the container with the binary under test: converge on the source tree the test wrote
+    /// under `share_dir()/src` (see [`Container::write_source`]).
+    pub fn converge(&self, mode: &str, role: &str, extra: &[&str]) -> Output {
         let mut args = vec![
-            bin,
             mode,
             "--color",
             "never",
@@ -206,7 +221,14 @@ impl Container {
             role,
         ];
         args.extend_from_slice(extra);
-        self.exec(&args)
+        self.run_converge(&args)
+    }
+
+    /// Runs `converge ARGS` inside the container with the binary under test.
+    pub fn run_converge(&self, args: &[&str]) -> Output {
+        let mut cmd = vec![self.bin()];
+        cmd.extend_from_slice(args);
+        self.exec(&cmd)
     }
 
     /// Runs a shell script inside the container.
@@ -275,9 +297,7 @@ impl Container {
     /// Publishes the source tree `src` with the converge under test into `<share>/out`,
     /// which the container reads as `file:///mnt/share/out`.
     pub fn publish(&self, src: &Path) {
-        let out = Command::new(env!("CARGO_BIN_EXE_converge"))
-            .arg("publish")
-            .arg(src)
+        let out = converge(&[OsStr::new("publish"), src.as_os_str()])
             .arg(self.share.join("out"))
             .output()
             .expect("run converge publish");

@@ -101,23 +101,20 @@ pub fn converge_tree(
     root: &Path,
     extra: &[&str],
 ) -> (i32, String) {
-    let own = OwnState::new();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_converge"));
-    cmd.args([mode, "--color", "never", "--role", role, "--source"])
+    let run = super::cli::converge(&[mode, "--color", "never", "--role", role])
+        .arg("--source")
         .arg(src)
         .arg("--root")
-        .arg(root);
-    // Only the commands that keep state take an agent config (validate keeps none).
-    if mode != "validate" {
-        cmd.arg("--config").arg(own.config());
-    }
-    let out = cmd.args(extra).output().unwrap();
+        .arg(root)
+        .args(extra)
+        .output()
+        .unwrap();
     let text = format!(
         "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
     );
-    (out.status.code().unwrap_or(-1), text)
+    (run.status.code().unwrap_or(-1), text)
 }
 
 /// Copies `src` to `dst` (mode included) so that `dst` can be executed at once.
@@ -161,4 +158,31 @@ pub fn json_changes(report: &serde_json::Value) -> Vec<(String, serde_json::Valu
         .iter()
         .map(|o| (o["id"].as_str().unwrap().to_owned(), o["change"].clone()))
         .collect()
+}
+
+/// Polls `ready` every few milliseconds until it holds, panicking after `limit` with `what`:
+/// for a state a test cannot be told about (a reload taking effect, a child taking a lock),
+/// read from the real thing, never a guessed sleep. The limit bounds a hang, it measures
+/// nothing.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up after {limit:?} waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Writes `files` (relative path, text) as the tree `dir`, replacing what was there.
+pub fn write_tree(dir: &Path, files: &[(&str, &str)]) {
+    let _ = std::fs::remove_dir_all(dir);
+    for (rel, text) in files {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().expect("a file of the tree"))
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        std::fs::write(&path, text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
 }
