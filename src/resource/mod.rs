@@ -266,7 +266,9 @@ pub trait Resource: fmt::Debug + Send + Sync {
         Vec::new()
     }
 
-    // What planning needs to know: no defaults, see [`footprint`].
+    // What planning needs to know. No defaults: with "not me" defaults, a kind that keeps
+    // a path and forgot to say so compiled, then lost its path conflicts, was removed by a
+    // purging directory above, or failed on a parent the run makes (see footprint.rs).
 
     /// What it occupies on the host.
     fn footprint(&self) -> Footprint<'_>;
