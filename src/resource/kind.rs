@@ -11,8 +11,8 @@ use std::fmt;
 /// `plan::from_role::Builder` that plans a role's declarations of it, and the resource types
 /// of that kind (the [`AnyResource`](super::AnyResource) variants). The order is the order a
 /// role's declarations are planned (which is also the order `after` errors list them); the
-/// order of the resource types is also their tag in a stored plan (see
-/// `pipeline::plan_cache::FORMAT`).
+/// order of the resource types is also their tag in a stored plan, which only the build
+/// that stored it reads (the plan cache's key holds the build id).
 macro_rules! every_kind {
     ($then:ident) => {
         $then! {
