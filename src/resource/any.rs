@@ -131,9 +131,10 @@ impl AnyResource {
 
     /// A purging directory: its path and the entries it keeps.
     pub fn purge_mut(&mut self) -> Option<(PathBuf, &mut BTreeSet<String>)> {
+        // Asked of every item: the path is copied only for the purging few.
+        self.plan_slots().purge_keep.as_ref()?;
         let path = self.host_path()?.to_path_buf();
-        let keep = self.plan_slots().purge_keep?;
-        Some((path, keep))
+        Some((path, self.plan_slots().purge_keep?))
     }
 
     /// The service this resource is, for notify and unit providers.
