@@ -32,7 +32,7 @@ use crate::resource::content::Desired;
 use crate::resource::directory::DirectoryResource;
 use crate::resource::file::FileResource;
 use crate::resource::service::{RunState, ServiceResource};
-use crate::resource::{Kind, Managed, ResourceId};
+use crate::resource::{AnyResource, Kind, ResourceId};
 use crate::role::vars::{self, AssignmentError};
 use crate::role::{classify, SourceTree};
 use crate::system::fs::Entry;
@@ -476,14 +476,14 @@ fn plans(prepared: &Prepared, sys: &System) -> Result<(Plan, Plan), BootstrapErr
     Ok((plan(resources(prepared, sys)?), plan(timer_resource())))
 }
 
-fn plan(resources: Vec<Box<dyn Managed>>) -> Plan {
+fn plan(resources: Vec<AnyResource>) -> Plan {
     planning::of_resources("converge bootstrap", resources)
         .expect("bootstrap's resources name no other resource, so they always order")
 }
 
 /// Each trusted key (0644) and the agent config (0600), root's, after the directories
 /// above them that are missing (made 0755, as an admin would).
-fn resources(prepared: &Prepared, sys: &System) -> Result<Vec<Box<dyn Managed>>, BootstrapError> {
+fn resources(prepared: &Prepared, sys: &System) -> Result<Vec<AnyResource>, BootstrapError> {
     let root_file = |path: PathBuf, text: String, mode: u32| FileResource {
         path,
         content: Desired::bytes(text.into_bytes()),
@@ -494,7 +494,7 @@ fn resources(prepared: &Prepared, sys: &System) -> Result<Vec<Box<dyn Managed>>,
             ..Ownership::default()
         },
         sensitive: false,
-        managed_ancestor: None,
+        managed_ancestor: Default::default(),
         validate: None,
     };
     let mut files: Vec<FileResource> = prepared
@@ -523,23 +523,26 @@ fn resources(prepared: &Prepared, sys: &System) -> Result<Vec<Box<dyn Managed>>,
             missing.insert(dir.to_path_buf());
         }
     }
-    let mut out: Vec<Box<dyn Managed>> = Vec::new();
+    let mut out: Vec<AnyResource> = Vec::new();
     for path in missing {
-        out.push(Box::new(DirectoryResource {
-            path,
-            ownership: Ownership::default(),
-            purge: false,
-            keep: Default::default(),
-            managed_ancestor: None,
-        }));
+        out.push(
+            DirectoryResource {
+                path,
+                ownership: Ownership::default(),
+                purge: false,
+                keep: Default::default(),
+                managed_ancestor: Default::default(),
+            }
+            .into(),
+        );
     }
-    out.extend(files.into_iter().map(|f| Box::new(f) as Box<dyn Managed>));
+    out.extend(files.into_iter().map(AnyResource::from));
     Ok(out)
 }
 
 /// The timer, enabled and (where systemd runs) started.
-fn timer_resource() -> Vec<Box<dyn Managed>> {
-    vec![Box::new(ServiceResource {
+fn timer_resource() -> Vec<AnyResource> {
+    vec![AnyResource::from(ServiceResource {
         name: TIMER.into(),
         enabled: Some(true),
         masked: None,

@@ -114,10 +114,7 @@ fn note_left(recorder: &Recorder, sys: &System, item: &Planned, change: &Change,
     let Some(path) = item.path() else {
         return;
     };
-    let sensitive = match item.resource.stored() {
-        crate::resource::stored::Stored::File(f) => f.sensitive,
-        _ => false,
-    };
+    let sensitive = item.resource.sensitive();
     // A file whose content the change wrote is known by the change's own digest: no need
     // to read it back.
     let written = change.content.as_ref().and_then(|c| c.after.clone());

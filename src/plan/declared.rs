@@ -9,13 +9,13 @@ use serde_json::Map;
 
 use super::{order, units, Plan, Planned};
 use crate::diagnostics::{Diagnostics, Location};
-use crate::resource::Managed;
+use crate::resource::AnyResource;
 use crate::role::RoleSet;
 
 /// The plan of `resources`, declared by `origin` (it stands where a role's name and place
 /// would), in the order given except where one must wait for another (a path for the
 /// directory of the run above it).
-pub fn of_resources(origin: &str, resources: Vec<Box<dyn Managed>>) -> Result<Plan, Diagnostics> {
+pub fn of_resources(origin: &str, resources: Vec<AnyResource>) -> Result<Plan, Diagnostics> {
     let role: Arc<str> = Arc::from(origin);
     let at = Location {
         file: Arc::from(Path::new(origin)),

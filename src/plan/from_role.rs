@@ -16,8 +16,9 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::render::SharedRenderer;
 use crate::resource::attrs::{parse_mode, Ownership};
 use crate::resource::content::Desired;
+use crate::resource::kind::every_kind;
 use crate::resource::validate;
-use crate::resource::{Kind, Managed, ResourceId};
+use crate::resource::{AnyResource, Kind, ResourceId};
 use crate::role::model::{FileSpec, OwnVars};
 use crate::role::{vars, Role, SourceTree};
 
@@ -59,6 +60,23 @@ pub(super) type Finished = (
     Option<Arc<Templates>>,
     Diagnostics,
 );
+
+/// Declares [`Builder::role`] from [`every_kind!`]'s list: each kind's planner method, in
+/// the list's order.
+macro_rules! declare_role_planner {
+    ($($(#[$doc:meta])* $kind:ident => $name:literal, planned by $planner:ident,
+        [$($(#[$vdoc:meta])* $variant:ident($ty:path)),*];)+) => {
+        impl Builder<'_> {
+            /// Every declaration of `role`, kind by kind in [`Kind::ALL`] order.
+            pub(super) fn role(&mut self, role: &mut Role) {
+                self.role_name = Arc::from(role.name.as_str());
+                $(self.$planner(role);)+
+            }
+        }
+    };
+}
+
+every_kind!(declare_role_planner);
 
 /// What every declaration carries besides its own fields.
 struct Common<'s> {
@@ -114,30 +132,8 @@ impl<'a> Builder<'a> {
         self.items.reserve_exact(n);
     }
 
-    /// Every declaration of `role`, kind by kind in [`Kind::ALL`] order; a new kind is a
-    /// compile error here until it has its arm.
-    pub(super) fn role(&mut self, role: &mut Role) {
-        self.role_name = Arc::from(role.name.as_str());
-        for kind in Kind::ALL {
-            match kind {
-                Kind::File => self.files(role),
-                Kind::Directory => self.directories(role),
-                Kind::Symlink => self.symlinks(role),
-                Kind::Absent => self.absents(role),
-                Kind::Sysctl => self.sysctl(role),
-                Kind::Nftables => self.nftables(role),
-                Kind::Group => self.groups(role),
-                Kind::User => self.users(role),
-                Kind::Exec => self.execs(role),
-                Kind::Service => self.services(role),
-                Kind::Package => self.packages(role),
-                Kind::KernelModule => self.kernel_modules(role),
-                Kind::Health => self.health(role),
-            }
-        }
-    }
-
-    fn push(&mut self, role: &Role, common: Common, resource: Box<dyn Managed>) {
+    fn push(&mut self, role: &Role, common: Common, resource: impl Into<AnyResource>) {
+        let resource = resource.into();
         let mut after = Vec::new();
         for edge in common.after {
             match ResourceId::parse(edge.get_ref()) {

@@ -20,15 +20,14 @@ use serde_json::{Map, Value};
 use crate::diagnostics::{Diagnostic, Diagnostics, Location};
 use crate::health::HealthCheck;
 use crate::render::SharedRenderer;
-use crate::resource::{Kind, Managed, ResourceId};
+use crate::resource::{AnyResource, Kind, ResourceId};
 use crate::role::{RoleSet, SourceTree};
 
 /// One desired resource and where it came from.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Planned {
     /// The resource itself.
-    #[serde(with = "crate::resource::stored::boxed")]
-    pub resource: Box<dyn Managed>,
+    pub resource: AnyResource,
     /// Its identity.
     pub id: ResourceId,
     /// The role that declared it, one copy shared by its resources and their outcomes.
@@ -259,7 +258,7 @@ fn dedupe_and_detect_conflicts(
         keep[i] = false;
         let (before, from_i) = items.split_at_mut(i);
         let (a, item) = (&mut before[j], &mut from_i[0]);
-        if a.id == item.id && a.resource.same_as(item.resource.as_ref()) {
+        if a.id == item.id && a.resource == item.resource {
             // One resource, declared twice: every role's notify requests still count.
             let notify = item.edges.as_mut().map(|e| std::mem::take(&mut e.notify));
             for n in notify.unwrap_or_default() {
@@ -320,13 +319,12 @@ fn fill_managed_ancestors(items: &mut [Planned]) {
         .iter()
         .filter_map(|p| p.resource.makes_directory().map(Arc::from))
         .collect();
-    for item in items.iter_mut() {
+    for item in items.iter() {
         let Some(path) = item.path() else { continue };
         let Some(nearest) = path.ancestors().skip(1).find_map(|a| dirs.get(a)) else {
             continue;
         };
-        let nearest = nearest.clone();
-        item.resource.set_managed_ancestor(nearest);
+        item.resource.set_managed_ancestor(nearest.clone());
     }
 }
 
@@ -357,7 +355,7 @@ fn fill_purge_keep(items: &mut [Planned]) {
     let purging: Vec<(usize, PathBuf)> = items
         .iter_mut()
         .enumerate()
-        .filter_map(|(i, p)| Some((i, p.resource.purge_mut()?.0.to_path_buf())))
+        .filter_map(|(i, p)| Some((i, p.resource.purge_mut()?.0)))
         .collect();
     for (d, dir) in purging {
         let mut keep = BTreeSet::new();

@@ -1,8 +1,9 @@
 //! `absent`: a path that must not exist.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
+use super::{Footprint, Place, PlanSlots};
 use crate::system::fs::Entry;
 use crate::system::{Host, System};
 
@@ -18,17 +19,21 @@ pub struct AbsentResource {
 impl Resource for AbsentResource {
     type Live = Entry;
 
-    fn host_path(&self) -> Option<&Path> {
-        Some(&self.path)
-    }
-
     fn id(&self) -> ResourceId {
         ResourceId::new(Kind::Absent, self.path.to_string_lossy())
     }
 
     /// Its path is what it removes, not what it keeps.
-    fn claims(&self) -> Vec<PathBuf> {
-        Vec::new()
+    fn footprint(&self) -> Footprint<'_> {
+        Footprint {
+            place: Place::Removes(&self.path),
+            makes_directory: None,
+            creates_account: false,
+        }
+    }
+
+    fn plan_slots(&mut self) -> PlanSlots<'_> {
+        PlanSlots::none()
     }
 
     fn observe(&self, sys: &System) -> Result<Entry, ResourceError> {
@@ -57,9 +62,5 @@ impl Resource for AbsentResource {
     fn apply(&self, host: &Host, _live: &Entry, _change: &Change) -> Result<(), ResourceError> {
         host.remove(&self.path, self.force)?;
         Ok(())
-    }
-
-    fn stored(&self) -> super::stored::Stored<'_> {
-        super::stored::Stored::Absent(std::borrow::Cow::Borrowed(self))
     }
 }

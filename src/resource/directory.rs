@@ -1,11 +1,12 @@
 //! `directory`: a directory's own owner, group and mode; its entries only with `purge`.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::attrs::{Ownership, Resolved};
 use super::parents;
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
+use super::{Footprint, Place, PlanSlots};
 use crate::system::fs::Entry;
 use crate::system::{Host, System};
 
@@ -21,7 +22,7 @@ pub struct DirectoryResource {
     /// Names of entries other resources of this run manage (filled in by the plan).
     pub keep: BTreeSet<String>,
     /// The nearest ancestor another directory resource manages (filled in by the plan).
-    pub managed_ancestor: Option<std::sync::Arc<Path>>,
+    pub managed_ancestor: super::ManagedParent,
 }
 
 /// What a directory resource finds.
@@ -35,32 +36,23 @@ pub struct DirectoryLive {
 impl Resource for DirectoryResource {
     type Live = DirectoryLive;
 
-    fn host_path(&self) -> Option<&Path> {
-        Some(&self.path)
-    }
-
     fn id(&self) -> ResourceId {
         ResourceId::new(Kind::Directory, self.path.to_string_lossy())
     }
 
-    fn claims(&self) -> Vec<PathBuf> {
-        vec![self.path.clone()]
+    fn footprint(&self) -> Footprint<'_> {
+        Footprint {
+            place: Place::Keeps(&self.path, &self.managed_ancestor),
+            makes_directory: Some(&self.path),
+            creates_account: false,
+        }
     }
 
-    fn makes_directory(&self) -> Option<&Path> {
-        Some(&self.path)
-    }
-
-    fn set_managed_ancestor(&mut self, dir: std::sync::Arc<Path>) {
-        self.managed_ancestor = Some(dir);
-    }
-
-    fn ownership_mut(&mut self) -> Option<&mut Ownership> {
-        Some(&mut self.ownership)
-    }
-
-    fn purge_mut(&mut self) -> Option<(&Path, &mut BTreeSet<String>)> {
-        self.purge.then_some((&self.path, &mut self.keep))
+    fn plan_slots(&mut self) -> PlanSlots<'_> {
+        PlanSlots {
+            ownership: Some(&mut self.ownership),
+            purge_keep: self.purge.then_some(&mut self.keep),
+        }
     }
 
     fn observe(&self, sys: &System) -> Result<DirectoryLive, ResourceError> {
@@ -78,7 +70,7 @@ impl Resource for DirectoryResource {
                     }
                 }
             }
-            Entry::Missing => parents::ensure(sys, &self.path, self.managed_ancestor.as_deref())?,
+            Entry::Missing => parents::ensure(sys, &self.path, &self.managed_ancestor)?,
             other => {
                 return Err(ResourceError::WrongKind {
                     path: self.path.clone(),
@@ -144,9 +136,5 @@ impl Resource for DirectoryResource {
             host.set_attrs(&self.path, attrs)?;
         }
         Ok(())
-    }
-
-    fn stored(&self) -> super::stored::Stored<'_> {
-        super::stored::Stored::Directory(std::borrow::Cow::Borrowed(self))
     }
 }

@@ -10,6 +10,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
+use super::{Footprint, Place, PlanSlots};
 use crate::system::fs::Entry;
 use crate::system::process::{tail, RunAs, Shell};
 use crate::system::{Host, System};
@@ -126,8 +127,16 @@ impl Resource for ExecResource {
         ResourceId::new(Kind::Exec, self.name.clone())
     }
 
-    fn claims(&self) -> Vec<PathBuf> {
-        self.creates.iter().cloned().collect()
+    fn footprint(&self) -> Footprint<'_> {
+        Footprint {
+            place: Place::Elsewhere(self.creates.iter().cloned().collect()),
+            makes_directory: None,
+            creates_account: false,
+        }
+    }
+
+    fn plan_slots(&mut self) -> PlanSlots<'_> {
+        PlanSlots::none()
     }
 
     fn observe(&self, sys: &System) -> Result<ExecLive, ResourceError> {
@@ -190,10 +199,6 @@ impl Resource for ExecResource {
             status: describe_status(done.status),
             output,
         })
-    }
-
-    fn stored(&self) -> super::stored::Stored<'_> {
-        super::stored::Stored::Exec(std::borrow::Cow::Borrowed(self))
     }
 }
 

@@ -10,6 +10,7 @@ use super::parents;
 use super::{
     Action, Change, ContentChange, FieldChange, Kind, Resource, ResourceError, ResourceId,
 };
+use super::{Footprint, PlanSlots};
 use crate::system::fs::Entry;
 use crate::system::{Host, System, SystemError};
 
@@ -30,7 +31,7 @@ pub struct FileResource {
     /// Keep the content out of diffs, logs and reports.
     pub sensitive: bool,
     /// The nearest ancestor a directory resource manages (filled in by the plan).
-    pub managed_ancestor: Option<std::sync::Arc<Path>>,
+    pub managed_ancestor: super::ManagedParent,
     /// Command that must accept new content before the swap (`{path}`: a temp copy).
     pub validate: Option<String>,
 }
@@ -84,24 +85,19 @@ fn read_live(sys: &System, path: &Path, keep: bool) -> Result<LiveContent, Resou
 impl Resource for FileResource {
     type Live = FileLive;
 
-    fn host_path(&self) -> Option<&Path> {
-        Some(&self.path)
-    }
-
     fn id(&self) -> ResourceId {
         ResourceId::new(Kind::File, self.path.to_string_lossy())
     }
 
-    fn claims(&self) -> Vec<PathBuf> {
-        vec![self.path.clone()]
+    fn footprint(&self) -> Footprint<'_> {
+        Footprint::keeps(&self.path, &self.managed_ancestor)
     }
 
-    fn set_managed_ancestor(&mut self, dir: std::sync::Arc<Path>) {
-        self.managed_ancestor = Some(dir);
-    }
-
-    fn ownership_mut(&mut self) -> Option<&mut Ownership> {
-        Some(&mut self.ownership)
+    fn plan_slots(&mut self) -> PlanSlots<'_> {
+        PlanSlots {
+            ownership: Some(&mut self.ownership),
+            purge_keep: None,
+        }
     }
 
     fn observe(&self, sys: &System) -> Result<FileLive, ResourceError> {
@@ -127,7 +123,7 @@ impl Resource for FileResource {
             _ => Some(self.content_change(None)?),
         };
         if entry == Entry::Missing {
-            parents::ensure(sys, &self.path, self.managed_ancestor.as_deref())?;
+            parents::ensure(sys, &self.path, &self.managed_ancestor)?;
         }
         Ok(FileLive {
             entry,
@@ -211,10 +207,6 @@ impl Resource for FileResource {
         }
         Ok(())
     }
-
-    fn stored(&self) -> super::stored::Stored<'_> {
-        super::stored::Stored::File(std::borrow::Cow::Borrowed(self))
-    }
 }
 
 impl FileResource {
@@ -231,7 +223,7 @@ impl FileResource {
                 ..Ownership::default()
             },
             sensitive: false,
-            managed_ancestor: None,
+            managed_ancestor: Default::default(),
             validate: None,
         }
     }

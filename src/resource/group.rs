@@ -1,8 +1,7 @@
 //! `group`: a group account, changed with groupadd/groupmod/groupdel.
 
-use std::path::PathBuf;
-
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
+use super::{Footprint, Place, PlanSlots};
 use crate::system::users::{AccountTool, GroupEntry};
 use crate::system::{Host, System};
 
@@ -26,12 +25,16 @@ impl Resource for GroupResource {
         ResourceId::new(Kind::Group, self.name.clone())
     }
 
-    fn claims(&self) -> Vec<PathBuf> {
-        Vec::new()
+    fn footprint(&self) -> Footprint<'_> {
+        Footprint {
+            place: Place::Elsewhere(Vec::new()),
+            makes_directory: None,
+            creates_account: self.present,
+        }
     }
 
-    fn creates_account(&self) -> bool {
-        self.present
+    fn plan_slots(&mut self) -> PlanSlots<'_> {
+        PlanSlots::none()
     }
 
     fn observe(&self, sys: &System) -> Result<Option<GroupEntry>, ResourceError> {
@@ -90,10 +93,6 @@ impl Resource for GroupResource {
         args.push(self.name.clone());
         host.account_tool(tool, &args)?;
         Ok(())
-    }
-
-    fn stored(&self) -> super::stored::Stored<'_> {
-        super::stored::Stored::Group(std::borrow::Cow::Borrowed(self))
     }
 }
 

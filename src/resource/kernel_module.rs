@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 
-use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
+use super::{
+    Action, Change, FieldChange, Footprint, Kind, PlanSlots, Resource, ResourceError, ResourceId,
+};
 use crate::system::modules::MAX_NAME;
 use crate::system::{Host, System, SystemError};
 
@@ -206,8 +208,13 @@ impl Resource for KernelModuleResource {
         ResourceId::new(Kind::KernelModule, self.name.clone())
     }
 
-    fn claims(&self) -> Vec<PathBuf> {
-        Vec::new()
+    fn footprint(&self) -> Footprint<'_> {
+        // Its files (modprobe.d, modules-load.d) are file resources of their own.
+        Footprint::no_path()
+    }
+
+    fn plan_slots(&mut self) -> PlanSlots<'_> {
+        PlanSlots::none()
     }
 
     fn observe(&self, sys: &System) -> Result<ModuleLive, ResourceError> {
@@ -321,9 +328,6 @@ impl Resource for KernelModuleResource {
         vec![note]
     }
 
-    fn stored(&self) -> super::stored::Stored<'_> {
-        super::stored::Stored::KernelModule(std::borrow::Cow::Borrowed(self))
-    }
 }
 
 #[cfg(test)]

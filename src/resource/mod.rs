@@ -1,16 +1,18 @@
 //! Resources: desired state as plain data, with one code path for check and apply.
 //!
 //! Each type answers four questions (identity, live state, difference, how to converge); the
-//! engine drives them through [`Managed::pending`], whose change only a writing [`Host`]
+//! engine drives them through [`AnyResource::pending`], whose change only a writing [`Host`]
 //! (apply mode) can apply. That is what keeps `check` honest: it runs the same code minus the writes.
 
 pub mod absent;
+mod any;
 pub mod attrs;
 pub mod change;
 pub mod content;
 pub mod directory;
 pub mod exec;
 pub mod file;
+pub mod footprint;
 pub mod group;
 pub mod kernel_module;
 pub mod kind;
@@ -19,25 +21,22 @@ pub mod package;
 pub mod parents;
 pub mod pending;
 pub mod service;
-pub mod stored;
 pub mod symlink;
 pub mod sysctl;
 pub mod sysctl_conf;
 pub mod user;
 pub mod validate;
 
-use std::collections::BTreeSet;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+pub use any::AnyResource;
 pub use change::{Action, Change, ContentChange, Digest, FieldChange};
+pub use footprint::{Footprint, ManagedParent, Place, PlanSlots};
 pub use kind::Kind;
 pub use pending::Pending;
 
 use crate::system::{Host, System, SystemError};
-use attrs::Ownership;
-use service::ServiceResource;
-use stored::Stored;
 
 /// Stable identity such as `file:/etc/nginx/nginx.conf`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -284,147 +283,12 @@ pub trait Resource: fmt::Debug + Send + Sync {
         Vec::new()
     }
 
-    // What planning needs to know. `claims` has no default: a kind that keeps paths on disk
-    // and did not say so would have them removed by a purging directory above.
+    // What planning needs to know. No defaults: with "not me" defaults, a kind that keeps
+    // a path and forgot to say so compiled, then lost its path conflicts, was removed by a
+    // purging directory above, or failed on a parent the run makes (see footprint.rs).
 
-    /// The host paths this resource keeps on disk (its own path, a user's home, what an
-    /// exec creates); a purging directory above leaves them alone.
-    fn claims(&self) -> Vec<PathBuf>;
-    /// A directory this resource makes, under which missing parents count as managed.
-    fn makes_directory(&self) -> Option<&Path> {
-        None
-    }
-    /// The host path it manages, when it manages one (two resources may not share a path).
-    fn host_path(&self) -> Option<&Path> {
-        None
-    }
-    /// Tells a path resource which directory of the run above it will exist (planning
-    /// fills it in once every role is known).
-    fn set_managed_ancestor(&mut self, _dir: std::sync::Arc<Path>) {}
-    /// The owner and group it sets, for resources that set them.
-    fn ownership_mut(&mut self) -> Option<&mut Ownership> {
-        None
-    }
-    /// True for a user or group this run creates (files may be owned by it in check too).
-    fn creates_account(&self) -> bool {
-        false
-    }
-    /// A purging directory: its path and the entries it keeps.
-    fn purge_mut(&mut self) -> Option<(&Path, &mut BTreeSet<String>)> {
-        None
-    }
-    /// The service this resource is, for notify and unit providers.
-    fn service(&self) -> Option<&ServiceResource> {
-        None
-    }
-    /// The service this resource is, mutable, for planning steps.
-    fn service_mut(&mut self) -> Option<&mut ServiceResource> {
-        None
-    }
-    /// Itself, lent as a stored plan keeps it. No default: a type that cannot be stored
-    /// would make every plan holding it uncacheable.
-    fn stored(&self) -> Stored<'_>;
-}
-
-/// The type-erased face of a resource that the engine drives.
-pub trait Managed: fmt::Debug + Send + Sync {
-    /// Stable identity.
-    fn id(&self) -> ResourceId;
-    /// Observes and diffs without writing: the change converging would make, which only
-    /// applying it consumes; `None` when in sync.
-    fn pending(&self, sys: &System) -> Result<Option<Pending<'_>>, ResourceError>;
-    /// Whether it checks new content with a command of the role's.
-    fn validates(&self) -> bool;
-    /// The concrete resource, only so that [`Managed::same_as`] can compare two of a type.
-    fn as_any(&self) -> &dyn std::any::Any;
-    /// Same type and same desired state (two roles may declare one resource identically).
-    fn same_as(&self, other: &dyn Managed) -> bool;
-    /// Remarks for the report, independent of any change.
-    fn notes(&self, sys: &System) -> Vec<String>;
-    /// See [`Resource::claims`].
-    fn claims(&self) -> Vec<PathBuf>;
-    /// See [`Resource::makes_directory`].
-    fn makes_directory(&self) -> Option<&Path>;
-    /// See [`Resource::host_path`].
-    fn host_path(&self) -> Option<&Path>;
-    /// See [`Resource::set_managed_ancestor`].
-    fn set_managed_ancestor(&mut self, dir: std::sync::Arc<Path>);
-    /// See [`Resource::ownership_mut`].
-    fn ownership_mut(&mut self) -> Option<&mut Ownership>;
-    /// See [`Resource::creates_account`].
-    fn creates_account(&self) -> bool;
-    /// See [`Resource::purge_mut`].
-    fn purge_mut(&mut self) -> Option<(&Path, &mut BTreeSet<String>)>;
-    /// See [`Resource::service`].
-    fn service(&self) -> Option<&ServiceResource>;
-    /// See [`Resource::service_mut`].
-    fn service_mut(&mut self) -> Option<&mut ServiceResource>;
-    /// See [`Resource::stored`].
-    fn stored(&self) -> Stored<'_>;
-}
-
-impl<R: Resource + PartialEq + 'static> Managed for R {
-    fn same_as(&self, other: &dyn Managed) -> bool {
-        other.as_any().downcast_ref::<R>() == Some(self)
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn id(&self) -> ResourceId {
-        Resource::id(self)
-    }
-
-    fn notes(&self, sys: &System) -> Vec<String> {
-        Resource::notes(self, sys)
-    }
-
-    fn claims(&self) -> Vec<PathBuf> {
-        Resource::claims(self)
-    }
-
-    fn makes_directory(&self) -> Option<&Path> {
-        Resource::makes_directory(self)
-    }
-
-    fn host_path(&self) -> Option<&Path> {
-        Resource::host_path(self)
-    }
-
-    fn set_managed_ancestor(&mut self, dir: std::sync::Arc<Path>) {
-        Resource::set_managed_ancestor(self, dir)
-    }
-
-    fn ownership_mut(&mut self) -> Option<&mut Ownership> {
-        Resource::ownership_mut(self)
-    }
-
-    fn creates_account(&self) -> bool {
-        Resource::creates_account(self)
-    }
-
-    fn purge_mut(&mut self) -> Option<(&Path, &mut BTreeSet<String>)> {
-        Resource::purge_mut(self)
-    }
-
-    fn service(&self) -> Option<&ServiceResource> {
-        Resource::service(self)
-    }
-
-    fn service_mut(&mut self) -> Option<&mut ServiceResource> {
-        Resource::service_mut(self)
-    }
-
-    fn stored(&self) -> Stored<'_> {
-        Resource::stored(self)
-    }
-
-    fn pending(&self, sys: &System) -> Result<Option<Pending<'_>>, ResourceError> {
-        Pending::observe(self, sys)
-    }
-
-    fn validates(&self) -> bool {
-        Resource::validates(self)
-    }
+    /// What it occupies on the host.
+    fn footprint(&self) -> Footprint<'_>;
+    /// What planning fills in once every role is known.
+    fn plan_slots(&mut self) -> PlanSlots<'_>;
 }

@@ -33,6 +33,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::content::Desired;
+use super::{Footprint, PlanSlots};
 use super::{
     Action, Change, ContentChange, FieldChange, Kind, Resource, ResourceError, ResourceId,
 };
@@ -290,9 +291,15 @@ impl Resource for NftablesResource {
         ResourceId::new(Kind::Nftables, self.name())
     }
 
-    fn claims(&self) -> Vec<PathBuf> {
+    fn footprint(&self) -> Footprint<'_> {
         // The persisted file is its own file resource, which claims it.
-        Vec::new()
+        Footprint::no_path()
+    }
+
+    fn plan_slots(&mut self) -> PlanSlots<'_> {
+        // `purge_keep` here names tables, not directory entries: planning fills it itself
+        // (`Builder::nftables_finish`), once every role's tables are known.
+        PlanSlots::none()
     }
 
     fn observe(&self, sys: &System) -> Result<NftablesLive, ResourceError> {
@@ -421,9 +428,6 @@ impl Resource for NftablesResource {
         notes
     }
 
-    fn stored(&self) -> super::stored::Stored<'_> {
-        super::stored::Stored::Nftables(std::borrow::Cow::Borrowed(self))
-    }
 }
 
 /// A warning when nftables.service would not load the persisted table at boot: no

@@ -1,9 +1,9 @@
 //! `package`: a Debian package installed (optionally pinned and held), absent, or latest.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
+use super::{Footprint, PlanSlots};
 use crate::system::packages::PackageStatus;
 use crate::system::{Host, System};
 
@@ -63,8 +63,12 @@ impl Resource for PackageResource {
     }
 
     /// The files a package installs are dpkg's to track, not this run's.
-    fn claims(&self) -> Vec<PathBuf> {
-        Vec::new()
+    fn footprint(&self) -> Footprint<'_> {
+        Footprint::no_path()
+    }
+
+    fn plan_slots(&mut self) -> PlanSlots<'_> {
+        PlanSlots::none()
     }
 
     fn observe(&self, sys: &System) -> Result<PackageLive, ResourceError> {
@@ -178,10 +182,6 @@ impl Resource for PackageResource {
             packages.hold(host, &self.name, true)?;
         }
         Ok(())
-    }
-
-    fn stored(&self) -> super::stored::Stored<'_> {
-        super::stored::Stored::Package(std::borrow::Cow::Borrowed(self))
     }
 }
 

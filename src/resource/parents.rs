@@ -6,12 +6,13 @@
 
 use std::path::Path;
 
-use super::ResourceError;
+use super::{ManagedParent, ResourceError};
 use crate::system::fs::Entry;
 use crate::system::System;
 
 /// Ok when every ancestor of `path` exists, up to the nearest `managed` one.
-pub fn ensure(sys: &System, path: &Path, managed: Option<&Path>) -> Result<(), ResourceError> {
+pub fn ensure(sys: &System, path: &Path, managed: &ManagedParent) -> Result<(), ResourceError> {
+    let managed = managed.get();
     let mut outermost_missing = None;
     for ancestor in path.ancestors().skip(1) {
         if Some(ancestor) == managed {

@@ -1,9 +1,9 @@
 //! `service`: a systemd service unit, enabled or not, masked or not, running or stopped.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
+use super::{Footprint, PlanSlots};
 use crate::system::services::{UnitStatus, UnitVerb};
 use crate::system::{Host, System};
 
@@ -178,16 +178,12 @@ impl Resource for ServiceResource {
         ResourceId::new(Kind::Service, self.name.clone())
     }
 
-    fn claims(&self) -> Vec<PathBuf> {
-        Vec::new()
+    fn footprint(&self) -> Footprint<'_> {
+        Footprint::no_path()
     }
 
-    fn service(&self) -> Option<&ServiceResource> {
-        Some(self)
-    }
-
-    fn service_mut(&mut self) -> Option<&mut ServiceResource> {
-        Some(self)
+    fn plan_slots(&mut self) -> PlanSlots<'_> {
+        PlanSlots::none()
     }
 
     fn observe(&self, sys: &System) -> Result<ServiceLive, ResourceError> {
@@ -293,10 +289,6 @@ impl Resource for ServiceResource {
             )],
             _ => self.installed_by_package(sys).into_iter().collect(),
         }
-    }
-
-    fn stored(&self) -> super::stored::Stored<'_> {
-        super::stored::Stored::Service(std::borrow::Cow::Borrowed(self))
     }
 }
 

@@ -1,8 +1,9 @@
 //! `symlink`: a symbolic link with an exact target.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
+use super::{Footprint, PlanSlots};
 use crate::system::fs::Entry;
 use crate::system::{Host, System};
 
@@ -16,32 +17,28 @@ pub struct SymlinkResource {
     /// Replace a directory standing at `path`.
     pub force: bool,
     /// The nearest ancestor a directory resource manages (filled in by the plan).
-    pub managed_ancestor: Option<std::sync::Arc<Path>>,
+    pub managed_ancestor: super::ManagedParent,
 }
 
 impl Resource for SymlinkResource {
     type Live = Entry;
 
-    fn host_path(&self) -> Option<&Path> {
-        Some(&self.path)
-    }
-
     fn id(&self) -> ResourceId {
         ResourceId::new(Kind::Symlink, self.path.to_string_lossy())
     }
 
-    fn claims(&self) -> Vec<PathBuf> {
-        vec![self.path.clone()]
+    fn footprint(&self) -> Footprint<'_> {
+        Footprint::keeps(&self.path, &self.managed_ancestor)
     }
 
-    fn set_managed_ancestor(&mut self, dir: std::sync::Arc<Path>) {
-        self.managed_ancestor = Some(dir);
+    fn plan_slots(&mut self) -> PlanSlots<'_> {
+        PlanSlots::none()
     }
 
     fn observe(&self, sys: &System) -> Result<Entry, ResourceError> {
         let entry = sys.entry(&self.path)?;
         if entry == Entry::Missing {
-            super::parents::ensure(sys, &self.path, self.managed_ancestor.as_deref())?;
+            super::parents::ensure(sys, &self.path, &self.managed_ancestor)?;
         }
         if matches!(entry, Entry::Directory(_)) && !self.force {
             return Err(ResourceError::WrongKind {
@@ -87,9 +84,5 @@ impl Resource for SymlinkResource {
         }
         host.symlink(&self.path, &self.target)?;
         Ok(())
-    }
-
-    fn stored(&self) -> super::stored::Stored<'_> {
-        super::stored::Stored::Symlink(std::borrow::Cow::Borrowed(self))
     }
 }

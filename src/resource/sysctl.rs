@@ -1,9 +1,8 @@
 //! `sysctl`: the live value of one kernel parameter. Persisting it is the drop-in's job
 //! ([`super::sysctl_conf`]); this resource only makes the running kernel agree.
 
-use std::path::PathBuf;
-
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
+use super::{Footprint, PlanSlots};
 use crate::system::procfs::sysctl_path;
 use crate::system::{Host, System, SystemError};
 
@@ -81,8 +80,12 @@ impl Resource for SysctlResource {
         ResourceId::new(Kind::Sysctl, self.key.clone())
     }
 
-    fn claims(&self) -> Vec<PathBuf> {
-        Vec::new()
+    fn footprint(&self) -> Footprint<'_> {
+        Footprint::no_path()
+    }
+
+    fn plan_slots(&mut self) -> PlanSlots<'_> {
+        PlanSlots::none()
     }
 
     fn observe(&self, sys: &System) -> Result<SysctlLive, ResourceError> {
@@ -135,10 +138,6 @@ impl Resource for SysctlResource {
             });
         }
         Ok(())
-    }
-
-    fn stored(&self) -> super::stored::Stored<'_> {
-        super::stored::Stored::Sysctl(std::borrow::Cow::Borrowed(self))
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::file::{FileLive, FileResource};
 use super::sysctl::tokens;
 use super::{Change, FieldChange, Resource, ResourceError, ResourceId};
+use super::{Footprint, PlanSlots};
 use crate::system::procfs::{dotted_key, SysctlFile, SYSCTL_CONF};
 use crate::system::{Host, System};
 
@@ -123,20 +124,16 @@ pub fn overrides(
 impl Resource for SysctlConfResource {
     type Live = SysctlConfLive;
 
-    fn host_path(&self) -> Option<&Path> {
-        Some(self.path())
-    }
-
     fn id(&self) -> ResourceId {
         Resource::id(&self.file)
     }
 
-    fn claims(&self) -> Vec<PathBuf> {
-        vec![self.file.path.clone()]
+    fn footprint(&self) -> Footprint<'_> {
+        Footprint::keeps(&self.file.path, &self.file.managed_ancestor)
     }
 
-    fn set_managed_ancestor(&mut self, dir: std::sync::Arc<Path>) {
-        self.file.managed_ancestor = Some(dir);
+    fn plan_slots(&mut self) -> PlanSlots<'_> {
+        PlanSlots::none()
     }
 
     fn observe(&self, sys: &System) -> Result<SysctlConfLive, ResourceError> {
@@ -191,10 +188,6 @@ impl Resource for SysctlConfResource {
         change: &Change,
     ) -> Result<(), ResourceError> {
         self.file.apply(host, &live.file, change)
-    }
-
-    fn stored(&self) -> super::stored::Stored<'_> {
-        super::stored::Stored::SysctlConf(std::borrow::Cow::Borrowed(self))
     }
 }
 

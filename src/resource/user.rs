@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
+use super::{Footprint, Place, PlanSlots};
 use crate::system::users::{AccountTool, GroupEntry, PasswdEntry};
 use crate::system::{Host, System};
 
@@ -220,26 +221,28 @@ impl Resource for UserResource {
         ResourceId::new(Kind::User, self.name.clone())
     }
 
-    fn claims(&self) -> Vec<PathBuf> {
-        if !self.present {
-            return Vec::new();
-        }
+    fn footprint(&self) -> Footprint<'_> {
         // Without `home`, useradd's default on Debian is /home/NAME.
-        let home = self
-            .home
-            .as_ref()
-            .map_or_else(|| Path::new("/home").join(&self.name), PathBuf::from);
-        vec![home]
+        let home = || {
+            self.home
+                .as_ref()
+                .map_or_else(|| Path::new("/home").join(&self.name), PathBuf::from)
+        };
+        Footprint {
+            place: Place::Elsewhere(if self.present {
+                vec![home()]
+            } else {
+                Vec::new()
+            }),
+            makes_directory: (self.present && self.manage_home)
+                .then(|| self.home.as_deref().map(Path::new))
+                .flatten(),
+            creates_account: self.present,
+        }
     }
 
-    fn makes_directory(&self) -> Option<&Path> {
-        (self.present && self.manage_home)
-            .then(|| self.home.as_deref().map(Path::new))
-            .flatten()
-    }
-
-    fn creates_account(&self) -> bool {
-        self.present
+    fn plan_slots(&mut self) -> PlanSlots<'_> {
+        PlanSlots::none()
     }
 
     fn observe(&self, sys: &System) -> Result<UserLive, ResourceError> {
@@ -303,10 +306,6 @@ impl Resource for UserResource {
         };
         host.account_tool(tool, &args)?;
         Ok(())
-    }
-
-    fn stored(&self) -> super::stored::Stored<'_> {
-        super::stored::Stored::User(std::borrow::Cow::Borrowed(self))
     }
 }
 

@@ -335,8 +335,7 @@ fn encode<W: std::io::Write>(
 ) -> Result<W, String> {
     let mut sources = Vec::new();
     for item in &plan.items {
-        let stored = item.resource.stored();
-        if let Some(content) = stored.content() {
+        if let Some(content) = item.resource.content() {
             if let Some(path) = content.path() {
                 sources.push((path.to_path_buf(), content.fingerprint()));
             }

@@ -122,6 +122,13 @@ fn a_plan_read_back_is_the_plan_built() {
         crate::resource::Kind::ALL.len() - 1,
         "{kinds:?}"
     );
+    // Every resource type is stored and read back, not only every kind.
+    let types: std::collections::HashSet<_> = fresh
+        .items
+        .iter()
+        .map(|p| std::mem::discriminant(&p.resource))
+        .collect();
+    assert_eq!(types.len(), crate::resource::AnyResource::TYPES);
     let bytes = encode("k", &fresh, &["all".into(), "web".into()], Vec::new()).unwrap();
     let (cached, roles) = decode(&bytes, "k", &tree).unwrap();
     assert_eq!(roles, ["all", "web"]);
@@ -129,7 +136,7 @@ fn a_plan_read_back_is_the_plan_built() {
     assert_eq!(fresh.health, cached.health);
     // Resources compare by desired state too, content by fingerprint.
     for (a, b) in fresh.items.iter().zip(&cached.items) {
-        assert!(a.resource.same_as(b.resource.as_ref()), "{:?}", a.id);
+        assert_eq!(a.resource, b.resource, "{:?}", a.id);
     }
     // Names are shared again as in a built plan.
     let web: Vec<_> = cached.items.iter().filter(|p| &*p.role == "web").collect();
@@ -144,7 +151,7 @@ fn a_templated_file_of_a_cached_plan_renders_the_same_bytes() {
     let (cached, _) = decode(&encode("k", &fresh, &[], Vec::new()).unwrap(), "k", &tree).unwrap();
     let content = |plan: &Plan, path: &str| {
         let item = plan.items.iter().find(|p| p.id.name == path).unwrap();
-        let crate::resource::stored::Stored::File(f) = item.resource.stored() else {
+        let crate::resource::AnyResource::File(f) = &item.resource else {
             panic!("{path} is a file");
         };
         f.content.load().unwrap().to_vec()

@@ -28,7 +28,7 @@ impl Builder<'_> {
                 system: s.system,
             };
             let common = Common::new(spec.span().start, &s.after);
-            self.push(role, common, Box::new(r));
+            self.push(role, common, r);
         }
     }
 
@@ -124,7 +124,7 @@ impl Builder<'_> {
                 implicit_after,
                 ..Common::new(spec.span().start, &s.after)
             };
-            self.push(role, common, Box::new(r));
+            self.push(role, common, r);
         }
     }
 

@@ -82,7 +82,7 @@ impl Builder<'_> {
                     .collect(),
                 ..Common::new(spec.span().start, &s.after)
             };
-            self.push(role, common, Box::new(r));
+            self.push(role, common, r);
             self.notify_last(role, &s.notify);
         }
     }

@@ -13,7 +13,7 @@ use super::{Builder, Common};
 use crate::resource::absent::AbsentResource;
 use crate::resource::file::FileResource;
 use crate::resource::kernel_module::{self as km, KernelModuleResource, ModuleEnsure};
-use crate::resource::{Managed, Resource, ResourceId};
+use crate::resource::{AnyResource, Resource, ResourceId};
 use crate::role::Role;
 use crate::system::modules::normalise;
 
@@ -68,7 +68,7 @@ impl Builder<'_> {
             let modprobe_path = km::modprobe_file(&name);
             match ensure {
                 ModuleEnsure::Loaded => {
-                    let modprobe_d: Box<dyn Managed> = match &options {
+                    let modprobe_d: AnyResource = match &options {
                         Some(o) => file(modprobe_path, km::options_text(&name, o)),
                         None => absent(modprobe_path),
                     };
@@ -78,12 +78,12 @@ impl Builder<'_> {
                         implicit_after: vec![modprobe_id],
                         ..Common::new(at, &s.after)
                     };
-                    self.push(role, common, Box::new(module));
+                    self.push(role, common, module);
                     let boot = file(load_path, km::load_text(&name));
                     self.push(role, after(at, &module_id), boot);
                 }
                 ModuleEnsure::Absent => {
-                    self.push(role, Common::new(at, &s.after), Box::new(module));
+                    self.push(role, Common::new(at, &s.after), module);
                     let blacklist = file(modprobe_path, km::blacklist_text(&name));
                     self.push(role, after(at, &module_id), blacklist);
                     self.push(role, after(at, &module_id), absent(load_path));
@@ -101,10 +101,10 @@ fn after<'s>(offset: usize, id: &ResourceId) -> Common<'s> {
     }
 }
 
-fn file(path: PathBuf, text: String) -> Box<dyn Managed> {
-    Box::new(FileResource::system(path, text))
+fn file(path: PathBuf, text: String) -> AnyResource {
+    FileResource::system(path, text).into()
 }
 
-fn absent(path: PathBuf) -> Box<dyn Managed> {
-    Box::new(AbsentResource { path, force: false })
+fn absent(path: PathBuf) -> AnyResource {
+    AbsentResource { path, force: false }.into()
 }

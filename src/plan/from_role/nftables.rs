@@ -12,7 +12,7 @@ use crate::resource::content::Desired;
 use crate::resource::directory::DirectoryResource;
 use crate::resource::file::FileResource;
 use crate::resource::nftables::{self, NftablesResource};
-use crate::resource::stored::Stored;
+use crate::resource::AnyResource;
 use crate::resource::{Kind, Resource, ResourceId};
 use crate::role::Role;
 
@@ -80,21 +80,21 @@ impl Builder<'_> {
                 purge_keep: s.purge.then(BTreeSet::new),
             };
             let id = r.id();
-            self.push(role, Common::new(spec.span().start, &s.after), Box::new(r));
+            self.push(role, Common::new(spec.span().start, &s.after), r);
             self.notify_last(role, &s.notify);
             let file = FileResource {
                 path,
                 content: Desired::bytes(nftables::persisted(family, table, &body)),
                 ownership: root_owned(0o644),
                 sensitive: false,
-                managed_ancestor: None,
+                managed_ancestor: Default::default(),
                 validate: None,
             };
             let common = Common {
                 implicit_after: vec![id],
                 ..Common::new(spec.span().start, &[])
             };
-            self.push(role, common, Box::new(file));
+            self.push(role, common, file);
         }
     }
 
@@ -119,15 +119,13 @@ impl Builder<'_> {
             return;
         };
         for item in &mut self.items {
-            let Stored::Nftables(r) = item.resource.stored() else {
+            let AnyResource::Nftables(r) = &mut item.resource else {
                 continue;
             };
             if r.purge_keep.is_none() {
                 continue;
             }
-            let mut r = r.into_owned();
             r.purge_keep = declared.get(&r.family).cloned();
-            item.resource = Box::new(r);
         }
         let dir = PathBuf::from(nftables::PERSIST_DIR);
         let dir_id = ResourceId::new(Kind::Directory, dir.to_string_lossy());
@@ -139,12 +137,12 @@ impl Builder<'_> {
             ownership: root_owned(0o755),
             purge: false,
             keep: BTreeSet::new(),
-            managed_ancestor: None,
+            managed_ancestor: Default::default(),
         };
         let (role, at) = (self.items[first].role.clone(), self.items[first].at.clone());
         let mut item = Planned {
             id: dir_id,
-            resource: Box::new(r),
+            resource: r.into(),
             role,
             at,
             rendered: None,

@@ -57,7 +57,7 @@ impl Builder<'_> {
                 timeout,
             };
             let common = Common::new(spec.span().start, &s.after);
-            self.push(role, common, Box::new(r));
+            self.push(role, common, r);
             self.notify_last(role, &s.notify);
         }
     }

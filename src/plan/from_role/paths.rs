@@ -59,7 +59,7 @@ impl Builder<'_> {
             content,
             ownership,
             sensitive: s.sensitive,
-            managed_ancestor: None,
+            managed_ancestor: Default::default(),
             validate,
         };
         let common = Common {
@@ -67,7 +67,7 @@ impl Builder<'_> {
             rendered,
             ..Common::new(spec.span().start, &s.after)
         };
-        self.push(role, common, Box::new(r));
+        self.push(role, common, r);
         self.notify_last(role, &s.notify);
     }
 
@@ -90,13 +90,13 @@ impl Builder<'_> {
                 ownership,
                 purge: s.purge,
                 keep: BTreeSet::new(),
-                managed_ancestor: None,
+                managed_ancestor: Default::default(),
             };
             let common = Common {
                 implicit_after,
                 ..Common::new(spec.span().start, &s.after)
             };
-            self.push(role, common, Box::new(r));
+            self.push(role, common, r);
             self.notify_last(role, &s.notify);
         }
     }
@@ -123,12 +123,12 @@ impl Builder<'_> {
                 path,
                 target: PathBuf::from(target),
                 force: s.force,
-                managed_ancestor: None,
+                managed_ancestor: Default::default(),
             };
             let common = Common {
                 ..Common::new(spec.span().start, &s.after)
             };
-            self.push(role, common, Box::new(r));
+            self.push(role, common, r);
             self.notify_last(role, &s.notify);
         }
     }
@@ -147,7 +147,7 @@ impl Builder<'_> {
             let common = Common {
                 ..Common::new(spec.span().start, &s.after)
             };
-            self.push(role, common, Box::new(r));
+            self.push(role, common, r);
             self.notify_last(role, &s.notify);
         }
     }

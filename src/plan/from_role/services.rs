@@ -70,7 +70,7 @@ impl Builder<'_> {
                 ],
                 ..Common::new(offset, &s.after)
             };
-            self.push(role, common, Box::new(service));
+            self.push(role, common, service);
         }
     }
 
@@ -114,14 +114,14 @@ impl Builder<'_> {
                 ..Ownership::default()
             },
             sensitive: false,
-            managed_ancestor: None,
+            managed_ancestor: Default::default(),
             validate,
         };
         let common = Common {
             rendered,
             ..Common::new(unit.span().start, &[])
         };
-        self.push(role, common, Box::new(file));
+        self.push(role, common, file);
         let at = role.location(unit.span().start);
         if let Some(item) = self.items.last_mut() {
             item.edges_mut().notify.push(After {

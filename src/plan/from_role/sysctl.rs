@@ -31,7 +31,7 @@ impl Builder<'_> {
         let r = SysctlConfResource::new(keys.entries);
         let mut item = Planned {
             id: crate::resource::Resource::id(&r),
-            resource: Box::new(r),
+            resource: r.into(),
             role: keys.roles.join(", ").into(),
             at,
             rendered: None,
@@ -72,7 +72,7 @@ impl Builder<'_> {
                 value: v.clone(),
             };
             let common = Common::new(key.span().start, &[]);
-            self.push(role, common, Box::new(r));
+            self.push(role, common, r);
         }
     }
 }
