@@ -327,7 +327,6 @@ impl Resource for KernelModuleResource {
         }
         vec![note]
     }
-
 }
 
 #[cfg(test)]

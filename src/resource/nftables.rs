@@ -33,10 +33,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::content::Desired;
-use super::{Footprint, PlanSlots};
 use super::{
     Action, Change, ContentChange, FieldChange, Kind, Resource, ResourceError, ResourceId,
 };
+use super::{Footprint, PlanSlots};
 use crate::system::nftables::Refused;
 use crate::system::{Host, System};
 
@@ -427,7 +427,6 @@ impl Resource for NftablesResource {
         }
         notes
     }
-
 }
 
 /// A warning when nftables.service would not load the persisted table at boot: no
