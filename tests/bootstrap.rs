@@ -461,6 +461,7 @@ fn dot_dot_in_the_images_own_config_is_refused_at_its_place() {
 }
 
 #[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn bootstrap_s_own_resources_check_as_the_engine_applies_them() {
     use converge::report::{Report, Status};
     let s = Setup::new();
