@@ -39,9 +39,9 @@ use crate::system::fs::Entry;
 use crate::system::{System, SystemError};
 
 /// Where bootstrap installs trusted public keys, inside the root.
-pub const KEYS_DIR: &str = "/etc/converge/keys";
+pub(crate) const KEYS_DIR: &str = "/etc/converge/keys";
 /// The unit that schedules runs.
-pub const TIMER: &str = "converge.timer";
+pub(crate) const TIMER: &str = "converge.timer";
 
 /// What bootstrap was asked to set up.
 #[derive(Debug, Clone)]

@@ -18,7 +18,7 @@ pub struct Location {
 
 impl Location {
     /// Locates a byte offset inside `text`, the contents of `file`.
-    pub fn at_offset(file: &Path, text: &str, offset: usize) -> Location {
+    pub(crate) fn at_offset(file: &Path, text: &str, offset: usize) -> Location {
         let offset = offset.min(text.len());
         let before = &text[..floor_char_boundary(text, offset)];
         let line = before.matches('\n').count() + 1;
@@ -61,7 +61,7 @@ impl LineIndex {
     }
 
     /// Locates a byte offset of the indexed `text` (the contents of `file`).
-    pub fn locate(&self, file: &Arc<Path>, text: &str, offset: usize) -> Location {
+    pub(crate) fn locate(&self, file: &Arc<Path>, text: &str, offset: usize) -> Location {
         if self.starts.is_empty() {
             return Location::at_offset(file, text, offset);
         }
@@ -138,7 +138,12 @@ impl Diagnostic {
     }
 
     /// An error at a byte offset of `text` (the contents of `file`).
-    pub fn at_offset(file: &Path, text: &str, offset: usize, message: impl Into<String>) -> Self {
+    pub(crate) fn at_offset(
+        file: &Path,
+        text: &str,
+        offset: usize,
+        message: impl Into<String>,
+    ) -> Self {
         let location = Location::at_offset(file, text, offset);
         Self::at(location, text, message)
     }
@@ -169,13 +174,13 @@ impl Diagnostic {
     }
 
     /// This error with `note` attached.
-    pub fn with_note(mut self, note: Diagnostic) -> Diagnostic {
+    pub(crate) fn with_note(mut self, note: Diagnostic) -> Diagnostic {
         self.notes.push(note);
         self
     }
 
     /// The first line alone: `file:line:col: message`.
-    pub fn headline(&self) -> String {
+    pub(crate) fn headline(&self) -> String {
         match &self.location {
             Some(loc) => format!("{loc}: {}", self.message),
             None => self.message.clone(),
@@ -219,7 +224,7 @@ impl Diagnostics {
     }
 
     /// Ok(value) when empty, else the collected errors.
-    pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
+    pub(crate) fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
         if self.is_empty() {
             Ok(value)
         } else {

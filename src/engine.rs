@@ -21,7 +21,7 @@ use crate::system::{Applying, System};
 /// The `validate` commands of `plan` run against `sys` as a fresh apply would run them
 /// before its first write, worded as check words them; writes nothing but the commands' temp
 /// files. Each verdict with the index of its item in the plan.
-pub fn validate_ahead(plan: &Plan, sys: &System) -> Vec<(usize, Verdict)> {
+pub(crate) fn validate_ahead(plan: &Plan, sys: &System) -> Vec<(usize, Verdict)> {
     ahead::verdicts(plan, sys, false, false)
 }
 

@@ -118,7 +118,7 @@ impl Renderer {
 
     /// Every partial that cannot be used, with why (for `validate` and `publish`, which
     /// check a tree as a whole).
-    pub fn partial_errors(&self) -> Diagnostics {
+    pub(crate) fn partial_errors(&self) -> Diagnostics {
         Diagnostics(self.broken.values().cloned().collect())
     }
 
@@ -166,7 +166,7 @@ impl Renderer {
 
     /// Renders `name` with the shared context `base` (`{facts, vars}`) whose vars are
     /// replaced by `vars`: the facts are copied once per shared context, not once per file.
-    pub fn render_with_vars(
+    pub(crate) fn render_with_vars(
         &mut self,
         name: &str,
         base: &std::sync::Arc<Context>,
@@ -189,7 +189,11 @@ impl Renderer {
 
     /// Renders `name` with a context built once: a role's files that share it (no per-file
     /// vars) do not pay for converting the facts again each time.
-    pub fn render_context(&mut self, name: &str, context: &Context) -> Result<String, Diagnostic> {
+    pub(crate) fn render_context(
+        &mut self,
+        name: &str,
+        context: &Context,
+    ) -> Result<String, Diagnostic> {
         let path = self.dir.join(name);
         let display = display_path(&self.dir, &path);
         if !self.registered.contains(name) && !self.large.contains_key(name) {

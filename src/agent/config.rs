@@ -11,7 +11,7 @@ use crate::diagnostics::Diagnostic;
 /// Directory under the state dir for the default textfiles: world-readable, so
 /// node_exporter's unprivileged user can read them (point its
 /// `--collector.textfile.directory` here), while the rest of the state dir stays private.
-pub const METRICS_DIR: &str = "metrics";
+pub(crate) const METRICS_DIR: &str = "metrics";
 
 /// Default place of the agent config.
 pub const DEFAULT_PATH: &str = "/etc/converge/agent.toml";
@@ -205,7 +205,7 @@ impl AgentConfig {
     /// not load, a source that is no bundle, a role the source lacks) then point at their
     /// line. `None` when the config was not read from a file or `key` holds something else
     /// there (a value the command line put in its place).
-    pub fn error_at(&self, key: &str, value: &str, message: String) -> Option<Diagnostic> {
+    pub(crate) fn error_at(&self, key: &str, value: &str, message: String) -> Option<Diagnostic> {
         let origin = self.origin.as_ref()?;
         let doc = toml_edit::ImDocument::parse(&*origin.text).ok()?;
         let item = doc.get(key)?.as_value()?;

@@ -7,7 +7,7 @@ use std::path::Path;
 pub use crate::report::rollback::HeldBundle;
 
 /// The file in the state dir.
-pub const HELD_FILE: &str = "rolled-back.json";
+pub(crate) const HELD_FILE: &str = "rolled-back.json";
 
 /// The remembered bundle, if any (an unreadable file counts as none, with a warning).
 pub fn load(state_dir: &Path) -> Option<HeldBundle> {

@@ -33,7 +33,7 @@ const PREVIOUS: &str = "previous";
 const SYNC_STATE: &str = "sync.json";
 /// Copy of the verified manifest inside each materialised bundle; hidden and outside the
 /// allowed top-level names, so it can never collide with bundle content.
-pub const BUNDLE_MANIFEST: &str = ".manifest.json";
+pub(crate) const BUNDLE_MANIFEST: &str = ".manifest.json";
 
 /// What we remember about the bundle `current` points at.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -169,18 +169,18 @@ impl<'l> StateDir<'l> {
     }
 
     /// True if a verified object with this name and size is in the store.
-    pub fn has_object(&self, sha256: &str, size: u64) -> bool {
+    pub(crate) fn has_object(&self, sha256: &str, size: u64) -> bool {
         fs::metadata(self.objects().join(sha256)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
     /// A temp file inside the object store, so the final rename stays on one filesystem.
-    pub fn object_temp(&self) -> Result<NamedTempFile, BundleError> {
+    pub(crate) fn object_temp(&self) -> Result<NamedTempFile, BundleError> {
         temp::file_in(&self.objects()).at(self.objects())
     }
 
     /// A fresh scratch dir for a look that must not touch this state (under `bundles/`, so
     /// a run killed while holding one leaves a temp entry the next open sweeps).
-    pub fn scratch_dir(&self) -> Result<tempfile::TempDir, BundleError> {
+    pub(crate) fn scratch_dir(&self) -> Result<tempfile::TempDir, BundleError> {
         temp::dir_in(&self.bundles()).at(self.bundles())
     }
 
@@ -188,7 +188,7 @@ impl<'l> StateDir<'l> {
     /// (copied where no link can be made, as from a scratch dir on another filesystem), so
     /// a sync downloads only what is new. Best effort: anything not taken over is fetched,
     /// and every object is re-hashed when materialised.
-    pub fn link_objects_from(&self, other: &StateDir, manifest: &Manifest) {
+    pub(crate) fn link_objects_from(&self, other: &StateDir, manifest: &Manifest) {
         for entry in manifest.files.values() {
             if other.has_object(&entry.sha256, entry.size)
                 && !self.has_object(&entry.sha256, entry.size)
@@ -209,7 +209,11 @@ impl<'l> StateDir<'l> {
     }
 
     /// Give a verified temp file its final content-addressed name.
-    pub fn commit_object(&self, tmp: NamedTempFile, sha256: &str) -> Result<(), BundleError> {
+    pub(crate) fn commit_object(
+        &self,
+        tmp: NamedTempFile,
+        sha256: &str,
+    ) -> Result<(), BundleError> {
         tmp.as_file().sync_all().at(tmp.path())?;
         let dest = self.objects().join(sha256);
         tmp.persist(&dest)
@@ -218,7 +222,7 @@ impl<'l> StateDir<'l> {
     }
 
     /// Make object renames durable before anything refers to them.
-    pub fn sync_objects(&self) -> Result<(), BundleError> {
+    pub(crate) fn sync_objects(&self) -> Result<(), BundleError> {
         durable::sync_dir(&self.objects()).at(self.objects())
     }
 
@@ -299,7 +303,7 @@ impl<'l> StateDir<'l> {
 
     /// Point both `current` and `previous` at `id`: a return to a kept bundle, after which
     /// the bundle that was current is no longer kept (the next gc removes it).
-    pub fn reset_to(&self, id: &str) -> Result<(), BundleError> {
+    pub(crate) fn reset_to(&self, id: &str) -> Result<(), BundleError> {
         let target = Path::new(BUNDLES_DIR).join(id);
         for link in [PREVIOUS, CURRENT] {
             let link = self.root.join(link);
@@ -309,7 +313,7 @@ impl<'l> StateDir<'l> {
     }
 
     /// Delete bundles other than current and previous, and objects neither of them uses.
-    pub fn gc(&self) -> Result<(), BundleError> {
+    pub(crate) fn gc(&self) -> Result<(), BundleError> {
         let keep: Vec<String> = [self.current(), self.previous()]
             .into_iter()
             .flatten()
@@ -341,13 +345,13 @@ impl<'l> StateDir<'l> {
     }
 
     /// The saved sync state, if present and readable.
-    pub fn load_state(&self) -> Option<SyncState> {
+    pub(crate) fn load_state(&self) -> Option<SyncState> {
         let bytes = fs::read(self.root.join(SYNC_STATE)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
     /// Persist the sync state atomically.
-    pub fn save_state(&self, state: &SyncState) -> Result<(), BundleError> {
+    pub(crate) fn save_state(&self, state: &SyncState) -> Result<(), BundleError> {
         let mut bytes = serde_json::to_vec_pretty(state).expect("state serialises");
         bytes.write_all(b"\n").expect("vec write");
         let path = self.root.join(SYNC_STATE);

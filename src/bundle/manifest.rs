@@ -9,21 +9,21 @@ use serde::{Deserialize, Serialize};
 use super::error::BundleError;
 
 /// The only manifest format this code reads and writes.
-pub const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 
 /// Top-level entries a bundle may contain; everything the core reads lives under these.
-pub const TOP_LEVEL_DIRS: [&str; 3] = ["roles", "templates", "files"];
+pub(crate) const TOP_LEVEL_DIRS: [&str; 3] = ["roles", "templates", "files"];
 /// Top-level regular files a bundle may contain.
-pub const TOP_LEVEL_FILES: [&str; 1] = ["nodes.toml"];
+pub(crate) const TOP_LEVEL_FILES: [&str; 1] = ["nodes.toml"];
 
 /// Hard cap on a manifest body: far above any real bundle, low enough to bound memory.
-pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How far a manifest's `created` may lie ahead of the reader's clock. Beyond it the
 /// publisher's clock (or the host's) is wrong: a host refuses such a manifest, since it would
 /// become a replay floor no genuine publish could pass, and `publish` does not continue the
 /// sequence from it.
-pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+pub(crate) const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +44,7 @@ pub struct Manifest {
 }
 
 /// The longest `message` a manifest may carry: it ends up in log lines and metric labels.
-pub const MAX_MESSAGE_CHARS: usize = 200;
+pub(crate) const MAX_MESSAGE_CHARS: usize = 200;
 
 /// Checks a publish message: one line of at most [`MAX_MESSAGE_CHARS`] characters, with no
 /// control characters (it is shown in journal lines, history tables and metric labels).
@@ -106,7 +106,7 @@ impl Manifest {
     /// ordered and republishing unchanged content still moves a host. A `previous` more than
     /// [`MAX_CLOCK_SKEW`] ahead of `now` was stamped by a wrong clock; continuing after it
     /// would keep every later publish in the future, where hosts refuse it.
-    pub fn next_after(
+    pub(crate) fn next_after(
         files: BTreeMap<String, FileEntry>,
         previous: Option<&Manifest>,
         now: SystemTime,
@@ -177,18 +177,13 @@ impl Manifest {
             )
         })
     }
-
-    /// Sum of all file sizes.
-    pub fn total_size(&self) -> u64 {
-        self.files.values().map(|e| e.size).sum()
-    }
 }
 
 /// Check that a bundle path is relative, normalised and under a known top-level entry.
 ///
 /// The same rule guards `publish` (what we write) and `sync` (what a server may make us
 /// write), so a manifest can never direct a file outside the bundle dir.
-pub fn validate_path(path: &str) -> Result<(), String> {
+pub(crate) fn validate_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Err("empty path".into());
     }
@@ -223,7 +218,7 @@ pub fn validate_path(path: &str) -> Result<(), String> {
 }
 
 /// True for exactly 64 lowercase hex digits.
-pub fn is_sha256_hex(s: &str) -> bool {
+pub(crate) fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
@@ -286,7 +281,7 @@ pub fn rfc3339_micros(t: SystemTime) -> String {
 }
 
 /// Join a validated `/`-separated bundle path onto a directory.
-pub fn join_rel(base: &Path, rel: &str) -> PathBuf {
+pub(crate) fn join_rel(base: &Path, rel: &str) -> PathBuf {
     rel.split('/').fold(base.to_path_buf(), |p, c| p.join(c))
 }
 

@@ -40,8 +40,8 @@ pub use sync::{
 };
 
 /// Name of the manifest in a published bundle.
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
 /// Name of the detached minisign signature of the manifest.
-pub const SIGNATURE_FILE: &str = "manifest.json.minisig";
+pub(crate) const SIGNATURE_FILE: &str = "manifest.json.minisig";
 /// Directory of content-addressed objects, in a published bundle and in the state dir.
-pub const OBJECTS_DIR: &str = "objects";
+pub(crate) const OBJECTS_DIR: &str = "objects";

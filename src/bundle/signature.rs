@@ -169,7 +169,7 @@ impl TrustedKey {
     }
 
     /// The key's base64 line, as in a `.pub` file.
-    pub fn to_base64(&self) -> String {
+    pub(crate) fn to_base64(&self) -> String {
         self.key.to_base64()
     }
 }

@@ -62,7 +62,7 @@ impl Source {
     }
 
     /// Human-readable location of `name` (relative to the bundle root) for messages.
-    pub fn locate(&self, name: &str) -> String {
+    pub(crate) fn locate(&self, name: &str) -> String {
         match self {
             Source::Dir(dir) => dir.join(name).display().to_string(),
             Source::Http(base) => format!("{base}{name}"),

@@ -493,7 +493,7 @@ fn comments(lines: &[&str]) -> String {
 }
 
 /// `text` with every control character written as an escape (`\n`, `\u{1b}`).
-pub fn escape_controls(text: &str) -> String {
+pub(crate) fn escape_controls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() {

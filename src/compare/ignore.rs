@@ -11,7 +11,7 @@ use super::Kind;
 use crate::diagnostics::Diagnostic;
 
 /// Kernel settings that change by themselves or name the host, with the reason.
-pub const SYSCTL: &[(&str, &str)] = &[
+pub(crate) const SYSCTL: &[(&str, &str)] = &[
     ("kernel.random.boot_id", "a new random id at every boot"),
     ("kernel.random.uuid", "a new random uuid at every read"),
     ("kernel.random.entropy_avail", "a counter"),

@@ -12,7 +12,7 @@ use nix::fcntl::{Flock, FlockArg};
 use super::temp::{self, Sweep};
 
 /// Name of the lock file in a state dir.
-pub const LOCK_FILE: &str = "run.lock";
+pub(crate) const LOCK_FILE: &str = "run.lock";
 
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]

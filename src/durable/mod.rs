@@ -49,13 +49,17 @@ impl FileSpec {
 /// filesystem) gets the content, owner, group, mode and mtime, is synced, then renamed over
 /// `path` (which replaces a link planted there instead of following it); then the directory
 /// is synced so the rename survives a crash.
-pub fn write_file(path: &Path, bytes: &[u8], spec: &FileSpec) -> io::Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], spec: &FileSpec) -> io::Result<()> {
     write_file_from(path, &mut &bytes[..], spec)
 }
 
 /// Like [`write_file`], copying the content from `content` a chunk at a time; an error from
 /// it leaves `path` as it was.
-pub fn write_file_from(path: &Path, content: &mut dyn io::Read, spec: &FileSpec) -> io::Result<()> {
+pub(crate) fn write_file_from(
+    path: &Path,
+    content: &mut dyn io::Read,
+    spec: &FileSpec,
+) -> io::Result<()> {
     let dir = parent(path);
     let mut tmp = temp::file_in(dir)?;
     io::copy(content, &mut tmp)?;
@@ -125,7 +129,7 @@ pub fn write_stream<W: io::Write + std::os::fd::AsFd>(
 
 /// Points the link at `link` to `target` atomically: a new link under a temp name (made by
 /// symlink(2) itself, which fails if the name is taken), renamed over whatever is there.
-pub fn swap_symlink(link: &Path, target: &Path) -> io::Result<()> {
+pub(crate) fn swap_symlink(link: &Path, target: &Path) -> io::Result<()> {
     let dir = parent(link);
     let mut attempt = 0u32;
     let tmp = loop {
@@ -145,7 +149,7 @@ pub fn swap_symlink(link: &Path, target: &Path) -> io::Result<()> {
 
 /// Removes the directory tree at `path` so that no partial copy is ever left under its real
 /// name: it is renamed to a temp name first (swept if this run dies), then deleted.
-pub fn remove_tree(path: &Path) -> io::Result<()> {
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -157,13 +161,13 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
 }
 
 /// Makes a rename, link or unlink in `dir` durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// Creates `dir` and its missing parents with `mode` (never briefly wider); the leaf gets
 /// exactly `mode` whatever the umask. An existing `dir` is left as it is.
-pub fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {
+pub(crate) fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }

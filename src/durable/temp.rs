@@ -9,7 +9,7 @@ use std::path::Path;
 use tempfile::{NamedTempFile, TempDir};
 
 /// Prefix of every temp entry converge creates.
-pub const PREFIX: &str = ".converge-tmp-";
+pub(crate) const PREFIX: &str = ".converge-tmp-";
 
 /// Prefix that releases before this one used in state dirs; swept there under the lock.
 const LEGACY_PREFIX: &str = ".tmp-";
@@ -35,14 +35,14 @@ fn own_prefix() -> String {
 }
 
 /// A new temp file in `dir` (mode 0600), removed on drop unless persisted.
-pub fn file_in(dir: &Path) -> io::Result<NamedTempFile> {
+pub(crate) fn file_in(dir: &Path) -> io::Result<NamedTempFile> {
     tempfile::Builder::new()
         .prefix(&own_prefix())
         .tempfile_in(dir)
 }
 
 /// A new temp directory in `dir` (mode 0700), removed on drop unless kept.
-pub fn dir_in(dir: &Path) -> io::Result<TempDir> {
+pub(crate) fn dir_in(dir: &Path) -> io::Result<TempDir> {
     tempfile::Builder::new()
         .prefix(&own_prefix())
         .tempdir_in(dir)
@@ -57,7 +57,7 @@ fn owner(name: &str) -> Option<Option<u32>> {
 }
 
 /// Removes the temp entries of `dir` that `how` says are leftovers. A missing `dir` has none.
-pub fn sweep(dir: &Path, how: Sweep) -> io::Result<()> {
+pub(crate) fn sweep(dir: &Path, how: Sweep) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

@@ -13,18 +13,18 @@ use crate::resource::{Kind, ResourceId};
 use crate::system::System;
 
 /// Time limit of one attempt when the role does not say.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts after a failed first one when the role does not say.
-pub const DEFAULT_RETRIES: u32 = 3;
+pub(crate) const DEFAULT_RETRIES: u32 = 3;
 /// Pause between attempts when the role does not say.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// Wait after the run's restarts and reloads before the first attempt, when the role does not
 /// say. `systemctl reload` returns once the signal is sent; nginx, for one, starts its new
 /// workers a little later, and until then the old configuration answers.
-pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 /// Passes in a row that make a check pass after a change, when the role does not say: one
 /// answer can still come from the old state, a pass that holds over a window cannot.
-pub const DEFAULT_PASSES: u32 = 3;
+pub(crate) const DEFAULT_PASSES: u32 = 3;
 
 fn default_settle() -> Duration {
     DEFAULT_SETTLE
@@ -35,18 +35,18 @@ fn default_passes() -> u32 {
 }
 
 /// The longest one attempt may take.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 /// The longest pause between attempts.
-pub const MAX_INTERVAL: Duration = Duration::from_secs(600);
+pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(600);
 /// The longest wait after the run's restarts and reloads before the first attempt.
-pub const MAX_SETTLE: Duration = Duration::from_secs(600);
+pub(crate) const MAX_SETTLE: Duration = Duration::from_secs(600);
 /// The most passes in a row a check may ask for.
-pub const MAX_PASSES: u32 = 100;
+pub(crate) const MAX_PASSES: u32 = 100;
 /// The most attempts after a failed first one.
-pub const MAX_RETRIES: u32 = 100;
+pub(crate) const MAX_RETRIES: u32 = 100;
 /// The longest a check may hold a run with every attempt failing: a run waits for its health
 /// checks before it can roll back, and a check (which probes too) must end.
-pub const MAX_TOTAL: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_TOTAL: Duration = Duration::from_secs(3600);
 
 /// One health check as planned (and as kept with a run, to probe again after undoing it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,7 +196,7 @@ impl HealthCheck {
 }
 
 /// Runs every check in order.
-pub fn run_all(checks: &[HealthCheck], sys: &System, after: After) -> Vec<HealthOutcome> {
+pub(crate) fn run_all(checks: &[HealthCheck], sys: &System, after: After) -> Vec<HealthOutcome> {
     checks.iter().map(|c| c.run(sys, after)).collect()
 }
 

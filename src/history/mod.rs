@@ -29,7 +29,7 @@ pub use recorder::{Recorder, RunBlobs};
 /// The runs' directory inside the state dir.
 pub const RUNS_DIR: &str = "runs";
 /// How many runs are kept when the config does not say.
-pub const DEFAULT_KEEP_RUNS: usize = 10;
+pub(crate) const DEFAULT_KEEP_RUNS: usize = 10;
 
 const RUN_FILE: &str = "run.json";
 const BACKUP_FILE: &str = "backup.jsonl";
@@ -65,7 +65,7 @@ impl RunStatus {
 
     /// A run killed during its changes or its rollback, whose job the next run must finish
     /// or undo.
-    pub fn is_unfinished(self) -> bool {
+    pub(crate) fn is_unfinished(self) -> bool {
         matches!(self, RunStatus::Running | RunStatus::RollingBack)
     }
 }
@@ -325,7 +325,7 @@ fn read_summary(dir: &Path) -> Result<RunSummary, HistoryError> {
 
 /// The newest run on `root` that a kill left unfinished (during its changes or its
 /// rollback), if any.
-pub fn load_unfinished(state_dir: &Path, root: &Path) -> Option<PastRun> {
+pub(crate) fn load_unfinished(state_dir: &Path, root: &Path) -> Option<PastRun> {
     let summary = newest_unfinished(ordered(&state_dir.join(RUNS_DIR)), root)?;
     load(state_dir, Some(&summary.id)).ok()
 }

@@ -124,7 +124,7 @@ impl Recorder {
     }
 
     /// Creates the run's directory on the first change (before its contents are kept).
-    pub fn begin(&self) -> Result<(), HistoryError> {
+    pub(crate) fn begin(&self) -> Result<(), HistoryError> {
         let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
         if journal.is_none() {
             *journal = Some(self.open()?);
@@ -166,7 +166,7 @@ impl Recorder {
     }
 
     /// What each change left, by change.
-    pub fn lefts(&self) -> Result<BTreeMap<usize, Left>, HistoryError> {
+    pub(crate) fn lefts(&self) -> Result<BTreeMap<usize, Left>, HistoryError> {
         if !self.has_changes() {
             return Ok(BTreeMap::new());
         }
@@ -202,7 +202,7 @@ impl Recorder {
 
     /// Whether anything was recorded (this run, or the interrupted one it continues,
     /// changed something).
-    pub fn has_changes(&self) -> bool {
+    pub(crate) fn has_changes(&self) -> bool {
         self.adopted || self.journal.lock().map(|j| j.is_some()).unwrap_or(false)
     }
 
@@ -237,7 +237,7 @@ impl Recorder {
     }
 
     /// The priors recorded so far, in change order.
-    pub fn priors(&self) -> Result<Vec<Prior>, HistoryError> {
+    pub(crate) fn priors(&self) -> Result<Vec<Prior>, HistoryError> {
         if !self.has_changes() {
             return Ok(Vec::new());
         }

@@ -1,6 +1,6 @@
 //! One run, whoever asks for it: a [`Request`] (source, roles, vars, facts, mode, root)
 //! becomes a [`Report`]. `check`, `apply` and the agent call [`run`]; `render` calls
-//! [`plan`], `validate` and `publish` call [`validate`] and [`check_source`], so every
+//! [`plan`], `validate` and `publish` call [`validate`], so every
 //! command turns a source into a plan the same way.
 //!
 //! The stages: take the run lock when the run writes (apply on the live host, or any run
@@ -38,7 +38,7 @@ pub use rollback::roll_back;
 pub use source::Source;
 
 /// Restart and reload requests not carried out yet, in the state dir.
-pub const NOTIFY_JOURNAL_FILE: &str = "pending-notify.json";
+pub(crate) const NOTIFY_JOURNAL_FILE: &str = "pending-notify.json";
 
 /// Everything one run needs to know.
 #[derive(Debug, Clone)]
@@ -438,13 +438,6 @@ pub fn plan(
     let mut set = role::load_deferred(tree, roles, overrides)?;
     let renderer = Arc::new(Mutex::new(Renderer::new(&tree.templates_dir())));
     plan::build(tree, &mut set, facts, &renderer, options)
-}
-
-/// What must hold before a tree may reach a fleet: every role parses (with its includes)
-/// and `nodes.toml` names only roles that exist.
-pub fn check_source(tree: &SourceTree) -> Result<(), Diagnostics> {
-    role::load(tree, &tree.role_names(), &Default::default())?;
-    classify::check_tree(tree).into_result(())
 }
 
 /// Plans each of `roles` on its own (with its includes, so unrelated roles never conflict)

@@ -14,7 +14,7 @@ use crate::report::{Mode, Report, SourceFreshness};
 pub const LAST_RUN_FILE: &str = "last-run.json";
 /// Name of the last check's record in the state dir: a check never overwrites what the
 /// last apply recorded.
-pub const LAST_CHECK_FILE: &str = "last-check.json";
+pub(crate) const LAST_CHECK_FILE: &str = "last-check.json";
 
 /// Where the roles of a run came from.
 #[derive(Debug, Clone, Serialize)]

@@ -188,7 +188,7 @@ pub fn sync_options(settings: &AgentConfig) -> Result<SyncOptions, RunError> {
 }
 
 /// Fetch limits of `fetch`, with `trusted_keys` as the keys a bundle must be signed by.
-pub fn fetch_options(trusted_keys: Vec<TrustedKey>, fetch: &FetchConfig) -> SyncOptions {
+pub(crate) fn fetch_options(trusted_keys: Vec<TrustedKey>, fetch: &FetchConfig) -> SyncOptions {
     SyncOptions {
         trusted_keys,
         connect_timeout: fetch.connect_timeout,

@@ -66,7 +66,7 @@ impl Planned {
     }
 
     /// Resources it goes after when the plan has them.
-    pub fn implicit_after(&self) -> &[ResourceId] {
+    pub(crate) fn implicit_after(&self) -> &[ResourceId] {
         self.edges.as_deref().map_or(&[], |e| &e.implicit_after)
     }
 
@@ -76,12 +76,12 @@ impl Planned {
     }
 
     /// Its edges, to add to.
-    pub fn edges_mut(&mut self) -> &mut Edges {
+    pub(crate) fn edges_mut(&mut self) -> &mut Edges {
         self.edges.get_or_insert_with(Box::default)
     }
 
     /// Sets its edges, kept out of line only when there are some.
-    pub fn set_edges(&mut self, edges: Edges) {
+    pub(crate) fn set_edges(&mut self, edges: Edges) {
         let none =
             edges.after.is_empty() && edges.implicit_after.is_empty() && edges.notify.is_empty();
         self.edges = (!none).then(|| Box::new(edges));

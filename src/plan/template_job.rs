@@ -37,7 +37,7 @@ impl Templates {
     }
 
     /// Templates in `dir` and the context `context_json`, each set up on first use.
-    pub fn lazy(dir: PathBuf, context_json: String) -> Templates {
+    pub(crate) fn lazy(dir: PathBuf, context_json: String) -> Templates {
         Templates {
             dir,
             renderer: OnceLock::new(),
@@ -47,7 +47,7 @@ impl Templates {
     }
 
     /// The run's `{facts, vars}` as JSON text, as a stored plan keeps it.
-    pub fn context_json(&self) -> Result<String, String> {
+    pub(crate) fn context_json(&self) -> Result<String, String> {
         if let Some(json) = &self.context_json {
             return Ok(json.clone());
         }
@@ -76,7 +76,7 @@ impl Templates {
 
     /// Makes each stored file's producer again, sharing these templates; each template
     /// name is held once.
-    pub fn revive(self: &Arc<Templates>) -> Revive {
+    pub(crate) fn revive(self: &Arc<Templates>) -> Revive {
         let templates = self.clone();
         let names: Mutex<TemplateNames> = Mutex::default();
         Box::new(move |recipe: Recipe| {
@@ -129,7 +129,7 @@ pub struct TemplateJob {
 impl TemplateJob {
     /// `name` rendered with the shared `templates` and this file's own vars `own`, and the
     /// job that renders it again; the vars are kept as text.
-    pub fn render_new(
+    pub(crate) fn render_new(
         templates: Arc<Templates>,
         name: Arc<str>,
         own: Map<String, Value>,

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The deepest nesting of blocks and partials a template may have (real templates rarely
 /// pass ten); every level costs the parser and the renderer a stack frame or more.
-pub const MAX_DEPTH: usize = 100;
+pub(crate) const MAX_DEPTH: usize = 100;
 
 /// A `{{> name}}` or `{{#> name}}` tag.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,7 +20,7 @@ impl Style {
     }
 
     /// `text` in the ANSI style `code` (e.g. `1;31`), or as is without colour.
-    pub fn paint(&self, code: &str, text: &str) -> String {
+    pub(crate) fn paint(&self, code: &str, text: &str) -> String {
         if self.color {
             format!("\x1b[{code}m{text}\x1b[0m")
         } else {
@@ -123,7 +123,7 @@ pub fn write(report: &Report, style: Style, w: &mut dyn std::io::Write) -> std::
 }
 
 /// `check: N resources: X in sync, Y would change, Z failed`.
-pub fn summary_line(report: &Report, style: Style) -> String {
+pub(crate) fn summary_line(report: &Report, style: Style) -> String {
     let s = &report.summary;
     let (mode, verb) = match report.mode {
         Mode::Check => ("check", "would change"),
@@ -386,7 +386,7 @@ fn fields(out: &mut String, change: &Change) {
 }
 
 /// A unified diff, each line indented, control characters escaped, coloured by its sign.
-pub fn write_diff(out: &mut String, diff: &str, indent: &str, style: Style) {
+pub(crate) fn write_diff(out: &mut String, diff: &str, indent: &str, style: Style) {
     for line in diff.lines() {
         let line = &*visible(line);
         let painted = if line.starts_with("+++") || line.starts_with("---") {

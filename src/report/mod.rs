@@ -257,7 +257,7 @@ impl SourceFreshness {
 
     /// The run could not use the bundle its source offers and fell back to a kept one
     /// (a held host's stand-in is a decision, not a fault, so it does not count).
-    pub fn fell_back(self) -> bool {
+    pub(crate) fn fell_back(self) -> bool {
         matches!(self, SourceFreshness::Stale | SourceFreshness::Refused)
     }
 }
@@ -300,13 +300,13 @@ impl Report {
     }
 
     /// Adds the health checks' outcomes.
-    pub fn with_health(mut self, health: Vec<HealthOutcome>) -> Self {
+    pub(crate) fn with_health(mut self, health: Vec<HealthOutcome>) -> Self {
         self.health = health;
         self
     }
 
     /// The health checks that failed.
-    pub fn failed_health(&self) -> impl Iterator<Item = &HealthOutcome> {
+    pub(crate) fn failed_health(&self) -> impl Iterator<Item = &HealthOutcome> {
         self.health
             .iter()
             .filter(|h| h.status == HealthStatus::Failed)
@@ -314,7 +314,7 @@ impl Report {
 
     /// Adds the end-of-run notifications; a failed restart or reload is a failure of the
     /// run, counted apart from the resources.
-    pub fn with_notifications(mut self, notifications: Vec<Notification>) -> Self {
+    pub(crate) fn with_notifications(mut self, notifications: Vec<Notification>) -> Self {
         self.summary.failed_notifications = notifications
             .iter()
             .filter(|n| n.status == NotifyStatus::Failed)

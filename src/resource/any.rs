@@ -65,12 +65,12 @@ macro_rules! declare_any_resource {
             }
 
             /// What it occupies on the host.
-            pub fn footprint(&self) -> Footprint<'_> {
+            pub(crate) fn footprint(&self) -> Footprint<'_> {
                 match self { $($(AnyResource::$variant(r) => r.footprint(),)*)+ }
             }
 
             /// What planning fills in once every role is known.
-            pub fn plan_slots(&mut self) -> PlanSlots<'_> {
+            pub(crate) fn plan_slots(&mut self) -> PlanSlots<'_> {
                 match self { $($(AnyResource::$variant(r) => r.plan_slots(),)*)+ }
             }
         }
@@ -81,39 +81,39 @@ every_kind!(declare_any_resource);
 
 impl AnyResource {
     /// The host path it manages, when it manages one (two resources may not share a path).
-    pub fn host_path(&self) -> Option<&Path> {
+    pub(crate) fn host_path(&self) -> Option<&Path> {
         self.footprint().place.path()
     }
 
     /// The host paths it keeps on disk; a purging directory above leaves them alone.
-    pub fn claims(&self) -> Vec<PathBuf> {
+    pub(crate) fn claims(&self) -> Vec<PathBuf> {
         self.footprint().place.claims()
     }
 
     /// A directory it makes, under which missing parents count as managed.
-    pub fn makes_directory(&self) -> Option<&Path> {
+    pub(crate) fn makes_directory(&self) -> Option<&Path> {
         self.footprint().makes_directory
     }
 
     /// True for a user or group this run creates.
-    pub fn creates_account(&self) -> bool {
+    pub(crate) fn creates_account(&self) -> bool {
         self.footprint().creates_account
     }
 
     /// Tells a path it keeps which directory of the run above it will exist.
-    pub fn set_managed_ancestor(&self, dir: Arc<Path>) {
+    pub(crate) fn set_managed_ancestor(&self, dir: Arc<Path>) {
         if let super::Place::Keeps(_, parent) = self.footprint().place {
             parent.fill(dir);
         }
     }
 
     /// The owner and group it sets, for resources that set them.
-    pub fn ownership_mut(&mut self) -> Option<&mut Ownership> {
+    pub(crate) fn ownership_mut(&mut self) -> Option<&mut Ownership> {
         self.plan_slots().ownership
     }
 
     /// A purging directory: its path and the entries it keeps.
-    pub fn purge_mut(&mut self) -> Option<(PathBuf, &mut BTreeSet<String>)> {
+    pub(crate) fn purge_mut(&mut self) -> Option<(PathBuf, &mut BTreeSet<String>)> {
         // Asked of every item: the path is copied only for the purging few.
         self.plan_slots().purge_keep.as_ref()?;
         let path = self.host_path()?.to_path_buf();
@@ -129,7 +129,7 @@ impl AnyResource {
     }
 
     /// The service this resource is, mutable, for planning steps.
-    pub fn service_mut(&mut self) -> Option<&mut ServiceResource> {
+    pub(crate) fn service_mut(&mut self) -> Option<&mut ServiceResource> {
         match self {
             AnyResource::Service(s) => Some(s),
             _ => None,

@@ -22,7 +22,7 @@ pub struct Ownership {
 }
 
 /// Parses an octal mode string such as `0644` or `2775`.
-pub fn parse_mode(text: &str) -> Option<u32> {
+pub(crate) fn parse_mode(text: &str) -> Option<u32> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
     if digits.is_empty() || digits.len() > 4 {
         return None;
@@ -31,7 +31,7 @@ pub fn parse_mode(text: &str) -> Option<u32> {
 }
 
 /// Formats permission bits the way roles write them.
-pub fn format_mode(mode: u32) -> String {
+pub(crate) fn format_mode(mode: u32) -> String {
     format!("{mode:04o}")
 }
 
@@ -50,7 +50,7 @@ pub struct Resolved {
 
 impl Ownership {
     /// The user and group resources this ownership refers to (they must exist first).
-    pub fn account_ids(&self) -> Vec<super::ResourceId> {
+    pub(crate) fn account_ids(&self) -> Vec<super::ResourceId> {
         let mut ids = Vec::new();
         if let Some(o) = &self.owner {
             ids.push(super::ResourceId::new(Kind::User, o.clone()));
@@ -65,7 +65,7 @@ impl Ownership {
     ///
     /// A name that does not exist yet but is created earlier in this run is pending: check
     /// reports the ownership change (apply resolves it once the account exists).
-    pub fn resolve(&self, accounts: Arc<Accounts>) -> Result<Resolved, ResourceError> {
+    pub(crate) fn resolve(&self, accounts: Arc<Accounts>) -> Result<Resolved, ResourceError> {
         let mut pending_owner = None;
         let uid = match &self.owner {
             Some(o) => match accounts.uid(o) {
@@ -154,7 +154,7 @@ impl Resolved {
 
     /// Only the attributes that differ from `live`: the ones [`Resolved::diff`] reports,
     /// so apply touches nothing check did not show.
-    pub fn differing(&self, live: Option<&Meta>) -> Attrs {
+    pub(crate) fn differing(&self, live: Option<&Meta>) -> Attrs {
         let differs = |now: Option<u32>, want: Option<u32>| want.filter(|w| now != Some(*w));
         Attrs {
             uid: differs(live.map(|m| m.uid), self.attrs.uid),

@@ -13,14 +13,14 @@ use super::content::{Fingerprint, CHUNK};
 
 /// Content larger than this (either side) is summarised, not diffed: nobody reads a
 /// megabyte of diff, and a line diff costs up to the product of the two line counts.
-pub const MAX_DIFF_INPUT: usize = 1 << 20;
+pub(crate) const MAX_DIFF_INPUT: usize = 1 << 20;
 /// A diff longer than this is summarised too: it would drown the rest of the report.
-pub const MAX_DIFF_OUTPUT: usize = 256 << 10;
+pub(crate) const MAX_DIFF_OUTPUT: usize = 256 << 10;
 /// Diff text that one run's report keeps in all: past it, changes carry a summary. A first
 /// apply of 10,000 files would otherwise keep (print, record, POST) 10,000 whole-file diffs.
-pub const MAX_RUN_DIFFS: usize = 4 << 20;
+pub(crate) const MAX_RUN_DIFFS: usize = 4 << 20;
 /// How long one diff may take before it is summarised instead.
-pub const DIFF_DEADLINE: Duration = Duration::from_secs(2);
+pub(crate) const DIFF_DEADLINE: Duration = Duration::from_secs(2);
 
 /// What happens to a resource as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -286,7 +286,7 @@ impl ContentChange {
 
 /// Keeps `diff` when `budget` has room for it, and takes it from the budget; otherwise
 /// puts the diff's line counts in `summary` instead (`whose` names what the budget is for).
-pub fn keep_within(
+pub(crate) fn keep_within(
     diff: &mut Option<String>,
     summary: &mut Option<DiffSummary>,
     budget: &mut usize,
@@ -339,7 +339,7 @@ impl ContentChange {
     }
 
     /// Like [`ContentChange::between`], the diff's headers naming the two sides `sides`.
-    pub fn between_sides(
+    pub(crate) fn between_sides(
         sides: &(String, String),
         before: Option<&[u8]>,
         after: &[u8],
@@ -359,7 +359,7 @@ impl ContentChange {
     /// Compares content that is not held: each side is known by its fingerprint and read
     /// again only as far as the report needs it (whole when small enough to diff, a line at
     /// a time for a summary, not at all when sensitive).
-    pub fn streamed(
+    pub(crate) fn streamed(
         label: &str,
         before: Option<(Fingerprint, Reopen)>,
         after: (Fingerprint, Reopen),
@@ -421,7 +421,11 @@ impl ContentChange {
 /// A unified diff of two texts under `headers`, within the caps every diff converge shows
 /// keeps ([`MAX_DIFF_INPUT`], [`DIFF_DEADLINE`], [`MAX_DIFF_OUTPUT`]); past one of them,
 /// the summary that stands in for it.
-pub fn text_diff(before: &str, after: &str, headers: (&str, &str)) -> Result<String, DiffSummary> {
+pub(crate) fn text_diff(
+    before: &str,
+    after: &str,
+    headers: (&str, &str),
+) -> Result<String, DiffSummary> {
     let largest = before.len().max(after.len());
     if largest > MAX_DIFF_INPUT {
         let reason = format!("{largest} bytes, more than {MAX_DIFF_INPUT} to diff");

@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 use super::Digest;
 
 /// How much of a file one read takes when content is streamed.
-pub const CHUNK: usize = 64 << 10;
+pub(crate) const CHUNK: usize = 64 << 10;
 
 /// sha256 and size of some content: what a run compares and remembers instead of the bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,7 +41,7 @@ impl Fingerprint {
     }
 
     /// Reads `r` to its end in chunks, never holding more than one.
-    pub fn of_reader(r: &mut dyn Read) -> io::Result<Fingerprint> {
+    pub(crate) fn of_reader(r: &mut dyn Read) -> io::Result<Fingerprint> {
         let mut h = Hashing::default();
         let mut buf = vec![0u8; CHUNK];
         loop {
@@ -55,7 +55,7 @@ impl Fingerprint {
     }
 
     /// The file at `path`, read through once a chunk at a time.
-    pub fn of_file(path: &Path) -> io::Result<Fingerprint> {
+    pub(crate) fn of_file(path: &Path) -> io::Result<Fingerprint> {
         Fingerprint::of_reader(&mut std::fs::File::open(path)?)
     }
 
@@ -123,7 +123,7 @@ thread_local! {
 
 /// Runs `read` (a deserialization of stored resources) with `revive` making each templated
 /// file's producer; without one, a stored producer fails to load.
-pub fn with_revive<T>(revive: Revive, read: impl FnOnce() -> T) -> T {
+pub(crate) fn with_revive<T>(revive: Revive, read: impl FnOnce() -> T) -> T {
     struct Reset(Option<Revive>);
     impl Drop for Reset {
         fn drop(&mut self) {
@@ -263,7 +263,7 @@ impl Desired {
 
     /// Content made by `again`, whose first result was `bytes` (fingerprinted, then dropped
     /// by the caller).
-    pub fn produced(bytes: &[u8], again: Arc<dyn Produce>) -> Desired {
+    pub(crate) fn produced(bytes: &[u8], again: Arc<dyn Produce>) -> Desired {
         Desired {
             fingerprint: Fingerprint::of(bytes),
             source: Source::Produced(again),
@@ -271,7 +271,7 @@ impl Desired {
     }
 
     /// Its fingerprint.
-    pub fn fingerprint(&self) -> Fingerprint {
+    pub(crate) fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
     }
 

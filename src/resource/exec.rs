@@ -16,7 +16,7 @@ use crate::system::process::{tail, RunAs, Shell};
 use crate::system::{Host, System};
 
 /// Used when a role gives no timeout (Puppet's default too).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What reports show instead of a sensitive command or its output.
 const HIDDEN: &str = "(sensitive, not shown)";
@@ -56,7 +56,7 @@ pub enum ExecLive {
 }
 
 /// `exited with status 3` or `was killed by signal 9`.
-pub fn describe_status(status: ExitStatus) -> String {
+pub(crate) fn describe_status(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(sig)) => format!("was killed by signal {sig}"),

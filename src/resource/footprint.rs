@@ -83,7 +83,7 @@ impl<'a> Footprint<'a> {
 
     /// Occupies no path on the host and creates nothing planning must know of (a kernel
     /// setting, a service, a package, whose files are dpkg's to track).
-    pub fn no_path() -> Footprint<'a> {
+    pub(crate) fn no_path() -> Footprint<'a> {
         Footprint {
             place: Place::Elsewhere(Vec::new()),
             makes_directory: None,
@@ -137,7 +137,7 @@ impl ManagedParent {
     }
 
     /// Sets the directory; planning does it once, and a second call changes nothing.
-    pub fn fill(&self, dir: Arc<Path>) {
+    pub(crate) fn fill(&self, dir: Arc<Path>) {
         let _ = self.0.set(dir);
     }
 }
@@ -168,7 +168,7 @@ impl<'a> Place<'a> {
     }
 
     /// The host paths it keeps on disk.
-    pub fn claims(self) -> Vec<PathBuf> {
+    pub(crate) fn claims(self) -> Vec<PathBuf> {
         match self {
             Place::Keeps(path, _) => vec![path.to_path_buf()],
             Place::Removes(_) => Vec::new(),

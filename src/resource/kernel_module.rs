@@ -108,12 +108,12 @@ impl ModuleError {
 }
 
 /// The modules-load.d file that loads `name` at boot.
-pub fn load_file(name: &str) -> PathBuf {
+pub(crate) fn load_file(name: &str) -> PathBuf {
     PathBuf::from(format!("/etc/modules-load.d/converge-{name}.conf"))
 }
 
 /// The modprobe.d file with `name`'s options or blacklist.
-pub fn modprobe_file(name: &str) -> PathBuf {
+pub(crate) fn modprobe_file(name: &str) -> PathBuf {
     PathBuf::from(format!("/etc/modprobe.d/converge-{name}.conf"))
 }
 
@@ -121,18 +121,18 @@ const HEADER: &str =
     "# Managed by converge from the roles' [[kernel_module]]; local edits are lost.\n";
 
 /// The modules-load.d file's text.
-pub fn load_text(name: &str) -> String {
+pub(crate) fn load_text(name: &str) -> String {
     format!("{HEADER}{name}\n")
 }
 
 /// The modprobe.d file's text for an absent module: `blacklist` keeps udev and aliases from
 /// loading it, and the `install` rule stops a load by name too (what Debian admins write).
-pub fn blacklist_text(name: &str) -> String {
+pub(crate) fn blacklist_text(name: &str) -> String {
     format!("{HEADER}blacklist {name}\ninstall {name} /bin/false\n")
 }
 
 /// The modprobe.d file's text for a loaded module with options.
-pub fn options_text(name: &str, options: &str) -> String {
+pub(crate) fn options_text(name: &str, options: &str) -> String {
     format!("{HEADER}options {name} {options}\n")
 }
 
@@ -150,7 +150,7 @@ fn shown(text: &str) -> String {
 }
 
 /// Why `name` is not a module name, if it is not.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME
         && name
@@ -167,7 +167,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// Why `options` cannot go on a modprobe.d `options` line, if it cannot.
-pub fn check_options(options: &str) -> Result<(), String> {
+pub(crate) fn check_options(options: &str) -> Result<(), String> {
     let bad = |why: &str| {
         Err(format!(
             "invalid options '{}': {why}; expected space-separated PARAM=VALUE, e.g. \"nf_conntrack_helper=1 hashsize=65536\"",

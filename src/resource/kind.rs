@@ -97,7 +97,7 @@ macro_rules! declare_kind {
 
         impl Kind {
             /// Every kind, in planning order.
-            pub const ALL: &'static [Kind] = &[$(Kind::$kind,)+];
+            pub(crate) const ALL: &'static [Kind] = &[$(Kind::$kind,)+];
 
             /// The name used in ids and roles, e.g. `file`.
             pub fn name(self) -> &'static str {

@@ -41,9 +41,9 @@ use crate::system::nftables::Refused;
 use crate::system::{Host, System};
 
 /// The address families nft knows.
-pub const FAMILIES: &[&str] = &["ip", "ip6", "inet", "arp", "bridge", "netdev"];
+pub(crate) const FAMILIES: &[&str] = &["ip", "ip6", "inet", "arp", "bridge", "netdev"];
 /// Where the tables are persisted, one file each.
-pub const PERSIST_DIR: &str = "/etc/nftables.d";
+pub(crate) const PERSIST_DIR: &str = "/etc/nftables.d";
 /// What nftables.service loads at boot.
 pub const BOOT_CONF: &str = "/etc/nftables.conf";
 /// Lines of the loaded script before the body's first line.
@@ -83,7 +83,7 @@ pub enum NftablesLive {
 }
 
 /// `/etc/nftables.d/converge-FAMILY-TABLE.nft`.
-pub fn persisted_path(family: &str, table: &str) -> PathBuf {
+pub(crate) fn persisted_path(family: &str, table: &str) -> PathBuf {
     PathBuf::from(format!("{PERSIST_DIR}/converge-{family}-{table}.nft"))
 }
 
@@ -112,7 +112,7 @@ pub fn persisted(family: &str, table: &str, body: &[u8]) -> Vec<u8> {
 }
 
 /// Why a table name cannot be managed, if it cannot.
-pub fn check_table(name: &str) -> Result<(), String> {
+pub(crate) fn check_table(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let first_ok = chars
         .next()
@@ -131,7 +131,7 @@ pub fn check_table(name: &str) -> Result<(), String> {
 
 /// Why `body` is not a table's body, if it is not: it must not close the table's block
 /// (which would let it declare other tables behind the table's back) nor leave one open.
-pub fn check_body(body: &str) -> Result<(), String> {
+pub(crate) fn check_body(body: &str) -> Result<(), String> {
     let first = body
         .lines()
         .map(str::trim)
@@ -227,13 +227,13 @@ fn relocate(message: &str, name: &str, from: &str) -> String {
 }
 
 /// Whether two listings (either maybe absent) are of the same table.
-pub fn same_listing(a: Option<&str>, b: Option<&str>) -> bool {
+pub(crate) fn same_listing(a: Option<&str>, b: Option<&str>) -> bool {
     a.map(normal) == b.map(normal)
 }
 
 /// The script that puts table `family name` back as `was` (a listing of it), or deletes
 /// it when `was` is `None`.
-pub fn restore_script(family: &str, name: &str, was: Option<&str>) -> Vec<u8> {
+pub(crate) fn restore_script(family: &str, name: &str, was: Option<&str>) -> Vec<u8> {
     let mut out = format!("table {family} {name} {{}}\ndelete table {family} {name}\n");
     if let Some(text) = was {
         out.push_str(text);
@@ -431,7 +431,7 @@ impl Resource for NftablesResource {
 
 /// A warning when nftables.service would not load the persisted table at boot: no
 /// /etc/nftables.conf, or one without an `include` that names the file (globs count).
-pub fn boot_include_missing(sys: &System, family: &str, table: &str) -> Option<String> {
+pub(crate) fn boot_include_missing(sys: &System, family: &str, table: &str) -> Option<String> {
     let ours = persisted_path(family, table);
     let hint = format!("add `include \"{PERSIST_DIR}/*.nft\"` at its end");
     let text = match sys.read_file(std::path::Path::new(BOOT_CONF)) {

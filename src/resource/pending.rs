@@ -58,7 +58,7 @@ impl<'a> Pending<'a> {
     }
 
     /// The change, not made (check).
-    pub fn into_change(self) -> Change {
+    pub(crate) fn into_change(self) -> Change {
         self.change
     }
 }

@@ -27,7 +27,7 @@ impl RunState {
 
 /// Unit types other than `.service`. A role's `[[service]]` may not name one; the library
 /// plans one itself only where it must (bootstrap enabling `converge.timer`).
-pub const OTHER_UNIT_SUFFIXES: &[&str] = &[
+pub(crate) const OTHER_UNIT_SUFFIXES: &[&str] = &[
     ".socket",
     ".timer",
     ".target",
@@ -42,7 +42,7 @@ pub const OTHER_UNIT_SUFFIXES: &[&str] = &[
 
 /// The full unit name of the service called `name`: `nginx` → `nginx.service`; a name that
 /// carries another unit type (`converge.timer`) is the unit itself.
-pub fn unit_name(name: &str) -> String {
+pub(crate) fn unit_name(name: &str) -> String {
     if OTHER_UNIT_SUFFIXES.iter().any(|s| name.ends_with(s)) {
         name.to_owned()
     } else {
@@ -78,7 +78,7 @@ pub struct ServiceLive {
 
 impl ServiceResource {
     /// `host` with this service's own deadline, when it has one.
-    pub fn host_for<'a>(&self, host: &Host<'a>) -> Host<'a> {
+    pub(crate) fn host_for<'a>(&self, host: &Host<'a>) -> Host<'a> {
         let mut timeouts = *host.timeouts();
         if let Some(t) = self.timeout {
             timeouts.service = t;

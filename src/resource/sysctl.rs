@@ -35,7 +35,7 @@ pub fn tokens(value: &str) -> Vec<&str> {
 }
 
 /// Why `key` cannot be managed, if it cannot.
-pub fn check_key(key: &str) -> Result<(), String> {
+pub(crate) fn check_key(key: &str) -> Result<(), String> {
     let dotted = crate::system::procfs::dotted_key(key);
     if key.is_empty()
         || !key
@@ -64,7 +64,7 @@ pub fn check_key(key: &str) -> Result<(), String> {
 }
 
 /// Why `value` cannot be written, if it cannot.
-pub fn check_value(key: &str, value: &str) -> Result<(), String> {
+pub(crate) fn check_value(key: &str, value: &str) -> Result<(), String> {
     if value.contains(['\n', '\r', '\0']) {
         return Err(format!(
             "invalid value for sysctl key '{key}': it must be on one line"

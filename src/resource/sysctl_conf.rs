@@ -14,7 +14,7 @@ use crate::system::procfs::{dotted_key, SysctlFile, SYSCTL_CONF};
 use crate::system::{Host, System};
 
 /// Where converge persists kernel parameters.
-pub const DROP_IN: &str = "/etc/sysctl.d/60-converge.conf";
+pub(crate) const DROP_IN: &str = "/etc/sysctl.d/60-converge.conf";
 
 /// The drop-in holding every managed key.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -70,7 +70,7 @@ pub fn render(entries: &BTreeMap<String, String>) -> String {
 
 /// `key = value` settings of one sysctl.d file, keys in dotted form. A leading `-` (ignore
 /// errors) is dropped; comments start with `#` or `;`.
-pub fn parse_settings(text: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_settings(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|line| {
             let line = line.trim();

@@ -10,7 +10,7 @@ use crate::system::process::{tail, Shell};
 use crate::system::{System, SystemError};
 
 /// What a validate command writes where the temp file's path goes.
-pub const PLACEHOLDER: &str = "{path}";
+pub(crate) const PLACEHOLDER: &str = "{path}";
 
 /// Runs `command` on `content`, written to a private temp file that keeps the managed file's
 /// name (`systemd-analyze verify` and some daemons judge a file by its suffix).

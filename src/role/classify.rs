@@ -26,7 +26,7 @@ use super::SourceTree;
 use crate::diagnostics::{Diagnostic, Diagnostics};
 
 /// The file name in a bundle.
-pub const NODES_FILE: &str = "nodes.toml";
+pub(crate) const NODES_FILE: &str = "nodes.toml";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,7 +137,11 @@ fn roles_for_checked(
 }
 
 /// The roles that `nodes.toml` (text `text`, shown as `file`) gives a host with `facts`.
-pub fn roles_for(file: &Path, text: &str, facts: &Value) -> Result<Vec<String>, Diagnostics> {
+pub(crate) fn roles_for(
+    file: &Path,
+    text: &str,
+    facts: &Value,
+) -> Result<Vec<String>, Diagnostics> {
     let nodes = parse(file, text)?;
     let names: Vec<&str> = ["hostname", "fqdn"]
         .iter()

@@ -11,7 +11,7 @@ use super::vars;
 use crate::diagnostics::{Diagnostic, Diagnostics, LineIndex, Location};
 
 /// How deep includes may nest; real role hierarchies are a few levels.
-pub const MAX_INCLUDE_DEPTH: usize = 64;
+pub(crate) const MAX_INCLUDE_DEPTH: usize = 64;
 
 /// A source tree as admins edit it: `roles/`, `templates/`, `files/`, optional `nodes.toml`.
 #[derive(Debug, Clone)]
@@ -39,12 +39,12 @@ impl SourceTree {
     }
 
     /// Where templates live.
-    pub fn templates_dir(&self) -> PathBuf {
+    pub(crate) fn templates_dir(&self) -> PathBuf {
         self.root.join("templates")
     }
 
     /// Where verbatim files live.
-    pub fn files_dir(&self) -> PathBuf {
+    pub(crate) fn files_dir(&self) -> PathBuf {
         self.root.join("files")
     }
 
@@ -80,7 +80,7 @@ fn collect_role_names(dir: &Path, prefix: &str, names: &mut Vec<String>) {
 /// Reads a role, template or partial of a source tree as text. Anything but a regular file
 /// (a FIFO, a device, a socket) is refused before a byte is read: opening a FIFO for reading
 /// blocks until a writer comes, so one planted in a source would hang every run.
-pub fn read_source_text(path: &Path) -> std::io::Result<String> {
+pub(crate) fn read_source_text(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let Ok(mut file) = crate::system::tree_file::open_if_regular(path)? else {
         return Err(std::io::Error::other(
@@ -111,7 +111,7 @@ pub struct Role {
 
 impl Role {
     /// An error at a byte offset of this role file.
-    pub fn error_at(&self, offset: usize, message: impl Into<String>) -> Diagnostic {
+    pub(crate) fn error_at(&self, offset: usize, message: impl Into<String>) -> Diagnostic {
         Diagnostic::at(self.location(offset), &self.text, message)
     }
 

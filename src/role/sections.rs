@@ -32,7 +32,7 @@ pub fn parse(text: &str) -> Result<RoleFile, toml::de::Error> {
 /// [`RoleFile::file_tables`] for [`parse_table`] (a layout only the whole-document parse
 /// reads gives them parsed, in [`RoleFile::file`]). A table that does not parse is found
 /// only then: [`parse`] gives its error.
-pub fn parse_deferred(text: &str) -> Result<RoleFile, toml::de::Error> {
+pub(crate) fn parse_deferred(text: &str) -> Result<RoleFile, toml::de::Error> {
     if let Some(spec) = tables(text).and_then(|files| without_files(text, files)) {
         return Ok(spec);
     }
@@ -41,7 +41,7 @@ pub fn parse_deferred(text: &str) -> Result<RoleFile, toml::de::Error> {
 
 /// One `[[file]]` table of `text`, at `range`, with the spans it has in the whole file;
 /// `None` when it does not parse on its own.
-pub fn parse_table(text: &str, range: Range<usize>) -> Option<Spanned<Box<FileSpec>>> {
+pub(crate) fn parse_table(text: &str, range: Range<usize>) -> Option<Spanned<Box<FileSpec>>> {
     let mut one: OneFile = toml::from_str(text.get(range.clone())?).ok()?;
     let file = one.file.pop().filter(|_| one.file.is_empty())?;
     Some(moved(file, range.start, FileSpec::moved))

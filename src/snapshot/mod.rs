@@ -23,13 +23,13 @@ pub use sysctl::SysctlEntry;
 pub use units::UnitEntry;
 
 /// The `format` field every snapshot carries, so another JSON file is recognised as such.
-pub const FORMAT: &str = "converge-snapshot";
+pub(crate) const FORMAT: &str = "converge-snapshot";
 
 /// The layout version this build writes and reads.
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 
 /// Paths whose files a snapshot records unless told otherwise.
-pub const DEFAULT_PATHS: &[&str] = &["/etc"];
+pub(crate) const DEFAULT_PATHS: &[&str] = &["/etc"];
 
 /// Everything a snapshot records about one host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,15 +128,15 @@ pub enum SnapshotError {
 }
 
 /// Longest path a snapshot may name, in bytes (PATH_MAX less its NUL).
-pub const MAX_PATH: usize = 4095;
+pub(crate) const MAX_PATH: usize = 4095;
 /// Longest name of one path component, in bytes (NAME_MAX).
-pub const MAX_NAME: usize = 255;
+pub(crate) const MAX_NAME: usize = 255;
 
 /// Checks that `path` names one place on any host: absolute, every component a plain name
 /// (no `.`, `..` or empty one), no NUL, within PATH_MAX and NAME_MAX. A snapshot is input
 /// that may have been edited by anyone: capture writes files named after these paths, so a
 /// `..` would reach out of the source tree. The error says what is wrong.
-pub fn check_path(path: &str) -> Result<(), String> {
+pub(crate) fn check_path(path: &str) -> Result<(), String> {
     if path.contains('\0') {
         return Err("holds a NUL byte".into());
     }

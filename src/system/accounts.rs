@@ -30,12 +30,12 @@ impl Accounts {
     }
 
     /// The name of a uid, or the number itself when it has none.
-    pub fn user_name(&self, uid: u32) -> String {
+    pub(crate) fn user_name(&self, uid: u32) -> String {
         lookup_name(&self.users, uid)
     }
 
     /// The name of a gid, or the number itself when it has none.
-    pub fn group_name(&self, gid: u32) -> String {
+    pub(crate) fn group_name(&self, gid: u32) -> String {
         lookup_name(&self.groups, gid)
     }
 }

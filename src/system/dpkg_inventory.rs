@@ -15,13 +15,13 @@ use super::{System, SystemError};
 /// apt's record of automatically installed packages (`Dir::State::extended_states`), the
 /// file `apt-mark showmanual` reads. Read directly: apt-mark loads the whole package cache
 /// and takes seconds, this takes a millisecond.
-pub const EXTENDED_STATES: &str = "/var/lib/apt/extended_states";
+pub(crate) const EXTENDED_STATES: &str = "/var/lib/apt/extended_states";
 
 /// dpkg's database of installed packages.
-pub const DPKG_STATUS: &str = "/var/lib/dpkg/status";
+pub(crate) const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 
 /// Where dpkg lists the files of each package (`NAME.list` or `NAME:ARCH.list`).
-pub const DPKG_INFO: &str = "/var/lib/dpkg/info";
+pub(crate) const DPKG_INFO: &str = "/var/lib/dpkg/info";
 
 /// Every installed package (`ii` and `hi`; not removed ones whose conffiles remain), with
 /// its conffiles and apt's manual mark, sorted by name. Empty without a dpkg database.

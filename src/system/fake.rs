@@ -51,12 +51,12 @@ impl Fake {
     }
 
     /// Lets `action` succeed again.
-    pub fn heal(&self, action: &str) {
+    pub(crate) fn heal(&self, action: &str) {
         self.state().failing.remove(action);
     }
 
     /// Every change asked for so far, in order; the log starts empty again.
-    pub fn take_log(&self) -> Vec<String> {
+    pub(crate) fn take_log(&self) -> Vec<String> {
         std::mem::take(&mut self.state().log)
     }
 

@@ -97,7 +97,7 @@ impl System {
 
     /// The file at `path` open for reading, refusing to follow a link planted there: for
     /// content read a piece at a time.
-    pub fn open_file(&self, path: &Path) -> Result<File, SystemError> {
+    pub(crate) fn open_file(&self, path: &Path) -> Result<File, SystemError> {
         let real = self.host_path(path)?;
         let f = match real.at() {
             Some((dir, name)) => {
@@ -116,7 +116,7 @@ impl System {
 
     /// Names of the entries in the directory at `path`, sorted.
     /// Names are kept as the OS gives them: a name that is not UTF-8 must still be removable.
-    pub fn list_dir(&self, path: &Path) -> Result<Vec<std::ffi::OsString>, SystemError> {
+    pub(crate) fn list_dir(&self, path: &Path) -> Result<Vec<std::ffi::OsString>, SystemError> {
         let real = self.host_path(path)?;
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&real).map_err(|e| SystemError::io(path, e))? {
@@ -195,7 +195,7 @@ impl<'a> Host<'a> {
     }
 
     /// This host with other deadlines, for a resource that sets its own (`timeout = "20m"`).
-    pub fn with_timeouts(&self, timeouts: super::Timeouts) -> Host<'a> {
+    pub(crate) fn with_timeouts(&self, timeouts: super::Timeouts) -> Host<'a> {
         Host {
             sys: self.sys,
             timeouts,
@@ -206,7 +206,7 @@ impl<'a> Host<'a> {
     /// content, owner, group and mode, is synced, then renamed over the path (which replaces a
     /// link planted there instead of following it), and the directory is synced.
     /// `default_mode` applies when neither `attrs` nor an existing file says otherwise.
-    pub fn write_file(
+    pub(crate) fn write_file(
         &self,
         path: &Path,
         content: &[u8],
@@ -218,7 +218,7 @@ impl<'a> Host<'a> {
 
     /// Like [`Host::write_file`], with the content copied from `content` a chunk at a time.
     /// When reading fails, even at the very end, the temp file goes and nothing is replaced.
-    pub fn write_file_from(
+    pub(crate) fn write_file_from(
         &self,
         path: &Path,
         content: &mut dyn io::Read,
@@ -252,7 +252,7 @@ impl<'a> Host<'a> {
     }
 
     /// Sets owner, group and mode of the file or directory at `path` without following a link.
-    pub fn set_attrs(&self, path: &Path, attrs: Attrs) -> Result<(), SystemError> {
+    pub(crate) fn set_attrs(&self, path: &Path, attrs: Attrs) -> Result<(), SystemError> {
         let real = self.sys.host_path(path)?;
         let err = |e: io::Error| SystemError::io(path, e);
         let is_dir = std::fs::symlink_metadata(&real).map_err(err)?.is_dir();

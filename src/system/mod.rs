@@ -162,7 +162,7 @@ impl System {
     }
 
     /// A view of the tree at `root` whose packages and services go to the given managers.
-    pub fn with_managers(
+    pub(crate) fn with_managers(
         root: &Path,
         packages: Box<dyn PackageManager>,
         services: Box<dyn ServiceManager>,
@@ -227,7 +227,7 @@ impl System {
     }
 
     /// Drops the cached account databases after they changed.
-    pub fn forget_accounts(&self) {
+    pub(crate) fn forget_accounts(&self) {
         if let Ok(mut g) = self.accounts.write() {
             *g = None;
         }

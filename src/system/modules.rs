@@ -13,11 +13,11 @@ use super::process::DEFAULT_PATH;
 use super::{Host, System, SystemError};
 
 /// Where the kernel lists its loaded modules.
-pub const PROC_MODULES: &str = "/proc/modules";
+pub(crate) const PROC_MODULES: &str = "/proc/modules";
 
 /// The longest module name the kernel keeps (`MODULE_NAME_LEN` is 64 with the NUL, less the
 /// 8 bytes of an `unsigned long`).
-pub const MAX_NAME: usize = 55;
+pub(crate) const MAX_NAME: usize = 55;
 
 /// One line of /proc/modules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,12 +32,12 @@ pub struct LoadedModule {
 
 /// The kernel's spelling of a module name: `-` and `_` are the same to it, and it lists
 /// every module with `_`.
-pub fn normalise(name: &str) -> String {
+pub(crate) fn normalise(name: &str) -> String {
     name.replace('-', "_")
 }
 
 /// Parses /proc/modules: `name size refcount users state address`, users `-` or `a,b,`.
-pub fn parse_proc_modules(text: &str) -> BTreeMap<String, LoadedModule> {
+pub(crate) fn parse_proc_modules(text: &str) -> BTreeMap<String, LoadedModule> {
     text.lines()
         .filter_map(|line| {
             let mut cols = line.split_whitespace();
@@ -63,7 +63,7 @@ pub fn parse_proc_modules(text: &str) -> BTreeMap<String, LoadedModule> {
 }
 
 /// Parses modules.builtin: one `kernel/.../name.ko` path a line.
-pub fn parse_builtin(text: &str) -> BTreeSet<String> {
+pub(crate) fn parse_builtin(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter_map(|line| {
             let file = line.trim().rsplit('/').next()?;
@@ -74,7 +74,7 @@ pub fn parse_builtin(text: &str) -> BTreeSet<String> {
 }
 
 /// modules.builtin of the running kernel's release.
-pub fn builtin_list() -> PathBuf {
+pub(crate) fn builtin_list() -> PathBuf {
     let release = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -85,7 +85,7 @@ pub fn builtin_list() -> PathBuf {
 
 /// The modules the running kernel has loaded, whatever tree is converged (a snapshot of a
 /// tree records the running kernel's, as it does its sysctl values).
-pub fn running_kernel_modules() -> Result<BTreeMap<String, LoadedModule>, SystemError> {
+pub(crate) fn running_kernel_modules() -> Result<BTreeMap<String, LoadedModule>, SystemError> {
     match std::fs::read_to_string(PROC_MODULES) {
         Ok(text) => Ok(parse_proc_modules(&text)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
@@ -104,14 +104,14 @@ fn require_live(sys: &System) -> Result<(), SystemError> {
 impl System {
     /// The modules the running kernel has loaded, by normalised name. A kernel built
     /// without module support has no /proc/modules: nothing is loaded.
-    pub fn loaded_modules(&self) -> Result<BTreeMap<String, LoadedModule>, SystemError> {
+    pub(crate) fn loaded_modules(&self) -> Result<BTreeMap<String, LoadedModule>, SystemError> {
         require_live(self)?;
         running_kernel_modules()
     }
 
     /// The modules built into the running kernel, by normalised name; empty when its
     /// modules.builtin is missing (no modules installed for this release).
-    pub fn builtin_modules(&self) -> Result<BTreeSet<String>, SystemError> {
+    pub(crate) fn builtin_modules(&self) -> Result<BTreeSet<String>, SystemError> {
         require_live(self)?;
         let path = builtin_list();
         match std::fs::read_to_string(&path) {
@@ -125,7 +125,11 @@ impl System {
 impl System {
     /// For a rollback: what would change to have `name` loaded (or not) as it was, `None`
     /// when it is already, or under `--root` (a tree's kernel is not running).
-    pub fn module_differs(&self, name: &str, loaded: bool) -> Result<Option<String>, SystemError> {
+    pub(crate) fn module_differs(
+        &self,
+        name: &str,
+        loaded: bool,
+    ) -> Result<Option<String>, SystemError> {
         if !self.is_live() {
             return Ok(None);
         }
@@ -137,7 +141,7 @@ impl System {
 
 impl Host<'_> {
     /// Loads or unloads `name` (a rollback putting back what was).
-    pub fn set_module_loaded(&self, name: &str, loaded: bool) -> Result<(), SystemError> {
+    pub(crate) fn set_module_loaded(&self, name: &str, loaded: bool) -> Result<(), SystemError> {
         if loaded {
             self.load_module(name)
         } else {
@@ -146,12 +150,12 @@ impl Host<'_> {
     }
 
     /// `modprobe NAME`: loads it with its dependencies and the options of modprobe.d.
-    pub fn load_module(&self, name: &str) -> Result<(), SystemError> {
+    pub(crate) fn load_module(&self, name: &str) -> Result<(), SystemError> {
         self.modprobe(&[name])
     }
 
     /// `modprobe -r NAME`: unloads it, and the modules it pulled in that nothing else uses.
-    pub fn unload_module(&self, name: &str) -> Result<(), SystemError> {
+    pub(crate) fn unload_module(&self, name: &str) -> Result<(), SystemError> {
         self.modprobe(&["-r", name])
     }
 

@@ -51,7 +51,7 @@ fn refused_or_error(cmd: &Command, out: &Finished, file: &Path) -> Result<Refuse
 
 impl System {
     /// The names of the live tables of `family`, in nft's order.
-    pub fn nft_tables(&self, family: &str) -> Result<Vec<String>, SystemError> {
+    pub(crate) fn nft_tables(&self, family: &str) -> Result<Vec<String>, SystemError> {
         let mut cmd = tool("nft");
         cmd.args(["list", "tables", family]);
         let out = command::run(&mut cmd, self.timeouts().firewall)?;
@@ -64,7 +64,11 @@ impl System {
 
     /// The live table as `nft -s list table` prints it (stateless: no counter values), or
     /// `None` when there is no such table.
-    pub fn nft_table(&self, family: &str, table: &str) -> Result<Option<String>, SystemError> {
+    pub(crate) fn nft_table(
+        &self,
+        family: &str,
+        table: &str,
+    ) -> Result<Option<String>, SystemError> {
         if !self.nft_tables(family)?.iter().any(|t| t == table) {
             return Ok(None);
         }
@@ -75,7 +79,11 @@ impl System {
 
     /// Asks nft whether it would load `script` (`nft -c -f`, against the live ruleset,
     /// changing nothing). `name` is what the script is called in nft's messages.
-    pub fn nft_check(&self, script: &[u8], name: &str) -> Result<Option<Refused>, SystemError> {
+    pub(crate) fn nft_check(
+        &self,
+        script: &[u8],
+        name: &str,
+    ) -> Result<Option<Refused>, SystemError> {
         let (_dir, file) = script_file(script, name)?;
         let mut cmd = tool("nft");
         cmd.arg("-c").arg("-f").arg(&file);
@@ -90,7 +98,7 @@ impl System {
     /// then the table `family table` listed there as [`System::nft_table`] lists a live
     /// one: the form nft itself prints of the desired table. The host's ruleset is not
     /// touched. `Err(Refused)` when nft would not load it there.
-    pub fn nft_canonical(
+    pub(crate) fn nft_canonical(
         &self,
         script: &[u8],
         name: &str,
@@ -114,7 +122,7 @@ impl System {
 
 impl Host<'_> {
     /// Loads `script` into the live ruleset with `nft -f`: one transaction, all or nothing.
-    pub fn nft_load(&self, script: &[u8], name: &str) -> Result<(), SystemError> {
+    pub(crate) fn nft_load(&self, script: &[u8], name: &str) -> Result<(), SystemError> {
         let (_dir, file) = script_file(script, name)?;
         let mut cmd = tool("nft");
         cmd.arg("-f").arg(&file);

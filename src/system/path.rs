@@ -13,7 +13,7 @@ impl System {
     /// pinned by its descriptor: the returned path goes through `/proc/self/fd`, so swapping
     /// a directory on the way for a link after this check changes nothing. The last component
     /// is not followed: converge manages the path itself, whatever is there.
-    pub fn host_path(&self, path: &Path) -> Result<HostPath, SystemError> {
+    pub(crate) fn host_path(&self, path: &Path) -> Result<HostPath, SystemError> {
         let rel = relative_components(path)?;
         let Some((last, parents)) = rel.split_last() else {
             return Err(SystemError::BadPath(path.to_path_buf()));

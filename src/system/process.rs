@@ -22,10 +22,10 @@ const TAIL_BYTES: usize = 2000;
 
 /// The end of a role's command's output kept while it runs: what reports show is far less,
 /// and a command printing without end must not grow the agent with it.
-pub const SHELL_OUTPUT_KEPT: usize = 64 << 10;
+pub(crate) const SHELL_OUTPUT_KEPT: usize = 64 << 10;
 /// The end of a host tool's output kept: tools converge parses print kilobytes; the bound
 /// only stops a broken one from taking the host's memory.
-pub const TOOL_OUTPUT_KEPT: usize = 16 << 20;
+pub(crate) const TOOL_OUTPUT_KEPT: usize = 16 << 20;
 
 /// The program and arguments of `cmd`, for logs and errors.
 pub fn describe(cmd: &Command) -> String {
@@ -103,12 +103,12 @@ pub struct Finished {
 impl System {
     /// Runs a guard command (`unless`, `onlyif`). Guards run in check mode too, so they must
     /// not change anything: that is the role author's contract, converge cannot enforce it.
-    pub fn run_guard(&self, shell: &Shell) -> Result<Finished, SystemError> {
+    pub(crate) fn run_guard(&self, shell: &Shell) -> Result<Finished, SystemError> {
         run(self, shell, None)
     }
 
     /// Where a command run by [`System::run_reading`] sees `dir`.
-    pub fn seen_at(&self, dir: &Path) -> PathBuf {
+    pub(crate) fn seen_at(&self, dir: &Path) -> PathBuf {
         if self.is_live() {
             dir.to_path_buf()
         } else {
@@ -120,7 +120,7 @@ impl System {
     /// at [`System::seen_at`]. On the live host that is `dir` itself. Under a root the
     /// command runs chrooted in a mount namespace of its own where `dir` is bound over the
     /// tree's `/tmp`, so it sees the files there without a byte written into the tree.
-    pub fn run_reading(&self, shell: &Shell, dir: &Path) -> Result<Finished, SystemError> {
+    pub(crate) fn run_reading(&self, shell: &Shell, dir: &Path) -> Result<Finished, SystemError> {
         if self.is_live() {
             return run(self, shell, None);
         }
@@ -153,7 +153,7 @@ struct Bind {
 
 impl Host<'_> {
     /// Runs a command that may change the host.
-    pub fn run_shell(&self, shell: &Shell) -> Result<Finished, SystemError> {
+    pub(crate) fn run_shell(&self, shell: &Shell) -> Result<Finished, SystemError> {
         let done = run(self.system(), shell, None);
         // The command may have created, moved or linked anything in the tree.
         self.system().forget_paths();
@@ -262,7 +262,7 @@ fn run(sys: &System, shell: &Shell, bind: Option<Bind>) -> Result<Finished, Syst
 /// whole group is killed (a shell's or a tool's children would otherwise live on, holding
 /// locks) and the run fails with [`SystemError::Timeout`]. `label` names it in logs and errors.
 /// Only the last [`TOOL_OUTPUT_KEPT`] bytes of each stream are kept.
-pub fn run_with_deadline(
+pub(crate) fn run_with_deadline(
     cmd: &mut Command,
     label: &str,
     timeout: Duration,

@@ -14,7 +14,7 @@ const PROC_SYS: &str = "/proc/sys";
 
 /// Directories systemd-sysctl and `sysctl --system` read, in precedence order: a file name in
 /// an earlier directory hides the same name in later ones.
-pub const SYSCTL_DIRS: &[&str] = &[
+pub(crate) const SYSCTL_DIRS: &[&str] = &[
     "/etc/sysctl.d",
     "/run/sysctl.d",
     "/usr/local/lib/sysctl.d",
@@ -23,11 +23,11 @@ pub const SYSCTL_DIRS: &[&str] = &[
 ];
 
 /// Read last by `sysctl --system` (Debian also links it in as /etc/sysctl.d/99-sysctl.conf).
-pub const SYSCTL_CONF: &str = "/etc/sysctl.conf";
+pub(crate) const SYSCTL_CONF: &str = "/etc/sysctl.conf";
 
 /// The /proc/sys file of `key`. As in sysctl.d(5): when the first separator is a '/', the key
 /// is a path already (so interface names with dots survive); otherwise dots separate.
-pub fn sysctl_path(key: &str) -> PathBuf {
+pub(crate) fn sysctl_path(key: &str) -> PathBuf {
     let rel = match key.find(['.', '/']) {
         Some(i) if key.as_bytes()[i] == b'/' => key.to_owned(),
         _ => swap_separators(key),
@@ -38,7 +38,7 @@ pub fn sysctl_path(key: &str) -> PathBuf {
 /// The dotted spelling of `key`, the one ids, conflicts and the drop-in use. As in
 /// sysctl.d(5), a dot inside a name (`eth0.100`) is written `/` in the dotted form, so the
 /// two spellings convert into each other without loss.
-pub fn dotted_key(key: &str) -> String {
+pub(crate) fn dotted_key(key: &str) -> String {
     match key.find(['.', '/']) {
         Some(i) if key.as_bytes()[i] == b'/' => swap_separators(key),
         _ => key.to_owned(),
@@ -81,7 +81,7 @@ pub struct SysctlFile {
 
 impl System {
     /// The live value of `key`, `None` when this kernel (or namespace) has no such key.
-    pub fn read_sysctl(&self, key: &str) -> Result<Option<String>, SystemError> {
+    pub(crate) fn read_sysctl(&self, key: &str) -> Result<Option<String>, SystemError> {
         self.require_live(key)?;
         let path = sysctl_path(key);
         match std::fs::read_to_string(&path) {
@@ -93,7 +93,7 @@ impl System {
 
     /// Every sysctl configuration file of the tree in the order they are applied at boot:
     /// `*.conf` collated by file name across [`SYSCTL_DIRS`], then [`SYSCTL_CONF`].
-    pub fn sysctl_files(&self) -> Result<Vec<SysctlFile>, SystemError> {
+    pub(crate) fn sysctl_files(&self) -> Result<Vec<SysctlFile>, SystemError> {
         let mut by_name: std::collections::BTreeMap<String, PathBuf> = Default::default();
         for dir in SYSCTL_DIRS {
             let names = match self.list_dir(Path::new(dir)) {
@@ -184,7 +184,7 @@ impl System {
     /// Every parameter under /proc/sys of the running kernel, in the namespaces this process
     /// runs in, sorted by key. Always the running kernel, also under `--root`: a tree has none.
     /// binfmt_misc is skipped: it is a filesystem of its own, often an automount.
-    pub fn kernel_settings(&self) -> Result<Vec<KernelSetting>, SystemError> {
+    pub(crate) fn kernel_settings(&self) -> Result<Vec<KernelSetting>, SystemError> {
         use std::os::unix::fs::MetadataExt;
         let top = Path::new(PROC_SYS);
         let dev = std::fs::metadata(top)
@@ -235,7 +235,7 @@ impl System {
 
 impl Host<'_> {
     /// Sets the live value of `key` with one write, as sysctl(8) does.
-    pub fn write_sysctl(&self, key: &str, value: &str) -> Result<(), SystemError> {
+    pub(crate) fn write_sysctl(&self, key: &str, value: &str) -> Result<(), SystemError> {
         self.system().require_live(key)?;
         let path = sysctl_path(key);
         let mut f = std::fs::OpenOptions::new()

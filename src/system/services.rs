@@ -22,7 +22,7 @@ pub struct UnitStatus {
 
 impl UnitStatus {
     /// Whether the manager knows no unit file of this name.
-    pub fn not_found(&self) -> bool {
+    pub(crate) fn not_found(&self) -> bool {
         self.load == "not-found"
     }
 
@@ -88,7 +88,7 @@ impl UnitVerb {
     }
 
     /// Whether it acts on the running manager rather than on unit files.
-    pub fn needs_running_system(self) -> bool {
+    pub(crate) fn needs_running_system(self) -> bool {
         matches!(
             self,
             UnitVerb::Start

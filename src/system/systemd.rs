@@ -17,7 +17,7 @@ use super::services::{ServiceManager, UnitFile, UnitStatus, UnitVerb};
 use super::{Host, System, SystemError};
 
 /// Directories whose unit files systemd only rereads on `daemon-reload`.
-pub const UNIT_DIRS: &[&str] = &[
+pub(crate) const UNIT_DIRS: &[&str] = &[
     "/etc/systemd/system",
     "/run/systemd/system",
     "/lib/systemd/system",
@@ -25,7 +25,7 @@ pub const UNIT_DIRS: &[&str] = &[
 ];
 
 /// Whether a file at `path` is a unit file or drop-in that needs a `daemon-reload`.
-pub fn is_unit_path(path: &Path) -> bool {
+pub(crate) fn is_unit_path(path: &Path) -> bool {
     let Some(parent) = path.parent() else {
         return false;
     };
@@ -42,7 +42,7 @@ pub fn is_unit_path(path: &Path) -> bool {
 
 /// The systemd service this process runs in (`converge.service`), from its cgroup; `None`
 /// outside a service (a shell, a timer-less container).
-pub fn own_unit() -> Option<String> {
+pub(crate) fn own_unit() -> Option<String> {
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     own_unit_from(&text)
 }

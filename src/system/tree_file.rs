@@ -13,11 +13,11 @@ use std::path::Path;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 
 /// The largest tree file read for converge's own use: these are small text databases.
-pub const MAX_TREE_FILE: u64 = 64 << 20;
+pub(crate) const MAX_TREE_FILE: u64 = 64 << 20;
 
 /// Reads `path` (absolute) inside `root` chroot-style: every link, absolute or relative,
 /// resolves inside `root`. Only a regular file is read; a missing one is `NotFound`.
-pub fn read_in_root(root: &Path, path: &Path) -> io::Result<Vec<u8>> {
+pub(crate) fn read_in_root(root: &Path, path: &Path) -> io::Result<Vec<u8>> {
     let dir = File::open(root)?;
     let rel = path.strip_prefix("/").unwrap_or(path);
     // O_PATH opens nothing for I/O: a fifo does not block and a device is not touched.
@@ -70,7 +70,7 @@ pub fn read_in_root(root: &Path, path: &Path) -> io::Result<Vec<u8>> {
 /// Opens `path` for reading, but only a regular file: `Ok(Err(what))` names anything else
 /// ("a FIFO", "a device", ...), found before a byte is read. O_NONBLOCK keeps the open of a
 /// FIFO from waiting for a writer that may never come.
-pub fn open_if_regular(path: &Path) -> io::Result<Result<File, &'static str>> {
+pub(crate) fn open_if_regular(path: &Path) -> io::Result<Result<File, &'static str>> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -85,7 +85,7 @@ pub fn open_if_regular(path: &Path) -> io::Result<Result<File, &'static str>> {
 }
 
 /// What a file of type `kind` is, in words ("a regular file", "a FIFO", "a device", ...).
-pub fn kind_name(kind: &std::fs::FileType) -> &'static str {
+pub(crate) fn kind_name(kind: &std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if kind.is_file() {
         "a regular file"
@@ -106,7 +106,7 @@ pub fn kind_name(kind: &std::fs::FileType) -> &'static str {
 
 /// [`read_in_root`] as text; a missing file is empty, and any other problem is logged and
 /// taken as empty (what these files add is optional: facts, account names).
-pub fn read_text_or_empty(root: &Path, path: &Path) -> String {
+pub(crate) fn read_text_or_empty(root: &Path, path: &Path) -> String {
     match read_in_root(root, path) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),

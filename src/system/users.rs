@@ -37,7 +37,7 @@ pub struct GroupEntry {
 }
 
 /// Parses /etc/passwd text; malformed lines are skipped, as the C library does.
-pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+pub(crate) fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split(':').collect();
@@ -57,7 +57,7 @@ pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
 }
 
 /// Parses /etc/group text; malformed lines are skipped.
-pub fn parse_group(text: &str) -> Vec<GroupEntry> {
+pub(crate) fn parse_group(text: &str) -> Vec<GroupEntry> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split(':').collect();
@@ -133,7 +133,11 @@ impl System {
 impl Host<'_> {
     /// Runs a shadow-utils tool on the tree (`--root ROOT` unless it is `/`), then drops the
     /// cached account databases so later owner lookups in this run see the change.
-    pub fn account_tool(&self, tool: AccountTool, args: &[String]) -> Result<(), SystemError> {
+    pub(crate) fn account_tool(
+        &self,
+        tool: AccountTool,
+        args: &[String],
+    ) -> Result<(), SystemError> {
         let sys = self.system();
         let mut cmd = Command::new(tool.program());
         if !sys.is_live() {

@@ -44,7 +44,7 @@ pub struct WalkEntry {
 /// How many directory levels below its start a walk descends. A walk holds one open
 /// descriptor per level, so a hostile tree thousands of levels deep would run out of them
 /// (or, walked recursively, out of stack); real configuration trees are a few levels deep.
-pub const MAX_DEPTH: usize = 256;
+pub(crate) const MAX_DEPTH: usize = 256;
 
 impl System {
     /// Visits `start` and everything below it in sorted order, parents before children. A
