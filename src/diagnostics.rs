@@ -43,7 +43,7 @@ impl fmt::Display for Location {
 /// Starts are 32-bit, 4 bytes a line (a 10,000-file role has ~100,000 lines); a text past
 /// 4 GiB is not indexed and its offsets are located by a scan instead.
 #[derive(Debug, Clone, Default)]
-pub struct LineIndex {
+pub(crate) struct LineIndex {
     starts: Vec<u32>,
 }
 

@@ -22,7 +22,7 @@ const LARGE_TEMPLATE: usize = 256 * 1024;
 const PIECE: usize = 64 * 1024;
 
 /// A renderer that a plan's files share, to render their templates again when needed.
-pub type SharedRenderer = std::sync::Arc<std::sync::Mutex<Renderer>>;
+pub(crate) type SharedRenderer = std::sync::Arc<std::sync::Mutex<Renderer>>;
 
 /// Renders the templates of one source tree; each template is compiled once, except large
 /// ones, which are compiled a piece at a time on every render and never held compiled.

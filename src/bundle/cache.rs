@@ -37,7 +37,7 @@ pub(crate) const BUNDLE_MANIFEST: &str = ".manifest.json";
 
 /// What we remember about the bundle `current` points at.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SyncState {
+pub(crate) struct SyncState {
     /// The source it came from; an ETag from another source means nothing.
     pub source: String,
     /// The bundle id this state describes.
@@ -60,7 +60,7 @@ pub struct SyncState {
 
 /// A verified bundle this host will not converge, and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RefusedBundle {
+pub(crate) struct RefusedBundle {
     /// The bundle id.
     pub id: String,
     /// Why it was refused (the first planning error).
@@ -69,7 +69,7 @@ pub struct RefusedBundle {
 
 /// What we remember about a kept bundle other than the one `sync.json` is about.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct BundleRecord {
+pub(crate) struct BundleRecord {
     /// The bundle id.
     pub id: String,
     /// Key id that signed it, if a signature was verified.
@@ -106,7 +106,7 @@ pub fn manifest_in(bundle_dir: &Path) -> Option<Manifest> {
 }
 
 /// The bundle store of a state dir whose lock this run holds.
-pub struct StateDir<'l> {
+pub(crate) struct StateDir<'l> {
     root: &'l Path,
 }
 

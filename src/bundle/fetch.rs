@@ -26,7 +26,7 @@ const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Result of asking for the manifest.
-pub enum ManifestFetch {
+pub(crate) enum ManifestFetch {
     /// 304: the ETag we sent still matches.
     NotModified,
     /// The manifest bytes, and the ETag to send next time.
@@ -37,13 +37,13 @@ pub enum ManifestFetch {
 }
 
 /// What arrived for one object: its real hash and length (at most `size + 1`).
-pub struct Received {
+pub(crate) struct Received {
     pub sha256: String,
     pub len: u64,
 }
 
 /// One sync's access to a source; HTTP shares one kept-alive client across requests.
-pub enum Fetcher<'a> {
+pub(crate) enum Fetcher<'a> {
     Dir(&'a Path),
     Http {
         client: Client,

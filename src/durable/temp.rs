@@ -16,7 +16,7 @@ const LEGACY_PREFIX: &str = ".tmp-";
 
 /// Which temp entries a sweep removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sweep {
+pub(crate) enum Sweep {
     /// Files and links left by processes that no longer exist: for directories another live
     /// run may be writing in (managed directories, a publish output).
     Dead,

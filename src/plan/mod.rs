@@ -43,7 +43,7 @@ pub struct Planned {
 
 /// A plan item's edges to other resources.
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Edges {
+pub(crate) struct Edges {
     /// Resources named in `after = [...]`; each must exist in the plan.
     pub after: Vec<After>,
     /// Resources it goes after when the plan has them (its owner's user, its parent directory).

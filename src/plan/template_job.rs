@@ -101,7 +101,7 @@ impl std::fmt::Debug for Templates {
 
 /// Each template name once, shared by every file rendered from it.
 #[derive(Default)]
-pub struct TemplateNames(HashSet<Arc<str>>);
+pub(crate) struct TemplateNames(HashSet<Arc<str>>);
 
 impl TemplateNames {
     /// `name`'s one shared copy.
@@ -116,7 +116,7 @@ impl TemplateNames {
 }
 
 /// One template with one file's vars.
-pub struct TemplateJob {
+pub(crate) struct TemplateJob {
     templates: Arc<Templates>,
     name: Arc<str>,
     /// The file's own vars, merged over the run's vars at each render; as JSON text,

@@ -13,7 +13,7 @@ pub(crate) const MAX_DEPTH: usize = 100;
 
 /// A `{{> name}}` or `{{#> name}}` tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Include {
+pub(crate) struct Include {
     /// The partial's name; `None` when it is computed (`{{> (lookup ...)}}`).
     pub name: Option<String>,
     /// Byte offset of the tag.
@@ -24,7 +24,7 @@ pub struct Include {
 
 /// What a scan of one template's tags found.
 #[derive(Debug, Default)]
-pub struct Shape {
+pub(crate) struct Shape {
     /// The partials it includes, in order.
     pub includes: Vec<Include>,
     /// The deepest block nesting.
@@ -108,7 +108,7 @@ fn partial_name(tag: &str) -> Option<String> {
 
 /// Why a set of partials cannot be rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GraphError {
+pub(crate) enum GraphError {
     /// Partials include each other: `path` starts and ends with the same name. The include
     /// that closes the cycle is at `offset` in the partial before last.
     Cycle {
@@ -131,7 +131,7 @@ type Depth = (usize, Option<String>);
 
 /// The partials and how deep each one nests, its own blocks and its includes together.
 #[derive(Debug, Default)]
-pub struct PartialDepths {
+pub(crate) struct PartialDepths {
     depths: BTreeMap<String, Depth>,
 }
 

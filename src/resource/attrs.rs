@@ -37,7 +37,7 @@ pub(crate) fn format_mode(mode: u32) -> String {
 
 /// Ownership resolved against the tree's account databases, plus those for display.
 #[derive(Debug, Clone)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// Ids to set.
     pub attrs: Attrs,
     /// For naming live ids in diffs.

@@ -329,7 +329,7 @@ impl DiffSummary {
 }
 
 /// Opens one side of a comparison again, from its start.
-pub type Reopen<'a> = &'a dyn Fn() -> io::Result<Box<dyn Read + 'a>>;
+pub(crate) type Reopen<'a> = &'a dyn Fn() -> io::Result<Box<dyn Read + 'a>>;
 
 impl ContentChange {
     /// Compares live and desired content for `label` (the path shown in diff headers).

@@ -70,7 +70,7 @@ impl Fingerprint {
 
 /// A sha256 and a byte count fed as bytes pass.
 #[derive(Default, Clone)]
-pub struct Hashing {
+pub(crate) struct Hashing {
     hasher: Sha256,
     size: u64,
 }
@@ -92,7 +92,7 @@ impl Hashing {
 }
 
 /// Produces a file's bytes again: a template rendered a second time with the same context.
-pub trait Produce: fmt::Debug + Send + Sync {
+pub(crate) trait Produce: fmt::Debug + Send + Sync {
     /// The bytes, or why they cannot be made.
     fn produce(&self) -> Result<Vec<u8>, String>;
     /// What a stored plan keeps to make this producer again (`None`: it cannot be stored,
@@ -104,7 +104,7 @@ pub trait Produce: fmt::Debug + Send + Sync {
 /// render with (the run's facts and vars, the templates) is kept once per plan; a
 /// [`Revive`] installed around the load joins the two again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Recipe {
+pub(crate) struct Recipe {
     /// The template, relative to `templates/`.
     pub template: String,
     /// The file's own vars as JSON text: values are not self-describing in a compact
@@ -113,7 +113,7 @@ pub struct Recipe {
 }
 
 /// Makes producers from recipes while a stored plan is read.
-pub type Revive = Box<dyn Fn(Recipe) -> Arc<dyn Produce>>;
+pub(crate) type Revive = Box<dyn Fn(Recipe) -> Arc<dyn Produce>>;
 
 thread_local! {
     // serde's derives pass no state down to a nested field; the alternative, seeded

@@ -13,7 +13,7 @@ use super::{Host, System, SystemError};
 
 /// apt and dpkg of the live host, or of a tree through `chroot`.
 #[derive(Debug, Default)]
-pub struct Apt;
+pub(crate) struct Apt;
 
 /// `program` run against this root: directly on the live host, else inside `chroot ROOT`.
 pub(super) fn package_tool(sys: &System, program: &str) -> Command {

@@ -12,7 +12,7 @@ use super::{Host, System, SystemError};
 
 /// A fake host's managers; clones share one state.
 #[derive(Debug, Clone, Default)]
-pub struct Fake {
+pub(crate) struct Fake {
     state: Arc<Mutex<State>>,
 }
 

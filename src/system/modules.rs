@@ -21,7 +21,7 @@ pub(crate) const MAX_NAME: usize = 55;
 
 /// One line of /proc/modules.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadedModule {
+pub(crate) struct LoadedModule {
     /// How many references hold it (modules using it, open devices, mounts...).
     pub refcount: u32,
     /// The modules that use it, the kernel's "used by" column.

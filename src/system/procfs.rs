@@ -167,7 +167,7 @@ pub enum SysctlAccess {
 
 /// One kernel parameter as listed by [`System::kernel_settings`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KernelSetting {
+pub(crate) struct KernelSetting {
     /// The dotted key, e.g. `net.core.somaxconn`.
     pub key: String,
     /// What can be done with it.

@@ -60,7 +60,7 @@ fn own_unit_from(cgroup: &str) -> Option<String> {
 
 /// systemd on the live host, or `systemctl --root` on a tree.
 #[derive(Debug, Default)]
-pub struct Systemd;
+pub(crate) struct Systemd;
 
 /// Whether a systemd manager runs this root: the live host booted with systemd (sd_booted(3)).
 /// A tree, a chroot or a plain container is handled offline, the way `systemctl --root` does.

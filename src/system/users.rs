@@ -79,7 +79,7 @@ pub(crate) fn parse_group(text: &str) -> Vec<GroupEntry> {
 
 /// The shadow-utils tools converge changes accounts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountTool {
+pub(crate) enum AccountTool {
     /// `useradd`
     UserAdd,
     /// `usermod`

@@ -62,7 +62,7 @@ pub enum PlanFrom {
 }
 
 /// Everything a plan is built from, besides the tree's own content.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     /// The tree planned.
     pub tree: &'a SourceTree,
     /// A verified bundle's id (its content hash); empty for a source tree read in place.
@@ -81,7 +81,7 @@ pub struct Inputs<'a> {
 
 /// The plan cache of one state dir.
 #[derive(Debug)]
-pub struct PlanCache {
+pub(crate) struct PlanCache {
     dir: PathBuf,
 }
 
