@@ -114,12 +114,31 @@ fn serves(ct: &Container) -> String {
 
 /// Waits until nginx answers `want`: a reload returns before the new workers serve, and a
 /// run without health checks does not wait for them (its successor runs minutes later).
-fn await_serving(ct: &Container, want: &str) {
+fn await_serving(ct: &Container, want: &str, old_workers: &[String]) {
     wait_until(
         &format!("nginx answers {want:?}"),
         std::time::Duration::from_secs(20),
         || serves(ct) == want,
     );
+    // New workers answer while the old ones still accept on the same socket until they
+    // have shut down: only once those are gone does every answer come from the new config.
+    wait_until(
+        "nginx's old workers exit",
+        std::time::Duration::from_secs(60),
+        || {
+            let now = workers(ct);
+            old_workers.iter().all(|w| !now.contains(w))
+        },
+    );
+}
+
+/// The pids of nginx's worker processes.
+fn workers(ct: &Container) -> Vec<String> {
+    let out = ct.exec(&["pgrep", "-P", &main_pid(ct)]);
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -348,6 +367,8 @@ fn a_failure_seen_by_a_run_that_changed_nothing_rolls_back_the_run_that_did() {
     let ct = reloading_host("blame");
     let apply = || run(&ct, &["apply", "--color", "never"]);
     let before = run_ids(&ct);
+    let old_workers = workers(&ct);
+    assert!(!old_workers.is_empty(), "nginx runs workers");
 
     // A bundle without the health check breaks /healthz: nothing sees it.
     let unchecked = RELOAD_ROLE.split("[[health]]").next().unwrap();
@@ -360,7 +381,7 @@ fn a_failure_seen_by_a_run_that_changed_nothing_rolls_back_the_run_that_did() {
         .collect();
     assert_eq!(culprit.len(), 1, "{culprit:?}");
     let culprit = &culprit[0];
-    await_serving(&ct, "gone\n");
+    await_serving(&ct, "gone\n", &old_workers);
 
     // The next bundle brings the check back and changes nothing on the host: the failure it
     // sees is the earlier run's, which is undone.
