@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{output_text, require_root, require_tool, OwnState, BIN};
+use support::{output_text, require_root, require_tool, OwnState, Step, BIN};
 
 /// The role `fw` with `body` as its `inet filter` table, and `extra` after it.
 fn role(body: &str, extra: &str) -> String {
@@ -34,13 +34,6 @@ fn swap(name: &str) -> String {
     format!("cp \"$S/{name}.toml\" \"$S/roles/fw.toml\"")
 }
 
-/// The output (stdout and stderr together) and exit code of one step.
-#[derive(Debug)]
-struct Step {
-    out: String,
-    rc: i32,
-}
-
 /// An nftables.conf that loads converge's tables at boot.
 const BOOT_CONF: &str = "#!/usr/sbin/nft -f\nflush ruleset\ninclude \"/etc/nftables.d/*.nft\"\n";
 
@@ -62,10 +55,7 @@ fn in_namespaces(src: &Path, steps: &[&str]) -> Vec<Step> {
     assert!(copy.success());
     let _ = std::fs::remove_dir_all(etc.join("nftables.d"));
     std::fs::write(etc.join("nftables.conf"), BOOT_CONF).unwrap();
-    let mut script = String::from("set -u; mount --bind \"$T/etc\" /etc || exit 99\n");
-    for s in steps {
-        script.push_str(&format!("echo '@@step'; {s} 2>&1; echo \"@@rc=$?\"\n"));
-    }
+    let script = support::steps::script("set -u; mount --bind \"$T/etc\" /etc || exit 99", steps);
     let own = OwnState::new();
     let out = Command::new(unshare)
         .args(["-n", "-m", "--propagation", "private", "--", "sh", "-c"])
@@ -79,17 +69,7 @@ fn in_namespaces(src: &Path, steps: &[&str]) -> Vec<Step> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.split("@@step\n")
-        .skip(1)
-        .map(|chunk| {
-            let (out, rc) = chunk.rsplit_once("@@rc=").expect("step end");
-            Step {
-                out: out.to_owned(),
-                rc: rc.trim().parse().unwrap(),
-            }
-        })
-        .collect()
+    support::steps::split(&out.stdout)
 }
 
 /// `--state-dir`: a tree converged by hand keeps a run history (for `rollback`) only where
