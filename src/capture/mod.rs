@@ -8,6 +8,7 @@ mod files;
 mod packages;
 mod role;
 mod services;
+mod sysfs;
 
 use std::path::{Path, PathBuf};
 
@@ -138,6 +139,7 @@ fn against(
                     d.id
                 ))
             }
+            Kind::Sysfs => sysfs::difference(role, old, new, d),
             Kind::Package => packages::difference(role, old, new, d, req.remove_extra),
             Kind::Unit => services::difference(role, old, new, d),
             Kind::User => accounts::user(role, old, new, d),
@@ -150,6 +152,7 @@ fn against(
 /// Without NEW: what an admin changed from what Debian installs.
 fn defaults(req: &Request, role: &mut CapturedRole, old: &Snapshot) {
     role.note("kernel settings: not captured without --against (their defaults cannot be known from one host; sysctl.d files are captured as files)".into());
+    role.note("sysfs attributes: not captured without --against (their defaults cannot be known from one host; tmpfiles.d and udev rules are captured as files)".into());
     packages::beyond_defaults(role, old);
     services::beyond_presets(role, old);
     accounts::beyond_defaults(role, old);

@@ -143,6 +143,8 @@ pub struct CapturedRole {
     pub notes: Vec<String>,
     /// `[sysctl]`.
     pub sysctl: Vec<SysctlItem>,
+    /// `[sysfs]`: the same shape, keys relative to /sys.
+    pub sysfs: Vec<SysctlItem>,
     /// `[[group]]`.
     pub groups: Vec<GroupItem>,
     /// `[[user]]`.
@@ -251,6 +253,7 @@ impl CapturedRole {
     /// Whether anything is declared at all.
     pub fn is_empty(&self) -> bool {
         self.sysctl.is_empty()
+            && self.sysfs.is_empty()
             && self.groups.is_empty()
             && self.users.is_empty()
             && self.packages.is_empty()
@@ -314,6 +317,7 @@ impl CapturedRole {
             p.after = apt_files.clone();
         }
         self.sysctl.sort_by(|a, b| a.key.cmp(&b.key));
+        self.sysfs.sort_by(|a, b| a.key.cmp(&b.key));
         self.groups.sort_by(|a, b| a.name.cmp(&b.name));
         self.users.sort_by(|a, b| a.name.cmp(&b.name));
         self.packages.sort_by(|a, b| a.name.cmp(&b.name));
@@ -322,6 +326,29 @@ impl CapturedRole {
         self.symlinks.sort_by(|a, b| a.path.cmp(&b.path));
         self.absent.sort();
         self.services.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// A `[sysctl]` or `[sysfs]` table of live values, each with its comment.
+    fn live_table(&self, items: &[SysctlItem], files: &str) -> toml_edit::Table {
+        let mut table = toml_edit::Table::new();
+        table.decor_mut().set_prefix(comments(&[
+            "",
+            &format!(
+                "Live values only (persist = false), as on {}: where {} keeps them across",
+                self.old_name, self.old_name
+            ),
+            &format!("reboots, {files}"),
+        ]));
+        for s in items {
+            let mut value = toml_edit::InlineTable::new();
+            value.insert("value", sysctl_value(&s.value));
+            value.insert("persist", false.into());
+            table.insert(&s.key, toml_edit::value(value));
+            if let Some(mut key) = table.key_mut(&s.key) {
+                key.leaf_decor_mut().set_prefix(comments(&[&s.comment]));
+            }
+        }
+        table
     }
 
     /// Where a captured file's content goes, relative to the source's `files/`.
@@ -333,26 +360,21 @@ impl CapturedRole {
     /// snapshot can end a string or a comment early and add a declaration of its own.
     pub fn to_toml(&self) -> String {
         let mut doc = toml_edit::DocumentMut::new();
-        if !self.sysctl.is_empty() {
-            let mut table = toml_edit::Table::new();
-            table.decor_mut().set_prefix(comments(&[
-                "",
-                &format!(
-                    "Live values only (persist = false), as on {}: where {} keeps them across",
-                    self.old_name, self.old_name
-                ),
-                "reboots, its sysctl.d file is captured below as a [[file]].",
-            ]));
-            for s in &self.sysctl {
-                let mut value = toml_edit::InlineTable::new();
-                value.insert("value", sysctl_value(&s.value));
-                value.insert("persist", false.into());
-                table.insert(&s.key, toml_edit::value(value));
-                if let Some(mut key) = table.key_mut(&s.key) {
-                    key.leaf_decor_mut().set_prefix(comments(&[&s.comment]));
-                }
+        for (name, items, files) in [
+            (
+                "sysctl",
+                &self.sysctl,
+                "its sysctl.d file is captured below as a [[file]].",
+            ),
+            (
+                "sysfs",
+                &self.sysfs,
+                "its tmpfiles.d files and udev rules are captured below as [[file]]s.",
+            ),
+        ] {
+            if !items.is_empty() {
+                doc.insert(name, toml_edit::Item::Table(self.live_table(items, files)));
             }
-            doc.insert("sysctl", toml_edit::Item::Table(table));
         }
         let mut kinds = Entries::default();
         for g in &self.groups {

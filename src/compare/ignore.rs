@@ -111,6 +111,8 @@ struct IgnoreFile {
     #[serde(default)]
     kernel_module: Vec<Spanned<String>>,
     #[serde(default)]
+    sysfs: Vec<Spanned<String>>,
+    #[serde(default)]
     package: Vec<Spanned<String>>,
     #[serde(default)]
     unit: Vec<Spanned<String>>,
@@ -158,6 +160,7 @@ impl IgnoreList {
         let kinds = [
             (Kind::Sysctl, &file.sysctl),
             (Kind::KernelModule, &file.kernel_module),
+            (Kind::Sysfs, &file.sysfs),
             (Kind::Package, &file.package),
             (Kind::Unit, &file.unit),
             (Kind::User, &file.user),

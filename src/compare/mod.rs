@@ -4,6 +4,7 @@
 mod entries;
 pub mod ignore;
 pub mod render;
+mod sysfs;
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use crate::resource::change::{keep_within, DiffSummary, MAX_RUN_DIFFS};
 use crate::snapshot::Snapshot;
 pub use entries::is_unit_link;
 pub use ignore::IgnoreList;
+pub(crate) use sysfs::disk_label;
 
 /// The kinds of state a snapshot records, in the order compare reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -23,6 +25,8 @@ pub enum Kind {
     /// A loaded kernel module.
     #[serde(rename = "kernel_module")]
     KernelModule,
+    /// A tuned attribute under /sys.
+    Sysfs,
     /// An installed package.
     Package,
     /// A systemd unit.
@@ -41,6 +45,7 @@ impl Kind {
         match self {
             Kind::Sysctl => "sysctl",
             Kind::KernelModule => "kernel_module",
+            Kind::Sysfs => "sysfs",
             Kind::Package => "package",
             Kind::Unit => "unit",
             Kind::User => "user",
@@ -114,6 +119,7 @@ pub fn compare(
     let mut out = Vec::new();
     entries::sysctl(&a.sysctl, &b.sysctl, &mut out);
     entries::kernel_modules(&a.kernel_modules, &b.kernel_modules, &mut out);
+    sysfs::differences(a, b, &mut out);
     entries::packages(&a.packages, &b.packages, &mut out);
     entries::units(&a.units, &b.units, &mut out);
     entries::users(&a.users, &b.users, &mut out);

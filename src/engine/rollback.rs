@@ -244,6 +244,20 @@ fn restore_one(host: &Host, look: &Look, blobs: &RunBlobs) -> Restore {
         Prior::KernelModule { name, loaded, .. } => {
             host.set_module_loaded(name, *loaded).map_err(Into::into)
         }
+        Prior::Sysfs { values, .. } => {
+            let sys = host.system();
+            let mut done = Ok(());
+            for (rel, value) in values {
+                let now = sys.read_sysfs(rel).map(|v| v.value);
+                if now.as_deref().ok() != Some(value.as_str()) {
+                    done = host.write_sysfs(rel, value);
+                    if done.is_err() {
+                        break;
+                    }
+                }
+            }
+            done.map_err(Into::into)
+        }
         Prior::NotRestorable { .. } => unreachable!("handled above"),
     };
     match result {
@@ -298,6 +312,19 @@ fn differs(sys: &System, prior: &Prior, blobs: &RunBlobs) -> Result<Option<Strin
         }
         Prior::Nftables { .. } => nftables::differs(sys, prior, blobs)?,
         Prior::KernelModule { name, loaded, .. } => sys.module_differs(name, *loaded)?,
+        Prior::Sysfs { values, .. } => {
+            if !sys.is_live() {
+                return Ok(None);
+            }
+            let mut changes = Vec::new();
+            for (rel, value) in values {
+                let now = sys.read_sysfs(rel)?.value;
+                if now != *value {
+                    changes.push(format!("{rel}: {now} → {value}"));
+                }
+            }
+            (!changes.is_empty()).then(|| changes.join(", "))
+        }
         Prior::NotRestorable { .. } => None,
     })
 }

@@ -85,6 +85,13 @@ pub enum Prior {
         /// Whether it was loaded.
         loaded: bool,
     },
+    /// The live values of the attributes a `[sysfs]` key named.
+    Sysfs {
+        /// `sysfs:KEY`.
+        resource: String,
+        /// Path under /sys → its value (a choice list's selection).
+        values: BTreeMap<String, String>,
+    },
     /// Something converge does not undo (users, groups, commands).
     NotRestorable {
         /// The resource.
@@ -104,6 +111,7 @@ impl Prior {
             | Prior::Service { resource, .. }
             | Prior::Nftables { resource, .. }
             | Prior::KernelModule { resource, .. }
+            | Prior::Sysfs { resource, .. }
             | Prior::NotRestorable { resource, .. } => resource,
         }
     }
@@ -254,6 +262,13 @@ pub fn capture(
                 was,
                 purged,
             }
+        }
+        (Kind::Sysfs, None) => {
+            let mut values = BTreeMap::new();
+            for a in sys.sysfs_attributes(&id.name)? {
+                values.insert(a.rel.clone(), sys.read_sysfs(&a.rel)?.value);
+            }
+            Prior::Sysfs { resource, values }
         }
         (Kind::KernelModule, _) => Prior::KernelModule {
             resource,

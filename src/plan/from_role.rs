@@ -29,6 +29,7 @@ mod kernel_module;
 mod nftables;
 mod paths;
 mod sysctl;
+mod sysfs;
 
 pub(super) struct Builder<'a> {
     tree: &'a SourceTree,
@@ -42,6 +43,8 @@ pub(super) struct Builder<'a> {
     errors: Diagnostics,
     /// Every `[sysctl]` key of the run, for the one drop-in that persists them.
     sysctl: sysctl::SysctlKeys,
+    /// Every persisted `[sysfs]` key of the run, for the boot files that keep them.
+    sysfs: sysfs::SysfsKeys,
     /// `[[health]]` checks, in declaration order.
     health: Vec<crate::health::HealthCheck>,
     /// The name of the role being planned, one copy for all its resources.
@@ -114,6 +117,7 @@ impl<'a> Builder<'a> {
             items: Vec::new(),
             errors: Diagnostics::default(),
             sysctl: sysctl::SysctlKeys::default(),
+            sysfs: sysfs::SysfsKeys::default(),
             health: Vec::new(),
             role_name: Arc::from(""),
             template_names: TemplateNames::default(),
@@ -124,6 +128,7 @@ impl<'a> Builder<'a> {
     pub(super) fn finish(mut self) -> Finished {
         self.sysctl_drop_in();
         self.nftables_finish();
+        self.sysfs_finish();
         (self.items, self.health, self.templates, self.errors)
     }
 

@@ -80,6 +80,13 @@ macro_rules! every_kind {
             ];
             /// `[[health]]`: reported like a resource, but checked after the run, not converged.
             Health => "health", planned by health, [];
+            /// One key of `[sysfs]`, and the two boot files that keep them (ids `file:...`).
+            Sysfs => "sysfs", planned by sysfs, [
+                /// One `[sysfs]` key.
+                Sysfs(crate::resource::sysfs::SysfsResource),
+                /// The tmpfiles.d or udev rules file holding the run's keys.
+                SysfsBoot(crate::resource::sysfs_boot::SysfsBootResource)
+            ];
         }
     };
 }

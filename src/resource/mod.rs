@@ -24,6 +24,8 @@ pub mod service;
 pub mod symlink;
 pub mod sysctl;
 pub mod sysctl_conf;
+pub mod sysfs;
+pub mod sysfs_boot;
 pub mod user;
 pub mod validate;
 
@@ -220,6 +222,9 @@ pub enum ResourceError {
     /// A kernel module that cannot be had as the role wants it.
     #[error(transparent)]
     KernelModule(#[from] kernel_module::ModuleError),
+    /// A `[sysfs]` key that cannot be had on this host.
+    #[error(transparent)]
+    Sysfs(#[from] sysfs::SysfsError),
 }
 
 impl ResourceError {
@@ -247,6 +252,7 @@ impl ResourceError {
             ResourceError::PackageHeld(_) => "package_held",
             ResourceError::NftablesNotComparable { .. } => "nftables_not_comparable",
             ResourceError::KernelModule(e) => e.kind(),
+            ResourceError::Sysfs(e) => e.kind(),
         }
     }
 }

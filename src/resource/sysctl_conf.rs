@@ -35,12 +35,62 @@ pub struct Override {
     pub file: PathBuf,
 }
 
-/// What the drop-in finds.
+/// What a file that sets kernel state at boot finds (the sysctl drop-in, the sysfs boot
+/// files): the file, the other files that override it, and whether the kernel is the tree's.
 #[derive(Debug)]
-pub struct SysctlConfLive {
+pub struct BootFileLive {
     file: FileLive,
-    overrides: Vec<Override>,
+    warnings: Vec<String>,
     live_root: bool,
+}
+
+impl BootFileLive {
+    /// `file` as observed; each override is logged as `logged` words it, and shown in a
+    /// change as `shown` does.
+    pub(super) fn new(
+        sys: &System,
+        file: FileLive,
+        overrides: &[Override],
+        logged: impl Fn(&Override) -> String,
+        shown: impl Fn(&Override) -> String,
+    ) -> BootFileLive {
+        for o in overrides {
+            tracing::warn!(key = %o.key, file = %o.file.display(), "{}", logged(o));
+        }
+        BootFileLive {
+            file,
+            warnings: overrides.iter().map(shown).collect(),
+            live_root: sys.is_live(),
+        }
+    }
+
+    /// `file`'s change, saying what `--root` leaves out and what overrides the file.
+    pub(super) fn diff(&self, file: &FileResource) -> Option<Change> {
+        let mut change = file.diff(&self.file)?;
+        if !self.live_root {
+            change.fields.push(FieldChange::new(
+                "live values",
+                None,
+                Some("not managed under --root; this file sets them at next boot".into()),
+            ));
+        }
+        for w in &self.warnings {
+            change
+                .fields
+                .push(FieldChange::new("warning", None, Some(w.clone())));
+        }
+        Some(change)
+    }
+
+    /// Writes `change` to `file`.
+    pub(super) fn apply(
+        &self,
+        file: &FileResource,
+        host: &Host,
+        change: &Change,
+    ) -> Result<(), ResourceError> {
+        file.apply(host, &self.file, change)
+    }
 }
 
 impl SysctlConfResource {
@@ -122,7 +172,7 @@ pub fn overrides(
 }
 
 impl Resource for SysctlConfResource {
-    type Live = SysctlConfLive;
+    type Live = BootFileLive;
 
     fn id(&self) -> ResourceId {
         Resource::id(&self.file)
@@ -136,58 +186,44 @@ impl Resource for SysctlConfResource {
         PlanSlots::none()
     }
 
-    fn observe(&self, sys: &System) -> Result<SysctlConfLive, ResourceError> {
+    fn observe(&self, sys: &System) -> Result<BootFileLive, ResourceError> {
         let file = self.file.observe(sys)?;
         let files = sys.sysctl_files()?;
         let overrides = overrides(&files, &self.file.path, &self.entries);
-        for o in &overrides {
-            tracing::warn!(
-                key = %o.key,
-                file = %o.file.display(),
-                "{} sets {} = {} after {DROP_IN}; that value wins at boot",
-                o.file.display(),
-                o.key,
-                o.value
-            );
-        }
-        Ok(SysctlConfLive {
+        Ok(BootFileLive::new(
+            sys,
             file,
-            overrides,
-            live_root: sys.is_live(),
-        })
-    }
-
-    fn diff(&self, live: &SysctlConfLive) -> Option<Change> {
-        let mut change = self.file.diff(&live.file)?;
-        if !live.live_root {
-            change.fields.push(FieldChange::new(
-                "live values",
-                None,
-                Some("not managed under --root; this file sets them at next boot".into()),
-            ));
-        }
-        for o in &live.overrides {
-            change.fields.push(FieldChange::new(
-                "warning",
-                None,
-                Some(format!(
+            &overrides,
+            |o| {
+                format!(
+                    "{} sets {} = {} after {DROP_IN}; that value wins at boot",
+                    o.file.display(),
+                    o.key,
+                    o.value
+                )
+            },
+            |o| {
+                format!(
                     "{} sets {} = {} later at boot, overriding this file",
                     o.file.display(),
                     o.key,
                     o.value
-                )),
-            ));
-        }
-        Some(change)
+                )
+            },
+        ))
+    }
+
+    fn diff(&self, live: &BootFileLive) -> Option<Change> {
+        live.diff(&self.file)
     }
 
     fn apply(
         &self,
         host: &Host,
-        live: &SysctlConfLive,
+        live: &BootFileLive,
         change: &Change,
     ) -> Result<(), ResourceError> {
-        self.file.apply(host, &live.file, change)
+        live.apply(&self.file, host, change)
     }
 }
 

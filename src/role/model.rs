@@ -56,6 +56,9 @@ pub struct RoleFile {
     /// Tables of the live nftables ruleset.
     #[serde(default)]
     pub nftables: Vec<Spanned<NftablesSpec>>,
+    /// Kernel attributes under /sys, `"kernel/mm/transparent_hugepage/enabled" = "never"`.
+    #[serde(default)]
+    pub sysfs: std::collections::BTreeMap<Spanned<String>, Spanned<SysctlValue>>,
 }
 
 impl RoleFile {
@@ -74,6 +77,7 @@ impl RoleFile {
             + self.package.len()
             + self.nftables.len()
             + self.kernel_module.len()
+            + self.sysfs.len()
     }
 }
 
@@ -377,8 +381,9 @@ pub enum PackageEnsure {
     Latest,
 }
 
-/// A `[sysctl]` value: an integer or a string (multi-value keys such as "1024 65000"), or a
-/// table `{ value = ..., persist = false }` for a live value that the drop-in leaves out (the
+/// A `[sysctl]` (or `[sysfs]`) value: an integer or a string (multi-value keys such as
+/// "1024 65000"), or a table `{ value = ..., persist = false }` for a live value that the
+/// boot files leave out (the
 /// way Puppet's `persist => false` works: the host keeps it across reboots some other way,
 /// or not at all).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,7 @@ mod accounts;
 mod files;
 mod packages;
 mod sysctl;
+mod sysfs;
 mod units;
 
 use std::collections::BTreeMap;
@@ -46,6 +47,12 @@ pub struct Snapshot {
     /// The modules the running kernel has loaded (built-in ones are the kernel's own).
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub kernel_modules: std::collections::BTreeSet<String>,
+    /// Tuned attributes under /sys by key; a disk's as `block/@LABEL/queue/ATTR`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysfs: BTreeMap<String, String>,
+    /// The disk each label stands for: `root` (holds `/`), `disk1`... → kernel name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub disks: BTreeMap<String, String>,
     /// Installed packages, by name (`NAME:ARCH` for foreign architectures).
     pub packages: BTreeMap<String, PackageEntry>,
     /// Unit files, by full unit name.
@@ -191,6 +198,7 @@ pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> 
     files::mark_packaged(sys, &mut files, &conffiles, &options.paths)?;
     let files = files.0;
     let (users, groups) = accounts?;
+    let (sysfs, disks) = sysfs::observe()?;
     Ok(Snapshot {
         format: FORMAT.to_owned(),
         version: VERSION,
@@ -215,6 +223,8 @@ pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> 
         kernel_modules: crate::system::modules::running_kernel_modules()?
             .into_keys()
             .collect(),
+        sysfs,
+        disks,
         packages,
         units: units?,
         users,
@@ -396,6 +406,8 @@ mod tests {
             },
             sysctl: BTreeMap::new(),
             kernel_modules: Default::default(),
+            sysfs: BTreeMap::new(),
+            disks: BTreeMap::new(),
             packages: BTreeMap::new(),
             units: BTreeMap::new(),
             users: BTreeMap::new(),

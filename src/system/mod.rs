@@ -21,6 +21,7 @@ pub mod path;
 pub mod process;
 pub mod procfs;
 pub mod services;
+pub mod sysfs;
 pub mod systemd;
 pub mod timeouts;
 pub mod tree_file;

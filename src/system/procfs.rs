@@ -70,7 +70,8 @@ fn normalize_in_root(path: &Path) -> PathBuf {
     out
 }
 
-/// A sysctl.d file of the tree, with the path it is known by and its text.
+/// A configuration file of the tree (sysctl.d, tmpfiles.d, udev rules), with the path it is
+/// known by and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SysctlFile {
     /// Path inside the tree, e.g. `/etc/sysctl.d/99-local.conf`.
@@ -94,8 +95,20 @@ impl System {
     /// Every sysctl configuration file of the tree in the order they are applied at boot:
     /// `*.conf` collated by file name across [`SYSCTL_DIRS`], then [`SYSCTL_CONF`].
     pub(crate) fn sysctl_files(&self) -> Result<Vec<SysctlFile>, SystemError> {
+        self.collated_files(SYSCTL_DIRS, ".conf", &[SYSCTL_CONF])
+    }
+
+    /// The configuration files of a systemd-style `dirs` list (sysctl.d, tmpfiles.d, udev
+    /// rules) in the order they are read: names ending in `suffix` collated by file name (an
+    /// earlier directory hides the same name in later ones), then `last`.
+    pub(crate) fn collated_files(
+        &self,
+        dirs: &[&str],
+        suffix: &str,
+        last: &[&str],
+    ) -> Result<Vec<SysctlFile>, SystemError> {
         let mut by_name: std::collections::BTreeMap<String, PathBuf> = Default::default();
-        for dir in SYSCTL_DIRS {
+        for dir in dirs {
             let names = match self.list_dir(Path::new(dir)) {
                 Ok(names) => names,
                 Err(SystemError::Io { source, .. })
@@ -109,13 +122,13 @@ impl System {
                 Err(e) => return Err(e),
             };
             let names = names.into_iter().filter_map(|n| n.into_string().ok());
-            for name in names.filter(|n| n.ends_with(".conf")) {
+            for name in names.filter(|n| n.ends_with(suffix)) {
                 let path = Path::new(dir).join(&name);
                 by_name.entry(name).or_insert(path);
             }
         }
         let mut paths: Vec<PathBuf> = by_name.into_values().collect();
-        paths.push(PathBuf::from(SYSCTL_CONF));
+        paths.extend(last.iter().map(PathBuf::from));
         let mut files = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for path in paths {
@@ -237,15 +250,21 @@ impl Host<'_> {
     /// Sets the live value of `key` with one write, as sysctl(8) does.
     pub(crate) fn write_sysctl(&self, key: &str, value: &str) -> Result<(), SystemError> {
         self.system().require_live(key)?;
-        let path = sysctl_path(key);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|e| SystemError::io(&path, e))?;
-        // The kernel parses the whole buffer at once; the newline is what sysctl(8) sends too.
-        f.write_all(format!("{value}\n").as_bytes())
-            .map_err(|e| SystemError::io(&path, e))
+        write_kernel_value(&sysctl_path(key), value)
     }
+}
+
+/// Writes `value` to a kernel file (/proc/sys, /sys) in one write, opened as sysctl(8) and
+/// `echo VALUE > FILE` open it. The kernel parses the whole buffer at once; the newline is
+/// what both send too.
+pub(crate) fn write_kernel_value(path: &Path, value: &str) -> Result<(), SystemError> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| SystemError::io(path, e))?;
+    f.write_all(format!("{value}\n").as_bytes())
+        .map_err(|e| SystemError::io(path, e))
 }
 
 #[cfg(test)]

@@ -67,6 +67,10 @@ port = 22
 name = "br_netfilter"
 options = "debug=1"
 
+[sysfs]
+"kernel/mm/transparent_hugepage/enabled" = "never"
+"block/nvme*/queue/scheduler" = { value = "mq-deadline", persist = true }
+
 [[health]]
 name = "web"
 http = "http://127.0.0.1/healthz"
