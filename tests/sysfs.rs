@@ -360,6 +360,24 @@ fn bad_keys_and_values_are_refused_at_load_with_their_place() {
     assert_eq!(r.code, 1, "{r:?}");
     insta::assert_snapshot!("bad_keys", r.stderr);
     assert!(p.tree().keys().all(|k| k == "etc"), "{:?}", p.tree());
+
+    p.file(
+        "roles/a.toml",
+        "[sysfs]\n\"block/nvme*/queue/scheduler\" = \"mq-deadline\"\n",
+    );
+    p.file(
+        "roles/b.toml",
+        "include = [\"a\"]\n[sysfs]\n\"block/nvme0n1/queue/scheduler\" = \"none\"\n\"block/nvme1n1/queue/scheduler\" = \"mq-deadline\"\n",
+    );
+    let r = p.check(&["b"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.starts_with(
+            "error: roles/b.toml:3:1: conflict: sysfs 'block/nvme0n1/queue/scheduler' = none and 'block/nvme*/queue/scheduler' = mq-deadline (roles/a.toml:2:1) can name the same attribute with different values; each run would undo the other\n"
+        ),
+        "{r:?}"
+    );
+    assert_eq!(r.stderr.matches("error:").count(), 1, "{r:?}");
 }
 
 #[test]

@@ -107,8 +107,9 @@ fn device(key: &str) -> Option<(&'static str, String, String)> {
     }
 }
 
-/// Whether two paths or names, each maybe a glob, can name the same thing.
-fn overlap(a: &str, b: &str) -> bool {
+/// Whether two paths or names, each maybe a glob, can name the same thing (a glob and a
+/// name it matches; two globs only when they are the same).
+pub(crate) fn overlap(a: &str, b: &str) -> bool {
     let matches = |pattern: &str, text: &str| {
         globset::GlobBuilder::new(pattern)
             .literal_separator(true)

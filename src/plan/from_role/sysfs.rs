@@ -7,7 +7,7 @@ use super::{Builder, Common};
 use crate::diagnostics::Location;
 use crate::plan::{Edges, Planned};
 use crate::resource::sysfs::{self, KeyShape, SysfsResource};
-use crate::resource::sysfs_boot::{BootFile, SysfsBootResource};
+use crate::resource::sysfs_boot::{overlap, BootFile, SysfsBootResource};
 use crate::resource::{Kind, Resource, ResourceId};
 use crate::role::Role;
 
@@ -18,6 +18,8 @@ pub(super) struct SysfsKeys {
     devices: BTreeMap<String, String>,
     roles: Vec<String>,
     at: Option<Location>,
+    /// Every key of the run so far, with its value and place.
+    declared: Vec<(String, String, Location)>,
 }
 
 impl Builder<'_> {
@@ -36,6 +38,21 @@ impl Builder<'_> {
                 continue;
             }
             let at = role.location(key.span().start);
+            // Two keys naming one file with different values would undo each other on
+            // every run (the same key twice is the planner's conflict).
+            let clash = self
+                .sysfs
+                .declared
+                .iter()
+                .find(|(other, value, _)| other != k && value != v && overlap(other, k));
+            if let Some((other, value, first)) = clash {
+                let message = format!(
+                    "conflict: sysfs '{k}' = {v} and '{other}' = {value} ({first}) can name the same attribute with different values; each run would undo the other"
+                );
+                self.errors.push(role.error_at(key.span().start, message));
+                continue;
+            }
+            self.sysfs.declared.push((k.clone(), v.clone(), at.clone()));
             let persist = value.get_ref().persist;
             if persist {
                 self.sysfs.at.get_or_insert(at.clone());
