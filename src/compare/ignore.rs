@@ -287,6 +287,9 @@ mod tests {
         let list = IgnoreList::parse(f, "kernel_module = [\"snd_*\"]\n").unwrap();
         assert!(list.ignores(Kind::KernelModule, "snd_hda_intel"));
         assert!(!list.ignores(Kind::KernelModule, "br_netfilter"));
+        let list = IgnoreList::parse(f, "sysfs = [\"block/@*/queue/read_ahead_kb\"]\n").unwrap();
+        assert!(list.ignores(Kind::Sysfs, "block/@root/queue/read_ahead_kb"));
+        assert!(!list.ignores(Kind::Sysfs, "kernel/mm/ksm/run"));
         let e = IgnoreList::parse(f, "files = []\n").unwrap_err();
         assert!(
             e.to_string()
