@@ -278,6 +278,27 @@ mod tests {
     }
 
     #[test]
+    fn a_package_file_is_pinned_at_its_version_and_held() {
+        let p = PackageResource {
+            name: "tool".into(),
+            ensure: Ensure::FromFile(Box::new(PackageFile {
+                shown: "files/pkgs/tool.deb".into(),
+                content: Desired::bytes(b"!<arch>\n".to_vec()),
+                version: "0.9-1".into(),
+            })),
+            timeout: None,
+        };
+        assert_eq!(p.diff(&live(Some("0.9-1"), true, Some("0.9-1"))), None);
+        let c = p.diff(&live(Some("1.0-1"), true, Some("0.9-1"))).unwrap();
+        assert_eq!(c.action, Action::Update);
+        assert!(c.touches("version") && !c.touches("hold"));
+        assert!(p
+            .diff(&live(Some("0.9-1"), false, Some("0.9-1")))
+            .unwrap()
+            .touches("hold"));
+    }
+
+    #[test]
     fn absent_removes() {
         let p = PackageResource {
             name: "cfgtest".into(),

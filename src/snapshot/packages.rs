@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
-use crate::resource::content::Fingerprint;
 use crate::system::packages::Conffile;
 use crate::system::{System, SystemError};
 
@@ -107,10 +107,12 @@ fn cached_deb(sys: &System, name: &str, version: &str, arch: &str) -> Option<Cac
     if !f.metadata().is_ok_and(|m| m.is_file()) {
         return None;
     }
-    let sum = Fingerprint::of_reader(&mut f).ok()?;
+    // A chunk at a time: a package file may be hundreds of megabytes.
+    let mut hash = Sha256::new();
+    std::io::copy(&mut f, &mut hash).ok()?;
     Some(CachedDeb {
         path: path.display().to_string(),
-        sha256: hex::encode(sum.sha256),
+        sha256: hex::encode(hash.finalize()),
     })
 }
 

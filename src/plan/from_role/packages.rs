@@ -81,9 +81,7 @@ impl Builder<'_> {
             self.notify_last(role, &s.notify);
         }
     }
-}
 
-impl Builder<'_> {
     /// The .deb of a `source` declaration, checked against the declaration: a file of the
     /// bundle, a Debian package whose `Package` is the declared name (and whose
     /// `Architecture` is the declared `:ARCH`, when one is), at the declared version when
