@@ -371,3 +371,197 @@ fn check_says_when_a_fresh_package_may_start_its_own_service() {
     );
     run("apply", 0);
 }
+
+/// A chroot whose local archive has only `tooldep`, and the .debs of `tool` (which depends
+/// on it) that no archive offers: what a vendor ships.
+struct FileScene {
+    s: Scene,
+    debs: tempfile::TempDir,
+}
+
+impl FileScene {
+    fn new() -> FileScene {
+        let repo_dir = tempfile::tempdir().unwrap();
+        let repo = AptRepo::build(&repo_dir.path().join("deprepo"), &[("tooldep", "1.0-1")]);
+        let ch = Chroot::new();
+        repo.add_to(&ch);
+        let src = tempfile::tempdir().unwrap();
+        fs::create_dir_all(src.path().join("roles")).unwrap();
+        let debs = tempfile::tempdir().unwrap();
+        let tool = |version| Deb {
+            name: "tool",
+            version,
+            depends: Some("tooldep"),
+            files: &[],
+        };
+        build_deb(debs.path(), &tool("0.9-1"));
+        build_deb(debs.path(), &tool("1.0-1"));
+        FileScene {
+            s: Scene {
+                ch,
+                src,
+                _repo: repo_dir,
+            },
+            debs,
+        }
+    }
+
+    /// Ships tool at `version` in the bundle as `files/pkgs/tool.deb`.
+    fn ship(&self, version: &str) {
+        let dir = self.s.src.path().join("files/pkgs");
+        fs::create_dir_all(&dir).unwrap();
+        fs::copy(
+            self.debs.path().join(format!("tool_{version}_all.deb")),
+            dir.join("tool.deb"),
+        )
+        .unwrap();
+    }
+
+    fn status(&self, name: &str) -> String {
+        let out = self
+            .s
+            .ch
+            .run(&["dpkg-query", "-W", "-f=${Status} ${Version}", name]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+const FROM_FILE: &str = "[[package]]\nname = \"tool\"\nsource = \"pkgs/tool.deb\"\n";
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn a_package_file_of_the_bundle_is_installed_with_its_dependency_and_upgraded_when_it_changes() {
+    let f = FileScene::new();
+    f.ship("0.9-1");
+    f.s.role(FROM_FILE);
+    let out = f.s.expect("check", 2);
+    assert!(
+        out.contains(
+            "+ create package:tool  (role pkg)\n    version: 0.9-1\n    hold: not held → held\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        !f.status("tool").contains(" installed "),
+        "check installed something"
+    );
+
+    let out = f.s.expect("apply", 2);
+    assert!(out.contains("1 changed, 0 failed"), "{out}");
+    assert_eq!(f.status("tool"), "hold ok installed 0.9-1");
+    // The dependency came from the archive.
+    assert_eq!(f.status("tooldep"), "install ok installed 1.0-1");
+    assert!(
+        !f.s.ch
+            .path()
+            .join("var/cache/apt/archives/converge-tool.deb")
+            .exists(),
+        "the staged copy is removed"
+    );
+    let out = f.s.expect("apply", 0);
+    assert!(out.contains("0 changed, 0 failed"), "{out}");
+
+    // A new version of the file in the bundle, under the same name: an upgrade.
+    f.ship("1.0-1");
+    let out = f.s.expect("check", 2);
+    assert!(
+        out.contains("~ update package:tool  (role pkg)\n    version: 0.9-1 → 1.0-1\n"),
+        "{out}"
+    );
+    assert_eq!(f.status("tool"), "hold ok installed 0.9-1");
+    f.s.expect("apply", 2);
+    assert_eq!(f.status("tool"), "hold ok installed 1.0-1");
+    f.s.expect("apply", 0);
+
+    // The older file again: a downgrade, as a pinned version would.
+    f.ship("0.9-1");
+    f.s.expect("apply", 2);
+    assert_eq!(f.status("tool"), "hold ok installed 0.9-1");
+    f.s.expect("check", 0);
+}
+
+#[test]
+fn a_package_file_that_is_not_the_declared_package_is_refused_with_its_place() {
+    let f = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let debs = tempfile::tempdir().unwrap();
+    let tool = Deb {
+        name: "tool",
+        version: "0.9-1",
+        depends: None,
+        files: &[],
+    };
+    fs::create_dir_all(f.path().join("roles")).unwrap();
+    fs::create_dir_all(f.path().join("files/pkgs")).unwrap();
+    fs::copy(
+        build_deb(debs.path(), &tool),
+        f.path().join("files/pkgs/tool.deb"),
+    )
+    .unwrap();
+    fs::write(f.path().join("files/pkgs/junk.deb"), "not a package").unwrap();
+    fs::write(
+        f.path().join("roles/pkg.toml"),
+        "[[package]]\nname = \"other\"\nsource = \"pkgs/tool.deb\"\n\n\
+         [[package]]\nname = \"tool\"\nversion = \"1.0-1\"\nsource = \"pkgs/tool.deb\"\n\n\
+         [[package]]\nname = \"tool2\"\nsource = \"../roles/pkg.toml\"\n\n\
+         [[package]]\nname = \"tool3\"\nsource = \"pkgs/missing.deb\"\n\n\
+         [[package]]\nname = \"tool4\"\nsource = \"pkgs/junk.deb\"\n\n\
+         [[package]]\nname = \"tool\"\nensure = \"absent\"\nsource = \"pkgs/tool.deb\"\n",
+    )
+    .unwrap();
+    let (code, err) = converge_tree("check", "pkg", f.path(), root.path(), &[]);
+    assert_eq!(code, 1, "{err}");
+    for expected in [
+        "roles/pkg.toml:2:8: package 'other': files/pkgs/tool.deb is package 'tool' (all), not 'other'",
+        "roles/pkg.toml:7:11: package 'tool': version '1.0-1' is not the version of files/pkgs/tool.deb ('0.9-1'); give the file's version or none",
+        "roles/pkg.toml:12:10: source file 'files/../roles/pkg.toml' not found in the bundle",
+        "roles/pkg.toml:16:10: source file 'files/pkgs/missing.deb' not found in the bundle",
+        "roles/pkg.toml:20:10: package 'tool4': files/pkgs/junk.deb is not a readable Debian package: ",
+        "roles/pkg.toml:25:10: package 'tool': source only goes with ensure = \"installed\"",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in\n{err}");
+    }
+    assert!(!root.path().join("var").exists(), "nothing was written");
+}
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn rollback_removes_a_package_file_it_installed_and_names_a_file_version_it_cannot_have_again() {
+    let f = FileScene::new();
+    let state = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| f.s.with_history(state.path(), args);
+    let src = f.s.src.path().display().to_string();
+    let apply = ["apply", "--role", "pkg", "--source", src.as_str()];
+    f.ship("0.9-1");
+    f.s.role(FROM_FILE);
+    let out = run(&apply);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let out = run(&["rollback"]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("    restored package:tool\n"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(
+        !f.status("tool").contains(" installed "),
+        "installed by the run, so removed"
+    );
+
+    // From one file to the next: the earlier file's version is in no archive.
+    let out = run(&apply);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    f.ship("1.0-1");
+    let out = run(&apply);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let out = run(&["rollback"]);
+    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(
+            "    not rolled back package:tool: version 0.9-1 is no longer in the archives; tool stays at 1.0-1\n"
+        ),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(f.status("tool"), "hold ok installed 1.0-1");
+}

@@ -97,14 +97,14 @@ fn snapshot_records_every_kind_of_a_tuned_debian_tree() {
         }
     );
     assert!(s["sysctl"].as_object().unwrap().len() > 500);
-    // Packages: manual or dependency, held, versions.
+    // Packages: manual or dependency, held, versions, and whether a source offers them.
     assert_eq!(
         s["packages"]["snaptool"],
-        serde_json::json!({"version": "1.0-1", "arch": "all", "held": true, "manual": true})
+        serde_json::json!({"version": "1.0-1", "arch": "all", "held": true, "manual": true, "offered": true})
     );
     assert_eq!(
         s["packages"]["snapdep"],
-        serde_json::json!({"version": "1.0-1", "arch": "all", "held": false, "manual": false})
+        serde_json::json!({"version": "1.0-1", "arch": "all", "held": false, "manual": false, "offered": true})
     );
     // Units, read offline from the tree.
     assert_eq!(s["units"]["nginx.service"]["state"], "disabled");

@@ -16,8 +16,8 @@ use crate::compare::{self, Difference, IgnoreList, Kind, Presence};
 use crate::snapshot::Snapshot;
 
 pub use role::{
-    CapturedRole, DirectoryItem, FileItem, GroupItem, PackageItem, ServiceItem, SymlinkItem,
-    SysctlItem, UserItem,
+    CapturedRole, DirectoryItem, FileItem, GroupItem, PackageFileItem, PackageItem, ServiceItem,
+    SymlinkItem, SysctlItem, UserItem,
 };
 
 /// What to capture.
@@ -257,6 +257,13 @@ pub fn stage(role: &CapturedRole, output: &Path, force: bool) -> Result<Staged, 
         }
         let mode = if f.sensitive { 0o600 } else { 0o644 };
         write_file(&dest, &f.content, &FileSpec::mode(mode)).map_err(err(&dest))?;
+    }
+    for deb in role.packages.iter().filter_map(|p| p.deb.as_ref()) {
+        let dest = tree.join("files").join(role.source_path(&deb.path));
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(err(parent))?;
+        }
+        write_file(&dest, &deb.content, &FileSpec::mode(0o644)).map_err(err(&dest))?;
     }
     let role_file = tree.join(outputs(&role.name)[0].clone());
     if let Some(parent) = role_file.parent() {

@@ -1,9 +1,17 @@
 //! Packages: versions pinned and held, missing manual packages installed, extras removed on
-//! request.
+//! request. A version no source of OLD offers (a package file installed by hand, a version
+//! the archives dropped) is installed from OLD's cached .deb, shipped with the role, when
+//! OLD kept one; otherwise it is listed as not captured, never declared to fail apply.
 
-use super::{describe, CapturedRole, PackageItem};
+use std::io::Read as _;
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+
+use super::{describe, CapturedRole, PackageFileItem, PackageItem};
 use crate::compare::{Difference, Presence};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{CachedDeb, PackageEntry, Snapshot};
+use crate::system::System;
 
 pub(super) fn difference(
     role: &mut CapturedRole,
@@ -25,18 +33,13 @@ pub(super) fn difference(
                         role.old_name, o.version
                     )
                 };
-                role.packages.push(PackageItem {
-                    name: name.clone(),
-                    version: Some(o.version.clone()),
-                    absent: false,
-                    after: Vec::new(),
-                    comment: format!(
-                        "{why}; {} has {}{}",
-                        role.new_name,
-                        n.version,
-                        if n.held { " held" } else { "" }
-                    ),
-                });
+                let comment = format!(
+                    "{why}; {} has {}{}",
+                    role.new_name,
+                    n.version,
+                    if n.held { " held" } else { "" }
+                );
+                install(role, old, name, o, Some(o.version.clone()), comment);
             } else {
                 role.note(format!(
                     "package {name}: {} (a role pins versions; it does not unhold or re-mark)",
@@ -53,19 +56,21 @@ pub(super) fn difference(
                 ));
                 return;
             }
-            role.packages.push(PackageItem {
-                name: name.clone(),
-                version: o.held.then(|| o.version.clone()),
-                absent: false,
-                after: Vec::new(),
-                comment: format!(
-                    "installed by an admin on {} ({}{}); missing on {}",
-                    role.old_name,
-                    o.version,
-                    if o.held { ", held" } else { "" },
-                    role.new_name
-                ),
-            });
+            let comment = format!(
+                "installed by an admin on {} ({}{}); missing on {}",
+                role.old_name,
+                o.version,
+                if o.held { ", held" } else { "" },
+                role.new_name
+            );
+            install(
+                role,
+                old,
+                name,
+                o,
+                o.held.then(|| o.version.clone()),
+                comment,
+            );
         }
         Presence::OnlyInB => {
             let n = &new.packages[name];
@@ -76,6 +81,7 @@ pub(super) fn difference(
                     absent: true,
                     after: Vec::new(),
                     comment: format!("only on {} ({}); --remove-extra", role.new_name, n.version),
+                    deb: None,
                 });
             } else if n.manual {
                 role.note(format!(
@@ -93,16 +99,101 @@ pub(super) fn beyond_defaults(role: &mut CapturedRole, old: &Snapshot) {
         if !p.held && !p.manual {
             continue;
         }
-        role.packages.push(PackageItem {
-            name: name.clone(),
-            version: p.held.then(|| p.version.clone()),
-            absent: false,
-            after: Vec::new(),
-            comment: if p.held {
-                format!("held at {} on {}", p.version, role.old_name)
-            } else {
-                format!("installed by name on {} ({})", role.old_name, p.version)
-            },
-        });
+        let comment = if p.held {
+            format!("held at {} on {}", p.version, role.old_name)
+        } else {
+            format!("installed by name on {} ({})", role.old_name, p.version)
+        };
+        install(
+            role,
+            old,
+            name,
+            p,
+            p.held.then(|| p.version.clone()),
+            comment,
+        );
     }
+}
+
+/// Declares `name` installed (at `version`, when given) as OLD has it. When no source of
+/// OLD offers OLD's version, only OLD's cached .deb can reproduce it: the role installs
+/// that file, or, without one, the header says why the package is not captured.
+fn install(
+    role: &mut CapturedRole,
+    old: &Snapshot,
+    name: &str,
+    o: &PackageEntry,
+    version: Option<String>,
+    comment: String,
+) {
+    let mut item = PackageItem {
+        name: name.to_owned(),
+        version,
+        absent: false,
+        after: Vec::new(),
+        comment,
+        deb: None,
+    };
+    if o.offered != Some(false) {
+        role.packages.push(item);
+        return;
+    }
+    let unoffered = format!(
+        "package {name} {}: no source configured on {} offers this version (a package file installed by hand, or a version its archive dropped)",
+        o.version, role.old_name
+    );
+    let Some(cached) = &o.cached else {
+        role.note(format!(
+            "{unoffered}, and {} keeps no copy in apt's cache: not captured (put its .deb in files/ and declare it with `source`)",
+            role.old_name
+        ));
+        return;
+    };
+    match read_cached(old, cached) {
+        Ok(content) => {
+            item.comment.push_str(&format!(
+                "; no source of {} offers {}: installed from {}'s cached {}{}",
+                role.old_name,
+                o.version,
+                role.old_name,
+                cached.path,
+                if o.held {
+                    ""
+                } else {
+                    " (held by the role, as a package from a file is)"
+                }
+            ));
+            item.deb = Some(PackageFileItem {
+                path: cached.path.clone(),
+                content,
+            });
+            role.packages.push(item);
+        }
+        Err(why) => role.note(format!(
+            "{unoffered}; its cached copy {} cannot be shipped from here ({why}): not captured (run capture where that file is, or put it in files/ and declare it with `source`)",
+            cached.path
+        )),
+    }
+}
+
+/// The bytes of OLD's cached .deb, read under the root OLD's snapshot was taken of (a
+/// capture of `live`, or of a snapshot file on the host it came from), and only when they
+/// are the ones the snapshot recorded.
+fn read_cached(old: &Snapshot, cached: &CachedDeb) -> Result<Vec<u8>, String> {
+    if cached.file_name().is_none() {
+        return Err("not a .deb directly in apt's cache".into());
+    }
+    let sys = System::new(Path::new(&old.host.root)).map_err(|e| e.to_string())?;
+    let mut f = sys
+        .open_file(Path::new(&cached.path))
+        .map_err(|e| e.to_string())?;
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return Err("not a regular file".into());
+    }
+    let mut content = Vec::new();
+    f.read_to_end(&mut content).map_err(|e| e.to_string())?;
+    if hex::encode(Sha256::digest(&content)) != cached.sha256 {
+        return Err("its content is not what the snapshot recorded".into());
+    }
+    Ok(content)
 }

@@ -67,6 +67,17 @@ pub struct PackageItem {
     pub after: Vec<String>,
     /// Where it came from.
     pub comment: String,
+    /// OLD's cached .deb to install it from, when no source of OLD offers its version.
+    pub deb: Option<PackageFileItem>,
+}
+
+/// A package file of OLD's apt cache, shipped in `files/ROLE/...` with the role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageFileItem {
+    /// Its path on OLD, in apt's cache.
+    pub path: String,
+    /// Its bytes, read from OLD and checked against the snapshot's sha256.
+    pub content: Vec<u8>,
 }
 
 /// A directory with its owner, group and mode.
@@ -406,8 +417,15 @@ impl CapturedRole {
             if p.absent {
                 t.insert("ensure", toml_edit::value("absent"));
             }
-            if let Some(v) = &p.version {
-                t.insert("version", toml_edit::value(v));
+            match (&p.deb, &p.version) {
+                // The file is the version.
+                (Some(deb), _) => {
+                    t.insert("source", toml_edit::value(self.source_path(&deb.path)));
+                }
+                (None, Some(v)) => {
+                    t.insert("version", toml_edit::value(v));
+                }
+                (None, None) => {}
             }
             if !p.after.is_empty() {
                 t.insert("after", toml_edit::value(strings(&p.after)));

@@ -286,6 +286,32 @@ impl<'a> Builder<'a> {
         None
     }
 
+    /// A `source` file of the bundle's `files/`: where it is (`files/REL`) and its content,
+    /// fingerprinted now and read again a piece at a time when it is needed. `None` after a
+    /// located error when it is not a regular file inside `files/`.
+    fn bundle_file(&mut self, role: &Role, source: &Spanned<String>) -> Option<(String, Desired)> {
+        let rel = source.get_ref();
+        let safe = Path::new(rel)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+        let path = self.tree.files_dir().join(rel);
+        let found = if safe && path.is_file() {
+            Desired::file(path).ok()
+        } else {
+            None
+        };
+        match found {
+            Some(desired) => Some((format!("files/{rel}"), desired)),
+            None => {
+                self.errors.push(role.error_at(
+                    source.span().start,
+                    format!("source file 'files/{rel}' not found in the bundle"),
+                ));
+                None
+            }
+        }
+    }
+
     /// The file's content from exactly one of content, template or source.
     fn content(&mut self, role: &Role, spec: &Spanned<Box<FileSpec>>) -> Option<Content> {
         let s = spec.get_ref();
@@ -328,30 +354,9 @@ impl<'a> Builder<'a> {
             return Some(("content".into(), desired, kept));
         }
         if let Some(source) = &s.source {
-            let rel = source.get_ref();
-            let safe = Path::new(rel)
-                .components()
-                .all(|c| matches!(c, Component::Normal(_)));
-            let path = self.tree.files_dir().join(rel);
-            // Fingerprinted now, read again a piece at a time when it is needed.
-            let found = if safe && path.is_file() {
-                Desired::file(path).ok()
-            } else {
-                None
-            };
-            return match found {
-                Some(desired) => {
-                    let kept = keep.then(|| desired.load().ok()).flatten();
-                    Some((format!("files/{rel}"), desired, kept.map(|b| b.to_vec())))
-                }
-                None => {
-                    self.errors.push(role.error_at(
-                        source.span().start,
-                        format!("source file 'files/{rel}' not found in the bundle"),
-                    ));
-                    None
-                }
-            };
+            let (shown, desired) = self.bundle_file(role, source)?;
+            let kept = keep.then(|| desired.load().ok()).flatten();
+            return Some((shown, desired, kept.map(|b| b.to_vec())));
         }
         let template = s.template.as_ref().expect("one of the three is set");
         let name = template.get_ref();

@@ -136,11 +136,16 @@ impl AnyResource {
         }
     }
 
-    /// The desired content of a `[[file]]`, whose source file a stored plan must find
-    /// unchanged. (The sysctl drop-in's content is held whole, never read from a file.)
+    /// The desired content of a `[[file]]`, or the .deb of a package from a file, whose
+    /// source file a stored plan must find unchanged. (The sysctl drop-in's content is held
+    /// whole, never read from a file.)
     pub fn content(&self) -> Option<&Desired> {
         match self {
             AnyResource::File(f) => Some(&f.content),
+            AnyResource::Package(p) => match &p.ensure {
+                super::package::Ensure::FromFile(file) => Some(&file.content),
+                _ => None,
+            },
             _ => None,
         }
     }

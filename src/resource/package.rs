@@ -1,11 +1,19 @@
-//! `package`: a Debian package installed (optionally pinned and held), absent, or latest.
+//! `package`: a Debian package installed (optionally pinned and held), absent, or latest;
+//! or installed from a .deb shipped in the bundle.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::content::Desired;
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use super::{Footprint, PlanSlots};
+use crate::system::fs::Attrs;
 use crate::system::packages::PackageStatus;
 use crate::system::{Host, System};
+
+/// Where apply puts a bundle's .deb inside the root for apt to read: a directory apt owns
+/// (so it exists wherever apt does) and whose `apt-get clean` would sweep a leftover.
+const STAGING_DIR: &str = "/var/cache/apt/archives";
 
 /// What a package declaration wants.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -16,6 +24,19 @@ pub enum Ensure {
     Absent,
     /// At the candidate version of the configured archives.
     Latest,
+    /// Installed from this .deb of the bundle, at its version (and held there).
+    FromFile(Box<PackageFile>),
+}
+
+/// A .deb shipped in the bundle, as planning read it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PackageFile {
+    /// Where it is in the bundle, for messages: `files/pkgs/tool_0.9-1_all.deb`.
+    pub shown: String,
+    /// Its bytes, fingerprinted when the plan was built (a changed file is a new plan).
+    pub content: Desired,
+    /// Its control file's `Version`.
+    pub version: String,
 }
 
 /// A managed package.
@@ -41,7 +62,34 @@ pub struct PackageLive {
 impl PackageResource {
     /// A version pinned in the role, which converge holds.
     fn pinned(&self) -> bool {
-        matches!(self.ensure, Ensure::Installed(Some(_)))
+        matches!(
+            self.ensure,
+            Ensure::Installed(Some(_)) | Ensure::FromFile(_)
+        )
+    }
+
+    /// Where apply stages the bundle's .deb inside the root.
+    fn staged(&self) -> PathBuf {
+        let base = self.name.split(':').next().unwrap_or(&self.name);
+        Path::new(STAGING_DIR).join(format!("converge-{base}.deb"))
+    }
+
+    /// Installs the bundle's .deb: copied (checked against the plan's fingerprint on the
+    /// way) to where apt inside the root can read it, installed, and the copy removed.
+    fn install_file(&self, host: &Host, file: &PackageFile) -> Result<(), ResourceError> {
+        let staged = self.staged();
+        let mut bytes = file.content.open().map_err(|e| ResourceError::Desired {
+            path: PathBuf::from(&file.shown),
+            reason: e.to_string(),
+        })?;
+        host.write_file_from(&staged, &mut bytes, Attrs::default(), 0o644)?;
+        let installed =
+            host.system()
+                .packages()
+                .install_file(host, &self.name, &file.version, &staged);
+        let removed = host.remove(&staged, false);
+        installed?;
+        removed.map_err(Into::into)
     }
 
     /// The installed version is not the one to have: apply installs or removes.
@@ -76,6 +124,8 @@ impl Resource for PackageResource {
         let status = packages.status(sys, &self.name)?;
         let target = match &self.ensure {
             Ensure::Absent => None,
+            // The file is the version: no archive is asked for it.
+            Ensure::FromFile(file) => Some(file.version.clone()),
             Ensure::Installed(Some(version)) => {
                 // Checked before anything changes, so a typo fails the run cleanly.
                 if status.installed.as_ref() != Some(version) {
@@ -165,16 +215,19 @@ impl Resource for PackageResource {
             if held {
                 packages.hold(host, &self.name, false)?;
             }
-            let result = match &live.target {
-                Some(version) => packages.install(host, &self.name, Some(version)),
-                None => packages.remove(host, &self.name),
+            let result = match (&self.ensure, &live.target) {
+                (Ensure::FromFile(file), _) => self.install_file(host, file),
+                (_, Some(version)) => packages
+                    .install(host, &self.name, Some(version))
+                    .map_err(Into::into),
+                (_, None) => packages.remove(host, &self.name).map_err(Into::into),
             };
             if let Err(e) = result {
                 if held {
                     // Best effort: leave the package as it was, held.
                     let _ = packages.hold(host, &self.name, true);
                 }
-                return Err(e.into());
+                return Err(e);
             }
         }
         // A pinned package ends held: newly, or again after the move above lifted the hold.
@@ -222,6 +275,27 @@ mod tests {
             .unwrap();
         assert_eq!(c.action, Action::Update);
         assert!(c.touches("version") && c.touches("hold"));
+    }
+
+    #[test]
+    fn a_package_file_is_pinned_at_its_version_and_held() {
+        let p = PackageResource {
+            name: "tool".into(),
+            ensure: Ensure::FromFile(Box::new(PackageFile {
+                shown: "files/pkgs/tool.deb".into(),
+                content: Desired::bytes(b"!<arch>\n".to_vec()),
+                version: "0.9-1".into(),
+            })),
+            timeout: None,
+        };
+        assert_eq!(p.diff(&live(Some("0.9-1"), true, Some("0.9-1"))), None);
+        let c = p.diff(&live(Some("1.0-1"), true, Some("0.9-1"))).unwrap();
+        assert_eq!(c.action, Action::Update);
+        assert!(c.touches("version") && !c.touches("hold"));
+        assert!(p
+            .diff(&live(Some("0.9-1"), false, Some("0.9-1")))
+            .unwrap()
+            .touches("hold"));
     }
 
     #[test]

@@ -339,6 +339,9 @@ pub struct PackageSpec {
     pub name: Spanned<String>,
     /// Exact version, e.g. "1.22.1-9"; the package is then held there.
     pub version: Option<Spanned<String>>,
+    /// A .deb relative to the bundle's `files/`, installed as it is (then held at its
+    /// version), its dependencies from the archives.
+    pub source: Option<Spanned<String>>,
     /// Installed (default), absent, or latest.
     #[serde(default)]
     pub ensure: PackageEnsure,

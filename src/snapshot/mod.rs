@@ -19,7 +19,7 @@ use crate::system::{System, SystemError};
 
 pub use accounts::{GroupEntry, UserEntry};
 pub use files::{FileEntry, FileType, CONTENT_LIMIT, DEFAULT_SECRETS};
-pub use packages::PackageEntry;
+pub use packages::{CachedDeb, PackageEntry};
 pub use sysctl::SysctlEntry;
 pub use units::UnitEntry;
 

@@ -111,6 +111,20 @@ impl PackageManager for Apt {
         command::run(&mut cmd, host.timeouts().package).map(drop)
     }
 
+    /// `apt-get install --allow-downgrades /PATH.deb`: apt takes a path as a package.
+    fn install_file(
+        &self,
+        host: &Host,
+        name: &str,
+        version: &str,
+        file: &Path,
+    ) -> Result<(), SystemError> {
+        let mut cmd = apt_get(host.system());
+        cmd.args(["install", "--allow-downgrades", "--"]).arg(file);
+        tracing::info!(package = name, version, file = %file.display(), "apt-get install");
+        command::run(&mut cmd, host.timeouts().package).map(drop)
+    }
+
     /// `apt-get remove`, which keeps conffiles.
     fn remove(&self, host: &Host, name: &str) -> Result<(), SystemError> {
         let mut cmd = apt_get(host.system());
@@ -124,6 +138,32 @@ impl PackageManager for Apt {
         let mut cmd = package_tool(host.system(), "apt-mark");
         cmd.args([if hold { "hold" } else { "unhold" }, "--", name]);
         command::run(&mut cmd, host.timeouts().package).map(drop)
+    }
+
+    /// One `apt-cache policy` for all of them: a version is offered when its version table
+    /// lists a source besides dpkg's own status file.
+    fn offered(
+        &self,
+        sys: &System,
+        packages: &[(&str, &str)],
+    ) -> Result<BTreeMap<String, bool>, SystemError> {
+        if packages.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut cmd = package_tool(sys, "apt-cache");
+        cmd.arg("policy").arg("--");
+        cmd.args(packages.iter().map(|(name, _)| name));
+        let text = command::run(&mut cmd, sys.timeouts().query)?;
+        let offers = parse_policy(&text);
+        Ok(packages
+            .iter()
+            .filter_map(|&(name, version)| {
+                // apt prints a native package without its `:ARCH`.
+                let base = name.split(':').next().unwrap_or(name);
+                let versions = offers.get(name).or_else(|| offers.get(base))?;
+                Some((name.to_owned(), versions.iter().any(|v| v == version)))
+            })
+            .collect())
     }
 
     /// `dpkg-query` with conffiles; the manual mark from apt's `extended_states`, the file
@@ -140,6 +180,90 @@ impl PackageManager for Apt {
     ) -> Result<BTreeMap<PathBuf, String>, SystemError> {
         super::dpkg_inventory::file_owners(sys, prefix)
     }
+}
+
+/// The control fields of a package file that decide what it installs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebControl {
+    /// `Package`.
+    pub package: String,
+    /// `Version`.
+    pub version: String,
+    /// `Architecture`.
+    pub arch: String,
+}
+
+/// Reads `Package`, `Version` and `Architecture` of the .deb at `path` (a file of the source
+/// tree, not of the root) with the machine's own `dpkg-deb`, which knows every compression
+/// a .deb may use.
+pub fn read_deb(path: &Path, deadline: std::time::Duration) -> Result<DebControl, SystemError> {
+    let mut cmd = tool("dpkg-deb");
+    cmd.arg("--field")
+        .arg(path)
+        .args(["Package", "Version", "Architecture"]);
+    let text = command::run(&mut cmd, deadline)?;
+    parse_deb_fields(&text).ok_or_else(|| {
+        SystemError::io(
+            path,
+            std::io::Error::other("its control file lacks Package, Version or Architecture"),
+        )
+    })
+}
+
+fn parse_deb_fields(text: &str) -> Option<DebControl> {
+    let field = |name: &str| {
+        text.lines().find_map(|l| {
+            let v = l.strip_prefix(name)?.strip_prefix(':')?.trim();
+            (!v.is_empty()).then(|| v.to_owned())
+        })
+    };
+    Some(DebControl {
+        package: field("Package")?,
+        version: field("Version")?,
+        arch: field("Architecture")?,
+    })
+}
+
+/// `apt-cache policy`'s sections: each package's versions that a source other than dpkg's
+/// status file (`/var/lib/dpkg/status`, where every installed version is listed) offers.
+fn parse_policy(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut package: Option<String> = None;
+    let mut version: Option<String> = None;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if indent == 0 {
+            package = line.strip_suffix(':').map(str::to_owned);
+            version = None;
+            if let Some(p) = &package {
+                out.entry(p.clone()).or_default();
+            }
+            continue;
+        }
+        let Some(p) = &package else { continue };
+        match words.as_slice() {
+            // A source of the version above: "500 http://... Packages".
+            [_, source, ..] if indent >= 8 => {
+                if let Some(v) = &version {
+                    let offers = out.entry(p.clone()).or_default();
+                    if *source != "/var/lib/dpkg/status" && !offers.contains(v) {
+                        offers.push(v.clone());
+                    }
+                }
+            }
+            // A version of the table: " *** 1.0-1 500" (installed) or "     2.0-1 500".
+            // (Not "Installed: 1.0-1" nor "Version table:": their first word or line ends
+            // in a colon; an epoch's colon never ends a version.)
+            ["***", v, _] | [v, _]
+                if indent <= 5 && !v.ends_with(':') && !line.trim_end().ends_with(':') =>
+            {
+                version = Some((*v).to_owned());
+            }
+            _ => version = None,
+        }
+    }
+    out
 }
 
 fn parse_status(text: &str) -> PackageStatus {
@@ -184,6 +308,44 @@ mod tests {
                 held: false
             }
         );
+    }
+
+    #[test]
+    fn deb_fields_are_read_by_name() {
+        let text = "Package: tool\nVersion: 1:0.9-1\nArchitecture: all\n";
+        assert_eq!(
+            parse_deb_fields(text),
+            Some(DebControl {
+                package: "tool".into(),
+                version: "1:0.9-1".into(),
+                arch: "all".into()
+            })
+        );
+        assert_eq!(parse_deb_fields("Package: tool\nVersion: 1.0\n"), None);
+    }
+
+    #[test]
+    fn policy_tells_an_archive_version_from_a_hand_installed_one() {
+        let text = "\
+adduser:
+  Installed: 3.134
+  Candidate: 3.134
+  Version table:
+ *** 3.134 500
+        500 http://deb.debian.org/debian bookworm/main amd64 Packages
+        100 /var/lib/dpkg/status
+tool:
+  Installed: 0.9-1
+  Candidate: 0.9-1
+  Version table:
+ *** 0.9-1 100
+        100 /var/lib/dpkg/status
+     0.8-1 500
+        500 file:/srv/repo ./ Packages
+";
+        let offers = parse_policy(text);
+        assert_eq!(offers["adduser"], vec!["3.134"]);
+        assert_eq!(offers["tool"], vec!["0.8-1"]);
     }
 
     #[test]

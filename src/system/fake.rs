@@ -172,6 +172,17 @@ impl PackageManager for Fake {
         Ok(())
     }
 
+    fn install_file(
+        &self,
+        host: &Host,
+        name: &str,
+        version: &str,
+        file: &Path,
+    ) -> Result<(), SystemError> {
+        self.record(format!("install {}", file.display()))?;
+        self.install(host, name, Some(version))
+    }
+
     fn remove(&self, _host: &Host, name: &str) -> Result<(), SystemError> {
         self.record(format!("remove {name}"))?;
         self.state().packages.remove(name);
@@ -184,6 +195,15 @@ impl PackageManager for Fake {
             p.held = hold;
         }
         Ok(())
+    }
+
+    /// A fake host has no sources to ask: nothing is known.
+    fn offered(
+        &self,
+        _sys: &System,
+        _packages: &[(&str, &str)],
+    ) -> Result<BTreeMap<String, bool>, SystemError> {
+        Ok(BTreeMap::new())
     }
 
     fn installed(&self, _sys: &System) -> Result<Vec<InstalledPackage>, SystemError> {

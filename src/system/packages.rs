@@ -58,10 +58,27 @@ pub trait PackageManager: fmt::Debug + Send + Sync {
     fn is_newer(&self, sys: &System, a: &str, b: &str) -> Result<bool, SystemError>;
     /// Installs `name`, at `version` when given (downgrading if needed).
     fn install(&self, host: &Host, name: &str, version: Option<&str>) -> Result<(), SystemError>;
+    /// Installs the package file `file` (a path inside the root) as `name` at `version`,
+    /// its dependencies from the archives (downgrading if needed).
+    fn install_file(
+        &self,
+        host: &Host,
+        name: &str,
+        version: &str,
+        file: &Path,
+    ) -> Result<(), SystemError>;
     /// Removes `name`, keeping its configuration files.
     fn remove(&self, host: &Host, name: &str) -> Result<(), SystemError>;
     /// Holds `name` at its version, or releases the hold.
     fn hold(&self, host: &Host, name: &str, hold: bool) -> Result<(), SystemError>;
+    /// Of `packages` (name and installed version), those whose version some configured
+    /// source offers (`true`) or none does (`false`, as for a hand-installed package file);
+    /// a package the manager cannot say anything about is left out.
+    fn offered(
+        &self,
+        sys: &System,
+        packages: &[(&str, &str)],
+    ) -> Result<BTreeMap<String, bool>, SystemError>;
     /// Every installed package, sorted by name (empty where there is no package database).
     fn installed(&self, sys: &System) -> Result<Vec<InstalledPackage>, SystemError>;
     /// The package that owns each path below `prefix`.

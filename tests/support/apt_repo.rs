@@ -45,47 +45,10 @@ impl AptRepo {
 
     /// Builds a repository from fully specified packages.
     pub fn build_debs(dir: &Path, debs: &[Deb]) -> AptRepo {
-        let dpkg_deb = require_tool("dpkg-deb");
         let scan = require_tool("dpkg-scanpackages");
         fs::create_dir_all(dir).expect("create repo dir");
-        let staging = tempfile::tempdir().expect("create staging dir");
         for deb in debs {
-            let pkg = staging.path().join(format!("{}_{}", deb.name, deb.version));
-            fs::create_dir_all(pkg.join("DEBIAN")).expect("create DEBIAN dir");
-            let mut control = format!(
-                "Package: {}\nVersion: {}\nArchitecture: all\nMaintainer: converge tests <tests@converge.invalid>\n",
-                deb.name, deb.version
-            );
-            if let Some(dep) = deb.depends {
-                control.push_str(&format!("Depends: {dep}\n"));
-            }
-            control.push_str(&format!(
-                "Description: converge test package {} {}\n",
-                deb.name, deb.version
-            ));
-            fs::write(pkg.join("DEBIAN/control"), control).expect("write control");
-            let default = format!("/usr/share/{}/version", deb.name);
-            let version_line = format!("{}\n", deb.version);
-            let files = std::iter::once((default.as_str(), version_line.as_str()))
-                .chain(deb.files.iter().copied());
-            for (path, contents) in files {
-                let target = pkg.join(path.trim_start_matches('/'));
-                fs::create_dir_all(target.parent().unwrap()).expect("create pkg dir");
-                fs::write(&target, contents).expect("write pkg file");
-                if path.starts_with("/DEBIAN/") {
-                    // Maintainer scripts (postinst, ...) must be executable for dpkg-deb.
-                    use std::os::unix::fs::PermissionsExt;
-                    fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
-                        .expect("chmod maintainer script");
-                }
-            }
-            let out_file = dir.join(format!("{}_{}_all.deb", deb.name, deb.version));
-            run_ok(
-                Command::new(&dpkg_deb)
-                    .args(["--build", "--root-owner-group"])
-                    .arg(&pkg)
-                    .arg(&out_file),
-            );
+            build_deb(dir, deb);
         }
         // Without --multiversion only one version per package is indexed.
         let packages = run_ok(
@@ -149,4 +112,48 @@ impl AptRepo {
         );
         inner
     }
+}
+
+/// Builds the package `deb` as `dir/NAME_VERSION_all.deb` (with `dpkg-deb` alone, which
+/// every Debian host has) and returns its path.
+pub fn build_deb(dir: &Path, deb: &Deb) -> PathBuf {
+    let dpkg_deb = require_tool("dpkg-deb");
+    let staging = tempfile::tempdir().expect("create staging dir");
+    let pkg = staging.path().join(format!("{}_{}", deb.name, deb.version));
+    fs::create_dir_all(pkg.join("DEBIAN")).expect("create DEBIAN dir");
+    let mut control = format!(
+        "Package: {}\nVersion: {}\nArchitecture: all\nMaintainer: converge tests <tests@converge.invalid>\n",
+        deb.name, deb.version
+    );
+    if let Some(dep) = deb.depends {
+        control.push_str(&format!("Depends: {dep}\n"));
+    }
+    control.push_str(&format!(
+        "Description: converge test package {} {}\n",
+        deb.name, deb.version
+    ));
+    fs::write(pkg.join("DEBIAN/control"), control).expect("write control");
+    let default = format!("/usr/share/{}/version", deb.name);
+    let version_line = format!("{}\n", deb.version);
+    let files =
+        std::iter::once((default.as_str(), version_line.as_str())).chain(deb.files.iter().copied());
+    for (path, contents) in files {
+        let target = pkg.join(path.trim_start_matches('/'));
+        fs::create_dir_all(target.parent().unwrap()).expect("create pkg dir");
+        fs::write(&target, contents).expect("write pkg file");
+        if path.starts_with("/DEBIAN/") {
+            // Maintainer scripts (postinst, ...) must be executable for dpkg-deb.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
+                .expect("chmod maintainer script");
+        }
+    }
+    let out_file = dir.join(format!("{}_{}_all.deb", deb.name, deb.version));
+    run_ok(
+        Command::new(&dpkg_deb)
+            .args(["--build", "--root-owner-group"])
+            .arg(&pkg)
+            .arg(&out_file),
+    );
+    out_file
 }

@@ -44,7 +44,7 @@ pub mod stale;
 pub mod steps;
 pub mod tools;
 
-pub use apt_repo::{AptRepo, Deb};
+pub use apt_repo::{build_deb, AptRepo, Deb};
 pub use chroot::Chroot;
 pub use cli::{converge, converge_via, converge_with, install_binary, Converge, Run, BIN};
 pub use container::Container;

@@ -345,3 +345,47 @@ fn no_state_dir_no_cache() {
         .is_none());
     assert!(!state.path().join("missing").exists());
 }
+
+/// Builds `dir/NAME.deb` of package `tool` at `version` with dpkg-deb.
+fn package_file(dir: &Path, version: &str) -> PathBuf {
+    let pkg = tempfile::tempdir().unwrap();
+    std::fs::create_dir(pkg.path().join("DEBIAN")).unwrap();
+    std::fs::write(
+        pkg.path().join("DEBIAN/control"),
+        format!("Package: tool\nVersion: {version}\nArchitecture: all\nMaintainer: t <t@t.invalid>\nDescription: t\n"),
+    )
+    .unwrap();
+    let out = dir.join("tool.deb");
+    let built = std::process::Command::new("dpkg-deb")
+        .args(["--build", "--root-owner-group"])
+        .arg(pkg.path())
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    out
+}
+
+#[test]
+fn a_package_file_is_stored_with_its_plan_and_a_changed_one_is_a_miss() {
+    let (dir, tree) = tree();
+    std::fs::create_dir_all(dir.path().join("files/pkgs")).unwrap();
+    let deb = package_file(&dir.path().join("files/pkgs"), "0.9-1");
+    std::fs::write(
+        dir.path().join("roles/vendor.toml"),
+        "[[package]]\nname = \"tool\"\nsource = \"pkgs/tool.deb\"\n",
+    )
+    .unwrap();
+    let facts: Value = serde_json::from_str(FACTS).unwrap();
+    let roles = vec!["vendor".to_owned()];
+    let fresh =
+        crate::pipeline::plan(&tree, &roles, &Map::new(), &facts, PlanOptions::default()).unwrap();
+    let bytes = encode("k", &fresh, &roles, Vec::new()).unwrap();
+    let (cached, _) = decode(&bytes, "k", &tree).unwrap();
+    assert_eq!(fresh.items[0].resource, cached.items[0].resource);
+    assert_eq!(format!("{fresh:#?}"), format!("{cached:#?}"));
+
+    package_file(&dir.path().join("files/pkgs"), "1.0-1");
+    let why = decode(&bytes, "k", &tree).unwrap_err();
+    assert_eq!(why, format!("source {} changed", deb.display()));
+}

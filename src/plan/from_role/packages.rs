@@ -1,9 +1,13 @@
 //! Package declarations: names and versions checked against Debian policy.
 
+use toml::Spanned;
+
 use super::{Builder, Common};
-use crate::resource::package::{Ensure, PackageResource};
-use crate::role::model::PackageEnsure;
+use crate::resource::package::{Ensure, PackageFile, PackageResource};
+use crate::role::model::{PackageEnsure, PackageSpec};
 use crate::role::Role;
+use crate::system::apt::read_deb;
+use crate::system::Timeouts;
 
 impl Builder<'_> {
     pub(super) fn packages(&mut self, role: &Role) {
@@ -17,6 +21,22 @@ impl Builder<'_> {
                         "invalid package name '{name}': expected lowercase letters, digits and + - . (optionally :ARCH)"
                     ),
                 ));
+                continue;
+            }
+            if let Some(source) = &s.source {
+                let Some(file) = self.package_file(role, s, source) else {
+                    continue;
+                };
+                let Ok(timeout) = self.timeout(role, s.timeout.as_ref()) else {
+                    continue;
+                };
+                let r = PackageResource {
+                    name: name.clone(),
+                    ensure: Ensure::FromFile(Box::new(file)),
+                    timeout,
+                };
+                self.push(role, Common::new(spec.span().start, &s.after), r);
+                self.notify_last(role, &s.notify);
                 continue;
             }
             let ensure = match (s.ensure, &s.version) {
@@ -60,6 +80,74 @@ impl Builder<'_> {
             self.push(role, common, r);
             self.notify_last(role, &s.notify);
         }
+    }
+
+    /// The .deb of a `source` declaration, checked against the declaration: a file of the
+    /// bundle, a Debian package whose `Package` is the declared name (and whose
+    /// `Architecture` is the declared `:ARCH`, when one is), at the declared version when
+    /// one is given, and only with `ensure = "installed"`. `None` after a located error.
+    fn package_file(
+        &mut self,
+        role: &Role,
+        s: &PackageSpec,
+        source: &Spanned<String>,
+    ) -> Option<PackageFile> {
+        let name = s.name.get_ref();
+        if s.ensure != PackageEnsure::Installed {
+            self.errors.push(role.error_at(
+                source.span().start,
+                format!("package '{name}': source only goes with ensure = \"installed\""),
+            ));
+            return None;
+        }
+        let (shown, content) = self.bundle_file(role, source)?;
+        let path = content
+            .path()
+            .expect("a bundle file is read from its path")
+            .to_path_buf();
+        let control = match read_deb(&path, Timeouts::default().query) {
+            Ok(c) => c,
+            Err(e) => {
+                self.errors.push(role.error_at(
+                    source.span().start,
+                    format!("package '{name}': {shown} is not a readable Debian package: {e}"),
+                ));
+                return None;
+            }
+        };
+        let (base, arch) = match name.split_once(':') {
+            Some((b, a)) => (b, Some(a)),
+            None => (name.as_str(), None),
+        };
+        let arch_differs = arch.is_some_and(|a| control.arch != "all" && control.arch != a);
+        if control.package != base || arch_differs {
+            self.errors.push(role.error_at(
+                s.name.span().start,
+                format!(
+                    "package '{name}': {shown} is package '{}' ({}), not '{name}'",
+                    control.package, control.arch
+                ),
+            ));
+            return None;
+        }
+        if let Some(v) = &s.version {
+            if *v.get_ref() != control.version {
+                self.errors.push(role.error_at(
+                    v.span().start,
+                    format!(
+                        "package '{name}': version '{}' is not the version of {shown} ('{}'); give the file's version or none",
+                        v.get_ref(),
+                        control.version
+                    ),
+                ));
+                return None;
+            }
+        }
+        Some(PackageFile {
+            shown,
+            content,
+            version: control.version,
+        })
     }
 }
 
