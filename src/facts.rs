@@ -145,6 +145,27 @@ fn fqdn_from_hosts(hosts: &str, hostname: &str) -> Option<String> {
         })
 }
 
+/// Gives facts read from a file (`--facts`) the `os.family` that files saved before the
+/// fact existed lack, from their `os.id`, so templates that test it render as they would on
+/// that host.
+pub fn fill_os_family(facts: &mut serde_json::Value) {
+    let Some(os) = facts.get_mut("os").and_then(|o| o.as_object_mut()) else {
+        return;
+    };
+    if os.contains_key("family") {
+        return;
+    }
+    let Some(id) = os.get("id").and_then(|v| v.as_str()) else {
+        return;
+    };
+    let family = OsRelease {
+        id: id.to_owned(),
+        ..OsRelease::default()
+    }
+    .family_name();
+    os.insert("family".into(), family.into());
+}
+
 fn os_facts(os: &OsRelease) -> OsFacts {
     OsFacts {
         family: os.family_name(),
@@ -194,6 +215,19 @@ mod tests {
         let os = os_facts(&OsRelease::parse("ID=debian\nVERSION_ID=\"12\"\n"));
         assert_eq!(os.family, "debian");
         assert_eq!(os_facts(&OsRelease::parse("ID=alpine\n")).family, "alpine");
+    }
+
+    #[test]
+    fn a_facts_file_without_the_family_gets_it_from_the_id() {
+        let mut facts = serde_json::json!({"os": {"id": "rocky"}});
+        fill_os_family(&mut facts);
+        assert_eq!(facts["os"]["family"], "redhat");
+        let mut facts = serde_json::json!({"os": {"id": "rocky", "family": "mine"}});
+        fill_os_family(&mut facts);
+        assert_eq!(facts["os"]["family"], "mine");
+        let mut facts = serde_json::json!({"hostname": "h"});
+        fill_os_family(&mut facts);
+        assert_eq!(facts, serde_json::json!({"hostname": "h"}));
     }
 
     #[test]

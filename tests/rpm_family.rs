@@ -390,3 +390,53 @@ fn capture_between_families_is_refused() {
     );
     assert!(!dir.path().join("src").exists(), "capture wrote something");
 }
+
+/// The shipped web role on a host of each family: nginx runs as that family's user and
+/// loads that family's module directory; everything else is the same.
+#[test]
+fn the_shipped_web_role_renders_for_both_families() {
+    let render = |family: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut facts: serde_json::Value = serde_json::from_str(FACTS).unwrap();
+        facts["os"]["family"] = family.into();
+        let file = dir.path().join("facts.json");
+        fs::write(&file, facts.to_string()).unwrap();
+        let out = converge(&[
+            "render",
+            "--role",
+            "web",
+            "--source",
+            env!("CARGO_MANIFEST_DIR"),
+        ])
+        .arg("--facts")
+        .arg(&file)
+        .output()
+        .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (debian, redhat) = (render("debian"), render("redhat"));
+    assert!(debian.contains("\nuser www-data;\n"), "{debian}");
+    assert!(debian.contains("\ninclude /etc/nginx/modules-enabled/*.conf;\n"));
+    assert!(redhat.contains("\nuser nginx;\n"), "{redhat}");
+    assert!(redhat.contains("\ninclude /usr/share/nginx/modules/*.conf;\n"));
+    let changed: Vec<(&str, &str)> = debian
+        .lines()
+        .zip(redhat.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            ("user www-data;", "user nginx;"),
+            (
+                "# Dynamic modules Debian's packages enable (libnginx-mod-*).",
+                "# Dynamic modules the RHEL family's packages install (nginx-mod-*)."
+            ),
+            (
+                "include /etc/nginx/modules-enabled/*.conf;",
+                "include /usr/share/nginx/modules/*.conf;"
+            ),
+        ]
+    );
+}
