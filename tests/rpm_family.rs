@@ -440,3 +440,71 @@ fn the_shipped_web_role_renders_for_both_families() {
         ]
     );
 }
+
+/// The RPM of converge, built by packaging/rpm/build from the binary under test, ships what
+/// the .deb ships (tests/install.rs), in the RHEL family's places.
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn the_rpm_of_converge_ships_the_binary_units_man_pages_and_config_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged = dir.path().join("target/release");
+    fs::create_dir_all(&staged).unwrap();
+    copy_file(Path::new(BIN), &staged.join("converge"));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(source.join("packaging/rpm/build"))
+        .args(["--no-build", "--release", "3", "--output"])
+        .arg(dir.path().join("out"))
+        .env("CARGO_TARGET_DIR", dir.path().join("target"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let rpm = dir.path().join(format!(
+        "out/converge-{}-3.x86_64.rpm",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let query = |args: &[&str]| run_ok(Command::new("rpm").args(args).arg(&rpm));
+    let files = query(&["-qlp"]);
+    for shipped in [
+        "/usr/bin/converge",
+        "/usr/lib/systemd/system/converge.service",
+        "/usr/lib/systemd/system/converge.timer",
+        "/usr/share/converge/agent.toml.example",
+        "/usr/share/man/man1/converge.1.gz",
+        "/usr/share/man/man1/converge-bootstrap.1.gz",
+        "/usr/share/bash-completion/completions/converge",
+        "/usr/share/zsh/site-functions/_converge",
+        "/usr/share/fish/vendor_completions.d/converge.fish",
+        "/usr/share/licenses/converge/copyright",
+        "/usr/share/doc/converge/README.md.gz",
+        "/usr/share/doc/converge/changelog.gz",
+    ] {
+        assert!(
+            files.lines().any(|l| l == shipped),
+            "{shipped} not in:\n{files}"
+        );
+    }
+    assert!(!files.contains("/etc/converge"), "{files}");
+    // No %config: bootstrap owns /etc/converge/agent.toml, %post creates it once.
+    assert_eq!(query(&["-qcp"]).trim(), "");
+    let scripts = query(&["-qp", "--scripts"]);
+    assert!(
+        scripts.contains(
+            "install -m 0600 /usr/share/converge/agent.toml.example /etc/converge/agent.toml"
+        ),
+        "{scripts}"
+    );
+
+    // Unpacked into a tree: the units are the shipped ones, the binary is stripped.
+    let root = RpmRoot::new(repo());
+    root.rpm_ok(&["-i", "--nodeps", "--noscripts", rpm.to_str().unwrap()]);
+    assert_eq!(
+        fs::read(root.path().join("usr/lib/systemd/system/converge.timer")).unwrap(),
+        fs::read(source.join("packaging/systemd/converge.timer")).unwrap()
+    );
+    let sections = run_ok(
+        Command::new("readelf")
+            .args(["-S", "-W"])
+            .arg(root.path().join("usr/bin/converge")),
+    );
+    assert!(!sections.contains(".debug_info") && !sections.contains(".debug_line"));
+}
