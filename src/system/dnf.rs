@@ -129,8 +129,8 @@ fn locks(entry: &str, name: &str) -> bool {
             .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
-/// The names the versionlock list of this tree locks.
-fn locked_names(sys: &System) -> Result<(PathBuf, String), SystemError> {
+/// Where this tree's versionlock list is, and its text (empty when there is none).
+fn versionlock_text(sys: &System) -> Result<(PathBuf, String), SystemError> {
     let (list, _) = versionlock(sys);
     let text = match sys.read_file(&list) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -173,7 +173,7 @@ impl PackageManager for Dnf {
         } else {
             return Err(command::failed(&cmd, &out));
         };
-        let (_, list) = locked_names(sys)?;
+        let (_, list) = versionlock_text(sys)?;
         Ok(PackageStatus {
             installed,
             held: list.lines().any(|l| locks(l, name)),
@@ -243,32 +243,25 @@ impl PackageManager for Dnf {
                 "cannot hold package {name}: dnf's versionlock plugin is not installed or not enabled on this host ({VERSIONLOCK_CONF}; install python3-dnf-plugin-versionlock)"
             )));
         }
-        let (_, text) = locked_names(sys)?;
-        let mut kept: Vec<&str> = text.lines().filter(|l| !locks(l, name)).collect();
-        while kept
-            .last()
-            .is_some_and(|l| l.trim().is_empty() || *l == LOCK_COMMENT)
-        {
-            kept.pop();
-        }
-        let mut out = kept.join("\n");
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        if hold {
-            let Some(version) = self.status(sys, name)?.installed else {
-                return Err(SystemError::Unsupported(format!(
-                    "cannot hold package {name}: it is not installed"
-                )));
-            };
-            let evr = Evr::parse(&version);
-            out.push_str(&format!(
-                "{LOCK_COMMENT}\n{name}-{}:{}-{}.*\n",
-                evr.epoch.unwrap_or(0),
-                evr.version,
-                evr.release.unwrap_or_default()
-            ));
-        }
+        let (_, text) = versionlock_text(sys)?;
+        let entry = match hold {
+            false => None,
+            true => {
+                let Some(version) = self.status(sys, name)?.installed else {
+                    return Err(SystemError::Unsupported(format!(
+                        "cannot hold package {name}: it is not installed"
+                    )));
+                };
+                let evr = Evr::parse(&version);
+                Some(format!(
+                    "{name}-{}:{}-{}.*",
+                    evr.epoch.unwrap_or(0),
+                    evr.version,
+                    evr.release.unwrap_or_default()
+                ))
+            }
+        };
+        let out = relock(&text, name, entry.as_deref());
         if out == text {
             return Ok(());
         }
@@ -286,7 +279,7 @@ impl PackageManager for Dnf {
             "%{NAME}\t%{EPOCHNUM}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n[ %{FILEFLAGS}\t%{FILEDIGESTS}\t%{FILENAMES}\n]",
         ]);
         let mut out = parse_installed(&command::run(&mut cmd, sys.timeouts().query)?);
-        let (_, list) = locked_names(sys)?;
+        let (_, list) = versionlock_text(sys)?;
         let user = user_installed(sys)?;
         for p in &mut out {
             p.held = list.lines().any(|l| locks(l, &p.name));
@@ -320,6 +313,27 @@ impl PackageManager for Dnf {
         }
         Ok(owners)
     }
+}
+
+/// `text`, a versionlock list, without the entries that lock `name` (nor converge's
+/// comment above one), and with `entry` added under that comment when given; every other
+/// line, the admin's included, stays as it was.
+fn relock(text: &str, name: &str, entry: Option<&str>) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let comment_of_dropped =
+            *line == LOCK_COMMENT && lines.get(i + 1).is_some_and(|next| locks(next, name));
+        if locks(line, name) || comment_of_dropped {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if let Some(entry) = entry {
+        out.push_str(&format!("{LOCK_COMMENT}\n{entry}\n"));
+    }
+    out
 }
 
 /// The comment converge writes above each of its versionlock entries.
@@ -396,6 +410,21 @@ mod tests {
         assert!(!locks("!cfgtest-0:2.0-1.*", "cfgtest"));
         assert!(!locks("# cfgtest-0:1.0-1.*", "cfgtest"));
         assert!(!locks("cfgtest-devel-0:1.0-1.*", "cfgtest"));
+    }
+
+    #[test]
+    fn relocking_replaces_only_the_entry_of_that_package() {
+        let admin = "# Added lock on Mon Dec  7\nbash-0:5.1.8-9.el9.*\n";
+        let held = relock(admin, "cfgtest", Some("cfgtest-0:1.0-1.*"));
+        assert_eq!(held, format!("{admin}{LOCK_COMMENT}\ncfgtest-0:1.0-1.*\n"));
+        let moved = relock(&held, "cfgtest", Some("cfgtest-0:2.0-1.*"));
+        assert_eq!(moved, format!("{admin}{LOCK_COMMENT}\ncfgtest-0:2.0-1.*\n"));
+        let middle = format!("{held}zsh-0:5.8-9.el9.*\n");
+        assert_eq!(
+            relock(&middle, "cfgtest", None),
+            format!("{admin}zsh-0:5.8-9.el9.*\n")
+        );
+        assert_eq!(relock(admin, "cfgtest", None), admin);
     }
 
     #[test]
