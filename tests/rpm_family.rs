@@ -508,3 +508,35 @@ fn the_rpm_of_converge_ships_the_binary_units_man_pages_and_config_example() {
     );
     assert!(!sections.contains(".debug_info") && !sections.contains(".debug_line"));
 }
+
+/// A package's `timeout` bounds dnf: an install stuck reading its package (here a fifo in
+/// place of the .rpm, which no one ever writes) is killed, and the package fails alone.
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn a_dnf_install_past_its_deadline_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let stuck = repo().copy_to(&dir.path().join("stuck"));
+    let rpm = stuck.dir().join("cfgtest-2.0-1.noarch.rpm");
+    fs::remove_file(&rpm).unwrap();
+    nix::unistd::mkfifo(&rpm, nix::sys::stat::Mode::S_IRUSR).unwrap();
+    let s = Scene {
+        root: RpmRoot::new(&stuck),
+        src: tempfile::tempdir().unwrap(),
+    };
+    fs::create_dir_all(s.src.path().join("roles")).unwrap();
+    s.role(
+        "[[package]]\nname = \"cfgtest\"\nversion = \"2.0-1\"\ntimeout = \"3s\"\n\n[[file]]\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n",
+    );
+    let out = s.expect("apply", 6);
+    assert!(
+        out.contains(
+            "--noplugins install -- cfgtest-2.0-1.noarch: timed out after 3s and was killed"
+        ),
+        "{out}"
+    );
+    assert_eq!(s.installed(), None);
+    assert_eq!(
+        fs::read_to_string(s.root.path().join("etc/motd")).unwrap(),
+        "hi\n"
+    );
+}

@@ -104,6 +104,14 @@ impl RpmRepo {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// A copy of this repository in `dir` (which must not exist), for a test that spoils it.
+    pub fn copy_to(&self, dir: &Path) -> RpmRepo {
+        run_ok(Command::new("cp").arg("-a").arg(&self.dir).arg(dir));
+        RpmRepo {
+            dir: dir.to_path_buf(),
+        }
+    }
 }
 
 /// A tree that is a Rocky Linux 9 host as far as its files go: os-release, an rpm
