@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::system::os_release::OsRelease;
 use crate::system::tree_file::read_text_or_empty;
 
 /// Everything converge knows about a host before it renders anything.
@@ -36,7 +37,12 @@ pub struct Facts {
 /// Distribution identity from os-release.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct OsFacts {
-    /// `ID`, e.g. `debian`.
+    /// `debian` (Debian, Ubuntu and derivatives) or `redhat` (RHEL, Fedora, CentOS, Rocky,
+    /// AlmaLinux and derivatives), from `ID` and `ID_LIKE`; for any other distribution its
+    /// `ID`. It decides the package manager (apt or dnf).
+    #[serde(default)]
+    pub family: String,
+    /// `ID`, e.g. `debian`, `rocky`.
     pub id: String,
     /// `VERSION_ID`, e.g. `12`.
     pub version_id: String,
@@ -90,10 +96,6 @@ impl Facts {
         let read = |p: &str| read_text_or_empty(root, Path::new(p));
         let hosts = read("/etc/hosts");
         let fqdn = fqdn_from_hosts(&hosts, &hostname).unwrap_or_else(|| hostname.clone());
-        let mut os_release = read("/etc/os-release");
-        if os_release.is_empty() {
-            os_release = read("/usr/lib/os-release");
-        }
         let total_bytes = match std::fs::read_to_string("/proc/meminfo") {
             Ok(m) => mem_total_bytes(&m),
             Err(e) => {
@@ -105,7 +107,7 @@ impl Facts {
         Ok(Facts {
             fqdn,
             hostname,
-            os: parse_os_release(&os_release),
+            os: os_facts(&OsRelease::of_tree(root)),
             kernel: KernelFacts {
                 release: field(|u| u.release()),
             },
@@ -143,22 +145,35 @@ fn fqdn_from_hosts(hosts: &str, hostname: &str) -> Option<String> {
         })
 }
 
-fn parse_os_release(text: &str) -> OsFacts {
-    let mut os = OsFacts::default();
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let value = value.trim().trim_matches('"').trim_matches('\'').to_owned();
-        match key.trim() {
-            "ID" => os.id = value,
-            "VERSION_ID" => os.version_id = value,
-            "VERSION_CODENAME" => os.codename = value,
-            "PRETTY_NAME" => os.pretty_name = value,
-            _ => {}
-        }
+/// Gives facts read from a file (`--facts`) the `os.family` that files saved before the
+/// fact existed lack, from their `os.id`, so templates that test it render as they would on
+/// that host.
+pub fn fill_os_family(facts: &mut serde_json::Value) {
+    let Some(os) = facts.get_mut("os").and_then(|o| o.as_object_mut()) else {
+        return;
+    };
+    if os.contains_key("family") {
+        return;
     }
-    os
+    let Some(id) = os.get("id").and_then(|v| v.as_str()) else {
+        return;
+    };
+    let family = OsRelease {
+        id: id.to_owned(),
+        ..OsRelease::default()
+    }
+    .family_name();
+    os.insert("family".into(), family.into());
+}
+
+fn os_facts(os: &OsRelease) -> OsFacts {
+    OsFacts {
+        family: os.family_name(),
+        id: os.id.clone(),
+        version_id: os.version_id.clone(),
+        codename: os.codename.clone(),
+        pretty_name: os.pretty_name.clone(),
+    }
 }
 
 fn mem_total_bytes(meminfo: &str) -> Option<u64> {
@@ -189,14 +204,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_os_release() {
-        let os = parse_os_release(
-            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n",
+    fn os_facts_name_the_family() {
+        let os = os_facts(&OsRelease::parse(
+            "NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\n",
+        ));
+        assert_eq!(
+            (os.family.as_str(), os.id.as_str(), os.version_id.as_str()),
+            ("redhat", "rocky", "9.3")
         );
-        assert_eq!(os.id, "debian");
-        assert_eq!(os.version_id, "12");
-        assert_eq!(os.codename, "bookworm");
-        assert_eq!(os.pretty_name, "Debian GNU/Linux 12 (bookworm)");
+        let os = os_facts(&OsRelease::parse("ID=debian\nVERSION_ID=\"12\"\n"));
+        assert_eq!(os.family, "debian");
+        assert_eq!(os_facts(&OsRelease::parse("ID=alpine\n")).family, "alpine");
+    }
+
+    #[test]
+    fn a_facts_file_without_the_family_gets_it_from_the_id() {
+        let mut facts = serde_json::json!({"os": {"id": "rocky"}});
+        fill_os_family(&mut facts);
+        assert_eq!(facts["os"]["family"], "redhat");
+        let mut facts = serde_json::json!({"os": {"id": "rocky", "family": "mine"}});
+        fill_os_family(&mut facts);
+        assert_eq!(facts["os"]["family"], "mine");
+        let mut facts = serde_json::json!({"hostname": "h"});
+        fill_os_family(&mut facts);
+        assert_eq!(facts, serde_json::json!({"hostname": "h"}));
     }
 
     #[test]

@@ -308,13 +308,15 @@ fn case(name: &str, old: &str, new: Option<&str>) -> bool {
         None => None,
     };
     let ignore = IgnoreList::defaults();
-    let role = capture::capture(&Request {
+    let Ok(role) = capture::capture(&Request {
         role: "r",
         from: (&old, "old.json"),
         against: new.as_ref().map(|s| (s, "new.json")),
         remove_extra: true,
         ignore: &ignore,
-    });
+    }) else {
+        return false;
+    };
     let text = role.to_toml();
     parses_back(&role, &text);
     let tmp = tempfile::tempdir().unwrap();

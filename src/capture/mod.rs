@@ -63,6 +63,19 @@ pub enum CaptureError {
         /// What is wrong with it.
         why: String,
     },
+    /// OLD and NEW run different distribution families, whose packages differ in name,
+    /// version and config layout.
+    #[error("{old} is a {old_family} host and {new} a {new_family} host: package names, versions and config layouts differ between the families, so a role captured from one would not make the other match (compare them with `converge compare`; capture against a host of the same family)")]
+    AcrossFamilies {
+        /// OLD's name.
+        old: String,
+        /// OLD's family.
+        old_family: String,
+        /// NEW's name.
+        new: String,
+        /// NEW's family.
+        new_family: String,
+    },
     /// Writing the role or its files failed.
     #[error("{path}: {source}")]
     Write {
@@ -103,9 +116,21 @@ pub fn source_of(output: &Path, role: &str) -> Result<PathBuf, CaptureError> {
     })
 }
 
-/// Decides every declaration of the role; nothing is written yet.
-pub fn capture(req: &Request) -> CapturedRole {
+/// Decides every declaration of the role; nothing is written yet. OLD and NEW must be of
+/// one distribution family (where both snapshots say).
+pub fn capture(req: &Request) -> Result<CapturedRole, CaptureError> {
     let (old, old_name) = req.from;
+    if let Some((new, new_name)) = req.against {
+        let (a, b) = (&old.host.os_family, &new.host.os_family);
+        if !a.is_empty() && !b.is_empty() && a != b {
+            return Err(CaptureError::AcrossFamilies {
+                old: old_name.to_owned(),
+                old_family: a.clone(),
+                new: new_name.to_owned(),
+                new_family: b.clone(),
+            });
+        }
+    }
     let mut role = CapturedRole::new(req.role, old, old_name, req.against);
     match req.against {
         Some((new, new_name)) => {
@@ -115,7 +140,7 @@ pub fn capture(req: &Request) -> CapturedRole {
         None => defaults(req, &mut role, old),
     }
     role.finish(old, req.against.map(|(s, _)| s));
-    role
+    Ok(role)
 }
 
 /// Every difference from NEW becomes a declaration with OLD's value.

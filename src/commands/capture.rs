@@ -55,7 +55,7 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<i32> {
         against: new.as_ref().zip(args.against.as_deref()),
         remove_extra: args.remove_extra,
         ignore: &ignore,
-    });
+    })?;
     // Written aside first and planned there: a role that does not pass validate, or a
     // write that fails midway, leaves the source as it was.
     let staged = capture::stage(&role, &args.output, args.force)?;

@@ -60,7 +60,7 @@ pub fn facts(file: Option<&Path>, root: &Path) -> anyhow::Result<Value> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow!("cannot read facts file {}: {e}", path.display()))?;
-            let value: Value = serde_json::from_str(&text).map_err(|e| {
+            let mut value: Value = serde_json::from_str(&text).map_err(|e| {
                 // serde_json says "at line L column C"; point at it the way every error does.
                 let what = e.to_string();
                 let what = what.split(" at line ").next().unwrap_or(&what).to_owned();
@@ -74,6 +74,7 @@ pub fn facts(file: Option<&Path>, root: &Path) -> anyhow::Result<Value> {
             if !value.is_object() {
                 bail!("{}: facts must be a JSON object", path.display());
             }
+            converge::facts::fill_os_family(&mut value);
             Ok(value)
         }
         None => Ok(serde_json::to_value(Facts::gather(root)?)?),

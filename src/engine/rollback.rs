@@ -472,7 +472,8 @@ fn restore_package(
                     packages.hold(host, name, true)?;
                 }
                 return Ok(Some(format!(
-                    "version {v} is no longer in the archives; {name} stays at {}",
+                    "version {v} is no longer in {}; {name} stays at {}",
+                    packages.vocabulary().sources,
                     now.installed.as_deref().unwrap_or("not installed")
                 )));
             }

@@ -38,6 +38,7 @@ pub use footprint::{Footprint, ManagedParent, Place, PlanSlots};
 pub use kind::Kind;
 pub use pending::Pending;
 
+use crate::system::packages::Vocabulary;
 use crate::system::{Host, System, SystemError};
 
 /// Stable identity such as `file:/etc/nginx/nginx.conf`.
@@ -196,7 +197,7 @@ pub enum ResourceError {
         applying: bool,
     },
     /// A pinned version that no configured archive offers.
-    #[error("package {name}: version {version} not found in the archives (available: {available}); nothing was changed")]
+    #[error("package {name}: version {version} not found in {sources} (available: {available}); nothing was changed", sources = words.sources)]
     PackageVersionNotFound {
         /// The package.
         name: String,
@@ -204,10 +205,12 @@ pub enum ResourceError {
         version: String,
         /// What the archives offer.
         available: String,
+        /// How the package manager names its archives.
+        words: Vocabulary,
     },
     /// A package no configured archive offers.
-    #[error("package {0}: not found in the archives (is its source configured and `apt-get update` done?)")]
-    PackageNotFound(String),
+    #[error("package {0}: not found in {sources} ({hint})", sources = .1.sources, hint = .1.refresh_hint)]
+    PackageNotFound(String, Vocabulary),
     /// A table that nft loads here but not in the empty namespace it is compared in.
     #[error("nftables {table}: nft takes this table on this host but not in an empty network namespace, where converge puts it in nft's own form to compare it: {reason}\n(a statement bound to a device, such as `iif eth0` or a flowtable's devices, needs the device; match by name with `iifname \"eth0\"`)")]
     NftablesNotComparable {
@@ -217,8 +220,8 @@ pub enum ResourceError {
         reason: String,
     },
     /// `ensure = "latest"` on a package someone held.
-    #[error("package {0} is held (apt-mark showhold); ensure = \"latest\" would move it: unhold it or pin a version")]
-    PackageHeld(String),
+    #[error("package {0} is held ({hint}); ensure = \"latest\" would move it: unhold it or pin a version", hint = .1.holds_hint)]
+    PackageHeld(String, Vocabulary),
     /// A kernel module that cannot be had as the role wants it.
     #[error(transparent)]
     KernelModule(#[from] kernel_module::ModuleError),
@@ -248,8 +251,8 @@ impl ResourceError {
             ResourceError::Backup(_) => "backup_failed",
             ResourceError::ValidationFailed { .. } => "validation_failed",
             ResourceError::PackageVersionNotFound { .. } => "package_version_not_found",
-            ResourceError::PackageNotFound(_) => "package_not_found",
-            ResourceError::PackageHeld(_) => "package_held",
+            ResourceError::PackageNotFound(..) => "package_not_found",
+            ResourceError::PackageHeld(..) => "package_held",
             ResourceError::NftablesNotComparable { .. } => "nftables_not_comparable",
             ResourceError::KernelModule(e) => e.kind(),
             ResourceError::Sysfs(e) => e.kind(),

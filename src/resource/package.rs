@@ -1,5 +1,5 @@
-//! `package`: a Debian package installed (optionally pinned and held), absent, or latest;
-//! or installed from a .deb shipped in the bundle.
+//! `package`: a package (deb or rpm, whichever the host's manager takes) installed
+//! (optionally pinned and held), absent, or latest; or installed from a .deb shipped in the bundle.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -110,7 +110,7 @@ impl Resource for PackageResource {
         ResourceId::new(Kind::Package, self.name.clone())
     }
 
-    /// The files a package installs are dpkg's to track, not this run's.
+    /// The files a package installs are the package manager's to track, not this run's.
     fn footprint(&self) -> Footprint<'_> {
         Footprint::no_path()
     }
@@ -127,22 +127,27 @@ impl Resource for PackageResource {
             // The file is the version: no archive is asked for it.
             Ensure::FromFile(file) => Some(file.version.clone()),
             Ensure::Installed(Some(version)) => {
-                // Checked before anything changes, so a typo fails the run cleanly.
-                if status.installed.as_ref() != Some(version) {
-                    let available = packages.available(sys, &self.name)?;
-                    if !available.contains(version) {
-                        return Err(ResourceError::PackageVersionNotFound {
-                            name: self.name.clone(),
-                            version: version.clone(),
-                            available: if available.is_empty() {
-                                "none".to_owned()
-                            } else {
-                                available.join(", ")
-                            },
-                        });
+                let same = |full: &String| packages.same_version(full, version);
+                match &status.installed {
+                    Some(installed) if same(installed) => Some(installed.clone()),
+                    // Checked before anything changes, so a typo fails the run cleanly.
+                    _ => {
+                        let available = packages.available(sys, &self.name)?;
+                        let Some(found) = available.iter().find(|v| same(v)) else {
+                            return Err(ResourceError::PackageVersionNotFound {
+                                name: self.name.clone(),
+                                version: version.clone(),
+                                available: if available.is_empty() {
+                                    "none".to_owned()
+                                } else {
+                                    available.join(", ")
+                                },
+                                words: packages.vocabulary(),
+                            });
+                        };
+                        Some(found.clone())
                     }
                 }
-                Some(version.clone())
             }
             Ensure::Installed(None) if status.installed.is_some() => status.installed.clone(),
             Ensure::Installed(None) | Ensure::Latest => {
@@ -156,13 +161,21 @@ impl Resource for PackageResource {
                         if !upgrade {
                             status.installed.clone()
                         } else if self.ensure == Ensure::Latest && status.held {
-                            return Err(ResourceError::PackageHeld(self.name.clone()));
+                            return Err(ResourceError::PackageHeld(
+                                self.name.clone(),
+                                packages.vocabulary(),
+                            ));
                         } else {
                             Some(candidate)
                         }
                     }
                     None if status.installed.is_some() => status.installed.clone(),
-                    None => return Err(ResourceError::PackageNotFound(self.name.clone())),
+                    None => {
+                        return Err(ResourceError::PackageNotFound(
+                            self.name.clone(),
+                            packages.vocabulary(),
+                        ))
+                    }
                 }
             }
         };

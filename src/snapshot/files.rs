@@ -227,11 +227,15 @@ pub(super) fn mark_packaged(
             continue;
         };
         entry.package = Some(package.clone());
-        // `newconffile` is what dpkg records before a conffile is configured: no shipped md5.
-        if conffile.md5 != "newconffile" {
-            if let Some(md5) = md5s.get(&*key) {
-                entry.conffile_modified = Some(*md5 != conffile.md5);
-            }
+        // dpkg records md5s, rpm sha256 (md5 for packages built before rpm 4.6); anything
+        // else (dpkg's `newconffile` before configuration, a sha512) is not judged.
+        let now = match conffile.digest.len() {
+            32 => md5s.get(&*key),
+            64 => entry.sha256.as_ref(),
+            _ => None,
+        };
+        if let Some(now) = now {
+            entry.conffile_modified = Some(*now != conffile.digest);
         }
     }
     Ok(())

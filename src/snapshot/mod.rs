@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::diagnostics::{Diagnostic, Location};
+use crate::system::os_release::OsRelease;
 use crate::system::{System, SystemError};
 
 pub use accounts::{GroupEntry, UserEntry};
@@ -79,6 +80,10 @@ pub struct HostInfo {
     pub taken: u64,
     /// The paths whose files were recorded.
     pub paths: Vec<String>,
+    /// The `os.family` fact of the host (`debian`, `redhat`): package names and versions
+    /// only compare within one family. Empty in snapshots taken before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub os_family: String,
     /// The secret patterns given on top of the defaults: a `live` side compared with this
     /// snapshot keeps the same files secret.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -217,6 +222,7 @@ pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> 
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),
+            os_family: OsRelease::of_tree(sys.root()).family_name(),
             secrets: options.secrets.clone(),
         },
         sysctl: sysctl?,
@@ -402,6 +408,7 @@ mod tests {
                 kernel: "6.1".into(),
                 taken: 1,
                 paths: vec!["/etc".into()],
+                os_family: String::new(),
                 secrets: Vec::new(),
             },
             sysctl: BTreeMap::new(),

@@ -21,9 +21,10 @@ pub struct PackageEntry {
     pub version: String,
     /// Its architecture.
     pub arch: String,
-    /// Held (`apt-mark hold`): apt will not move it.
+    /// Held (`apt-mark hold`, dnf's versionlock): the package manager will not move it.
     pub held: bool,
-    /// Installed because an admin asked for it (`apt-mark showmanual`), not as a dependency.
+    /// Installed because an admin asked for it (`apt-mark showmanual`, dnf's
+    /// `repoquery --userinstalled`), not as a dependency.
     pub manual: bool,
     /// Whether a source the host has configured offers this version (`apt-cache policy`);
     /// `false` for a package file installed by hand or a version the archives dropped.
@@ -55,7 +56,7 @@ impl CachedDeb {
     }
 }
 
-/// Conffiles by path: the package and the md5 of what it shipped.
+/// Conffiles by path: the package and the digest of what it shipped.
 pub(super) type Conffiles = BTreeMap<PathBuf, (String, Conffile)>;
 
 pub(super) fn observe(

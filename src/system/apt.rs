@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::command::{self, tool};
-use super::packages::{InstalledPackage, PackageManager, PackageStatus};
+use super::packages::{InstalledPackage, PackageManager, PackageStatus, Vocabulary};
 use super::{Host, System, SystemError};
 
 /// apt and dpkg of the live host, or of a tree through `chroot`.
@@ -48,6 +48,14 @@ fn apt_get(sys: &System) -> Command {
 }
 
 impl PackageManager for Apt {
+    fn vocabulary(&self) -> Vocabulary {
+        Vocabulary {
+            sources: "the archives",
+            refresh_hint: "is its source configured and `apt-get update` done?",
+            holds_hint: "apt-mark showhold",
+        }
+    }
+
     /// `dpkg-query`; a held package is one whose dpkg selection is `hold`.
     fn status(&self, sys: &System, name: &str) -> Result<PackageStatus, SystemError> {
         let mut cmd = package_tool(sys, "dpkg-query");

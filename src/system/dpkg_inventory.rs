@@ -106,7 +106,7 @@ fn parse_installed(text: &str) -> Vec<InstalledPackage> {
             if let [path, md5, rest @ ..] = words.as_slice() {
                 pkg.conffiles.push(Conffile {
                     path: PathBuf::from(path),
-                    md5: (*md5).to_owned(),
+                    digest: (*md5).to_owned(),
                     obsolete: rest.contains(&"obsolete"),
                 });
             }

@@ -136,6 +136,14 @@ impl ServiceManager for Fake {
 }
 
 impl PackageManager for Fake {
+    fn vocabulary(&self) -> super::packages::Vocabulary {
+        super::packages::Vocabulary {
+            sources: "the archives",
+            refresh_hint: "is its source configured?",
+            holds_hint: "the fake's holds",
+        }
+    }
+
     fn status(&self, _sys: &System, name: &str) -> Result<PackageStatus, SystemError> {
         Ok(self
             .state()

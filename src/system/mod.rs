@@ -4,22 +4,26 @@
 //! obtain, and only in apply mode, so a check run has no way to change anything.
 //!
 //! Services and packages go through the [`ServiceManager`] and [`PackageManager`] seams, so
-//! resources never name systemctl or apt-get; the backends are [`systemd`] and [`apt`].
+//! resources never name systemctl, apt-get or dnf; the backends are [`systemd`], and [`apt`]
+//! or [`dnf`] as the tree's os-release says.
 
 pub mod accounts;
 pub mod apt;
 pub mod command;
+pub mod dnf;
 pub mod dpkg_inventory;
 #[cfg(test)]
 pub mod fake;
 pub mod fs;
 pub mod modules;
 pub mod nftables;
+pub mod os_release;
 pub mod packages;
 mod parent_cache;
 pub mod path;
 pub mod process;
 pub mod procfs;
+pub mod rpm_evr;
 pub mod services;
 pub mod sysfs;
 pub mod systemd;
@@ -95,6 +99,9 @@ pub enum SystemError {
         /// The end of what it wrote to stderr.
         stderr: String,
     },
+    /// The host cannot do what was asked (a tool or plugin it lacks).
+    #[error("{0}")]
+    Unsupported(String),
     /// A program ran past its time limit and was killed.
     #[error("{command}: timed out after {after} and was killed")]
     Timeout {
@@ -126,6 +133,7 @@ impl SystemError {
             SystemError::NoSystemd(_) => "no_systemd",
             SystemError::Spawn { .. } => "spawn_failed",
             SystemError::Command { .. } => "command_failed",
+            SystemError::Unsupported(_) => "unsupported",
             SystemError::Timeout { .. } => "timeout",
             SystemError::Io { .. } => "io",
         }
@@ -157,9 +165,10 @@ pub struct System {
 }
 
 impl System {
-    /// A view of the tree at `root` (`/` for the live host), with apt and systemd.
+    /// A view of the tree at `root` (`/` for the live host), with systemd and the package
+    /// manager of the tree's distribution (apt or dnf).
     pub fn new(root: &Path) -> Result<System, SystemError> {
-        System::with_managers(root, Box::new(apt::Apt), Box::new(systemd::Systemd))
+        System::with_managers(root, packages::for_tree(root), Box::new(systemd::Systemd))
     }
 
     /// A view of the tree at `root` whose packages and services go to the given managers.

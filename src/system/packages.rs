@@ -1,12 +1,34 @@
 //! The package manager seam: what `package` resources ask of whatever installs software on
-//! the host. apt/dpkg ([`super::apt`]) is the one backend today; another (dnf, apk) is one
-//! added file implementing [`PackageManager`].
+//! the host. apt/dpkg ([`super::apt`]) serves the Debian family, dnf/rpm ([`super::dnf`])
+//! the RHEL family; [`for_tree`] picks one from the tree's os-release, and nothing above
+//! this seam knows which runs.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::os_release::{Family, OsRelease};
 use super::{Host, System, SystemError};
+
+/// The backend for the tree at `root`: dnf/rpm for the RHEL family, apt/dpkg for the Debian
+/// family and for a tree whose os-release names neither (as converge always did).
+pub(crate) fn for_tree(root: &Path) -> Box<dyn PackageManager> {
+    match OsRelease::of_tree(root).family() {
+        Some(Family::Redhat) => Box::new(super::dnf::Dnf),
+        Some(Family::Debian) | None => Box::new(super::apt::Apt),
+    }
+}
+
+/// How a backend's messages name its sources and its holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vocabulary {
+    /// Where versions come from: `the archives`, `any enabled repository`.
+    pub sources: &'static str,
+    /// What to check when a package is in no source.
+    pub refresh_hint: &'static str,
+    /// The command that lists holds.
+    pub holds_hint: &'static str,
+}
 
 /// What the package database knows about one package.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,13 +56,16 @@ pub struct InstalledPackage {
     pub conffiles: Vec<Conffile>,
 }
 
-/// A configuration file as the package manager recorded it at install time.
+/// A configuration file as the package manager recorded it at install time (dpkg's
+/// conffiles, rpm's `%config` files).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conffile {
     /// Absolute path.
     pub path: PathBuf,
-    /// md5 of the content the package shipped (dpkg: `newconffile` until configured).
-    pub md5: String,
+    /// The hex digest of the content the package shipped: md5 for dpkg (`newconffile`
+    /// until configured), whatever the rpm database records for rpm (sha256 today, md5
+    /// for old packages); its length says which.
+    pub digest: String,
     /// No longer shipped by the current version.
     pub obsolete: bool,
 }
@@ -48,6 +73,8 @@ pub struct Conffile {
 /// A package manager. Reads get the [`System`] (root, limits); changes get the writing
 /// [`Host`], which only the engine can obtain, in apply mode.
 pub trait PackageManager: fmt::Debug + Send + Sync {
+    /// The words this backend's messages use.
+    fn vocabulary(&self) -> Vocabulary;
     /// The installed version and hold state of `name`. Never changes anything.
     fn status(&self, sys: &System, name: &str) -> Result<PackageStatus, SystemError>;
     /// Every version of `name` that the configured archives offer.
@@ -56,6 +83,11 @@ pub trait PackageManager: fmt::Debug + Send + Sync {
     fn candidate(&self, sys: &System, name: &str) -> Result<Option<String>, SystemError>;
     /// Whether version `a` sorts after `b` in this manager's version order.
     fn is_newer(&self, sys: &System, a: &str, b: &str) -> Result<bool, SystemError>;
+    /// Whether `full`, a version as [`PackageManager::status`] or
+    /// [`PackageManager::available`] gives it, is the version a role wrote as `wanted`.
+    fn same_version(&self, full: &str, wanted: &str) -> bool {
+        full == wanted
+    }
     /// Installs `name`, at `version` when given (downgrading if needed).
     fn install(&self, host: &Host, name: &str, version: Option<&str>) -> Result<(), SystemError>;
     /// Installs the package file `file` (a path inside the root) as `name` at `version`,

@@ -11,10 +11,12 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
-    /// Read-only queries: `dpkg-query`, `apt-cache`, `systemctl show` and `is-enabled`.
+    /// Read-only queries: `dpkg-query`, `apt-cache`, `rpm -q`, `dnf repoquery`, `systemctl
+    /// show` and `is-enabled`.
     #[serde(with = "humantime_serde")]
     pub query: Duration,
-    /// `apt-get install` and `remove`, `apt-mark`: downloads and maintainer scripts.
+    /// `apt-get install` and `remove`, `apt-mark`, `dnf install` and `remove`: downloads and
+    /// maintainer scripts.
     #[serde(with = "humantime_serde")]
     pub package: Duration,
     /// `systemctl start`, `stop`, `restart`, `reload`, `enable`..., `daemon-reload`; systemd's

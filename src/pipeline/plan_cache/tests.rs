@@ -3,7 +3,7 @@
 use super::*;
 
 const FACTS: &str = r#"{"hostname": "web1", "fqdn": "web1.example.com", "cpus": 4,
-    "os": {"id": "debian", "version_id": "12", "codename": "bookworm", "pretty_name": "Debian 12"},
+    "os": {"family": "debian", "id": "debian", "version_id": "12", "codename": "bookworm", "pretty_name": "Debian 12"},
     "kernel": {"release": "6.1.0"}, "arch": "x86_64",
     "memory": {"total_bytes": 8589934592, "total_mb": 8192},
     "interfaces": {"lo": {"ipv4": ["127.0.0.1"], "ipv6": ["::1"]}}}"#;
