@@ -304,7 +304,7 @@ fn compare_of_two_rpm_trees_names_the_packages_and_the_edited_config_file_only()
     let pkg = &snap["packages"];
     assert_eq!(
         pkg["cfgtest"],
-        serde_json::json!({"version": "1.0-1", "arch": "noarch", "held": false, "manual": true})
+        serde_json::json!({"version": "1.0-1", "arch": "noarch", "held": false, "manual": true, "offered": true})
     );
     assert_eq!(pkg["tool"]["manual"], true, "asked for");
     assert_eq!(pkg["toollib"]["manual"], false, "came as tool's dependency");

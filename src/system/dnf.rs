@@ -226,6 +226,21 @@ impl PackageManager for Dnf {
         command::run(&mut cmd, host.timeouts().package).map(drop)
     }
 
+    /// A package file in the bundle is a `.deb` (read with `dpkg-deb` at planning), which
+    /// rpm cannot install: refused before anything changes.
+    fn install_file(
+        &self,
+        _host: &Host,
+        name: &str,
+        _version: &str,
+        file: &Path,
+    ) -> Result<(), SystemError> {
+        Err(SystemError::Unsupported(format!(
+            "cannot install package {name} from {}: a package file is a Debian package, and this host's packages are rpm's (dnf)",
+            file.display()
+        )))
+    }
+
     /// `dnf remove`; rpm keeps an edited `%config` file as `.rpmsave`.
     fn remove(&self, host: &Host, name: &str) -> Result<(), SystemError> {
         let mut cmd = dnf(host.system(), true);
@@ -267,6 +282,47 @@ impl PackageManager for Dnf {
         }
         tracing::info!(package = name, hold, list = %list.display(), "dnf versionlock");
         host.write_file(&list, out.as_bytes(), Attrs::default(), 0o644)
+    }
+
+    /// One `dnf repoquery --available --showduplicates` for all of them: a version is
+    /// offered when an enabled repository has it.
+    fn offered(
+        &self,
+        sys: &System,
+        packages: &[(&str, &str)],
+    ) -> Result<BTreeMap<String, bool>, SystemError> {
+        if packages.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut cmd = dnf(sys, false);
+        cmd.args([
+            "repoquery",
+            "--available",
+            "--showduplicates",
+            "--qf",
+            "%{name}\t%{epoch}\t%{version}\t%{release}\t%{arch}",
+            "--",
+        ]);
+        cmd.args(packages.iter().map(|(name, _)| name));
+        let text = command::run(&mut cmd, sys.timeouts().query)?;
+        let mut offers: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for line in text.lines() {
+            let Some((name, evra)) = line.split_once('\t') else {
+                continue;
+            };
+            if let Some(version) = parse_evra(evra) {
+                offers.entry(name).or_default().push(version);
+            }
+        }
+        Ok(packages
+            .iter()
+            .map(|&(name, version)| {
+                let offered = offers
+                    .get(name)
+                    .is_some_and(|vs| vs.iter().any(|v| self.same_version(v, version)));
+                (name.to_owned(), offered)
+            })
+            .collect())
     }
 
     /// `rpm -qa` with each package's `%config` files and their digests; the manual mark from
