@@ -120,6 +120,10 @@ fn differences(old: &Path, new: &Path) -> (i32, BTreeSet<String>, Value) {
 
 const APP_UNIT: &str = "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n";
 
+/// A nightly job set up by hand: its service and its timer.
+const NIGHTLY_SERVICE: &str = "[Unit]\nDescription=nightly cleanup\n\n[Service]\nType=oneshot\nExecStart=/usr/bin/find /tmp -mtime +7 -delete\n";
+const NIGHTLY_TIMER: &str = "[Unit]\nDescription=nightly cleanup\n\n[Timer]\nOnCalendar=*-*-* 03:15:00\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n";
+
 #[test]
 #[ignore = "needs root (container tier, scripts/test)"]
 fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
@@ -158,6 +162,10 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
     );
     std::fs::write(old.root().join("etc/systemd/system/app.service"), APP_UNIT).unwrap();
     old.sh_ok("systemctl enable -q app.service");
+    let units = old.root().join("etc/systemd/system");
+    std::fs::write(units.join("nightly.service"), NIGHTLY_SERVICE).unwrap();
+    std::fs::write(units.join("nightly.timer"), NIGHTLY_TIMER).unwrap();
+    old.sh_ok("systemctl enable -q nightly.timer");
 
     let old_json = tmp.path().join("old.json");
     let new_json = tmp.path().join("new.json");
@@ -173,6 +181,8 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         "package cfgtest",
         "unit app.service",
         "unit nginx.service",
+        "unit nightly.service",
+        "unit nightly.timer",
         "user app",
         "group adm",
         "group app",
@@ -182,6 +192,8 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         "file /etc/nginx/nginx.conf",
         "file /etc/sysctl.d/90-tuning.conf",
         "file /etc/systemd/system/app.service",
+        "file /etc/systemd/system/nightly.service",
+        "file /etc/systemd/system/nightly.timer",
     ]
     .into_iter()
     .map(String::from)
@@ -233,6 +245,24 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         "{role}"
     );
     assert!(role.contains("sensitive = true"), "{role}");
+    // The nightly job is one declaration, its units' text as old has it.
+    assert!(
+        role.contains(
+            "[[timer]]\nname = \"nightly\"\nenabled = true\n\
+             timer = { source = \"tuned/etc/systemd/system/nightly.timer\" }\n\
+             service = { source = \"tuned/etc/systemd/system/nightly.service\" }\n"
+        ),
+        "{role}"
+    );
+    assert!(
+        !role.contains("path = \"/etc/systemd/system/nightly"),
+        "{role}"
+    );
+    assert!(!role.contains("unit nightly"), "{role}");
+    assert_eq!(
+        std::fs::read_to_string(src.join("files/tuned/etc/systemd/system/nightly.timer")).unwrap(),
+        NIGHTLY_TIMER
+    );
     assert_eq!(
         std::fs::read_to_string(src.join("files/tuned/etc/app/app.conf")).unwrap(),
         "port = 8080\n"
@@ -289,6 +319,7 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         new.sh_ok("sysctl -n net.core.somaxconn net.ipv4.tcp_fin_timeout"),
         "8192\n15\n"
     );
+    assert_eq!(new.sh_ok("systemctl is-enabled nightly.timer"), "enabled\n");
 }
 
 #[test]

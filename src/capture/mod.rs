@@ -8,6 +8,7 @@ mod files;
 mod packages;
 mod role;
 mod services;
+mod timers;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ pub use role::{
     CapturedRole, DirectoryItem, FileItem, GroupItem, PackageItem, ServiceItem, SymlinkItem,
     SysctlItem, UserItem,
 };
+pub use timers::TimerItem;
 
 /// What to capture.
 #[derive(Debug, Clone)]
@@ -113,6 +115,7 @@ pub fn capture(req: &Request) -> CapturedRole {
         }
         None => defaults(req, &mut role, old),
     }
+    timers::fold(&mut role);
     role.finish(old, req.against.map(|(s, _)| s));
     role
 }
@@ -225,7 +228,7 @@ impl Drop for Staged {
 pub fn stage(role: &CapturedRole, output: &Path, force: bool) -> Result<Staged, CaptureError> {
     use crate::durable::{write_file, FileSpec};
     let src = source_of(output, &role.name)?;
-    for f in &role.files {
+    for f in role.contents() {
         crate::snapshot::check_path(&f.path).map_err(|why| CaptureError::BadPath {
             path: f.path.clone(),
             why,
@@ -247,7 +250,7 @@ pub fn stage(role: &CapturedRole, output: &Path, force: bool) -> Result<Staged, 
     };
     let dir = crate::durable::temp::dir_in(&staged.src).map_err(err(&staged.src))?;
     let tree = staged.dir.insert(dir).path().to_path_buf();
-    for f in &role.files {
+    for f in role.contents() {
         let dest = tree.join("files").join(role.source_path(&f.path));
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(err(parent))?;

@@ -29,6 +29,7 @@ mod kernel_module;
 mod nftables;
 mod paths;
 mod sysctl;
+mod timer;
 
 pub(super) struct Builder<'a> {
     tree: &'a SourceTree,
