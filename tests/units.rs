@@ -361,6 +361,30 @@ fn offline_root_writes_a_timers_units_and_enables_it_with_a_link() {
 }
 
 #[test]
+fn check_leaves_a_unit_that_comes_after_a_pending_change_to_apply_and_writes_nothing() {
+    let p = Project::new();
+    p.file("roles/job.toml", &tick_role("on_boot = \"15min\""));
+    p.root_file("usr/local/bin/other", "")
+        .root_file("etc/systemd/system/other.conf", "");
+    let before = p.tree();
+    let run = p.check(&["job"]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    for unit in ["tick.service", "tick.timer"] {
+        let note = format!(
+            "note: file:/etc/systemd/system/{unit}: validated by apply in its place, after the changes it comes after\n"
+        );
+        assert!(run.stdout.contains(&note), "{}", run.stdout);
+    }
+    assert!(
+        run.stdout
+            .contains("check: 4 resources: 0 in sync, 4 would change, 0 failed"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(p.tree(), before);
+}
+
+#[test]
 fn bad_timer_and_unit_values_are_located_errors_and_change_nothing() {
     let cases: &[(&str, &str)] = &[
         (
