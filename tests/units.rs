@@ -40,6 +40,9 @@ fn show(ct: &Container, property: &str, unit: &str) -> String {
         .to_owned()
 }
 
+/// Where the container's runs keep their history, so a run can be rolled back.
+const STATE: [&str; 2] = ["--state-dir", "/var/lib/units-test"];
+
 const JOB_SCRIPT: &str = "#!/bin/sh\ndate +%s >> /run/tick.fired\n";
 
 /// The job: its script, and a `[[timer]]` with `keys`.
@@ -80,7 +83,7 @@ fn a_timer_job_is_written_enabled_started_fires_and_then_is_masked_and_removed()
     ct.write_source(&[("roles/job.toml", &tick_role("on_active = \"1s\""))]);
 
     // Check: both unit files and the timer's state, nothing written.
-    let out = expect(&ct.converge("check", "job", &[]), 2);
+    let out = expect(&ct.converge("check", "job", &STATE), 2);
     assert!(
         out.contains("+ create file:/etc/systemd/system/tick.service"),
         "{out}"
@@ -98,7 +101,7 @@ fn a_timer_job_is_written_enabled_started_fires_and_then_is_masked_and_removed()
     assert_eq!(systemctl(&ct, "is-active", "tick.timer"), "inactive");
 
     // Apply: written, daemon-reloaded, the timer (not the service) enabled and started.
-    let out = expect(&ct.converge("apply", "job", &[]), 2);
+    let out = expect(&ct.converge("apply", "job", &STATE), 2);
     assert!(out.contains("4 changed"), "{out}");
     assert_eq!(systemctl(&ct, "is-enabled", "tick.timer"), "enabled");
     assert_eq!(systemctl(&ct, "is-active", "tick.timer"), "active");
@@ -115,12 +118,12 @@ fn a_timer_job_is_written_enabled_started_fires_and_then_is_masked_and_removed()
     assert_eq!(show(&ct, "Result", "tick.service"), "success");
 
     // In sync: a second apply changes nothing.
-    let out = expect(&ct.converge("apply", "job", &[]), 0);
+    let out = expect(&ct.converge("apply", "job", &STATE), 0);
     assert!(out.contains("0 changed"), "{out}");
 
     // A new schedule: the unit diff, and a restart of the timer so it holds.
     ct.write_source(&[("roles/job.toml", &tick_role("on_active = \"1h\""))]);
-    let out = expect(&ct.converge("check", "job", &[]), 2);
+    let out = expect(&ct.converge("check", "job", &STATE), 2);
     assert!(out.contains("-OnActiveSec=1s"), "{out}");
     assert!(out.contains("+OnActiveSec=1h"), "{out}");
     assert!(
@@ -130,25 +133,44 @@ fn a_timer_job_is_written_enabled_started_fires_and_then_is_masked_and_removed()
         "{out}"
     );
     let before = show(&ct, "ActiveEnterTimestampMonotonic", "tick.timer");
-    let out = expect(&ct.converge("apply", "job", &[]), 2);
+    let out = expect(&ct.converge("apply", "job", &STATE), 2);
     assert!(out.contains("restarted service:tick.timer"), "{out}");
     assert_ne!(
         show(&ct, "ActiveEnterTimestampMonotonic", "tick.timer"),
         before
     );
-    expect(&ct.converge("apply", "job", &[]), 0);
+    expect(&ct.converge("apply", "job", &STATE), 0);
+
+    // Rolled back by hand: the old schedule again, and the timer restarted to hold it.
+    let restarted = show(&ct, "ActiveEnterTimestampMonotonic", "tick.timer");
+    let out = expect(
+        &ct.run_converge(&["rollback", "--color", "never", STATE[0], STATE[1]]),
+        2,
+    );
+    assert!(
+        out.contains("rollback: 1 restored, 0 unchanged, 0 failed"),
+        "{out}"
+    );
+    assert!(fs::read_to_string(unit_dir.join("tick.timer"))
+        .unwrap()
+        .contains("OnActiveSec=1s\n"));
+    assert_ne!(
+        show(&ct, "ActiveEnterTimestampMonotonic", "tick.timer"),
+        restarted
+    );
+    assert_eq!(systemctl(&ct, "is-active", "tick.timer"), "active");
 
     // Masked: stopped, the mask where the timer's file was (kept in the backup), the job's
     // service still there to run by hand.
     ct.write_source(&[("roles/job.toml", &job_role("masked = true"))]);
-    let check = expect(&ct.converge("check", "job", &[]), 2);
+    let check = expect(&ct.converge("check", "job", &STATE), 2);
     assert!(check.contains("enabled: enabled → disabled"), "{check}");
     assert!(check.contains("state: active → stopped"), "{check}");
     assert!(
         check.contains("± replace symlink:/etc/systemd/system/tick.timer"),
         "{check}"
     );
-    let apply = expect(&ct.converge("apply", "job", &[]), 2);
+    let apply = expect(&ct.converge("apply", "job", &STATE), 2);
     assert_eq!(
         check
             .replace("check: ", "")
@@ -162,25 +184,25 @@ fn a_timer_job_is_written_enabled_started_fires_and_then_is_masked_and_removed()
         Path::new("/dev/null")
     );
     assert!(unit_dir.join("tick.service").is_file());
-    let out = expect(&ct.converge("apply", "job", &[]), 0);
+    let out = expect(&ct.converge("apply", "job", &STATE), 0);
     assert!(out.contains("0 changed"), "{out}");
 
     // Unmasked and present again, then absent: stopped, disabled, both files gone.
     ct.write_source(&[("roles/job.toml", &tick_role("on_active = \"1h\""))]);
-    expect(&ct.converge("apply", "job", &[]), 2);
+    expect(&ct.converge("apply", "job", &STATE), 2);
     assert_eq!(systemctl(&ct, "is-enabled", "tick.timer"), "enabled");
     assert_eq!(systemctl(&ct, "is-active", "tick.timer"), "active");
     ct.write_source(&[(
         "roles/job.toml",
         "[[timer]]\nname = \"tick\"\nensure = \"absent\"\n",
     )]);
-    let out = expect(&ct.converge("apply", "job", &[]), 2);
+    let out = expect(&ct.converge("apply", "job", &STATE), 2);
     assert!(out.contains("state: active → stopped"), "{out}");
     assert!(!unit_dir.join("tick.timer").exists());
     assert!(!unit_dir.join("tick.service").exists());
     assert!(!unit_dir.join("timers.target.wants/tick.timer").exists());
     assert_eq!(systemctl(&ct, "is-active", "tick.timer"), "inactive");
-    let out = expect(&ct.converge("apply", "job", &[]), 0);
+    let out = expect(&ct.converge("apply", "job", &STATE), 0);
     assert!(out.contains("0 changed"), "{out}");
 }
 
