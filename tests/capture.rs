@@ -832,3 +832,45 @@ fn a_path_a_role_cannot_name_is_noted_and_the_rest_is_captured() {
         ["etc", "etc/ok.conf"].map(String::from)
     );
 }
+
+#[test]
+fn a_timer_an_admin_wrote_is_captured_as_one_job_without_new() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snap = tmp.path().join("s.json");
+    hand_written(
+        &snap,
+        "h",
+        serde_json::json!({
+            "/etc/systemd/system/nightly.service": text_file(NIGHTLY_SERVICE),
+            "/etc/systemd/system/nightly.timer": text_file(NIGHTLY_TIMER),
+        }),
+    );
+    // The units as systemctl lists them: the timer enabled (Debian's preset enables what
+    // no preset names), its service static.
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&snap).unwrap()).unwrap();
+    doc["units"] = serde_json::json!({
+        "nightly.service": {"state": "static"},
+        "nightly.timer": {"state": "enabled", "preset": "enabled"},
+    });
+    std::fs::write(&snap, doc.to_string()).unwrap();
+    let src = tmp.path().join("src");
+    let out = capture_from(&snap, &src.join("roles/r.toml"), &[]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let role = std::fs::read_to_string(src.join("roles/r.toml")).unwrap();
+    assert!(
+        role.contains(
+            "[[timer]]\nname = \"nightly\"\nenabled = true\n\
+             timer = { source = \"r/etc/systemd/system/nightly.timer\" }\n\
+             service = { source = \"r/etc/systemd/system/nightly.service\" }\n"
+        ),
+        "{role}"
+    );
+    assert!(!role.contains("[[file]]"), "{role}");
+    assert!(!role.contains("[[service]]"), "{role}");
+    assert_eq!(
+        std::fs::read_to_string(src.join("files/r/etc/systemd/system/nightly.service")).unwrap(),
+        NIGHTLY_SERVICE
+    );
+    let out = converge(&["validate", "--source", src.to_str().unwrap(), "--role", "r"]);
+    assert_eq!(code(&out), 0, "{}\n{role}", output_text(&out));
+}

@@ -3,7 +3,7 @@
 
 use super::{describe, CapturedRole, ServiceItem};
 use crate::compare::{Difference, Presence};
-use crate::snapshot::{Snapshot, UnitEntry};
+use crate::snapshot::{FileType, Snapshot, UnitEntry};
 
 /// Whether `[[service]]` can declare the unit: a plain service, timer, socket or path unit,
 /// not a template's instance.
@@ -118,10 +118,17 @@ pub(super) fn beyond_presets(role: &mut CapturedRole, old: &Snapshot) {
             .files
             .get(&format!("/etc/systemd/system/{name}"))
             .is_some_and(|f| f.target.as_deref() == Some("/dev/null"));
+        // A unit an admin wrote into /etc/systemd/system (no package's file) is captured as
+        // a file; the preset said nothing about it, so its enablement is the admin's too.
+        let admin_unit = old
+            .files
+            .get(&format!("/etc/systemd/system/{name}"))
+            .is_some_and(|f| f.kind == FileType::File && f.package.is_none());
         let differs = matches!(
             (u.state.as_str(), u.preset.as_deref()),
             ("enabled", Some("disabled")) | ("disabled", Some("enabled"))
-        ) || (u.state == "masked" && admin_mask);
+        ) || (u.state == "masked" && admin_mask)
+            || (u.state == "enabled" && admin_unit);
         if differs {
             let comment = format!(
                 "{} on {}; the preset says {}",
