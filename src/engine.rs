@@ -195,6 +195,11 @@ fn converge(
             outcome.error_kind = Some("refused");
         } else {
             let mut recorded = None;
+            // Check writes none of the changes a validate may read, so a validate that comes
+            // after one is judged by apply in its place, as apply does; check says so.
+            let unjudged = mode == Mode::Check
+                && item.resource.validates()
+                && ahead::inputs(plan, i).any(|r| outcomes[r].status == Status::Pending);
             let converged = notifier
                 .before(item, host.as_ref())
                 .map_err(Into::into)
@@ -202,7 +207,14 @@ fn converge(
                     let Some(pending) = item.resource.pending(sys)? else {
                         return Ok(None);
                     };
-                    pending.validate(sys, host.is_some())?;
+                    if unjudged {
+                        outcome.notes.push(
+                            "validated by apply in its place, after the changes it comes after"
+                                .into(),
+                        );
+                    } else {
+                        pending.validate(sys, host.is_some())?;
+                    }
                     let Some(host) = host.as_ref() else {
                         return Ok(Some(pending.into_change()));
                     };

@@ -120,6 +120,10 @@ fn differences(old: &Path, new: &Path) -> (i32, BTreeSet<String>, Value) {
 
 const APP_UNIT: &str = "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n";
 
+/// A nightly job set up by hand: its service and its timer.
+const NIGHTLY_SERVICE: &str = "[Unit]\nDescription=nightly cleanup\n\n[Service]\nType=oneshot\nExecStart=/usr/bin/find /tmp -mtime +7 -delete\n";
+const NIGHTLY_TIMER: &str = "[Unit]\nDescription=nightly cleanup\n\n[Timer]\nOnCalendar=*-*-* 03:15:00\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n";
+
 #[test]
 #[ignore = "needs root (container tier, scripts/test)"]
 fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
@@ -177,6 +181,10 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
          rm /tmp/vendortool_1.0-1_all.deb
          apt-mark hold cachedtool >/dev/null",
     );
+    let units = old.root().join("etc/systemd/system");
+    std::fs::write(units.join("nightly.service"), NIGHTLY_SERVICE).unwrap();
+    std::fs::write(units.join("nightly.timer"), NIGHTLY_TIMER).unwrap();
+    old.sh_ok("systemctl enable -q nightly.timer");
 
     let old_json = tmp.path().join("old.json");
     let new_json = tmp.path().join("new.json");
@@ -194,6 +202,8 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         "package vendortool",
         "unit app.service",
         "unit nginx.service",
+        "unit nightly.service",
+        "unit nightly.timer",
         "user app",
         "group adm",
         "group app",
@@ -203,6 +213,8 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         "file /etc/nginx/nginx.conf",
         "file /etc/sysctl.d/90-tuning.conf",
         "file /etc/systemd/system/app.service",
+        "file /etc/systemd/system/nightly.service",
+        "file /etc/systemd/system/nightly.timer",
     ]
     .into_iter()
     .map(String::from)
@@ -274,6 +286,24 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         "{role}"
     );
     assert!(!role.contains("name = \"vendortool\""), "{role}");
+    // The nightly job is one declaration, its units' text as old has it.
+    assert!(
+        role.contains(
+            "[[timer]]\nname = \"nightly\"\nenabled = true\n\
+             timer = { source = \"tuned/etc/systemd/system/nightly.timer\" }\n\
+             service = { source = \"tuned/etc/systemd/system/nightly.service\" }\n"
+        ),
+        "{role}"
+    );
+    assert!(
+        !role.contains("path = \"/etc/systemd/system/nightly"),
+        "{role}"
+    );
+    assert!(!role.contains("unit nightly"), "{role}");
+    assert_eq!(
+        std::fs::read_to_string(src.join("files/tuned/etc/systemd/system/nightly.timer")).unwrap(),
+        NIGHTLY_TIMER
+    );
     assert_eq!(
         std::fs::read_to_string(src.join("files/tuned/etc/app/app.conf")).unwrap(),
         "port = 8080\n"
@@ -335,6 +365,7 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         new.sh_ok("sysctl -n net.core.somaxconn net.ipv4.tcp_fin_timeout"),
         "8192\n15\n"
     );
+    assert_eq!(new.sh_ok("systemctl is-enabled nightly.timer"), "enabled\n");
 }
 
 #[test]
@@ -846,4 +877,46 @@ fn a_path_a_role_cannot_name_is_noted_and_the_rest_is_captured() {
         tree_of(&src.join("files/r")),
         ["etc", "etc/ok.conf"].map(String::from)
     );
+}
+
+#[test]
+fn a_timer_an_admin_wrote_is_captured_as_one_job_without_new() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snap = tmp.path().join("s.json");
+    hand_written(
+        &snap,
+        "h",
+        serde_json::json!({
+            "/etc/systemd/system/nightly.service": text_file(NIGHTLY_SERVICE),
+            "/etc/systemd/system/nightly.timer": text_file(NIGHTLY_TIMER),
+        }),
+    );
+    // The units as systemctl lists them: the timer enabled (Debian's preset enables what
+    // no preset names), its service static.
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&snap).unwrap()).unwrap();
+    doc["units"] = serde_json::json!({
+        "nightly.service": {"state": "static"},
+        "nightly.timer": {"state": "enabled", "preset": "enabled"},
+    });
+    std::fs::write(&snap, doc.to_string()).unwrap();
+    let src = tmp.path().join("src");
+    let out = capture_from(&snap, &src.join("roles/r.toml"), &[]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let role = std::fs::read_to_string(src.join("roles/r.toml")).unwrap();
+    assert!(
+        role.contains(
+            "[[timer]]\nname = \"nightly\"\nenabled = true\n\
+             timer = { source = \"r/etc/systemd/system/nightly.timer\" }\n\
+             service = { source = \"r/etc/systemd/system/nightly.service\" }\n"
+        ),
+        "{role}"
+    );
+    assert!(!role.contains("[[file]]"), "{role}");
+    assert!(!role.contains("[[service]]"), "{role}");
+    assert_eq!(
+        std::fs::read_to_string(src.join("files/r/etc/systemd/system/nightly.service")).unwrap(),
+        NIGHTLY_SERVICE
+    );
+    let out = converge(&["validate", "--source", src.to_str().unwrap(), "--role", "r"]);
+    assert_eq!(code(&out), 0, "{}\n{role}", output_text(&out));
 }

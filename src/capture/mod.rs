@@ -9,6 +9,7 @@ mod packages;
 mod role;
 mod services;
 mod sysfs;
+mod timers;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,7 @@ pub use role::{
     CapturedRole, DirectoryItem, FileItem, GroupItem, PackageFileItem, PackageItem, ServiceItem,
     SymlinkItem, SysctlItem, UserItem,
 };
+pub use timers::TimerItem;
 
 /// What to capture.
 #[derive(Debug, Clone)]
@@ -139,6 +141,7 @@ pub fn capture(req: &Request) -> Result<CapturedRole, CaptureError> {
         }
         None => defaults(req, &mut role, old),
     }
+    timers::fold(&mut role);
     role.finish(old, req.against.map(|(s, _)| s));
     Ok(role)
 }
@@ -253,7 +256,7 @@ impl Drop for Staged {
 pub fn stage(role: &CapturedRole, output: &Path, force: bool) -> Result<Staged, CaptureError> {
     use crate::durable::{write_file, FileSpec};
     let src = source_of(output, &role.name)?;
-    for f in &role.files {
+    for f in role.contents() {
         crate::snapshot::check_path(&f.path).map_err(|why| CaptureError::BadPath {
             path: f.path.clone(),
             why,
@@ -275,7 +278,7 @@ pub fn stage(role: &CapturedRole, output: &Path, force: bool) -> Result<Staged, 
     };
     let dir = crate::durable::temp::dir_in(&staged.src).map_err(err(&staged.src))?;
     let tree = staged.dir.insert(dir).path().to_path_buf();
-    for f in &role.files {
+    for f in role.contents() {
         let dest = tree.join("files").join(role.source_path(&f.path));
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(err(parent))?;

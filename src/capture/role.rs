@@ -172,6 +172,8 @@ pub struct CapturedRole {
     pub absent: Vec<(String, String)>,
     /// `[[service]]`.
     pub services: Vec<ServiceItem>,
+    /// `[[timer]]`.
+    pub timers: Vec<super::TimerItem>,
 }
 
 /// `old.json (host db1, taken 2026-01-02T03:04:05Z)`.
@@ -273,6 +275,7 @@ impl CapturedRole {
             && self.symlinks.is_empty()
             && self.absent.is_empty()
             && self.services.is_empty()
+            && self.timers.is_empty()
     }
 
     /// Adds the parent directories the captured paths need and orders packages after the
@@ -360,6 +363,12 @@ impl CapturedRole {
             }
         }
         table
+    }
+
+    /// Every file whose content goes into `files/`: the `[[file]]`s and the timers' units.
+    pub fn contents(&self) -> impl Iterator<Item = &FileItem> {
+        let units = self.timers.iter().flat_map(|t| [&t.timer, &t.service]);
+        self.files.iter().chain(units)
     }
 
     /// Where a captured file's content goes, relative to the source's `files/`.
@@ -475,6 +484,9 @@ impl CapturedRole {
         for (kind, tables) in kinds.0 {
             doc.insert(kind.name(), toml_edit::Item::ArrayOfTables(tables));
         }
+        if let Some(timers) = super::timers::tables(self) {
+            doc.insert("timer", toml_edit::Item::ArrayOfTables(timers));
+        }
         let mut header = self.header.clone();
         if !self.notes.is_empty() {
             header.push(String::new());
@@ -518,7 +530,7 @@ fn strings(list: &[String]) -> toml_edit::Array {
 /// Comment lines (`# text`; an empty line for `""`), each made safe: a control character
 /// from a snapshot (a newline in a host name) is escaped, so it cannot end the comment and
 /// start a declaration.
-fn comments(lines: &[&str]) -> String {
+pub(super) fn comments(lines: &[&str]) -> String {
     let mut out = String::new();
     for line in lines {
         if line.is_empty() {

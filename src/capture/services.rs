@@ -1,8 +1,18 @@
-//! Units: enablement and masks of services, and whether they run when both hosts ran systemd.
+//! Units: enablement and masks of services (and of the timers, sockets and path units that
+//! start them), and whether they run when both hosts ran systemd.
 
 use super::{describe, CapturedRole, ServiceItem};
 use crate::compare::{Difference, Presence};
-use crate::snapshot::{Snapshot, UnitEntry};
+use crate::snapshot::{FileType, Snapshot, UnitEntry};
+
+/// Whether `[[service]]` can declare the unit: a plain service, timer, socket or path unit,
+/// not a template's instance.
+fn declarable(name: &str) -> bool {
+    [".service", ".timer", ".socket", ".path"]
+        .iter()
+        .any(|s| name.ends_with(s))
+        && !name.contains('@')
+}
 
 /// Unit file states `[[service]]` can set: the rest follow from other units or from files.
 fn settable(state: &str) -> bool {
@@ -30,10 +40,10 @@ fn item(name: &str, o: &UnitEntry, comment: String) -> ServiceItem {
 
 pub(super) fn difference(role: &mut CapturedRole, old: &Snapshot, new: &Snapshot, d: &Difference) {
     let name = &d.id;
-    if !name.ends_with(".service") || name.contains('@') {
+    if !declarable(name) {
         if d.presence != Presence::OnlyInB {
             role.note(format!(
-                "unit {name}: [[service]] manages plain .service units only ({})",
+                "unit {name}: [[service]] manages plain service, timer, socket and path units only ({})",
                 describe(d)
             ));
         }
@@ -43,6 +53,13 @@ pub(super) fn difference(role: &mut CapturedRole, old: &Snapshot, new: &Snapshot
         role.note(format!("unit {name}: only on {}", role.new_name));
         return;
     };
+    // A static unit (a timer's service) follows from its file, captured with the files.
+    let own_file = old
+        .files
+        .contains_key(&format!("/etc/systemd/system/{name}"));
+    if o.state == "static" && own_file {
+        return;
+    }
     if !settable(&o.state) {
         role.note(format!(
             "unit {name}: {} on {} cannot be set by a role",
@@ -92,7 +109,7 @@ fn active(u: &UnitEntry) -> String {
 /// Without NEW: services whose enablement differs from the distribution's preset, and masks.
 pub(super) fn beyond_presets(role: &mut CapturedRole, old: &Snapshot) {
     for (name, u) in &old.units {
-        if !name.ends_with(".service") || name.contains('@') {
+        if !declarable(name) {
             continue;
         }
         // Debian masks some units itself, in /lib (hwclock, rc, x11-common...): only an
@@ -101,10 +118,17 @@ pub(super) fn beyond_presets(role: &mut CapturedRole, old: &Snapshot) {
             .files
             .get(&format!("/etc/systemd/system/{name}"))
             .is_some_and(|f| f.target.as_deref() == Some("/dev/null"));
+        // A unit an admin wrote into /etc/systemd/system (no package's file) is captured as
+        // a file; the preset said nothing about it, so its enablement is the admin's too.
+        let admin_unit = old
+            .files
+            .get(&format!("/etc/systemd/system/{name}"))
+            .is_some_and(|f| f.kind == FileType::File && f.package.is_none());
         let differs = matches!(
             (u.state.as_str(), u.preset.as_deref()),
             ("enabled", Some("disabled")) | ("disabled", Some("enabled"))
-        ) || (u.state == "masked" && admin_mask);
+        ) || (u.state == "masked" && admin_mask)
+            || (u.state == "enabled" && admin_unit);
         if differs {
             let comment = format!(
                 "{} on {}; the preset says {}",

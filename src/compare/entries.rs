@@ -178,11 +178,15 @@ pub(super) fn units(
     out: &mut Vec<Difference>,
 ) {
     zip(a, b, |name, x, y| {
-        // Whether a service runs is compared when both hosts ran systemd; other unit types
-        // (mounts, timers' last trigger, oneshot runs) come and go by themselves.
+        // Whether a service (or the timer, socket or path unit that starts one) runs is
+        // compared when both hosts ran systemd; other unit types (mounts, devices, targets
+        // pulled in by them) come and go by themselves.
         let both_ran =
             x.is_some_and(|u| u.active.is_some()) && y.is_some_and(|u| u.active.is_some());
-        let compare_active = both_ran && name.ends_with(".service");
+        let compare_active = both_ran
+            && [".service", ".timer", ".socket", ".path"]
+                .iter()
+                .any(|s| name.ends_with(s));
         report(out, Kind::Unit, name, x, y, |u| {
             let mut f = vec![("state", u.state.clone())];
             if compare_active {

@@ -31,13 +31,7 @@ pub(super) fn verdicts(
         if !item.resource.validates() {
             continue;
         }
-        // A directory made above it holds no input of its validate (the new content goes to
-        // a temp file), so only other requirements can make it wait.
-        let above = |r: usize| {
-            let made = plan.items[r].resource.makes_directory();
-            made.zip(item.path()).is_some_and(|(d, p)| p.starts_with(d))
-        };
-        let waits = plan.requires.of(i).filter(|&r| !above(r)).any(|r| {
+        let waits = inputs(plan, i).any(|r| {
             // An error observing it counts as a change: the run decides what it means.
             *changes[r].get_or_insert_with(|| {
                 plan.items[r]
@@ -65,6 +59,17 @@ pub(super) fn verdicts(
         }
     }
     found
+}
+
+/// The items of the run whose changes item `i`'s validate may read: what it is `after`,
+/// except a directory made above it (the new content goes to a temp file, not there).
+pub(super) fn inputs(plan: &Plan, i: usize) -> impl Iterator<Item = usize> + '_ {
+    let item = &plan.items[i];
+    let above = move |r: &usize| {
+        let made = plan.items[*r].resource.makes_directory();
+        made.zip(item.path()).is_some_and(|(d, p)| p.starts_with(d))
+    };
+    plan.requires.of(i).filter(move |r| !above(r))
 }
 
 /// The first planned item whose `validate` refuses the change apply would make, and why.

@@ -30,6 +30,7 @@ mod nftables;
 mod paths;
 mod sysctl;
 mod sysfs;
+mod timer;
 
 pub(super) struct Builder<'a> {
     tree: &'a SourceTree,

@@ -1,4 +1,5 @@
-//! `service`: a systemd service unit, enabled or not, masked or not, running or stopped.
+//! `service`: a systemd service unit (or the timer, socket or path unit that starts one),
+//! enabled or not, masked or not, running or stopped.
 
 use std::time::Duration;
 
@@ -25,8 +26,9 @@ impl RunState {
     }
 }
 
-/// Unit types other than `.service`. A role's `[[service]]` may not name one; the library
-/// plans one itself only where it must (bootstrap enabling `converge.timer`).
+/// Unit types other than `.service`. A role's `[[service]]` may name the ones that start a
+/// service (`.timer`, `.socket`, `.path`); the library plans others itself only where it
+/// must.
 pub(crate) const OTHER_UNIT_SUFFIXES: &[&str] = &[
     ".socket",
     ".timer",
@@ -50,10 +52,21 @@ pub(crate) fn unit_name(name: &str) -> String {
     }
 }
 
+/// The program an `ExecStart=`-style command line runs, when it names one by absolute path
+/// (after systemd's prefixes `@-:+!`): a file the unit needs to exist.
+pub(crate) fn exec_program(command_line: &str) -> Option<&str> {
+    command_line
+        .split_whitespace()
+        .next()
+        .map(|p| p.trim_start_matches(['@', '-', ':', '+', '!']))
+        .filter(|p| p.starts_with('/'))
+}
+
 /// A managed systemd service; `None` settings are left as they are.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceResource {
-    /// Unit name without the `.service` suffix.
+    /// Unit name without the `.service` suffix (`nginx`), or with its other type
+    /// (`backup.timer`).
     pub name: String,
     /// Start at boot.
     pub enabled: Option<bool>,
@@ -317,6 +330,16 @@ mod tests {
             unit_provider: None,
             timeout: None,
         }
+    }
+
+    #[test]
+    fn a_command_lines_program_is_its_absolute_first_word() {
+        assert_eq!(
+            exec_program("-/usr/local/bin/x --all"),
+            Some("/usr/local/bin/x")
+        );
+        assert_eq!(exec_program("true"), None);
+        assert_eq!(exec_program("  "), None);
     }
 
     #[test]

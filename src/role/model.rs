@@ -59,6 +59,9 @@ pub struct RoleFile {
     /// Kernel attributes under /sys, `"kernel/mm/transparent_hugepage/enabled" = "never"`.
     #[serde(default)]
     pub sysfs: std::collections::BTreeMap<Spanned<String>, Spanned<SysctlValue>>,
+    /// Scheduled jobs: a systemd timer with its service.
+    #[serde(default)]
+    pub timer: Vec<Spanned<TimerSpec>>,
 }
 
 impl RoleFile {
@@ -78,6 +81,7 @@ impl RoleFile {
             + self.nftables.len()
             + self.kernel_module.len()
             + self.sysfs.len()
+            + self.timer.len()
     }
 }
 
@@ -311,6 +315,93 @@ pub enum ServiceState {
     Running,
     /// Stopped.
     Stopped,
+}
+
+/// `[[timer]]`: a scheduled job, the timer unit and the service it starts as one declaration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerSpec {
+    /// The job's name: units NAME.timer and NAME.service.
+    pub name: Spanned<String>,
+    /// `present` (default) or `absent` (timer stopped and disabled, both unit files removed).
+    #[serde(default)]
+    pub ensure: TimerEnsure,
+    /// Start the timer at boot (default true).
+    pub enabled: Option<bool>,
+    /// The timer running or stopped now (default running).
+    pub state: Option<ServiceState>,
+    /// Masked: the timer cannot start (default false).
+    pub masked: Option<bool>,
+    /// `Description=` of both units.
+    pub description: Option<Spanned<String>>,
+    /// `OnCalendar=`: one calendar expression or a list, e.g. "*-*-* 02:30:00".
+    pub on_calendar: Option<Spanned<Strings>>,
+    /// `OnBootSec=`, a duration with a unit.
+    pub on_boot: Option<Spanned<String>>,
+    /// `OnActiveSec=`: after the timer starts.
+    pub on_active: Option<Spanned<String>>,
+    /// `OnUnitActiveSec=`: after the job last started.
+    pub on_unit_active: Option<Spanned<String>>,
+    /// `Persistent=`: catch up on a run missed while the host was off.
+    pub persistent: Option<bool>,
+    /// `RandomizedDelaySec=`.
+    pub randomized_delay: Option<Spanned<String>>,
+    /// `AccuracySec=`.
+    pub accuracy: Option<Spanned<String>>,
+    /// The job's command line (`ExecStart=` of a oneshot service).
+    pub command: Option<Spanned<String>>,
+    /// `User=` the command runs as.
+    pub user: Option<Spanned<String>>,
+    /// The service unit's text instead of `command`.
+    pub service: Option<Spanned<UnitSpec>>,
+    /// The timer unit's text instead of the schedule keys.
+    pub timer: Option<Spanned<UnitSpec>>,
+    /// How long each `systemctl` change to the timer may take.
+    pub timeout: Option<Spanned<String>>,
+    /// Resources to converge before this one, e.g. `["file:/usr/local/bin/backup"]`.
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
+}
+
+/// Whether a timer's job exists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimerEnsure {
+    /// Its units written, the timer as `enabled`/`state`/`masked` say.
+    #[default]
+    Present,
+    /// Stopped, disabled and its unit files removed.
+    Absent,
+}
+
+/// One string or a list of strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Strings(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Strings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Strings;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Strings, E> {
+                Ok(Strings(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Strings, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(Strings(out))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// `unit = { ... }`: a service's unit file from exactly one of content, template or source.
