@@ -4,9 +4,11 @@
 //! on OLD by construction.
 
 mod accounts;
+mod effects;
 mod files;
 mod packages;
 mod role;
+mod runtime;
 mod services;
 
 use std::path::{Path, PathBuf};
@@ -15,8 +17,8 @@ use crate::compare::{self, Difference, IgnoreList, Kind, Presence};
 use crate::snapshot::Snapshot;
 
 pub use role::{
-    CapturedRole, DirectoryItem, FileItem, GroupItem, PackageItem, ServiceItem, SymlinkItem,
-    SysctlItem, UserItem,
+    CapturedRole, DirectoryItem, ExecItem, FileItem, GroupItem, KernelModuleItem, NftablesItem,
+    PackageItem, ServiceItem, SymlinkItem, SysctlItem, UserItem,
 };
 
 /// What to capture.
@@ -109,10 +111,14 @@ pub fn capture(req: &Request) -> CapturedRole {
     match req.against {
         Some((new, new_name)) => {
             let diffs = compare::compare(old, new, req.ignore, (old_name, new_name));
+            for note in compare::notes(old, new, (old_name, new_name)) {
+                role.note(note);
+            }
             against(req, &mut role, old, new, &diffs);
         }
         None => defaults(req, &mut role, old),
     }
+    effects::add(&mut role, old);
     role.finish(old, req.against.map(|(s, _)| s));
     role
 }
@@ -128,16 +134,9 @@ fn against(
     for d in diffs {
         match d.kind {
             Kind::Sysctl => sysctl(role, old, d),
-            Kind::KernelModule => {
-                let on = match d.presence {
-                    Presence::OnlyInA => &role.old_name,
-                    _ => &role.new_name,
-                };
-                role.note(format!(
-                    "kernel module {}: loaded on {on} only; not captured (declare a [[kernel_module]] by hand)",
-                    d.id
-                ))
-            }
+            Kind::KernelModule => runtime::kernel_module(role, d),
+            Kind::Nftables => runtime::nftables(role, old, d),
+            Kind::KernelCmdline => runtime::cmdline(role, d),
             Kind::Package => packages::difference(role, old, new, d, req.remove_extra),
             Kind::Unit => services::difference(role, old, new, d),
             Kind::User => accounts::user(role, old, new, d),
@@ -149,7 +148,11 @@ fn against(
 
 /// Without NEW: what an admin changed from what Debian installs.
 fn defaults(req: &Request, role: &mut CapturedRole, old: &Snapshot) {
+    for cap in &old.host.capped {
+        role.note(format!("{}: {cap}", role.old_name));
+    }
     role.note("kernel settings: not captured without --against (their defaults cannot be known from one host; sysctl.d files are captured as files)".into());
+    role.note("kernel modules and the nftables ruleset: captured only against NEW (what the kernel loads or holds by default cannot be known from one host)".into());
     packages::beyond_defaults(role, old);
     services::beyond_presets(role, old);
     accounts::beyond_defaults(role, old);
