@@ -331,6 +331,8 @@ pub(super) fn files(
                     });
                 }
             }
+            (Some(e), None) | (None, Some(e))
+                if super::scope::from_skel(path, e, if x.is_some() { a } else { b }) => {}
             (Some(e), None) | (None, Some(e)) => {
                 let in_a = x.is_some();
                 let mut fields = one_sided(file_fields(e), in_a);

@@ -72,3 +72,60 @@ pub fn notes(a: &Snapshot, b: &Snapshot, labels: (&str, &str)) -> Vec<String> {
     }
     out
 }
+
+/// A home's shell file that only one side has, byte for byte the copy of `/etc/skel` that
+/// `useradd -m` (or a `[[user]]`) made on that side: whether a home was made with the
+/// skeleton is not a tuning; an edited one still differs from the skeleton and shows.
+pub(super) fn from_skel(
+    path: &str,
+    entry: &FileEntry,
+    files: &BTreeMap<String, FileEntry>,
+) -> bool {
+    let rest = match path.strip_prefix("/root/") {
+        Some(rest) => rest,
+        None => match path.strip_prefix("/home/").and_then(|p| p.split_once('/')) {
+            Some((_, rest)) => rest,
+            None => return false,
+        },
+    };
+    entry.kind == FileType::File
+        && entry.sha256.is_some()
+        && files
+            .get(&format!("/etc/skel/{rest}"))
+            .is_some_and(|skel| skel.kind == FileType::File && skel.sha256 == entry.sha256)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(sha: &str) -> FileEntry {
+        FileEntry {
+            kind: FileType::File,
+            owner: "root".into(),
+            group: "root".into(),
+            mode: "0644".into(),
+            target: None,
+            size: Some(1),
+            sha256: Some(sha.into()),
+            content: None,
+            secret: false,
+            private: false,
+            package: None,
+            conffile_modified: None,
+        }
+    }
+
+    #[test]
+    fn a_home_file_copied_from_the_skeleton_is_not_a_tuning() {
+        let files = BTreeMap::from([("/etc/skel/.bashrc".to_owned(), file("aa"))]);
+        assert!(from_skel("/home/app/.bashrc", &file("aa"), &files));
+        assert!(from_skel("/root/.bashrc", &file("aa"), &files));
+        assert!(
+            !from_skel("/home/app/.bashrc", &file("bb"), &files),
+            "edited"
+        );
+        assert!(!from_skel("/home/app/.profile", &file("aa"), &files));
+        assert!(!from_skel("/etc/app/.bashrc", &file("aa"), &files));
+    }
+}
