@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-11}
-cargo build --release --quiet
+cargo build --release --locked --quiet
 bin=$PWD/target/release/converge
 rootfs=$(ls -d /var/cache/converge-tests/rootfs-* 2>/dev/null | grep -v '\.' | head -1 || true)
 out=$(mktemp)
