@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# converge snapshot of this host (/etc) and of the cached Debian rootfs (under --root), RUNS
-# times each; reports median wall time and median CPU (user + sys, tools included) in ms.
+# converge snapshot of this host (the default scope, and /etc alone) and of the cached Debian
+# rootfs (under --root), RUNS times each; reports median wall time and median CPU (user + sys,
+# tools included) in ms, and the snapshot's size.
 # Usage: benches/snapshot.sh [RUNS]   (default 11; the rootfs is built by the tests, once)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-11}
-cargo build --release --quiet
+cargo build --release --locked --quiet
 bin=$PWD/target/release/converge
 rootfs=$(ls -d /var/cache/converge-tests/rootfs-* 2>/dev/null | grep -v '\.' | head -1 || true)
 out=$(mktemp)
@@ -24,12 +25,14 @@ measure() {
   done
   local counts
   counts=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(", ".join(f"{len(s[k])} {k}" for k in ("sysctl","packages","units","files")))' "$out")
-  printf '%-8s wall %5d ms  cpu %5d ms  (%s)\n' "$label" \
-    "$(printf '%s\n' "${walls[@]}" | median)" "$(printf '%s\n' "${cpus[@]}" | median)" "$counts"
+  printf '%-9s wall %5d ms  cpu %5d ms  %6d KiB  (%s)\n' "$label" \
+    "$(printf '%s\n' "${walls[@]}" | median)" "$(printf '%s\n' "${cpus[@]}" | median)" \
+    "$(( $(stat -c %s "$out") / 1024 ))" "$counts"
 }
 
 echo "snapshot, median of $runs runs (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 measure host
+measure host/etc --path /etc
 if [ -n "$rootfs" ]; then
   measure rootfs --root "$rootfs"
 else

@@ -191,6 +191,149 @@ fn snapshot_of_a_tree_without_dpkg_or_systemd_has_only_files_and_kernel() {
     assert_eq!(s["files"]["/etc/motd"]["content"], "hi\n");
 }
 
+/// Writes `text` at `rel` under `root`, making its directories.
+fn put(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn the_default_scope_records_where_admins_leave_things_and_not_what_lives_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    for (rel, text) in [
+        ("etc/motd", "hi\n"),
+        ("usr/local/bin/backup.sh", "#!/bin/sh\n"),
+        ("usr/local/lib/app/__pycache__/m.pyc", "x"),
+        ("opt/app/etc/app.conf", "workers = 8\n"),
+        ("opt/app/logs/app.log", "started\n"),
+        ("srv/app/config.yaml", "port: 80\n"),
+        ("srv/app/.env", "MODE=prod\n"),
+        ("srv/www/index.html", "<p>data</p>\n"),
+        ("srv/app/node_modules/x/package.json", "{}\n"),
+        (
+            "var/spool/cron/crontabs/root",
+            "0 3 * * * /usr/local/bin/backup.sh\n",
+        ),
+        ("root/.ssh/authorized_keys", "ssh-ed25519 AAAA root@admin\n"),
+        ("root/.ssh/known_hosts", "github.com ssh-ed25519 AAAA\n"),
+        (
+            "root/.ssh/id_ed25519",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+        ),
+        ("root/.bashrc", "alias ll='ls -l'\n"),
+        ("root/.bash_history", "ls\n"),
+        ("root/notes/todo.txt", "x\n"),
+        (
+            "home/deploy/.ssh/authorized_keys",
+            "ssh-ed25519 AAAA ci@build\n",
+        ),
+        ("home/deploy/.profile", "umask 027\n"),
+        ("home/deploy/.cache/pip/blob", "x"),
+        ("home/deploy/src/app.py", "print()\n"),
+    ] {
+        put(root, rel, text);
+    }
+    let out = support::converge(&["snapshot", "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files: Vec<&str> = s["files"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "/etc",
+            "/etc/motd",
+            "/home/deploy/.profile",
+            "/home/deploy/.ssh",
+            "/home/deploy/.ssh/authorized_keys",
+            "/opt",
+            "/opt/app",
+            "/opt/app/etc",
+            "/opt/app/etc/app.conf",
+            "/root/.bashrc",
+            "/root/.ssh",
+            "/root/.ssh/authorized_keys",
+            "/srv",
+            "/srv/app",
+            "/srv/app/.env",
+            "/srv/app/config.yaml",
+            "/srv/www",
+            "/usr/local",
+            "/usr/local/bin",
+            "/usr/local/bin/backup.sh",
+            "/usr/local/lib",
+            "/usr/local/lib/app",
+            "/var/spool/cron/crontabs",
+            "/var/spool/cron/crontabs/root",
+        ]
+    );
+    assert_eq!(
+        s["host"]["paths"],
+        serde_json::json!([
+            "/etc",
+            "/usr/local",
+            "/opt",
+            "/srv",
+            "/var/spool/cron/crontabs",
+            "/root",
+            "/home"
+        ])
+    );
+    assert_eq!(
+        s["host"]["selected"],
+        serde_json::json!({
+            "/home": "homes",
+            "/opt": "capped",
+            "/root": "home",
+            "/srv": "configuration",
+            "/usr/local": "capped",
+            "/var/spool/cron/crontabs": "capped"
+        })
+    );
+    assert!(s["host"]["size"]["memory_kb"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn a_path_that_does_not_exist_is_a_warning_and_none_at_all_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    put(tmp.path(), "etc/motd", "hi\n");
+    let out = support::converge(&["snapshot", "--path", "/etc", "--path", "/ect", "--root"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "warning: snapshot: --path /ect does not exist under {}: nothing recorded there",
+            tmp.path().display()
+        )),
+        "{err}"
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["files"]["/etc/motd"]["content"], "hi\n");
+    let out = support::converge(&["snapshot", "--path", "/ect", "--root"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(out.stdout.is_empty(), "no snapshot is written");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("none of the --path arguments exists under"),
+        "{}",
+        output_text(&out)
+    );
+}
+
 /// Makes `depth` nested directories `d/d/d/...` under `dir`, one level at a time from the
 /// last one's descriptor: the full path is far beyond PATH_MAX.
 fn nest(dir: &Path, depth: usize) {

@@ -64,6 +64,7 @@ fn declare(role: &mut CapturedRole, path: &str, o: &FileEntry, comment: String) 
                 mode: o.mode.clone(),
                 content: text.clone().into_bytes(),
                 sensitive: o.private,
+                notify: Vec::new(),
                 comment: if o.private {
                     format!("{comment}; not world-readable on {}", role.old_name)
                 } else {

@@ -4,9 +4,11 @@
 //! on OLD by construction.
 
 mod accounts;
+mod effects;
 mod files;
 mod packages;
 mod role;
+mod runtime;
 mod services;
 mod sysfs;
 mod timers;
@@ -17,8 +19,8 @@ use crate::compare::{self, Difference, IgnoreList, Kind, Presence};
 use crate::snapshot::Snapshot;
 
 pub use role::{
-    CapturedRole, DirectoryItem, FileItem, GroupItem, PackageFileItem, PackageItem, ServiceItem,
-    SymlinkItem, SysctlItem, UserItem,
+    CapturedRole, DirectoryItem, ExecItem, FileItem, GroupItem, KernelModuleItem, NftablesItem,
+    PackageFileItem, PackageItem, ServiceItem, SymlinkItem, SysctlItem, UserItem,
 };
 pub use timers::TimerItem;
 
@@ -137,11 +139,15 @@ pub fn capture(req: &Request) -> Result<CapturedRole, CaptureError> {
     match req.against {
         Some((new, new_name)) => {
             let diffs = compare::compare(old, new, req.ignore, (old_name, new_name));
+            for note in compare::notes(old, new, (old_name, new_name)) {
+                role.note(note);
+            }
             against(req, &mut role, old, new, &diffs);
         }
         None => defaults(req, &mut role, old),
     }
     timers::fold(&mut role);
+    effects::add(&mut role, old);
     role.finish(old, req.against.map(|(s, _)| s));
     Ok(role)
 }
@@ -157,17 +163,10 @@ fn against(
     for d in diffs {
         match d.kind {
             Kind::Sysctl => sysctl(role, old, d),
-            Kind::KernelModule => {
-                let on = match d.presence {
-                    Presence::OnlyInA => &role.old_name,
-                    _ => &role.new_name,
-                };
-                role.note(format!(
-                    "kernel module {}: loaded on {on} only; not captured (declare a [[kernel_module]] by hand)",
-                    d.id
-                ))
-            }
+            Kind::KernelModule => runtime::kernel_module(role, d),
             Kind::Sysfs => sysfs::difference(role, old, new, d),
+            Kind::Nftables => runtime::nftables(role, old, d),
+            Kind::KernelCmdline => runtime::cmdline(role, d),
             Kind::Package => packages::difference(role, old, new, d, req.remove_extra),
             Kind::Unit => services::difference(role, old, new, d),
             Kind::User => accounts::user(role, old, new, d),
@@ -179,8 +178,12 @@ fn against(
 
 /// Without NEW: what an admin changed from what Debian installs.
 fn defaults(req: &Request, role: &mut CapturedRole, old: &Snapshot) {
+    for cap in &old.host.capped {
+        role.note(format!("{}: {cap}", role.old_name));
+    }
     role.note("kernel settings: not captured without --against (their defaults cannot be known from one host; sysctl.d files are captured as files)".into());
     role.note("sysfs attributes: not captured without --against (their defaults cannot be known from one host; tmpfiles.d and udev rules are captured as files)".into());
+    role.note("kernel modules and the nftables ruleset: captured only against NEW (what the kernel loads or holds by default cannot be known from one host)".into());
     packages::beyond_defaults(role, old);
     services::beyond_presets(role, old);
     accounts::beyond_defaults(role, old);

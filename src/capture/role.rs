@@ -110,6 +110,8 @@ pub struct FileItem {
     pub content: Vec<u8>,
     /// Not world-readable on OLD: never shown in diffs.
     pub sensitive: bool,
+    /// Services to restart or reload when it changes (`service:NAME`).
+    pub notify: Vec<String>,
     /// Where it came from.
     pub comment: String,
 }
@@ -136,7 +138,46 @@ pub struct ServiceItem {
     pub masked: Option<bool>,
     /// `running` or `stopped`.
     pub state: Option<&'static str>,
+    /// A notification reloads it instead of restarting it.
+    pub reload_on_notify: bool,
     /// Where it came from.
+    pub comment: String,
+}
+
+/// A kernel module to keep loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelModuleItem {
+    /// The module's name.
+    pub name: String,
+    /// Where it came from.
+    pub comment: String,
+}
+
+/// A table of the nftables ruleset, managed whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftablesItem {
+    /// `inet`, `ip`...
+    pub family: String,
+    /// The table's name.
+    pub table: String,
+    /// Its body as nft printed it on OLD.
+    pub content: String,
+    /// Where it came from.
+    pub comment: String,
+}
+
+/// A guarded command that makes a captured file take effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecItem {
+    /// Its id in the role (`exec:NAME`).
+    pub name: String,
+    /// What it runs.
+    pub command: String,
+    /// Skipped while this guard succeeds.
+    pub unless: String,
+    /// The captured files it acts on.
+    pub after: Vec<String>,
+    /// Why it is there.
     pub comment: String,
 }
 
@@ -174,6 +215,12 @@ pub struct CapturedRole {
     pub services: Vec<ServiceItem>,
     /// `[[timer]]`.
     pub timers: Vec<super::TimerItem>,
+    /// `[[exec]]`: what makes captured files take effect.
+    pub execs: Vec<ExecItem>,
+    /// `[[kernel_module]]`.
+    pub kernel_modules: Vec<KernelModuleItem>,
+    /// `[[nftables]]`.
+    pub nftables: Vec<NftablesItem>,
 }
 
 /// `old.json (host db1, taken 2026-01-02T03:04:05Z)`.
@@ -276,6 +323,9 @@ impl CapturedRole {
             && self.absent.is_empty()
             && self.services.is_empty()
             && self.timers.is_empty()
+            && self.execs.is_empty()
+            && self.kernel_modules.is_empty()
+            && self.nftables.is_empty()
     }
 
     /// Adds the parent directories the captured paths need and orders packages after the
@@ -327,8 +377,16 @@ impl CapturedRole {
             .filter(|f| f.path.starts_with("/etc/apt/"))
             .map(|f| format!("file:{}", f.path))
             .collect();
+        // Packages come after the captured apt configuration, and after the lists it
+        // names were updated.
+        let apt_update = self
+            .execs
+            .iter()
+            .filter(|e| e.name == super::effects::APT_UPDATE)
+            .map(|e| format!("exec:{}", e.name));
+        let apt_first: Vec<String> = apt_files.into_iter().chain(apt_update).collect();
         for p in self.packages.iter_mut().filter(|p| !p.absent) {
-            p.after = apt_files.clone();
+            p.after = apt_first.clone();
         }
         self.sysctl.sort_by(|a, b| a.key.cmp(&b.key));
         self.sysfs.sort_by(|a, b| a.key.cmp(&b.key));
@@ -340,6 +398,10 @@ impl CapturedRole {
         self.symlinks.sort_by(|a, b| a.path.cmp(&b.path));
         self.absent.sort();
         self.services.sort_by(|a, b| a.name.cmp(&b.name));
+        self.execs.sort_by(|a, b| a.name.cmp(&b.name));
+        self.kernel_modules.sort_by(|a, b| a.name.cmp(&b.name));
+        self.nftables
+            .sort_by(|a, b| (&a.family, &a.table).cmp(&(&b.family, &b.table)));
     }
 
     /// A `[sysctl]` or `[sysfs]` table of live values, each with its comment.
@@ -458,6 +520,9 @@ impl CapturedRole {
             if f.sensitive {
                 t.insert("sensitive", toml_edit::value(true));
             }
+            if !f.notify.is_empty() {
+                t.insert("notify", toml_edit::value(strings(&f.notify)));
+            }
         }
         for s in &self.symlinks {
             let t = kinds.push(Kind::Symlink, &s.comment);
@@ -480,6 +545,26 @@ impl CapturedRole {
             if let Some(state) = s.state {
                 t.insert("state", toml_edit::value(state));
             }
+            if s.reload_on_notify {
+                t.insert("reload_on_notify", toml_edit::value(true));
+            }
+        }
+        for m in &self.kernel_modules {
+            let t = kinds.push(Kind::KernelModule, &m.comment);
+            t.insert("name", toml_edit::value(&m.name));
+        }
+        for n in &self.nftables {
+            let t = kinds.push(Kind::Nftables, &n.comment);
+            t.insert("family", toml_edit::value(&n.family));
+            t.insert("table", toml_edit::value(&n.table));
+            t.insert("content", toml_edit::value(&n.content));
+        }
+        for e in &self.execs {
+            let t = kinds.push(Kind::Exec, &e.comment);
+            t.insert("name", toml_edit::value(&e.name));
+            t.insert("command", toml_edit::value(&e.command));
+            t.insert("unless", toml_edit::value(&e.unless));
+            t.insert("after", toml_edit::value(strings(&e.after)));
         }
         for (kind, tables) in kinds.0 {
             doc.insert(kind.name(), toml_edit::Item::ArrayOfTables(tables));

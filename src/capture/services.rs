@@ -34,6 +34,7 @@ fn item(name: &str, o: &UnitEntry, comment: String) -> ServiceItem {
         },
         masked: Some(o.state == "masked"),
         state: running.map(|r| if r { "running" } else { "stopped" }),
+        reload_on_notify: false,
         comment,
     }
 }

@@ -85,7 +85,10 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<i32> {
         + role.files.len()
         + role.symlinks.len()
         + role.absent.len()
-        + role.services.len();
+        + role.services.len()
+        + role.execs.len()
+        + role.kernel_modules.len()
+        + role.nftables.len();
     say!(
         "capture: wrote {} ({entries} entr{}, {} file{} under {}); {} thing{} seen but not captured (listed at its top)",
         args.output.display(),

@@ -29,12 +29,18 @@ pub fn run(args: &CompareArgs, color: ColorChoice) -> anyhow::Result<i32> {
     };
     let (sa, sb) = load_pair(a, b, &args.root, &args.config, &args.secrets, false)?;
     let diffs = compare::compare(&sa, &sb, &ignore, (a, b));
+    let notes = compare::notes(&sa, &sb, (a, b));
     match args.format {
         Format::Human => print!(
             "{}",
-            render::human(&diffs, (a, b), Style::new(super::run::use_color(color)))
+            render::human(
+                &diffs,
+                &notes,
+                (a, b),
+                Style::new(super::run::use_color(color))
+            )
         ),
-        Format::Json => print!("{}", render::json(&diffs, (a, b))),
+        Format::Json => print!("{}", render::json(&diffs, &notes, (a, b))),
     }
     Ok(if diffs.is_empty() { 0 } else { 2 })
 }
@@ -73,6 +79,12 @@ pub fn load_pair(
         patterns.extend(other.host.secrets.iter().cloned());
         let options = Options {
             paths: other.host.paths.iter().map(Into::into).collect(),
+            selected: other
+                .host
+                .selected
+                .iter()
+                .map(|(p, s)| (p.into(), *s))
+                .collect(),
             secrets: patterns,
             include_private,
         };

@@ -16,7 +16,23 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<i32> {
         ..Options::default()
     };
     if !args.paths.is_empty() {
+        // Named paths are recorded whole: the caps and selections are the default scope's.
         options.paths = args.paths.clone();
+        options.selected.clear();
+        let missing = snapshot::missing_paths(&sys, &options.paths);
+        for path in &missing {
+            say!(
+                "warning: snapshot: --path {} does not exist under {}: nothing recorded there",
+                path.display(),
+                args.root.display()
+            );
+        }
+        if missing.len() == options.paths.len() {
+            anyhow::bail!(
+                "snapshot: none of the --path arguments exists under {}: no snapshot written",
+                args.root.display()
+            );
+        }
     }
     let started = std::time::Instant::now();
     let snap = snapshot::take(&sys, &options)?;

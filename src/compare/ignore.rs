@@ -44,6 +44,14 @@ pub(crate) const SYSCTL: &[(&str, &str)] = &[
     ("net.netfilter.nf_conntrack_count", "a counter"),
 ];
 
+/// Kernel command line parameters that name the host's disks or the kernel's version.
+pub(crate) const KERNEL_CMDLINE: &[(&str, &str)] = &[
+    ("BOOT_IMAGE", "the kernel image's path: its version"),
+    ("initrd", "the initramfs's path: the kernel's version"),
+    ("root", "the root device: this host's disk"),
+    ("resume", "the hibernation device: this host's disk"),
+];
+
 /// Files that name the host or that the system rewrites by itself, with the reason.
 pub const FILES: &[(&str, &str)] = &[
     ("/etc/machine-id", "the host's identity (systemd)"),
@@ -97,6 +105,89 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     ("/etc/apparmor.d/cache/**", "compiled AppArmor profiles"),
     ("/etc/console-setup/cached_*", "compiled keymaps and fonts"),
+    (
+        "/etc/netplan/50-cloud-init.yaml",
+        "written by cloud-init from the instance's metadata (its MAC addresses)",
+    ),
+    (
+        "/etc/network/interfaces.d/50-cloud-init*",
+        "written by cloud-init from the instance's metadata (its MAC addresses)",
+    ),
+    ("/var/lib/cloud/**", "cloud-init's instance data"),
+    ("**/__pycache__", "Python's bytecode cache"),
+    ("**/__pycache__/**", "Python's bytecode cache"),
+    ("**/*.pyc", "Python bytecode"),
+    ("**/.cache", "a user's or an application's cache"),
+    ("**/.cache/**", "a user's or an application's cache"),
+    ("**/node_modules/**", "installed JavaScript dependencies"),
+    (
+        "**/.*_history",
+        "shell and REPL histories (bash, zsh, python, mysql, psql...)",
+    ),
+    ("**/.histfile", "zsh's history"),
+    ("**/.lesshst", "less's history"),
+    ("**/.viminfo", "vim's state"),
+    ("**/.netrwhist", "vim's directory history"),
+    ("**/.*.sw[op]", "vim's swap files"),
+    ("**/*~", "editor backups"),
+    ("**/.wget-hsts", "wget's HSTS cache"),
+    (
+        "**/.sudo_as_admin_successful",
+        "sudo's stamp of a first use",
+    ),
+    ("**/.ssh/known_hosts", "host keys ssh learns by itself"),
+    ("**/.ssh/known_hosts.old", "host keys ssh learns by itself"),
+    ("**/.pip/**", "pip's state"),
+    ("**/pip-selfcheck.json", "pip's state"),
+    ("**/*.log", "logs"),
+    ("**/log/**", "logs"),
+    ("**/logs/**", "logs"),
+    ("**/*.log.[0-9]*", "rotated logs"),
+    ("/var/log/**", "logs"),
+    ("**/*.pid", "the pid of a running process"),
+    ("**/*.bak", "backups"),
+    (
+        "**/*.dpkg-old",
+        "a conffile dpkg replaced, kept as a backup",
+    ),
+    ("**/*.dpkg-bak", "a conffile dpkg removed, kept as a backup"),
+    (
+        "**/*.dpkg-dist",
+        "a package's version of a conffile the admin kept; not in effect",
+    ),
+    ("**/*.dpkg-new", "a conffile dpkg is unpacking"),
+    (
+        "**/*.ucf-old",
+        "a config file ucf replaced, kept as a backup",
+    ),
+    (
+        "**/*.ucf-dist",
+        "a package's version of a config file the admin kept; not in effect",
+    ),
+    ("/var/lib/dhcp/**", "DHCP leases"),
+    ("**/*.lease", "DHCP leases"),
+    ("**/*.leases", "DHCP leases"),
+    (
+        "/var/lib/systemd/random-seed",
+        "the random seed saved at shutdown",
+    ),
+    (
+        "/var/lib/urandom/random-seed",
+        "the random seed saved at shutdown",
+    ),
+    (
+        "/var/lib/systemd/timers/**",
+        "when persistent timers last ran",
+    ),
+    (
+        "/var/lib/systemd/timesync/clock",
+        "the time of the last clock sync",
+    ),
+    ("/var/lib/apt/periodic/**", "when apt's daily jobs last ran"),
+    (
+        "/var/lib/logrotate/status",
+        "when each log was last rotated",
+    ),
 ];
 
 /// The user's ignore file: patterns per kind, added to the built-in list or replacing it.
@@ -112,6 +203,10 @@ struct IgnoreFile {
     kernel_module: Vec<Spanned<String>>,
     #[serde(default)]
     sysfs: Vec<Spanned<String>>,
+    #[serde(default)]
+    nftables: Vec<Spanned<String>>,
+    #[serde(default)]
+    kernel_cmdline: Vec<Spanned<String>>,
     #[serde(default)]
     package: Vec<Spanned<String>>,
     #[serde(default)]
@@ -161,6 +256,8 @@ impl IgnoreList {
             (Kind::Sysctl, &file.sysctl),
             (Kind::KernelModule, &file.kernel_module),
             (Kind::Sysfs, &file.sysfs),
+            (Kind::Nftables, &file.nftables),
+            (Kind::KernelCmdline, &file.kernel_cmdline),
             (Kind::Package, &file.package),
             (Kind::Unit, &file.unit),
             (Kind::User, &file.user),
@@ -192,7 +289,11 @@ impl IgnoreList {
              # --ignore FILE and replace_defaults = true; without that line a file only adds.\n\
              replace_defaults = false\n",
         );
-        for (key, list) in [("sysctl", SYSCTL), ("file", FILES)] {
+        for (key, list) in [
+            ("sysctl", SYSCTL),
+            ("kernel_cmdline", KERNEL_CMDLINE),
+            ("file", FILES),
+        ] {
             out.push_str(&format!("\n{key} = [\n"));
             for (pattern, why) in list {
                 out.push_str(&format!(
@@ -222,6 +323,10 @@ impl Builder {
         }
         for (p, _) in FILES {
             self.add(Kind::File, p).expect("valid built-in pattern");
+        }
+        for (p, _) in KERNEL_CMDLINE {
+            self.add(Kind::KernelCmdline, p)
+                .expect("valid built-in pattern");
         }
     }
 
@@ -273,6 +378,43 @@ mod tests {
             "`*` stays in one component"
         );
         assert!(!list.ignores(Kind::Package, "kernel.random.boot_id"));
+    }
+
+    #[test]
+    fn what_lives_on_a_host_by_itself_is_noise() {
+        let list = IgnoreList::defaults();
+        for noise in [
+            "/root/.bash_history",
+            "/home/deploy/.python_history",
+            "/home/deploy/.cache/pip/http/a/b",
+            "/usr/local/lib/python3.11/dist-packages/app/__pycache__/x.cpython-311.pyc",
+            "/opt/app/logs/app.log",
+            "/opt/app/log/2026-01-01",
+            "/opt/app/app.log.1",
+            "/opt/app/conf/app.conf~",
+            "/opt/app/conf/.app.conf.swp",
+            "/srv/app/app.pid",
+            "/etc/nginx/nginx.conf.bak",
+            "/etc/ssh/sshd_config.dpkg-dist",
+            "/var/lib/dhcp/dhclient.eth0.leases",
+            "/var/lib/systemd/random-seed",
+            "/var/lib/systemd/timers/stamp-apt-daily.timer",
+            "/var/lib/cloud/instance/obj.pkl",
+            "/root/.ssh/known_hosts",
+        ] {
+            assert!(list.ignores(Kind::File, noise), "{noise}");
+        }
+        for tuning in [
+            "/root/.ssh/authorized_keys",
+            "/root/.bashrc",
+            "/usr/local/bin/backup.sh",
+            "/opt/app/etc/app.conf",
+            "/var/spool/cron/crontabs/root",
+            "/etc/logrotate.d/app",
+            "/etc/cron.d/app",
+        ] {
+            assert!(!list.ignores(Kind::File, tuning), "{tuning}");
+        }
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! What differs between two snapshots, kind by kind, without noise: the ignore list drops
 //! values that change by themselves and a host's identity, and timestamps are never recorded.
 
+mod crontab;
 mod entries;
 pub mod ignore;
 pub mod render;
 mod sysfs;
+mod runtime;
+mod scope;
+mod sized;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +19,7 @@ use crate::snapshot::Snapshot;
 pub use entries::is_unit_link;
 pub use ignore::IgnoreList;
 pub(crate) use sysfs::disk_label;
+pub use scope::notes;
 
 /// The kinds of state a snapshot records, in the order compare reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -27,6 +32,11 @@ pub enum Kind {
     KernelModule,
     /// A tuned attribute under /sys.
     Sysfs,
+    /// A table of the nftables ruleset (`FAMILY/TABLE`).
+    Nftables,
+    /// A parameter of the kernel command line.
+    #[serde(rename = "kernel_cmdline")]
+    KernelCmdline,
     /// An installed package.
     Package,
     /// A systemd unit.
@@ -46,6 +56,8 @@ impl Kind {
             Kind::Sysctl => "sysctl",
             Kind::KernelModule => "kernel_module",
             Kind::Sysfs => "sysfs",
+            Kind::Nftables => "nftables",
+            Kind::KernelCmdline => "kernel_cmdline",
             Kind::Package => "package",
             Kind::Unit => "unit",
             Kind::User => "user",
@@ -79,7 +91,11 @@ pub struct FieldDiff {
 }
 
 impl FieldDiff {
-    fn new(field: &str, a: impl Into<Option<String>>, b: impl Into<Option<String>>) -> Self {
+    pub(crate) fn new(
+        field: &str,
+        a: impl Into<Option<String>>,
+        b: impl Into<Option<String>>,
+    ) -> Self {
         FieldDiff {
             field: field.to_owned(),
             a: a.into(),
@@ -109,7 +125,8 @@ pub struct Difference {
 }
 
 /// Every difference between `a` and `b` that the ignore list does not drop, by kind and id.
-/// `labels` name A and B in diff headers.
+/// Files are compared where both snapshots looked ([`notes`] says when that is not
+/// everywhere). `labels` name A and B in diff headers.
 pub fn compare(
     a: &Snapshot,
     b: &Snapshot,
@@ -118,14 +135,19 @@ pub fn compare(
 ) -> Vec<Difference> {
     let mut out = Vec::new();
     entries::sysctl(&a.sysctl, &b.sysctl, &mut out);
-    entries::kernel_modules(&a.kernel_modules, &b.kernel_modules, &mut out);
+    runtime::kernel_modules(a, b, &mut out);
+    runtime::nftables(a, b, labels, &mut out);
+    runtime::cmdline(a, b, &mut out);
     sysfs::differences(a, b, &mut out);
     entries::packages(&a.packages, &b.packages, &mut out);
     entries::units(&a.units, &b.units, &mut out);
     entries::users(&a.users, &b.users, &mut out);
     entries::groups(&a.groups, &b.groups, &mut out);
-    entries::files(&a.files, &b.files, labels, &mut out);
-    out.retain(|d| !ignore.ignores(d.kind, &d.id));
+    match scope::overlap(a, b) {
+        Some((fa, fb)) => entries::files(&fa, &fb, labels, &mut out),
+        None => entries::files(&a.files, &b.files, labels, &mut out),
+    }
+    out.retain(|d| !ignore.ignores(d.kind, &d.id) && !sized_by_kernel(d, a, b));
     out.sort_by(|x, y| (x.kind, &x.id).cmp(&(y.kind, &y.id)));
     // As in a run's report: thousands of whole-file diffs would drown the rest.
     let mut budget = MAX_RUN_DIFFS;
@@ -138,6 +160,21 @@ pub fn compare(
         );
     }
     out
+}
+
+/// A kernel setting both sides hold at what their kernel computed for their machine: they
+/// differ because the machines do, not because anyone tuned them.
+fn sized_by_kernel(d: &Difference, a: &Snapshot, b: &Snapshot) -> bool {
+    if d.kind != Kind::Sysctl || d.presence != Presence::Changed {
+        return false;
+    }
+    [a, b].iter().all(|s| {
+        let value = s.sysctl.get(&d.id).and_then(|e| e.value.as_deref());
+        match (value, &s.host.size) {
+            (Some(v), Some(size)) => sized::computed(&d.id, v, size) == Some(true),
+            _ => false,
+        }
+    })
 }
 
 /// Walks two maps in key order and calls `both`, `only_a` or `only_b` for each key.

@@ -8,8 +8,8 @@ use super::{Difference, Kind, Presence};
 use crate::report::human::{visible, write_diff, Style};
 
 /// Differences grouped by kind, field changes as `mode: 0644 → 0600`, unified diffs for text,
-/// then a summary line.
-pub fn human(diffs: &[Difference], labels: (&str, &str), style: Style) -> String {
+/// then the scope's `notes` and a summary line.
+pub fn human(diffs: &[Difference], notes: &[String], labels: (&str, &str), style: Style) -> String {
     let mut out = String::new();
     let mut kind: Option<Kind> = None;
     for d in diffs {
@@ -48,6 +48,9 @@ pub fn human(diffs: &[Difference], labels: (&str, &str), style: Style) -> String
             );
         }
     }
+    for note in notes {
+        let _ = writeln!(out, "note: {}", visible(note));
+    }
     out.push_str(&summary(diffs, labels));
     out.push('\n');
     out
@@ -83,18 +86,21 @@ pub fn summary(diffs: &[Difference], labels: (&str, &str)) -> String {
 }
 
 /// The whole comparison as one JSON document.
-pub fn json(diffs: &[Difference], labels: (&str, &str)) -> String {
+pub fn json(diffs: &[Difference], notes: &[String], labels: (&str, &str)) -> String {
     #[derive(Serialize)]
     struct Doc<'a> {
         a: &'a str,
         b: &'a str,
         equal: bool,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        notes: &'a [String],
         differences: &'a [Difference],
     }
     let doc = Doc {
         a: labels.0,
         b: labels.1,
         equal: diffs.is_empty(),
+        notes,
         differences: diffs,
     };
     let mut text = serde_json::to_string_pretty(&doc).expect("differences serialise");
@@ -127,13 +133,13 @@ mod tests {
                 summary: None,
             },
         ];
-        let text = human(&diffs, ("old.json", "new.json"), Style::new(false));
+        let text = human(&diffs, &[], ("old.json", "new.json"), Style::new(false));
         assert_eq!(
             text,
             "sysctl\n  ~ net.core.somaxconn\n      value: 4096 → 128\npackage\n  - htop  (only in old.json)\n      version: 3.2.2-2\ncompare: 2 differences between old.json and new.json (sysctl 1, package 1)\n"
         );
         assert_eq!(
-            human(&[], ("a", "b"), Style::new(false)),
+            human(&[], &[], ("a", "b"), Style::new(false)),
             "compare: no differences between a and b\n"
         );
     }

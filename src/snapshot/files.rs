@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use super::packages::Conffiles;
+use super::scope::{below, Selection, MAX_ENTRIES, MAX_READ};
 use super::SnapshotError;
 use crate::system::walk::{WalkEntry, WalkKind};
 use crate::system::{System, SystemError};
@@ -130,20 +131,50 @@ impl SecretMatcher {
 /// Files by path, and the md5 of each regular file (for conffiles; not serialised).
 pub(super) type Observed = (BTreeMap<String, FileEntry>, HashMap<String, String>);
 
+/// What a walk of the scope found, and the caps it hit (said in `host.capped`).
+pub(super) struct Walked {
+    pub(super) observed: Observed,
+    pub(super) capped: Vec<String>,
+}
+
 pub(super) fn observe(
     sys: &System,
     paths: &[PathBuf],
+    selected: &BTreeMap<PathBuf, Selection>,
     secrets: &SecretMatcher,
     include_private: bool,
-) -> Result<Observed, SnapshotError> {
+) -> Result<Walked, SnapshotError> {
     let accounts = sys.accounts();
     let mut files = BTreeMap::new();
     let mut md5s = HashMap::new();
+    let mut capped = Vec::new();
     for start in paths {
         if !start.is_absolute() {
             return Err(SystemError::BadPath(start.clone()).into());
         }
+        let selection = selected.get(start).copied();
+        let mut entries = 0usize;
+        let mut unread = 0usize;
+        let mut full = false;
         sys.walk(start, &mut |e: WalkEntry| {
+            let is_dir = matches!(e.kind, WalkKind::Directory);
+            let (record, enter) = match selection {
+                None => (true, true),
+                Some(sel) => match below(&e.path, start) {
+                    Some(rel) => sel.admits(&rel, is_dir),
+                    None => (false, false),
+                },
+            };
+            if !record || full {
+                return enter && !full;
+            }
+            if selection.is_some() {
+                entries += 1;
+                if entries > MAX_ENTRIES {
+                    full = true;
+                    return false;
+                }
+            }
             let key = e.path.to_string_lossy().into_owned();
             let mut entry = FileEntry {
                 kind: FileType::Other,
@@ -166,6 +197,12 @@ pub(super) fn observe(
                     entry.target = Some(t.to_string_lossy().into_owned());
                 }
                 WalkKind::Other => {}
+                WalkKind::File(_) if selection.is_some() && e.size > MAX_READ => {
+                    entry.kind = FileType::File;
+                    entry.size = Some(e.size);
+                    entry.private = e.meta.mode & 0o004 == 0;
+                    unread += 1;
+                }
                 WalkKind::File(f) => {
                     entry.kind = FileType::File;
                     entry.size = Some(e.size);
@@ -176,7 +213,10 @@ pub(super) fn observe(
                     });
                     if let Some(bytes) = bytes {
                         entry.sha256 = Some(hex::encode(sha2::Sha256::digest(&bytes)));
-                        md5s.insert(key.clone(), hex::encode(md5::Md5::digest(&bytes)));
+                        // dpkg's md5s are only needed for conffiles, which live in /etc.
+                        if selection.is_none() {
+                            md5s.insert(key.clone(), hex::encode(md5::Md5::digest(&bytes)));
+                        }
                         entry.secret = secrets.is_secret(&e.path) || holds_private_key(&bytes);
                         // Not world-readable: its text stays on the host unless asked for.
                         let withheld = entry.secret || (entry.private && !include_private);
@@ -187,9 +227,31 @@ pub(super) fn observe(
                 }
             }
             files.insert(key, entry);
+            enter
         })?;
+        if full {
+            let note = format!(
+                "{}: more than {MAX_ENTRIES} entries; the rest is not recorded",
+                start.display()
+            );
+            tracing::warn!("snapshot: {note}");
+            capped.push(note);
+        }
+        if unread > 0 {
+            let note = format!(
+                "{}: {unread} file{} over {} MiB recorded by size only",
+                start.display(),
+                if unread == 1 { "" } else { "s" },
+                MAX_READ / (1024 * 1024)
+            );
+            // Said, not kept: each such entry shows it itself (a size and no hash).
+            tracing::info!("snapshot: {note}");
+        }
     }
-    Ok((files, md5s))
+    Ok(Walked {
+        observed: (files, md5s),
+        capped,
+    })
 }
 
 fn holds_private_key(bytes: &[u8]) -> bool {

@@ -5,6 +5,9 @@
 mod accounts;
 mod files;
 mod packages;
+mod runtime;
+pub mod scope;
+mod size;
 mod sysctl;
 mod sysfs;
 mod units;
@@ -21,6 +24,9 @@ use crate::system::{System, SystemError};
 pub use accounts::{GroupEntry, UserEntry};
 pub use files::{FileEntry, FileType, CONTENT_LIMIT, DEFAULT_SECRETS};
 pub use packages::{CachedDeb, PackageEntry};
+pub use packages::PackageEntry;
+pub use scope::Selection;
+pub use size::MachineSize;
 pub use sysctl::SysctlEntry;
 pub use units::UnitEntry;
 
@@ -29,9 +35,6 @@ pub(crate) const FORMAT: &str = "converge-snapshot";
 
 /// The layout version this build writes and reads.
 pub(crate) const VERSION: u32 = 1;
-
-/// Paths whose files a snapshot records unless told otherwise.
-pub(crate) const DEFAULT_PATHS: &[&str] = &["/etc"];
 
 /// Everything a snapshot records about one host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +57,14 @@ pub struct Snapshot {
     /// The disk each label stands for: `root` (holds `/`), `disk1`... → kernel name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub disks: BTreeMap<String, String>,
+    /// The loaded modules no admin loaded by hand, with why (a driver of the machine's own
+    /// hardware, or needed by another loaded module): compare does not report them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kernel_modules_implied: BTreeMap<String, String>,
+    /// The nftables ruleset of the namespace, by `FAMILY/TABLE`: each table's body as nft
+    /// prints it. Absent when it could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nftables: Option<BTreeMap<String, String>>,
     /// Installed packages, by name (`NAME:ARCH` for foreign architectures).
     pub packages: BTreeMap<String, PackageEntry>,
     /// Unit files, by full unit name.
@@ -76,6 +87,12 @@ pub struct HostInfo {
     pub root: String,
     /// The running kernel's release (sysctl values come from it).
     pub kernel: String,
+    /// The running kernel's command line (compared, never captured: the boot loader holds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+    /// The running machine's memory and CPUs, which the kernel sizes some settings from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<MachineSize>,
     /// Seconds since the epoch.
     pub taken: u64,
     /// The paths whose files were recorded.
@@ -84,6 +101,14 @@ pub struct HostInfo {
     /// only compare within one family. Empty in snapshots taken before it was recorded.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub os_family: String,
+    /// Those of `paths` recorded selectively (homes, /srv's configuration) and capped; the
+    /// others were recorded whole.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selected: BTreeMap<String, Selection>,
+    /// The entry caps that were hit, each said in a sentence: what lies past them is not
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capped: Vec<String>,
     /// The secret patterns given on top of the defaults: a `live` side compared with this
     /// snapshot keeps the same files secret.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -95,6 +120,8 @@ pub struct HostInfo {
 pub struct Options {
     /// Directories (or files) whose entries are recorded.
     pub paths: Vec<PathBuf>,
+    /// Those of `paths` recorded selectively and capped ([`scope::DEFAULT_SCOPE`]).
+    pub selected: BTreeMap<PathBuf, Selection>,
     /// More secret path patterns, on top of [`DEFAULT_SECRETS`].
     pub secrets: Vec<String>,
     /// Record the text of files that are not world-readable too (by default only their
@@ -104,8 +131,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
+        let (paths, selected) = scope::defaults();
         Options {
-            paths: DEFAULT_PATHS.iter().map(PathBuf::from).collect(),
+            paths,
+            selected,
             secrets: Vec::new(),
             include_private: false,
         }
@@ -178,11 +207,18 @@ pub(crate) fn check_path(path: &str) -> Result<(), String> {
 /// parallel: each waits mostly on its own tool or disk.
 pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> {
     let secrets = files::SecretMatcher::new(&options.secrets)?;
-    let (sysctl, packages, units, files, accounts) = std::thread::scope(|s| {
+    let (sysctl, packages, units, files, accounts, nftables) = std::thread::scope(|s| {
         let packages = s.spawn(|| packages::observe(sys));
+        let nftables = s.spawn(|| runtime::observe_nftables(sys));
         let units = s.spawn(|| units::observe(sys));
         let sysctl = s.spawn(|| sysctl::observe(sys));
-        let files = files::observe(sys, &options.paths, &secrets, options.include_private);
+        let files = files::observe(
+            sys,
+            &options.paths,
+            &options.selected,
+            &secrets,
+            options.include_private,
+        );
         let accounts = accounts::observe(sys);
         (
             sysctl
@@ -196,10 +232,17 @@ pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> 
                 .unwrap_or_else(|p| std::panic::resume_unwind(p)),
             files,
             accounts,
+            nftables
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
         )
     });
+    let loaded = crate::system::modules::running_kernel_modules()?;
     let (packages, conffiles) = packages?;
-    let mut files = files?;
+    let files::Walked {
+        observed: mut files,
+        capped,
+    } = files?;
     files::mark_packaged(sys, &mut files, &conffiles, &options.paths)?;
     let files = files.0;
     let (users, groups) = accounts?;
@@ -213,6 +256,8 @@ pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> 
             kernel: nix::sys::utsname::uname()
                 .map(|u| u.release().to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            cmdline: runtime::observe_cmdline(),
+            size: size::observe(),
             taken: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -223,12 +268,19 @@ pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> 
                 .map(|p| p.display().to_string())
                 .collect(),
             os_family: OsRelease::of_tree(sys.root()).family_name(),
+            selected: options
+                .selected
+                .iter()
+                .filter(|(p, _)| options.paths.contains(p))
+                .map(|(p, s)| (p.display().to_string(), *s))
+                .collect(),
+            capped,
             secrets: options.secrets.clone(),
         },
         sysctl: sysctl?,
-        kernel_modules: crate::system::modules::running_kernel_modules()?
-            .into_keys()
-            .collect(),
+        kernel_modules_implied: runtime::observe_implied(&loaded),
+        kernel_modules: loaded.into_keys().collect(),
+        nftables,
         sysfs,
         disks,
         packages,
@@ -237,6 +289,16 @@ pub fn take(sys: &System, options: &Options) -> Result<Snapshot, SnapshotError> 
         groups,
         files,
     })
+}
+
+/// Those of `paths` that are not there under the root (nor a link to follow): a
+/// `--path` naming nothing is most likely a typo, and is said, not recorded as empty.
+pub fn missing_paths(sys: &System, paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths
+        .iter()
+        .filter(|p| matches!(sys.entry(p), Ok(crate::system::fs::Entry::Missing)))
+        .cloned()
+        .collect()
 }
 
 /// The tree's own name (its /etc/hostname) under `--root`, the kernel's on the live host.
@@ -406,15 +468,21 @@ mod tests {
                 hostname: "h".into(),
                 root: "/".into(),
                 kernel: "6.1".into(),
+                cmdline: None,
+                size: None,
                 taken: 1,
                 paths: vec!["/etc".into()],
                 os_family: String::new(),
+                selected: BTreeMap::new(),
+                capped: Vec::new(),
                 secrets: Vec::new(),
             },
             sysctl: BTreeMap::new(),
             kernel_modules: Default::default(),
             sysfs: BTreeMap::new(),
             disks: BTreeMap::new(),
+            kernel_modules_implied: BTreeMap::new(),
+            nftables: None,
             packages: BTreeMap::new(),
             units: BTreeMap::new(),
             users: BTreeMap::new(),

@@ -47,10 +47,15 @@ pub struct WalkEntry {
 pub(crate) const MAX_DEPTH: usize = 256;
 
 impl System {
-    /// Visits `start` and everything below it in sorted order, parents before children. A
-    /// missing start visits nothing. Unreadable subdirectories, and the entries of any
-    /// directory [`MAX_DEPTH`] levels down, are reported and skipped.
-    pub fn walk(&self, start: &Path, visit: &mut dyn FnMut(WalkEntry)) -> Result<(), SystemError> {
+    /// Visits `start` and everything below it in sorted order, parents before children; a
+    /// directory is entered only when `visit` returns true for it. A missing start visits
+    /// nothing. Unreadable subdirectories, and the entries of any directory [`MAX_DEPTH`]
+    /// levels down, are reported and skipped.
+    pub fn walk(
+        &self,
+        start: &Path,
+        visit: &mut dyn FnMut(WalkEntry) -> bool,
+    ) -> Result<(), SystemError> {
         let real = self.host_path(start)?;
         let Some((dir, name)) = real.at() else {
             return Ok(());
@@ -110,7 +115,7 @@ fn visit_entry(
     name: &std::ffi::OsStr,
     path: PathBuf,
     st: &FileStat,
-    visit: &mut dyn FnMut(WalkEntry),
+    visit: &mut dyn FnMut(WalkEntry) -> bool,
 ) -> Option<Level> {
     let meta = Meta {
         uid: st.st_uid,
@@ -142,7 +147,9 @@ fn visit_entry(
             None
         }
         nix::libc::S_IFDIR => {
-            visit(entry(WalkKind::Directory));
+            if !visit(entry(WalkKind::Directory)) {
+                return None;
+            }
             let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
             let fd = match nix::fcntl::openat(dir, name, flags, Mode::empty()) {
                 Ok(fd) => fd,
@@ -207,6 +214,7 @@ mod tests {
                 WalkKind::Other => "other".into(),
             };
             seen.push(format!("{} {kind}", e.path.display()));
+            true
         })
         .unwrap();
         assert_eq!(
@@ -220,7 +228,11 @@ mod tests {
             ]
         );
         let mut none = 0;
-        sys.walk(Path::new("/missing"), &mut |_| none += 1).unwrap();
+        sys.walk(Path::new("/missing"), &mut |_| {
+            none += 1;
+            true
+        })
+        .unwrap();
         assert_eq!(none, 0);
     }
 }

@@ -1,0 +1,144 @@
+//! Runtime kernel state beyond sysctl: why a loaded module is there when no admin loaded it,
+//! the namespace's nftables ruleset, and the kernel command line.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::system::modules::LoadedModule;
+use crate::system::System;
+
+/// Where the kernel lists each module's drivers (`/sys/module/NAME/drivers/BUS:DRIVER`).
+const SYS_MODULE: &str = "/sys/module";
+
+/// The loaded modules no admin loaded by hand, with why: a driver of this machine's own
+/// hardware (it registered a driver), or a module another loaded module needs. Hardware
+/// differs between machines and is not tuning; a dependency comes with what needs it.
+pub(super) fn implied_modules(
+    loaded: &BTreeMap<String, LoadedModule>,
+    sys_module: &Path,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (name, module) in loaded {
+        let drivers = drivers_of(&sys_module.join(name).join("drivers"));
+        if !drivers.is_empty() {
+            out.insert(
+                name.clone(),
+                format!(
+                    "a driver of this machine's hardware ({})",
+                    drivers.join(", ")
+                ),
+            );
+        } else if !module.users.is_empty() {
+            out.insert(
+                name.clone(),
+                format!("needed by {}", module.users.join(", ")),
+            );
+        }
+    }
+    out
+}
+
+fn drivers_of(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// [`implied_modules`] of the running kernel.
+pub(super) fn observe_implied(loaded: &BTreeMap<String, LoadedModule>) -> BTreeMap<String, String> {
+    implied_modules(loaded, Path::new(SYS_MODULE))
+}
+
+/// The ruleset of the namespace converge runs in, table by table (`FAMILY/NAME` → the
+/// table's body as `nft -s list ruleset` prints it); `None` when it cannot be read (no nft,
+/// or no right to list it): compare then leaves nftables out rather than report it empty.
+pub(super) fn observe_nftables(sys: &System) -> Option<BTreeMap<String, String>> {
+    let mut cmd = crate::system::command::tool("nft");
+    cmd.args(["-s", "list", "ruleset"]);
+    match crate::system::command::run(&mut cmd, sys.timeouts().firewall) {
+        Ok(text) => Some(parse_ruleset(&text)),
+        Err(e) => {
+            tracing::info!(error = %e, "snapshot: the nftables ruleset is not recorded");
+            None
+        }
+    }
+}
+
+/// Splits `nft list ruleset` output into tables: `table FAMILY NAME {` up to its closing
+/// `}` at the start of a line.
+pub(crate) fn parse_ruleset(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    for line in text.lines() {
+        match &mut current {
+            None => {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if let ["table", family, name, "{"] = words.as_slice() {
+                    current = Some((format!("{family}/{name}"), String::new()));
+                }
+            }
+            Some((id, body)) => {
+                if line == "}" {
+                    out.insert(std::mem::take(id), std::mem::take(body));
+                    current = None;
+                } else {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The running kernel's command line (also under `--root`: a tree boots nothing).
+pub(super) fn observe_cmdline() -> Option<String> {
+    std::fs::read_to_string("/proc/cmdline")
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hardware_drivers_and_dependencies_are_not_loaded_by_hand() {
+        let sys = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(sys.path().join("virtio_net/drivers/virtio:virtio_net")).unwrap();
+        std::fs::create_dir_all(sys.path().join("br_netfilter")).unwrap();
+        std::fs::create_dir_all(sys.path().join("bridge")).unwrap();
+        let loaded = crate::system::modules::parse_proc_modules(
+            "virtio_net 73728 0 - Live 0x0\nbr_netfilter 36864 0 - Live 0x0\nbridge 421888 1 br_netfilter, Live 0x0\nwireguard 114688 0 - Live 0x0\n",
+        );
+        let implied = implied_modules(&loaded, sys.path());
+        assert_eq!(
+            implied,
+            BTreeMap::from([
+                ("bridge".to_owned(), "needed by br_netfilter".to_owned()),
+                (
+                    "virtio_net".to_owned(),
+                    "a driver of this machine's hardware (virtio:virtio_net)".to_owned()
+                ),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_ruleset_splits_into_tables() {
+        let text = "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport 22 accept\n\t}\n}\ntable ip nat {\n}\n";
+        let tables = parse_ruleset(text);
+        assert_eq!(
+            tables["inet/filter"],
+            "\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport 22 accept\n\t}\n"
+        );
+        assert_eq!(tables["ip/nat"], "");
+        assert_eq!(tables.len(), 2);
+    }
+}
