@@ -24,7 +24,6 @@ use crate::system::{System, SystemError};
 pub use accounts::{GroupEntry, UserEntry};
 pub use files::{FileEntry, FileType, CONTENT_LIMIT, DEFAULT_SECRETS};
 pub use packages::{CachedDeb, PackageEntry};
-pub use packages::PackageEntry;
 pub use scope::Selection;
 pub use size::MachineSize;
 pub use sysctl::SysctlEntry;
