@@ -205,7 +205,12 @@ pub fn edit(
                 message: cand.message.clone(),
                 ..Manifest::next_after(cand.files.clone(), Some(newest), now)
             };
-            promoted.set_validity(options.expires.or_else(|| cand.validity()));
+            promoted.set_validity(
+                options
+                    .expires
+                    .or_else(|| cand.validity())
+                    .or_else(|| stable.validity()),
+            );
             let bytes = promoted.to_bytes();
             let id = hex::encode(Sha256::digest(&bytes));
             let rollout = Rollout::next(
