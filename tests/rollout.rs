@@ -301,13 +301,16 @@ fn refused(host: &Host) -> (String, String, String) {
 }
 
 #[test]
-fn a_replayed_rollout_file_is_refused_and_the_host_stays_where_it_is() {
+fn halt_sends_a_host_back_and_a_replayed_rollout_file_is_refused() {
     let (publisher, host, _base) = one_host();
     publisher.publish("v2", true);
     publisher.rollout(&["start", "--percent", "100"]);
     let out = publisher.out();
     let old = fs::read(out.join("rollout.json")).unwrap();
     let old_sig = fs::read(out.join("rollout.json.minisig")).unwrap();
+    assert_eq!(host.run(), 2);
+    assert_eq!(host.state().0, "candidate");
+    // Halted: back to the stable bundle, though it was published before the candidate.
     publisher.rollout(&["halt"]);
     assert_eq!(host.run(), 2);
     assert_eq!(host.state().0, "stable");
@@ -457,4 +460,63 @@ fn agents_that_know_no_rollout_file_follow_the_stable_manifest() {
 fn hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn wariness_from_nodes_toml_or_agent_toml_moves_a_host_to_the_back_or_the_front() {
+    let publisher = Publisher::new();
+    let nodes = publisher.dir.path().join("src/nodes.toml");
+    fs::write(
+        &nodes,
+        "[[node]]\nroles = [\"app\"]\nrollout_wariness = 1.5\n",
+    )
+    .unwrap();
+    publisher.role("v1");
+    let src = publisher.dir.path().join("src");
+    let out = publisher.out();
+    let refused = std::process::Command::new(BIN)
+        .args(["publish", src.to_str().unwrap(), out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        text.contains("nodes.toml:3:20: rollout_wariness 1.5 is out of range: expected a number from 0.0 (takes candidates first) to 1.0 (last)"),
+        "{text}"
+    );
+    // A database-like host: every entry matching it says "last".
+    fs::write(
+        &nodes,
+        "[[node]]\nroles = [\"app\"]\nrollout_wariness = 1.0\n",
+    )
+    .unwrap();
+    let stable = publisher.publish("v1", false);
+    let base = tempfile::tempdir().unwrap();
+    let host = Host::new(
+        base.path(),
+        3,
+        out.to_str().unwrap(),
+        &publisher.public_key(),
+    );
+    // Classified by nodes.toml, not by agent.toml's roles.
+    let config = host.dir.join("agent.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(&config, text.replace("roles = [\"app\"]\n", "")).unwrap();
+    assert_eq!(host.run(), 2);
+    publisher.publish("v2", true);
+    publisher.rollout(&["start", "--percent", "99.99"]);
+    assert_eq!(host.run(), 0);
+    let run = host.last_run();
+    assert_eq!(run["source"]["rollout"]["bucket"].as_f64(), Some(99.99));
+    assert_eq!(run["source"]["rollout"]["wariness"].as_f64(), Some(1.0));
+    assert_eq!(host.state(), ("stable".into(), stable, "v1".into()));
+
+    // agent.toml's own wariness is above nodes.toml's: this host is a canary.
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(&config, format!("rollout_wariness = 0.0\n{text}")).unwrap();
+    publisher.rollout(&["set", "0.01"]);
+    assert_eq!(host.run(), 2);
+    let run = host.last_run();
+    assert_eq!(run["source"]["rollout"]["bucket"].as_f64(), Some(0.0));
+    assert_eq!(host.state().0, "candidate");
+    assert_eq!(host.state().2, "v2");
 }
