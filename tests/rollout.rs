@@ -337,6 +337,20 @@ fn an_unsigned_rollout_file_is_refused_when_keys_are_configured() {
     assert_eq!(host.run(), 2);
     publisher.publish("v2", true);
     publisher.rollout(&["start", "--percent", "100"]);
+    // The rollout command itself refuses to write an unsigned file into a signed bundle.
+    let out = publisher.out();
+    let before = fs::read(out.join("rollout.json")).unwrap();
+    let unsigned = std::process::Command::new(BIN)
+        .args(["rollout", out.to_str().unwrap(), "halt"])
+        .output()
+        .unwrap();
+    assert_eq!(unsigned.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&unsigned.stderr);
+    assert!(
+        text.contains("rollout.json.minisig: the bundle is signed, and a rollout file without a signature would be refused by every host that trusts a key: pass --key SECRET_KEY; nothing was changed"),
+        "{text}"
+    );
+    assert_eq!(fs::read(out.join("rollout.json")).unwrap(), before);
     fs::remove_file(publisher.out().join("rollout.json.minisig")).unwrap();
     assert_eq!(host.run(), 0);
     let (freshness, reason, _) = refused(&host);
