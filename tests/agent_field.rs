@@ -246,9 +246,16 @@ fn a_bundle_that_cannot_plan_here_is_refused_and_the_last_known_good_converged()
         "{}",
         r.stderr
     );
-    s.nginx.wait_for_requests(before + 1);
+    s.nginx.wait_for_requests(before + 2);
     let polled: Vec<_> = s.requests()[before..].to_vec();
-    assert_eq!(polled, [("/manifest.json".to_owned(), 200)]);
+    // The rollout file (none here), then the manifest; no object of the refused bundle.
+    assert_eq!(
+        polled,
+        [
+            ("/rollout.json".to_owned(), 404),
+            ("/manifest.json".to_owned(), 200)
+        ]
+    );
     assert_eq!(s.record()["source"]["freshness"], "refused");
 
     // A fixed publish goes through.
@@ -312,7 +319,8 @@ fn a_source_that_never_answers_falls_back_at_the_deadline_and_the_duration_count
     let r = s.run_config("apply", config.to_str().unwrap());
     drop(silent);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    let why = format!("{url}manifest.json: timed out: no complete answer within the 1s fetch deadline (fetch.deadline)");
+    // rollout.json is the first file of every poll.
+    let why = format!("{url}rollout.json: timed out: no complete answer within the 1s fetch deadline (fetch.deadline)");
     assert!(
         r.stderr
             .lines()
