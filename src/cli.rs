@@ -88,6 +88,11 @@ pub enum Command {
     Pause(PauseArgs),
     /// End a pause now.
     Resume(StateArgs),
+    /// Show the fleet as Prometheus sees it: hosts by bundle (stable, candidate, other),
+    /// failing runs, stale and expired sources, drift repaired in the last day, rollbacks
+    /// and held bundles, and what the candidate would do on the hosts not on it yet.
+    /// Changes nothing. Exit 0, 1 when Prometheus cannot be read.
+    Fleet(FleetArgs),
     /// Write the man page and shell completions (for packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -269,6 +274,21 @@ pub struct StateArgs {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+/// Arguments of fleet.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Base URL of the Prometheus that scrapes the hosts' metrics (node_exporter's
+    /// textfile collector), e.g. `http://prometheus:9090`.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: String,
+    /// The label that names a host in its series.
+    #[arg(long, value_name = "LABEL", default_value = "instance")]
+    pub host_label: String,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }

@@ -24,6 +24,7 @@ mod sync;
 
 pub use cache::manifest_in;
 pub use error::BundleError;
+pub(crate) use fetch::chain as error_chain;
 pub use manifest::{FileEntry, Manifest};
 pub use publish::{
     private_files, publish, publish_unsigned, publish_with, PublishOptions, Published,

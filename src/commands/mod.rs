@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod capture;
 pub mod compare;
 pub mod facts;
+pub mod fleet;
 pub mod generate;
 pub mod history;
 pub mod keys;

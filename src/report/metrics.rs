@@ -173,6 +173,15 @@ pub fn render(run: &RunMetrics) -> String {
             "gauge",
             &[(&m, f64::from(u8::from(report.held.is_some())))],
         );
+        if let Some(held) = &report.held {
+            let info = format!("{{mode=\"{mode}\",id=\"{}\"}}", label(&held.bundle));
+            metric(
+                "bundle_held_info",
+                "The bundle this host holds back after rolling it back (while it is held).",
+                "gauge",
+                &[(&info, 1.0)],
+            );
+        }
     }
     metric(PAUSED, PAUSED_HELP, "gauge", &[(&m, 0.0)]);
     metric(
@@ -323,5 +332,33 @@ mod tests {
         );
         assert!(paused_text.contains("converge_resources{mode=\"apply\",state=\"changed\"} 1\n"));
         assert_eq!(paused(&paused_text, Mode::Apply), paused_text);
+        assert!(!text.contains("converge_bundle_held_info"), "{text}");
+    }
+
+    #[test]
+    fn a_held_bundle_is_named() {
+        let mut report = Report::new(Mode::Apply, UNIX_EPOCH, Duration::ZERO, Vec::new());
+        report.held = Some(crate::report::rollback::HeldBundle {
+            bundle: "c0ffee".into(),
+            run: "r1".into(),
+            reason: "health check web failed".into(),
+            at: "2026-12-07T10:00:00Z".into(),
+        });
+        let text = render(&RunMetrics {
+            mode: Mode::Apply,
+            report: Some(&report),
+            exit_code: 0,
+            duration_seconds: 1.0,
+            finished_unix: 1000.0,
+            source: SourceMetrics::default(),
+        });
+        assert!(
+            text.contains("converge_bundle_held{mode=\"apply\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("converge_bundle_held_info{mode=\"apply\",id=\"c0ffee\"} 1\n"),
+            "{text}"
+        );
     }
 }
