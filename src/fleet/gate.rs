@@ -104,9 +104,9 @@ pub fn judge(fleet: &Fleet, candidate: &str, rules: GateRules) -> Verdict {
     }
 }
 
-/// The step after `percent` in `steps` (ascending percentages), `None` past the last: the
+/// The step after `percent` in `steps` (ascending shares), `None` past the last: the
 /// candidate is then promoted.
-pub fn next_step(percent: u8, steps: &[u8]) -> Option<u8> {
+pub fn next_step<P: Ord + Copy>(percent: P, steps: &[P]) -> Option<P> {
     steps.iter().copied().find(|&s| s > percent)
 }
 

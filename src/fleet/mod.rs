@@ -125,8 +125,9 @@ pub struct Fleet {
     pub hosts: Vec<Host>,
 }
 
-/// The rollout a fleet view is classified against; what the hosts report is used for
-/// what is not given.
+/// The rollout a fleet view is classified against; what it leaves out comes from what the
+/// hosts report (`converge_rollout_track`: the candidate they were offered, and which
+/// bundle the hosts on the stable track run).
 #[derive(Debug, Clone, Default)]
 pub struct Rollout {
     /// The stable bundle id.
@@ -149,11 +150,11 @@ const CHANGED_LAST_DAY: &str =
     "max_over_time(converge_resources{mode=\"apply\",state=\"changed\"}[1d])";
 const PREVIEW_PENDING: &str = "converge_candidate_pending{mode=\"apply\"}";
 const PREVIEW_FAILED: &str = "converge_candidate_failed{mode=\"apply\"}";
-const ROLLOUT: &str = "converge_rollout_info{mode=\"apply\"}";
+const ROLLOUT_TRACK: &str = "converge_rollout_track{mode=\"apply\"}";
 
 impl Fleet {
     /// Reads the fleet from `prom`, naming hosts by `host_label`, classified against
-    /// `rollout` (what it leaves out comes from the hosts' own `converge_rollout_info`).
+    /// `rollout`.
     pub fn read(
         prom: &Prometheus,
         host_label: &str,
@@ -178,16 +179,23 @@ impl Fleet {
         let changed = by_host(CHANGED_LAST_DAY)?;
         let pending = by_host(PREVIEW_PENDING)?;
         let failed = by_host(PREVIEW_FAILED)?;
-        let reported = prom.query(ROLLOUT)?;
+        let tracks = by_host(ROLLOUT_TRACK)?;
 
-        let stable = rollout
-            .stable
-            .clone()
-            .or_else(|| most_common(reported.iter().map(|s| s.label("stable"))));
+        // Hosts that have not run since the rollout file changed still report the old
+        // state: what most hosts say wins.
         let candidate = rollout
             .candidate
             .clone()
-            .or_else(|| most_common(reported.iter().map(|s| s.label("candidate"))));
+            .or_else(|| most_common(tracks.values().map(|s| s.label("candidate"))));
+        let stable = rollout.stable.clone().or_else(|| {
+            most_common(
+                tracks
+                    .iter()
+                    .filter(|(_, s)| s.label("track") == "stable")
+                    .filter_map(|(host, _)| bundles.get(host))
+                    .map(|b| b.label("id")),
+            )
+        });
 
         let names: std::collections::BTreeSet<&String> =
             exit_codes.keys().chain(bundles.keys()).collect();
@@ -240,8 +248,7 @@ impl Fleet {
     }
 }
 
-/// The value most hosts report (ties: the smallest), ignoring empty ones: hosts that have
-/// not run since the rollout file changed still report the old state.
+/// The value most hosts report (ties: the smallest), ignoring empty ones.
 fn most_common<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for v in values.filter(|v| !v.is_empty()) {

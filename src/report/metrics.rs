@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use super::preview::CandidatePreview;
 use super::{Mode, Report};
 
 /// What the metrics say about where the roles came from.
@@ -51,6 +52,8 @@ pub struct RunMetrics<'a> {
     pub finished_unix: f64,
     /// Where the roles came from.
     pub source: SourceMetrics,
+    /// What the rollout's candidate would do here, when this host checked it.
+    pub preview: Option<&'a CandidatePreview>,
 }
 
 const PAUSED: &str = "paused";
@@ -183,6 +186,24 @@ pub fn render(run: &RunMetrics) -> String {
             );
         }
     }
+    if let Some(preview) = run.preview {
+        let labels = format!(
+            "{{mode=\"{mode}\",candidate=\"{}\"}}",
+            label(&preview.candidate)
+        );
+        metric(
+            "candidate_pending",
+            "Resources the rollout's candidate bundle would change on this host (fleet preview, while the host is not on it).",
+            "gauge",
+            &[(&labels, preview.pending as f64)],
+        );
+        metric(
+            "candidate_failed",
+            "Resources of the rollout's candidate bundle that would fail on this host (1 when it could not be checked at all).",
+            "gauge",
+            &[(&labels, preview.failed as f64)],
+        );
+    }
     metric(PAUSED, PAUSED_HELP, "gauge", &[(&m, 0.0)]);
     metric(
         "bundle_age_seconds",
@@ -280,6 +301,7 @@ mod tests {
                     created_unix: Some(1_764_075_600.0),
                 }),
             },
+            preview: None,
         });
         for line in [
             "# TYPE converge_last_run_timestamp_seconds gauge",
@@ -306,6 +328,7 @@ mod tests {
             duration_seconds: 0.25,
             finished_unix: 2000.0,
             source: SourceMetrics::default(),
+            preview: None,
         });
         assert!(failed
             .lines()
@@ -336,6 +359,33 @@ mod tests {
     }
 
     #[test]
+    fn a_candidate_preview_has_its_counts_under_the_candidate_id() {
+        let report = Report::new(Mode::Apply, UNIX_EPOCH, Duration::ZERO, Vec::new());
+        let preview = CandidatePreview::unchecked(
+            "c0ffee",
+            "templates/app.hbs:1:1: ...".into(),
+            "invalid_input",
+        );
+        let text = render(&RunMetrics {
+            mode: Mode::Apply,
+            report: Some(&report),
+            exit_code: 0,
+            duration_seconds: 1.0,
+            finished_unix: 1000.0,
+            source: SourceMetrics::default(),
+            preview: Some(&preview),
+        });
+        assert!(
+            text.contains("converge_candidate_pending{mode=\"apply\",candidate=\"c0ffee\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("converge_candidate_failed{mode=\"apply\",candidate=\"c0ffee\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_held_bundle_is_named() {
         let mut report = Report::new(Mode::Apply, UNIX_EPOCH, Duration::ZERO, Vec::new());
         report.held = Some(crate::report::rollback::HeldBundle {
@@ -351,6 +401,7 @@ mod tests {
             duration_seconds: 1.0,
             finished_unix: 1000.0,
             source: SourceMetrics::default(),
+            preview: None,
         });
         assert!(
             text.contains("converge_bundle_held{mode=\"apply\"} 1\n"),
