@@ -55,6 +55,10 @@ pub enum Command {
     /// Build a bundle from a source tree: content-addressed files and a (signed) manifest,
     /// ready for any static web server.
     Publish(PublishArgs),
+    /// Roll a candidate bundle out to a share of the hosts (`publish --candidate` first):
+    /// start, set the share, halt (every host back to stable), promote. Edits the signed
+    /// rollout.json in the bundle dir; the source stays static.
+    Rollout(RolloutArgs),
     /// Create a minisign key pair for signing bundles. The secret key is written
     /// unencrypted unless a passphrase is given: on a terminal keygen asks for one (empty:
     /// unencrypted); --passphrase-file, CONVERGE_SIGNING_PASSWORD or --encrypt give one.
@@ -387,6 +391,89 @@ pub struct PublishArgs {
     /// 200 characters).
     #[arg(long, short = 'm', value_name = "TEXT", value_parser = publish_message)]
     pub message: Option<String>,
+    /// Publish a rollout's candidate (OUT/candidate/manifest.json) and leave the stable
+    /// bundle (OUT/manifest.json) as it is; `converge rollout OUT start` puts it on hosts.
+    #[arg(long)]
+    pub candidate: bool,
+    /// Hosts refuse the manifest once this long has passed since the publish (`7d`, `12h`):
+    /// publish again before then. A frozen mirror cannot hold hosts on old content.
+    #[arg(long, value_name = "DURATION", value_parser = validity)]
+    pub expires: Option<std::time::Duration>,
+}
+
+fn validity(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{e}; expected a duration with a unit, e.g. 7d or 12h"))?;
+    if d.is_zero() {
+        return Err("an expiry must be more than 0s away".into());
+    }
+    Ok(d)
+}
+
+/// Arguments of rollout.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// The published bundle dir (what `converge publish` wrote; serve it as is).
+    pub out: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: RolloutCommand,
+}
+
+/// Rollout subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Put the candidate on PERCENT of the hosts (each host's bucket from its machine id
+    /// and the candidate's id decides); also resumes a halted rollout.
+    Start {
+        /// Share of hosts on the candidate, 0 to 100 (two decimals).
+        #[arg(long, value_name = "PERCENT", default_value = "0", value_parser = percent)]
+        percent: converge::bundle::Percent,
+        /// Signing and expiry.
+        #[command(flatten)]
+        sign: RolloutSign,
+    },
+    /// Change the share of hosts on the candidate of a running rollout.
+    Set {
+        /// Share of hosts on the candidate, 0 to 100 (two decimals).
+        #[arg(value_name = "PERCENT", value_parser = percent)]
+        percent: converge::bundle::Percent,
+        /// Signing and expiry.
+        #[command(flatten)]
+        sign: RolloutSign,
+    },
+    /// Send every host back to the stable bundle at its next run (a fleet-wide rollback);
+    /// `start` resumes.
+    Halt {
+        /// Signing and expiry.
+        #[command(flatten)]
+        sign: RolloutSign,
+    },
+    /// Make the candidate the stable bundle for every host, and end the rollout.
+    Promote {
+        /// Signing and expiry.
+        #[command(flatten)]
+        sign: RolloutSign,
+    },
+    /// Print the rollout state (stable, candidate, share, halted, expiry). Changes nothing.
+    Show,
+}
+
+/// How a rollout command signs what it writes.
+#[derive(Debug, Args)]
+pub struct RolloutSign {
+    /// minisign secret key to sign with (password from CONVERGE_SIGNING_PASSWORD).
+    /// Without it, editing a signed rollout is refused.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Hosts refuse the new rollout file (and, for promote, the new stable manifest) once
+    /// this long has passed (`7d`); default: as long as the file it replaces.
+    #[arg(long, value_name = "DURATION", value_parser = validity)]
+    pub expires: Option<std::time::Duration>,
+}
+
+fn percent(text: &str) -> Result<converge::bundle::Percent, String> {
+    converge::bundle::Percent::parse(text)
 }
 
 fn publish_message(text: &str) -> Result<String, String> {

@@ -40,6 +40,7 @@ fn main() {
         Command::Render(args) => commands::render::run(args),
         Command::Agent(args) => commands::agent::run(args),
         Command::Publish(args) => commands::publish::run(args),
+        Command::Rollout(args) => commands::rollout::run(args),
         Command::Keygen(args) => commands::keys::run(args),
         Command::History(args) => commands::history::history(args),
         Command::Rollback(args) => commands::history::rollback(args, cli.color),

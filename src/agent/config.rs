@@ -54,6 +54,11 @@ pub struct AgentConfig {
     /// (`<state_dir>/plan-cache`); `false`: plan from the source every run.
     #[serde(default = "default_plan_cache")]
     pub plan_cache: bool,
+    /// How eager this host is to take a rollout's candidate: 0.0 (first, a canary) to 1.0
+    /// (last, a database); above `rollout_wariness` of nodes.toml. Unset: the host's bucket
+    /// drawn from its machine id decides alone.
+    #[serde(default)]
+    pub rollout_wariness: Option<crate::bundle::Wariness>,
     /// Fetch limits.
     #[serde(default)]
     pub fetch: FetchConfig,

@@ -10,11 +10,21 @@ use sha2::{Digest, Sha256};
 
 /// The host's stable identity: /etc/machine-id when present, else the host name.
 pub fn identity(hostname: &str) -> String {
-    std::fs::read_to_string("/etc/machine-id")
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| hostname.to_owned())
+    identity_in(std::path::Path::new("/"), hostname)
+}
+
+/// The stable identity of the host whose tree is `root` (`/` for the running machine): its
+/// etc/machine-id when present and not empty, else `hostname`. A tree converged under
+/// `--root` is its own host, with its own place in a rollout.
+pub fn identity_in(root: &std::path::Path, hostname: &str) -> String {
+    let text =
+        crate::system::tree_file::read_text_or_empty(root, std::path::Path::new("/etc/machine-id"));
+    let id = text.trim();
+    if id.is_empty() {
+        hostname.to_owned()
+    } else {
+        id.to_owned()
+    }
 }
 
 /// This host's name as the kernel has it, for [`identity`] where there is no machine id.

@@ -7,8 +7,10 @@
 //! state_dir/bundles/<id>/            a materialised bundle (+ .manifest.json)
 //! state_dir/current -> bundles/<id>  what the engine reads
 //! state_dir/previous -> bundles/<id> last known good before current, kept for rollback
-//! state_dir/sync.json                ETag, signer and fetch time of `current`, and the
-//!                                    signer and fetch time of `previous`
+//! state_dir/sync.json                ETag, signer, track and fetch time of `current`, and
+//!                                    the signer and fetch time of `previous`
+//! state_dir/rollout.json             the last rollout file accepted from the source, its
+//!                                    ETag and signer: the floor for the next one
 //! ```
 
 use std::collections::BTreeSet;
@@ -23,6 +25,7 @@ use tempfile::NamedTempFile;
 
 use super::error::{BundleError, IoContext};
 use super::manifest::{is_sha256_hex, Manifest};
+use super::rollout::Track;
 use super::OBJECTS_DIR;
 use crate::durable::temp::{self, Sweep};
 use crate::durable::{self, FileSpec, StateLock};
@@ -56,6 +59,10 @@ pub(crate) struct SyncState {
     /// the source serves it, it is refused again without being downloaded or planned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<RefusedBundle>,
+    /// Whose manifest `current` is: the stable one, or the candidate of a rollout. The ETag
+    /// is only sent again for the same track.
+    #[serde(default)]
+    pub track: Track,
 }
 
 /// A verified bundle this host will not converge, and why.
@@ -105,6 +112,13 @@ pub fn manifest_in(bundle_dir: &Path) -> Option<Manifest> {
     .ok()
 }
 
+/// The directory of the bundle `current` points at in the state dir whose lock `lock` is,
+/// when there is one.
+pub fn current_dir(lock: &StateLock) -> Option<PathBuf> {
+    let state = StateDir { root: lock.dir() };
+    state.current().map(|id| state.bundle_dir(&id))
+}
+
 /// The bundle store of a state dir whose lock this run holds.
 pub(crate) struct StateDir<'l> {
     root: &'l Path,
@@ -130,6 +144,11 @@ impl<'l> StateDir<'l> {
             temp::sweep(&d, Sweep::Locked).at(&d)?;
         }
         Ok(dir)
+    }
+
+    /// The state dir itself.
+    pub(crate) fn root(&self) -> &Path {
+        self.root
     }
 
     fn objects(&self) -> PathBuf {

@@ -142,6 +142,63 @@ pub enum BundleError {
         /// This host's time.
         now: String,
     },
+    /// A signed manifest or rollout file whose `expires` has passed.
+    #[error("{}: refused: {reason}", RedactedUrl(.url))]
+    Expired {
+        /// The manifest or rollout file URL.
+        url: String,
+        /// When it expired, and what that means.
+        reason: String,
+    },
+    /// `rollout.json` is not a valid rollout file.
+    #[error("{}: malformed rollout file: {reason}", RedactedUrl(.url))]
+    RolloutMalformed {
+        /// The rollout file URL.
+        url: String,
+        /// The first problem found.
+        reason: String,
+    },
+    /// The rollout file was written before the one this host already follows: a replay, or a
+    /// mirror serving an old copy.
+    #[error("{}: rollout file created {created} is not newer than the one this host follows (created {current_created}): possible replay or a stale mirror; every rollout command dates its file after the last", RedactedUrl(.url))]
+    RolloutOlder {
+        /// The rollout file URL.
+        url: String,
+        /// `created` of the rollout file served.
+        created: String,
+        /// `created` of the rollout file this host accepted last.
+        current_created: String,
+    },
+    /// The rollout file is dated too far ahead of this host's clock to be ordered safely.
+    #[error("{}: rollout file created {created} lies in the future (this host's clock says {now}; more than 5m ahead): the publisher's clock or this host's is wrong", RedactedUrl(.url))]
+    RolloutInFuture {
+        /// The rollout file URL.
+        url: String,
+        /// `created` of the rollout file served.
+        created: String,
+        /// This host's time.
+        now: String,
+    },
+    /// The manifest served for a track is not the bundle the rollout file names for it.
+    #[error("{}: is bundle {id}, but rollout.json names {named} as the {track} bundle: a publish or rollout command in progress, or mixed-up files; the host keeps its bundle until they agree", RedactedUrl(.url))]
+    RolloutMismatch {
+        /// The manifest URL.
+        url: String,
+        /// `stable` or `candidate`.
+        track: &'static str,
+        /// Id of the manifest served.
+        id: String,
+        /// Id the rollout file names.
+        named: String,
+    },
+    /// A rollout command cannot do its job on this bundle dir; nothing was written.
+    #[error("{path}: {reason}", path = path.display())]
+    RolloutRefused {
+        /// The rollout file (or the manifest) concerned.
+        path: PathBuf,
+        /// Why, and what to do instead.
+        reason: String,
+    },
     /// The source failed and, with keys configured, no kept bundle is known to be signed by
     /// one of them, so there is nothing safe to fall back to.
     #[error("no bundle signed by a trusted key is available ({kept}); sync failed: {reason}")]
@@ -197,6 +254,12 @@ impl BundleError {
             BundleError::RefusedEarlier { .. } => "refused_earlier",
             BundleError::SpecialFile { .. } => "special_file",
             BundleError::CreatedInFuture { .. } => "created_in_future",
+            BundleError::Expired { .. } => "expired",
+            BundleError::RolloutMalformed { .. } => "rollout_malformed",
+            BundleError::RolloutOlder { .. } => "rollout_older",
+            BundleError::RolloutInFuture { .. } => "rollout_in_future",
+            BundleError::RolloutMismatch { .. } => "rollout_mismatch",
+            BundleError::RolloutRefused { .. } => "rollout_refused",
             BundleError::NoTrustedBundle { .. } => "no_trusted_bundle",
             BundleError::Key { .. } => "key",
             BundleError::WouldUnsign { .. } => "would_unsign",
@@ -221,6 +284,11 @@ impl BundleError {
                 | BundleError::CreatedInFuture { .. }
                 | BundleError::SpecialFile { .. }
                 | BundleError::RefusedEarlier { .. }
+                | BundleError::Expired { .. }
+                | BundleError::RolloutMalformed { .. }
+                | BundleError::RolloutOlder { .. }
+                | BundleError::RolloutInFuture { .. }
+                | BundleError::RolloutMismatch { .. }
         )
     }
 

@@ -16,9 +16,10 @@ use sha2::{Digest, Sha256};
 
 use super::error::BundleError;
 use super::manifest::MAX_MANIFEST_BYTES;
+use super::rollout::{MAX_ROLLOUT_BYTES, ROLLOUT_FILE};
 use super::source::{RedactedUrl, Source};
 use super::sync::SyncOptions;
-use super::{MANIFEST_FILE, OBJECTS_DIR, SIGNATURE_FILE};
+use super::OBJECTS_DIR;
 
 /// Largest signature file accepted; real ones are ~300 bytes.
 const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
@@ -85,18 +86,47 @@ impl<'a> Fetcher<'a> {
         }
     }
 
-    /// Fetch `manifest.json`, conditionally when `etag` is given.
-    pub fn manifest(&self, etag: Option<&str>) -> Result<ManifestFetch, BundleError> {
+    /// Fetch the manifest at `name` (`manifest.json`, `candidate/manifest.json`),
+    /// conditionally when `etag` is given.
+    pub fn manifest_at(
+        &self,
+        name: &str,
+        etag: Option<&str>,
+    ) -> Result<ManifestFetch, BundleError> {
+        match self.conditional(name, etag, MAX_MANIFEST_BYTES)? {
+            Some(fetched) => Ok(fetched),
+            None => match self {
+                Fetcher::Dir(dir) => Err(unreachable_local(
+                    &dir.join(name),
+                    &format!("no {name} (not a published bundle dir?)"),
+                )),
+                Fetcher::Http { .. } => Err(BundleError::HttpStatus {
+                    url: self.url(name),
+                    status: 404,
+                }),
+            },
+        }
+    }
+
+    /// Fetch `rollout.json`, conditionally when `etag` is given; `None` when the source has
+    /// none (404/410 or no file): no rollout, every host follows `manifest.json`.
+    pub fn rollout(&self, etag: Option<&str>) -> Result<Option<ManifestFetch>, BundleError> {
+        self.conditional(ROLLOUT_FILE, etag, MAX_ROLLOUT_BYTES)
+    }
+
+    /// GET `name` (conditionally when `etag` is given), at most `limit` bytes; `None` when
+    /// the source has no such file.
+    fn conditional(
+        &self,
+        name: &str,
+        etag: Option<&str>,
+        limit: u64,
+    ) -> Result<Option<ManifestFetch>, BundleError> {
         match self {
-            Fetcher::Dir(dir) => {
-                let path = dir.join(MANIFEST_FILE);
-                let bytes = read_local(&path, MAX_MANIFEST_BYTES)?.ok_or_else(|| {
-                    unreachable_local(&path, "no manifest.json (not a published bundle dir?)")
-                })?;
-                Ok(ManifestFetch::Body { bytes, etag: None })
-            }
+            Fetcher::Dir(dir) => Ok(read_local(&dir.join(name), limit)?
+                .map(|bytes| ManifestFetch::Body { bytes, etag: None })),
             Fetcher::Http { .. } => {
-                let url = self.url(MANIFEST_FILE);
+                let url = self.url(name);
                 self.retrying(&url, || {
                     let mut req = self.get(&url)?;
                     if let Some(etag) = etag {
@@ -104,7 +134,10 @@ impl<'a> Fetcher<'a> {
                     }
                     let resp = send(req, &url)?;
                     if resp.status() == StatusCode::NOT_MODIFIED && etag.is_some() {
-                        return Ok(ManifestFetch::NotModified);
+                        return Ok(Some(ManifestFetch::NotModified));
+                    }
+                    if matches!(resp.status(), StatusCode::NOT_FOUND | StatusCode::GONE) {
+                        return Ok(None);
                     }
                     let resp = expect_ok(resp, &url)?;
                     let new_etag = resp
@@ -112,22 +145,22 @@ impl<'a> Fetcher<'a> {
                         .get(ETAG)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
-                    let bytes = read_body(resp, &url, MAX_MANIFEST_BYTES)?;
-                    Ok(ManifestFetch::Body {
+                    let bytes = read_body(resp, &url, limit)?;
+                    Ok(Some(ManifestFetch::Body {
                         bytes,
                         etag: new_etag,
-                    })
+                    }))
                 })
             }
         }
     }
 
-    /// Fetch `manifest.json.minisig`; `None` when the source has none (404/410 or no file).
-    pub fn signature(&self) -> Result<Option<Vec<u8>>, BundleError> {
+    /// Fetch the detached signature `name`; `None` when the source has none.
+    pub fn signature_at(&self, name: &str) -> Result<Option<Vec<u8>>, BundleError> {
         match self {
-            Fetcher::Dir(dir) => read_local(&dir.join(SIGNATURE_FILE), MAX_SIGNATURE_BYTES),
+            Fetcher::Dir(dir) => read_local(&dir.join(name), MAX_SIGNATURE_BYTES),
             Fetcher::Http { .. } => {
-                let url = self.url(SIGNATURE_FILE);
+                let url = self.url(name);
                 self.retrying(&url, || {
                     let resp = send(self.get(&url)?, &url)?;
                     if matches!(resp.status(), StatusCode::NOT_FOUND | StatusCode::GONE) {

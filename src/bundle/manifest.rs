@@ -39,6 +39,12 @@ pub struct Manifest {
     /// without one stays readable by hosts that predate the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// RFC 3339 UTC time after which hosts refuse this manifest (`publish --expires`), as
+    /// apt's `Valid-Until`: a mirror that stops updating, or someone replaying an old signed
+    /// manifest, cannot hold a fleet on it forever. Covered by the signature; written only
+    /// when given, like `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
     /// Bundle-relative path (with `/`) → content.
     pub files: BTreeMap<String, FileEntry>,
 }
@@ -111,20 +117,26 @@ impl Manifest {
         previous: Option<&Manifest>,
         now: SystemTime,
     ) -> Manifest {
-        let after = previous
-            .and_then(|p| p.created_at().ok())
-            .filter(|prev| *prev <= now + MAX_CLOCK_SKEW)
-            .map(|prev| prev + Duration::from_micros(1));
-        let created = match after {
-            Some(after) if after > now => after,
-            _ => now,
-        };
+        let created = next_created(previous.and_then(|p| p.created_at().ok()), now);
         Manifest {
             format: FORMAT,
             created: rfc3339_micros(created),
             message: None,
+            expires: None,
             files,
         }
+    }
+
+    /// Sets `expires` to `valid_for` after `created` (none without it).
+    pub fn set_validity(&mut self, valid_for: Option<Duration>) {
+        self.expires = valid_for
+            .zip(self.created_at().ok())
+            .map(|(d, created)| rfc3339_micros(created + d));
+    }
+
+    /// How long after `created` this manifest expires, when it does.
+    pub fn validity(&self) -> Option<Duration> {
+        validity(&self.created, self.expires.as_deref())
     }
 
     /// The bytes published as `manifest.json` (pretty, so admins can read and diff them).
@@ -164,18 +176,53 @@ impl Manifest {
         }
         // Checked last so the messages above stay the first problem reported. A time that
         // does not parse could not be ordered against the current bundle's.
-        self.created_at()?;
-        Ok(())
+        check_dates(&self.created, self.expires.as_deref())
     }
 
     /// `created` as a time.
     pub fn created_at(&self) -> Result<SystemTime, String> {
-        humantime::parse_rfc3339(&self.created).map_err(|e| {
-            format!(
-                "created {:?} is not an RFC 3339 UTC time: {e}",
-                self.created
-            )
-        })
+        parse_time("created", &self.created)
+    }
+}
+
+/// `text`, the RFC 3339 time of `field`, as a time.
+pub(crate) fn parse_time(field: &str, text: &str) -> Result<SystemTime, String> {
+    humantime::parse_rfc3339(text)
+        .map_err(|e| format!("{field} {text:?} is not an RFC 3339 UTC time: {e}"))
+}
+
+/// Checks the dates of a signed file: `created` is a time, and `expires`, when set, a
+/// later one.
+pub(crate) fn check_dates(created: &str, expires: Option<&str>) -> Result<(), String> {
+    let created_at = parse_time("created", created)?;
+    if let Some(expires) = expires {
+        if parse_time("expires", expires)? <= created_at {
+            return Err(format!("expires {expires} is not after created {created}"));
+        }
+    }
+    Ok(())
+}
+
+/// How long after `created` a signed file expires, when it does and both dates parse.
+pub(crate) fn validity(created: &str, expires: Option<&str>) -> Option<Duration> {
+    let created = parse_time("created", created).ok()?;
+    parse_time("expires", expires?)
+        .ok()?
+        .duration_since(created)
+        .ok()
+}
+
+/// The `created` time of a signed file (a manifest, a rollout file) that replaces one created
+/// at `previous`: `now`, or one microsecond after `previous` when the clock has not moved
+/// past it. A `previous` more than [`MAX_CLOCK_SKEW`] ahead of `now` came from a wrong clock
+/// and is not continued.
+pub(crate) fn next_created(previous: Option<SystemTime>, now: SystemTime) -> SystemTime {
+    let after = previous
+        .filter(|prev| *prev <= now + MAX_CLOCK_SKEW)
+        .map(|prev| prev + Duration::from_micros(1));
+    match after {
+        Some(after) if after > now => after,
+        _ => now,
     }
 }
 

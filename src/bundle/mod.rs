@@ -15,21 +15,32 @@
 mod cache;
 mod error;
 mod fetch;
+mod follow;
 pub mod manifest;
 mod publish;
 mod refusal;
+pub mod rollout;
+mod rollout_edit;
 mod signature;
 mod source;
 mod sync;
 
-pub use cache::manifest_in;
+pub use cache::{current_dir, manifest_in};
 pub use error::BundleError;
 pub(crate) use fetch::chain as error_chain;
+pub use follow::RolloutHost;
 pub use manifest::{FileEntry, Manifest};
 pub use publish::{
     private_files, publish, publish_unsigned, publish_with, PublishOptions, Published,
 };
 pub use refusal::{refuse, stand_in};
+pub use rollout::{
+    Bucket, Choice, Percent, Rollout, Track, Wariness, CANDIDATE_DIR, ROLLOUT_FILE,
+    ROLLOUT_SIGNATURE_FILE,
+};
+pub use rollout_edit::{
+    edit as edit_rollout, read_rollout, RolloutAction, RolloutEdited, RolloutOptions,
+};
 pub use signature::{
     generate_keypair, generate_keypair_with_password, verify as verify_signature, KeyPairFiles,
     SecretKeyFile, TrustedKey, PASSWORD_ENV, PUBLIC_KEY_FILE, SECRET_KEY_FILE,

@@ -3,12 +3,14 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
 use super::error::{BundleError, IoContext};
 use super::manifest::{self, FileEntry, Manifest, MAX_CLOCK_SKEW, TOP_LEVEL_DIRS, TOP_LEVEL_FILES};
+use super::rollout::{Track, ROLLOUT_SIGNATURE_FILE};
+use super::rollout_edit;
 use super::signature::SecretKeyFile;
 use super::{MANIFEST_FILE, OBJECTS_DIR, SIGNATURE_FILE};
 use crate::durable::temp::{self, Sweep};
@@ -69,6 +71,11 @@ pub struct PublishOptions<'a> {
     pub message: Option<&'a str>,
     /// Without a signer, drop the signature of a bundle that is signed now (else refused).
     pub unsigned: bool,
+    /// Publish a rollout's candidate (`candidate/manifest.json`), leaving the stable
+    /// `manifest.json` as it is.
+    pub candidate: bool,
+    /// How long hosts accept the manifest: its `expires` is this long after its `created`.
+    pub expires: Option<Duration>,
 }
 
 /// Publish `src` into `out`: objects first, then the signature, then `manifest.json` last.
@@ -87,11 +94,28 @@ pub fn publish_with(
     options: &PublishOptions,
 ) -> Result<Published, BundleError> {
     let signer = options.signer;
+    let track = if options.candidate {
+        Track::Candidate
+    } else {
+        Track::Stable
+    };
+    let manifest_path = out.join(track.manifest_path());
+    let sig_path = out.join(track.signature_path());
     if signer.is_none() && !options.unsigned {
-        let sig_path = out.join(SIGNATURE_FILE);
-        if fs::symlink_metadata(&sig_path).is_ok() {
-            return Err(BundleError::WouldUnsign { path: sig_path });
+        for signed in [out.join(SIGNATURE_FILE), out.join(ROLLOUT_SIGNATURE_FILE)] {
+            if fs::symlink_metadata(&signed).is_ok() {
+                return Err(BundleError::WouldUnsign { path: signed });
+            }
         }
+    }
+    // Read before anything is written: a rollout file that cannot be read stops the publish.
+    let rollout = rollout_edit::read_rollout(out)?;
+    if track == Track::Candidate && !out.join(MANIFEST_FILE).is_file() {
+        return Err(BundleError::RolloutRefused {
+            path: out.join(MANIFEST_FILE),
+            reason: "no stable bundle to roll a candidate out from: publish without --candidate first; nothing was changed"
+                .into(),
+        });
     }
     if let Some(message) = options.message {
         manifest::check_message(message).map_err(|reason| BundleError::SourceTree {
@@ -102,6 +126,9 @@ pub fn publish_with(
     let files = collect_tree(src)?;
     let objects_dir = out.join(OBJECTS_DIR);
     durable::ensure_dir(&objects_dir, 0o755).at(&objects_dir)?;
+    if let Some(dir) = manifest_path.parent() {
+        durable::ensure_dir(dir, 0o755).at(dir)?;
+    }
     // Temp files of a publish that was killed; never referenced, so safe to drop.
     for d in [out, &objects_dir] {
         temp::sweep(d, Sweep::Dead).at(d)?;
@@ -127,15 +154,19 @@ pub fn publish_with(
         );
     }
 
-    let manifest_path = out.join(MANIFEST_FILE);
-    let sig_path = out.join(SIGNATURE_FILE);
     // Always a new manifest, ordered after the one it replaces: hosts refuse a manifest that
     // is not newer than theirs, so republishing unchanged content must still move a host
     // that was sent elsewhere back to this bundle.
-    let previous = fs::read(&manifest_path)
-        .ok()
-        .and_then(|b| Manifest::parse(&b, "").ok());
+    let previous = read_manifest(&manifest_path);
     let unchanged = previous.as_ref().is_some_and(|m| m.files == entries);
+    // A candidate is dated after the stable bundle too, so promoting it keeps the order.
+    let stable = (track == Track::Candidate)
+        .then(|| read_manifest(&out.join(MANIFEST_FILE)))
+        .flatten();
+    let previous = [previous, stable]
+        .into_iter()
+        .flatten()
+        .max_by_key(|m| m.created_at().ok());
     if let Some(prev) = &previous {
         if prev
             .created_at()
@@ -147,30 +178,72 @@ pub fn publish_with(
             );
         }
     }
-    let bytes = Manifest {
+    let mut manifest = Manifest {
         message: options.message.map(str::to_owned),
         ..Manifest::next_after(entries, previous.as_ref(), SystemTime::now())
+    };
+    manifest.set_validity(options.expires);
+    let bytes = manifest.to_bytes();
+    write_signed(&manifest_path, &sig_path, &bytes, signer)?;
+    let id = hex::encode(Sha256::digest(&bytes));
+    if let Some(rollout) = rollout {
+        rollout_edit::follow_publish(out, &rollout, track, &id, signer)?;
     }
-    .to_bytes();
+    tracing::info!(
+        id = %id,
+        files = files.len(),
+        new_objects,
+        signed = signer.is_some(),
+        unchanged,
+        track = %track,
+        "published bundle to {}",
+        out.display()
+    );
+    Ok(Published {
+        id,
+        files: files.len(),
+        new_objects,
+        signed: signer.is_some(),
+        unchanged,
+    })
+}
 
-    // The signature goes first: once a client can see the new manifest, its signature
-    // is already there.
+/// The manifest at `path`, when there is a valid one.
+pub(crate) fn read_manifest(path: &Path) -> Option<Manifest> {
+    fs::read(path)
+        .ok()
+        .and_then(|b| Manifest::parse(&b, "").ok())
+}
+
+/// Writes `bytes` to `path` with its detached signature at `sig_path` (by `signer`, or
+/// removed without one): the signature first, so once a client can see the new file its
+/// signature is already there.
+pub(crate) fn write_signed(
+    path: &Path,
+    sig_path: &Path,
+    bytes: &[u8],
+    signer: Option<&SecretKeyFile>,
+) -> Result<(), BundleError> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(MANIFEST_FILE);
     match signer {
         Some(key) => {
-            let sig = key.sign(&bytes, MANIFEST_FILE)?;
-            durable::write_file(&sig_path, sig.as_bytes(), &FileSpec::mode(0o644)).at(&sig_path)?;
+            let sig = key.sign(bytes, name)?;
+            durable::write_file(sig_path, sig.as_bytes(), &FileSpec::mode(0o644)).at(sig_path)?;
         }
-        None => match fs::remove_file(&sig_path) {
+        None => match fs::remove_file(sig_path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(BundleError::io(&sig_path, e)),
+            Err(e) => return Err(BundleError::io(sig_path, e)),
         },
     }
     // Static servers derive ETags from mtime (in seconds) and size, as nginx does: a
     // second publish within the same second could keep the old ETag, and hosts would get
-    // 304 for a manifest they do not have. Manifest mtimes therefore strictly increase.
+    // 304 for a file they do not have. These mtimes therefore strictly increase.
     let now = SystemTime::now();
-    let mtime = fs::metadata(&manifest_path)
+    let mtime = fs::metadata(path)
         .and_then(|m| m.modified())
         .ok()
         .map(|old| {
@@ -185,24 +258,7 @@ pub fn publish_with(
         mtime,
         ..FileSpec::mode(0o644)
     };
-    durable::write_file(&manifest_path, &bytes, &spec).at(&manifest_path)?;
-    let id = hex::encode(Sha256::digest(&bytes));
-    tracing::info!(
-        id = %id,
-        files = files.len(),
-        new_objects,
-        signed = signer.is_some(),
-        unchanged,
-        "published bundle to {}",
-        out.display()
-    );
-    Ok(Published {
-        id,
-        files: files.len(),
-        new_objects,
-        signed: signer.is_some(),
-        unchanged,
-    })
+    durable::write_file(path, bytes, &spec).at(path)
 }
 
 /// The files under `files/` of the source tree `src` that are not world-readable, with

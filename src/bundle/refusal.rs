@@ -39,6 +39,11 @@ pub fn stand_in(
             continue;
         }
         let signer = signer.map(str::to_owned);
+        let track = saved
+            .as_ref()
+            .filter(|s| s.id == id)
+            .map(|s| s.track)
+            .unwrap_or_default();
         let fetched_at = record.map_or_else(
             || state.fetched_at(&id),
             |r| UNIX_EPOCH + Duration::from_secs(r.fetched_at),
@@ -51,6 +56,9 @@ pub fn stand_in(
             },
             fetched_at,
             signer,
+            track,
+            rollout: None,
+            expired: false,
         }));
     }
     Ok(None)
@@ -62,6 +70,13 @@ pub fn refuse(lock: &StateLock, bad: &str, kept: &str, reason: &str) -> Result<(
     let state = StateDir::open(lock)?;
     let saved = state.load_state();
     let record = saved.as_ref().and_then(|s| s.record(kept));
+    // The track is known only for the bundle sync.json describes; a kept `previous` is
+    // counted as stable.
+    let saved_track = saved
+        .as_ref()
+        .filter(|s| s.id == kept)
+        .map(|s| s.track)
+        .unwrap_or_default();
     state.reset_to(kept)?;
     let s = SyncState {
         source: saved.map(|s| s.source).unwrap_or_default(),
@@ -71,6 +86,7 @@ pub fn refuse(lock: &StateLock, bad: &str, kept: &str, reason: &str) -> Result<(
         signer: record.as_ref().and_then(|r| r.signer.clone()),
         fetched_at: record.map_or_else(|| secs(state.fetched_at(kept)), |r| r.fetched_at),
         previous: None,
+        track: saved_track,
         refused: Some(RefusedBundle {
             id: bad.to_string(),
             reason: reason.to_string(),

@@ -10,10 +10,12 @@ use tempfile::TempDir;
 use super::cache::{BundleRecord, StateDir, SyncState};
 use super::error::BundleError;
 use super::fetch::{Fetcher, ManifestFetch};
+use super::follow::{self, RolloutHost};
 use super::manifest::{rfc3339_micros, FileEntry, Manifest, MAX_CLOCK_SKEW};
+use super::rollout::{self, Choice, Track};
 use super::signature::{self, TrustedKey};
 use super::source::Source;
-use super::{MANIFEST_FILE, SIGNATURE_FILE};
+use super::MANIFEST_FILE;
 use crate::durable::StateLock;
 
 /// Default limit for a whole fetch: a run against a source that never finishes answering
@@ -38,6 +40,9 @@ pub struct SyncOptions {
     pub backoff: Duration,
     /// `User-Agent` header, so server logs show which agent version polls.
     pub user_agent: String,
+    /// The host a rollout file at the source chooses a bundle for; `None`: the rollout file
+    /// is not read and the stable `manifest.json` is followed, as by agents that predate it.
+    pub rollout_host: Option<RolloutHost>,
 }
 
 impl Default for SyncOptions {
@@ -50,6 +55,7 @@ impl Default for SyncOptions {
             retries: 3,
             backoff: Duration::from_millis(500),
             user_agent: concat!("converge/", env!("CARGO_PKG_VERSION")).to_string(),
+            rollout_host: None,
         }
     }
 }
@@ -77,7 +83,7 @@ pub enum Freshness {
 }
 
 /// The verified bundle to use for this run, and how it was obtained.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyncOutcome {
     /// Directory holding `roles/`, `templates/`, `files/`, `nodes.toml`.
     pub bundle_dir: PathBuf,
@@ -89,6 +95,14 @@ pub struct SyncOutcome {
     pub fetched_at: SystemTime,
     /// The trusted key that signed it (key id), when a signature was verified.
     pub signer: Option<String>,
+    /// Whose bundle this is: the stable one or a rollout's candidate.
+    pub track: Track,
+    /// What the source's rollout file chose for this host, when this sync read one and
+    /// converges its choice.
+    pub rollout: Option<Box<Choice>>,
+    /// The source offers only expired content, or the bundle in use is past its `expires`:
+    /// the source is not being re-signed (a frozen mirror, a publisher that stopped).
+    pub expired: bool,
 }
 
 impl SyncOutcome {
@@ -200,7 +214,7 @@ fn resolve(
     scratch: Option<&StateDir>,
 ) -> Result<SyncOutcome, BundleError> {
     match try_sync(source, state, opts, current.as_deref(), scratch) {
-        Ok(outcome) => Ok(outcome),
+        Ok(outcome) => Ok(expire(outcome)),
         Err(err) => {
             let Some(current) = current else {
                 tracing::warn!(source = %source, "no bundle available: {err}");
@@ -225,15 +239,47 @@ fn resolve(
                 tracing::debug!(source = %source, using = %kept.id, "using last known good bundle: {reason}");
                 Freshness::Stale { reason }
             };
-            Ok(SyncOutcome {
+            let track = state
+                .load_state()
+                .filter(|s| s.id == kept.id)
+                .map(|s| s.track)
+                .unwrap_or_default();
+            let expired = matches!(err, BundleError::Expired { .. });
+            Ok(expire(SyncOutcome {
                 bundle_dir: state.bundle_dir(&kept.id),
                 fetched_at: kept.fetched_at,
                 id: kept.id,
                 freshness,
                 signer: kept.signer,
-            })
+                track,
+                rollout: None,
+                expired,
+            }))
         }
     }
+}
+
+/// `outcome`, marked expired when its bundle's manifest is past its `expires`. The bundle is
+/// still converged (the last known good keeps the host configured), but not as a fresh one.
+fn expire(mut outcome: SyncOutcome) -> SyncOutcome {
+    let Some(manifest) = super::cache::manifest_in(&outcome.bundle_dir) else {
+        return outcome;
+    };
+    if let Err(why) = rollout::check_expiry(manifest.expires.as_deref(), SystemTime::now()) {
+        outcome.expired = true;
+        if matches!(
+            outcome.freshness,
+            Freshness::Unchanged | Freshness::Fresh { .. }
+        ) {
+            outcome.freshness = Freshness::Stale {
+                reason: format!(
+                    "bundle {} {why}; converging it as the last known good until the source publishes again",
+                    outcome.id
+                ),
+            };
+        }
+    }
+    outcome
 }
 
 /// A kept bundle a failed sync may fall back to.
@@ -315,8 +361,15 @@ fn try_sync(
         Some(s.id.as_str()) == current && s.source == source_name && signer_ok(s, opts)
     });
     let fetcher = Fetcher::new(source, opts)?;
+    let choice = match &opts.rollout_host {
+        Some(host) => follow::read(&fetcher, state, &source_name, opts, scratch.is_none())?
+            .map(|r| r.choose(&host.machine_id, host.wariness)),
+        None => None,
+    };
+    let track = choice.as_ref().map_or(Track::Stable, |c| c.track);
+    let saved = saved.filter(|s| s.track == track);
     let etag = saved.as_ref().and_then(|s| s.etag.as_deref());
-    let fetched = match fetch_verified(&fetcher, etag, opts) {
+    let fetched = match fetch_verified(&fetcher, track, etag, opts) {
         // Publish writes the signature just before the manifest, so a poll landing in
         // between reads the old manifest with the new signature. Read both once more
         // before calling it tampering.
@@ -328,10 +381,11 @@ fn try_sync(
             tracing::debug!(
                 "signature mismatch ({reason}); re-reading in case a publish was in progress"
             );
-            fetch_verified(&fetcher, None, opts)?
+            fetch_verified(&fetcher, track, None, opts)?
         }
         other => other?,
     };
+    let manifest_url = fetcher.url(&track.manifest_path());
     let Some(Verified {
         bytes,
         manifest,
@@ -341,9 +395,11 @@ fn try_sync(
     else {
         let s = saved.expect("a conditional request needs saved state");
         tracing::debug!(id = %s.id, "manifest not modified");
-        return Ok(outcome(state, &s, Freshness::Unchanged));
+        check_named(choice.as_ref(), &s.id, &manifest_url)?;
+        return Ok(outcome(state, &s, Freshness::Unchanged, choice));
     };
     let id = hex::encode(Sha256::digest(&bytes));
+    check_named(choice.as_ref(), &id, &manifest_url)?;
 
     if let Some(refused) = recorded
         .as_ref()
@@ -367,8 +423,9 @@ fn try_sync(
                 fetched_at: secs(state.fetched_at(&id)),
                 previous: None,
                 refused: None,
+                track,
             });
-        return Ok(outcome(state, &s, Freshness::Unchanged));
+        return Ok(outcome(state, &s, Freshness::Unchanged, choice));
     }
     if current == Some(id.as_str()) {
         // Same bundle (a server without ETags, a local dir, or state lost in a crash):
@@ -386,20 +443,30 @@ fn try_sync(
                 .previous()
                 .and_then(|p| recorded.as_ref().and_then(|r| r.record(&p))),
             refused: recorded.as_ref().and_then(|r| r.refused.clone()),
+            track,
         };
         state.save_state(&s)?;
-        return Ok(outcome(state, &s, Freshness::Unchanged));
+        return Ok(outcome(state, &s, Freshness::Unchanged, choice));
     }
 
-    check_not_in_future(&manifest, &fetcher.url(MANIFEST_FILE))?;
-    if let Some(current) = current {
+    check_not_in_future(&manifest, &manifest_url)?;
+    rollout::check_expiry(manifest.expires.as_deref(), SystemTime::now()).map_err(|reason| {
+        BundleError::Expired {
+            url: manifest_url.clone(),
+            reason,
+        }
+    })?;
+    // A manifest the (newer, verified) rollout file names may be older than the current
+    // bundle: that is how a halt or a smaller share sends a host back to the stable bundle.
+    // Replays are refused one level up, where an older rollout file is refused.
+    if let (Some(current), None) = (current, &choice) {
         check_not_older(
             state,
             current,
             recorded.as_ref(),
             &manifest,
             opts,
-            &fetcher.url(MANIFEST_FILE),
+            &manifest_url,
         )?;
     }
 
@@ -414,6 +481,9 @@ fn try_sync(
             freshness: Freshness::Fresh { fetched_objects },
             fetched_at: SystemTime::now(),
             signer,
+            track,
+            rollout: choice.map(Box::new),
+            expired: false,
         });
     }
     let fetched_objects = fetch_missing(&fetcher, state, &manifest)?;
@@ -438,6 +508,7 @@ fn try_sync(
         fetched_at: secs(SystemTime::now()),
         previous,
         refused: None,
+        track,
     };
     // Written after the switch: a crash before this line leaves state naming the old
     // bundle, so the next sync sends no ETag and re-reads the manifest. Safe, one GET.
@@ -460,7 +531,25 @@ fn try_sync(
             .map(|m| format!(", message \"{m}\""))
             .unwrap_or_default()
     );
-    Ok(outcome(state, &s, Freshness::Fresh { fetched_objects }))
+    Ok(outcome(
+        state,
+        &s,
+        Freshness::Fresh { fetched_objects },
+        choice,
+    ))
+}
+
+/// Refuses a manifest that is not the bundle the rollout file names for the host's track.
+fn check_named(choice: Option<&Choice>, id: &str, url: &str) -> Result<(), BundleError> {
+    match choice {
+        Some(c) if c.bundle != id => Err(BundleError::RolloutMismatch {
+            url: url.to_owned(),
+            track: c.track.as_str(),
+            id: id.to_owned(),
+            named: c.bundle.clone(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A manifest that parsed and, when keys are configured, carries a trusted signature.
@@ -475,14 +564,16 @@ struct Verified {
 /// `None` when the server says it has not changed.
 fn fetch_verified(
     fetcher: &Fetcher,
+    track: Track,
     etag: Option<&str>,
     opts: &SyncOptions,
 ) -> Result<Option<Verified>, BundleError> {
-    let (bytes, etag) = match fetcher.manifest(etag)? {
+    let name = track.manifest_path();
+    let (bytes, etag) = match fetcher.manifest_at(&name, etag)? {
         ManifestFetch::NotModified => return Ok(None),
         ManifestFetch::Body { bytes, etag } => (bytes, etag),
     };
-    let manifest = Manifest::parse(&bytes, &fetcher.url(MANIFEST_FILE))?;
+    let manifest = Manifest::parse(&bytes, &fetcher.url(&name))?;
     if opts.trusted_keys.is_empty() {
         return Ok(Some(Verified {
             bytes,
@@ -491,9 +582,25 @@ fn fetch_verified(
             signer: None,
         }));
     }
-    let sig_url = fetcher.url(SIGNATURE_FILE);
+    let signer = signed_by(fetcher, &bytes, &track.signature_path(), opts)?;
+    Ok(Some(Verified {
+        bytes,
+        manifest,
+        etag,
+        signer: Some(signer),
+    }))
+}
+
+/// The trusted key that signed `bytes`, by the detached signature `sig_name` at the source.
+pub(super) fn signed_by(
+    fetcher: &Fetcher,
+    bytes: &[u8],
+    sig_name: &str,
+    opts: &SyncOptions,
+) -> Result<String, BundleError> {
+    let sig_url = fetcher.url(sig_name);
     let sig = fetcher
-        .signature()?
+        .signature_at(sig_name)?
         .ok_or_else(|| BundleError::SignatureMissing {
             url: sig_url.clone(),
         })?;
@@ -502,13 +609,7 @@ fn fetch_verified(
         reason: "not UTF-8 text".into(),
         mismatch: false,
     })?;
-    let signer = signature::verify(&bytes, &text, &opts.trusted_keys, &sig_url)?;
-    Ok(Some(Verified {
-        bytes,
-        manifest,
-        etag,
-        signer: Some(signer),
-    }))
+    signature::verify(bytes, &text, &opts.trusted_keys, &sig_url)
 }
 
 /// Download every object the store lacks, verifying each before it gets its name.
@@ -642,13 +743,21 @@ pub(super) fn is_trusted(opts: &SyncOptions, key_id: &str) -> bool {
     opts.trusted_keys.iter().any(|k| k.key_id() == key_id)
 }
 
-fn outcome(state: &StateDir, s: &SyncState, freshness: Freshness) -> SyncOutcome {
+fn outcome(
+    state: &StateDir,
+    s: &SyncState,
+    freshness: Freshness,
+    rollout: Option<Choice>,
+) -> SyncOutcome {
     SyncOutcome {
         bundle_dir: state.bundle_dir(&s.id),
         id: s.id.clone(),
         freshness,
         fetched_at: UNIX_EPOCH + Duration::from_secs(s.fetched_at),
         signer: s.signer.clone(),
+        track: s.track,
+        rollout: rollout.map(Box::new),
+        expired: false,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod history;
 pub mod keys;
 pub mod publish;
 pub mod render;
+pub mod rollout;
 pub mod run;
 pub mod snapshot;
 pub mod status;

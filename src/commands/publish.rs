@@ -38,10 +38,13 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<i32> {
             signer: signer.as_ref(),
             message: args.message.as_deref(),
             unsigned: args.unsigned,
+            candidate: args.candidate,
+            expires: args.expires,
         },
     )?;
     println!(
-        "published {} ({} files, {} new objects{}{}) to {}",
+        "published {}{} ({} files, {} new objects{}{}) to {}",
+        if args.candidate { "candidate " } else { "" },
         published.id,
         published.files,
         published.new_objects,

@@ -99,6 +99,9 @@ mod tests {
             created: None,
             signer: None,
             message: Some("deploy 42".into()),
+            track: None,
+            rollout: None,
+            expired: false,
         };
         assert_eq!(
             summary(&report, Some(&source)),

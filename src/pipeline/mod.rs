@@ -204,7 +204,12 @@ fn converge(
 ) -> Result<Report, RunError> {
     let settings = &req.settings;
     // A check's freshly fetched bundle lives in a scratch dir until `_scratch` is dropped.
-    let (mut tree, status, _scratch) = source::obtain(&req.source, settings, lock, req.mode)?;
+    let host = source::HostView {
+        root: &req.root,
+        facts: &req.facts,
+    };
+    let (mut tree, status, _scratch) =
+        source::obtain(&req.source, settings, lock, req.mode, &host)?;
     let bundle_id = status
         .as_ref()
         .map_or_else(String::new, |s| s.bundle_id.clone());

@@ -41,6 +41,16 @@ pub struct SourceStatus {
     /// What the publisher said the bundle is (`publish --message`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Whose bundle this is: `stable`, or `candidate` of a rollout; absent for a source tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub track: Option<crate::bundle::Track>,
+    /// What the source's rollout file chose for this host in this run: track, bucket,
+    /// candidate, share, halted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::bundle::Choice>,
+    /// The source offers only expired content, or the bundle in use is past its `expires`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
 }
 
 /// One run, as written to `last-run.json` (and POSTed to `report_url`) with its report.
@@ -177,6 +187,16 @@ pub fn keep(
         source: SourceMetrics {
             bundle_age_seconds: source.map_or(0.0, |s| s.bundle_age_seconds as f64),
             stale: source.is_some_and(|s| s.freshness.fell_back()),
+            expired: source.is_some_and(|s| s.expired),
+            rollout: source.and_then(|s| {
+                let track = s.track?;
+                let choice = s.rollout.as_ref();
+                Some(metrics::RolloutMetrics {
+                    track: track.as_str(),
+                    candidate: choice.and_then(|c| c.candidate.clone()).unwrap_or_default(),
+                    bucket: choice.and_then(|c| c.bucket).map(|b| b.as_percent()),
+                })
+            }),
             bundle: source
                 .filter(|s| !s.bundle_id.is_empty())
                 .map(|s| BundleMetrics {

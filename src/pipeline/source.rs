@@ -58,6 +58,7 @@ pub(super) fn obtain(
     settings: &AgentConfig,
     lock: Option<&StateLock>,
     mode: Mode,
+    host: &HostView,
 ) -> Result<(SourceTree, Option<SourceStatus>, Option<Peeked>), RunError> {
     match source {
         Source::Tree(dir) => {
@@ -72,6 +73,9 @@ pub(super) fn obtain(
                 created: None,
                 signer: None,
                 message: None,
+                track: None,
+                rollout: None,
+                expired: false,
             };
             Ok((tree, Some(status), None))
         }
@@ -86,7 +90,7 @@ pub(super) fn obtain(
                 }
             }
             let lock = lock.expect("a run from a bundle holds the state-dir lock");
-            let (dir, status, scratch) = fetch(text, settings, lock, mode)?;
+            let (dir, status, scratch) = fetch(text, settings, lock, mode, host)?;
             if status.freshness.fell_back() {
                 tracing::warn!(
                     source = %bundle::RedactedUrl(text),
@@ -106,10 +110,12 @@ fn fetch(
     settings: &AgentConfig,
     lock: &StateLock,
     mode: Mode,
+    host: &HostView,
 ) -> Result<(PathBuf, SourceStatus, Option<Peeked>), RunError> {
     let source = bundle::Source::parse(text)
         .map_err(|e| RunError::in_setting(settings, "source", text, e.into()))?;
-    let opts = sync_options(settings)?;
+    let mut opts = sync_options(settings)?;
+    opts.rollout_host = Some(rollout_host(settings, lock, host));
     let (outcome, scratch) = match mode {
         Mode::Apply => (bundle::sync_locked(&source, lock, &opts)?, None),
         Mode::Check => {
@@ -143,6 +149,37 @@ fn fetch(
         ..published(&outcome, freshness)
     };
     Ok((outcome.bundle_dir, status, scratch))
+}
+
+/// What a run knows of its host before it has a bundle: the tree it converges and its facts.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HostView<'a> {
+    /// The tree converged (`/` for the running machine).
+    pub root: &'a Path,
+    /// The host's facts.
+    pub facts: &'a serde_json::Value,
+}
+
+/// Who this host is to a rollout: its machine id (the tree's etc/machine-id, else its host
+/// name), and its wariness: agent.toml's, else what `nodes.toml` of the bundle it runs now
+/// gives it (the bundle it is about to fetch is not known yet, so a change there counts from
+/// the run after it arrives).
+fn rollout_host(settings: &AgentConfig, lock: &StateLock, host: &HostView) -> bundle::RolloutHost {
+    let hostname = host
+        .facts
+        .get("hostname")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let wariness = settings.rollout_wariness.or_else(|| {
+        let dir = bundle::current_dir(lock)?;
+        let tree = SourceTree::open(&dir).ok()?;
+        let w = crate::role::classify::rollout_wariness(&tree, host.facts)?;
+        bundle::Wariness::new(w).ok()
+    });
+    bundle::RolloutHost {
+        machine_id: crate::agent::schedule::identity_in(host.root, hostname),
+        wariness,
+    }
 }
 
 /// Fetches the bundle at `text` with `opts` into a scratch dir of its own, never the
@@ -322,6 +359,9 @@ fn published(outcome: &bundle::SyncOutcome, freshness: SourceFreshness) -> Sourc
         signer: outcome.signer.clone(),
         created: manifest.as_ref().map(|m| m.created.clone()),
         message: manifest.and_then(|m| m.message),
+        track: Some(outcome.track),
+        rollout: outcome.rollout.as_deref().cloned(),
+        expired: outcome.expired,
     }
 }
 

@@ -14,6 +14,22 @@ pub struct SourceMetrics {
     pub stale: bool,
     /// The bundle in use; `None` for a local source tree or a run that read no source.
     pub bundle: Option<BundleMetrics>,
+    /// The source offers only expired content, or the bundle in use is past its `expires`.
+    pub expired: bool,
+    /// Which bundle of a rollout the host runs; `None` for a local source tree.
+    pub rollout: Option<RolloutMetrics>,
+}
+
+/// A host's place in a rollout, as `converge_rollout_track` and `converge_rollout_bucket`.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutMetrics {
+    /// `stable` or `candidate`.
+    pub track: &'static str,
+    /// The candidate the source's rollout file names; empty when none (or no rollout was
+    /// read this run).
+    pub candidate: String,
+    /// The host's bucket for that candidate, 0 to 99.99.
+    pub bucket: Option<f64>,
 }
 
 /// The bundle in use, as labels of `converge_bundle_info`.
@@ -217,6 +233,34 @@ pub fn render(run: &RunMetrics) -> String {
         "gauge",
         &[(&m, f64::from(u8::from(run.source.stale)))],
     );
+    metric(
+        "source_expired",
+        "1 when the source offers only expired content (a manifest or rollout file past its expires), or the bundle in use has expired: the publisher has stopped re-signing, or a mirror is frozen.",
+        "gauge",
+        &[(&m, f64::from(u8::from(run.source.expired)))],
+    );
+    if let Some(r) = &run.source.rollout {
+        let labels = format!(
+            "{{mode=\"{mode}\",track=\"{}\",candidate=\"{}\"}}",
+            r.track,
+            label(&r.candidate)
+        );
+        metric(
+            "rollout_track",
+            "Which bundle of a rollout the last run converged: track is stable or candidate; candidate names the candidate the source's rollout file offers (empty when none).",
+            "gauge",
+            &[(&labels, 1.0)],
+        );
+        if let Some(bucket) = r.bucket {
+            let labels = format!("{{mode=\"{mode}\",candidate=\"{}\"}}", label(&r.candidate));
+            metric(
+                "rollout_bucket",
+                "This host's bucket (0 to 99.99, after its rollout_wariness) for the candidate: the host is on the candidate when it is below the rollout's percent.",
+                "gauge",
+                &[(&labels, bucket)],
+            );
+        }
+    }
     if let Some(bundle) = &run.source.bundle {
         let info = format!(
             "{{mode=\"{mode}\",id=\"{}\",signer=\"{}\",message=\"{}\"}}",
@@ -300,10 +344,19 @@ mod tests {
                     message: "deploy \"v2\" \\ web".into(),
                     created_unix: Some(1_764_075_600.0),
                 }),
+                expired: true,
+                rollout: Some(RolloutMetrics {
+                    track: "candidate",
+                    candidate: "c0ffee".into(),
+                    bucket: Some(7.25),
+                }),
             },
             preview: None,
         });
         for line in [
+            "converge_source_expired{mode=\"apply\"} 1",
+            "converge_rollout_track{mode=\"apply\",track=\"candidate\",candidate=\"c0ffee\"} 1",
+            "converge_rollout_bucket{mode=\"apply\",candidate=\"c0ffee\"} 7.25",
             "# TYPE converge_last_run_timestamp_seconds gauge",
             "converge_last_run_timestamp_seconds{mode=\"apply\"} 1000",
             "converge_last_run_duration_seconds{mode=\"apply\"} 1.5",

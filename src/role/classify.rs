@@ -9,7 +9,9 @@
 //! facts = { "os.id" = "debian", "cpus" = 8 }   # dotted fact paths; strings may be globs
 //! roles = ["base"]
 //! ```
-//! Every matching entry contributes its roles, in file order, each role once.
+//! Every matching entry contributes its roles, in file order, each role once. An entry may
+//! also set `rollout_wariness = 0.0 ... 1.0` for the hosts it matches (the last matching
+//! entry that sets it wins; agent.toml's own `rollout_wariness` is above it).
 //!
 //! This is the one place that reads `nodes.toml`: runs, `render`, `validate` and `publish`
 //! all come here.
@@ -42,6 +44,9 @@ struct NodeSpec {
     #[serde(default)]
     facts: BTreeMap<String, Spanned<toml::Value>>,
     roles: Vec<Spanned<String>>,
+    /// How eager matching hosts are to take a rollout's candidate (see
+    /// `bundle::rollout::Wariness`); the last matching entry that sets it wins.
+    rollout_wariness: Option<Spanned<f64>>,
 }
 
 /// The tree's `nodes.toml`, when it has one.
@@ -107,6 +112,13 @@ pub fn check(file: &Path, text: &str, known: &[String]) -> Diagnostics {
         for e in fact_glob_errors(file, text, spec) {
             errors.push(e);
         }
+        if let Some(w) = spec.rollout_wariness.as_ref().filter(|w| !wariness_ok(w)) {
+            let msg = format!(
+                "rollout_wariness {} is out of range: expected a number from 0.0 (takes candidates first) to 1.0 (last)",
+                w.get_ref()
+            );
+            errors.push(Diagnostic::at_offset(file, text, w.span().start, msg));
+        }
         for role in &spec.roles {
             if !known.iter().any(|k| k == role.get_ref()) {
                 let msg = format!(
@@ -143,11 +155,62 @@ pub(crate) fn roles_for(
     facts: &Value,
 ) -> Result<Vec<String>, Diagnostics> {
     let nodes = parse(file, text)?;
-    let names: Vec<&str> = ["hostname", "fqdn"]
+    let names = host_names(facts);
+    let mut roles: Vec<String> = Vec::new();
+    for spec in matching(file, text, &nodes, facts)? {
+        for r in &spec.roles {
+            if !roles.contains(r.get_ref()) {
+                roles.push(r.get_ref().clone());
+            }
+        }
+    }
+    if roles.is_empty() {
+        return Err(Diagnostic::new(format!(
+            "{}: no [[node]] entry matches this host ({})",
+            file.display(),
+            names.join(", ")
+        ))
+        .into());
+    }
+    Ok(roles)
+}
+
+/// The rollout wariness (0.0 to 1.0) the tree's `nodes.toml` gives a host with `facts`: the
+/// last matching entry's that sets one; `None` when none does or the file has errors (which
+/// `validate` and the run report on their own).
+pub fn rollout_wariness(tree: &SourceTree, facts: &Value) -> Option<f64> {
+    let text = read(tree)?;
+    let file = Path::new(NODES_FILE);
+    let nodes = parse(file, &text).ok()?;
+    matching(file, &text, &nodes, facts)
+        .ok()?
+        .into_iter()
+        .filter_map(|spec| spec.rollout_wariness.as_ref())
+        .filter(|w| wariness_ok(w))
+        .map(|w| *w.get_ref())
+        .next_back()
+}
+
+fn wariness_ok(w: &Spanned<f64>) -> bool {
+    (0.0..=1.0).contains(w.get_ref())
+}
+
+fn host_names(facts: &Value) -> Vec<&str> {
+    ["hostname", "fqdn"]
         .iter()
         .filter_map(|k| facts.get(k).and_then(Value::as_str))
-        .collect();
-    let mut roles: Vec<String> = Vec::new();
+        .collect()
+}
+
+/// The entries of `nodes` that match a host with `facts`, in file order.
+fn matching<'n>(
+    file: &Path,
+    text: &str,
+    nodes: &'n NodesFile,
+    facts: &Value,
+) -> Result<Vec<&'n NodeSpec>, Diagnostics> {
+    let names = host_names(facts);
+    let mut found = Vec::new();
     let mut errors = Diagnostics::default();
     for node in &nodes.node {
         let spec = node.get_ref();
@@ -180,25 +243,13 @@ pub(crate) fn roles_for(
             matched &= live.is_some_and(|live| fact_matches(live, want.get_ref()));
         }
         if matched {
-            for r in &spec.roles {
-                if !roles.contains(r.get_ref()) {
-                    roles.push(r.get_ref().clone());
-                }
-            }
+            found.push(spec);
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    if roles.is_empty() {
-        return Err(Diagnostic::new(format!(
-            "{}: no [[node]] entry matches this host ({})",
-            file.display(),
-            names.join(", ")
-        ))
-        .into());
-    }
-    Ok(roles)
+    Ok(found)
 }
 
 /// The fact patterns of `spec` that are not valid globs, located.
