@@ -68,16 +68,7 @@ fn fleet_lists_every_host_by_its_metrics() {
     for run in fleet.run_all() {
         assert_eq!(run.code, 2, "{}", run.text());
     }
-    let run = converge(&[
-        "fleet",
-        "--prometheus",
-        &fleet.prometheus.url(),
-        "--format",
-        "json",
-    ])
-    .run();
-    assert_eq!(run.code, 0, "{}", run.text());
-    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let json = fleet.view_json();
     let hosts: Vec<(&str, &str, i64)> = json["hosts"]
         .as_array()
         .unwrap()
@@ -101,6 +92,123 @@ fn fleet_lists_every_host_by_its_metrics() {
     assert_eq!(json["counts"]["hosts"], 3);
     assert_eq!(json["counts"]["changed_last_day"], 3);
     assert_eq!(json["counts"]["failing"], 0);
+}
+
+/// The app at `version`, whose template fails on `host-03` only: a variable no role sets,
+/// asked for on that host name.
+fn app_failing_on_host_03(version: &str) -> Vec<(&'static str, String)> {
+    let mut tree = app(version);
+    tree[1].1 = format!(
+        "version = {version}\nhost = {{{{facts.hostname}}}}\n{{{{#if (eq facts.hostname \"host-03\")}}}}port = {{{{vars.port}}}}\n{{{{/if}}}}"
+    );
+    tree
+}
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn preview_shows_where_a_candidate_would_fail_before_any_host_changes() {
+    let fleet = sim::Fleet::new(4);
+    let v1 = fleet.publish(&files(&app("1")), "v1");
+    for run in fleet.run_all() {
+        assert_eq!(run.code, 2, "{}", run.text());
+    }
+    let candidate = fleet.publish_candidate(&files(&app_failing_on_host_03("2")), "v2");
+    fleet.rollout(&["start", "--percent", "0"]);
+    let before: Vec<_> = fleet.hosts.iter().map(|h| fleet.tree(h)).collect();
+    let states: Vec<_> = fleet.hosts.iter().map(|h| fleet.state_files(h)).collect();
+
+    for run in fleet.run_all() {
+        assert_eq!(run.code, 0, "{}", run.text());
+    }
+
+    // Read-only: every host's tree is byte for byte as it was, modes included, and the
+    // state dir holds no scratch space left over.
+    let after: Vec<_> = fleet.hosts.iter().map(|h| fleet.tree(h)).collect();
+    assert_eq!(before, after);
+    for (host, mut files) in fleet.hosts.iter().zip(states) {
+        // The host's own run keeps the rollout file it followed; nothing else is new.
+        files.push("rollout.json".to_owned());
+        files.sort();
+        assert_eq!(fleet.state_files(host), files, "{host}: state dir entries");
+        assert_eq!(
+            fleet.record(host)["source"]["bundle_id"],
+            v1.as_str(),
+            "{host}"
+        );
+    }
+    for host in &fleet.hosts {
+        let preview = &fleet.record(host)["candidate"];
+        assert_eq!(
+            preview["candidate"],
+            candidate.as_str(),
+            "{host}: {preview}"
+        );
+        if host == "host-03" {
+            assert_eq!(preview["failed"], 1, "{preview}");
+            assert_eq!(preview["pending"], 0, "{preview}");
+            assert_eq!(preview["error_kind"], "invalid_input", "{preview}");
+            let error = preview["error"].as_str().unwrap();
+            assert!(error.contains("templates/app.conf.hbs:3:"), "{error}");
+            assert!(error.contains("vars.port"), "{error}");
+        } else {
+            assert_eq!(preview["failed"], 0, "{host}: {preview}");
+            assert_eq!(preview["pending"], 1, "{host}: {preview}");
+            assert_eq!(
+                preview["resources"],
+                serde_json::json!([{"id": "file:/srv/app.conf", "status": "pending"}]),
+                "{host}"
+            );
+        }
+    }
+
+    // Prometheus has it, per host, under the candidate's id.
+    let failed = fleet.prometheus.query(&format!(
+        "converge_candidate_failed{{candidate=\"{candidate}\"}} > 0"
+    ));
+    let failing: Vec<&str> = failed.iter().map(|s| s.label("instance")).collect();
+    assert_eq!(
+        failing,
+        ["host-03"],
+        "{}",
+        std::fs::read_to_string(support::prometheus::metrics_path(
+            &fleet.served(),
+            "host-03"
+        ))
+        .unwrap()
+    );
+
+    let run = converge(&["fleet", "--prometheus", &fleet.prometheus.url()]).run();
+    assert_eq!(run.code, 0, "{}", run.text());
+    let short = &candidate[..12];
+    assert!(
+        run.stdout.contains(&format!(
+            "  candidate  {short}  0 hosts; preview on 4 hosts, failing on 1\n"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("candidate would fail on: host-03\n"),
+        "{}",
+        run.stdout
+    );
+    let json = fleet.view_json();
+    assert_eq!(json["candidate"], candidate.as_str());
+    assert_eq!(json["stable"], v1.as_str());
+    assert_eq!(json["counts"]["stable"], 4);
+    assert_eq!(json["counts"]["preview_failed"], 1);
+
+    // The gate at 0 % judges the preview: it halts, naming the host.
+    let gate = fleet.advance(&["--steps", "25,100", "--min-reported", "4"]);
+    assert_eq!(gate.code, 4, "{}", gate.text());
+    assert_eq!(
+        gate.stdout,
+        format!(
+            "halt: 1 of 4 hosts failed on candidate {short} (at most 0 allowed)\n\
+             halted: every host goes back to the stable bundle at its next run (was at 0 %); `rollout start` resumes\n  \
+             host-03: the candidate would fail here (1 resource(s); its last-run.json says why)\n"
+        )
+    );
 }
 
 /// A small simulated fleet on this machine: each host has a state dir, a machine id, facts
@@ -189,18 +297,54 @@ mod sim {
 
         /// Publishes the source tree `files` into the served `bundle/`, signed; its id.
         pub fn publish(&self, files: &[(&str, &str)], message: &str) -> String {
+            self.publish_as(files, message, &[])
+        }
+
+        /// Publishes `files` as the rollout's candidate (`publish --candidate`); its id.
+        pub fn publish_candidate(&self, files: &[(&str, &str)], message: &str) -> String {
+            self.publish_as(files, message, &["--candidate"])
+        }
+
+        fn publish_as(&self, files: &[(&str, &str)], message: &str, extra: &[&str]) -> String {
             let src = self.tmp.path().join("src");
             support::write_tree(&src, files);
             let out = self.served().join("bundle");
             let run = converge(&["publish"])
                 .arg(&src)
                 .arg(&out)
+                .args(extra)
                 .arg("--key")
                 .arg(self.key())
                 .args(["--message", message])
                 .run();
             assert_eq!(run.code, 0, "{}", run.text());
-            bundle_id(&out)
+            match extra {
+                [] => bundle_id(&out),
+                _ => bundle_id(&out.join("candidate")),
+            }
+        }
+
+        /// `converge rollout OUT ARGS --key KEY`, which must succeed.
+        pub fn rollout(&self, args: &[&str]) -> Run {
+            let run = converge(&["rollout"])
+                .arg(self.served().join("bundle"))
+                .args(args)
+                .arg("--key")
+                .arg(self.key())
+                .run();
+            assert_eq!(run.code, 0, "{}", run.text());
+            run
+        }
+
+        /// `converge rollout OUT advance --prometheus URL ARGS --key KEY`.
+        pub fn advance(&self, args: &[&str]) -> Run {
+            converge(&["rollout"])
+                .arg(self.served().join("bundle"))
+                .args(["advance", "--prometheus", &self.prometheus.url()])
+                .args(args)
+                .arg("--key")
+                .arg(self.key())
+                .run()
         }
 
         /// One agent run of `name`: `converge apply` from its agent config.
@@ -234,6 +378,56 @@ mod sim {
             let runs = self.hosts.iter().map(|h| self.run(h)).collect();
             self.prometheus.wait_scraped(SystemTime::now());
             runs
+        }
+
+        /// `converge fleet --format json` against this fleet's Prometheus, which must succeed.
+        pub fn view_json(&self) -> serde_json::Value {
+            let url = self.prometheus.url();
+            let run = converge(&["fleet", "--prometheus", &url, "--format", "json"]).run();
+            assert_eq!(run.code, 0, "{}", run.text());
+            serde_json::from_str(&run.stdout).unwrap()
+        }
+
+        /// What a host's last apply recorded.
+        pub fn record(&self, name: &str) -> serde_json::Value {
+            let path = self.host_dir(name).join("state/last-run.json");
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        }
+
+        /// Every entry under a host's `/srv`: path, mode and content.
+        pub fn tree(&self, name: &str) -> Vec<(PathBuf, u32, Vec<u8>)> {
+            let mut out = Vec::new();
+            walk(&self.host_dir(name).join("srv"), &mut out);
+            out.sort();
+            out
+        }
+
+        /// The names of the entries of a host's state dir and its bundles dir (scratch space
+        /// shows there while it lives).
+        pub fn state_files(&self, name: &str) -> Vec<String> {
+            let state = self.host_dir(name).join("state");
+            let mut out: Vec<String> = ["", "bundles"]
+                .iter()
+                .flat_map(|d| std::fs::read_dir(state.join(d)).unwrap())
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            out.sort();
+            out
+        }
+    }
+
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, u32, Vec<u8>)>) {
+        use std::os::unix::fs::PermissionsExt;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let content = if meta.is_dir() {
+                walk(&path, out);
+                Vec::new()
+            } else {
+                std::fs::read(&path).unwrap()
+            };
+            out.push((path, meta.permissions().mode(), content));
         }
     }
 

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what they share: where roles come from, facts, overrides.
 
+pub mod advance;
 pub mod agent;
 pub mod bootstrap;
 pub mod capture;

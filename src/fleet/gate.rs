@@ -52,6 +52,29 @@ pub enum Verdict {
     },
 }
 
+/// Judges `candidate` before any host runs it (the rollout at 0 %), by the fleet preview:
+/// the hosts that checked it, and those on which it would fail.
+pub fn judge_preview(fleet: &Fleet, candidate: &str, rules: GateRules) -> Verdict {
+    let mut reported = 0;
+    let mut failures = Vec::new();
+    for host in &fleet.hosts {
+        let Some(p) = host.preview.as_ref().filter(|p| p.candidate == candidate) else {
+            continue;
+        };
+        reported += 1;
+        if p.failed > 0 {
+            failures.push(Failure {
+                host: host.host.clone(),
+                reason: format!(
+                    "the candidate would fail here ({} resource(s); its last-run.json says why)",
+                    p.failed
+                ),
+            });
+        }
+    }
+    verdict(reported, failures, rules)
+}
+
 /// Judges `candidate` by the hosts of `fleet` that ran it: those whose last apply used it,
 /// and those that hold it back after rolling it back.
 pub fn judge(fleet: &Fleet, candidate: &str, rules: GateRules) -> Verdict {
@@ -91,6 +114,10 @@ pub fn judge(fleet: &Fleet, candidate: &str, rules: GateRules) -> Verdict {
             });
         }
     }
+    verdict(reported, failures, rules)
+}
+
+fn verdict(reported: usize, failures: Vec<Failure>, rules: GateRules) -> Verdict {
     if failures.len() > rules.max_failed {
         Verdict::Halt { reported, failures }
     } else if reported < rules.min_reported {
@@ -204,6 +231,44 @@ mod tests {
             judge(&f, "c", lenient),
             Verdict::Advance { reported: 3, .. }
         ));
+    }
+
+    #[test]
+    fn at_zero_percent_the_preview_is_judged() {
+        use crate::fleet::Preview;
+        let mut a = host("a", "s", 0);
+        a.preview = Some(Preview {
+            candidate: "c".into(),
+            pending: 3,
+            failed: 0,
+        });
+        let mut b = host("b", "s", 0);
+        b.preview = Some(Preview {
+            candidate: "c".into(),
+            pending: 0,
+            failed: 2,
+        });
+        let f = fleet(vec![a.clone(), b, host("x", "s", 0)]);
+        assert_eq!(
+            judge_preview(&f, "c", RULES),
+            Verdict::Halt {
+                reported: 2,
+                failures: vec![Failure {
+                    host: "b".into(),
+                    reason:
+                        "the candidate would fail here (2 resource(s); its last-run.json says why)"
+                            .into()
+                }]
+            }
+        );
+        assert_eq!(
+            judge_preview(&fleet(vec![a]), "c", RULES),
+            Verdict::Wait {
+                reported: 1,
+                needed: 2,
+                failures: vec![]
+            }
+        );
     }
 
     #[test]

@@ -120,7 +120,11 @@ impl Prometheus {
     /// hosts' textfiles held at `since` is then what queries see.
     pub fn wait_scraped(&self, since: SystemTime) {
         let since = since.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
-        let expr = format!("timestamp(up{{job=\"{JOB}\"}} == 1) > {since}");
+        // timestamp() of a plain selector is the scrape's time; of anything computed (`up
+        // == 1`) it would be the query's, which is always new.
+        let expr = format!(
+            "(timestamp(up{{job=\"{JOB}\"}}) > {since}) and on (instance) (up{{job=\"{JOB}\"}} == 1)"
+        );
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.query(&expr).len() != self.targets {
             assert!(
