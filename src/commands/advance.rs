@@ -23,6 +23,8 @@ pub const EXIT_HALTED: i32 = 4;
 #[derive(Serialize)]
 struct Outcome<'a> {
     candidate: &'a str,
+    /// What was judged: `preview` (at 0 %, no host runs it yet) or `runs`.
+    judged: &'static str,
     /// The share before.
     from: String,
     /// The share after (`promoted` when the candidate became stable, `halted`).
@@ -68,7 +70,8 @@ pub fn run(out: &std::path::Path, args: &AdvanceArgs, sign: &RolloutSign) -> any
         min_reported: args.min_reported,
     };
     // At 0 % no host runs the candidate: the fleet preview is all there is to judge.
-    let verdict = if rollout.percent == Percent::default() {
+    let previewed = rollout.percent == Percent::default();
+    let verdict = if previewed {
         gate::judge_preview(&fleet, &candidate, rules)
     } else {
         gate::judge(&fleet, &candidate, rules)
@@ -99,6 +102,7 @@ pub fn run(out: &std::path::Path, args: &AdvanceArgs, sign: &RolloutSign) -> any
     };
     let outcome = Outcome {
         candidate: &candidate,
+        judged: if previewed { "preview" } else { "runs" },
         from: rollout.percent.to_string(),
         to,
         verdict: &verdict,
@@ -119,11 +123,15 @@ pub fn run(out: &std::path::Path, args: &AdvanceArgs, sign: &RolloutSign) -> any
 fn human(o: &Outcome, rules: GateRules) -> String {
     let mut out = String::new();
     let short = o.candidate.get(..12).unwrap_or(o.candidate);
+    let (ran, failed) = match o.judged {
+        "preview" => ("previewed", "would fail"),
+        _ => ("ran", "failed"),
+    };
     let failures = match o.verdict {
         Verdict::Advance { reported, failures } => {
             let _ = writeln!(
                 out,
-                "advance: {reported} hosts ran candidate {short}, {} failed (at most {} allowed)",
+                "advance: {reported} hosts {ran} candidate {short}, {} {failed} (at most {} allowed)",
                 failures.len(),
                 rules.max_failed
             );
@@ -148,7 +156,7 @@ fn human(o: &Outcome, rules: GateRules) -> String {
         } => {
             let _ = writeln!(
                 out,
-                "wait: {reported} of the {needed} hosts needed have run candidate {short} ({} failed); nothing changed, still at {} %",
+                "wait: {reported} of the {needed} hosts needed {ran} candidate {short} ({} {failed}); nothing changed, still at {} %",
                 failures.len(),
                 o.from
             );
@@ -157,7 +165,7 @@ fn human(o: &Outcome, rules: GateRules) -> String {
         Verdict::Halt { reported, failures } => {
             let _ = writeln!(
                 out,
-                "halt: {} of {reported} hosts failed on candidate {short} (at most {} allowed)",
+                "halt: {} of {reported} hosts that {ran} candidate {short} {failed} (at most {} allowed)",
                 failures.len(),
                 rules.max_failed
             );
