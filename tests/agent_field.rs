@@ -312,7 +312,8 @@ fn a_source_that_never_answers_falls_back_at_the_deadline_and_the_duration_count
     let r = s.run_config("apply", config.to_str().unwrap());
     drop(silent);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    let why = format!("{url}manifest.json: timed out: no complete answer within the 1s fetch deadline (fetch.deadline)");
+    // rollout.json is the first file of every poll.
+    let why = format!("{url}rollout.json: timed out: no complete answer within the 1s fetch deadline (fetch.deadline)");
     assert!(
         r.stderr
             .lines()

@@ -455,7 +455,7 @@ fn credentials_in_a_source_url_are_never_shown() {
     assert!(!run.stderr.contains("deploy"), "{}", run.stderr);
     assert!(
         run.stderr
-            .contains("http://***@127.0.0.1:1/b/manifest.json: "),
+            .contains("http://***@127.0.0.1:1/b/rollout.json: "),
         "{}",
         run.stderr
     );

@@ -109,9 +109,14 @@ impl<'a> Fetcher<'a> {
     }
 
     /// Fetch `rollout.json`, conditionally when `etag` is given; `None` when the source has
-    /// none (404/410 or no file): no rollout, every host follows `manifest.json`.
+    /// none (404/410, or no file): no rollout, every host follows `manifest.json`. An object
+    /// store that may not list its bucket answers 403 for a missing file, so 403 counts as
+    /// none too (whoever could forge it could as well answer 404).
     pub fn rollout(&self, etag: Option<&str>) -> Result<Option<ManifestFetch>, BundleError> {
-        self.conditional(ROLLOUT_FILE, etag, MAX_ROLLOUT_BYTES)
+        match self.conditional(ROLLOUT_FILE, etag, MAX_ROLLOUT_BYTES) {
+            Err(BundleError::HttpStatus { status: 403, .. }) => Ok(None),
+            other => other,
+        }
     }
 
     /// GET `name` (conditionally when `etag` is given), at most `limit` bytes; `None` when

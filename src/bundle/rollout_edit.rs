@@ -134,7 +134,10 @@ pub fn edit(
             out.join(Track::Stable.signature_path()),
         ] {
             if fs::symlink_metadata(&signed).is_ok() {
-                return Err(BundleError::WouldUnsign { path: signed });
+                return Err(BundleError::RolloutRefused {
+                    path: signed,
+                    reason: "the bundle is signed, and a rollout file without a signature would be refused by every host that trusts a key: pass --key SECRET_KEY; nothing was changed".into(),
+                });
             }
         }
     }
@@ -205,7 +208,12 @@ pub fn edit(
                 message: cand.message.clone(),
                 ..Manifest::next_after(cand.files.clone(), Some(newest), now)
             };
-            promoted.set_validity(options.expires.or_else(|| cand.validity()));
+            promoted.set_validity(
+                options
+                    .expires
+                    .or_else(|| cand.validity())
+                    .or_else(|| stable.validity()),
+            );
             let bytes = promoted.to_bytes();
             let id = hex::encode(Sha256::digest(&bytes));
             let rollout = Rollout::next(

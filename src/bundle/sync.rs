@@ -775,3 +775,53 @@ fn outcome(
 pub(super) fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An outcome for the bundle materialised in `dir` with a manifest expiring `expires`.
+    fn outcome_in(dir: &Path, expires: SystemTime) -> SyncOutcome {
+        let mut m = Manifest::new(BTreeMap::new());
+        m.created = rfc3339_micros(expires - Duration::from_secs(60));
+        m.expires = Some(rfc3339_micros(expires));
+        std::fs::write(dir.join(super::super::cache::BUNDLE_MANIFEST), m.to_bytes()).unwrap();
+        SyncOutcome {
+            bundle_dir: dir.to_path_buf(),
+            id: "ab".repeat(32),
+            freshness: Freshness::Unchanged,
+            fetched_at: UNIX_EPOCH,
+            signer: None,
+            track: Track::Stable,
+            rollout: None,
+            expired: false,
+        }
+    }
+
+    #[test]
+    fn a_bundle_in_use_past_its_expiry_is_still_used_but_not_as_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let past = SystemTime::now() - Duration::from_secs(10);
+        let got = expire(outcome_in(dir.path(), past));
+        assert!(got.expired);
+        let Freshness::Stale { reason } = &got.freshness else {
+            panic!("{:?}", got.freshness);
+        };
+        assert!(
+            reason.starts_with(&format!(
+                "bundle {} expired at {} (now ",
+                "ab".repeat(32),
+                rfc3339_micros(past)
+            )),
+            "{reason}"
+        );
+        assert!(reason
+            .ends_with("converging it as the last known good until the source publishes again"));
+        assert_eq!(got.bundle_dir, dir.path());
+
+        let future = SystemTime::now() + Duration::from_secs(3600);
+        let got = expire(outcome_in(dir.path(), future));
+        assert!(!got.expired);
+        assert_eq!(got.freshness, Freshness::Unchanged);
+    }
+}

@@ -194,6 +194,26 @@ fn service_running() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "activating")
 }
 
+/// The host's place in a rollout, from the run record's `source`: its track, and the
+/// bucket against the share that decided it.
+fn rollout_line(source: &Value) -> Option<String> {
+    let track = source.get("track").and_then(Value::as_str)?;
+    let Some(r) = source.get("rollout") else {
+        return Some(format!("{track} track"));
+    };
+    let Some(candidate) = r.get("candidate").and_then(Value::as_str) else {
+        return Some(format!("{track} track (no candidate)"));
+    };
+    let short = &candidate[..candidate.len().min(12)];
+    let percent = &r["percent"];
+    let bucket = &r["bucket"];
+    Some(if r["halted"].as_bool() == Some(true) {
+        format!("{track} track: the rollout of candidate {short} is halted (bucket {bucket})")
+    } else {
+        format!("{track} track: bucket {bucket}, candidate {short} on {percent} % of hosts")
+    })
+}
+
 fn human(s: &Status) -> String {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_owned();
     let mut out = String::new();
@@ -230,6 +250,16 @@ fn human(s: &Status) -> String {
                 published.push_str(&format!(": \"{message}\""));
             }
             line("published:", published);
+            if let Some(r) = rollout_line(b) {
+                line("rollout:", r);
+            }
+            if b.get("expired").and_then(Value::as_bool) == Some(true) {
+                line(
+                    "expired:",
+                    "yes: the source offers only expired content (converge_source_expired 1)"
+                        .into(),
+                );
+            }
         }
         Some(b) => line(
             "source:",
