@@ -479,7 +479,7 @@ pub struct AdvanceArgs {
     #[arg(long, value_name = "URL")]
     pub prometheus: String,
     /// The shares of hosts on the candidate, step by step; after the last, promote.
-    #[arg(long, value_name = "PERCENT,...", value_delimiter = ',', default_value = "5,25,50,100", value_parser = crate::commands::advance::step)]
+    #[arg(long, value_name = "PERCENT,...", value_delimiter = ',', default_value = "5,25,50,100", value_parser = percent)]
     pub steps: Vec<converge::bundle::Percent>,
     /// Hosts that may fail on the candidate before the rollout halts.
     #[arg(long, value_name = "N", default_value_t = 0)]

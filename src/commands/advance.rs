@@ -182,8 +182,3 @@ fn human(o: &Outcome, rules: GateRules) -> String {
     }
     out
 }
-
-/// Parses one `--steps` entry.
-pub fn step(text: &str) -> Result<Percent, String> {
-    Percent::parse(text)
-}
