@@ -20,12 +20,15 @@ use super::source::{self, HostView, Unchecked};
 use super::{plan_tree, Request, Source};
 
 /// The preview of the candidate for the run `req` recorded in `record`, when there is a
-/// candidate this host is not on; `None` otherwise.
+/// candidate this host is not on; `None` otherwise. A run that found the host `in_sync`
+/// on the bundle of the last run, with the same candidate out, keeps that run's preview:
+/// nothing it was made from changed, and an unchanged poll stays a few 304s.
 pub(super) fn candidate(
     req: &Request,
     lock: &StateLock,
     sys: &System,
     record: &RunRecord,
+    in_sync: bool,
 ) -> Option<CandidatePreview> {
     let Source::Bundle(text) = &req.source else {
         return None;
@@ -34,6 +37,11 @@ pub(super) fn candidate(
     let candidate = status.rollout.as_ref()?.candidate.clone()?;
     if status.bundle_id == candidate {
         return None;
+    }
+    if in_sync {
+        if let Some(kept) = last_preview(&req.settings.state_dir, &status.bundle_id, &candidate) {
+            return Some(kept);
+        }
     }
     let preview = match check(req, text, lock, sys, &candidate) {
         Ok(preview) => preview,
@@ -79,4 +87,19 @@ fn check(
         },
     );
     Ok(CandidatePreview::from_check(candidate, &report))
+}
+
+/// The last apply's preview, when that apply ran `bundle` and previewed `candidate`.
+fn last_preview(
+    state_dir: &std::path::Path,
+    bundle: &str,
+    candidate: &str,
+) -> Option<CandidatePreview> {
+    let last: serde_json::Value =
+        crate::durable::read_json(&state_dir.join(super::record::LAST_RUN_FILE), "record")?;
+    if last["source"]["bundle_id"].as_str() != Some(bundle) {
+        return None;
+    }
+    let kept: CandidatePreview = serde_json::from_value(last.get("candidate")?.clone()).ok()?;
+    (kept.candidate == candidate).then_some(kept)
 }

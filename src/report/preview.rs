@@ -1,12 +1,12 @@
 //! Fleet preview: what a rollout's candidate bundle would do on a host that is not on it
 //! yet, found by checking it read-only after the host's own run.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Report, Status};
 
 /// The candidate, as this host's check of it found it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CandidatePreview {
     /// The candidate bundle id.
     pub candidate: String,
@@ -21,19 +21,19 @@ pub struct CandidatePreview {
     pub error: Option<String>,
     /// What kind of failure `error` is (`invalid_input`, `signature_invalid`...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_kind: Option<&'static str>,
+    pub error_kind: Option<String>,
     /// Each resource the candidate would change or fail on, with why it would fail.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<PreviewedResource>,
 }
 
 /// One resource the candidate would change or fail on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviewedResource {
     /// The resource, e.g. `file:/etc/app.conf`.
     pub id: String,
     /// `pending`, `failed` or `skipped`.
-    pub status: Status,
+    pub status: String,
     /// Why it would fail or be skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -55,7 +55,10 @@ impl CandidatePreview {
                 .filter(|o| o.status != Status::InSync)
                 .map(|o| PreviewedResource {
                     id: o.id.to_string(),
-                    status: o.status,
+                    status: serde_json::to_value(o.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
                     error: o.error.clone(),
                 })
                 .collect(),
@@ -69,7 +72,7 @@ impl CandidatePreview {
             pending: 0,
             failed: 1,
             error: Some(error),
-            error_kind: Some(kind),
+            error_kind: Some(kind.to_owned()),
             resources: Vec::new(),
         }
     }
