@@ -19,9 +19,11 @@ fn first_run_fetches_then_an_unchanged_poll_is_one_304_then_a_change_is_applied(
         std::fs::read_to_string(s.p.at("/etc/app.conf")).unwrap(),
         "version = 1\nhost = web1\n"
     );
-    s.nginx.wait_for_requests(4);
+    s.nginx.wait_for_requests(5);
     let first = s.requests();
-    assert_eq!(first[0], ("/manifest.json".to_owned(), 200), "{first:?}");
+    // Every poll asks for the rollout file first; without one the stable manifest counts.
+    assert_eq!(first[0], ("/rollout.json".to_owned(), 404), "{first:?}");
+    assert_eq!(first[1], ("/manifest.json".to_owned(), 200), "{first:?}");
     let objects = first
         .iter()
         .filter(|(p, st)| p.starts_with("/objects/") && *st == 200)
@@ -31,9 +33,15 @@ fn first_run_fetches_then_an_unchanged_poll_is_one_304_then_a_change_is_applied(
 
     let r = s.apply(&[]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    s.nginx.wait_for_requests(first.len() + 1);
+    s.nginx.wait_for_requests(first.len() + 2);
     let poll = &s.requests()[first.len()..];
-    assert_eq!(poll, [("/manifest.json".to_owned(), 304)]);
+    assert_eq!(
+        poll,
+        [
+            ("/rollout.json".to_owned(), 404),
+            ("/manifest.json".to_owned(), 304)
+        ]
+    );
     assert_eq!(s.record()["source"]["freshness"], "unchanged");
 
     s.p.file(
@@ -49,7 +57,7 @@ fn first_run_fetches_then_an_unchanged_poll_is_one_304_then_a_change_is_applied(
         std::fs::read_to_string(s.p.at("/etc/app.conf")).unwrap(),
         "version = 2\nhost = web1\n"
     );
-    s.nginx.wait_for_requests(before + 2);
+    s.nginx.wait_for_requests(before + 3);
     let fetched: Vec<_> = s.requests()[before..]
         .iter()
         .filter(|(p, _)| p.starts_with("/objects/"))

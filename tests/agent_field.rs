@@ -246,9 +246,16 @@ fn a_bundle_that_cannot_plan_here_is_refused_and_the_last_known_good_converged()
         "{}",
         r.stderr
     );
-    s.nginx.wait_for_requests(before + 1);
+    s.nginx.wait_for_requests(before + 2);
     let polled: Vec<_> = s.requests()[before..].to_vec();
-    assert_eq!(polled, [("/manifest.json".to_owned(), 200)]);
+    // The rollout file (none here), then the manifest; no object of the refused bundle.
+    assert_eq!(
+        polled,
+        [
+            ("/rollout.json".to_owned(), 404),
+            ("/manifest.json".to_owned(), 200)
+        ]
+    );
     assert_eq!(s.record()["source"]["freshness"], "refused");
 
     // A fixed publish goes through.
