@@ -92,6 +92,11 @@ pub enum Command {
     Pause(PauseArgs),
     /// End a pause now.
     Resume(StateArgs),
+    /// Show the fleet as Prometheus sees it: hosts by bundle (stable, candidate, other),
+    /// failing runs, stale and expired sources, drift repaired in the last day, rollbacks
+    /// and held bundles, and what the candidate would do on the hosts not on it yet.
+    /// Changes nothing. Exit 0, 1 when Prometheus cannot be read.
+    Fleet(FleetArgs),
     /// Write the man page and shell completions (for packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -277,6 +282,21 @@ pub struct StateArgs {
     pub format: Format,
 }
 
+/// Arguments of fleet.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Base URL of the Prometheus that scrapes the hosts' metrics (node_exporter's
+    /// textfile collector), e.g. `http://prometheus:9090`.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: String,
+    /// The label that names a host in its series.
+    #[arg(long, value_name = "LABEL", default_value = "instance")]
+    pub host_label: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
 /// Arguments of pause.
 #[derive(Debug, Args)]
 pub struct PauseArgs {
@@ -437,6 +457,42 @@ pub enum RolloutCommand {
     },
     /// Print the rollout state (stable, candidate, share, halted, expiry). Changes nothing.
     Show,
+    /// The gate: read the fleet's metrics from Prometheus and move the candidate to the next
+    /// of --steps (promote it after the last) when the hosts on it ran it without failures
+    /// or rollbacks and at least --min-reported of them did; halt the rollout when more than
+    /// --max-failed failed, saying why host by host. Exit 0 moved on, 3 too few hosts have
+    /// run it yet (nothing changed), 4 halted, 1 could not judge (nothing changed).
+    Advance {
+        /// The gate's settings.
+        #[command(flatten)]
+        gate: AdvanceArgs,
+        /// Signing and expiry.
+        #[command(flatten)]
+        sign: RolloutSign,
+    },
+}
+
+/// Arguments of `rollout advance`.
+#[derive(Debug, Args)]
+pub struct AdvanceArgs {
+    /// Base URL of the Prometheus that scrapes the hosts' metrics, e.g. `http://prometheus:9090`.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: String,
+    /// The shares of hosts on the candidate, step by step; after the last, promote.
+    #[arg(long, value_name = "PERCENT,...", value_delimiter = ',', default_value = "5,25,50,100", value_parser = percent)]
+    pub steps: Vec<converge::bundle::Percent>,
+    /// Hosts that may fail on the candidate before the rollout halts.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_failed: usize,
+    /// Hosts that must have run the candidate before it moves on.
+    #[arg(long, value_name = "M", default_value_t = 1)]
+    pub min_reported: usize,
+    /// The label that names a host in its series.
+    #[arg(long, value_name = "LABEL", default_value = "instance")]
+    pub host_label: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
 }
 
 /// How a rollout command signs what it writes.

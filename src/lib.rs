@@ -9,6 +9,7 @@ pub mod diagnostics;
 pub mod durable;
 pub mod engine;
 pub mod facts;
+pub mod fleet;
 pub mod health;
 pub mod history;
 pub mod outcome_log;

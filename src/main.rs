@@ -51,6 +51,7 @@ fn main() {
         Command::Status(args) => commands::status::status(args),
         Command::Pause(args) => commands::status::pause(args),
         Command::Resume(args) => commands::status::resume(args),
+        Command::Fleet(args) => commands::fleet::run(args),
         Command::Generate(args) => commands::generate::run(args),
     };
     match result {

@@ -145,6 +145,8 @@ fn assert_package_contents(ct: &Container) {
     for shipped in [
         "/usr/bin/converge",
         "/usr/share/converge/agent.toml.example",
+        "/usr/share/converge/prometheus/converge.rules.yml",
+        "/usr/share/converge/prometheus/converge.rules.test.yml",
         "/usr/share/man/man1/converge.1.gz",
         "/usr/share/man/man1/converge-bootstrap.1.gz",
         "/usr/share/bash-completion/completions/converge",

@@ -474,7 +474,7 @@ fn unreachable_local(path: &Path, reason: &str) -> BundleError {
 }
 
 /// An error and its causes on one line; reqwest's top-level message alone hides the cause.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

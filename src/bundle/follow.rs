@@ -20,6 +20,9 @@ pub struct RolloutHost {
     pub machine_id: String,
     /// How eager the host is to take a candidate, when set.
     pub wariness: Option<Wariness>,
+    /// Take the candidate whatever the bucket: the fleet preview of a host not on it, which
+    /// only checks it (in scratch space, with nothing made current).
+    pub candidate_preview: bool,
 }
 
 /// The last rollout file accepted from a source, as kept in the state dir.

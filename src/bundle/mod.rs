@@ -27,6 +27,7 @@ mod sync;
 
 pub use cache::{current_dir, manifest_in};
 pub use error::BundleError;
+pub(crate) use fetch::chain as error_chain;
 pub use follow::RolloutHost;
 pub use manifest::{FileEntry, Manifest};
 pub use publish::{

@@ -362,8 +362,19 @@ fn try_sync(
     });
     let fetcher = Fetcher::new(source, opts)?;
     let choice = match &opts.rollout_host {
-        Some(host) => follow::read(&fetcher, state, &source_name, opts, scratch.is_none())?
-            .map(|r| r.choose(&host.machine_id, host.wariness)),
+        Some(host) => {
+            follow::read(&fetcher, state, &source_name, opts, scratch.is_none())?.map(|r| {
+                let choice = r.choose(&host.machine_id, host.wariness);
+                match (&r.candidate, host.candidate_preview) {
+                    (Some(c), true) => Choice {
+                        track: Track::Candidate,
+                        bundle: c.clone(),
+                        ..choice
+                    },
+                    _ => choice,
+                }
+            })
+        }
         None => None,
     };
     let track = choice.as_ref().map_or(Track::Stable, |c| c.track);

@@ -1,10 +1,12 @@
 //! One module per subcommand, plus what they share: where roles come from, facts, overrides.
 
+pub mod advance;
 pub mod agent;
 pub mod bootstrap;
 pub mod capture;
 pub mod compare;
 pub mod facts;
+pub mod fleet;
 pub mod generate;
 pub mod history;
 pub mod keys;

@@ -13,6 +13,9 @@ pub fn run(args: &RolloutArgs) -> anyhow::Result<i32> {
         RolloutCommand::Set { percent, sign } => (RolloutAction::Set { percent: *percent }, sign),
         RolloutCommand::Halt { sign } => (RolloutAction::Halt, sign),
         RolloutCommand::Promote { sign } => (RolloutAction::Promote, sign),
+        RolloutCommand::Advance { gate, sign } => {
+            return super::advance::run(&args.out, gate, sign);
+        }
         RolloutCommand::Show => {
             match bundle::read_rollout(&args.out)? {
                 Some(r) => println!("{}", describe(&r)),

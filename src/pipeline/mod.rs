@@ -10,6 +10,7 @@
 
 pub mod journal;
 pub mod plan_cache;
+mod preview;
 pub mod record;
 mod rollback;
 pub mod source;
@@ -182,6 +183,10 @@ pub fn run(req: &Request) -> Result<Finished, RunError> {
     };
     let mut record = RunRecord::start(&req.facts, started);
     let result = converge(req, lock.as_ref(), &sys, &mut record);
+    if let (Ok(report), Some(lock), true, Mode::Apply) = (&result, &lock, req.record, req.mode) {
+        let in_sync = report.exit_code() == 0;
+        record.candidate = preview::candidate(req, lock, &sys, &record, in_sync);
+    }
     record.finish(&result);
     if req.record {
         record::keep(

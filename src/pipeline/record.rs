@@ -82,6 +82,10 @@ pub struct RunRecord {
     /// `invalid_input`...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<&'static str>,
+    /// What the rollout's candidate would change or fail on here, checked read-only after
+    /// the run, while this host is not on it (fleet preview).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<crate::report::preview::CandidatePreview>,
 }
 
 /// A record as written, with the run's report (mode, summary, every resource) borrowed
@@ -115,6 +119,7 @@ impl RunRecord {
             exit_code: 1,
             error: None,
             error_kind: None,
+            candidate: None,
         }
     }
 
@@ -206,6 +211,7 @@ pub fn keep(
                         .map(|d| d.as_secs() as f64),
                 }),
         },
+        preview: record.candidate.as_ref(),
     });
     let path = config.metrics_path(mode);
     if let Some(dir) = path.parent() {

@@ -179,6 +179,67 @@ fn rollout_host(settings: &AgentConfig, lock: &StateLock, host: &HostView) -> bu
     bundle::RolloutHost {
         machine_id: crate::agent::schedule::identity_in(host.root, hostname),
         wariness,
+        candidate_preview: false,
+    }
+}
+
+/// The candidate `candidate` of the rollout at the bundle source `text`, fetched and
+/// verified into scratch space under the state dir (nothing made current, no rollout file
+/// kept), for the fleet preview: its tree, and the guard that removes it.
+pub(super) fn peek_candidate(
+    text: &str,
+    settings: &AgentConfig,
+    lock: &StateLock,
+    host: &HostView,
+    candidate: &str,
+) -> Result<(SourceTree, Peeked), Unchecked> {
+    let source = bundle::Source::parse(text).map_err(RunError::from)?;
+    let mut opts = sync_options(settings)?;
+    opts.rollout_host = Some(bundle::RolloutHost {
+        candidate_preview: true,
+        ..rollout_host(settings, lock, host)
+    });
+    let peeked = bundle::peek_locked(&source, lock, &opts).map_err(RunError::from)?;
+    let outcome = &peeked.outcome;
+    let unfetched = |error: String| Unchecked {
+        error,
+        kind: "unreachable",
+    };
+    match &outcome.freshness {
+        Freshness::Fresh { .. } | Freshness::Unchanged if outcome.id == candidate => {}
+        // A sync that failed falls back to a kept bundle: never preview that instead.
+        Freshness::Stale { reason } | Freshness::Refused { reason } => {
+            return Err(unfetched(format!(
+                "the candidate could not be had: {reason}"
+            )));
+        }
+        _ => {
+            return Err(unfetched(format!(
+                "the source's rollout names {} as the candidate now, not {candidate}",
+                outcome.id
+            )))
+        }
+    }
+    let tree =
+        SourceTree::open(&outcome.bundle_dir).map_err(|e| RunError::Input(Diagnostics::from(e)))?;
+    Ok((tree, peeked))
+}
+
+/// Why a candidate could not be checked at all.
+#[derive(Debug)]
+pub(super) struct Unchecked {
+    /// What went wrong, in full.
+    pub error: String,
+    /// Its kind, as a run's `error_kind`.
+    pub kind: &'static str,
+}
+
+impl From<RunError> for Unchecked {
+    fn from(e: RunError) -> Unchecked {
+        Unchecked {
+            error: e.to_string(),
+            kind: e.kind(),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use super::preview::CandidatePreview;
 use super::{Mode, Report};
 
 /// What the metrics say about where the roles came from.
@@ -67,6 +68,8 @@ pub struct RunMetrics<'a> {
     pub finished_unix: f64,
     /// Where the roles came from.
     pub source: SourceMetrics,
+    /// What the rollout's candidate would do here, when this host checked it.
+    pub preview: Option<&'a CandidatePreview>,
 }
 
 const PAUSED: &str = "paused";
@@ -188,6 +191,33 @@ pub fn render(run: &RunMetrics) -> String {
             "1 when the current bundle was rolled back on this host and is not applied again (the host stays on its last good state).",
             "gauge",
             &[(&m, f64::from(u8::from(report.held.is_some())))],
+        );
+        if let Some(held) = &report.held {
+            let info = format!("{{mode=\"{mode}\",id=\"{}\"}}", label(&held.bundle));
+            metric(
+                "bundle_held_info",
+                "The bundle this host holds back after rolling it back (while it is held).",
+                "gauge",
+                &[(&info, 1.0)],
+            );
+        }
+    }
+    if let Some(preview) = run.preview {
+        let labels = format!(
+            "{{mode=\"{mode}\",candidate=\"{}\"}}",
+            label(&preview.candidate)
+        );
+        metric(
+            "candidate_pending",
+            "Resources the rollout's candidate bundle would change on this host (fleet preview, while the host is not on it).",
+            "gauge",
+            &[(&labels, preview.pending as f64)],
+        );
+        metric(
+            "candidate_failed",
+            "Resources of the rollout's candidate bundle that would fail on this host (1 when it could not be checked at all).",
+            "gauge",
+            &[(&labels, preview.failed as f64)],
         );
     }
     metric(PAUSED, PAUSED_HELP, "gauge", &[(&m, 0.0)]);
@@ -321,6 +351,7 @@ mod tests {
                     bucket: Some(7.25),
                 }),
             },
+            preview: None,
         });
         for line in [
             "converge_source_expired{mode=\"apply\"} 1",
@@ -350,6 +381,7 @@ mod tests {
             duration_seconds: 0.25,
             finished_unix: 2000.0,
             source: SourceMetrics::default(),
+            preview: None,
         });
         assert!(failed
             .lines()
@@ -376,5 +408,61 @@ mod tests {
         );
         assert!(paused_text.contains("converge_resources{mode=\"apply\",state=\"changed\"} 1\n"));
         assert_eq!(paused(&paused_text, Mode::Apply), paused_text);
+        assert!(!text.contains("converge_bundle_held_info"), "{text}");
+    }
+
+    #[test]
+    fn a_candidate_preview_has_its_counts_under_the_candidate_id() {
+        let report = Report::new(Mode::Apply, UNIX_EPOCH, Duration::ZERO, Vec::new());
+        let preview = CandidatePreview::unchecked(
+            "c0ffee",
+            "templates/app.hbs:1:1: ...".into(),
+            "invalid_input",
+        );
+        let text = render(&RunMetrics {
+            mode: Mode::Apply,
+            report: Some(&report),
+            exit_code: 0,
+            duration_seconds: 1.0,
+            finished_unix: 1000.0,
+            source: SourceMetrics::default(),
+            preview: Some(&preview),
+        });
+        assert!(
+            text.contains("converge_candidate_pending{mode=\"apply\",candidate=\"c0ffee\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("converge_candidate_failed{mode=\"apply\",candidate=\"c0ffee\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_held_bundle_is_named() {
+        let mut report = Report::new(Mode::Apply, UNIX_EPOCH, Duration::ZERO, Vec::new());
+        report.held = Some(crate::report::rollback::HeldBundle {
+            bundle: "c0ffee".into(),
+            run: "r1".into(),
+            reason: "health check web failed".into(),
+            at: "2026-12-07T10:00:00Z".into(),
+        });
+        let text = render(&RunMetrics {
+            mode: Mode::Apply,
+            report: Some(&report),
+            exit_code: 0,
+            duration_seconds: 1.0,
+            finished_unix: 1000.0,
+            source: SourceMetrics::default(),
+            preview: None,
+        });
+        assert!(
+            text.contains("converge_bundle_held{mode=\"apply\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("converge_bundle_held_info{mode=\"apply\",id=\"c0ffee\"} 1\n"),
+            "{text}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 pub mod human;
 pub mod json;
 pub mod metrics;
+pub mod preview;
 pub mod rollback;
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! state dir of its own every time), a scenario in a few lines (`Project`: temp source tree,
 //! temp root), JSON reports as redacted snapshots (`snapshot`), and real environments: a
 //! cached Debian rootfs, overlay chroots, booted systemd containers, a local apt repository,
-//! a throwaway nginx and network namespaces.
+//! a throwaway nginx, a Prometheus scraping a simulated fleet and network namespaces.
 //!
 //! Two tiers. The fast tier needs no root: `Project`, `converge`, `snapshot`. The
 //! environments need root and the host tools from `scripts/test-deps`; a test that uses one
@@ -37,6 +37,7 @@ pub mod netns;
 pub mod nginx;
 pub mod overlay;
 pub mod project;
+pub mod prometheus;
 pub mod rootfs;
 pub mod rpm_root;
 pub mod sandbox;
@@ -53,6 +54,7 @@ pub use netns::{in_netns, in_netns_sh, NetNs};
 pub use nginx::Nginx;
 pub use overlay::Overlay;
 pub use project::{Project, FACTS};
+pub use prometheus::Prometheus;
 pub use rootfs::debian_rootfs;
 pub use rpm_root::{Rpm, RpmRepo, RpmRoot};
 pub use sandbox::Sandbox;

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use super::stale::{reap_once, NGINX_PREFIX};
-use super::tools::{require_root, require_tool, run_ok};
+use super::tools::{free_port, require_root, require_tool, run_ok, stop_child};
 
 const START_TIMEOUT: Duration = Duration::from_secs(5);
 const PORT_ATTEMPTS: usize = 8;
@@ -166,26 +166,8 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_child(&mut self.child, Duration::from_secs(2));
     }
-}
-
-/// Asks the kernel for a currently free port; the caller retries if it is
-/// taken before nginx binds it.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
 }
 
 fn write_config(dir: &Path, root: &Path, port: u16, tls: bool, gzip: bool) {

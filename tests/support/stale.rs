@@ -20,6 +20,8 @@ use super::rootfs::unmount_below;
 pub const OVERLAY_PREFIX: &str = "converge-ovl-";
 /// Prefix of nginx dirs in the temp dir: `converge-nginx-PID-…`.
 pub const NGINX_PREFIX: &str = "converge-nginx-";
+/// Prefix of Prometheus dirs in the temp dir: `converge-prom-PID-…`.
+pub const PROMETHEUS_PREFIX: &str = "converge-prom-";
 /// Prefix of container cgroups: `ct-NAME-PID-N`.
 pub const CGROUP_PREFIX: &str = "ct-";
 
@@ -63,7 +65,11 @@ fn reap() {
     for dir in entries(&tmp) {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         if pid_after_prefix(&name, NGINX_PREFIX).is_some_and(|p| !alive(p)) {
-            kill_nginx_in(&dir);
+            kill_in(&dir, "nginx");
+            let _ = fs::remove_dir_all(&dir);
+        }
+        if pid_after_prefix(&name, PROMETHEUS_PREFIX).is_some_and(|p| !alive(p)) {
+            kill_in(&dir, "prometheus");
             let _ = fs::remove_dir_all(&dir);
         }
         if pid_after_prefix(&name, OVERLAY_PREFIX).is_some_and(|p| !alive(p)) {
@@ -79,10 +85,10 @@ fn reap() {
     }
 }
 
-/// Kills the nginx whose pid file is in `dir`, if that pid is still nginx
-/// started with this dir as prefix (pids get reused).
-fn kill_nginx_in(dir: &Path) {
-    let Ok(pid) = fs::read_to_string(dir.join("nginx.pid")) else {
+/// Kills the `program` whose pid file is in `dir`, if that pid is still `program` started
+/// with this dir in its command line (pids get reused).
+fn kill_in(dir: &Path, program: &str) {
+    let Ok(pid) = fs::read_to_string(dir.join(format!("{program}.pid"))) else {
         return;
     };
     let Ok(pid) = pid.trim().parse::<i32>() else {
@@ -90,7 +96,7 @@ fn kill_nginx_in(dir: &Path) {
     };
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmdline = String::from_utf8_lossy(&cmdline);
-    if cmdline.contains("nginx") && cmdline.contains(&*dir.to_string_lossy()) {
+    if cmdline.contains(program) && cmdline.contains(&*dir.to_string_lossy()) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         std::thread::sleep(Duration::from_millis(50));
     }

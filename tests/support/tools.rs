@@ -186,3 +186,31 @@ pub fn write_tree(dir: &Path, files: &[(&str, &str)]) {
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     }
 }
+
+/// Stops a server the harness started: SIGTERM, up to `grace` to exit cleanly, then
+/// SIGKILL; reaped either way.
+pub fn stop_child(child: &mut std::process::Child, grace: std::time::Duration) {
+    use nix::sys::signal::{kill, Signal};
+    let _ = kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    );
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Asks the kernel for a currently free port on 127.0.0.1; the caller retries if it is
+/// taken before its server binds it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
