@@ -469,6 +469,8 @@ fn the_rpm_of_converge_ships_the_binary_units_man_pages_and_config_example() {
         "/usr/lib/systemd/system/converge.service",
         "/usr/lib/systemd/system/converge.timer",
         "/usr/share/converge/agent.toml.example",
+        "/usr/share/converge/prometheus/converge.rules.yml",
+        "/usr/share/converge/prometheus/converge.rules.test.yml",
         "/usr/share/man/man1/converge.1.gz",
         "/usr/share/man/man1/converge-bootstrap.1.gz",
         "/usr/share/bash-completion/completions/converge",
