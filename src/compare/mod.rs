@@ -5,10 +5,10 @@ mod crontab;
 mod entries;
 pub mod ignore;
 pub mod render;
-mod sysfs;
 mod runtime;
 mod scope;
 mod sized;
+mod sysfs;
 
 use std::collections::BTreeMap;
 
@@ -18,8 +18,8 @@ use crate::resource::change::{keep_within, DiffSummary, MAX_RUN_DIFFS};
 use crate::snapshot::Snapshot;
 pub use entries::is_unit_link;
 pub use ignore::IgnoreList;
-pub(crate) use sysfs::disk_label;
 pub use scope::notes;
+pub(crate) use sysfs::disk_label;
 
 /// The kinds of state a snapshot records, in the order compare reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
