@@ -312,10 +312,15 @@ pub struct PauseArgs {
 }
 
 fn pause_length(text: &str) -> Result<std::time::Duration, String> {
+    positive_duration(text, "30m or 2h", "a pause must last more than 0s")
+}
+
+/// A duration with a unit, more than zero: `example` shows the unit, `zero` says why not 0.
+fn positive_duration(text: &str, example: &str, zero: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(text)
-        .map_err(|e| format!("{e}; expected a duration with a unit, e.g. 30m or 2h"))?;
+        .map_err(|e| format!("{e}; expected a duration with a unit, e.g. {example}"))?;
     if d.is_zero() {
-        return Err("a pause must last more than 0s".into());
+        return Err(zero.into());
     }
     Ok(d)
 }
@@ -402,12 +407,7 @@ pub struct PublishArgs {
 }
 
 fn validity(text: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(text)
-        .map_err(|e| format!("{e}; expected a duration with a unit, e.g. 7d or 12h"))?;
-    if d.is_zero() {
-        return Err("an expiry must be more than 0s away".into());
-    }
-    Ok(d)
+    positive_duration(text, "7d or 12h", "an expiry must be more than 0s away")
 }
 
 /// Arguments of rollout.

@@ -63,27 +63,45 @@ fn dnf(sys: &System, plugins: bool) -> Command {
 
 /// The versions of `name` a repository offers, newest first, each `[E:]V-R.ARCH`.
 fn repository_versions(sys: &System, name: &str) -> Result<Vec<String>, SystemError> {
+    // Every line dnf answers is `name`'s, whatever form the name was given in.
+    let offers = repository_offers(sys, &[name])?;
+    let mut versions: Vec<String> = Vec::new();
+    for version in offers.into_values().flatten() {
+        if !versions.contains(&version) {
+            versions.push(version);
+        }
+    }
+    versions.sort_by(|a, b| Evr::parse(b).cmp_version(&Evr::parse(a)));
+    Ok(versions)
+}
+
+/// One `dnf repoquery --available --showduplicates` for `names`: each package name dnf
+/// answers with, and the versions (`[E:]V-R.ARCH`) a repository offers of it.
+fn repository_offers(
+    sys: &System,
+    names: &[&str],
+) -> Result<BTreeMap<String, Vec<String>>, SystemError> {
     let mut cmd = dnf(sys, false);
     cmd.args([
         "repoquery",
         "--available",
         "--showduplicates",
         "--qf",
-        "%{epoch}\t%{version}\t%{release}\t%{arch}",
+        "%{name}\t%{epoch}\t%{version}\t%{release}\t%{arch}",
         "--",
-        name,
     ]);
+    cmd.args(names);
     let text = command::run(&mut cmd, sys.timeouts().query)?;
-    let mut versions: Vec<String> = Vec::new();
+    let mut offers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in text.lines() {
-        if let Some(v) = parse_evra(line) {
-            if !versions.contains(&v) {
-                versions.push(v);
-            }
+        let Some((name, evra)) = line.split_once('\t') else {
+            continue;
+        };
+        if let Some(version) = parse_evra(evra) {
+            offers.entry(name.to_owned()).or_default().push(version);
         }
     }
-    versions.sort_by(|a, b| Evr::parse(b).cmp_version(&Evr::parse(a)));
-    Ok(versions)
+    Ok(offers)
 }
 
 /// `EPOCH\tVERSION\tRELEASE\tARCH` (rpm's `(none)` or dnf's `0` for no epoch) as converge
@@ -294,26 +312,8 @@ impl PackageManager for Dnf {
         if packages.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let mut cmd = dnf(sys, false);
-        cmd.args([
-            "repoquery",
-            "--available",
-            "--showduplicates",
-            "--qf",
-            "%{name}\t%{epoch}\t%{version}\t%{release}\t%{arch}",
-            "--",
-        ]);
-        cmd.args(packages.iter().map(|(name, _)| name));
-        let text = command::run(&mut cmd, sys.timeouts().query)?;
-        let mut offers: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for line in text.lines() {
-            let Some((name, evra)) = line.split_once('\t') else {
-                continue;
-            };
-            if let Some(version) = parse_evra(evra) {
-                offers.entry(name).or_default().push(version);
-            }
-        }
+        let names: Vec<&str> = packages.iter().map(|(name, _)| *name).collect();
+        let offers = repository_offers(sys, &names)?;
         Ok(packages
             .iter()
             .map(|&(name, version)| {
