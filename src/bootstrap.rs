@@ -351,19 +351,7 @@ pub fn apply(
     };
     step(config_path.display().to_string(), did, detail, diff);
 
-    let request = Request {
-        mode: Mode::Apply,
-        root: sys.root().to_path_buf(),
-        source: Source::detect(&config.source, !config.trusted_keys.is_empty()),
-        roles: Vec::new(),
-        vars: Map::new(),
-        facts,
-        settings: config.clone(),
-        record: true,
-        history: true,
-        force: false,
-        plan_cache: config.plan_cache,
-    };
+    let request = Request::agent_run(sys.root(), &config, facts);
     reuse::adopt(&checked, &config.state_dir);
     let mut source_down = match &checked {
         Checked::Unreachable(reason) => Some(reason.clone()),

@@ -373,7 +373,7 @@ fn a_service_or_package_timeout_without_a_unit_is_located() {
         "{err}"
     );
     assert!(
-        err.contains("roles/r.toml:9:11: invalid timeout '0s': expected a duration with a unit"),
+        err.contains("roles/r.toml:9:11: invalid timeout '0s': expected a duration with a unit, more than 0"),
         "{err}"
     );
     assert!(
@@ -430,8 +430,8 @@ fn health_check_durations_and_retries_are_bounded() {
     let err = refused(&p, "r");
     assert_eq!(
         err,
-        "error: roles/r.toml:7:11: invalid duration '11m': expected at most 10m\n  |\n7 | timeout = \"11m\"\n  |           ^\n\
-         error: roles/r.toml:6:12: invalid duration '1000h': expected at most 10m\n  |\n6 | interval = \"1000h\"\n  |            ^\n\
+        "error: roles/r.toml:7:11: invalid timeout '11m': expected at most 10m\n  |\n7 | timeout = \"11m\"\n  |           ^\n\
+         error: roles/r.toml:6:12: invalid interval '1000h': expected at most 10m\n  |\n6 | interval = \"1000h\"\n  |            ^\n\
          error: roles/r.toml:8:11: invalid retries 100000: expected at most 100\n  |\n8 | retries = 100000\n  |           ^\n\
          error: roles/r.toml:10:1: health check 'long' could hold the run for 1h 50m 10s when it keeps failing ((retries + 1) × timeout + retries × interval): expected at most 1h\n   |\n10 | [[health]]\n   | ^\n\
          converge: 4 errors; nothing was changed\n"

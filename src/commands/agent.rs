@@ -7,7 +7,7 @@ use converge::agent::config::AgentConfig;
 use converge::agent::{pause, schedule};
 use converge::facts::Facts;
 use converge::pipeline::record;
-use converge::pipeline::{self, Request, Source};
+use converge::pipeline::{self, Request};
 use converge::report::Mode;
 
 /// Applies every interval at this host's splay offset; each run is independent (nothing is
@@ -57,19 +57,7 @@ fn once(config: &AgentConfig) -> i32 {
             return 1;
         }
     };
-    let request = Request {
-        mode: Mode::Apply,
-        root: root.to_path_buf(),
-        source: Source::detect(&config.source, !config.trusted_keys.is_empty()),
-        roles: Vec::new(),
-        vars: Default::default(),
-        facts,
-        settings: config.clone(),
-        record: true,
-        history: true,
-        force: false,
-        plan_cache: config.plan_cache,
-    };
+    let request = Request::agent_run(root, config, facts);
     match pipeline::run(&request) {
         Ok(finished) => {
             converge::pipeline::journal::log_summary(

@@ -15,7 +15,7 @@ pub mod record;
 mod rollback;
 pub mod source;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -71,6 +71,26 @@ pub struct Request {
     pub force: bool,
     /// Use and keep cached plans (`<state_dir>/plan-cache`); off: plan from the source.
     pub plan_cache: bool,
+}
+
+impl Request {
+    /// The agent's own run of `root`: the source, roles and vars of its settings, recorded and
+    /// kept in the history, as the timer, `converge agent` and bootstrap's first run do it.
+    pub fn agent_run(root: &Path, settings: &AgentConfig, facts: Value) -> Request {
+        Request {
+            mode: Mode::Apply,
+            root: root.to_path_buf(),
+            source: Source::detect(&settings.source, !settings.trusted_keys.is_empty()),
+            roles: Vec::new(),
+            vars: Map::new(),
+            facts,
+            settings: settings.clone(),
+            record: true,
+            history: true,
+            force: false,
+            plan_cache: settings.plan_cache,
+        }
+    }
 }
 
 /// Why a run could not run at all (exit 1).

@@ -23,6 +23,7 @@ use crate::role::model::{FileSpec, OwnVars};
 use crate::role::{vars, Role, SourceTree};
 
 mod accounts;
+mod duration;
 mod exec;
 mod health;
 mod kernel_module;
@@ -188,14 +189,18 @@ impl<'a> Builder<'a> {
         let Some(t) = timeout else {
             return Ok(None);
         };
-        match humantime::parse_duration(t.get_ref()) {
-            Ok(d) if !d.is_zero() => Ok(Some(d)),
-            _ => {
+        let positive = duration::Limits {
+            zero: false,
+            max: None,
+        };
+        match duration::read(t.get_ref(), positive, "\"30s\" or \"5m\"") {
+            Ok(d) => Ok(Some(d)),
+            Err(expected) => {
                 self.errors.push(role.error_at(
                     t.span().start,
                     format!(
-                        "invalid timeout '{}': expected a duration with a unit, e.g. \"30s\" or \"5m\"",
-                        t.get_ref()
+                        "invalid timeout '{}': {expected}",
+                        t.get_ref().escape_debug()
                     ),
                 ));
                 Err(())

@@ -95,6 +95,7 @@ impl Builder<'_> {
                 ));
             }
             let timeout = duration(
+                "timeout",
                 &s.timeout,
                 health::DEFAULT_TIMEOUT,
                 health::MAX_TIMEOUT,
@@ -102,6 +103,7 @@ impl Builder<'_> {
                 &mut errors,
             );
             let interval = duration(
+                "interval",
                 &s.interval,
                 health::DEFAULT_INTERVAL,
                 health::MAX_INTERVAL,
@@ -124,6 +126,7 @@ impl Builder<'_> {
                 }
             };
             let settle = duration(
+                "settle",
                 &s.settle,
                 health::DEFAULT_SETTLE,
                 health::MAX_SETTLE,
@@ -192,39 +195,28 @@ impl Builder<'_> {
     }
 }
 
-/// A duration with a unit, at most `max`; zero is allowed only where it means "no pause".
+/// A health check's duration key, at most `max`; zero is allowed only where it means "no
+/// pause".
 fn duration(
+    key: &str,
     text: &Option<Spanned<String>>,
     default: Duration,
     max: Duration,
-    zero_ok: bool,
+    zero: bool,
     errors: &mut Vec<(usize, String)>,
 ) -> Duration {
     let Some(t) = text else {
         return default;
     };
-    match humantime::parse_duration(t.get_ref()) {
-        Ok(d) if d > max => {
-            errors.push((
-                t.span().start,
-                format!(
-                    "invalid duration '{}': expected at most {}",
-                    t.get_ref(),
-                    humantime::format_duration(max)
-                ),
-            ));
-            default
-        }
-        Ok(d) if zero_ok || !d.is_zero() => d,
-        _ => {
-            errors.push((
-                t.span().start,
-                format!(
-                    "invalid duration '{}': expected a duration with a unit, e.g. \"5s\" or \"500ms\"",
-                    t.get_ref()
-                ),
-            ));
-            default
-        }
-    }
+    let limits = super::duration::Limits {
+        zero,
+        max: Some(max),
+    };
+    super::duration::read(t.get_ref(), limits, "\"5s\" or \"500ms\"").unwrap_or_else(|expected| {
+        errors.push((
+            t.span().start,
+            format!("invalid {key} '{}': {expected}", t.get_ref().escape_debug()),
+        ));
+        default
+    })
 }

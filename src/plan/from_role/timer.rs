@@ -431,12 +431,20 @@ impl Builder<'_> {
         let Some(v) = value else {
             return Some(None);
         };
-        match humantime::parse_duration(v.get_ref()) {
+        // Zero is systemd's own "at once" (OnBootSec=0, RandomizedDelaySec=0).
+        let any = super::duration::Limits {
+            zero: true,
+            max: None,
+        };
+        match super::duration::read(v.get_ref(), any, "\"30s\", \"15m\" or \"1h\"") {
             Ok(d) => Some(Some(d)),
-            Err(_) => {
+            Err(expected) => {
                 self.errors.push(role.error_at(
                     v.span().start,
-                    format!("timer '{name}': invalid {key} '{}': expected a duration with a unit, e.g. \"30s\", \"15m\" or \"1h\"", v.get_ref().escape_debug()),
+                    format!(
+                        "timer '{name}': invalid {key} '{}': {expected}",
+                        v.get_ref().escape_debug()
+                    ),
                 ));
                 None
             }
