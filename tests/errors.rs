@@ -373,7 +373,9 @@ fn a_service_or_package_timeout_without_a_unit_is_located() {
         "{err}"
     );
     assert!(
-        err.contains("roles/r.toml:9:11: invalid timeout '0s': expected a duration with a unit, more than 0"),
+        err.contains(
+            "roles/r.toml:9:11: invalid timeout '0s': expected a duration with a unit, more than 0"
+        ),
         "{err}"
     );
     assert!(

@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{output_text, require_root, require_tool, OwnState, Step, BIN};
+use support::{require_tool, Namespaces, Step};
 
 /// The role `fw` with `body` as its `inet filter` table, and `extra` after it.
 fn role(body: &str, extra: &str) -> String {
@@ -41,9 +41,7 @@ const BOOT_CONF: &str = "#!/usr/sbin/nft -f\nflush ruleset\ninclude \"/etc/nftab
 /// of /etc (holding [`BOOT_CONF`] and no nftables.d) over /etc. `$B` is the binary, `$S` the
 /// source tree, `$C` the agent config, `$T` a scratch dir, `$ST` the state dir.
 fn in_namespaces(src: &Path, steps: &[&str]) -> Vec<Step> {
-    require_root();
     require_tool("nft");
-    let unshare = require_tool("unshare");
     let scratch = tempfile::tempdir().unwrap();
     let etc = scratch.path().join("etc");
     let copy = Command::new("cp")
@@ -55,21 +53,10 @@ fn in_namespaces(src: &Path, steps: &[&str]) -> Vec<Step> {
     assert!(copy.success());
     let _ = std::fs::remove_dir_all(etc.join("nftables.d"));
     std::fs::write(etc.join("nftables.conf"), BOOT_CONF).unwrap();
-    let script = support::steps::script("set -u; mount --bind \"$T/etc\" /etc || exit 99", steps);
-    let own = OwnState::new();
-    let out = Command::new(unshare)
-        .args(["-n", "-m", "--propagation", "private", "--", "sh", "-c"])
-        .arg(&script)
-        .env("B", BIN)
-        .env("S", src)
-        .env("C", own.config())
-        .env("ST", own.state_dir())
+    Namespaces::net_and_mount()
+        .setup("mount --bind \"$T/etc\" /etc || exit 99")
         .env("T", scratch.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-    support::steps::split(&out.stdout)
+        .run(src, steps)
 }
 
 /// `--state-dir`: a tree converged by hand keeps a run history (for `rollback`) only where

@@ -5,9 +5,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use support::{converge, output_text, require_root, require_tool, OwnState, Step, BIN};
+use support::{converge, output_text, Namespaces, Step};
 
 /// A source tree with one role, `k`.
 fn source(role: &str) -> tempfile::TempDir {
@@ -21,24 +20,11 @@ fn source(role: &str) -> tempfile::TempDir {
 /// /etc/sysctl.d is an empty tmpfs; `$B` is the binary, `$S` the source tree, `$C` the
 /// agent config.
 fn in_namespaces(src: &Path, setup: &str, steps: &[&str]) -> Vec<Step> {
-    require_root();
-    let unshare = require_tool("unshare");
-    let script = support::steps::script(
-        &format!("set -u; mount -t tmpfs tmpfs /etc/sysctl.d || exit 99; {setup}"),
-        steps,
-    );
-    let own = OwnState::new();
-    let out = Command::new(unshare)
-        .args(["-n", "-m", "--propagation", "private", "--", "sh", "-c"])
-        .arg(&script)
-        .env("B", BIN)
-        .env("S", src)
-        .env("C", own.config())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-    support::steps::split(&out.stdout)
+    Namespaces::net_and_mount()
+        .setup(&format!(
+            "mount -t tmpfs tmpfs /etc/sysctl.d || exit 99; {setup}"
+        ))
+        .run(src, steps)
 }
 
 /// `$C` is an agent config of the test's own: an apply on the running system takes the state

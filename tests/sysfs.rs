@@ -11,9 +11,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{output_text, require_root, require_tool, OwnState, Step, BIN};
+use support::{Namespaces, Step};
 
 /// Puts the stand-ins in place in a fresh mount namespace. `$DISKS` are the disks, the
 /// first of them holding `/`.
@@ -49,27 +47,15 @@ mkdir -p /etc/tmpfiles.d /etc/udev/rules.d
 /// of `disks`; `$B` is the binary, `$S` the source tree, `$C` the agent config, `$W` a
 /// scratch directory.
 fn in_namespace(role: &str, disks: &str, steps: &[&str]) -> Vec<Step> {
-    require_root();
-    let unshare = require_tool("unshare");
     let w = tempfile::tempdir().unwrap();
     let wp = w.path();
     std::fs::create_dir_all(wp.join("src/roles")).unwrap();
     std::fs::write(wp.join("src/roles/s.toml"), role).unwrap();
-    let script = support::steps::script(SETUP, steps);
-    let own = OwnState::new();
-    let out = Command::new(unshare)
-        .args(["-m", "--propagation", "private", "--", "sh", "-c"])
-        .arg(&script)
+    Namespaces::mount()
+        .setup(SETUP)
         .env("W", wp)
-        .env("B", BIN)
-        .env("S", wp.join("src"))
-        .env("C", own.config())
         .env("DISKS", disks)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-    support::steps::split(&out.stdout)
+        .run(&wp.join("src"), steps)
 }
 
 const RUN: &str = "--source \"$S\" --config \"$C\" --role s --color never";

@@ -59,7 +59,7 @@ pub use rootfs::debian_rootfs;
 pub use rpm_root::{Rpm, RpmRepo, RpmRoot};
 pub use sandbox::Sandbox;
 pub use snapshot::redacted_json;
-pub use steps::Step;
+pub use steps::{Namespaces, Step};
 pub use tools::{
     copy_file, json_changes, output_text, require_root, require_tool, run_ok, wait_until,
     write_tree, OwnState,
