@@ -154,14 +154,18 @@ fn assert_package_contents(ct: &Container) {
         "/usr/share/fish/vendor_completions.d/converge.fish",
         "/usr/share/doc/converge/copyright",
         "/usr/share/doc/converge/README.md.gz",
-        "/usr/share/doc/converge/changelog.gz",
+        "/usr/share/doc/converge/changelog.Debian.gz",
     ] {
         assert!(
             files.lines().any(|l| l == shipped),
             "{shipped} not in:\n{files}"
         );
     }
-    for unwanted in ["/etc/converge/agent.toml", "/usr/share/man/man1/converge.1"] {
+    for unwanted in [
+        "/etc/converge/agent.toml",
+        "/usr/share/man/man1/converge.1",
+        "/usr/share/doc/converge/changelog.gz",
+    ] {
         assert!(
             !files.lines().any(|l| l == unwanted),
             "{unwanted} in:\n{files}"
@@ -171,7 +175,11 @@ fn assert_package_contents(ct: &Container) {
         ct.exec_ok(&["dpkg-query", "-W", "-f", "${Conffiles}", "converge"]),
         ""
     );
-    let changelog = ct.exec_ok(&["sh", "-c", "zcat /usr/share/doc/converge/changelog.gz"]);
+    let changelog = ct.exec_ok(&[
+        "sh",
+        "-c",
+        "zcat /usr/share/doc/converge/changelog.Debian.gz",
+    ]);
     assert!(
         changelog.starts_with(&format!("converge ({}-1) ", env!("CARGO_PKG_VERSION"))),
         "{changelog}"
