@@ -356,4 +356,22 @@ fn the_checked_bundle_is_fetched_once_and_a_rerun_asks_with_a_conditional_get() 
         [304, 304],
         "{second:?}"
     );
+
+    // A new bundle: the re-run's check fetches its new object, and the run uses that one.
+    std::fs::write(dir.path().join("src/files/added-later.txt"), "new\n").unwrap();
+    let out = converge(&["publish"])
+        .arg(dir.path().join("src"))
+        .arg(dir.path().join("bundle"))
+        .arg("--key")
+        .arg(dir.path().join("keys/converge.key"))
+        .output()
+        .unwrap();
+    assert_success("publish", &out);
+    run();
+    let third = requests(&nginx, first.len() + second.len());
+    let object_gets: Vec<_> = third
+        .iter()
+        .filter(|(p, _)| p.starts_with("/bundle/objects/"))
+        .collect();
+    assert_eq!(object_gets.len(), 1, "{third:?}");
 }

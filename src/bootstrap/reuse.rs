@@ -80,8 +80,15 @@ pub(super) fn fetch_scratch(
 /// Hands the bundle the check fetched to the state dir, so the first run fetches only its
 /// manifest. Best effort: what is not handed over is downloaded as usual.
 pub(super) fn adopt(checked: &Checked, state_dir: &Path) {
-    if let Checked::Fetched(scratch) = checked {
-        if let Err(e) = bundle::adopt(state_dir, scratch.path()) {
+    // A host set up before whose source has a new bundle: the look fetched it into a scratch
+    // dir of its own, as a fresh host's check does.
+    let (scratch, id) = match checked {
+        Checked::Fetched(scratch) => (Some(scratch.path()), None),
+        Checked::Peeked(peeked) => (peeked.scratch(), Some(peeked.outcome.id.as_str())),
+        Checked::Tree | Checked::Unreachable(_) => (None, None),
+    };
+    if let Some(scratch) = scratch {
+        if let Err(e) = bundle::adopt(state_dir, scratch, id) {
             tracing::debug!("the checked bundle is fetched again: {e}");
         }
     }

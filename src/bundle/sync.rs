@@ -146,7 +146,15 @@ pub struct Peeked {
     /// What a sync would have used, without making it current.
     pub outcome: SyncOutcome,
     /// Holds a bundle fetched for this look; `outcome.bundle_dir` is inside it.
-    _scratch: Option<TempDir>,
+    scratch: Option<TempDir>,
+}
+
+impl Peeked {
+    /// The scratch state dir a new bundle was fetched into for this look, for [`adopt`];
+    /// `None` when the look used what the state dir holds.
+    pub fn scratch(&self) -> Option<&Path> {
+        self.scratch.as_ref().map(TempDir::path)
+    }
 }
 
 /// Like [`sync`], but leaves the state dir as it found it: a new bundle is fetched and
@@ -181,19 +189,21 @@ pub fn peek_locked(
     let used_scratch = outcome.bundle_dir.starts_with(scratch.path());
     Ok(Peeked {
         outcome,
-        _scratch: used_scratch.then_some(scratch),
+        scratch: used_scratch.then_some(scratch),
     })
 }
 
 /// Takes the objects of the bundle verified into the scratch state dir `scratch` (by a
 /// [`sync`] there) into the store of `state_dir`, so the sync that follows there downloads
-/// only the manifest: a bundle checked before it is used is fetched once. Returns how many
-/// of its objects the store now holds.
-pub fn adopt(state_dir: &Path, scratch: &Path) -> Result<usize, BundleError> {
+/// only the manifest: a bundle checked before it is used is fetched once. `id` names the
+/// bundle where the scratch dir has no current one (a [`peek`] fetches without switching).
+/// Returns how many of its objects the store now holds.
+pub fn adopt(state_dir: &Path, scratch: &Path, id: Option<&str>) -> Result<usize, BundleError> {
     let lock = StateLock::acquire(state_dir, None)?;
     let state = StateDir::open(&lock)?;
     let checked = StateDir::scratch(scratch)?;
-    let Some(manifest) = checked.current().and_then(|id| checked.manifest(&id)) else {
+    let id = checked.current().or_else(|| id.map(str::to_owned));
+    let Some(manifest) = id.and_then(|id| checked.manifest(&id)) else {
         return Ok(0);
     };
     state.link_objects_from(&checked, &manifest);
