@@ -750,6 +750,45 @@ fn capture_never_writes_through_a_link_planted_in_the_source() {
 }
 
 #[test]
+fn a_capture_sweeps_what_a_killed_one_left_in_the_source_and_nothing_else() {
+    let (tmp, snap) = one_file_snapshot();
+    let src = tmp.path().join("src");
+    // Pids above pid_max: their runs are surely dead.
+    let killed = src.join(".converge-tmp-999999999-killed");
+    let recent = src.join(".converge-tmp-999999999-recent");
+    let planted = src.join(".converge-tmp-999999999-link");
+    let elsewhere = tmp.path().join("elsewhere");
+    for d in [&killed, &recent, &elsewhere] {
+        std::fs::create_dir_all(d.join("roles")).unwrap();
+        std::fs::write(d.join("roles/r.toml"), "# half\n").unwrap();
+    }
+    std::os::unix::fs::symlink(&elsewhere, &planted).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for d in [&killed, &elsewhere] {
+        std::fs::File::open(d)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+    }
+    let out = capture_from(&snap, &src.join("roles/r.toml"), &[]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    // A run of the last hour may be alive in another pid namespace; a link is not ours.
+    assert_eq!(
+        tree_of(&src)
+            .into_iter()
+            .filter(|e| e.starts_with('.'))
+            .collect::<Vec<_>>(),
+        [
+            ".converge-tmp-999999999-link",
+            ".converge-tmp-999999999-recent",
+            ".converge-tmp-999999999-recent/roles",
+            ".converge-tmp-999999999-recent/roles/r.toml",
+        ]
+    );
+    assert_eq!(tree_of(&elsewhere), ["roles", "roles/r.toml"]);
+}
+
+#[test]
 fn a_host_name_cannot_add_a_declaration_to_the_captured_role() {
     let tmp = tempfile::tempdir().unwrap();
     let snap = tmp.path().join("s.json");

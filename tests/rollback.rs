@@ -649,6 +649,43 @@ fn one_unreadable_run_is_flagged_and_the_others_are_listed() {
 
 #[test]
 #[ignore = "needs root (container tier, scripts/test)"]
+fn history_refuses_a_state_dir_someone_else_could_have_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let l = Live::new();
+    l.role("[[file]]\npath = \"{L}/one.conf\"\ncontent = \"1\\n\"\n");
+    assert_eq!(l.converge("apply", &[]).code, 2);
+    let run = newest_run_dir(&l);
+    let state = l.s("state");
+    let refused = |path: &PathBuf, why: &str| {
+        for format in ["human", "json"] {
+            let hist = l.run(&["history", "--state-dir", &state, "--format", format]);
+            assert_eq!(hist.code, 1, "{hist:?}");
+            assert_eq!(hist.stdout, "", "{format}");
+            assert_eq!(
+                hist.stderr,
+                format!(
+                    "converge: error: state dir {state}: {}: {why}; converge uses a state dir only when it and everything in it belong to uid 0 and are not writable by group or others (fix the owner or mode, or remove it)\n",
+                    path.display()
+                ),
+                "{format}"
+            );
+        }
+    };
+    // A run record another user owns could say anything about what ran.
+    let record = run.join("run.json");
+    std::os::unix::fs::chown(&record, Some(65534), None).unwrap();
+    refused(&record, "belongs to uid 65534");
+    std::os::unix::fs::chown(&record, Some(0), None).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused(&run, "is writable by its group (mode 0777)");
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let hist = l.run(&["history", "--state-dir", &state]);
+    assert_eq!(hist.code, 0, "{hist:?}");
+    assert_eq!(hist.stdout.lines().count(), 2, "{}", hist.stdout);
+}
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn history_files_that_are_not_regular_files_are_refused_not_read() {
     let l = Live::new();
     l.role("[[file]]\npath = \"{L}/one.conf\"\ncontent = \"1\\n\"\n");

@@ -367,6 +367,26 @@ fn bad_keys_and_values_are_refused_at_load_with_their_place() {
 }
 
 #[test]
+fn two_globs_that_can_name_one_attribute_with_different_values_are_a_conflict_at_load() {
+    let p = support::Project::new();
+    // Neither glob matches the other as text, yet both name block/sda/queue/read_ahead_kb.
+    p.file(
+        "roles/s.toml",
+        "[sysfs]\n\"block/sd*/queue/read_ahead_kb\" = 128\n\"block/*a/queue/read_ahead_kb\" = 256\n\
+         \"block/*/queue/scheduler\" = \"none\"\n\"block/sd*/queue/scheduler\" = \"none\"\n\
+         \"block/nvme*/queue/nr_requests\" = 64\n\"block/sd*/queue/nr_requests\" = 128\n",
+    );
+    let r = p.check(&["s"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(
+        r.stderr.lines().filter(|l| l.starts_with("error:")).collect::<Vec<_>>(),
+        ["error: roles/s.toml:2:1: conflict: sysfs 'block/sd*/queue/read_ahead_kb' = 128 and 'block/*a/queue/read_ahead_kb' = 256 (roles/s.toml:3:1) can name the same attribute with different values; each run would undo the other"],
+        "{r:?}"
+    );
+    assert!(p.tree().keys().all(|k| k == "etc"), "{:?}", p.tree());
+}
+
+#[test]
 #[ignore = "needs root (container tier, scripts/test)"]
 fn under_root_the_boot_files_are_managed_and_the_live_values_are_noted() {
     let p = support::Project::new();

@@ -158,6 +158,13 @@ pub enum BundleError {
         /// The first problem found.
         reason: String,
     },
+    /// The source answered 403 for `rollout.json`: it has one this host may not read, or
+    /// it says "forbidden" for a missing file; either way, which bundle to follow is unknown.
+    #[error("{}: HTTP status 403: the source refuses to serve its rollout file, so which bundle this host should follow is unknown; make the file readable by the web server, or, when there is no rollout, have the source answer 404 (an object store: let the reader list the bucket)", RedactedUrl(.url))]
+    RolloutForbidden {
+        /// The rollout file URL.
+        url: String,
+    },
     /// The rollout file was written before the one this host already follows: a replay, or a
     /// mirror serving an old copy.
     #[error("{}: rollout file created {created} is not newer than the one this host follows (created {current_created}): possible replay or a stale mirror; every rollout command dates its file after the last", RedactedUrl(.url))]
@@ -256,6 +263,7 @@ impl BundleError {
             BundleError::CreatedInFuture { .. } => "created_in_future",
             BundleError::Expired { .. } => "expired",
             BundleError::RolloutMalformed { .. } => "rollout_malformed",
+            BundleError::RolloutForbidden { .. } => "rollout_forbidden",
             BundleError::RolloutOlder { .. } => "rollout_older",
             BundleError::RolloutInFuture { .. } => "rollout_in_future",
             BundleError::RolloutMismatch { .. } => "rollout_mismatch",

@@ -279,6 +279,11 @@ pub fn stage(role: &CapturedRole, output: &Path, force: bool) -> Result<Staged, 
         force,
         made_src,
     };
+    // A capture killed half way left its staging tree behind; nothing else would take it.
+    if let Err(e) = crate::durable::temp::sweep(&staged.src, crate::durable::temp::Sweep::Abandoned)
+    {
+        tracing::warn!(dir = %staged.src.display(), "could not remove a dead capture's temp dir: {e}");
+    }
     let dir = crate::durable::temp::dir_in(&staged.src).map_err(err(&staged.src))?;
     let tree = staged.dir.insert(dir).path().to_path_buf();
     for f in role.contents() {

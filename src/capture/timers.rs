@@ -107,6 +107,10 @@ pub(super) fn tables(role: &CapturedRole) -> Option<toml_edit::ArrayOfTables> {
             let after: toml_edit::Array = t.after.iter().map(String::as_str).collect();
             table.insert("after", toml_edit::value(after));
         }
+        // A job's unit that only root could read on OLD may hold a secret in its command.
+        if t.service.sensitive {
+            table.insert("sensitive", toml_edit::value(true));
+        }
         out.push(table);
     }
     Some(out)

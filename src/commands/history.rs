@@ -9,7 +9,7 @@ use anyhow::bail;
 use crate::cli::{ColorChoice, Format, RollbackArgs, StateArgs};
 use converge::agent::config::{AgentConfig, ConfigError};
 use converge::agent::held;
-use converge::durable::StateLock;
+use converge::durable::{trust, StateLock};
 use converge::engine::rollback;
 use converge::history::{self, RunStatus};
 use converge::pipeline;
@@ -35,6 +35,9 @@ pub fn state_dir(args: &StateArgs) -> anyhow::Result<(PathBuf, std::time::Durati
 /// Lists the runs, flagging one whose record cannot be read; always exits 0.
 pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
     let (dir, _, _) = state_dir(args)?;
+    // Read without the lock, but believed no more than a run would: a record someone else
+    // could write would make the listing (and the rollback an operator picks from it) lie.
+    trust::check(&dir, true)?;
     let listed = history::list(&dir);
     if args.format == Format::Json {
         // The JSON stays a list of run records; a run that cannot be read is named on stderr.

@@ -23,7 +23,15 @@ pub(crate) enum Sweep {
     /// Every temp entry not of this process, directories too: for a directory only the
     /// holder of the state-dir lock writes in, where anything else is a dead run's.
     Locked,
+    /// Directories of processes that no longer exist, when they are the running user's
+    /// and untouched for [`ABANDONED_AFTER`]: for a directory that commands run by hand
+    /// stage whole trees in (a capture's SRC), with no lock to tell a live run from a dead
+    /// one. The age spares a run of another pid namespace, whose pid means nothing here.
+    Abandoned,
 }
+
+/// How long a dead run's temp directory is left alone before [`Sweep::Abandoned`] takes it.
+pub(crate) const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// A temp name of this process: `.converge-tmp-PID-SUFFIX`.
 pub fn name(suffix: &str) -> String {
@@ -79,6 +87,13 @@ pub(crate) fn sweep(dir: &Path, how: Sweep) -> io::Result<()> {
                 }
                 None => false,
             },
+            Sweep::Abandoned => match pid {
+                Some(pid) => {
+                    !Path::new("/proc").join(pid.to_string()).exists()
+                        && abandoned_dir(&fs::symlink_metadata(entry.path())?)
+                }
+                None => false,
+            },
         };
         if stale {
             tracing::debug!(path = %entry.path().display(), "removing a stale temp entry");
@@ -86,6 +101,18 @@ pub(crate) fn sweep(dir: &Path, how: Sweep) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A real directory (never a link) of the running user, unchanged for [`ABANDONED_AFTER`].
+fn abandoned_dir(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.is_dir()
+        && meta.uid() == nix::unistd::geteuid().as_raw()
+        && meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= ABANDONED_AFTER)
 }
 
 /// Removes whatever is at `path` (a directory with everything in it); nothing there is fine.
@@ -138,5 +165,34 @@ mod tests {
         assert!(!init.exists() && !legacy.exists());
         assert!(mine.exists() && other.exists());
         assert!(sweep(&dir.path().join("missing"), Sweep::Locked).is_ok());
+    }
+
+    #[test]
+    fn only_our_old_directories_of_dead_runs_are_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(format!("{PREFIX}{name}"));
+        let hours_ago = std::time::SystemTime::now() - ABANDONED_AFTER * 2;
+        // Above pid_max: no such process can exist.
+        let (old, fresh, file, link, live) = (
+            at("999999999-old"),
+            at("999999999-fresh"),
+            at("999999999-file"),
+            at("999999999-link"),
+            dir.path().join(name("live")),
+        );
+        let elsewhere = dir.path().join("elsewhere");
+        for d in [&old, &fresh, &live, &elsewhere] {
+            fs::create_dir_all(d.join("files/r")).unwrap();
+            fs::write(d.join("files/r/a.conf"), "a").unwrap();
+        }
+        fs::write(&file, "x").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        for p in [&old, &file, &live, &elsewhere] {
+            fs::File::open(p).unwrap().set_modified(hours_ago).unwrap();
+        }
+        sweep(dir.path(), Sweep::Abandoned).unwrap();
+        assert!(!old.exists());
+        assert!(fresh.exists() && file.exists() && live.exists());
+        assert!(link.symlink_metadata().is_ok() && elsewhere.join("files/r/a.conf").exists());
     }
 }

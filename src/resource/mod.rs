@@ -26,6 +26,7 @@ pub mod sysctl;
 pub mod sysctl_conf;
 pub mod sysfs;
 pub mod sysfs_boot;
+pub(crate) mod sysfs_glob;
 pub mod user;
 pub mod validate;
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use super::file::FileResource;
 use super::sysctl_conf::{BootFileLive, Override};
 use super::sysfs::{check_key, KeyShape};
+use super::sysfs_glob::overlap;
 use super::{Change, Footprint, PlanSlots, Resource, ResourceError, ResourceId};
 use crate::system::procfs::SysctlFile;
 use crate::system::sysfs::{sys_path, TMPFILES_DIRS, UDEV_DIRS};
@@ -105,18 +106,6 @@ fn device(key: &str) -> Option<(&'static str, String, String)> {
         }) => Some((subsystem, name, attr)),
         _ => None,
     }
-}
-
-/// Whether two paths or names, each maybe a glob, can name the same thing (a glob and a
-/// name it matches; two globs only when they are the same).
-pub(crate) fn overlap(a: &str, b: &str) -> bool {
-    let matches = |pattern: &str, text: &str| {
-        globset::GlobBuilder::new(pattern)
-            .literal_separator(true)
-            .build()
-            .is_ok_and(|g| g.compile_matcher().is_match(text))
-    };
-    a == b || matches(a, b) || matches(b, a)
 }
 
 /// `w` lines of other files that write a managed attribute with another value and win:

@@ -352,6 +352,10 @@ pub struct TimerSpec {
     pub command: Option<Spanned<String>>,
     /// `User=` the command runs as.
     pub user: Option<Spanned<String>>,
+    /// Keep the service unit (which holds the command) out of diffs, logs and reports, and
+    /// readable by root only.
+    #[serde(default)]
+    pub sensitive: bool,
     /// The service unit's text instead of `command`.
     pub service: Option<Spanned<UnitSpec>>,
     /// The timer unit's text instead of the schedule keys.

@@ -200,7 +200,10 @@ impl Builder<'_> {
                 &suffix[1..]
             )
         } else if !unit_name_ok(bare) {
-            format!("invalid service name '{raw}': expected a systemd unit name such as \"nginx\"")
+            format!(
+                "invalid service name '{}': expected a systemd unit name such as \"nginx\"",
+                raw.escape_debug()
+            )
         } else {
             return Some(bare.to_owned());
         };

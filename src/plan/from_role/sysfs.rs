@@ -7,7 +7,8 @@ use super::{Builder, Common};
 use crate::diagnostics::Location;
 use crate::plan::{Edges, Planned};
 use crate::resource::sysfs::{self, KeyShape, SysfsResource};
-use crate::resource::sysfs_boot::{overlap, BootFile, SysfsBootResource};
+use crate::resource::sysfs_boot::{BootFile, SysfsBootResource};
+use crate::resource::sysfs_glob::overlap;
 use crate::resource::{Kind, Resource, ResourceId};
 use crate::role::Role;
 

@@ -22,7 +22,7 @@ use crate::resource::absent::AbsentResource;
 use crate::resource::file::FileResource;
 use crate::resource::service::{exec_program, RunState, ServiceResource, OTHER_UNIT_SUFFIXES};
 use crate::resource::symlink::SymlinkResource;
-use crate::resource::{Kind, ResourceId};
+use crate::resource::{AnyResource, Kind, ResourceId};
 use crate::role::model::{ServiceState, TimerEnsure, TimerSpec};
 use crate::role::Role;
 
@@ -236,6 +236,7 @@ impl Builder<'_> {
             ("user", s.user.is_some()),
             ("service", s.service.is_some()),
             ("timer", s.timer.is_some()),
+            ("sensitive", s.sensitive),
         ];
         keys.iter().find(|(_, given)| *given).map(|(key, _)| *key)
     }
@@ -266,7 +267,11 @@ impl Builder<'_> {
             }
             (_, Some(unit)) => {
                 let what = format!("service unit of timer '{name}'");
-                self.unit_file(role, unit, path, what, None, Some(VERIFY.to_owned()))
+                let id = self.unit_file(role, unit, path, what, None, Some(VERIFY.to_owned()))?;
+                if s.sensitive {
+                    self.hide_last();
+                }
+                Some(id)
             }
             (None, None) => {
                 self.errors.push(role.error_at(
@@ -307,6 +312,9 @@ impl Builder<'_> {
                     ..Common::new(command.span().start, &s.after)
                 };
                 self.push(role, common, file);
+                if s.sensitive {
+                    self.hide_last();
+                }
                 Some(ResourceId::new(Kind::File, path.to_string_lossy()))
             }
         }
@@ -356,6 +364,21 @@ impl Builder<'_> {
     }
 
     /// The resource just pushed goes after `id` too.
+    /// Makes the unit file just planned sensitive: its command line can carry a secret, so
+    /// its text stays out of diffs, logs, reports and systemd's verify output, and the file
+    /// and its backups are root's alone (systemd reads units as root).
+    fn hide_last(&mut self) {
+        if let Some(item) = self.items.last_mut() {
+            if let AnyResource::File(f) = &mut item.resource {
+                f.sensitive = true;
+                f.ownership.mode = Some(0o600);
+            }
+            if let Some(r) = &mut item.rendered {
+                r.sensitive = true;
+            }
+        }
+    }
+
     fn follow_last(&mut self, id: &ResourceId) {
         if let Some(item) = self.items.last_mut() {
             item.edges_mut().implicit_after.push(id.clone());
