@@ -421,6 +421,58 @@ fn a_broken_or_closed_stderr_never_stops_a_run() {
 }
 
 #[test]
+fn a_reader_gone_from_stdout_never_makes_a_command_panic() {
+    // `converge history | head -0`: the reader is gone before the first write, which then
+    // fails with EPIPE. The command's work stands and so does its exit code.
+    let p = project_with_existing_state();
+    let (src, root, facts) = (
+        p.src().display().to_string(),
+        p.root().display().to_string(),
+        p.facts_path().display().to_string(),
+    );
+    let state = p.state_dir().display().to_string();
+    let before = p.tree();
+    let with_source = |cmd: &'static str| {
+        let mut args = vec![cmd, "--source", &src, "--facts", &facts, "--role", "ok"];
+        if cmd != "render" {
+            args.extend(["--root", &root]);
+        }
+        args
+    };
+    let commands: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["history"], 0),
+        (vec!["history", "--format", "json"], 0),
+        (vec!["pause", "--for", "1h"], 0),
+        (vec!["status"], 0),
+        (vec!["status", "--format", "json"], 0),
+        (vec!["resume"], 0),
+        (vec!["facts", "--root", &root], 0),
+        (vec!["validate", "--source", &src], 0),
+        (vec!["compare", "--print-ignore"], 0),
+        (with_source("render"), 0),
+        (with_source("check"), 2),
+    ];
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    for (args, code) in commands {
+        let shown = p.run(&args);
+        assert_eq!(
+            shown.code, code,
+            "{args:?}: {}{}",
+            shown.stdout, shown.stderr
+        );
+        assert_ne!(shown.stdout, "", "{args:?} prints nothing to lose");
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        drop(reader);
+        let out = p.command(&args).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    }
+    assert_eq!(p.tree(), before, "a check or render changed the root");
+}
+
+#[test]
 fn health_check_durations_and_retries_are_bounded() {
     let p = project_with_existing_state();
     p.file(

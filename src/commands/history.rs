@@ -45,11 +45,11 @@ pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
                 Err(e) => say!("converge: warning: run {} skipped: {e}", l.id),
             }
         }
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        showln!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(0);
     }
     if listed.is_empty() {
-        println!("no runs in {} yet", dir.join(history::RUNS_DIR).display());
+        showln!("no runs in {} yet", dir.join(history::RUNS_DIR).display());
         return Ok(0);
     }
     let mut out = format!(
@@ -89,7 +89,7 @@ pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
             r.id, r.started, bundle, r.changed, r.failed
         );
     }
-    print!("{out}");
+    show!("{out}");
     Ok(0)
 }
 
@@ -180,7 +180,7 @@ fn print_rollback(
     color: ColorChoice,
 ) -> anyhow::Result<()> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(rb)?),
+        Format::Json => showln!("{}", serde_json::to_string_pretty(rb)?),
         Format::Human => {
             let mut out = String::new();
             let style = human::Style::new(super::run::use_color(color));
@@ -189,7 +189,7 @@ fn print_rollback(
                 out.push_str(&human::rollback_summary(rb, style));
                 out.push('\n');
             }
-            print!("{out}");
+            show!("{out}");
         }
     }
     Ok(())
