@@ -111,8 +111,9 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
             past.summary.root.display()
         );
     }
-    // Looked at before anything is written: a path someone changed since the run stops the
-    // whole rollback unless --force, so the host is never left half rolled back by it.
+    // Looked at before anything is written: a path or live state someone changed since the
+    // run stops the whole rollback unless --force, so the host is never left half rolled
+    // back by it.
     let preview = rollback::preview(&sys, past.recorded(), args.force);
     let already = past.summary.status == RunStatus::RolledBack
         && preview.restored.iter().all(|r| {
@@ -127,9 +128,9 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
     } else if refused > 0 {
         print_rollback(&preview, args.state.format, color)?;
         bail!(
-            "rollback of run {} refused: {refused} path{} changed since the run (listed above); nothing was changed. `converge rollback --force` restores {}, keeping what is there now in the run's history",
+            "rollback of run {} refused: {refused} {} changed since the run (listed above); nothing was changed. `converge rollback --force` restores {}, keeping what is there now in the run's history",
             past.summary.id,
-            if refused == 1 { "" } else { "s" },
+            if refused == 1 { "resource" } else { "resources" },
             if refused == 1 { "it" } else { "them" },
         );
     } else {
