@@ -697,3 +697,45 @@ fn validate_reports_every_schema_error_of_a_file() {
          validate: 3 errors in 1 role\n"
     );
 }
+
+/// The same for the sections that came later: one schema error in each, all reported.
+#[test]
+fn validate_reports_a_schema_error_in_each_newer_section() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[sysfs]\n\"kernel/mm/transparent_hugepage/enabled\" = { value = \"never\", persit = false }\n\n\
+         [[timer]]\nname = \"backup\"\non_calendar = \"daily\"\ncomand = \"/usr/local/bin/backup\"\n\n\
+         [[kernel_module]]\nname = \"br_netfilter\"\nloaded = \"yes\"\n\n\
+         [[nftables]]\nfamily = \"inet\"\ntable = \"filter\"\ncontnt = \"chain input {}\"\n\n\
+         [[package]]\nname = \"tool\"\nsource = 5\n",
+    );
+    let src = p.src();
+    let r = p.run(&["validate", "--source", src.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let firsts: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(
+        firsts,
+        [
+            "error: roles/r.toml:2:44: unknown field `persit`, expected `value` or `persist`",
+            "error: roles/r.toml:7:1: unknown field `comand`, expected one of `name`, `ensure`, \
+             `enabled`, `state`, `masked`, `description`, `on_calendar`, `on_boot`, `on_active`, \
+             `on_unit_active`, `persistent`, `randomized_delay`, `accuracy`, `command`, `user`, \
+             `service`, `timer`, `timeout`, `after`",
+            "error: roles/r.toml:11:1: unknown field `loaded`, expected one of `name`, `ensure`, \
+             `options`, `after`",
+            "error: roles/r.toml:16:1: unknown field `contnt`, expected one of `family`, `table`, \
+             `content`, `template`, `source`, `vars`, `purge`, `after`, `notify`",
+            "error: roles/r.toml:20:10: invalid type: integer `5`, expected a string",
+        ]
+    );
+    assert!(
+        r.stderr.ends_with("validate: 5 errors in 1 role\n"),
+        "{}",
+        r.stderr
+    );
+}
