@@ -76,7 +76,7 @@ pub enum Command {
     /// Undo a past run's changes (files, directories, links, sysctls, nftables tables,
     /// packages, services), then restart or reload what it had. Exit 0 nothing to undo, 2 undone, 4 something
     /// could not be undone (a failure, or a user, group, command or package version listed
-    /// as not rolled back), 1 refused: a path changed since the run (see --force).
+    /// as not rolled back), 1 refused: something changed since the run (see --force).
     Rollback(RollbackArgs),
     /// Set this host up: trusted keys, agent config, the first converge, the timer.
     /// Safe to run again: what is already in place is left alone.
@@ -340,8 +340,9 @@ pub struct RollbackArgs {
     /// Only show what would be restored, with the diff of each file.
     #[arg(long)]
     pub check: bool,
-    /// Also restore paths changed since the run, keeping what is there now in the run's
-    /// history first (without it, such paths stop the rollback and nothing changes).
+    /// Also restore paths and live state changed since the run, keeping what is there now
+    /// in the run's history first (without it, such changes stop the rollback and nothing
+    /// changes).
     #[arg(long)]
     pub force: bool,
     /// The tree the run converged (must match the run's).

@@ -12,7 +12,7 @@ mod tests;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
-use crate::history::{backup, Recorder, RunStatus, ServiceAction};
+use crate::history::{backup, Prior, Recorder, RunStatus, ServiceAction};
 use crate::plan::{Plan, Planned};
 use crate::report::{Mode, NotifyAction, NotifyStatus, Outcome, Report, Status};
 use crate::resource::{Change, ResourceError, ResourceId};
@@ -87,13 +87,13 @@ pub fn run(plan: &Plan, sys: &System, opts: RunOptions<'_>) -> Report {
 }
 
 /// Keeps what `item` is about to change, written ahead of the change; returns the change's
-/// line in the run's journal.
+/// line in the run's journal, and what it kept.
 fn keep_prior(
     recorder: &Recorder,
     sys: &System,
     item: &Planned,
     change: &Change,
-) -> Result<usize, ResourceError> {
+) -> Result<(usize, Prior), ResourceError> {
     recorder
         .begin()
         .map_err(|e| ResourceError::Backup(e.to_string()))?;
@@ -103,28 +103,38 @@ fn keep_prior(
         .record(&prior)
         .map_err(|e| ResourceError::Backup(e.to_string()))?;
     crate::durable::crash::point("recorded");
-    Ok(line)
+    Ok((line, prior))
 }
 
-/// Notes what change `line` left at `item`'s path, so that a later rollback can tell the
-/// run's own content from an edit made since. Best effort: without it, a rollback keeps a
-/// copy of what it restores over.
-fn note_left(recorder: &Recorder, sys: &System, item: &Planned, change: &Change, line: usize) {
+/// Notes what change `line` left at `item`'s path, or of the live state it changed
+/// (`prior` names it), so that a later rollback can tell the run's own content from an edit
+/// made since. Best effort: without it, a rollback keeps a copy of what it restores over a
+/// path, and restores a live state as it finds it.
+fn note_left(
+    recorder: &Recorder,
+    sys: &System,
+    item: &Planned,
+    change: &Change,
+    (line, prior): &(usize, Prior),
+) {
     use crate::history::LeftState;
-    let Some(path) = item.path() else {
-        return;
-    };
     let sensitive = item.resource.sensitive();
     // A file whose content the change wrote is known by the change's own digest: no need
     // to read it back.
     let written = change.content.as_ref().and_then(|c| c.after.clone());
-    let state = match (written, item.id.kind) {
-        (Some(d), crate::resource::Kind::File) => Ok(LeftState::File {
+    let state = match (item.path(), written, item.id.kind) {
+        (Some(_), Some(d), crate::resource::Kind::File) => Ok(LeftState::File {
             sha256: d.sha256,
             size: d.size,
         }),
-        _ => LeftState::of(sys, path),
+        (Some(path), _, _) => LeftState::of(sys, path),
+        (None, _, _) => match backup::live_state(sys, prior) {
+            Ok(Some(state)) => Ok(LeftState::Live { state }),
+            Ok(None) => return,
+            Err(e) => Err(e),
+        },
     };
+    let line = *line;
     let noted = state.map_err(|e| e.to_string()).and_then(|state| {
         let left = crate::history::Left {
             change: line,
@@ -229,8 +239,8 @@ fn converge(
                     if mode == Mode::Apply {
                         crate::durable::crash::point("changed");
                     }
-                    if let (Some(r), Some(line)) = (recorder, recorded) {
-                        note_left(r, sys, item, &change, line);
+                    if let (Some(r), Some(recorded)) = (recorder, &recorded) {
+                        note_left(r, sys, item, &change, recorded);
                     }
                     outcome.status = match mode {
                         Mode::Apply => Status::Changed,

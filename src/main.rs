@@ -9,6 +9,27 @@ macro_rules! say {
     }};
 }
 
+/// `print!` that never panics: a reader gone from stdout (`| head -0`) ends the output, not
+/// the command, whose work is done and whose exit code stands.
+macro_rules! show {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `println!` that never panics (see `show!`).
+macro_rules! showln {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod commands;
 

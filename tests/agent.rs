@@ -301,13 +301,17 @@ fn the_agent_loop_runs_on_its_interval_and_posts_reports() {
 #[ignore = "needs root (container tier, scripts/test)"]
 fn two_concurrent_runs_one_converges_the_other_exits_naming_it() {
     let s = Served::new();
-    // A run that takes a while on the live root, without changing anything: an exec whose
-    // command only sleeps.
+    // A run that holds the lock on the live root until the test lets it go, without changing
+    // anything: an exec that waits for a gate file to go (a fixed sleep would let a slow
+    // machine start the second run after the first ended).
     let marker = s.state.parent().unwrap().join("slow-ran");
+    let gate = s.state.parent().unwrap().join("gate");
+    std::fs::write(&gate, "").unwrap();
     s.p.file(
         "roles/web.toml",
         &format!(
-            "[[exec]]\nname = \"slow\"\ncommand = \"sleep 2 && touch {}\"\n",
+            "[[exec]]\nname = \"slow\"\ncommand = \"while [ -e {} ]; do sleep 0.05; done; touch {}\"\n",
+            gate.display(),
             marker.display()
         ),
     );
@@ -327,6 +331,7 @@ fn two_concurrent_runs_one_converges_the_other_exits_naming_it() {
         || std::fs::read_to_string(&lock).unwrap_or_default().trim() == pid,
     );
     let second = s.p.run(&["apply", "--config", &config]);
+    std::fs::remove_file(&gate).unwrap();
     let first = first.wait_with_output().unwrap();
     assert_eq!(
         first.status.code(),

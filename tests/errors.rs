@@ -423,6 +423,58 @@ fn a_broken_or_closed_stderr_never_stops_a_run() {
 }
 
 #[test]
+fn a_reader_gone_from_stdout_never_makes_a_command_panic() {
+    // `converge history | head -0`: the reader is gone before the first write, which then
+    // fails with EPIPE. The command's work stands and so does its exit code.
+    let p = project_with_existing_state();
+    let (src, root, facts) = (
+        p.src().display().to_string(),
+        p.root().display().to_string(),
+        p.facts_path().display().to_string(),
+    );
+    let state = p.state_dir().display().to_string();
+    let before = p.tree();
+    let with_source = |cmd: &'static str| {
+        let mut args = vec![cmd, "--source", &src, "--facts", &facts, "--role", "ok"];
+        if cmd != "render" {
+            args.extend(["--root", &root]);
+        }
+        args
+    };
+    let commands: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["history"], 0),
+        (vec!["history", "--format", "json"], 0),
+        (vec!["pause", "--for", "1h"], 0),
+        (vec!["status"], 0),
+        (vec!["status", "--format", "json"], 0),
+        (vec!["resume"], 0),
+        (vec!["facts", "--root", &root], 0),
+        (vec!["validate", "--source", &src], 0),
+        (vec!["compare", "--print-ignore"], 0),
+        (with_source("render"), 0),
+        (with_source("check"), 2),
+    ];
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    for (args, code) in commands {
+        let shown = p.run(&args);
+        assert_eq!(
+            shown.code, code,
+            "{args:?}: {}{}",
+            shown.stdout, shown.stderr
+        );
+        assert_ne!(shown.stdout, "", "{args:?} prints nothing to lose");
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        drop(reader);
+        let out = p.command(&args).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    }
+    assert_eq!(p.tree(), before, "a check or render changed the root");
+}
+
+#[test]
 fn health_check_durations_and_retries_are_bounded() {
     let p = project_with_existing_state();
     p.file(
@@ -645,5 +697,47 @@ fn validate_reports_every_schema_error_of_a_file() {
          error: roles/r.toml:13:11: invalid type: string \"yes\", expected a boolean\n   |\n\
          13 | enabled = \"yes\"\n   |           ^\n\
          validate: 3 errors in 1 role\n"
+    );
+}
+
+/// The same for the sections that came later: one schema error in each, all reported.
+#[test]
+fn validate_reports_a_schema_error_in_each_newer_section() {
+    let p = Project::new();
+    p.file(
+        "roles/r.toml",
+        "[sysfs]\n\"kernel/mm/transparent_hugepage/enabled\" = { value = \"never\", persit = false }\n\n\
+         [[timer]]\nname = \"backup\"\non_calendar = \"daily\"\ncomand = \"/usr/local/bin/backup\"\n\n\
+         [[kernel_module]]\nname = \"br_netfilter\"\nloaded = \"yes\"\n\n\
+         [[nftables]]\nfamily = \"inet\"\ntable = \"filter\"\ncontnt = \"chain input {}\"\n\n\
+         [[package]]\nname = \"tool\"\nsource = 5\n",
+    );
+    let src = p.src();
+    let r = p.run(&["validate", "--source", src.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let firsts: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(
+        firsts,
+        [
+            "error: roles/r.toml:2:44: unknown field `persit`, expected `value` or `persist`",
+            "error: roles/r.toml:7:1: unknown field `comand`, expected one of `name`, `ensure`, \
+             `enabled`, `state`, `masked`, `description`, `on_calendar`, `on_boot`, `on_active`, \
+             `on_unit_active`, `persistent`, `randomized_delay`, `accuracy`, `command`, `user`, \
+             `service`, `timer`, `timeout`, `after`",
+            "error: roles/r.toml:11:1: unknown field `loaded`, expected one of `name`, `ensure`, \
+             `options`, `after`",
+            "error: roles/r.toml:16:1: unknown field `contnt`, expected one of `family`, `table`, \
+             `content`, `template`, `source`, `vars`, `purge`, `after`, `notify`",
+            "error: roles/r.toml:20:10: invalid type: integer `5`, expected a string",
+        ]
+    );
+    assert!(
+        r.stderr.ends_with("validate: 5 errors in 1 role\n"),
+        "{}",
+        r.stderr
     );
 }

@@ -161,7 +161,8 @@ timeout = "1s"
     );
     let t = Instant::now();
     let (rc, out) = converge("apply", src.path(), ch.path(), &[]);
-    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    // Well short of the 30 s the command would take, with room for a loaded machine.
+    assert!(t.elapsed() < Duration::from_secs(25), "{:?}", t.elapsed());
     assert_eq!(rc, 4, "{out}");
     assert!(
         out.contains("exec:slow: timed out after 1s and was killed"),

@@ -145,3 +145,51 @@ fn the_version_names_the_package_version_when_built_for_a_package() {
     };
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
 }
+
+/// GitHub's anchor for a heading: lower case, spaces to hyphens, other punctuation dropped.
+fn anchor(title: &str) -> String {
+    title
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '_' || c == '-' => Some(c.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_contents_list_every_section_in_order() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let (mut headings, mut contents) = (Vec::new(), Vec::new());
+    let (mut fenced, mut in_contents) = (false, false);
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        if let Some(title) = line
+            .strip_prefix("## ")
+            .map(|t| (0, t))
+            .or_else(|| line.strip_prefix("### ").map(|t| (1, t)))
+        {
+            in_contents = title.1 == "Contents";
+            if !in_contents {
+                headings.push(format!(
+                    "{}- [{}](#{})",
+                    "  ".repeat(title.0),
+                    title.1,
+                    anchor(title.1)
+                ));
+            }
+        } else if in_contents && line.trim_start().starts_with("- [") {
+            contents.push(line.to_owned());
+        }
+    }
+    assert!(headings.len() > 40, "{headings:#?}");
+    assert_eq!(contents.join("\n"), headings.join("\n"));
+}

@@ -340,6 +340,60 @@ fn a_rollback_restores_the_previous_table_live_and_persisted() {
 
 #[test]
 #[ignore = "needs root (container tier, scripts/test)"]
+fn a_rule_added_by_hand_since_the_run_stops_a_rollback_and_is_kept_by_force() {
+    let src = source(&role(BODY, ""));
+    let rollback = "\"$B\" rollback --state-dir \"$ST\" --color never";
+    let steps = in_namespaces(
+        src.path(),
+        &[
+            &format!("\"$B\" apply {RUN} | tail -1"),
+            "nft add rule inet filter input tcp dport 8080 accept",
+            &format!("{rollback} --check"),
+            rollback,
+            "nft -s list ruleset | grep -c 'dport 8080'; ls /etc/nftables.d",
+            &format!("{rollback} --force"),
+            "nft -s list ruleset; test -e /etc/nftables.d || echo 'no nftables.d'",
+            "grep -l 'tcp dport 8080 accept' \"$ST\"/runs/*/blobs/* | wc -l",
+        ],
+    );
+    assert_eq!(
+        steps[0].out,
+        "apply: 3 resources: 0 in sync, 3 changed, 0 failed\n"
+    );
+    let refused = "    refused nftables:inet/filter: changed since the run (the live ruleset is not what the run left); --force restores it and keeps what is there now in the run's history\n";
+    let preview = &steps[2];
+    assert_eq!(preview.rc, 4, "{preview:?}");
+    assert!(preview.out.contains(refused), "{preview:?}");
+    let undo = &steps[3];
+    assert_eq!(undo.rc, 1, "{undo:?}");
+    assert!(undo.out.contains(refused), "{undo:?}");
+    assert!(
+        undo.out.contains(
+            "refused: 1 resource changed since the run (listed above); nothing was changed."
+        ),
+        "{undo:?}"
+    );
+    // Nothing was changed: the hand-made rule and the persisted file are still there.
+    assert_eq!(steps[4].out, "1\nconverge-inet-filter.nft\n");
+    let forced = &steps[5];
+    assert_eq!(forced.rc, 2, "{forced:?}");
+    assert!(
+        forced.out.contains("    restored nftables:inet/filter: changed since the run (the live ruleset is not what the run left): what was there is kept in "),
+        "{forced:?}"
+    );
+    assert!(
+        forced
+            .out
+            .contains("rollback: 3 restored, 0 unchanged, 0 failed"),
+        "{forced:?}"
+    );
+    // The table the run made is gone, as before the run, and the hand-made rule is kept.
+    assert_eq!(steps[6].out, "no nftables.d\n");
+    assert_eq!(steps[7].out, "1\n");
+}
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn under_a_root_only_the_persisted_file_is_managed_and_a_missing_include_is_noted() {
     let src = source(&role(BODY, ""));
     let root = tempfile::tempdir().unwrap();

@@ -819,7 +819,7 @@ fn a_path_edited_since_the_run_is_refused_then_kept_before_it_is_restored() {
     // Without --force: refused, naming the path, and nothing changes.
     let refused = l.run(&["rollback", "--state-dir", &state]);
     assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
-    assert_has(&refused.stderr, &format!("rollback of run {id} refused: 1 path changed since the run (listed above); nothing was changed. `converge rollback --force` restores it"));
+    assert_has(&refused.stderr, &format!("rollback of run {id} refused: 1 resource changed since the run (listed above); nothing was changed. `converge rollback --force` restores it"));
     assert_has(
         &refused.stdout,
         &format!("    refused file:{live}/motd: changed since the run"),

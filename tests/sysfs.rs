@@ -235,6 +235,43 @@ fn drift_is_repaired_and_rollback_puts_the_old_values_back() {
 
 #[test]
 #[ignore = "needs root (container tier, scripts/test)"]
+fn a_value_set_by_hand_since_the_run_stops_a_rollback_unless_forced() {
+    let history = "--state-dir \"$W/state\"";
+    let enabled = "/sys/kernel/mm/transparent_hugepage/enabled";
+    let s = in_namespace(
+        ROLE,
+        "nvme0n1",
+        &[
+            &format!("{} {history}", apply()),
+            &format!("echo always > {enabled}"),
+            &format!("\"$B\" rollback --check {history} --color never"),
+            &format!("\"$B\" rollback {history} --color never"),
+            &format!("cat {enabled}"),
+            &format!("\"$B\" rollback --force {history} --color never"),
+            &format!("cat {enabled}"),
+        ],
+    );
+    assert_eq!(s[0].rc, 2, "{:?}", s[0]);
+    let refused = "    refused sysfs:kernel/mm/transparent_hugepage/enabled: changed since the run (now kernel/mm/transparent_hugepage/enabled: always; the run left kernel/mm/transparent_hugepage/enabled: never); --force restores it and keeps what is there now in the run's history\n";
+    assert_eq!(s[2].rc, 4, "{:?}", s[2]);
+    assert!(s[2].out.contains(refused), "{:?}", s[2]);
+    assert_eq!(s[3].rc, 1, "{:?}", s[3]);
+    assert!(s[3].out.contains(refused), "{:?}", s[3]);
+    assert_eq!(s[4].out, "always\n", "refused: nothing changed");
+    assert_eq!(s[5].rc, 2, "{:?}", s[5]);
+    assert!(
+        s[5].out.contains(
+            "    restored sysfs:kernel/mm/transparent_hugepage/enabled: changed since the run (now kernel/mm/transparent_hugepage/enabled: always; the run left kernel/mm/transparent_hugepage/enabled: never): restored over it\n"
+        ),
+        "{:?}",
+        s[5]
+    );
+    // The value before the run, as the stand-in first held it.
+    assert_eq!(s[6].out, "madvise\n");
+}
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
 fn rollback_of_the_first_run_restores_every_device() {
     let history = "--state-dir \"$W/state\"";
     let s = in_namespace(

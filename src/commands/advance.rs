@@ -108,9 +108,9 @@ pub fn run(out: &std::path::Path, args: &AdvanceArgs, sign: &RolloutSign) -> any
         verdict: &verdict,
     };
     if args.format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        showln!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
-        print!("{}", human(&outcome, rules));
+        show!("{}", human(&outcome, rules));
     }
     Ok(match verdict {
         Verdict::Advance { .. } => 0,

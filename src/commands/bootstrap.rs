@@ -30,9 +30,9 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
     }
     let mut print_step = |s: &Step| {
         let mark = if s.changed { "+" } else { "=" };
-        println!("{mark} {}: {}", s.subject, s.detail);
+        showln!("{mark} {}: {}", s.subject, s.detail);
         for line in s.diff.iter().flat_map(|d| d.lines()) {
-            println!("    {line}");
+            showln!("    {line}");
         }
     };
     let outcome = match bootstrap::apply(prepared, &sys, facts, &mut print_step) {
@@ -49,7 +49,7 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
     if let Some(run) = &outcome.run {
         let report = &run.report;
         if report.summary.changed > 0 || report.summary.failed > 0 || report.rollback.is_some() {
-            println!();
+            showln!();
             super::run::print_report(report, Format::Human, color);
         }
     }
@@ -59,7 +59,7 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
         Path::new("/").join(rel).display().to_string()
     };
     let state = outcome.config.state_dir.as_path();
-    println!();
+    showln!();
     let converging = if sys.is_live() {
         format!(
             "this host now converges to {} every 30 minutes",
@@ -78,22 +78,22 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
                 "converge: warning: set up; first run failed: source unreachable ({reason}); \
                  the timer will retry"
             );
-            println!("bootstrap: set up, but the first run could not reach the source; {converging}, starting with the next run");
+            showln!("bootstrap: set up, but the first run could not reach the source; {converging}, starting with the next run");
         }
-        FirstRun::RolledBack { bundle, reason } => println!(
+        FirstRun::RolledBack { bundle, reason } => showln!(
             "bootstrap: set up, but the first run was rolled back: {reason}; the host is held \
              on its last good state and bundle {bundle} is not applied again; {converging}, \
              and takes the next bundle you publish"
         ),
-        FirstRun::Failed(n) => println!(
+        FirstRun::Failed(n) => showln!(
             "bootstrap: set up, but the first run had {n} failure{}; {converging}, and each \
              run retries",
             if n == 1 { "" } else { "s" }
         ),
         FirstRun::Converged if !outcome.changed => {
-            println!("bootstrap: nothing to change; this host was already set up like this")
+            showln!("bootstrap: nothing to change; this host was already set up like this")
         }
-        FirstRun::Converged => println!("bootstrap: done; {converging}"),
+        FirstRun::Converged => showln!("bootstrap: done; {converging}"),
     }
     let hints = [
         (
@@ -118,9 +118,9 @@ pub fn run(args: &BootstrapArgs, color: ColorChoice) -> anyhow::Result<i32> {
         ),
     ];
     let width = hints.iter().map(|(h, _)| h.len()).max().unwrap_or(0);
-    println!("next:");
+    showln!("next:");
     for (hint, what) in hints {
-        println!("  {hint:width$}   {what}");
+        showln!("  {hint:width$}   {what}");
     }
     // cloud-init (and any provisioning tool) counts an instance failed on a non-zero exit:
     // the host is set up and the timer converges it, whatever its first run did.

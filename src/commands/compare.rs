@@ -15,7 +15,7 @@ pub const LIVE: &str = "live";
 /// Exit 0 when equal, 2 when they differ; bad input is an error (exit 1).
 pub fn run(args: &CompareArgs, color: ColorChoice) -> anyhow::Result<i32> {
     if args.print_ignore {
-        print!("{}", IgnoreList::defaults_toml());
+        show!("{}", IgnoreList::defaults_toml());
         return Ok(0);
     }
     let (Some(a), Some(b)) = (&args.a, &args.b) else {
@@ -31,7 +31,7 @@ pub fn run(args: &CompareArgs, color: ColorChoice) -> anyhow::Result<i32> {
     let diffs = compare::compare(&sa, &sb, &ignore, (a, b));
     let notes = compare::notes(&sa, &sb, (a, b));
     match args.format {
-        Format::Human => print!(
+        Format::Human => show!(
             "{}",
             render::human(
                 &diffs,
@@ -40,7 +40,7 @@ pub fn run(args: &CompareArgs, color: ColorChoice) -> anyhow::Result<i32> {
                 Style::new(super::run::use_color(color))
             )
         ),
-        Format::Json => print!("{}", render::json(&diffs, &notes, (a, b))),
+        Format::Json => show!("{}", render::json(&diffs, &notes, (a, b))),
     }
     Ok(if diffs.is_empty() { 0 } else { 2 })
 }

@@ -7,12 +7,12 @@ use converge::facts::Facts;
 pub fn run(args: &FactsArgs) -> anyhow::Result<i32> {
     let facts = serde_json::to_value(Facts::gather(&args.root)?)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&facts)?);
+        showln!("{}", serde_json::to_string_pretty(&facts)?);
     } else {
         let mut lines = Vec::new();
         flatten("facts", &facts, &mut lines);
         for line in lines {
-            println!("{line}");
+            showln!("{line}");
         }
     }
     Ok(0)

@@ -62,9 +62,9 @@ pub fn run(args: &FleetArgs) -> anyhow::Result<i32> {
             fleet: &fleet,
             counts,
         };
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        showln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print!("{}", human(&fleet, &counts, SystemTime::now()));
+        show!("{}", human(&fleet, &counts, SystemTime::now()));
     }
     Ok(0)
 }

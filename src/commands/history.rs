@@ -48,11 +48,11 @@ pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
                 Err(e) => say!("converge: warning: run {} skipped: {e}", l.id),
             }
         }
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        showln!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(0);
     }
     if listed.is_empty() {
-        println!("no runs in {} yet", dir.join(history::RUNS_DIR).display());
+        showln!("no runs in {} yet", dir.join(history::RUNS_DIR).display());
         return Ok(0);
     }
     let mut out = format!(
@@ -92,7 +92,7 @@ pub fn history(args: &StateArgs) -> anyhow::Result<i32> {
             r.id, r.started, bundle, r.changed, r.failed
         );
     }
-    print!("{out}");
+    show!("{out}");
     Ok(0)
 }
 
@@ -114,8 +114,9 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
             past.summary.root.display()
         );
     }
-    // Looked at before anything is written: a path someone changed since the run stops the
-    // whole rollback unless --force, so the host is never left half rolled back by it.
+    // Looked at before anything is written: a path or live state someone changed since the
+    // run stops the whole rollback unless --force, so the host is never left half rolled
+    // back by it.
     let preview = rollback::preview(&sys, past.recorded(), args.force);
     let already = past.summary.status == RunStatus::RolledBack
         && preview.restored.iter().all(|r| {
@@ -130,9 +131,9 @@ pub fn rollback(args: &RollbackArgs, color: ColorChoice) -> anyhow::Result<i32> 
     } else if refused > 0 {
         print_rollback(&preview, args.state.format, color)?;
         bail!(
-            "rollback of run {} refused: {refused} path{} changed since the run (listed above); nothing was changed. `converge rollback --force` restores {}, keeping what is there now in the run's history",
+            "rollback of run {} refused: {refused} {} changed since the run (listed above); nothing was changed. `converge rollback --force` restores {}, keeping what is there now in the run's history",
             past.summary.id,
-            if refused == 1 { "" } else { "s" },
+            if refused == 1 { "resource" } else { "resources" },
             if refused == 1 { "it" } else { "them" },
         );
     } else {
@@ -183,7 +184,7 @@ fn print_rollback(
     color: ColorChoice,
 ) -> anyhow::Result<()> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(rb)?),
+        Format::Json => showln!("{}", serde_json::to_string_pretty(rb)?),
         Format::Human => {
             let mut out = String::new();
             let style = human::Style::new(super::run::use_color(color));
@@ -192,7 +193,7 @@ fn print_rollback(
                 out.push_str(&human::rollback_summary(rb, style));
                 out.push('\n');
             }
-            print!("{out}");
+            show!("{out}");
         }
     }
     Ok(())

@@ -23,7 +23,7 @@ pub fn run(args: &KeygenArgs) -> anyhow::Result<i32> {
          with a passphrase"
             .to_owned()
     };
-    println!(
+    showln!(
         "key {}: secret {} ({secret}; keep it on the publishing machine), public {} (give it to hosts as trusted_keys)",
         files.key_id,
         files.secret.display(),

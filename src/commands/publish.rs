@@ -42,7 +42,7 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<i32> {
             expires: args.expires,
         },
     )?;
-    println!(
+    showln!(
         "published {}{} ({} files, {} new objects{}{}) to {}",
         if args.candidate { "candidate " } else { "" },
         published.id,

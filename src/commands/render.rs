@@ -18,14 +18,14 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<i32> {
     let plan = pipeline::plan(&tree, &roles, &overrides, &facts, options)?;
     for item in &plan.items {
         let Some(r) = &item.rendered else { continue };
-        println!("==> {} ({}, role {}) <==", item.id.name, r.from, item.role);
+        showln!("==> {} ({}, role {}) <==", item.id.name, r.from, item.role);
         if r.sensitive {
-            println!("(sensitive: {} bytes, not shown)", r.content.len());
+            showln!("(sensitive: {} bytes, not shown)", r.content.len());
         } else {
             let text = String::from_utf8_lossy(&r.content);
-            print!("{text}");
+            show!("{text}");
             if !text.ends_with('\n') {
-                println!();
+                showln!();
             }
         }
     }

@@ -18,8 +18,8 @@ pub fn run(args: &RolloutArgs) -> anyhow::Result<i32> {
         }
         RolloutCommand::Show => {
             match bundle::read_rollout(&args.out)? {
-                Some(r) => println!("{}", describe(&r)),
-                None => println!(
+                Some(r) => showln!("{}", describe(&r)),
+                None => showln!(
                     "no rollout in {}: every host follows {}",
                     args.out.display(),
                     args.out.join("manifest.json").display()
@@ -40,9 +40,9 @@ pub fn run(args: &RolloutArgs) -> anyhow::Result<i32> {
     )
     .map_err(|e| anyhow::anyhow!("rollout: {e}"))?;
     if let Some(id) = &edited.promoted {
-        println!("promoted the candidate: stable bundle is now {id}");
+        showln!("promoted the candidate: stable bundle is now {id}");
     }
-    println!("{}", describe(&edited.rollout));
+    showln!("{}", describe(&edited.rollout));
     Ok(0)
 }
 

@@ -22,7 +22,7 @@ pub fn run(args: &RunArgs, mode: Mode, color: ColorChoice) -> anyhow::Result<i32
         if let Some(p) = pause::in_force(&request.settings.state_dir, SystemTime::now()) {
             record::keep_paused(&request.settings, mode);
             tracing::info!(until = %p.until, reason = p.reason.as_deref().unwrap_or(""), "paused {}: this run changes nothing", p.describe());
-            println!(
+            showln!(
                 "apply: paused {}: this run changes nothing (converge resume ends the pause)",
                 p.describe()
             );

@@ -67,9 +67,9 @@ pub fn status(args: &StateArgs) -> anyhow::Result<i32> {
         timer,
     };
     if args.format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        showln!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        print!("{}", human(&status));
+        show!("{}", human(&status));
     }
     Ok(0)
 }
@@ -86,7 +86,7 @@ pub fn pause(args: &PauseArgs) -> anyhow::Result<i32> {
         },
     )?;
     tracing::info!(until = %p.until, reason = p.reason.as_deref().unwrap_or(""), "paused {}", p.describe());
-    println!(
+    showln!(
         "paused {}: agent runs change nothing until then (converge resume ends it now)",
         p.describe()
     );
@@ -105,9 +105,9 @@ pub fn resume(args: &StateArgs) -> anyhow::Result<i32> {
     match was {
         Some(p) => {
             tracing::info!("resumed (the pause was {})", p.describe());
-            println!("resumed: agent runs go on (the pause was {})", p.describe());
+            showln!("resumed: agent runs go on (the pause was {})", p.describe());
         }
-        None => println!("not paused: nothing to resume"),
+        None => showln!("not paused: nothing to resume"),
     }
     Ok(0)
 }

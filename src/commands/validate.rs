@@ -22,7 +22,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
     if let Some(root) = &args.root {
         let sys = System::new(root)?;
         match pipeline::validate_against(&tree, &names, &overrides, &facts, &sys) {
-            Ok(notes) => notes.iter().for_each(|n| println!("note: {n}")),
+            Ok(notes) => notes.iter().for_each(|n| showln!("note: {n}")),
             Err(errors) => {
                 let n = errors.0.len();
                 let summary = format!(
@@ -34,7 +34,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    println!(
+    showln!(
         "validate: {} role{} ok ({} resources rendered)",
         names.len(),
         if names.len() == 1 { "" } else { "s" },

@@ -192,16 +192,31 @@ fn restore_one(host: &Host, look: &Look, blobs: &RunBlobs) -> Restore {
         Err(e) => return failed(e),
     }
     let mut notes = Vec::new();
-    if let (Prior::Path { path, was, .. }, false) = (prior, look.since == Since::AsLeft) {
+    if look.since != Since::AsLeft {
         let why = match &look.since {
             Since::Changed(how) => format!("changed since the run ({how})"),
             _ => UNKNOWN.to_owned(),
         };
-        match since::keep(host.system(), &resource, path, was, blobs) {
-            Ok(Some(at)) => {
-                notes.push(format!("{why}: what was there is kept in {}", at.display()))
+        let kept = match prior {
+            Prior::Path { path, was, .. } => {
+                since::keep(host.system(), &resource, path, was, blobs).map(Vec::from_iter)
             }
-            Ok(None) => {}
+            // A kernel value needs no copy: the note names it.
+            _ => since::keep_live(host.system(), prior, blobs),
+        };
+        match kept {
+            Ok(at) if at.is_empty() => {
+                if !matches!(prior, Prior::Path { .. }) {
+                    notes.push(format!("{why}: restored over it"));
+                }
+            }
+            Ok(at) => {
+                let at: Vec<String> = at.iter().map(|p| p.display().to_string()).collect();
+                notes.push(format!(
+                    "{why}: what was there is kept in {}",
+                    at.join(", ")
+                ));
+            }
             Err(e) => {
                 let note =
                     format!("{why}, and what is there cannot be kept, so it is not restored: {e}");

@@ -172,7 +172,7 @@ pub struct KeptText {
 
 impl KeptText {
     /// Puts `text` in `blobs`.
-    fn put(text: &str, blobs: &dyn Blobs) -> std::io::Result<KeptText> {
+    pub(crate) fn put(text: &str, blobs: &dyn Blobs) -> std::io::Result<KeptText> {
         let digest = crate::resource::Digest::of(text.as_bytes());
         blobs.put(&digest.sha256, &mut text.as_bytes())?;
         Ok(KeptText {
@@ -285,6 +285,56 @@ pub fn capture(
         },
     };
     Ok(prior)
+}
+
+/// What stands live of what `prior` names, as a short text that tells a later change apart
+/// (a table by its listing's digest): what a run notes it left there, and what a rollback
+/// compares with that. `None` for a path (told by `LeftState::of`), a package, a service,
+/// and under `--root`, whose kernel is not the tree's.
+pub(crate) fn live_state(sys: &System, prior: &Prior) -> Result<Option<String>, SystemError> {
+    if !sys.is_live() {
+        return Ok(None);
+    }
+    let state = match prior {
+        Prior::Sysctl { key, .. } => sys
+            .read_sysctl(key)?
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default(),
+        Prior::KernelModule { name, .. } => match sys.loaded_modules()?.contains_key(name) {
+            true => "loaded",
+            false => "not loaded",
+        }
+        .to_owned(),
+        Prior::Sysfs { values, .. } => {
+            let mut now = Vec::with_capacity(values.len());
+            for rel in values.keys() {
+                now.push(format!("{rel}: {}", sys.read_sysfs(rel)?.value));
+            }
+            now.join(", ")
+        }
+        Prior::Nftables {
+            family,
+            table,
+            purged,
+            ..
+        } => {
+            let mut now = Vec::with_capacity(1 + purged.len());
+            for name in std::iter::once(table).chain(purged.keys()) {
+                let listed = sys.nft_table(family, name)?;
+                let digest = match listed.as_deref() {
+                    Some(text) => crate::resource::nftables::listing_digest(text),
+                    None => "absent".to_owned(),
+                };
+                now.push(format!("table {family} {name}: {digest}"));
+            }
+            now.join(", ")
+        }
+        Prior::Path { .. }
+        | Prior::Package { .. }
+        | Prior::Service { .. }
+        | Prior::NotRestorable { .. } => return Ok(None),
+    };
+    Ok(Some(state))
 }
 
 /// What stands at `path`, its file contents put in `blobs`: the whole tree when `whole`,

@@ -23,7 +23,7 @@ use crate::system::{System, SystemError};
 pub(super) const LEFT_FILE: &str = "left.jsonl";
 pub(super) const KEPT_FILE: &str = "kept.jsonl";
 
-/// What a run left at a path right after changing it.
+/// What a run left at a path, or of a live state, right after changing it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Left {
     /// The change, as its line (from 0) in `backup.jsonl`.
@@ -60,6 +60,12 @@ pub enum LeftState {
     },
     /// A device, socket or fifo.
     Other,
+    /// Live state that is no path (a firewall table, a kernel value), as
+    /// [`super::backup::live_state`] tells it.
+    Live {
+        /// Its text.
+        state: String,
+    },
 }
 
 impl LeftState {

@@ -257,6 +257,11 @@ pub struct RunBlobs {
 }
 
 impl RunBlobs {
+    /// Where the content named `sha256` is kept.
+    pub fn path(&self, sha256: &str) -> PathBuf {
+        self.dir.join(sha256)
+    }
+
     /// The `size` bytes stored under `sha256`, only if they still hash to it: a copy that
     /// changed on disk is never put back.
     pub fn get(&self, sha256: &str, size: u64) -> Result<Vec<u8>, HistoryError> {

@@ -231,6 +231,12 @@ pub(crate) fn same_listing(a: Option<&str>, b: Option<&str>) -> bool {
     a.map(normal) == b.map(normal)
 }
 
+/// The sha256 of a listing as [`same_listing`] compares it: two listings of the same table
+/// have the same digest.
+pub(crate) fn listing_digest(text: &str) -> String {
+    crate::resource::Digest::of(normal(text).as_bytes()).sha256
+}
+
 /// The script that puts table `family name` back as `was` (a listing of it), or deletes
 /// it when `was` is `None`.
 pub(crate) fn restore_script(family: &str, name: &str, was: Option<&str>) -> Vec<u8> {

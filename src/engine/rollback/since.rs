@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::{differs, Recorded, RestoreError};
-use crate::history::{backup, Kept, LeftState, PathState, Prior, RunBlobs};
+use crate::history::{backup, Kept, KeptText, LeftState, PathState, Prior, RunBlobs};
 use crate::resource::content::Fingerprint;
 use crate::resource::ContentChange;
 use crate::system::fs::Entry;
@@ -84,12 +84,58 @@ pub(super) fn survey<'a>(sys: &System, rec: &Recorded<'a>, preview: bool) -> Vec
                 look.content = diff(sys, path, was, rec.blobs, sensitive);
             }
         }
+        if let Some(LeftState::Live { state }) = rec.left.get(&i).map(|l| &l.state) {
+            look.since = live_since(sys, prior, state);
+        }
         if let Prior::Path { path, .. } = prior {
             later.insert(path);
         }
         out.push(look);
     }
     out
+}
+
+/// How the live state `prior` names stands against `left`, what the run left of it. One
+/// that cannot be read counts as left: the restore then reads it again, and fails.
+fn live_since(sys: &System, prior: &Prior, left: &str) -> Since {
+    match backup::live_state(sys, prior) {
+        Ok(Some(now)) if now != left => Since::Changed(match prior {
+            Prior::Nftables { .. } => "the live ruleset is not what the run left".to_owned(),
+            _ => format!("now {now}; the run left {left}"),
+        }),
+        Ok(_) => Since::AsLeft,
+        Err(e) => {
+            tracing::warn!(resource = prior.resource(), error = %e, "cannot tell whether a live state changed since its run");
+            Since::AsLeft
+        }
+    }
+}
+
+/// Keeps the live tables a rollback of `prior` replaces in the run's history, synced
+/// before the restore; returns where. A kernel value needs no copy: the report names it.
+pub(super) fn keep_live(
+    sys: &System,
+    prior: &Prior,
+    blobs: &RunBlobs,
+) -> Result<Vec<std::path::PathBuf>, RestoreError> {
+    let Prior::Nftables {
+        family,
+        table,
+        purged,
+        ..
+    } = prior
+    else {
+        return Ok(Vec::new());
+    };
+    let mut kept = Vec::new();
+    for name in std::iter::once(table).chain(purged.keys()) {
+        if let Some(text) = sys.nft_table(family, name)? {
+            let put =
+                KeptText::put(&text, blobs).map_err(|e| SystemError::io(&blobs.path(""), e))?;
+            kept.push(blobs.path(&put.sha256));
+        }
+    }
+    Ok(kept)
 }
 
 /// How `path` differs from `left`, what the run left there: `None` when it does not, as
@@ -151,6 +197,7 @@ fn changed(
 
 fn left_noun(left: &LeftState) -> &'static str {
     match left {
+        LeftState::Live { .. } => "a live state",
         LeftState::Missing => "it absent",
         LeftState::File { .. } => "a file",
         LeftState::Directory { .. } => "a directory",
