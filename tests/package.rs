@@ -480,6 +480,80 @@ fn a_package_file_of_the_bundle_is_installed_with_its_dependency_and_upgraded_wh
     f.s.expect("check", 0);
 }
 
+/// `deb` rebuilt as `out` with `Architecture: arch`.
+fn with_arch(deb: &Path, arch: &str, out: &Path) {
+    let tree = tempfile::tempdir().unwrap();
+    let unpacked = tree.path().join("pkg");
+    run_ok(
+        std::process::Command::new("dpkg-deb")
+            .arg("-R")
+            .arg(deb)
+            .arg(&unpacked),
+    );
+    let control = unpacked.join("DEBIAN/control");
+    let text = fs::read_to_string(&control)
+        .unwrap()
+        .replace("Architecture: all", &format!("Architecture: {arch}"));
+    fs::write(&control, text).unwrap();
+    run_ok(
+        std::process::Command::new("dpkg-deb")
+            .args(["--build", "--root-owner-group"])
+            .arg(&unpacked)
+            .arg(out),
+    );
+}
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn a_package_file_for_another_machine_or_family_is_refused_at_check() {
+    let f = FileScene::new();
+    let dir = f.s.src.path().join("files/pkgs");
+    fs::create_dir_all(&dir).unwrap();
+    let host = run_ok(std::process::Command::new("dpkg").arg("--print-architecture"));
+    let host = host.trim();
+    let other = if host == "arm64" { "amd64" } else { "arm64" };
+    with_arch(
+        &f.debs.path().join("tool_0.9-1_all.deb"),
+        other,
+        &dir.join("tool.deb"),
+    );
+    let rpms = tempfile::tempdir().unwrap();
+    let rpm = Rpm {
+        name: "tool",
+        epoch: 0,
+        version: "0.9",
+        release: "1",
+        requires: None,
+        config: false,
+        arch: "noarch",
+    };
+    RpmRepo::build(rpms.path(), std::slice::from_ref(&rpm));
+    fs::copy(rpms.path().join(rpm.file_name()), dir.join("tool.rpm")).unwrap();
+
+    f.s.role(FROM_FILE);
+    let foreign = format!(
+        "package tool: files/pkgs/tool.deb cannot be installed on this host: it is built for architecture {other}, and dpkg here installs {host} or all; nothing was changed"
+    );
+    let out = f.s.expect("check", 4);
+    assert!(out.contains(&foreign), "{out}");
+    let out = f.s.expect("apply", 4);
+    assert!(out.contains(&foreign), "{out}");
+    assert!(!f.status("tool").contains(" installed "));
+
+    // Once dpkg is told to take that architecture, the same file passes the check.
+    f.s.ch.run_ok(&["dpkg", "--add-architecture", other]);
+    let out = f.s.expect("check", 2);
+    assert!(out.contains("+ create package:tool"), "{out}");
+
+    f.s.role("[[package]]\nname = \"tool\"\nsource = \"pkgs/tool.rpm\"\n");
+    let refused = "package tool: files/pkgs/tool.rpm cannot be installed on this host: it is an RPM package (.rpm), and this host's packages are Debian's (apt and dpkg); nothing was changed";
+    let out = f.s.expect("check", 4);
+    assert!(out.contains(refused), "{out}");
+    let out = f.s.expect("apply", 4);
+    assert!(out.contains(refused), "{out}");
+    assert!(!f.status("tool").contains(" installed "));
+}
+
 #[test]
 fn a_package_file_that_is_not_the_declared_package_is_refused_with_its_place() {
     let f = tempfile::tempdir().unwrap();
@@ -516,7 +590,7 @@ fn a_package_file_that_is_not_the_declared_package_is_refused_with_its_place() {
         "roles/pkg.toml:7:11: package 'tool': version '1.0-1' is not the version of files/pkgs/tool.deb ('0.9-1'); give the file's version or none",
         "roles/pkg.toml:12:10: source file 'files/../roles/pkg.toml' not found in the bundle",
         "roles/pkg.toml:16:10: source file 'files/pkgs/missing.deb' not found in the bundle",
-        "roles/pkg.toml:20:10: package 'tool4': files/pkgs/junk.deb is not a readable Debian package: ",
+        "roles/pkg.toml:20:10: package 'tool4': files/pkgs/junk.deb is not a readable package file: it is neither a Debian package (.deb) nor an RPM package (.rpm)",
         "roles/pkg.toml:25:10: package 'tool': source only goes with ensure = \"installed\"",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in\n{err}");

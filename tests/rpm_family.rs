@@ -27,6 +27,7 @@ fn repo() -> &'static RpmRepo {
                 release: "1",
                 requires: None,
                 config: true,
+                arch: "noarch",
             };
             let repo = RpmRepo::build(
                 &dir.path().join("rpms"),
@@ -83,6 +84,41 @@ impl Scene {
     fn rpm_file(&self, version: &str) -> PathBuf {
         repo().dir().join(format!("cfgtest-{version}.noarch.rpm"))
     }
+
+    /// cfgtest, pinned at 1.0-1 and locked, was moved to 2.0-1 by hand: check shows the
+    /// version going back and no new lock, apply puts it back, and the lock stays.
+    fn expect_put_back(&self) {
+        assert_eq!(self.installed().as_deref(), Some("2.0-1"));
+        let out = self.expect("check", 2);
+        assert!(out.contains("~ update package:cfgtest"), "{out}");
+        assert!(
+            out.contains("version: 2.0-1.noarch → 1.0-1.noarch\n"),
+            "{out}"
+        );
+        // The lock entry is still there: only the version moved.
+        assert!(!out.contains("hold:"), "{out}");
+        self.expect("apply", 2);
+        assert_eq!(self.installed().as_deref(), Some("1.0-1"));
+        assert_eq!(self.root.locks(), ["cfgtest-0:1.0-1.*"]);
+        self.expect("check", 0);
+    }
+
+    /// Check and apply both refuse the role's package with `refused`, and nothing changes.
+    fn expect_refused(&self, refused: &str) {
+        for mode in ["check", "apply"] {
+            let out = self.expect(mode, 4);
+            assert!(out.contains(refused), "{out}");
+        }
+        assert_eq!(self.installed(), None);
+        assert!(!self.root.path().join("var/cache/converge").exists());
+    }
+
+    /// Ships `file` in the bundle as `files/pkgs/NAME`.
+    fn ship(&self, file: &Path, name: &str) {
+        let dir = self.src.path().join("files/pkgs");
+        fs::create_dir_all(&dir).unwrap();
+        fs::copy(file, dir.join(name)).unwrap();
+    }
 }
 
 const PINNED: &str = "[[package]]\nname = \"cfgtest\"\nversion = \"1.0-1\"\n";
@@ -105,51 +141,14 @@ fn a_pinned_rpm_is_installed_locked_and_pulled_back_after_drift() {
     assert!(out.contains("0 would change, 0 failed"), "{out}");
 
     // dnf's own versionlock plugin, pointed at the tree's list, keeps 2.0-1 out.
-    let plugins = tempfile::tempdir().unwrap();
-    fs::write(
-        plugins.path().join("versionlock.conf"),
-        format!(
-            "[main]\nenabled = 1\nlocklist = {}\n",
-            s.root
-                .path()
-                .join("etc/dnf/plugins/versionlock.list")
-                .display()
-        ),
-    )
-    .unwrap();
-    let mut installroot = std::ffi::OsString::from("--installroot=");
-    installroot.push(s.root.path());
-    let locked = Command::new("dnf")
-        .args(["-y", "-q"])
-        .arg(installroot)
-        .arg(format!(
-            "--setopt=pluginconfpath={}",
-            plugins.path().display()
-        ))
-        .args(["--disableplugin=*", "--enableplugin=versionlock"])
-        .args(["install", "cfgtest-2.0-1"])
-        .output()
-        .unwrap();
+    let locked = plugin_dnf(&s.root, &["install", "cfgtest-2.0-1"]);
     assert!(!locked.status.success(), "{}", output_text(&locked));
     assert_eq!(s.installed().as_deref(), Some("1.0-1"));
 
     // Someone moves it out of band, past dnf and its lock.
     s.root
         .rpm_ok(&["-U", s.rpm_file("2.0-1").to_str().unwrap()]);
-    assert_eq!(s.installed().as_deref(), Some("2.0-1"));
-    let out = s.expect("check", 2);
-    assert!(out.contains("~ update package:cfgtest"), "{out}");
-    assert!(
-        out.contains("version: 2.0-1.noarch → 1.0-1.noarch"),
-        "{out}"
-    );
-    // The lock entry is still there: only the version moved.
-    assert!(!out.contains("hold:"), "{out}");
-
-    s.expect("apply", 2);
-    assert_eq!(s.installed().as_deref(), Some("1.0-1"));
-    assert_eq!(s.root.locks(), ["cfgtest-0:1.0-1.*"]);
-    s.expect("check", 0);
+    s.expect_put_back();
 
     // A new pin moves the package and its lock with it.
     s.role("[[package]]\nname = \"cfgtest\"\nversion = \"2.0-1\"\n");
@@ -157,6 +156,194 @@ fn a_pinned_rpm_is_installed_locked_and_pulled_back_after_drift() {
     assert_eq!(s.installed().as_deref(), Some("2.0-1"));
     assert_eq!(s.root.locks(), ["cfgtest-0:2.0-1.*"]);
     s.expect("check", 0);
+}
+
+const FROM_FILE: &str = "[[package]]\nname = \"cfgtest\"\nsource = \"pkgs/cfgtest.rpm\"\n";
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn an_rpm_of_the_bundle_is_installed_held_and_put_back_after_drift() {
+    let s = Scene::new();
+    s.ship(&s.rpm_file("1.0-1"), "cfgtest.rpm");
+    s.role(FROM_FILE);
+    let out = s.expect("check", 2);
+    assert!(
+        out.contains(
+            "+ create package:cfgtest  (role pkg)\n    version: 1.0-1.noarch\n    hold: not held → held\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(s.installed(), None, "check installed something");
+
+    s.expect("apply", 2);
+    assert_eq!(s.installed().as_deref(), Some("1.0-1"));
+    assert_eq!(s.root.locks(), ["cfgtest-0:1.0-1.*"]);
+    assert!(
+        !s.root.path().join("var/cache/converge").exists(),
+        "the staged copy and the directories made for it are removed"
+    );
+    let out = s.expect("apply", 0);
+    assert!(out.contains("0 changed, 0 failed"), "{out}");
+
+    // A newer version from the repository, installed by hand past the lock.
+    s.root.dnf_ok(&["install", "cfgtest-2.0-1"]);
+    s.expect_put_back();
+
+    // A new file in the bundle moves the package and its lock; the file's version, as
+    // the role may give it, and the name with its arch name the same package.
+    s.ship(&s.rpm_file("2.0-1"), "cfgtest.rpm");
+    s.role("[[package]]\nname = \"cfgtest.noarch\"\nversion = \"2.0-1\"\nsource = \"pkgs/cfgtest.rpm\"\n");
+    let out = s.expect("apply", 2);
+    assert!(
+        out.contains("version: 1.0-1.noarch → 2.0-1.noarch"),
+        "{out}"
+    );
+    assert_eq!(s.installed().as_deref(), Some("2.0-1"));
+    assert_eq!(s.root.locks(), ["cfgtest-0:2.0-1.*"]);
+    s.expect("check", 0);
+
+    s.role("[[package]]\nname = \"cfgtest\"\nensure = \"absent\"\n");
+    s.expect("apply", 2);
+    assert_eq!(s.installed(), None);
+    assert!(s.root.locks().is_empty());
+}
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn an_rpm_that_is_not_the_declared_package_is_refused_with_its_place() {
+    let s = Scene::new();
+    s.ship(&s.rpm_file("1.0-1"), "cfgtest.rpm");
+    fs::write(s.src.path().join("files/pkgs/junk.rpm"), "not a package").unwrap();
+    s.role(
+        "[[package]]\nname = \"other\"\nsource = \"pkgs/cfgtest.rpm\"\n\n\
+         [[package]]\nname = \"cfgtest\"\nversion = \"2.0-1\"\nsource = \"pkgs/cfgtest.rpm\"\n\n\
+         [[package]]\nname = \"cfgtest.x86_64\"\nsource = \"pkgs/cfgtest.rpm\"\n\n\
+         [[package]]\nname = \"junk\"\nsource = \"pkgs/junk.rpm\"\n",
+    );
+    let out = s.expect("check", 1);
+    for expected in [
+        "roles/pkg.toml:2:8: package 'other': files/pkgs/cfgtest.rpm is package 'cfgtest' (noarch), not 'other'",
+        "roles/pkg.toml:7:11: package 'cfgtest': version '2.0-1' is not the version of files/pkgs/cfgtest.rpm ('1.0-1.noarch'); give the file's version or none",
+        "roles/pkg.toml:11:8: package 'cfgtest.x86_64': files/pkgs/cfgtest.rpm is package 'cfgtest' (noarch), not 'cfgtest.x86_64'",
+        "roles/pkg.toml:16:10: package 'junk': files/pkgs/junk.rpm is not a readable package file: it is neither a Debian package (.deb) nor an RPM package (.rpm)",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in\n{out}");
+    }
+    s.expect("apply", 1);
+    assert_eq!(s.installed(), None);
+    assert!(!s.root.path().join("var/cache/converge").exists());
+}
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn a_deb_on_an_rpm_host_is_refused_at_check() {
+    let s = Scene::new();
+    let debs = tempfile::tempdir().unwrap();
+    let deb = build_deb(
+        debs.path(),
+        &Deb {
+            name: "cfgtest",
+            version: "1.0-1",
+            depends: None,
+            files: &[],
+        },
+    );
+    s.ship(&deb, "cfgtest.deb");
+    s.role("[[package]]\nname = \"cfgtest\"\nsource = \"pkgs/cfgtest.deb\"\n");
+    s.expect_refused("package cfgtest: files/pkgs/cfgtest.deb cannot be installed on this host: it is a Debian package (.deb), and this host's packages are rpm's (dnf); nothing was changed");
+}
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn an_rpm_for_another_machine_is_refused_at_check() {
+    let s = Scene::new();
+    let dir = tempfile::tempdir().unwrap();
+    let other = if std::env::consts::ARCH == "aarch64" {
+        "x86_64"
+    } else {
+        "aarch64"
+    };
+    let built = RpmRepo::build(
+        dir.path(),
+        &[Rpm {
+            name: "cfgtest",
+            epoch: 0,
+            version: "3.0",
+            release: "1",
+            requires: None,
+            config: false,
+            arch: other,
+        }],
+    );
+    s.ship(
+        &built.dir().join(format!("cfgtest-3.0-1.{other}.rpm")),
+        "cfgtest.rpm",
+    );
+    s.role(FROM_FILE);
+    let refused = format!(
+        "package cfgtest: files/pkgs/cfgtest.rpm cannot be installed on this host: it is built for architecture {other}, and rpm here installs {} or noarch; nothing was changed",
+        std::env::consts::ARCH
+    );
+    s.expect_refused(&refused);
+}
+
+/// A name with its arch (`NAME.ARCH`) is pinned, locked as `dnf versionlock add` locks
+/// it, and that lock keeps dnf from moving it.
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn a_name_with_its_arch_is_pinned_and_locked_as_the_plugin_locks_it() {
+    let s = Scene::new();
+    s.role("[[package]]\nname = \"cfgtest.noarch\"\nversion = \"1.0-1\"\n");
+    s.expect("apply", 2);
+    assert_eq!(s.installed().as_deref(), Some("1.0-1"));
+    s.expect("check", 0);
+
+    // The plugin's own entry for the same package, in a second tree.
+    let plugin = RpmRoot::new(repo());
+    plugin.dnf_ok(&["install", "cfgtest-1.0-1"]);
+    // The plugin adds to a list that exists.
+    fs::write(plugin.path().join("etc/dnf/plugins/versionlock.list"), "").unwrap();
+    let out = plugin_dnf(&plugin, &["versionlock", "add", "cfgtest.noarch"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(s.root.locks(), plugin.locks());
+    assert_eq!(s.root.locks(), ["cfgtest-0:1.0-1.*"]);
+
+    let out = plugin_dnf(&s.root, &["install", "cfgtest-2.0-1"]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert_eq!(s.installed().as_deref(), Some("1.0-1"));
+
+    // Moved by hand past the lock: put back, and the lock kept.
+    s.root
+        .rpm_ok(&["-U", s.rpm_file("2.0-1").to_str().unwrap()]);
+    s.expect_put_back();
+}
+
+/// dnf against `root` with its versionlock plugin alone, reading the tree's list.
+fn plugin_dnf(root: &RpmRoot, args: &[&str]) -> std::process::Output {
+    let plugins = tempfile::tempdir().unwrap();
+    fs::write(
+        plugins.path().join("versionlock.conf"),
+        format!(
+            "[main]\nenabled = 1\nlocklist = {}\n",
+            root.path()
+                .join("etc/dnf/plugins/versionlock.list")
+                .display()
+        ),
+    )
+    .unwrap();
+    let mut installroot = std::ffi::OsString::from("--installroot=");
+    installroot.push(root.path());
+    Command::new("dnf")
+        .args(["-y", "-q"])
+        .arg(installroot)
+        .arg(format!(
+            "--setopt=pluginconfpath={}",
+            plugins.path().display()
+        ))
+        .args(["--disableplugin=*", "--enableplugin=versionlock"])
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]

@@ -209,6 +209,18 @@ pub enum ResourceError {
         /// How the package manager names its archives.
         words: Vocabulary,
     },
+    /// A package file of the bundle that this host's package manager cannot install.
+    #[error(
+        "package {name}: {file} cannot be installed on this host: {reason}; nothing was changed"
+    )]
+    PackageFileUnfit {
+        /// The package.
+        name: String,
+        /// The file, as the bundle names it.
+        file: String,
+        /// Why: its format or its architecture.
+        reason: String,
+    },
     /// A package no configured archive offers.
     #[error("package {0}: not found in {sources} ({hint})", sources = .1.sources, hint = .1.refresh_hint)]
     PackageNotFound(String, Vocabulary),
@@ -253,6 +265,7 @@ impl ResourceError {
             ResourceError::ValidationFailed { .. } => "validation_failed",
             ResourceError::PackageVersionNotFound { .. } => "package_version_not_found",
             ResourceError::PackageNotFound(..) => "package_not_found",
+            ResourceError::PackageFileUnfit { .. } => "package_file_unfit",
             ResourceError::PackageHeld(..) => "package_held",
             ResourceError::NftablesNotComparable { .. } => "nftables_not_comparable",
             ResourceError::KernelModule(e) => e.kind(),

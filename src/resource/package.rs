@@ -1,5 +1,6 @@
 //! `package`: a package (deb or rpm, whichever the host's manager takes) installed
-//! (optionally pinned and held), absent, or latest; or installed from a .deb shipped in the bundle.
+//! (optionally pinned and held), absent, or latest; or installed from a package file
+//! (.deb or .rpm) shipped in the bundle.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,12 +9,9 @@ use super::content::Desired;
 use super::{Action, Change, FieldChange, Kind, Resource, ResourceError, ResourceId};
 use super::{Footprint, PlanSlots};
 use crate::system::fs::Attrs;
-use crate::system::packages::PackageStatus;
-use crate::system::{Host, System};
-
-/// Where apply puts a bundle's .deb inside the root for apt to read: a directory apt owns
-/// (so it exists wherever apt does) and whose `apt-get clean` would sweep a leftover.
-const STAGING_DIR: &str = "/var/cache/apt/archives";
+use crate::system::fs::Entry;
+use crate::system::packages::{FileHeader, PackageStatus};
+use crate::system::{Host, System, SystemError};
 
 /// What a package declaration wants.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -24,19 +22,19 @@ pub enum Ensure {
     Absent,
     /// At the candidate version of the configured archives.
     Latest,
-    /// Installed from this .deb of the bundle, at its version (and held there).
+    /// Installed from this package file of the bundle, at its version (and held there).
     FromFile(Box<PackageFile>),
 }
 
-/// A .deb shipped in the bundle, as planning read it.
+/// A package file shipped in the bundle, as planning read it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PackageFile {
     /// Where it is in the bundle, for messages: `files/pkgs/tool_0.9-1_all.deb`.
     pub shown: String,
     /// Its bytes, fingerprinted when the plan was built (a changed file is a new plan).
     pub content: Desired,
-    /// Its control file's `Version`.
-    pub version: String,
+    /// What its header says it installs; its version as the package manager reports it.
+    pub header: FileHeader,
 }
 
 /// A managed package.
@@ -68,28 +66,41 @@ impl PackageResource {
         )
     }
 
-    /// Where apply stages the bundle's .deb inside the root.
-    fn staged(&self) -> PathBuf {
+    /// Where apply stages the bundle's package file inside the root, in `dir`.
+    fn staged(&self, dir: &Path, file: &PackageFile) -> PathBuf {
         let base = self.name.split(':').next().unwrap_or(&self.name);
-        Path::new(STAGING_DIR).join(format!("converge-{base}.deb"))
+        dir.join(format!(
+            "converge-{base}.{}",
+            file.header.format.extension()
+        ))
     }
 
-    /// Installs the bundle's .deb: copied (checked against the plan's fingerprint on the
-    /// way) to where apt inside the root can read it, installed, and the copy removed.
+    /// Installs the bundle's package file: copied (checked against the plan's fingerprint
+    /// on the way) to where the package manager reads it inside the root, installed, and
+    /// the copy removed, with any directory made for it.
     fn install_file(&self, host: &Host, file: &PackageFile) -> Result<(), ResourceError> {
-        let staged = self.staged();
-        let mut bytes = file.content.open().map_err(|e| ResourceError::Desired {
-            path: PathBuf::from(&file.shown),
-            reason: e.to_string(),
-        })?;
-        host.write_file_from(&staged, &mut bytes, Attrs::default(), 0o644)?;
-        let installed =
-            host.system()
-                .packages()
-                .install_file(host, &self.name, &file.version, &staged);
-        let removed = host.remove(&staged, false);
+        let packages = host.system().packages();
+        let dir = packages.staging_dir();
+        let made = make_dirs(host, dir)?;
+        let staged = self.staged(dir, file);
+        let installed = file
+            .content
+            .open()
+            .map_err(|e| ResourceError::Desired {
+                path: PathBuf::from(&file.shown),
+                reason: e.to_string(),
+            })
+            .and_then(|mut bytes| {
+                host.write_file_from(&staged, &mut bytes, Attrs::default(), 0o644)?;
+                let installed =
+                    packages.install_file(host, &self.name, &file.header.version, &staged);
+                let removed = host.remove(&staged, false);
+                installed?;
+                removed.map_err(Into::into)
+            });
+        let unmade = unmake_dirs(host, &made);
         installed?;
-        removed.map_err(Into::into)
+        unmade.map_err(Into::into)
     }
 
     /// The installed version is not the one to have: apply installs or removes.
@@ -101,6 +112,41 @@ impl PackageResource {
     fn holds(&self, live: &PackageLive) -> bool {
         self.pinned() && !live.status.held
     }
+}
+
+/// Makes the directories of `dir` that are missing, outermost first, and returns them.
+fn make_dirs(host: &Host, dir: &Path) -> Result<Vec<PathBuf>, SystemError> {
+    let mut missing: Vec<&Path> = Vec::new();
+    // The root itself is always there.
+    for d in dir.ancestors().take_while(|d| d.parent().is_some()) {
+        match host.system().entry(d)? {
+            Entry::Missing => missing.push(d),
+            _ => break,
+        }
+    }
+    let mut made = Vec::new();
+    for d in missing.into_iter().rev() {
+        host.create_dir(d, Attrs::default())?;
+        made.push(d.to_path_buf());
+    }
+    Ok(made)
+}
+
+/// Removes the directories `made` (outermost first), innermost first, up to the first that
+/// something else has put a file in since (the package manager's own cache or log), which
+/// stays with its parents.
+fn unmake_dirs(host: &Host, made: &[PathBuf]) -> Result<(), SystemError> {
+    for d in made.iter().rev() {
+        match host.remove(d, false) {
+            Err(SystemError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::DirectoryNotEmpty =>
+            {
+                break
+            }
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 impl Resource for PackageResource {
@@ -121,11 +167,22 @@ impl Resource for PackageResource {
 
     fn observe(&self, sys: &System) -> Result<PackageLive, ResourceError> {
         let packages = sys.packages();
+        if let Ensure::FromFile(file) = &self.ensure {
+            // Before anything else asks the host: a .deb on an rpm host (or an .rpm on an
+            // apt host) stops here, with the reason, in check as in apply.
+            if let Some(reason) = packages.file_unfit(sys, &file.header)? {
+                return Err(ResourceError::PackageFileUnfit {
+                    name: self.name.clone(),
+                    file: file.shown.clone(),
+                    reason,
+                });
+            }
+        }
         let status = packages.status(sys, &self.name)?;
         let target = match &self.ensure {
             Ensure::Absent => None,
             // The file is the version: no archive is asked for it.
-            Ensure::FromFile(file) => Some(file.version.clone()),
+            Ensure::FromFile(file) => Some(file.header.version.clone()),
             Ensure::Installed(Some(version)) => {
                 let same = |full: &String| packages.same_version(full, version);
                 match &status.installed {
@@ -297,7 +354,12 @@ mod tests {
             ensure: Ensure::FromFile(Box::new(PackageFile {
                 shown: "files/pkgs/tool.deb".into(),
                 content: Desired::bytes(b"!<arch>\n".to_vec()),
-                version: "0.9-1".into(),
+                header: FileHeader {
+                    format: crate::system::packages::FileFormat::Deb,
+                    name: "tool".into(),
+                    version: "0.9-1".into(),
+                    arch: "all".into(),
+                },
             })),
             timeout: None,
         };

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::command::{self, tool};
-use super::packages::{InstalledPackage, PackageManager, PackageStatus, Vocabulary};
+use super::packages::{
+    FileFormat, FileHeader, InstalledPackage, PackageManager, PackageStatus, Vocabulary,
+};
 use super::{Host, System, SystemError};
 
 /// apt and dpkg of the live host, or of a tree through `chroot`.
@@ -119,6 +121,28 @@ impl PackageManager for Apt {
         command::run(&mut cmd, host.timeouts().package).map(drop)
     }
 
+    /// A .deb for dpkg's own architecture, one it was told to add (`dpkg
+    /// --add-architecture`), or `all`.
+    fn file_unfit(&self, sys: &System, file: &FileHeader) -> Result<Option<String>, SystemError> {
+        let whose = "Debian's (apt and dpkg)";
+        super::packages::unfit(file, FileFormat::Deb, whose, "all", "dpkg", || {
+            let mut arches = Vec::new();
+            for flag in ["--print-architecture", "--print-foreign-architectures"] {
+                let mut cmd = package_tool(sys, "dpkg");
+                cmd.arg(flag);
+                let text = command::run(&mut cmd, sys.timeouts().query)?;
+                arches.extend(text.split_whitespace().map(str::to_owned));
+            }
+            Ok(arches)
+        })
+    }
+
+    /// A directory apt owns (so it exists wherever apt does) and whose `apt-get clean`
+    /// would sweep a leftover; inside the root, since apt runs chrooted into it.
+    fn staging_dir(&self) -> &'static Path {
+        Path::new("/var/cache/apt/archives")
+    }
+
     /// `apt-get install --allow-downgrades /PATH.deb`: apt takes a path as a package.
     fn install_file(
         &self,
@@ -190,21 +214,13 @@ impl PackageManager for Apt {
     }
 }
 
-/// The control fields of a package file that decide what it installs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DebControl {
-    /// `Package`.
-    pub package: String,
-    /// `Version`.
-    pub version: String,
-    /// `Architecture`.
-    pub arch: String,
-}
-
 /// Reads `Package`, `Version` and `Architecture` of the .deb at `path` (a file of the source
 /// tree, not of the root) with the machine's own `dpkg-deb`, which knows every compression
 /// a .deb may use.
-pub fn read_deb(path: &Path, deadline: std::time::Duration) -> Result<DebControl, SystemError> {
+pub(super) fn read_deb(
+    path: &Path,
+    deadline: std::time::Duration,
+) -> Result<FileHeader, SystemError> {
     let mut cmd = tool("dpkg-deb");
     cmd.arg("--field")
         .arg(path)
@@ -218,15 +234,16 @@ pub fn read_deb(path: &Path, deadline: std::time::Duration) -> Result<DebControl
     })
 }
 
-fn parse_deb_fields(text: &str) -> Option<DebControl> {
+fn parse_deb_fields(text: &str) -> Option<FileHeader> {
     let field = |name: &str| {
         text.lines().find_map(|l| {
             let v = l.strip_prefix(name)?.strip_prefix(':')?.trim();
             (!v.is_empty()).then(|| v.to_owned())
         })
     };
-    Some(DebControl {
-        package: field("Package")?,
+    Some(FileHeader {
+        format: FileFormat::Deb,
+        name: field("Package")?,
         version: field("Version")?,
         arch: field("Architecture")?,
     })
@@ -323,8 +340,9 @@ mod tests {
         let text = "Package: tool\nVersion: 1:0.9-1\nArchitecture: all\n";
         assert_eq!(
             parse_deb_fields(text),
-            Some(DebControl {
-                package: "tool".into(),
+            Some(FileHeader {
+                format: FileFormat::Deb,
+                name: "tool".into(),
                 version: "1:0.9-1".into(),
                 arch: "all".into()
             })

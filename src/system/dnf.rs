@@ -18,7 +18,9 @@ use std::process::Command;
 
 use super::command::{self, tool};
 use super::fs::Attrs;
-use super::packages::{Conffile, InstalledPackage, PackageManager, PackageStatus, Vocabulary};
+use super::packages::{
+    Conffile, FileFormat, FileHeader, InstalledPackage, PackageManager, PackageStatus, Vocabulary,
+};
 use super::rpm_evr::{self, Evr};
 use super::tree_file::read_text_or_empty;
 use super::{Host, System, SystemError};
@@ -104,6 +106,39 @@ fn repository_offers(
     Ok(offers)
 }
 
+/// Reads the name, epoch, version, release and arch of the .rpm at `path` (a file of the
+/// source tree, not of the root) with `rpm -qp`; the version as [`Dnf::status`] shows it.
+pub(super) fn read_rpm(
+    path: &Path,
+    deadline: std::time::Duration,
+) -> Result<FileHeader, SystemError> {
+    let mut cmd = tool("rpm");
+    cmd.args([
+        "-qp",
+        "--qf",
+        "%{NAME}\t%{EPOCHNUM}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n",
+        "--",
+    ])
+    .arg(path);
+    let text = command::run(&mut cmd, deadline)?;
+    let header = text.lines().next().and_then(|line| {
+        let (name, evra) = line.split_once('\t')?;
+        let arch = evra.rsplit('\t').next()?.trim().to_owned();
+        Some(FileHeader {
+            format: FileFormat::Rpm,
+            name: name.to_owned(),
+            version: parse_evra(evra)?,
+            arch,
+        })
+    });
+    header.ok_or_else(|| {
+        SystemError::io(
+            path,
+            std::io::Error::other("rpm gave no name, epoch, version, release and arch for it"),
+        )
+    })
+}
+
 /// `EPOCH\tVERSION\tRELEASE\tARCH` (rpm's `(none)` or dnf's `0` for no epoch) as converge
 /// writes it.
 fn parse_evra(line: &str) -> Option<String> {
@@ -133,8 +168,10 @@ fn versionlock(sys: &System) -> (PathBuf, bool) {
     (PathBuf::from(list), enabled)
 }
 
-/// Whether a versionlock entry locks package `name` (an exclude, `!...`, does not).
+/// Whether a versionlock entry locks package `name` (an exclude, `!...`, does not). The
+/// plugin locks a name in every arch, so `glibc.i686` is locked by glibc's entry.
 fn locks(entry: &str, name: &str) -> bool {
+    let name = rpm_evr::split_name_arch(name).0;
     let entry = entry.trim();
     if entry.starts_with('#') || entry.starts_with('!') {
         return false;
@@ -236,27 +273,54 @@ impl PackageManager for Dnf {
     fn install(&self, host: &Host, name: &str, version: Option<&str>) -> Result<(), SystemError> {
         let mut cmd = dnf(host.system(), true);
         cmd.args(["install", "--"]);
-        match version {
-            Some(v) => cmd.arg(format!("{name}-{v}")),
-            None => cmd.arg(name),
+        // dnf reads `NAME-[E:]V-R[.ARCH]`: the arch of `glibc.i686` goes at the end.
+        let (base, arch) = rpm_evr::split_name_arch(name);
+        match (version, arch) {
+            (Some(v), Some(a)) if Evr::parse(v).arch.is_none() => {
+                cmd.arg(format!("{base}-{v}.{a}"))
+            }
+            (Some(v), _) => cmd.arg(format!("{base}-{v}")),
+            (None, _) => cmd.arg(name),
         };
         tracing::info!(package = name, version, "dnf install");
         command::run(&mut cmd, host.timeouts().package).map(drop)
     }
 
-    /// A package file in the bundle is a `.deb` (read with `dpkg-deb` at planning), which
-    /// rpm cannot install: refused before anything changes.
+    /// An .rpm for rpm's own architecture (`rpm --eval %_arch`) or `noarch`. rpm would
+    /// also take some older arches on some machines (i686 on x86_64): those are refused
+    /// here rather than guessed.
+    fn file_unfit(&self, sys: &System, file: &FileHeader) -> Result<Option<String>, SystemError> {
+        let whose = "rpm's (dnf)";
+        super::packages::unfit(file, FileFormat::Rpm, whose, "noarch", "rpm", || {
+            let mut cmd = rpm(sys);
+            cmd.args(["--eval", "%_arch"]);
+            let arch = command::run(&mut cmd, sys.timeouts().query)?;
+            Ok(vec![arch.trim().to_owned()])
+        })
+    }
+
+    /// A directory of converge's own, not apt's archives (which an rpm host lacks); under
+    /// the root, so that under `--root` nothing is written outside the tree. dnf itself
+    /// does not chroot: it reads the file from wherever this machine sees it.
+    fn staging_dir(&self) -> &'static Path {
+        Path::new("/var/cache/converge/packages")
+    }
+
+    /// `dnf install /PATH.rpm`, which also downgrades; dnf reads the file itself, so it is
+    /// given the path as this machine sees it, inside the root.
     fn install_file(
         &self,
-        _host: &Host,
+        host: &Host,
         name: &str,
-        _version: &str,
+        version: &str,
         file: &Path,
     ) -> Result<(), SystemError> {
-        Err(SystemError::Unsupported(format!(
-            "cannot install package {name} from {}: a package file is a Debian package, and this host's packages are rpm's (dnf)",
-            file.display()
-        )))
+        let sys = host.system();
+        let seen = sys.root().join(file.strip_prefix("/").unwrap_or(file));
+        let mut cmd = dnf(sys, true);
+        cmd.args(["install", "--"]).arg(&seen);
+        tracing::info!(package = name, version, file = %seen.display(), "dnf install");
+        command::run(&mut cmd, host.timeouts().package).map(drop)
     }
 
     /// `dnf remove`; rpm keeps an edited `%config` file as `.rpmsave`.
@@ -286,8 +350,11 @@ impl PackageManager for Dnf {
                     )));
                 };
                 let evr = Evr::parse(&version);
+                // What `dnf versionlock add` writes, for a name with an arch too: the
+                // plugin locks a name in every arch, as multilib pairs move together.
                 Some(format!(
-                    "{name}-{}:{}-{}.*",
+                    "{}-{}:{}-{}.*",
+                    rpm_evr::split_name_arch(name).0,
                     evr.epoch.unwrap_or(0),
                     evr.version,
                     evr.release.unwrap_or_default()
@@ -466,6 +533,9 @@ mod tests {
         assert!(!locks("!cfgtest-0:2.0-1.*", "cfgtest"));
         assert!(!locks("# cfgtest-0:1.0-1.*", "cfgtest"));
         assert!(!locks("cfgtest-devel-0:1.0-1.*", "cfgtest"));
+        assert!(locks("glibc-0:2.34-1.el9.*", "glibc.i686"));
+        assert!(locks("python3.11-0:3.11.5-1.el9.*", "python3.11"));
+        assert!(!locks("python3.11-0:3.11.5-1.el9.*", "python3"));
     }
 
     #[test]

@@ -180,6 +180,18 @@ impl PackageManager for Fake {
         Ok(())
     }
 
+    fn file_unfit(
+        &self,
+        _sys: &System,
+        _file: &super::packages::FileHeader,
+    ) -> Result<Option<String>, SystemError> {
+        Ok(None)
+    }
+
+    fn staging_dir(&self) -> &'static Path {
+        Path::new("/var/cache/apt/archives")
+    }
+
     fn install_file(
         &self,
         host: &Host,

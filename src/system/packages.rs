@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::os_release::{Family, OsRelease};
+use super::rpm_evr::Evr;
 use super::{Host, System, SystemError};
 
 /// The backend for the tree at `root`: dnf/rpm for the RHEL family, apt/dpkg for the Debian
@@ -70,6 +71,150 @@ pub struct Conffile {
     pub obsolete: bool,
 }
 
+/// The format of a package file, told by its first bytes, not by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FileFormat {
+    /// A Debian package: an `ar` archive.
+    Deb,
+    /// An RPM package: rpm's lead.
+    Rpm,
+}
+
+impl FileFormat {
+    /// What messages call it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FileFormat::Deb => "a Debian package (.deb)",
+            FileFormat::Rpm => "an RPM package (.rpm)",
+        }
+    }
+
+    /// The file name extension its manager expects.
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Deb => "deb",
+            FileFormat::Rpm => "rpm",
+        }
+    }
+
+    /// The format whose magic `head` (a file's first bytes) starts with.
+    fn of(head: &[u8]) -> Option<FileFormat> {
+        if head.starts_with(b"!<arch>\n") {
+            Some(FileFormat::Deb)
+        } else if head.starts_with(&[0xed, 0xab, 0xee, 0xdb]) {
+            Some(FileFormat::Rpm)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a package file installs, read from its own header.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileHeader {
+    /// Debian's or rpm's.
+    pub format: FileFormat,
+    /// The package name (`Package`, rpm's `NAME`).
+    pub name: String,
+    /// The version as [`PackageManager::status`] reports it once installed: `1:0.9-1` for a
+    /// .deb, `[EPOCH:]VERSION-RELEASE.ARCH` for an .rpm.
+    pub version: String,
+    /// Its architecture (`all`, `amd64`, `noarch`, `x86_64`...).
+    pub arch: String,
+}
+
+impl FileHeader {
+    /// Reads the package file at `path` (a file of the source tree, not of the root) with
+    /// the tool of its format, run on this machine: `dpkg-deb` or `rpm -qp`.
+    pub fn read(path: &Path, deadline: std::time::Duration) -> Result<FileHeader, SystemError> {
+        use std::io::Read;
+        let mut head = Vec::with_capacity(8);
+        std::fs::File::open(path)
+            .and_then(|f| f.take(8).read_to_end(&mut head))
+            .map_err(|e| SystemError::io(path, e))?;
+        let Some(format) = FileFormat::of(&head) else {
+            return Err(SystemError::Unsupported(
+                "it is neither a Debian package (.deb) nor an RPM package (.rpm)".to_owned(),
+            ));
+        };
+        let header = match format {
+            FileFormat::Deb => super::apt::read_deb(path, deadline),
+            FileFormat::Rpm => super::dnf::read_rpm(path, deadline),
+        };
+        header.map_err(|e| match e {
+            SystemError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                SystemError::Unsupported(format!(
+                    "it is {}, and this machine lacks {} to read it",
+                    format.describe(),
+                    match format {
+                        FileFormat::Deb => "dpkg-deb",
+                        FileFormat::Rpm => "rpm",
+                    }
+                ))
+            }
+            other => other,
+        })
+    }
+
+    /// Whether a role's `name` names this file's package: its name, or with its
+    /// architecture as each manager writes one (`NAME:ARCH` for dpkg, where an `all`
+    /// package fits any; `NAME.ARCH` for rpm).
+    pub fn is_named(&self, name: &str) -> bool {
+        if name == self.name {
+            return true;
+        }
+        match self.format {
+            FileFormat::Deb => name.split_once(':').is_some_and(|(base, arch)| {
+                base == self.name && (self.arch == "all" || self.arch == arch)
+            }),
+            FileFormat::Rpm => name
+                .strip_prefix(self.name.as_str())
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|arch| arch == self.arch),
+        }
+    }
+
+    /// Whether a role's `version` is this file's: equal for a .deb; for an .rpm, the parts
+    /// it gives agree (`1.0-1` names `1.0-1.noarch`, as a pinned version does).
+    pub fn has_version(&self, version: &str) -> bool {
+        match self.format {
+            FileFormat::Deb => version == self.version,
+            FileFormat::Rpm => Evr::parse(&self.version).satisfies(&Evr::parse(version)),
+        }
+    }
+}
+
+/// Why a manager that installs `format` files, on a host whose packages are `whose`,
+/// cannot install `file`: another format, or an architecture that is neither `any` (which
+/// fits every machine) nor one of the `arches` its `tool` says it installs here (asked only
+/// when needed). `None` when it can.
+pub(super) fn unfit(
+    file: &FileHeader,
+    format: FileFormat,
+    whose: &str,
+    any: &str,
+    tool: &str,
+    arches: impl FnOnce() -> Result<Vec<String>, SystemError>,
+) -> Result<Option<String>, SystemError> {
+    if file.format != format {
+        return Ok(Some(format!(
+            "it is {}, and this host's packages are {whose}",
+            file.format.describe()
+        )));
+    }
+    if file.arch == any {
+        return Ok(None);
+    }
+    let arches = arches()?;
+    Ok((!arches.contains(&file.arch)).then(|| {
+        format!(
+            "it is built for architecture {}, and {tool} here installs {} or {any}",
+            file.arch,
+            arches.join(", ")
+        )
+    }))
+}
+
 /// A package manager. Reads get the [`System`] (root, limits); changes get the writing
 /// [`Host`], which only the engine can obtain, in apply mode.
 pub trait PackageManager: fmt::Debug + Send + Sync {
@@ -90,6 +235,13 @@ pub trait PackageManager: fmt::Debug + Send + Sync {
     }
     /// Installs `name`, at `version` when given (downgrading if needed).
     fn install(&self, host: &Host, name: &str, version: Option<&str>) -> Result<(), SystemError>;
+    /// Why the package file `file` cannot be installed here (its format is another
+    /// manager's, or its architecture one this host does not run), or `None` when it can.
+    /// Never changes anything.
+    fn file_unfit(&self, sys: &System, file: &FileHeader) -> Result<Option<String>, SystemError>;
+    /// The directory inside the root where a package file is put for this manager to
+    /// install it.
+    fn staging_dir(&self) -> &'static Path;
     /// Installs the package file `file` (a path inside the root) as `name` at `version`,
     /// its dependencies from the archives (downgrading if needed).
     fn install_file(

@@ -87,6 +87,15 @@ impl<'a> Evr<'a> {
     }
 }
 
+/// A package name as dnf takes it, split from the architecture it ends in, if any:
+/// `glibc.i686` is glibc for i686, `python3.11` is a name.
+pub(crate) fn split_name_arch(name: &str) -> (&str, Option<&str>) {
+    match name.rsplit_once('.') {
+        Some((base, arch)) if !base.is_empty() && ARCHES.contains(&arch) => (base, Some(arch)),
+        _ => (name, None),
+    }
+}
+
 /// The form converge shows and dnf accepts: the epoch only when it is not 0.
 pub(crate) fn display(epoch: u64, version: &str, release: &str, arch: &str) -> String {
     if epoch == 0 {

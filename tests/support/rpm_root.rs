@@ -24,16 +24,21 @@ pub struct Rpm<'a> {
     pub requires: Option<&'a str>,
     /// Whether it ships the `%config(noreplace)` file `/etc/NAME.conf`.
     pub config: bool,
+    /// `noarch`, or the machine it is built for (`rpmbuild --target`).
+    pub arch: &'a str,
 }
 
 impl Rpm<'_> {
-    /// `name-version-release.noarch.rpm`.
+    /// `name-version-release.arch.rpm`.
     pub fn file_name(&self) -> String {
-        format!("{}-{}-{}.noarch.rpm", self.name, self.version, self.release)
+        format!(
+            "{}-{}-{}.{}.rpm",
+            self.name, self.version, self.release, self.arch
+        )
     }
 }
 
-/// A directory of noarch RPMs with its repodata. Each package installs
+/// A directory of RPMs (noarch unless asked) with its repodata. Each package installs
 /// `/usr/share/NAME/version` (its version-release), and when asked the
 /// `%config(noreplace)` file `/etc/NAME.conf` (`setting = VERSION`).
 pub struct RpmRepo {
@@ -52,6 +57,9 @@ impl RpmRepo {
             if rpm.epoch != 0 {
                 header.push_str(&format!("Epoch: {}\n", rpm.epoch));
             }
+            if rpm.arch == "noarch" {
+                header.push_str("BuildArch: noarch\n");
+            }
             if let Some(req) = rpm.requires {
                 header.push_str(&format!("Requires: {req}\n"));
             }
@@ -67,7 +75,7 @@ impl RpmRepo {
                 (String::new(), String::new())
             };
             let spec = format!(
-                "Name: {name}\n{header}Version: {version}\nRelease: {release}\nSummary: converge test package\nLicense: MIT\nBuildArch: noarch\n\
+                "Name: {name}\n{header}Version: {version}\nRelease: {release}\nSummary: converge test package\nLicense: MIT\n\
                  %description\nconverge test package\n\
                  %install\nmkdir -p %{{buildroot}}/usr/share/{name} %{{buildroot}}/etc\n\
                  echo {version}-{release} > %{{buildroot}}/usr/share/{name}/version\n\
@@ -86,10 +94,11 @@ impl RpmRepo {
                     .arg(format!("_topdir {}", top.path().display()))
                     .arg("--define")
                     .arg("_rpmdir %{_topdir}/RPMS")
+                    .args(["--target", rpm.arch])
                     .arg(&spec_path),
             );
             fs::copy(
-                top.path().join("RPMS/noarch").join(rpm.file_name()),
+                top.path().join("RPMS").join(rpm.arch).join(rpm.file_name()),
                 dir.join(rpm.file_name()),
             )
             .expect("copy built rpm");

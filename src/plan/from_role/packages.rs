@@ -1,4 +1,5 @@
-//! Package declarations: names and versions checked against Debian policy.
+//! Package declarations: names and versions checked against Debian policy (with dnf's
+//! `.arch`), and package files read at planning.
 
 use toml::Spanned;
 
@@ -6,7 +7,8 @@ use super::{Builder, Common};
 use crate::resource::package::{Ensure, PackageFile, PackageResource};
 use crate::role::model::{PackageEnsure, PackageSpec};
 use crate::role::Role;
-use crate::system::apt::read_deb;
+use crate::system::packages::FileHeader;
+use crate::system::rpm_evr::split_name_arch;
 use crate::system::Timeouts;
 
 impl Builder<'_> {
@@ -82,10 +84,11 @@ impl Builder<'_> {
         }
     }
 
-    /// The .deb of a `source` declaration, checked against the declaration: a file of the
-    /// bundle, a Debian package whose `Package` is the declared name (and whose
-    /// `Architecture` is the declared `:ARCH`, when one is), at the declared version when
-    /// one is given, and only with `ensure = "installed"`. `None` after a located error.
+    /// The package file of a `source` declaration, checked against the declaration: a file
+    /// of the bundle, a .deb or an .rpm whose package is the declared name (with the
+    /// declared architecture, when the name gives one), at the declared version when one
+    /// is given, and only with `ensure = "installed"`. Whether this host can install it is
+    /// the host's to say, at check. `None` after a located error.
     fn package_file(
         &mut self,
         role: &Role,
@@ -105,39 +108,34 @@ impl Builder<'_> {
             .path()
             .expect("a bundle file is read from its path")
             .to_path_buf();
-        let control = match read_deb(&path, Timeouts::default().query) {
-            Ok(c) => c,
+        let header = match FileHeader::read(&path, Timeouts::default().query) {
+            Ok(h) => h,
             Err(e) => {
                 self.errors.push(role.error_at(
                     source.span().start,
-                    format!("package '{name}': {shown} is not a readable Debian package: {e}"),
+                    format!("package '{name}': {shown} is not a readable package file: {e}"),
                 ));
                 return None;
             }
         };
-        let (base, arch) = match name.split_once(':') {
-            Some((b, a)) => (b, Some(a)),
-            None => (name.as_str(), None),
-        };
-        let arch_differs = arch.is_some_and(|a| control.arch != "all" && control.arch != a);
-        if control.package != base || arch_differs {
+        if !header.is_named(name) {
             self.errors.push(role.error_at(
                 s.name.span().start,
                 format!(
                     "package '{name}': {shown} is package '{}' ({}), not '{name}'",
-                    control.package, control.arch
+                    header.name, header.arch
                 ),
             ));
             return None;
         }
         if let Some(v) = &s.version {
-            if *v.get_ref() != control.version {
+            if !header.has_version(v.get_ref()) {
                 self.errors.push(role.error_at(
                     v.span().start,
                     format!(
                         "package '{name}': version '{}' is not the version of {shown} ('{}'); give the file's version or none",
                         v.get_ref(),
-                        control.version
+                        header.version
                     ),
                 ));
                 return None;
@@ -146,17 +144,17 @@ impl Builder<'_> {
         Some(PackageFile {
             shown,
             content,
-            version: control.version,
+            header,
         })
     }
 }
 
 /// Debian policy: lowercase letters, digits, `+ - .`, at least two characters, starting
-/// alphanumeric; apt also accepts an `:arch` qualifier.
+/// alphanumeric; apt also accepts an `:arch` qualifier, dnf a `.arch` one (`name.x86_64`).
 fn valid_package_name(name: &str) -> bool {
     let (pkg, arch) = match name.split_once(':') {
         Some((p, a)) => (p, Some(a)),
-        None => (name, None),
+        None => (split_name_arch(name).0, None),
     };
     let pkg_ok = pkg.len() >= 2
         && pkg.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -184,6 +182,8 @@ mod tests {
         assert!(valid_package_name("nginx-common"));
         assert!(valid_package_name("libc6:amd64"));
         assert!(valid_package_name("g++"));
+        assert!(valid_package_name("glibc.x86_64"));
+        assert!(!valid_package_name("glibc_x86_64"));
         assert!(!valid_package_name("-oops"));
         assert!(!valid_package_name("Nginx"));
         assert!(valid_version("1:1.22.1-9+deb12u1"));
