@@ -83,7 +83,8 @@ pub fn write(dir: &Path, kernel: &Kernel, inside: &str) {
 
 /// Mounts the stand-in /proc/modules under `$R`. It is bound over when the kernel has one;
 /// a kernel built without modules has none to bind over, so proc becomes a tmpfs of links
-/// into the real proc (mounted aside in `$W`), with the stand-in as its `modules`. Then `$W`
+/// into the real proc (mounted aside in `$W`), with the stand-in as its `modules`, and the
+/// real `sys` bound in (sysctl(8) refuses a path that resolves outside /proc/sys). Then `$W`
 /// is bound at `$R$V` when `$R` is a tree, so the links and the shim reach it from inside.
 pub const PROC_MODULES: &str = r#"set -u
 fail() { echo "setup: $*"; exit 99; }
@@ -97,7 +98,10 @@ fi
 if [ -n "$R" ]; then mkdir -p $R$V && mount --rbind $W $R$V || fail standins; fi
 if [ -z "$bound" ]; then
   mount -t tmpfs tmpfs $R/proc || fail tmpfs
-  for e in $W/realproc/*; do ln -s "$V/realproc/${e##*/}" $R/proc/; done
+  for e in $W/realproc/*; do
+    [ "${e##*/}" = sys ] || ln -s "$V/realproc/${e##*/}" $R/proc/
+  done
+  mkdir $R/proc/sys && mount --rbind $W/realproc/sys $R/proc/sys || fail sys
   ln -sf $V/modules $R/proc/modules
 fi
 "#;
