@@ -98,7 +98,8 @@ pub(crate) fn drivers_of_devices<'a>(
 /// Whether `text` matches the glob `pattern` as fnmatch(3) with no flags does, which is how
 /// modprobe matches a modalias against an alias: `*` any run of bytes (`/` and a leading
 /// `.` included), `?` one byte, `[...]` one byte of a set (ranges, `!` or `^` to negate, a
-/// leading `]` literal; an unclosed `[` is itself), `\` takes the next byte literally.
+/// leading `]` literal; an unclosed `[` is itself), `\` takes the next byte literally (and
+/// one that ends the pattern matches nothing).
 /// POSIX classes (`[:digit:]`) are not read as such: no module alias uses them. Written
 /// here rather than taken from a glob crate because those add path rules and `{a,b}`
 /// alternatives that would match differently from modprobe.
@@ -138,7 +139,8 @@ fn one_byte(pattern: &[u8], p: usize, c: u8) -> Option<usize> {
             Some((found, next)) => found.then_some(next),
             None => (c == b'[').then_some(p + 1),
         },
-        b'\\' if p + 1 < pattern.len() => (pattern[p + 1] == c).then_some(p + 2),
+        // A `\` that ends the pattern escapes nothing: fnmatch then matches nothing.
+        b'\\' => (*pattern.get(p + 1)? == c).then_some(p + 2),
         b => (b == c).then_some(p + 1),
     }
 }
@@ -239,6 +241,11 @@ mod tests {
         assert!(m("a\\*b", "a*b"));
         assert!(!m("a\\*b", "axb"));
         assert!(m("x[\\]]", "x]"));
+        assert!(
+            !m("a\\", "a\\"),
+            "a trailing \\ escapes nothing and matches nothing"
+        );
+        assert!(!m("*\\", "a\\"));
     }
 
     #[test]
