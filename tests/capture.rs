@@ -12,17 +12,23 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::Value;
+use support::kernel::Kernel;
 use support::{build_deb, copy_file, output_text, AptRepo, Chroot, NetNs, BIN};
 
 /// One host: a writable Debian tree, its own network namespace, /proc mounted inside so the
-/// converge binary can run in it as it would on the machine itself.
+/// converge binary can run in it as it would on the machine itself, and a kernel of its own
+/// (stand-ins for its modules and devices, mounted for each command it runs).
 struct Host {
     ch: Chroot,
     ns: NetNs,
+    kernel: tempfile::TempDir,
 }
 
+/// Where a host's kernel stand-ins are seen from inside its tree.
+const KERNEL_INSIDE: &str = "/run/converge-test-kernel";
+
 impl Host {
-    fn new(name: &str, hostname: &str, machine_id: &str) -> Host {
+    fn new(name: &str, hostname: &str, machine_id: &str, kernel: &Kernel) -> Host {
         let ch = Chroot::new();
         let root = ch.path();
         std::fs::write(root.join("etc/hostname"), format!("{hostname}\n")).unwrap();
@@ -35,10 +41,29 @@ impl Host {
             .status()
             .unwrap();
         assert!(status.success(), "mount proc in {}", root.display());
+        let dir = tempfile::tempdir().unwrap();
+        support::kernel::write(dir.path(), kernel, KERNEL_INSIDE);
         Host {
             ch,
             ns: NetNs::new(name),
+            kernel: dir,
         }
+    }
+
+    /// Runs `cmd` in this host's namespace after `setup` mounted its kernel's stand-ins,
+    /// `$R` being `root` and `$V` where they are seen from there.
+    fn with_kernel(&self, setup: &str, root: &str, inside: &str, cmd: &[&str]) -> Output {
+        let w = format!("W={}", self.kernel.path().display());
+        let (r, v) = (format!("R={root}"), format!("V={inside}"));
+        let script = format!("{setup}exec \"$@\"\n");
+        let mut args = vec!["env", &w, &r, &v, "sh", "-c", &script, "sh"];
+        args.extend_from_slice(cmd);
+        self.ns.run(&args)
+    }
+
+    /// The modprobe calls made on this host.
+    fn modprobe_calls(&self) -> String {
+        std::fs::read_to_string(self.kernel.path().join("calls")).unwrap()
     }
 
     fn root(&self) -> &Path {
@@ -76,21 +101,31 @@ impl Host {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A shell script run in the tree (chroot) inside this host's namespace.
+    /// A shell script run in the tree (chroot) inside this host's namespace, with its
+    /// kernel's /proc/modules and `modprobe`.
     fn sh(&self, script: &str) -> Output {
         let root = self.root().display().to_string();
-        self.ns.run(&[
-            "env",
-            "-i",
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "LC_ALL=C",
-            "DEBIAN_FRONTEND=noninteractive",
-            "chroot",
+        let setup = format!(
+            "{}mount --bind $W/sbin $R/usr/local/sbin || fail sbin\n",
+            support::kernel::PROC_MODULES
+        );
+        self.with_kernel(
+            &setup,
             &root,
-            "sh",
-            "-c",
-            script,
-        ])
+            KERNEL_INSIDE,
+            &[
+                "env",
+                "-i",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "LC_ALL=C",
+                "DEBIAN_FRONTEND=noninteractive",
+                "chroot",
+                &root,
+                "sh",
+                "-c",
+                script,
+            ],
+        )
     }
 
     fn sh_ok(&self, script: &str) -> String {
@@ -99,7 +134,8 @@ impl Host {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `converge snapshot --root TREE` from outside the tree, in this host's namespace.
+    /// `converge snapshot --root TREE` from outside the tree, in this host's namespace,
+    /// where the running kernel is its kernel.
     fn snapshot(&self, out: &Path, extra: &[&str]) {
         let root = self.root().display().to_string();
         let mut args = vec![
@@ -111,7 +147,13 @@ impl Host {
             out.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        let run = self.ns.run(&args);
+        let setup = format!(
+            "{}{}",
+            support::kernel::PROC_MODULES,
+            support::kernel::MODULE_FILES
+        );
+        let w = self.kernel.path().display().to_string();
+        let run = self.with_kernel(&setup, "", &w, &args);
         assert!(run.status.success(), "{}", output_text(&run));
     }
 }
@@ -187,6 +229,35 @@ const APP_UNIT: &str = "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sle
 const NIGHTLY_SERVICE: &str = "[Unit]\nDescription=nightly cleanup\n\n[Service]\nType=oneshot\nExecStart=/usr/bin/find /tmp -mtime +7 -delete\n";
 const NIGHTLY_TIMER: &str = "[Unit]\nDescription=nightly cleanup\n\n[Timer]\nOnCalendar=*-*-* 03:15:00\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n";
 
+/// The aliases both hosts' kernels know: those of each host's NIC driver and wireguard's.
+const MODULE_ALIASES: &str = "alias pci:v00008086d000015B8sv*sd*bc*sc*i* e1000e\n\
+     alias pci:v00001AF4d00001000sv*sd*bc*sc*i* virtio_net\n\
+     alias net-pf-16-proto-16-family-wireguard wireguard\n";
+
+/// Old's kernel: an Intel NIC whose driver is loaded, though not bound (another holds it).
+const OLD_KERNEL: Kernel = Kernel {
+    loaded: "dm_mod 184320 0 - Live 0x0000000000000000\n\
+             e1000e 356352 0 - Live 0x0000000000000000\n",
+    builtin: "",
+    available: "wireguard\ne1000e\nvirtio_net\ndm_mod\n",
+    aliases: MODULE_ALIASES,
+    devices: &[(
+        "pci0000:00/0000:00:1f.6",
+        "pci:v00008086d000015B8sv000017AAsd00002251bc02sc00i00",
+    )],
+};
+
+/// New's kernel: a virtio NIC, its driver loaded.
+const NEW_KERNEL: Kernel = Kernel {
+    loaded: "dm_mod 184320 0 - Live 0x0000000000000000\n\
+             virtio_net 73728 0 - Live 0x0000000000000000\n",
+    devices: &[(
+        "pci0000:00/0000:00:03.0",
+        "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+    )],
+    ..OLD_KERNEL
+};
+
 #[test]
 #[ignore = "needs root (container tier, scripts/test)"]
 fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
@@ -195,8 +266,18 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         &tmp.path().join("caprepo"),
         &[("cfgtest", "1.0-1"), ("cfgtest", "2.0-1")],
     );
-    let old = Host::new("old", "old-db1", "0123456789abcdef0123456789abcdef");
-    let new = Host::new("new", "new-db1", "fedcba9876543210fedcba9876543210");
+    let old = Host::new(
+        "old",
+        "old-db1",
+        "0123456789abcdef0123456789abcdef",
+        &OLD_KERNEL,
+    );
+    let new = Host::new(
+        "new",
+        "new-db1",
+        "fedcba9876543210fedcba9876543210",
+        &NEW_KERNEL,
+    );
 
     // The written-down config, on both: the local archive and the current cfgtest.
     for host in [&old, &new] {
@@ -300,6 +381,10 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         "nft add table inet filter && nft add chain inet filter input '{ type filter hook input priority 0; policy accept; }' && nft add rule inet filter input ip saddr 192.0.2.66 drop",
     );
 
+    // A module loaded by hand. Each host's own NIC driver is loaded on it alone too, and is
+    // hardware, not tuning.
+    old.sh_ok("modprobe wireguard");
+
     let old_json = tmp.path().join("old.json");
     let new_json = tmp.path().join("new.json");
     // Old's private files travel only when asked for: capture then copies secret.conf.
@@ -337,6 +422,7 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         "file /usr/local/bin/backup.sh",
         "file /var/spool/cron/crontabs/root",
         "nftables inet/filter",
+        "kernel_module wireguard",
     ]
     .into_iter()
     .map(String::from)
@@ -442,6 +528,18 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         "{role}"
     );
     assert!(
+        role.contains("[[kernel_module]]\nname = \"wireguard\"\n"),
+        "{role}"
+    );
+    assert!(
+        role.contains("kernel module wireguard: captured; [[kernel_module]] also keeps it loaded at boot with /etc/modules-load.d/converge-wireguard.conf, which a second compare shows"),
+        "{role}"
+    );
+    assert!(
+        !role.contains("e1000e") && !role.contains("virtio_net"),
+        "{role}"
+    );
+    assert!(
         role.contains("/etc/nftables.d/converge-inet-filter.nft, which a second compare shows"),
         "{role}"
     );
@@ -494,7 +592,8 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         changing,
         BTreeSet::from([
             "directory:/etc/nftables.d".to_owned(),
-            "file:/etc/nftables.d/converge-inet-filter.nft".to_owned()
+            "file:/etc/nftables.d/converge-inet-filter.nft".to_owned(),
+            "file:/etc/modules-load.d/converge-wireguard.conf".to_owned(),
         ]),
         "check on old:\n{}\n{role}",
         output_text(&out)
@@ -520,7 +619,8 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         BTreeSet::from([
             "package vendortool".to_owned(),
             "file /etc/nftables.d".to_owned(),
-            "file /etc/nftables.d/converge-inet-filter.nft".to_owned()
+            "file /etc/nftables.d/converge-inet-filter.nft".to_owned(),
+            "file /etc/modules-load.d/converge-wireguard.conf".to_owned(),
         ]),
         "{doc:#}"
     );
@@ -535,6 +635,16 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         "8192\n15\n"
     );
     assert_eq!(new.sh_ok("systemctl is-enabled nightly.timer"), "enabled\n");
+    assert_eq!(new.modprobe_calls(), "modprobe wireguard (options: )\n");
+    assert_eq!(
+        old.modprobe_calls(),
+        "modprobe wireguard (options: )\n",
+        "only the admin's own call"
+    );
+    assert_eq!(
+        new.sh_ok("cut -d' ' -f1 /proc/modules"),
+        "dm_mod\nvirtio_net\nwireguard\n"
+    );
 }
 
 #[test]

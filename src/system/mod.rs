@@ -15,6 +15,7 @@ pub mod dpkg_inventory;
 #[cfg(test)]
 pub mod fake;
 pub mod fs;
+pub mod modalias;
 pub mod modules;
 pub mod nftables;
 pub mod os_release;

@@ -73,14 +73,23 @@ pub(crate) fn parse_builtin(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// modules.builtin of the running kernel's release.
-pub(crate) fn builtin_list() -> PathBuf {
+/// The module files of the running kernel's release (`/lib/modules/RELEASE`).
+fn release_dir() -> PathBuf {
     let release = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
-    Path::new("/lib/modules")
-        .join(release)
-        .join("modules.builtin")
+    Path::new("/lib/modules").join(release)
+}
+
+/// modules.builtin of the running kernel's release.
+pub(crate) fn builtin_list() -> PathBuf {
+    release_dir().join("modules.builtin")
+}
+
+/// modules.alias of the running kernel's release: the device patterns each module drives.
+/// Read as text; depmod's modules.alias.bin holds the same in a trie.
+pub(crate) fn alias_list() -> PathBuf {
+    release_dir().join("modules.alias")
 }
 
 /// The modules the running kernel has loaded, whatever tree is converged (a snapshot of a

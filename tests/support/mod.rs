@@ -33,6 +33,7 @@ pub mod apt_repo;
 pub mod chroot;
 pub mod cli;
 pub mod container;
+pub mod kernel;
 pub mod netns;
 pub mod nginx;
 pub mod overlay;
