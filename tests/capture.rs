@@ -1448,3 +1448,84 @@ fn an_apt_source_added_on_old_is_updated_on_new_before_its_package_installs() {
     let (status, changed) = apply_effects(&src, &new);
     assert_eq!((status, changed), (0, Vec::<String>::new()));
 }
+
+/// A stand-in for GRUB's update-grub: builds grub.cfg from /etc/default/grub as the real one
+/// does, and counts its runs.
+const UPDATE_GRUB: &str = "#!/bin/sh\nset -e\necho ran >> /var/log/update-grub.runs\n. /etc/default/grub\nmkdir -p /boot/grub\necho \"linux /vmlinuz root=/dev/vda1 ro $GRUB_CMDLINE_LINUX_DEFAULT\" > /boot/grub/grub.cfg\n";
+
+const DEFAULT_GRUB: &str = "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n";
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn a_kernel_command_line_set_on_old_runs_update_grub_on_new_once_and_nothing_without_grub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = Host::new(
+        "fx-grub-old",
+        "old-app3",
+        "0123456789abcdef0123456789abcde3",
+    );
+    let bare = Host::new(
+        "fx-grub-bare",
+        "new-app3",
+        "fedcba9876543210fedcba987654321c",
+    );
+    let booted = Host::new(
+        "fx-grub-new",
+        "new-app4",
+        "fedcba9876543210fedcba987654321b",
+    );
+    for host in [&old, &bare, &booted] {
+        std::fs::write(host.root().join("etc/default/grub"), DEFAULT_GRUB).unwrap();
+    }
+    for host in [&old, &booted] {
+        let tool = host.root().join("usr/sbin/update-grub");
+        std::fs::write(&tool, UPDATE_GRUB).unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    old.sh_ok("sed -i 's/\"quiet\"/\"quiet mitigations=off\"/' /etc/default/grub && update-grub");
+
+    let (src, role) = capture_effects(tmp.path(), &old, &bare);
+    assert!(
+        role.contains("[[exec]]\nname = \"update-grub\"\ncommand = \"update-grub\"\n"),
+        "{role}"
+    );
+    assert!(
+        role.contains("after = [\"file:/etc/default/grub\"]"),
+        "{role}"
+    );
+    assert!(
+        role.contains("\n# After applying:\n#   - /etc/default/grub is captured with update-grub: a reboot is needed before the new kernel command line holds\n"),
+        "{role}"
+    );
+    assert!(!role.contains("Seen but not captured"), "{role}");
+
+    // Where GRUB is not installed the file changes and the exec has nothing to run.
+    let (status, changed) = apply_effects(&src, &bare);
+    assert_eq!(changed, ["file:/etc/default/grub \"changed\""], "{role}");
+    assert_eq!(status, 2);
+    assert!(!bare.root().join("boot/grub/grub.cfg").exists());
+    let (status, changed) = apply_effects(&src, &bare);
+    assert_eq!((status, changed), (0, Vec::<String>::new()));
+
+    // Where it is, update-grub runs once and the boot config has the new command line.
+    let (status, changed) = apply_effects(&src, &booted);
+    assert_eq!(
+        changed,
+        [
+            "file:/etc/default/grub \"changed\"",
+            "exec:update-grub \"changed\""
+        ],
+        "{role}"
+    );
+    assert_eq!(status, 2);
+    let (status, changed) = apply_effects(&src, &booted);
+    assert_eq!((status, changed), (0, Vec::<String>::new()));
+    assert_eq!(
+        std::fs::read_to_string(booted.root().join("var/log/update-grub.runs")).unwrap(),
+        "ran\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(booted.root().join("boot/grub/grub.cfg")).unwrap(),
+        "linux /vmlinuz root=/dev/vda1 ro quiet mitigations=off\n"
+    );
+}
