@@ -1430,3 +1430,251 @@ fn modules_loaded_by_hand_are_captured_and_hardware_drivers_and_dependencies_are
         "{role}"
     );
 }
+
+/// Captures `old` against `new` (default-scope snapshots of both) into the role `effects`;
+/// returns the source directory and the role's text.
+fn capture_effects(tmp: &Path, old: &Host, new: &Host) -> (PathBuf, String) {
+    let (old_json, new_json) = (tmp.join("old.json"), tmp.join("new.json"));
+    old.snapshot(&old_json, &[]);
+    new.snapshot(&new_json, &[]);
+    let src = tmp.join("src");
+    let role_file = src.join("roles/effects.toml");
+    let out = converge(&[
+        "capture",
+        "--from",
+        old_json.to_str().unwrap(),
+        "--against",
+        new_json.to_str().unwrap(),
+        "--role",
+        "effects",
+        "-o",
+        role_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    let role = std::fs::read_to_string(&role_file).unwrap();
+    (src, role)
+}
+
+/// Applies the captured role in `host`'s tree (chrooted, in its namespace, the source put
+/// outside the snapshot's scope); returns the exit code and what changed, in the order the
+/// run changed it.
+fn apply_effects(src: &Path, host: &Host) -> (i32, Vec<String>) {
+    let dest = host.root().join("var/lib/capture-src");
+    if !dest.exists() {
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(src)
+            .arg(&dest)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let out = host.sh(
+        "converge --color never apply --source /var/lib/capture-src --role effects \
+         --state-dir /var/lib/converge-test --format json",
+    );
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("apply --format json: {e}\n{}", output_text(&out)));
+    let changed = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] != "in_sync")
+        .map(|r| format!("{} {}", r["id"].as_str().unwrap(), r["status"]))
+        .collect();
+    (code(&out), changed)
+}
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn a_locale_enabled_on_old_is_generated_on_new_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = Host::new(
+        "fx-locale-old",
+        "old-app1",
+        "0123456789abcdef0123456789abcde1",
+    );
+    let new = Host::new(
+        "fx-locale-new",
+        "new-app1",
+        "fedcba9876543210fedcba987654321e",
+    );
+    // Both run Debian's locales package, installed from the mirror as the hosts were built
+    // (new from the same files old downloaded).
+    let install = "apt-get update -q >/dev/null && apt-get install -y -q locales >/dev/null";
+    old.ch.run_ok(&["sh", "-c", install]);
+    let archives = |h: &Host| h.root().join("var/cache/apt/archives");
+    for deb in std::fs::read_dir(archives(&old)).unwrap().flatten() {
+        if deb.file_name().to_string_lossy().ends_with(".deb") {
+            copy_file(&deb.path(), &archives(&new).join(deb.file_name()));
+        }
+    }
+    new.ch.run_ok(&["sh", "-c", install]);
+    // On old an admin enabled a locale the way Debian says to.
+    old.sh_ok("sed -i 's/^# en_US.UTF-8 UTF-8$/en_US.UTF-8 UTF-8/' /etc/locale.gen && locale-gen >/dev/null");
+    assert!(old.sh_ok("locale -a").contains("en_US.utf8\n"));
+    assert!(!new.sh_ok("locale -a").contains("en_US.utf8\n"));
+
+    let (src, role) = capture_effects(tmp.path(), &old, &new);
+    assert!(
+        role.contains("[[exec]]\nname = \"locale-gen\"\ncommand = \"locale-gen\"\n"),
+        "{role}"
+    );
+    assert!(
+        role.contains("after = [\"file:/etc/locale.gen\"]"),
+        "{role}"
+    );
+
+    let (status, changed) = apply_effects(&src, &new);
+    assert_eq!(
+        changed,
+        [
+            "file:/etc/locale.gen \"changed\"",
+            "exec:locale-gen \"changed\""
+        ],
+        "{role}"
+    );
+    assert_eq!(status, 2);
+    assert!(new.sh_ok("locale -a").contains("en_US.utf8\n"));
+    assert_eq!(
+        new.sh_ok("LC_ALL=en_US.UTF-8 locale charmap 2>&1"),
+        "UTF-8\n",
+        "the locale is usable on new"
+    );
+    let (status, changed) = apply_effects(&src, &new);
+    assert_eq!((status, changed), (0, Vec::<String>::new()));
+}
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn an_apt_source_added_on_old_is_updated_on_new_before_its_package_installs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = support::AptRepo::build(&tmp.path().join("fxrepo"), &[("fxtool", "1.0-1")]);
+    let old = Host::new("fx-apt-old", "old-app2", "0123456789abcdef0123456789abcde2");
+    let new = Host::new("fx-apt-new", "new-app2", "fedcba9876543210fedcba987654321d");
+    // Both hosts reach only an archive of their own network: here, the same local
+    // repository in each tree (outside the snapshot's scope), and no mirror.
+    for host in [&old, &new] {
+        std::fs::remove_file(host.root().join("etc/apt/sources.list")).unwrap();
+        let dir = host.root().join("var/lib/fxrepo");
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in std::fs::read_dir(repo.dir()).unwrap().flatten() {
+            copy_file(&f.path(), &dir.join(f.file_name()));
+        }
+        host.sh_ok("apt-get update -q >/dev/null");
+    }
+    // On old an admin added the source and installed a package from it.
+    old.sh_ok(
+        "echo 'deb [trusted=yes] file:/var/lib/fxrepo ./' > /etc/apt/sources.list.d/fx.list
+         apt-get update -q >/dev/null && apt-get install -y -q fxtool >/dev/null",
+    );
+
+    let (src, role) = capture_effects(tmp.path(), &old, &new);
+    assert!(
+        role.contains("[[exec]]\nname = \"apt-update\"\ncommand = \"apt-get update -q && touch /var/lib/apt/lists\"\n"),
+        "{role}"
+    );
+    assert!(
+        role.contains("name = \"fxtool\"\nafter = [\"file:/etc/apt/sources.list.d/fx.list\", \"exec:apt-update\"]"),
+        "{role}"
+    );
+
+    let (status, changed) = apply_effects(&src, &new);
+    assert_eq!(
+        changed,
+        [
+            "file:/etc/apt/sources.list.d/fx.list \"changed\"",
+            "exec:apt-update \"changed\"",
+            "package:fxtool \"changed\""
+        ],
+        "{role}"
+    );
+    assert_eq!(status, 2);
+    assert_eq!(
+        new.sh_ok("dpkg-query -W -f '${Version} ${db:Status-Status}' fxtool"),
+        "1.0-1 installed"
+    );
+    let (status, changed) = apply_effects(&src, &new);
+    assert_eq!((status, changed), (0, Vec::<String>::new()));
+}
+
+/// A stand-in for GRUB's update-grub: builds grub.cfg from /etc/default/grub as the real one
+/// does, and counts its runs.
+const UPDATE_GRUB: &str = "#!/bin/sh\nset -e\necho ran >> /var/log/update-grub.runs\n. /etc/default/grub\nmkdir -p /boot/grub\necho \"linux /vmlinuz root=/dev/vda1 ro $GRUB_CMDLINE_LINUX_DEFAULT\" > /boot/grub/grub.cfg\n";
+
+const DEFAULT_GRUB: &str = "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n";
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn a_kernel_command_line_set_on_old_runs_update_grub_on_new_once_and_nothing_without_grub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = Host::new(
+        "fx-grub-old",
+        "old-app3",
+        "0123456789abcdef0123456789abcde3",
+    );
+    let bare = Host::new(
+        "fx-grub-bare",
+        "new-app3",
+        "fedcba9876543210fedcba987654321c",
+    );
+    let booted = Host::new(
+        "fx-grub-new",
+        "new-app4",
+        "fedcba9876543210fedcba987654321b",
+    );
+    for host in [&old, &bare, &booted] {
+        std::fs::write(host.root().join("etc/default/grub"), DEFAULT_GRUB).unwrap();
+    }
+    for host in [&old, &booted] {
+        let tool = host.root().join("usr/sbin/update-grub");
+        std::fs::write(&tool, UPDATE_GRUB).unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    old.sh_ok("sed -i 's/\"quiet\"/\"quiet mitigations=off\"/' /etc/default/grub && update-grub");
+
+    let (src, role) = capture_effects(tmp.path(), &old, &bare);
+    assert!(
+        role.contains("[[exec]]\nname = \"update-grub\"\ncommand = \"update-grub\"\n"),
+        "{role}"
+    );
+    assert!(
+        role.contains("after = [\"file:/etc/default/grub\"]"),
+        "{role}"
+    );
+    assert!(
+        role.contains("\n# After applying:\n#   - /etc/default/grub is captured with update-grub: a reboot is needed before the new kernel command line holds\n"),
+        "{role}"
+    );
+    assert!(!role.contains("Seen but not captured"), "{role}");
+
+    // Where GRUB is not installed the file changes and the exec has nothing to run.
+    let (status, changed) = apply_effects(&src, &bare);
+    assert_eq!(changed, ["file:/etc/default/grub \"changed\""], "{role}");
+    assert_eq!(status, 2);
+    assert!(!bare.root().join("boot/grub/grub.cfg").exists());
+    let (status, changed) = apply_effects(&src, &bare);
+    assert_eq!((status, changed), (0, Vec::<String>::new()));
+
+    // Where it is, update-grub runs once and the boot config has the new command line.
+    let (status, changed) = apply_effects(&src, &booted);
+    assert_eq!(
+        changed,
+        [
+            "file:/etc/default/grub \"changed\"",
+            "exec:update-grub \"changed\""
+        ],
+        "{role}"
+    );
+    assert_eq!(status, 2);
+    let (status, changed) = apply_effects(&src, &booted);
+    assert_eq!((status, changed), (0, Vec::<String>::new()));
+    assert_eq!(
+        std::fs::read_to_string(booted.root().join("var/log/update-grub.runs")).unwrap(),
+        "ran\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(booted.root().join("boot/grub/grub.cfg")).unwrap(),
+        "linux /vmlinuz root=/dev/vda1 ro quiet mitigations=off\n"
+    );
+}

@@ -526,3 +526,80 @@ fn private_files_keep_their_text_unless_asked_and_stdout_into_a_file_is_made_own
     );
     assert_eq!(mode, 0o600, "private text in a world-readable file");
 }
+
+/// Runs the converge binary inside `ch` (copied there, with /proc mounted) as it runs on a
+/// host: `converge snapshot -o FILE` of the whole tree as the live system.
+fn snapshot_inside(ch: &Chroot, out: &str) -> Value {
+    let root = ch.path();
+    if !root.join("usr/local/bin/converge").exists() {
+        support::install_binary(&root.join("usr/local/bin"));
+        let status = std::process::Command::new("mount")
+            .args(["-t", "proc", "proc"])
+            .arg(root.join("proc"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    ch.run_ok(&["converge", "snapshot", "-o", out]);
+    read_json(&root.join(out.trim_start_matches('/')))
+}
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn where_apt_keeps_no_cache_of_its_lists_snapshot_keeps_one_and_offered_stays_what_apt_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = Chroot::new();
+    let root = ch.path();
+    let repo = AptRepo::build(&tmp.path().join("listrepo"), &[("listtool", "1.0-1")]);
+    repo.add_to(&ch);
+    ch.run_ok(&["apt-get", "install", "-y", "-q", "listtool"]);
+    // A package file installed by hand: no source offers it.
+    support::build_deb(
+        &root.join("tmp"),
+        &Deb {
+            name: "handtool",
+            version: "1.0-1",
+            depends: None,
+            files: &[],
+        },
+    );
+    ch.run_ok(&["dpkg", "-i", "/tmp/handtool_1.0-1_all.deb"]);
+    let kept = root.join("var/cache/converge/apt-srcpkgcache.bin");
+
+    // As Debian installs apt, with its own cache: converge keeps none.
+    let reference = snapshot_inside(&ch, "/tmp/default.json");
+    assert!(!kept.exists());
+    assert_eq!(reference["packages"]["listtool"]["offered"], true);
+    assert_eq!(reference["packages"]["handtool"]["offered"], false);
+
+    // As container images cleaned Docker-style have it: apt keeps no cache at all.
+    std::fs::write(
+        root.join("etc/apt/apt.conf.d/docker-clean"),
+        "Dir::Cache::pkgcache \"\";\nDir::Cache::srcpkgcache \"\";\n",
+    )
+    .unwrap();
+    ch.run_ok(&["sh", "-c", "rm -f /var/cache/apt/*.bin"]);
+    let cleaned = snapshot_inside(&ch, "/tmp/cleaned.json");
+    assert_eq!(cleaned["packages"], reference["packages"]);
+    assert!(kept.is_file(), "no cache of the lists was kept");
+    assert!(
+        !root.join("var/cache/apt/srcpkgcache.bin").exists()
+            && !root.join("var/cache/apt/pkgcache.bin").exists(),
+        "apt's own cache stays off"
+    );
+
+    // The archive moves on: apt sees the lists changed and rebuilds the kept cache, so
+    // listtool 1.0-1 is no longer offered.
+    let moved = AptRepo::build(
+        &tmp.path().join("moved").join("listrepo"),
+        &[("listtool", "2.0-1")],
+    );
+    moved.add_to(&ch);
+    let after = snapshot_inside(&ch, "/tmp/after.json");
+    assert_eq!(after["packages"]["listtool"]["offered"], false);
+    assert_eq!(after["packages"]["handtool"]["offered"], false);
+    assert_eq!(
+        after["packages"]["apt"]["offered"],
+        reference["packages"]["apt"]["offered"]
+    );
+}

@@ -1,6 +1,8 @@
 //! Capture reproduces the effect, not only the files: a captured file that takes effect only
 //! through an action gets that action in the role, guarded so that it runs when the file is
-//! newer than what the action produced, and commented with why. A service's configuration
+//! newer than what the action produced, and commented with why. Where the command is not
+//! installed the file has nothing to take effect through (no GRUB on a host that boots
+//! otherwise, no locales package) and the exec does nothing. A service's configuration
 //! notifies the service; unit files need nothing here, since converge itself runs
 //! `systemctl daemon-reload` after changing one.
 
@@ -14,6 +16,8 @@ pub(super) const APT_UPDATE: &str = "apt-update";
 struct Action {
     /// The exec's name.
     name: &'static str,
+    /// The program that makes the file take effect: without it there is nothing to run.
+    program: &'static str,
     /// Whether a captured path is one this action makes take effect.
     matches: fn(&str) -> bool,
     command: &'static str,
@@ -29,6 +33,7 @@ struct Action {
 const ACTIONS: &[Action] = &[
     Action {
         name: "locale-gen",
+        program: "locale-gen",
         matches: |p| p == "/etc/locale.gen",
         command: "locale-gen",
         output: "/usr/lib/locale/locale-archive",
@@ -38,6 +43,7 @@ const ACTIONS: &[Action] = &[
     },
     Action {
         name: "ldconfig",
+        program: "ldconfig",
         matches: |p| p == "/etc/ld.so.conf" || p.starts_with("/etc/ld.so.conf.d/"),
         command: "ldconfig",
         output: "/etc/ld.so.cache",
@@ -47,6 +53,7 @@ const ACTIONS: &[Action] = &[
     },
     Action {
         name: APT_UPDATE,
+        program: "apt-get",
         matches: |p| {
             p == "/etc/apt/sources.list"
                 || ["/etc/apt/sources.list.d/", "/etc/apt/trusted.gpg.d/", "/etc/apt/keyrings/"]
@@ -68,6 +75,7 @@ const ACTIONS: &[Action] = &[
     },
     Action {
         name: "update-grub",
+        program: "update-grub",
         matches: |p| p == "/etc/default/grub" || p.starts_with("/etc/default/grub.d/"),
         command: "update-grub",
         output: "/boot/grub/grub.cfg",
@@ -94,11 +102,12 @@ const RELOADABLE: &[&str] = &[
     "fail2ban",
 ];
 
-/// The guard: succeeds (the command is skipped) while `output` exists and no input is
-/// newer than it.
+/// The guard: succeeds (the command is skipped) where the program is not installed, and
+/// while `output` exists and no input is newer than it.
 fn guard(action: &Action) -> String {
     format!(
-        "test -e {out} && test -z \"$(find {inputs} -newer {out} 2>/dev/null)\"",
+        "! command -v {program} >/dev/null || {{ test -e {out} && test -z \"$(find {inputs} -newer {out} 2>/dev/null)\"; }}",
+        program = action.program,
         out = action.output,
         inputs = action.inputs.join(" ")
     )
@@ -119,7 +128,7 @@ pub(super) fn add(role: &mut CapturedRole, old: &Snapshot) {
             continue;
         }
         if let Some(note) = action.note {
-            role.note(note.to_owned());
+            role.after_apply(note.to_owned());
         }
         role.execs.push(ExecItem {
             name: action.name.to_owned(),
@@ -127,8 +136,8 @@ pub(super) fn add(role: &mut CapturedRole, old: &Snapshot) {
             unless: guard(action),
             after,
             comment: format!(
-                "{}; it runs when one of them is newer than {}",
-                action.why, action.output
+                "{}; it runs when one of them is newer than {}, and does nothing where {} is not installed",
+                action.why, action.output, action.program
             ),
         });
     }

@@ -193,6 +193,8 @@ pub struct CapturedRole {
     header: Vec<String>,
     /// What was seen but not captured, and why.
     pub notes: Vec<String>,
+    /// What the role needs besides being applied (a reboot).
+    pub after_apply: Vec<String>,
     /// `[sysctl]`.
     pub sysctl: Vec<SysctlItem>,
     /// `[sysfs]`: the same shape, keys relative to /sys.
@@ -308,6 +310,11 @@ impl CapturedRole {
     /// Records something seen but not captured.
     pub fn note(&mut self, text: String) {
         self.notes.push(text);
+    }
+
+    /// Says in the header what a captured item needs besides the apply.
+    pub fn after_apply(&mut self, text: String) {
+        self.after_apply.push(text);
     }
 
     /// Whether anything is declared at all.
@@ -573,6 +580,11 @@ impl CapturedRole {
             doc.insert("timer", toml_edit::Item::ArrayOfTables(timers));
         }
         let mut header = self.header.clone();
+        if !self.after_apply.is_empty() {
+            header.push(String::new());
+            header.push("After applying:".into());
+            header.extend(self.after_apply.iter().map(|n| format!("  - {n}")));
+        }
         if !self.notes.is_empty() {
             header.push(String::new());
             header.push("Seen but not captured:".into());
