@@ -258,6 +258,13 @@ const NEW_KERNEL: Kernel = Kernel {
     ..OLD_KERNEL
 };
 
+/// The same kernel on both hosts, for tests about something else.
+const SAME_KERNEL: Kernel = Kernel {
+    loaded: "dm_mod 184320 0 - Live 0x0000000000000000\n",
+    devices: &[],
+    ..OLD_KERNEL
+};
+
 #[test]
 #[ignore = "needs root (container tier, scripts/test)"]
 fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
@@ -1493,11 +1500,13 @@ fn a_locale_enabled_on_old_is_generated_on_new_once() {
         "fx-locale-old",
         "old-app1",
         "0123456789abcdef0123456789abcde1",
+        &SAME_KERNEL,
     );
     let new = Host::new(
         "fx-locale-new",
         "new-app1",
         "fedcba9876543210fedcba987654321e",
+        &SAME_KERNEL,
     );
     // Both run Debian's locales package, installed from the mirror as the hosts were built
     // (new from the same files old downloaded).
@@ -1550,8 +1559,18 @@ fn a_locale_enabled_on_old_is_generated_on_new_once() {
 fn an_apt_source_added_on_old_is_updated_on_new_before_its_package_installs() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = support::AptRepo::build(&tmp.path().join("fxrepo"), &[("fxtool", "1.0-1")]);
-    let old = Host::new("fx-apt-old", "old-app2", "0123456789abcdef0123456789abcde2");
-    let new = Host::new("fx-apt-new", "new-app2", "fedcba9876543210fedcba987654321d");
+    let old = Host::new(
+        "fx-apt-old",
+        "old-app2",
+        "0123456789abcdef0123456789abcde2",
+        &SAME_KERNEL,
+    );
+    let new = Host::new(
+        "fx-apt-new",
+        "new-app2",
+        "fedcba9876543210fedcba987654321d",
+        &SAME_KERNEL,
+    );
     // Both hosts reach only an archive of their own network: here, the same local
     // repository in each tree (outside the snapshot's scope), and no mirror.
     for host in [&old, &new] {
@@ -1612,16 +1631,19 @@ fn a_kernel_command_line_set_on_old_runs_update_grub_on_new_once_and_nothing_wit
         "fx-grub-old",
         "old-app3",
         "0123456789abcdef0123456789abcde3",
+        &SAME_KERNEL,
     );
     let bare = Host::new(
         "fx-grub-bare",
         "new-app3",
         "fedcba9876543210fedcba987654321c",
+        &SAME_KERNEL,
     );
     let booted = Host::new(
         "fx-grub-new",
         "new-app4",
         "fedcba9876543210fedcba987654321b",
+        &SAME_KERNEL,
     );
     for host in [&old, &bare, &booted] {
         std::fs::write(host.root().join("etc/default/grub"), DEFAULT_GRUB).unwrap();
