@@ -39,11 +39,14 @@ pub struct NetNs {
 }
 
 impl NetNs {
-    /// Creates `converge-NAME-PID` with loopback up.
+    /// Creates `converge-NAME-PID-N` with loopback up: N apart, tests running at once in one
+    /// process never share (or delete) each other's namespace, whatever names they pass.
     pub fn new(name: &str) -> NetNs {
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         require_root();
         let ip = require_tool("ip");
-        let name = format!("converge-{name}-{}", std::process::id());
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("converge-{name}-{}-{n}", std::process::id());
         let _ = Command::new(&ip).args(["netns", "del", &name]).output();
         let out = Command::new(&ip)
             .args(["netns", "add", &name])
