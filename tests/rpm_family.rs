@@ -13,8 +13,9 @@ use std::sync::OnceLock;
 use support::tools::converge_tree;
 use support::*;
 
-/// cfgtest at 1.0-1 and 2.0-1, epochpkg 1.0-1 with epoch 2, and tool 1.0-1 that requires
-/// toollib 1.0-1 (neither with a config file), built once per run.
+/// cfgtest at 1.0-1 and 2.0-1, epochpkg 1.0-1 with epoch 2, tool 1.0-1 that requires
+/// toollib 1.0-1 (neither with a config file), and NetTool 1.0-3.el9_2, named and released
+/// as the RHEL family names and releases packages, built once per run.
 fn repo() -> &'static RpmRepo {
     static REPO: OnceLock<(tempfile::TempDir, RpmRepo)> = OnceLock::new();
     &REPO
@@ -43,6 +44,11 @@ fn repo() -> &'static RpmRepo {
                     Rpm {
                         config: false,
                         ..rpm("toollib", 0, "1.0")
+                    },
+                    Rpm {
+                        release: "3.el9_2",
+                        config: false,
+                        ..rpm("NetTool", 0, "1.0")
                     },
                 ],
             );
@@ -156,6 +162,20 @@ fn a_pinned_rpm_is_installed_locked_and_pulled_back_after_drift() {
     assert_eq!(s.installed().as_deref(), Some("2.0-1"));
     assert_eq!(s.root.locks(), ["cfgtest-0:2.0-1.*"]);
     s.expect("check", 0);
+}
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn a_name_with_capitals_and_a_release_with_an_underscore_are_pinned_as_rhel_names_them() {
+    let s = Scene::new();
+    s.role("[[package]]\nname = \"NetTool\"\nversion = \"1.0-3.el9_2\"\n");
+    let out = s.expect("check", 2);
+    assert!(out.contains("+ create package:NetTool"), "{out}");
+    assert!(out.contains("version: 1.0-3.el9_2.noarch"), "{out}");
+    s.expect("apply", 2);
+    assert_eq!(s.root.installed("NetTool").as_deref(), Some("1.0-3.el9_2"));
+    let out = s.expect("check", 0);
+    assert!(out.contains("0 would change, 0 failed"), "{out}");
 }
 
 const FROM_FILE: &str = "[[package]]\nname = \"cfgtest\"\nsource = \"pkgs/cfgtest.rpm\"\n";

@@ -1,5 +1,6 @@
-//! Package declarations: names and versions checked against Debian policy (with dnf's
-//! `.arch`), and package files read at planning.
+//! Package declarations: names and versions checked against the host family's rules
+//! (Debian policy with apt's `:arch`, or rpm's with dnf's `.arch`), and package files read
+//! at planning.
 
 use toml::Spanned;
 
@@ -19,9 +20,7 @@ impl Builder<'_> {
             if !valid_package_name(name) {
                 self.errors.push(role.error_at(
                     s.name.span().start,
-                    format!(
-                        "invalid package name '{name}': expected lowercase letters, digits and + - . (optionally :ARCH)"
-                    ),
+                    format!("invalid package name '{name}': expected a Debian package name (lowercase letters, digits and + - ., optionally :ARCH) or an RPM one (letters, digits and + - . _, optionally .ARCH)"),
                 ));
                 continue;
             }
@@ -48,7 +47,7 @@ impl Builder<'_> {
                             self.errors.push(role.error_at(
                                 v.span().start,
                                 format!(
-                                    "invalid version '{}' for package '{name}': expected a Debian version such as \"1.22.1-9\"",
+                                    "invalid version '{}' for package '{name}': expected a Debian version such as \"1.22.1-9\" or an RPM one such as \"1.20.1-14.el9_2.1\"",
                                     v.get_ref()
                                 ),
                             ));
@@ -149,12 +148,24 @@ impl Builder<'_> {
     }
 }
 
-/// Debian policy: lowercase letters, digits, `+ - .`, at least two characters, starting
-/// alphanumeric; apt also accepts an `:arch` qualifier, dnf a `.arch` one (`name.x86_64`).
+/// A name either family's tools take: a role is planned (and validated, on an admin's
+/// machine or in CI) without knowing which family will run it, so a role for the RHEL family
+/// validated on Debian must pass; the package tool has the last word on the host.
 fn valid_package_name(name: &str) -> bool {
+    valid_deb_name(name) || valid_rpm_name(name)
+}
+
+/// A version either family's tools take.
+fn valid_version(v: &str) -> bool {
+    valid_deb_version(v) || valid_rpm_version(v)
+}
+
+/// Debian policy: lowercase letters, digits, `+ - .`, at least two characters, starting
+/// alphanumeric; apt also accepts an `:arch` qualifier.
+fn valid_deb_name(name: &str) -> bool {
     let (pkg, arch) = match name.split_once(':') {
         Some((p, a)) => (p, Some(a)),
-        None => (split_name_arch(name).0, None),
+        None => (name, None),
     };
     let pkg_ok = pkg.len() >= 2
         && pkg.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -166,11 +177,31 @@ fn valid_package_name(name: &str) -> bool {
     pkg_ok && arch_ok
 }
 
+/// rpm names: letters of either case, digits, `+ - . _` (NetworkManager, perl-Data-Dumper,
+/// python3-dateutil), starting alphanumeric; dnf also accepts a `.arch` suffix (glibc.i686).
+fn valid_rpm_name(name: &str) -> bool {
+    let pkg = split_name_arch(name).0;
+    !pkg.is_empty()
+        && pkg.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && pkg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
+}
+
 /// Debian version characters: `[epoch:]upstream[-revision]`.
-fn valid_version(v: &str) -> bool {
+fn valid_deb_version(v: &str) -> bool {
     v.starts_with(|c: char| c.is_ascii_digit())
         && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c))
+}
+
+/// rpm version characters: `[epoch:]version[-release][.arch]`, where both may carry `_`
+/// (el9_2), `~` and `^` (pre- and post-release markers); starting with a digit, so that
+/// `version = "latest"` is caught as the `ensure` it means.
+fn valid_rpm_version(v: &str) -> bool {
+    v.starts_with(|c: char| c.is_ascii_digit())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+~^:-".contains(c))
 }
 
 #[cfg(test)]
@@ -178,16 +209,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn package_names_and_versions_follow_debian_policy() {
+    fn package_names_and_versions_are_either_familys() {
         assert!(valid_package_name("nginx-common"));
         assert!(valid_package_name("libc6:amd64"));
         assert!(valid_package_name("g++"));
-        assert!(valid_package_name("glibc.x86_64"));
-        assert!(!valid_package_name("glibc_x86_64"));
+        assert!(valid_package_name("NetworkManager"));
+        assert!(valid_package_name("perl-Data-Dumper"));
+        assert!(valid_package_name("glibc.i686"));
         assert!(!valid_package_name("-oops"));
-        assert!(!valid_package_name("Nginx"));
+        assert!(!valid_package_name("_oops"));
+        assert!(!valid_package_name("a b"));
+        assert!(!valid_package_name("a;b"));
+        assert!(!valid_package_name("libc6:"));
+        assert!(valid_deb_name("libc6:amd64") && !valid_rpm_name("libc6:amd64"));
+        assert!(valid_rpm_name("NetworkManager") && !valid_deb_name("NetworkManager"));
         assert!(valid_version("1:1.22.1-9+deb12u1"));
+        assert!(valid_version("1.20.1-14.el9_2.1"));
+        assert!(valid_version("2:1.0~rc1^git1-1.fc39"));
+        assert!(!valid_deb_version("1.20.1-14.el9_2.1"));
         assert!(!valid_version("latest"));
         assert!(!valid_version("1.0 -1"));
+        assert!(!valid_version("-1"));
     }
 }
