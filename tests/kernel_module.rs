@@ -8,10 +8,9 @@
 
 mod support;
 
-use std::process::Command;
 
 use support::kernel::Kernel;
-use support::{output_text, require_root, require_tool, OwnState, Step, BIN};
+use support::{Namespaces, Step};
 
 /// The stand-ins in a fresh mount namespace, with an overlay on /etc (the persisted files
 /// never reach the machine's) and the shim first on the default PATH.
@@ -38,8 +37,6 @@ struct Ran {
 /// Runs shell `steps` one after another in one private mount namespace with the stand-ins
 /// of `kernel`; `$B` is the binary, `$S` the source tree, `$C` the agent config.
 fn in_namespace(role: &str, kernel: &Kernel, steps: &[&str]) -> Ran {
-    require_root();
-    let unshare = require_tool("unshare");
     let w = tempfile::tempdir().unwrap();
     let wp = w.path();
     std::fs::create_dir_all(wp.join("src/roles")).unwrap();
@@ -50,22 +47,12 @@ fn in_namespace(role: &str, kernel: &Kernel, steps: &[&str]) -> Ran {
         support::kernel::PROC_MODULES,
         support::kernel::MODULE_FILES
     );
-    let script = support::steps::script(&setup, steps);
-    let own = OwnState::new();
-    let out = Command::new(unshare)
-        .args(["-m", "--propagation", "private", "--", "sh", "-c"])
-        .arg(&script)
+    let steps = Namespaces::mount()
+        .setup(&setup)
         .env("W", wp)
         .env("R", "")
         .env("V", wp)
-        .env("B", BIN)
-        .env("S", wp.join("src"))
-        .env("C", own.config())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-    let steps = support::steps::split(&out.stdout);
+        .run(&wp.join("src"), steps);
     let calls = std::fs::read_to_string(wp.join("calls")).unwrap();
     Ran { steps, calls }
 }
