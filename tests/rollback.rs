@@ -649,7 +649,7 @@ fn one_unreadable_run_is_flagged_and_the_others_are_listed() {
 
 #[test]
 #[ignore = "needs root (container tier, scripts/test)"]
-fn history_refuses_a_state_dir_someone_else_could_have_written() {
+fn history_and_rollback_refuse_a_state_dir_someone_else_could_have_written() {
     use std::os::unix::fs::PermissionsExt;
     let l = Live::new();
     l.role("[[file]]\npath = \"{L}/one.conf\"\ncontent = \"1\\n\"\n");
@@ -657,8 +657,15 @@ fn history_refuses_a_state_dir_someone_else_could_have_written() {
     let run = newest_run_dir(&l);
     let state = l.s("state");
     let refused = |path: &PathBuf, why: &str| {
-        for format in ["human", "json"] {
-            let hist = l.run(&["history", "--state-dir", &state, "--format", format]);
+        // rollback, which restores what a record names, refuses the same way.
+        for args in [
+            &["history", "--format", "human"][..],
+            &["history", "--format", "json"],
+            &["rollback", "--check"],
+            &["rollback"],
+        ] {
+            let hist = l.run(&[args, &["--state-dir", &state]].concat());
+            let format = args.join(" ");
             assert_eq!(hist.code, 1, "{hist:?}");
             assert_eq!(hist.stdout, "", "{format}");
             assert_eq!(
@@ -679,6 +686,7 @@ fn history_refuses_a_state_dir_someone_else_could_have_written() {
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
     refused(&run, "is writable by its group (mode 0777)");
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(l.read("live/one.conf").as_deref(), Some("1\n"));
     let hist = l.run(&["history", "--state-dir", &state]);
     assert_eq!(hist.code, 0, "{hist:?}");
     assert_eq!(hist.stdout.lines().count(), 2, "{}", hist.stdout);
