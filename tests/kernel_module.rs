@@ -8,7 +8,6 @@
 
 mod support;
 
-
 use support::kernel::Kernel;
 use support::{Namespaces, Step};
 

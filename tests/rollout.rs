@@ -460,15 +460,12 @@ fn an_expired_manifest_is_refused_and_the_last_known_good_kept() {
 
 #[test]
 #[ignore = "needs root (container tier, scripts/test)"]
-fn a_forbidden_rollout_file_is_an_error_a_missing_one_is_no_rollout() {
+fn a_forbidden_rollout_file_is_no_rollout_until_the_host_has_followed_one() {
     let publisher = Publisher::new();
     let v1 = publisher.publish("v1", false);
     let nginx = Nginx::serve(&publisher.out());
     let base = tempfile::tempdir().unwrap();
     let host = Host::new(base.path(), 7, &nginx.url(), &publisher.public_key());
-    // No rollout file: the source answers 404 and the host follows manifest.json.
-    assert_eq!(host.run(), 2);
-    assert_eq!(host.state(), ("stable".into(), v1.clone(), "v1".into()));
     let rollout_requests = |status: u16| {
         nginx
             .access_log()
@@ -476,35 +473,51 @@ fn a_forbidden_rollout_file_is_an_error_a_missing_one_is_no_rollout() {
             .filter(|l| l.contains("GET /rollout.json") && l.contains(&format!("\" {status} ")))
             .count()
     };
-    assert_eq!(rollout_requests(404), 1, "{}", nginx.access_log());
+    // nginx answers 403 for a directory it may not list: as an object store without list
+    // permission answers for a key it does not hold. No rollout was ever followed here, so
+    // the host follows manifest.json.
+    let rollout = publisher.out().join("rollout.json");
+    fs::create_dir(&rollout).unwrap();
+    assert_eq!(host.run(), 2);
+    assert_eq!(host.state(), ("stable".into(), v1.clone(), "v1".into()));
+    assert_eq!(rollout_requests(403), 1, "{}", nginx.access_log());
     assert_eq!(host.last_run()["source"]["freshness"], "fresh");
+    // A 404 is no rollout too.
+    fs::remove_dir(&rollout).unwrap();
+    assert_eq!(host.run(), 0);
+    assert_eq!(rollout_requests(404), 1, "{}", nginx.access_log());
 
+    // The host follows a rollout to its candidate.
     let v2 = publisher.publish("v2", true);
     publisher.rollout(&["start", "--percent", "100"]);
-    // nginx answers 403 for a directory it may not list: a rollout file the server refuses.
-    let rollout = publisher.out().join("rollout.json");
+    assert_eq!(host.run(), 2);
+    assert_eq!(host.state(), ("candidate".into(), v2, "v2".into()));
+
+    // The rollout is halted, but the server refuses the file: the host must not take that
+    // for "no rollout" and guess; it keeps its bundle and says why.
+    publisher.rollout(&["halt"]);
     let kept = fs::read(&rollout).unwrap();
     fs::remove_file(&rollout).unwrap();
     fs::create_dir(&rollout).unwrap();
     let code = host.run();
     let (freshness, reason, _) = refused(&host);
-    assert!(rollout_requests(403) >= 1, "{}", nginx.access_log());
+    assert_eq!(rollout_requests(403), 2, "{}", nginx.access_log());
     assert_eq!(
         reason,
         format!(
-            "{}/rollout.json: HTTP status 403: the source refuses to serve its rollout file, so which bundle this host should follow is unknown; make the file readable by the web server, or, when there is no rollout, have the source answer 404 (an object store: let the reader list the bucket)",
+            "{}/rollout.json: HTTP status 403: the source refuses to serve the rollout file this host follows, so which bundle it should follow is unknown; make the file readable by the web server, or end a rollout with `converge rollout OUT promote` or `halt` rather than by deleting its file",
             nginx.url()
         ),
         "exit {code}, {freshness}"
     );
-    // The kept bundle stands, and the run says why it is not the source's.
     assert_eq!((code, freshness.as_str()), (0, "stale"));
-    assert_eq!(host.state().2, "v1");
+    assert_eq!(host.state().2, "v2");
 
+    // Readable again: the halt takes the host back to the stable bundle.
     fs::remove_dir(&rollout).unwrap();
     fs::write(&rollout, kept).unwrap();
     assert_eq!(host.run(), 2);
-    assert_eq!(host.state(), ("candidate".into(), v2, "v2".into()));
+    assert_eq!(host.state().2, "v1");
 }
 
 #[test]

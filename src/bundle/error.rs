@@ -158,9 +158,10 @@ pub enum BundleError {
         /// The first problem found.
         reason: String,
     },
-    /// The source answered 403 for `rollout.json`: it has one this host may not read, or
-    /// it says "forbidden" for a missing file; either way, which bundle to follow is unknown.
-    #[error("{}: HTTP status 403: the source refuses to serve its rollout file, so which bundle this host should follow is unknown; make the file readable by the web server, or, when there is no rollout, have the source answer 404 (an object store: let the reader list the bucket)", RedactedUrl(.url))]
+    /// The source answered 403 for the `rollout.json` this host has followed: the file may
+    /// be there and unreadable, or gone from an object store that says "forbidden" for a
+    /// missing key; either way, which bundle to follow is unknown.
+    #[error("{}: HTTP status 403: the source refuses to serve the rollout file this host follows, so which bundle it should follow is unknown; make the file readable by the web server, or end a rollout with `converge rollout OUT promote` or `halt` rather than by deleting its file", RedactedUrl(.url))]
     RolloutForbidden {
         /// The rollout file URL.
         url: String,

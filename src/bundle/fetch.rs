@@ -110,8 +110,10 @@ impl<'a> Fetcher<'a> {
 
     /// Fetch `rollout.json`, conditionally when `etag` is given; `None` when the source has
     /// none (404/410, or no file): no rollout, every host follows `manifest.json`. A 403 is
-    /// not "none": it is most often a rollout file the web server may not read, and taking it
-    /// for none would quietly put every host of a rollout (or of a halt) on the stable bundle.
+    /// [`BundleError::RolloutForbidden`], which the host reads as "none" only when it never
+    /// followed a rollout from this source (an object store without list permission answers
+    /// 403 for a missing key); after one, taking it for none would quietly put every host of
+    /// a rollout (or of a halt) on the stable bundle.
     pub fn rollout(&self, etag: Option<&str>) -> Result<Option<ManifestFetch>, BundleError> {
         match self.conditional(ROLLOUT_FILE, etag, MAX_ROLLOUT_BYTES) {
             Err(BundleError::HttpStatus { status: 403, url }) => {

@@ -60,6 +60,13 @@ pub(super) fn read(
         Err(BundleError::SignatureInvalid { mismatch: true, .. }) => {
             read_verified(fetcher, None, opts)?
         }
+        // An object store without list permission answers 403 for a key it does not hold:
+        // for a host that never followed a rollout from this source that is "no rollout".
+        // A host that did follow one must not quietly leave it (or a halt) for manifest.json.
+        Err(BundleError::RolloutForbidden { .. }) if followed.is_none() => {
+            tracing::debug!(%url, "403 for the rollout file, and none followed here: no rollout");
+            Fetched::Missing
+        }
         other => other?,
     };
     let now = SystemTime::now();
