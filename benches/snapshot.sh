@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # converge snapshot of this host (the default scope, and /etc alone) and of the cached Debian
-# rootfs (under --root), RUNS times each; reports median wall time and median CPU (user + sys,
-# tools included) in ms, and the snapshot's size.
+# rootfs (under --root, on an overlay so the shared tree is never written: apt saves its
+# cache where it may), RUNS times each; reports median wall time and median CPU (user + sys,
+# tools included) in ms, and the snapshot's size. The rootfs is measured as Debian installs
+# it, with apt's binary cache (pkgcache.bin) built, and with that cache removed before each
+# run (what every snapshot costs where apt is configured to keep none). Where this host's
+# apt keeps no cache of its lists, converge keeps one (/var/cache/converge): host/nc is this
+# host with that file removed before each run, the cost of the first snapshot after the
+# lists change (and of every snapshot before converge kept one).
 # Usage: benches/snapshot.sh [RUNS]   (default 11; the rootfs is built by the tests, once)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +16,14 @@ cargo build --release --locked --quiet
 bin=$PWD/target/release/converge
 rootfs=$(ls -d /var/cache/converge-tests/rootfs-* 2>/dev/null | grep -v '\.' | head -1 || true)
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+ovl=$(mktemp -d)
+cleanup() {
+  mountpoint -q "$ovl/merged" && umount "$ovl/merged"
+  rm -rf "$out" "$ovl"
+}
+trap cleanup EXIT
+# before: a command run before each measured run (not measured).
+before=true
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
@@ -18,6 +31,7 @@ measure() {
   local label=$1; shift
   local walls=() cpus=()
   for _ in $(seq "$runs"); do
+    $before
     # %e wall seconds, %U/%S CPU seconds of converge and the tools it waited for.
     read -r wall user sys < <( { /usr/bin/time -f '%e %U %S' "$bin" snapshot "$@" -o "$out" ; } 2>&1 >/dev/null | tail -1)
     walls+=("$(awk -v w="$wall" 'BEGIN {printf "%d", w * 1000}')")
@@ -32,9 +46,20 @@ measure() {
 
 echo "snapshot, median of $runs runs (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 measure host
+no_kept_cache() { rm -f /var/cache/converge/apt-srcpkgcache.bin; }
+before=no_kept_cache
+measure host/nc
+before=true
 measure host/etc --path /etc
 if [ -n "$rootfs" ]; then
-  measure rootfs --root "$rootfs"
+  mkdir -p "$ovl/up" "$ovl/work" "$ovl/merged"
+  mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$ovl/up,workdir=$ovl/work" "$ovl/merged"
+  chroot "$ovl/merged" apt-cache gencaches
+  measure rootfs --root "$ovl/merged"
+  no_apt_cache() { rm -f "$ovl"/merged/var/cache/apt/*.bin; }
+  before=no_apt_cache
+  measure rootfs/nc --root "$ovl/merged"
+  before=true
 else
   echo "rootfs   skipped: no cached rootfs yet (run cargo test --test snapshot once)"
 fi
