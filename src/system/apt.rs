@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use super::command::{self, tool};
 use super::packages::{
@@ -31,38 +30,6 @@ pub(super) fn package_tool(sys: &System, program: &str) -> Command {
     cmd.env("DEBIAN_FRONTEND", "noninteractive")
         .env("APT_LISTCHANGES_FRONTEND", "none");
     cmd
-}
-
-/// converge's cache of the package lists, for a host whose apt configuration keeps none of
-/// its own (container images cleaned Docker-style set `Dir::Cache::srcpkgcache ""`): without
-/// one every `apt-cache` call parses every list again, about a second of CPU. apt checks it
-/// against the lists on each use and rebuilds it after they change, as it does its own.
-const LISTS_CACHE: &str = "/var/cache/converge/apt-srcpkgcache.bin";
-
-/// `apt-cache` against this root; on the running host given [`LISTS_CACHE`] where apt keeps
-/// no cache of its lists (a tree under `--root` gets nothing of converge's written into it).
-fn apt_cache(sys: &System) -> Command {
-    let mut cmd = package_tool(sys, "apt-cache");
-    if sys.is_live() && lists_cache_wanted(sys) {
-        cmd.arg("-o")
-            .arg(format!("Dir::Cache::srcpkgcache={LISTS_CACHE}"));
-    }
-    cmd
-}
-
-/// Whether apt's configuration turns its cache of the lists off, and converge's directory
-/// for one is there; asked once a process.
-fn lists_cache_wanted(sys: &System) -> bool {
-    static WANTED: OnceLock<bool> = OnceLock::new();
-    *WANTED.get_or_init(|| {
-        let mut cmd = package_tool(sys, "apt-config");
-        cmd.args(["shell", "CACHE", "Dir::Cache::srcpkgcache/f"]);
-        // `CACHE='/var/cache/apt/srcpkgcache.bin'`, or `CACHE=''` where it is off.
-        let off = command::run(&mut cmd, sys.timeouts().query)
-            .is_ok_and(|text| text.trim() == "CACHE=''");
-        let dir = Path::new(LISTS_CACHE).parent().unwrap_or(Path::new("/"));
-        off && std::fs::create_dir_all(dir).is_ok()
-    })
 }
 
 fn apt_get(sys: &System) -> Command {
@@ -112,7 +79,7 @@ impl PackageManager for Apt {
 
     /// `apt-cache madison`.
     fn available(&self, sys: &System, name: &str) -> Result<Vec<String>, SystemError> {
-        let mut cmd = apt_cache(sys);
+        let mut cmd = package_tool(sys, "apt-cache");
         cmd.args(["madison", "--", name]);
         let out = command::output(&mut cmd, sys.timeouts().query)?;
         // madison exits non-zero for a name no archive has; that is an empty list, not a failure.
@@ -133,7 +100,7 @@ impl PackageManager for Apt {
 
     /// The candidate of `apt-cache policy`.
     fn candidate(&self, sys: &System, name: &str) -> Result<Option<String>, SystemError> {
-        let mut cmd = apt_cache(sys);
+        let mut cmd = package_tool(sys, "apt-cache");
         cmd.args(["policy", "--", name]);
         let text = command::run(&mut cmd, sys.timeouts().query)?;
         Ok(text.lines().find_map(|l| {
@@ -215,7 +182,7 @@ impl PackageManager for Apt {
         if packages.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let mut cmd = apt_cache(sys);
+        let mut cmd = package_tool(sys, "apt-cache");
         cmd.arg("policy").arg("--");
         cmd.args(packages.iter().map(|(name, _)| name));
         let text = command::run(&mut cmd, sys.timeouts().query)?;
