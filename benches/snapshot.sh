@@ -46,10 +46,6 @@ measure() {
 
 echo "snapshot, median of $runs runs (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 measure host
-no_kept_cache() { rm -f /var/cache/converge/apt-srcpkgcache.bin; }
-before=no_kept_cache
-measure host/nc
-before=true
 measure host/etc --path /etc
 if [ -n "$rootfs" ]; then
   mkdir -p "$ovl/up" "$ovl/work" "$ovl/merged"
