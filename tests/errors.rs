@@ -726,7 +726,7 @@ fn validate_reports_a_schema_error_in_each_newer_section() {
             "error: roles/r.toml:2:44: unknown field `persit`, expected `value` or `persist`",
             "error: roles/r.toml:7:1: unknown field `comand`, expected one of `name`, `ensure`, \
              `enabled`, `state`, `masked`, `description`, `on_calendar`, `on_boot`, `on_active`, \
-             `on_unit_active`, `persistent`, `randomized_delay`, `accuracy`, `command`, `user`, \
+             `on_unit_active`, `persistent`, `randomized_delay`, `accuracy`, `command`, `user`, `sensitive`, \
              `service`, `timer`, `timeout`, `after`",
             "error: roles/r.toml:11:1: unknown field `loaded`, expected one of `name`, `ensure`, \
              `options`, `after`",
