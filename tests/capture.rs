@@ -24,6 +24,9 @@ struct Host {
     kernel: tempfile::TempDir,
 }
 
+/// Puts the host's stand-in /sys/kernel/mm (`$W/mm`) over the kernel's, under `$R`.
+const MM: &str = "mkdir -p $R/sys/kernel/mm && mount --bind $W/mm $R/sys/kernel/mm || fail mm\n";
+
 /// Where a host's kernel stand-ins are seen from inside its tree.
 const KERNEL_INSIDE: &str = "/run/converge-test-kernel";
 
@@ -43,6 +46,20 @@ impl Host {
         assert!(status.success(), "mount proc in {}", root.display());
         let dir = tempfile::tempdir().unwrap();
         support::kernel::write(dir.path(), kernel, KERNEL_INSIDE);
+        // The host's own /sys/kernel/mm, as a stock kernel shows it.
+        for (file, text) in [
+            ("transparent_hugepage/enabled", "always [madvise] never\n"),
+            (
+                "transparent_hugepage/defrag",
+                "always defer defer+madvise [madvise] never\n",
+            ),
+            ("ksm/run", "0\n"),
+            ("ksm/pages_to_scan", "100\n"),
+        ] {
+            let path = dir.path().join("mm").join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
         Host {
             ch,
             ns: NetNs::new(name),
@@ -106,7 +123,7 @@ impl Host {
     fn sh(&self, script: &str) -> Output {
         let root = self.root().display().to_string();
         let setup = format!(
-            "{}mount --bind $W/sbin $R/usr/local/sbin || fail sbin\n",
+            "{}mount --bind $W/sbin $R/usr/local/sbin || fail sbin\n{MM}",
             support::kernel::PROC_MODULES
         );
         self.with_kernel(
@@ -148,7 +165,7 @@ impl Host {
         ];
         args.extend_from_slice(extra);
         let setup = format!(
-            "{}{}",
+            "{}{}{MM}",
             support::kernel::PROC_MODULES,
             support::kernel::MODULE_FILES
         );
@@ -391,6 +408,14 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
     // A module loaded by hand. Each host's own NIC driver is loaded on it alone too, and is
     // hardware, not tuning.
     old.sh_ok("modprobe wireguard");
+    // Transparent hugepages off by hand, as a database's install guide says...
+    old.sh_ok("echo never > /sys/kernel/mm/transparent_hugepage/enabled");
+    // ...which the kernel then shows as its choice list.
+    std::fs::write(
+        old.kernel.path().join("mm/transparent_hugepage/enabled"),
+        "always madvise [never]\n",
+    )
+    .unwrap();
 
     let old_json = tmp.path().join("old.json");
     let new_json = tmp.path().join("new.json");
@@ -430,6 +455,7 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         "file /var/spool/cron/crontabs/root",
         "nftables inet/filter",
         "kernel_module wireguard",
+        "sysfs kernel/mm/transparent_hugepage/enabled",
     ]
     .into_iter()
     .map(String::from)
@@ -539,6 +565,12 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         "{role}"
     );
     assert!(
+        role.contains(
+            "\"kernel/mm/transparent_hugepage/enabled\" = { value = \"never\", persist = false }"
+        ),
+        "{role}"
+    );
+    assert!(
         role.contains("kernel module wireguard: captured; [[kernel_module]] also keeps it loaded at boot with /etc/modules-load.d/converge-wireguard.conf, which a second compare shows"),
         "{role}"
     );
@@ -642,6 +674,10 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
         "8192\n15\n"
     );
     assert_eq!(new.sh_ok("systemctl is-enabled nightly.timer"), "enabled\n");
+    assert_eq!(
+        new.sh_ok("cat /sys/kernel/mm/transparent_hugepage/enabled"),
+        "never\n"
+    );
     assert_eq!(new.modprobe_calls(), "modprobe wireguard (options: )\n");
     assert_eq!(
         old.modprobe_calls(),
