@@ -23,6 +23,7 @@ use reuse::Checked;
 use crate::agent::config::{AgentConfig, ConfigError, DEFAULT_PATH};
 use crate::bundle::{self, RedactedUrl, TrustedKey};
 use crate::diagnostics::Diagnostics;
+use crate::durable::StateLock;
 use crate::engine;
 use crate::pipeline::{self, Finished, Request, RunError, Source};
 use crate::plan::{self as planning, Plan, PlanOptions};
@@ -179,6 +180,10 @@ pub struct Prepared {
     config: AgentConfig,
     /// What the check before the first write found at the source.
     checked: Checked,
+    /// The state dir's lock, held from the look at the kept bundles through the first run
+    /// where a host was set up before (else an agent run could come between bootstrap's
+    /// writes and its run); a fresh host has no state dir for anyone to hold.
+    lock: Option<StateLock>,
 }
 
 impl Prepared {
@@ -281,13 +286,22 @@ pub fn prepare(opts: &Options, sys: &System, facts: &Value) -> Result<Prepared, 
             *path = resolved(sys, path)?;
         }
     }
-    let checked = check_bundle(&opts.source, &trusted, &config, facts)?;
+    // A host set up before: an agent run may hold the state dir. Wait for it as a run would
+    // (`lock_wait`), before anything is written, and keep it through the first run.
+    let lock = if config.state_dir.is_dir() {
+        let wait = Some(config.lock_wait);
+        Some(StateLock::acquire(&config.state_dir, wait).map_err(RunError::from)?)
+    } else {
+        None
+    };
+    let checked = check_bundle(&opts.source, &trusted, &config, facts, lock.as_ref())?;
     Ok(Prepared {
         keys,
         existing,
         text,
         config,
         checked,
+        lock,
     })
 }
 
@@ -306,6 +320,7 @@ pub fn apply(
         text,
         config,
         checked,
+        lock,
     } = prepared;
     let mut changed = false;
     let mut setup = Vec::new();
@@ -352,12 +367,16 @@ pub fn apply(
     step(config_path.display().to_string(), did, detail, diff);
 
     let request = Request::agent_run(sys.root(), &config, facts);
-    reuse::adopt(&checked, &config.state_dir);
+    reuse::adopt(&checked, &config.state_dir, lock.as_ref());
     let mut source_down = match &checked {
         Checked::Unreachable(reason) => Some(reason.clone()),
         _ => None,
     };
-    let finished = match pipeline::run(&request) {
+    let ran = match lock {
+        Some(lock) => pipeline::run_holding(&request, lock),
+        None => pipeline::run(&request),
+    };
+    let finished = match ran {
         Ok(finished) => Some(finished),
         // Set up all the same: the timer fetches again, so a first boot while the source
         // is down heals itself.
@@ -626,12 +645,13 @@ fn check_bundle(
     keys: &[TrustedKey],
     config: &AgentConfig,
     facts: &Value,
+    lock: Option<&StateLock>,
 ) -> Result<Checked, BootstrapError> {
     let (checked, dir) = match Source::detect(source, !keys.is_empty()) {
         Source::Tree(dir) => (Checked::Tree, dir),
         Source::Bundle(_) => {
             let opts = pipeline::source::fetch_options(keys.to_vec(), &config.fetch);
-            match reuse::fetch_scratch(source, &opts, &config.state_dir) {
+            match reuse::fetch_scratch(source, &opts, lock) {
                 Ok(found) => found,
                 Err(RunError::Bundle(e)) if reuse::is_source_down(&e) => {
                     return Ok(Checked::Unreachable(e.to_string()))

@@ -7,6 +7,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use support::converge;
 
@@ -411,6 +412,65 @@ fn rotating_keys_as_the_readme_says_keeps_the_hosts_settings() {
     .unwrap();
     assert_eq!(record["roles"], serde_json::json!(["base"]));
     assert_eq!(record["source"]["freshness"], "unchanged");
+}
+
+#[test]
+#[ignore = "needs root (container tier, scripts/test)"]
+fn a_run_holding_the_state_dir_stops_a_rebootstrap_before_its_first_write() {
+    let s = Setup::new();
+    let root = s.root();
+    let key = path(&s.file("keys/converge.pub"));
+    let first = s.bootstrap(&key);
+    assert_eq!(first.status.code(), Some(0), "{first:?}");
+    let config = root.join("etc/converge/agent.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[vars]\n", "lock_wait = \"1s\"\n\n[vars]\n");
+    std::fs::write(&config, &text).unwrap();
+
+    // An agent run holds the state dir for as long as the gate is there.
+    let gate = s.file("gate");
+    std::fs::write(&gate, "").unwrap();
+    let mut run = std::process::Command::new(support::require_tool("flock"))
+        .arg(root.join("var/lib/converge/run.lock"))
+        .args([
+            "sh",
+            "-c",
+            "touch \"$0.held\"; while [ -e \"$0\" ]; do sleep 0.05; done",
+        ])
+        .arg(&gate)
+        .spawn()
+        .unwrap();
+    support::wait_until("the run holds the lock", Duration::from_secs(30), || {
+        s.file("gate.held").exists()
+    });
+    let args = [
+        "--role",
+        "base",
+        "--key",
+        &key,
+        "--var",
+        "admin_contact=ops@example.com",
+    ];
+    let refused = s.bootstrap_with(&args);
+    std::fs::remove_file(&gate).unwrap();
+    run.wait().unwrap();
+    // Refused before its first write: nothing done, and it says why.
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert_eq!(String::from_utf8_lossy(&refused.stdout), "", "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("lock"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+
+    // Once the run is over, the same bootstrap goes through.
+    let again = s.bootstrap_with(&args);
+    assert_eq!(again.status.code(), Some(0), "{again:?}");
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("admin_contact = \"ops@example.com\""),
+        "{again:?}"
+    );
 }
 
 #[test]

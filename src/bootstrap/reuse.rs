@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
 use crate::bundle::{self, BundleError, Freshness, Peeked, SyncOptions};
+use crate::durable::StateLock;
 use crate::pipeline::{self, RunError};
 
 /// What the check before the first write found at the source.
@@ -46,17 +47,17 @@ pub(super) fn is_source_down(e: &BundleError) -> bool {
 }
 
 /// Fetches and verifies the bundle at `source` for the check: on a host whose state dir
-/// holds bundles already, as `converge check` would (a conditional GET, objects it holds
+/// (whose lock bootstrap holds) holds bundles already, as `converge check` would (a conditional GET, objects it holds
 /// linked, the state dir left as it is); on a fresh host, into a scratch state dir of its
 /// own. Returns the check's outcome and the verified bundle's directory.
 pub(super) fn fetch_scratch(
     source: &str,
     opts: &SyncOptions,
-    state_dir: &Path,
+    held: Option<&StateLock>,
 ) -> Result<(Checked, PathBuf), RunError> {
-    if state_dir.join("objects").is_dir() {
+    if let Some(lock) = held.filter(|l| l.dir().join("objects").is_dir()) {
         let parsed = bundle::Source::parse(source)?;
-        let peeked = bundle::peek(&parsed, state_dir, opts)?;
+        let peeked = bundle::peek_locked(&parsed, lock, opts)?;
         return match &peeked.outcome.freshness {
             Freshness::Fresh { .. } | Freshness::Unchanged => {
                 let dir = peeked.outcome.bundle_dir.clone();
@@ -79,7 +80,7 @@ pub(super) fn fetch_scratch(
 
 /// Hands the bundle the check fetched to the state dir, so the first run fetches only its
 /// manifest. Best effort: what is not handed over is downloaded as usual.
-pub(super) fn adopt(checked: &Checked, state_dir: &Path) {
+pub(super) fn adopt(checked: &Checked, state_dir: &Path, held: Option<&StateLock>) {
     // A host set up before whose source has a new bundle: the look fetched it into a scratch
     // dir of its own, as a fresh host's check does.
     let (scratch, id) = match checked {
@@ -88,7 +89,11 @@ pub(super) fn adopt(checked: &Checked, state_dir: &Path) {
         Checked::Tree | Checked::Unreachable(_) => (None, None),
     };
     if let Some(scratch) = scratch {
-        if let Err(e) = bundle::adopt(state_dir, scratch, id) {
+        let adopted = match held {
+            Some(lock) => bundle::adopt_locked(lock, scratch, id),
+            None => bundle::adopt(state_dir, scratch, id),
+        };
+        if let Err(e) = adopted {
             tracing::debug!("the checked bundle is fetched again: {e}");
         }
     }

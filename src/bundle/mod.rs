@@ -47,8 +47,8 @@ pub use signature::{
 };
 pub use source::{RedactedUrl, Source};
 pub use sync::{
-    adopt, peek, peek_locked, sync, sync_locked, Freshness, Peeked, SyncOptions, SyncOutcome,
-    DEFAULT_DEADLINE,
+    adopt, adopt_locked, peek, peek_locked, sync, sync_locked, Freshness, Peeked, SyncOptions,
+    SyncOutcome, DEFAULT_DEADLINE,
 };
 
 /// Name of the manifest in a published bundle.

@@ -200,7 +200,16 @@ pub fn peek_locked(
 /// Returns how many of its objects the store now holds.
 pub fn adopt(state_dir: &Path, scratch: &Path, id: Option<&str>) -> Result<usize, BundleError> {
     let lock = StateLock::acquire(state_dir, None)?;
-    let state = StateDir::open(&lock)?;
+    adopt_locked(&lock, scratch, id)
+}
+
+/// [`adopt`] into the state dir whose lock `lock` is.
+pub fn adopt_locked(
+    lock: &StateLock,
+    scratch: &Path,
+    id: Option<&str>,
+) -> Result<usize, BundleError> {
+    let state = StateDir::open(lock)?;
     let checked = StateDir::scratch(scratch)?;
     let id = checked.current().or_else(|| id.map(str::to_owned));
     let Some(manifest) = id.and_then(|id| checked.manifest(&id)) else {

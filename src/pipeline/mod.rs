@@ -169,6 +169,16 @@ pub struct Finished {
 /// Runs one request: lock, source, roles, plan, converge, record. Errors that stop the run
 /// before it converges are recorded too, so monitoring sees a host that cannot run.
 pub fn run(req: &Request) -> Result<Finished, RunError> {
+    run_with(req, None)
+}
+
+/// [`run`] under the state dir's lock the caller already holds: bootstrap takes it before
+/// its first write, so no agent run can come between its writes and its first run.
+pub fn run_holding(req: &Request, lock: StateLock) -> Result<Finished, RunError> {
+    run_with(req, Some(lock))
+}
+
+fn run_with(req: &Request, held: Option<StateLock>) -> Result<Finished, RunError> {
     let started = SystemTime::now();
     let mut sys = System::new(&req.root)?;
     sys.set_timeouts(req.settings.timeouts);
@@ -177,7 +187,9 @@ pub fn run(req: &Request) -> Result<Finished, RunError> {
     // running machine. A run of a checkout on a private tree touches neither.
     let keeps_state = req.record || req.history || matches!(req.source, Source::Bundle(_));
     let writes_host = req.mode == Mode::Apply && live;
-    let lock = if keeps_state || writes_host {
+    let lock = if held.is_some() {
+        held
+    } else if keeps_state || writes_host {
         // 0711: others may pass through to the world-readable metrics/ (node_exporter), but
         // not list it; bundles and objects (which may carry secrets) are 0700 and run records
         // (which show diffs) 0600.
