@@ -213,10 +213,7 @@ pub fn capture(
         (Kind::Sysctl, _) => Prior::Sysctl {
             resource,
             key: id.name.clone(),
-            value: sys
-                .read_sysctl(&id.name)?
-                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
-                .unwrap_or_default(),
+            value: sysctl_now(sys, &id.name)?,
         },
         (Kind::Package, _) => {
             let status = sys.packages().status(sys, &id.name)?;
@@ -287,6 +284,15 @@ pub fn capture(
     Ok(prior)
 }
 
+/// A sysctl's live value with its fields one space apart (the kernel separates
+/// `ip_local_port_range` with a tab); empty where the kernel has no such key.
+fn sysctl_now(sys: &System, key: &str) -> Result<String, SystemError> {
+    Ok(sys
+        .read_sysctl(key)?
+        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default())
+}
+
 /// What stands live of what `prior` names, as a short text that tells a later change apart
 /// (a table by its listing's digest): what a run notes it left there, and what a rollback
 /// compares with that. `None` for a path (told by `LeftState::of`), a package, a service,
@@ -296,10 +302,7 @@ pub(crate) fn live_state(sys: &System, prior: &Prior) -> Result<Option<String>, 
         return Ok(None);
     }
     let state = match prior {
-        Prior::Sysctl { key, .. } => sys
-            .read_sysctl(key)?
-            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
-            .unwrap_or_default(),
+        Prior::Sysctl { key, .. } => sysctl_now(sys, key)?,
         Prior::KernelModule { name, .. } => match sys.loaded_modules()?.contains_key(name) {
             true => "loaded",
             false => "not loaded",
