@@ -16,17 +16,20 @@ pub(super) struct Limits {
 /// Reads a role's duration; `Err` says what was expected, to follow the caller's
 /// "invalid KEY 'TEXT': ".
 pub(super) fn read(text: &str, limits: Limits, example: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(d) if limits.max.is_some_and(|max| d > max) => Err(format!(
+    let d = humantime::parse_duration(text)
+        .map_err(|_| format!("expected a duration with a unit, e.g. {example}"))?;
+    if let Some(max) = limits.max.filter(|&max| d > max) {
+        return Err(format!(
             "expected at most {}",
-            humantime::format_duration(limits.max.unwrap_or(d))
-        )),
-        Ok(d) if limits.zero || !d.is_zero() => Ok(d),
-        Ok(_) => Err(format!(
-            "expected a duration with a unit, more than 0, e.g. {example}"
-        )),
-        Err(_) => Err(format!("expected a duration with a unit, e.g. {example}")),
+            humantime::format_duration(max)
+        ));
     }
+    if d.is_zero() && !limits.zero {
+        return Err(format!(
+            "expected a duration with a unit, more than 0, e.g. {example}"
+        ));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
