@@ -484,20 +484,7 @@ fn old_tuned_by_hand_is_captured_and_new_then_matches_it() {
 
     // capture: a role that validates and is in sync on old.
     let src = tmp.path().join("src");
-    let role_file = src.join("roles/tuned.toml");
-    let out = converge(&[
-        "capture",
-        "--from",
-        old_json.to_str().unwrap(),
-        "--against",
-        new_json.to_str().unwrap(),
-        "--role",
-        "tuned",
-        "-o",
-        role_file.to_str().unwrap(),
-    ]);
-    assert_eq!(code(&out), 0, "{}", output_text(&out));
-    let role = std::fs::read_to_string(&role_file).unwrap();
+    let role = captured(&old_json, &new_json, &src, "tuned");
     assert!(
         role.contains("\"net.core.somaxconn\" = { value = 8192, persist = false }"),
         "{role}"
@@ -797,6 +784,25 @@ fn capture_from(snapshot: &Path, role_file: &Path, extra: &[&str]) -> Output {
     ];
     args.extend_from_slice(extra);
     converge(&args)
+}
+
+/// `capture --from OLD --against NEW --role ROLE -o SRC/roles/ROLE.toml`, which must
+/// succeed; the role's text.
+fn captured(old: &Path, new: &Path, src: &Path, role: &str) -> String {
+    let role_file = src.join(format!("roles/{role}.toml"));
+    let out = converge(&[
+        "capture",
+        "--from",
+        old.to_str().unwrap(),
+        "--against",
+        new.to_str().unwrap(),
+        "--role",
+        role,
+        "-o",
+        role_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", output_text(&out));
+    std::fs::read_to_string(&role_file).unwrap()
 }
 
 /// Every entry under `dir`, relative, sorted: what a command left behind.
@@ -1443,20 +1449,7 @@ fn modules_loaded_by_hand_are_captured_and_hardware_drivers_and_dependencies_are
     );
     assert_eq!(status, 2);
     let src = tmp.path().join("src");
-    let role_file = src.join("roles/k.toml");
-    let out = converge(&[
-        "capture",
-        "--from",
-        old.to_str().unwrap(),
-        "--against",
-        new.to_str().unwrap(),
-        "--role",
-        "k",
-        "-o",
-        role_file.to_str().unwrap(),
-    ]);
-    assert_eq!(code(&out), 0, "{}", output_text(&out));
-    let role = std::fs::read_to_string(&role_file).unwrap();
+    let role = captured(&old, &new, &src, "k");
     assert!(
         role.contains("[[kernel_module]]\nname = \"br_netfilter\"\n"),
         "{role}"
@@ -1481,20 +1474,7 @@ fn capture_effects(tmp: &Path, old: &Host, new: &Host) -> (PathBuf, String) {
     old.snapshot(&old_json, &[]);
     new.snapshot(&new_json, &[]);
     let src = tmp.join("src");
-    let role_file = src.join("roles/effects.toml");
-    let out = converge(&[
-        "capture",
-        "--from",
-        old_json.to_str().unwrap(),
-        "--against",
-        new_json.to_str().unwrap(),
-        "--role",
-        "effects",
-        "-o",
-        role_file.to_str().unwrap(),
-    ]);
-    assert_eq!(code(&out), 0, "{}", output_text(&out));
-    let role = std::fs::read_to_string(&role_file).unwrap();
+    let role = captured(&old_json, &new_json, &src, "effects");
     (src, role)
 }
 
